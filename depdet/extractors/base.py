@@ -1,0 +1,60 @@
+"""The one interface every feature extractor implements.
+
+An extractor turns decoded media into rows on the output timeline: row ``k`` covers the window
+``[k / fps, (k + 1) / fps)`` seconds. It returns a :class:`StreamFeatures` with a ``(T, D)`` float32
+array and a ``(T,)`` boolean validity mask (False where, e.g., no face was found or the window
+holds no audio). Alignment (``depdet.pipeline.align``) then truncates all streams to their common
+span.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class StreamFeatures:
+    """One stream's features on the output timeline."""
+
+    values: np.ndarray  # (T, D) float32
+    valid: np.ndarray  # (T,) bool
+    fps: float
+    info: dict = field(default_factory=dict)  # e.g. face-found ratio, detector used
+
+    def __post_init__(self):
+        self.values = np.ascontiguousarray(self.values, dtype=np.float32)
+        self.valid = np.asarray(self.valid, dtype=bool)
+        if self.values.ndim != 2 or self.valid.shape != (self.values.shape[0],):
+            raise ValueError(f"bad stream shapes {self.values.shape} / {self.valid.shape}")
+
+    def __len__(self) -> int:
+        return self.values.shape[0]
+
+
+class Extractor(ABC):
+    """Base class: declares what it produces; ``extract`` does the work.
+
+    Class attributes:
+        name: registry name (``egemaps``, ``vggish``, ``landmarks``, ``headpose``).
+        modality: ``"audio"`` or ``"visual"``.
+        dim: output columns D.
+        version: bumped whenever outputs change; recorded in the manifest.
+        columns: names of the D output columns.
+    """
+
+    name: str = ""
+    modality: str = ""
+    dim: int = 0
+    version: str = "1"
+    columns: tuple[str, ...] = ()
+
+    @abstractmethod
+    def extract(self, *args, **kwargs) -> StreamFeatures:
+        """Return this extractor's rows on the output timeline."""
+
+    def describe(self) -> dict:
+        """Provenance recorded in the manifest (name, version and back-end details)."""
+        return {"name": self.name, "version": self.version, "dim": self.dim}

@@ -1,0 +1,1 @@
+"""The data path: decode -> extract -> align -> store -> load -> model -> report."""

