@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from enum import Enum
 from typing import Annotated, Optional
 
 import typer
@@ -41,7 +42,7 @@ def _version_text() -> str:
 
 def _version_callback(value: bool):
     if value:
-        out.print(_version_text(), highlight=False)
+        out.print(_version_text(), highlight=False, markup=False)
         raise typer.Exit()
 
 
@@ -60,13 +61,107 @@ def info():
     """Show versions, optional accelerators, and the licence terms of third-party components."""
     from depdet.pipeline.environment import environment_report
 
-    out.print(_version_text(), highlight=False)
+    out.print(_version_text(), highlight=False, markup=False)
     out.print()
     for k, v in environment_report().items():
         out.print(f"{k:>22}: {v}", highlight=False)
 
 
 # ---------------------------------------------------------------- extract (issue 2)
+class Layout(str, Enum):
+    dvlog = "dvlog"
+    lmvd = "lmvd"
+
+
+class Detector(str, Enum):
+    hog = "hog"
+    cnn = "cnn"
+
+
+class LandmarkNorm(str, Enum):
+    row_zscore = "row-zscore"
+    none = "none"
+
+
+def _names(value: Optional[str]) -> Optional[tuple[str, ...]]:
+    return None if value is None else tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+@app.command()
+def extract(
+    inputs: Annotated[list[Path], typer.Argument(help="Video files, folders (searched recursively) or .txt lists of paths.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created; resumable).")],
+    layout: Annotated[Layout, typer.Option(help="On-disk layout: dvlog (<id>/<id>_acoustic.npy, <id>/<id>_visual.npy) or lmvd (audio/<id>.npy, visual/<id>.npy).")] = Layout.dvlog,
+    fps: Annotated[float, typer.Option(help="Output rows per second for every stream (D-Vlog: 1).")] = 1.0,
+    audio: Annotated[Optional[str], typer.Option(help="Audio extractors, comma-separated: egemaps, vggish. Default: egemaps for dvlog, vggish for lmvd.")] = None,
+    visual: Annotated[str, typer.Option(help="Visual extractors, comma-separated: landmarks[,headpose].")] = "landmarks",
+    landmark_norm: Annotated[LandmarkNorm, typer.Option(help="Per-frame z-score of the 136 landmark values (as D-Vlog/DepMamba), or raw pixels.")] = LandmarkNorm.row_zscore,
+    detector: Annotated[Detector, typer.Option(help="Face detector: dlib HOG (fast) or MMOD CNN (slower, more robust).")] = Detector.hog,
+    vggish_weights: Annotated[Optional[Path], typer.Option(help="VGGish checkpoint (default: $DEPDET_WEIGHTS_DIR or the cache; see `depdet weights`).")] = None,
+    vggish_postprocess: Annotated[bool, typer.Option(help="Apply VGGish's PCA + 8-bit quantisation (as the AudioSet release).")] = True,
+    labels: Annotated[Optional[Path], typer.Option(help="CSV with index,label[,gender,fold] to fill labels.csv.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: all cores).", min=1)] = None,
+    force: Annotated[bool, typer.Option(help="Redo samples already extracted with the same settings.")] = False,
+    allow_partial: Annotated[bool, typer.Option(help="Keep the streams that could be extracted (e.g. no audio track, no face).")] = False,
+):
+    """Extract aligned D-Vlog/LMVD-style features from raw videos."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from depdet.pipeline.extract import ExtractOptions, run_extract
+    from depdet.pipeline.spec import FeatureSpec
+
+    audio_names = _names(audio) or (("vggish",) if layout == Layout.lmvd else ("egemaps",))
+    spec = FeatureSpec(audio=audio_names, visual=_names(visual) or ("landmarks",), fps=fps,
+                       landmark_norm=landmark_norm.value)
+    options = ExtractOptions(detector=detector.value, vggish_weights=str(vggish_weights) if vggish_weights else None,
+                             vggish_postprocess=vggish_postprocess, allow_partial=allow_partial)
+    if "vggish" in spec.audio:  # fail before the batch starts, not once per file
+        from depdet.extractors.vggish import resolve_weights
+
+        resolve_weights(options.vggish_weights)
+    console.print(f"[bold]depdet extract[/] -> {out_dir} ({layout.value} layout; {spec.describe()})", highlight=False)
+    progress = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                        TextColumn("{task.fields[rtf]}"), console=console, transient=False)
+    state = {"task": None, "t0": None, "media": 0.0}
+
+    def on_event(event, data):
+        import time as _t
+
+        if event == "start":
+            state["t0"] = _t.perf_counter()
+            if data["skipped"]:
+                console.print(f"{data['skipped']} of {data['total']} already done (same source hash and settings): skipped")
+            state["task"] = progress.add_task("extracting", total=data["todo"], rtf="")
+        elif event == "done":
+            state["media"] += data.get("duration") or 0.0
+            el = _t.perf_counter() - state["t0"]
+            mark = "[red]failed[/]" if data["status"] == "failed" else data["id"]
+            progress.update(state["task"], advance=1, description=f"{mark}",
+                            rtf=f"{state['media'] / el:.1f}x realtime" if el > 0 else "")
+
+    with progress:
+        report = run_extract(inputs, out_dir, spec, layout=layout.value, options=options, workers=workers,
+                             force=force, labels=labels, on_event=on_event)
+    ok = sum(r["status"] == "ok" for r in report.rows)
+    partial = sum(r["status"] == "partial" for r in report.rows)
+    out.print(f"{ok} extracted, {partial} partial, {len(report.skipped)} skipped, {len(report.failed)} failed "
+              f"in {report.seconds:.1f}s ({report.realtime_factor:.1f}x realtime). Manifest: {out_dir / 'manifest.jsonl'}",
+              highlight=False)
+    warned = [r for r in report.rows if r.get("warnings")]
+    for r in warned:
+        console.print(f"[yellow]warning[/] {r['id']}: {'; '.join(r['warnings'])}", highlight=False)
+    if report.failed:
+        table = Table(title=f"{len(report.failed)} failed", title_style="bold red")
+        table.add_column("id")
+        table.add_column("error", overflow="fold")
+        for r in report.failed:
+            table.add_row(r["id"], r["error"] or "")
+        console.print(table)
+        raise typer.Exit(1)
+
+
 # ---------------------------------------------------------------- weights (issue 2)
 # ---------------------------------------------------------------- models (issue 3)
 # ---------------------------------------------------------------- synth / train / evaluate (issue 4)

@@ -1,0 +1,30 @@
+"""Shared fixtures: the GRID clips in ../shared/media/grid (real faces and speech)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+GRID_DIR = Path(os.environ.get("DEPDET_GRID_DIR", REPO.parent / "shared" / "media" / "grid"))
+GRID_CLIPS = sorted(GRID_DIR.glob("*.mpg")) if GRID_DIR.is_dir() else []
+
+needs_grid = pytest.mark.skipif(
+    not GRID_CLIPS,
+    reason=f"GRID sample clips not found in {GRID_DIR} (the ../shared folder beside the checkout; "
+    "set DEPDET_GRID_DIR to point elsewhere)",
+)
+
+
+@pytest.fixture(scope="session")
+def grid_clips() -> list[Path]:
+    if not GRID_CLIPS:
+        pytest.skip(f"GRID sample clips not found in {GRID_DIR}")
+    return GRID_CLIPS
+
+
+@pytest.fixture(scope="session")
+def grid_clip(grid_clips) -> Path:
+    return grid_clips[0]

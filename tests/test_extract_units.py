@@ -1,0 +1,132 @@
+"""Alignment, input discovery, layouts and manifest handling (no media needed)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from depdet.errors import DataError, MediaError
+from depdet.extractors.base import StreamFeatures
+from depdet.pipeline import store
+from depdet.pipeline.align import align, concat_modality
+from depdet.pipeline.extract import discover_inputs, speech_activity
+from depdet.pipeline.spec import DVLOG, LMVD, FeatureSpec
+
+
+def sf(T, D, fps=1.0, valid=None):
+    return StreamFeatures(np.arange(T * D, dtype=np.float32).reshape(T, D),
+                          np.ones(T, bool) if valid is None else valid, fps)
+
+
+def test_align_truncates_to_common_span_and_reports_drops():
+    r = align({"audio": sf(7, 25), "visual": sf(5, 136)})
+    assert r.T == 5
+    assert r.values["audio"].shape == (5, 25) and r.values["visual"].shape == (5, 136)
+    assert r.dropped == {"audio": 2, "visual": 0}
+    assert r.lengths == {"audio": 7, "visual": 5}
+    np.testing.assert_array_equal(r.values["audio"], sf(7, 25).values[:5])
+
+
+def test_align_rejects_mixed_rates():
+    with pytest.raises(ValueError, match="different rates"):
+        align({"audio": sf(5, 2, fps=1.0), "visual": sf(5, 2, fps=5.0)})
+
+
+def test_concat_modality_joins_columns_and_ands_validity():
+    a = sf(4, 136, valid=np.array([1, 1, 0, 1], bool))
+    b = sf(5, 6, valid=np.array([1, 0, 1, 1, 1], bool))
+    c = concat_modality([a, b])
+    assert c.values.shape == (4, 142)
+    assert c.valid.tolist() == [True, False, False, True]
+
+
+def test_feature_spec_dims_and_roundtrip():
+    assert DVLOG.dims == {"visual": 136, "audio": 25}
+    assert LMVD.dims == {"visual": 136, "audio": 128}
+    s = FeatureSpec(audio=("egemaps",), visual=("landmarks", "headpose"), fps=5)
+    assert s.dims == {"visual": 142, "audio": 25}
+    assert FeatureSpec.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+    with pytest.raises(Exception, match="unknown audio extractor"):
+        FeatureSpec(audio=("landmarks",))
+
+
+def test_discover_inputs_ids_are_stable_and_collisions_resolved(tmp_path):
+    for rel in ["a/clip.mp4", "b/clip.mp4", "c/other one.MKV", "c/notes.txt", "d/.hidden.mp4"]:
+        p = tmp_path / "videos" / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x")
+    ids1 = discover_inputs([tmp_path / "videos"])
+    names = [i for i, _ in ids1]
+    assert "other_one" in names
+    clip_ids = sorted(i for i in names if i.startswith("clip-"))
+    assert len(clip_ids) == 2 and len(set(clip_ids)) == 2
+    assert len(ids1) == 3  # .txt and hidden files ignored
+    # Same ids whatever the order inputs are named in, and via a list file.
+    lst = tmp_path / "list.txt"
+    lst.write_text("videos/b/clip.mp4\n# comment\nvideos/a/clip.mp4\n")
+    assert discover_inputs([tmp_path / "videos"]) == ids1
+    from_list = discover_inputs([lst])
+    assert len(from_list) == 2 and all(i.startswith("clip-") for i, _ in from_list)
+
+
+def test_discover_inputs_errors_name_the_path(tmp_path):
+    with pytest.raises(MediaError, match="no such file"):
+        discover_inputs([tmp_path / "missing.mp4"])
+    bad = tmp_path / "x.wav"
+    bad.write_bytes(b"")
+    with pytest.raises(MediaError, match="unsupported extension"):
+        discover_inputs([bad])
+
+
+def test_layout_paths():
+    p = store.feature_paths("/o", "17", "dvlog")
+    assert str(p["audio"]).endswith("17/17_acoustic.npy") and str(p["visual"]).endswith("17/17_visual.npy")
+    p = store.feature_paths("/o", "0602", "lmvd")
+    assert str(p["audio"]).endswith("audio/0602.npy") and str(p["visual"]).endswith("visual/0602.npy")
+    with pytest.raises(DataError):
+        store.feature_paths("/o", "1", "daic")
+
+
+def test_manifest_and_labels_roundtrip(tmp_path):
+    rows = {"b": {"id": "b", "status": "ok", "duration": 3.0, "stem": "b"},
+            "a": {"id": "a", "status": "failed", "stem": "a"},
+            "c": {"id": "c", "status": "partial", "duration": 12.345, "stem": "c"}}
+    store.write_manifest(tmp_path, rows)
+    assert list(store.read_manifest(tmp_path)) == ["a", "b", "c"]
+    labels = tmp_path / "in.csv"
+    labels.write_text("index,label,gender,fold\nb,1,F,train\nc,normal,m,test\n")
+    store.write_labels(tmp_path, "dvlog", rows, store.read_labels_csv(labels))
+    got = list(csv.DictReader(open(tmp_path / "labels.csv")))
+    assert [r["index"] for r in got] == ["b", "c"]  # failed samples are not listed
+    assert got[0] == {"index": "b", "label": "depression", "duration": "3.00", "gender": "f", "fold": "train"}
+    assert got[1]["label"] == "normal" and got[1]["duration"] == "12.35"
+    # A rerun without --labels keeps what was filled in before.
+    store.write_labels(tmp_path, "dvlog", rows, None)
+    assert list(csv.DictReader(open(tmp_path / "labels.csv")))[0]["label"] == "depression"
+    store.write_labels(tmp_path / "l", "lmvd", rows, store.read_labels_csv(labels))
+    assert open(tmp_path / "l" / "labels.csv").read().splitlines()[:2] == ["index,label,fold", "b,1,train"]
+
+
+def test_bad_label_value_is_a_clear_error(tmp_path):
+    labels = tmp_path / "in.csv"
+    labels.write_text("index,label\nb,maybe\n")
+    with pytest.raises(DataError, match="unknown label 'maybe'"):
+        store.write_labels(tmp_path, "dvlog", {"b": {"id": "b", "status": "ok"}}, store.read_labels_csv(labels))
+
+
+def test_broken_manifest_line_is_reported(tmp_path):
+    (tmp_path / "manifest.jsonl").write_text('{"id": "a"}\nnot json\n')
+    with pytest.raises(DataError, match="line 2"):
+        store.read_manifest(tmp_path)
+
+
+def test_speech_activity_detects_a_tone_and_not_silence():
+    sr, fps = 16000, 1.0
+    t = np.arange(4 * sr) / sr
+    audio = np.zeros_like(t, dtype=np.float32)
+    audio[sr:3 * sr] = 0.3 * np.sin(2 * np.pi * 200 * t[sr:3 * sr])
+    act = speech_activity(audio, sr, fps, 4)
+    assert act.tolist() == [False, True, True, False]
