@@ -1,0 +1,314 @@
+"""Decoding video and audio with PyAV (which bundles FFmpeg; no system ``ffmpeg`` is needed).
+
+Three entry points:
+
+- :func:`probe` opens a file and reports its streams (:class:`MediaInfo`), turning every way a file
+  can be unusable (missing, empty, unreadable, not media, corrupt) into a one-line
+  :class:`~depdet.errors.MediaError`.
+- :func:`load_audio` returns the whole soundtrack as float32 mono at 16 kHz in [-1, 1], resampled
+  and down-mixed by FFmpeg's resampler (the same down-mix as ``ffmpeg -ac 1``).
+- :func:`iter_frames` walks the video stream and yields, for every ``k`` with ``k / fps <
+  duration``, the frame *shown* at time ``k / fps`` (the last frame whose timestamp is ``<= k /
+  fps``). Every packet is decoded (inter-frame codecs need that), but only the chosen frames are
+  converted to RGB arrays, which is where most of the per-frame cost lies.
+
+Times are relative to the first timestamp of their own stream, so the first video frame and the
+first audio sample are both at t = 0.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from depdet.errors import MediaError
+
+#: Container extensions depdet looks for when given a folder (FFmpeg decides by content, not name).
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".mpg", ".mpeg", ".m4v")
+
+#: Sample rate every audio extractor expects.
+SAMPLE_RATE = 16000
+
+#: Tolerance (s) when comparing sample times with frame timestamps (rounding of pts * time_base).
+_EPS = 1e-6
+
+_CORRUPT_HINT = "re-download or re-encode it, e.g. `ffmpeg -i IN -c:v libx264 -c:a aac OUT.mp4`"
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What :func:`probe` found in a media file.
+
+    Attributes:
+        path: the file.
+        size: size in bytes.
+        duration: seconds (container duration, else the longest stream's), 0.0 if unknown.
+        has_audio: an audio stream exists.
+        has_video: a video stream exists.
+        width: video width in pixels (0 without video).
+        height: video height in pixels (0 without video).
+        video_fps: average video frame rate (0.0 without video or if unknown).
+        container: FFmpeg demuxer name.
+        video_codec: video codec name, or ``""``.
+        audio_codec: audio codec name, or ``""``.
+        audio_rate: audio sample rate (0 without audio).
+        audio_channels: audio channel count (0 without audio).
+    """
+
+    path: str
+    size: int
+    duration: float
+    has_audio: bool
+    has_video: bool
+    width: int = 0
+    height: int = 0
+    video_fps: float = 0.0
+    container: str = ""
+    video_codec: str = ""
+    audio_codec: str = ""
+    audio_rate: int = 0
+    audio_channels: int = 0
+
+
+@dataclass
+class Frame:
+    """One sampled video frame.
+
+    Attributes:
+        index: output row ``k``.
+        time: ``k / fps`` seconds, the time at which this frame is shown.
+        image: RGB uint8 array (H, W, 3).
+        source_time: timestamp of the decoded frame actually shown (``<= time``).
+    """
+
+    index: int
+    time: float
+    image: np.ndarray
+    source_time: float = 0.0
+
+
+def _check_file(path: str | Path) -> Path:
+    """Raise MediaError unless ``path`` is a non-empty, readable regular file."""
+    p = Path(path)
+    if not p.exists():
+        raise MediaError("file not found", path=p, hint="check the path")
+    if p.is_dir():
+        raise MediaError("is a folder, not a media file", path=p, hint="give a video file")
+    if not os.access(p, os.R_OK):
+        raise MediaError("permission denied: the file is not readable", path=p,
+                         hint="fix its permissions, e.g. `chmod u+r FILE`")
+    if p.stat().st_size == 0:
+        raise MediaError("file is empty (0 bytes)", path=p, hint="re-copy or re-download it")
+    return p
+
+
+def _open(path: Path):
+    """``av.open`` with FFmpeg errors turned into MediaError."""
+    import av
+
+    try:
+        return av.open(str(path), mode="r", metadata_errors="ignore")
+    except PermissionError as e:
+        raise MediaError("permission denied: the file is not readable", path=path,
+                         hint="fix its permissions, e.g. `chmod u+r FILE`") from e
+    except (av.FFmpegError, UnicodeDecodeError, ValueError) as e:
+        raise MediaError(f"not a readable media file, or corrupt/truncated ({_short(e)})", path=path,
+                         hint=_CORRUPT_HINT) from e
+
+
+def _short(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _stream_seconds(stream) -> float:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    return 0.0
+
+
+def probe(path: str | Path) -> MediaInfo:
+    """Open a media file and describe its streams.
+
+    The first video frame (or the first audio frame of an audio-only file) is decoded too, so a
+    file whose header parses but whose data does not decode is reported here, not later.
+
+    Args:
+        path: video or audio file.
+
+    Returns:
+        MediaInfo for the file.
+
+    Raises:
+        MediaError: missing, empty, unreadable, not media, corrupt, or without any audio/video stream.
+    """
+    import av
+
+    p = _check_file(path)
+    with _open(p) as container:
+        vs = container.streams.video[0] if container.streams.video else None
+        as_ = container.streams.audio[0] if container.streams.audio else None
+        if vs is None and as_ is None:
+            raise MediaError("contains no audio or video stream", path=p, hint="give a video file with picture and sound")
+        duration = float(container.duration) / 1e6 if container.duration else 0.0
+        if duration <= 0:
+            duration = max(_stream_seconds(s) for s in (vs, as_) if s is not None)
+        fps = 0.0
+        if vs is not None:
+            rate = vs.average_rate or vs.guessed_rate or vs.base_rate
+            fps = float(rate) if rate else 0.0
+        # Decode one frame of the main stream: catches garbage behind a valid-looking header.
+        try:
+            got = False
+            for _ in container.decode(vs if vs is not None else as_):
+                got = True
+                break
+        except av.FFmpegError as e:
+            raise MediaError(f"corrupt media data ({_short(e)})", path=p, hint=_CORRUPT_HINT) from e
+        if not got:
+            raise MediaError("no frame could be decoded (corrupt or truncated)", path=p, hint=_CORRUPT_HINT)
+        return MediaInfo(
+            path=str(p),
+            size=p.stat().st_size,
+            duration=duration,
+            has_audio=as_ is not None,
+            has_video=vs is not None,
+            width=int(vs.codec_context.width) if vs is not None else 0,
+            height=int(vs.codec_context.height) if vs is not None else 0,
+            video_fps=fps,
+            container=container.format.name,
+            video_codec=vs.codec_context.name if vs is not None else "",
+            audio_codec=as_.codec_context.name if as_ is not None else "",
+            audio_rate=int(as_.codec_context.sample_rate or 0) if as_ is not None else 0,
+            audio_channels=int(as_.codec_context.channels or 0) if as_ is not None else 0,
+        )
+
+
+def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Decode the first audio track to float32 mono at ``sr`` Hz.
+
+    Resampling and down-mixing are done by FFmpeg's resampler (``av.AudioResampler``), as
+    ``ffmpeg -ac 1 -ar 16000`` would. Values are clipped to [-1, 1] (lossy decoders can overshoot).
+
+    Args:
+        path: video or audio file.
+        sr: output sample rate in Hz.
+
+    Returns:
+        1-D float32 array of samples.
+
+    Raises:
+        MediaError: unusable file, no audio track, or audio that does not decode.
+    """
+    import av
+
+    p = _check_file(path)
+    if sr <= 0:
+        raise MediaError(f"invalid sample rate {sr}", path=p, hint="use a positive rate such as 16000")
+    chunks: list[np.ndarray] = []
+    with _open(p) as container:
+        if not container.streams.audio:
+            raise MediaError("has no audio track", path=p,
+                             hint="use a video with sound, or extract visual features only")
+        stream = container.streams.audio[0]
+        stream.thread_type = "AUTO"
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=int(sr))
+        try:
+            for frame in container.decode(stream):
+                frame.pts = None  # let the resampler count samples; avoids gaps from odd timestamps
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+        except av.FFmpegError as e:
+            raise MediaError(f"audio track is corrupt or truncated ({_short(e)})", path=p, hint=_CORRUPT_HINT) from e
+    if not chunks or sum(len(c) for c in chunks) == 0:
+        raise MediaError("audio track holds no decodable samples", path=p, hint=_CORRUPT_HINT)
+    audio = np.concatenate(chunks).astype(np.float32, copy=False)
+    np.clip(audio, -1.0, 1.0, out=audio)
+    return audio
+
+
+def iter_frames(path: str | Path, fps: float) -> Iterator[Frame]:
+    """Yield the frame shown at each time ``k / fps``, for every ``k`` with ``k / fps < duration``.
+
+    ``duration`` is where the decoded video ends: the last frame's timestamp plus its duration. The
+    frame shown at time t is the last decoded frame with timestamp <= t. Every packet is decoded
+    (threaded, ``thread_type="AUTO"``), but only frames that are shown at some ``k / fps`` are
+    converted to RGB. When ``fps`` is at least the source rate every frame is converted, and a
+    frame shown at several sample times is converted once and yielded for each of them.
+
+    Args:
+        path: video file.
+        fps: sampling rate in frames per second (> 0).
+
+    Yields:
+        Frame(index=k, time=k/fps, image=RGB uint8 (H, W, 3), source_time).
+
+    Raises:
+        MediaError: unusable file, no video track, or video data that does not decode.
+    """
+    import av
+
+    if not fps > 0:
+        raise MediaError(f"invalid sampling rate fps={fps}", path=path, hint="use a positive fps such as 1 or 5")
+    p = _check_file(path)
+    with _open(p) as container:
+        if not container.streams.video:
+            raise MediaError("has no video track (audio only?)", path=p,
+                             hint="give a video file, or extract audio features only")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(25)
+        default_dur = 1.0 / float(rate)
+        tb = stream.time_base
+        t0 = None
+        k = 0
+        prev = None  # (av.VideoFrame, time, duration)
+        cached = None  # (id of frame, RGB array) for a frame shown at several sample times
+        n_decoded = 0
+
+        def emit(entry, until: float):
+            """Yield ``entry``'s frame for every sample time k/fps < until."""
+            nonlocal k, cached
+            frame, ft, _ = entry
+            while k / fps < until - _EPS:
+                if cached is None or cached[0] is not frame:
+                    cached = (frame, frame.to_ndarray(format="rgb24"))
+                yield Frame(index=k, time=k / fps, image=cached[1], source_time=ft)
+                k += 1
+
+        try:
+            for frame in container.decode(stream):
+                n_decoded += 1
+                if frame.pts is not None and tb is not None:
+                    ts = float(frame.pts * tb)
+                else:
+                    ts = (n_decoded - 1) * default_dur + (t0 or 0.0)
+                if t0 is None:
+                    t0 = ts
+                ft = ts - t0
+                fd = float(frame.duration * tb) if getattr(frame, "duration", None) and tb is not None else default_dur
+                if prev is not None:
+                    if ft <= prev[1]:  # out-of-order or duplicate timestamp: keep the later frame
+                        prev = (frame, prev[1], fd)
+                        continue
+                    yield from emit(prev, ft)
+                prev = (frame, ft, fd)
+        except av.FFmpegError as e:
+            raise MediaError(f"video is corrupt or truncated (decoding failed after {n_decoded} frames: {_short(e)})",
+                             path=p, hint=_CORRUPT_HINT) from e
+        if prev is None:
+            raise MediaError("no video frame could be decoded (corrupt or truncated)", path=p, hint=_CORRUPT_HINT)
+        yield from emit(prev, prev[1] + prev[2])
+
+
+def count_frames(duration: float, fps: float) -> int:
+    """Number of sample times ``k / fps`` that fall before ``duration`` (``ceil(duration * fps)``)."""
+    return max(0, math.ceil(duration * fps - 1e-9))
