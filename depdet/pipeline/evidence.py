@@ -1,0 +1,237 @@
+"""The evidence behind one prediction: when in the clip, and through which modality.
+
+Two questions are answered for a single sample already on the model's input form (preprocessed,
+collated to a batch of one):
+
+* **Timeline** (per second of the clip). Models that return ``ModelOutput.temporal_weights``
+  (attention / joint-attention pooling) are explained by those weights, summed per second: the
+  share of the model's temporal attention that fell in that second (the values sum to 1 over the
+  clip). For every other model, **occlusion** is used: each window of ``window_s`` seconds is
+  removed (rows zeroed *and* masked out, as padding is) and the change in the calibrated
+  probability is recorded, ``p(full clip) - p(clip without the window)``. A positive value means
+  the window pushed the probability up. Every second of a window carries that window's value.
+* **Modality shares**. Models that return ``ModelOutput.modality_weights`` (fusion gates, DynMM
+  gates) are explained by those weights. For the rest each modality is masked out in turn and the
+  absolute change of the calibrated logit is measured; the shares are those changes normalised to
+  sum to 1 (None when the model's output does not move at all).
+
+Both are descriptive aids for a research reader, not causal statements, and they inherit every
+limit of the model they describe.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+#: Occlusion runs at most this many windows per clip by default; longer clips use wider windows.
+DEFAULT_MAX_WINDOWS = 300
+
+
+@dataclass
+class Evidence:
+    """What a prediction rests on, for one clip.
+
+    Attributes:
+        timeline_method: ``"attention"`` (model's temporal weights) or ``"occlusion"``.
+        timeline: ``(S,)`` one value per second of the model's input (see module docstring for units).
+        timeline_unit: human-readable unit of ``timeline``.
+        window_s: occlusion window in seconds (None for attention).
+        modality_method: ``"gate"`` (model's modality weights) or ``"masking"``.
+        modality_shares: modality -> share in [0, 1] summing to 1, or None where undefined.
+        modality_effects: modality -> signed change of the calibrated logit when that modality is
+            masked out (``logit(full) - logit(without m)``); empty for ``"gate"``.
+        coverage: modality -> ``(S,)`` fraction of valid rows per second (face found, audio present).
+        fps: rows per second of the model input.
+    """
+
+    timeline_method: str
+    timeline: np.ndarray
+    timeline_unit: str
+    window_s: float | None
+    modality_method: str
+    modality_shares: dict[str, float | None]
+    modality_effects: dict[str, float] = field(default_factory=dict)
+    coverage: dict[str, np.ndarray] = field(default_factory=dict)
+    fps: float = 1.0
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (lists and floats)."""
+        return {
+            "timeline_method": self.timeline_method,
+            "timeline_unit": self.timeline_unit,
+            "window_s": self.window_s,
+            "timeline": [round(float(v), 6) for v in self.timeline],
+            "modality_method": self.modality_method,
+            "modality_shares": {k: (None if v is None else round(float(v), 6)) for k, v in self.modality_shares.items()},
+            "modality_effects": {k: round(float(v), 6) for k, v in self.modality_effects.items()},
+            "coverage": {k: [round(float(x), 4) for x in v] for k, v in self.coverage.items()},
+        }
+
+
+def per_second(values: np.ndarray, fps: float, reduce: str = "sum") -> np.ndarray:
+    """Aggregate per-row ``values`` (T,) into seconds: row k belongs to second ``floor(k / fps)``.
+
+    Args:
+        values: one value per row.
+        fps: rows per second.
+        reduce: ``"sum"`` or ``"mean"`` within each second.
+
+    Examples:
+        >>> per_second(np.array([1.0, 2.0, 3.0, 4.0, 5.0]), fps=2.0).tolist()
+        [3.0, 7.0, 5.0]
+    """
+    values = np.asarray(values, dtype=np.float64)
+    T = values.shape[0]
+    if T == 0:
+        return np.zeros(0)
+    sec = np.floor(np.arange(T) / fps + 1e-9).astype(int)
+    S = int(sec[-1]) + 1
+    total = np.bincount(sec, weights=values, minlength=S)
+    if reduce == "sum":
+        return total
+    counts = np.bincount(sec, minlength=S)
+    return total / np.maximum(counts, 1)
+
+
+def _clone(inputs: dict, masks: dict) -> tuple[dict, dict]:
+    return {k: v.clone() for k, v in inputs.items()}, {k: v.clone() for k, v in masks.items()}
+
+
+def _expand(inputs: dict, masks: dict, n: int) -> tuple[dict, dict]:
+    return ({k: v.expand(n, *v.shape[1:]).clone() for k, v in inputs.items()},
+            {k: m.expand(n, *m.shape[1:]).clone() for k, m in masks.items()})
+
+
+@torch.no_grad()
+def _logits(model, inputs: dict, masks: dict) -> torch.Tensor:
+    return model(inputs, masks).logits.reshape(-1).float()
+
+
+def choose_window(seconds: int, window_s: float | None = None, max_windows: int = DEFAULT_MAX_WINDOWS) -> float:
+    """Occlusion window: ``window_s`` if given, else 1 s widened so a clip has at most ``max_windows``."""
+    if window_s is not None:
+        if not window_s > 0:
+            raise ValueError(f"window_s must be positive, got {window_s}")
+        return float(window_s)
+    return float(max(1, math.ceil(seconds / max(1, max_windows))))
+
+
+@torch.no_grad()
+def occlusion_timeline(model, inputs: dict, masks: dict, *, fps: float, temperature: float = 1.0,
+                       window_s: float | None = None, max_windows: int = DEFAULT_MAX_WINDOWS,
+                       batch_size: int = 32) -> tuple[np.ndarray, float]:
+    """Per-second probability change when each time window is removed (zeroed and masked out).
+
+    Args:
+        model: a :class:`~depdet.models.base.DepressionModel` in eval mode.
+        inputs: modality -> ``(1, L, D)`` tensor.
+        masks: modality -> ``(1, L)`` bool tensor.
+        fps: rows per second.
+        temperature: calibration temperature (probabilities are ``sigmoid(logit / T)``).
+        window_s: window length in seconds (default: see :func:`choose_window`).
+        max_windows: cap on the number of windows when ``window_s`` is None.
+        batch_size: occluded copies evaluated per forward pass.
+
+    Returns:
+        ``(timeline (S,), window_s)`` with ``S = ceil(L / fps)`` seconds.
+    """
+    L = next(iter(masks.values())).shape[1]
+    S = int(math.ceil(L / fps - 1e-9)) if L else 0
+    win = choose_window(S, window_s, max_windows)
+    p_full = torch.sigmoid(_logits(model, inputs, masks) / temperature)[0]
+    starts = np.arange(0.0, S, win)
+    deltas = np.zeros(len(starts))
+    for b0 in range(0, len(starts), batch_size):
+        chunk = starts[b0:b0 + batch_size]
+        x, m = _expand(inputs, masks, len(chunk))
+        for i, s in enumerate(chunk):
+            r0, r1 = int(round(s * fps)), min(L, int(round((s + win) * fps)))
+            for k in x:
+                x[k][i, r0:r1] = 0
+                m[k][i, r0:r1] = False
+        p = torch.sigmoid(_logits(model, x, m) / temperature)
+        deltas[b0:b0 + len(chunk)] = (p_full - p).cpu().numpy()
+    timeline = np.zeros(S)
+    for s, d in zip(starts, deltas):
+        timeline[int(s):int(min(S, s + win))] = d
+    return timeline, win
+
+
+@torch.no_grad()
+def modality_masking(model, inputs: dict, masks: dict, *, temperature: float = 1.0) -> tuple[dict, dict]:
+    """Mask each modality out in turn; returns ``(shares, effects)`` (see :class:`Evidence`)."""
+    full = _logits(model, inputs, masks)[0] / temperature
+    effects = {}
+    for k in inputs:
+        x, m = _clone(inputs, masks)
+        x[k].zero_()
+        m[k].zero_()
+        effects[k] = float(full - _logits(model, x, m)[0] / temperature)
+    total = sum(abs(v) for v in effects.values())
+    if not total > 1e-12 or not math.isfinite(total):
+        return {k: None for k in effects}, effects
+    return {k: abs(v) / total for k, v in effects.items()}, effects
+
+
+@torch.no_grad()
+def compute_evidence(model, inputs: dict, masks: dict, *, fps: float, temperature: float = 1.0,
+                     window_s: float | None = None, max_windows: int = DEFAULT_MAX_WINDOWS,
+                     batch_size: int = 32, output=None, valid: dict | None = None) -> Evidence:
+    """Explain one sample's prediction (timeline + modality shares + coverage).
+
+    Args:
+        model: torch model in eval mode (``forward(inputs, masks) -> ModelOutput``).
+        inputs: modality -> ``(1, L, D)`` tensor, exactly what the prediction used.
+        masks: modality -> ``(1, L)`` bool tensor.
+        fps: rows per second of the input timeline.
+        temperature: calibration temperature stored in the checkpoint.
+        window_s: occlusion window (seconds); default 1 s, widened for long clips.
+        max_windows: occlusion window cap when ``window_s`` is None.
+        batch_size: occluded copies per forward pass.
+        output: the model's :class:`ModelOutput` for these inputs, if already computed.
+        valid: modality -> ``(T,)`` bool validity from extraction (face found, audio present) for
+            the coverage plot; defaults to the input masks.
+
+    Returns:
+        :class:`Evidence`.
+    """
+    if next(iter(inputs.values())).shape[0] != 1:
+        raise ValueError("compute_evidence explains one sample at a time (batch of 1)")
+    if output is None:
+        output = model(inputs, masks)
+    L = next(iter(masks.values())).shape[1]
+    valid_any = torch.stack([m[0] for m in masks.values()]).any(0).cpu().numpy()
+
+    tw = getattr(output, "temporal_weights", None)
+    if tw is not None:
+        w = tw[0].detach().float().cpu().numpy().astype(np.float64)[:L]
+        w = np.where(valid_any, np.nan_to_num(w), 0.0)
+        total = w.sum()
+        timeline = per_second(w / total if total > 0 else w, fps, "sum")
+        t_method, t_unit, win = "attention", "share of the model's temporal attention (sums to 1)", None
+    else:
+        timeline, win = occlusion_timeline(model, inputs, masks, fps=fps, temperature=temperature,
+                                           window_s=window_s, max_windows=max_windows, batch_size=batch_size)
+        t_method = "occlusion"
+        t_unit = f"probability change when the {win:g}-s window is removed (+ = raised the probability)"
+
+    mw = getattr(output, "modality_weights", None)
+    if mw is not None:
+        vals = mw[0].detach().float().cpu().numpy().astype(np.float64)
+        vals = np.clip(np.nan_to_num(vals), 0, None)
+        names = list(inputs)
+        total = vals.sum()
+        shares = {n: (float(v / total) if total > 0 else None) for n, v in zip(names, vals)}
+        m_method, effects = "gate", {}
+    else:
+        shares, effects = modality_masking(model, inputs, masks, temperature=temperature)
+        m_method = "masking"
+
+    if valid is None:
+        valid = {k: m[0].cpu().numpy() for k, m in masks.items()}
+    coverage = {k: per_second(np.asarray(v, dtype=np.float64), fps, "mean") for k, v in valid.items()}
+    return Evidence(t_method, timeline, t_unit, win, m_method, shares, effects, coverage, fps)

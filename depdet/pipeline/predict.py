@@ -1,0 +1,401 @@
+"""``depdet predict``: raw video (or extracted features) to a calibrated screening probability.
+
+For each clip: extraction with the **checkpoint's own** feature spec (extractors, rate, landmark
+normalisation), the checkpoint's preprocessing, the model, then calibration as fitted on the
+validation split at training time::
+
+    p = sigmoid(logit / T)            # T: temperature stored in the checkpoint
+    above = p >= threshold            # threshold chosen on validation, stored in the checkpoint
+
+Results report the probability and only "above / below screening threshold", never a diagnosis;
+every output carries :data:`depdet.SCREENING_DISCLAIMER`. A clip that fails (corrupt file, no
+usable stream) is recorded as a failure and the batch goes on.
+
+Output schema (``--out results.json``, ``schema: "depdet.predict/1"``)::
+
+    {
+      "schema": "depdet.predict/1",
+      "disclaimer": str,                      # depdet.SCREENING_DISCLAIMER
+      "demonstration": bool,                  # true for `depdet demo` (no clinical meaning)
+      "depdet_version": str, "created": ISO-8601 UTC str,
+      "checkpoint": {"path", "sha256", "model", "spec" (FeatureSpec dict), "temperature", "threshold"},
+      "n_clips": int, "n_failed": int,
+      "results": [{
+        "id": str, "source": str, "status": "ok" | "failed", "error": str | null,
+        "duration_s": float | null,           # media duration
+        "rows": int | null,                   # model input length (rows at spec.fps)
+        "logit": float | null,                # raw model logit
+        "probability": float | null,          # sigmoid(logit / temperature)
+        "threshold": float,                   # probability threshold from the checkpoint
+        "screening": "above screening threshold" | "below screening threshold" | null,
+        "face_coverage": float | null,        # fraction of sampled frames with a face
+        "speech_coverage": float | null,      # fraction of rows with voice activity
+        "warnings": [str],
+        "evidence": null | {                  # see depdet.pipeline.evidence.Evidence
+          "timeline_method": "attention" | "occlusion", "timeline_unit": str,
+          "window_s": float | null, "timeline": [float per second],
+          "modality_method": "gate" | "masking",
+          "modality_shares": {modality: float | null}, "modality_effects": {modality: float},
+          "coverage": {modality: [fraction of valid rows per second]}
+        }
+      }]
+    }
+
+The CSV (``--out results.csv``) has one row per clip with the columns of :data:`CSV_COLUMNS`
+(warnings joined by ``"; "``) and the disclaimer in its ``disclaimer`` column.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from depdet import SCREENING_DISCLAIMER, __version__
+from depdet.errors import ConfigError, DataError, DepdetError
+from depdet.pipeline import io as dio
+from depdet.pipeline.spec import FeatureSpec
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "depdet.predict/1"
+ABOVE, BELOW = "above screening threshold", "below screening threshold"
+CSV_COLUMNS = ("id", "source", "status", "duration_s", "rows", "probability", "threshold", "screening",
+               "face_coverage", "speech_coverage", "warnings", "error", "disclaimer")
+
+
+def screening_text(above: bool) -> str:
+    """The only label depdet prints: above / below the checkpoint's screening threshold."""
+    return ABOVE if above else BELOW
+
+
+def calibrate(logit: float, temperature: float) -> float:
+    """Calibrated probability ``sigmoid(logit / temperature)`` (numerically safe)."""
+    if not temperature > 0:
+        raise ConfigError(f"calibration temperature must be positive, got {temperature}")
+    z = float(logit) / float(temperature)
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+@dataclass
+class ClipResult:
+    """One clip's prediction, or its failure."""
+
+    sample_id: str
+    source: str
+    status: str = "ok"  # "ok" | "failed"
+    error: str | None = None
+    duration: float | None = None
+    rows: int | None = None
+    logit: float | None = None
+    probability: float | None = None
+    threshold: float | None = None
+    face_coverage: float | None = None
+    speech_coverage: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    evidence: object | None = None  # depdet.pipeline.evidence.Evidence
+    seconds: float = 0.0
+
+    @property
+    def above(self) -> bool | None:
+        if self.probability is None or self.threshold is None:
+            return None
+        return self.probability >= self.threshold
+
+    @property
+    def screening(self) -> str | None:
+        return None if self.above is None else screening_text(self.above)
+
+    def to_dict(self) -> dict:
+        """One entry of the JSON ``results`` list (schema in the module docstring)."""
+        r = lambda v, n=6: None if v is None else round(float(v), n)  # noqa: E731
+        return {
+            "id": self.sample_id, "source": self.source, "status": self.status, "error": self.error,
+            "duration_s": r(self.duration, 3), "rows": self.rows, "logit": r(self.logit),
+            "probability": r(self.probability), "threshold": r(self.threshold), "screening": self.screening,
+            "face_coverage": r(self.face_coverage, 4), "speech_coverage": r(self.speech_coverage, 4),
+            "warnings": list(self.warnings),
+            "evidence": self.evidence.to_dict() if self.evidence is not None else None,
+        }
+
+
+def check_spec(data_spec: FeatureSpec, ckpt_spec: FeatureSpec, *, where: str | Path) -> None:
+    """Raise a one-line ConfigError when features made with ``data_spec`` cannot feed the checkpoint."""
+    diffs = []
+    for name in ("audio", "visual", "fps", "landmark_norm"):
+        a, b = getattr(data_spec, name), getattr(ckpt_spec, name)
+        if (a != b) if name != "fps" else not math.isclose(float(a), float(b)):
+            diffs.append(f"{name} {a!r} vs checkpoint {b!r}")
+    if data_spec.dims != ckpt_spec.dims:
+        diffs.append(f"dims {data_spec.dims} vs checkpoint {ckpt_spec.dims}")
+    if diffs:
+        raise ConfigError("feature spec mismatch between these features and the checkpoint: " + "; ".join(diffs),
+                          path=where, hint="re-extract with the checkpoint's spec (or predict from the raw "
+                                           f"video, which uses it automatically): {ckpt_spec.describe()}")
+
+
+class Predictor:
+    """A loaded checkpoint ready to score clips.
+
+    Args:
+        checkpoint: path of a checkpoint written by ``depdet train``.
+        extract_options: :class:`~depdet.pipeline.extract.ExtractOptions` for raw videos.
+        evidence: compute the timeline and modality shares (costs extra forward passes for
+            models without attention / gates).
+        window_s: occlusion window in seconds (default 1 s, widened for long clips).
+    """
+
+    def __init__(self, checkpoint: str | Path, *, extract_options=None, evidence: bool = True,
+                 window_s: float | None = None):
+        from depdet.pipeline.checkpoint import load_checkpoint
+
+        self.path = Path(checkpoint)
+        self.ckpt = load_checkpoint(self.path, map_location="cpu")
+        self.spec: FeatureSpec = self.ckpt.spec
+        self.temperature = float(self.ckpt.temperature or 1.0)
+        self.threshold = float(self.ckpt.threshold)
+        self.extract_options = extract_options
+        self.evidence = evidence
+        self.window_s = window_s
+        self.model = self.ckpt.model
+        if hasattr(self.model, "eval"):
+            self.model.eval()
+
+    def describe(self) -> dict:
+        """Checkpoint metadata recorded in every output."""
+        return {"path": str(self.path), "sha256": dio.sha256_file(self.path), "model": self.ckpt.model_name,
+                "spec": self.spec.to_dict(), "temperature": self.temperature, "threshold": self.threshold}
+
+    # ------------------------------------------------------------------ scoring
+    def score(self, features: dict[str, np.ndarray], valid: dict[str, np.ndarray] | None = None):
+        """Logit, calibrated probability and evidence for one sample's aligned features.
+
+        Args:
+            features: modality -> (T, D) float32 as extraction writes them (before preprocessing).
+            valid: modality -> (T,) bool validity from extraction (for the coverage plot).
+
+        Returns:
+            ``(logit, probability, evidence or None)``.
+        """
+        import torch
+
+        from depdet.pipeline.batching import collate
+
+        dims = self.spec.dims
+        for m, arr in features.items():
+            if arr.ndim != 2 or (m in dims and arr.shape[1] != dims[m]):
+                raise DataError(f"{m} features have shape {arr.shape}, the checkpoint expects (T, {dims.get(m)})",
+                                hint="re-extract with the checkpoint's feature spec")
+        feats = self.ckpt.preprocessor.transform(features) if self.ckpt.preprocessor is not None else features
+        if not isinstance(self.model, torch.nn.Module):
+            p_raw = float(np.asarray(self.model.predict_proba([feats])).reshape(-1)[0])
+            p_raw = min(max(p_raw, 1e-7), 1 - 1e-7)
+            logit = math.log(p_raw / (1 - p_raw))
+            return logit, calibrate(logit, self.temperature), None
+        inputs, masks = collate([feats])
+        with torch.no_grad():
+            out = self.model(inputs, masks)
+            logit = float(out.logits.reshape(-1)[0])
+            ev = None
+            if self.evidence:
+                from depdet.pipeline.evidence import compute_evidence
+
+                ev = compute_evidence(self.model, inputs, masks, fps=self.spec.fps, temperature=self.temperature,
+                                      window_s=self.window_s, output=out, valid=valid)
+        return logit, calibrate(logit, self.temperature), ev
+
+    def _result(self, sample_id, source, features, valid, duration, info) -> ClipResult:
+        logit, p, ev = self.score(features, valid)
+        T = int(next(iter(features.values())).shape[0])
+        return ClipResult(sample_id, str(source), "ok", None, duration, T, logit, p, self.threshold,
+                          info.get("face_ratio"), info.get("speech_ratio"), list(info.get("warnings", [])), ev)
+
+    def predict_clip(self, path: str | Path, sample_id: str | None = None) -> ClipResult:
+        """Extract one video with the checkpoint's spec and score it (raises DepdetError on bad input)."""
+        from depdet.pipeline.extract import extract_clip
+
+        clip = extract_clip(path, self.spec, self.extract_options, sample_id=sample_id)
+        return self._result(clip.sample_id, path, clip.features, clip.valid, clip.duration, clip.info)
+
+    def predict_stored(self, folder: Path, sample_id: str, row: dict, layout: str) -> ClipResult:
+        """Score one sample of an extracted-features folder (``depdet extract`` output)."""
+        features, valid = load_stored(folder, sample_id, layout, self.spec)
+        T = next(iter(features.values())).shape[0]
+        info = {"face_ratio": row.get("face_ratio", float(valid["visual"].mean()) if T and "visual" in valid else None),
+                "speech_ratio": row.get("speech_ratio"), "warnings": list(row.get("warnings", []))}
+        return self._result(sample_id, row.get("source", folder / sample_id), features, valid,
+                            row.get("duration", T / self.spec.fps), info)
+
+
+# ---------------------------------------------------------------------- extracted-features folders
+def load_stored(folder: Path, sample_id: str, layout: str, spec: FeatureSpec):
+    """Read one sample's arrays; validity: a visual row of all zeros is "no face" (D-Vlog convention)."""
+    from depdet.pipeline import store
+
+    features, valid = {}, {}
+    for m, p in store.feature_paths(folder, sample_id, layout).items():
+        if not p.exists():
+            raise DataError(f"missing {m} features for {sample_id}", path=p, hint="re-run depdet extract on that folder")
+        try:
+            arr = np.load(p, allow_pickle=False).astype(np.float32)
+        except (ValueError, OSError) as e:
+            raise DataError(f"unreadable .npy ({e})", path=p, hint="re-run depdet extract with --force") from e
+        if arr.ndim != 2:
+            raise DataError(f"expected a (T, D) array, got shape {arr.shape}", path=p)
+        features[m] = arr
+    order = [m for m in ("visual", "audio") if m in features]
+    features = {m: features[m] for m in order}
+    T = min(a.shape[0] for a in features.values())
+    features = {m: a[:T] for m, a in features.items()}
+    for m, a in features.items():
+        valid[m] = np.any(a != 0, axis=1) if m == "visual" else np.ones(T, bool)
+    return features, valid
+
+
+def read_features_folder(folder: str | Path) -> tuple[FeatureSpec, str, list[tuple[str, dict]]]:
+    """Spec, layout and ``(id, manifest row)`` of every usable sample in an extract output folder."""
+    from depdet.pipeline import store
+
+    folder = Path(folder)
+    fj = folder / store.FEATURES_JSON
+    if not fj.exists():
+        raise DataError(f"no {store.FEATURES_JSON} here, so the feature spec is unknown", path=folder,
+                        hint="point --features at a folder written by `depdet extract`")
+    try:
+        meta = json.loads(fj.read_text(encoding="utf-8"))
+        spec = FeatureSpec.from_dict(meta["spec"])
+        layout = meta.get("layout", "dvlog")
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise DataError(f"malformed {store.FEATURES_JSON} ({e})", path=fj, hint="re-run depdet extract") from e
+    rows = store.read_manifest(folder)
+    samples = [(sid, r) for sid, r in sorted(rows.items()) if r.get("status") in ("ok", "partial")]
+    if not samples:
+        raise DataError("no successfully extracted samples in manifest.jsonl", path=folder,
+                        hint="run depdet extract first")
+    return spec, layout, samples
+
+
+# ---------------------------------------------------------------------- batch
+@dataclass
+class PredictReport:
+    """All results of one run (failures included) plus the checkpoint metadata."""
+
+    results: list[ClipResult]
+    checkpoint: dict
+    seconds: float
+    demonstration: bool = False
+
+    @property
+    def failed(self) -> list[ClipResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    def to_dict(self) -> dict:
+        """The JSON document described in the module docstring."""
+        return {
+            "schema": SCHEMA, "disclaimer": SCREENING_DISCLAIMER, "demonstration": self.demonstration,
+            "depdet_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "checkpoint": self.checkpoint, "n_clips": len(self.results), "n_failed": len(self.failed),
+            "results": [r.to_dict() for r in self.results],
+        }
+
+
+def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *, features_dir: str | Path | None = None,
+                extract_options=None, evidence: bool = True, window_s: float | None = None,
+                demonstration: bool = False,
+                on_result: Callable[[ClipResult], None] | None = None) -> PredictReport:
+    """Predict every input; per-clip failures are recorded, never raised.
+
+    Args:
+        paths: video files, folders (recursive) and list files, as for ``depdet extract``.
+        checkpoint: checkpoint path.
+        features_dir: predict from this ``depdet extract`` output folder instead of raw videos
+            (its feature spec must match the checkpoint's, else ConfigError).
+        extract_options: extraction options for raw videos.
+        evidence: compute evidence (timeline, modality shares).
+        window_s: occlusion window (seconds).
+        demonstration: mark the outputs as a demonstration without clinical meaning.
+        on_result: called after each clip.
+
+    Returns:
+        :class:`PredictReport`.
+
+    Raises:
+        DepdetError: problems with the checkpoint, the inputs as a whole, or a spec mismatch.
+    """
+    t0 = time.perf_counter()
+    pred = Predictor(checkpoint, extract_options=extract_options, evidence=evidence, window_s=window_s)
+    emit = on_result or (lambda r: None)
+    results: list[ClipResult] = []
+
+    def run_one(sid, source, fn):
+        t1 = time.perf_counter()
+        try:
+            res = fn()
+        except DepdetError as e:
+            res = ClipResult(sid, str(source), "failed", str(e), threshold=pred.threshold)
+        except Exception as e:  # a bug on one clip must not lose the batch
+            log.debug("unexpected failure on %s", source, exc_info=True)
+            res = ClipResult(sid, str(source), "failed",
+                             f"{source}: unexpected {type(e).__name__}: {e} (rerun with --verbose and report a bug)",
+                             threshold=pred.threshold)
+        res.seconds = time.perf_counter() - t1
+        results.append(res)
+        emit(res)
+
+    if features_dir is not None:
+        if list(paths):
+            raise ConfigError("give either video paths or --features, not both")
+        spec, layout, samples = read_features_folder(features_dir)
+        check_spec(spec, pred.spec, where=Path(features_dir) / "features.json")
+        for sid, row in samples:
+            run_one(sid, row.get("source", sid), lambda sid=sid, row=row: pred.predict_stored(Path(features_dir), sid, row, layout))
+    else:
+        from depdet.pipeline.extract import discover_inputs
+
+        inputs = discover_inputs(paths)
+        if not inputs:
+            raise DataError("no video files found", path=", ".join(map(str, paths)),
+                            hint="give video files or folders that contain them")
+        for sid, path in inputs:
+            run_one(sid, path, lambda sid=sid, path=path: pred.predict_clip(path, sid))
+    return PredictReport(results, pred.describe(), time.perf_counter() - t0, demonstration)
+
+
+# ---------------------------------------------------------------------- writers
+def results_csv(report: PredictReport) -> str:
+    """The CSV text (one row per clip, :data:`CSV_COLUMNS`)."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    disclaimer = SCREENING_DISCLAIMER + (" DEMONSTRATION ONLY: synthetic training data, no clinical meaning."
+                                         if report.demonstration else "")
+    for r in report.results:
+        d = r.to_dict()
+        w.writerow({**{k: d.get(k) for k in CSV_COLUMNS if k in d}, "warnings": "; ".join(r.warnings),
+                    "disclaimer": disclaimer})
+    return buf.getvalue()
+
+
+def write_results(path: str | Path, report: PredictReport) -> Path:
+    """Write ``report`` as ``.json`` or ``.csv`` (chosen by the suffix), atomically."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        dio.write_json(path, report.to_dict())
+    elif suffix == ".csv":
+        dio.write_text(path, results_csv(report))
+    else:
+        raise ConfigError(f"unsupported results format {path.suffix!r}", path=path, hint="use a .csv or .json file name")
+    return path

@@ -1,0 +1,211 @@
+"""Self-contained HTML screening report: one file, plots embedded as base64 PNG (matplotlib Agg).
+
+Per clip: the calibrated probability against the checkpoint's threshold, warnings, and three plots:
+the evidence timeline (attention share or occlusion effect per second), each modality's share, and
+the feature coverage per second (face found / audio present). A batch (more than one clip, or any
+failure) starts with a summary: a table of all clips, a probability chart and the failures. The
+disclaimer (:data:`depdet.SCREENING_DISCLAIMER`) heads the page; demonstration runs say so in a
+banner.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+import numpy as np
+
+from depdet import SCREENING_DISCLAIMER
+from depdet.pipeline import io as dio
+
+_COLORS = {"visual": "#4C72B0", "audio": "#DD8452"}
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1000px;color:#222}
+.disclaimer{background:#fff4e5;border:1px solid #f0b429;padding:.8em 1em;border-radius:6px}
+.demo{background:#e8f0fe;border:1px solid #4c72b0;padding:.8em 1em;border-radius:6px;margin-top:.6em}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}
+th{background:#f3f3f3}.above{color:#a33;font-weight:600}.below{color:#2a6;font-weight:600}
+.warn{color:#a60}.fail{color:#a33}section.clip{border-top:2px solid #ddd;margin-top:2em;padding-top:1em}
+img{max-width:100%}.muted{color:#666;font-size:.9em}
+"""
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    plt = _plt()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def plot_timeline(evidence, title: str = "") -> bytes:
+    """Bar plot of the per-second evidence timeline; returns PNG bytes."""
+    plt = _plt()
+    v = np.asarray(evidence.timeline, dtype=float)
+    fig, ax = plt.subplots(figsize=(9, 2.6))
+    x = np.arange(len(v))
+    if evidence.timeline_method == "occlusion":
+        ax.bar(x, v, width=1.0, align="edge", color=np.where(v >= 0, "#c44e52", "#55a868"))
+        ax.axhline(0, color="#444", lw=0.8)
+        ax.set_ylabel("Δ probability")
+    else:
+        ax.bar(x, v, width=1.0, align="edge", color="#8172b2")
+        ax.set_ylabel("attention share")
+    ax.set_xlim(0, max(1, len(v)))
+    ax.set_xlabel("time (s)")
+    ax.set_title(title or f"Evidence timeline ({evidence.timeline_method})", fontsize=10)
+    return _png(fig)
+
+
+def plot_modality_shares(evidence) -> bytes:
+    """Horizontal bars of each modality's share; returns PNG bytes."""
+    plt = _plt()
+    names = list(evidence.modality_shares)
+    vals = [evidence.modality_shares[n] for n in names]
+    fig, ax = plt.subplots(figsize=(5, 0.6 + 0.5 * len(names)))
+    ax.barh(names, [0 if v is None else v for v in vals], color=[_COLORS.get(n, "#777") for n in names])
+    for i, v in enumerate(vals):
+        ax.text(0.01 if v is None else min(v, 0.85) + 0.01, i, "undefined" if v is None else f"{v:.0%}", va="center")
+    ax.set_xlim(0, 1)
+    ax.invert_yaxis()
+    ax.set_title(f"Modality shares ({evidence.modality_method})", fontsize=10)
+    return _png(fig)
+
+
+def plot_coverage(evidence) -> bytes:
+    """Per-second fraction of valid rows for each modality; returns PNG bytes."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(9, 2.2))
+    for n, cov in evidence.coverage.items():
+        c = np.asarray(cov, dtype=float)
+        ax.step(np.arange(len(c) + 1), np.r_[c, c[-1:]] if len(c) else [0], where="post", label=n,
+                color=_COLORS.get(n, "#777"), lw=1.5)
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("valid fraction")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("Feature coverage (visual: face found; audio: features present)", fontsize=10)
+    return _png(fig)
+
+
+def plot_batch(results, threshold: float | None) -> bytes:
+    """Probability of every successful clip with the threshold line; returns PNG bytes."""
+    plt = _plt()
+    ok = [r for r in results if r.status == "ok"]
+    fig, ax = plt.subplots(figsize=(9, 0.8 + 0.28 * max(1, len(ok))))
+    ids = [r.sample_id for r in ok]
+    ps = [r.probability for r in ok]
+    ax.barh(ids, ps, color=["#c44e52" if r.above else "#55a868" for r in ok])
+    if threshold is not None:
+        ax.axvline(threshold, color="#222", ls="--", lw=1, label=f"threshold {threshold:.2f}")
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.invert_yaxis()
+    ax.set_xlabel("calibrated probability")
+    ax.set_title("Screening probabilities (research use, not a diagnosis)", fontsize=10)
+    return _png(fig)
+
+
+def _fmt(v, pct=False):
+    if v is None:
+        return "–"
+    return f"{v:.0%}" if pct else f"{v:.3f}"
+
+
+def _clip_section(r) -> str:
+    e = html.escape
+    parts = [f'<section class="clip" id="clip-{e(r.sample_id)}"><h2>{e(r.sample_id)}</h2>',
+             f'<p class="muted">{e(str(r.source))}</p>']
+    if r.status != "ok":
+        parts.append(f'<p class="fail">Failed: {e(r.error or "")}</p></section>')
+        return "".join(parts)
+    cls = "above" if r.above else "below"
+    parts.append("<table>"
+                 f"<tr><th>calibrated probability</th><td>{_fmt(r.probability)}</td></tr>"
+                 f"<tr><th>screening threshold</th><td>{_fmt(r.threshold)}</td></tr>"
+                 f'<tr><th>result</th><td class="{cls}">{e(r.screening)}</td></tr>'
+                 f"<tr><th>duration</th><td>{'–' if r.duration is None else f'{r.duration:.1f} s'} ({r.rows} rows)</td></tr>"
+                 f"<tr><th>face coverage</th><td>{_fmt(r.face_coverage, True)}</td></tr>"
+                 f"<tr><th>speech coverage</th><td>{_fmt(r.speech_coverage, True)}</td></tr></table>")
+    if r.warnings:
+        parts.append("<ul>" + "".join(f'<li class="warn">{e(w)}</li>' for w in r.warnings) + "</ul>")
+    ev = r.evidence
+    if ev is not None:
+        parts.append(f"<h3>Evidence timeline</h3><p class=\"muted\">{e(ev.timeline_unit)}.</p>")
+        parts.append(_img(plot_timeline(ev), f"evidence timeline for {r.sample_id}"))
+        eff = ""
+        if ev.modality_effects:
+            eff = " Logit change when masked out: " + ", ".join(f"{k} {v:+.3f}" for k, v in ev.modality_effects.items()) + "."
+        how = ("the model's own modality gate weights" if ev.modality_method == "gate"
+               else "each modality masked out in turn, share of the absolute change in the calibrated logit")
+        parts.append(f"<h3>Modality shares</h3><p class=\"muted\">From {e(how)}.{e(eff)}</p>")
+        parts.append(_img(plot_modality_shares(ev), f"modality shares for {r.sample_id}"))
+        parts.append("<h3>Feature coverage</h3>")
+        parts.append(_img(plot_coverage(ev), f"feature coverage for {r.sample_id}"))
+    else:
+        parts.append('<p class="muted">No evidence computed for this clip.</p>')
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def render_report(report) -> str:
+    """HTML text for a :class:`~depdet.pipeline.predict.PredictReport`."""
+    e = html.escape
+    ck = report.checkpoint
+    results = report.results
+    head = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>depdet screening report</title>"
+            f"<style>{_CSS}</style></head><body>",
+            "<h1>depdet screening report</h1>",
+            f'<p class="disclaimer"><strong>{e(SCREENING_DISCLAIMER)}</strong></p>']
+    if report.demonstration:
+        head.append('<p class="demo"><strong>DEMONSTRATION</strong>: the model was trained on synthetic data '
+                    "in seconds; these numbers have no clinical or scientific meaning.</p>")
+    spec = ck.get("spec", {})
+    head.append(f'<p class="muted">Model <code>{e(str(ck.get("model")))}</code> from <code>{e(str(ck.get("path")))}</code>; '
+                f"features: visual={e('+'.join(spec.get('visual', [])))}, audio={e('+'.join(spec.get('audio', [])))}, "
+                f"{spec.get('fps', '?')} rows/s; calibration temperature {ck.get('temperature', 1.0):.3f}, "
+                f"threshold {ck.get('threshold', float('nan')):.3f} (both fitted on the validation split).</p>")
+    body = []
+    batch = len(results) > 1 or any(r.status != "ok" for r in results)
+    if batch:
+        n_fail = sum(r.status != "ok" for r in results)
+        body.append(f"<h2>Summary</h2><p>{len(results)} clip(s), {len(results) - n_fail} scored, {n_fail} failed.</p>")
+        rows = []
+        for r in results:
+            if r.status == "ok":
+                cls = "above" if r.above else "below"
+                rows.append(f'<tr><td><a href="#clip-{e(r.sample_id)}">{e(r.sample_id)}</a></td>'
+                            f"<td>{_fmt(r.probability)}</td><td class=\"{cls}\">{e(r.screening)}</td>"
+                            f"<td>{_fmt(r.face_coverage, True)}</td><td>{_fmt(r.speech_coverage, True)}</td>"
+                            f"<td>{len(r.warnings)}</td></tr>")
+            else:
+                rows.append(f'<tr><td>{e(r.sample_id)}</td><td colspan="5" class="fail">failed: {e(r.error or "")}</td></tr>')
+        body.append("<table><tr><th>clip</th><th>probability</th><th>result</th><th>face</th><th>speech</th>"
+                    "<th>warnings</th></tr>" + "".join(rows) + "</table>")
+        if any(r.status == "ok" for r in results):
+            body.append(_img(plot_batch(results, ck.get("threshold")), "probabilities of all clips"))
+    body += [_clip_section(r) for r in results]
+    foot = f'<hr><p class="muted">{e(SCREENING_DISCLAIMER)}</p></body></html>'
+    return "".join(head + body) + foot
+
+
+def write_report(path: str | Path, report) -> Path:
+    """Write the HTML report atomically and return its path."""
+    path = Path(path)
+    dio.write_text(path, render_report(report))
+    return path
