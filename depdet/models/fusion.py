@@ -1,0 +1,291 @@
+"""Recurrent per-modality encoders with pooled fusion: unimodal BiLSTMs, concat/add/mul fusion, TFN.
+
+This family holds the simple D-Vlog-style baselines and the masking helpers that the other
+non-Mamba families (JAMFN, MIMML, TAMFN, the Depression Detector) share:
+
+* :func:`seq_lengths` / :func:`run_rnn`: recurrent layers run on ``pack_padded_sequence`` so the
+  backward direction starts at each sample's own last row, never inside padding.
+* :func:`check_options`: entry points reject unknown options with a :class:`ConfigError`.
+
+Registered models:
+
+* ``bilstm_audio`` / ``bilstm_visual``: one modality, BiLSTM, masked mean over valid rows (the LMVD
+  BiLSTM baseline reads the last step instead; ``pool="last"`` gives that), Linear -> 1 logit.
+* ``fusion_concat`` / ``fusion_add`` / ``fusion_mul``: a BiLSTM encoder per modality, masked mean
+  pooling, a Linear to a shared size ``d``, then the pooled vectors are concatenated, summed or
+  multiplied element-wise (the ``op`` of :class:`PooledFusion`), MLP -> 1 logit. These mirror the
+  fusion options of MMFformer (``concat``, ``add``) and the LMVD BiLSTM baseline ("add"/"concat");
+  ``mul`` is our addition. The encoders are our choice (no paper fixes them for D-Vlog features).
+* ``tfn``: Tensor Fusion Network (Zadeh et al., EMNLP 2017) on the pooled embeddings: the outer
+  product of ``[h_v; 1]`` and ``[h_a; 1]`` (more modalities chain further outer products), flattened,
+  then an MLP. The original TFN used per-modality sub-networks (LSTM for language, MLP for
+  audio/visual pooled features); here every modality gets the same BiLSTM encoder (our choice).
+
+A modality that is entirely masked out for a sample pools to zeros; the logit stays finite.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from depdet.errors import ConfigError
+from depdet.models.base import DepressionModel, ModelOutput, masked_mean
+from depdet.models.registry import register_model
+
+# ----------------------------------------------------------------------------- shared helpers
+
+
+def check_options(cls, name: str, cfg: dict, fixed: tuple[str, ...] = ()) -> None:
+    """Raise ConfigError if ``cfg`` has keys that ``cls.__init__`` does not take (or that are fixed).
+
+    Args:
+        cls: the model class whose keyword arguments are the valid options.
+        name: registered model name (for the message).
+        cfg: options given by the user.
+        fixed: options the entry point sets itself (not user-settable).
+    """
+    params = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "input_dims")]
+    valid = [p for p in params if p not in fixed]
+    unknown = sorted(set(cfg) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {unknown} for model {name!r}", hint=f"valid: {', '.join(valid)}")
+
+
+def require_positive(**values) -> None:
+    """Raise ConfigError unless every given value is a positive int."""
+    for k, v in values.items():
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ConfigError(f"option {k} must be a positive integer, got {v!r}")
+
+
+def require_prob(**values) -> None:
+    """Raise ConfigError unless every given value is in [0, 1)."""
+    for k, v in values.items():
+        if not isinstance(v, (int, float)) or not 0.0 <= float(v) < 1.0:
+            raise ConfigError(f"option {k} must be a number in [0, 1), got {v!r}")
+
+
+def seq_lengths(mask: torch.Tensor) -> torch.Tensor:
+    """Per-sample extent of a (B, L) mask: index of the last True row + 1 (0 if none).
+
+    Rows inside that extent that are masked (e.g. frames without a face) are kept as zero rows in
+    recurrent/convolutional layers and excluded from pooling and attention; only the tail after
+    the last valid row is treated as padding.
+    """
+    L = mask.shape[1]
+    pos = torch.arange(1, L + 1, device=mask.device).expand_as(mask)
+    return (pos * mask.long()).amax(dim=1) if L else mask.new_zeros(mask.shape[0], dtype=torch.long)
+
+
+def run_rnn(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Run a batch_first RNN on packed sequences; returns (B, L, H_out) with zeros past each length.
+
+    Samples of length 0 are run on one zero row (packing needs >= 1) and their output is zeroed.
+    """
+    B, L, _ = x.shape
+    lens = lengths.clamp(min=1).cpu()
+    packed = pack_padded_sequence(x, lens, batch_first=True, enforce_sorted=False)
+    out, _ = rnn(packed)
+    out, _ = pad_packed_sequence(out, batch_first=True, total_length=L)
+    return out * (lengths > 0).to(out.dtype).view(B, 1, 1)
+
+
+def zero_masked(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Zero rows of x (B, L, C) where mask (B, L) is False."""
+    return x * mask.unsqueeze(-1).to(x.dtype)
+
+
+class RNNEncoder(nn.Module):
+    """BiLSTM (or BiGRU) over one modality, masked pooling to a vector.
+
+    Args:
+        in_dim: feature size of the modality.
+        hidden: hidden units per direction.
+        num_layers: stacked recurrent layers (directions concatenated between layers).
+        dropout: dropout between recurrent layers.
+        cell: ``"lstm"`` or ``"gru"``.
+        pool: ``"mean"`` (masked mean of the sequence outputs) or ``"last"`` (forward state at the
+            last valid row concatenated with the backward state at the first row).
+    """
+
+    def __init__(self, in_dim: int, hidden: int, num_layers: int = 1, dropout: float = 0.0,
+                 cell: str = "lstm", pool: str = "mean"):
+        super().__init__()
+        if pool not in ("mean", "last"):
+            raise ConfigError(f"pool must be 'mean' or 'last', got {pool!r}")
+        rnn_cls = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
+        self.rnn = rnn_cls(in_dim, hidden, num_layers=num_layers, batch_first=True, bidirectional=True,
+                           dropout=dropout if num_layers > 1 else 0.0)
+        self.hidden, self.pool = hidden, pool
+        self.out_dim = 2 * hidden
+
+    def sequence(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, L, D) -> (B, L, 2H) outputs, zero past each sample's extent."""
+        return run_rnn(self.rnn, zero_masked(x, mask), seq_lengths(mask))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.sequence(x, mask)
+        if self.pool == "mean":
+            return masked_mean(h, mask)
+        lengths = seq_lengths(mask)
+        idx = (lengths - 1).clamp(min=0)
+        fwd = h[torch.arange(h.shape[0]), idx, : self.hidden]
+        bwd = h[:, 0, self.hidden:]
+        return torch.cat([fwd, bwd], dim=-1) * (lengths > 0).to(h.dtype).unsqueeze(-1)
+
+
+# ----------------------------------------------------------------------------- models
+
+
+class UnimodalBiLSTM(DepressionModel):
+    """Unimodal BiLSTM baseline: one modality, BiLSTM, pooling, Linear -> 1 logit.
+
+    Other modalities in ``input_dims`` are ignored (by design: this is the unimodal baseline).
+
+    Args:
+        input_dims: modality -> feature size; must contain ``modality``.
+        modality: the modality used (``"audio"`` or ``"visual"``).
+        hidden: hidden units per direction (LMVD's baseline: 256; default 128, our choice).
+        num_layers: recurrent layers.
+        dropout: dropout before the classifier and between recurrent layers.
+        pool: ``"mean"`` (default, masked) or ``"last"`` (as the LMVD baseline's last step).
+    """
+
+    def __init__(self, input_dims, modality: str = "audio", hidden: int = 128, num_layers: int = 2,
+                 dropout: float = 0.2, pool: str = "mean"):
+        super().__init__(input_dims)
+        if modality not in self.input_dims:
+            raise ConfigError(f"unimodal model needs the {modality!r} modality, input_dims has {list(self.input_dims)}",
+                              hint=f"use features that include {modality}")
+        require_positive(hidden=hidden, num_layers=num_layers)
+        require_prob(dropout=dropout)
+        self.modality = modality
+        self.encoder = RNNEncoder(self.input_dims[modality], hidden, num_layers, dropout, "lstm", pool)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(self.encoder.out_dim, 1)
+
+    def forward(self, inputs, masks) -> ModelOutput:
+        h = self.encoder(inputs[self.modality], masks[self.modality])
+        return ModelOutput(logits=self.head(self.drop(h)).squeeze(-1))
+
+
+class PooledFusion(DepressionModel):
+    """Per-modality BiLSTM encoders, masked mean pooling, then concat / add / mul fusion, MLP -> 1.
+
+    Args:
+        input_dims: modality -> feature size (visual first).
+        op: ``"concat"``, ``"add"`` or ``"mul"`` (element-wise product).
+        hidden: BiLSTM hidden units per direction.
+        num_layers: BiLSTM layers per modality.
+        d: size each pooled modality vector is projected to before fusion.
+        dropout: dropout after fusion and between recurrent layers.
+    """
+
+    OPS = ("concat", "add", "mul")
+
+    def __init__(self, input_dims, op: str = "concat", hidden: int = 64, num_layers: int = 1, d: int = 128,
+                 dropout: float = 0.2):
+        super().__init__(input_dims)
+        if op not in self.OPS:
+            raise ConfigError(f"fusion op must be one of {self.OPS}, got {op!r}")
+        require_positive(hidden=hidden, num_layers=num_layers, d=d)
+        require_prob(dropout=dropout)
+        self.op = op
+        self.encoders = nn.ModuleDict({m: RNNEncoder(D, hidden, num_layers, dropout) for m, D in self.input_dims.items()})
+        self.proj = nn.ModuleDict({m: nn.Linear(2 * hidden, d) for m in self.input_dims})
+        fused = d * len(self.modalities) if op == "concat" else d
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(fused, d), nn.ReLU(), nn.Linear(d, 1))
+
+    def forward(self, inputs, masks) -> ModelOutput:
+        hs = []
+        for m in self.modalities:
+            present = masks[m].any(dim=1, keepdim=True).float()
+            # a modality with no valid row contributes zeros (projection bias masked too)
+            hs.append(self.proj[m](self.encoders[m](inputs[m], masks[m])) * present)
+        if self.op == "concat":
+            z = torch.cat(hs, dim=-1)
+        elif self.op == "add":
+            z = torch.stack(hs).sum(0)
+        else:
+            z = torch.stack(hs).prod(0)
+        norms = torch.stack([h.norm(dim=-1) for h in hs], dim=-1)
+        share = norms / norms.sum(-1, keepdim=True).clamp_min(1e-12)
+        return ModelOutput(logits=self.head(z).squeeze(-1), modality_weights=share)
+
+
+class TFN(DepressionModel):
+    """Tensor Fusion Network on pooled per-modality embeddings.
+
+    ``z = vec([h_1; 1] (x) [h_2; 1] (x) ...)`` (Zadeh et al., 2017), modalities in ``input_dims``
+    order, then Dropout -> Linear -> ReLU -> Linear -> 1 logit.
+
+    Args:
+        input_dims: modality -> feature size.
+        hidden: BiLSTM hidden units per direction of each modality encoder.
+        d: size of each pooled embedding before the outer product (the fused vector has
+            (d+1)^M entries).
+        post_hidden: hidden size of the post-fusion MLP.
+        dropout: dropout on the fused tensor.
+    """
+
+    def __init__(self, input_dims, hidden: int = 64, d: int = 32, post_hidden: int = 64, dropout: float = 0.2):
+        super().__init__(input_dims)
+        require_positive(hidden=hidden, d=d, post_hidden=post_hidden)
+        require_prob(dropout=dropout)
+        self.encoders = nn.ModuleDict({m: RNNEncoder(D, hidden) for m, D in self.input_dims.items()})
+        self.proj = nn.ModuleDict({m: nn.Sequential(nn.Linear(2 * hidden, d), nn.ReLU()) for m in self.input_dims})
+        size = (d + 1) ** len(self.modalities)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(size, post_hidden), nn.ReLU(), nn.Linear(post_hidden, 1))
+
+    def forward(self, inputs, masks) -> ModelOutput:
+        z = None
+        for m in self.modalities:
+            present = masks[m].any(dim=1, keepdim=True).float()
+            h = self.proj[m](self.encoders[m](inputs[m], masks[m])) * present
+            h1 = torch.cat([h, torch.ones_like(h[:, :1])], dim=-1)
+            z = h1 if z is None else (z.unsqueeze(-1) * h1.unsqueeze(1)).flatten(1)
+        return ModelOutput(logits=self.head(z).squeeze(-1))
+
+
+# ----------------------------------------------------------------------------- registry entries
+
+_DVLOG_PAPER = "baseline (D-Vlog / LMVD style)"
+
+
+@register_model("bilstm_audio", paper=_DVLOG_PAPER, inputs="audio")
+def bilstm_audio(input_dims, **cfg):
+    """Unimodal BiLSTM on the audio stream."""
+    check_options(UnimodalBiLSTM, "bilstm_audio", cfg, fixed=("modality",))
+    return UnimodalBiLSTM(input_dims, modality="audio", **cfg)
+
+
+@register_model("bilstm_visual", paper=_DVLOG_PAPER, inputs="visual")
+def bilstm_visual(input_dims, **cfg):
+    """Unimodal BiLSTM on the visual (landmark) stream."""
+    check_options(UnimodalBiLSTM, "bilstm_visual", cfg, fixed=("modality",))
+    return UnimodalBiLSTM(input_dims, modality="visual", **cfg)
+
+
+def _fusion_entry(op: str):
+    def entry(input_dims, **cfg):
+        check_options(PooledFusion, f"fusion_{op}", cfg, fixed=("op",))
+        return PooledFusion(input_dims, op=op, **cfg)
+
+    entry.__doc__ = f"Per-modality BiLSTM + pooled {op} fusion."
+    entry.__name__ = f"fusion_{op}"
+    return entry
+
+
+for _op in PooledFusion.OPS:
+    register_model(f"fusion_{_op}", paper=_DVLOG_PAPER + "; MMFformer fusion options")(_fusion_entry(_op))
+
+
+@register_model("tfn", paper="Zadeh et al., EMNLP 2017 (Tensor Fusion Network)")
+def tfn(input_dims, **cfg):
+    """Tensor Fusion Network: outer product of pooled [h;1] embeddings."""
+    check_options(TFN, "tfn", cfg)
+    return TFN(input_dims, **cfg)
