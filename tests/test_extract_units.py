@@ -130,3 +130,16 @@ def test_speech_activity_detects_a_tone_and_not_silence():
     audio[sr:3 * sr] = 0.3 * np.sin(2 * np.pi * 200 * t[sr:3 * sr])
     act = speech_activity(audio, sr, fps, 4)
     assert act.tolist() == [False, True, True, False]
+
+
+def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path):
+    from depdet.pipeline import io as dio
+
+    target = tmp_path / "x.npy"
+    dio.save_npy(target, np.ones(3))
+    with pytest.raises(KeyboardInterrupt):
+        with dio.atomic_path(target) as tmp:
+            tmp.write_bytes(b"half-written")
+            raise KeyboardInterrupt
+    np.testing.assert_array_equal(np.load(target), np.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["x.npy"]
