@@ -216,9 +216,77 @@ def weights_install(
 # ---------------------------------------------------------------- models (issue 3)
 # ---------------------------------------------------------------- synth / train / evaluate (issue 4)
 # ---------------------------------------------------------------- predict / demo (issue 5)
-# ---------------------------------------------------------------- models (issue 3)
-# ---------------------------------------------------------------- synth / train / evaluate (issue 4)
-# ---------------------------------------------------------------- predict / demo (issue 5)
+def _print_predictions(report) -> None:
+    """One Rich table row per clip (disclaimer as caption), warnings, then a failures table."""
+    from rich.table import Table
+
+    from depdet.pipeline.predict import ABOVE
+
+    title = "depdet screening results" + (" (DEMONSTRATION: synthetic training data, no clinical meaning)"
+                                          if report.demonstration else "")
+    table = Table(title=title, caption=SCREENING_DISCLAIMER, caption_justify="left")
+    for col, just in (("clip", "left"), ("duration", "right"), ("probability", "right"), ("result", "left"),
+                      ("face", "right"), ("speech", "right"), ("warnings", "left")):
+        table.add_column(col, justify=just, overflow="fold")
+    pct = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
+    for r in report.results:
+        if r.status != "ok":
+            continue
+        style = "bold red" if r.screening == ABOVE else "green"
+        table.add_row(r.sample_id, f"{r.duration:.1f}s" if r.duration is not None else "-", f"{r.probability:.3f}",
+                      f"[{style}]{r.screening}[/] (threshold {r.threshold:.2f})", pct(r.face_coverage),
+                      pct(r.speech_coverage), "\n".join(r.warnings) or "-")
+    if any(r.status == "ok" for r in report.results):
+        out.print(table)
+    if report.failed:
+        ft = Table(title=f"{len(report.failed)} of {len(report.results)} failed", title_style="bold red")
+        ft.add_column("clip")
+        ft.add_column("error", overflow="fold")
+        for r in report.failed:
+            ft.add_row(r.sample_id, r.error or "")
+        console.print(ft)
+
+
+@app.command()
+def predict(
+    inputs: Annotated[Optional[list[Path]], typer.Argument(help="Video files, folders (recursive) or .txt lists of paths.")] = None,
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Checkpoint written by `depdet train` (its feature spec, preprocessing, calibration and threshold are used).")] = ...,
+    results: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write all results to this .csv or .json file.")] = None,
+    report_path: Annotated[Optional[Path], typer.Option("--report", help="Write a self-contained HTML report (plots per clip, summary for a batch).")] = None,
+    features: Annotated[Optional[Path], typer.Option("--features", help="Predict from a `depdet extract` output folder instead of raw videos.")] = None,
+    detector: Annotated[Detector, typer.Option(help="Face detector for raw videos.")] = Detector.hog,
+    vggish_weights: Annotated[Optional[Path], typer.Option(help="VGGish checkpoint, for checkpoints trained on VGGish features.")] = None,
+    allow_partial: Annotated[bool, typer.Option(help="Score clips that lack a stream (no audio track / no face) on what remains.")] = False,
+    evidence: Annotated[bool, typer.Option(help="Compute the evidence timeline and modality shares.")] = True,
+    window: Annotated[Optional[float], typer.Option(help="Occlusion window in seconds (default 1 s, wider for long clips).", min=0.001)] = None,
+    trust_pickle: Annotated[bool, typer.Option(help="Allow scikit-learn checkpoints (pickled: only files you trust).")] = False,
+):
+    """Screening probability, evidence and report for videos (research use, not a diagnosis)."""
+    from depdet.pipeline.extract import ExtractOptions
+    from depdet.pipeline.predict import run_predict, write_results
+    from depdet.pipeline.report import write_report
+
+    if not inputs and features is None:
+        raise DepdetError("nothing to predict", hint="give video files/folders or --features DIR")
+    if results is not None and results.suffix.lower() not in (".csv", ".json"):
+        raise DepdetError(f"unsupported results format {results.suffix!r}", path=results, hint="use a .csv or .json file name")
+    options = ExtractOptions(detector=detector.value, vggish_weights=str(vggish_weights) if vggish_weights else None,
+                             allow_partial=allow_partial)
+    with console.status("predicting...") as status:
+        def on_result(r):
+            status.update(f"predicting... last: {r.sample_id} ({r.status}, {r.seconds:.1f}s)")
+
+        report = run_predict(inputs or [], checkpoint, features_dir=features, extract_options=options,
+                             evidence=evidence, window_s=window, trust_pickle=trust_pickle, on_result=on_result)
+    _print_predictions(report)
+    if results is not None:
+        write_results(results, report)
+        console.print(f"results: {results}", highlight=False)
+    if report_path is not None:
+        write_report(report_path, report)
+        console.print(f"report: {report_path}", highlight=False)
+    if report.failed:
+        raise typer.Exit(1)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -155,14 +155,15 @@ class Predictor:
         evidence: compute the timeline and modality shares (costs extra forward passes for
             models without attention / gates).
         window_s: occlusion window in seconds (default 1 s, widened for long clips).
+        trust_pickle: allow scikit-learn checkpoints (their state is pickled: only for trusted files).
     """
 
     def __init__(self, checkpoint: str | Path, *, extract_options=None, evidence: bool = True,
-                 window_s: float | None = None):
+                 window_s: float | None = None, trust_pickle: bool = False):
         from depdet.pipeline.checkpoint import load_checkpoint
 
         self.path = Path(checkpoint)
-        self.ckpt = load_checkpoint(self.path, map_location="cpu")
+        self.ckpt = load_checkpoint(self.path, map_location="cpu", trust_pickle=trust_pickle)
         self.spec: FeatureSpec = self.ckpt.spec
         self.temperature = float(self.ckpt.temperature or 1.0)
         self.threshold = float(self.ckpt.threshold)
@@ -199,9 +200,9 @@ class Predictor:
                 raise DataError(f"{m} features have shape {arr.shape}, the checkpoint expects (T, {dims.get(m)})",
                                 hint="re-extract with the checkpoint's feature spec")
         feats = self.ckpt.preprocessor.transform(features) if self.ckpt.preprocessor is not None else features
-        if not isinstance(self.model, torch.nn.Module):
+        if self.ckpt.kind == "sklearn":  # no tensors to explain: probability only
             p_raw = float(np.asarray(self.model.predict_proba([feats])).reshape(-1)[0])
-            p_raw = min(max(p_raw, 1e-7), 1 - 1e-7)
+            p_raw = min(max(p_raw, 1e-6), 1 - 1e-6)  # as checkpoint.predict_logits maps it
             logit = math.log(p_raw / (1 - p_raw))
             return logit, calibrate(logit, self.temperature), None
         inputs, masks = collate([feats])
@@ -313,7 +314,7 @@ class PredictReport:
 
 def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *, features_dir: str | Path | None = None,
                 extract_options=None, evidence: bool = True, window_s: float | None = None,
-                demonstration: bool = False,
+                demonstration: bool = False, trust_pickle: bool = False,
                 on_result: Callable[[ClipResult], None] | None = None) -> PredictReport:
     """Predict every input; per-clip failures are recorded, never raised.
 
@@ -326,6 +327,7 @@ def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *
         evidence: compute evidence (timeline, modality shares).
         window_s: occlusion window (seconds).
         demonstration: mark the outputs as a demonstration without clinical meaning.
+        trust_pickle: allow scikit-learn checkpoints (pickled state; trusted files only).
         on_result: called after each clip.
 
     Returns:
@@ -335,7 +337,8 @@ def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *
         DepdetError: problems with the checkpoint, the inputs as a whole, or a spec mismatch.
     """
     t0 = time.perf_counter()
-    pred = Predictor(checkpoint, extract_options=extract_options, evidence=evidence, window_s=window_s)
+    pred = Predictor(checkpoint, extract_options=extract_options, evidence=evidence, window_s=window_s,
+                     trust_pickle=trust_pickle)
     emit = on_result or (lambda r: None)
     results: list[ClipResult] = []
 
