@@ -214,6 +214,72 @@ def weights_install(
 
 
 # ---------------------------------------------------------------- models (issue 3)
+
+
+def _parse_dims(text: str) -> dict[str, int]:
+    """Parse ``visual=136,audio=128`` into an ordered dims dict (visual first, then audio, then others)."""
+    from depdet.errors import ConfigError
+
+    dims: dict[str, int] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip() or not value.strip().isdigit() or int(value) < 1:
+            raise ConfigError(f"bad --dims entry {part!r}", hint="write e.g. --dims visual=136,audio=128")
+        dims[name.strip()] = int(value)
+    if not dims:
+        raise ConfigError("--dims is empty", hint="write e.g. --dims visual=136,audio=128")
+    order = [m for m in ("visual", "audio") if m in dims] + [m for m in dims if m not in ("visual", "audio")]
+    return {m: dims[m] for m in order}
+
+
+def _count_model_parameters(name: str, dims: dict[str, int]) -> str:
+    """Parameter count of model ``name`` built for ``dims`` ("n/a" for sklearn models); built on the
+    meta device when possible (no memory, no init cost), else on CPU."""
+    import torch
+
+    from depdet.errors import ConfigError
+    from depdet.models import create_model, get_entry
+
+    if get_entry(name).kind != "torch":
+        return "n/a"
+    try:
+        try:
+            with torch.device("meta"):
+                model = create_model(name, dims)
+        except ConfigError:
+            raise
+        except Exception:  # some init code may not support the meta device
+            model = create_model(name, dims)
+    except ConfigError as e:
+        return f"n/a ({e.message})"
+    return f"{sum(p.numel() for p in model.parameters()):,}"
+
+
+@app.command("models")
+def models_cmd(
+    dims: Annotated[str, typer.Option("--dims", help="Feature sizes to count parameters for, e.g. visual=136,audio=128 "
+                                      "(default: D-Vlog, visual=136,audio=25).")] = "visual=136,audio=25",
+    filter: Annotated[str, typer.Option("--filter", help="Glob on model names, e.g. '*mamba*'.")] = "*",
+):
+    """List the registered models: paper, expected inputs, parameter count, kind."""
+    from rich.table import Table
+
+    from depdet.models import get_entry, list_models
+
+    parsed = _parse_dims(dims)
+    names = list_models(filter)
+    dims_text = ", ".join(f"{m}={d}" for m, d in parsed.items())
+    table = Table(title=f"depdet models (parameters for {dims_text})")
+    for col in ("name", "paper", "inputs", "parameters", "kind"):
+        table.add_column(col, justify="right" if col == "parameters" else "left", overflow="fold")
+    for name in names:
+        e = get_entry(name)
+        table.add_row(name, e.paper, e.inputs, _count_model_parameters(name, parsed), e.kind)
+    if not names:
+        console.print(f"[yellow]no model matches {filter!r}[/] (see `depdet models` for all names)")
+        raise typer.Exit(1)
+    out.print(table)
+
 # ---------------------------------------------------------------- synth / train / evaluate (issue 4)
 # ---------------------------------------------------------------- predict / demo (issue 5)
 def _print_predictions(report) -> None:

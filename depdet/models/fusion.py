@@ -159,8 +159,8 @@ class UnimodalBiLSTM(DepressionModel):
                  dropout: float = 0.2, pool: str = "mean"):
         super().__init__(input_dims)
         if modality not in self.input_dims:
-            raise ConfigError(f"unimodal model needs the {modality!r} modality, input_dims has {list(self.input_dims)}",
-                              hint=f"use features that include {modality}")
+            raise ConfigError(f"needs the {modality!r} modality", hint=f"use features that include {modality} "
+                              f"(input_dims has {', '.join(self.input_dims)})")
         require_positive(hidden=hidden, num_layers=num_layers)
         require_prob(dropout=dropout)
         self.modality = modality
