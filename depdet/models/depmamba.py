@@ -1,0 +1,123 @@
+"""DepMamba (Ye, Zhang, Shan; ICASSP 2025, arXiv 2409.15936): hierarchical collaborative Bi-Mamba.
+
+Architecture (``models.md`` §2.1; public code Jiaxin-Ye/DepMamba@6e96fd2 ``models/DepMamba.py``):
+
+1. per modality (visual first, then audio): ``Conv1d(D_m -> 256, k=1, bias=False)``, Xavier-uniform;
+2. CoSSM: per-modality MMCNNEncoderLayer (``Conv1d(k3, no bias) -> BN -> ReLU -> Dropout`` + identity
+   residual), then the collaborative Bi-Mamba (MMBiMamba: only ``A_log``/``A_b_log`` shared between
+   modalities) with ``x <- x + LN(out)`` (LayerNorm eps 1e-6) per modality;
+3. concatenate channels (512), EnSSM: CNN layer at 512, then ``x <- x + LN(BiMamba_512(x))``;
+4. masked mean over time, ``Linear(512 -> 1)``, BCE-with-logits.
+
+Where we follow what:
+
+* Paper + public code: everything above; D-Vlog config d_state 12, LMVD 16, expand 4, d_conv 4,
+  dropout 0.1; dt_rank ceil(d_model/16); S4D-real A init; Mamba dt init.
+* Public code only: post-norm-on-branch residual ``x + LN(mamba(x))``; dropout only inside the CNN
+  layers (the Mamba layer's ``self.drop`` is unused there, so we have none); the
+  ``a_downsample`` conv (~1.05 M parameters) is defined but never used in the public code, so it is
+  **not** built here: our parameter count is the ~6.66 M *used* parameters (D-Vlog dims).
+* Our choices (``padding="fixed"``, default): padding never reaches a scan, a conv or BatchNorm
+  statistics (see :mod:`depdet.models.mamba`); the backward scan runs over each sample's own
+  reversed valid span; BatchNorm uses masked train-mode statistics (:class:`MaskedBatchNorm1d`) so
+  padded rows do not shift the running mean/var. ``padding="original"`` reproduces the public
+  code's behaviour (plain BN over padded rows, backward scan over the flipped padded tensor, mask
+  used only for pooling) for comparisons with published numbers.
+* Per-modality masks (our input contract) replace the public loader's single
+  ``sum(row) != 0`` mask: each modality branch skips its own invalid rows; after concatenation the
+  union of the two masks is used. A sample with one modality fully masked keeps a finite output;
+  an all-empty sample gives the head's bias (masked mean clamps its denominator).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from depdet.errors import ConfigError
+from depdet.models.base import DepressionModel, ModelOutput, masked_mean
+from depdet.models.mamba import CollaborativeBiMamba, ResConvBlock, ResidualMamba
+from depdet.models.registry import register_model
+
+PADDING_MODES = ("fixed", "original")
+
+
+def check_padding(padding: str) -> bool:
+    """Validate a ``padding`` option; returns True for the leaky ``"original"`` behaviour."""
+    if padding not in PADDING_MODES:
+        raise ConfigError(f"padding must be one of {PADDING_MODES}, got {padding!r}",
+                          hint='use padding="fixed" (default) or padding="original" (public-code behaviour)')
+    return padding == "original"
+
+
+def union_mask(masks: dict[str, torch.Tensor], modalities) -> torch.Tensor:
+    """Logical OR of the per-modality masks (B, L)."""
+    out = masks[modalities[0]].bool()
+    for m in modalities[1:]:
+        out = out | masks[m].bool()
+    return out
+
+
+class DepMamba(DepressionModel):
+    """DepMamba: 1x1 projections, CoSSM (CNN + collaborative Bi-Mamba), EnSSM (CNN + Bi-Mamba), mean, linear.
+
+    Args:
+        input_dims: modality -> feature size, visual first.
+        d_model: per-modality width (256).
+        d_state: SSM state size (12 D-Vlog, 16 LMVD).
+        expand, d_conv: Mamba expand factor (4) and conv width (4).
+        dropout: dropout in the CNN layers (0.1).
+        padding: ``"fixed"`` (default) or ``"original"`` (public-code padding leak).
+        chunk_size: chunk length of the CPU scan.
+    """
+
+    def __init__(self, input_dims: dict[str, int], d_model: int = 256, d_state: int = 12, expand: float = 4,
+                 d_conv: int = 4, dropout: float = 0.1, padding: str = "fixed", chunk_size: int = 64):
+        super().__init__(input_dims)
+        leaky = check_padding(padding)
+        self.padding = padding
+        masked = not leaky
+        mk = dict(d_state=d_state, d_conv=d_conv, expand=expand, chunk_size=chunk_size)
+        self.proj = nn.ModuleDict()
+        for m, dim in self.input_dims.items():
+            conv = nn.Conv1d(dim, d_model, 1, bias=False)
+            nn.init.xavier_uniform_(conv.weight)
+            self.proj[m] = conv
+        self.co_cnn = nn.ModuleDict({m: ResConvBlock(d_model, d_model, 3, dropout, masked) for m in self.modalities})
+        self.co_mamba = CollaborativeBiMamba(d_model, len(self.modalities), leaky_padding=leaky, **mk)
+        self.co_norm = nn.ModuleDict({m: nn.LayerNorm(d_model, eps=1e-6) for m in self.modalities})
+        d_cat = d_model * len(self.modalities)
+        self.en_cnn = ResConvBlock(d_cat, d_cat, 3, dropout, masked)
+        self.en_mamba = ResidualMamba(d_cat, masked=masked, **mk)
+        self.head = nn.Linear(d_cat, 1)
+
+    def forward(self, inputs: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> ModelOutput:
+        """inputs[m] (B, L, D_m), masks[m] (B, L) bool -> ModelOutput with logits (B,)."""
+        leaky = self.padding == "original"
+        ms = [masks[m].bool() for m in self.modalities]
+        xs = []
+        for m, mk in zip(self.modalities, ms):
+            x = inputs[m].float()
+            if not leaky:
+                x = x * mk[..., None].to(x.dtype)
+            x = self.proj[m](x.transpose(1, 2)).transpose(1, 2)
+            xs.append(self.co_cnn[m](x, mk))
+        outs = self.co_mamba(xs, [None if leaky else mk for mk in ms])
+        xs = [x + self.co_norm[m](o) for m, x, o in zip(self.modalities, xs, outs)]
+        if not leaky:
+            xs = [x * mk[..., None].to(x.dtype) for x, mk in zip(xs, ms)]
+        x = torch.cat(xs, dim=-1)
+        full = union_mask(masks, self.modalities)
+        x = self.en_cnn(x, full)
+        x = self.en_mamba(x, None if leaky else full)
+        pooled = masked_mean(x, full)
+        return ModelOutput(logits=self.head(pooled).squeeze(-1), aux={"embedding": pooled})
+
+
+@register_model("depmamba", paper="Ye, Zhang, Shan, ICASSP 2025 (arXiv 2409.15936)", inputs="visual + audio",
+                description="DepMamba: CNN + collaborative Bi-Mamba (shared A) per modality, then CNN + Bi-Mamba")
+def depmamba(input_dims, d_model: int = 256, d_state: int = 12, expand: float = 4, d_conv: int = 4,
+             dropout: float = 0.1, padding: str = "fixed", chunk_size: int = 64) -> DepMamba:
+    """DepMamba (d_state 12 for D-Vlog, 16 for LMVD; padding="original" for the public-code leak)."""
+    return DepMamba(input_dims, d_model=d_model, d_state=d_state, expand=expand, d_conv=d_conv,
+                    dropout=dropout, padding=padding, chunk_size=chunk_size)

@@ -1,0 +1,497 @@
+"""Mamba core for CPU and GPU: selective scans, the causal depthwise conv, and (Bi-)Mamba blocks.
+
+What is here:
+
+* :func:`selective_scan_ref` - the plain sequential recurrence (one Python step per time step), the
+  numerical reference. Same signature and semantics as ``mamba_ssm``'s ``selective_scan_fn``.
+* :func:`selective_scan_chunked` - the same math with no Python loop over single time steps: time is
+  cut into chunks; inside a chunk the states come from cumulative sums of the log-decays
+  (``h_t = exp(c_t) * (exp(d_0 A) h_0 + cumsum_s exp(-c_s) dB_s u_s)`` with chunk-local ``c``), the
+  state is carried from chunk to chunk. Chunk boundaries are chosen so that every exponent inside a
+  chunk stays below :data:`MAX_CHUNK_EXPONENT` (numerically safe: no overflow, relative error of the
+  same order as the sequential sum), and with autograd each chunk is re-computed in the backward
+  pass (activation checkpointing) so memory grows linearly in L with a small constant.
+* :func:`selective_scan` / :func:`causal_conv1d` - dispatch: the ``mamba_ssm`` / ``causal_conv1d``
+  CUDA kernels when they import and the tensors are on CUDA (the ``[cuda]`` extra), the PyTorch path
+  otherwise. Imports are lazy and guarded.
+* :class:`MambaMixer` (unidirectional Mamba), :class:`BiMamba` (Vim "bimamba v2") and
+  :class:`CollaborativeBiMamba` (DepMamba's MMBiMamba: per-modality everything except the shared
+  ``A_log`` / ``A_b_log``).
+
+Padding (``leaky_padding=False``, config ``padding="fixed"``, the default): masked steps are zeroed
+before the conv, their ``delta`` is set to 0 so the state passes through them unchanged, and the
+backward direction runs on each sample's own reversed valid span (a per-sample gather, not a flip of
+the padded tensor), so a sample's outputs do not depend on how much padding its batch has.
+``leaky_padding=True`` (config ``padding="original"``) reproduces the public DepMamba code: no masking
+inside the block and the backward scan runs over ``flip(L)`` of the padded tensor, so it starts in the
+padded tail.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint as _checkpoint
+
+#: Largest |exponent| allowed inside one chunk of the chunked scan. exp(32) ~ 8e13 leaves ample
+#: float32 head-room for the inputs; exponent rounding error stays ~32 * 6e-8 ~ 2e-6 relative.
+MAX_CHUNK_EXPONENT = 32.0
+
+#: Above this many elements in the full (B, D, L, N) state, the chunked scan re-computes chunks in the
+#: backward pass instead of keeping ~5 such tensors alive (2**25 elements = 128 MiB in float32).
+CHECKPOINT_MIN_ELEMENTS = 2 ** 25
+
+
+# --------------------------------------------------------------------------------------------------
+# Optional CUDA kernels (lazy, guarded imports)
+# --------------------------------------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def _cuda_selective_scan_fn():
+    """``mamba_ssm``'s ``selective_scan_fn`` or None when the package or its extension is missing."""
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+    except Exception:  # ImportError, or an extension built for another torch/CUDA
+        return None
+    return selective_scan_fn
+
+
+@lru_cache(maxsize=None)
+def _cuda_causal_conv1d_fn():
+    """``causal_conv1d``'s ``causal_conv1d_fn`` or None when not importable."""
+    try:
+        from causal_conv1d import causal_conv1d_fn
+    except Exception:
+        return None
+    return causal_conv1d_fn
+
+
+def use_cuda_scan(t: torch.Tensor) -> bool:
+    """Whether :func:`selective_scan` will use the ``mamba_ssm`` kernel for tensor ``t``."""
+    return bool(t.is_cuda) and _cuda_selective_scan_fn() is not None
+
+
+def use_cuda_conv(t: torch.Tensor) -> bool:
+    """Whether :func:`causal_conv1d` will use the ``causal_conv1d`` kernel for tensor ``t``."""
+    return bool(t.is_cuda) and _cuda_causal_conv1d_fn() is not None
+
+
+# --------------------------------------------------------------------------------------------------
+# Selective scans
+# --------------------------------------------------------------------------------------------------
+def _prep_delta(delta, delta_bias, delta_softplus):
+    delta = delta.float()
+    if delta_bias is not None:
+        delta = delta + delta_bias.float()[..., None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    return delta
+
+
+def _finish(y, u, D, z, dtype):
+    if D is not None:
+        y = y + u * D.float()[:, None]
+    if z is not None:
+        y = y * F.silu(z.float())
+    return y.to(dtype)
+
+
+def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                       return_last_state=False):
+    """Sequential selective scan (reference), one Python step per time step.
+
+    Computes ``h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t``, ``y_t = C_t . h_t + D u_t``, then
+    ``y * silu(z)``.
+
+    Args:
+        u: ``(B, D, L)`` inputs.
+        delta: ``(B, D, L)`` step sizes (before ``delta_bias`` / softplus).
+        A: ``(D, N)`` real state matrix (diagonal per channel; negative for a stable scan).
+        B: ``(B, N, L)`` input projections.
+        C: ``(B, N, L)`` output projections.
+        D: optional ``(D,)`` skip weights.
+        z: optional ``(B, D, L)`` gate.
+        delta_bias: optional ``(D,)`` added to delta.
+        delta_softplus: apply softplus to delta (after the bias).
+        return_last_state: also return the final state ``(B, D, N)``.
+
+    Returns:
+        ``(B, D, L)`` outputs in ``u``'s dtype (and the last state if asked).
+    """
+    dtype = u.dtype
+    u = u.float()
+    delta = _prep_delta(delta, delta_bias, delta_softplus)
+    A = A.float()
+    Bm, Cm = B.float(), C.float()
+    bsz, dim, L = u.shape
+    h = u.new_zeros(bsz, dim, A.shape[1])
+    ys = []
+    # unbind (not x[..., t]) so the backward pass stacks slices instead of scattering into
+    # full-size zero tensors at every step.
+    for d_t, u_t, b_t, c_t in zip(delta.unbind(-1), u.unbind(-1), Bm.unbind(-1), Cm.unbind(-1)):
+        h = torch.exp(d_t[..., None] * A) * h + (d_t * u_t)[..., None] * b_t[:, None, :]
+        ys.append((h * c_t[:, None, :]).sum(-1))
+    y = torch.stack(ys, -1) if ys else u.new_zeros(bsz, dim, 0)
+    out = _finish(y, u, D, z, dtype)
+    return (out, h) if return_last_state else out
+
+
+def _chunk_bounds(delta: torch.Tensor, A: torch.Tensor, chunk_size: int) -> list[tuple[int, int]]:
+    """Chunk boundaries keeping every in-chunk exponent |A| * sum(|delta|) <= MAX_CHUNK_EXPONENT.
+
+    The exponent of step t relative to the chunk's first step is ``A * (S_t - S_first)``; it is bounded
+    by the sum over the chunk's later steps of ``max_{b,d} |delta[b,d,t]| * max_n |A[d,n]|``.
+    """
+    L = delta.shape[-1]
+    rate = (delta.detach().abs() * A.detach().abs().amax(-1)[:, None]).amax(dim=(0, 1))  # (L,)
+    rate = rate.cpu().tolist()
+    bounds = []
+    start = 0
+    while start < L:
+        end, acc = start + 1, 0.0
+        while end < L and end - start < chunk_size and acc + rate[end] <= MAX_CHUNK_EXPONENT:
+            acc += rate[end]
+            end += 1
+        bounds.append((start, end))
+        start = end
+    return bounds
+
+
+def _scan_chunk(u, delta, A, Bt, Ct, h0):
+    """One chunk in parallel. u, delta (B, D, T); Bt, Ct (B, T, N); h0 (B, D, N) -> y (B, D, T), h_T."""
+    # c_t = A * (S_t - S_0): log-decay from just after the chunk's first step (c_0 = 0), so the first
+    # step's own decay multiplies only the incoming state. |c_t| <= MAX_CHUNK_EXPONENT by construction.
+    s = torch.cumsum(delta, -1) - delta[..., :1]
+    c = s[..., None] * A[:, None, :]                       # (B, D, T, N)
+    e = torch.exp(c)
+    x = (delta * u)[..., None] * Bt[:, None, :, :]         # (B, D, T, N)
+    acc = torch.cumsum(x / e, dim=2)
+    acc = acc + (torch.exp(delta[..., :1, None] * A[:, None, :]) * h0[:, :, None, :])
+    h = e * acc                                            # states h_t, (B, D, T, N)
+    y = (h * Ct[:, None]).sum(-1)                          # C_t . h_t (faster than einsum on CPU)
+    return y, h[:, :, -1]
+
+
+def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                           return_last_state=False, chunk_size: int = 64, checkpoint: bool | None = None):
+    """Chunked parallel selective scan: same arguments and result as :func:`selective_scan_ref`.
+
+    Args:
+        chunk_size: maximum steps per chunk (chunks may be shorter when the decays are steep, see
+            :data:`MAX_CHUNK_EXPONENT`).
+        checkpoint: re-compute each chunk in the backward pass instead of storing its
+            ``(B, D, T, N)`` intermediates. Default: on when autograd is recording and the full
+            ``(B, D, L, N)`` state would exceed :data:`CHECKPOINT_MIN_ELEMENTS` elements.
+    """
+    dtype = u.dtype
+    u = u.float()
+    delta = _prep_delta(delta, delta_bias, delta_softplus)
+    A = A.float()
+    Bt = B.float().transpose(1, 2)
+    Ct = C.float().transpose(1, 2)
+    bsz, dim, L = u.shape
+    h = u.new_zeros(bsz, dim, A.shape[1])
+    if checkpoint is None:
+        checkpoint = (torch.is_grad_enabled() and bsz * dim * L * A.shape[1] > CHECKPOINT_MIN_ELEMENTS
+                      and any(t.requires_grad for t in (u, delta, A, Bt, Ct)))
+    ys = []
+    for a, b in _chunk_bounds(delta, A, chunk_size) if L else []:
+        args = (u[..., a:b], delta[..., a:b], A, Bt[:, a:b], Ct[:, a:b], h)
+        if checkpoint:
+            y, h = _checkpoint(_scan_chunk, *args, use_reentrant=False)
+        else:
+            y, h = _scan_chunk(*args)
+        ys.append(y)
+    y = torch.cat(ys, -1) if ys else u.new_zeros(bsz, dim, 0)
+    out = _finish(y, u, D, z, dtype)
+    return (out, h) if return_last_state else out
+
+
+def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                   chunk_size: int = 64):
+    """Selective scan on the fastest available path (``mamba_ssm`` kernel on CUDA, else chunked)."""
+    if use_cuda_scan(u):
+        fn = _cuda_selective_scan_fn()
+        return fn(u.contiguous(), delta.contiguous(), A.contiguous(), B.contiguous(), C.contiguous(),
+                  D, None if z is None else z.contiguous(), delta_bias, delta_softplus)
+    return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_size=chunk_size)
+
+
+def causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                  activation: str | None = "silu") -> torch.Tensor:
+    """Depthwise causal conv over time: x (B, D, L), weight (D, K) -> (B, D, L), SiLU if asked."""
+    if use_cuda_conv(x):
+        fn = _cuda_causal_conv1d_fn()
+        return fn(x.contiguous(), weight.contiguous(), bias, activation=activation)
+    k = weight.shape[-1]
+    y = F.conv1d(x, weight.unsqueeze(1), bias, padding=k - 1, groups=x.shape[1])[..., : x.shape[-1]]
+    return F.silu(y) if activation in ("silu", "swish") else y
+
+
+# --------------------------------------------------------------------------------------------------
+# Masks and per-sample flips
+# --------------------------------------------------------------------------------------------------
+def lengths_from_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Per-sample valid length = index of the last True + 1 (0 for an all-False row); mask (B, L)."""
+    L = mask.shape[1]
+    pos = torch.arange(1, L + 1, device=mask.device).expand_as(mask)
+    return (pos * mask.long()).amax(1)
+
+
+def flip_index(lengths: torch.Tensor, L: int) -> torch.Tensor:
+    """(B, L) gather index that reverses each sample's first ``lengths[b]`` steps, leaving the rest."""
+    t = torch.arange(L, device=lengths.device).expand(lengths.shape[0], L)
+    n = lengths[:, None]
+    return torch.where(t < n, n - 1 - t, t)
+
+
+def flip_within(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Reverse ``x`` (B, C, L) along L within each sample's valid span, using :func:`flip_index`."""
+    return torch.gather(x, 2, index[:, None, :].expand_as(x))
+
+
+# --------------------------------------------------------------------------------------------------
+# Blocks
+# --------------------------------------------------------------------------------------------------
+def _a_log_init(d_inner: int, d_state: int) -> nn.Parameter:
+    # S4D-real: A = -[1, 2, ..., N] for every channel, stored as log(-A).
+    a = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(d_inner, 1)
+    p = nn.Parameter(torch.log(a))
+    p._no_weight_decay = True
+    return p
+
+
+class _ScanBranch(nn.Module):
+    """One scan direction: depthwise causal conv, x_proj, dt_proj and D (A is passed in).
+
+    dt initialisation as in Mamba: ``dt_proj.bias = softplus^-1(dt)``, ``dt ~ logU[dt_min, dt_max]``
+    (1e-3 .. 0.1), weights uniform in +-dt_rank^-0.5.
+    """
+
+    def __init__(self, d_inner: int, d_state: int, d_conv: int, dt_rank: int,
+                 dt_min: float = 1e-3, dt_max: float = 0.1, dt_init_floor: float = 1e-4):
+        super().__init__()
+        self.d_state, self.dt_rank = d_state, dt_rank
+        self.conv1d = nn.Conv1d(d_inner, d_inner, d_conv, groups=d_inner, padding=d_conv - 1, bias=True)
+        self.x_proj = nn.Linear(d_inner, dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(dt_rank, d_inner, bias=True)
+        std = dt_rank ** -0.5
+        nn.init.uniform_(self.dt_proj.weight, -std, std)
+        dt = torch.exp(torch.rand(d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+        dt = dt.clamp(min=dt_init_floor)
+        with torch.no_grad():
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+        self.dt_proj.bias._no_reinit = True
+        self.D = nn.Parameter(torch.ones(d_inner))
+        self.D._no_weight_decay = True
+
+    def forward(self, x, z, A, mask, chunk_size: int):
+        """x, z (B, d_inner, L); A (d_inner, N); mask (B, L) bool or None -> y (B, d_inner, L)."""
+        xc = causal_conv1d(x, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu")
+        if mask is not None:
+            xc = xc * mask[:, None, :].to(xc.dtype)
+        dbl = self.x_proj(xc.transpose(1, 2))                         # (B, L, R + 2N)
+        dt, Bm, Cm = torch.split(dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = F.softplus(self.dt_proj(dt)).transpose(1, 2)          # (B, d_inner, L)
+        if mask is not None:
+            delta = delta * mask[:, None, :].to(delta.dtype)          # state passes masked steps unchanged
+        return selective_scan(xc, delta, A, Bm.transpose(1, 2), Cm.transpose(1, 2), self.D, z,
+                              chunk_size=chunk_size)
+
+
+def _dims(d_model, expand, dt_rank):
+    d_inner = int(expand * d_model)
+    return d_inner, (math.ceil(d_model / 16) if dt_rank in (None, "auto") else int(dt_rank))
+
+
+class MambaMixer(nn.Module):
+    """Unidirectional Mamba (v1) mixer: in_proj -> causal conv -> selective scan * SiLU(z) -> out_proj.
+
+    Args:
+        d_model: model width; ``d_inner = expand * d_model``; ``dt_rank = ceil(d_model / 16)``.
+        d_state, d_conv, expand: as in Mamba.
+        chunk_size: chunk length of the PyTorch scan.
+    """
+
+    def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: float = 2,
+                 dt_rank="auto", chunk_size: int = 64):
+        super().__init__()
+        self.d_inner, dt_rank = _dims(d_model, expand, dt_rank)
+        self.chunk_size = chunk_size
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=False)
+        self.fwd = _ScanBranch(self.d_inner, d_state, d_conv, dt_rank)
+        self.A_log = _a_log_init(self.d_inner, d_state)
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, L, d_model), mask (B, L) bool -> (B, L, d_model); masked steps are skipped."""
+        xz = self.in_proj(x).transpose(1, 2)
+        xi, z = xz.chunk(2, dim=1)
+        if mask is not None:
+            xi = xi * mask[:, None, :].to(xi.dtype)
+        y = self.fwd(xi, z, -torch.exp(self.A_log.float()), mask, self.chunk_size)
+        return self.out_proj(y.transpose(1, 2))
+
+
+def _bidirectional(xi, z, fwd, bwd, A, A_b, mask, leaky, chunk_size):
+    """0.5 * forward + 0.5 * re-reversed backward scan, (B, d_inner, L)."""
+    if leaky or mask is None:
+        m = None if leaky else mask
+        y_f = fwd(xi, z, A, m, chunk_size)
+        y_b = bwd(xi.flip(-1), z.flip(-1), A_b, m, chunk_size).flip(-1)
+        return 0.5 * y_f + 0.5 * y_b
+    mf = mask[:, None, :].to(xi.dtype)
+    xi = xi * mf
+    y_f = fwd(xi, z, A, mask, chunk_size)
+    idx = flip_index(lengths_from_mask(mask), mask.shape[1])
+    mb = torch.gather(mask, 1, idx)
+    y_b = flip_within(bwd(flip_within(xi, idx), flip_within(z, idx), A_b, mb, chunk_size), idx)
+    return (0.5 * y_f + 0.5 * y_b) * mf
+
+
+class BiMamba(nn.Module):
+    """Vim "bimamba v2": one in_proj/out_proj; separate forward/backward conv, x_proj, dt_proj, A, D.
+
+    ``out = out_proj(0.5 * y_fwd + 0.5 * flip(y_bwd))``.
+
+    Args:
+        d_model, d_state, d_conv, expand, dt_rank: as in Mamba (DepMamba: expand 4, d_conv 4).
+        leaky_padding: reproduce the public DepMamba code (backward scan over the padded tensor's
+            flip, no masking inside the block). Default False: padding never enters a scan.
+        chunk_size: chunk length of the PyTorch scan.
+    """
+
+    def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: float = 2,
+                 dt_rank="auto", leaky_padding: bool = False, chunk_size: int = 64):
+        super().__init__()
+        self.d_inner, dt_rank = _dims(d_model, expand, dt_rank)
+        self.leaky_padding, self.chunk_size = leaky_padding, chunk_size
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=False)
+        self.fwd = _ScanBranch(self.d_inner, d_state, d_conv, dt_rank)
+        self.bwd = _ScanBranch(self.d_inner, d_state, d_conv, dt_rank)
+        self.A_log = _a_log_init(self.d_inner, d_state)
+        self.A_b_log = _a_log_init(self.d_inner, d_state)
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, L, d_model), mask (B, L) bool (True = real step) -> (B, L, d_model)."""
+        xi, z = self.in_proj(x).transpose(1, 2).chunk(2, dim=1)
+        y = _bidirectional(xi, z, self.fwd, self.bwd, -torch.exp(self.A_log.float()),
+                           -torch.exp(self.A_b_log.float()), mask, self.leaky_padding, self.chunk_size)
+        return self.out_proj(y.transpose(1, 2))
+
+
+class CollaborativeBiMamba(nn.Module):
+    """DepMamba's MMBiMamba: one bimamba-v2 per modality sharing ONLY ``A_log`` and ``A_b_log``.
+
+    Each modality has its own in_proj, forward/backward conv, x_proj, dt_proj, D, D_b and out_proj;
+    the modalities interact only through the shared state matrices (as in the public code; no
+    cross-modal term in B, C or delta).
+
+    Args:
+        d_model: width of every modality stream.
+        n_modalities: number of streams (2 for visual + audio).
+        Other arguments as :class:`BiMamba`.
+    """
+
+    def __init__(self, d_model: int, n_modalities: int = 2, d_state: int = 16, d_conv: int = 4,
+                 expand: float = 2, dt_rank="auto", leaky_padding: bool = False, chunk_size: int = 64):
+        super().__init__()
+        self.d_inner, dt_rank = _dims(d_model, expand, dt_rank)
+        self.leaky_padding, self.chunk_size = leaky_padding, chunk_size
+        self.A_log = _a_log_init(self.d_inner, d_state)
+        self.A_b_log = _a_log_init(self.d_inner, d_state)
+        self.in_proj = nn.ModuleList(nn.Linear(d_model, 2 * self.d_inner, bias=False) for _ in range(n_modalities))
+        self.fwd = nn.ModuleList(_ScanBranch(self.d_inner, d_state, d_conv, dt_rank) for _ in range(n_modalities))
+        self.bwd = nn.ModuleList(_ScanBranch(self.d_inner, d_state, d_conv, dt_rank) for _ in range(n_modalities))
+        self.out_proj = nn.ModuleList(nn.Linear(self.d_inner, d_model, bias=False) for _ in range(n_modalities))
+
+    def forward(self, xs: list[torch.Tensor], masks: list[torch.Tensor | None]) -> list[torch.Tensor]:
+        """xs: per-modality (B, L, d_model); masks: per-modality (B, L) bool -> list of (B, L, d_model)."""
+        A = -torch.exp(self.A_log.float())
+        A_b = -torch.exp(self.A_b_log.float())
+        outs = []
+        for i, (x, m) in enumerate(zip(xs, masks)):
+            xi, z = self.in_proj[i](x).transpose(1, 2).chunk(2, dim=1)
+            y = _bidirectional(xi, z, self.fwd[i], self.bwd[i], A, A_b, m, self.leaky_padding, self.chunk_size)
+            outs.append(self.out_proj[i](y.transpose(1, 2)))
+        return outs
+
+
+# --------------------------------------------------------------------------------------------------
+# Shared layers for the Mamba-based models
+# --------------------------------------------------------------------------------------------------
+class MaskedBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm1d whose train-mode statistics use only the valid steps of ``mask`` (B, L).
+
+    Without a mask (or in eval mode) it is exactly ``nn.BatchNorm1d``. With a mask in train mode the
+    batch mean/variance and the running-stat updates come from valid steps only, so padding never
+    changes the statistics. Fewer than two valid steps: the running statistics are used, no update.
+    """
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:  # noqa: D102
+        if mask is None or not self.training:
+            return super().forward(x)
+        m = mask[:, None, :].to(x.dtype)
+        n = m.sum()
+        if float(n) < 2:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        mean = (x * m).sum((0, 2)) / n
+        var = (((x - mean[None, :, None]) ** 2) * m).sum((0, 2)) / n
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                mom = (1.0 / float(self.num_batches_tracked)) if self.momentum is None else self.momentum
+                self.running_mean.mul_(1 - mom).add_(mom * mean.detach())
+                self.running_var.mul_(1 - mom).add_(mom * var.detach() * n / (n - 1))
+        y = (x - mean[None, :, None]) / torch.sqrt(var[None, :, None] + self.eps)
+        if self.affine:
+            y = y * self.weight[None, :, None] + self.bias[None, :, None]
+        return y
+
+
+class ResConvBlock(nn.Module):
+    """DepMamba's (MM)CNNEncoderLayer: Conv1d(k3, no bias) -> BN -> ReLU -> Dropout, plus a residual.
+
+    The residual is the identity when sizes match, else a 1x1 conv. Conv weights Xavier-uniform. With
+    ``masked=True`` the BN uses masked statistics (:class:`MaskedBatchNorm1d`) and padded steps are
+    zeroed on output, so the conv of the next block sees zeros there, exactly like the conv padding.
+    """
+
+    def __init__(self, d_in: int, d_out: int, kernel_size: int = 3, dropout: float = 0.1, masked: bool = True):
+        super().__init__()
+        self.masked = masked
+        self.conv = nn.Conv1d(d_in, d_out, kernel_size, padding=kernel_size // 2, bias=False)
+        nn.init.xavier_uniform_(self.conv.weight)
+        self.bn = MaskedBatchNorm1d(d_out)
+        self.drop = nn.Dropout(dropout)
+        self.res = None
+        if d_in != d_out:
+            self.res = nn.Conv1d(d_in, d_out, 1, bias=False)
+            nn.init.xavier_uniform_(self.res.weight)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, L, C) -> (B, L, C_out)."""
+        xt = x.transpose(1, 2)
+        m = mask if self.masked else None
+        y = self.drop(F.relu(self.bn(self.conv(xt), m)))
+        y = y + (xt if self.res is None else self.res(xt))
+        y = y.transpose(1, 2)
+        return y if m is None else y * m[..., None].to(y.dtype)
+
+
+class ResidualMamba(nn.Module):
+    """``x + LN(mamba(x))`` (DepMamba's MambaEncoderLayer; LayerNorm eps 1e-6), padding zeroed."""
+
+    def __init__(self, d_model: int, masked: bool = True, **mamba_kw):
+        super().__init__()
+        self.masked = masked
+        self.mamba = BiMamba(d_model, leaky_padding=not masked, **mamba_kw)
+        self.norm = nn.LayerNorm(d_model, eps=1e-6)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:  # noqa: D102
+        y = x + self.norm(self.mamba(x, mask))
+        return y if (mask is None or not self.masked) else y * mask[..., None].to(y.dtype)
