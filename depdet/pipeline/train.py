@@ -1,0 +1,595 @@
+"""Training and evaluation of any registry model on a loaded dataset, several seeds, resumable.
+
+Run directory (SpeechBrain style, never overwritten silently)::
+
+    runs/<name>/config.json (+ config.yaml)   the resolved TrainConfig
+    runs/<name>/env.json                      versions, device, threads
+    runs/<name>/data.json                     dataset path, layout, spec, loader report, split sizes
+    runs/<name>/<run>/log.csv                 one row per epoch (loss, valid metrics, lr, seconds)
+    runs/<name>/<run>/last.pt                 resume state, rewritten atomically after every epoch
+    runs/<name>/<run>/best.pt                 the selected checkpoint (checkpoint.py format), calibrated
+    runs/<name>/<run>/result.json             valid/test metrics, baseline, per gender (marks the run done)
+    runs/<name>/metrics.json                  all runs + mean ± std + the all-depressed baseline
+    runs/<name>/checkpoint.pt                 copy of the run with the best *validation* score
+
+``<run>`` is ``seed<S>`` or ``seed<S>-fold<K>``. Rerunning the same command with the same config
+resumes: finished runs are skipped, an interrupted run continues from ``last.pt``. Training is
+deterministic per (seed, epoch): shuffling, crops and dropout are seeded from them, so a resumed run
+continues exactly as if uninterrupted (on CPU; CUDA kernels may add nondeterminism).
+
+Selection (``select``): the epoch whose validation score is **strictly better** than every earlier
+one (DepMamba's rule), for the criteria in :data:`metrics.SELECTION_CRITERIA`. After training, a
+temperature and a decision threshold are fitted on validation (calibration.py) and stored.
+Test metrics are reported both at the papers' rule (uncalibrated ``logit > 0``) and at the
+calibrated threshold.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import platform
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from depdet import __version__
+from depdet.errors import ConfigError, DataError
+from depdet.models.registry import create_model, get_entry
+from depdet.pipeline import io as dio
+from depdet.pipeline.batching import collate
+from depdet.pipeline.calibration import THRESHOLD_METHODS, apply_temperature, choose_threshold, fit_temperature
+from depdet.pipeline.checkpoint import build_checkpoint, predict_logits, save_checkpoint
+from depdet.pipeline.datasets import Dataset
+from depdet.pipeline.metrics import (SELECTION_CRITERIA, all_depressed_baseline, classification_metrics, mean_std,
+                                     per_group, selection_score)
+from depdet.pipeline.preprocess import PreprocessConfig, Preprocessor, random_crops
+from depdet.pipeline.presets import get_preset
+from depdet.pipeline.splits import Split, filter_gender, kfold_splits, own_split
+
+LOG_COLUMNS = ("epoch", "train_loss", "valid_loss", "valid_acc", "valid_precision", "valid_recall", "valid_f1",
+               "valid_weighted_f1", "valid_auc", "valid_score", "best", "lr", "seconds")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved as config.json; resume requires it unchanged).
+
+    Attributes:
+        model: registry name.
+        model_config: options passed to ``create_model``.
+        optimizer: ``adam`` or ``adamw``.
+        lr, weight_decay, batch_size, epochs: optimisation.
+        scheduler: ``none`` or ``cosine`` (CosineAnnealingLR(T_max=max(1, epochs//5), eta_min=lr/20) per
+            epoch, AllenYolk's).
+        patience: stop after this many epochs without a strictly better valid score (None: never).
+        select: checkpoint criterion (``depmamba``, ``f1``, ``acc``, ``weighted_f1``, ``auc``, ``loss``).
+        threshold_method: ``youden``, ``f1`` or ``fixed`` (calibration.py).
+        seeds: one run per seed.
+        folds: None for the dataset's own folds, else stratified k-fold with this many folds.
+        train_gender, test_gender: ``both``, ``f``, ``m``.
+        preprocess: PreprocessConfig fields.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
+        amp: mixed precision (float16 autocast + GradScaler), used on CUDA only.
+        grad_clip: max gradient norm (None: no clipping, as the references).
+        eval_batch_size: batch size for validation/test inference.
+        preset: the preset these values came from (informational).
+    """
+
+    model: str
+    model_config: dict = field(default_factory=dict)
+    optimizer: str = "adam"
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    batch_size: int = 16
+    epochs: int = 120
+    scheduler: str = "none"
+    patience: int | None = None
+    select: str = "depmamba"
+    threshold_method: str = "youden"
+    seeds: list = field(default_factory=lambda: [1])
+    folds: int | None = None
+    train_gender: str = "both"
+    test_gender: str = "both"
+    preprocess: dict = field(default_factory=dict)
+    device: str = "auto"
+    amp: bool = True
+    grad_clip: float | None = None
+    eval_batch_size: int = 16
+    preset: str | None = None
+
+    def __post_init__(self):
+        get_entry(self.model)  # unknown model -> ConfigError
+        if self.optimizer not in ("adam", "adamw"):
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}", hint="use adam or adamw")
+        if self.scheduler not in ("none", "cosine"):
+            raise ConfigError(f"unknown scheduler {self.scheduler!r}", hint="use none or cosine")
+        if self.select not in SELECTION_CRITERIA:
+            raise ConfigError(f"unknown selection criterion {self.select!r}", hint=f"choose from {', '.join(SELECTION_CRITERIA)}")
+        if self.threshold_method not in THRESHOLD_METHODS:
+            raise ConfigError(f"unknown threshold method {self.threshold_method!r}", hint=f"choose from {', '.join(THRESHOLD_METHODS)}")
+        for k in ("lr", "batch_size", "epochs", "eval_batch_size"):
+            if not getattr(self, k) > 0:
+                raise ConfigError(f"{k} must be positive, got {getattr(self, k)}")
+        if not self.seeds:
+            raise ConfigError("at least one seed is needed")
+        self.seeds = [int(s) for s in self.seeds]
+        PreprocessConfig.from_dict(self.preprocess)
+
+    @classmethod
+    def from_preset(cls, preset: str | None, **overrides) -> "TrainConfig":
+        """Preset values, then every non-None override on top."""
+        base: dict = {}
+        if preset:
+            base = get_preset(preset)
+            base.pop("note", None)
+            base.pop("dataset", None)
+            base["preset"] = preset
+        pre = dict(base.pop("preprocess", {}))
+        pre.update({k: v for k, v in (overrides.pop("preprocess", None) or {}).items() if v is not None})
+        mc = dict(base.pop("model_config", {}))
+        if overrides.get("model") and overrides["model"] != base.get("model"):
+            mc = {}  # a preset's model options do not carry over to another model
+        mc.update(overrides.pop("model_config", None) or {})
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        names = {f.name for f in fields(cls)}
+        unknown = set(base) - names
+        if unknown:
+            raise ConfigError(f"unknown training option(s) {sorted(unknown)}")
+        if "model" not in base:
+            raise ConfigError("no model given", hint="pass --model NAME or --preset NAME")
+        return cls(**base, model_config=mc, preprocess=pre)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; validates explicit names."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise ConfigError(f"unknown device {name!r}", hint="use auto, cpu or cuda[:N]") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("CUDA requested but not available", hint="use --device cpu or auto")
+    return dev
+
+
+def environment_info(device: torch.device) -> dict:
+    """Versions and hardware for env.json."""
+    info = {"depdet": __version__, "python": platform.python_version(), "torch": str(torch.__version__),
+            "numpy": np.__version__, "platform": platform.platform(), "device": str(device),
+            "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _config_hash(d: dict) -> str:
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2 ** 32))
+
+
+def _window(f: dict, start: int, length: int) -> dict:
+    return {m: a[start:start + length] for m, a in f.items()}
+
+
+@dataclass
+class RunResult:
+    """What one (seed, fold) run produced."""
+
+    name: str
+    seed: int
+    fold: str
+    best_epoch: int
+    valid: dict
+    test: dict
+    test_calibrated: dict
+    baseline: dict
+    per_gender: dict
+    threshold: float
+    temperature: float
+    checkpoint: str
+    valid_score: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _CsvLog:
+    def __init__(self, path: Path):
+        self.path = path
+        self.rows: list[dict] = []
+        if path.exists():
+            with open(path, newline="") as fh:
+                self.rows = list(csv.DictReader(fh))
+
+    def truncate(self, last_epoch: int) -> None:
+        self.rows = [r for r in self.rows if int(r["epoch"]) <= last_epoch]
+
+    def add(self, row: dict) -> None:
+        self.rows.append({k: row.get(k, "") for k in LOG_COLUMNS})
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, lineterminator="\n")
+        w.writeheader()
+        w.writerows(self.rows)
+        dio.write_text(self.path, buf.getvalue())
+
+
+def _tensorboard(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # optional dependency
+    except Exception:  # noqa: BLE001 - tensorboard not installed
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+# ---------------------------------------------------------------------------- the trainer
+
+
+class Trainer:
+    """Runs every (seed, fold) of a TrainConfig on a Dataset into ``run_dir``.
+
+    Args:
+        dataset: loaded and labelled dataset.
+        config: the training configuration.
+        run_dir: output folder (created; must be empty or hold a run with the same config).
+        progress: a ``rich.progress.Progress`` to report into, or None for silence.
+        log: callable receiving human-readable lines (e.g. console.print), or None.
+        on_epoch_end: optional hook ``f(run_name, epoch, row)`` called after each epoch is saved
+            (used by tests to simulate an interruption).
+    """
+
+    def __init__(self, dataset: Dataset, config: TrainConfig, run_dir: str | Path, *, progress=None,
+                 log: Callable[[str], None] | None = None, on_epoch_end: Callable | None = None):
+        dataset.require_labels()
+        self.ds, self.cfg, self.run_dir = dataset, config, Path(run_dir)
+        self.pre_cfg = PreprocessConfig.from_dict(config.preprocess)
+        self.kind = get_entry(config.model).kind
+        self.device = resolve_device(config.device)
+        self.amp = bool(config.amp and self.device.type == "cuda")
+        self.progress, self.log, self.on_epoch_end = progress, (log or (lambda s: None)), on_epoch_end
+        self.labels = dataset.labels
+        self.genders = [s.gender for s in dataset.samples]
+
+    # -- run directory ---------------------------------------------------------------
+    def _prepare_run_dir(self) -> bool:
+        """Create or validate the run dir; True when resuming."""
+        cfg_d = self.cfg.to_dict()
+        data_d = {"path": str(self.ds.root.resolve()), "layout": self.ds.layout, "n": len(self.ds)}
+        ident = {"config": cfg_d, "data": data_d}
+        cfg_path = self.run_dir / "config.json"
+        if cfg_path.exists():
+            old = json.loads(cfg_path.read_text())
+            if _config_hash({"config": old.get("config"), "data": old.get("data")}) != _config_hash(ident):
+                raise ConfigError("run folder holds a run with a different configuration or dataset", path=self.run_dir,
+                                  hint="choose a new --run-dir/--name, or delete the folder to start over")
+            return True
+        if self.run_dir.exists() and any(self.run_dir.iterdir()):
+            raise ConfigError("run folder exists, is not empty and holds no depdet run", path=self.run_dir,
+                              hint="choose a new --run-dir/--name")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        dio.write_json(cfg_path, {**ident, "config_hash": _config_hash(ident), "depdet_version": __version__})
+        try:
+            import yaml
+            dio.write_text(self.run_dir / "config.yaml", yaml.safe_dump(ident, sort_keys=False))
+        except ImportError:
+            pass
+        dio.write_json(self.run_dir / "env.json", environment_info(self.device))
+        return False
+
+    def splits(self) -> list[Split]:
+        """The splits to run (own folds, or k stratified folds), gender filters applied."""
+        if self.cfg.folds:
+            base = kfold_splits(self.labels, int(self.cfg.folds), seed=self.cfg.seeds[0])
+        else:
+            base = [own_split(self.ds)]
+        return [filter_gender(s, self.genders, self.cfg.train_gender, self.cfg.test_gender) for s in base]
+
+    # -- public ------------------------------------------------------------------------
+    def run(self) -> dict:
+        """Train every run; return (and write) the summary of metrics.json."""
+        resuming = self._prepare_run_dir()
+        if resuming:
+            self.log(f"resuming the run in {self.run_dir}")
+        splits = self.splits()
+        dio.write_json(self.run_dir / "data.json", {
+            "path": str(self.ds.root), "layout": self.ds.layout, "spec": self.ds.spec.to_dict(),
+            "synthetic": bool(self.ds.info.get("synthetic", False)), "report": self.ds.report.to_dict(),
+            "splits": {s.name: s.sizes() for s in splits}})
+        results: list[RunResult] = []
+        for seed in self.cfg.seeds:
+            for split in splits:
+                name = f"seed{seed}" if split.name == "own" else f"seed{seed}-{split.name}"
+                results.append(self._run_one(name, seed, split))
+        return self._summarise(results, splits)
+
+    # -- one run -----------------------------------------------------------------------
+    def _run_one(self, name: str, seed: int, split: Split) -> RunResult:
+        rdir = self.run_dir / name
+        done = rdir / "result.json"
+        if done.exists():
+            self.log(f"{name}: already finished, skipped")
+            return RunResult(**json.loads(done.read_text()))
+        rdir.mkdir(parents=True, exist_ok=True)
+        _seed_everything(seed)
+        samples = self.ds.samples
+        pre = Preprocessor(self.pre_cfg, self.ds.spec, self.ds.dims).fit([samples[i].features for i in split.train])
+        feats = {i: pre.transform(samples[i].features) for i in set(split.train) | set(split.valid) | set(split.test)}
+        y = self.labels
+
+        if self.kind == "sklearn":
+            model = create_model(self.cfg.model, self.ds.dims, **self.cfg.model_config)
+            model.fit([feats[i] for i in split.train], y[split.train])
+            best_epoch, history_note = 0, "sklearn: fitted once"
+            self.log(f"{name}: {history_note}")
+        else:
+            model, best_epoch = self._train_torch(name, rdir, seed, split, feats, pre)
+
+        return self._finish(name, rdir, seed, split, model, pre, feats, best_epoch)
+
+    def _train_items(self, seed: int, split: Split, feats: dict) -> list[tuple[int, int, int]]:
+        """(sample index, start, length) views: whole training samples plus seeded crops."""
+        items = [(i, 0, feats[i]["visual" if "visual" in feats[i] else next(iter(feats[i]))].shape[0]) for i in split.train]
+        if self.pre_cfg.crop_aug:
+            rng = np.random.default_rng([seed, 1])
+            crops = random_crops([n for _, _, n in items], rng, self.pre_cfg.crop_min_len, self.pre_cfg.crop_attempts)
+            items += [(items[j][0], start, n) for j, start, n in crops]
+        return items
+
+    def _make_optimizer(self, model):
+        opt_cls = torch.optim.Adam if self.cfg.optimizer == "adam" else torch.optim.AdamW
+        opt = opt_cls(model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        sched = None
+        if self.cfg.scheduler == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.cfg.epochs // 5), eta_min=self.cfg.lr / 20)
+        return opt, sched
+
+    def _evaluate_torch(self, model, idx: list[int], feats: dict) -> tuple[np.ndarray, float]:
+        logits = predict_logits(model, "torch", [feats[i] for i in idx], None, batch_size=self.cfg.eval_batch_size,
+                                device=self.device, max_len=self.pre_cfg.max_len, amp=self.amp)
+        yv = self.labels[idx].astype(np.float64)
+        z = torch.as_tensor(logits)
+        loss = float(torch.nn.functional.binary_cross_entropy_with_logits(z, torch.as_tensor(yv))) if len(idx) else float("nan")
+        return logits, loss
+
+    def _train_torch(self, name: str, rdir: Path, seed: int, split: Split, feats: dict, pre: Preprocessor):
+        cfg = self.cfg
+        torch.manual_seed(seed)  # model initialisation depends only on the seed
+        model = create_model(cfg.model, self.ds.dims, **cfg.model_config).to(self.device)
+        opt, sched = self._make_optimizer(model)
+        scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        items = self._train_items(seed, split, feats)
+        log = _CsvLog(rdir / "log.csv")
+        tb = _tensorboard(rdir)
+        start_epoch, best_score, best_epoch, bad, best_state = 1, -math.inf, 0, 0, None
+        last = rdir / "last.pt"
+        if last.exists():
+            st = torch.load(last, map_location="cpu", weights_only=True)
+            model.load_state_dict(st["model"])
+            opt.load_state_dict(st["optimizer"])
+            if sched is not None and st.get("scheduler"):
+                sched.load_state_dict(st["scheduler"])
+            if st.get("scaler"):
+                scaler.load_state_dict(st["scaler"])
+            start_epoch, best_score, best_epoch, bad = st["epoch"] + 1, st["best_score"], st["best_epoch"], st["bad_epochs"]
+            best_state = st["best_state"]
+            log.truncate(st["epoch"])
+            self.log(f"{name}: resumed after epoch {st['epoch']} (best so far: epoch {best_epoch})")
+        task = None
+        if self.progress is not None:
+            task = self.progress.add_task(f"{name} {cfg.model}", total=cfg.epochs, completed=start_epoch - 1, info="")
+        max_len = self.pre_cfg.max_len
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            if cfg.patience is not None and bad >= cfg.patience:
+                break
+            t0 = time.perf_counter()
+            rng = np.random.default_rng([seed, 2, epoch])
+            torch.manual_seed(seed * 100_003 + epoch)  # dropout etc.: a function of (seed, epoch) -> exact resume
+            model.train()
+            order = rng.permutation(len(items))
+            total, count = 0.0, 0
+            for b in range(0, len(order), cfg.batch_size):
+                batch = [items[j] for j in order[b:b + cfg.batch_size]]
+                views = []
+                for i, start, n in batch:
+                    if max_len is not None and n > max_len:
+                        start, n = start + int(rng.integers(0, n - max_len + 1)), max_len
+                    views.append(_window(feats[i], start, n))
+                inputs, masks = collate(views)
+                inputs = {m: x.to(self.device) for m, x in inputs.items()}
+                masks = {m: x.to(self.device) for m, x in masks.items()}
+                yb = torch.as_tensor(self.labels[[i for i, _, _ in batch]], dtype=torch.float32, device=self.device)
+                opt.zero_grad(set_to_none=True)
+                with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
+                    out = model(inputs, masks)
+                    loss = model.loss(out, yb)
+                if not torch.isfinite(loss):
+                    raise DataError(f"training loss became {float(loss)} at epoch {epoch}",
+                                    hint="lower --lr, keep --standardize on, or check the features for huge values")
+                scaler.scale(loss).backward()
+                if cfg.grad_clip:
+                    scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+                total += float(loss.detach()) * len(batch)
+                count += len(batch)
+            if sched is not None:
+                sched.step()
+            logits, vloss = self._evaluate_torch(model, split.valid, feats)
+            vm = classification_metrics(self.labels[split.valid], apply_temperature(logits, 1.0))
+            score = selection_score(vm, cfg.select, vloss)
+            improved = score > best_score
+            if improved:
+                best_score, best_epoch, bad = score, epoch, 0
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            else:
+                bad += 1
+            row = {"epoch": epoch, "train_loss": f"{total / max(count, 1):.5f}", "valid_loss": f"{vloss:.5f}",
+                   "valid_acc": f"{vm['acc']:.4f}", "valid_precision": f"{vm['precision']:.4f}",
+                   "valid_recall": f"{vm['recall']:.4f}", "valid_f1": f"{vm['f1']:.4f}",
+                   "valid_weighted_f1": f"{vm['weighted_f1']:.4f}", "valid_auc": f"{vm['auc']:.4f}",
+                   "valid_score": f"{score:.4f}", "best": int(improved), "lr": f"{opt.param_groups[0]['lr']:.3g}",
+                   "seconds": f"{time.perf_counter() - t0:.2f}"}
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                     "scheduler": sched.state_dict() if sched is not None else None,
+                     "scaler": scaler.state_dict() if self.amp else None, "epoch": epoch, "best_score": best_score,
+                     "best_epoch": best_epoch, "bad_epochs": bad, "best_state": best_state}
+            with dio.atomic_path(last) as tmp:
+                torch.save(state, tmp)
+            log.add(row)
+            if tb is not None:
+                for k in ("train_loss", "valid_loss", "valid_f1", "valid_acc", "valid_auc"):
+                    tb.add_scalar(k, float(row[k]), epoch)
+            if task is not None:
+                self.progress.update(task, completed=epoch, info=f"loss {row['train_loss']} | valid F1 {vm['f1']:.3f} "
+                                     f"acc {vm['acc']:.3f} | best ep {best_epoch}")
+            if self.on_epoch_end is not None:
+                self.on_epoch_end(name, epoch, row)
+        if tb is not None:
+            tb.close()
+        if best_state is None:
+            raise DataError(f"{name}: no epoch was trained", hint="raise --epochs")
+        model.load_state_dict(best_state)
+        model.eval()
+        return model, best_epoch
+
+    def _finish(self, name, rdir, seed, split, model, pre, feats, best_epoch) -> RunResult:
+        y = self.labels
+
+        def logits_of(idx):
+            if self.kind == "torch":
+                return self._evaluate_torch(model, idx, feats)[0]
+            return predict_logits(model, "sklearn", [feats[i] for i in idx], None)
+
+        v_logits = logits_of(split.valid)
+        T = fit_temperature(v_logits, y[split.valid])
+        v_prob = apply_temperature(v_logits, T)
+        thr = choose_threshold(v_prob, y[split.valid], self.cfg.threshold_method)
+        valid = classification_metrics(y[split.valid], apply_temperature(v_logits, 1.0))
+        valid_cal = classification_metrics(y[split.valid], v_prob, thr)
+        test, test_cal, base, genders = {}, {}, {}, {}
+        if split.test:
+            t_logits = logits_of(split.test)
+            test = classification_metrics(y[split.test], apply_temperature(t_logits, 1.0))
+            t_prob = apply_temperature(t_logits, T)
+            test_cal = classification_metrics(y[split.test], t_prob, thr)
+            base = all_depressed_baseline(y[split.test])
+            genders = per_group(y[split.test], apply_temperature(t_logits, 1.0), [self.genders[i] for i in split.test])
+        score = selection_score(valid, self.cfg.select,
+                                float(torch.nn.functional.binary_cross_entropy_with_logits(
+                                    torch.as_tensor(v_logits), torch.as_tensor(y[split.valid], dtype=torch.float64))))
+        metrics = {"valid": valid, "valid_calibrated": valid_cal, "test": test, "test_calibrated": test_cal,
+                   "baseline_all_depressed": base, "per_gender": genders}
+        info = {"dataset": self.ds.name, "data_path": str(self.ds.root), "synthetic": bool(self.ds.info.get("synthetic", False)),
+                "seed": seed, "split": split.name, "split_sizes": split.sizes(), "best_epoch": best_epoch,
+                "select": self.cfg.select, "threshold_method": self.cfg.threshold_method, "run": name,
+                "train_config": self.cfg.to_dict()}
+        ckpt = build_checkpoint(model, self.cfg.model, self.cfg.model_config, self.ds.spec, pre, threshold=thr,
+                                temperature=T, metrics=metrics, info=info)
+        save_checkpoint(rdir / "best.pt", ckpt)
+        res = RunResult(name=name, seed=seed, fold=split.name, best_epoch=best_epoch, valid=valid, test=test,
+                        test_calibrated=test_cal, baseline=base, per_gender=genders, threshold=thr, temperature=T,
+                        checkpoint=str(rdir / "best.pt"), valid_score=float(score))
+        dio.write_json(rdir / "result.json", res.to_dict())
+        if (rdir / "last.pt").exists():
+            (rdir / "last.pt").unlink()  # resume state no longer needed; best.pt holds the result
+        t = f"test F1 {test['f1']:.3f} acc {test['acc']:.3f} (all-depressed F1 {base['f1']:.3f})" if test else "no test fold"
+        self.log(f"{name}: best epoch {best_epoch}, valid score {score:.3f}; {t}")
+        return res
+
+    def _summarise(self, results: list[RunResult], splits: list[Split]) -> dict:
+        tests = [r.test for r in results if r.test]
+        summary = {
+            "model": self.cfg.model, "preset": self.cfg.preset, "dataset": self.ds.name,
+            "synthetic": bool(self.ds.info.get("synthetic", False)), "n_runs": len(results),
+            "select": self.cfg.select, "threshold_method": self.cfg.threshold_method,
+            "test_mean_std": mean_std(tests) if tests else {},
+            "test_calibrated_mean_std": mean_std([r.test_calibrated for r in results if r.test_calibrated]),
+            "valid_mean_std": mean_std([r.valid for r in results]),
+            "runs": [r.to_dict() for r in results],
+        }
+        if not self.cfg.folds and results and results[0].baseline:
+            summary["baseline_all_depressed"] = results[0].baseline
+        elif tests:
+            summary["baseline_all_depressed_mean_std"] = mean_std([r.baseline for r in results if r.baseline])
+        best = max(results, key=lambda r: r.valid_score)
+        shutil.copyfile(best.checkpoint, self.run_dir / ".checkpoint.pt.tmp")
+        os.replace(self.run_dir / ".checkpoint.pt.tmp", self.run_dir / "checkpoint.pt")
+        summary["checkpoint"] = str(self.run_dir / "checkpoint.pt")
+        summary["checkpoint_run"] = best.name
+        dio.write_json(self.run_dir / "metrics.json", summary)
+        return summary
+
+
+def train(dataset: Dataset, config: TrainConfig, run_dir: str | Path, **kw) -> dict:
+    """Train ``config`` on ``dataset`` into ``run_dir`` (see :class:`Trainer`); returns the summary."""
+    return Trainer(dataset, config, run_dir, **kw).run()
+
+
+# ---------------------------------------------------------------------------- evaluation
+
+
+def evaluate(ckpt, dataset: Dataset, fold: str = "test", batch_size: int = 16, device: str = "auto") -> dict:
+    """Metrics of a loaded checkpoint on a dataset fold.
+
+    Args:
+        ckpt: a :class:`checkpoint.LoadedCheckpoint`.
+        dataset: labelled dataset with the checkpoint's feature dims.
+        fold: ``train``, ``valid``, ``test`` or ``all`` (datasets without folds: use ``all``).
+
+    Returns:
+        dict with ``metrics`` (papers' rule: uncalibrated logit > 0), ``metrics_calibrated`` (the
+        checkpoint's temperature and threshold), ``baseline_all_depressed``, ``per_gender``,
+        ``predictions`` (id, label, logit, probability), and provenance.
+    """
+    dataset.require_labels()
+    if dataset.dims != ckpt.input_dims:
+        raise DataError(f"dataset feature dims {dataset.dims} differ from the checkpoint's {ckpt.input_dims}",
+                        path=dataset.root, hint="evaluate on features extracted with the checkpoint's feature spec")
+    if fold == "all":
+        idx = list(range(len(dataset)))
+    else:
+        idx = [i for i, s in enumerate(dataset.samples) if s.fold == fold]
+        if not idx:
+            raise DataError(f"no samples in fold {fold!r}", path=dataset.root / "labels.csv",
+                            hint="use --fold all for datasets without a split")
+    dev = resolve_device(device)
+    if ckpt.kind == "torch":
+        ckpt.model.to(dev)
+    samples = [dataset.samples[i] for i in idx]
+    max_len = ckpt.preprocessor.config.max_len if ckpt.kind == "torch" else None
+    logits = predict_logits(ckpt.model, ckpt.kind, [s.features for s in samples], ckpt.preprocessor,
+                            batch_size=batch_size, device=dev, max_len=max_len)
+    y = np.array([s.label for s in samples])
+    prob = apply_temperature(logits, ckpt.temperature)
+    return {
+        "checkpoint": str(ckpt.path), "model": ckpt.model_name, "data": str(dataset.root), "fold": fold,
+        "synthetic": bool(dataset.info.get("synthetic", False)),
+        "threshold": ckpt.threshold, "temperature": ckpt.temperature,
+        "metrics": classification_metrics(y, apply_temperature(logits, 1.0)),
+        "metrics_calibrated": classification_metrics(y, prob, ckpt.threshold),
+        "baseline_all_depressed": all_depressed_baseline(y),
+        "per_gender": per_group(y, apply_temperature(logits, 1.0), [s.gender for s in samples]),
+        "predictions": [{"id": s.id, "label": int(s.label), "logit": float(z), "probability": float(p)}
+                        for s, z, p in zip(samples, logits, prob)],
+    }
