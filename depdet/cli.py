@@ -281,6 +281,200 @@ def models_cmd(
     out.print(table)
 
 # ---------------------------------------------------------------- synth / train / evaluate (issue 4)
+class DataLayout(str, Enum):
+    auto = "auto"
+    dvlog = "dvlog"
+    lmvd = "lmvd"
+
+
+_METRIC_ROWS = (("acc", "accuracy"), ("precision", "precision (depressed)"), ("recall", "recall / sensitivity"),
+                ("f1", "F1 (depressed, binary)"), ("specificity", "specificity"), ("weighted_precision", "weighted precision"),
+                ("weighted_recall", "weighted recall"), ("weighted_f1", "weighted F1"), ("macro_f1", "macro F1"),
+                ("auc", "ROC-AUC"), ("depmamba_score", "mean(acc,P,R,F1)"))
+
+
+def _fmt(v) -> str:
+    if isinstance(v, dict):
+        return f"{v['mean']:.3f} ± {v['std']:.3f}" if "mean" in v else "-"
+    if v is None or (isinstance(v, float) and v != v):
+        return "-"
+    return f"{v:.3f}"
+
+
+def _metrics_table(title: str, columns: dict):
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    t.add_column("metric")
+    for name in columns:
+        t.add_column(name, justify="right")
+    for key, label in _METRIC_ROWS:
+        t.add_row(label, *[_fmt(c.get(key)) for c in columns.values()])
+    return t
+
+
+def _parse_model_opts(items: Optional[list[str]]) -> dict:
+    import json as _json
+
+    from depdet.errors import ConfigError
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--model-opt {item!r} is not KEY=VALUE", hint="e.g. --model-opt d_state=16")
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = _json.loads(v)
+        except ValueError:
+            out[k.strip()] = v
+    return out
+
+
+@app.command()
+def synth(
+    out_dir: Annotated[Path, typer.Argument(help="Output folder (must be new or empty).")],
+    layout: Annotated[str, typer.Option(help="dvlog (961 samples, folds 647/102/212) or lmvd (1823, 8:1:1).")] = "dvlog",
+    n: Annotated[Optional[int], typer.Option(help="Number of samples (default: the real dataset's size).", min=6)] = None,
+    signal: Annotated[float, typer.Option(help="Planted temporal signal strength (0 = none, 1 moderate, 3 easy).", min=0.0)] = 1.0,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    max_len: Annotated[Optional[int], typer.Option(help="Longest sequence in rows (default: the real maximum).")] = None,
+    min_len: Annotated[Optional[int], typer.Option(help="Shortest sequence in rows (default: the real minimum).")] = None,
+    length_scale: Annotated[float, typer.Option(help="Scale the drawn lengths before clipping (< 1 for short test sets).")] = 1.0,
+    overwrite: Annotated[bool, typer.Option(help="Write into a non-empty folder.")] = False,
+):
+    """Write a SYNTHETIC dataset in the D-Vlog or LMVD layout (for tests and benchmarks)."""
+    from depdet.pipeline.synth import SynthConfig, make_synthetic
+
+    s = make_synthetic(out_dir, SynthConfig(layout=layout, n=n, signal=signal, seed=seed, max_len=max_len,
+                                            min_len=min_len, length_scale=length_scale), overwrite=overwrite)
+    folds = ", ".join(f"{k} {v['n']} ({v['depressed']} depressed)" for k, v in s["folds"].items())
+    L = s["lengths"]
+    out.print(f"[bold yellow]SYNTHETIC[/] {s['dataset']} dataset in {out_dir}: {s['n']} samples, {s['n_depressed']} depressed; "
+              f"{folds}; lengths {L['min']}-{L['max']} (mean {L['mean']:.0f}, median {L['median']:.0f}); "
+              f"signal {signal:g}", highlight=False)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
+def train(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Option("--data", "-d", help="Dataset folder: D-Vlog, LMVD or `depdet extract` output.")],
+    model: Annotated[Optional[str], typer.Option(help="Registry model (see `depdet models`); default: the preset's.")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="A paper's recipe: " + ", ".join(__import__("depdet.pipeline.presets", fromlist=["x"]).list_presets()) + ".")] = None,
+    run_dir: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/<preset or model>-<data folder name>). Rerun to resume.")] = None,
+    seeds: Annotated[Optional[str], typer.Option(help="Seeds, e.g. --seeds 1 2 3 (one run each; mean ± std reported).")] = None,
+    layout: Annotated[DataLayout, typer.Option(help="Dataset layout.")] = DataLayout.auto,
+    labels: Annotated[Optional[Path], typer.Option(help="Labels CSV (index,label[,gender,fold]) overriding the folder's.")] = None,
+    skip_missing: Annotated[bool, typer.Option(help="Leave out ids whose feature files are missing (listed) instead of failing.")] = False,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs (preset default).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Batch size.")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay.")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="adam or adamw.")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="none or cosine.")] = None,
+    patience: Annotated[Optional[int], typer.Option(min=1, help="Early-stopping patience in epochs (default: none).")] = None,
+    select: Annotated[Optional[str], typer.Option(help="Checkpoint criterion on valid: depmamba (mean acc/P/R/F1), f1, acc, weighted_f1, auc, loss.")] = None,
+    threshold_method: Annotated[Optional[str], typer.Option(help="Decision threshold chosen on valid: youden (default), f1, fixed (0.5).")] = None,
+    folds: Annotated[Optional[int], typer.Option(help="Stratified k-fold CV instead of the dataset's own folds.")] = None,
+    train_gender: Annotated[str, typer.Option(help="Train on: both, f, m.")] = "both",
+    test_gender: Annotated[str, typer.Option(help="Validate/test on: both, f, m.")] = "both",
+    standardize: Annotated[Optional[bool], typer.Option("--standardize/--no-standardize", help="Per-column z-score with training-fold statistics (default on).")] = None,
+    landmark_zscore: Annotated[Optional[bool], typer.Option("--landmark-zscore/--no-landmark-zscore", help="Per-row z-score of landmark columns (default on; idempotent).")] = None,
+    max_len: Annotated[Optional[int], typer.Option(min=1, help="Length cap: random window in training, first rows in evaluation (default: none).")] = None,
+    crop_aug: Annotated[Optional[bool], typer.Option("--crop-aug/--no-crop-aug", help="DepMamba's random crops added to the training set (preset default).")] = None,
+    crop_min_len: Annotated[Optional[int], typer.Option(help="Shortest crop kept (DepMamba: 500 D-Vlog, 400 LMVD).")] = None,
+    model_opt: Annotated[Optional[list[str]], typer.Option(help="Model option KEY=VALUE (repeatable), e.g. --model-opt d_state=16.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+    amp: Annotated[bool, typer.Option(help="Mixed precision on CUDA.")] = True,
+    grad_clip: Annotated[Optional[float], typer.Option(help="Max gradient norm (default: none).")] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch.")] = None,
+):
+    """Train a model (one or several seeds) and report test metrics beside the all-depressed baseline."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from depdet.errors import ConfigError
+    from depdet.pipeline.datasets import load_dataset
+    from depdet.pipeline.train import TrainConfig, Trainer
+
+    seed_list = None
+    extra = list(ctx.args)
+    if seeds is not None:
+        tokens = seeds.replace(",", " ").split() + extra
+        try:
+            seed_list = [int(t) for t in tokens]
+        except ValueError:
+            raise ConfigError(f"--seeds takes integers, got {' '.join(tokens)!r}", hint="e.g. --seeds 1 2 3") from None
+    elif extra:
+        raise ConfigError(f"unexpected arguments {' '.join(extra)!r}", hint="see `depdet train --help`")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    pre = {"standardize": standardize, "landmark_zscore": landmark_zscore, "max_len": max_len, "crop_aug": crop_aug,
+           "crop_min_len": crop_min_len}
+    cfg = TrainConfig.from_preset(preset, model=model, model_config=_parse_model_opts(model_opt), seeds=seed_list,
+                                  epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
+                                  optimizer=optimizer, scheduler=scheduler, patience=patience, select=select,
+                                  threshold_method=threshold_method, folds=folds, train_gender=train_gender,
+                                  test_gender=test_gender, preprocess=pre, device=device, amp=amp, grad_clip=grad_clip)
+    ds = load_dataset(data, layout.value, labels=labels, skip_missing=skip_missing)
+    for line in ds.report.lines():
+        console.print(f"[dim]data:[/] {line}", highlight=False)
+    if ds.info.get("synthetic"):
+        console.print("[bold yellow]note:[/] this dataset is SYNTHETIC (depdet synth); results say nothing about depression.")
+    rdir = run_dir or Path("runs") / f"{preset or cfg.model}-{Path(data).resolve().name}"
+    console.print(f"run folder: {rdir}  model: {cfg.model}  preset: {cfg.preset or '-'}  seeds: {cfg.seeds}", highlight=False)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[info]}"), console=console, transient=False) as progress:
+        summary = Trainer(ds, cfg, rdir, progress=progress, log=lambda s: progress.console.print(s, highlight=False)).run()
+    cols = {f"model ({summary['n_runs']} run{'s' if summary['n_runs'] > 1 else ''}, logit>0)": summary["test_mean_std"],
+            "model (calibrated thr.)": summary["test_calibrated_mean_std"]}
+    base = summary.get("baseline_all_depressed") or summary.get("baseline_all_depressed_mean_std") or {}
+    cols["all depressed"] = base
+    if summary["test_mean_std"]:
+        out.print(_metrics_table(f"test metrics ({summary['dataset']}{', SYNTHETIC' if summary['synthetic'] else ''})", cols))
+    out.print(f"checkpoint: {summary['checkpoint']} (run {summary['checkpoint_run']}, best on valid); "
+              f"metrics: {rdir / 'metrics.json'}", highlight=False)
+
+
+@app.command()
+def evaluate(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Checkpoint written by `depdet train` (.pt).")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="Labelled dataset folder (same feature spec).")],
+    fold: Annotated[str, typer.Option(help="train, valid, test or all.")] = "test",
+    out_json: Annotated[Optional[Path], typer.Option("--out", "-o", help="JSON output (default: <checkpoint>.eval-<data>-<fold>.json).")] = None,
+    layout: Annotated[DataLayout, typer.Option(help="Dataset layout.")] = DataLayout.auto,
+    labels: Annotated[Optional[Path], typer.Option(help="Labels CSV overriding the folder's.")] = None,
+    skip_missing: Annotated[bool, typer.Option(help="Leave out ids whose feature files are missing.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+    trust_pickle: Annotated[bool, typer.Option(help="Allow scikit-learn checkpoints (pickled; only files you trust).")] = False,
+):
+    """Evaluate a checkpoint: Rich table (beside the all-depressed baseline, per gender) and JSON."""
+    from depdet.pipeline import io as dio
+    from depdet.pipeline.checkpoint import load_checkpoint
+    from depdet.pipeline.datasets import load_dataset
+    from depdet.pipeline.train import evaluate as run_eval
+
+    ck = load_checkpoint(checkpoint, "cpu", trust_pickle=trust_pickle)
+    ds = load_dataset(data, layout.value, labels=labels, skip_missing=skip_missing)
+    for line in ds.report.lines():
+        console.print(f"[dim]data:[/] {line}", highlight=False)
+    res = run_eval(ck, ds, fold=fold, device=device)
+    tag = " SYNTHETIC" if res["synthetic"] else ""
+    out.print(_metrics_table(f"{ck.model_name} on {Path(data).name}{tag}, fold {fold} (n={res['metrics']['n']}, "
+                             f"{res['metrics']['n_pos']} depressed)",
+                             {"model (logit>0)": res["metrics"],
+                              f"calibrated (T={ck.temperature:.2f}, thr={ck.threshold:.2f})": res["metrics_calibrated"],
+                              "all depressed": res["baseline_all_depressed"]}))
+    (tn, fp), (fn, tp) = res["metrics"]["confusion"]
+    out.print(f"confusion (logit>0): TN {tn}  FP {fp}  FN {fn}  TP {tp}", highlight=False)
+    if res["per_gender"]:
+        out.print(_metrics_table("per gender (logit>0)", {f"{g} (n={m['n']})": m for g, m in res["per_gender"].items()}))
+    path = out_json or checkpoint.with_name(f"{checkpoint.stem}.eval-{Path(data).resolve().name}-{fold}.json")
+    existed = path.exists()
+    dio.write_json(path, res)
+    out.print(f"wrote {path}{' (replaced the previous evaluation)' if existed else ''}", highlight=False)
+
+
 # ---------------------------------------------------------------- predict / demo (issue 5)
 def _print_predictions(report) -> None:
     """One Rich table row per clip (disclaimer as caption), warnings, then a failures table."""
