@@ -21,7 +21,7 @@ Our choices (the paper is silent or its formulation needs a fixed length):
   softmax is masked. A sample alone and the same sample in a longer batch give the same logit.
 * ``jaf="pointwise"``: a length-independent variant (no truncation): the FC mixes the M modality
   scores at each time step (``Linear(M, M)``) instead of all 2L scores.
-* ReLU after each scale's convolution; no dropout by default (``dropout`` option, applied to the
+* ReLU after each scale's convolution (``conv_act="none"`` removes it); no dropout by default (``dropout`` option, applied to the
   fused vector); a single logit with BCE (the paper's exact head is not specified).
 * Rows whose mask is False are zeroed at the input and after the BiLSTM; the BiLSTM runs on packed
   sequences (``pack_padded_sequence``), so padding never enters its backward direction.
@@ -56,10 +56,11 @@ class JAMFN(DepressionModel):
         max_len: the fixed L of the 2L -> 2L FC (D-Vlog: 596); used when ``jaf="fixed"``.
         jaf: ``"fixed"`` (paper formulation, fixed L) or ``"pointwise"`` (length-independent).
         dropout: dropout between BiLSTM layers and on the fused vector.
+        conv_act: ``"relu"`` (default, our choice) or ``"none"`` after each scale's convolution.
     """
 
     def __init__(self, input_dims, hidden: int = 200, lstm_layers: int = 6, channels: int = 512,
-                 kernels: tuple = (1, 3, 5), max_len: int = 596, jaf: str = "fixed", dropout: float = 0.0):
+                 kernels: tuple = (1, 3, 5), max_len: int = 596, jaf: str = "fixed", dropout: float = 0.0, conv_act: str = "relu"):
         super().__init__(input_dims)
         require_positive(hidden=hidden, lstm_layers=lstm_layers, channels=channels, max_len=max_len)
         require_prob(dropout=dropout)
@@ -68,7 +69,10 @@ class JAMFN(DepressionModel):
             raise ConfigError(f"kernels must be odd positive integers, got {kernels!r}")
         if jaf not in ("fixed", "pointwise"):
             raise ConfigError(f"jaf must be 'fixed' or 'pointwise', got {jaf!r}")
+        if conv_act not in ("relu", "none"):
+            raise ConfigError(f"conv_act must be 'relu' or 'none', got {conv_act!r}")
         self.hidden, self.kernels, self.max_len, self.jaf = hidden, kernels, max_len, jaf
+        self.conv_act = conv_act
         M = len(self.modalities)
         self.lstm = nn.ModuleDict({m: nn.LSTM(D, hidden, num_layers=lstm_layers, batch_first=True, bidirectional=True,
                                               dropout=dropout if lstm_layers > 1 else 0.0)
@@ -81,6 +85,9 @@ class JAMFN(DepressionModel):
         self.joint = nn.ModuleList(nn.Linear(joint, joint) for _ in kernels)
         self.drop = nn.Dropout(dropout)
         self.fc = nn.Linear(channels, 1)
+
+    def _act(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x) if self.conv_act == "relu" else x
 
     def forward(self, inputs, masks) -> ModelOutput:
         L_in = next(iter(masks.values())).shape[1]
@@ -98,7 +105,7 @@ class JAMFN(DepressionModel):
         att_sum = torch.zeros(B, L, dtype=feats[mods[0]].dtype, device=feats[mods[0]].device)
         norms = torch.zeros(B, len(mods), dtype=att_sum.dtype, device=att_sum.device)
         for s in range(len(self.kernels)):
-            c = {m: torch.relu(self.convs[m][s](feats[m])).transpose(1, 2) for m in mods}  # (B, L, C)
+            c = {m: self._act(self.convs[m][s](feats[m])).transpose(1, 2) for m in mods}  # (B, L, C)
             scores = [self.score[s][m](c[m]).squeeze(-1) * masks[m].to(att_sum.dtype) for m in mods]  # (B, L)
             if self.jaf == "fixed":
                 pad = self.max_len - L
