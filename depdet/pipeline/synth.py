@@ -124,8 +124,8 @@ def sample_lengths(shape: DatasetShape, n: int, rng: np.random.Generator, *, sca
                    min_len: int | None = None, max_len: int | None = None) -> np.ndarray:
     """Draw ``n`` lengths from the clipped log-normal matching ``shape``'s median and mean."""
     sigma = math.sqrt(2.0 * math.log(shape.len_mean / shape.len_median))
-    lo = shape.len_min if min_len is None else min_len
     hi = shape.len_max if max_len is None else max_len
+    lo = min(shape.len_min, hi) if min_len is None else min_len
     if lo < 2 or hi < lo:
         raise ConfigError(f"invalid length range [{lo}, {hi}]", hint="need 2 <= --min-len <= --max-len")
     raw = rng.lognormal(math.log(shape.len_median), sigma, size=n) * scale

@@ -1,0 +1,158 @@
+"""Training loop, resume, checkpoints, evaluation and presets, on small synthetic sets with real models."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from depdet.errors import ConfigError
+from depdet.models import list_models
+from depdet.pipeline.checkpoint import load_checkpoint
+from depdet.pipeline.datasets import load_dataset
+from depdet.pipeline.presets import PRESETS, get_preset
+from depdet.pipeline.synth import SynthConfig, make_synthetic
+from depdet.pipeline.train import TrainConfig, evaluate, train
+
+SMALL_RNN = {"hidden": 16, "d": 16}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def strong(tmp_path_factory):
+    out = tmp_path_factory.mktemp("syn") / "strong"
+    make_synthetic(out, SynthConfig(n=80, max_len=80, length_scale=0.12, signal=3.0, seed=1))
+    return load_dataset(out)
+
+
+def _cfg(**kw):
+    base = dict(model="fusion_concat", model_config=SMALL_RNN, lr=3e-3, batch_size=8, epochs=6, seeds=[1],
+                eval_batch_size=32)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_strong_signal_is_learned_and_checkpoint_roundtrips(strong, tmp_path):
+    summary = train(strong, _cfg(), tmp_path / "run")
+    run = summary["runs"][0]
+    base = summary["baseline_all_depressed"]
+    assert run["test"]["n"] == 18
+    assert run["test"]["f1"] > base["f1"] + 0.1  # clearly above "everyone is depressed"
+    assert run["test"]["auc"] > 0.85
+    assert summary["synthetic"] is True
+    # run folder contents
+    for name in ("config.json", "env.json", "data.json", "metrics.json", "checkpoint.pt", "seed1/log.csv",
+                 "seed1/best.pt", "seed1/result.json"):
+        assert (tmp_path / "run" / name).exists(), name
+    assert not (tmp_path / "run" / "seed1" / "last.pt").exists()
+    log = (tmp_path / "run" / "seed1" / "log.csv").read_text().splitlines()
+    assert log[0].startswith("epoch,train_loss,valid_loss") and len(log) == 7
+    # the checkpoint is weights-only loadable and predicts what evaluate reports
+    raw = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert raw["model"] == "fusion_concat" and raw["format_version"] == 1 and raw["depdet_version"]
+    assert set(raw["preprocessor"]["mean"]) == {"visual", "audio"}
+    ck = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert not ck.model.training and ck.spec == strong.spec and 0.0 <= ck.threshold <= 1.0 and ck.temperature > 0
+    assert ck.metrics["test"]["f1"] == pytest.approx(run["test"]["f1"])
+    res = evaluate(ck, strong, fold="test")
+    assert res["metrics"]["f1"] == pytest.approx(run["test"]["f1"])
+    test = [s for s in strong.samples if s.fold == "test"]
+    probs = ck.predict_proba([s.features for s in test])
+    assert np.allclose(probs, [p["probability"] for p in res["predictions"]], atol=1e-6)
+    # Preprocessor + collate as the predict agent uses them give the same logits
+    from depdet.pipeline.batching import collate
+    inputs, masks = collate([ck.preprocessor.transform(test[0].features)])
+    with torch.no_grad():
+        z = float(ck.model(inputs, masks).logits[0])
+    assert z == pytest.approx(res["predictions"][0]["logit"], abs=1e-4)
+
+
+def test_interrupted_run_resumes_exactly(strong, tmp_path):
+    cfg = _cfg(epochs=4, seeds=[2])
+    ref = train(strong, cfg, tmp_path / "ref")
+
+    def stop(name, epoch, row):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(strong, cfg, tmp_path / "cut", on_epoch_end=stop)
+    assert (tmp_path / "cut" / "seed2" / "last.pt").exists() and not (tmp_path / "cut" / "seed2" / "result.json").exists()
+    lines = []
+    again = train(strong, cfg, tmp_path / "cut", log=lines.append)
+    assert any("resumed after epoch 2" in s for s in lines)
+    epochs = [r.split(",")[0] for r in (tmp_path / "cut" / "seed2" / "log.csv").read_text().splitlines()[1:]]
+    assert epochs == ["1", "2", "3", "4"]
+    assert again["runs"][0]["best_epoch"] == ref["runs"][0]["best_epoch"]
+    a = torch.load(tmp_path / "ref" / "seed2" / "best.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "cut" / "seed2" / "best.pt", weights_only=True)["state_dict"]
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+    # a finished run is skipped, and a different config never overwrites it
+    lines.clear()
+    train(strong, cfg, tmp_path / "cut", log=lines.append)
+    assert any("already finished" in s for s in lines)
+    with pytest.raises(ConfigError, match="different configuration"):
+        train(strong, _cfg(epochs=5, seeds=[2]), tmp_path / "cut")
+
+
+def test_sklearn_model_kfold_and_trusted_loading(strong, tmp_path):
+    summary = train(strong, TrainConfig(model="lr", seeds=[0], folds=3), tmp_path / "lr")
+    assert [r["fold"] for r in summary["runs"]] == ["fold0", "fold1", "fold2"]
+    assert summary["test_mean_std"]["f1"]["n"] == 3
+    assert sum(r["test"]["n"] for r in summary["runs"]) == len(strong)
+    with pytest.raises(ConfigError, match="trust-pickle"):
+        load_checkpoint(tmp_path / "lr" / "checkpoint.pt")
+    ck = load_checkpoint(tmp_path / "lr" / "checkpoint.pt", trust_pickle=True)
+    assert ck.kind == "sklearn" and evaluate(ck, strong, fold="all")["metrics"]["n"] == len(strong)
+
+
+def test_depmamba_trains_with_crops_and_seeded_selection(strong, tmp_path):
+    cfg = TrainConfig(model="depmamba", model_config={"d_model": 16, "d_state": 4, "expand": 2}, lr=3e-3,
+                      batch_size=16, epochs=2, seeds=[1], preprocess={"crop_aug": True, "crop_min_len": 30},
+                      select="depmamba")
+    s = train(strong, cfg, tmp_path / "dm")
+    assert s["runs"][0]["best_epoch"] in (1, 2)
+    ck = load_checkpoint(tmp_path / "dm" / "checkpoint.pt")
+    assert ck.model_name == "depmamba" and ck.config["d_state"] == 4
+
+
+def test_presets_name_registered_models_and_overrides():
+    registered = set(list_models())
+    for name, p in PRESETS.items():
+        assert p["model"] in registered, name
+        assert p["note"]
+        TrainConfig.from_preset(name)  # every preset is a valid config
+    c = TrainConfig.from_preset("depmamba-dvlog", epochs=3, preprocess={"crop_aug": False})
+    assert (c.lr, c.batch_size, c.epochs, c.select, c.model_config) == (1e-4, 16, 3, "depmamba", {"d_state": 12})
+    assert c.preprocess == {"crop_aug": False, "crop_min_len": 500}
+    assert TrainConfig.from_preset("depmamba-lmvd").model_config == {"d_state": 16}
+    assert TrainConfig.from_preset("depmamba-dvlog", model="jamfn").model_config == {}
+    assert get_preset("jamfn-dvlog")["model"] == "jamfn"
+    with pytest.raises(ConfigError, match="unknown preset"):
+        get_preset("nope")
+    with pytest.raises(ConfigError, match="unknown model"):
+        TrainConfig(model="not-a-model")
+    with pytest.raises(ConfigError, match="selection"):
+        TrainConfig(model="lr", select="best")
+
+
+def test_training_refuses_unlabelled_data(tmp_path, strong):
+    root = tmp_path / "unl"
+    make_synthetic(root, SynthConfig(n=12, max_len=20, length_scale=0.05))
+    text = (root / "labels.csv").read_text().splitlines()
+    parts = text[1].split(",")
+    parts[1] = ""
+    (root / "labels.csv").write_text("\n".join([text[0], ",".join(parts)] + text[2:]) + "\n")
+    from depdet.errors import DataError
+    with pytest.raises(DataError, match="no label"):
+        train(load_dataset(root), _cfg(), tmp_path / "r")
+    assert json.loads((root / "synth.json").read_text())["synthetic"]
