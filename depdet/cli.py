@@ -487,7 +487,7 @@ def _print_predictions(report) -> None:
     table = Table(title=title, caption=SCREENING_DISCLAIMER, caption_justify="left")
     for col, just in (("clip", "left"), ("duration", "right"), ("probability", "right"), ("result", "left"),
                       ("face", "right"), ("speech", "right"), ("warnings", "left")):
-        table.add_column(col, justify=just, overflow="fold")
+        table.add_column(col, justify=just, overflow="fold", no_wrap=col in ("duration", "probability", "face", "speech"))
     pct = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
     for r in report.results:
         if r.status != "ok":
@@ -546,6 +546,39 @@ def predict(
         write_report(report_path, report)
         console.print(f"report: {report_path}", highlight=False)
     if report.failed:
+        raise typer.Exit(1)
+
+
+class DemoModel(str, Enum):
+    jamfn = "jamfn"
+    fusion_concat = "fusion_concat"
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's data, model, clip, results and report.")] = Path("depdet-demo"),
+    clip: Annotated[Optional[Path], typer.Option(help="Predict on this video instead of the generated drawn-face clip.")] = None,
+    model: Annotated[DemoModel, typer.Option(help="Small model to train (jamfn: own attention/gates; fusion_concat: occlusion evidence).")] = DemoModel.jamfn,
+    samples: Annotated[int, typer.Option(help="Synthetic samples.", min=12)] = 160,
+    epochs: Annotated[int, typer.Option(help="Training epochs.", min=1)] = 15,
+    clip_seconds: Annotated[float, typer.Option(help="Length of the generated clip (s).", min=1.0)] = 30.0,
+    seed: Annotated[int, typer.Option(help="Seed for data, training and clip.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace a previous demo's outputs in --out.")] = False,
+):
+    """End-to-end DEMONSTRATION on synthetic data (no clinical meaning): synth -> train -> predict -> report."""
+    from depdet.pipeline.demo import DEMO_NOTICE, DemoConfig, run_demo
+
+    console.print(f"[bold blue]{DEMO_NOTICE}[/]", highlight=False)
+    cfg = DemoConfig(model=model.value, n=samples, epochs=epochs, clip_seconds=clip_seconds, seed=seed)
+    res = run_demo(out_dir, cfg, clip=clip, overwrite=overwrite, log=lambda s: console.print(s, highlight=False))
+    _print_predictions(res.predict_report)
+    t = res.seconds
+    out.print(f"demo finished in {sum(t.values()):.0f}s (synth {t['synth']:.0f}s, train {t['train']:.0f}s, "
+              f"clip {t['clip']:.0f}s, predict {t['predict']:.0f}s)", highlight=False)
+    out.print(f"report:     {res.report_path}\nresults:    {res.results}\ncheckpoint: {res.checkpoint}\nclip:       {res.clip}",
+              highlight=False)
+    out.print(f"[bold blue]{DEMO_NOTICE}[/]", highlight=False)
+    if res.predict_report.failed:
         raise typer.Exit(1)
 
 

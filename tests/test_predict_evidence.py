@@ -113,7 +113,7 @@ def test_attention_and_gate_weights_are_used_when_the_model_has_them():
     ev = compute_evidence(model, x, m, fps=1.0)
     assert ev.timeline_method == "attention" and ev.window_s is None
     assert ev.timeline.sum() == pytest.approx(1.0) and ev.timeline.argmax() == 2 and ev.timeline[3] == 0
-    assert ev.modality_method == "gate" and ev.modality_shares == pytest.approx({"visual": 0.3, "audio": 0.7})
+    assert ev.modality_method == "model_weights" and ev.modality_shares == pytest.approx({"visual": 0.3, "audio": 0.7})
     assert ev.coverage["visual"].tolist() == [1.0, 1.0, 1.0, 0.0]
 
 
@@ -158,7 +158,8 @@ def _report(with_failure=True, evidence=True):
     res = [ok, low]
     if with_failure:
         res.append(ClipResult("bad", "/data/bad.mp4", "failed", "/data/bad.mp4: not a media file (fix: ...)", threshold=0.6))
-    ck = {"path": "m.pt", "sha256": "0" * 64, "model": "toy", "spec": DVLOG.to_dict(), "temperature": 1.0, "threshold": 0.6}
+    ck = {"path": "m.pt", "sha256": "0" * 64, "model": "toy", "spec": DVLOG.to_dict(), "temperature": 1.0, "threshold": 0.6,
+          "synthetic_training_data": False}
     return PredictReport(res, ck, 1.0)
 
 
@@ -167,7 +168,8 @@ def test_json_output_schema(tmp_path):
     doc = json.loads(path.read_text())
     assert doc["schema"] == SCHEMA and doc["disclaimer"] == SCREENING_DISCLAIMER
     assert doc["n_clips"] == 3 and doc["n_failed"] == 1 and doc["demonstration"] is False
-    assert set(doc["checkpoint"]) == {"path", "sha256", "model", "spec", "temperature", "threshold"}
+    assert set(doc["checkpoint"]) == {"path", "sha256", "model", "spec", "temperature", "threshold",
+                                      "synthetic_training_data"}
     keys = {"id", "source", "status", "error", "duration_s", "rows", "logit", "probability", "threshold",
             "screening", "face_coverage", "speech_coverage", "warnings", "evidence"}
     for r in doc["results"]:

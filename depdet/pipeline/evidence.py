@@ -40,10 +40,10 @@ class Evidence:
         timeline: ``(S,)`` one value per second of the model's input (see module docstring for units).
         timeline_unit: human-readable unit of ``timeline``.
         window_s: occlusion window in seconds (None for attention).
-        modality_method: ``"gate"`` (model's modality weights) or ``"masking"``.
+        modality_method: ``"model_weights"`` (the model's own modality weights) or ``"masking"``.
         modality_shares: modality -> share in [0, 1] summing to 1, or None where undefined.
         modality_effects: modality -> signed change of the calibrated logit when that modality is
-            masked out (``logit(full) - logit(without m)``); empty for ``"gate"``.
+            masked out (``logit(full) - logit(without m)``); empty for ``"model_weights"``.
         coverage: modality -> ``(S,)`` fraction of valid rows per second (face found, audio present).
         fps: rows per second of the model input.
     """
@@ -226,7 +226,7 @@ def compute_evidence(model, inputs: dict, masks: dict, *, fps: float, temperatur
         names = list(inputs)
         total = vals.sum()
         shares = {n: (float(v / total) if total > 0 else None) for n, v in zip(names, vals)}
-        m_method, effects = "gate", {}
+        m_method, effects = "model_weights", {}
     else:
         shares, effects = modality_masking(model, inputs, masks, temperature=temperature)
         m_method = "masking"

@@ -18,7 +18,8 @@ Output schema (``--out results.json``, ``schema: "depdet.predict/1"``)::
       "disclaimer": str,                      # depdet.SCREENING_DISCLAIMER
       "demonstration": bool,                  # true for `depdet demo` (no clinical meaning)
       "depdet_version": str, "created": ISO-8601 UTC str,
-      "checkpoint": {"path", "sha256", "model", "spec" (FeatureSpec dict), "temperature", "threshold"},
+      "checkpoint": {"path", "sha256", "model", "spec" (FeatureSpec dict), "temperature", "threshold",
+                     "synthetic_training_data": bool},
       "n_clips": int, "n_failed": int,
       "results": [{
         "id": str, "source": str, "status": "ok" | "failed", "error": str | null,
@@ -34,7 +35,7 @@ Output schema (``--out results.json``, ``schema: "depdet.predict/1"``)::
         "evidence": null | {                  # see depdet.pipeline.evidence.Evidence
           "timeline_method": "attention" | "occlusion", "timeline_unit": str,
           "window_s": float | null, "timeline": [float per second],
-          "modality_method": "gate" | "masking",
+          "modality_method": "model_weights" | "masking",
           "modality_shares": {modality: float | null}, "modality_effects": {modality: float},
           "coverage": {modality: [fraction of valid rows per second]}
         }
@@ -171,13 +172,15 @@ class Predictor:
         self.evidence = evidence
         self.window_s = window_s
         self.model = self.ckpt.model
+        self.synthetic = bool((self.ckpt.info or {}).get("synthetic", False))
         if hasattr(self.model, "eval"):
             self.model.eval()
 
     def describe(self) -> dict:
         """Checkpoint metadata recorded in every output."""
         return {"path": str(self.path), "sha256": dio.sha256_file(self.path), "model": self.ckpt.model_name,
-                "spec": self.spec.to_dict(), "temperature": self.temperature, "threshold": self.threshold}
+                "spec": self.spec.to_dict(), "temperature": self.temperature, "threshold": self.threshold,
+                "synthetic_training_data": self.synthetic}
 
     # ------------------------------------------------------------------ scoring
     def score(self, features: dict[str, np.ndarray], valid: dict[str, np.ndarray] | None = None):
@@ -220,8 +223,11 @@ class Predictor:
     def _result(self, sample_id, source, features, valid, duration, info) -> ClipResult:
         logit, p, ev = self.score(features, valid)
         T = int(next(iter(features.values())).shape[0])
+        warnings = list(info.get("warnings", []))
+        if self.synthetic:
+            warnings.append("checkpoint trained on SYNTHETIC data: the probability is meaningless")
         return ClipResult(sample_id, str(source), "ok", None, duration, T, logit, p, self.threshold,
-                          info.get("face_ratio"), info.get("speech_ratio"), list(info.get("warnings", [])), ev)
+                          info.get("face_ratio"), info.get("speech_ratio"), warnings, ev)
 
     def predict_clip(self, path: str | Path, sample_id: str | None = None) -> ClipResult:
         """Extract one video with the checkpoint's spec and score it (raises DepdetError on bad input)."""

@@ -88,18 +88,21 @@ def plot_modality_shares(evidence) -> bytes:
 
 
 def plot_coverage(evidence) -> bytes:
-    """Per-second fraction of valid rows for each modality; returns PNG bytes."""
+    """One strip per modality: fraction of valid rows in each second (dark = missing); PNG bytes."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(9, 2.2))
-    for n, cov in evidence.coverage.items():
-        c = np.asarray(cov, dtype=float)
-        ax.step(np.arange(len(c) + 1), np.r_[c, c[-1:]] if len(c) else [0], where="post", label=n,
-                color=_COLORS.get(n, "#777"), lw=1.5)
-    ax.set_ylim(-0.05, 1.05)
+    names = list(evidence.coverage)
+    S = max((len(v) for v in evidence.coverage.values()), default=0)
+    grid = np.zeros((len(names), max(S, 1)))
+    for i, n in enumerate(names):
+        c = np.asarray(evidence.coverage[n], dtype=float)
+        grid[i, :len(c)] = c
+    fig, ax = plt.subplots(figsize=(9, 0.7 + 0.45 * len(names)))
+    im = ax.imshow(grid, aspect="auto", cmap="Greens", vmin=0, vmax=1, interpolation="nearest",
+                   extent=(0, max(S, 1), len(names) - 0.5, -0.5))
+    ax.set_yticks(range(len(names)), [f"{n} ({float(np.mean(evidence.coverage[n])) if S else 0:.0%})" for n in names])
     ax.set_xlabel("time (s)")
-    ax.set_ylabel("valid fraction")
-    ax.legend(loc="lower right", fontsize=8)
-    ax.set_title("Feature coverage (visual: face found; audio: features present)", fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01, label="valid")
+    ax.set_title("Feature coverage per second (visual: face found; audio: features present)", fontsize=10)
     return _png(fig)
 
 
@@ -151,7 +154,7 @@ def _clip_section(r) -> str:
         eff = ""
         if ev.modality_effects:
             eff = " Logit change when masked out: " + ", ".join(f"{k} {v:+.3f}" for k, v in ev.modality_effects.items()) + "."
-        how = ("the model's own modality gate weights" if ev.modality_method == "gate"
+        how = ("the model's own modality weights" if ev.modality_method == "model_weights"
                else "each modality masked out in turn, share of the absolute change in the calibrated logit")
         parts.append(f"<h3>Modality shares</h3><p class=\"muted\">From {e(how)}.{e(eff)}</p>")
         parts.append(_img(plot_modality_shares(ev), f"modality shares for {r.sample_id}"))
@@ -175,6 +178,9 @@ def render_report(report) -> str:
     if report.demonstration:
         head.append('<p class="demo"><strong>DEMONSTRATION</strong>: the model was trained on synthetic data '
                     "in seconds; these numbers have no clinical or scientific meaning.</p>")
+    elif ck.get("synthetic_training_data"):
+        head.append('<p class="demo"><strong>SYNTHETIC TRAINING DATA</strong>: this checkpoint was trained on '
+                    "synthetic random arrays; its probabilities mean nothing.</p>")
     spec = ck.get("spec", {})
     head.append(f'<p class="muted">Model <code>{e(str(ck.get("model")))}</code> from <code>{e(str(ck.get("path")))}</code>; '
                 f"features: visual={e('+'.join(spec.get('visual', [])))}, audio={e('+'.join(spec.get('audio', [])))}, "
