@@ -259,7 +259,7 @@ def _count_model_parameters(name: str, dims: dict[str, int]) -> str:
 def models_cmd(
     dims: Annotated[str, typer.Option("--dims", help="Feature sizes to count parameters for, e.g. visual=136,audio=128 "
                                       "(default: D-Vlog, visual=136,audio=25).")] = "visual=136,audio=25",
-    filter: Annotated[str, typer.Option("--filter", help="Glob on model names, e.g. '*mamba*'.")] = "*",
+    pattern: Annotated[str, typer.Option("--filter", help="Glob on model names, e.g. '*mamba*'.")] = "*",
 ):
     """List the registered models: paper, expected inputs, parameter count, kind."""
     from rich.table import Table
@@ -267,7 +267,7 @@ def models_cmd(
     from depdet.models import get_entry, list_models
 
     parsed = _parse_dims(dims)
-    names = list_models(filter)
+    names = list_models(pattern)
     dims_text = ", ".join(f"{m}={d}" for m, d in parsed.items())
     table = Table(title=f"depdet models (parameters for {dims_text})")
     for col in ("name", "paper", "inputs", "parameters", "kind"):
@@ -276,7 +276,7 @@ def models_cmd(
         e = get_entry(name)
         table.add_row(name, e.paper, e.inputs, _count_model_parameters(name, parsed), e.kind)
     if not names:
-        console.print(f"[yellow]no model matches {filter!r}[/] (see `depdet models` for all names)")
+        console.print(f"[yellow]no model matches {pattern!r}[/] (see `depdet models` for all names)")
         raise typer.Exit(1)
     out.print(table)
 

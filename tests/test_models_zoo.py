@@ -309,15 +309,17 @@ def test_detector_defaults_follow_allenyolk_34d94ab():
     assert m.drop.p == 0.5
 
 
-def test_detector_public_behaviour_is_not_padding_invariant_ours_is():
-    """The public code has no attention masks; use_masks=False reproduces that, and padding then
+@pytest.mark.parametrize("name,cfg", [("detector", dict(d=32, heads=2, num_layers=1, ff=32)),
+                                      ("tamfn", dict(d=16, num_layers=1))])
+def test_public_unmasked_behaviour_is_not_padding_invariant_ours_is(name, cfg):
+    """The public code (AllenYolk) has no masks; use_masks=False reproduces that, and padding then
     changes the output; the default (masked) model does not change."""
     x, mk = _batch(DVLOG, [21], seed=12)
     big = {m: F.pad(v, (0, 0, 0, 30)) for m, v in x.items()}
     bigm = {m: F.pad(v, (0, 30)) for m, v in mk.items()}
     for use_masks in (True, False):
         torch.manual_seed(0)
-        m = create_model("detector", DVLOG, d=32, heads=2, num_layers=1, ff=32, use_masks=use_masks).eval()
+        m = create_model(name, DVLOG, use_masks=use_masks, **cfg).eval()
         with torch.no_grad():
             diff = (m(x, mk).logits - m(big, bigm).logits).abs().item()
         assert (diff < 1e-5) == use_masks

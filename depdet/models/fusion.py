@@ -176,6 +176,9 @@ class UnimodalBiLSTM(DepressionModel):
 class PooledFusion(DepressionModel):
     """Per-modality BiLSTM encoders, masked mean pooling, then concat / add / mul fusion, MLP -> 1.
 
+    ``modality_weights`` is each modality's share of the L2 norms of the projected pooled vectors
+    (a descriptive share, not a learned gate; 0 for a modality with no valid row).
+
     Args:
         input_dims: modality -> feature size (visual first).
         op: ``"concat"``, ``"add"`` or ``"mul"`` (element-wise product).

@@ -21,7 +21,9 @@ every layer, conv output masks are propagated (:func:`depdet.models.detector.dow
 the global branch is a masked mean, BatchNorm training statistics use valid positions only
 (:class:`~depdet.models.detector.MaskedBatchNorm1d`; also makes batch size 1 trainable), the LSTMs run
 on packed sequences, and the final means are over valid positions (union of the two streams' masks).
-The paper's exact layer sizes could not be checked against the paper text; sizes are options.
+``use_masks=False`` reproduces the public, unmasked behaviour (every position treated as valid; then
+padding changes the output). The paper's exact layer sizes could not be checked against the paper
+text; sizes are options.
 """
 
 from __future__ import annotations
@@ -98,15 +100,17 @@ class TAMFN(DepressionModel):
         num_layers: residual layers per stream.
         kernel, stride, padding: the downsampling Conv1d.
         head_dropout: dropout before the classifier.
+        use_masks: False treats every position as valid, as the public code (not padding-invariant).
     """
 
     def __init__(self, input_dims, d: int = 256, num_layers: int = 6, kernel: int = 16, stride: int = 4,
-                 padding: int = 8, head_dropout: float = 0.5):
+                 padding: int = 8, head_dropout: float = 0.5, use_masks: bool = True):
         super().__init__(input_dims)
         if len(self.modalities) != 2:
             raise ConfigError(f"TAMFN needs exactly 2 modalities, got {list(self.modalities)}")
         require_positive(d=d, num_layers=num_layers, kernel=kernel, stride=stride)
         require_prob(head_dropout=head_dropout)
+        self.use_masks = bool(use_masks)
         self.down = nn.ModuleDict({m: ConvDownsample(D, d, kernel, stride, padding) for m, D in self.input_dims.items()})
         self.gtcn = nn.ModuleDict({m: nn.ModuleList(ResBlock(d) for _ in range(num_layers)) for m in self.modalities})
         self.ife = nn.ModuleList(ResBlock(d) for _ in range(num_layers))
@@ -118,6 +122,8 @@ class TAMFN(DepressionModel):
 
     def forward(self, inputs, masks) -> ModelOutput:
         v, a = self.modalities  # visual first
+        if not self.use_masks:  # public behaviour: all-True masks make every masked op the plain one
+            masks = {m: torch.ones_like(masks[m]) for m in self.modalities}
         hs, ms = {}, {}
         for m in self.modalities:
             h, mk = self.down[m](inputs[m], masks[m])
