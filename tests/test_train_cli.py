@@ -56,6 +56,7 @@ def test_synth_train_evaluate(synth_dir, tmp_path, capsys):
         metrics["checkpoint_run"])]["test"]["f1"])
 
 
+@pytest.mark.slow  # two training subprocesses: ~20-35 s on the shared 2-core machine
 def test_killed_run_resumes_from_its_checkpoint(synth_dir, tmp_path):
     run = tmp_path / "killed"
     cmd = [sys.executable, "-m", "depdet", "train", "--data", str(synth_dir), *TRAIN_ARGS, "--epochs", "15",
