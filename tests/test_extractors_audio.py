@@ -181,6 +181,7 @@ def test_vggish_extractor_end_to_end(trusting_registry, monkeypatch):
         want = ref(ex).numpy()
     assert f.values.shape == (3, 128) and f.valid.tolist() == [True, True, False]
     np.testing.assert_allclose(f.values[:2], want[:2], rtol=1e-4, atol=1e-5)
+    assert V.resolve_weights(str(ckpt)) == ckpt  # the PCA file beside it is found and verified too
     g = get_extractor("vggish", weights_path=ckpt).extract(x, 16000, 1.0)
     assert g.values.shape == (3, 128) and g.values.min() >= 0 and g.values.max() <= 255
     assert g.info["native_hop_s"] == 0.96
@@ -208,6 +209,8 @@ def test_vggish_checksum_and_bad_file(tmp_path, monkeypatch, ref_model_files):
     monkeypatch.setattr(W, "REGISTRY", dict(W.REGISTRY))
     with pytest.raises(WeightsError, match="checksum mismatch"):  # real prefix 10086976 vs a random file
         V.resolve_weights(ckpt, postprocess=False)
+    with pytest.raises(WeightsError, match="checksum mismatch"):
+        V.resolve_weights(str(ckpt))
     bad = tmp_path / "vggish-10086976.pth"
     torch.save({"foo": torch.zeros(3)}, bad)
     with pytest.raises(WeightsError, match="not a VGGish state dict"):

@@ -198,3 +198,12 @@ def test_headpose_near_frontal_on_grid(grid_landmarks):
         yaw, pitch, roll = (np.median(np.abs(v[:, i])) for i in range(3))
         assert yaw < 15 and pitch < 20 and roll < 10  # GRID speakers face the camera
         assert (v[:, 5] > 100).all()  # in front of the camera
+
+
+def test_tracking_agrees_with_full_search(grid_frames, grid_landmarks):
+    full = get_extractor("landmarks", track=False).extract(grid_frames["fps5"][0])
+    tracked = grid_landmarks["fps5"][0]
+    assert full.info["full_searches"] == 15
+    both = full.valid & tracked.valid
+    assert both.mean() >= 0.95
+    assert np.abs(full.values[both] - tracked.values[both]).mean() < 1.5

@@ -248,19 +248,30 @@ def postprocess(embeddings: np.ndarray, pca_matrix: np.ndarray, pca_means: np.nd
 
 # ------------------------------------------------------------------------------- weights
 def resolve_weights(weights_path: str | Path | None = None, postprocess: bool = True,
-                    pca_path: str | Path | None = None) -> tuple[Path, Path | None]:
-    """Find and verify the checkpoint (and, with ``postprocess``, the PCA file).
+                    pca_path: str | Path | None = None) -> Path:
+    """Find and verify the VGGish checkpoint (and, with ``postprocess``, the PCA file too).
 
-    Search order: ``weights_path`` (a file or a folder holding ``vggish-10086976.pth``),
-    ``$DEPDET_WEIGHTS_DIR``, ``~/.cache/depdet/weights``. The PCA file is looked for next to an
-    explicit checkpoint first, then in the same folders.
+    Search order: ``weights_path`` (a file, or a folder holding ``vggish-10086976.pth``),
+    ``$DEPDET_WEIGHTS_DIR``, ``~/.cache/depdet/weights``. Call it before a batch to fail fast.
 
     Returns:
-        (checkpoint path, PCA path or None).
+        The checkpoint path.
 
     Raises:
         WeightsError: a file is missing (the message names it, where it is published and the install
             command) or fails its checksum.
+    """
+    return resolve_files(weights_path, postprocess, pca_path)[0]
+
+
+def resolve_files(weights_path: str | Path | None = None, postprocess: bool = True,
+                  pca_path: str | Path | None = None) -> tuple[Path, Path | None]:
+    """Checkpoint and PCA paths (PCA None without ``postprocess``), verified.
+
+    The PCA file is looked for next to an explicit checkpoint first, then in the search folders.
+
+    Raises:
+        WeightsError: as :func:`resolve_weights`.
     """
     from depdet import weights as W
 
@@ -312,7 +323,7 @@ class Vggish(Extractor):
         self.postprocess = bool(postprocess)
         self.final_relu = bool(final_relu)
         self.batch_size = int(batch_size)
-        self.weights_path, self.pca_path = resolve_weights(weights_path, self.postprocess, pca_path)
+        self.weights_path, self.pca_path = resolve_files(weights_path, self.postprocess, pca_path)
         with _LOCK:
             self.net = _cached_network(str(self.weights_path), self.final_relu)
             self.pca = _cached_pca(str(self.pca_path)) if self.pca_path is not None else None
