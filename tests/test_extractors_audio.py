@@ -41,6 +41,8 @@ def test_mean_per_window_rule():
     assert v.tolist() == [True, True, True, False]
     m, v = mean_per_window(np.array([[np.nan, 1.0], [2.0, 3.0]]), np.array([0.1, 0.2]), 1.0, 1)
     assert m.tolist() == [[2.0, 2.0]]
+    m, v = mean_per_window(np.full((2, 3), np.nan), np.array([0.1, 1.2]), 1.0, 2)
+    assert not v.any() and (m == 0).all()
 
 
 def test_egemaps_synthetic_tone_rows_and_f0():
@@ -67,9 +69,12 @@ def test_egemaps_grid(grid_audio):
     assert loud.max() > 2 * loud.min()
 
 
-def test_egemaps_empty_audio():
+def test_egemaps_empty_and_too_short_audio():
     f = Egemaps().extract(np.zeros(0, np.float32), 16000, 1.0)
     assert f.values.shape == (0, 25)
+    f = Egemaps().extract(np.zeros(100, np.float32), 16000, 1.0)  # openSMILE fills NaN: row invalid, zeros
+    assert f.values.shape == (1, 25) and not f.valid.any() and (f.values == 0).all()
+    assert "Segment too short" in " ".join(f.info.get("warnings", []))
 
 
 # ------------------------------------------------------------------------------ VGGish front end

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 
 import numpy as np
 
@@ -54,7 +55,7 @@ def mean_per_window(values: np.ndarray, times: np.ndarray, fps: float, T: int) -
     """Average rows of ``values`` (N, D) into ``T`` windows by their ``times`` (seconds).
 
     Row ``k`` averages the entries with ``k / fps <= time < (k + 1) / fps``, ignoring NaNs. Windows
-    with no entries are zeros and invalid.
+    with no finite entry are zeros and invalid.
 
     Returns:
         (T, D) float32 means and (T,) bool validity.
@@ -73,7 +74,7 @@ def mean_per_window(values: np.ndarray, times: np.ndarray, fps: float, T: int) -
     np.add.at(sums, rows, np.where(finite, vals, 0.0))
     np.add.at(counts, rows, finite)
     np.divide(sums, counts, out=out, where=counts > 0)
-    valid[np.unique(rows)] = True
+    valid = counts.sum(axis=1) > 0  # at least one finite LLD value in the window
     return out.astype(np.float32), valid
 
 
@@ -114,7 +115,9 @@ class Egemaps(Extractor):
                                   {"columns": list(self.columns), "lld_frames": 0})
         smile = _smile()
         try:
-            df = smile.process_signal(audio, int(sr))
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                df = smile.process_signal(audio, int(sr))
         except Exception as e:  # openSMILE raises plain RuntimeError/ValueError
             raise ExtractionError(f"openSMILE eGeMAPS failed: {e}", hint="check the audio decodes (depdet info)") from e
         cols = tuple(df.columns)
@@ -127,6 +130,8 @@ class Egemaps(Extractor):
         values, valid = mean_per_window(df.to_numpy(np.float64), centres, fps, T)
         info = {"columns": list(self.columns), "lld_frames": int(len(df)), "hop_s": 0.01,
                 "unvoiced_f0": "0 in unvoiced frames (averaged in)"}
+        if caught:
+            info["warnings"] = sorted({str(w.message) for w in caught})
         return StreamFeatures(values, valid, fps, info)
 
     def describe(self) -> dict:
