@@ -545,8 +545,8 @@ def predict(
     if report_path is not None:
         write_report(report_path, report)
         console.print(f"report: {report_path}", highlight=False)
-    if report.failed:
-        raise typer.Exit(1)
+    if report.failed:  # one red line + exit 1 through main()
+        raise DepdetError(f"{len(report.failed)} of {len(report.results)} input(s) failed", hint="see the failures table above")
 
 
 class DemoModel(str, Enum):
@@ -579,7 +579,7 @@ def demo(
               highlight=False)
     out.print(f"[bold blue]{DEMO_NOTICE}[/]", highlight=False)
     if res.predict_report.failed:
-        raise typer.Exit(1)
+        raise DepdetError("the demo clip could not be scored", hint="see the failures table above")
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -1,0 +1,164 @@
+"""`depdet predict` end to end on real GRID clips, with a checkpoint trained inside the test.
+
+The checkpoint is a small ``fusion_concat`` trained for a few epochs on a synthetic dataset with
+the D-Vlog feature spec (eGeMAPS + landmarks, 1 row/s): the same spec ``predict`` re-extracts the
+GRID clips with. Its probabilities mean nothing; the tests check the plumbing: the checkpoint's
+spec, preprocessing and calibration are applied, a corrupt file fails alone, outputs carry the
+disclaimer, the JSON follows its schema and the HTML report embeds its plots.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from depdet import SCREENING_DISCLAIMER
+from depdet.cli import main
+from depdet.errors import ConfigError, DataError
+from depdet.pipeline.predict import ABOVE, BELOW, SCHEMA, Predictor, calibrate, run_predict
+from conftest import needs_grid
+
+pytestmark = needs_grid
+
+
+def run_cli(args, capsys):
+    """Run the real console entry point; return (exit code, stdout, stderr)."""
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A fusion_concat trained here on synthetic D-Vlog-spec data (a few seconds on one thread)."""
+    from depdet.pipeline.datasets import load_dataset
+    from depdet.pipeline.synth import SynthConfig, make_synthetic
+    from depdet.pipeline.train import TrainConfig, train
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("ckpt")
+    make_synthetic(root / "data", SynthConfig(layout="dvlog", n=48, signal=3.0, seed=0, min_len=8, max_len=30))
+    cfg = TrainConfig(model="fusion_concat", model_config={"hidden": 8, "d": 8}, lr=3e-3, batch_size=16, epochs=3,
+                      seeds=[0], device="cpu", amp=False, select="loss")
+    summary = train(load_dataset(root / "data"), cfg, root / "run")
+    return Path(summary["checkpoint"])
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory, grid_clips) -> Path:
+    """Two GRID clips in a folder (one in a subfolder: discovery is recursive) plus a corrupt .mp4."""
+    src = tmp_path_factory.mktemp("videos")
+    shutil.copy(grid_clips[0], src / grid_clips[0].name)
+    (src / "sub").mkdir()
+    shutil.copy(grid_clips[1], src / "sub" / grid_clips[1].name)
+    (src / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    return src
+
+
+def test_predict_grid_clip_applies_spec_preprocessing_and_calibration(checkpoint, grid_clip):
+    from depdet.pipeline.checkpoint import load_checkpoint
+    from depdet.pipeline.extract import extract_clip
+
+    pred = Predictor(checkpoint)
+    res = pred.predict_clip(grid_clip)
+    assert res.status == "ok" and res.sample_id == grid_clip.stem
+    ck = load_checkpoint(checkpoint)
+    # the same features through the trainer's own inference path give the same logit
+    clip = extract_clip(grid_clip, ck.spec)
+    ref = ck.predict_logits([clip.features])[0]
+    assert res.logit == pytest.approx(ref, abs=1e-5)
+    assert res.probability == pytest.approx(calibrate(ref, ck.temperature), abs=1e-9)
+    assert res.threshold == ck.threshold
+    assert res.screening == (ABOVE if res.probability >= ck.threshold else BELOW)
+    assert res.rows == clip.T == 3 and res.duration == pytest.approx(3.0, abs=0.1)
+    assert res.face_coverage > 0.9 and res.speech_coverage > 0.5
+    assert any("too short" in w for w in res.warnings)  # GRID clips are 3 s
+    assert any("SYNTHETIC" in w for w in res.warnings)
+    ev = res.evidence
+    assert ev is not None and len(ev.timeline) == 3 and set(ev.coverage) == {"visual", "audio"}
+    assert ev.timeline_method == "occlusion"  # fusion_concat has no temporal weights
+    shares = [v for v in ev.modality_shares.values() if v is not None]
+    assert shares and sum(shares) == pytest.approx(1.0)
+
+
+def test_batch_with_a_corrupt_file_cli_json_csv_and_report(checkpoint, videos, tmp_path, capsys):
+    out_json, out_csv, report = tmp_path / "r.json", tmp_path / "r.csv", tmp_path / "report.html"
+    code, out, err = run_cli(["predict", videos, "-c", checkpoint, "--out", out_json, "--report", report], capsys)
+    assert code == 1  # one input failed
+    assert "1 of 3 failed" in err and "broken" in err
+    assert SCREENING_DISCLAIMER.split(":")[0] in " ".join(out.split())
+    doc = json.loads(out_json.read_text())
+    assert doc["schema"] == SCHEMA and doc["disclaimer"] == SCREENING_DISCLAIMER
+    assert doc["n_clips"] == 3 and doc["n_failed"] == 1
+    assert doc["checkpoint"]["synthetic_training_data"] is True and doc["checkpoint"]["model"] == "fusion_concat"
+    by_id = {r["id"]: r for r in doc["results"]}
+    bad = by_id.pop("broken")
+    assert bad["status"] == "failed" and "broken.mp4" in bad["error"] and bad["probability"] is None
+    assert "\n" not in bad["error"]
+    for r in by_id.values():
+        assert r["status"] == "ok" and 0.0 <= r["probability"] <= 1.0
+        assert r["screening"] in (ABOVE, BELOW) and isinstance(r["warnings"], list)
+        assert r["probability"] == pytest.approx(calibrate(r["logit"], doc["checkpoint"]["temperature"]), abs=1e-5)
+        assert len(r["evidence"]["timeline"]) == r["rows"]
+    # the HTML report: summary for the batch + 3 embedded PNG plots per scored clip, self-contained
+    html = report.read_text()
+    assert SCREENING_DISCLAIMER in html and "Summary" in html and "SYNTHETIC" in html
+    pngs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert len(pngs) == 1 + 3 * 2 and all(base64.b64decode(p)[:4] == b"\x89PNG" for p in pngs)
+    assert "http://" not in html and "https://" not in html
+    # CSV: same numbers, disclaimer on every row
+    code, _, _ = run_cli(["predict", videos, "-c", checkpoint, "--out", out_csv, "--no-evidence"], capsys)
+    assert code == 1
+    rows = {r["id"]: r for r in csv.DictReader(out_csv.open())}
+    assert rows["broken"]["status"] == "failed"
+    for sid, r in by_id.items():
+        assert float(rows[sid]["probability"]) == pytest.approx(r["probability"], abs=1e-6)
+        assert rows[sid]["disclaimer"].startswith(SCREENING_DISCLAIMER)
+
+
+def test_predict_from_extracted_features_and_spec_mismatch(checkpoint, grid_clip, tmp_path, capsys):
+    from depdet.pipeline.extract import run_extract
+    from depdet.pipeline.spec import DVLOG, FeatureSpec
+
+    feats = tmp_path / "feats"
+    run_extract([grid_clip], feats, DVLOG, workers=1)
+    rep = run_predict(checkpoint=checkpoint, features_dir=feats)
+    direct = Predictor(checkpoint).predict_clip(grid_clip)
+    (r,) = rep.results
+    assert r.status == "ok" and r.sample_id == grid_clip.stem
+    assert r.probability == pytest.approx(direct.probability, abs=1e-5)
+    # features made with another spec are a clear, one-line error (CLI: exit 1), not a silent guess
+    other = tmp_path / "feats_raw"
+    run_extract([grid_clip], other, FeatureSpec(landmark_norm="none"), workers=1)
+    with pytest.raises(ConfigError, match="feature spec mismatch"):
+        run_predict(checkpoint=checkpoint, features_dir=other)
+    code, _, err = run_cli(["predict", "--features", other, "-c", checkpoint], capsys)
+    assert code == 1 and "landmark_norm" in err and "features.json" in err
+    assert len([l for l in err.splitlines() if l.strip()]) <= 3  # one (wrapped) line
+
+
+def test_bad_invocations_are_one_line_errors(checkpoint, grid_clip, tmp_path, capsys):
+    code, _, err = run_cli(["predict", grid_clip, "-c", tmp_path / "missing.pt"], capsys)
+    assert code == 1 and "checkpoint not found" in err
+    code, _, err = run_cli(["predict", tmp_path / "nope.mp4", "-c", checkpoint], capsys)
+    assert code == 1 and "no such file" in err
+    code, _, err = run_cli(["predict", "-c", checkpoint], capsys)
+    assert code == 1 and "nothing to predict" in err
+    code, _, err = run_cli(["predict", grid_clip, "-c", checkpoint, "--out", tmp_path / "r.xlsx"], capsys)
+    assert code == 1 and ".csv or .json" in " ".join(err.split())
+    not_ckpt = tmp_path / "x.pt"
+    not_ckpt.write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError):
+        Predictor(not_ckpt)
