@@ -9,8 +9,9 @@ What is here:
   (``h_t = exp(c_t) * (exp(d_0 A) h_0 + cumsum_s exp(-c_s) dB_s u_s)`` with chunk-local ``c``), the
   state is carried from chunk to chunk. Chunk boundaries are chosen so that every exponent inside a
   chunk stays below :data:`MAX_CHUNK_EXPONENT` (numerically safe: no overflow, relative error of the
-  same order as the sequential sum), and with autograd each chunk is re-computed in the backward
-  pass (activation checkpointing) so memory grows linearly in L with a small constant.
+  same order as the sequential sum). A custom autograd function stores only the inputs and the
+  state at each chunk boundary and re-computes each chunk in the backward pass (the adjoint scan
+  uses the same chunked form), so memory grows linearly in L with a small constant.
 * :func:`selective_scan` / :func:`causal_conv1d` - dispatch: the ``mamba_ssm`` / ``causal_conv1d``
   CUDA kernels when they import and the tensors are on CUDA (the ``[cuda]`` extra), the PyTorch path
   otherwise. Imports are lazy and guarded.
@@ -35,15 +36,11 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint as _checkpoint
 
 #: Largest |exponent| allowed inside one chunk of the chunked scan. exp(32) ~ 8e13 leaves ample
 #: float32 head-room for the inputs; exponent rounding error stays ~32 * 6e-8 ~ 2e-6 relative.
 MAX_CHUNK_EXPONENT = 32.0
 
-#: Above this many elements in the full (B, D, L, N) state, the chunked scan re-computes chunks in the
-#: backward pass instead of keeping ~5 such tensors alive (2**25 elements = 128 MiB in float32).
-CHECKPOINT_MIN_ELEMENTS = 2 ** 25
 
 
 # --------------------------------------------------------------------------------------------------
@@ -160,52 +157,108 @@ def _chunk_bounds(delta: torch.Tensor, A: torch.Tensor, chunk_size: int) -> list
     return bounds
 
 
-def _scan_chunk(u, delta, A, Bt, Ct, h0):
-    """One chunk in parallel. u, delta (B, D, T); Bt, Ct (B, T, N); h0 (B, D, N) -> y (B, D, T), h_T."""
-    # c_t = A * (S_t - S_0): log-decay from just after the chunk's first step (c_0 = 0), so the first
-    # step's own decay multiplies only the incoming state. |c_t| <= MAX_CHUNK_EXPONENT by construction.
+def _chunk_states(u, delta, A, Bt, h0):
+    """States of one chunk in parallel: u, delta (B, D, T); Bt (B, T, N); h0 (B, D, N).
+
+    Returns ``(h, e)``: the states ``h_t`` (B, D, T, N) and ``e_t = exp(c_t)`` where
+    ``c_t = A * (S_t - S_0)`` is the log-decay from just after the chunk's first step (``c_0 = 0``;
+    ``|c_t| <= MAX_CHUNK_EXPONENT`` by the choice of chunk bounds):
+    ``h_t = e_t * (exp(delta_0 A) h0 + cumsum_{s<=t} dB_s u_s / e_s)``. In-place ops keep the number of
+    fresh (B, D, T, N) allocations at two.
+    """
     s = torch.cumsum(delta, -1) - delta[..., :1]
-    c = s[..., None] * A[:, None, :]                       # (B, D, T, N)
-    e = torch.exp(c)
-    x = (delta * u)[..., None] * Bt[:, None, :, :]         # (B, D, T, N)
-    acc = torch.cumsum(x / e, dim=2)
-    acc = acc + (torch.exp(delta[..., :1, None] * A[:, None, :]) * h0[:, :, None, :])
-    h = e * acc                                            # states h_t, (B, D, T, N)
-    y = (h * Ct[:, None]).sum(-1)                          # C_t . h_t (faster than einsum on CPU)
-    return y, h[:, :, -1]
+    e = s[..., None] * A[:, None, :]
+    e.exp_()
+    h = (delta * u)[..., None] * Bt[:, None, :, :]
+    h.div_(e).cumsum_(2)
+    h.add_((torch.exp(delta[..., :1, None] * A[:, None, :]) * h0[:, :, None, :]))
+    h.mul_(e)
+    return h, e
+
+
+class _ChunkedScan(torch.autograd.Function):
+    """y_t = C_t . h_t for the recurrence h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t (no D, no z).
+
+    Forward keeps only the inputs and the state at each chunk boundary; backward re-computes each
+    chunk's states and runs the adjoint (reverse) scan with the same chunked formulation:
+    ``G_t = gy_t C_t + exp(delta_{t+1} A) G_{t+1}``, then ``dB``, ``dC``, ``d(delta u)`` and
+    ``d(delta A)`` from ``G`` and the states. Memory: O(B D L + B D N L / T + B D T N).
+    """
+
+    @staticmethod
+    def forward(ctx, u, delta, A, Bt, Ct, bounds):
+        bsz, dim, L = u.shape
+        h0 = u.new_zeros(bsz, dim, A.shape[1])
+        ys, starts = [], []
+        for a, b in bounds:
+            starts.append(h0)
+            h, _ = _chunk_states(u[..., a:b], delta[..., a:b], A, Bt[:, a:b], h0)
+            ys.append((h * Ct[:, None, a:b]).sum(-1))
+            h0 = h[:, :, -1].clone()
+            del h
+        ctx.save_for_backward(u, delta, A, Bt, Ct)
+        ctx.starts, ctx.bounds = starts, bounds
+        return torch.cat(ys, -1), h0
+
+    @staticmethod
+    def backward(ctx, gy, g_last):
+        u, delta, A, Bt, Ct = ctx.saved_tensors
+        gu, gdelta = torch.empty_like(u), torch.empty_like(delta)
+        gA, gB, gC = torch.zeros_like(A), torch.empty_like(Bt), torch.empty_like(Ct)
+        carry = g_last.clone() if g_last is not None else u.new_zeros(u.shape[0], u.shape[1], A.shape[1])
+        for (a, b), h0 in zip(reversed(ctx.bounds), reversed(ctx.starts)):
+            uc, dc, Bc, Cc, gyc = u[..., a:b], delta[..., a:b], Bt[:, a:b], Ct[:, a:b], gy[..., a:b]
+            h, e = _chunk_states(uc, dc, A, Bc, h0)
+            gC[:, a:b] = (gyc[..., None] * h).sum(1)
+            # adjoint scan: G_t = (1/e_t) * revcumsum_{s>=t}(e_s q_s), q_s = gy_s C_s (+ carry at the end)
+            q = gyc[..., None] * Cc[:, None, :, :]
+            q[:, :, -1].add_(carry)
+            q.mul_(e)
+            G = q.flip(2).cumsum_(2).flip(2)
+            del q
+            G.div_(e)
+            du = dc * uc
+            gB[:, a:b] = (G * du[..., None]).sum(1)
+            g_du = (G * Bc[:, None, :, :]).sum(-1)
+            # d(delta_t A) = G_t * (h_t - beta_t) where beta_t = delta_t u_t B_t (= G_t * alpha_t h_{t-1})
+            h.sub_(du[..., None] * Bc[:, None, :, :]).mul_(G)
+            gdelta[..., a:b] = (h * A[:, None, :]).sum(-1) + g_du * uc
+            gA.add_((h * dc[..., None]).sum((0, 2)))
+            gu[..., a:b] = g_du * dc
+            # gradient into the incoming state: alpha_0 * G_0
+            carry = torch.exp(dc[..., :1] * A) * G[:, :, 0]
+            del h, e, G
+        return gu, gdelta, gA, gB, gC, None
+
+
+def _scan_chunk(u, delta, A, Bt, Ct, h0):
+    """One chunk through autograd (used by tests and as the simple form). -> y (B, D, T), h_T."""
+    h, _ = _chunk_states(u, delta, A, Bt, h0)
+    return (h * Ct[:, None]).sum(-1), h[:, :, -1]
 
 
 def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                           return_last_state=False, chunk_size: int = 64, checkpoint: bool | None = None):
+                           return_last_state=False, chunk_size: int = 64):
     """Chunked parallel selective scan: same arguments and result as :func:`selective_scan_ref`.
 
     Args:
         chunk_size: maximum steps per chunk (chunks may be shorter when the decays are steep, see
             :data:`MAX_CHUNK_EXPONENT`).
-        checkpoint: re-compute each chunk in the backward pass instead of storing its
-            ``(B, D, T, N)`` intermediates. Default: on when autograd is recording and the full
-            ``(B, D, L, N)`` state would exceed :data:`CHECKPOINT_MIN_ELEMENTS` elements.
+
+    The scan core is a custom autograd function: the backward pass re-computes each chunk's states
+    from the stored chunk-boundary state, so memory grows linearly in L with a small constant.
     """
     dtype = u.dtype
     u = u.float()
     delta = _prep_delta(delta, delta_bias, delta_softplus)
     A = A.float()
-    Bt = B.float().transpose(1, 2)
-    Ct = C.float().transpose(1, 2)
+    Bt = B.float().transpose(1, 2).contiguous()
+    Ct = C.float().transpose(1, 2).contiguous()
     bsz, dim, L = u.shape
-    h = u.new_zeros(bsz, dim, A.shape[1])
-    if checkpoint is None:
-        checkpoint = (torch.is_grad_enabled() and bsz * dim * L * A.shape[1] > CHECKPOINT_MIN_ELEMENTS
-                      and any(t.requires_grad for t in (u, delta, A, Bt, Ct)))
-    ys = []
-    for a, b in _chunk_bounds(delta, A, chunk_size) if L else []:
-        args = (u[..., a:b], delta[..., a:b], A, Bt[:, a:b], Ct[:, a:b], h)
-        if checkpoint:
-            y, h = _checkpoint(_scan_chunk, *args, use_reentrant=False)
-        else:
-            y, h = _scan_chunk(*args)
-        ys.append(y)
-    y = torch.cat(ys, -1) if ys else u.new_zeros(bsz, dim, 0)
+    if L == 0:
+        y, h = u.new_zeros(bsz, dim, 0), u.new_zeros(bsz, dim, A.shape[1])
+    else:
+        y, h = _ChunkedScan.apply(u.contiguous(), delta.contiguous(), A, Bt, Ct, _chunk_bounds(delta, A, chunk_size))
     out = _finish(y, u, D, z, dtype)
     return (out, h) if return_last_state else out
 
