@@ -8,9 +8,10 @@ z-score that D-Vlog/DepMamba apply is :func:`row_zscore`, applied by the pipelin
 Face finding, cheapest first:
 
 1. If the previous sampled frame had a face, search only a margin-expanded crop around its box,
-   rescaled so the face is about ``TRACK_FACE_PX`` pixels wide (HOG's sweet spot).
+   rescaled so the face is about ``TRACK_FACE_PX`` pixels wide.
 2. Otherwise, or if that fails, search the whole frame, downscaled so its longer side is at most
-   ``max_side`` pixels, with one 2x pyramid up-sampling; boxes are mapped back to full resolution.
+   ``max_side`` pixels (HOG: with one 2x pyramid up-sampling); boxes are mapped back to full
+   resolution.
 
 When several faces are found the largest box wins. Detectors: dlib's HOG frontal detector
 (``"hog"``, default, fast) or the MMOD CNN detector (``"cnn"``, ``mmod_human_face_detector.dat``,
@@ -33,8 +34,12 @@ from depdet.extractors.base import Extractor, StreamFeatures
 
 N_POINTS = 68
 DETECTORS = ("hog", "cnn")
-#: Face width (pixels) the tracking crop is rescaled to.
-TRACK_FACE_PX = 120
+#: Face width (pixels) the tracking crop is rescaled to, per detector (HOG's window is 80 px; MMOD
+#: is ~4x slower per pixel on CPU, so its crops are kept smaller).
+TRACK_FACE_PX = {"hog": 120, "cnn": 100}
+#: Pyramid up-sampling for the full-frame search, per detector (MMOD at 2x costs ~4x: faces narrower
+#: than ~80 px in the downscaled frame are missed by the CNN full-frame search).
+FULL_UPSAMPLE = {"hog": 1, "cnn": 0}
 #: Crop margin around the previous box, as a fraction of the box size on each side.
 TRACK_MARGIN = 0.6
 
@@ -135,7 +140,7 @@ class Landmarks(Extractor):
         h, w = img.shape[:2]
         s = min(1.0, self.max_side / max(h, w))
         small = img if s == 1.0 else cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-        box = _largest(_rects(self._det, self.detector, np.ascontiguousarray(small), 1))
+        box = _largest(_rects(self._det, self.detector, np.ascontiguousarray(small), FULL_UPSAMPLE[self.detector]))
         return None if box is None else tuple(c / s for c in box)
 
     def _track_search(self, img: np.ndarray, prev):
@@ -152,7 +157,7 @@ class Landmarks(Extractor):
         if x1 - x0 < 16 or y1 - y0 < 16:
             return None
         crop = img[y0:y1, x0:x1]
-        s = TRACK_FACE_PX / bw
+        s = TRACK_FACE_PX[self.detector] / bw
         if abs(s - 1.0) > 0.1:
             interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
             crop = cv2.resize(crop, (max(1, round((x1 - x0) * s)), max(1, round((y1 - y0) * s))), interpolation=interp)
