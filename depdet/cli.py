@@ -585,7 +585,10 @@ def demo(
 def main(argv: Optional[list[str]] = None) -> None:
     """Console-script entry point: runs the app and turns DepdetError into one line + exit 1."""
     try:
-        app(args=argv, standalone_mode=False)
+        # With standalone_mode=False, click *returns* the code of a typer.Exit instead of raising it.
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except DepdetError as e:
         if _STATE["verbose"]:
             console.print_exception()
@@ -596,9 +599,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     except (typer.Abort, KeyboardInterrupt):
         console.print("[yellow]interrupted[/]: finished outputs are kept; rerun the same command to resume.")
         sys.exit(130)
-    except __import__("click").exceptions.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
+    except typer.exceptions.TyperException as e:  # usage errors (click's, vendored by typer >= 0.2x)
+        if hasattr(e, "show"):
+            e.show()
+        else:
+            console.print(f"[bold red]error:[/] {e}", highlight=False)
+        sys.exit(getattr(e, "exit_code", 2))
     except Exception as e:  # unexpected: keep it one line unless --verbose
         if _STATE["verbose"]:
             console.print_exception()
