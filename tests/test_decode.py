@@ -120,6 +120,7 @@ def test_grid_probe_and_audio():
     info = decode.probe(grid_clip())
     assert info.has_audio and info.has_video and (info.width, info.height) == (360, 288)
     assert info.video_fps == pytest.approx(25.0) and 2.9 < info.duration < 3.1
+    assert abs(info.av_offset) < 0.05
     audio = decode.load_audio(grid_clip())
     assert audio.dtype == np.float32 and 2.9 * 16000 < len(audio) < 3.05 * 16000
     assert np.abs(audio).max() <= 1.0 and audio.std() > 0.01
@@ -223,6 +224,37 @@ def test_audio_only_file(tmp_path, name):
     with pytest.raises(MediaError) as ei:
         list(decode.iter_frames(p, 1))
     _assert_one_line(ei.value, p, "no video track")
+
+
+def test_cover_art_is_not_video(tmp_path):
+    """An MP3 with an embedded picture (attached_pic stream) counts as audio-only."""
+    import av
+
+    p = tmp_path / "song.mp3"
+    with av.open(str(p), "w") as c:
+        a = c.add_stream("libmp3lame", rate=16000)
+        a.layout = "mono"
+        v = c.add_stream("mjpeg", rate=1)
+        v.width, v.height, v.pix_fmt = 64, 64, "yuvj420p"
+        v.disposition = av.stream.Disposition.attached_pic
+        img = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 128, np.uint8), format="rgb24")
+        for pk in list(v.encode(img)) + list(v.encode(None)):
+            c.mux(pk)
+        fs = a.codec_context.frame_size or 1152
+        x = (0.1 * np.sin(np.arange(fs * 20) / 5)).astype(np.float32)
+        for i in range(20):
+            f = av.AudioFrame.from_ndarray(x[None, i * fs:(i + 1) * fs].copy(), format="flt", layout="mono")
+            f.sample_rate, f.pts = 16000, i * fs
+            for pk in a.encode(f):
+                c.mux(pk)
+        for pk in a.encode(None):
+            c.mux(pk)
+    with av.open(str(p)) as c:
+        assert len(c.streams.video) == 1  # the picture is there, as a stream
+    info = decode.probe(p)
+    assert info.has_audio and not info.has_video
+    with pytest.raises(MediaError, match="no video track"):
+        list(decode.iter_frames(p, 1))
 
 
 def test_missing_file_and_folder(tmp_path):

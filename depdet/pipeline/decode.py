@@ -59,6 +59,9 @@ class MediaInfo:
         audio_codec: audio codec name, or ``""``.
         audio_rate: audio sample rate (0 without audio).
         audio_channels: audio channel count (0 without audio).
+        av_offset: audio stream start minus video stream start, seconds (both streams are
+            timed from their own start, so a large offset means audio and video rows are shifted
+            by this much; 0.0 when unknown or single-stream).
     """
 
     path: str
@@ -74,6 +77,7 @@ class MediaInfo:
     audio_codec: str = ""
     audio_rate: int = 0
     audio_channels: int = 0
+    av_offset: float = 0.0
 
 
 @dataclass
@@ -127,6 +131,17 @@ def _short(e: BaseException) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
+def _video_stream(container):
+    """First real video stream; cover art (``attached_pic`` disposition, e.g. in MP3/M4A) is not video."""
+    import av
+
+    pic = av.stream.Disposition.attached_pic
+    for s in container.streams.video:
+        if not (s.disposition & pic):
+            return s
+    return None
+
+
 def _stream_seconds(stream) -> float:
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
@@ -152,7 +167,7 @@ def probe(path: str | Path) -> MediaInfo:
 
     p = _check_file(path)
     with _open(p) as container:
-        vs = container.streams.video[0] if container.streams.video else None
+        vs = _video_stream(container)
         as_ = container.streams.audio[0] if container.streams.audio else None
         if vs is None and as_ is None:
             raise MediaError("contains no audio or video stream", path=p, hint="give a video file with picture and sound")
@@ -173,6 +188,9 @@ def probe(path: str | Path) -> MediaInfo:
             raise MediaError(f"corrupt media data ({_short(e)})", path=p, hint=_CORRUPT_HINT) from e
         if not got:
             raise MediaError("no frame could be decoded (corrupt or truncated)", path=p, hint=_CORRUPT_HINT)
+        av_offset = 0.0
+        if vs is not None and as_ is not None and vs.start_time is not None and as_.start_time is not None:
+            av_offset = float(as_.start_time * as_.time_base - vs.start_time * vs.time_base)
         return MediaInfo(
             path=str(p),
             size=p.stat().st_size,
@@ -187,6 +205,7 @@ def probe(path: str | Path) -> MediaInfo:
             audio_codec=as_.codec_context.name if as_ is not None else "",
             audio_rate=int(as_.codec_context.sample_rate or 0) if as_ is not None else 0,
             audio_channels=int(as_.codec_context.channels or 0) if as_ is not None else 0,
+            av_offset=av_offset,
         )
 
 
@@ -260,10 +279,10 @@ def iter_frames(path: str | Path, fps: float) -> Iterator[Frame]:
         raise MediaError(f"invalid sampling rate fps={fps}", path=path, hint="use a positive fps such as 1 or 5")
     p = _check_file(path)
     with _open(p) as container:
-        if not container.streams.video:
+        stream = _video_stream(container)
+        if stream is None:
             raise MediaError("has no video track (audio only?)", path=p,
                              hint="give a video file, or extract audio features only")
-        stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(25)
         default_dur = 1.0 / float(rate)
