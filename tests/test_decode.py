@@ -257,6 +257,54 @@ def test_cover_art_is_not_video(tmp_path):
         list(decode.iter_frames(p, 1))
 
 
+def _with_display_matrix(src: Path, dst: Path, matrix) -> Path:
+    """Copy an MP4, overwriting the video track header's (tkhd, version 0) display matrix."""
+    import struct
+
+    data = bytearray(src.read_bytes())
+    i = data.find(b"tkhd")
+    assert i > 0 and data[i + 4] == 0
+    off = i + 4 + 4 + 5 * 4 + 8 + 4 * 2  # type, version/flags, 5 u32 fields, reserved, layer..reserved
+    assert struct.unpack(">9i", data[off:off + 36]) == (0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+    data[off:off + 36] = struct.pack(">9i", *matrix)
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+@pytest.mark.parametrize("matrix,rotation,corner", [
+    ((0, 0x10000, 0, -0x10000, 0, 0, 0, 0, 0x40000000), 90, (0, -1)),  # QuickTime "rotate 90" (phone portrait)
+    ((0, -0x10000, 0, 0x10000, 0, 0, 0, 0, 0x40000000), 270, (-1, 0)),
+    ((-0x10000, 0, 0, 0, -0x10000, 0, 0, 0, 0x40000000), 180, (-1, -1)),
+])
+def test_display_matrix_rotation(tmp_path, matrix, rotation, corner):
+    """Frames come out upright: a white block stored top-left ends where a player shows it."""
+    import av
+
+    src = tmp_path / "src.mp4"
+    with av.open(str(src), "w") as c:
+        vs = c.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 96, 64, "yuv420p"
+        img = np.zeros((64, 96, 3), np.uint8)
+        img[:16, :16] = 255
+        for _ in range(3):
+            for pk in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(pk)
+        for pk in vs.encode(None):
+            c.mux(pk)
+    plain = decode.probe(src)
+    assert (plain.width, plain.height, plain.rotation) == (96, 64, 0)
+    rot = _with_display_matrix(src, tmp_path / "rot.mp4", matrix)
+    info = decode.probe(rot)
+    assert info.rotation == rotation
+    assert (info.width, info.height) == ((64, 96) if rotation % 180 else (96, 64))
+    frame = next(iter(decode.iter_frames(rot, 25))).image
+    assert frame.shape == (info.height, info.width, 3) and frame.flags["C_CONTIGUOUS"]
+    r, c_ = corner
+    rows = slice(0, 16) if r == 0 else slice(-16, None)
+    cols = slice(0, 16) if c_ == 0 else slice(-16, None)
+    assert frame[rows, cols].mean() > 200 and frame.mean() < 80
+
+
 def test_missing_file_and_folder(tmp_path):
     with pytest.raises(MediaError, match="not found"):
         decode.probe(tmp_path / "nope.mp4")

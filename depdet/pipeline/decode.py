@@ -59,6 +59,8 @@ class MediaInfo:
         audio_codec: audio codec name, or ``""``.
         audio_rate: audio sample rate (0 without audio).
         audio_channels: audio channel count (0 without audio).
+        rotation: clockwise degrees (0/90/180/270) the decoded picture is turned for display, from the
+            container's display matrix (phone videos); width/height and frames are already turned.
         av_offset: audio stream start minus video stream start, seconds (both streams are
             timed from their own start, so a large offset means audio and video rows are shifted
             by this much; 0.0 when unknown or single-stream).
@@ -77,6 +79,7 @@ class MediaInfo:
     audio_codec: str = ""
     audio_rate: int = 0
     audio_channels: int = 0
+    rotation: int = 0
     av_offset: float = 0.0
 
 
@@ -142,6 +145,26 @@ def _video_stream(container):
     return None
 
 
+def _rot90_steps(frame) -> int:
+    """Counter-clockwise quarter turns (np.rot90's k) that put a decoded frame upright.
+
+    PyAV's ``frame.rotation`` is the display matrix angle, counter-clockwise positive (FFmpeg's
+    ``av_display_rotation_get``); showing the frame upright means turning it by that angle, as
+    FFmpeg's autorotate does. Non-multiples of 90 degrees are rounded to the nearest quarter turn.
+    """
+    try:
+        angle = float(getattr(frame, "rotation", 0) or 0)
+    except (TypeError, ValueError):
+        return 0
+    return int(round(angle / 90.0)) % 4
+
+
+def _upright(frame) -> np.ndarray:
+    img = frame.to_ndarray(format="rgb24")
+    k = _rot90_steps(frame)
+    return np.ascontiguousarray(np.rot90(img, k)) if k else img
+
+
 def _stream_seconds(stream) -> float:
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
@@ -179,10 +202,13 @@ def probe(path: str | Path) -> MediaInfo:
             rate = vs.average_rate or vs.guessed_rate or vs.base_rate
             fps = float(rate) if rate else 0.0
         # Decode one frame of the main stream: catches garbage behind a valid-looking header.
+        k = 0
         try:
             got = False
-            for _ in container.decode(vs if vs is not None else as_):
+            for first in container.decode(vs if vs is not None else as_):
                 got = True
+                if vs is not None:
+                    k = _rot90_steps(first)
                 break
         except av.FFmpegError as e:
             raise MediaError(f"corrupt media data ({_short(e)})", path=p, hint=_CORRUPT_HINT) from e
@@ -191,20 +217,25 @@ def probe(path: str | Path) -> MediaInfo:
         av_offset = 0.0
         if vs is not None and as_ is not None and vs.start_time is not None and as_.start_time is not None:
             av_offset = float(as_.start_time * as_.time_base - vs.start_time * vs.time_base)
+        width = int(vs.codec_context.width) if vs is not None else 0
+        height = int(vs.codec_context.height) if vs is not None else 0
+        if k % 2:
+            width, height = height, width
         return MediaInfo(
             path=str(p),
             size=p.stat().st_size,
             duration=duration,
             has_audio=as_ is not None,
             has_video=vs is not None,
-            width=int(vs.codec_context.width) if vs is not None else 0,
-            height=int(vs.codec_context.height) if vs is not None else 0,
+            width=width,
+            height=height,
             video_fps=fps,
             container=container.format.name,
             video_codec=vs.codec_context.name if vs is not None else "",
             audio_codec=as_.codec_context.name if as_ is not None else "",
             audio_rate=int(as_.codec_context.sample_rate or 0) if as_ is not None else 0,
             audio_channels=int(as_.codec_context.channels or 0) if as_ is not None else 0,
+            rotation=(-90 * k) % 360,
             av_offset=av_offset,
         )
 
@@ -261,7 +292,8 @@ def iter_frames(path: str | Path, fps: float) -> Iterator[Frame]:
     frame shown at time t is the last decoded frame with timestamp <= t. Every packet is decoded
     (threaded, ``thread_type="AUTO"``), but only frames that are shown at some ``k / fps`` are
     converted to RGB. When ``fps`` is at least the source rate every frame is converted, and a
-    frame shown at several sample times is converted once and yielded for each of them.
+    frame shown at several sample times is converted once and yielded for each of them. Frames
+    are turned upright per the container's display matrix (phone videos), as players do.
 
     Args:
         path: video file.
@@ -299,7 +331,7 @@ def iter_frames(path: str | Path, fps: float) -> Iterator[Frame]:
             frame, ft, _ = entry
             while k / fps < until - _EPS:
                 if cached is None or cached[0] is not frame:
-                    cached = (frame, frame.to_ndarray(format="rgb24"))
+                    cached = (frame, _upright(frame))
                 yield Frame(index=k, time=k / fps, image=cached[1], source_time=ft)
                 k += 1
 
