@@ -123,6 +123,32 @@ def test_install_from_file_url(wdir, tmp_path):
     assert W.install("vggish", src.as_uri()).read_bytes() == src.read_bytes()
 
 
+def test_install_over_http(wdir, tmp_path):
+    """Download path, against a local HTTP server (no outside network)."""
+    import functools
+    import http.server
+    import threading
+
+    src, sha = _blob(tmp_path, data=b"served weights " * 5000)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{src.name}"
+        W.with_override("vggish", sha256=sha)
+        assert W.install("vggish", url).read_bytes() == src.read_bytes()
+        W.with_override("vggish-pca", sha256="f" * 64)
+        with pytest.raises(WeightsError, match="refused"):
+            W.install("vggish-pca", url)
+        with pytest.raises(WeightsError, match="download of vggish failed"):
+            W.install("vggish", url + ".missing")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not (wdir / "vggish_pca_params-970ea276.pth").exists()
+
+
 def test_install_from_bad_url(wdir):
     with pytest.raises(WeightsError, match="download of vggish failed"):
         W.install("vggish", "file:///nonexistent/dir/vggish.pth")

@@ -322,7 +322,7 @@ def iter_frames(path: str | Path, fps: float) -> Iterator[Frame]:
         t0 = None
         k = 0
         prev = None  # (av.VideoFrame, time, duration)
-        cached = None  # (id of frame, RGB array) for a frame shown at several sample times
+        cached = None  # (frame, RGB array): a frame shown at several sample times is converted once
         n_decoded = 0
 
         def emit(entry, until: float):
