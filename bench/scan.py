@@ -9,8 +9,15 @@ Every measurement runs in a fresh subprocess. Peak memory is the subprocess's pe
 (inputs, model and torch itself excluded), i.e. the extra host memory the call needed; on CUDA it is
 ``torch.cuda.max_memory_allocated``.
 
-    python bench/scan.py            # everything at batch 16 (the reference at L=4000 needs ~20 GB)
-    python bench/scan.py --quick    # the reference runs at batch 2 (tokens/s scaled per token)
+    python bench/scan.py            # batch 16; the reference loop's batch shrinks to fit in RAM
+    python bench/scan.py --quick    # the reference loop at batch 2 only (much faster to run)
+
+The sequential reference keeps ~5 (B, d_inner, d_state) tensors per time step for autograd
+(~0.36 MiB per step and sample at d_inner 1024, d_state 16: ~22 GiB at B=16, L=4000), so its batch
+is reduced until its estimate fits in 40 % of the available memory; tokens/s are per token, so the
+ratio stays meaningful (a smaller batch is, if anything, kinder to the loop: its per-step tensors
+stay in cache). An extra "overhead-bound" row (B=2, d_inner 64) shows the regime where the Python
+loop, not memory traffic, dominates.
 """
 
 from __future__ import annotations
@@ -28,6 +35,16 @@ import time
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+#: measured: the reference loop's extra memory per time step and sample (d_inner 1024, d_state 16)
+REF_MIB_PER_STEP_SAMPLE = 0.36
+
+
+def _available_mib() -> float:
+    with open("/proc/meminfo") as f:
+        info = dict(line.split(":", 1) for line in f)
+    return int(info["MemAvailable"].split()[0]) / 1024
 
 
 def _one(args) -> dict:
@@ -126,7 +143,11 @@ def main() -> None:
         for L in a.lengths:
             paths = ["ref", "chunked"] + (["cuda"] if dev == "cuda" else [])
             for what in paths:
-                batch = 2 if (a.quick and what == "ref" and dev == "cpu") else 16
+                batch = 16
+                if what == "ref" and dev == "cpu":
+                    batch = 2 if a.quick else 16
+                    while batch > 1 and batch * L * REF_MIB_PER_STEP_SAMPLE > 0.4 * _available_mib():
+                        batch //= 2
                 cfg = dict(what=what, device=dev, batch=batch, L=L, d_inner=1024, d_state=16, repeat=1,
                            threads=a.threads)
                 r = _run(cfg, a.timeout)
@@ -135,12 +156,20 @@ def main() -> None:
                     r.get("error") or r.get("skipped") or
                     f"{r['seconds']:8.2f} s  {r['tokens_per_s']:10.0f} tokens/s  peak +{r['peak_extra_mib']:8.0f} MiB"),
                     flush=True)
-    for dev in devices:
-        for L in a.lengths:
+    for what in ("ref", "chunked"):  # overhead-bound regime: small per-step tensors
+        r = _run(dict(what=what, device="cpu", batch=2, L=1000, d_inner=64, d_state=16, repeat=1,
+                      threads=a.threads), a.timeout)
+        rows.append(("cpu-small", what, 2, 1000, r))
+        print(f"scan fwd+bwd  small {what:8s} B= 2 L= 1000 d_inner=64: " + (
+            r.get("error") or f"{r['seconds']:8.2f} s  {r['tokens_per_s']:10.0f} tokens/s  "
+                              f"peak +{r['peak_extra_mib']:8.0f} MiB"), flush=True)
+    for dev in devices + ["cpu-small"]:
+        for L in sorted({LL for *_, LL, _ in rows}):
             ok = {w: r for d, w, b, LL, r in rows if d == dev and LL == L and "seconds" in r}
             if "ref" in ok and "chunked" in ok:
                 print(f"speed-up chunked vs reference ({dev}, L={L}): "
                       f"{ok['chunked']['tokens_per_s'] / ok['ref']['tokens_per_s']:.2f}x (tokens/s ratio)")
+    for dev in devices:
         mem = [(LL, r["peak_extra_mib"]) for d, w, b, LL, r in rows if d == dev and w == "chunked" and "seconds" in r]
         if len(mem) >= 2:
             (l0, m0), (l1, m1) = mem[0], mem[-1]

@@ -76,8 +76,9 @@ def test_grads_through_last_state_and_single_chunk_autograd_form():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
     # the plain-autograd chunk (M._scan_chunk) agrees with the sequential reference on one chunk
     d = torch.nn.functional.softplus(x["delta"][..., :10])
-    y1, h1 = M._scan_chunk(x["u"][..., :10], d, x["A"], x["B"][..., :10].transpose(1, 2),
-                           x["C"][..., :10].transpose(1, 2), torch.zeros(2, 6, 4))
+    y1, h1 = M._scan_chunk(x["u"][..., :10].transpose(1, 2), d.transpose(1, 2), x["A"],
+                           x["B"][..., :10].transpose(1, 2), x["C"][..., :10].transpose(1, 2), torch.zeros(2, 6, 4))
+    y1 = y1.transpose(1, 2)
     y2, h2 = M.selective_scan_ref(x["u"][..., :10], d, x["A"], x["B"][..., :10], x["C"][..., :10],
                                   return_last_state=True)
     torch.testing.assert_close(y1, y2, rtol=1e-4, atol=1e-5)

@@ -157,84 +157,97 @@ def _chunk_bounds(delta: torch.Tensor, A: torch.Tensor, chunk_size: int) -> list
     return bounds
 
 
-def _chunk_states(u, delta, A, Bt, h0):
-    """States of one chunk in parallel: u, delta (B, D, T); Bt (B, T, N); h0 (B, D, N).
+def _cumsum_time(x: torch.Tensor, reverse: bool = False) -> torch.Tensor:
+    """(Reverse) cumulative sum over dim 1 of x (B, T, ...) as a triangular-ones matmul.
 
-    Returns ``(h, e)``: the states ``h_t`` (B, D, T, N) and ``e_t = exp(c_t)`` where
+    PyTorch's CPU cumsum over a non-innermost dim is several times slower than one GEMM with the
+    (T, T) lower (upper for ``reverse``) triangle of ones, and the GEMM needs no flips.
+    """
+    T = x.shape[1]
+    tri = torch.ones(T, T, dtype=x.dtype, device=x.device)
+    tri = tri.triu() if reverse else tri.tril()
+    return torch.matmul(tri, x.reshape(x.shape[0], T, -1)).view_as(x)
+
+
+def _chunk_states(u, delta, A, Bt, h0):
+    """States of one chunk in parallel, time-major: u, delta (B, T, D); Bt (B, T, N); h0 (B, D, N).
+
+    Returns ``(h, e)``: the states ``h_t`` (B, T, D, N) and ``e_t = exp(c_t)`` where
     ``c_t = A * (S_t - S_0)`` is the log-decay from just after the chunk's first step (``c_0 = 0``;
     ``|c_t| <= MAX_CHUNK_EXPONENT`` by the choice of chunk bounds):
-    ``h_t = e_t * (exp(delta_0 A) h0 + cumsum_{s<=t} dB_s u_s / e_s)``. In-place ops keep the number of
-    fresh (B, D, T, N) allocations at two.
+    ``h_t = e_t * (exp(delta_0 A) h0 + cumsum_{s<=t} delta_s u_s B_s / e_s)``. Time-major layout makes
+    the time cumsum one GEMM over contiguous (D, N) blocks; in-place ops keep allocations few.
     """
-    s = torch.cumsum(delta, -1) - delta[..., :1]
-    e = s[..., None] * A[:, None, :]
+    s = torch.cumsum(delta, 1) - delta[:, :1]
+    e = s[..., None] * A
     e.exp_()
-    h = (delta * u)[..., None] * Bt[:, None, :, :]
-    h.div_(e).cumsum_(2)
-    h.add_((torch.exp(delta[..., :1, None] * A[:, None, :]) * h0[:, :, None, :]))
+    h = (delta * u)[..., None] * Bt[:, :, None, :]
+    h = _cumsum_time(h.div_(e))
+    h.add_(torch.exp(delta[:, :1, :, None] * A) * h0[:, None])
     h.mul_(e)
     return h, e
 
 
 class _ChunkedScan(torch.autograd.Function):
-    """y_t = C_t . h_t for the recurrence h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t (no D, no z).
+    """y_t = C_t . h_t for h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t (no D, no z), time-major.
 
-    Forward keeps only the inputs and the state at each chunk boundary; backward re-computes each
-    chunk's states and runs the adjoint (reverse) scan with the same chunked formulation:
-    ``G_t = gy_t C_t + exp(delta_{t+1} A) G_{t+1}``, then ``dB``, ``dC``, ``d(delta u)`` and
-    ``d(delta A)`` from ``G`` and the states. Memory: O(B D L + B D N L / T + B D T N).
+    Inputs u, delta (B, L, D); A (D, N); Bt, Ct (B, L, N). Forward keeps only the inputs and the state
+    at each chunk boundary; backward re-computes each chunk's states and runs the adjoint (reverse)
+    scan ``G_t = gy_t C_t + exp(delta_{t+1} A) G_{t+1}`` in the same chunked form, then ``dB``, ``dC``,
+    ``d(delta u)`` and ``d(delta A)`` (contractions over D or N as batched matmuls).
+    Memory: O(B L D + B D N L / T + B T D N).
     """
 
     @staticmethod
     def forward(ctx, u, delta, A, Bt, Ct, bounds):
-        bsz, dim, L = u.shape
+        bsz, L, dim = u.shape
         h0 = u.new_zeros(bsz, dim, A.shape[1])
         ys, starts = [], []
         for a, b in bounds:
             starts.append(h0)
-            h, _ = _chunk_states(u[..., a:b], delta[..., a:b], A, Bt[:, a:b], h0)
-            ys.append((h * Ct[:, None, a:b]).sum(-1))
-            h0 = h[:, :, -1].clone()
+            h, _ = _chunk_states(u[:, a:b], delta[:, a:b], A, Bt[:, a:b], h0)
+            ys.append(torch.matmul(h, Ct[:, a:b, :, None]).squeeze(-1))
+            h0 = h[:, -1].clone()
             del h
         ctx.save_for_backward(u, delta, A, Bt, Ct)
         ctx.starts, ctx.bounds = starts, bounds
-        return torch.cat(ys, -1), h0
+        return torch.cat(ys, 1), h0
 
     @staticmethod
     def backward(ctx, gy, g_last):
         u, delta, A, Bt, Ct = ctx.saved_tensors
+        gy = gy.contiguous()
         gu, gdelta = torch.empty_like(u), torch.empty_like(delta)
         gA, gB, gC = torch.zeros_like(A), torch.empty_like(Bt), torch.empty_like(Ct)
-        carry = g_last.clone() if g_last is not None else u.new_zeros(u.shape[0], u.shape[1], A.shape[1])
+        carry = g_last.clone() if g_last is not None else u.new_zeros(u.shape[0], u.shape[2], A.shape[1])
         for (a, b), h0 in zip(reversed(ctx.bounds), reversed(ctx.starts)):
-            uc, dc, Bc, Cc, gyc = u[..., a:b], delta[..., a:b], Bt[:, a:b], Ct[:, a:b], gy[..., a:b]
+            uc, dc, Bc, Cc, gyc = u[:, a:b], delta[:, a:b], Bt[:, a:b], Ct[:, a:b], gy[:, a:b]
             h, e = _chunk_states(uc, dc, A, Bc, h0)
-            gC[:, a:b] = (gyc[..., None] * h).sum(1)
+            gC[:, a:b] = torch.matmul(gyc[:, :, None, :], h).squeeze(2)
             # adjoint scan: G_t = (1/e_t) * revcumsum_{s>=t}(e_s q_s), q_s = gy_s C_s (+ carry at the end)
-            q = gyc[..., None] * Cc[:, None, :, :]
-            q[:, :, -1].add_(carry)
+            q = gyc[..., None] * Cc[:, :, None, :]
+            q[:, -1].add_(carry)
             q.mul_(e)
-            G = q.flip(2).cumsum_(2).flip(2)
+            G = _cumsum_time(q, reverse=True)
             del q
             G.div_(e)
             du = dc * uc
-            gB[:, a:b] = (G * du[..., None]).sum(1)
-            g_du = (G * Bc[:, None, :, :]).sum(-1)
-            # d(delta_t A) = G_t * (h_t - beta_t) where beta_t = delta_t u_t B_t (= G_t * alpha_t h_{t-1})
-            h.sub_(du[..., None] * Bc[:, None, :, :]).mul_(G)
-            gdelta[..., a:b] = (h * A[:, None, :]).sum(-1) + g_du * uc
-            gA.add_((h * dc[..., None]).sum((0, 2)))
-            gu[..., a:b] = g_du * dc
-            # gradient into the incoming state: alpha_0 * G_0
-            carry = torch.exp(dc[..., :1] * A) * G[:, :, 0]
+            gB[:, a:b] = torch.matmul(du[:, :, None, :], G).squeeze(2)
+            g_du = torch.matmul(G, Bc[..., None]).squeeze(-1)
+            # d(delta_t A) = G_t * (h_t - beta_t), beta_t = delta_t u_t B_t   (= G_t * alpha_t h_{t-1})
+            h.sub_(du[..., None] * Bc[:, :, None, :]).mul_(G)
+            gA.add_((h * dc[..., None]).sum((0, 1)))
+            gdelta[:, a:b] = h.mul_(A).sum(-1) + g_du * uc
+            gu[:, a:b] = g_du * dc
+            carry = torch.exp(dc[:, 0, :, None] * A) * G[:, 0]   # into the incoming state: alpha_0 G_0
             del h, e, G
         return gu, gdelta, gA, gB, gC, None
 
 
 def _scan_chunk(u, delta, A, Bt, Ct, h0):
-    """One chunk through autograd (used by tests and as the simple form). -> y (B, D, T), h_T."""
+    """One chunk through plain autograd (the simple form; tests). u, delta (B, T, D) -> y (B, T, D), h_T."""
     h, _ = _chunk_states(u, delta, A, Bt, h0)
-    return (h * Ct[:, None]).sum(-1), h[:, :, -1]
+    return (h * Ct[:, :, None]).sum(-1), h[:, -1]
 
 
 def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
@@ -252,13 +265,15 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     u = u.float()
     delta = _prep_delta(delta, delta_bias, delta_softplus)
     A = A.float()
-    Bt = B.float().transpose(1, 2).contiguous()
-    Ct = C.float().transpose(1, 2).contiguous()
     bsz, dim, L = u.shape
     if L == 0:
         y, h = u.new_zeros(bsz, dim, 0), u.new_zeros(bsz, dim, A.shape[1])
     else:
-        y, h = _ChunkedScan.apply(u.contiguous(), delta.contiguous(), A, Bt, Ct, _chunk_bounds(delta, A, chunk_size))
+        bounds = _chunk_bounds(delta, A, chunk_size)
+        yT, h = _ChunkedScan.apply(u.transpose(1, 2).contiguous(), delta.transpose(1, 2).contiguous(), A,
+                                   B.float().transpose(1, 2).contiguous(), C.float().transpose(1, 2).contiguous(),
+                                   bounds)
+        y = yT.transpose(1, 2)
     out = _finish(y, u, D, z, dtype)
     return (out, h) if return_last_state else out
 
