@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from depdet.errors import ConfigError
+from depdet.errors import ConfigError, DataError
 from depdet.models import create_model
 from depdet.models.dynmultidep import LocalWindowAttention, diff_softmax
 
@@ -157,6 +157,20 @@ def test_bad_padding_option_is_a_config_error():
         create_model("depmamba", DIMS[0], padding="zeros")
     with pytest.raises(ConfigError):
         create_model("asym", DIMS[0], not_an_option=1)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_batches_are_data_errors(name):
+    model = _model(name, DIMS[0])
+    inputs, masks = _batch(DIMS[0], [5, 4])
+    with pytest.raises(DataError, match="audio"):
+        model({"visual": inputs["visual"]}, masks)
+    with pytest.raises(DataError, match="expected"):
+        model({**inputs, "audio": inputs["audio"][..., :24]}, masks)
+    with pytest.raises(DataError, match="mask"):
+        model(inputs, {**masks, "audio": masks["audio"][:, :3]})
+    with pytest.raises(ConfigError):
+        _model(name, DIMS[0], d_model=18) if name != "depmamba" else _model(name, DIMS[0], padding="x")
 
 
 def test_local_window_attention_respects_masks_and_window():

@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from depdet.models.base import DepressionModel, ModelOutput, masked_mean
-from depdet.models.depmamba import check_padding, union_mask
+from depdet.errors import ConfigError
+from depdet.models.depmamba import check_inputs, check_padding, union_mask
 from depdet.models.mamba import ResConvBlock, ResidualMamba
 from depdet.models.registry import register_model
 
@@ -46,7 +47,8 @@ class MaskedCrossAttention(nn.Module):
     def __init__(self, d_model: int, n_heads: int = 4, dropout: float = 0.1, block: int = 1024):
         super().__init__()
         if d_model % n_heads:
-            raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
+            raise ConfigError(f"d_model {d_model} is not divisible by n_heads {n_heads}",
+                              hint="pick n_heads dividing d_model")
         self.h, self.block = n_heads, block
         self.q = nn.Linear(d_model, d_model)
         self.kv = nn.Linear(d_model, 2 * d_model)
@@ -93,7 +95,7 @@ class ASYM(DepressionModel):
         self.padding = padding
         self.scales = tuple(int(k) for k in scales)
         if not self.scales or any(k < 1 or k % 2 == 0 for k in self.scales):
-            raise ValueError(f"scales must be odd positive kernel sizes, got {scales}")
+            raise ConfigError(f"scales must be odd positive kernel sizes, got {scales}", hint="e.g. scales=(1, 3, 5)")
         M = len(self.modalities)
         mk = dict(d_state=d_state, d_conv=d_conv, expand=expand, chunk_size=chunk_size)
         self.proj = nn.ModuleDict()
@@ -115,6 +117,7 @@ class ASYM(DepressionModel):
 
     def forward(self, inputs: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> ModelOutput:
         """inputs[m] (B, L, D_m), masks[m] (B, L) -> logits (B,), modality_weights (B, M)."""
+        check_inputs(self, inputs, masks)
         mods = self.modalities
         ms = {m: masks[m].bool() for m in mods}
         fl = {m: ms[m][..., None].float() for m in mods}

@@ -34,7 +34,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from depdet.errors import ConfigError
+from depdet.errors import ConfigError, DataError
 from depdet.models.base import DepressionModel, ModelOutput, masked_mean
 from depdet.models.mamba import CollaborativeBiMamba, ResConvBlock, ResidualMamba
 from depdet.models.registry import register_model
@@ -48,6 +48,21 @@ def check_padding(padding: str) -> bool:
         raise ConfigError(f"padding must be one of {PADDING_MODES}, got {padding!r}",
                           hint='use padding="fixed" (default) or padding="original" (public-code behaviour)')
     return padding == "original"
+
+
+def check_inputs(model: DepressionModel, inputs: dict, masks: dict) -> None:
+    """Raise :class:`DataError` when a batch does not match the model's ``input_dims``."""
+    for m, dim in model.input_dims.items():
+        if m not in inputs or m not in masks:
+            raise DataError(f"batch has no {m!r} features or mask (model {type(model).__name__} expects "
+                            f"{list(model.input_dims)})", hint="collate every modality, visual first")
+        x, mk = inputs[m], masks[m]
+        if x.dim() != 3 or x.shape[-1] != dim:
+            raise DataError(f"{m} features have shape {tuple(x.shape)}, expected (B, L, {dim})",
+                            hint="build the model with the dataset's feature sizes (input_dims)")
+        if tuple(mk.shape) != tuple(x.shape[:2]):
+            raise DataError(f"{m} mask has shape {tuple(mk.shape)}, expected {tuple(x.shape[:2])}",
+                            hint="masks are (B, L) booleans matching the padded features")
 
 
 def union_mask(masks: dict[str, torch.Tensor], modalities) -> torch.Tensor:
@@ -93,6 +108,7 @@ class DepMamba(DepressionModel):
 
     def forward(self, inputs: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> ModelOutput:
         """inputs[m] (B, L, D_m), masks[m] (B, L) bool -> ModelOutput with logits (B,)."""
+        check_inputs(self, inputs, masks)
         leaky = self.padding == "original"
         ms = [masks[m].bool() for m in self.modalities]
         xs = []

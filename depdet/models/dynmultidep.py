@@ -43,7 +43,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from depdet.models.base import DepressionModel, ModelOutput, masked_mean
-from depdet.models.depmamba import check_padding
+from depdet.errors import ConfigError
+from depdet.models.depmamba import check_inputs, check_padding
 from depdet.models.mamba import CollaborativeBiMamba
 from depdet.models.registry import register_model
 
@@ -69,7 +70,8 @@ class LocalWindowAttention(nn.Module):
     def __init__(self, d_model: int, n_heads: int = 4, window: int = 8, dropout: float = 0.1):
         super().__init__()
         if d_model % n_heads:
-            raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
+            raise ConfigError(f"d_model {d_model} is not divisible by n_heads {n_heads}",
+                              hint="pick n_heads dividing d_model")
         self.h, self.w = n_heads, window
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
@@ -151,6 +153,7 @@ class DynMultiDep(DepressionModel):
 
     def forward(self, inputs: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> ModelOutput:
         """inputs[m] (B, L, D_m), masks[m] (B, L) -> logits (B,), modality_weights (B, M)."""
+        check_inputs(self, inputs, masks)
         ms = [masks[m].bool() for m in self.modalities]
         fl = [mk[..., None].float() for mk in ms]
         xs = [self.inp[m](inputs[m].float()) * f for m, f in zip(self.modalities, fl)]

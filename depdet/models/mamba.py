@@ -37,6 +37,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+__all__ = [
+    "selective_scan", "selective_scan_ref", "selective_scan_chunked", "causal_conv1d",
+    "use_cuda_scan", "use_cuda_conv", "lengths_from_mask", "flip_index", "flip_within",
+    "MambaMixer", "BiMamba", "CollaborativeBiMamba", "MaskedBatchNorm1d", "ResConvBlock", "ResidualMamba",
+    "MAX_CHUNK_EXPONENT",
+]
+
 #: Largest |exponent| allowed inside one chunk of the chunked scan. exp(32) ~ 8e13 leaves ample
 #: float32 head-room for the inputs; exponent rounding error stays ~32 * 6e-8 ~ 2e-6 relative.
 MAX_CHUNK_EXPONENT = 32.0
