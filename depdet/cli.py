@@ -119,7 +119,7 @@ def extract(
     if "vggish" in spec.audio:  # fail before the batch starts, not once per file
         from depdet.extractors.vggish import resolve_weights
 
-        resolve_weights(options.vggish_weights)
+        resolve_weights(options.vggish_weights, postprocess=options.vggish_postprocess)
     console.print(f"[bold]depdet extract[/] -> {out_dir} ({layout.value} layout; {spec.describe()})", highlight=False)
     progress = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
