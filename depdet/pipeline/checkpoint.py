@@ -115,9 +115,13 @@ class LoadedCheckpoint:
 
     def predict_logits(self, features_list: list[dict], batch_size: int = 8, device: str | torch.device = "cpu",
                        preprocessed: bool = False) -> np.ndarray:
-        """Uncalibrated logits for raw (or already ``preprocessed``) per-sample feature dicts."""
+        """Uncalibrated logits for raw (or already ``preprocessed``) per-sample feature dicts.
+
+        Applies the training-time length cap (``preprocessor.config.max_len``: first rows) when set.
+        """
+        max_len = self.preprocessor.config.max_len if self.kind == "torch" else None
         return predict_logits(self.model, self.kind, features_list, None if preprocessed else self.preprocessor,
-                              batch_size=batch_size, device=device)
+                              batch_size=batch_size, device=device, max_len=max_len)
 
     def predict_proba(self, features_list: list[dict], **kw) -> np.ndarray:
         """Calibrated probabilities ``sigmoid(logit / temperature)``; compare with ``threshold``."""
