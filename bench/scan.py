@@ -6,7 +6,8 @@ when it imports and a GPU exists), then one DepMamba training step (D-Vlog dims,
 
 Every measurement runs in a fresh subprocess. Peak memory is the subprocess's peak resident set
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) minus its resident set just before the timed call
-(inputs, model and torch itself excluded), i.e. the extra host memory the call needed; on CUDA it is
+(inputs, model and torch itself excluded; freed heap is trimmed first with glibc ``malloc_trim``),
+i.e. the extra host memory the call needed; on CUDA it is
 ``torch.cuda.max_memory_allocated``.
 
     python bench/scan.py            # batch 16; the reference loop's batch shrinks to fit in RAM
@@ -30,6 +31,18 @@ import resource
 import subprocess
 import sys
 import time
+
+
+def _trim() -> None:
+    """Return freed heap memory to the OS so the RSS baseline is not inflated by set-up garbage."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
 
 
 def _rss_mb() -> float:
@@ -94,6 +107,7 @@ def _one(args) -> dict:
         step()  # warm-up (kernel selection)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
+    _trim()
     base = _rss_mb()
     t0 = time.perf_counter()
     for _ in range(args.repeat):
