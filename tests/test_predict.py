@@ -162,3 +162,25 @@ def test_bad_invocations_are_one_line_errors(checkpoint, grid_clip, tmp_path, ca
     not_ckpt.write_bytes(b"not a checkpoint")
     with pytest.raises(DataError):
         Predictor(not_ckpt)
+
+
+def test_sklearn_checkpoint_needs_trust_and_gets_occlusion_evidence(tmp_path, grid_clip, capsys):
+    from depdet.pipeline.checkpoint import load_checkpoint
+    from depdet.pipeline.datasets import load_dataset
+    from depdet.pipeline.extract import extract_clip
+    from depdet.pipeline.synth import SynthConfig, make_synthetic
+    from depdet.pipeline.train import TrainConfig, train
+
+    make_synthetic(tmp_path / "data", SynthConfig(layout="dvlog", n=40, signal=3.0, seed=1, min_len=8, max_len=20))
+    cfg = TrainConfig(model="lr", seeds=[0], device="cpu", amp=False, epochs=1)
+    ckpt = Path(train(load_dataset(tmp_path / "data"), cfg, tmp_path / "run")["checkpoint"])
+    code, _, err = run_cli(["predict", grid_clip, "-c", ckpt], capsys)
+    assert code == 1 and "--trust-pickle" in " ".join(err.split())
+    res = Predictor(ckpt, trust_pickle=True).predict_clip(grid_clip)
+    ck = load_checkpoint(ckpt, trust_pickle=True)
+    ref = ck.predict_logits([extract_clip(grid_clip, ck.spec).features])[0]
+    assert res.logit == pytest.approx(ref, abs=1e-6)
+    assert res.probability == pytest.approx(calibrate(ref, ck.temperature), abs=1e-9)
+    assert res.evidence.timeline_method == "occlusion" and len(res.evidence.timeline) == res.rows
+    code, out, _ = run_cli(["predict", grid_clip, "-c", ckpt, "--trust-pickle"], capsys)
+    assert code == 0 and grid_clip.stem in out

@@ -221,3 +221,28 @@ def test_single_clip_report_has_no_summary_and_escapes_names(tmp_path):
     text = render_report(rep)
     assert "Summary" not in text and "<script>" not in text and "&lt;script&gt;" in text
     assert len(re.findall(r"data:image/png;base64,", text)) == 3
+
+
+class PooledToy:
+    """sklearn-kind stand-in: p = sigmoid(sum of the first audio column + visual column 0)."""
+
+    def predict_proba(self, batch):
+        z = np.array([f["audio"][:, 0].sum() + f["visual"][:, 0].sum() for f in batch])
+        return 1 / (1 + np.exp(-z))
+
+
+def test_pooled_model_evidence_zeroes_windows_and_modalities():
+    from depdet.pipeline.evidence import compute_evidence_pooled
+
+    f = {"visual": np.zeros((5, 3), np.float32), "audio": np.zeros((5, 2), np.float32)}
+    f["audio"][3, 0] = 2.0
+    f["visual"][1, 0] = 1.0
+    ev = compute_evidence_pooled(PooledToy(), f, fps=1.0)
+    p = lambda z: 1 / (1 + math.exp(-z))  # noqa: E731
+    assert ev.timeline_method == "occlusion" and ev.timeline.shape == (5,)
+    assert ev.timeline[3] == pytest.approx(p(3.0) - p(1.0), abs=1e-6)
+    assert ev.timeline[1] == pytest.approx(p(3.0) - p(2.0), abs=1e-6)
+    assert ev.timeline[0] == pytest.approx(0.0, abs=1e-9)
+    assert ev.modality_effects == pytest.approx({"visual": 1.0, "audio": 2.0}, abs=1e-5)
+    assert ev.modality_shares == pytest.approx({"visual": 1 / 3, "audio": 2 / 3}, abs=1e-5)
+    assert f["audio"][3, 0] == 2.0  # inputs untouched

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 #: Occlusion runs at most this many windows per clip by default; longer clips use wider windows.
-DEFAULT_MAX_WINDOWS = 300
+DEFAULT_MAX_WINDOWS = 120
 
 
 @dataclass
@@ -235,3 +235,57 @@ def compute_evidence(model, inputs: dict, masks: dict, *, fps: float, temperatur
         valid = {k: m[0].cpu().numpy() for k, m in masks.items()}
     coverage = {k: per_second(np.asarray(v, dtype=np.float64), fps, "mean") for k, v in valid.items()}
     return Evidence(t_method, timeline, t_unit, win, m_method, shares, effects, coverage, fps)
+
+
+def compute_evidence_pooled(model, features: dict[str, np.ndarray], *, fps: float, temperature: float = 1.0,
+                            window_s: float | None = None, max_windows: int = DEFAULT_MAX_WINDOWS,
+                            valid: dict | None = None) -> Evidence:
+    """Evidence for registry models of kind ``"sklearn"`` (pooled statistics, no tensors).
+
+    Those models treat an all-zero row as absent (the D-Vlog "no face" convention) and a modality
+    with no non-zero row as missing, so removing a window means zeroing its rows in every modality
+    and masking a modality out means zeroing it: the same two questions as for torch models, asked
+    in the model's own convention.
+
+    Args:
+        model: object with ``predict_proba(list_of_feature_dicts) -> (N,)``.
+        features: modality -> (T, D), already preprocessed as for the prediction.
+        fps, temperature, window_s, max_windows, valid: as :func:`compute_evidence`.
+
+    Returns:
+        :class:`Evidence` (``timeline_method="occlusion"``, ``modality_method="masking"``).
+    """
+
+    def logits(batch: list[dict]) -> np.ndarray:
+        p = np.clip(np.asarray(model.predict_proba(batch), dtype=np.float64).reshape(-1), 1e-6, 1 - 1e-6)
+        return (np.log(p) - np.log1p(-p)) / temperature
+
+    sig = lambda z: 1.0 / (1.0 + np.exp(-z))  # noqa: E731
+    T = next(iter(features.values())).shape[0]
+    S = int(math.ceil(T / fps - 1e-9)) if T else 0
+    win = choose_window(S, window_s, max_windows)
+    full = logits([features])[0]
+    starts = np.arange(0.0, S, win)
+    variants = []
+    for s in starts:
+        r0, r1 = int(round(s * fps)), min(T, int(round((s + win) * fps)))
+        v = {k: a.copy() for k, a in features.items()}
+        for a in v.values():
+            a[r0:r1] = 0
+        variants.append(v)
+    deltas = sig(full) - sig(logits(variants)) if variants else np.zeros(0)
+    timeline = np.zeros(S)
+    for s, d in zip(starts, deltas):
+        timeline[int(s):int(min(S, s + win))] = d
+    effects = {}
+    for k in features:
+        v = {m: (np.zeros_like(a) if m == k else a) for m, a in features.items()}
+        effects[k] = float(full - logits([v])[0])
+    total = sum(abs(x) for x in effects.values())
+    shares = ({k: None for k in effects} if not (total > 1e-12 and math.isfinite(total))
+              else {k: abs(x) / total for k, x in effects.items()})
+    if valid is None:
+        valid = {k: np.any(a != 0, axis=1) for k, a in features.items()}
+    coverage = {k: per_second(np.asarray(v, dtype=np.float64), fps, "mean") for k, v in valid.items()}
+    unit = f"probability change when the {win:g}-s window is removed (+ = raised the probability)"
+    return Evidence("occlusion", timeline, unit, win, "masking", shares, effects, coverage, fps)

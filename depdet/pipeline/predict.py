@@ -203,11 +203,17 @@ class Predictor:
                 raise DataError(f"{m} features have shape {arr.shape}, the checkpoint expects (T, {dims.get(m)})",
                                 hint="re-extract with the checkpoint's feature spec")
         feats = self.ckpt.preprocessor.transform(features) if self.ckpt.preprocessor is not None else features
-        if self.ckpt.kind == "sklearn":  # no tensors to explain: probability only
+        if self.ckpt.kind == "sklearn":  # pooled-statistics baselines: numpy in, probability out
             p_raw = float(np.asarray(self.model.predict_proba([feats])).reshape(-1)[0])
             p_raw = min(max(p_raw, 1e-6), 1 - 1e-6)  # as checkpoint.predict_logits maps it
             logit = math.log(p_raw / (1 - p_raw))
-            return logit, calibrate(logit, self.temperature), None
+            ev = None
+            if self.evidence:
+                from depdet.pipeline.evidence import compute_evidence_pooled
+
+                ev = compute_evidence_pooled(self.model, feats, fps=self.spec.fps, temperature=self.temperature,
+                                             window_s=self.window_s, valid=valid)
+            return logit, calibrate(logit, self.temperature), ev
         inputs, masks = collate([feats])
         with torch.no_grad():
             out = self.model(inputs, masks)
@@ -373,6 +379,10 @@ def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *
     else:
         from depdet.pipeline.extract import discover_inputs
 
+        if "vggish" in pred.spec.audio:  # fail once, before the batch, not once per file
+            from depdet.extractors.vggish import resolve_weights
+
+            resolve_weights(getattr(extract_options, "vggish_weights", None))
         inputs = discover_inputs(paths)
         if not inputs:
             raise DataError("no video files found", path=", ".join(map(str, paths)),

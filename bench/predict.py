@@ -1,0 +1,156 @@
+"""Prediction latency on this CPU: end to end for a long clip, and model-only for every model.
+
+1. **End to end** on a ``--minutes``-long 640x480 25 fps H.264/AAC vlog built from the GRID clips
+   (bench/_media.py): extraction with the checkpoint's spec (D-Vlog: eGeMAPS + dlib landmarks at
+   1 row/s), then the model with its evidence, i.e. exactly what ``depdet predict`` does per clip.
+   The checkpoint is ``--checkpoint`` or, by default, the demo's small jamfn trained here on
+   synthetic data (latency does not depend on what the weights learned).
+2. **Model only**: each torch model of the registry at its default (paper-size) configuration,
+   randomly initialised, on one ``minutes * 60``-row D-Vlog-shaped input: the forward pass alone,
+   and forward + evidence (attention/gates where the model has them, else occlusion with 1-s
+   windows widened to at most 120 windows, plus modality masking).
+
+    python bench/predict.py [--minutes 10] [--models jamfn,detector] [--skip-e2e] [--threads N]
+
+Prints one line per measurement and a JSON summary at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def _median_time(fn, repeat: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def model_only(names: list[str], rows: int, repeat: int, evidence: bool) -> list[dict]:
+    import torch
+
+    from depdet.models import create_model, get_entry
+    from depdet.pipeline.evidence import compute_evidence
+    from depdet.pipeline.spec import DVLOG
+
+    dims = DVLOG.dims
+    g = torch.Generator().manual_seed(0)
+    inputs = {m: torch.randn(1, rows, d, generator=g) for m, d in dims.items()}
+    masks = {m: torch.ones(1, rows, dtype=torch.bool) for m in dims}
+    out = []
+    for name in names:
+        if get_entry(name).kind != "torch":
+            continue
+        torch.manual_seed(0)
+        try:
+            model = create_model(name, dims).eval()
+        except Exception as e:  # noqa: BLE001 - report and go on
+            print(f"model {name:>14}: cannot build ({type(e).__name__}: {e})", flush=True)
+            continue
+        n_params = sum(p.numel() for p in model.parameters())
+        with torch.no_grad():
+            fwd = _median_time(lambda: model(inputs, masks), repeat)
+            row = {"model": name, "params": n_params, "rows": rows, "forward_s": round(fwd, 4)}
+            if evidence:
+                t0 = time.perf_counter()
+                ev = compute_evidence(model, inputs, masks, fps=1.0)
+                row.update(evidence_s=round(time.perf_counter() - t0, 3), evidence_method=ev.timeline_method,
+                           window_s=ev.window_s)
+        print(f"model {name:>14}: {n_params / 1e6:6.2f} M params, forward {fwd * 1000:8.1f} ms"
+              + (f", + evidence ({row['evidence_method']}) {row['evidence_s']:.2f} s" if evidence else ""), flush=True)
+        out.append(row)
+    return out
+
+
+def demo_checkpoint(workdir: Path) -> Path:
+    from depdet.pipeline.datasets import load_dataset
+    from depdet.pipeline.demo import DEMO_MODELS, DemoConfig
+    from depdet.pipeline.synth import SynthConfig, make_synthetic
+    from depdet.pipeline.train import TrainConfig, train
+
+    cfg = DemoConfig()
+    make_synthetic(workdir / "data", SynthConfig(layout="dvlog", n=cfg.n, signal=cfg.signal, seed=0,
+                                                 min_len=cfg.min_len, max_len=cfg.max_len))
+    tcfg = TrainConfig(model=cfg.model, model_config=dict(DEMO_MODELS[cfg.model]), lr=cfg.lr, batch_size=cfg.batch_size,
+                       epochs=3, seeds=[0], device="cpu", amp=False, select="loss")
+    return Path(train(load_dataset(workdir / "data"), tcfg, workdir / "run")["checkpoint"])
+
+
+def end_to_end(checkpoint: Path, minutes: float) -> dict:
+    from _media import long_vlog
+
+    from depdet.pipeline.extract import extract_clip
+    from depdet.pipeline.predict import Predictor
+
+    video = long_vlog(minutes)
+    pred = Predictor(checkpoint)
+    t0 = time.perf_counter()
+    clip = extract_clip(video, pred.spec, pred.extract_options)
+    t_extract = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pred.evidence = False
+    pred.score(clip.features, clip.valid)
+    t_model = time.perf_counter() - t0
+    pred.evidence = True
+    t0 = time.perf_counter()
+    _, _, ev = pred.score(clip.features, clip.valid)
+    t_model_ev = time.perf_counter() - t0
+    row = {"video": str(video), "duration_s": round(clip.duration, 2), "rows": clip.T, "model": pred.ckpt.model_name,
+           "extract_s": round(t_extract, 2), "model_s": round(t_model, 3), "model_plus_evidence_s": round(t_model_ev, 3),
+           "evidence_method": ev.timeline_method if ev else None, "face_ratio": round(clip.info.get("face_ratio", 0), 3)}
+    row["total_s"] = round(t_extract + t_model_ev, 2)
+    row["realtime_factor"] = round(clip.duration / row["total_s"], 1)
+    print(f"end to end ({clip.duration / 60:.1f}-min clip, {pred.ckpt.model_name}): extraction {t_extract:.1f} s, "
+          f"model {t_model * 1000:.0f} ms, model + evidence ({row['evidence_method']}) {t_model_ev:.2f} s; "
+          f"total {row['total_s']:.1f} s = {row['realtime_factor']}x realtime", flush=True)
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=10.0, help="clip length (default 10)")
+    ap.add_argument("--checkpoint", type=Path, default=None, help="checkpoint for the end-to-end run (default: demo model)")
+    ap.add_argument("--models", default=None, help="comma-separated registry names for model-only (default: all torch models)")
+    ap.add_argument("--repeat", type=int, default=3, help="timed forward passes per model (median)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--skip-e2e", action="store_true", help="model-only timings only")
+    ap.add_argument("--skip-models", action="store_true", help="end-to-end timing only")
+    ap.add_argument("--no-evidence", action="store_true", help="model-only: forward pass only")
+    args = ap.parse_args()
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from depdet.models import list_models
+
+    env = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+           "python": platform.python_version(), "machine": platform.machine(), "processor": platform.processor()}
+    print("environment:", json.dumps(env), flush=True)
+    summary = {"environment": env}
+    if not args.skip_e2e:
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = args.checkpoint or demo_checkpoint(Path(tmp))
+            summary["end_to_end"] = end_to_end(ckpt, args.minutes)
+    if not args.skip_models:
+        names = args.models.split(",") if args.models else list_models()
+        summary["model_only"] = model_only(names, int(round(args.minutes * 60)), args.repeat, not args.no_evidence)
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
