@@ -68,8 +68,10 @@ def _one(args) -> dict:
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     rng = np.random.default_rng(0)
     order = rng.permutation(split.train)
-    n_batches = (len(order) + bs - 1) // bs if args.full_epoch else args.batches + 1  # +1 warm-up
-    times, samples, rows = [], 0, 0
+    warmup = 1 if dev.type == "cuda" and not args.full_epoch else 0  # CUDA: one untimed batch (kernel set-up)
+    n_batches = (len(order) + bs - 1) // bs if args.full_epoch else args.batches + warmup
+    started = time.perf_counter()
+    times, samples, rows, padded = [], 0, 0, []
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     for b in range(n_batches):
@@ -90,11 +92,14 @@ def _one(args) -> dict:
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         dt = time.perf_counter() - t
-        if b == 0 and not args.full_epoch:
-            continue  # warm-up batch not timed
+        if b < warmup:
+            continue
         times.append(dt)
+        padded.append(int(inputs["visual"].shape[1]))
         samples += len(idx)
         rows += int(sum(feats[i]["visual"].shape[0] for i in idx))
+        if not args.full_epoch and args.budget_s and time.perf_counter() - started > args.budget_s:
+            break  # slow device: stop after the batch that crossed the time budget
     total = sum(times)
     sps = samples / total
     mean_len = float(np.mean(lengths))
@@ -102,7 +107,7 @@ def _one(args) -> dict:
         "model": args.model, "preset": PRESET[args.model], "params": n_params, "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(), "batch_size": bs, "amp": amp,
-        "timed_batches": len(times), "timed_samples": samples, "sec_per_batch": total / len(times),
+        "timed_batches": len(times), "padded_lengths": padded, "timed_samples": samples, "sec_per_batch": total / len(times),
         "samples_per_s": sps, "rows_per_s": rows / total,
         "train_items_per_epoch": n_items, "train_videos": len(split.train), "mean_train_len": mean_len,
         "epoch_s": (total if args.full_epoch and n_items == len(split.train) else n_items / sps),
@@ -122,6 +127,8 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["depmamba", "jamfn"], choices=sorted(PRESET))
     ap.add_argument("--data", help="Existing D-Vlog-layout folder (default: synthesise 961 samples in a temp dir).")
     ap.add_argument("--batches", type=int, default=4, help="Timed batches per model (after one warm-up batch).")
+    ap.add_argument("--budget-s", type=float, default=300.0,
+                    help="Stop timing a model after the batch that crosses this many seconds (0: no limit).")
     ap.add_argument("--batch-size", type=int, default=None, help="Default: the preset's (16 DepMamba, 8 JAMFN).")
     ap.add_argument("--full-epoch", action="store_true", help="Time one full pass over the training videos.")
     ap.add_argument("--device", default="auto")
@@ -147,7 +154,7 @@ def main() -> None:
     results = []
     for m in args.models:
         cmd = [sys.executable, __file__, "--model", m, "--data", args.data, "--batches", str(args.batches),
-               "--device", args.device]
+               "--device", args.device, "--budget-s", str(args.budget_s)]
         for flag, val in (("--batch-size", args.batch_size), ("--threads", args.threads)):
             if val:
                 cmd += [flag, str(val)]
@@ -163,7 +170,7 @@ def main() -> None:
         print(f"{m:>9} ({r['params'] / 1e6:.2f} M params, {r['device']} {r['device_name']}, {r['torch_threads']} threads, "
               f"batch {r['batch_size']}): {r['sec_per_batch']:.2f} s/batch, {r['samples_per_s']:.2f} samples/s, "
               f"{r['rows_per_s']:.0f} rows/s; epoch ({r['train_items_per_epoch']} items incl. crops) "
-              f"{r['epoch_s']:.0f} s ({kind}); peak memory {r['peak_mem_mb']:.0f} MB ({r['peak_mem_kind']})", flush=True)
+              f"{r['epoch_s']:.0f} s ({kind}; padded lengths {r['padded_lengths']}); peak memory {r['peak_mem_mb']:.0f} MB ({r['peak_mem_kind']})", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     if tmp is not None:
