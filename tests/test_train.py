@@ -156,3 +156,12 @@ def test_training_refuses_unlabelled_data(tmp_path, strong):
     with pytest.raises(DataError, match="no label"):
         train(load_dataset(root), _cfg(), tmp_path / "r")
     assert json.loads((root / "synth.json").read_text())["synthetic"]
+
+
+def test_lmvd_presets_use_d_state_16_as_the_public_lmvd_configs():
+    from depdet.pipeline.presets import PRESETS
+
+    for name in ("depmamba-lmvd", "dynmultidep-lmvd"):
+        assert PRESETS[name]["model_config"]["d_state"] == 16, name
+    for name in ("depmamba-dvlog",):
+        assert PRESETS[name]["model_config"]["d_state"] == 12, name

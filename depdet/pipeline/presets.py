@@ -39,10 +39,10 @@ PRESETS: dict[str, dict] = {
         **{**_DEPMAMBA_COMMON, "lr": 5e-4, "batch_size": 32},
         note="3166074787/DynMultiDep@5fd29e3 config: Adam 5e-4, batch 32, 120 epochs, DepMamba's selection and crops."),
     "dynmultidep-lmvd": dict(
-        model="dynmultidep", model_config={}, dataset="lmvd",
+        model="dynmultidep", model_config={"d_state": 16}, dataset="lmvd",
         preprocess={"crop_aug": True, "crop_min_len": 400},
         **{**_DEPMAMBA_COMMON, "lr": 5e-4, "batch_size": 32},
-        note="As dynmultidep-dvlog with LMVD crops >= 400 rows."),
+        note="As dynmultidep-dvlog with d_state 16 (the public LMVD config) and LMVD crops >= 400 rows."),
     "detector-dvlog": dict(
         model="detector", model_config={}, dataset="dvlog", **_ALLENYOLK,
         note="AllenYolk/depression-detection main.py/config.yaml: Adam 1e-4, batch 8, 300 epochs, cosine "
