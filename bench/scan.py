@@ -1,8 +1,9 @@
 """Selective-scan and DepMamba throughput on this machine (CPU; CUDA figures only with a GPU).
 
 Measures forward+backward of one selective scan (batch 16, d_inner 1024, d_state 16, L = 1000 and
-4000) for the sequential reference loop and the chunked PyTorch path (and the ``mamba_ssm`` kernel
-when it imports and a GPU exists), then one DepMamba training step (D-Vlog dims, batch 16, L = 596).
+4000) for the sequential reference loop, the chunked PyTorch path and the compiled CPU kernel
+(``depdet/models/scan_kernel.c``; the ``mamba_ssm`` kernel instead when it imports and a GPU exists),
+then one DepMamba training step (D-Vlog dims, batch 16, L = 596) on each CPU scan path.
 
 Every measurement runs in a fresh subprocess. Peak memory is the subprocess's peak resident set
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) minus its resident set just before the timed call
@@ -66,6 +67,9 @@ def _one(args) -> dict:
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
     if args.what == "depmamba":
+        import os
+
+        os.environ["DEPDET_SCAN"] = args.scan
         from depdet.models import create_model
 
         torch.manual_seed(0)
@@ -95,7 +99,12 @@ def _one(args) -> dict:
         C = torch.randn(b, n, L, device=dev, requires_grad=True)
         D = torch.ones(d, device=dev, requires_grad=True)
         z = torch.randn(b, d, L, device=dev, requires_grad=True)
-        fn = {"ref": M.selective_scan_ref, "chunked": M.selective_scan_chunked,
+        if args.what == "kernel":
+            from depdet.models import scan_kernel
+
+            if not scan_kernel.available():
+                return {"skipped": f"CPU kernel not built: {scan_kernel.build_error()}"}
+        fn = {"ref": M.selective_scan_ref, "chunked": M.selective_scan_chunked, "kernel": M.selective_scan_cpu,
               "cuda": M.selective_scan}[args.what]
         if args.what == "cuda" and not M.use_cuda_scan(u):
             return {"skipped": "mamba_ssm kernel not importable"}
@@ -155,7 +164,7 @@ def main() -> None:
     rows = []
     for dev in devices:
         for L in a.lengths:
-            paths = ["ref", "chunked"] + (["cuda"] if dev == "cuda" else [])
+            paths = ["ref", "chunked"] + (["cuda"] if dev == "cuda" else ["kernel"])
             for what in paths:
                 batch = 16
                 if what == "ref" and dev == "cpu":
@@ -170,7 +179,7 @@ def main() -> None:
                     r.get("error") or r.get("skipped") or
                     f"{r['seconds']:8.2f} s  {r['tokens_per_s']:10.0f} tokens/s  peak +{r['peak_extra_mib']:8.0f} MiB"),
                     flush=True)
-    for what in ("ref", "chunked"):  # overhead-bound regime: small per-step tensors
+    for what in ("ref", "chunked", "kernel"):  # overhead-bound regime: small per-step tensors
         r = _run(dict(what=what, device="cpu", batch=2, L=1000, d_inner=64, d_state=16, repeat=1,
                       threads=a.threads), a.timeout)
         rows.append(("cpu-small", what, 2, 1000, r))
@@ -180,19 +189,21 @@ def main() -> None:
     for dev in devices + ["cpu-small"]:
         for L in sorted({LL for *_, LL, _ in rows}):
             ok = {w: r for d, w, b, LL, r in rows if d == dev and LL == L and "seconds" in r}
-            if "ref" in ok and "chunked" in ok:
-                print(f"speed-up chunked vs reference ({dev}, L={L}): "
-                      f"{ok['chunked']['tokens_per_s'] / ok['ref']['tokens_per_s']:.2f}x (tokens/s ratio)")
+            for fast in ("chunked", "kernel", "cuda"):
+                if "ref" in ok and fast in ok:
+                    print(f"speed-up {fast} vs reference ({dev}, L={L}): "
+                          f"{ok[fast]['tokens_per_s'] / ok['ref']['tokens_per_s']:.2f}x (tokens/s ratio)")
     for dev in devices:
-        mem = [(LL, r["peak_extra_mib"]) for d, w, b, LL, r in rows if d == dev and w == "chunked" and "seconds" in r]
-        if len(mem) >= 2:
-            (l0, m0), (l1, m1) = mem[0], mem[-1]
-            print(f"chunked memory growth ({dev}): x{m1 / max(m0, 1e-9):.2f} for x{l1 / l0:.1f} length")
+        for fast in ("chunked", "kernel", "cuda"):
+            mem = [(LL, r["peak_extra_mib"]) for d, w, b, LL, r in rows if d == dev and w == fast and "seconds" in r]
+            if len(mem) >= 2:
+                (l0, m0), (l1, m1) = mem[0], mem[-1]
+                print(f"{fast} memory growth ({dev}): x{m1 / max(m0, 1e-9):.2f} for x{l1 / l0:.1f} length")
     if not a.skip_model:
-        for dev in devices:
-            cfg = dict(what="depmamba", device=dev, batch=16, L=596, repeat=1, threads=a.threads)
+        for dev, scan in [("cpu", "kernel"), ("cpu", "chunked")] + [("cuda", "auto")] * ("cuda" in devices):
+            cfg = dict(what="depmamba", device=dev, batch=16, L=596, repeat=1, threads=a.threads, scan=scan)
             r = _run(cfg, a.timeout)
-            print(f"DepMamba train step {dev} (D-Vlog dims, B=16, L=596): " + (
+            print(f"DepMamba train step {dev} scan={scan} (D-Vlog dims, B=16, L=596): " + (
                 r.get("error") or f"{r['seconds']:.2f} s/step  {r['tokens_per_s']:.0f} tokens/s  "
                                   f"peak +{r['peak_extra_mib']:.0f} MiB"), flush=True)
 

