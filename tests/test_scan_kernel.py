@@ -22,8 +22,8 @@ def _inputs(L, b=2, d=6, n=4, seed=0):
 
 def _run(fn, x, names, **kw):
     args = {k: v.clone().requires_grad_() for k, v in x.items()}
-    y, h = fn(args["u"], args["delta"], args["A"], args["B"], args["C"], args["D"], args["z"], args["delta_bias"],
-              True, return_last_state=True, **kw)
+    y, h = fn(args["u"], args["delta"], args["A"], args["B"], args["C"], args.get("D"), args.get("z"),
+              args.get("delta_bias"), True, return_last_state=True, **kw)
     gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
     gh = torch.randn(h.shape, generator=torch.Generator().manual_seed(2))
     grads = torch.autograd.grad((y * gy).sum() + (h * gh).sum(), [args[k] for k in names])
@@ -43,6 +43,34 @@ def test_kernel_matches_sequential_outputs_last_state_and_grads(L, n):
     torch.testing.assert_close(h_k, h_ref, rtol=1e-4, atol=1e-5)
     for name in names:
         torch.testing.assert_close(g_k[name], g_ref[name], rtol=1e-4, atol=1e-4, msg=lambda m: f"grad {name}: {m}")
+
+
+@needs_kernel
+@pytest.mark.parametrize("L", [1, 16, 45])
+@pytest.mark.parametrize("drop", [("D",), ("z",), ("D", "z"), ("delta_bias",)])
+def test_kernel_fused_skip_and_gate_are_optional(L, drop):
+    # D and z are fused into the kernel: each may be absent (vector body and scalar tail of a row)
+    x = {k: v for k, v in _inputs(L, n=12, seed=L).items() if k not in drop}
+    names = list(x)
+    y_ref, h_ref, g_ref = _run(M.selective_scan_ref, x, names)
+    y_k, h_k, g_k = _run(M.selective_scan_cpu, x, names)
+    torch.testing.assert_close(y_k, y_ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(h_k, h_ref, rtol=1e-4, atol=1e-5)
+    for name in names:
+        torch.testing.assert_close(g_k[name], g_ref[name], rtol=1e-4, atol=1e-4, msg=lambda m: f"grad {name}: {m}")
+
+
+@needs_kernel
+def test_kernel_gate_saturates_without_nan():
+    x = _inputs(20, n=4)
+    x["z"] = torch.linspace(-200, 200, 20).expand(2, 6, 20).contiguous()
+    args = {k: v.clone().requires_grad_() for k, v in x.items()}
+    y = M.selective_scan_cpu(args["u"], args["delta"], args["A"], args["B"], args["C"], args["D"], args["z"],
+                             args["delta_bias"], True)
+    y.sum().backward()
+    assert torch.isfinite(y).all() and all(torch.isfinite(args[k].grad).all() for k in args)
+    ref = M.selective_scan_ref(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True)
+    torch.testing.assert_close(y, ref, rtol=1e-4, atol=1e-5)
 
 
 @needs_kernel

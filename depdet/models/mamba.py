@@ -13,13 +13,17 @@ What is here:
   state at each chunk boundary and re-computes each chunk in the backward pass (the adjoint scan
   uses the same chunked form), so memory grows linearly in L with a small constant.
   CPU performance (bench/scan.py): with large per-step tensors (batch 16, d_inner 1024, d_state 16)
-  both paths are memory-bandwidth bound, so the chunked path is only ~1-2x faster than the loop but
-  needs several times less memory (the loop's autograd keeps ~5 (B, D, N) tensors per step:
-  ~22 GiB at B=16, L=4000); with small per-step tensors, where the loop is Python-overhead bound,
-  it is ~4-5x faster. The 10x-class gains need the CUDA kernel.
+  both this and the loop are memory-bandwidth bound, so the chunked path is only ~1-2x faster than
+  the loop, but needs several times less memory (the loop's autograd keeps ~5 (B, D, N) tensors per
+  step: ~22 GiB at B=16, L=4000).
+* :func:`selective_scan_cpu` - the sequential recurrence compiled from C
+  (:mod:`depdet.models.scan_kernel`, built at first use with the system C compiler): states in
+  vector registers, threads over channels, a hand-written backward pass. The fast CPU path
+  (an order of magnitude over the loop at Mamba sizes, see bench/scan.py); exact same recurrence.
 * :func:`selective_scan` / :func:`causal_conv1d` - dispatch: the ``mamba_ssm`` / ``causal_conv1d``
-  CUDA kernels when they import and the tensors are on CUDA (the ``[cuda]`` extra), the PyTorch path
-  otherwise. Imports are lazy and guarded.
+  CUDA kernels when they import and the tensors are on CUDA (the ``[cuda]`` extra); on CPU the
+  compiled kernel when it builds, else the chunked scan (``$DEPDET_SCAN=auto|kernel|chunked``);
+  PyTorch paths otherwise. Imports are lazy and guarded.
 * :class:`MambaMixer` (unidirectional Mamba), :class:`BiMamba` (Vim "bimamba v2") and
   :class:`CollaborativeBiMamba` (DepMamba's MMBiMamba: per-modality everything except the shared
   ``A_log`` / ``A_b_log``).
@@ -304,8 +308,8 @@ def selective_scan_cpu(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
     u = u.float()
     delta = _prep_delta(delta, delta_bias, delta_softplus)
     y, h = scan_kernel.selective_scan_kernel(u, delta, A.float(), B.float().transpose(1, 2),
-                                             C.float().transpose(1, 2))
-    out = _finish(y, u, D, z, dtype)
+                                             C.float().transpose(1, 2), D, z)   # D and z fused
+    out = y.to(dtype)
     return (out, h) if return_last_state else out
 
 

@@ -3,15 +3,16 @@
  * depdet/models/scan_kernel.py with the system C compiler and loaded through ctypes.
  *
  * The recurrence is the plain sequential one of Mamba (selective_scan_ref in mamba.py):
- *     h_t = exp(delta_t * A) * h_{t-1} + delta_t * u_t * B_t,     y_t = sum_n C_t[n] h_t[n]
- * per (batch b, channel d), with h_{-1} = 0. D, z, delta_bias and softplus are applied in PyTorch
- * around it. Work is split over channels between POSIX threads (no OpenMP: PyTorch ships its own
+ *     h_t = exp(delta_t * A) * h_{t-1} + delta_t * u_t * B_t,
+ *     y_t = (sum_n C_t[n] h_t[n] + D u_t) * silu(z_t)
+ * per (batch b, channel d), with h_{-1} = 0; the skip D and the gate z are fused (optional);
+ * delta_bias and softplus are applied in PyTorch before. Work is split over channels between POSIX threads (no OpenMP: PyTorch ships its own
  * OpenMP runtime and two in one process do not mix well). The inner loop over the d_state states
  * is written with GCC/Clang vector extensions, one block of NB states per vector (no -ffast-math:
  * that would set flush-to-zero for the whole process); exp() is a vector polynomial (~1 ulp).
  *
  * Layouts (all float32, C-contiguous):
- *   u, delta, y, gu, gdelta : (B, D, L)     A, gA : (D, N)     Bt, Ct, gB, gC : (B, L, N)
+ *   u, delta, z, y, gu, gdelta, gz : (B, D, L)   A, gA : (D, N)   Dp, gD : (D,)   Bt, Ct, gB, gC : (B, L, N)
  *   hlast, glast            : (B, D, N)
  * with N the padded d_state (a multiple of NB = 16).
  */
@@ -21,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEPDET_SCAN_ABI 3
+#define DEPDET_SCAN_ABI 5
 
 int depdet_scan_abi(void) { return DEPDET_SCAN_ABI; }
 
@@ -85,8 +86,8 @@ void depdet_scan_exp(const float *x, float *out, int64_t n) {
 typedef struct {
     int tid, nthreads;
     int64_t bsz, dim, L, N;   /* N: padded d_state, a multiple of NB */
-    const float *u, *delta, *A, *Bt, *Ct, *gy, *glast;
-    float *y, *hlast, *gu, *gdelta, *gA, *gB, *gC;
+    const float *u, *delta, *A, *Bt, *Ct, *Dp, *z, *gy, *glast;
+    float *y, *hlast, *gu, *gdelta, *gA, *gB, *gC, *gD, *gz;
     int failed;
 } job_t;
 
@@ -110,6 +111,70 @@ static void scan_block_fwd(int64_t L, int64_t N, const float *restrict u, const 
     if (hlast) vstore(hlast, h);
 }
 
+/* sigmoid(z) per lane (z clamped by vexp: no overflow, no NaN) */
+static inline vf vsigmoid(vf z) { return 1.0f / (1.0f + vexp(-z)); }
+
+static inline float ssigmoid(float z) {
+    float v[NB] = {0};
+    v[0] = z;
+    return vsigmoid(vload(v))[0];
+}
+
+/* y <- (y + D u) * silu(z) over one row (z may be NULL: no gate), in place */
+static void gate_fwd(int64_t L, float *restrict y, const float *restrict u, float Dd, const float *restrict z) {
+    int64_t t = 0;
+    for (; t + NB <= L; t += NB) {
+        vf v = vload(y + t) + vload(u + t) * Dd;
+        if (z) { const vf zz = vload(z + t); v = v * zz * vsigmoid(zz); }
+        vstore(y + t, v);
+    }
+    for (; t < L; t++) {
+        float v = y[t] + u[t] * Dd;
+        if (z) v = v * z[t] * ssigmoid(z[t]);
+        y[t] = v;
+    }
+}
+
+/* gyy <- gy * silu(z): the gradient reaching the scan output (z may be NULL) */
+static void gate_bwd_in(int64_t L, float *restrict gyy, const float *restrict gy, const float *restrict z) {
+    int64_t t = 0;
+    if (!z) { memcpy(gyy, gy, (size_t)L * sizeof(float)); return; }
+    for (; t + NB <= L; t += NB) {
+        const vf zz = vload(z + t);
+        vstore(gyy + t, vload(gy + t) * zz * vsigmoid(zz));
+    }
+    for (; t < L; t++) gyy[t] = gy[t] * z[t] * ssigmoid(z[t]);
+}
+
+/* gradients of the gate and the skip: gz_t = gy_t (acc_t + D u_t) silu'(z_t), gu_t += D gyy_t,
+ * returns sum_t gyy_t u_t (dLoss/dD for this row) */
+static float gate_bwd_out(int64_t L, const float *restrict acc, const float *restrict gy,
+                          const float *restrict gyy, const float *restrict u, float Dd, const float *restrict z,
+                          float *restrict gz, float *restrict gu) {
+    vf sd = {0};
+    float sdt = 0.0f;
+    int64_t t = 0;
+    for (; t + NB <= L; t += NB) {
+        const vf uu = vload(u + t), g = vload(gyy + t);
+        sd += g * uu;
+        vstore(gu + t, vload(gu + t) + g * Dd);
+        if (z) {
+            const vf zz = vload(z + t), sg = vsigmoid(zz);
+            const vf y0 = vload(acc + t) + uu * Dd;
+            vstore(gz + t, vload(gy + t) * y0 * sg * (1.0f + zz * (1.0f - sg)));
+        }
+    }
+    for (; t < L; t++) {
+        sdt += gyy[t] * u[t];
+        gu[t] += gyy[t] * Dd;
+        if (z) {
+            const float sg = ssigmoid(z[t]);
+            gz[t] = gy[t] * (acc[t] + u[t] * Dd) * sg * (1.0f + z[t] * (1.0f - sg));
+        }
+    }
+    return vsum(sd) + sdt;
+}
+
 static void *fwd_worker(void *arg) {
     job_t *j = (job_t *)arg;
     const int64_t L = j->L, N = j->N;
@@ -122,19 +187,20 @@ static void *fwd_worker(void *arg) {
                 scan_block_fwd(L, N, j->u + off, j->delta + off, j->A + d * N + k0, j->Bt + b * L * N + k0,
                                j->Ct + b * L * N + k0, j->y + off,
                                j->hlast ? j->hlast + (b * j->dim + d) * N + k0 : NULL, k0 == 0);
+            gate_fwd(L, j->y + off, j->u + off, j->Dp ? j->Dp[d] : 0.0f, j->z ? j->z + off : NULL);
         }
     }
     return NULL;
 }
 
 /* One block of states of one (b, d): re-compute the states h_t (H) and decays exp(delta_t A) (E),
- * then the adjoint scan G_t = dLoss/dh_t from the end. gu/gdelta accumulate over blocks (the caller
- * zeroes them); gB, gC go to this thread's partial buffers; gAd accumulates dLoss/dA. */
+ * then the adjoint scan G_t = dLoss/dh_t from the end. gu/gdelta are written by the first block
+ * and accumulated by the others; gB, gC go to this thread's partial buffers; gAd accumulates dLoss/dA. */
 static void scan_block_bwd(int64_t L, int64_t N, const float *restrict u, const float *restrict dl,
                            const float *restrict Ad, const float *restrict Bb, const float *restrict Cb,
                            const float *restrict gy, const float *restrict gl, float *restrict gu,
                            float *restrict gdl, float *restrict gAd, float *restrict gBb, float *restrict gCb,
-                           float *restrict H, float *restrict E) {
+                           float *restrict H, float *restrict E, float *restrict acc, int first) {
     const vf a = vload(Ad);
     vf h = {0};
     for (int64_t t = 0; t < L; t++) {
@@ -143,6 +209,10 @@ static void scan_block_bwd(int64_t L, int64_t N, const float *restrict u, const 
         h = e * h + vload(Bb + t * N) * (dt * u[t]);
         vstore(E + t * NB, e);
         vstore(H + t * NB, h);
+        if (acc) {   /* the scan output C_t . h_t, needed for the gate's gradient */
+            const float c = vsum(h * vload(Cb + t * N));
+            acc[t] = first ? c : acc[t] + c;
+        }
     }
     vf G = {0}, ga = {0};
     if (gl) G = vload(gl);
@@ -160,8 +230,8 @@ static void scan_block_bwd(int64_t L, int64_t N, const float *restrict u, const 
             ga += x * dt;
         }
         G = G_t * e;
-        gdl[t] += gdu * ut + gdt;
-        gu[t] += gdu * dt;
+        gdl[t] = first ? gdu * ut + gdt : gdl[t] + gdu * ut + gdt;
+        gu[t] = first ? gdu * dt : gu[t] + gdu * dt;
     }
     vstore(gAd, vload(gAd) + ga);
 }
@@ -173,23 +243,34 @@ static void *bwd_worker(void *arg) {
     const int64_t L = j->L, N = j->N, BLN = j->bsz * L * N;
     int64_t d0, d1;
     channel_range(j, &d0, &d1);
-    float *H = (float *)aligned_alloc(64, (size_t)((L * NB * sizeof(float) + 127) / 64 * 64));
-    float *E = (float *)aligned_alloc(64, (size_t)((L * NB * sizeof(float) + 127) / 64 * 64));
-    if (!H || !E) { j->failed = 1; free(H); free(E); return NULL; }
+    const size_t rows = (size_t)((L * NB * sizeof(float) + 127) / 64 * 64);
+    const size_t row = (size_t)((L * sizeof(float) + 127) / 64 * 64);
+    float *H = (float *)aligned_alloc(64, rows), *E = (float *)aligned_alloc(64, rows);
+    float *gyy = (float *)aligned_alloc(64, row), *acc = (float *)aligned_alloc(64, row);
+    if (!H || !E || !gyy || !acc) { j->failed = 1; free(H); free(E); free(gyy); free(acc); return NULL; }
+    const int gated = j->z != NULL || j->Dp != NULL;
     float *gBp = j->gB + j->tid * BLN, *gCp = j->gC + j->tid * BLN;
     for (int64_t b = 0; b < j->bsz; b++) {
         for (int64_t d = d0; d < d1; d++) {
             const int64_t off = (b * j->dim + d) * L;
+            gate_bwd_in(L, gyy, j->gy + off, j->z ? j->z + off : NULL);
             for (int64_t k0 = 0; k0 < N; k0 += NB)
                 scan_block_bwd(L, N, j->u + off, j->delta + off, j->A + d * N + k0, j->Bt + b * L * N + k0,
-                               j->Ct + b * L * N + k0, j->gy + off,
+                               j->Ct + b * L * N + k0, gyy,
                                j->glast ? j->glast + (b * j->dim + d) * N + k0 : NULL,
                                j->gu + off, j->gdelta + off, j->gA + d * N + k0,
-                               gBp + b * L * N + k0, gCp + b * L * N + k0, H, E);
+                               gBp + b * L * N + k0, gCp + b * L * N + k0, H, E, j->z ? acc : NULL, k0 == 0);
+            if (gated) {
+                const float gd = gate_bwd_out(L, acc, j->gy + off, gyy, j->u + off, j->Dp ? j->Dp[d] : 0.0f,
+                                              j->z ? j->z + off : NULL, j->gz ? j->gz + off : NULL, j->gu + off);
+                if (j->gD) j->gD[d] += gd;
+            }
         }
     }
     free(H);
     free(E);
+    free(gyy);
+    free(acc);
     return NULL;
 }
 
@@ -224,23 +305,27 @@ int depdet_scan_bwd_parts(int64_t dim, int nthreads) {
     return (int)(nthreads > dim ? (dim > 0 ? dim : 1) : nthreads);
 }
 
+/* y = (scan(u) + D u) * silu(z); Dp (D,) and z (B, D, L) may be NULL. */
 int depdet_scan_fwd(int64_t bsz, int64_t dim, int64_t L, int64_t N, const float *u, const float *delta,
-                    const float *A, const float *Bt, const float *Ct, float *y, float *hlast, int nthreads) {
+                    const float *A, const float *Bt, const float *Ct, const float *Dp, const float *z,
+                    float *y, float *hlast, int nthreads) {
     job_t j;
     memset(&j, 0, sizeof j);
     j.bsz = bsz; j.dim = dim; j.L = L; j.N = N;
-    j.u = u; j.delta = delta; j.A = A; j.Bt = Bt; j.Ct = Ct; j.y = y; j.hlast = hlast;
+    j.u = u; j.delta = delta; j.A = A; j.Bt = Bt; j.Ct = Ct; j.Dp = Dp; j.z = z; j.y = y; j.hlast = hlast;
     return run(fwd_worker, &j, nthreads);
 }
 
-/* gu, gdelta and gA must be zeroed by the caller; gB and gC are depdet_scan_bwd_parts() zeroed (B, L, N) buffers. */
+/* gA and gD must be zeroed by the caller (gu, gdelta, gz are written); gB and gC are
+ * depdet_scan_bwd_parts() zeroed (B, L, N) buffers. gD is NULL when Dp is, gz when z is. */
 int depdet_scan_bwd(int64_t bsz, int64_t dim, int64_t L, int64_t N, const float *u, const float *delta,
-                    const float *A, const float *Bt, const float *Ct, const float *gy, const float *glast,
-                    float *gu, float *gdelta, float *gA, float *gB, float *gC, int nthreads) {
+                    const float *A, const float *Bt, const float *Ct, const float *Dp, const float *z,
+                    const float *gy, const float *glast, float *gu, float *gdelta, float *gA, float *gB,
+                    float *gC, float *gD, float *gz, int nthreads) {
     job_t j;
     memset(&j, 0, sizeof j);
     j.bsz = bsz; j.dim = dim; j.L = L; j.N = N;
-    j.u = u; j.delta = delta; j.A = A; j.Bt = Bt; j.Ct = Ct; j.gy = gy; j.glast = glast;
-    j.gu = gu; j.gdelta = gdelta; j.gA = gA; j.gB = gB; j.gC = gC;
+    j.u = u; j.delta = delta; j.A = A; j.Bt = Bt; j.Ct = Ct; j.Dp = Dp; j.z = z; j.gy = gy; j.glast = glast;
+    j.gu = gu; j.gdelta = gdelta; j.gA = gA; j.gB = gB; j.gC = gC; j.gD = gD; j.gz = gz;
     return run(bwd_worker, &j, nthreads);
 }

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 __all__ = ["available", "backend", "build_error", "library_path", "selective_scan_kernel"]
 
 SOURCE = Path(__file__).with_name("scan_kernel.c")
-ABI = 3
+ABI = 5
 FLAGS = ["-O3", "-fPIC", "-shared", "-pthread", "-std=c11", "-fno-math-errno", "-fno-trapping-math"]
 ENV_BACKEND = "DEPDET_SCAN"
 
@@ -111,9 +111,9 @@ def _load() -> ctypes.CDLL | None:
             if lib.depdet_scan_abi() != ABI:
                 raise RuntimeError("stale kernel library (ABI mismatch)")
             i64, ptr, cint = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
-            lib.depdet_scan_fwd.argtypes = [i64] * 4 + [ptr] * 7 + [cint]
+            lib.depdet_scan_fwd.argtypes = [i64] * 4 + [ptr] * 9 + [cint]
             lib.depdet_scan_fwd.restype = cint
-            lib.depdet_scan_bwd.argtypes = [i64] * 4 + [ptr] * 12 + [cint]
+            lib.depdet_scan_bwd.argtypes = [i64] * 4 + [ptr] * 16 + [cint]
             lib.depdet_scan_bwd.restype = cint
             lib.depdet_scan_bwd_parts.argtypes = [i64, cint]
             lib.depdet_scan_bwd_parts.restype = cint
@@ -170,27 +170,26 @@ BLOCK = 16
 
 
 class _KernelScan(torch.autograd.Function):
-    """Core scan (no D, z, bias, softplus): u, delta (B, D, L); A (D, N); Bt, Ct (B, L, N).
+    """``(scan + D u) * silu(z)`` (bias and softplus applied before): u, delta, z (B, D, L);
+    A (D, N); Bt, Ct (B, L, N); D (D,). D and z may be None.
 
     N is padded to a multiple of :data:`BLOCK` with zero A, B and C (the padded states stay 0 and
     add nothing to y); the padding is sliced off the last state and the gradients.
     """
 
     @staticmethod
-    def forward(ctx, u, delta, A, Bt, Ct):
+    def forward(ctx, u, delta, A, Bt, Ct, D, z):
         lib = _load()
         bsz, dim, L = u.shape
         N = A.shape[1]
         pad = -N % BLOCK
         Ap, Bp, Cp = (F.pad(x, (0, pad)).contiguous() for x in (A, Bt, Ct)) if pad else (A, Bt, Ct)
         y = torch.empty_like(u)
-        h = u.new_empty(bsz, dim, N + pad)
+        h = u.new_zeros(bsz, dim, N + pad)
         if L and lib.depdet_scan_fwd(bsz, dim, L, N + pad, _ptr(u), _ptr(delta), _ptr(Ap), _ptr(Bp), _ptr(Cp),
-                                     _ptr(y), _ptr(h), torch.get_num_threads()):
+                                     _ptr(D), _ptr(z), _ptr(y), _ptr(h), torch.get_num_threads()):
             raise MemoryError("CPU scan kernel: out of memory")
-        if not L:
-            h.zero_()
-        ctx.save_for_backward(u, delta, Ap, Bp, Cp)
+        ctx.save_for_backward(u, delta, Ap, Bp, Cp, D, z)
         ctx.N = N
         return y, h[..., :N]
 
@@ -198,7 +197,7 @@ class _KernelScan(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, gy, gh):
         lib = _load()
-        u, delta, A, Bt, Ct = ctx.saved_tensors
+        u, delta, A, Bt, Ct, D, z = ctx.saved_tensors
         bsz, dim, L = u.shape
         N, Np = ctx.N, A.shape[1]
         gy = torch.zeros_like(u) if gy is None else gy.float().contiguous()
@@ -206,29 +205,35 @@ class _KernelScan(torch.autograd.Function):
             gh = F.pad(gh.float(), (0, Np - N)).contiguous()
         threads = torch.get_num_threads()
         parts = lib.depdet_scan_bwd_parts(dim, threads)
-        gu, gdelta, gA = torch.zeros_like(u), torch.zeros_like(delta), torch.zeros_like(A)
+        gu, gdelta, gA = torch.empty_like(u), torch.empty_like(delta), torch.zeros_like(A)
+        gD = None if D is None else torch.zeros_like(D)
+        gz = None if z is None else torch.empty_like(z)
         gB = Bt.new_zeros(parts, *Bt.shape)
         gC = Ct.new_zeros(parts, *Ct.shape)
-        if L and lib.depdet_scan_bwd(bsz, dim, L, Np, _ptr(u), _ptr(delta), _ptr(A), _ptr(Bt), _ptr(Ct), _ptr(gy),
-                                     _ptr(gh), _ptr(gu), _ptr(gdelta), _ptr(gA), _ptr(gB), _ptr(gC), threads):
+        if L and lib.depdet_scan_bwd(bsz, dim, L, Np, _ptr(u), _ptr(delta), _ptr(A), _ptr(Bt), _ptr(Ct), _ptr(D),
+                                     _ptr(z), _ptr(gy), _ptr(gh), _ptr(gu), _ptr(gdelta), _ptr(gA), _ptr(gB),
+                                     _ptr(gC), _ptr(gD), _ptr(gz), threads):
             raise MemoryError("CPU scan kernel: out of memory")
-        return gu, gdelta, gA[:, :N], gB.sum(0)[..., :N], gC.sum(0)[..., :N]
+        gB = gB[0] if parts == 1 else gB.sum(0)
+        gC = gC[0] if parts == 1 else gC.sum(0)
+        return gu, gdelta, gA[:, :N], gB[..., :N], gC[..., :N], gD, gz
 
 
-def selective_scan_kernel(u, delta, A, Bt, Ct):
-    """Run the compiled scan on CPU float32 tensors; returns ``(y (B, D, L), last state (B, D, N))``.
+def selective_scan_kernel(u, delta, A, Bt, Ct, D=None, z=None):
+    """Run the compiled scan on CPU tensors (float32 inside); returns ``(y (B, D, L), last state (B, D, N))``.
 
     Args:
         u, delta: ``(B, D, L)`` inputs and step sizes (bias and softplus already applied).
         A: ``(D, N)`` state matrix.
         Bt, Ct: ``(B, L, N)`` input and output projections (time-major, unlike ``mamba_ssm``).
+        D: optional ``(D,)`` skip weights; z: optional ``(B, D, L)`` gate: ``y = (scan + D u) * silu(z)``.
 
     Raises:
         RuntimeError: the kernel is not available (see :func:`build_error`).
     """
     if _load() is None:
         raise RuntimeError(f"CPU scan kernel unavailable: {_error}")
-    args = [x.float().contiguous() for x in (u, delta, A, Bt, Ct)]
-    if any(x.device.type != "cpu" for x in args):
+    args = [None if x is None else x.float().contiguous() for x in (u, delta, A, Bt, Ct, D, z)]
+    if any(x is not None and x.device.type != "cpu" for x in args):
         raise ValueError("the CPU scan kernel takes CPU tensors")
     return _KernelScan.apply(*args)
