@@ -13,6 +13,14 @@ torch.set_num_threads(1)
 needs_kernel = pytest.mark.skipif(not K.available(), reason=f"CPU scan kernel not built: {K.build_error()}")
 
 
+@pytest.fixture
+def unloaded(monkeypatch):
+    """The kernel module as if nothing had been built or loaded in this process (restored after)."""
+    monkeypatch.setattr(K, "_lib", None)
+    monkeypatch.setattr(K, "_error", None)
+    monkeypatch.setattr(K, "_tried", False)
+
+
 def _inputs(L, b=2, d=6, n=4, seed=0):
     g = torch.Generator().manual_seed(seed)
     t = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
@@ -30,12 +38,8 @@ def _run(fn, x, names, **kw):
     return y, h, dict(zip(names, grads))
 
 
-@needs_kernel
-@pytest.mark.parametrize("L", [1, 2, 17, 64, 301])
-@pytest.mark.parametrize("n", [1, 4, 12, 16, 20, 33])
-def test_kernel_matches_sequential_outputs_last_state_and_grads(L, n):
-    # n: below, at and above the kernel's 16-state block (padding and several blocks)
-    x = _inputs(L, n=n, seed=L * 100 + n)
+def _assert_kernel_matches_reference(x):
+    """Outputs, last state and the gradients of every input in x: kernel vs sequential loop."""
     names = list(x)
     y_ref, h_ref, g_ref = _run(M.selective_scan_ref, x, names)
     y_k, h_k, g_k = _run(M.selective_scan_cpu, x, names)
@@ -43,6 +47,15 @@ def test_kernel_matches_sequential_outputs_last_state_and_grads(L, n):
     torch.testing.assert_close(h_k, h_ref, rtol=1e-4, atol=1e-5)
     for name in names:
         torch.testing.assert_close(g_k[name], g_ref[name], rtol=1e-4, atol=1e-4, msg=lambda m: f"grad {name}: {m}")
+
+
+@needs_kernel
+@pytest.mark.parametrize("L", [1, 2, 17, 64, 301])
+@pytest.mark.parametrize("n", [1, 4, 12, 16, 20, 33])
+def test_kernel_matches_sequential_outputs_last_state_and_grads(L, n):
+    # n: below, at and above the kernel's 16-state block (padding and several blocks)
+    x = _inputs(L, n=n, seed=L * 100 + n)
+    _assert_kernel_matches_reference(x)
 
 
 @needs_kernel
@@ -51,13 +64,7 @@ def test_kernel_matches_sequential_outputs_last_state_and_grads(L, n):
 def test_kernel_fused_skip_and_gate_are_optional(L, drop):
     # D and z are fused into the kernel: each may be absent (vector body and scalar tail of a row)
     x = {k: v for k, v in _inputs(L, n=12, seed=L).items() if k not in drop}
-    names = list(x)
-    y_ref, h_ref, g_ref = _run(M.selective_scan_ref, x, names)
-    y_k, h_k, g_k = _run(M.selective_scan_cpu, x, names)
-    torch.testing.assert_close(y_k, y_ref, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(h_k, h_ref, rtol=1e-4, atol=1e-5)
-    for name in names:
-        torch.testing.assert_close(g_k[name], g_ref[name], rtol=1e-4, atol=1e-4, msg=lambda m: f"grad {name}: {m}")
+    _assert_kernel_matches_reference(x)
 
 
 @needs_kernel
@@ -133,10 +140,7 @@ def test_dispatch_prefers_kernel_on_cpu_and_env_overrides(monkeypatch):
         M.scan_backend(x["u"])
 
 
-def test_no_compiler_falls_back_to_chunked(monkeypatch, tmp_path):
-    monkeypatch.setattr(K, "_lib", None)
-    monkeypatch.setattr(K, "_error", None)
-    monkeypatch.setattr(K, "_tried", False)
+def test_no_compiler_falls_back_to_chunked(monkeypatch, tmp_path, unloaded):
     monkeypatch.setattr(K, "_compiler", lambda: None)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.delenv(K.ENV_BACKEND, raising=False)
@@ -151,11 +155,8 @@ def test_no_compiler_falls_back_to_chunked(monkeypatch, tmp_path):
         M.scan_backend(x["u"])
 
 
-def test_broken_compiler_output_falls_back(monkeypatch, tmp_path):
+def test_broken_compiler_output_falls_back(monkeypatch, tmp_path, unloaded):
     # a "compiler" that fails: the error is kept, nothing half-written stays in the cache
-    monkeypatch.setattr(K, "_lib", None)
-    monkeypatch.setattr(K, "_error", None)
-    monkeypatch.setattr(K, "_tried", False)
     monkeypatch.setattr(K, "_compiler", lambda: "false")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert not K.available()
@@ -164,10 +165,7 @@ def test_broken_compiler_output_falls_back(monkeypatch, tmp_path):
 
 
 @needs_kernel
-def test_build_is_cached_and_atomic(monkeypatch, tmp_path):
-    monkeypatch.setattr(K, "_lib", None)
-    monkeypatch.setattr(K, "_error", None)
-    monkeypatch.setattr(K, "_tried", False)
+def test_build_is_cached_and_atomic(monkeypatch, tmp_path, unloaded):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert K.available()
     files = sorted(p.name for p in (tmp_path / "depdet" / "kernels").iterdir())
@@ -190,3 +188,14 @@ def test_models_agree_on_kernel_and_chunked_paths(monkeypatch):
     monkeypatch.setenv(K.ENV_BACKEND, "chunked")
     b = model(inputs, masks)
     torch.testing.assert_close(a.logits, b.logits, rtol=1e-4, atol=1e-5)
+
+
+@needs_kernel
+def test_unwritable_cache_builds_in_temp_folder(monkeypatch, tmp_path, unloaded):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")   # the cache path runs through a file: mkdir fails even for root
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    monkeypatch.setattr(K.tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    assert K.available()
+    assert K.library_path().startswith(str(tmp_path / "tmp"))

@@ -10,7 +10,8 @@ gradients plus O(threads x B L N) scratch.
 
 Build: ``$CC`` (else ``gcc``/``cc``) with ``-O3 -march=native`` (no ``-ffast-math``), cached as
 ``$XDG_CACHE_HOME/depdet/kernels/scan_kernel-<hash>.so`` (hash of the source, compiler, flags and
-CPU), written to a temporary file and renamed, so concurrent processes never load a partial file.
+CPU; a temp folder when the cache is not writable), written to a temporary file and renamed, so
+concurrent processes never load a partial file.
 When no compiler is found or the build fails, :func:`available` is False and the models use the
 chunked PyTorch scan; ``DEPDET_SCAN`` chooses explicitly: ``auto`` (default), ``kernel`` or
 ``chunked`` (see :func:`backend`).
@@ -75,11 +76,20 @@ def _build(cc: str) -> Path:
     arch = ["-march=native"]
     key = hashlib.sha256(b"\0".join([src, cc.encode(), " ".join(FLAGS + arch).encode(), _cpu_id().encode(),
                                      platform.machine().encode()])).hexdigest()[:16]
-    out = kernel_dir() / f"scan_kernel-{key}.so"
-    if out.is_file():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".scan_kernel-", suffix=".so", dir=out.parent)
+    name = f"scan_kernel-{key}.so"
+    fallback = Path(tempfile.gettempdir()) / f"depdet-kernels-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    for folder in (kernel_dir(), fallback):   # a read-only home: build in the temp folder instead
+        if (folder / name).is_file():
+            return folder / name
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".scan_kernel-", suffix=".so", dir=folder)
+        except OSError:
+            continue
+        out = folder / name
+        break
+    else:
+        raise RuntimeError(f"cannot write the kernel to {kernel_dir()} or {fallback}")
     os.close(fd)
     try:
         errors = []
