@@ -28,7 +28,6 @@ STAGES = ["decode_audio", "sample_frames_1fps", "egemaps", "landmarks_1fps", "la
 
 
 def run_stage(stage: str, video: Path) -> dict:
-    import numpy as np
 
     from depdet.pipeline import decode
 

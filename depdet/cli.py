@@ -8,7 +8,6 @@ shown only with ``--verbose``.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 from enum import Enum

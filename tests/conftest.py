@@ -1,4 +1,4 @@
-"""Shared fixtures: the GRID clips in ../shared/media/grid (real faces and speech)."""
+"""Shared fixtures: the GRID clips in ../shared/media/grid (real faces and speech), and a CLI runner."""
 
 from __future__ import annotations
 
@@ -28,3 +28,16 @@ def grid_clips() -> list[Path]:
 @pytest.fixture(scope="session")
 def grid_clip(grid_clips) -> Path:
     return grid_clips[0]
+
+
+def run_cli(args, capsys):
+    """Run the real console entry point in-process; return (exit code, stdout, stderr)."""
+    from depdet.cli import main
+
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err

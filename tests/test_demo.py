@@ -11,19 +11,10 @@ import pytest
 import torch
 
 from depdet import SCREENING_DISCLAIMER
-from depdet.cli import main
 from depdet.errors import DataError
+from conftest import run_cli
 from depdet.pipeline.demo import DemoConfig, make_demo_clip, run_demo, synth_voice
 
-
-def run_cli(args, capsys):
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
 
 
 def test_synth_voice_has_syllables_and_pauses():

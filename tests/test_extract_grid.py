@@ -12,20 +12,10 @@ import numpy as np
 import pytest
 
 from depdet.cli import main
-from conftest import needs_grid
+from conftest import needs_grid, run_cli
 
 pytestmark = needs_grid
 
-
-def run_cli(args, capsys):
-    """Run the real console entry point; return (exit code, stdout, stderr)."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
 
 
 def manifest(out: Path) -> dict:

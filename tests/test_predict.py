@@ -16,28 +16,16 @@ import re
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from depdet import SCREENING_DISCLAIMER
-from depdet.cli import main
 from depdet.errors import ConfigError, DataError
 from depdet.pipeline.predict import ABOVE, BELOW, SCHEMA, Predictor, calibrate, run_predict
-from conftest import needs_grid
+from conftest import needs_grid, run_cli
 
 pytestmark = needs_grid
 
-
-def run_cli(args, capsys):
-    """Run the real console entry point; return (exit code, stdout, stderr)."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,9 @@ import re
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from depdet import SCREENING_DISCLAIMER
-from depdet.models.base import DepressionModel, ModelOutput, masked_mean, masked_softmax
+from depdet.models.base import DepressionModel, ModelOutput, masked_softmax
 from depdet.pipeline.evidence import compute_evidence, modality_masking, occlusion_timeline, per_second
 from depdet.pipeline.predict import (ABOVE, BELOW, CSV_COLUMNS, SCHEMA, ClipResult, PredictReport, calibrate,
                                      check_spec, write_results)

@@ -12,20 +12,11 @@ import time
 import numpy as np
 import pytest
 
+from conftest import run_cli
 from depdet.cli import main
 
 TRAIN_ARGS = ["--model", "fusion_concat", "--model-opt", "hidden=16", "--model-opt", "d=16", "--lr", "3e-3",
               "--batch-size", "8", "--threads", "1"]
-
-
-def _cli(argv, capsys):
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as e:
-        code = e.code or 0
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +28,7 @@ def synth_dir(tmp_path_factory):
 
 def test_synth_train_evaluate(synth_dir, tmp_path, capsys):
     run = tmp_path / "run"
-    code, out, err = _cli(["train", "--data", str(synth_dir), *TRAIN_ARGS, "--epochs", "5", "--seeds", "1", "2",
+    code, out, err = run_cli(["train", "--data", str(synth_dir), *TRAIN_ARGS, "--epochs", "5", "--seeds", "1", "2",
                            "--run-dir", str(run)], capsys)
     assert code == 0, err
     assert "SYNTHETIC" in err and "all depressed" in out and "±" in out
@@ -46,7 +37,7 @@ def test_synth_train_evaluate(synth_dir, tmp_path, capsys):
     assert metrics["test_mean_std"]["f1"]["n"] == 2
     assert metrics["test_mean_std"]["f1"]["mean"] > metrics["baseline_all_depressed"]["f1"]
     out_json = tmp_path / "eval.json"
-    code, out, err = _cli(["evaluate", "--checkpoint", str(run / "checkpoint.pt"), "--data", str(synth_dir),
+    code, out, err = run_cli(["evaluate", "--checkpoint", str(run / "checkpoint.pt"), "--data", str(synth_dir),
                            "--out", str(out_json)], capsys)
     assert code == 0, err
     assert "confusion" in out and "per gender" in out and "all depressed" in out
@@ -85,7 +76,7 @@ def test_killed_run_resumes_from_its_checkpoint(synth_dir, tmp_path):
     assert res.returncode == 1 and "different configuration" in res.stderr
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stderr
-    assert "resuming" in res.stderr and f"resumed after epoch" in res.stderr
+    assert "resuming" in res.stderr and "resumed after epoch" in res.stderr
     epochs = [int(r.split(",")[0]) for r in log.read_text().splitlines()[1:]]
     assert epochs == list(range(1, 16))
     assert (run / "seed3" / "result.json").exists() and not (run / "seed3" / "last.pt").exists()
@@ -112,7 +103,7 @@ def _broken(tmp_path, which):
 def test_broken_dataset_gives_one_line_error(tmp_path, capsys, which, message):
     d = _broken(tmp_path, which)
     capsys.readouterr()
-    code, out, err = _cli(["train", "--data", str(d), *TRAIN_ARGS, "--epochs", "1", "--run-dir", str(tmp_path / "r")], capsys)
+    code, out, err = run_cli(["train", "--data", str(d), *TRAIN_ARGS, "--epochs", "1", "--run-dir", str(tmp_path / "r")], capsys)
     assert code == 1
     text = " ".join(err.split())
     assert message in text and "fix:" in text and "Traceback" not in err
@@ -120,8 +111,8 @@ def test_broken_dataset_gives_one_line_error(tmp_path, capsys, which, message):
 
 
 def test_bad_seeds_and_unknown_model(synth_dir, tmp_path, capsys):
-    code, _, err = _cli(["train", "--data", str(synth_dir), "--model", "fusion_concat", "--seeds", "a", "--run-dir",
+    code, _, err = run_cli(["train", "--data", str(synth_dir), "--model", "fusion_concat", "--seeds", "a", "--run-dir",
                          str(tmp_path / "r")], capsys)
     assert code == 1 and "--seeds takes integers" in err
-    code, _, err = _cli(["train", "--data", str(synth_dir), "--model", "nope", "--run-dir", str(tmp_path / "r")], capsys)
+    code, _, err = run_cli(["train", "--data", str(synth_dir), "--model", "nope", "--run-dir", str(tmp_path / "r")], capsys)
     assert code == 1 and "unknown model 'nope'" in err

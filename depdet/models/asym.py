@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from depdet.models.base import DepressionModel, ModelOutput, masked_mean
