@@ -31,7 +31,7 @@ from torch import nn
 
 from depdet.models.base import DepressionModel, ModelOutput, masked_mean
 from depdet.errors import ConfigError
-from depdet.models.depmamba import check_inputs, check_padding, union_mask
+from depdet.models.depmamba import check_inputs, check_padding, pointwise_projections, union_mask
 from depdet.models.mamba import ResConvBlock, ResidualMamba
 from depdet.models.registry import register_model
 
@@ -97,11 +97,7 @@ class ASYM(DepressionModel):
             raise ConfigError(f"scales must be odd positive kernel sizes, got {scales}", hint="e.g. scales=(1, 3, 5)")
         M = len(self.modalities)
         mk = dict(d_state=d_state, d_conv=d_conv, expand=expand, chunk_size=chunk_size)
-        self.proj = nn.ModuleDict()
-        for m, dim in self.input_dims.items():
-            conv = nn.Conv1d(dim, d_model, 1, bias=False)
-            nn.init.xavier_uniform_(conv.weight)
-            self.proj[m] = conv
+        self.proj = pointwise_projections(self.input_dims, d_model)
         self.cnn = nn.ModuleDict({m: ResConvBlock(d_model, d_model, 3, dropout, True) for m in self.modalities})
         self.mamba = nn.ModuleDict({m: ResidualMamba(d_model, masked=not leaky, **mk) for m in self.modalities})
         self.cross = nn.ModuleDict({m: MaskedCrossAttention(d_model, n_heads, dropout, attn_block)

@@ -42,6 +42,16 @@ from depdet.models.registry import register_model
 PADDING_MODES = ("fixed", "original")
 
 
+def pointwise_projections(input_dims: dict[str, int], d_model: int) -> nn.ModuleDict:
+    """Per-modality 1x1 convolutions (no bias, Xavier-uniform) to ``d_model`` channels, as DepMamba's."""
+    proj = nn.ModuleDict()
+    for m, dim in input_dims.items():
+        conv = nn.Conv1d(dim, d_model, 1, bias=False)
+        nn.init.xavier_uniform_(conv.weight)
+        proj[m] = conv
+    return proj
+
+
 def check_padding(padding: str) -> bool:
     """Validate a ``padding`` option; returns True for the leaky ``"original"`` behaviour."""
     if padding not in PADDING_MODES:
@@ -93,11 +103,7 @@ class DepMamba(DepressionModel):
         self.padding = padding
         masked = not leaky
         mk = dict(d_state=d_state, d_conv=d_conv, expand=expand, chunk_size=chunk_size)
-        self.proj = nn.ModuleDict()
-        for m, dim in self.input_dims.items():
-            conv = nn.Conv1d(dim, d_model, 1, bias=False)
-            nn.init.xavier_uniform_(conv.weight)
-            self.proj[m] = conv
+        self.proj = pointwise_projections(self.input_dims, d_model)
         self.co_cnn = nn.ModuleDict({m: ResConvBlock(d_model, d_model, 3, dropout, masked) for m in self.modalities})
         self.co_mamba = CollaborativeBiMamba(d_model, len(self.modalities), leaky_padding=leaky, **mk)
         self.co_norm = nn.ModuleDict({m: nn.LayerNorm(d_model, eps=1e-6) for m in self.modalities})

@@ -46,6 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from depdet.models import scan_kernel
+
 __all__ = [
     "selective_scan", "selective_scan_ref", "selective_scan_chunked", "selective_scan_cpu", "scan_backend",
     "causal_conv1d",
@@ -302,8 +304,6 @@ def selective_scan_cpu(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
     Same arguments and result as :func:`selective_scan_ref`. Raises RuntimeError when the kernel
     cannot be built (no C compiler).
     """
-    from depdet.models import scan_kernel
-
     dtype = u.dtype
     u = u.float()
     delta = _prep_delta(delta, delta_bias, delta_softplus)
@@ -317,11 +317,7 @@ def scan_backend(t: torch.Tensor) -> str:
     """The path :func:`selective_scan` takes for tensor ``t``: ``"cuda"``, ``"kernel"`` or ``"chunked"``."""
     if use_cuda_scan(t):
         return "cuda"
-    if t.device.type == "cpu":
-        from depdet.models import scan_kernel
-
-        return scan_kernel.backend(t)
-    return "chunked"
+    return scan_kernel.backend(t)   # "chunked" for any non-CPU tensor
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,

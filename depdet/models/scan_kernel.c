@@ -16,7 +16,6 @@
  *   hlast, glast            : (B, D, N)
  * with N the padded d_state (a multiple of NB = 16).
  */
-#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -274,9 +273,14 @@ static void *bwd_worker(void *arg) {
     return NULL;
 }
 
-static int run(void *(*fn)(void *), job_t *proto, int nthreads) {
+/* threads actually used: at least 1, at most one per channel */
+static int clamp_threads(int64_t dim, int nthreads) {
     if (nthreads < 1) nthreads = 1;
-    if (nthreads > proto->dim) nthreads = (int)(proto->dim > 0 ? proto->dim : 1);
+    return (int)(nthreads > dim ? (dim > 0 ? dim : 1) : nthreads);
+}
+
+static int run(void *(*fn)(void *), job_t *proto, int nthreads) {
+    nthreads = clamp_threads(proto->dim, nthreads);
     job_t *jobs = (job_t *)calloc((size_t)nthreads, sizeof(job_t));
     pthread_t *th = (pthread_t *)calloc((size_t)nthreads, sizeof(pthread_t));
     if (!jobs || !th) { free(jobs); free(th); return 1; }
@@ -300,10 +304,7 @@ static int run(void *(*fn)(void *), job_t *proto, int nthreads) {
 
 /* Number of partial gB/gC buffers the backward pass needs for `nthreads` (the caller allocates
  * that many (B, L, N) zeroed buffers and sums them). */
-int depdet_scan_bwd_parts(int64_t dim, int nthreads) {
-    if (nthreads < 1) nthreads = 1;
-    return (int)(nthreads > dim ? (dim > 0 ? dim : 1) : nthreads);
-}
+int depdet_scan_bwd_parts(int64_t dim, int nthreads) { return clamp_threads(dim, nthreads); }
 
 /* y = (scan(u) + D u) * silu(z); Dp (D,) and z (B, D, L) may be NULL. */
 int depdet_scan_fwd(int64_t bsz, int64_t dim, int64_t L, int64_t N, const float *u, const float *delta,

@@ -94,7 +94,7 @@ def _build(cc: str) -> Path:
     try:
         errors = []
         for extra in (arch, []):   # -march=native is not known to every compiler/arch
-            cmd = cc.split() + FLAGS + extra + [str(SOURCE), "-o", tmp, "-lm"]
+            cmd = cc.split() + FLAGS + extra + [str(SOURCE), "-o", tmp]
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
             if p.returncode == 0:
                 os.replace(tmp, out)
