@@ -29,7 +29,7 @@ STAGES = ["decode_audio", "sample_frames_1fps", "egemaps", "landmarks_1fps", "la
 
 def run_stage(stage: str, video: Path) -> dict:
 
-    from depdet.pipeline import decode
+    from depdet.pipeline import media as decode
 
     duration = decode.probe(video).duration
     t0 = time.perf_counter()
@@ -57,7 +57,7 @@ def run_stage(stage: str, video: Path) -> dict:
 
         from depdet import weights as W
         from depdet.extractors import vggish as vg
-        from depdet.pipeline.io import sha256_file
+        from depdet.fileio import sha256_file
 
         # Speed does not depend on the weight values: time the network on a seeded random init
         # saved with the official key names (the official file cannot be downloaded here).
@@ -71,8 +71,8 @@ def run_stage(stage: str, video: Path) -> dict:
         f = ex.extract(a, 16000, 1.0)
         extra.update(rows=len(f), note="random weights (official file not downloadable here)")
     elif stage == "end_to_end_dvlog_1fps":
-        from depdet.pipeline.extract import extract_clip
-        from depdet.pipeline.spec import DVLOG
+        from depdet.pipeline.features.extract import extract_clip
+        from depdet.pipeline.features.spec import DVLOG
 
         c = extract_clip(video, DVLOG)
         extra.update(T=c.T, face_ratio=round(c.info["face_ratio"], 4))

@@ -44,8 +44,8 @@ def model_only(names: list[str], rows: int, repeat: int, evidence: bool) -> list
     import torch
 
     from depdet.models import create_model, get_entry
-    from depdet.pipeline.evidence import compute_evidence
-    from depdet.pipeline.spec import DVLOG
+    from depdet.pipeline.inference.evidence import compute_evidence
+    from depdet.pipeline.features.spec import DVLOG
 
     dims = DVLOG.dims
     g = torch.Generator().manual_seed(0)
@@ -77,10 +77,10 @@ def model_only(names: list[str], rows: int, repeat: int, evidence: bool) -> list
 
 
 def demo_checkpoint(workdir: Path) -> Path:
-    from depdet.pipeline.datasets import load_dataset
+    from depdet.pipeline.data.datasets import load_dataset
     from depdet.pipeline.demo import DEMO_MODELS, DemoConfig
-    from depdet.pipeline.synth import SynthConfig, make_synthetic
-    from depdet.pipeline.train import TrainConfig, train
+    from depdet.pipeline.data.synth import SynthConfig, make_synthetic
+    from depdet.pipeline.training.train import TrainConfig, train
 
     cfg = DemoConfig()
     make_synthetic(workdir / "data", SynthConfig(layout="dvlog", n=cfg.n, signal=cfg.signal, seed=0,
@@ -93,8 +93,8 @@ def demo_checkpoint(workdir: Path) -> Path:
 def end_to_end(checkpoint: Path, minutes: float) -> dict:
     from _media import long_vlog
 
-    from depdet.pipeline.extract import extract_clip
-    from depdet.pipeline.predict import Predictor
+    from depdet.pipeline.features.extract import extract_clip
+    from depdet.pipeline.inference.predict import Predictor
 
     video = long_vlog(minutes)
     pred = Predictor(checkpoint)

@@ -37,11 +37,11 @@ def _one(args) -> dict:
     import torch
 
     from depdet.models import create_model
-    from depdet.pipeline.batching import collate
-    from depdet.pipeline.datasets import load_dataset
-    from depdet.pipeline.preprocess import PreprocessConfig, Preprocessor, random_crops
-    from depdet.pipeline.presets import get_preset
-    from depdet.pipeline.splits import own_split
+    from depdet.pipeline.data.batching import collate
+    from depdet.pipeline.data.datasets import load_dataset
+    from depdet.pipeline.data.preprocess import PreprocessConfig, Preprocessor, random_crops
+    from depdet.pipeline.training.presets import get_preset
+    from depdet.pipeline.data.splits import own_split
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -143,7 +143,7 @@ def main() -> None:
 
     tmp = None
     if not args.data:
-        from depdet.pipeline.synth import SynthConfig, make_synthetic
+        from depdet.pipeline.data.synth import SynthConfig, make_synthetic
 
         tmp = tempfile.TemporaryDirectory(prefix="depdet-bench-")
         args.data = str(Path(tmp.name) / "dvlog")

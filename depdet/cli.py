@@ -107,8 +107,9 @@ def extract(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.table import Table
 
-    from depdet.pipeline.extract import ExtractOptions, run_extract
-    from depdet.pipeline.spec import FeatureSpec
+    from depdet.pipeline.extract import run_extract
+    from depdet.pipeline.features.extract import ExtractOptions
+    from depdet.pipeline.features.spec import FeatureSpec
 
     audio_names = _names(audio) or (("vggish",) if layout == Layout.lmvd else ("egemaps",))
     spec = FeatureSpec(audio=audio_names, visual=_names(visual) or ("landmarks",), fps=fps,
@@ -342,7 +343,7 @@ def synth(
     overwrite: Annotated[bool, typer.Option(help="Write into a non-empty folder.")] = False,
 ):
     """Write a SYNTHETIC dataset in the D-Vlog or LMVD layout (for tests and benchmarks)."""
-    from depdet.pipeline.synth import SynthConfig, make_synthetic
+    from depdet.pipeline.data.synth import SynthConfig, make_synthetic
 
     s = make_synthetic(out_dir, SynthConfig(layout=layout, n=n, signal=signal, seed=seed, max_len=max_len,
                                             min_len=min_len, length_scale=length_scale), overwrite=overwrite)
@@ -358,7 +359,7 @@ def train(
     ctx: typer.Context,
     data: Annotated[Path, typer.Option("--data", "-d", help="Dataset folder: D-Vlog, LMVD or `depdet extract` output.")],
     model: Annotated[Optional[str], typer.Option(help="Registry model (see `depdet models`); default: the preset's.")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="A paper's recipe: " + ", ".join(__import__("depdet.pipeline.presets", fromlist=["x"]).list_presets()) + ".")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="A paper's recipe: " + ", ".join(__import__("depdet.pipeline.training.presets", fromlist=["x"]).list_presets()) + ".")] = None,
     run_dir: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/<preset or model>-<data folder name>). Rerun to resume.")] = None,
     seeds: Annotated[Optional[str], typer.Option(help="Seeds, e.g. --seeds 1 2 3 (one run each; mean ± std reported).")] = None,
     layout: Annotated[DataLayout, typer.Option(help="Dataset layout.")] = DataLayout.auto,
@@ -391,8 +392,8 @@ def train(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from depdet.errors import ConfigError
-    from depdet.pipeline.datasets import load_dataset
-    from depdet.pipeline.train import TrainConfig, Trainer
+    from depdet.pipeline.data.datasets import load_dataset
+    from depdet.pipeline.training.train import TrainConfig, Trainer
 
     seed_list = None
     extra = list(ctx.args)
@@ -448,10 +449,10 @@ def evaluate(
     trust_pickle: Annotated[bool, typer.Option(help="Allow scikit-learn checkpoints (pickled; only files you trust).")] = False,
 ):
     """Evaluate a checkpoint: Rich table (beside the all-depressed baseline, per gender) and JSON."""
-    from depdet.pipeline import io as dio
-    from depdet.pipeline.checkpoint import load_checkpoint
-    from depdet.pipeline.datasets import load_dataset
-    from depdet.pipeline.train import evaluate as run_eval
+    from depdet import fileio as dio
+    from depdet.pipeline.inference.checkpoint import load_checkpoint
+    from depdet.pipeline.data.datasets import load_dataset
+    from depdet.pipeline.training.train import evaluate as run_eval
 
     ck = load_checkpoint(checkpoint, "cpu", trust_pickle=trust_pickle)
     ds = load_dataset(data, layout.value, labels=labels, skip_missing=skip_missing)
@@ -479,7 +480,7 @@ def _print_predictions(report) -> None:
     """One Rich table row per clip (disclaimer as caption), warnings, then a failures table."""
     from rich.table import Table
 
-    from depdet.pipeline.predict import ABOVE
+    from depdet.pipeline.inference.predict import ABOVE
 
     title = "depdet screening results" + (" (DEMONSTRATION: synthetic training data, no clinical meaning)"
                                           if report.demonstration else "")
@@ -521,9 +522,9 @@ def predict(
     trust_pickle: Annotated[bool, typer.Option(help="Allow scikit-learn checkpoints (pickled: only files you trust).")] = False,
 ):
     """Screening probability, evidence and report for videos (research use, not a diagnosis)."""
-    from depdet.pipeline.extract import ExtractOptions
-    from depdet.pipeline.predict import run_predict, write_results
-    from depdet.pipeline.report import write_report
+    from depdet.pipeline.features.extract import ExtractOptions
+    from depdet.pipeline.inference.predict import run_predict, write_results
+    from depdet.pipeline.inference.report import write_report
 
     if not inputs and features is None:
         raise DepdetError("nothing to predict", hint="give video files/folders or --features DIR")

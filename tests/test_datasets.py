@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from depdet.errors import ConfigError, DataError
-from depdet.pipeline import io as dio
-from depdet.pipeline.batching import collate
-from depdet.pipeline.datasets import load_dataset
-from depdet.pipeline.preprocess import PreprocessConfig, Preprocessor, random_crops, row_zscore
-from depdet.pipeline.spec import DVLOG, LMVD, FeatureSpec
-from depdet.pipeline.splits import Split, filter_gender, kfold_splits, own_split
-from depdet.pipeline.synth import DVLOG_SHAPE, LMVD_SHAPE, SynthConfig, make_synthetic, plan_folds, sample_lengths
+from depdet import fileio as dio
+from depdet.pipeline.data.batching import collate
+from depdet.pipeline.data.datasets import load_dataset
+from depdet.pipeline.data.preprocess import PreprocessConfig, Preprocessor, random_crops, row_zscore
+from depdet.pipeline.features.spec import DVLOG, LMVD, FeatureSpec
+from depdet.pipeline.data.splits import Split, filter_gender, kfold_splits, own_split
+from depdet.pipeline.data.synth import DVLOG_SHAPE, LMVD_SHAPE, SynthConfig, make_synthetic, plan_folds, sample_lengths
 
 
 @pytest.fixture(scope="module")

@@ -26,9 +26,9 @@ def test_synth_voice_has_syllables_and_pauses():
 
 def test_drawn_clip_has_a_face_dlib_finds_and_voicing(tmp_path):
     """The decision behind the default demo clip: dlib's HOG detector finds the drawn face."""
-    from depdet.pipeline.decode import probe
-    from depdet.pipeline.extract import extract_clip
-    from depdet.pipeline.spec import DVLOG
+    from depdet.pipeline.media import probe
+    from depdet.pipeline.features.extract import extract_clip
+    from depdet.pipeline.features.spec import DVLOG
 
     clip = make_demo_clip(tmp_path / "c.mp4", 6.0, seed=0)
     info = probe(clip)

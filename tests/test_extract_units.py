@@ -11,9 +11,10 @@ import pytest
 from depdet.errors import DataError, MediaError
 from depdet.extractors.base import StreamFeatures
 from depdet.pipeline import store
-from depdet.pipeline.align import align, concat_modality
-from depdet.pipeline.extract import discover_inputs, speech_activity
-from depdet.pipeline.spec import DVLOG, LMVD, FeatureSpec
+from depdet.pipeline.features.timeline import align, concat_modality
+from depdet.pipeline.features.extract import speech_activity
+from depdet.pipeline.media import discover_inputs
+from depdet.pipeline.features.spec import DVLOG, LMVD, FeatureSpec
 
 
 def sf(T, D, fps=1.0, valid=None):
@@ -133,7 +134,7 @@ def test_speech_activity_detects_a_tone_and_not_silence():
 
 
 def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path):
-    from depdet.pipeline import io as dio
+    from depdet import fileio as dio
 
     target = tmp_path / "x.npy"
     dio.save_npy(target, np.ones(3))

@@ -27,7 +27,7 @@ needs_grid = pytest.mark.skipif(not GRID.is_dir(), reason=f"GRID media folder {G
 def grid_audio():
     if not GRID.is_dir():
         pytest.skip(f"GRID media folder {GRID} is absent")
-    from depdet.pipeline.decode import load_audio
+    from depdet.pipeline.media import load_audio
 
     return load_audio(sorted(GRID.glob("*.mpg"))[0], 16000)
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
-from depdet.pipeline.calibration import apply_temperature, choose_threshold, fit_temperature
-from depdet.pipeline.metrics import (all_depressed_baseline, classification_metrics, mean_std, per_group,
+from depdet.pipeline.inference.calibration import apply_temperature, choose_threshold, fit_temperature
+from depdet.pipeline.training.metrics import (all_depressed_baseline, classification_metrics, mean_std, per_group,
                                      selection_score)
 
 

@@ -21,7 +21,7 @@ import torch
 
 from depdet import SCREENING_DISCLAIMER
 from depdet.errors import ConfigError, DataError
-from depdet.pipeline.predict import ABOVE, BELOW, SCHEMA, Predictor, calibrate, run_predict
+from depdet.pipeline.inference.predict import ABOVE, BELOW, SCHEMA, Predictor, calibrate, run_predict
 from conftest import needs_grid, run_cli
 
 pytestmark = needs_grid
@@ -31,9 +31,9 @@ pytestmark = needs_grid
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     """A fusion_concat trained here on synthetic D-Vlog-spec data (a few seconds on one thread)."""
-    from depdet.pipeline.datasets import load_dataset
-    from depdet.pipeline.synth import SynthConfig, make_synthetic
-    from depdet.pipeline.train import TrainConfig, train
+    from depdet.pipeline.data.datasets import load_dataset
+    from depdet.pipeline.data.synth import SynthConfig, make_synthetic
+    from depdet.pipeline.training.train import TrainConfig, train
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("ckpt")
@@ -56,8 +56,8 @@ def videos(tmp_path_factory, grid_clips) -> Path:
 
 
 def test_predict_grid_clip_applies_spec_preprocessing_and_calibration(checkpoint, grid_clip):
-    from depdet.pipeline.checkpoint import load_checkpoint
-    from depdet.pipeline.extract import extract_clip
+    from depdet.pipeline.inference.checkpoint import load_checkpoint
+    from depdet.pipeline.features.extract import extract_clip
 
     pred = Predictor(checkpoint)
     res = pred.predict_clip(grid_clip)
@@ -118,7 +118,7 @@ def test_batch_with_a_corrupt_file_cli_json_csv_and_report(checkpoint, videos, t
 
 def test_predict_from_extracted_features_and_spec_mismatch(checkpoint, grid_clip, tmp_path, capsys):
     from depdet.pipeline.extract import run_extract
-    from depdet.pipeline.spec import DVLOG, FeatureSpec
+    from depdet.pipeline.features.spec import DVLOG, FeatureSpec
 
     feats = tmp_path / "feats"
     run_extract([grid_clip], feats, DVLOG, workers=1)
@@ -153,11 +153,11 @@ def test_bad_invocations_are_one_line_errors(checkpoint, grid_clip, tmp_path, ca
 
 
 def test_sklearn_checkpoint_needs_trust_and_gets_occlusion_evidence(tmp_path, grid_clip, capsys):
-    from depdet.pipeline.checkpoint import load_checkpoint
-    from depdet.pipeline.datasets import load_dataset
-    from depdet.pipeline.extract import extract_clip
-    from depdet.pipeline.synth import SynthConfig, make_synthetic
-    from depdet.pipeline.train import TrainConfig, train
+    from depdet.pipeline.inference.checkpoint import load_checkpoint
+    from depdet.pipeline.data.datasets import load_dataset
+    from depdet.pipeline.features.extract import extract_clip
+    from depdet.pipeline.data.synth import SynthConfig, make_synthetic
+    from depdet.pipeline.training.train import TrainConfig, train
 
     make_synthetic(tmp_path / "data", SynthConfig(layout="dvlog", n=40, signal=3.0, seed=1, min_len=8, max_len=20))
     cfg = TrainConfig(model="lr", seeds=[0], device="cpu", amp=False, epochs=1)

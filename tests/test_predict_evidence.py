@@ -20,11 +20,11 @@ import torch
 
 from depdet import SCREENING_DISCLAIMER
 from depdet.models.base import DepressionModel, ModelOutput, masked_softmax
-from depdet.pipeline.evidence import compute_evidence, modality_masking, occlusion_timeline, per_second
-from depdet.pipeline.predict import (ABOVE, BELOW, CSV_COLUMNS, SCHEMA, ClipResult, PredictReport, calibrate,
+from depdet.pipeline.inference.evidence import compute_evidence, modality_masking, occlusion_timeline, per_second
+from depdet.pipeline.inference.predict import (ABOVE, BELOW, CSV_COLUMNS, SCHEMA, ClipResult, PredictReport, calibrate,
                                      check_spec, write_results)
-from depdet.pipeline.report import render_report, write_report
-from depdet.pipeline.spec import DVLOG, LMVD, FeatureSpec
+from depdet.pipeline.inference.report import render_report, write_report
+from depdet.pipeline.features.spec import DVLOG, LMVD, FeatureSpec
 from depdet.errors import ConfigError
 
 
@@ -231,7 +231,7 @@ class PooledToy:
 
 
 def test_pooled_model_evidence_zeroes_windows_and_modalities():
-    from depdet.pipeline.evidence import compute_evidence_pooled
+    from depdet.pipeline.inference.evidence import compute_evidence_pooled
 
     f = {"visual": np.zeros((5, 3), np.float32), "audio": np.zeros((5, 2), np.float32)}
     f["audio"][3, 0] = 2.0

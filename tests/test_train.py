@@ -10,11 +10,11 @@ import torch
 
 from depdet.errors import ConfigError
 from depdet.models import list_models
-from depdet.pipeline.checkpoint import load_checkpoint
-from depdet.pipeline.datasets import load_dataset
-from depdet.pipeline.presets import PRESETS, get_preset
-from depdet.pipeline.synth import SynthConfig, make_synthetic
-from depdet.pipeline.train import TrainConfig, evaluate, train
+from depdet.pipeline.inference.checkpoint import load_checkpoint
+from depdet.pipeline.data.datasets import load_dataset
+from depdet.pipeline.training.presets import PRESETS, get_preset
+from depdet.pipeline.data.synth import SynthConfig, make_synthetic
+from depdet.pipeline.training.train import TrainConfig, evaluate, train
 
 SMALL_RNN = {"hidden": 16, "d": 16}
 
@@ -69,7 +69,7 @@ def test_strong_signal_is_learned_and_checkpoint_roundtrips(strong, tmp_path):
     probs = ck.predict_proba([s.features for s in test])
     assert np.allclose(probs, [p["probability"] for p in res["predictions"]], atol=1e-6)
     # Preprocessor + collate as the predict agent uses them give the same logits
-    from depdet.pipeline.batching import collate
+    from depdet.pipeline.data.batching import collate
     inputs, masks = collate([ck.preprocessor.transform(test[0].features)])
     with torch.no_grad():
         z = float(ck.model(inputs, masks).logits[0])
@@ -159,7 +159,7 @@ def test_training_refuses_unlabelled_data(tmp_path, strong):
 
 
 def test_lmvd_presets_use_d_state_16_as_the_public_lmvd_configs():
-    from depdet.pipeline.presets import PRESETS
+    from depdet.pipeline.training.presets import PRESETS
 
     for name in ("depmamba-lmvd", "dynmultidep-lmvd"):
         assert PRESETS[name]["model_config"]["d_state"] == 16, name

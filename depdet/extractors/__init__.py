@@ -12,7 +12,15 @@ import importlib
 
 from depdet.errors import ConfigError
 from depdet.extractors.base import Extractor, StreamFeatures
-from depdet.pipeline.spec import EXTRACTOR_DIMS, EXTRACTOR_MODALITY
+
+#: Modality order used everywhere (the DepMamba-family loaders concatenate visual, then audio).
+MODALITIES = ("visual", "audio")
+
+#: Output dimension of each extractor (kept here, free of heavy imports, so specs can be reasoned about
+#: without loading the back ends); the registry checks them against the classes on first use.
+EXTRACTOR_DIMS = {"egemaps": 25, "vggish": 128, "landmarks": 136, "headpose": 6}
+EXTRACTOR_MODALITY = {"egemaps": "audio", "vggish": "audio", "landmarks": "visual", "headpose": "visual"}
+
 
 _WHERE = {
     "egemaps": ("depdet.extractors.egemaps", "Egemaps"),
@@ -32,7 +40,7 @@ class _Registry(dict):
         cls = getattr(importlib.import_module(module), cls_name)
         if cls.dim != EXTRACTOR_DIMS[name] or cls.modality != EXTRACTOR_MODALITY[name] or cls.name != name:
             raise AssertionError(f"extractor {name}: dim/modality {cls.dim}/{cls.modality} disagree with "
-                                 f"depdet.pipeline.spec ({EXTRACTOR_DIMS[name]}/{EXTRACTOR_MODALITY[name]})")
+                                 f"EXTRACTOR_DIMS/EXTRACTOR_MODALITY ({EXTRACTOR_DIMS[name]}/{EXTRACTOR_MODALITY[name]})")
         self[name] = cls
         return cls
 
@@ -77,4 +85,4 @@ def get_extractor(name: str, **options) -> Extractor:
         raise ConfigError(f"bad options for extractor {name!r}: {e}") from e
 
 
-__all__ = ["EXTRACTORS", "Extractor", "StreamFeatures", "get_extractor"]
+__all__ = ["EXTRACTORS", "EXTRACTOR_DIMS", "EXTRACTOR_MODALITY", "MODALITIES", "Extractor", "StreamFeatures", "get_extractor"]

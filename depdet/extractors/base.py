@@ -3,16 +3,40 @@
 An extractor turns decoded media into rows on the output timeline: row ``k`` covers the window
 ``[k / fps, (k + 1) / fps)`` seconds. It returns a :class:`StreamFeatures` with a ``(T, D)`` float32
 array and a ``(T,)`` boolean validity mask (False where, e.g., no face was found or the window
-holds no audio). Alignment (``depdet.pipeline.align``) then truncates all streams to their common
+holds no audio). Alignment (``depdet.pipeline.features.timeline``) then truncates all streams to their common
 span.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import numpy as np
+
+#: Sample rate (Hz) of the mono audio every audio extractor takes (media.load_audio decodes to it).
+SAMPLE_RATE = 16000
+
+#: Tolerance for the row rule: sample times computed as ``pts * time_base`` carry rounding error.
+TIME_EPS = 1e-9
+
+
+def n_rows(duration_s: float, fps: float) -> int:
+    """The row rule, length part: rows ``k`` with ``k / fps < duration_s``, i.e. ``ceil(duration * fps)``.
+
+    A partial last window still gets its row. Every extractor, the decoder and the timeline use this.
+
+    Examples:
+        >>> n_rows(2.98, 1), n_rows(3.0, 25), n_rows(0.0, 5)
+        (3, 75, 0)
+    """
+    return max(0, math.ceil(duration_s * fps - TIME_EPS))
+
+
+def row_of(times_s, fps: float) -> np.ndarray:
+    """The row rule, placement part: the row holding time ``t`` is ``floor(t * fps)`` (row k covers [k/fps, (k+1)/fps))."""
+    return np.floor(np.asarray(times_s, dtype=np.float64) * fps + TIME_EPS).astype(np.int64)
 
 
 @dataclass

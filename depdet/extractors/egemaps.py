@@ -18,13 +18,12 @@ Licence: openSMILE is free for research and education only (audEERING research l
 from __future__ import annotations
 
 import functools
-import math
 import warnings
 
 import numpy as np
 
 from depdet.errors import ExtractionError
-from depdet.extractors.base import Extractor, StreamFeatures
+from depdet.extractors.base import Extractor, StreamFeatures, n_rows, row_of
 
 #: Column names of eGeMAPSv02 LLDs (openSMILE 3.x / opensmile-python 2.x order).
 EGEMAPS_COLUMNS = (
@@ -47,8 +46,8 @@ def _smile():
 
 
 def window_rows(n_samples: int, sr: int, fps: float) -> int:
-    """Rows covering ``n_samples`` at ``sr``: ``ceil(duration * fps)`` (the last window may be partial)."""
-    return max(0, math.ceil(n_samples / sr * fps - 1e-9))
+    """Rows covering ``n_samples`` at ``sr`` (:func:`~depdet.extractors.base.n_rows`)."""
+    return n_rows(n_samples / sr, fps)
 
 
 def mean_per_window(values: np.ndarray, times: np.ndarray, fps: float, T: int) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +64,7 @@ def mean_per_window(values: np.ndarray, times: np.ndarray, fps: float, T: int) -
     valid = np.zeros(T, bool)
     if T == 0 or len(values) == 0:
         return out.astype(np.float32), valid
-    rows = np.floor(np.asarray(times) * fps + 1e-9).astype(np.int64)
+    rows = row_of(times, fps)
     keep = (rows >= 0) & (rows < T)
     rows, vals = rows[keep], np.asarray(values, np.float64)[keep]
     finite = np.isfinite(vals)

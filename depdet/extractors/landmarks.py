@@ -184,7 +184,7 @@ class Landmarks(Extractor):
 
     # -- extractor ----------------------------------------------------------------------------
     def extract(self, frames: Iterable) -> StreamFeatures:
-        """Landmarks for each frame (``depdet.pipeline.decode.Frame`` objects, in index order).
+        """Landmarks for each frame (``depdet.pipeline.media.Frame`` objects, in index order).
 
         Args:
             frames: iterable of frames with ``.index`` and ``.image`` (RGB uint8 H x W x 3).
@@ -203,7 +203,7 @@ class Landmarks(Extractor):
             img = fr.image
             if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
                 raise ExtractionError(f"frame {getattr(fr, 'index', '?')} is not an RGB uint8 image ({img.dtype}, {img.shape})",
-                                      hint="decode frames with depdet.pipeline.decode.iter_frames")
+                                      hint="decode frames with depdet.pipeline.media.iter_frames")
             height, width = img.shape[:2]
             img = np.ascontiguousarray(img)
             box = self.find_face(img, prev)

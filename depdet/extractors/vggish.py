@@ -30,16 +30,14 @@ Weights are local files only (see :mod:`depdet.weights`); nothing is downloaded 
 from __future__ import annotations
 
 import functools
-import math
 import threading
 from pathlib import Path
 
 import numpy as np
 
 from depdet.errors import ExtractionError, WeightsError
-from depdet.extractors.base import Extractor, StreamFeatures
+from depdet.extractors.base import SAMPLE_RATE, Extractor, StreamFeatures, n_rows
 
-SAMPLE_RATE = 16000
 STFT_WINDOW = 400  # 25 ms
 STFT_HOP = 160  # 10 ms
 FFT_SIZE = 512  # next power of two above the window
@@ -116,7 +114,7 @@ def waveform_examples(audio: np.ndarray, fps: float) -> tuple[np.ndarray, np.nda
         (T, 96, 64) float32 patches and (T,) bool validity (at least half the patch is real audio).
     """
     n = len(audio)
-    T = max(0, math.ceil(n / SAMPLE_RATE * fps - 1e-9))
+    T = n_rows(n / SAMPLE_RATE, fps)
     if T == 0:
         return np.zeros((0, EXAMPLE_FRAMES, NUM_BANDS), np.float32), np.zeros(0, bool)
     starts = np.round(np.arange(T) / fps * (SAMPLE_RATE / STFT_HOP)).astype(np.int64)
@@ -355,7 +353,7 @@ class Vggish(Extractor):
         """
         if int(sr) != SAMPLE_RATE:
             raise ExtractionError(f"VGGish needs {SAMPLE_RATE} Hz audio, got {sr} Hz",
-                                  hint="load it with depdet.pipeline.decode.load_audio(path, 16000)")
+                                  hint="load it with depdet.pipeline.media.load_audio(path, 16000)")
         examples, valid = waveform_examples(np.asarray(audio, np.float32).reshape(-1), fps)
         emb = self.embed(examples)
         if self.pca is not None:

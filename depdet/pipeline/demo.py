@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 
 from depdet.errors import ConfigError, DataError
-from depdet.pipeline import io as dio
+from depdet import fileio as dio
 
 DEMO_NOTICE = ("DEMONSTRATION ONLY: model trained on synthetic random data; the clip is a drawn cartoon "
                "face with a synthesised voice. No result here has any clinical or scientific meaning.")
@@ -219,7 +219,7 @@ class DemoResult:
     results: Path
     report_path: Path
     train_summary: dict
-    predict_report: object  # depdet.pipeline.predict.PredictReport
+    predict_report: object  # depdet.pipeline.inference.predict.PredictReport
     seconds: dict = field(default_factory=dict)
 
 
@@ -259,11 +259,11 @@ def run_demo(out: str | Path, config: DemoConfig | None = None, *, clip: str | P
     Returns:
         :class:`DemoResult`.
     """
-    from depdet.pipeline.datasets import load_dataset
-    from depdet.pipeline.predict import run_predict, write_results
-    from depdet.pipeline.report import write_report
-    from depdet.pipeline.synth import SynthConfig, make_synthetic
-    from depdet.pipeline.train import TrainConfig, train
+    from depdet.pipeline.data.datasets import load_dataset
+    from depdet.pipeline.inference.predict import run_predict, write_results
+    from depdet.pipeline.inference.report import write_report
+    from depdet.pipeline.data.synth import SynthConfig, make_synthetic
+    from depdet.pipeline.training.train import TrainConfig, train
 
     cfg = config or DemoConfig()
     if cfg.model not in DEMO_MODELS:

@@ -1,6 +1,6 @@
 """``depdet extract``: raw videos to aligned features on disk, in parallel, resumable.
 
-One clip goes decode -> extractors -> align (:func:`extract_clip`, also used by ``predict``).
+One clip goes decode -> extractors -> align (:func:`~depdet.pipeline.features.extract.extract_clip`).
 A batch (:func:`run_extract`) discovers inputs, skips samples already done (outputs present, source
 SHA-256 and feature configuration unchanged in the manifest), runs the rest in worker processes,
 writes each output atomically, keeps going after per-file failures, and returns a report whose
@@ -15,259 +15,21 @@ import json
 import logging
 import multiprocessing as mp
 import os
-import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-import numpy as np
 
 from depdet import __version__
-from depdet.errors import DataError, DepdetError, ExtractionError, MediaError
-from depdet.extractors.base import StreamFeatures
-from depdet.pipeline import io as dio
+from depdet.errors import DataError, DepdetError, MediaError
+from depdet import fileio as dio
 from depdet.pipeline import store
-from depdet.pipeline.align import align, concat_modality
-from depdet.pipeline.spec import FeatureSpec
+from depdet.pipeline.features.extract import ExtractOptions, extract_clip
+from depdet.pipeline.media import VIDEO_EXTENSIONS, discover_inputs
+from depdet.pipeline.features.spec import FeatureSpec
 
 log = logging.getLogger(__name__)
-
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".mpg", ".mpeg", ".m4v")
-LIST_EXTENSIONS = (".txt", ".lst", ".list")
-SAMPLE_RATE = 16000
-
-# Warning thresholds (also used by predict).
-MIN_ROWS_WARN = 10  # fewer rows than this: "clip too short"
-MIN_FACE_RATIO = 0.5
-MIN_SPEECH_RATIO = 0.2
-
-
-@dataclass
-class ExtractOptions:
-    """Extraction settings that are not part of the feature spec.
-
-    Attributes:
-        detector: face detector for landmarks, ``hog`` (fast, default) or ``cnn`` (dlib MMOD).
-        vggish_weights: explicit path of the VGGish checkpoint (else DEPDET_WEIGHTS_DIR / cache).
-        vggish_postprocess: apply the reference PCA + 8-bit quantisation to VGGish embeddings.
-        allow_partial: keep the streams that could be extracted when one fails (no audio track,
-            no face); otherwise such a clip fails.
-    """
-
-    detector: str = "hog"
-    vggish_weights: str | None = None
-    vggish_postprocess: bool = True
-    allow_partial: bool = False
-
-    def config_key(self) -> dict:
-        """The options that change feature values (the path of the weights does not)."""
-        return {"detector": self.detector, "vggish_postprocess": self.vggish_postprocess}
-
-
-@dataclass
-class ClipFeatures:
-    """One clip's aligned features (visual first), ready to store or to feed a model."""
-
-    sample_id: str
-    path: Path
-    features: dict[str, np.ndarray]
-    valid: dict[str, np.ndarray]
-    duration: float
-    info: dict = field(default_factory=dict)
-
-    @property
-    def T(self) -> int:
-        return next(iter(self.features.values())).shape[0]
-
-
-# ------------------------------------------------------------------------------------ inputs
-def _sanitize(stem: str) -> str:
-    s = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._")
-    return s or "clip"
-
-
-def discover_inputs(paths: Iterable[str | Path]) -> list[tuple[str, Path]]:
-    """Expand files, folders (recursive) and list files into ``(sample_id, path)`` pairs.
-
-    Sample ids are file stems (characters other than letters, digits, ``._-`` become ``_``). When
-    two inputs share a stem, each gets ``<stem>-<6 hex of SHA-1 of its path relative to the input
-    it was found under>``, which does not depend on the order of discovery.
-
-    Raises:
-        MediaError: a named path does not exist, or a named file has an unsupported extension.
-    """
-    found: list[tuple[Path, str]] = []  # (path, relative key)
-    for p in paths:
-        p = Path(p)
-        if not p.exists():
-            raise MediaError("no such file or folder", path=p)
-        if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS and not f.name.startswith("."):
-                    found.append((f, f.relative_to(p).as_posix()))
-        elif p.suffix.lower() in LIST_EXTENSIONS:
-            for line in p.read_text(encoding="utf-8").splitlines():
-                line = line.strip()
-                if not line or line.startswith("#"):
-                    continue
-                f = Path(line)
-                f = f if f.is_absolute() else (p.parent / f)
-                found.append((f, line))
-        elif p.suffix.lower() in VIDEO_EXTENSIONS:
-            found.append((p, p.name))
-        else:
-            raise MediaError(f"unsupported extension {p.suffix!r}",
-                             path=p, hint=f"use one of {' '.join(VIDEO_EXTENSIONS)} or a .txt list of paths")
-    seen: dict[Path, str] = {}
-    for f, key in found:  # the same file named twice is one input
-        seen.setdefault(f.resolve(), key)
-    by_stem: dict[str, list[tuple[Path, str]]] = {}
-    for f, key in seen.items():
-        by_stem.setdefault(_sanitize(f.stem), []).append((f, key))
-    out = []
-    for stem, items in by_stem.items():
-        if len(items) == 1:
-            out.append((stem, items[0][0]))
-        else:
-            for f, key in items:
-                out.append((f"{stem}-{hashlib.sha1(key.encode()).hexdigest()[:6]}", f))
-    return sorted(out)
-
-
-# ------------------------------------------------------------------------------------ one clip
-def speech_activity(audio: np.ndarray, sr: int, fps: float, T: int) -> np.ndarray:
-    """Per-row voice-activity flags from short-time energy (a coverage indicator, not a VAD model).
-
-    A 30 ms frame is active when its RMS is above max(-45 dBFS, the 95th-percentile frame level
-    - 30 dB); a row is speech when at least 20 % of its frames are active.
-    """
-    hop = int(0.03 * sr)
-    n = len(audio) // hop
-    if n == 0 or T == 0:
-        return np.zeros(T, bool)
-    frames = audio[: n * hop].reshape(n, hop).astype(np.float64)
-    db = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
-    active = db > max(-45.0, np.percentile(db, 95) - 30.0)
-    t = (np.arange(n) + 0.5) * hop / sr
-    row = np.minimum((t * fps).astype(int), T - 1)
-    frac = np.bincount(row, weights=active, minlength=T) / np.maximum(np.bincount(row, minlength=T), 1)
-    return frac >= 0.2
-
-
-def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | None = None,
-                 sample_id: str | None = None) -> ClipFeatures:
-    """Extract one clip's features per ``spec`` and align them.
-
-    Args:
-        path: a video file.
-        spec: which extractors, the output rate and the landmark normalisation.
-        options: detector, VGGish weights, partial-output policy.
-        sample_id: id to record (defaults to the sanitised stem).
-
-    Returns:
-        :class:`ClipFeatures` with ``features``/``valid`` for "visual" then "audio". With
-        ``allow_partial``, a modality that could not be extracted is all zeros and invalid and is
-        listed in ``info["missing"]``.
-
-    Raises:
-        MediaError: undecodable input, or a needed stream absent (without ``allow_partial``).
-        ExtractionError: no face in any sampled frame (without ``allow_partial``).
-    """
-    from depdet.extractors import get_extractor
-    from depdet.extractors.landmarks import row_zscore
-    from depdet.pipeline import decode
-
-    options = options or ExtractOptions()
-    path = Path(path)
-    media = decode.probe(path)
-    fps = spec.fps
-    info: dict = {"warnings": [], "missing": []}
-    streams: dict[str, StreamFeatures] = {}
-    errors: dict[str, DepdetError] = {}
-    audio = None
-
-    def audio_branch():
-        if not media.has_audio:
-            raise MediaError("no audio track", path=path,
-                             hint="use a file with sound, or --allow-partial to keep the visual features")
-        samples = decode.load_audio(path, SAMPLE_RATE)
-        if samples.size == 0:
-            raise MediaError("the audio track is empty", path=path)
-        parts = []
-        for name in spec.audio:
-            kw = {"weights_path": options.vggish_weights, "postprocess": options.vggish_postprocess} if name == "vggish" else {}
-            parts.append(get_extractor(name, **kw).extract(samples, SAMPLE_RATE, fps))
-        return samples, concat_modality(parts)
-
-    def visual_branch():
-        if not media.has_video:
-            raise MediaError("no video stream (audio-only file)", path=path, hint="depdet needs a video with a face")
-        lm = get_extractor("landmarks", detector=options.detector)
-        raw = lm.extract(decode.iter_frames(path, fps))
-        if len(raw) == 0:
-            raise MediaError("no frames could be decoded", path=path)
-        info["face_ratio"] = float(raw.valid.mean())
-        if not raw.valid.any():
-            raise ExtractionError(f"no face found in any of the {len(raw)} sampled frames", path=path,
-                                  hint="check the video shows a face, try --detector cnn, or use --allow-partial")
-        parts = []
-        for name in spec.visual:
-            if name == "landmarks":
-                vals = row_zscore(raw.values, raw.valid) if spec.landmark_norm == "row-zscore" else raw.values
-                parts.append(StreamFeatures(vals, raw.valid, fps, raw.info))
-            else:
-                parts.append(get_extractor(name).extract(raw, raw.info.get("width", media.width),
-                                                         raw.info.get("height", media.height)))
-        return concat_modality(parts)
-
-    # The audio branch (FFmpeg decode + openSMILE/VGGish, native code that releases the GIL) runs in a
-    # thread beside the visual branch (decode + dlib), so one clip uses two cores.
-    with cf.ThreadPoolExecutor(1) as pool:
-        audio_future = pool.submit(audio_branch)
-        try:
-            streams["visual"] = visual_branch()
-        except DepdetError as e:
-            errors["visual"] = e
-        try:
-            audio, streams["audio"] = audio_future.result()
-        except DepdetError as e:
-            errors["audio"] = e
-
-    if errors and (not options.allow_partial or len(errors) == 2):
-        raise next(iter(errors.values()))
-    for modality, e in errors.items():
-        info["missing"].append(modality)
-        info["warnings"].append(f"{modality} missing: {e.message}")
-
-    aligned = align(streams)
-    T = aligned.T
-    dims = spec.dims
-    features, valid = {}, {}
-    for modality in ("visual", "audio"):
-        if modality in aligned.values:
-            features[modality], valid[modality] = aligned.values[modality], aligned.valid[modality]
-        else:
-            features[modality] = np.zeros((T, dims[modality]), np.float32)
-            valid[modality] = np.zeros(T, bool)
-
-    info["lengths"] = aligned.lengths
-    info["dropped_rows"] = aligned.dropped
-    if "visual" in aligned.valid:
-        info["face_ratio"] = float(aligned.valid["visual"].mean()) if T else 0.0
-    else:
-        info.setdefault("face_ratio", 0.0)
-    info["speech_ratio"] = float(speech_activity(audio, SAMPLE_RATE, fps, T).mean()) if audio is not None and T else 0.0
-    if T < MIN_ROWS_WARN:
-        info["warnings"].append(f"clip too short: {T} rows at {fps:g}/s (models were trained on minutes)")
-    if "visual" not in info["missing"] and info["face_ratio"] < MIN_FACE_RATIO:
-        info["warnings"].append(f"face found in only {info['face_ratio']:.0%} of sampled frames")
-    if "audio" not in info["missing"] and info["speech_ratio"] < MIN_SPEECH_RATIO:
-        info["warnings"].append(f"mostly silence: speech in {info['speech_ratio']:.0%} of the clip")
-    if max(aligned.dropped.values(), default=0) > 1:
-        info["warnings"].append(f"stream lengths differ by more than one row: {aligned.lengths}")
-    return ClipFeatures(sample_id or _sanitize(path.stem), path, features, valid, media.duration, info)
-
 
 # ------------------------------------------------------------------------------------ batch
 def config_hash(spec: FeatureSpec, options: ExtractOptions, layout: str) -> str:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from depdet.errors import WeightsError
-from depdet.pipeline.io import atomic_path, sha256_file
+from depdet.fileio import atomic_path, sha256_file
 
 ENV_DIR = "DEPDET_WEIGHTS_DIR"
 

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from depdet.errors import ConfigError
-from depdet.pipeline.spec import EXTRACTOR_DIMS, FeatureSpec
+from depdet.pipeline.features.spec import EXTRACTOR_DIMS, FeatureSpec
 
 
 @dataclass

@@ -45,16 +45,16 @@ import torch
 from depdet import __version__
 from depdet.errors import ConfigError, DataError
 from depdet.models.registry import create_model, get_entry
-from depdet.pipeline import io as dio
-from depdet.pipeline.batching import collate
-from depdet.pipeline.calibration import THRESHOLD_METHODS, apply_temperature, choose_threshold, fit_temperature
-from depdet.pipeline.checkpoint import build_checkpoint, predict_logits, save_checkpoint
-from depdet.pipeline.datasets import Dataset
-from depdet.pipeline.metrics import (SELECTION_CRITERIA, all_depressed_baseline, classification_metrics, mean_std,
+from depdet import fileio as dio
+from depdet.pipeline.data.batching import collate
+from depdet.pipeline.inference.calibration import THRESHOLD_METHODS, apply_temperature, choose_threshold, fit_temperature
+from depdet.pipeline.inference.checkpoint import build_checkpoint, predict_logits, save_checkpoint
+from depdet.pipeline.data.datasets import Dataset
+from depdet.pipeline.training.metrics import (SELECTION_CRITERIA, all_depressed_baseline, classification_metrics, mean_std,
                                      per_group, selection_score)
-from depdet.pipeline.preprocess import PreprocessConfig, Preprocessor, random_crops
-from depdet.pipeline.presets import get_preset
-from depdet.pipeline.splits import Split, filter_gender, kfold_splits, own_split
+from depdet.pipeline.data.preprocess import PreprocessConfig, Preprocessor, random_crops
+from depdet.pipeline.training.presets import get_preset
+from depdet.pipeline.data.splits import Split, filter_gender, kfold_splits, own_split
 
 LOG_COLUMNS = ("epoch", "train_loss", "valid_loss", "valid_acc", "valid_precision", "valid_recall", "valid_f1",
                "valid_weighted_f1", "valid_auc", "valid_score", "best", "lr", "seconds")

@@ -32,7 +32,7 @@ Output schema (``--out results.json``, ``schema: "depdet.predict/1"``)::
         "face_coverage": float | null,        # fraction of sampled frames with a face
         "speech_coverage": float | null,      # fraction of rows with voice activity
         "warnings": [str],
-        "evidence": null | {                  # see depdet.pipeline.evidence.Evidence
+        "evidence": null | {                  # see depdet.pipeline.inference.evidence.Evidence
           "timeline_method": "attention" | "occlusion", "timeline_unit": str,
           "window_s": float | null, "timeline": [float per second],
           "modality_method": "model_weights" | "masking",
@@ -63,8 +63,8 @@ import numpy as np
 
 from depdet import SCREENING_DISCLAIMER, __version__
 from depdet.errors import ConfigError, DataError, DepdetError
-from depdet.pipeline import io as dio
-from depdet.pipeline.spec import FeatureSpec
+from depdet import fileio as dio
+from depdet.pipeline.features.spec import FeatureSpec
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class ClipResult:
     face_coverage: float | None = None
     speech_coverage: float | None = None
     warnings: list[str] = field(default_factory=list)
-    evidence: object | None = None  # depdet.pipeline.evidence.Evidence
+    evidence: object | None = None  # depdet.pipeline.inference.evidence.Evidence
     seconds: float = 0.0
 
     @property
@@ -161,7 +161,7 @@ class Predictor:
 
     def __init__(self, checkpoint: str | Path, *, extract_options=None, evidence: bool = True,
                  window_s: float | None = None, trust_pickle: bool = False):
-        from depdet.pipeline.checkpoint import load_checkpoint
+        from depdet.pipeline.inference.checkpoint import load_checkpoint
 
         self.path = Path(checkpoint)
         self.ckpt = load_checkpoint(self.path, map_location="cpu", trust_pickle=trust_pickle)
@@ -195,7 +195,7 @@ class Predictor:
         """
         import torch
 
-        from depdet.pipeline.batching import collate
+        from depdet.pipeline.data.batching import collate
 
         dims = self.spec.dims
         for m, arr in features.items():
@@ -209,7 +209,7 @@ class Predictor:
             logit = math.log(p_raw / (1 - p_raw))
             ev = None
             if self.evidence:
-                from depdet.pipeline.evidence import compute_evidence_pooled
+                from depdet.pipeline.inference.evidence import compute_evidence_pooled
 
                 ev = compute_evidence_pooled(self.model, feats, fps=self.spec.fps, temperature=self.temperature,
                                              window_s=self.window_s, valid=valid)
@@ -220,7 +220,7 @@ class Predictor:
             logit = float(out.logits.reshape(-1)[0])
             ev = None
             if self.evidence:
-                from depdet.pipeline.evidence import compute_evidence
+                from depdet.pipeline.inference.evidence import compute_evidence
 
                 ev = compute_evidence(self.model, inputs, masks, fps=self.spec.fps, temperature=self.temperature,
                                       window_s=self.window_s, output=out, valid=valid)
@@ -237,7 +237,7 @@ class Predictor:
 
     def predict_clip(self, path: str | Path, sample_id: str | None = None) -> ClipResult:
         """Extract one video with the checkpoint's spec and score it (raises DepdetError on bad input)."""
-        from depdet.pipeline.extract import extract_clip
+        from depdet.pipeline.features.extract import extract_clip
 
         clip = extract_clip(path, self.spec, self.extract_options, sample_id=sample_id)
         return self._result(clip.sample_id, path, clip.features, clip.valid, clip.duration, clip.info)
@@ -377,7 +377,7 @@ def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *
         for sid, row in samples:
             run_one(sid, row.get("source", sid), lambda sid=sid, row=row: pred.predict_stored(Path(features_dir), sid, row, layout))
     else:
-        from depdet.pipeline.extract import discover_inputs
+        from depdet.pipeline.media import discover_inputs
 
         if "vggish" in pred.spec.audio:  # fail once, before the batch, not once per file
             from depdet.extractors.vggish import resolve_weights

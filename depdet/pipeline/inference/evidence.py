@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from depdet.extractors.base import n_rows, row_of
+
 #: Occlusion runs at most this many windows per clip by default; longer clips use wider windows.
 DEFAULT_MAX_WINDOWS = 120
 
@@ -88,7 +90,7 @@ def per_second(values: np.ndarray, fps: float, reduce: str = "sum") -> np.ndarra
     T = values.shape[0]
     if T == 0:
         return np.zeros(0)
-    sec = np.floor(np.arange(T) / fps + 1e-9).astype(int)
+    sec = row_of(np.arange(T) / fps, 1.0)
     S = int(sec[-1]) + 1
     total = np.bincount(sec, weights=values, minlength=S)
     if reduce == "sum":
@@ -140,7 +142,7 @@ def occlusion_timeline(model, inputs: dict, masks: dict, *, fps: float, temperat
         ``(timeline (S,), window_s)`` with ``S = ceil(L / fps)`` seconds.
     """
     L = next(iter(masks.values())).shape[1]
-    S = int(math.ceil(L / fps - 1e-9)) if L else 0
+    S = n_rows(L / fps, 1.0)
     win = choose_window(S, window_s, max_windows)
     p_full = torch.sigmoid(_logits(model, inputs, masks) / temperature)[0]
     starts = np.arange(0.0, S, win)
@@ -262,7 +264,7 @@ def compute_evidence_pooled(model, features: dict[str, np.ndarray], *, fps: floa
 
     sig = lambda z: 1.0 / (1.0 + np.exp(-z))  # noqa: E731
     T = next(iter(features.values())).shape[0]
-    S = int(math.ceil(T / fps - 1e-9)) if T else 0
+    S = n_rows(T / fps, 1.0)
     win = choose_window(S, window_s, max_windows)
     full = logits([features])[0]
     starts = np.arange(0.0, S, win)

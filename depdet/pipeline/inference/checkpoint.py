@@ -30,11 +30,11 @@ import torch
 from depdet import __version__
 from depdet.errors import ConfigError, DataError
 from depdet.models.registry import create_model, get_entry
-from depdet.pipeline import io as dio
-from depdet.pipeline.batching import collate
-from depdet.pipeline.calibration import apply_temperature
-from depdet.pipeline.preprocess import Preprocessor
-from depdet.pipeline.spec import FeatureSpec
+from depdet import fileio as dio
+from depdet.pipeline.data.batching import collate
+from depdet.pipeline.inference.calibration import apply_temperature
+from depdet.pipeline.data.preprocess import Preprocessor
+from depdet.pipeline.features.spec import FeatureSpec
 
 FORMAT = "depdet-checkpoint"
 FORMAT_VERSION = 1

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from depdet.errors import DataError
-from depdet.pipeline.spec import DVLOG, LMVD, MODALITIES, FeatureSpec
+from depdet.pipeline.features.spec import DVLOG, LMVD, MODALITIES, FeatureSpec
 
 LAYOUTS = ("auto", "dvlog", "lmvd")
 POSITIVE = {"1", "depression", "depressed", "true", "yes"}

@@ -11,15 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from depdet.errors import ConfigError
-
-#: Modality order used everywhere (the DepMamba-family loaders concatenate visual, then audio).
-MODALITIES = ("visual", "audio")
-
-#: Output dimension of each extractor (kept here so specs can be reasoned about without importing
-#: the heavy extractor back ends). ``depdet.extractors`` asserts that these agree with the classes.
-EXTRACTOR_DIMS = {"egemaps": 25, "vggish": 128, "landmarks": 136, "headpose": 6}
-EXTRACTOR_MODALITY = {"egemaps": "audio", "vggish": "audio", "landmarks": "visual", "headpose": "visual"}
-
+from depdet.extractors import EXTRACTOR_DIMS, EXTRACTOR_MODALITY, MODALITIES
 
 @dataclass(frozen=True)
 class FeatureSpec:

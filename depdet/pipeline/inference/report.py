@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from depdet import SCREENING_DISCLAIMER
-from depdet.pipeline import io as dio
+from depdet import fileio as dio
 
 _COLORS = {"visual": "#4C72B0", "audio": "#DD8452"}
 _CSS = """
@@ -167,7 +167,7 @@ def _clip_section(r) -> str:
 
 
 def render_report(report) -> str:
-    """HTML text for a :class:`~depdet.pipeline.predict.PredictReport`."""
+    """HTML text for a :class:`~depdet.pipeline.inference.predict.PredictReport`."""
     e = html.escape
     ck = report.checkpoint
     results = report.results

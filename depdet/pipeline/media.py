@@ -18,22 +18,22 @@ first audio sample are both at t = 0.
 
 from __future__ import annotations
 
-import math
+import hashlib
+import re
 import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
 from depdet.errors import MediaError
+from depdet.extractors.base import SAMPLE_RATE, n_rows
 
 #: Container extensions depdet looks for when given a folder (FFmpeg decides by content, not name).
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".mpg", ".mpeg", ".m4v")
 
-#: Sample rate every audio extractor expects.
-SAMPLE_RATE = 16000
 
 #: Tolerance (s) when comparing sample times with frame timestamps (rounding of pts * time_base).
 _EPS = 1e-6
@@ -362,4 +362,61 @@ def iter_frames(path: str | Path, fps: float) -> Iterator[Frame]:
 
 def count_frames(duration: float, fps: float) -> int:
     """Number of sample times ``k / fps`` that fall before ``duration`` (``ceil(duration * fps)``)."""
-    return max(0, math.ceil(duration * fps - 1e-9))
+    return n_rows(duration, fps)
+
+
+# ------------------------------------------------------------------------------------ inputs
+LIST_EXTENSIONS = (".txt", ".lst", ".list")
+
+
+def sanitize_id(stem: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._")
+    return s or "clip"
+
+
+def discover_inputs(paths: Iterable[str | Path]) -> list[tuple[str, Path]]:
+    """Expand files, folders (recursive) and list files into ``(sample_id, path)`` pairs.
+
+    Sample ids are file stems (characters other than letters, digits, ``._-`` become ``_``). When
+    two inputs share a stem, each gets ``<stem>-<6 hex of SHA-1 of its path relative to the input
+    it was found under>``, which does not depend on the order of discovery.
+
+    Raises:
+        MediaError: a named path does not exist, or a named file has an unsupported extension.
+    """
+    found: list[tuple[Path, str]] = []  # (path, relative key)
+    for p in paths:
+        p = Path(p)
+        if not p.exists():
+            raise MediaError("no such file or folder", path=p)
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS and not f.name.startswith("."):
+                    found.append((f, f.relative_to(p).as_posix()))
+        elif p.suffix.lower() in LIST_EXTENSIONS:
+            for line in p.read_text(encoding="utf-8").splitlines():
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                f = Path(line)
+                f = f if f.is_absolute() else (p.parent / f)
+                found.append((f, line))
+        elif p.suffix.lower() in VIDEO_EXTENSIONS:
+            found.append((p, p.name))
+        else:
+            raise MediaError(f"unsupported extension {p.suffix!r}",
+                             path=p, hint=f"use one of {' '.join(VIDEO_EXTENSIONS)} or a .txt list of paths")
+    seen: dict[Path, str] = {}
+    for f, key in found:  # the same file named twice is one input
+        seen.setdefault(f.resolve(), key)
+    by_stem: dict[str, list[tuple[Path, str]]] = {}
+    for f, key in seen.items():
+        by_stem.setdefault(sanitize_id(f.stem), []).append((f, key))
+    out = []
+    for stem, items in by_stem.items():
+        if len(items) == 1:
+            out.append((stem, items[0][0]))
+        else:
+            for f, key in items:
+                out.append((f"{stem}-{hashlib.sha1(key.encode()).hexdigest()[:6]}", f))
+    return sorted(out)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from depdet.pipeline.spec import MODALITIES
+from depdet.pipeline.features.spec import MODALITIES
 
 
 def collate(samples: list[dict], max_len: int | None = None) -> tuple[dict, dict]:

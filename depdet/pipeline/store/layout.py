@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from depdet.errors import DataError
-from depdet.pipeline import io as dio
+from depdet import fileio as dio
 
 LAYOUTS = ("dvlog", "lmvd")
 MANIFEST = "manifest.jsonl"
