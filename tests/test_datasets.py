@@ -207,30 +207,46 @@ def test_standardisation_uses_training_samples_only_and_roundtrips():
     rng = np.random.default_rng(0)
     train = [{"visual": rng.normal(size=(10, 136)).astype(np.float32), "audio": rng.normal(3, 2, size=(10, 25)).astype(np.float32)}
              for _ in range(4)]
-    train[0]["visual"][:3] = 0  # no-face rows: excluded from the statistics and kept at zero
+    valid = [{"visual": np.ones(10, bool), "audio": np.ones(10, bool)} for _ in train]
+    valid[0]["visual"][:3] = False  # no-face rows: excluded from the statistics and zero after transform
+    train[0]["visual"][:3] = 1e6  # whatever their values
+    valid[1]["audio"][5:] = False  # no-audio rows likewise
+    train[1]["audio"][5:] = -1e6
     other = {"visual": rng.normal(size=(8, 136)).astype(np.float32), "audio": rng.normal(100, 1, size=(8, 25)).astype(np.float32)}
-    pre = Preprocessor(PreprocessConfig(), DVLOG, {"visual": 136, "audio": 25}).fit(train)
-    audio = np.concatenate([t["audio"] for t in train])
+    pre = Preprocessor(PreprocessConfig(), DVLOG, {"visual": 136, "audio": 25}).fit(train, valid)
+    audio = np.concatenate([t["audio"][v["audio"]] for t, v in zip(train, valid)])
     assert np.allclose(pre.mean["audio"], audio.mean(0), atol=1e-4)
+    assert np.abs(pre.mean["visual"]).max() < 1  # the 1e6 rows were not counted
     out = pre.transform(other)
     assert out["audio"].mean() > 10  # statistics did not see `other`
-    t0 = pre.transform(train[0])
-    assert np.all(t0["visual"][:3] == 0)
+    t0 = pre.transform(train[0], valid[0])
+    assert np.all(t0["visual"][:3] == 0) and np.all(t0["visual"][3:] != 0)
+    assert train[0]["visual"][0, 0] == 1e6  # the caller's arrays are not changed
+    t1 = pre.transform(train[1], valid[1])
+    assert np.all(t1["audio"][5:] == 0)
     re = Preprocessor.from_state_dict(json.loads(json.dumps(pre.state_dict())))
     assert np.allclose(re.transform(other)["audio"], out["audio"])
     with pytest.raises(ConfigError, match="columns"):
         pre.transform({"visual": np.zeros((3, 130)), "audio": np.zeros((3, 25))})
 
 
-def test_collate_pads_and_masks_lengths_and_no_face_rows():
+def test_collate_pads_and_masks_lengths_and_stored_validity():
     a = {"visual": np.ones((4, 3), np.float32), "audio": np.ones((4, 2), np.float32)}
     b = {"visual": np.ones((2, 3), np.float32), "audio": np.ones((2, 2), np.float32)}
-    b["visual"][1] = 0
-    inputs, masks = collate([a, b])
+    va = {"visual": np.ones(4, bool), "audio": np.array([True, False, True, True])}  # a no-audio row
+    vb = {"visual": np.array([True, False]), "audio": np.ones(2, bool)}  # a no-face row (values not zero)
+    inputs, masks = collate([a, b], [va, vb])
     assert list(inputs) == ["visual", "audio"]
     assert inputs["visual"].shape == (2, 4, 3) and inputs["audio"].dtype == torch.float32
-    assert masks["audio"].tolist() == [[True] * 4, [True, True, False, False]]
+    assert masks["audio"].tolist() == [[True, False, True, True], [True, True, False, False]]
     assert masks["visual"].tolist() == [[True] * 4, [True, False, False, False]]
+    assert float(inputs["visual"][1, 1].abs().sum()) == 0 and float(inputs["audio"][0, 1].abs().sum()) == 0
+    # without validity, only lengths mask (no guessing from values)
+    b["visual"][1] = 0
+    _, masks = collate([a, b])
+    assert masks["visual"].tolist() == [[True] * 4, [True, True, False, False]]
+    _, masks = collate([a, b], max_len=3)
+    assert masks["audio"].shape == (2, 3)
 
 
 def test_random_crops_are_seeded_and_long_enough():

@@ -190,9 +190,12 @@ def test_pooled_statistics_use_valid_rows_only():
 
     v = np.array([[1.0, 2.0], [0.0, 0.0], [3.0, 6.0]])
     a = np.zeros((3, 1))
-    s = pooled_statistics({"visual": v, "audio": a}, {"visual": 2, "audio": 1})
+    masks = {"visual": np.array([True, False, True]), "audio": np.zeros(3, bool)}
+    s = pooled_statistics({"visual": v, "audio": a}, {"visual": 2, "audio": 1}, masks=masks)
     np.testing.assert_allclose(s[:9], [2, 4, 1, 2, 1, 2, 3, 6, 1])  # mean, std, min, max, present
     np.testing.assert_allclose(s[9:], [0, 0, 0, 0, 0])  # no valid audio row -> zeros, flag 0
+    s0 = pooled_statistics({"visual": v, "audio": a}, {"visual": 2, "audio": 1})  # no masks: every row counts
+    np.testing.assert_allclose(s0[:2], [4 / 3, 8 / 3])
     s2 = pooled_statistics({"visual": v, "audio": a}, {"visual": 2, "audio": 1},
                            masks={"visual": np.array([True, True, False])})
     np.testing.assert_allclose(s2[:2], [0.5, 1.0])

@@ -223,14 +223,15 @@ def test_single_clip_report_has_no_summary_and_escapes_names(tmp_path):
 
 
 class PooledToy:
-    """sklearn-kind stand-in: p = sigmoid(sum of the first audio column + visual column 0)."""
+    """sklearn-kind stand-in: p = sigmoid(sum over valid rows of the first audio column + visual column 0)."""
 
-    def predict_proba(self, batch):
-        z = np.array([f["audio"][:, 0].sum() + f["visual"][:, 0].sum() for f in batch])
+    def predict_proba(self, batch, masks):
+        z = np.array([f["audio"][mk["audio"], 0].sum() + f["visual"][mk["visual"], 0].sum()
+                      for f, mk in zip(batch, masks)])
         return 1 / (1 + np.exp(-z))
 
 
-def test_pooled_model_evidence_zeroes_windows_and_modalities():
+def test_pooled_model_evidence_masks_windows_and_modalities():
     from depdet.pipeline.inference.evidence import compute_evidence_pooled
 
     f = {"visual": np.zeros((5, 3), np.float32), "audio": np.zeros((5, 2), np.float32)}

@@ -66,11 +66,11 @@ def test_strong_signal_is_learned_and_checkpoint_roundtrips(strong, tmp_path):
     res = evaluate(ck, strong, fold="test")
     assert res["metrics"]["f1"] == pytest.approx(run["test"]["f1"])
     test = [s for s in strong.samples if s.fold == "test"]
-    probs = ck.predict_proba([s.features for s in test])
+    probs = ck.predict_proba([s.features for s in test], [s.valid for s in test])
     assert np.allclose(probs, [p["probability"] for p in res["predictions"]], atol=1e-6)
     # Preprocessor + collate as the predict agent uses them give the same logits
     from depdet.pipeline.data.batching import collate
-    inputs, masks = collate([ck.preprocessor.transform(test[0].features)])
+    inputs, masks = collate([ck.preprocessor.transform(test[0].features, test[0].valid)], [test[0].valid])
     with torch.no_grad():
         z = float(ck.model(inputs, masks).logits[0])
     assert z == pytest.approx(res["predictions"][0]["logit"], abs=1e-4)

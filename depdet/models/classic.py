@@ -5,9 +5,8 @@ and maximum of every column over the **valid rows**, plus one 0/1 flag per modal
 any row was valid; a modality with no valid row gives zeros and flag 0. Features are standardised
 (``StandardScaler``) and fed to scikit-learn.
 
-Valid rows: the contract's ``features_list`` holds unpadded arrays without masks, so a row is valid
-when it is not all zeros (the D-Vlog convention: zero rows = no face detected). Callers that have
-masks can pass ``masks_list`` to ``fit`` / ``predict_proba``.
+Valid rows: ``masks_list`` (per sample, modality -> (T,) bool: the store's validity, as the scorer
+passes it) to ``fit`` / ``predict_proba``; without it every row counts.
 
 Relation to the LMVD paper's ML baselines [helang818/LMVD model/ML/machinekfold.py, models.md §2.6]:
 they fit SVC(rbf, C=1), RandomForest(10 trees) and LogisticRegression on *flattened padded*
@@ -36,7 +35,7 @@ def pooled_statistics(features: dict, input_dims: dict[str, int], masks: dict | 
     Args:
         features: modality -> (T, D_m) array.
         input_dims: modality -> D_m, fixing the order and checking the sizes.
-        masks: optional modality -> (T,) bool; default: rows that are not all zeros.
+        masks: optional modality -> (T,) bool validity (the store's); default: every row.
 
     Returns:
         float64 vector of length ``sum(4 * D_m + 1)``.
@@ -50,7 +49,7 @@ def pooled_statistics(features: dict, input_dims: dict[str, int], masks: dict | 
         if x.ndim != 2 or x.shape[1] != D:
             raise DataError(f"modality {m!r} has shape {x.shape}, expected (T, {D})",
                             hint="use features extracted with the model's feature spec")
-        valid = (np.any(x != 0, axis=1) if masks is None or m not in masks
+        valid = (np.ones(len(x), bool) if masks is None or masks.get(m) is None
                  else np.asarray(masks[m], dtype=bool)[: len(x)])
         rows = x[valid]
         if len(rows):

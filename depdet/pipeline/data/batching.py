@@ -1,9 +1,12 @@
-"""Turn per-sample feature dicts into padded model inputs with per-modality masks.
+"""Turn per-sample features into padded model inputs with per-modality masks: the one mask rule.
 
-Masks come from lengths (True for the first ``T`` rows of a sample), not from "row sums to zero"
-as the DepMamba-family loaders do (a z-scored landmark row sums to ~0, so their rule depends on the
-audio part). In addition, an all-zero **visual** row means "no face detected" (extractors and the
-released D-Vlog write zeros there) and is masked out for the visual modality only.
+A row of modality ``m`` is fed to a model (mask True) exactly when it is inside the sample's length
+(and the length cap) **and** the sample's stored validity says it is real: a face was found for
+``visual``; audio was present and the window held signal for ``audio``. Validity comes from the
+extractors, through the store's per-sample validity file (:mod:`depdet.pipeline.store`); for folders
+written before validity was stored the store derives it once, when loading (``derive_valid``).
+Nothing here guesses validity from values (the DepMamba-family "row sums to zero" rule depends on
+the audio part and is not used).
 """
 
 from __future__ import annotations
@@ -11,26 +14,40 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from depdet.pipeline.features.spec import MODALITIES
+from depdet.extractors import MODALITIES
 
 
-def collate(samples: list[dict], max_len: int | None = None) -> tuple[dict, dict]:
+def modality_order(features: dict) -> list[str]:
+    """Visual first, then audio, then any other modality in the dict's order."""
+    return [m for m in MODALITIES if m in features] + [m for m in features if m not in MODALITIES]
+
+
+def sample_length(features: dict, max_len: int | None = None) -> int:
+    """Rows of a sample: the shortest modality, capped at ``max_len`` when given."""
+    T = min(int(np.shape(a)[0]) for a in features.values())
+    return min(T, int(max_len)) if max_len is not None else T
+
+
+def collate(samples: list[dict], valid: list[dict | None] | None = None,
+            max_len: int | None = None) -> tuple[dict, dict]:
     """Pad a list of feature dicts to the longest sample.
 
     Args:
         samples: each ``{"visual": (T_i, Dv), "audio": (T_i, Da)}`` numpy or torch, visual first.
+        valid: per sample, modality -> (T_i,) bool validity (None: every row within the length is
+            valid).
         max_len: optional cap; longer samples keep their first ``max_len`` rows.
 
     Returns:
-        ``(inputs, masks)``: ``inputs[m]`` float32 tensor (B, L, D_m) zero-padded, ``masks[m]`` bool
-        tensor (B, L), True for real rows.
+        ``(inputs, masks)``: ``inputs[m]`` float32 tensor (B, L, D_m) zero-padded (invalid rows are
+        zero too), ``masks[m]`` bool tensor (B, L), True for real, valid rows.
     """
     if not samples:
         raise ValueError("collate() needs at least one sample")
-    mods = [m for m in MODALITIES if m in samples[0]] + [m for m in samples[0] if m not in MODALITIES]
-    lengths = [min(int(np.shape(s[m])[0]) for m in mods) for s in samples]
-    if max_len is not None:
-        lengths = [min(L, int(max_len)) for L in lengths]
+    if valid is not None and len(valid) != len(samples):
+        raise ValueError(f"collate() got {len(valid)} validity dicts for {len(samples)} samples")
+    mods = modality_order(samples[0])
+    lengths = [sample_length(s, max_len) for s in samples]
     L = max(max(lengths), 1)
     B = len(samples)
     inputs, masks = {}, {}
@@ -42,9 +59,15 @@ def collate(samples: list[dict], max_len: int | None = None) -> tuple[dict, dict
             a = torch.as_tensor(np.asarray(s[m][:T], dtype=np.float32))
             if a.shape[1] != D:
                 raise ValueError(f"sample {i} has {a.shape[1]} {m} columns, sample 0 has {D}")
-            x[i, :T] = a
-            mask[i, :T] = True
-        if m == "visual":
-            mask &= x.abs().sum(-1) > 0
+            v = valid[i].get(m) if valid is not None and valid[i] is not None else None
+            if v is None:
+                x[i, :T] = a
+                mask[i, :T] = True
+            else:
+                vt = torch.as_tensor(np.asarray(v[:T], dtype=bool))
+                if vt.shape[0] != T:
+                    raise ValueError(f"sample {i}: {m} validity has {vt.shape[0]} rows, features {T}")
+                x[i, :T] = a * vt[:, None]
+                mask[i, :T] = vt
         inputs[m], masks[m] = x, mask
     return inputs, masks

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from depdet.errors import DataError
+from depdet.pipeline.store import derive_valid
 from depdet.pipeline.features.spec import DVLOG, LMVD, MODALITIES, FeatureSpec
 
 LAYOUTS = ("auto", "dvlog", "lmvd")
@@ -52,6 +53,7 @@ class Sample:
     Attributes:
         id: sample id as a string (zero padding kept).
         features: modality -> (T, D) float32, visual first.
+        valid: modality -> (T,) bool, the rows that hold real data (face found, audio present).
         label: 1 depressed, 0 normal, None when unlabelled.
         gender: "f", "m" or "" when unknown.
         fold: "train", "valid", "test" or "" when the dataset has no split.
@@ -62,6 +64,13 @@ class Sample:
     label: int | None
     gender: str = ""
     fold: str = ""
+    valid: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self):
+        T = self.length
+        for m in self.features:
+            v = self.valid.get(m)
+            self.valid[m] = np.ones(T, bool) if v is None else np.asarray(v, dtype=bool)[:T]
 
     @property
     def length(self) -> int:
@@ -354,7 +363,7 @@ def load_dataset(path: str | Path, layout: str = "auto", *, labels: str | Path |
         gender = (row.get("gender") or "").lower()[:1]
         fold = (row.get("fold") or "").lower()
         fold = {"val": "valid", "dev": "valid", "validation": "valid"}.get(fold, fold)
-        samples.append(Sample(sid, feats, label, gender, fold))
+        samples.append(Sample(sid, feats, label, gender, fold, valid=derive_valid(feats)))
 
     if report.missing and not skip_missing:
         n = len(report.skipped)

@@ -8,7 +8,7 @@ Options and their defaults (:class:`PreprocessConfig`):
   is idempotent, so the default is safe for them and fixes raw pixel landmarks. All-zero rows (no
   face) stay zero.
 * ``standardize=True``: per-column mean/std of each modality, computed on the **training fold
-  only** (valid rows only: no-face visual rows are excluded) and stored in the checkpoint. The
+  only** (valid rows only: no-face visual rows and no-audio rows are excluded) and stored in the checkpoint. The
   reference loaders do no standardisation; ``--no-standardize`` reproduces that.
 * ``max_len=None``: no length cap (the reference loaders use whole sequences). With a cap, training
   takes a random window of ``max_len`` rows per sample and epoch, evaluation the first ``max_len``.
@@ -18,8 +18,9 @@ Options and their defaults (:class:`PreprocessConfig`):
   at row 0), appended to the training set once, with the parent's label. The reference is unseeded;
   here the crops come from the run's seed.
 
-Invalid visual rows (no face) are kept at exactly zero after every step, so :func:`batching.collate`
-can mask them.
+Validity (no face, no audio) is given with the features (the store's per-sample validity): invalid
+rows take no part in any statistic and are exactly zero after every step, so preprocessing never
+turns an invalid row into data; :func:`batching.collate` masks them.
 """
 
 from __future__ import annotations
@@ -74,9 +75,14 @@ def row_zscore(values: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def visual_valid(values: np.ndarray) -> np.ndarray:
-    """(T,) bool: rows that are not all zero (zero rows mean "no face")."""
-    return np.abs(np.asarray(values)).sum(axis=1) > 0
+def _valid_of(valid: dict | None, m: str, T: int) -> np.ndarray:
+    v = None if valid is None else valid.get(m)
+    if v is None:
+        return np.ones(T, bool)
+    v = np.asarray(v, dtype=bool)[:T]
+    if v.shape[0] != T:
+        raise ValueError(f"{m} validity has {v.shape[0]} rows, the features {T}")
+    return v
 
 
 class Preprocessor:
@@ -100,32 +106,37 @@ class Preprocessor:
     def fitted(self) -> bool:
         return not self.config.standardize or bool(self.mean)
 
-    def _normalise_rows(self, features: dict) -> dict:
+    def _normalise_rows(self, features: dict, valid: dict | None) -> dict:
         out = {}
         for m, a in features.items():
-            a = np.asarray(a, dtype=np.float32)
+            a = np.array(a, dtype=np.float32)  # a copy: callers' arrays are never changed
+            v = _valid_of(valid, m, len(a))
             if m == "visual" and self.lm_cols is not None:
-                a = a.copy()
                 s, e = self.lm_cols
-                valid = visual_valid(a)
-                a[valid, s:e] = row_zscore(a[valid, s:e])
+                a[v, s:e] = row_zscore(a[v, s:e])
+            a[~v] = 0.0
             out[m] = a
         return out
 
-    def fit(self, samples: list[dict]) -> "Preprocessor":
-        """Compute standardisation statistics from training feature dicts (valid rows only)."""
+    def fit(self, samples: list[dict], valid: list[dict | None] | None = None) -> "Preprocessor":
+        """Compute standardisation statistics from training feature dicts (valid rows only).
+
+        Args:
+            samples: per-sample modality -> (T, D) features.
+            valid: per-sample modality -> (T,) bool validity (None: all rows valid).
+        """
         if not self.config.standardize:
             return self
         if not samples:
             raise ValueError("cannot fit preprocessing statistics on zero samples")
+        valid = valid if valid is not None else [None] * len(samples)
         for m in self.dims:
             s1 = np.zeros(self.dims[m])
             s2 = np.zeros(self.dims[m])
             n = 0
-            for f in samples:
-                a = self._normalise_rows({m: f[m]})[m].astype(np.float64)
-                if m == "visual":
-                    a = a[visual_valid(a)]
+            for f, vd in zip(samples, valid):
+                a = self._normalise_rows({m: f[m]}, vd)[m].astype(np.float64)
+                a = a[_valid_of(vd, m, len(a))]
                 s1 += a.sum(0)
                 s2 += (a * a).sum(0)
                 n += len(a)
@@ -136,14 +147,15 @@ class Preprocessor:
             self.mean[m], self.std[m] = mean.astype(np.float32), std.astype(np.float32)
         return self
 
-    def transform(self, features: dict) -> dict:
+    def transform(self, features: dict, valid: dict | None = None) -> dict:
         """Apply row normalisation and (fitted) standardisation to one sample's features.
 
         Args:
             features: modality -> (T, D) array.
+            valid: modality -> (T,) bool validity (None: all rows valid).
 
         Returns:
-            modality -> (T, D) float32, no-face visual rows still all zero.
+            modality -> (T, D) float32, invalid rows exactly zero.
         """
         if not self.fitted:
             raise RuntimeError("Preprocessor.transform() called before fit()")
@@ -151,14 +163,13 @@ class Preprocessor:
             if m in self.dims and np.shape(a)[1] != self.dims[m]:
                 raise ConfigError(f"{m} features have {np.shape(a)[1]} columns, the model expects {self.dims[m]}",
                                   hint="extract with the checkpoint's feature spec")
-        out = self._normalise_rows(features)
+        out = self._normalise_rows(features, valid)
         if self.config.standardize:
             for m, a in out.items():
                 if m not in self.mean:
                     continue
                 z = (a - self.mean[m]) / self.std[m]
-                if m == "visual":
-                    z[~visual_valid(a)] = 0.0
+                z[~_valid_of(valid, m, len(a))] = 0.0
                 out[m] = z.astype(np.float32)
         return out
 

@@ -113,19 +113,19 @@ class LoadedCheckpoint:
     info: dict = field(default_factory=dict)
     path: Path | None = None
 
-    def predict_logits(self, features_list: list[dict], batch_size: int = 8, device: str | torch.device = "cpu",
-                       preprocessed: bool = False) -> np.ndarray:
+    def predict_logits(self, features_list: list[dict], valid_list: list[dict] | None = None, batch_size: int = 8,
+                       device: str | torch.device = "cpu", preprocessed: bool = False) -> np.ndarray:
         """Uncalibrated logits for raw (or already ``preprocessed``) per-sample feature dicts.
 
         Applies the training-time length cap (``preprocessor.config.max_len``: first rows) when set.
         """
         max_len = self.preprocessor.config.max_len if self.kind == "torch" else None
         return predict_logits(self.model, self.kind, features_list, None if preprocessed else self.preprocessor,
-                              batch_size=batch_size, device=device, max_len=max_len)
+                              valid_list, batch_size=batch_size, device=device, max_len=max_len)
 
-    def predict_proba(self, features_list: list[dict], **kw) -> np.ndarray:
+    def predict_proba(self, features_list: list[dict], valid_list: list[dict] | None = None, **kw) -> np.ndarray:
         """Calibrated probabilities ``sigmoid(logit / temperature)``; compare with ``threshold``."""
-        return apply_temperature(self.predict_logits(features_list, **kw), self.temperature)
+        return apply_temperature(self.predict_logits(features_list, valid_list, **kw), self.temperature)
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -134,7 +134,8 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def predict_logits(model, kind: str, features_list: list[dict], preprocessor: Preprocessor | None = None, *,
+def predict_logits(model, kind: str, features_list: list[dict], preprocessor: Preprocessor | None = None,
+                   valid_list: list[dict] | None = None, *,
                    batch_size: int = 8, device: str | torch.device = "cpu", max_len: int | None = None,
                    amp: bool = False) -> np.ndarray:
     """Logits of the depressed class for each sample (sklearn probabilities are mapped to logits).
@@ -143,16 +144,19 @@ def predict_logits(model, kind: str, features_list: list[dict], preprocessor: Pr
         model: torch model or sklearn-kind object.
         kind: ``"torch"`` or ``"sklearn"``.
         features_list: per-sample feature dicts.
+        valid_list: per-sample modality -> (T,) bool validity (None: every row valid).
         preprocessor: applied to each sample first when given.
         batch_size, device, max_len, amp: torch inference options (``max_len`` keeps the first rows).
     """
-    feats = [preprocessor.transform(f) for f in features_list] if preprocessor is not None else list(features_list)
+    valid_list = list(valid_list) if valid_list is not None else [None] * len(features_list)
+    feats = ([preprocessor.transform(f, v) for f, v in zip(features_list, valid_list)] if preprocessor is not None
+             else list(features_list))
     if max_len is not None:
         feats = [{m: a[:max_len] for m, a in f.items()} for f in feats]
     if not feats:
         return np.zeros(0)
     if kind == "sklearn":
-        return _logit(model.predict_proba(feats))
+        return _logit(model.predict_proba(feats, valid_list))
     was_training = model.training
     model.eval()
     device = torch.device(device)
@@ -160,7 +164,7 @@ def predict_logits(model, kind: str, features_list: list[dict], preprocessor: Pr
     out = np.zeros(len(feats))
     for s in range(0, len(feats), batch_size):
         idx = order[s:s + batch_size]
-        inputs, masks = collate([feats[i] for i in idx])
+        inputs, masks = collate([feats[i] for i in idx], [valid_list[i] for i in idx], max_len)
         inputs = {m: x.to(device) for m, x in inputs.items()}
         masks = {m: x.to(device) for m, x in masks.items()}
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):

@@ -244,13 +244,12 @@ def compute_evidence_pooled(model, features: dict[str, np.ndarray], *, fps: floa
                             valid: dict | None = None) -> Evidence:
     """Evidence for registry models of kind ``"sklearn"`` (pooled statistics, no tensors).
 
-    Those models treat an all-zero row as absent (the D-Vlog "no face" convention) and a modality
-    with no non-zero row as missing, so removing a window means zeroing its rows in every modality
-    and masking a modality out means zeroing it: the same two questions as for torch models, asked
-    in the model's own convention.
+    Those models pool over the rows their masks mark valid, so removing a window means marking its
+    rows invalid in every modality and masking a modality out means marking all of its rows
+    invalid: the same two questions as for torch models.
 
     Args:
-        model: object with ``predict_proba(list_of_feature_dicts) -> (N,)``.
+        model: object with ``predict_proba(list_of_feature_dicts, list_of_masks) -> (N,)``.
         features: modality -> (T, D), already preprocessed as for the prediction.
         fps, temperature, window_s, max_windows, valid: as :func:`compute_evidence`.
 
@@ -258,36 +257,38 @@ def compute_evidence_pooled(model, features: dict[str, np.ndarray], *, fps: floa
         :class:`Evidence` (``timeline_method="occlusion"``, ``modality_method="masking"``).
     """
 
-    def logits(batch: list[dict]) -> np.ndarray:
-        p = np.clip(np.asarray(model.predict_proba(batch), dtype=np.float64).reshape(-1), 1e-6, 1 - 1e-6)
+    T = next(iter(features.values())).shape[0]
+    if valid is None:
+        valid = {k: np.ones(T, bool) for k in features}
+    valid = {k: np.asarray(v, dtype=bool)[:T] for k, v in valid.items()}
+
+    def logits(batch: list[dict], masks: list[dict]) -> np.ndarray:
+        p = np.clip(np.asarray(model.predict_proba(batch, masks), dtype=np.float64).reshape(-1), 1e-6, 1 - 1e-6)
         return (np.log(p) - np.log1p(-p)) / temperature
 
     sig = lambda z: 1.0 / (1.0 + np.exp(-z))  # noqa: E731
-    T = next(iter(features.values())).shape[0]
     S = n_rows(T / fps, 1.0)
     win = choose_window(S, window_s, max_windows)
-    full = logits([features])[0]
+    full = logits([features], [valid])[0]
     starts = np.arange(0.0, S, win)
     variants = []
     for s in starts:
         r0, r1 = int(round(s * fps)), min(T, int(round((s + win) * fps)))
-        v = {k: a.copy() for k, a in features.items()}
+        v = {k: a.copy() for k, a in valid.items()}
         for a in v.values():
-            a[r0:r1] = 0
+            a[r0:r1] = False
         variants.append(v)
-    deltas = sig(full) - sig(logits(variants)) if variants else np.zeros(0)
+    deltas = sig(full) - sig(logits([features] * len(variants), variants)) if variants else np.zeros(0)
     timeline = np.zeros(S)
     for s, d in zip(starts, deltas):
         timeline[int(s):int(min(S, s + win))] = d
     effects = {}
     for k in features:
-        v = {m: (np.zeros_like(a) if m == k else a) for m, a in features.items()}
-        effects[k] = float(full - logits([v])[0])
+        v = {m: (np.zeros_like(a) if m == k else a) for m, a in valid.items()}
+        effects[k] = float(full - logits([features], [v])[0])
     total = sum(abs(x) for x in effects.values())
     shares = ({k: None for k in effects} if not (total > 1e-12 and math.isfinite(total))
               else {k: abs(x) / total for k, x in effects.items()})
-    if valid is None:
-        valid = {k: np.any(a != 0, axis=1) for k, a in features.items()}
     coverage = {k: per_second(np.asarray(v, dtype=np.float64), fps, "mean") for k, v in valid.items()}
     unit = f"probability change when the {win:g}-s window is removed (+ = raised the probability)"
     return Evidence("occlusion", timeline, unit, win, "masking", shares, effects, coverage, fps)

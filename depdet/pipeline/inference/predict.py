@@ -202,9 +202,9 @@ class Predictor:
             if arr.ndim != 2 or (m in dims and arr.shape[1] != dims[m]):
                 raise DataError(f"{m} features have shape {arr.shape}, the checkpoint expects (T, {dims.get(m)})",
                                 hint="re-extract with the checkpoint's feature spec")
-        feats = self.ckpt.preprocessor.transform(features) if self.ckpt.preprocessor is not None else features
+        feats = self.ckpt.preprocessor.transform(features, valid) if self.ckpt.preprocessor is not None else features
         if self.ckpt.kind == "sklearn":  # pooled-statistics baselines: numpy in, probability out
-            p_raw = float(np.asarray(self.model.predict_proba([feats])).reshape(-1)[0])
+            p_raw = float(np.asarray(self.model.predict_proba([feats], [valid])).reshape(-1)[0])
             p_raw = min(max(p_raw, 1e-6), 1 - 1e-6)  # as checkpoint.predict_logits maps it
             logit = math.log(p_raw / (1 - p_raw))
             ev = None
@@ -214,7 +214,7 @@ class Predictor:
                 ev = compute_evidence_pooled(self.model, feats, fps=self.spec.fps, temperature=self.temperature,
                                              window_s=self.window_s, valid=valid)
             return logit, calibrate(logit, self.temperature), ev
-        inputs, masks = collate([feats])
+        inputs, masks = collate([feats], [valid])
         with torch.no_grad():
             out = self.model(inputs, masks)
             logit = float(out.logits.reshape(-1)[0])
@@ -257,7 +257,7 @@ def load_stored(folder: Path, sample_id: str, layout: str, spec: FeatureSpec):
     """Read one sample's arrays; validity: a visual row of all zeros is "no face" (D-Vlog convention)."""
     from depdet.pipeline import store
 
-    features, valid = {}, {}
+    features = {}
     for m, p in store.feature_paths(folder, sample_id, layout).items():
         if not p.exists():
             raise DataError(f"missing {m} features for {sample_id}", path=p, hint="re-run depdet extract on that folder")
@@ -272,9 +272,7 @@ def load_stored(folder: Path, sample_id: str, layout: str, spec: FeatureSpec):
     features = {m: features[m] for m in order}
     T = min(a.shape[0] for a in features.values())
     features = {m: a[:T] for m, a in features.items()}
-    for m, a in features.items():
-        valid[m] = np.any(a != 0, axis=1) if m == "visual" else np.ones(T, bool)
-    return features, valid
+    return features, store.derive_valid(features)
 
 
 def read_features_folder(folder: str | Path) -> tuple[FeatureSpec, str, list[tuple[str, dict]]]:

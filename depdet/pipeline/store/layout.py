@@ -150,3 +150,14 @@ def write_labels(out: Path, layout: str, rows: dict[str, dict], user_labels: dic
         else:
             w.writerow([sid, label, fold])
     dio.write_text(out / LABELS, buf.getvalue())
+
+
+def derive_valid(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Validity for folders written without a validity file (released D-Vlog/LMVD, older depdet).
+
+    The only place this rule exists: a visual row of all zeros means "no face" (the D-Vlog
+    convention, which older depdet extracts follow); audio rows are all taken as valid (nothing on
+    disk says otherwise). Folders written by this depdet store the extractors' validity instead.
+    """
+    return {m: (np.any(np.asarray(a) != 0, axis=1) if m == "visual" else np.ones(len(a), bool))
+            for m, a in features.items()}

@@ -332,13 +332,16 @@ class Trainer:
         rdir.mkdir(parents=True, exist_ok=True)
         _seed_everything(seed)
         samples = self.ds.samples
-        pre = Preprocessor(self.pre_cfg, self.ds.spec, self.ds.dims).fit([samples[i].features for i in split.train])
-        feats = {i: pre.transform(samples[i].features) for i in set(split.train) | set(split.valid) | set(split.test)}
+        pre = Preprocessor(self.pre_cfg, self.ds.spec, self.ds.dims).fit([samples[i].features for i in split.train],
+                                                                       [samples[i].valid for i in split.train])
+        used = set(split.train) | set(split.valid) | set(split.test)
+        feats = {i: pre.transform(samples[i].features, samples[i].valid) for i in used}
+        self.valid = {i: samples[i].valid for i in used}
         y = self.labels
 
         if self.kind == "sklearn":
             model = create_model(self.cfg.model, self.ds.dims, **self.cfg.model_config)
-            model.fit([feats[i] for i in split.train], y[split.train])
+            model.fit([feats[i] for i in split.train], y[split.train], [self.valid[i] for i in split.train])
             best_epoch, history_note = 0, "sklearn: fitted once"
             self.log(f"{name}: {history_note}")
         else:
@@ -364,7 +367,8 @@ class Trainer:
         return opt, sched
 
     def _evaluate_torch(self, model, idx: list[int], feats: dict) -> tuple[np.ndarray, float]:
-        logits = predict_logits(model, "torch", [feats[i] for i in idx], None, batch_size=self.cfg.eval_batch_size,
+        logits = predict_logits(model, "torch", [feats[i] for i in idx], None, [self.valid[i] for i in idx],
+                                batch_size=self.cfg.eval_batch_size,
                                 device=self.device, max_len=self.pre_cfg.max_len, amp=self.amp)
         yv = self.labels[idx].astype(np.float64)
         z = torch.as_tensor(logits)
@@ -409,12 +413,13 @@ class Trainer:
             total, count = 0.0, 0
             for b in range(0, len(order), cfg.batch_size):
                 batch = [items[j] for j in order[b:b + cfg.batch_size]]
-                views = []
+                views, vviews = [], []
                 for i, start, n in batch:
                     if max_len is not None and n > max_len:
                         start, n = start + int(rng.integers(0, n - max_len + 1)), max_len
                     views.append(_window(feats[i], start, n))
-                inputs, masks = collate(views)
+                    vviews.append(_window(self.valid[i], start, n))
+                inputs, masks = collate(views, vviews)
                 inputs = {m: x.to(self.device) for m, x in inputs.items()}
                 masks = {m: x.to(self.device) for m, x in masks.items()}
                 yb = torch.as_tensor(self.labels[[i for i, _, _ in batch]], dtype=torch.float32, device=self.device)
@@ -479,7 +484,7 @@ class Trainer:
         def logits_of(idx):
             if self.kind == "torch":
                 return self._evaluate_torch(model, idx, feats)[0]
-            return predict_logits(model, "sklearn", [feats[i] for i in idx], None)
+            return predict_logits(model, "sklearn", [feats[i] for i in idx], None, [self.valid[i] for i in idx])
 
         v_logits = logits_of(split.valid)
         T = fit_temperature(v_logits, y[split.valid])
@@ -579,6 +584,7 @@ def evaluate(ckpt, dataset: Dataset, fold: str = "test", batch_size: int = 16, d
     samples = [dataset.samples[i] for i in idx]
     max_len = ckpt.preprocessor.config.max_len if ckpt.kind == "torch" else None
     logits = predict_logits(ckpt.model, ckpt.kind, [s.features for s in samples], ckpt.preprocessor,
+                            [s.valid for s in samples],
                             batch_size=batch_size, device=dev, max_len=max_len)
     y = np.array([s.label for s in samples])
     prob = apply_temperature(logits, ckpt.temperature)
