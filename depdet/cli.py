@@ -67,19 +67,15 @@ def info():
 
 
 # ---------------------------------------------------------------- extract (issue 2)
-class Layout(str, Enum):
-    dvlog = "dvlog"
-    lmvd = "lmvd"
+def _choices(name: str, values) -> type[Enum]:
+    """A closed choice for Typer, built from the registry that defines it (one list, one place)."""
+    return Enum(name, {v.replace("-", "_"): v for v in values}, type=str)
 
 
-class Detector(str, Enum):
-    hog = "hog"
-    cnn = "cnn"
-
-
-class LandmarkNorm(str, Enum):
-    row_zscore = "row-zscore"
-    none = "none"
+Layout = _choices("Layout", __import__("depdet.pipeline.store.layout", fromlist=["x"]).LAYOUTS)
+Detector = _choices("Detector", __import__("depdet.pipeline.features.spec", fromlist=["x"]).DETECTORS)
+LandmarkNorm = _choices("LandmarkNorm", __import__("depdet.pipeline.features.spec", fromlist=["x"]).LANDMARK_NORMS)
+IdFrom = _choices("IdFrom", __import__("depdet.pipeline.media", fromlist=["x"]).ID_FROM)
 
 
 def _names(value: Optional[str]) -> Optional[tuple[str, ...]]:
@@ -90,7 +86,7 @@ def _names(value: Optional[str]) -> Optional[tuple[str, ...]]:
 def extract(
     inputs: Annotated[list[Path], typer.Argument(help="Video files, folders (searched recursively) or .txt lists of paths.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created; resumable).")],
-    layout: Annotated[Layout, typer.Option(help="On-disk layout: dvlog (<id>/<id>_acoustic.npy, <id>/<id>_visual.npy) or lmvd (audio/<id>.npy, visual/<id>.npy).")] = Layout.dvlog,
+    layout: Annotated[Layout, typer.Option(help="On-disk layout: dvlog (<id>/<id>_acoustic.npy, <id>/<id>_visual.npy) or lmvd (audio/<id>.npy, visual/<id>_visual.npy).")] = Layout.dvlog,
     fps: Annotated[float, typer.Option(help="Output rows per second for every stream (D-Vlog: 1).")] = 1.0,
     audio: Annotated[Optional[str], typer.Option(help="Audio extractors, comma-separated: egemaps, vggish. Default: egemaps for dvlog, vggish for lmvd.")] = None,
     visual: Annotated[str, typer.Option(help="Visual extractors, comma-separated: landmarks[,headpose].")] = "landmarks",
@@ -98,12 +94,14 @@ def extract(
     detector: Annotated[Detector, typer.Option(help="Face detector: dlib HOG (fast) or MMOD CNN (slower, more robust).")] = Detector.hog,
     vggish_weights: Annotated[Optional[Path], typer.Option(help="VGGish checkpoint (default: $DEPDET_WEIGHTS_DIR or the cache; see `depdet weights`).")] = None,
     vggish_postprocess: Annotated[bool, typer.Option(help="Apply VGGish's PCA + 8-bit quantisation (as the AudioSet release).")] = True,
-    labels: Annotated[Optional[Path], typer.Option(help="CSV with index,label[,gender,fold] to fill labels.csv.")] = None,
+    labels: Annotated[Optional[Path], typer.Option(help="CSV with index,label[,gender,fold]: sets those samples' metadata (checked before any work).")] = None,
+    id_from: Annotated[IdFrom, typer.Option(help="Sample ids from the file stem, or from the relative path as given (p01/video.mpg -> p01_video) when folders hold files of the same name.")] = IdFrom.stem,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: all cores).", min=1)] = None,
-    force: Annotated[bool, typer.Option(help="Redo samples already extracted with the same settings.")] = False,
+    force: Annotated[bool, typer.Option(help="Redo samples already extracted; with settings that differ from the folder's, re-extract every sample of the folder.")] = False,
+    wait: Annotated[bool, typer.Option(help="If another depdet run is writing to the folder, wait for it instead of stopping.")] = False,
     allow_partial: Annotated[bool, typer.Option(help="Keep the streams that could be extracted (e.g. no audio track, no face).")] = False,
 ):
-    """Extract aligned D-Vlog/LMVD-style features from raw videos."""
+    """Extract aligned D-Vlog/LMVD-style features from raw videos into a feature store."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.table import Table
 
@@ -113,13 +111,8 @@ def extract(
 
     audio_names = _names(audio) or (("vggish",) if layout == Layout.lmvd else ("egemaps",))
     spec = FeatureSpec(audio=audio_names, visual=_names(visual) or ("landmarks",), fps=fps,
-                       landmark_norm=landmark_norm.value)
-    options = ExtractOptions(detector=detector.value, vggish_weights=str(vggish_weights) if vggish_weights else None,
-                             vggish_postprocess=vggish_postprocess, allow_partial=allow_partial)
-    if "vggish" in spec.audio:  # fail before the batch starts, not once per file
-        from depdet.extractors.vggish import resolve_weights
-
-        resolve_weights(options.vggish_weights, postprocess=options.vggish_postprocess)
+                       landmark_norm=landmark_norm.value, detector=detector.value, vggish_postprocess=vggish_postprocess)
+    options = ExtractOptions(vggish_weights=str(vggish_weights) if vggish_weights else None, allow_partial=allow_partial)
     console.print(f"[bold]depdet extract[/] -> {out_dir} ({layout.value} layout; {spec.describe()})", highlight=False)
     progress = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
@@ -143,7 +136,7 @@ def extract(
 
     with progress:
         report = run_extract(inputs, out_dir, spec, layout=layout.value, options=options, workers=workers,
-                             force=force, labels=labels, on_event=on_event)
+                             force=force, labels=labels, id_from=id_from.value, wait=wait, on_event=on_event)
     ok = sum(r["status"] == "ok" for r in report.rows)
     partial = sum(r["status"] == "partial" for r in report.rows)
     out.print(f"{ok} extracted, {partial} partial, {len(report.skipped)} skipped, {len(report.failed)} failed "
@@ -160,6 +153,32 @@ def extract(
             table.add_row(r["id"], r["error"] or "")
         console.print(table)
         raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------- store
+store_app = typer.Typer(help="Inspect and maintain a feature folder (the records are the source of truth).",
+                        no_args_is_help=True)
+app.add_typer(store_app, name="store")
+
+
+@store_app.command("index")
+def store_index(
+    folder: Annotated[Path, typer.Argument(help="A feature folder written by `depdet extract` (or `depdet synth`).")],
+    wait: Annotated[bool, typer.Option(help="Wait for a run that is writing to the folder.")] = False,
+):
+    """Rebuild manifest.jsonl, labels.csv and features.json from the sample records."""
+    from depdet.pipeline.store import FeatureStore
+
+    store = FeatureStore.open(folder)
+    with store.lock(wait=wait):
+        migrated = store.migrate_legacy()
+        if not store.has_records():
+            raise DepdetError("no sample records in this folder", path=folder,
+                              hint="it was not written by `depdet extract`; released D-Vlog/LMVD folders need no index")
+        counts = store.rebuild_views()
+    done = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    out.print(f"indexed {sum(counts.values())} samples ({done})" + (f"; {migrated} migrated from depdet 0.1.0" if migrated else "")
+              + f": {folder / 'manifest.jsonl'}, {folder / 'labels.csv'}, {folder / 'features.json'}", highlight=False, markup=False)
 
 
 # ---------------------------------------------------------------- weights (issue 2)
@@ -514,7 +533,6 @@ def predict(
     results: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write all results to this .csv or .json file.")] = None,
     report_path: Annotated[Optional[Path], typer.Option("--report", help="Write a self-contained HTML report (plots per clip, summary for a batch).")] = None,
     features: Annotated[Optional[Path], typer.Option("--features", help="Predict from a `depdet extract` output folder instead of raw videos.")] = None,
-    detector: Annotated[Detector, typer.Option(help="Face detector for raw videos.")] = Detector.hog,
     vggish_weights: Annotated[Optional[Path], typer.Option(help="VGGish checkpoint, for checkpoints trained on VGGish features.")] = None,
     allow_partial: Annotated[bool, typer.Option(help="Score clips that lack a stream (no audio track / no face) on what remains.")] = False,
     evidence: Annotated[bool, typer.Option(help="Compute the evidence timeline and modality shares.")] = True,
@@ -530,8 +548,7 @@ def predict(
         raise DepdetError("nothing to predict", hint="give video files/folders or --features DIR")
     if results is not None and results.suffix.lower() not in (".csv", ".json"):
         raise DepdetError(f"unsupported results format {results.suffix!r}", path=results, hint="use a .csv or .json file name")
-    options = ExtractOptions(detector=detector.value, vggish_weights=str(vggish_weights) if vggish_weights else None,
-                             allow_partial=allow_partial)
+    options = ExtractOptions(vggish_weights=str(vggish_weights) if vggish_weights else None, allow_partial=allow_partial)
     with console.status("predicting...") as status:
         def on_result(r):
             status.update(f"predicting... last: {r.sample_id} ({r.status}, {r.seconds:.1f}s)")

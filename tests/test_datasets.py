@@ -63,7 +63,7 @@ def test_synth_writes_marked_dvlog_layout(dvlog_dir):
     header = (dvlog_dir / "labels.csv").read_text().splitlines()[0]
     assert header == "index,label,duration,gender,fold"
     ds = load_dataset(dvlog_dir)
-    assert ds.layout == "dvlog" and ds.spec == DVLOG and ds.info["synthetic"]
+    assert ds.layout == "dvlog" and not ds.spec.differences(DVLOG) and ds.spec.detector is None and ds.info["synthetic"]
     assert ds.dims == {"visual": 136, "audio": 25}
     assert list(ds.samples[0].features) == ["visual", "audio"]  # visual first
     assert {s.fold for s in ds.samples} == {"train", "valid", "test"}
@@ -81,7 +81,8 @@ def test_synth_refuses_to_overwrite(dvlog_dir):
 def test_synth_lmvd_ids_are_zero_padded_strings(tmp_path):
     make_synthetic(tmp_path / "lmvd", SynthConfig(layout="lmvd", n=24, max_len=40, length_scale=0.1))
     ds = load_dataset(tmp_path / "lmvd")
-    assert ds.layout == "lmvd" and ds.spec == LMVD
+    assert ds.layout == "lmvd" and not ds.spec.differences(LMVD)
+    assert (tmp_path / "lmvd" / "visual" / f"{ds.samples[0].id}_visual.npy").exists()  # DepMamba's name, written and read
     ids = {s.id for s in ds.samples}
     assert "001" in ids and "0602" in ids  # depressed 001.., normal 0602..
     assert all(s.label == 1 for s in ds.samples if s.id.startswith("00") and len(s.id) == 3)

@@ -60,7 +60,7 @@ def test_discover_inputs_ids_are_stable_and_collisions_resolved(tmp_path):
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"x")
     ids1 = discover_inputs([tmp_path / "videos"])
-    names = [i for i, _ in ids1]
+    names = [i for i, _, _ in ids1]
     assert "other_one" in names
     clip_ids = sorted(i for i in names if i.startswith("clip-"))
     assert len(clip_ids) == 2 and len(set(clip_ids)) == 2
@@ -70,7 +70,7 @@ def test_discover_inputs_ids_are_stable_and_collisions_resolved(tmp_path):
     lst.write_text("videos/b/clip.mp4\n# comment\nvideos/a/clip.mp4\n")
     assert discover_inputs([tmp_path / "videos"]) == ids1
     from_list = discover_inputs([lst])
-    assert len(from_list) == 2 and all(i.startswith("clip-") for i, _ in from_list)
+    assert len(from_list) == 2 and all(i.startswith("clip-") for i, _, _ in from_list)
 
 
 def test_discover_inputs_errors_name_the_path(tmp_path):
@@ -83,45 +83,70 @@ def test_discover_inputs_errors_name_the_path(tmp_path):
 
 
 def test_layout_paths():
-    p = store.feature_paths("/o", "17", "dvlog")
-    assert str(p["audio"]).endswith("17/17_acoustic.npy") and str(p["visual"]).endswith("17/17_visual.npy")
-    p = store.feature_paths("/o", "0602", "lmvd")
-    assert str(p["audio"]).endswith("audio/0602.npy") and str(p["visual"]).endswith("visual/0602.npy")
+    from depdet.pipeline.store import layout as L
+
+    assert str(L.array_path("/o", "dvlog", "17", "audio")).endswith("17/17_acoustic.npy")
+    assert str(L.array_path("/o", "dvlog", "17", "visual")).endswith("17/17_visual.npy")
+    assert str(L.array_path("/o", "lmvd", "0602", "audio")).endswith("audio/0602.npy")
+    assert str(L.array_path("/o", "lmvd", "0602", "visual")).endswith("visual/0602_visual.npy")  # DepMamba's name
+    assert str(L.record_path("/o", "dvlog", "17")).endswith("17/17_record.json")
+    assert str(L.valid_path("/o", "lmvd", "0602")).endswith("valid/0602.npz")
     with pytest.raises(DataError):
-        store.feature_paths("/o", "1", "daic")
+        L.array_path("/o", "daic", "1", "audio")
+    for bad in ("../outside", "/abs", "a/b", "audio", ".hidden", ""):
+        with pytest.raises(DataError, match="invalid sample id"):
+            L.check_id(bad)
 
 
-def test_manifest_and_labels_roundtrip(tmp_path):
-    rows = {"b": {"id": "b", "status": "ok", "duration": 3.0, "stem": "b"},
-            "a": {"id": "a", "status": "failed", "stem": "a"},
-            "c": {"id": "c", "status": "partial", "duration": 12.345, "stem": "c"}}
-    store.write_manifest(tmp_path, rows)
-    assert list(store.read_manifest(tmp_path)) == ["a", "b", "c"]
-    labels = tmp_path / "in.csv"
-    labels.write_text("index,label,gender,fold\nb,1,F,train\nc,normal,m,test\n")
-    store.write_labels(tmp_path, "dvlog", rows, store.read_labels_csv(labels))
+def _unit(st, sid, status="ok", duration=3.0, meta=None):
+    T = 4
+    feats = {"visual": np.ones((T, 136), np.float32), "audio": np.ones((T, 25), np.float32)}
+    valid = {"visual": np.ones(T, bool), "audio": np.ones(T, bool)}
+    rec = {"status": status, "duration": duration, "T": T, "dims": {"visual": 136, "audio": 25},
+           "spec": DVLOG.to_dict(), "meta": meta or {}, "source": {"path": f"{sid}.mp4"}}
+    return st.write_unit(sid, feats, valid, rec) if status != "failed" else st.write_failed(sid, rec)
+
+
+def test_views_are_rebuilt_from_records(tmp_path):
+    st = store.FeatureStore.create(tmp_path, "dvlog")
+    _unit(st, "b", meta={"label": 1, "gender": "f", "fold": "train"})
+    _unit(st, "a", status="failed", meta={"label": 0})
+    _unit(st, "c", duration=12.345, meta={"label": 0, "gender": "m", "fold": "test"})
+    st.rebuild_views()
+    assert [json.loads(line)["id"] for line in (tmp_path / "manifest.jsonl").read_text().splitlines()] == ["a", "b", "c"]
     got = list(csv.DictReader(open(tmp_path / "labels.csv")))
     assert [r["index"] for r in got] == ["b", "c"]  # failed samples are not listed
     assert got[0] == {"index": "b", "label": "depression", "duration": "3.00", "gender": "f", "fold": "train"}
     assert got[1]["label"] == "normal" and got[1]["duration"] == "12.35"
-    # A rerun without --labels keeps what was filled in before.
-    store.write_labels(tmp_path, "dvlog", rows, None)
-    assert list(csv.DictReader(open(tmp_path / "labels.csv")))[0]["label"] == "depression"
-    store.write_labels(tmp_path / "l", "lmvd", rows, store.read_labels_csv(labels))
+    assert st.record("a")["meta"]["label"] == 0  # a failed sample keeps its metadata
+    lm = store.FeatureStore.create(tmp_path / "l", "lmvd")
+    _unit(lm, "b", meta={"label": 1, "fold": "train"})
+    lm.rebuild_views()
     assert open(tmp_path / "l" / "labels.csv").read().splitlines()[:2] == ["index,label,fold", "b,1,train"]
 
 
-def test_bad_label_value_is_a_clear_error(tmp_path):
+def test_bad_label_tables_list_every_offending_row(tmp_path):
     labels = tmp_path / "in.csv"
-    labels.write_text("index,label\nb,maybe\n")
-    with pytest.raises(DataError, match="unknown label 'maybe'"):
-        store.write_labels(tmp_path, "dvlog", {"b": {"id": "b", "status": "ok"}}, store.read_labels_csv(labels))
+    labels.write_text("index,label,gender,fold\nb,maybe,f,train\nc,1,x,train\nd,0,m,later\nb,1,,\n")
+    with pytest.raises(DataError) as e:
+        store.read_label_table(labels)
+    msg = str(e.value)
+    assert "4 bad row(s)" in msg and "line 2 (b): unknown label 'maybe'" in msg and "line 3 (c): unknown gender" in msg
+    assert "line 4 (d): unknown fold 'later'" in msg and "line 5: id 'b' appears twice" in msg and "\n" not in msg
+    labels.write_text("index,gender\nb,f\n")
+    with pytest.raises(DataError, match="no 'label' column"):
+        store.read_label_table(labels)
+    labels.write_text("name,label\nb,1\n")
+    with pytest.raises(DataError, match="no 'index' column"):
+        store.read_label_table(labels)
 
 
-def test_broken_manifest_line_is_reported(tmp_path):
-    (tmp_path / "manifest.jsonl").write_text('{"id": "a"}\nnot json\n')
-    with pytest.raises(DataError, match="line 2"):
-        store.read_manifest(tmp_path)
+def test_unreadable_record_is_reported(tmp_path):
+    st = store.FeatureStore.create(tmp_path, "dvlog")
+    _unit(st, "a")
+    (tmp_path / "a" / "a_record.json").write_text("not json")
+    with pytest.raises(DataError, match="unreadable sample record"):
+        st.records()
 
 
 def test_speech_activity_detects_a_tone_and_not_silence():

@@ -151,10 +151,15 @@ def test_training_refuses_unlabelled_data(tmp_path, strong):
     text = (root / "labels.csv").read_text().splitlines()
     parts = text[1].split(",")
     parts[1] = ""
-    (root / "labels.csv").write_text("\n".join([text[0], ",".join(parts)] + text[2:]) + "\n")
+    edited = tmp_path / "edited.csv"
+    edited.write_text("\n".join([text[0], ",".join(parts)] + text[2:]) + "\n")
     from depdet.errors import DataError
     with pytest.raises(DataError, match="no label"):
-        train(load_dataset(root), _cfg(), tmp_path / "r")
+        train(load_dataset(root, labels=edited), _cfg(), tmp_path / "r")
+    # labels.csv is a view of the records: a hand edit is noticed and reported, the records' labels win
+    (root / "labels.csv").write_text(edited.read_text())
+    ds = load_dataset(root)
+    assert not ds.report.unlabelled and any("labels.csv differs" in line for line in ds.report.lines())
     assert json.loads((root / "synth.json").read_text())["synthetic"]
 
 

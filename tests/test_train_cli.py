@@ -85,6 +85,11 @@ def test_killed_run_resumes_from_its_checkpoint(synth_dir, tmp_path):
 def _broken(tmp_path, which):
     d = tmp_path / which
     main(["synth", str(d), "--n", "12", "--max-len", "20", "--length-scale", "0.05"])
+    if which in ("dims", "labels"):  # as a released D-Vlog folder: arrays and labels.csv, no depdet records
+        for p in list(d.glob("*/*_record.json")) + list(d.glob("*/*_valid.npz")) + [d / "features.json"]:
+            p.unlink()
+    if which == "changed":
+        np.save(d / "4" / "4_acoustic.npy", np.zeros((9, 25), np.float32))
     if which == "missing":
         (d / "3" / "3_visual.npy").unlink()
     elif which == "dims":
@@ -99,6 +104,7 @@ def _broken(tmp_path, which):
     ("missing", "3_visual.npy"),
     ("dims", r"4_acoustic.npy: expected shape (T, 25), found (9, 24)"),
     ("labels", "12 of 12 samples have no label"),
+    ("changed", "4_acoustic.npy: file does not match its sample record"),
 ])
 def test_broken_dataset_gives_one_line_error(tmp_path, capsys, which, message):
     d = _broken(tmp_path, which)

@@ -85,4 +85,16 @@ def get_extractor(name: str, **options) -> Extractor:
         raise ConfigError(f"bad options for extractor {name!r}: {e}") from e
 
 
-__all__ = ["EXTRACTORS", "EXTRACTOR_DIMS", "EXTRACTOR_MODALITY", "MODALITIES", "Extractor", "StreamFeatures", "get_extractor"]
+def columns_of(visual: tuple[str, ...], audio: tuple[str, ...]) -> dict[str, list[str]]:
+    """Column names of each modality when these extractors are concatenated in this order."""
+    cols = {}
+    for modality, names in (("visual", visual), ("audio", audio)):
+        c = []
+        for n in names:
+            cls = EXTRACTORS[n]
+            c += list(getattr(cls, "columns", ()) or [f"{n}_{i}" for i in range(cls.dim)])
+        cols[modality] = c
+    return cols
+
+
+__all__ = ["columns_of", "EXTRACTORS", "EXTRACTOR_DIMS", "EXTRACTOR_MODALITY", "MODALITIES", "Extractor", "StreamFeatures", "get_extractor"]

@@ -79,6 +79,14 @@ class Extractor(ABC):
     def extract(self, *args, **kwargs) -> StreamFeatures:
         """Return this extractor's rows on the output timeline."""
 
+    @classmethod
+    def model_files(cls, **options) -> dict:
+        """Weight files this extractor reads with these options: name -> verified path ({} if none).
+
+        Their SHA-256 go into the feature spec, so features made with other weights never mix.
+        """
+        return {}
+
     def describe(self) -> dict:
-        """Provenance recorded in the manifest (name, version and back-end details)."""
+        """Provenance recorded in the sample record (name, version and back-end details)."""
         return {"name": self.name, "version": self.version, "dim": self.dim}

@@ -226,6 +226,15 @@ class Landmarks(Extractor):
         self.stats = {"full_searches": 0, "tracked": 0}
         return StreamFeatures(values, valid_arr, fps, info)
 
+    @classmethod
+    def model_files(cls, detector: str = "hog", **_) -> dict:
+        from depdet.weights import require
+
+        files = {"dlib-shape68": require("dlib-shape68")}
+        if detector == "cnn":
+            files["dlib-mmod"] = require("dlib-mmod")
+        return files
+
     def describe(self) -> dict:
         """Provenance: detector, predictor file and its SHA-256, search parameters."""
         from depdet.weights import file_sha256, require

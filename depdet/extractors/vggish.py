@@ -362,6 +362,11 @@ class Vggish(Extractor):
                 "native_hop_s": NATIVE_HOP_SECONDS, "postprocess": self.postprocess}
         return StreamFeatures(emb.astype(np.float32), valid, fps, info)
 
+    @classmethod
+    def model_files(cls, weights_path=None, postprocess: bool = True, pca_path=None, **_) -> dict:
+        weights, pca = resolve_files(weights_path, postprocess, pca_path)
+        return {"vggish": weights, **({"vggish-pca": pca} if pca is not None else {})}
+
     def describe(self) -> dict:
         """Provenance: checkpoint and PCA paths with SHA-256, post-processing, final ReLU, hop."""
         from depdet.weights import file_sha256

@@ -1,16 +1,27 @@
-"""``depdet extract``: raw videos to aligned features on disk, in parallel, resumable.
+"""``depdet extract``: raw videos to a feature store, in parallel, resumable, one writer per folder.
 
-One clip goes decode -> extractors -> align (:func:`~depdet.pipeline.features.extract.extract_clip`).
-A batch (:func:`run_extract`) discovers inputs, skips samples already done (outputs present, source
-SHA-256 and feature configuration unchanged in the manifest), runs the rest in worker processes,
-writes each output atomically, keeps going after per-file failures, and returns a report whose
-failures the CLI prints as a table (exit code 1 when any failed).
+:func:`run_extract` is the whole batch:
+
+1. discover the inputs and their ids (:func:`~depdet.pipeline.media.discover_inputs`);
+2. validate the ``--labels`` CSV against those ids and the folder's samples, before any work;
+3. take the folder's lock (:meth:`FeatureStore.lock`), fix or check the folder's one feature spec
+   (every value-changing setting, weight files' SHA-256 included);
+4. refuse an id already in the folder that comes from another source (other path *and* other
+   content); skip a sample whose record says it was made from the same source bytes with the same
+   spec and whose files match the record; queue the rest;
+5. each worker extracts one clip (:func:`~depdet.pipeline.features.extract.extract_clip`) and writes
+   its unit (arrays + validity + record) itself: only the small record travels back;
+6. at the end (also after an interruption or a failure) the views (manifest.jsonl, labels.csv,
+   features.json) are rebuilt from the records.
+
+User metadata (label, gender, fold) lives in the records; ``--labels`` sets it explicitly, and it
+survives failed and repeated extractions.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import hashlib
+import functools
 import json
 import logging
 import multiprocessing as mp
@@ -20,62 +31,90 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-
 from depdet import __version__
-from depdet.errors import DataError, DepdetError, MediaError
-from depdet import fileio as dio
-from depdet.pipeline import store
-from depdet.pipeline.features.extract import ExtractOptions, extract_clip
-from depdet.pipeline.media import VIDEO_EXTENSIONS, discover_inputs
+from depdet.errors import ConfigError, DataError, DepdetError, MediaError
+from depdet.pipeline.features.extract import ExtractOptions, extract_clip, resolve_spec
 from depdet.pipeline.features.spec import FeatureSpec
+from depdet.pipeline.media import ID_FROM, VIDEO_EXTENSIONS, discover_inputs
+from depdet.pipeline.store import FeatureStore, USABLE
+from depdet.pipeline.store import labels as lab
 
 log = logging.getLogger(__name__)
 
-# ------------------------------------------------------------------------------------ batch
-def config_hash(spec: FeatureSpec, options: ExtractOptions, layout: str) -> str:
-    """Hash of everything that changes the stored features (spec, options, layout, depdet version)."""
-    blob = json.dumps({"spec": spec.to_dict(), "options": options.config_key(), "layout": layout,
-                       "version": __version__}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+# ------------------------------------------------------------------------------------ one job (worker side)
+@functools.lru_cache(maxsize=16)
+def _describe(name: str, options_json: str) -> dict:
+    from depdet.extractors import get_extractor
+
+    return get_extractor(name, **json.loads(options_json)).describe()
 
 
-def _extractor_versions(spec: FeatureSpec) -> dict:
-    from depdet.extractors import EXTRACTORS
+def _extractor_options(name: str, spec: FeatureSpec, options: ExtractOptions) -> dict:
+    if name == "vggish":
+        return {"weights_path": options.vggish_weights, "postprocess": bool(spec.vggish_postprocess)}
+    if name == "landmarks":
+        return {"detector": spec.detector or "hog"}
+    return {}
 
-    return {n: getattr(EXTRACTORS[n], "version", "1") for n in spec.extractors}
+
+def source_info(path: Path, given: str) -> dict:
+    """What identifies a source file: the path as given and resolved, size, mtime, SHA-256."""
+    from depdet import fileio as dio
+
+    st = path.stat()
+    return {"path": given, "resolved": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+            "sha256": dio.sha256_file(path)}
 
 
 def _process(job: dict) -> dict:
-    """Worker: extract one clip, write its files, return its manifest row (never raises)."""
+    """Worker: extract one clip and write its unit into the store; returns the record (never raises)."""
     t0 = time.perf_counter()
+    store = FeatureStore(job["out"], job["layout"])
     src = Path(job["path"])
-    row = {"id": job["id"], "source": str(src), "stem": src.stem, "status": "failed", "error": None,
-           "config_hash": job["config_hash"], "layout": job["layout"], "depdet_version": __version__}
+    rec = {"status": "failed", "error": None, "source": {"path": job["given"], "resolved": str(src)},
+           "meta": job["meta"], "spec": job["spec"], "depdet_version": __version__,
+           "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     try:
-        row["size"] = src.stat().st_size
-        row["sha256"] = dio.sha256_file(src)
+        try:
+            rec["source"] = source_info(src, job["given"])
+        except OSError as e:
+            raise MediaError(f"cannot read the file ({e.strerror})", path=src) from e
         spec = FeatureSpec.from_dict(job["spec"])
         options = ExtractOptions(**job["options"])
         clip = extract_clip(src, spec, options, sample_id=job["id"])
-        keep = {m: a for m, a in clip.features.items() if m not in clip.info["missing"]}
-        files = store.write_features(Path(job["out"]), job["id"], job["layout"], keep)
-        row.update({
-            "status": "partial" if clip.info["missing"] else "ok",
-            "duration": round(clip.duration, 3), "fps": spec.fps, "T": clip.T,
-            "dims": {m: int(a.shape[1]) for m, a in keep.items()},
-            "lengths_before_alignment": clip.info["lengths"], "dropped_rows": clip.info["dropped_rows"],
+        t1 = time.perf_counter()
+        missing = list(clip.info.get("missing", []))
+        keep = {m: a for m, a in clip.features.items() if m not in missing}
+        rec.update({
+            "status": "partial" if missing else "ok", "duration": round(clip.duration, 3), "fps": spec.fps,
+            "T": clip.T, "dims": {m: int(a.shape[1]) for m, a in clip.features.items()},
+            "timeline": {"lengths_before_alignment": clip.info.get("lengths"),
+                         "dropped_rows": clip.info.get("dropped_rows"), **(clip.info.get("timeline") or {})},
+            "valid_fraction": {m: round(float(v.mean()), 4) if len(v) else 0.0 for m, v in clip.valid.items()},
             "face_ratio": round(clip.info.get("face_ratio", 0.0), 4),
             "speech_ratio": round(clip.info.get("speech_ratio", 0.0), 4),
-            "missing": clip.info["missing"], "warnings": clip.info["warnings"], "files": files,
-            "extractors": _extractor_versions(spec), "spec": spec.to_dict(), "options": options.config_key(),
+            "missing": missing, "warnings": clip.info.get("warnings", []),
+            "media": clip.info.get("media"),
+            "extractors": {n: _describe(n, json.dumps(_extractor_options(n, spec, options), sort_keys=True))
+                           for n in spec.extractors},
         })
+        rec["timings"] = {"extract_s": round(t1 - t0, 3), "total_s": round(time.perf_counter() - t0, 3)}
+        return store.write_unit(job["id"], keep, clip.valid, rec)
     except DepdetError as e:
-        row["error"] = str(e)
+        rec["error"] = str(e)
+    except OSError as e:
+        rec["error"] = f"{src}: cannot write the features ({e.strerror or e})"
     except Exception as e:  # an unexpected bug must not kill the batch either
         log.debug("unexpected failure on %s", src, exc_info=True)
-        row["error"] = f"{src}: unexpected {type(e).__name__}: {e} (rerun with --verbose and report a bug)"
-    row["seconds"] = round(time.perf_counter() - t0, 3)
-    return row
+        rec["error"] = f"{src}: unexpected {type(e).__name__}: {e} (rerun with --verbose and report a bug)"
+    rec["status"] = "failed"
+    rec["timings"] = {"total_s": round(time.perf_counter() - t0, 3)}
+    try:
+        return store.write_failed(job["id"], rec)
+    except OSError as e:
+        rec["error"] += f"; the failure could not be recorded either ({e.strerror or e})"
+        return {"id": job["id"], **rec}
 
 
 def _worker_init():
@@ -91,9 +130,10 @@ def _worker_init():
     torch.set_num_threads(1)
 
 
+# ------------------------------------------------------------------------------------ the batch
 @dataclass
 class ExtractReport:
-    """What a batch did: all rows of this run, and which were skipped or failed."""
+    """What a batch did: the records written by this run, and which ids were skipped or failed."""
 
     rows: list[dict]
     skipped: list[str]
@@ -106,119 +146,149 @@ class ExtractReport:
         return self.media_seconds / self.seconds if self.seconds > 0 else float("nan")
 
 
-def check_output_dir(out: Path) -> None:
-    """Create ``out`` and prove it is writable, or raise a one-line DataError."""
+def _same_source(rec: dict, path: Path) -> tuple[bool, dict | None]:
+    """(same content?, fresh source info or None when the cheap check sufficed)."""
+    src = rec.get("source") or {}
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        with dio.atomic_path(out / ".depdet-write-test") as tmp:
-            tmp.write_bytes(b"")
-        (out / ".depdet-write-test").unlink()
-    except OSError as e:
-        raise DataError(f"output folder is not writable ({e.strerror})", path=out,
-                        hint="choose another -o folder or fix its permissions") from e
-
-
-def _is_done(row: dict | None, src: Path, cfg: str, out: Path) -> bool:
-    if not row or row.get("status") not in ("ok", "partial") or row.get("config_hash") != cfg:
-        return False
-    try:
-        if src.stat().st_size != row.get("size"):
-            return False
+        st = path.stat()
     except OSError:
-        return False
-    if not all((out / f).exists() for f in row.get("files", {}).values()):
-        return False
-    return dio.sha256_file(src) == row.get("sha256")
+        return False, None
+    if src.get("resolved") == str(path.resolve()) and src.get("size") == st.st_size and src.get("mtime_ns") == st.st_mtime_ns \
+            and src.get("sha256"):
+        return True, None  # same file, untouched since it was hashed
+    info = source_info(path, src.get("path") or str(path))
+    return info["sha256"] == src.get("sha256"), info
+
+
+def _check_labels(user: dict[str, dict], ids: set[str], where: Path) -> None:
+    unknown = sorted(set(user) - ids)
+    if unknown:
+        rows = [f"line {user[s]['_line']}: {s!r}" for s in unknown]
+        raise DataError(f"{len(unknown)} id(s) in the labels file match no input and no sample of the folder: "
+                        + ", ".join(rows[:8]) + (f" and {len(rows) - 8} more" if len(rows) > 8 else ""),
+                        path=where, hint="ids are the sample ids `depdet extract` prints (file stems, or see --id-from); "
+                                         "fix the index column or add the videos")
 
 
 def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec, *, layout: str = "dvlog",
                 options: ExtractOptions | None = None, workers: int | None = None, force: bool = False,
-                labels: str | Path | None = None,
+                labels: str | Path | None = None, id_from: str = "stem", wait: bool = False,
                 on_event: Callable[[str, dict], None] | None = None) -> ExtractReport:
-    """Extract every input into ``out``.
+    """Extract every input into the feature store ``out``.
 
     Args:
-        inputs: files, folders and list files (see :func:`discover_inputs`).
+        inputs: files, folders and list files (see :func:`~depdet.pipeline.media.discover_inputs`).
         out: output folder (created).
-        spec: the feature spec.
+        spec: the feature spec (its weight hashes are filled in from the files found).
         layout: ``dvlog`` or ``lmvd``.
-        options: extraction options.
+        options: extraction options that do not change values (weights location, partial policy).
         workers: processes (default: all cores; 1 runs in this process).
-        force: redo samples that are already done.
-        labels: optional CSV with index,label[,gender,fold] filled into labels.csv.
-        on_event: progress callback ``(event, data)`` with events ``start`` (total, skipped,
-            todo), ``done`` (manifest row), ``end``.
+        force: redo samples that are already done; with a spec different from the folder's,
+            re-extract every sample of the folder with the new spec.
+        labels: CSV with index,label[,gender,fold]: sets those samples' metadata.
+        id_from: ``stem`` or ``relpath`` (see discover_inputs).
+        wait: queue behind another run holding the folder instead of stopping.
+        on_event: progress callback ``(event, data)``: ``start`` (total, skipped, todo), ``done``
+            (a record), ``end``.
 
     Returns:
         :class:`ExtractReport`.
+
+    Raises:
+        DepdetError: bad inputs, labels, spec or identity conflicts (before any work is done).
     """
     options = options or ExtractOptions()
     out = Path(out)
-    store.feature_paths(out, "x", layout)  # validates the layout name
-    jobs_in = discover_inputs(inputs)
-    if not jobs_in:
+    if id_from not in ID_FROM:
+        raise ConfigError(f"unknown --id-from {id_from!r}", hint=f"use one of {', '.join(ID_FROM)}")
+    found = discover_inputs(inputs, id_from=id_from)
+    if not found:
         raise MediaError("no video files found", path=", ".join(map(str, inputs)),
                          hint=f"supported extensions: {' '.join(VIDEO_EXTENSIONS)}")
-    user_labels = store.read_labels_csv(Path(labels)) if labels else None
-    check_output_dir(out)
-    manifest = store.read_manifest(out)
-    cfg = config_hash(spec, options, layout)
-    dio.write_json(out / store.FEATURES_JSON, {
-        "spec": spec.to_dict(), "layout": layout, "options": options.config_key(), "config_hash": cfg,
-        "columns": _columns(spec), "depdet_version": __version__,
-        "note": "features extracted by depdet from raw videos; see manifest.jsonl for provenance",
-    })
-    todo, skipped = [], []
-    for sid, path in jobs_in:
-        if not force and _is_done(manifest.get(sid), path, cfg, out):
-            skipped.append(sid)
-        else:
-            todo.append({"id": sid, "path": str(path), "out": str(out), "layout": layout, "spec": spec.to_dict(),
-                         "options": asdict(options), "config_hash": cfg})
+    user = lab.read_label_table(labels) if labels else {}
+    spec = resolve_spec(spec, options)  # weight files located and hashed: fails before the batch if missing
+    store = FeatureStore.create(out, layout)
     emit = on_event or (lambda *_: None)
-    emit("start", {"total": len(jobs_in), "skipped": len(skipped), "todo": len(todo),
-                   "media_seconds": 0.0})
-    t0 = time.perf_counter()
-    rows: list[dict] = []
-    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+    with store.lock(wait=wait):
+        store.migrate_legacy()  # a depdet 0.1.0 folder: its samples get records first, nothing is dropped
+        records = store.records()
+        _check_labels(user, {sid for sid, _, _ in found} | set(records), Path(labels) if labels else out)
+        respec = store.check_spec(spec, force=force)
+        todo, skipped, conflicts, updates = [], [], [], []
+        queued: set[str] = set()
 
-    def finish(row):
-        rows.append(row)
-        manifest[row["id"]] = row
-        store.write_manifest(out, manifest)
-        emit("done", row)
+        def meta_for(sid: str) -> dict:
+            old = (records.get(sid) or {}).get("meta") or {}
+            new = {k: v for k, v in user.get(sid, {}).items() if k in lab.META_FIELDS}
+            return {k: new.get(k, old.get(k)) for k in lab.META_FIELDS}
 
-    try:
-        if workers == 1:
-            for job in todo:
-                finish(_process(job))
-        else:
-            ctx = mp.get_context("spawn")  # no fork after torch/OpenMP initialisation
-            with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
-                futures = [pool.submit(_process, j) for j in todo]
-                try:
-                    for fut in cf.as_completed(futures):
-                        finish(fut.result())
-                except BaseException:
-                    for f in futures:
-                        f.cancel()
-                    raise
-    finally:
-        store.write_labels(out, layout, {k: r for k, r in manifest.items()}, user_labels)
+        def job(sid: str, path: Path, given: str) -> dict:
+            queued.add(sid)
+            return {"id": sid, "path": str(path), "given": given, "out": str(out), "layout": layout,
+                    "spec": spec.to_dict(), "options": asdict(options), "meta": meta_for(sid)}
+
+        for sid, path, given in found:
+            rec = records.get(sid)
+            if rec is None:
+                todo.append(job(sid, path, given))
+                continue
+            same, _ = _same_source(rec, path) if (rec.get("source") or {}).get("sha256") else (False, None)
+            if not same and (rec.get("source") or {}).get("resolved") != str(path.resolve()):
+                conflicts.append(f"id {sid!r} is already in the folder from {(rec.get('source') or {}).get('resolved')}, "
+                                 f"and this run's {path} is a different file")
+                continue
+            done = (same and not force and not respec and rec.get("status") in USABLE
+                    and not FeatureSpec.from_dict(rec["spec"]).differences(spec) and store.unit_intact(rec))
+            if done:
+                skipped.append(sid)
+                if sid in user and meta_for(sid) != rec.get("meta"):
+                    updates.append(sid)
+            else:
+                todo.append(job(sid, path, given))
+        if conflicts:
+            raise DataError(f"{len(conflicts)} sample id conflict(s): " + "; ".join(conflicts[:4])
+                            + (f"; and {len(conflicts) - 4} more" if len(conflicts) > 4 else ""), path=out,
+                            hint="derive ids from the relative path with --id-from relpath, rename the files, "
+                                 "or extract into another -o folder")
+        for sid, rec in records.items():
+            if sid in queued or sid in skipped:
+                continue
+            if respec:  # the folder's spec changed: every sample is redone from its recorded source
+                src = rec.get("source") or {}
+                todo.append(job(sid, Path(src.get("resolved") or src.get("path") or sid), src.get("path") or sid))
+            elif sid in user and meta_for(sid) != rec.get("meta"):
+                updates.append(sid)
+        for sid in updates:
+            records[sid] = store.update_meta(sid, meta_for(sid))
+
+        emit("start", {"total": len(found), "skipped": len(skipped), "todo": len(todo), "media_seconds": 0.0})
+        t0 = time.perf_counter()
+        rows: list[dict] = []
+        workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+
+        def finish(rec):
+            rows.append(rec)
+            records[rec["id"]] = rec
+            emit("done", rec)
+
+        try:
+            if workers == 1:
+                for j in todo:
+                    finish(_process(j))
+            else:
+                ctx = mp.get_context("spawn")  # no fork after torch/OpenMP initialisation
+                with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+                    futures = [pool.submit(_process, j) for j in todo]
+                    try:
+                        for fut in cf.as_completed(futures):
+                            finish(fut.result())
+                    except BaseException:
+                        for f in futures:
+                            f.cancel()
+                        raise
+        finally:
+            store.rebuild_views()
     elapsed = time.perf_counter() - t0
-    media_seconds = sum(r.get("duration", 0.0) or 0.0 for r in rows if r["status"] != "failed")
+    media_seconds = sum(r.get("duration", 0.0) or 0.0 for r in rows if r.get("status") in USABLE)
     emit("end", {})
-    return ExtractReport(rows, skipped, [r for r in rows if r["status"] == "failed"], elapsed, media_seconds)
-
-
-def _columns(spec: FeatureSpec) -> dict[str, list[str]]:
-    from depdet.extractors import EXTRACTORS
-
-    cols = {}
-    for modality, names in (("visual", spec.visual), ("audio", spec.audio)):
-        c = []
-        for n in names:
-            ex_cols = list(getattr(EXTRACTORS[n], "columns", ()) or [f"{n}_{i}" for i in range(EXTRACTORS[n].dim)])
-            c += ex_cols
-        cols[modality] = c
-    return cols
+    return ExtractReport(rows, skipped, [r for r in rows if r.get("status") == "failed"], elapsed, media_seconds)

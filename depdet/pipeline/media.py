@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -374,17 +374,45 @@ def sanitize_id(stem: str) -> str:
     return s or "clip"
 
 
-def discover_inputs(paths: Iterable[str | Path]) -> list[tuple[str, Path]]:
-    """Expand files, folders (recursive) and list files into ``(sample_id, path)`` pairs.
+#: How sample ids are derived from input paths (``--id-from``).
+ID_FROM = ("stem", "relpath")
 
-    Sample ids are file stems (characters other than letters, digits, ``._-`` become ``_``). When
-    two inputs share a stem, each gets ``<stem>-<6 hex of SHA-1 of its path relative to the input
-    it was found under>``, which does not depend on the order of discovery.
+
+class Input(NamedTuple):
+    """One discovered video: its sample id, the file, and the path as the user named it."""
+
+    id: str
+    path: Path
+    given: str
+
+
+def _relpath_key(given: str) -> str:
+    """``p01/video.mpg`` -> ``p01/video``: the path as named, without extension, anchors or ``..``."""
+    parts = [q for q in Path(given).with_suffix("").parts if q not in ("/", ".", "..") and not q.endswith(":\\")]
+    return "/".join(parts) or Path(given).stem
+
+
+def discover_inputs(paths: Iterable[str | Path], id_from: str = "stem") -> list[Input]:
+    """Expand files, folders (recursive) and list files into :class:`Input` (id, path, given) triples.
+
+    Ids (``id_from``):
+
+    * ``stem`` (default): the file stem, e.g. ``video`` for ``p01/video.mpg``;
+    * ``relpath``: the path as named on the command line or in the list (a folder's files as
+      ``FOLDER/rel/path``), without extension, e.g. ``p01_video`` for ``p01/video.mpg``: use it when
+      different folders hold files of the same name.
+
+    Characters other than letters, digits, ``._-`` become ``_``. When two inputs of one run still
+    share an id, each gets ``<id>-<6 hex of SHA-1 of its path relative to the input it was found
+    under>``, which does not depend on the order of discovery (a labels CSV keyed on the bare stem
+    then no longer matches them: ``--id-from relpath`` avoids that).
 
     Raises:
         MediaError: a named path does not exist, or a named file has an unsupported extension.
     """
-    found: list[tuple[Path, str]] = []  # (path, relative key)
+    if id_from not in ID_FROM:
+        raise ValueError(f"id_from must be one of {ID_FROM}, got {id_from!r}")
+    found: list[tuple[Path, str, str]] = []  # (path, relative key, as given)
     for p in paths:
         p = Path(p)
         if not p.exists():
@@ -392,7 +420,8 @@ def discover_inputs(paths: Iterable[str | Path]) -> list[tuple[str, Path]]:
         if p.is_dir():
             for f in sorted(p.rglob("*")):
                 if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS and not f.name.startswith("."):
-                    found.append((f, f.relative_to(p).as_posix()))
+                    rel = f.relative_to(p).as_posix()
+                    found.append((f, rel, (Path(p) / rel).as_posix()))
         elif p.suffix.lower() in LIST_EXTENSIONS:
             for line in p.read_text(encoding="utf-8").splitlines():
                 line = line.strip()
@@ -400,23 +429,24 @@ def discover_inputs(paths: Iterable[str | Path]) -> list[tuple[str, Path]]:
                     continue
                 f = Path(line)
                 f = f if f.is_absolute() else (p.parent / f)
-                found.append((f, line))
+                found.append((f, line, line))
         elif p.suffix.lower() in VIDEO_EXTENSIONS:
-            found.append((p, p.name))
+            found.append((p, p.name, str(p)))
         else:
             raise MediaError(f"unsupported extension {p.suffix!r}",
                              path=p, hint=f"use one of {' '.join(VIDEO_EXTENSIONS)} or a .txt list of paths")
-    seen: dict[Path, str] = {}
-    for f, key in found:  # the same file named twice is one input
-        seen.setdefault(f.resolve(), key)
-    by_stem: dict[str, list[tuple[Path, str]]] = {}
-    for f, key in seen.items():
-        by_stem.setdefault(sanitize_id(f.stem), []).append((f, key))
+    seen: dict[Path, tuple[str, str]] = {}
+    for f, key, given in found:  # the same file named twice is one input
+        seen.setdefault(f.resolve(), (key, given))
+    by_id: dict[str, list[tuple[Path, str, str]]] = {}
+    for f, (key, given) in seen.items():
+        base = sanitize_id(f.stem if id_from == "stem" else _relpath_key(given))
+        by_id.setdefault(base, []).append((f, key, given))
     out = []
-    for stem, items in by_stem.items():
+    for base, items in by_id.items():
         if len(items) == 1:
-            out.append((stem, items[0][0]))
+            out.append(Input(base, items[0][0], items[0][2]))
         else:
-            for f, key in items:
-                out.append((f"{stem}-{hashlib.sha1(key.encode()).hexdigest()[:6]}", f))
+            for f, key, given in items:
+                out.append(Input(f"{base}-{hashlib.sha1(key.encode()).hexdigest()[:6]}", f, given))
     return sorted(out)

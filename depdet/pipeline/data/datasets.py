@@ -1,49 +1,36 @@
-"""Load D-Vlog, LMVD and ``depdet extract`` feature folders into memory, validated.
+"""Load a feature folder (D-Vlog, LMVD or ``depdet extract`` output) into memory, validated.
 
-Three layouts are recognised (``layout="auto"`` picks one from what is on disk):
+Every file is read through the feature store (:mod:`depdet.pipeline.store`), the only code that
+knows the layouts, the records and the label vocabulary:
 
-``dvlog`` (the released D-Vlog features, and what ``depdet extract``/``depdet synth`` write)::
+* folders with sample records (written by ``depdet extract`` / ``depdet synth``): the usable
+  samples of the records, their stored per-row validity, their metadata (label, gender, fold), every
+  array checked against the SHA-256 in its record;
+* folders without records (the released D-Vlog/LMVD features, depdet 0.1.0 output): ``labels.csv``
+  (or LMVD's ``lmvd_labels.csv`` / ``label/<id>_Depression.csv``) and the arrays by the layout's
+  names; as the reference loaders do, the two modalities are truncated to their common length
+  ``T = min(T_visual, T_audio)`` (counted in :class:`LoadReport`; the released D-Vlog has 14 such
+  ids), and validity is derived (all-zero visual rows = no face), which the report notes.
 
-    <dir>/labels.csv                 index,label,duration,gender,fold   (label depression/normal)
-    <dir>/<id>/<id>_acoustic.npy     (T, 25)  eGeMAPS LLD means, 1 row/s
-    <dir>/<id>/<id>_visual.npy       (T, 136) landmarks, 1 row/s
-    <dir>/features.json              optional: the FeatureSpec (written by ``depdet extract``)
-
-``lmvd`` (DepMamba's converted LMVD, and ``depdet extract --layout lmvd``)::
-
-    <dir>/audio/<id>.npy             (T, 128) VGGish
-    <dir>/visual/<id>_visual.npy     (T, 136) (DepMamba's name) or visual/<id>.npy (depdet's)
-    labels: <dir>/labels.csv or lmvd_labels.csv with index,label,fold (label 1/0), or a folder of
-    LMVD's per-id files <dir>/label/<id>_Depression.csv / <id>_Normal.csv whose one line is 1/0.
-
-IDs are always strings: LMVD's "0602" is not "602".
-
-As the reference loaders do, the two modalities are truncated to their common length
-``T = min(T_visual, T_audio)``; every truncation is counted in :class:`LoadReport` (the released
-D-Vlog has 14 such ids). Arrays are cast to float32 and kept in RAM (D-Vlog is ~0.4 GB as float32).
-A file with the wrong number of dimensions or columns raises :class:`~depdet.errors.DataError`
-naming the file, the expected and the found shape; missing files are collected and listed.
+IDs are always strings: LMVD's "0602" is not "602". Arrays are cast to float32 and kept in RAM
+(D-Vlog is ~0.4 GB as float32). A file with the wrong number of dimensions or columns raises
+:class:`~depdet.errors.DataError` naming the file, the expected and the found shape; missing files
+are collected and listed.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from depdet.errors import DataError
-from depdet.pipeline.store import derive_valid
-from depdet.pipeline.features.spec import DVLOG, LMVD, MODALITIES, FeatureSpec
+from depdet.extractors import MODALITIES
+from depdet.pipeline.features.spec import DVLOG, LMVD, RELEASED_UNKNOWN, FeatureSpec
+from depdet.pipeline.store import FeatureStore, read_label_table
 
 LAYOUTS = ("auto", "dvlog", "lmvd")
-POSITIVE = {"1", "depression", "depressed", "true", "yes"}
-NEGATIVE = {"0", "normal", "false", "no", "control", "healthy"}
-FOLDS = ("train", "valid", "test")
 
 
 @dataclass
@@ -65,6 +52,7 @@ class Sample:
     gender: str = ""
     fold: str = ""
     valid: dict[str, np.ndarray] = field(default_factory=dict)
+    record: dict | None = field(default=None, repr=False)  # the store's record (provenance), None for released data
 
     def __post_init__(self):
         T = self.length
@@ -86,10 +74,13 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)  # missing file paths
     skipped: list[str] = field(default_factory=list)  # ids left out (missing files)
     unlabelled: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # ids whose extraction failed (records with status failed)
+    notes: list[str] = field(default_factory=list)  # e.g. "validity derived", "labels.csv differs from the records"
 
     def to_dict(self) -> dict:
         return {"n_samples": self.n_samples, "n_truncated": len(self.truncated), "truncated": self.truncated,
-                "missing": self.missing, "skipped": self.skipped, "unlabelled": self.unlabelled}
+                "missing": self.missing, "skipped": self.skipped, "unlabelled": self.unlabelled,
+                "failed": self.failed, "notes": self.notes}
 
     def lines(self) -> list[str]:
         """Human-readable summary lines."""
@@ -103,7 +94,10 @@ class LoadReport:
                        + (" ..." if len(self.skipped) > 10 else ""))
         if self.unlabelled:
             out.append(f"{len(self.unlabelled)} ids have no label")
-        return out
+        if self.failed:
+            out.append(f"{len(self.failed)} ids left out: their extraction failed ({', '.join(self.failed[:5])}"
+                       + (" ..." if len(self.failed) > 5 else "") + ")")
+        return out + list(self.notes)
 
 
 @dataclass
@@ -116,6 +110,7 @@ class Dataset:
     samples: list[Sample]
     report: LoadReport
     info: dict = field(default_factory=dict)  # e.g. {"synthetic": True, ...} from synth.json
+    label_path: Path | None = None  # where the labels came from (for messages)
 
     @property
     def dims(self) -> dict[str, int]:
@@ -138,120 +133,14 @@ class Dataset:
             ids = self.report.unlabelled
             raise DataError(
                 f"{len(ids)} of {len(self.samples)} samples have no label (e.g. {', '.join(ids[:5])})",
-                path=self.root / "labels.csv",
+                path=self.label_path or self.root,
                 hint="fill the label column (depression/normal or 1/0), e.g. rerun `depdet extract ... --labels "
                      "labels.csv`, or remove unlabelled rows")
 
 
-# ------------------------------------------------------------------ label files
+# ------------------------------------------------------------------ loading
 
-def parse_label(value: str, *, where: Path, row: int | str) -> int | None:
-    """Map ``depression``/``normal``/``1``/``0`` to 1/0; empty -> None; anything else -> DataError."""
-    v = (value or "").strip().lower()
-    if v == "":
-        return None
-    if v in POSITIVE:
-        return 1
-    if v in NEGATIVE:
-        return 0
-    try:
-        f = float(v)
-        if f in (0.0, 1.0):
-            return int(f)
-    except ValueError:
-        pass
-    raise DataError(f"row {row}: unknown label {value!r}", path=where, hint="use depression/normal or 1/0")
-
-
-def read_label_table(path: Path) -> list[dict]:
-    """Read a labels CSV with an ``index`` (or ``id``) column; keys lower-cased, values stripped.
-
-    IDs are read as strings, so zero padding is kept.
-    """
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except OSError as e:
-        raise DataError(f"cannot read labels file ({e.strerror})", path=path) from e
-    if not text.strip():
-        raise DataError("labels file is empty", path=path, hint="it needs a header like index,label,duration,gender,fold")
-    reader = csv.DictReader(io.StringIO(text))
-    fields = [f.strip().lower() for f in (reader.fieldnames or [])]
-    key = "index" if "index" in fields else "id" if "id" in fields else None
-    if key is None:
-        raise DataError(f"labels file has no 'index' column (header: {','.join(fields)})", path=path,
-                        hint="first line should be index,label,duration,gender,fold (D-Vlog) or index,label,fold (LMVD)")
-    if "label" not in fields:
-        raise DataError("labels file has no 'label' column", path=path, hint="add a label column (depression/normal or 1/0)")
-    rows = []
-    for n, raw in enumerate(reader, 2):
-        row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items() if k is not None}
-        if not row.get(key):
-            continue
-        row["index"] = row[key]
-        row["_line"] = n
-        rows.append(row)
-    if not rows:
-        raise DataError("labels file has a header but no rows", path=path, hint="add one row per sample")
-    return rows
-
-
-def read_lmvd_label_dir(folder: Path) -> list[dict]:
-    """Read LMVD's per-id label files (``<id>_Depression.csv`` / ``<id>_Normal.csv``).
-
-    Each file's single line is the label (0/1), as the LMVD code reads it; if the file is empty the
-    name decides (``_Normal`` -> 0, ``_Depression`` -> 1).
-    """
-    rows = []
-    pat = re.compile(r"^(?P<id>.+?)_(?P<kind>depression|normal)\.csv$", re.I)
-    for f in sorted(Path(folder).glob("*.csv")):
-        m = pat.match(f.name)
-        if not m:
-            continue
-        text = f.read_text(encoding="utf-8-sig").strip()
-        first = text.splitlines()[0].split(",")[0].strip() if text else ""
-        label = parse_label(first, where=f, row=1) if first else (1 if m["kind"].lower() == "depression" else 0)
-        rows.append({"index": m["id"], "label": str(label), "fold": "", "gender": "", "_line": 1})
-    if not rows:
-        raise DataError("no <id>_Depression.csv / <id>_Normal.csv files found", path=folder,
-                        hint="point --data at the LMVD folder that holds label/ or provide labels.csv")
-    return rows
-
-
-# ------------------------------------------------------------------ layout detection
-
-def detect_layout(root: Path) -> str:
-    """Guess ``dvlog`` or ``lmvd`` from the folder contents."""
-    root = Path(root)
-    if (root / "audio").is_dir() and (root / "visual").is_dir():
-        return "lmvd"
-    if (root / "labels.csv").exists():
-        return "dvlog"
-    raise DataError("not a D-Vlog, LMVD or depdet-extract folder (no labels.csv, no audio/ + visual/ folders)",
-                    path=root, hint="point --data at the folder holding labels.csv (D-Vlog) or audio/ and visual/ (LMVD)")
-
-
-def _read_features_json(root: Path) -> tuple[FeatureSpec | None, dict]:
-    path = root / "features.json"
-    if not path.exists():
-        return None, {}
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataError(f"features.json is not valid JSON ({e})", path=path, hint="rerun `depdet extract`") from e
-    spec_d = d.get("spec", d)
-    known = {"audio", "visual", "fps", "landmark_norm", "dims_override"}
-    return FeatureSpec.from_dict({k: v for k, v in spec_d.items() if k in known}), d
-
-
-def _load_npy(path: Path) -> np.ndarray:
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise DataError(f"cannot read feature array ({e})", path=path, hint="re-extract or re-download this file") from e
-    return arr
-
-
-def _check_shape(path: Path, arr: np.ndarray, dim: int | None) -> None:
+def _check_shape(path, arr: np.ndarray, dim: int | None) -> None:
     exp = f"(T, {dim})" if dim else "(T, D)"
     if arr.ndim != 2:
         raise DataError(f"expected shape {exp}, found {tuple(arr.shape)}", path=path,
@@ -266,104 +155,86 @@ def _check_shape(path: Path, arr: np.ndarray, dim: int | None) -> None:
                         hint="re-extract this sample or remove its row")
 
 
-def _lmvd_paths(root: Path, sid: str) -> dict[str, Path]:
-    vis = root / "visual" / f"{sid}_visual.npy"
-    if not vis.exists() and (root / "visual" / f"{sid}.npy").exists():
-        vis = root / "visual" / f"{sid}.npy"
-    return {"visual": vis, "audio": root / "audio" / f"{sid}.npy"}
-
-
-def _dvlog_paths(root: Path, sid: str) -> dict[str, Path]:
-    return {"visual": root / sid / f"{sid}_visual.npy", "audio": root / sid / f"{sid}_acoustic.npy"}
-
-
 def load_dataset(path: str | Path, layout: str = "auto", *, labels: str | Path | None = None,
                  skip_missing: bool = False) -> Dataset:
     """Load and validate a feature folder.
 
     Args:
-        path: the dataset folder (holding labels.csv, or audio/ and visual/).
+        path: the dataset folder.
         layout: ``auto``, ``dvlog`` or ``lmvd``.
-        labels: optional labels CSV overriding the folder's own (``index,label[,gender,fold]``).
+        labels: optional labels CSV overriding the folder's own metadata (``index,label[,gender,fold]``).
         skip_missing: leave out ids whose feature files are missing (listed in the report) instead of
             raising a DataError that lists them.
 
     Returns:
-        A :class:`Dataset`, samples in labels-file order.
+        A :class:`Dataset`: samples in labels-file order (folders without records) or id order.
 
     Raises:
         DataError: unreadable labels, unknown labels, missing files (unless ``skip_missing``),
-            arrays with the wrong rank or column count.
+            arrays with the wrong rank or column count, files that do not match their records.
     """
-    root = Path(path)
-    if not root.is_dir():
-        raise DataError("dataset folder not found", path=root, hint="pass the folder that holds labels.csv")
     if layout not in LAYOUTS:
         raise DataError(f"unknown layout {layout!r}", hint=f"use one of {', '.join(LAYOUTS)}")
-    if layout == "auto":
-        layout = detect_layout(root)
-
-    # labels
-    if labels is not None:
-        label_path = Path(labels)
-        rows = read_label_table(label_path)
-    elif layout == "lmvd":
-        candidates = [root / "labels.csv", root / "lmvd_labels.csv"]
-        label_path = next((c for c in candidates if c.exists()), None)
-        if label_path is not None:
-            rows = read_label_table(label_path)
-        elif (root / "label").is_dir():
-            label_path = root / "label"
-            rows = read_lmvd_label_dir(label_path)
-        else:
-            raise DataError("no labels found (labels.csv, lmvd_labels.csv or label/<id>_Depression.csv)", path=root,
-                            hint="add labels.csv with index,label,fold or pass --labels")
-    else:
-        label_path = root / "labels.csv"
-        if not label_path.exists():
-            raise DataError("labels.csv not found", path=root, hint="a D-Vlog folder needs labels.csv (index,label,duration,gender,fold)")
-        rows = read_label_table(label_path)
-
-    spec, features_json = _read_features_json(root)
-    info: dict = {}
-    if (root / "synth.json").exists():
-        info = json.loads((root / "synth.json").read_text(encoding="utf-8"))
-    expected: dict[str, int | None] = dict(spec.dims) if spec is not None else {"visual": None, "audio": None}
-
+    store = FeatureStore.open(path, layout)
+    root, layout = store.root, store.layout
+    spec = store.spec()
+    override = read_label_table(labels) if labels is not None else None
     report = LoadReport()
     samples: list[Sample] = []
-    seen: set[str] = set()
-    paths_of = _lmvd_paths if layout == "lmvd" else _dvlog_paths
-    for row in rows:
-        sid = row["index"]
-        if sid in seen:
-            raise DataError(f"line {row['_line']}: id {sid!r} appears twice", path=label_path, hint="keep one row per id")
-        seen.add(sid)
-        paths = paths_of(root, sid)
-        missing = [str(p) for p in paths.values() if not p.exists()]
-        if missing:
-            report.missing.extend(missing)
-            report.skipped.append(sid)
-            continue
-        feats = {}
+    expected: dict[str, int | None] = dict(spec.dims) if spec is not None else {"visual": None, "audio": None}
+
+    def add(stored, meta: dict, where) -> None:
         for m in MODALITIES:
-            arr = _load_npy(paths[m])
-            _check_shape(paths[m], arr, expected[m])
+            _check_shape(where(m), stored.features[m], expected[m])
             if expected[m] is None:
-                expected[m] = int(arr.shape[1])
-            feats[m] = arr
-        T = min(a.shape[0] for a in feats.values())
-        cut = {m: int(a.shape[0] - T) for m, a in feats.items()}
-        if any(cut.values()):
-            report.truncated[sid] = cut
-        feats = {m: np.ascontiguousarray(a[:T], dtype=np.float32) for m, a in feats.items()}
-        label = parse_label(row.get("label", ""), where=label_path, row=row["_line"])
+                expected[m] = int(stored.features[m].shape[1])
+        for note in stored.notes:
+            if note.startswith("truncated:"):
+                import json
+
+                report.truncated[stored.id] = json.loads(note[len("truncated:"):])
+        dropped = ((stored.record or {}).get("timeline") or {}).get("dropped_rows") or {}
+        if any(dropped.values()):
+            report.truncated[stored.id] = {m: int(n) for m, n in dropped.items()}
+        label = meta.get("label")
         if label is None:
-            report.unlabelled.append(sid)
-        gender = (row.get("gender") or "").lower()[:1]
-        fold = (row.get("fold") or "").lower()
-        fold = {"val": "valid", "dev": "valid", "validation": "valid"}.get(fold, fold)
-        samples.append(Sample(sid, feats, label, gender, fold, valid=derive_valid(feats)))
+            report.unlabelled.append(stored.id)
+        feats = {m: np.ascontiguousarray(stored.features[m], dtype=np.float32) for m in MODALITIES}
+        samples.append(Sample(stored.id, feats, label, meta.get("gender") or "", meta.get("fold") or "",
+                              valid=stored.valid, record=stored.record))
+
+    if store.has_records():
+        label_path = Path(labels) if labels is not None else root / "labels.csv"
+        records = store.records()
+        usable = sorted(sid for sid, r in records.items() if r.get("status") in ("ok", "partial"))
+        report.failed = sorted(sid for sid, r in records.items() if r.get("status") not in ("ok", "partial"))
+        ids = usable if override is None else [sid for sid in override if sid in records]
+        if override is not None:
+            for sid in override:
+                if sid not in records or records[sid].get("status") not in ("ok", "partial"):
+                    report.missing.append(f"{sid} (no usable sample in {root})")
+                    report.skipped.append(sid)
+            ids = [sid for sid in ids if sid in usable]
+        for sid in ids:
+            stored = store.read(sid, dims=spec.dims if spec else None)
+            meta = override[sid] if override is not None else stored.meta
+            add(stored, meta, lambda m, sid=sid: store.array_path(sid, m))
+        if override is None and (root / "labels.csv").exists() and \
+                (root / "labels.csv").read_text(encoding="utf-8") != store.labels_view(records):
+            report.notes.append("labels.csv differs from the sample records (edited by hand?): the records' labels "
+                                "were used; set labels with `depdet extract ... --labels CSV` or pass --labels")
+    else:
+        label_path, rows = (Path(labels), override) if override is not None else store.legacy_labels()
+        for sid, row in rows.items():
+            try:
+                stored = store.read_legacy(sid)
+            except FileNotFoundError as e:
+                report.missing.extend(str(e).split("; "))
+                report.skipped.append(sid)
+                continue
+            add(stored, row, lambda m, sid=sid: store.array_path(sid, m))
+        report.notes.append("no per-row validity stored in this folder (released features or depdet 0.1.0): "
+                            "all-zero visual rows are taken as 'no face', every audio row as valid")
 
     if report.missing and not skip_missing:
         n = len(report.skipped)
@@ -377,8 +248,11 @@ def load_dataset(path: str | Path, layout: str = "auto", *, labels: str | Path |
     if spec is None:
         base = LMVD if layout == "lmvd" else DVLOG
         dims = {m: int(expected[m]) for m in MODALITIES}
-        spec = base if dims == base.dims else FeatureSpec(audio=base.audio, visual=base.visual, fps=base.fps,
-                                                          landmark_norm=base.landmark_norm, dims_override=dims)
-    if features_json:
-        info.setdefault("features_json", {k: v for k, v in features_json.items() if k != "spec"})
-    return Dataset(root=root, layout=layout, spec=spec, samples=samples, report=report, info=info)
+        spec = FeatureSpec(audio=base.audio, visual=base.visual, fps=base.fps, landmark_norm=base.landmark_norm,
+                           **RELEASED_UNKNOWN, dims_override={} if dims == base.dims else dims)
+    info = store.info()
+    fj = store.folder_info()
+    if fj:
+        info.setdefault("features_json", {k: v for k, v in fj.items() if k != "spec"})
+    return Dataset(root=root, layout=layout, spec=spec, samples=samples, report=report, info=info,
+                   label_path=label_path)

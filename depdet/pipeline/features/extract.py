@@ -22,24 +22,36 @@ MIN_SPEECH_RATIO = 0.2
 
 @dataclass
 class ExtractOptions:
-    """Extraction settings that are not part of the feature spec.
+    """Extraction settings that do not change feature values (those are all in the FeatureSpec).
 
     Attributes:
-        detector: face detector for landmarks, ``hog`` (fast, default) or ``cnn`` (dlib MMOD).
-        vggish_weights: explicit path of the VGGish checkpoint (else DEPDET_WEIGHTS_DIR / cache).
-        vggish_postprocess: apply the reference PCA + 8-bit quantisation to VGGish embeddings.
+        vggish_weights: explicit path of the VGGish checkpoint (else DEPDET_WEIGHTS_DIR / cache);
+            which file was used is in the spec as its SHA-256.
         allow_partial: keep the streams that could be extracted when one fails (no audio track,
             no face); otherwise such a clip fails.
     """
 
-    detector: str = "hog"
     vggish_weights: str | None = None
-    vggish_postprocess: bool = True
     allow_partial: bool = False
 
-    def config_key(self) -> dict:
-        """The options that change feature values (the path of the weights does not)."""
-        return {"detector": self.detector, "vggish_postprocess": self.vggish_postprocess}
+
+def resolve_spec(spec: FeatureSpec, options: ExtractOptions | None = None) -> FeatureSpec:
+    """``spec`` with the SHA-256 of every weight file its extractors will read (located and verified now).
+
+    Raises:
+        WeightsError: a needed weight file is missing (names every file and how to install it).
+    """
+    from depdet.extractors import EXTRACTORS
+    from depdet.weights import file_sha256
+
+    options = options or ExtractOptions()
+    models = {}
+    for name in spec.extractors:
+        kw = {"weights_path": options.vggish_weights, "postprocess": bool(spec.vggish_postprocess)} if name == "vggish" \
+            else {"detector": spec.detector or "hog"} if name == "landmarks" else {}
+        for key, path in EXTRACTORS[name].model_files(**kw).items():
+            models[key] = file_sha256(path)
+    return spec.with_models(models)
 
 
 @dataclass
@@ -118,14 +130,14 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
             raise MediaError("the audio track is empty", path=path)
         parts = []
         for name in spec.audio:
-            kw = {"weights_path": options.vggish_weights, "postprocess": options.vggish_postprocess} if name == "vggish" else {}
+            kw = {"weights_path": options.vggish_weights, "postprocess": bool(spec.vggish_postprocess)} if name == "vggish" else {}
             parts.append(get_extractor(name, **kw).extract(samples, SAMPLE_RATE, fps))
         return samples, concat_modality(parts)
 
     def visual_branch():
         if not media.has_video:
             raise MediaError("no video stream (audio-only file)", path=path, hint="depdet needs a video with a face")
-        lm = get_extractor("landmarks", detector=options.detector)
+        lm = get_extractor("landmarks", detector=spec.detector or "hog")
         raw = lm.extract(decode.iter_frames(path, fps))
         if len(raw) == 0:
             raise MediaError("no frames could be decoded", path=path)

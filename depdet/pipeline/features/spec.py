@@ -8,14 +8,24 @@ extraction with the checkpoint's own spec. Models never hard-code feature sizes:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, replace
 
 from depdet.errors import ConfigError
 from depdet.extractors import EXTRACTOR_DIMS, EXTRACTOR_MODALITY, MODALITIES
 
+#: Face detectors the landmark extractor knows (dlib HOG, dlib MMOD CNN).
+DETECTORS = ("hog", "cnn")
+LANDMARK_NORMS = ("row-zscore", "none")
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
-    """What one row of each modality contains.
+    """Everything that decides the values of one row of each modality.
+
+    Two feature folders (or a folder and a checkpoint) are compatible exactly when their specs have
+    no :meth:`differences`. ``None`` means "not known" (features not made by depdet, e.g. the
+    released D-Vlog files) and is never reported as a difference.
 
     Attributes:
         audio: audio extractor names, concatenated in this order (``egemaps`` for D-Vlog,
@@ -25,6 +35,10 @@ class FeatureSpec:
         fps: output rows per second, shared by every stream (D-Vlog: 1).
         landmark_norm: ``"row-zscore"`` (each frame's 136 values z-scored across themselves, as the
             DepMamba LMVD script and, by all evidence, D-Vlog do) or ``"none"`` (pixels).
+        detector: face detector used before the landmark predictor (``hog`` or ``cnn``).
+        vggish_postprocess: VGGish's PCA + 8-bit quantisation applied (None when VGGish is not used).
+        models: model file name -> SHA-256 of every weight file the extractors used (dlib predictor,
+            MMOD detector, VGGish checkpoint and PCA parameters); empty when not known.
         dims_override: for datasets whose features were not made by depdet (released D-Vlog/LMVD
             files), the per-modality dims found on disk; empty for depdet-extracted features.
     """
@@ -32,7 +46,10 @@ class FeatureSpec:
     audio: tuple[str, ...] = ("egemaps",)
     visual: tuple[str, ...] = ("landmarks",)
     fps: float = 1.0
-    landmark_norm: str = "row-zscore"
+    landmark_norm: str | None = "row-zscore"
+    detector: str | None = "hog"
+    vggish_postprocess: bool | None = True
+    models: dict = field(default_factory=dict, hash=False)
     dims_override: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self):
@@ -41,10 +58,17 @@ class FeatureSpec:
                 if EXTRACTOR_MODALITY.get(n) != mod:
                     known = sorted(k for k, v in EXTRACTOR_MODALITY.items() if v == mod)
                     raise ConfigError(f"unknown {mod} extractor {n!r}", hint=f"choose from {', '.join(known)}")
-        if not self.fps > 0:
-            raise ConfigError(f"fps must be positive, got {self.fps}")
-        if self.landmark_norm not in ("row-zscore", "none"):
-            raise ConfigError(f"landmark_norm must be 'row-zscore' or 'none', got {self.landmark_norm!r}")
+        if not (isinstance(self.fps, (int, float)) and math.isfinite(self.fps) and self.fps > 0):
+            raise ConfigError(f"--fps must be a positive number of rows per second, got {self.fps}",
+                              hint="D-Vlog and LMVD use --fps 1")
+        if self.landmark_norm not in LANDMARK_NORMS + (None,):
+            raise ConfigError(f"landmark_norm must be one of {', '.join(LANDMARK_NORMS)}, got {self.landmark_norm!r}")
+        if self.detector not in DETECTORS + (None,):
+            raise ConfigError(f"unknown face detector {self.detector!r}", hint=f"choose from {', '.join(DETECTORS)}")
+        if "vggish" not in self.audio and self.vggish_postprocess is not None:
+            object.__setattr__(self, "vggish_postprocess", None)  # irrelevant without VGGish
+        object.__setattr__(self, "fps", float(self.fps))
+        object.__setattr__(self, "models", {str(k): str(v) for k, v in dict(self.models or {}).items()})
 
     @property
     def dims(self) -> dict[str, int]:
@@ -60,6 +84,41 @@ class FeatureSpec:
     def extractors(self) -> tuple[str, ...]:
         return tuple(self.visual) + tuple(self.audio)
 
+    def with_models(self, models: dict) -> "FeatureSpec":
+        """This spec with the SHA-256 of the weight files actually used."""
+        return replace(self, models=dict(models))
+
+    def differences(self, other: "FeatureSpec") -> list[str]:
+        """Field-by-field differences ``"name: mine vs other"``; unknown (None/empty) values are skipped."""
+        diffs = []
+        for name in ("audio", "visual", "fps", "landmark_norm", "detector", "vggish_postprocess"):
+            a, b = getattr(self, name), getattr(other, name)
+            if a is None or b is None:
+                continue
+            same = math.isclose(a, b, rel_tol=1e-9) if name == "fps" else a == b
+            if not same:
+                fmt = (lambda v: "+".join(v)) if name in ("audio", "visual") else (lambda v: f"{v:g}" if name == "fps" else str(v))
+                diffs.append(f"{name} {fmt(a)} vs {fmt(b)}")
+        if self.models and other.models:
+            for k in sorted(set(self.models) | set(other.models)):
+                a, b = self.models.get(k), other.models.get(k)
+                if a and b and a != b:
+                    diffs.append(f"{k} weights sha256 {a[:12]} vs {b[:12]}")
+        if self.dims != other.dims:
+            diffs.append(f"dims {self.dims} vs {other.dims}")
+        return diffs
+
+    def extract_options(self) -> dict:
+        """The value-changing settings as ``depdet extract`` options (for hints: how to re-create this spec)."""
+        parts = [f"--fps {self.fps:g}", f"--audio {','.join(self.audio)}", f"--visual {','.join(self.visual)}"]
+        if self.landmark_norm:
+            parts.append(f"--landmark-norm {self.landmark_norm}")
+        if self.detector:
+            parts.append(f"--detector {self.detector}")
+        if self.vggish_postprocess is not None:
+            parts.append("--vggish-postprocess" if self.vggish_postprocess else "--no-vggish-postprocess")
+        return {"command": " ".join(parts)}
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["audio"], d["visual"] = list(self.audio), list(self.visual)
@@ -68,7 +127,13 @@ class FeatureSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "FeatureSpec":
-        known = {"audio", "visual", "fps", "landmark_norm", "dims_override"}
+        """Rebuild from :meth:`to_dict` output; dicts of earlier depdet versions lack the newer keys.
+
+        Keys missing from an earlier version's dict take the values that version always used
+        (``detector`` and ``vggish_postprocess`` were extraction options then, recorded beside the
+        spec; pass them in ``d`` when known), except ``models``, which stays unknown.
+        """
+        known = {"audio", "visual", "fps", "landmark_norm", "detector", "vggish_postprocess", "models", "dims_override"}
         unknown = set(d) - known - {"dims"}
         if unknown:
             raise ConfigError(f"unknown feature-spec keys {sorted(unknown)}")
@@ -79,12 +144,27 @@ class FeatureSpec:
         return cls(**kw)
 
     def describe(self) -> str:
+        extra = f", detector {self.detector}" if self.detector else ""
+        if self.vggish_postprocess is not None:
+            extra += f", VGGish post-processing {'on' if self.vggish_postprocess else 'off'}"
+        norm = f", landmarks {self.landmark_norm}" if self.landmark_norm else ""
         return (f"visual={'+'.join(self.visual)} ({self.dims.get('visual')}), "
-                f"audio={'+'.join(self.audio)} ({self.dims.get('audio')}), {self.fps:g} rows/s, "
-                f"landmarks {self.landmark_norm}")
+                f"audio={'+'.join(self.audio)} ({self.dims.get('audio')}), {self.fps:g} rows/s{norm}{extra}")
+
+
+def check_spec(data_spec: FeatureSpec, ckpt_spec: FeatureSpec, *, where) -> None:
+    """Raise a one-line ConfigError when features made with ``data_spec`` cannot feed a checkpoint."""
+    diffs = data_spec.differences(ckpt_spec)
+    if diffs:
+        raise ConfigError("feature spec mismatch between these features and the checkpoint: "
+                          + "; ".join(d.replace(" vs ", " vs checkpoint ", 1) for d in diffs),
+                          path=where, hint="re-extract with the checkpoint's spec (or predict from the raw video, "
+                                           f"which uses it automatically): {ckpt_spec.extract_options()['command']}")
 
 
 #: The released D-Vlog features: eGeMAPS LLD means (25) and 68 landmarks (136), 1 row/s.
 DVLOG = FeatureSpec(audio=("egemaps",), visual=("landmarks",), fps=1.0)
 #: LMVD as the DepMamba family uses it: VGGish (128) and 68 landmarks (136), 1 row/s.
 LMVD = FeatureSpec(audio=("vggish",), visual=("landmarks",), fps=1.0)
+#: Released feature files (D-Vlog, LMVD) were not made by depdet: their detector and weights are unknown.
+RELEASED_UNKNOWN = {"detector": None, "vggish_postprocess": None, "models": {}}

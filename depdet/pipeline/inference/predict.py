@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import math
 import time
@@ -64,7 +63,7 @@ import numpy as np
 from depdet import SCREENING_DISCLAIMER, __version__
 from depdet.errors import ConfigError, DataError, DepdetError
 from depdet import fileio as dio
-from depdet.pipeline.features.spec import FeatureSpec
+from depdet.pipeline.features.spec import FeatureSpec, check_spec  # noqa: F401 (check_spec: public here too)
 
 log = logging.getLogger(__name__)
 
@@ -130,21 +129,6 @@ class ClipResult:
             "warnings": list(self.warnings),
             "evidence": self.evidence.to_dict() if self.evidence is not None else None,
         }
-
-
-def check_spec(data_spec: FeatureSpec, ckpt_spec: FeatureSpec, *, where: str | Path) -> None:
-    """Raise a one-line ConfigError when features made with ``data_spec`` cannot feed the checkpoint."""
-    diffs = []
-    for name in ("audio", "visual", "fps", "landmark_norm"):
-        a, b = getattr(data_spec, name), getattr(ckpt_spec, name)
-        if (a != b) if name != "fps" else not math.isclose(float(a), float(b)):
-            diffs.append(f"{name} {a!r} vs checkpoint {b!r}")
-    if data_spec.dims != ckpt_spec.dims:
-        diffs.append(f"dims {data_spec.dims} vs checkpoint {ckpt_spec.dims}")
-    if diffs:
-        raise ConfigError("feature spec mismatch between these features and the checkpoint: " + "; ".join(diffs),
-                          path=where, hint="re-extract with the checkpoint's spec (or predict from the raw "
-                                           f"video, which uses it automatically): {ckpt_spec.describe()}")
 
 
 class Predictor:
@@ -242,60 +226,14 @@ class Predictor:
         clip = extract_clip(path, self.spec, self.extract_options, sample_id=sample_id)
         return self._result(clip.sample_id, path, clip.features, clip.valid, clip.duration, clip.info)
 
-    def predict_stored(self, folder: Path, sample_id: str, row: dict, layout: str) -> ClipResult:
-        """Score one sample of an extracted-features folder (``depdet extract`` output)."""
-        features, valid = load_stored(folder, sample_id, layout, self.spec)
-        T = next(iter(features.values())).shape[0]
-        info = {"face_ratio": row.get("face_ratio", float(valid["visual"].mean()) if T and "visual" in valid else None),
-                "speech_ratio": row.get("speech_ratio"), "warnings": list(row.get("warnings", []))}
-        return self._result(sample_id, row.get("source", folder / sample_id), features, valid,
-                            row.get("duration", T / self.spec.fps), info)
-
-
-# ---------------------------------------------------------------------- extracted-features folders
-def load_stored(folder: Path, sample_id: str, layout: str, spec: FeatureSpec):
-    """Read one sample's arrays; validity: a visual row of all zeros is "no face" (D-Vlog convention)."""
-    from depdet.pipeline import store
-
-    features = {}
-    for m, p in store.feature_paths(folder, sample_id, layout).items():
-        if not p.exists():
-            raise DataError(f"missing {m} features for {sample_id}", path=p, hint="re-run depdet extract on that folder")
-        try:
-            arr = np.load(p, allow_pickle=False).astype(np.float32)
-        except (ValueError, OSError) as e:
-            raise DataError(f"unreadable .npy ({e})", path=p, hint="re-run depdet extract with --force") from e
-        if arr.ndim != 2:
-            raise DataError(f"expected a (T, D) array, got shape {arr.shape}", path=p)
-        features[m] = arr
-    order = [m for m in ("visual", "audio") if m in features]
-    features = {m: features[m] for m in order}
-    T = min(a.shape[0] for a in features.values())
-    features = {m: a[:T] for m, a in features.items()}
-    return features, store.derive_valid(features)
-
-
-def read_features_folder(folder: str | Path) -> tuple[FeatureSpec, str, list[tuple[str, dict]]]:
-    """Spec, layout and ``(id, manifest row)`` of every usable sample in an extract output folder."""
-    from depdet.pipeline import store
-
-    folder = Path(folder)
-    fj = folder / store.FEATURES_JSON
-    if not fj.exists():
-        raise DataError(f"no {store.FEATURES_JSON} here, so the feature spec is unknown", path=folder,
-                        hint="point --features at a folder written by `depdet extract`")
-    try:
-        meta = json.loads(fj.read_text(encoding="utf-8"))
-        spec = FeatureSpec.from_dict(meta["spec"])
-        layout = meta.get("layout", "dvlog")
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise DataError(f"malformed {store.FEATURES_JSON} ({e})", path=fj, hint="re-run depdet extract") from e
-    rows = store.read_manifest(folder)
-    samples = [(sid, r) for sid, r in sorted(rows.items()) if r.get("status") in ("ok", "partial")]
-    if not samples:
-        raise DataError("no successfully extracted samples in manifest.jsonl", path=folder,
-                        hint="run depdet extract first")
-    return spec, layout, samples
+    def predict_stored(self, sample) -> ClipResult:
+        """Score one sample of a feature folder (a :class:`~depdet.pipeline.data.datasets.Sample`)."""
+        rec = sample.record or {}
+        T = sample.length
+        info = {"face_ratio": rec.get("face_ratio", float(sample.valid["visual"].mean()) if T else None),
+                "speech_ratio": rec.get("speech_ratio"), "warnings": list(rec.get("warnings", []))}
+        source = (rec.get("source") or {}).get("path") or sample.id
+        return self._result(sample.id, source, sample.features, sample.valid, rec.get("duration", T / self.spec.fps), info)
 
 
 # ---------------------------------------------------------------------- batch
@@ -370,22 +308,25 @@ def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *
     if features_dir is not None:
         if list(paths):
             raise ConfigError("give either video paths or --features, not both")
-        spec, layout, samples = read_features_folder(features_dir)
-        check_spec(spec, pred.spec, where=Path(features_dir) / "features.json")
-        for sid, row in samples:
-            run_one(sid, row.get("source", sid), lambda sid=sid, row=row: pred.predict_stored(Path(features_dir), sid, row, layout))
+        from depdet.pipeline.data.datasets import load_dataset
+
+        ds = load_dataset(features_dir)  # the one loader: records, stored validity, SHA-256 checks
+        check_spec(ds.spec, pred.spec, where=Path(features_dir) / "features.json")
+        for s in ds.samples:
+            run_one(s.id, (s.record or {}).get("source", {}).get("path", s.id), lambda s=s: pred.predict_stored(s))
     else:
         from depdet.pipeline.media import discover_inputs
 
-        if "vggish" in pred.spec.audio:  # fail once, before the batch, not once per file
-            from depdet.extractors.vggish import resolve_weights
+        from depdet.pipeline.features.extract import resolve_spec
 
-            resolve_weights(getattr(extract_options, "vggish_weights", None))
+        # The weight files this machine would use, located (fails once, before the batch) and hashed: they must
+        # be the files the checkpoint's training features were made with (unknown for released features).
+        check_spec(resolve_spec(pred.spec, extract_options), pred.spec, where=pred.path)
         inputs = discover_inputs(paths)
         if not inputs:
             raise DataError("no video files found", path=", ".join(map(str, paths)),
                             hint="give video files or folders that contain them")
-        for sid, path in inputs:
+        for sid, path, _ in inputs:
             run_one(sid, path, lambda sid=sid, path=path: pred.predict_clip(path, sid))
     return PredictReport(results, pred.describe(), time.perf_counter() - t0, demonstration)
 

@@ -1,4 +1,14 @@
-"""The feature store (see layout.py until the store lands)."""
-from depdet.pipeline.store.layout import *  # noqa: F401,F403
-from depdet.pipeline.store.layout import _norm_label  # noqa: F401
-from depdet.pipeline.store.layout import derive_valid  # noqa: F401
+"""The feature store stage: the only code that knows the on-disk layouts, the sample records and the labels.
+
+* :mod:`.layout`: where every file of a sample lives (D-Vlog and LMVD layouts), the legacy validity rule;
+* :mod:`.labels`: the label vocabulary and the one parser of label tables;
+* :mod:`.store`: :class:`FeatureStore` (units of arrays + validity + record, views, lock, spec check).
+"""
+
+from depdet.pipeline.store.labels import format_label, parse_label, read_label_table
+from depdet.pipeline.store.layout import FEATURES_JSON, LABELS, LAYOUTS, MANIFEST, check_id, derive_valid, detect_layout
+from depdet.pipeline.store.store import RECORD_SCHEMA, USABLE, FeatureStore, StoredSample, StoreBusy, manifest_row
+
+__all__ = ["FEATURES_JSON", "LABELS", "LAYOUTS", "MANIFEST", "RECORD_SCHEMA", "USABLE", "FeatureStore", "StoreBusy",
+           "StoredSample", "check_id", "derive_valid", "detect_layout", "format_label", "manifest_row", "parse_label",
+           "read_label_table"]

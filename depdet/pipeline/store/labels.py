@@ -1,0 +1,151 @@
+"""The label vocabulary and the one parser of label tables (users' ``--labels`` CSVs, ``labels.csv``).
+
+Classes: 1 = depressed, 0 = normal. Accepted spellings (case-insensitive):
+
+* depressed: ``1``, ``depression``, ``depressed``, ``d``, ``true``, ``yes`` (and ``1.0``)
+* normal: ``0``, ``normal``, ``n``, ``false``, ``no``, ``control``, ``healthy`` (and ``0.0``)
+* empty: no label (the sample cannot be used for training or evaluation)
+
+Written back in each layout's own convention (:func:`format_label`): D-Vlog ``depression``/``normal``,
+LMVD ``1``/``0``. Gender: ``f``/``m`` (``female``/``male``/``w``/``woman``/``man`` accepted) or empty.
+Fold: ``train``/``valid``/``test`` (``val``, ``dev``, ``validation`` mean ``valid``) or empty.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from depdet.errors import DataError
+
+POSITIVE = frozenset({"1", "1.0", "depression", "depressed", "d", "true", "yes"})
+NEGATIVE = frozenset({"0", "0.0", "normal", "n", "false", "no", "control", "healthy"})
+FOLDS = ("train", "valid", "test")
+_FOLD_ALIASES = {"val": "valid", "dev": "valid", "validation": "valid", "training": "train", "testing": "test"}
+_GENDER_ALIASES = {"f": "f", "female": "f", "w": "f", "woman": "f", "m": "m", "male": "m", "man": "m"}
+#: The user-metadata fields a sample record keeps (``meta``), in labels.csv column order.
+META_FIELDS = ("label", "gender", "fold")
+
+
+def parse_label(value: str | int | None) -> int | None:
+    """``depression``/``normal``/``1``/``0`` (see module docstring) -> 1/0; empty -> None; else ValueError."""
+    v = "" if value is None else str(value).strip().lower()
+    if v == "":
+        return None
+    if v in POSITIVE:
+        return 1
+    if v in NEGATIVE:
+        return 0
+    raise ValueError(f"unknown label {value!r}")
+
+
+def parse_gender(value: str | None) -> str:
+    v = (value or "").strip().lower()
+    if v == "":
+        return ""
+    if v in _GENDER_ALIASES:
+        return _GENDER_ALIASES[v]
+    raise ValueError(f"unknown gender {value!r}")
+
+
+def parse_fold(value: str | None) -> str:
+    v = (value or "").strip().lower()
+    v = _FOLD_ALIASES.get(v, v)
+    if v in ("",) + FOLDS:
+        return v
+    raise ValueError(f"unknown fold {value!r}")
+
+
+def format_label(label: int | None, layout: str) -> str:
+    """A label in ``layout``'s convention (D-Vlog: depression/normal; LMVD: 1/0; None: empty)."""
+    if label is None:
+        return ""
+    if layout == "dvlog":
+        return "depression" if label else "normal"
+    return "1" if label else "0"
+
+
+def read_label_table(path: str | Path, *, require_label: bool = True) -> dict[str, dict]:
+    """Read and validate a labels CSV: id -> ``{"label": 1|0|None, "gender": str, "fold": str, "_line": n}``.
+
+    The header needs an ``index`` (or ``id``) column and, when ``require_label``, a ``label``
+    column; ``gender`` and ``fold`` are optional. Ids stay strings (LMVD's ``0602`` is not ``602``).
+    Every bad row is collected first, then one DataError lists them all (line numbers and values).
+
+    Raises:
+        DataError: unreadable or empty file, missing header columns, unknown classes, genders or
+            folds, duplicated ids.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as e:
+        raise DataError(f"cannot read labels file ({e.strerror})", path=path) from e
+    if not text.strip():
+        raise DataError("labels file is empty", path=path, hint="it needs a header like index,label,gender,fold")
+    reader = csv.DictReader(io.StringIO(text))
+    fields = [(f or "").strip().lower() for f in (reader.fieldnames or [])]
+    key = "index" if "index" in fields else "id" if "id" in fields else None
+    if key is None:
+        raise DataError(f"labels file has no 'index' column (header: {','.join(fields)})", path=path,
+                        hint="first line should be index,label,duration,gender,fold (D-Vlog) or index,label,fold (LMVD)")
+    if require_label and "label" not in fields:
+        raise DataError(f"labels file has no 'label' column (header: {','.join(fields)})", path=path,
+                        hint="add a label column (depression/normal or 1/0)")
+    rows: dict[str, dict] = {}
+    bad: list[str] = []
+    for n, raw in enumerate(reader, 2):
+        row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items() if k is not None}
+        sid = row.get(key, "")
+        if not sid:
+            if any(row.values()):
+                bad.append(f"line {n}: empty id")
+            continue
+        if sid in rows:
+            bad.append(f"line {n}: id {sid!r} appears twice (first on line {rows[sid]['_line']})")
+            continue
+        entry = {"_line": n}
+        for name, parse in (("label", parse_label), ("gender", parse_gender), ("fold", parse_fold)):
+            if name in row:
+                try:
+                    entry[name] = parse(row[name])
+                except ValueError as e:
+                    bad.append(f"line {n} ({sid}): {e}")
+        entry.update({k: v for k, v in row.items() if k not in (key, "label", "gender", "fold")})
+        rows[sid] = entry
+    if bad:
+        raise DataError(f"{len(bad)} bad row(s): " + "; ".join(bad[:8]) + (f"; and {len(bad) - 8} more" if len(bad) > 8 else ""),
+                        path=path, hint="labels are depression/normal or 1/0, gender f/m, fold train/valid/test; "
+                                        "one row per id")
+    if not rows:
+        raise DataError("labels file has a header but no rows", path=path, hint="add one row per sample")
+    return rows
+
+
+def read_lmvd_label_dir(folder: str | Path) -> dict[str, dict]:
+    """LMVD's per-id label files ``<id>_Depression.csv`` / ``<id>_Normal.csv``, as :func:`read_label_table` rows.
+
+    Each file's single line is the label (0/1), as the LMVD code reads it; when the file is empty
+    the name decides (``_Normal`` -> 0, ``_Depression`` -> 1).
+    """
+    import re
+
+    folder = Path(folder)
+    pat = re.compile(r"^(?P<id>.+?)_(?P<kind>depression|normal)\.csv$", re.I)
+    rows: dict[str, dict] = {}
+    for f in sorted(folder.glob("*.csv")):
+        m = pat.match(f.name)
+        if not m:
+            continue
+        text = f.read_text(encoding="utf-8-sig").strip()
+        first = text.splitlines()[0].split(",")[0].strip() if text else ""
+        try:
+            label = parse_label(first) if first else (1 if m["kind"].lower() == "depression" else 0)
+        except ValueError as e:
+            raise DataError(f"line 1: {e}", path=f, hint="the file's one line is 1 or 0") from e
+        rows[m["id"]] = {"label": label, "gender": "", "fold": "", "_line": 1}
+    if not rows:
+        raise DataError("no <id>_Depression.csv / <id>_Normal.csv files found", path=folder,
+                        hint="point --data at the LMVD folder that holds label/ or provide labels.csv")
+    return rows
