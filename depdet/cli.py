@@ -75,6 +75,7 @@ def _choices(name: str, values) -> type[Enum]:
 Layout = _choices("Layout", __import__("depdet.pipeline.store.layout", fromlist=["x"]).LAYOUTS)
 Detector = _choices("Detector", __import__("depdet.pipeline.features.spec", fromlist=["x"]).DETECTORS)
 LandmarkNorm = _choices("LandmarkNorm", __import__("depdet.pipeline.features.spec", fromlist=["x"]).LANDMARK_NORMS)
+_layout_help = __import__("depdet.pipeline.store.layout", fromlist=["x"]).describe
 IdFrom = _choices("IdFrom", __import__("depdet.pipeline.media", fromlist=["x"]).ID_FROM)
 
 
@@ -86,7 +87,7 @@ def _names(value: Optional[str]) -> Optional[tuple[str, ...]]:
 def extract(
     inputs: Annotated[list[Path], typer.Argument(help="Video files, folders (searched recursively) or .txt lists of paths.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created; resumable).")],
-    layout: Annotated[Layout, typer.Option(help="On-disk layout: dvlog (<id>/<id>_acoustic.npy, <id>/<id>_visual.npy) or lmvd (audio/<id>.npy, visual/<id>_visual.npy).")] = Layout.dvlog,
+    layout: Annotated[Layout, typer.Option(help="On-disk layout: " + " or ".join(map(_layout_help, ("dvlog", "lmvd"))) + ".")] = Layout.dvlog,
     fps: Annotated[float, typer.Option(help="Output rows per second for every stream (D-Vlog: 1).")] = 1.0,
     audio: Annotated[Optional[str], typer.Option(help="Audio extractors, comma-separated: egemaps, vggish. Default: egemaps for dvlog, vggish for lmvd.")] = None,
     visual: Annotated[str, typer.Option(help="Visual extractors, comma-separated: landmarks[,headpose].")] = "landmarks",

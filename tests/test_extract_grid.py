@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from depdet.cli import main
-from conftest import needs_grid, run_cli
+from conftest import needs_grid, run_cli, write_video as _write_video
 
 pytestmark = needs_grid
 
@@ -94,35 +94,6 @@ def test_fps5_shapes(tmp_path, grid_clip, capsys):
     v = np.load(out / sid / f"{sid}_visual.npy")
     assert a.shape == (15, 25) and v.shape == (15, 142)
     assert manifest(out)[sid]["face_ratio"] >= 0.95
-
-
-def _write_video(path: Path, with_audio: bool, with_face_clip: Path | None = None, seconds: float = 2.0):
-    """A small H.264 clip: frames copied from a GRID clip (a face) or a flat grey image (no face)."""
-    import av
-
-    frames = []
-    if with_face_clip is not None:
-        with av.open(str(with_face_clip)) as c:
-            frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-    n = int(seconds * 25)
-    with av.open(str(path), "w") as oc:
-        vs = oc.add_stream("libx264", rate=25)
-        vs.width, vs.height, vs.pix_fmt = 360, 288, "yuv420p"
-        aus = oc.add_stream("aac", rate=16000, layout="mono") if with_audio else None
-        for i in range(n):
-            img = frames[i % len(frames)] if frames else np.full((288, 360, 3), 128, np.uint8)
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-            vf.pts, vf.time_base = i, Fraction(1, 25)
-            oc.mux(vs.encode(vf))
-        oc.mux(vs.encode(None))
-        if aus is not None:
-            t = np.arange(int(seconds * 16000)) / 16000
-            pcm = (0.3 * np.sin(2 * np.pi * 180 * t) * 32767).astype(np.int16)
-            for k in range(0, pcm.size, 1024):
-                af = av.AudioFrame.from_ndarray(pcm[k:k + 1024].reshape(1, -1), format="s16", layout="mono")
-                af.sample_rate, af.pts, af.time_base = 16000, k, Fraction(1, 16000)
-                oc.mux(aus.encode(af))
-            oc.mux(aus.encode(None))
 
 
 def _write_audio_only(path: Path):

@@ -398,9 +398,10 @@ def discover_inputs(paths: Iterable[str | Path], id_from: str = "stem") -> list[
     Ids (``id_from``):
 
     * ``stem`` (default): the file stem, e.g. ``video`` for ``p01/video.mpg``;
-    * ``relpath``: the path as named on the command line or in the list (a folder's files as
-      ``FOLDER/rel/path``), without extension, e.g. ``p01_video`` for ``p01/video.mpg``: use it when
-      different folders hold files of the same name.
+    * ``relpath``: the path relative to the parent of the folder named (a file named directly: its
+      folder and name; a list's lines: as written), without extension, e.g. ``p01_video`` for
+      ``p01/video.mpg`` however ``p01`` is spelled: use it when different folders hold files of the
+      same name.
 
     Characters other than letters, digits, ``._-`` become ``_``. When two inputs of one run still
     share an id, each gets ``<id>-<6 hex of SHA-1 of its path relative to the input it was found
@@ -421,7 +422,7 @@ def discover_inputs(paths: Iterable[str | Path], id_from: str = "stem") -> list[
             for f in sorted(p.rglob("*")):
                 if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS and not f.name.startswith("."):
                     rel = f.relative_to(p).as_posix()
-                    found.append((f, rel, (Path(p) / rel).as_posix()))
+                    found.append((f, rel, f"{p.resolve().name}/{rel}"))
         elif p.suffix.lower() in LIST_EXTENSIONS:
             for line in p.read_text(encoding="utf-8").splitlines():
                 line = line.strip()
@@ -431,7 +432,7 @@ def discover_inputs(paths: Iterable[str | Path], id_from: str = "stem") -> list[
                 f = f if f.is_absolute() else (p.parent / f)
                 found.append((f, line, line))
         elif p.suffix.lower() in VIDEO_EXTENSIONS:
-            found.append((p, p.name, str(p)))
+            found.append((p, p.name, f"{p.resolve().parent.name}/{p.name}"))
         else:
             raise MediaError(f"unsupported extension {p.suffix!r}",
                              path=p, hint=f"use one of {' '.join(VIDEO_EXTENSIONS)} or a .txt list of paths")

@@ -47,6 +47,12 @@ RESERVED_IDS = frozenset({"audio", "visual", "valid", "records", "label"})
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
+def describe(layout: str) -> str:
+    """One line saying where a layout puts a sample's arrays (for help texts)."""
+    a, v = (array_path(Path("."), layout, "<id>", m).as_posix() for m in ("audio", "visual"))
+    return f"{layout} ({a}, {v})"
+
+
 def check_layout(layout: str) -> str:
     if layout not in LAYOUTS:
         raise DataError(f"unknown layout {layout!r}", hint=f"use one of {', '.join(LAYOUTS)}")
