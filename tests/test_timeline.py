@@ -1,15 +1,118 @@
-"""One presentation timeline: the placement and truncation rule."""
+"""One presentation timeline: stream start times, late streams as invalid rows, the truncation rule.
+
+The clips are made here with PyAV: a drawn face (found by dlib, see ``depdet.pipeline.demo``) at 25
+fps and a 16 kHz track of faint noise with a 220 Hz tone burst at a known time of the track. The
+track's first sample, or the first video frame, is put at a later presentation time through the
+stream timestamps, as phones and editors do; the container carries it (MP4 edit list, Matroska
+block times).
+"""
 
 from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from depdet.errors import ConfigError
 from depdet.extractors.base import StreamFeatures
+from depdet.pipeline import media
 from depdet.pipeline.features.timeline import RULES, align, first_row, place, split_start
 
 SR = 16000
+SRC_FPS = 25
+W, H = 360, 288
+FPS = 5  # output rows per second in these tests
+BURST = (1.0, 2.0)  # seconds of the audio track holding the tone
+AUDIO_S = 4.9  # track length; with AAC's frame padding it ends mid-row, away from row boundaries
+
+
+def write_clip(path: Path, *, video_at: float = 0.0, video_s: float = 6.0, audio_at: float = 0.0,
+               audio_s: float = AUDIO_S) -> Path:
+    """A drawn face at 25 fps whose first frame is presented at ``video_at`` s, and a mono AAC track
+    whose first sample is presented at ``audio_at`` s (tone burst during ``BURST`` of the track)."""
+    import av
+
+    from depdet.pipeline.demo import draw_face
+
+    fmt = {".mp4": "mp4", ".mkv": "matroska"}[path.suffix]
+    with av.open(str(path), "w", format=fmt) as c:
+        vs = c.add_stream("mpeg4", rate=SRC_FPS)
+        vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
+        vs.time_base = Fraction(1, SRC_FPS)
+        aus = c.add_stream("aac", rate=SR)
+        aus.layout = "mono"
+        v0 = round(video_at * SRC_FPS)
+        for i in range(round(video_s * SRC_FPS)):
+            vf = av.VideoFrame.from_ndarray(draw_face(W, H, i / SRC_FPS, 0.3, False), format="rgb24")
+            vf.pts, vf.time_base = v0 + i, Fraction(1, SRC_FPS)
+            for p in vs.encode(vf):
+                c.mux(p)
+        for p in vs.encode(None):
+            c.mux(p)
+        n = round(audio_s * SR)
+        t = np.arange(n) / SR
+        x = 0.002 * np.random.default_rng(0).standard_normal(n)
+        on = (t >= BURST[0]) & (t < BURST[1])
+        x[on] += 0.3 * np.sin(2 * np.pi * 220 * t[on])
+        pcm = np.clip(x * 32767, -32768, 32767).astype(np.int16)
+        a0 = round(audio_at * SR)
+        for k in range(0, n, 1024):
+            af = av.AudioFrame.from_ndarray(pcm[None, k:k + 1024].copy(), format="s16", layout="mono")
+            af.sample_rate, af.pts, af.time_base = SR, a0 + k, Fraction(1, SR)
+            for p in aus.encode(af):
+                c.mux(p)
+        for p in aus.encode(None):
+            c.mux(p)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("timeline")
+    out = {}
+    for ext in ("mp4", "mkv"):
+        out[f"late_audio.{ext}"] = write_clip(d / f"late_audio.{ext}", audio_at=2.0)
+        out[f"ref.{ext}"] = write_clip(d / f"ref.{ext}")
+    out["late_video.mp4"] = write_clip(d / "late_video.mp4", video_at=1.0, video_s=3.0)
+    return out
+
+
+# ------------------------------------------------------------------------------- decoding
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+def test_probe_reports_stream_starts(clips, ext):
+    info = media.probe(clips[f"late_audio.{ext}"])
+    assert info.origin == 0.0 and info.video_start == 0.0
+    if ext == "mkv":
+        assert info.audio_start == pytest.approx(2.0, abs=1e-9)
+    else:  # the MP4 edit list starts the track at its AAC priming (1024 samples) before 2 s
+        assert info.audio_start == pytest.approx(2.0 - 1024 / SR, abs=1e-9)
+    assert info.av_offset == pytest.approx(info.audio_start - info.video_start)
+    late = media.probe(clips["late_video.mp4"])
+    assert late.origin == 0.0 and late.audio_start == 0.0
+    assert late.video_start == pytest.approx(1.0) and late.av_offset == pytest.approx(-1.0)
+    ref = media.probe(clips[f"ref.{ext}"])
+    assert (ref.origin, ref.video_start, ref.audio_start, ref.av_offset) == (0.0, 0.0, 0.0, 0.0)
+
+
+def test_iter_frames_on_the_shared_timeline(clips):
+    p = clips["late_video.mp4"]
+    info = media.probe(p)
+    frames = list(media.iter_frames(p, FPS, origin=info.origin))
+    assert [f.index for f in frames] == list(range(20))  # the picture ends at 4.0 s on the timeline
+    assert [f.image is None for f in frames] == [True] * 5 + [False] * 15  # nothing shown before 1.0 s
+    assert all(np.isnan(f.source_time) for f in frames[:5])
+    assert frames[5].source_time == pytest.approx(1.0) and frames[5].time == pytest.approx(1.0)
+    own = list(media.iter_frames(p, FPS))  # without an origin: the video's own first frame is t = 0
+    assert len(own) == 15 and own[0].image is not None and own[0].source_time == 0.0
+    np.testing.assert_array_equal(own[0].image, frames[5].image)
+    # Midpoint rule: with the picture starting at 1.2 s, row 2 ([1.0, 1.5) s) is mostly covered and
+    # shows the first frame; row 1 ([0.5, 1.0) s) is not.
+    shifted = list(media.iter_frames(p, 2, origin=info.origin - 0.2))
+    assert [f.image is None for f in shifted[:3]] == [True, True, False]
+    assert shifted[2].source_time == pytest.approx(1.2) and shifted[2].time == 1.0
+    np.testing.assert_array_equal(shifted[2].image, own[0].image)
 
 
 # ------------------------------------------------------------------------------- the rule itself
