@@ -18,12 +18,16 @@ import pytest
 from depdet.errors import ConfigError
 from depdet.extractors.base import StreamFeatures
 from depdet.pipeline import media
+from depdet.pipeline.features.extract import extract_clip
+from depdet.pipeline.features.spec import FeatureSpec
 from depdet.pipeline.features.timeline import RULES, align, first_row, place, split_start
 
 SR = 16000
 SRC_FPS = 25
 W, H = 360, 288
 FPS = 5  # output rows per second in these tests
+SPEC = FeatureSpec(audio=("egemaps",), visual=("landmarks",), fps=FPS)
+LOUDNESS = 0  # eGeMAPS column 0: Loudness_sma3
 BURST = (1.0, 2.0)  # seconds of the audio track holding the tone
 AUDIO_S = 4.9  # track length; with AAC's frame padding it ends mid-row, away from row boundaries
 
@@ -79,6 +83,19 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
+@pytest.fixture(scope="module")
+def extracted(clips):
+    """``extracted(name, rule)``: extract_clip once per (clip, rule) for the whole module."""
+    cache = {}
+
+    def get(name: str, rule: str = "common"):
+        if (name, rule) not in cache:
+            cache[name, rule] = extract_clip(clips[name], SPEC, rule=rule)
+        return cache[name, rule]
+
+    return get
+
+
 # ------------------------------------------------------------------------------- decoding
 @pytest.mark.parametrize("ext", ["mp4", "mkv"])
 def test_probe_reports_stream_starts(clips, ext):
@@ -113,6 +130,81 @@ def test_iter_frames_on_the_shared_timeline(clips):
     assert [f.image is None for f in shifted[:3]] == [True, True, False]
     assert shifted[2].source_time == pytest.approx(1.2) and shifted[2].time == 1.0
     np.testing.assert_array_equal(shifted[2].image, own[0].image)
+
+
+# ------------------------------------------------------------------------------- extraction
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+def test_late_audio_gets_invalid_rows_and_lands_where_it_plays(extracted, ext):
+    c = extracted(f"late_audio.{ext}")
+    a, va = c.features["audio"], c.valid["audio"]
+    assert c.T == 30  # the picture's 6 s at 5 rows/s; the audio goes on to 6.9 s
+    assert not va[:10].any() and (a[:10] == 0).all()  # the first 2 s have no sound
+    assert va[10:].all()
+    loud = a[:, LOUDNESS]
+    # the tone at 1-2 s of the track plays at 3-4 s of the clip: rows 15-19 (not 5-9)
+    assert np.flatnonzero(loud > 0.5 * loud.max()).tolist() == list(range(15, 20))
+    assert c.valid["visual"].all()
+    tl = c.info["timeline"]
+    assert tl["rule"] == "common" and tl["origin"] == 0.0
+    assert tl["starts"]["visual"] == 0.0 and tl["starts"]["audio"] == pytest.approx(2.0, abs=0.07)
+    assert tl["first_rows"] == {"visual": 0, "audio": 10}
+    assert tl["lengths_before_alignment"] == {"visual": 30, "audio": 35}
+    assert tl["dropped_rows"] == {"visual": 0, "audio": 5}
+    assert tl["dropped_seconds"] == {"visual": 0.0, "audio": pytest.approx(1.0)}
+    assert c.info["lengths"] == tl["lengths_before_alignment"] and c.info["dropped_rows"] == tl["dropped_rows"]
+    assert any("audio starts" in w and "after the video: its first 10 rows" in w for w in c.info["warnings"]), c.info["warnings"]
+
+
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+def test_union_keeps_every_row(extracted, ext):
+    c = extracted(f"late_audio.{ext}", "union")
+    common = extracted(f"late_audio.{ext}")
+    assert c.T == 35
+    tl = c.info["timeline"]
+    assert tl["rule"] == "union" and tl["dropped_rows"] == {"visual": 0, "audio": 0}
+    assert tl["lengths_before_alignment"] == {"visual": 30, "audio": 35}
+    assert c.valid["visual"][:30].all() and not c.valid["visual"][30:].any()
+    assert (c.features["visual"][30:] == 0).all()
+    np.testing.assert_array_equal(c.features["visual"][:30], common.features["visual"])
+    np.testing.assert_array_equal(c.features["audio"][:30], common.features["audio"])
+    assert c.valid["audio"].tolist() == [False] * 10 + [True] * 25
+
+
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+def test_visual_rows_do_not_depend_on_the_audio_start(extracted, ext):
+    late = extracted(f"late_audio.{ext}", "union")
+    ref = extracted(f"ref.{ext}", "union")
+    assert ref.T == 30 and ref.valid["audio"][:25].all()
+    np.testing.assert_array_equal(late.features["visual"][:30], ref.features["visual"])
+    np.testing.assert_array_equal(late.valid["visual"][:30], ref.valid["visual"])
+
+
+def test_whole_row_start_moves_the_audio_rows_unchanged(extracted):
+    """Matroska keeps the 2.0 s start exactly: 10 whole rows, so the rows are the track's own, moved."""
+    late = extracted("late_audio.mkv", "union")
+    ref = extracted("ref.mkv", "union")
+    np.testing.assert_array_equal(late.features["audio"][10:35], ref.features["audio"][:25])
+    np.testing.assert_array_equal(late.valid["audio"][10:35], ref.valid["audio"][:25])
+
+
+def test_late_video_gets_invalid_rows(extracted):
+    c = extracted("late_video.mp4")
+    v, vv = c.features["visual"], c.valid["visual"]
+    assert c.T == 20  # the picture ends at 4.0 s, the sound at 4.9 s
+    assert not vv[:5].any() and (v[:5] == 0).all()  # no picture in the first second
+    assert vv[5:].all() and c.valid["audio"].all()
+    tl = c.info["timeline"]
+    assert tl["starts"] == {"visual": pytest.approx(1.0), "audio": 0.0}
+    assert tl["first_rows"] == {"visual": 5, "audio": 0}
+    assert tl["dropped_rows"] == {"visual": 0, "audio": 5}
+    assert any("video starts 1.00 s after the audio: its first 5 rows" in w for w in c.info["warnings"]), c.info["warnings"]
+    ref = extracted("ref.mp4")  # the same drawing from t = 0: the late clip's row 5 is its row 0
+    np.testing.assert_array_equal(v[5:20], ref.features["visual"][:15])
+
+
+def test_unknown_rule_fails_before_decoding(tmp_path):
+    with pytest.raises(ConfigError, match="common"):
+        extract_clip(tmp_path / "not-even-there.mp4", SPEC, rule="longest")
 
 
 # ------------------------------------------------------------------------------- the rule itself
