@@ -4,21 +4,46 @@ Three entry points:
 
 - :func:`probe` opens a file and reports its streams (:class:`MediaInfo`), turning every way a file
   can be unusable (missing, empty, unreadable, not media, corrupt) into a one-line
-  :class:`~depdet.errors.MediaError`.
+  :class:`~depdet.errors.MediaError`. It also reports where each stream starts on the clip's
+  presentation timeline (below).
 - :func:`load_audio` returns the whole soundtrack as float32 mono at 16 kHz in [-1, 1], resampled
   and down-mixed by FFmpeg's resampler (the same down-mix as ``ffmpeg -ac 1``).
 - :func:`iter_frames` walks the video stream and yields, for every ``k`` with ``k / fps <
-  duration``, the frame *shown* at time ``k / fps`` (the last frame whose timestamp is ``<= k /
+  end``, the frame *shown* at time ``k / fps`` (the last frame whose timestamp is ``<= k /
   fps``). Every packet is decoded (inter-frame codecs need that), but only the chosen frames are
   converted to RGB arrays, which is where most of the per-frame cost lies.
 
-Times are relative to the first timestamp of their own stream, so the first video frame and the
-first audio sample are both at t = 0.
+One presentation timeline. Audio and video carry their own timestamps, and their first ones need
+not agree: a phone may start the picture 2 s before the sound. depdet puts both on one timeline
+whose origin is the earliest start among the streams it uses (the real video stream and the first
+audio stream), i.e. the container's presentation start: ``MediaInfo.origin``, in seconds of the
+file's own clock. A stream's start is FFmpeg's ``start_time`` of that stream (for audio it accounts
+for samples the decoder drops, such as AAC priming, so it is the presentation time of the first
+decoded sample; for video without one, the first decoded frame's timestamp is used). ``MediaInfo.video_start`` and ``MediaInfo.audio_start`` are those starts in seconds
+after the origin (so one of them is 0.0, and both are 0.0 for GRID-like files whose streams start
+together).
+
+On that timeline row ``k`` covers ``[k / fps, (k + 1) / fps)`` s (the row rule of
+:mod:`depdet.extractors.base`). A stream that starts late has no rows before its start: a row
+belongs to a stream when the row's midpoint lies at or after the stream's start
+(:func:`depdet.pipeline.features.timeline.first_row`), so a row is never filled from the next
+second of the stream, and a start a few milliseconds late does not cost a row. Concretely:
+
+- ``iter_frames(path, fps, origin=info.origin)`` places frames by their own timestamps minus the
+  origin and yields a placeholder (``image=None``) for each row before the picture starts; extraction turns
+  those into invalid rows. Without ``origin`` the video's own first frame is t = 0, as for a
+  video-only caller.
+- ``load_audio`` always returns samples from the track's first decoded sample; the caller places
+  them at ``info.audio_start`` (``depdet.pipeline.features.extract`` does: whole rows become
+  invalid leading rows, the sub-row remainder is zero-padded).
+
+Neither stream is ever shifted against the other: a late or short stream only gets invalid rows.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import os
 from dataclasses import dataclass
@@ -30,6 +55,7 @@ import numpy as np
 
 from depdet.errors import MediaError
 from depdet.extractors.base import SAMPLE_RATE, n_rows
+from depdet.pipeline.features.timeline import first_row
 
 #: Container extensions depdet looks for when given a folder (FFmpeg decides by content, not name).
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".mpg", ".mpeg", ".m4v")
@@ -61,9 +87,15 @@ class MediaInfo:
         audio_channels: audio channel count (0 without audio).
         rotation: clockwise degrees (0/90/180/270) the decoded picture is turned for display, from the
             container's display matrix (phone videos); width/height and frames are already turned.
-        av_offset: audio stream start minus video stream start, seconds (both streams are
-            timed from their own start, so a large offset means audio and video rows are shifted
-            by this much; 0.0 when unknown or single-stream).
+        av_offset: ``audio_start - video_start``, seconds (positive: the sound starts after the
+            picture); 0.0 for single-stream files or when a start is unknown.
+        origin: the presentation timeline's origin, in seconds of the file's own clock: the
+            earliest start among the video stream and the first audio stream (0.0 when no stream
+            reports a start). Pass it to :func:`iter_frames`.
+        video_start: seconds after ``origin`` at which the picture starts (0.0 without video).
+        audio_start: seconds after ``origin`` at which the first audio sample plays (0.0 without
+            audio). A stream whose start is unknown (no ``start_time``; for video, no timestamp on
+            its first frame either) is taken to start at the origin.
     """
 
     path: str
@@ -81,6 +113,9 @@ class MediaInfo:
     audio_channels: int = 0
     rotation: int = 0
     av_offset: float = 0.0
+    origin: float = 0.0
+    video_start: float = 0.0
+    audio_start: float = 0.0
 
 
 @dataclass
@@ -89,14 +124,17 @@ class Frame:
 
     Attributes:
         index: output row ``k``.
-        time: ``k / fps`` seconds, the time at which this frame is shown.
-        image: RGB uint8 array (H, W, 3).
-        source_time: timestamp of the decoded frame actually shown (``<= time``).
+        time: ``k / fps`` seconds, the start of row ``k``, at which this frame is shown.
+        image: RGB uint8 array (H, W, 3); ``None`` for a placeholder, a row before the picture
+            starts on the shared timeline (only with ``iter_frames(..., origin=...)``).
+        source_time: timestamp of the decoded frame actually shown, on the same timeline as
+            ``time``: ``<= time``, except for the first frame in a row that starts less than half a
+            row before the picture (it shows from ``source_time`` on); NaN for a placeholder.
     """
 
     index: int
     time: float
-    image: np.ndarray
+    image: np.ndarray | None
     source_time: float = 0.0
 
 
@@ -171,6 +209,13 @@ def _stream_seconds(stream) -> float:
     return 0.0
 
 
+def _start_seconds(stream) -> float | None:
+    """FFmpeg's start time of ``stream`` in seconds of the file's clock, or None when unknown."""
+    if stream is None or stream.start_time is None or stream.time_base is None:
+        return None
+    return float(stream.start_time * stream.time_base)
+
+
 def probe(path: str | Path) -> MediaInfo:
     """Open a media file and describe its streams.
 
@@ -203,20 +248,26 @@ def probe(path: str | Path) -> MediaInfo:
             fps = float(rate) if rate else 0.0
         # Decode one frame of the main stream: catches garbage behind a valid-looking header.
         k = 0
+        v_start = _start_seconds(vs)
+        a_start = _start_seconds(as_)
         try:
             got = False
             for first in container.decode(vs if vs is not None else as_):
                 got = True
                 if vs is not None:
                     k = _rot90_steps(first)
+                    if v_start is None and first.pts is not None and vs.time_base is not None:
+                        v_start = float(first.pts * vs.time_base)
                 break
         except av.FFmpegError as e:
             raise MediaError(f"corrupt media data ({_short(e)})", path=p, hint=_CORRUPT_HINT) from e
         if not got:
             raise MediaError("no frame could be decoded (corrupt or truncated)", path=p, hint=_CORRUPT_HINT)
-        av_offset = 0.0
-        if vs is not None and as_ is not None and vs.start_time is not None and as_.start_time is not None:
-            av_offset = float(as_.start_time * as_.time_base - vs.start_time * vs.time_base)
+        known = [t for t in (v_start, a_start) if t is not None]
+        origin = min(known) if known else 0.0
+        video_start = v_start - origin if v_start is not None else 0.0
+        audio_start = a_start - origin if a_start is not None else 0.0
+        av_offset = audio_start - video_start if (vs is not None and as_ is not None) else 0.0
         width = int(vs.codec_context.width) if vs is not None else 0
         height = int(vs.codec_context.height) if vs is not None else 0
         if k % 2:
@@ -237,6 +288,9 @@ def probe(path: str | Path) -> MediaInfo:
             audio_channels=int(as_.codec_context.channels or 0) if as_ is not None else 0,
             rotation=(-90 * k) % 360,
             av_offset=av_offset,
+            origin=origin,
+            video_start=video_start if vs is not None else 0.0,
+            audio_start=audio_start if as_ is not None else 0.0,
         )
 
 
@@ -285,11 +339,16 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
     return audio
 
 
-def iter_frames(path: str | Path, fps: float) -> Iterator[Frame]:
-    """Yield the frame shown at each time ``k / fps``, for every ``k`` with ``k / fps < duration``.
+def iter_frames(path: str | Path, fps: float, origin: float | None = None) -> Iterator[Frame]:
+    """Yield the frame shown at each time ``k / fps``, for every ``k`` with ``k / fps < end``.
 
-    ``duration`` is where the decoded video ends: the last frame's timestamp plus its duration. The
-    frame shown at time t is the last decoded frame with timestamp <= t. Every packet is decoded
+    Times are seconds after ``origin`` on the file's clock (the presentation timeline,
+    ``MediaInfo.origin``), or after the first video frame when ``origin`` is None. ``end`` is where
+    the decoded video ends: the last frame's timestamp plus its duration. The frame shown at time t
+    is the last decoded frame with timestamp <= t. Rows before the picture starts are placeholders
+    (``image=None``, ``source_time`` NaN), one per row whose midpoint ``(k + 0.5) / fps`` lies
+    before the first frame (:func:`~depdet.pipeline.features.timeline.first_row`); a row that starts
+    less than half a row before the first frame shows that frame. Every packet is decoded
     (threaded, ``thread_type="AUTO"``), but only frames that are shown at some ``k / fps`` are
     converted to RGB. When ``fps`` is at least the source rate every frame is converted, and a
     frame shown at several sample times is converted once and yielded for each of them. Frames
@@ -298,9 +357,11 @@ def iter_frames(path: str | Path, fps: float) -> Iterator[Frame]:
     Args:
         path: video file.
         fps: sampling rate in frames per second (> 0).
+        origin: timeline origin in seconds of the file's clock (``probe(path).origin``); None: the
+            first video frame's timestamp (no placeholders).
 
     Yields:
-        Frame(index=k, time=k/fps, image=RGB uint8 (H, W, 3), source_time).
+        Frame(index=k, time=k/fps, image=RGB uint8 (H, W, 3) or None, source_time), for k = 0, 1, ...
 
     Raises:
         MediaError: unusable file, no video track, or video data that does not decode.
@@ -319,7 +380,8 @@ def iter_frames(path: str | Path, fps: float) -> Iterator[Frame]:
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(25)
         default_dur = 1.0 / float(rate)
         tb = stream.time_base
-        t0 = None
+        t0 = None  # timestamp of the first decoded frame (file clock)
+        base = origin  # timestamp of t = 0
         k = 0
         prev = None  # (av.VideoFrame, time, duration)
         cached = None  # (frame, RGB array): a frame shown at several sample times is converted once
@@ -344,7 +406,12 @@ def iter_frames(path: str | Path, fps: float) -> Iterator[Frame]:
                     ts = (n_decoded - 1) * default_dur + (t0 or 0.0)
                 if t0 is None:
                     t0 = ts
-                ft = ts - t0
+                    if base is None:
+                        base = t0
+                    while k < first_row(t0 - base, fps):  # rows before the picture starts
+                        yield Frame(index=k, time=k / fps, image=None, source_time=math.nan)
+                        k += 1
+                ft = ts - base
                 fd = float(frame.duration * tb) if getattr(frame, "duration", None) and tb is not None else default_dur
                 if prev is not None:
                     if ft <= prev[1]:  # out-of-order or duplicate timestamp: keep the later frame

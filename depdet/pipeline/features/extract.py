@@ -1,4 +1,12 @@
-"""One clip: decode -> extractors -> one timeline (:func:`extract_clip`, used by ``extract`` and ``predict``)."""
+"""One clip: decode -> extractors -> one timeline (:func:`extract_clip`, used by ``extract`` and ``predict``).
+
+Audio and video are placed on the clip's presentation timeline (origin: the earliest stream start,
+``MediaInfo.origin``) from their own start times, then cut to one length by the rule of
+:func:`depdet.pipeline.features.timeline.align` (``"common"`` by default: up to the shortest
+stream's end). A stream that starts late gets invalid leading rows, never a shift; see
+:mod:`depdet.pipeline.features.timeline` for the rule and :mod:`depdet.pipeline.media` for the
+stream start times.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +19,7 @@ import numpy as np
 from depdet.errors import DepdetError, ExtractionError, MediaError
 from depdet.extractors.base import SAMPLE_RATE, StreamFeatures
 from depdet.pipeline.features.spec import FeatureSpec
-from depdet.pipeline.features.timeline import align, concat_modality
+from depdet.pipeline.features.timeline import align, check_rule, concat_modality, first_row, place, split_start
 from depdet.pipeline.media import sanitize_id
 
 # Warning thresholds (also used by predict).
@@ -89,22 +97,80 @@ def speech_activity(audio: np.ndarray, sr: int, fps: float, T: int) -> np.ndarra
     return frac >= 0.2
 
 
+def _pad_start(samples: np.ndarray, start_s: float, sr: int, fps: float) -> tuple[np.ndarray, int]:
+    """Prepare audio that starts ``start_s`` s after the origin for extraction on the timeline.
+
+    Returns ``(waveform, rows)``: the samples behind the zeros that fill the start's row up to it,
+    and the whole rows before that row (:func:`~depdet.pipeline.features.timeline.split_start`); the
+    extractors' row ``j`` on that waveform is timeline row ``rows + j``.
+    """
+    rows, rest = split_start(start_s, fps)
+    pad = int(round(rest * sr))
+    if pad:
+        samples = np.concatenate([np.zeros(pad, samples.dtype), samples])
+    return samples, rows
+
+
+def _landmarks_on_timeline(lm, frames, fps: float) -> StreamFeatures:
+    """Landmarks of the frames that have a picture; placeholders (``image is None``) become invalid rows."""
+    gaps: list[int] = []
+
+    def pictures():
+        for fr in frames:
+            if fr.image is None:
+                gaps.append(fr.index)
+            else:
+                yield fr
+
+    raw = lm.extract(pictures())
+    if not gaps:
+        return raw
+    T = len(raw) + len(gaps)
+    have = np.ones(T, bool)
+    have[gaps] = False
+    values = np.zeros((T, raw.values.shape[1]), np.float32)
+    valid = np.zeros(T, bool)
+    values[have], valid[have] = raw.values, raw.valid
+    return StreamFeatures(values, valid, raw.fps or fps, raw.info)
+
+
+def _speech_on_timeline(audio: tuple[np.ndarray, int], start_s: float, fps: float, T: int) -> np.ndarray:
+    """:func:`speech_activity` of audio prepared by :func:`_pad_start`, as ``T`` timeline rows
+    (rows before the audio's :func:`~depdet.pipeline.features.timeline.first_row` are not speech)."""
+    samples, rows = audio
+    act = np.zeros(T, bool)
+    if T > rows:
+        act[rows:] = speech_activity(samples, SAMPLE_RATE, fps, T - rows)
+    act[:first_row(start_s, fps)] = False
+    return act
+
+
 def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | None = None,
-                 sample_id: str | None = None) -> ClipFeatures:
-    """Extract one clip's features per ``spec`` and align them.
+                 sample_id: str | None = None, rule: str = "common") -> ClipFeatures:
+    """Extract one clip's features per ``spec``, on the clip's presentation timeline, and align them.
+
+    Both streams are placed from their start times (``MediaInfo.video_start``/``audio_start``,
+    seconds after ``MediaInfo.origin``, the earliest start): rows before a stream's start are
+    invalid and zero, with no shift between the streams. Then ``rule`` sets the length.
 
     Args:
         path: a video file.
         spec: which extractors, the output rate and the landmark normalisation.
         options: detector, VGGish weights, partial-output policy.
         sample_id: id to record (defaults to the sanitised stem).
+        rule: truncation rule of :func:`~depdet.pipeline.features.timeline.align`: ``"common"``
+            (rows up to the shortest stream's end, as the reference loaders) or ``"union"``.
 
     Returns:
         :class:`ClipFeatures` with ``features``/``valid`` for "visual" then "audio". With
         ``allow_partial``, a modality that could not be extracted is all zeros and invalid and is
-        listed in ``info["missing"]``.
+        listed in ``info["missing"]``. ``info["timeline"]`` records ``origin`` (seconds, file
+        clock), ``starts`` and ``first_rows`` per stream, ``lengths_before_alignment``,
+        ``dropped_rows``, ``dropped_seconds``, ``rule``, ``T`` and ``fps``; ``info["lengths"]`` and
+        ``info["dropped_rows"]`` repeat the lengths and drops.
 
     Raises:
+        ConfigError: unknown ``rule``.
         MediaError: undecodable input, or a needed stream absent (without ``allow_partial``).
         ExtractionError: no face in any sampled frame (without ``allow_partial``).
     """
@@ -112,10 +178,12 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
     from depdet.extractors.landmarks import row_zscore
     from depdet.pipeline import media as decode
 
+    check_rule(rule)
     options = options or ExtractOptions()
     path = Path(path)
     media = decode.probe(path)
     fps = spec.fps
+    starts = {"visual": media.video_start, "audio": media.audio_start}
     info: dict = {"warnings": [], "missing": []}
     streams: dict[str, StreamFeatures] = {}
     errors: dict[str, DepdetError] = {}
@@ -128,17 +196,18 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
         samples = decode.load_audio(path, SAMPLE_RATE)
         if samples.size == 0:
             raise MediaError("the audio track is empty", path=path)
+        samples, rows = _pad_start(samples, starts["audio"], SAMPLE_RATE, fps)
         parts = []
         for name in spec.audio:
             kw = {"weights_path": options.vggish_weights, "postprocess": bool(spec.vggish_postprocess)} if name == "vggish" else {}
             parts.append(get_extractor(name, **kw).extract(samples, SAMPLE_RATE, fps))
-        return samples, concat_modality(parts)
+        return (samples, rows), place(concat_modality(parts), starts["audio"], offset_rows=rows)
 
     def visual_branch():
         if not media.has_video:
             raise MediaError("no video stream (audio-only file)", path=path, hint="depdet needs a video with a face")
         lm = get_extractor("landmarks", detector=spec.detector or "hog")
-        raw = lm.extract(decode.iter_frames(path, fps))
+        raw = _landmarks_on_timeline(lm, decode.iter_frames(path, fps, origin=media.origin), fps)
         if len(raw) == 0:
             raise MediaError("no frames could be decoded", path=path)
         info["face_ratio"] = float(raw.valid.mean())
@@ -174,7 +243,7 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
         info["missing"].append(modality)
         info["warnings"].append(f"{modality} missing: {e.message}")
 
-    aligned = align(streams)
+    aligned = align(streams, rule)
     T = aligned.T
     dims = spec.dims
     features, valid = {}, {}
@@ -187,18 +256,31 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
 
     info["lengths"] = aligned.lengths
     info["dropped_rows"] = aligned.dropped
+    info["timeline"] = {
+        "origin": media.origin, "starts": {m: starts[m] for m in aligned.lengths},
+        "first_rows": {m: first_row(starts[m], fps) for m in aligned.lengths},
+        "lengths_before_alignment": dict(aligned.lengths), "dropped_rows": dict(aligned.dropped),
+        "dropped_seconds": dict(aligned.dropped_s), "rule": aligned.rule, "T": T, "fps": fps,
+    }
+    info["media"] = {k: getattr(media, k) for k in ("duration", "container", "video_codec", "audio_codec", "width",
+                                                    "height", "video_fps", "audio_rate", "audio_channels", "rotation")}
     if "visual" in aligned.valid:
         info["face_ratio"] = float(aligned.valid["visual"].mean()) if T else 0.0
     else:
         info.setdefault("face_ratio", 0.0)
-    info["speech_ratio"] = float(speech_activity(audio, SAMPLE_RATE, fps, T).mean()) if audio is not None and T else 0.0
+    info["speech_ratio"] = float(_speech_on_timeline(audio, starts["audio"], fps, T).mean()) if audio is not None and T else 0.0
+    for m, k in info["timeline"]["first_rows"].items():
+        if k:
+            name, other = ("video", "audio") if m == "visual" else ("audio", "video")
+            info["warnings"].append(f"{name} starts {starts[m]:.2f} s after the {other}: "
+                                    f"its first {k} rows ({k / fps:g} s) are invalid")
     if T < MIN_ROWS_WARN:
         info["warnings"].append(f"clip too short: {T} rows at {fps:g}/s (models were trained on minutes)")
     if "visual" not in info["missing"] and info["face_ratio"] < MIN_FACE_RATIO:
         info["warnings"].append(f"face found in only {info['face_ratio']:.0%} of sampled frames")
     if "audio" not in info["missing"] and info["speech_ratio"] < MIN_SPEECH_RATIO:
         info["warnings"].append(f"mostly silence: speech in {info['speech_ratio']:.0%} of the clip")
-    if max(aligned.dropped.values(), default=0) > 1:
+    if max(aligned.lengths.values()) - min(aligned.lengths.values()) > 1:
         info["warnings"].append(f"stream lengths differ by more than one row: {aligned.lengths}")
     return ClipFeatures(sample_id or sanitize_id(path.stem), path, features, valid, media.duration, info)
 

@@ -1,12 +1,34 @@
-"""Put every stream on one timeline.
+"""Put every stream on one timeline, and cut them to one length by one written-down rule.
 
-The rule (one rule, written down): every extractor already emits rows on the output timeline, row
-``k`` covering ``[k / fps, (k + 1) / fps)`` seconds from the start of the file. Streams of one clip
-can still differ in length by a row or more (audio tracks that end before or after the video, a
-partial last window). As the reference loaders do (DepMamba, DynMultiDep, CAF-Mamba:
-``T = min(T_v, T_a)``), all streams are truncated to their common span. What was cut is reported,
-so a mismatch is visible in the manifest instead of silently absorbed (the D-Vlog release has 14
-such ids, ``models.md`` §1.1).
+The timeline. Row ``k`` covers ``[k / fps, (k + 1) / fps)`` seconds after the clip's presentation
+origin, the earliest start among the streams used (``MediaInfo.origin``, see
+:mod:`depdet.pipeline.media`); the row rule itself (``n_rows``, ``row_of``) lives in
+:mod:`depdet.extractors.base`. Each stream is placed on it from its own start time, never shifted
+against the others:
+
+- a stream that starts late has invalid rows (zeros, ``valid=False``) before its start. A row
+  belongs to a stream when the row's midpoint lies at or after the stream's start
+  (:func:`first_row`): at least half the row is covered, so a start a few milliseconds late (AAC
+  priming, a muxer's delay) costs no row, and a row is never filled from the stream's next second;
+- the decoder does this for video (``iter_frames(..., origin=...)`` yields placeholders for rows
+  before the picture); audio is placed with :func:`split_start` (the whole rows before its start
+  become leading invalid rows, the sub-row remainder is zero-padded in the waveform) and
+  :func:`place`. A start that is a whole number of rows thus leaves the audio features exactly as
+  they are, moved;
+- a stream that ends early simply has fewer rows.
+
+The truncation rule (:func:`align`, the only place streams are cut or padded):
+
+- ``"common"`` (default): keep rows up to the shortest stream's end on the shared timeline,
+  ``T = min(T_v, T_a)``, as the reference loaders do (DepMamba, DynMultiDep, CAF-Mamba). A late
+  start is not cut: its leading rows stay, invalid.
+- ``"union"``: keep every row any stream has, ``T = max(T_v, T_a)``; rows a stream lacks are
+  zeros and invalid.
+
+What was cut is returned per stream (rows, and seconds of timeline: rows / fps) with the rule used,
+and ``extract_clip`` records it in ``ClipFeatures.info["timeline"]`` (``depdet extract`` writes
+the lengths and drops to the manifest), so a mismatch is visible instead of silently absorbed (the D-Vlog release has 14 such ids,
+``models.md`` §1.1).
 """
 
 from __future__ import annotations
@@ -15,28 +37,125 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from depdet.extractors.base import StreamFeatures
+from depdet.errors import ConfigError
+from depdet.extractors.base import StreamFeatures, n_rows, row_of
+
+#: The truncation rules :func:`align` knows; the first is the default.
+RULES = ("common", "union")
+
+
+def check_rule(rule: str) -> str:
+    """Return ``rule`` if :func:`align` knows it.
+
+    Raises:
+        ConfigError: any other name (the message lists the known ones).
+    """
+    if rule not in RULES:
+        raise ConfigError(f"unknown timeline rule {rule!r}", hint=f"choose from {', '.join(RULES)}")
+    return rule
+
+
+def first_row(start_s: float, fps: float) -> int:
+    """The first row a stream starting ``start_s`` seconds after the origin fills.
+
+    Row ``k`` belongs to the stream when its midpoint ``(k + 0.5) / fps`` is at or after the start,
+    i.e. the rows before are the :func:`~depdet.extractors.base.n_rows` of ``start_s - 0.5 / fps``.
+
+    Args:
+        start_s: the stream's start on the timeline, seconds (a negative start gives 0).
+        fps: rows per second.
+
+    Returns:
+        The number of leading rows the stream has no data for.
+
+    Examples:
+        >>> first_row(0.0, 5), first_row(2.0, 5), first_row(1.936, 5), first_row(0.03, 1)
+        (0, 10, 10, 0)
+    """
+    return n_rows(start_s - 0.5 / fps, fps)
+
+
+def split_start(start_s: float, fps: float) -> tuple[int, float]:
+    """Split a start into the whole rows before it and the remainder inside its row.
+
+    The row holding the start is :func:`~depdet.extractors.base.row_of` it. Extracting a stream
+    whose waveform is preceded by ``remainder`` seconds of zeros and moving its rows down by
+    ``rows`` places it on the timeline.
+
+    Args:
+        start_s: the stream's start on the timeline, seconds (>= 0).
+        fps: rows per second.
+
+    Returns:
+        ``(rows, remainder_s)`` with ``start_s = rows / fps + remainder_s`` and ``0 <= remainder_s
+        < 1 / fps``.
+    """
+    rows = max(0, int(row_of(start_s, fps)))
+    return rows, max(0.0, start_s - rows / fps)
+
+
+def place(stream: StreamFeatures, start_s: float, *, offset_rows: int = 0) -> StreamFeatures:
+    """Put a stream extracted from its own start onto the timeline.
+
+    ``offset_rows`` invalid rows (zeros) are put in front, then every row before
+    :func:`first_row` of ``start_s`` is made invalid and zero.
+
+    Args:
+        stream: rows as extracted; its row 0 is timeline row ``offset_rows``.
+        start_s: where the stream's data starts on the timeline, seconds.
+        offset_rows: whole rows between the origin and the stream's row 0 (:func:`split_start`).
+
+    Returns:
+        A new :class:`StreamFeatures` of ``offset_rows + len(stream)`` rows (same fps and info).
+    """
+    D = stream.values.shape[1]
+    values = np.concatenate([np.zeros((offset_rows, D), np.float32), stream.values])
+    valid = np.concatenate([np.zeros(offset_rows, bool), stream.valid])
+    k = min(first_row(start_s, stream.fps), len(valid))
+    values[:k] = 0.0
+    valid[:k] = False
+    return StreamFeatures(values, valid, stream.fps, dict(stream.info))
 
 
 @dataclass
 class Aligned:
-    """Streams truncated to a common length ``T``."""
+    """Streams cut or padded to one length ``T`` by :func:`align`.
+
+    Attributes:
+        T: rows kept.
+        values: name -> (T, D) float32.
+        valid: name -> (T,) bool.
+        lengths: name -> rows before alignment (on the shared timeline, leading invalid rows included).
+        dropped: name -> rows removed from the end of that stream.
+        dropped_s: name -> seconds of timeline removed (``dropped / fps``).
+        rule: the rule applied (``"common"`` or ``"union"``).
+        fps: rows per second of every stream.
+    """
 
     T: int
-    values: dict[str, np.ndarray]  # name -> (T, D) float32
-    valid: dict[str, np.ndarray]  # name -> (T,) bool
-    lengths: dict[str, int] = field(default_factory=dict)  # lengths before truncation
-    dropped: dict[str, int] = field(default_factory=dict)  # rows removed per stream
+    values: dict[str, np.ndarray]
+    valid: dict[str, np.ndarray]
+    lengths: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+    dropped_s: dict[str, float] = field(default_factory=dict)
+    rule: str = RULES[0]
+    fps: float = 0.0
 
 
-def align(streams: dict[str, StreamFeatures]) -> Aligned:
-    """Truncate every stream to the shortest one.
+def align(streams: dict[str, StreamFeatures], rule: str = "common") -> Aligned:
+    """Give every stream the same number of rows, by ``rule`` (see the module docstring).
 
     Args:
-        streams: name -> features, all at the same rate.
+        streams: name -> features on the shared timeline (row 0 at the origin), all at one rate.
+        rule: ``"common"`` (rows up to the shortest stream's end) or ``"union"`` (every row any
+            stream has; missing rows zeros and invalid).
 
     Returns:
-        :class:`Aligned` with the common length and per-stream drop counts.
+        :class:`Aligned` with the common length, per-stream drops (rows and seconds) and the rule.
+
+    Raises:
+        ConfigError: unknown rule.
+        ValueError: no stream, or streams at different rates.
 
     Examples:
         >>> a = StreamFeatures(np.zeros((5, 2)), np.ones(5, bool), 1.0)
@@ -44,27 +163,37 @@ def align(streams: dict[str, StreamFeatures]) -> Aligned:
         >>> r = align({"audio": a, "visual": v})
         >>> r.T, r.dropped
         (4, {'audio': 1, 'visual': 0})
+        >>> r = align({"audio": a, "visual": v}, rule="union")
+        >>> r.T, r.dropped, r.valid["visual"].tolist()
+        (5, {'audio': 0, 'visual': 0}, [True, True, True, True, False])
     """
+    check_rule(rule)
     if not streams:
         raise ValueError("align() needs at least one stream")
     rates = {round(s.fps, 9) for s in streams.values()}
     if len(rates) != 1:
         raise ValueError(f"streams have different rates {sorted(rates)}; extract them at one fps")
+    fps = next(iter(streams.values())).fps
     lengths = {k: len(s) for k, s in streams.items()}
-    T = min(lengths.values())
-    return Aligned(
-        T=T,
-        values={k: s.values[:T] for k, s in streams.items()},
-        valid={k: s.valid[:T] for k, s in streams.items()},
-        lengths=lengths,
-        dropped={k: n - T for k, n in lengths.items()},
-    )
+    T = min(lengths.values()) if rule == "common" else max(lengths.values())
+    values, valid = {}, {}
+    for k, s in streams.items():
+        if len(s) >= T:
+            values[k], valid[k] = s.values[:T], s.valid[:T]
+        else:
+            pad = T - len(s)
+            values[k] = np.concatenate([s.values, np.zeros((pad, s.values.shape[1]), np.float32)])
+            valid[k] = np.concatenate([s.valid, np.zeros(pad, bool)])
+    dropped = {k: max(0, n - T) for k, n in lengths.items()}
+    return Aligned(T=T, values=values, valid=valid, lengths=lengths, dropped=dropped,
+                   dropped_s={k: n / fps for k, n in dropped.items()}, rule=rule, fps=fps)
 
 
 def concat_modality(parts: list[StreamFeatures]) -> StreamFeatures:
     """Concatenate the columns of several streams of one modality (e.g. landmarks + head pose).
 
-    Rows are truncated to the shortest part; a row is valid only where every part is valid.
+    The parts come from one decoded stream, so they share its start; rows are truncated to the
+    shortest part, and a row is valid only where every part is valid.
     """
     if len(parts) == 1:
         return parts[0]
