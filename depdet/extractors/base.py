@@ -39,6 +39,27 @@ def row_of(times_s, fps: float) -> np.ndarray:
     return np.floor(np.asarray(times_s, dtype=np.float64) * fps + TIME_EPS).astype(np.int64)
 
 
+def first_row(start_s: float, fps: float) -> int:
+    """The first row a stream starting ``start_s`` seconds after the origin fills.
+
+    Row ``k`` belongs to the stream when its midpoint ``(k + 0.5) / fps`` is at or after the start,
+    i.e. the rows before are the :func:`n_rows` of ``start_s - 0.5 / fps``.
+
+    Args:
+        start_s: the stream's start on the timeline, seconds (a negative start gives 0).
+        fps: rows per second.
+
+    Returns:
+        The number of leading rows the stream has no data for.
+
+    Examples:
+        >>> first_row(0.0, 5), first_row(2.0, 5), first_row(1.936, 5), first_row(0.03, 1)
+        (0, 10, 10, 0)
+    """
+    return n_rows(start_s - 0.5 / fps, fps)
+
+
+
 @dataclass
 class StreamFeatures:
     """One stream's features on the output timeline."""

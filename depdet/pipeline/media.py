@@ -55,7 +55,7 @@ import numpy as np
 
 from depdet.errors import MediaError
 from depdet.extractors.base import SAMPLE_RATE, n_rows
-from depdet.pipeline.features.timeline import first_row
+from depdet.extractors.base import first_row
 
 #: Container extensions depdet looks for when given a folder (FFmpeg decides by content, not name).
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".mpg", ".mpeg", ".m4v")

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from depdet.errors import ConfigError
-from depdet.extractors.base import StreamFeatures, n_rows, row_of
+from depdet.extractors.base import StreamFeatures, first_row, row_of  # noqa: F401 (first_row: part of the rule here too)
 
 #: The truncation rules :func:`align` knows; the first is the default.
 RULES = ("common", "union")
@@ -53,26 +53,6 @@ def check_rule(rule: str) -> str:
     if rule not in RULES:
         raise ConfigError(f"unknown timeline rule {rule!r}", hint=f"choose from {', '.join(RULES)}")
     return rule
-
-
-def first_row(start_s: float, fps: float) -> int:
-    """The first row a stream starting ``start_s`` seconds after the origin fills.
-
-    Row ``k`` belongs to the stream when its midpoint ``(k + 0.5) / fps`` is at or after the start,
-    i.e. the rows before are the :func:`~depdet.extractors.base.n_rows` of ``start_s - 0.5 / fps``.
-
-    Args:
-        start_s: the stream's start on the timeline, seconds (a negative start gives 0).
-        fps: rows per second.
-
-    Returns:
-        The number of leading rows the stream has no data for.
-
-    Examples:
-        >>> first_row(0.0, 5), first_row(2.0, 5), first_row(1.936, 5), first_row(0.03, 1)
-        (0, 10, 10, 0)
-    """
-    return n_rows(start_s - 0.5 / fps, fps)
 
 
 def split_start(start_s: float, fps: float) -> tuple[int, float]:
