@@ -48,7 +48,8 @@ from depdet.models.registry import create_model, get_entry
 from depdet import fileio as dio
 from depdet.pipeline.data.batching import collate
 from depdet.pipeline.inference.calibration import THRESHOLD_METHODS, apply_temperature, choose_threshold, fit_temperature
-from depdet.pipeline.inference.checkpoint import build_checkpoint, predict_logits, save_checkpoint
+from depdet.pipeline.inference.checkpoint import build_checkpoint, save_checkpoint
+from depdet.pipeline.inference.scorer import Scorer
 from depdet.pipeline.data.datasets import Dataset
 from depdet.pipeline.training.metrics import (SELECTION_CRITERIA, all_depressed_baseline, classification_metrics, mean_std,
                                      per_group, selection_score)
@@ -366,10 +367,18 @@ class Trainer:
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.cfg.epochs // 5), eta_min=self.cfg.lr / 20)
         return opt, sched
 
+    def _scorer(self, model) -> Scorer:
+        """The scorer of ``model`` on this run's (already preprocessed) features: cap, device, AMP, batch size."""
+        return Scorer(model, self.kind, None, max_len=self.pre_cfg.max_len, device=self.device, amp=self.amp,
+                      batch_size=self.cfg.eval_batch_size)
+
+    def _logits(self, model, idx: list[int], feats: dict) -> np.ndarray:
+        """Logits of samples ``idx`` through the scorer (the same path as ``evaluate`` and ``predict``)."""
+        return self._scorer(model).logits([feats[i] for i in idx], [self.valid[i] for i in idx], preprocessed=True)
+
     def _evaluate_torch(self, model, idx: list[int], feats: dict) -> tuple[np.ndarray, float]:
-        logits = predict_logits(model, "torch", [feats[i] for i in idx], None, [self.valid[i] for i in idx],
-                                batch_size=self.cfg.eval_batch_size,
-                                device=self.device, max_len=self.pre_cfg.max_len, amp=self.amp)
+        """Validation logits of samples ``idx`` and their mean BCE loss."""
+        logits = self._logits(model, idx, feats)
         yv = self.labels[idx].astype(np.float64)
         z = torch.as_tensor(logits)
         loss = float(torch.nn.functional.binary_cross_entropy_with_logits(z, torch.as_tensor(yv))) if len(idx) else float("nan")
@@ -482,9 +491,7 @@ class Trainer:
         y = self.labels
 
         def logits_of(idx):
-            if self.kind == "torch":
-                return self._evaluate_torch(model, idx, feats)[0]
-            return predict_logits(model, "sklearn", [feats[i] for i in idx], None, [self.valid[i] for i in idx])
+            return self._logits(model, idx, feats)
 
         v_logits = logits_of(split.valid)
         T = fit_temperature(v_logits, y[split.valid])
@@ -557,10 +564,15 @@ def train(dataset: Dataset, config: TrainConfig, run_dir: str | Path, **kw) -> d
 def evaluate(ckpt, dataset: Dataset, fold: str = "test", batch_size: int = 16, device: str = "auto") -> dict:
     """Metrics of a loaded checkpoint on a dataset fold.
 
+    The logits come from the checkpoint's :class:`~depdet.pipeline.inference.scorer.Scorer`, the
+    same object ``depdet predict`` scores with, so both give the same logit for the same features.
+
     Args:
         ckpt: a :class:`checkpoint.LoadedCheckpoint`.
         dataset: labelled dataset with the checkpoint's feature dims.
         fold: ``train``, ``valid``, ``test`` or ``all`` (datasets without folds: use ``all``).
+        batch_size: samples per forward pass.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (the torch model is moved there).
 
     Returns:
         dict with ``metrics`` (papers' rule: uncalibrated logit > 0), ``metrics_calibrated`` (the
@@ -578,14 +590,9 @@ def evaluate(ckpt, dataset: Dataset, fold: str = "test", batch_size: int = 16, d
         if not idx:
             raise DataError(f"no samples in fold {fold!r}", path=dataset.root / "labels.csv",
                             hint="use --fold all for datasets without a split")
-    dev = resolve_device(device)
-    if ckpt.kind == "torch":
-        ckpt.model.to(dev)
     samples = [dataset.samples[i] for i in idx]
-    max_len = ckpt.preprocessor.config.max_len if ckpt.kind == "torch" else None
-    logits = predict_logits(ckpt.model, ckpt.kind, [s.features for s in samples], ckpt.preprocessor,
-                            [s.valid for s in samples],
-                            batch_size=batch_size, device=dev, max_len=max_len)
+    scorer = Scorer.from_checkpoint(ckpt, device=resolve_device(device), batch_size=batch_size)
+    logits = scorer.logits([s.features for s in samples], [s.valid for s in samples])
     y = np.array([s.label for s in samples])
     prob = apply_temperature(logits, ckpt.temperature)
     return {
