@@ -45,6 +45,7 @@ def model_only(names: list[str], rows: int, repeat: int, evidence: bool) -> list
 
     from depdet.models import create_model, get_entry
     from depdet.pipeline.inference.evidence import compute_evidence
+    from depdet.pipeline.inference.scorer import Scorer
     from depdet.pipeline.features.spec import DVLOG
 
     dims = DVLOG.dims
@@ -67,7 +68,7 @@ def model_only(names: list[str], rows: int, repeat: int, evidence: bool) -> list
             row = {"model": name, "params": n_params, "rows": rows, "forward_s": round(fwd, 4)}
             if evidence:
                 t0 = time.perf_counter()
-                ev = compute_evidence(model, inputs, masks, fps=1.0)
+                ev = compute_evidence(Scorer(model), inputs, masks, fps=1.0)
                 row.update(evidence_s=round(time.perf_counter() - t0, 3), evidence_method=ev.timeline_method,
                            window_s=ev.window_s)
         print(f"model {name:>14}: {n_params / 1e6:6.2f} M params, forward {fwd * 1000:8.1f} ms"

@@ -402,6 +402,7 @@ def train(
     max_len: Annotated[Optional[int], typer.Option(min=1, help="Length cap: random window in training, first rows in evaluation (default: none).")] = None,
     crop_aug: Annotated[Optional[bool], typer.Option("--crop-aug/--no-crop-aug", help="DepMamba's random crops added to the training set (preset default).")] = None,
     crop_min_len: Annotated[Optional[int], typer.Option(help="Shortest crop kept (DepMamba: 500 D-Vlog, 400 LMVD).")] = None,
+    rescale_rows: Annotated[bool, typer.Option(help="Data at another rate than the preset's (all presets: 1 row/s): multiply its row counts (max_len, crop_min_len, JAMFN's window) by data fps / preset fps instead of refusing.")] = False,
     model_opt: Annotated[Optional[list[str]], typer.Option(help="Model option KEY=VALUE (repeatable), e.g. --model-opt d_state=16.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
     amp: Annotated[bool, typer.Option(help="Mixed precision on CUDA.")] = True,
@@ -435,7 +436,8 @@ def train(
                                   epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
                                   optimizer=optimizer, scheduler=scheduler, patience=patience, select=select,
                                   threshold_method=threshold_method, folds=folds, train_gender=train_gender,
-                                  test_gender=test_gender, preprocess=pre, device=device, amp=amp, grad_clip=grad_clip)
+                                  test_gender=test_gender, preprocess=pre, device=device, amp=amp, grad_clip=grad_clip,
+                                  rescale_rows=rescale_rows)
     ds = load_dataset(data, layout.value, labels=labels, skip_missing=skip_missing)
     for line in ds.report.lines():
         console.print(f"[dim]data:[/] {line}", highlight=False)

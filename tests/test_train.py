@@ -170,3 +170,84 @@ def test_lmvd_presets_use_d_state_16_as_the_public_lmvd_configs():
         assert PRESETS[name]["model_config"]["d_state"] == 16, name
     for name in ("depmamba-dvlog",):
         assert PRESETS[name]["model_config"]["d_state"] == 12, name
+
+
+def test_every_preset_records_the_rate_and_dataset_its_row_counts_assume():
+    for name, p in PRESETS.items():
+        assert p["fps"] == 1.0 and p["dataset"] in ("dvlog", "lmvd"), name
+        c = TrainConfig.from_preset(name)
+        assert (c.preset_fps, c.preset_dataset, c.rescale_rows) == (1.0, p["dataset"], False), name
+    assert TrainConfig(model="lr").preset_fps is None  # no preset: nothing assumed, nothing checked
+    with pytest.raises(ConfigError, match="rescale-rows"):
+        TrainConfig(model="lr", rescale_rows=True)  # nothing to rescale without a preset's rate
+
+
+@pytest.fixture(scope="module")
+def five_fps(tmp_path_factory):
+    """A synthetic store that says it holds 5 rows per second (features.json, as `depdet extract --fps 5`)."""
+    from depdet.pipeline.features.spec import DVLOG
+
+    out = tmp_path_factory.mktemp("syn5") / "fps5"
+    make_synthetic(out, SynthConfig(n=40, min_len=20, max_len=40, signal=3.0, seed=3))
+    spec = {**DVLOG.to_dict(), "fps": 5.0}
+    (out / "features.json").write_text(json.dumps({"spec": spec, "layout": "dvlog"}))
+    ds = load_dataset(out)
+    assert ds.spec.fps == 5.0
+    return ds
+
+
+def _replication(**kw):
+    base = dict(model="fusion_concat", model_config=SMALL_RNN, epochs=1, seeds=[0], batch_size=8, device="cpu", amp=False)
+    base.update(kw)
+    return TrainConfig.from_preset("dvlog-replication", **base)
+
+
+def test_preset_on_data_at_another_rate_is_refused_with_both_rates_and_the_fix(five_fps, tmp_path):
+    with pytest.raises(ConfigError) as e:
+        train(five_fps, _replication(), tmp_path / "r")
+    msg = str(e.value)
+    assert "\n" not in msg and "1 rows/s" in msg and "5 rows/s" in msg and "dvlog-replication" in msg
+    assert "--fps 1" in msg and "--rescale-rows" in msg
+    assert not (tmp_path / "r").exists()  # refused before anything is written
+    # without a preset nothing is assumed: the same options in rows train as given
+    plain = TrainConfig(model="fusion_concat", model_config=SMALL_RNN, epochs=1, seeds=[0], batch_size=8,
+                        device="cpu", amp=False, preprocess={"max_len": 4})
+    train(five_fps, plain, tmp_path / "plain")
+    assert load_checkpoint(tmp_path / "plain" / "checkpoint.pt").preprocessor.config.max_len == 4
+
+
+def test_rescale_rows_converts_the_row_counts_by_the_rate_ratio(five_fps, tmp_path):
+    from depdet.pipeline.training.train import rows_for_fps
+
+    # the preset's own counts: 596 rows at 1 row/s -> 2980 at 5; crops >= 500 -> 2500; JAMFN's window too
+    pre, mc, f = rows_for_fps(TrainConfig.from_preset("dvlog-replication", rescale_rows=True), 5.0)
+    assert (f, pre.max_len, pre.crop_min_len, mc) == (5.0, 2980, 2500, {})
+    pre, mc, f = rows_for_fps(TrainConfig.from_preset("jamfn-dvlog", rescale_rows=True), 5.0)
+    assert mc == {"max_len": 2980} and pre.max_len is None
+    pre, mc, f = rows_for_fps(TrainConfig.from_preset("jamfn-dvlog", model_config={"max_len": 100}, rescale_rows=True), 2.0)
+    assert mc["max_len"] == 200
+    pre, mc, f = rows_for_fps(TrainConfig.from_preset("depmamba-lmvd"), 1.0)  # same rate: untouched
+    assert (f, pre.crop_min_len, mc) == (1.0, 400, {"d_state": 16})
+    # end to end: an override counted at the preset's rate (4 rows = 4 s) becomes 20 rows at 5 rows/s,
+    # and the checkpoint (hence predict/evaluate) caps at the converted length
+    lines = []
+    train(five_fps, _replication(rescale_rows=True, preprocess={"max_len": 4}), tmp_path / "r", log=lines.append)
+    ck = load_checkpoint(tmp_path / "r" / "checkpoint.pt")
+    assert ck.preprocessor.config.max_len == 20 and ck.info["row_scale"] == 5.0
+    assert ck.info["train_config"]["preprocess"]["max_len"] == 4  # config.json keeps what was asked
+    assert any("row counts x5" in s and "max_len 20" in s for s in lines)
+    data = json.loads((tmp_path / "r" / "data.json").read_text())
+    assert data["row_scale"] == 5.0 and data["preprocess_used"]["max_len"] == 20
+
+
+def test_cli_rescale_rows_flag(five_fps, tmp_path, capsys):
+    from conftest import run_cli
+
+    args = ["train", "--data", five_fps.root, "--preset", "dvlog-replication", "--model", "fusion_concat",
+            "--model-opt", "hidden=8", "--model-opt", "d=8", "--epochs", "1", "--seeds", "0", "--device", "cpu",
+            "--threads", "1"]
+    code, _, err = run_cli(args + ["--run-dir", tmp_path / "no"], capsys)
+    assert code != 0 and "--rescale-rows" in " ".join(err.split())
+    code, _, err = run_cli(args + ["--run-dir", tmp_path / "yes", "--rescale-rows"], capsys)
+    assert code == 0, err
+    assert load_checkpoint(tmp_path / "yes" / "checkpoint.pt").preprocessor.config.max_len == 2980

@@ -31,10 +31,10 @@ from depdet import __version__
 from depdet.errors import ConfigError, DataError
 from depdet.models.registry import create_model, get_entry
 from depdet import fileio as dio
-from depdet.pipeline.data.batching import collate
 from depdet.pipeline.inference.calibration import apply_temperature
 from depdet.pipeline.data.preprocess import Preprocessor
 from depdet.pipeline.features.spec import FeatureSpec
+from depdet.pipeline.inference.scorer import Scorer
 
 FORMAT = "depdet-checkpoint"
 FORMAT_VERSION = 1
@@ -113,65 +113,46 @@ class LoadedCheckpoint:
     info: dict = field(default_factory=dict)
     path: Path | None = None
 
+    def scorer(self, *, device: str | torch.device = "cpu", amp: bool = False, batch_size: int = 8) -> Scorer:
+        """This checkpoint's :class:`~depdet.pipeline.inference.scorer.Scorer` (cap, preprocessing, batching).
+
+        Args:
+            device, amp, batch_size: as for :class:`Scorer` (the torch model is moved to ``device``).
+
+        Returns:
+            ``Scorer.from_checkpoint(self, ...)``.
+        """
+        return Scorer.from_checkpoint(self, device=device, amp=amp, batch_size=batch_size)
+
     def predict_logits(self, features_list: list[dict], valid_list: list[dict] | None = None, batch_size: int = 8,
-                       device: str | torch.device = "cpu", preprocessed: bool = False) -> np.ndarray:
+                       device: str | torch.device = "cpu", preprocessed: bool = False, amp: bool = False) -> np.ndarray:
         """Uncalibrated logits for raw (or already ``preprocessed``) per-sample feature dicts.
 
-        Applies the training-time length cap (``preprocessor.config.max_len``: first rows) when set.
+        A thin wrapper of :meth:`Scorer.logits`, which applies the training-time length cap
+        (``preprocessor.config.max_len``: first rows) when set.
+
+        Args:
+            features_list: per-sample modality -> (T, D) arrays.
+            valid_list: per-sample modality -> (T,) bool validity (None: every row valid).
+            batch_size, device, amp: scoring options (see :class:`Scorer`).
+            preprocessed: the features are already preprocessed.
+
+        Returns:
+            ``(N,)`` float64 logits.
         """
-        max_len = self.preprocessor.config.max_len if self.kind == "torch" else None
-        return predict_logits(self.model, self.kind, features_list, None if preprocessed else self.preprocessor,
-                              valid_list, batch_size=batch_size, device=device, max_len=max_len)
+        return self.scorer(device=device, amp=amp, batch_size=batch_size).logits(
+            features_list, valid_list, preprocessed=preprocessed)
 
     def predict_proba(self, features_list: list[dict], valid_list: list[dict] | None = None, **kw) -> np.ndarray:
-        """Calibrated probabilities ``sigmoid(logit / temperature)``; compare with ``threshold``."""
+        """Calibrated probabilities ``sigmoid(logit / temperature)``; compare with ``threshold``.
+
+        Args:
+            features_list, valid_list, kw: as :meth:`predict_logits`.
+
+        Returns:
+            ``(N,)`` probabilities.
+        """
         return apply_temperature(self.predict_logits(features_list, valid_list, **kw), self.temperature)
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
-    return np.log(p) - np.log1p(-p)
-
-
-@torch.no_grad()
-def predict_logits(model, kind: str, features_list: list[dict], preprocessor: Preprocessor | None = None,
-                   valid_list: list[dict] | None = None, *,
-                   batch_size: int = 8, device: str | torch.device = "cpu", max_len: int | None = None,
-                   amp: bool = False) -> np.ndarray:
-    """Logits of the depressed class for each sample (sklearn probabilities are mapped to logits).
-
-    Args:
-        model: torch model or sklearn-kind object.
-        kind: ``"torch"`` or ``"sklearn"``.
-        features_list: per-sample feature dicts.
-        valid_list: per-sample modality -> (T,) bool validity (None: every row valid).
-        preprocessor: applied to each sample first when given.
-        batch_size, device, max_len, amp: torch inference options (``max_len`` keeps the first rows).
-    """
-    valid_list = list(valid_list) if valid_list is not None else [None] * len(features_list)
-    feats = ([preprocessor.transform(f, v) for f, v in zip(features_list, valid_list)] if preprocessor is not None
-             else list(features_list))
-    if max_len is not None:
-        feats = [{m: a[:max_len] for m, a in f.items()} for f in feats]
-    if not feats:
-        return np.zeros(0)
-    if kind == "sklearn":
-        return _logit(model.predict_proba(feats, valid_list))
-    was_training = model.training
-    model.eval()
-    device = torch.device(device)
-    order = np.argsort([-next(iter(f.values())).shape[0] for f in feats], kind="stable")  # similar lengths together
-    out = np.zeros(len(feats))
-    for s in range(0, len(feats), batch_size):
-        idx = order[s:s + batch_size]
-        inputs, masks = collate([feats[i] for i in idx], [valid_list[i] for i in idx], max_len)
-        inputs = {m: x.to(device) for m, x in inputs.items()}
-        masks = {m: x.to(device) for m, x in masks.items()}
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
-            logits = model(inputs, masks).logits
-        out[idx] = logits.float().cpu().numpy().reshape(-1)
-    model.train(was_training)
-    return out
 
 
 def load_checkpoint(path: str | Path, map_location="cpu", *, trust_pickle: bool = False) -> LoadedCheckpoint:

@@ -1,7 +1,9 @@
 """The evidence behind one prediction: when in the clip, and through which modality.
 
-Two questions are answered for a single sample already on the model's input form (preprocessed,
-collated to a batch of one):
+Two questions are answered for a single sample already on the model's input form, as
+:meth:`Scorer.prepare <depdet.pipeline.inference.scorer.Scorer.prepare>` gives it (capped,
+preprocessed, collated to a batch of one); every forward pass, original or altered, goes through
+the same :class:`~depdet.pipeline.inference.scorer.Scorer` as the prediction itself:
 
 * **Timeline** (per second of the clip). Models that return ``ModelOutput.temporal_weights``
   (attention / joint-attention pooling) are explained by those weights, summed per second: the
@@ -28,6 +30,7 @@ import numpy as np
 import torch
 
 from depdet.extractors.base import n_rows, row_of
+from depdet.pipeline.inference.scorer import Scorer
 
 #: Occlusion runs at most this many windows per clip by default; longer clips use wider windows.
 DEFAULT_MAX_WINDOWS = 120
@@ -108,9 +111,9 @@ def _expand(inputs: dict, masks: dict, n: int) -> tuple[dict, dict]:
             {k: m.expand(n, *m.shape[1:]).clone() for k, m in masks.items()})
 
 
-@torch.no_grad()
-def _logits(model, inputs: dict, masks: dict) -> torch.Tensor:
-    return model(inputs, masks).logits.reshape(-1).float()
+def _require(scorer: Scorer, kind: str, fn: str) -> None:
+    if not isinstance(scorer, Scorer) or scorer.kind != kind:
+        raise TypeError(f"{fn}() takes a Scorer of kind {kind!r} (wrap the model: Scorer(model, {kind!r}))")
 
 
 def choose_window(seconds: int, window_s: float | None = None, max_windows: int = DEFAULT_MAX_WINDOWS) -> float:
@@ -123,13 +126,16 @@ def choose_window(seconds: int, window_s: float | None = None, max_windows: int 
 
 
 @torch.no_grad()
-def occlusion_timeline(model, inputs: dict, masks: dict, *, fps: float, temperature: float = 1.0,
+def occlusion_timeline(scorer: Scorer, inputs: dict, masks: dict, *, fps: float, temperature: float = 1.0,
                        window_s: float | None = None, max_windows: int = DEFAULT_MAX_WINDOWS,
                        batch_size: int = 32) -> tuple[np.ndarray, float]:
     """Per-second probability change when each time window is removed (zeroed and masked out).
 
+    The occluded copies are built ``batch_size`` at a time and each batch is one forward pass of
+    ``scorer`` (memory stays bounded by one batch however many windows a clip has).
+
     Args:
-        model: a :class:`~depdet.models.base.DepressionModel` in eval mode.
+        scorer: a torch-kind :class:`Scorer` (device, autocast and eval mode come from it).
         inputs: modality -> ``(1, L, D)`` tensor.
         masks: modality -> ``(1, L)`` bool tensor.
         fps: rows per second.
@@ -141,10 +147,11 @@ def occlusion_timeline(model, inputs: dict, masks: dict, *, fps: float, temperat
     Returns:
         ``(timeline (S,), window_s)`` with ``S = ceil(L / fps)`` seconds.
     """
+    _require(scorer, "torch", "occlusion_timeline")
     L = next(iter(masks.values())).shape[1]
     S = n_rows(L / fps, 1.0)
     win = choose_window(S, window_s, max_windows)
-    p_full = torch.sigmoid(_logits(model, inputs, masks) / temperature)[0]
+    p_full = torch.sigmoid(scorer.batch_logits(inputs, masks) / temperature)[0]
     starts = np.arange(0.0, S, win)
     deltas = np.zeros(len(starts))
     for b0 in range(0, len(starts), batch_size):
@@ -155,7 +162,7 @@ def occlusion_timeline(model, inputs: dict, masks: dict, *, fps: float, temperat
             for k in x:
                 x[k][i, r0:r1] = 0
                 m[k][i, r0:r1] = False
-        p = torch.sigmoid(_logits(model, x, m) / temperature)
+        p = torch.sigmoid(scorer.batch_logits(x, m) / temperature)
         deltas[b0:b0 + len(chunk)] = (p_full - p).cpu().numpy()
     timeline = np.zeros(S)
     for s, d in zip(starts, deltas):
@@ -164,15 +171,26 @@ def occlusion_timeline(model, inputs: dict, masks: dict, *, fps: float, temperat
 
 
 @torch.no_grad()
-def modality_masking(model, inputs: dict, masks: dict, *, temperature: float = 1.0) -> tuple[dict, dict]:
-    """Mask each modality out in turn; returns ``(shares, effects)`` (see :class:`Evidence`)."""
-    full = _logits(model, inputs, masks)[0] / temperature
+def modality_masking(scorer: Scorer, inputs: dict, masks: dict, *, temperature: float = 1.0) -> tuple[dict, dict]:
+    """Mask each modality out in turn (zeroed and masked, as padding is).
+
+    Args:
+        scorer: a torch-kind :class:`Scorer`.
+        inputs: modality -> ``(1, L, D)`` tensor.
+        masks: modality -> ``(1, L)`` bool tensor.
+        temperature: calibration temperature.
+
+    Returns:
+        ``(shares, effects)`` as in :class:`Evidence`.
+    """
+    _require(scorer, "torch", "modality_masking")
+    full = scorer.batch_logits(inputs, masks)[0] / temperature
     effects = {}
     for k in inputs:
         x, m = _clone(inputs, masks)
         x[k].zero_()
         m[k].zero_()
-        effects[k] = float(full - _logits(model, x, m)[0] / temperature)
+        effects[k] = float(full - scorer.batch_logits(x, m)[0] / temperature)
     total = sum(abs(v) for v in effects.values())
     if not total > 1e-12 or not math.isfinite(total):
         return {k: None for k in effects}, effects
@@ -180,31 +198,33 @@ def modality_masking(model, inputs: dict, masks: dict, *, temperature: float = 1
 
 
 @torch.no_grad()
-def compute_evidence(model, inputs: dict, masks: dict, *, fps: float, temperature: float = 1.0,
+def compute_evidence(scorer: Scorer, inputs: dict, masks: dict, *, fps: float, temperature: float = 1.0,
                      window_s: float | None = None, max_windows: int = DEFAULT_MAX_WINDOWS,
                      batch_size: int = 32, output=None, valid: dict | None = None) -> Evidence:
     """Explain one sample's prediction (timeline + modality shares + coverage).
 
     Args:
-        model: torch model in eval mode (``forward(inputs, masks) -> ModelOutput``).
-        inputs: modality -> ``(1, L, D)`` tensor, exactly what the prediction used.
-        masks: modality -> ``(1, L)`` bool tensor.
+        scorer: the torch-kind :class:`Scorer` that made the prediction.
+        inputs: modality -> ``(1, L, D)`` tensor, exactly what the prediction used
+            (``scorer.prepare(features, valid)``).
+        masks: modality -> ``(1, L)`` bool tensor (from the same call).
         fps: rows per second of the input timeline.
         temperature: calibration temperature stored in the checkpoint.
         window_s: occlusion window (seconds); default 1 s, widened for long clips.
         max_windows: occlusion window cap when ``window_s`` is None.
         batch_size: occluded copies per forward pass.
-        output: the model's :class:`ModelOutput` for these inputs, if already computed.
+        output: ``scorer.forward(inputs, masks)``, if already computed.
         valid: modality -> ``(T,)`` bool validity from extraction (face found, audio present) for
             the coverage plot; defaults to the input masks.
 
     Returns:
         :class:`Evidence`.
     """
+    _require(scorer, "torch", "compute_evidence")
     if next(iter(inputs.values())).shape[0] != 1:
         raise ValueError("compute_evidence explains one sample at a time (batch of 1)")
     if output is None:
-        output = model(inputs, masks)
+        output = scorer.forward(inputs, masks)
     L = next(iter(masks.values())).shape[1]
     valid_any = torch.stack([m[0] for m in masks.values()]).any(0).cpu().numpy()
 
@@ -216,7 +236,7 @@ def compute_evidence(model, inputs: dict, masks: dict, *, fps: float, temperatur
         timeline = per_second(w / total if total > 0 else w, fps, "sum")
         t_method, t_unit, win = "attention", "share of the model's temporal attention (sums to 1)", None
     else:
-        timeline, win = occlusion_timeline(model, inputs, masks, fps=fps, temperature=temperature,
+        timeline, win = occlusion_timeline(scorer, inputs, masks, fps=fps, temperature=temperature,
                                            window_s=window_s, max_windows=max_windows, batch_size=batch_size)
         t_method = "occlusion"
         t_unit = f"probability change when the {win:g}-s window is removed (+ = raised the probability)"
@@ -230,7 +250,7 @@ def compute_evidence(model, inputs: dict, masks: dict, *, fps: float, temperatur
         shares = {n: (float(v / total) if total > 0 else None) for n, v in zip(names, vals)}
         m_method, effects = "model_weights", {}
     else:
-        shares, effects = modality_masking(model, inputs, masks, temperature=temperature)
+        shares, effects = modality_masking(scorer, inputs, masks, temperature=temperature)
         m_method = "masking"
 
     if valid is None:
@@ -239,32 +259,35 @@ def compute_evidence(model, inputs: dict, masks: dict, *, fps: float, temperatur
     return Evidence(t_method, timeline, t_unit, win, m_method, shares, effects, coverage, fps)
 
 
-def compute_evidence_pooled(model, features: dict[str, np.ndarray], *, fps: float, temperature: float = 1.0,
+def compute_evidence_pooled(scorer: Scorer, features: dict[str, np.ndarray], *, fps: float, temperature: float = 1.0,
                             window_s: float | None = None, max_windows: int = DEFAULT_MAX_WINDOWS,
                             valid: dict | None = None) -> Evidence:
     """Evidence for registry models of kind ``"sklearn"`` (pooled statistics, no tensors).
 
     Those models pool over the rows their masks mark valid, so removing a window means marking its
     rows invalid in every modality and masking a modality out means marking all of its rows
-    invalid: the same two questions as for torch models.
+    invalid: the same two questions as for torch models. Every variant is scored by
+    ``scorer.logits(..., preprocessed=True)``, the adapter the prediction itself went through (the
+    window variants in one call).
 
     Args:
-        model: object with ``predict_proba(list_of_feature_dicts, list_of_masks) -> (N,)``.
-        features: modality -> (T, D), already preprocessed as for the prediction.
+        scorer: the sklearn-kind :class:`Scorer` that made the prediction (its model has
+            ``predict_proba(list_of_feature_dicts, list_of_masks) -> (N,)``).
+        features: modality -> (T, D), already preprocessed as for the prediction
+            (``scorer.prepare(features, valid)[0]``).
         fps, temperature, window_s, max_windows, valid: as :func:`compute_evidence`.
 
     Returns:
         :class:`Evidence` (``timeline_method="occlusion"``, ``modality_method="masking"``).
     """
-
+    _require(scorer, "sklearn", "compute_evidence_pooled")
     T = next(iter(features.values())).shape[0]
     if valid is None:
         valid = {k: np.ones(T, bool) for k in features}
     valid = {k: np.asarray(v, dtype=bool)[:T] for k, v in valid.items()}
 
     def logits(batch: list[dict], masks: list[dict]) -> np.ndarray:
-        p = np.clip(np.asarray(model.predict_proba(batch, masks), dtype=np.float64).reshape(-1), 1e-6, 1 - 1e-6)
-        return (np.log(p) - np.log1p(-p)) / temperature
+        return scorer.logits(batch, masks, preprocessed=True) / temperature
 
     sig = lambda z: 1.0 / (1.0 + np.exp(-z))  # noqa: E731
     S = n_rows(T / fps, 1.0)

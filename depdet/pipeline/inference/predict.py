@@ -156,6 +156,7 @@ class Predictor:
         self.evidence = evidence
         self.window_s = window_s
         self.model = self.ckpt.model
+        self.scorer = self.ckpt.scorer(device="cpu")  # the same scorer `evaluate` and training use
         self.synthetic = bool((self.ckpt.info or {}).get("synthetic", False))
         if hasattr(self.model, "eval"):
             self.model.eval()
@@ -170,53 +171,56 @@ class Predictor:
     def score(self, features: dict[str, np.ndarray], valid: dict[str, np.ndarray] | None = None):
         """Logit, calibrated probability and evidence for one sample's aligned features.
 
+        Everything between the features and the logit is the checkpoint's
+        :class:`~depdet.pipeline.inference.scorer.Scorer` (length cap, preprocessing, collation,
+        sklearn adapter), the same as ``depdet evaluate`` and training's validation use; the
+        evidence explains exactly those inputs (capped clips: the scored rows only).
+
         Args:
             features: modality -> (T, D) float32 as extraction writes them (before preprocessing).
-            valid: modality -> (T,) bool validity from extraction (for the coverage plot).
+            valid: modality -> (T,) bool validity from extraction (None: every row valid).
 
         Returns:
             ``(logit, probability, evidence or None)``.
-        """
-        import torch
 
-        from depdet.pipeline.data.batching import collate
+        Raises:
+            DataError: features whose shape does not fit the checkpoint's feature spec.
+        """
+        from depdet.pipeline.inference.evidence import compute_evidence, compute_evidence_pooled
 
         dims = self.spec.dims
         for m, arr in features.items():
             if arr.ndim != 2 or (m in dims and arr.shape[1] != dims[m]):
                 raise DataError(f"{m} features have shape {arr.shape}, the checkpoint expects (T, {dims.get(m)})",
                                 hint="re-extract with the checkpoint's feature spec")
-        feats = self.ckpt.preprocessor.transform(features, valid) if self.ckpt.preprocessor is not None else features
-        if self.ckpt.kind == "sklearn":  # pooled-statistics baselines: numpy in, probability out
-            p_raw = float(np.asarray(self.model.predict_proba([feats], [valid])).reshape(-1)[0])
-            p_raw = min(max(p_raw, 1e-6), 1 - 1e-6)  # as checkpoint.predict_logits maps it
-            logit = math.log(p_raw / (1 - p_raw))
-            ev = None
+        inputs, masks = self.scorer.prepare(features, valid)
+        ev = None
+        if self.scorer.kind == "sklearn":  # pooled-statistics baselines: numpy in, probability -> logit
+            logit = float(self.scorer.logits([inputs], [masks], preprocessed=True)[0])
             if self.evidence:
-                from depdet.pipeline.inference.evidence import compute_evidence_pooled
-
-                ev = compute_evidence_pooled(self.model, feats, fps=self.spec.fps, temperature=self.temperature,
-                                             window_s=self.window_s, valid=valid)
+                ev = compute_evidence_pooled(self.scorer, inputs, fps=self.spec.fps, temperature=self.temperature,
+                                             window_s=self.window_s, valid=masks)
             return logit, calibrate(logit, self.temperature), ev
-        inputs, masks = collate([feats], [valid])
-        with torch.no_grad():
-            out = self.model(inputs, masks)
-            logit = float(out.logits.reshape(-1)[0])
-            ev = None
-            if self.evidence:
-                from depdet.pipeline.inference.evidence import compute_evidence
-
-                ev = compute_evidence(self.model, inputs, masks, fps=self.spec.fps, temperature=self.temperature,
-                                      window_s=self.window_s, output=out, valid=valid)
+        out = self.scorer.forward(inputs, masks)
+        logit = float(out.logits.reshape(-1)[0])
+        if self.evidence:
+            ev = compute_evidence(self.scorer, inputs, masks, fps=self.spec.fps, temperature=self.temperature,
+                                  window_s=self.window_s, output=out)
         return logit, calibrate(logit, self.temperature), ev
 
     def _result(self, sample_id, source, features, valid, duration, info) -> ClipResult:
+        """Score one clip and wrap it with its provenance and warnings (``rows``: the rows scored)."""
         logit, p, ev = self.score(features, valid)
-        T = int(next(iter(features.values())).shape[0])
+        rows = self.scorer.input_length(features)
+        aligned = min(int(a.shape[0]) for a in features.values())  # rows every modality has
         warnings = list(info.get("warnings", []))
+        if rows < aligned:
+            fps = float(self.spec.fps)
+            warnings.append(f"only the first {rows} of {aligned} rows ({rows / fps:g} s of {aligned / fps:g} s) were "
+                            "scored: the checkpoint's length cap (max_len)")
         if self.synthetic:
             warnings.append("checkpoint trained on SYNTHETIC data: the probability is meaningless")
-        return ClipResult(sample_id, str(source), "ok", None, duration, T, logit, p, self.threshold,
+        return ClipResult(sample_id, str(source), "ok", None, duration, rows, logit, p, self.threshold,
                           info.get("face_ratio"), info.get("speech_ratio"), warnings, ev)
 
     def predict_clip(self, path: str | Path, sample_id: str | None = None) -> ClipResult:

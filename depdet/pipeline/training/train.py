@@ -4,7 +4,8 @@ Run directory (SpeechBrain style, never overwritten silently)::
 
     runs/<name>/config.json (+ config.yaml)   the resolved TrainConfig
     runs/<name>/env.json                      versions, device, threads
-    runs/<name>/data.json                     dataset path, layout, spec, loader report, split sizes
+    runs/<name>/data.json                     dataset path, layout, spec, loader report, split sizes,
+                                              row scale and the preprocess/model options used
     runs/<name>/<run>/log.csv                 one row per epoch (loss, valid metrics, lr, seconds)
     runs/<name>/<run>/last.pt                 resume state, rewritten atomically after every epoch
     runs/<name>/<run>/best.pt                 the selected checkpoint (checkpoint.py format), calibrated
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import inspect
 import io
 import json
 import math
@@ -48,7 +50,8 @@ from depdet.models.registry import create_model, get_entry
 from depdet import fileio as dio
 from depdet.pipeline.data.batching import collate
 from depdet.pipeline.inference.calibration import THRESHOLD_METHODS, apply_temperature, choose_threshold, fit_temperature
-from depdet.pipeline.inference.checkpoint import build_checkpoint, predict_logits, save_checkpoint
+from depdet.pipeline.inference.checkpoint import build_checkpoint, save_checkpoint
+from depdet.pipeline.inference.scorer import Scorer
 from depdet.pipeline.data.datasets import Dataset
 from depdet.pipeline.training.metrics import (SELECTION_CRITERIA, all_depressed_baseline, classification_metrics, mean_std,
                                      per_group, selection_score)
@@ -83,6 +86,15 @@ class TrainConfig:
         grad_clip: max gradient norm (None: no clipping, as the references).
         eval_batch_size: batch size for validation/test inference.
         preset: the preset these values came from (informational).
+        preset_dataset: the dataset the preset was published for (informational, from the preset).
+        preset_fps: rows per second the preset's row counts assume (from the preset: 1.0 for all of
+            them). Checked against the dataset's ``spec.fps`` when training (:func:`rows_for_fps`);
+            None (no preset): no check.
+        rescale_rows: on a dataset at another rate than ``preset_fps``, multiply the row counts
+            (``preprocess.max_len``, ``preprocess.crop_min_len``, JAMFN's ``max_len`` window) by
+            ``data fps / preset_fps`` instead of refusing (our option; CLI ``--rescale-rows``).
+            Explicit overrides of those options are rows at ``preset_fps`` too and are converted
+            alike. Nothing else is converted (e.g. convolution kernels still span rows).
     """
 
     model: str
@@ -106,6 +118,9 @@ class TrainConfig:
     grad_clip: float | None = None
     eval_batch_size: int = 16
     preset: str | None = None
+    preset_dataset: str | None = None
+    preset_fps: float | None = None
+    rescale_rows: bool = False
 
     def __post_init__(self):
         get_entry(self.model)  # unknown model -> ConfigError
@@ -124,6 +139,13 @@ class TrainConfig:
             raise ConfigError("at least one seed is needed")
         self.seeds = [int(s) for s in self.seeds]
         PreprocessConfig.from_dict(self.preprocess)
+        if self.preset_fps is not None:
+            self.preset_fps = float(self.preset_fps)
+            if not self.preset_fps > 0:
+                raise ConfigError(f"preset_fps must be positive, got {self.preset_fps}")
+        if self.rescale_rows and self.preset_fps is None:
+            raise ConfigError("--rescale-rows converts a preset's row counts, but no preset (and no preset fps) is given",
+                              hint="pass --preset NAME, or drop --rescale-rows and give --max-len/--crop-min-len in rows")
 
     @classmethod
     def from_preset(cls, preset: str | None, **overrides) -> "TrainConfig":
@@ -132,7 +154,8 @@ class TrainConfig:
         if preset:
             base = get_preset(preset)
             base.pop("note", None)
-            base.pop("dataset", None)
+            base["preset_dataset"] = base.pop("dataset", None)
+            base["preset_fps"] = base.pop("fps", None)
             base["preset"] = preset
         pre = dict(base.pop("preprocess", {}))
         pre.update({k: v for k, v in (overrides.pop("preprocess", None) or {}).items() if v is not None})
@@ -151,6 +174,62 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _model_row_options(model: str, model_config: dict) -> dict[str, int]:
+    """Model options counted in rows, with their values in ``model_config`` or the model's defaults.
+
+    Only JAMFN has one: ``max_len``, its fixed joint-attention window (596 rows by default).
+    """
+    if model != "jamfn":
+        return {}
+    from depdet.models.jamfn import JAMFN
+
+    default = inspect.signature(JAMFN).parameters["max_len"].default
+    return {"max_len": int(model_config.get("max_len", default))}
+
+
+def rows_for_fps(config: TrainConfig, fps: float) -> tuple[PreprocessConfig, dict, float]:
+    """The preprocessing and model options to train ``config`` with on features at ``fps`` rows/s.
+
+    A preset counts rows at ``config.preset_fps``. On data at that rate (or without a preset) the
+    config is used as it is. On data at another rate it is a ConfigError, unless
+    ``config.rescale_rows``: then ``preprocess.max_len``, ``preprocess.crop_min_len`` and JAMFN's
+    ``max_len`` window are multiplied by ``fps / preset_fps`` and rounded (at least 1 row). This
+    conversion is our choice; it keeps the durations the recipe meant, not its row counts.
+
+    Args:
+        config: the training configuration.
+        fps: the dataset's rows per second (``dataset.spec.fps``).
+
+    Returns:
+        ``(preprocess config, model options, factor)``; ``factor`` is 1.0 when nothing changed.
+
+    Raises:
+        ConfigError: the rates differ and ``rescale_rows`` is off (one line naming both rates and
+            the two ways out).
+    """
+    pre = PreprocessConfig.from_dict(config.preprocess)
+    mc = dict(config.model_config)
+    if config.preset_fps is None or math.isclose(float(fps), config.preset_fps, rel_tol=1e-9):
+        return pre, mc, 1.0
+    factor = float(fps) / config.preset_fps
+    if not config.rescale_rows:
+        raise ConfigError(
+            f"preset {config.preset!r} counts rows at {config.preset_fps:g} rows/s "
+            f"({config.preset_dataset or 'its dataset'}) but this dataset has {float(fps):g} rows/s, so its crop/length "
+            "settings would mean other durations",
+            hint=f"extract at --fps {config.preset_fps:g}, or pass --rescale-rows to multiply its row counts "
+                 f"(crop_min_len, max_len, JAMFN's window) by {factor:g}")
+
+    def scale(n: int) -> int:
+        return max(1, int(round(n * factor)))
+
+    if pre.max_len is not None:
+        pre.max_len = scale(pre.max_len)
+    pre.crop_min_len = scale(pre.crop_min_len)
+    mc.update({k: scale(v) for k, v in _model_row_options(config.model, mc).items()})
+    return pre, mc, factor
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -256,13 +335,18 @@ class Trainer:
         log: callable receiving human-readable lines (e.g. console.print), or None.
         on_epoch_end: optional hook ``f(run_name, epoch, row)`` called after each epoch is saved
             (used by tests to simulate an interruption).
+
+    Raises:
+        ConfigError: a preset's row counts assume another rate than ``dataset.spec.fps`` and
+            ``config.rescale_rows`` is off (:func:`rows_for_fps`); nothing is written then.
     """
 
     def __init__(self, dataset: Dataset, config: TrainConfig, run_dir: str | Path, *, progress=None,
                  log: Callable[[str], None] | None = None, on_epoch_end: Callable | None = None):
         dataset.require_labels()
         self.ds, self.cfg, self.run_dir = dataset, config, Path(run_dir)
-        self.pre_cfg = PreprocessConfig.from_dict(config.preprocess)
+        # the options actually trained with: the config's row counts at the data's rate (rows_for_fps)
+        self.pre_cfg, self.model_config, self.row_scale = rows_for_fps(config, dataset.spec.fps)
         self.kind = get_entry(config.model).kind
         self.device = resolve_device(config.device)
         self.amp = bool(config.amp and self.device.type == "cuda")
@@ -314,7 +398,12 @@ class Trainer:
         dio.write_json(self.run_dir / "data.json", {
             "path": str(self.ds.root), "layout": self.ds.layout, "spec": self.ds.spec.to_dict(),
             "synthetic": bool(self.ds.info.get("synthetic", False)), "report": self.ds.report.to_dict(),
-            "splits": {s.name: s.sizes() for s in splits}})
+            "splits": {s.name: s.sizes() for s in splits}, "row_scale": self.row_scale,
+            "preprocess_used": asdict(self.pre_cfg), "model_config_used": self.model_config})
+        if self.row_scale != 1.0:
+            self.log(f"row counts x{self.row_scale:g} for {self.ds.spec.fps:g} rows/s (preset: {self.cfg.preset_fps:g}): "
+                     f"max_len {self.pre_cfg.max_len}, crop_min_len {self.pre_cfg.crop_min_len}"
+                     + (f", {self.cfg.model} max_len {self.model_config['max_len']}" if "max_len" in self.model_config else ""))
         results: list[RunResult] = []
         for seed in self.cfg.seeds:
             for split in splits:
@@ -340,7 +429,7 @@ class Trainer:
         y = self.labels
 
         if self.kind == "sklearn":
-            model = create_model(self.cfg.model, self.ds.dims, **self.cfg.model_config)
+            model = create_model(self.cfg.model, self.ds.dims, **self.model_config)
             model.fit([feats[i] for i in split.train], y[split.train], [self.valid[i] for i in split.train])
             best_epoch, history_note = 0, "sklearn: fitted once"
             self.log(f"{name}: {history_note}")
@@ -366,10 +455,18 @@ class Trainer:
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.cfg.epochs // 5), eta_min=self.cfg.lr / 20)
         return opt, sched
 
+    def _scorer(self, model) -> Scorer:
+        """The scorer of ``model`` on this run's (already preprocessed) features: cap, device, AMP, batch size."""
+        return Scorer(model, self.kind, None, max_len=self.pre_cfg.max_len, device=self.device, amp=self.amp,
+                      batch_size=self.cfg.eval_batch_size)
+
+    def _logits(self, model, idx: list[int], feats: dict) -> np.ndarray:
+        """Logits of samples ``idx`` through the scorer (the same path as ``evaluate`` and ``predict``)."""
+        return self._scorer(model).logits([feats[i] for i in idx], [self.valid[i] for i in idx], preprocessed=True)
+
     def _evaluate_torch(self, model, idx: list[int], feats: dict) -> tuple[np.ndarray, float]:
-        logits = predict_logits(model, "torch", [feats[i] for i in idx], None, [self.valid[i] for i in idx],
-                                batch_size=self.cfg.eval_batch_size,
-                                device=self.device, max_len=self.pre_cfg.max_len, amp=self.amp)
+        """Validation logits of samples ``idx`` and their mean BCE loss."""
+        logits = self._logits(model, idx, feats)
         yv = self.labels[idx].astype(np.float64)
         z = torch.as_tensor(logits)
         loss = float(torch.nn.functional.binary_cross_entropy_with_logits(z, torch.as_tensor(yv))) if len(idx) else float("nan")
@@ -378,7 +475,7 @@ class Trainer:
     def _train_torch(self, name: str, rdir: Path, seed: int, split: Split, feats: dict, pre: Preprocessor):
         cfg = self.cfg
         torch.manual_seed(seed)  # model initialisation depends only on the seed
-        model = create_model(cfg.model, self.ds.dims, **cfg.model_config).to(self.device)
+        model = create_model(cfg.model, self.ds.dims, **self.model_config).to(self.device)
         opt, sched = self._make_optimizer(model)
         scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         items = self._train_items(seed, split, feats)
@@ -482,9 +579,7 @@ class Trainer:
         y = self.labels
 
         def logits_of(idx):
-            if self.kind == "torch":
-                return self._evaluate_torch(model, idx, feats)[0]
-            return predict_logits(model, "sklearn", [feats[i] for i in idx], None, [self.valid[i] for i in idx])
+            return self._logits(model, idx, feats)
 
         v_logits = logits_of(split.valid)
         T = fit_temperature(v_logits, y[split.valid])
@@ -508,8 +603,8 @@ class Trainer:
         info = {"dataset": self.ds.name, "data_path": str(self.ds.root), "synthetic": bool(self.ds.info.get("synthetic", False)),
                 "seed": seed, "split": split.name, "split_sizes": split.sizes(), "best_epoch": best_epoch,
                 "select": self.cfg.select, "threshold_method": self.cfg.threshold_method, "run": name,
-                "train_config": self.cfg.to_dict()}
-        ckpt = build_checkpoint(model, self.cfg.model, self.cfg.model_config, self.ds.spec, pre, threshold=thr,
+                "train_config": self.cfg.to_dict(), "row_scale": self.row_scale}
+        ckpt = build_checkpoint(model, self.cfg.model, self.model_config, self.ds.spec, pre, threshold=thr,
                                 temperature=T, metrics=metrics, info=info)
         save_checkpoint(rdir / "best.pt", ckpt)
         res = RunResult(name=name, seed=seed, fold=split.name, best_epoch=best_epoch, valid=valid, test=test,
@@ -557,10 +652,15 @@ def train(dataset: Dataset, config: TrainConfig, run_dir: str | Path, **kw) -> d
 def evaluate(ckpt, dataset: Dataset, fold: str = "test", batch_size: int = 16, device: str = "auto") -> dict:
     """Metrics of a loaded checkpoint on a dataset fold.
 
+    The logits come from the checkpoint's :class:`~depdet.pipeline.inference.scorer.Scorer`, the
+    same object ``depdet predict`` scores with, so both give the same logit for the same features.
+
     Args:
         ckpt: a :class:`checkpoint.LoadedCheckpoint`.
         dataset: labelled dataset with the checkpoint's feature dims.
         fold: ``train``, ``valid``, ``test`` or ``all`` (datasets without folds: use ``all``).
+        batch_size: samples per forward pass.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (the torch model is moved there).
 
     Returns:
         dict with ``metrics`` (papers' rule: uncalibrated logit > 0), ``metrics_calibrated`` (the
@@ -578,14 +678,9 @@ def evaluate(ckpt, dataset: Dataset, fold: str = "test", batch_size: int = 16, d
         if not idx:
             raise DataError(f"no samples in fold {fold!r}", path=dataset.root / "labels.csv",
                             hint="use --fold all for datasets without a split")
-    dev = resolve_device(device)
-    if ckpt.kind == "torch":
-        ckpt.model.to(dev)
     samples = [dataset.samples[i] for i in idx]
-    max_len = ckpt.preprocessor.config.max_len if ckpt.kind == "torch" else None
-    logits = predict_logits(ckpt.model, ckpt.kind, [s.features for s in samples], ckpt.preprocessor,
-                            [s.valid for s in samples],
-                            batch_size=batch_size, device=dev, max_len=max_len)
+    scorer = Scorer.from_checkpoint(ckpt, device=resolve_device(device), batch_size=batch_size)
+    logits = scorer.logits([s.features for s in samples], [s.valid for s in samples])
     y = np.array([s.label for s in samples])
     prob = apply_temperature(logits, ckpt.temperature)
     return {

@@ -1,0 +1,213 @@
+"""One scorer for every inference path: ``predict`` and ``evaluate`` give the same logit for a clip.
+
+The checkpoints are trained here in seconds on synthetic D-Vlog-shaped data. The torch checkpoint
+carries a length cap (``preprocess={"max_len": CAP}``) shorter than every sample, the case where the
+paths used to disagree (evaluate capped the clip, predict scored it whole).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from depdet.pipeline.data.datasets import load_dataset
+from depdet.pipeline.data.synth import SynthConfig, make_synthetic
+from depdet.pipeline.inference.checkpoint import load_checkpoint
+from depdet.pipeline.inference.predict import Predictor, run_predict
+from depdet.pipeline.inference.scorer import Scorer
+from depdet.pipeline.training.train import TrainConfig, evaluate, train
+
+CAP = 12  # rows; every synthetic sample below is 20-40 rows long
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("scorer") / "data"
+    make_synthetic(root, SynthConfig(layout="dvlog", n=40, signal=3.0, seed=0, min_len=20, max_len=40))
+    return root
+
+
+@pytest.fixture(scope="module")
+def dataset(data_root):
+    return load_dataset(data_root)
+
+
+@pytest.fixture(scope="module")
+def capped_ckpt(dataset, tmp_path_factory) -> Path:
+    torch.set_num_threads(1)
+    cfg = TrainConfig(model="fusion_concat", model_config={"hidden": 8, "d": 8}, lr=3e-3, batch_size=8, epochs=2,
+                      seeds=[0], device="cpu", amp=False, select="loss", preprocess={"max_len": CAP})
+    return Path(train(dataset, cfg, tmp_path_factory.mktemp("run") / "capped")["checkpoint"])
+
+
+@pytest.fixture(scope="module")
+def lr_ckpt(dataset, tmp_path_factory) -> Path:
+    cfg = TrainConfig(model="lr", seeds=[0])
+    return Path(train(dataset, cfg, tmp_path_factory.mktemp("run") / "lr")["checkpoint"])
+
+
+def _as_extract_output(root: Path, spec) -> None:
+    """Give the synthetic folder the two files `depdet extract` writes, so `--features` can read it."""
+    from depdet.pipeline import store
+
+    (root / store.FEATURES_JSON).write_text(json.dumps({"spec": spec.to_dict(), "layout": "dvlog"}))
+    ids = [line.split(",")[0] for line in (root / "labels.csv").read_text().splitlines()[1:]]
+    store.write_manifest(root, {sid: {"id": sid, "status": "ok"} for sid in ids})
+
+
+def test_predict_and_evaluate_agree_under_a_length_cap(capped_ckpt, dataset, data_root):
+    ck = load_checkpoint(capped_ckpt)
+    assert ck.preprocessor.config.max_len == CAP
+    assert min(s.length for s in dataset.samples) > CAP  # the cap cuts every sample
+    ev = {p["id"]: p["logit"] for p in evaluate(ck, dataset, fold="all", device="cpu")["predictions"]}
+    pred = Predictor(capped_ckpt, evidence=False)
+    direct = {s.id: pred.score(s.features, s.valid)[0] for s in dataset.samples}
+    diff = max(abs(direct[k] - ev[k]) for k in ev)
+    assert diff < 1e-6, f"predict vs evaluate differ by up to {diff:.3g}"
+    # the same through `depdet predict --features` (run_predict over an extract-style folder)
+    _as_extract_output(data_root, ck.spec)
+    report = run_predict(checkpoint=capped_ckpt, features_dir=data_root, evidence=False)
+    assert not report.failed and len(report.results) == len(ev)
+    diff_dir = max(abs(r.logit - ev[r.sample_id]) for r in report.results)
+    assert diff_dir < 1e-6, f"run_predict(features_dir) vs evaluate differ by up to {diff_dir:.3g}"
+
+
+def test_sklearn_checkpoint_gives_the_same_logits_on_both_paths(lr_ckpt, dataset):
+    ck = load_checkpoint(lr_ckpt, trust_pickle=True)
+    assert ck.kind == "sklearn"
+    ev = {p["id"]: p["logit"] for p in evaluate(ck, dataset, fold="all", device="cpu")["predictions"]}
+    pred = Predictor(lr_ckpt, evidence=False, trust_pickle=True)
+    diff = max(abs(pred.score(s.features, s.valid)[0] - ev[s.id]) for s in dataset.samples)
+    assert diff < 1e-9
+    assert np.ptp(list(ev.values())) > 0.1  # a fitted model, not a constant
+
+
+def test_capped_clip_evidence_explains_the_scored_rows(capped_ckpt, dataset, data_root):
+    from depdet.pipeline.inference.evidence import compute_evidence
+
+    pred = Predictor(capped_ckpt, evidence=True)
+    s = max(dataset.samples, key=lambda x: x.length)
+    logit, _, ev = pred.score(s.features, s.valid)
+    inputs, masks = pred.scorer.prepare(s.features, s.valid)
+    assert inputs["visual"].shape[1] == CAP
+    assert len(ev.timeline) == CAP and all(len(c) == CAP for c in ev.coverage.values())  # 1 row/s
+    again = compute_evidence(pred.scorer, inputs, masks, fps=pred.spec.fps, temperature=pred.temperature)
+    np.testing.assert_array_equal(ev.timeline, again.timeline)
+    # the reported row count is what was scored, and the cut is said
+    _as_extract_output(data_root, pred.spec)
+    res = run_predict(checkpoint=capped_ckpt, features_dir=data_root, evidence=False).results
+    r = next(r for r in res if r.sample_id == s.id)
+    assert r.rows == CAP and r.logit == pytest.approx(logit, abs=1e-6)
+    assert any(f"only the first {CAP} of {s.length} rows" in w for w in r.warnings)
+
+
+def test_the_cap_changes_the_logits_so_the_agreement_test_can_fail(capped_ckpt, dataset):
+    ck = load_checkpoint(capped_ckpt)
+    feats, valid = [s.features for s in dataset.samples], [s.valid for s in dataset.samples]
+    capped = ck.scorer().logits(feats, valid)
+    whole = Scorer(ck.model, "torch", ck.preprocessor, max_len=None).logits(feats, valid)
+    assert np.abs(capped - whole).max() > 1e-3
+    # the checkpoint's thin wrappers are the scorer
+    np.testing.assert_array_equal(ck.predict_logits(feats, valid), capped)
+    np.testing.assert_allclose(ck.predict_proba(feats, valid), 1 / (1 + np.exp(-capped / ck.temperature)), atol=1e-12)
+
+
+def test_training_metrics_are_the_scorers(capped_ckpt, dataset):
+    """Training scored valid/test through the same scorer: its stored metrics are evaluate's."""
+    ck = load_checkpoint(capped_ckpt)
+    for fold in ("valid", "test"):
+        res = evaluate(ck, dataset, fold=fold, device="cpu")
+        stored = ck.metrics[fold]
+        nums = {k for k, v in stored.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        assert {"auc", "f1", "acc"} <= nums
+        assert {k: res["metrics"][k] for k in nums} == pytest.approx({k: stored[k] for k in nums}, abs=1e-9, nan_ok=True)
+
+
+def test_batching_keeps_input_order_and_matches_one_by_one(capped_ckpt, dataset):
+    ck = load_checkpoint(capped_ckpt)
+    samples = dataset.samples[:9]
+    feats, valid = [s.features for s in samples], [s.valid for s in samples]
+    uncapped = Scorer(ck.model, "torch", ck.preprocessor, batch_size=4)  # mixed lengths: padding and sorting
+    batched = uncapped.logits(feats, valid)
+    single = [float(uncapped.batch_logits(*uncapped.prepare(f, v))[0]) for f, v in zip(feats, valid)]
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+    assert np.argsort([s.length for s in samples]).tolist() != list(range(9))  # the order was not already sorted
+
+
+def test_occlusion_batches_give_the_same_timeline(capped_ckpt, dataset):
+    from depdet.pipeline.inference.evidence import occlusion_timeline
+
+    ck = load_checkpoint(capped_ckpt)
+    sc = ck.scorer()
+    inputs, masks = sc.prepare(dataset.samples[0].features, dataset.samples[0].valid)
+    one, w1 = occlusion_timeline(sc, inputs, masks, fps=1.0, batch_size=1)
+    many, w2 = occlusion_timeline(sc, inputs, masks, fps=1.0, batch_size=5)
+    assert w1 == w2 == 1.0 and one.shape == (CAP,)
+    np.testing.assert_allclose(one, many, atol=1e-6)
+    assert np.abs(one).max() > 0
+
+
+class _ConstProba:
+    """sklearn-kind stand-in returning fixed probabilities (one per sample, cycling)."""
+
+    def __init__(self, p):
+        self.p = list(p)
+        self.seen = []
+
+    def predict_proba(self, features_list, masks_list):
+        self.seen.append([next(iter(f.values())).shape[0] for f in features_list])
+        return np.array([self.p[i % len(self.p)] for i in range(len(features_list))])
+
+
+def test_sklearn_adapter_clips_probabilities_and_ignores_the_cap():
+    toy = _ConstProba([0.0, 0.5, 1.0])
+    sc = Scorer(toy, "sklearn", None, max_len=3)
+    f = {"visual": np.ones((7, 2), np.float32), "audio": np.ones((7, 1), np.float32)}
+    z = sc.logits([f, f, f])
+    assert z[1] == 0.0 and z[0] == pytest.approx(-np.log((1 - 1e-6) / 1e-6)) and z[2] == pytest.approx(-z[0])
+    assert toy.seen == [[7, 7, 7]]  # whole sequences: the trainer fits pooled models uncapped
+    feats, valid = sc.prepare(f, {"visual": np.array([1, 0, 1, 1, 1, 1, 1], bool)})
+    assert feats["visual"].shape == (7, 2) and valid["audio"].all() and valid["visual"].sum() == 6
+    with pytest.raises(TypeError):
+        sc.forward({}, {})
+    with pytest.raises(ValueError):
+        Scorer(toy, "keras")
+
+
+def test_amp_only_on_cuda():
+    model = torch.nn.Linear(1, 1)
+    assert Scorer(model, "torch", amp=True, device="cpu").amp is False
+
+
+def test_no_second_scoring_path_in_the_package():
+    """collate() and predict_proba() are called only by the scorer, the training loop and the models."""
+    import re
+
+    import depdet
+
+    pkg = Path(depdet.__file__).parent
+    allowed = {"pipeline/inference/scorer.py", "pipeline/training/train.py", "pipeline/data/batching.py"}
+    offenders = []
+    for path in pkg.rglob("*.py"):
+        rel = path.relative_to(pkg).as_posix()
+        if rel in allowed or rel.startswith("models/"):
+            continue
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if re.search(r"\b(collate|predict_proba)\(", code) and "def " not in code and "``" not in code:
+                offenders.append(f"{rel}:{n}: {line.strip()}")
+    assert offenders == [], offenders
+    train_src = (pkg / "pipeline/training/train.py").read_text(encoding="utf-8")
+    assert train_src.count("collate(") == 1  # the training mini-batches only
