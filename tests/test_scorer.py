@@ -7,7 +7,6 @@ paths used to disagree (evaluate capped the clip, predict scored it whole).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -58,15 +57,6 @@ def lr_ckpt(dataset, tmp_path_factory) -> Path:
     return Path(train(dataset, cfg, tmp_path_factory.mktemp("run") / "lr")["checkpoint"])
 
 
-def _as_extract_output(root: Path, spec) -> None:
-    """Give the synthetic folder the two files `depdet extract` writes, so `--features` can read it."""
-    from depdet.pipeline import store
-
-    (root / store.FEATURES_JSON).write_text(json.dumps({"spec": spec.to_dict(), "layout": "dvlog"}))
-    ids = [line.split(",")[0] for line in (root / "labels.csv").read_text().splitlines()[1:]]
-    store.write_manifest(root, {sid: {"id": sid, "status": "ok"} for sid in ids})
-
-
 def test_predict_and_evaluate_agree_under_a_length_cap(capped_ckpt, dataset, data_root):
     ck = load_checkpoint(capped_ckpt)
     assert ck.preprocessor.config.max_len == CAP
@@ -76,8 +66,7 @@ def test_predict_and_evaluate_agree_under_a_length_cap(capped_ckpt, dataset, dat
     direct = {s.id: pred.score(s.features, s.valid)[0] for s in dataset.samples}
     diff = max(abs(direct[k] - ev[k]) for k in ev)
     assert diff < 1e-6, f"predict vs evaluate differ by up to {diff:.3g}"
-    # the same through `depdet predict --features` (run_predict over an extract-style folder)
-    _as_extract_output(data_root, ck.spec)
+    # the same through `depdet predict --features` (synth writes a feature store, as extract does)
     report = run_predict(checkpoint=capped_ckpt, features_dir=data_root, evidence=False)
     assert not report.failed and len(report.results) == len(ev)
     diff_dir = max(abs(r.logit - ev[r.sample_id]) for r in report.results)
@@ -106,7 +95,6 @@ def test_capped_clip_evidence_explains_the_scored_rows(capped_ckpt, dataset, dat
     again = compute_evidence(pred.scorer, inputs, masks, fps=pred.spec.fps, temperature=pred.temperature)
     np.testing.assert_array_equal(ev.timeline, again.timeline)
     # the reported row count is what was scored, and the cut is said
-    _as_extract_output(data_root, pred.spec)
     res = run_predict(checkpoint=capped_ckpt, features_dir=data_root, evidence=False).results
     r = next(r for r in res if r.sample_id == s.id)
     assert r.rows == CAP and r.logit == pytest.approx(logit, abs=1e-6)
@@ -137,7 +125,8 @@ def test_training_metrics_are_the_scorers(capped_ckpt, dataset):
 
 def test_batching_keeps_input_order_and_matches_one_by_one(capped_ckpt, dataset):
     ck = load_checkpoint(capped_ckpt)
-    samples = dataset.samples[:9]
+    by_len = sorted(dataset.samples, key=lambda s: s.length)
+    samples = [by_len[i] for i in (len(by_len) - 1, 0, len(by_len) // 2, 1, len(by_len) - 2, 2, 3, len(by_len) - 3, 4)]
     feats, valid = [s.features for s in samples], [s.valid for s in samples]
     uncapped = Scorer(ck.model, "torch", ck.preprocessor, batch_size=4)  # mixed lengths: padding and sorting
     batched = uncapped.logits(feats, valid)
