@@ -64,6 +64,13 @@ def test_strong_signal_is_learned_and_checkpoint_roundtrips(strong, tmp_path):
     assert not ck.model.training and ck.spec == strong.spec and 0.0 <= ck.threshold <= 1.0 and ck.temperature > 0
     assert ck.metrics["test"]["f1"] == pytest.approx(run["test"]["f1"])
     res = evaluate(ck, strong, fold="test")
+    # evaluate checks the feature spec field by field, not only the dims
+    import dataclasses
+
+    from depdet.errors import ConfigError
+    other = dataclasses.replace(strong, spec=dataclasses.replace(strong.spec, fps=5.0))
+    with pytest.raises(ConfigError, match="fps 5 vs checkpoint 1"):
+        evaluate(ck, other, fold="test")
     assert res["metrics"]["f1"] == pytest.approx(run["test"]["f1"])
     test = [s for s in strong.samples if s.fold == "test"]
     probs = ck.predict_proba([s.features for s in test], [s.valid for s in test])

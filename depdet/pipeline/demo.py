@@ -29,11 +29,12 @@ import numpy as np
 
 from depdet.errors import ConfigError, DataError
 from depdet import fileio as dio
+from depdet.extractors.base import SAMPLE_RATE
 
 DEMO_NOTICE = ("DEMONSTRATION ONLY: model trained on synthetic random data; the clip is a drawn cartoon "
                "face with a synthesised voice. No result here has any clinical or scientific meaning.")
 
-AUDIO_SR = 16000
+AUDIO_SR = SAMPLE_RATE  # the rate depdet decodes to, so the clip needs no resampling
 
 
 # ------------------------------------------------------------------------------------- the clip

@@ -53,6 +53,7 @@ from depdet.pipeline.inference.calibration import THRESHOLD_METHODS, apply_tempe
 from depdet.pipeline.inference.checkpoint import build_checkpoint, save_checkpoint
 from depdet.pipeline.inference.scorer import Scorer
 from depdet.pipeline.data.datasets import Dataset
+from depdet.pipeline.features.spec import check_spec
 from depdet.pipeline.training.metrics import (SELECTION_CRITERIA, all_depressed_baseline, classification_metrics, mean_std,
                                      per_group, selection_score)
 from depdet.pipeline.data.preprocess import PreprocessConfig, Preprocessor, random_crops
@@ -668,6 +669,7 @@ def evaluate(ckpt, dataset: Dataset, fold: str = "test", batch_size: int = 16, d
         ``predictions`` (id, label, logit, probability), and provenance.
     """
     dataset.require_labels()
+    check_spec(dataset.spec, ckpt.spec, where=dataset.root)  # every value-changing setting, field by field
     if dataset.dims != ckpt.input_dims:
         raise DataError(f"dataset feature dims {dataset.dims} differ from the checkpoint's {ckpt.input_dims}",
                         path=dataset.root, hint="evaluate on features extracted with the checkpoint's feature spec")
