@@ -30,6 +30,17 @@ def grid_clip(grid_clips) -> Path:
     return grid_clips[0]
 
 
+@pytest.fixture()
+def one_torch_thread():
+    """Run a test with one torch thread (training tests: deterministic and fair on a shared machine)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def run_cli(args, capsys):
     """Run the real console entry point in-process; return (exit code, stdout, stderr)."""
     from depdet.cli import main

@@ -23,12 +23,7 @@ from depdet.pipeline.training.train import TrainConfig, evaluate, train
 CAP = 12  # rows; every synthetic sample below is 20-40 rows long
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,12 +19,7 @@ from depdet.pipeline.training.train import TrainConfig, evaluate, train
 SMALL_RNN = {"hidden": 16, "d": 16}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
