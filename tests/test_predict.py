@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import numpy as np
 import torch
 
 from depdet import SCREENING_DISCLAIMER
@@ -172,3 +173,37 @@ def test_sklearn_checkpoint_needs_trust_and_gets_occlusion_evidence(tmp_path, gr
     assert res.evidence.timeline_method == "occlusion" and len(res.evidence.timeline) == res.rows
     code, out, _ = run_cli(["predict", grid_clip, "-c", ckpt, "--trust-pickle"], capsys)
     assert code == 0 and grid_clip.stem in out
+
+
+def test_distribution_check_flags_far_features_and_saturated_logits(checkpoint, grid_clip, tmp_path):
+    from depdet.pipeline.inference.predict import distribution_check, write_results
+    from depdet.pipeline.inference.report import write_report
+
+    pred = Predictor(checkpoint, evidence=False)
+    rng = np.random.default_rng(0)
+    near = {"visual": rng.normal(size=(20, 136)).astype(np.float32), "audio": rng.normal(size=(20, 25)).astype(np.float32)}
+    pre = pred.ckpt.preprocessor
+    near = {m: (a * pre.std[m] + pre.mean[m]).astype(np.float32) for m, a in near.items()}  # like the training data
+    checks, warns = distribution_check(pre, near, None, 0.3, 1.0)
+    assert not any("audio features are far" in w for w in warns) and not checks["saturated"]
+    assert checks["audio"]["mean_abs_z"] < 1.5
+    far = {**near, "audio": near["audio"] * 50 + 1000}
+    checks, warns = distribution_check(pre, far, None, 40.0, 2.0)
+    assert checks["audio"]["mean_abs_z"] > 10 and checks["saturated"]
+    assert any("audio features are far outside the checkpoint's training data" in w for w in warns)
+    assert any("saturated output (calibrated logit +20.0)" in w for w in warns)
+    # invalid rows do not count: the same far rows, marked invalid, raise nothing
+    valid = {"visual": np.ones(20, bool), "audio": np.zeros(20, bool)}
+    checks, warns = distribution_check(pre, far, valid, 0.0, 1.0)
+    assert checks["audio"] is None and not any("audio" in w for w in warns)
+    # end to end: the JSON and the report carry the check and the checkpoint's training data
+    report = run_predict([grid_clip], checkpoint, evidence=False)
+    r = report.results[0]
+    assert r.status == "ok" and set(r.checks) >= {"visual", "audio", "saturated", "thresholds"}
+    d = json.loads(write_results(tmp_path / "r.json", report).read_text())
+    assert d["results"][0]["distribution"]["thresholds"]["z"] == 5.0
+    tr = d["checkpoint"]["training"]
+    assert tr["synthetic"] is True and tr["n_clips"] == 48 and tr["test"]["n"] > 0 and "f1" in tr["test_baseline_all_depressed"]
+    html = write_report(tmp_path / "r.html", report).read_text()
+    assert "trained on <code>dvlog</code> (SYNTHETIC), 48 clips" in html and "all-depressed baseline" in html
+    assert "of rows with voice activity" in html and "Distance from the training data" in html

@@ -171,7 +171,7 @@ def test_json_output_schema(tmp_path):
     assert set(doc["checkpoint"]) == {"path", "sha256", "model", "spec", "temperature", "threshold",
                                       "synthetic_training_data"}
     keys = {"id", "source", "status", "error", "duration_s", "rows", "logit", "probability", "threshold",
-            "screening", "face_coverage", "speech_coverage", "warnings", "evidence"}
+            "screening", "face_coverage", "speech_coverage", "warnings", "distribution", "evidence"}
     for r in doc["results"]:
         assert set(r) == keys
     a, b, bad = doc["results"]

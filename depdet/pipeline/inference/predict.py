@@ -19,7 +19,9 @@ Output schema (``--out results.json``, ``schema: "depdet.predict/1"``)::
       "demonstration": bool,                  # true for `depdet demo` (no clinical meaning)
       "depdet_version": str, "created": ISO-8601 UTC str,
       "checkpoint": {"path", "sha256", "model", "spec" (FeatureSpec dict), "temperature", "threshold",
-                     "synthetic_training_data": bool},
+                     "synthetic_training_data": bool,
+                     "training": {"dataset", "data_path", "synthetic", "n_clips", "split_sizes", "split", "seed",
+                                  "preset", "test": {n, acc, f1, weighted_f1, auc}, "test_baseline_all_depressed"}},
       "n_clips": int, "n_failed": int,
       "results": [{
         "id": str, "source": str, "status": "ok" | "failed", "error": str | null,
@@ -29,9 +31,10 @@ Output schema (``--out results.json``, ``schema: "depdet.predict/1"``)::
         "probability": float | null,          # sigmoid(logit / temperature)
         "threshold": float,                   # probability threshold from the checkpoint
         "screening": "above screening threshold" | "below screening threshold" | null,
-        "face_coverage": float | null,        # fraction of sampled frames with a face
-        "speech_coverage": float | null,      # fraction of rows with voice activity
-        "warnings": [str],
+        "face_coverage": float | null,        # fraction of rows (sampled frames) in which a face was found
+        "speech_coverage": float | null,      # fraction of rows with voice activity (energy-based indicator)
+        "warnings": [str],                    # incl. distribution-check and saturation findings
+        "distribution": {modality: {"mean_abs_z", "frac_beyond"} | null, "saturated": bool, "thresholds": {...}},
         "evidence": null | {                  # see depdet.pipeline.inference.evidence.Evidence
           "timeline_method": "attention" | "occlusion", "timeline_unit": str,
           "window_s": float | null, "timeline": [float per second],
@@ -107,6 +110,7 @@ class ClipResult:
     warnings: list[str] = field(default_factory=list)
     evidence: object | None = None  # depdet.pipeline.inference.evidence.Evidence
     seconds: float = 0.0
+    checks: dict = field(default_factory=dict)  # distribution check (see distribution_check)
 
     @property
     def above(self) -> bool | None:
@@ -127,8 +131,57 @@ class ClipResult:
             "probability": r(self.probability), "threshold": r(self.threshold), "screening": self.screening,
             "face_coverage": r(self.face_coverage, 4), "speech_coverage": r(self.speech_coverage, 4),
             "warnings": list(self.warnings),
+            "distribution": self.checks or None,
             "evidence": self.evidence.to_dict() if self.evidence is not None else None,
         }
+
+
+#: Distribution-check thresholds (depdet's choice, not from a paper). Standardised features of the training
+#: data have a mean |z| of about 0.8; a clip whose valid rows average more than FAR_MEAN_ABS_Z, or with more
+#: than FAR_FRACTION of its values beyond FAR_Z standard deviations, is far from what the model saw.
+FAR_MEAN_ABS_Z = 2.5
+FAR_Z = 5.0
+FAR_FRACTION = 0.05
+#: |logit / temperature| above this gives a probability within 6e-6 of 0 or 1: the model is saturated.
+SATURATED_LOGIT = 12.0
+
+
+def distribution_check(preprocessor, features: dict, valid: dict | None, logit: float, temperature: float) -> tuple[dict, list[str]]:
+    """How far one clip's features lie from the checkpoint's training statistics, and whether the logit saturated.
+
+    Uses the per-column mean/std the checkpoint stores (training fold, valid rows), on the clip's
+    valid rows. Checkpoints trained without standardisation store none: then only saturation is checked.
+
+    Returns:
+        ``(checks, warnings)``: ``checks[modality] = {"mean_abs_z", "frac_beyond"}`` (None without
+        statistics), ``checks["saturated"]``, ``checks["thresholds"]``; one warning line per finding.
+    """
+    checks: dict = {"thresholds": {"mean_abs_z": FAR_MEAN_ABS_Z, "z": FAR_Z, "fraction": FAR_FRACTION,
+                                   "saturated_logit": SATURATED_LOGIT}}
+    warnings = []
+    mean = getattr(preprocessor, "mean", {}) or {}
+    zs = preprocessor.transform(features, valid) if preprocessor is not None and mean else None  # z-scores
+    for m, a in features.items():
+        if zs is None or m not in mean:
+            checks[m] = None
+            continue
+        v = np.ones(len(a), bool) if valid is None or valid.get(m) is None else np.asarray(valid[m], bool)[:len(a)]
+        if not v.any():
+            checks[m] = None
+            continue
+        z = np.abs(zs[m][v])
+        stats = {"mean_abs_z": round(float(z.mean()), 3), "frac_beyond": round(float((z > FAR_Z).mean()), 4)}
+        checks[m] = stats
+        if stats["mean_abs_z"] > FAR_MEAN_ABS_Z or stats["frac_beyond"] > FAR_FRACTION:
+            warnings.append(f"{m} features are far outside the checkpoint's training data (mean |z| "
+                            f"{stats['mean_abs_z']:.1f}, {stats['frac_beyond']:.0%} of values beyond {FAR_Z:g} SD): "
+                            "the model is extrapolating; were these features made like the training features?")
+    z = abs(float(logit) / float(temperature or 1.0))
+    checks["saturated"] = bool(z > SATURATED_LOGIT)
+    if checks["saturated"]:
+        warnings.append(f"saturated output (calibrated logit {float(logit) / float(temperature or 1.0):+.1f}): the "
+                        "probability is pinned at 0 or 1 and carries no graded information")
+    return checks, warnings
 
 
 class Predictor:
@@ -162,10 +215,19 @@ class Predictor:
             self.model.eval()
 
     def describe(self) -> dict:
-        """Checkpoint metadata recorded in every output."""
+        """Checkpoint metadata recorded in every output, including what it was trained on and how well it did."""
+        info, metrics = self.ckpt.info or {}, self.ckpt.metrics or {}
+        sizes = info.get("split_sizes") or {}
+        test, base = metrics.get("test") or {}, metrics.get("baseline_all_depressed") or {}
+        training = {"dataset": info.get("dataset"), "data_path": info.get("data_path"), "synthetic": self.synthetic,
+                    "n_clips": sum(int(v) for v in sizes.values()) if sizes else None, "split_sizes": sizes or None,
+                    "split": info.get("split"), "seed": info.get("seed"),
+                    "preset": (info.get("train_config") or {}).get("preset"),
+                    "test": {k: test.get(k) for k in ("n", "acc", "f1", "weighted_f1", "auc") if k in test} or None,
+                    "test_baseline_all_depressed": {k: base.get(k) for k in ("acc", "f1") if k in base} or None}
         return {"path": str(self.path), "sha256": dio.sha256_file(self.path), "model": self.ckpt.model_name,
                 "spec": self.spec.to_dict(), "temperature": self.temperature, "threshold": self.threshold,
-                "synthetic_training_data": self.synthetic}
+                "synthetic_training_data": self.synthetic, "training": training}
 
     # ------------------------------------------------------------------ scoring
     def score(self, features: dict[str, np.ndarray], valid: dict[str, np.ndarray] | None = None):
@@ -218,10 +280,14 @@ class Predictor:
             fps = float(self.spec.fps)
             warnings.append(f"only the first {rows} of {aligned} rows ({rows / fps:g} s of {aligned / fps:g} s) were "
                             "scored: the checkpoint's length cap (max_len)")
+        checks, found = distribution_check(self.ckpt.preprocessor, {m: a[:rows] for m, a in features.items()},
+                                           None if valid is None else {m: v[:rows] for m, v in valid.items()},
+                                           logit, self.temperature)
+        warnings += found
         if self.synthetic:
             warnings.append("checkpoint trained on SYNTHETIC data: the probability is meaningless")
         return ClipResult(sample_id, str(source), "ok", None, duration, rows, logit, p, self.threshold,
-                          info.get("face_ratio"), info.get("speech_ratio"), warnings, ev)
+                          info.get("face_ratio"), info.get("speech_ratio"), warnings, ev, checks=checks)
 
     def predict_clip(self, path: str | Path, sample_id: str | None = None) -> ClipResult:
         """Extract one video with the checkpoint's spec and score it (raises DepdetError on bad input)."""

@@ -143,8 +143,16 @@ def _clip_section(r) -> str:
                  f"<tr><th>screening threshold</th><td>{_fmt(r.threshold)}</td></tr>"
                  f'<tr><th>result</th><td class="{cls}">{e(r.screening)}</td></tr>'
                  f"<tr><th>duration</th><td>{'–' if r.duration is None else f'{r.duration:.1f} s'} ({r.rows} rows)</td></tr>"
-                 f"<tr><th>face coverage</th><td>{_fmt(r.face_coverage, True)}</td></tr>"
-                 f"<tr><th>speech coverage</th><td>{_fmt(r.speech_coverage, True)}</td></tr></table>")
+                 f"<tr><th>face coverage</th><td>{_fmt(r.face_coverage, True)} of sampled frames with a face found</td></tr>"
+                 f"<tr><th>speech coverage</th><td>{_fmt(r.speech_coverage, True)} of rows with voice activity "
+                 "(short-time energy, an indicator, not a speech detector)</td></tr></table>")
+    dist = r.checks or {}
+    far = {m: v for m, v in dist.items() if isinstance(v, dict) and "frac_beyond" in v}
+    if far:
+        parts.append('<p class="muted">Distance from the training data (valid rows, in training standard deviations): '
+                     + "; ".join(f"{e(m)} mean |z| {v['mean_abs_z']:.2f}, {v['frac_beyond']:.1%} beyond "
+                                 f"{dist['thresholds']['z']:g} SD" for m, v in far.items())
+                     + (". <strong>Saturated output.</strong>" if dist.get("saturated") else ".") + "</p>")
     if r.warnings:
         parts.append("<ul>" + "".join(f'<li class="warn">{e(w)}</li>' for w in r.warnings) + "</ul>")
     ev = r.evidence
@@ -158,7 +166,10 @@ def _clip_section(r) -> str:
                else "each modality masked out in turn, share of the absolute change in the calibrated logit")
         parts.append(f"<h3>Modality shares</h3><p class=\"muted\">From {e(how)}.{e(eff)}</p>")
         parts.append(_img(plot_modality_shares(ev), f"modality shares for {r.sample_id}"))
-        parts.append("<h3>Feature coverage</h3>")
+        parts.append("<h3>Feature coverage</h3><p class=\"muted\">Per second, the fraction of rows whose features are "
+                     "valid: visual, a face was found in the sampled frame; audio, the audio track covers the row "
+                     "and its features could be computed (silence counts as covered, unlike speech coverage above)."
+                     "</p>")
         parts.append(_img(plot_coverage(ev), f"feature coverage for {r.sample_id}"))
     else:
         parts.append('<p class="muted">No evidence computed for this clip.</p>')
@@ -186,6 +197,23 @@ def render_report(report) -> str:
                 f"features: visual={e('+'.join(spec.get('visual', [])))}, audio={e('+'.join(spec.get('audio', [])))}, "
                 f"{spec.get('fps', '?')} rows/s; calibration temperature {ck.get('temperature', 1.0):.3f}, "
                 f"threshold {ck.get('threshold', float('nan')):.3f} (both fitted on the validation split).</p>")
+    tr = ck.get("training") or {}
+    if tr:
+        sizes = tr.get("split_sizes") or {}
+        test, base = tr.get("test") or {}, tr.get("test_baseline_all_depressed") or {}
+        what = (f"trained on <code>{e(str(tr.get('dataset')))}</code>"
+                + (" (SYNTHETIC)" if tr.get("synthetic") else "")
+                + (f", {tr['n_clips']} clips (" + ", ".join(f"{e(str(k))} {v}" for k, v in sizes.items()) + ")"
+                   if tr.get("n_clips") else "")
+                + (f", recipe <code>{e(str(tr['preset']))}</code>" if tr.get("preset") else ", no preset")
+                + (f", seed {tr['seed']}" if tr.get("seed") is not None else ""))
+        if test:
+            what += (f". Test split ({test.get('n', '?')} clips): F1 {_fmt(test.get('f1'))}, accuracy {_fmt(test.get('acc'))}, "
+                     f"ROC-AUC {_fmt(test.get('auc'))}; the all-depressed baseline on the same split: F1 "
+                     f"{_fmt(base.get('f1'))}, accuracy {_fmt(base.get('acc'))}")
+        else:
+            what += ". No test split was evaluated"
+        head.append(f'<p class="muted">Checkpoint {what}.</p>')
     body = []
     batch = len(results) > 1 or any(r.status != "ok" for r in results)
     if batch:
