@@ -60,10 +60,16 @@ def info():
     """Show versions, optional accelerators, and the licence terms of third-party components."""
     from depdet.pipeline.environment import environment_report
 
+    from depdet.weights import list_status
+
     out.print(_version_text(), highlight=False, markup=False)
     out.print()
     for k, v in environment_report().items():
         out.print(f"{k:>22}: {v}", highlight=False)
+    out.print()
+    for st in list_status():
+        where = f" ({st.path})" if st.path else f" (install: depdet weights install {st.entry.name} --from ...)"
+        out.print(f"{'weights ' + st.entry.name:>22}: {st.status}{where}", highlight=False, markup=False)
 
 
 # ---------------------------------------------------------------- extract (issue 2)
@@ -223,14 +229,14 @@ def weights_list():
 @weights_app.command("install")
 def weights_install(
     name: Annotated[str, typer.Argument(help="Registry name, e.g. vggish, vggish-pca (see `depdet weights`).")],
-    source: Annotated[str, typer.Option("--from", help="Local file or URL to copy/download from.")],
+    source: Annotated[str, typer.Option("--from", help="Local file, folder (installs this file and its companions, e.g. vggish + vggish-pca) or URL.")],
 ):
     """Copy or download a weight file into the cache ($DEPDET_WEIGHTS_DIR or ~/.cache/depdet/weights), verifying its checksum."""
-    from depdet.weights import get_entry, install
+    from depdet.weights import get_entry, install, install_from_dir
 
-    entry = get_entry(name)
-    path = install(name, source)
-    out.print(f"installed {entry.name} -> {path} ({entry.check} verified)", highlight=False)
+    done = install_from_dir(name, source) if Path(source).is_dir() else {name: install(name, source)}
+    for n, path in done.items():
+        out.print(f"installed {n} -> {path} ({get_entry(n).check} verified)", highlight=False, markup=False)
 
 
 # ---------------------------------------------------------------- models (issue 3)

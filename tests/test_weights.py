@@ -188,3 +188,31 @@ def test_cli_refuses_mismatch(wdir, tmp_path):
         main(["weights", "install", "vggish", "--from", str(src)])
     assert ei.value.code == 1
     assert not (wdir / "vggish-10086976.pth").exists()
+
+
+def test_vggish_error_names_every_file_and_install_from_a_folder_takes_both(wdir, tmp_path, capsys):
+    from conftest import run_cli
+    from depdet.extractors.vggish import resolve_files
+
+    with pytest.raises(WeightsError) as e:
+        resolve_files(None, postprocess=True)
+    msg = str(e.value)
+    assert "vggish-10086976.pth" in msg and "vggish_pca_params-970ea276.pth" in msg and "\n" not in msg
+    assert "depdet weights install vggish --from DIR" in msg
+    with pytest.raises(WeightsError) as e:
+        resolve_files(None, postprocess=False)
+    assert "vggish_pca_params" not in str(e.value).split("(post-processing off")[0]
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    w, wsha = _blob(folder, "vggish-10086976.pth", b"net " * 50)
+    p, psha = _blob(folder, "vggish_pca_params-970ea276.pth", b"pca " * 50)
+    W.with_override("vggish", sha256=wsha)
+    W.with_override("vggish-pca", sha256=psha)
+    code, out, err = run_cli(["weights", "install", "vggish", "--from", folder], capsys)
+    assert code == 0, err
+    assert "installed vggish ->" in out and "installed vggish-pca ->" in out
+    assert resolve_files(None, postprocess=True) == (wdir / "vggish-10086976.pth", wdir / "vggish_pca_params-970ea276.pth")
+    code, out, err = run_cli(["info"], capsys)
+    assert "weights vggish: ok" in out and "weights vggish-pca: ok" in out
+    code, out, err = run_cli(["weights", "install", "vggish", "--from", tmp_path], capsys)
+    assert code == 1 and "vggish-10086976.pth (vggish) is not in this folder" in " ".join(err.split())

@@ -272,14 +272,26 @@ def resolve_files(weights_path: str | Path | None = None, postprocess: bool = Tr
         WeightsError: as :func:`resolve_weights`.
     """
     from depdet import weights as W
+    from depdet.errors import WeightsError
 
+    names = ["vggish"] + (["vggish-pca"] if postprocess else [])
+    if postprocess and pca_path is None and weights_path is not None:
+        explicit = W.locate("vggish", weights_path)
+        sibling = (explicit or Path(weights_path)).parent / W.get_entry("vggish-pca").filename
+        pca_path = sibling if sibling.is_file() else None
+    explicit = {"vggish": weights_path, "vggish-pca": pca_path}
+    missing = [n for n in names if W.locate(n, explicit[n]) is None]
+    if missing:  # name every file needed, so the user installs them in one go
+        files = [W.get_entry(n) for n in missing]
+        where = ", ".join(str(d) for d in W.search_dirs())
+        raise WeightsError(
+            "VGGish needs " + " and ".join(f"{e.filename} ({e.name}, {e.url})" for e in files)
+            + f", not found in {where}" + ("" if postprocess else " (post-processing off: the PCA file is not needed)"),
+            hint=("download them, then `depdet weights install vggish --from DIR` installs every VGGish file found in DIR "
+                  "(or pass --no-vggish-postprocess to skip the PCA file)") if postprocess
+            else "download it, then `depdet weights install vggish --from FILE_OR_DIR`")
     ckpt = W.require("vggish", weights_path)
-    pca = None
-    if postprocess:
-        if pca_path is None and weights_path is not None:
-            sibling = ckpt.parent / W.get_entry("vggish-pca").filename
-            pca_path = sibling if sibling.is_file() else None
-        pca = W.require("vggish-pca", pca_path)
+    pca = W.require("vggish-pca", pca_path) if postprocess else None
     return ckpt, pca
 
 

@@ -356,6 +356,29 @@ def with_override(name: str, **changes) -> WeightFile:
     return REGISTRY[name]
 
 
+#: Files installed together: ``depdet weights install vggish --from DIR`` also takes the PCA parameters.
+COMPANIONS = {"vggish": ("vggish-pca",)}
+
+
+def install_from_dir(name: str, folder: str | Path, *, dest_dir: str | Path | None = None) -> dict[str, Path]:
+    """Install ``name`` and its companions (:data:`COMPANIONS`) found in ``folder`` by their file names.
+
+    Raises:
+        WeightsError: ``name``'s own file is not in the folder (names it), or a checksum mismatch.
+    """
+    folder = Path(folder)
+    entry = get_entry(name)
+    if not (folder / entry.filename).is_file():
+        raise WeightsError(f"{entry.filename} ({entry.name}) is not in this folder", path=folder,
+                           hint=f"download it from {entry.url} into the folder, or pass --from the file itself")
+    done = {name: install(name, folder / entry.filename, dest_dir=dest_dir)}
+    for other in COMPANIONS.get(name, ()):
+        f = folder / get_entry(other).filename
+        if f.is_file():
+            done[other] = install(other, f, dest_dir=dest_dir)
+    return done
+
+
 def list_status() -> list[WeightStatus]:
     """Status of every registry entry, in registry order."""
     return [status(n) for n in REGISTRY]
