@@ -255,3 +255,30 @@ def test_random_crops_are_seeded_and_long_enough():
     assert c1 == random_crops([1000, 300, 2000], np.random.default_rng(5), 500)
     assert c1 and all(n >= 500 and start >= 1 and start + n <= [1000, 300, 2000][i] for i, start, n in c1)
     assert all(i != 1 for i, _, _ in c1)  # 300 rows can never give a 500-row crop
+
+
+def test_bucketed_batches_cover_every_item_once_seeded_and_pad_less():
+    from depdet.pipeline.data.batching import bucketed_batches, random_batches
+    from depdet.pipeline.data.synth import DVLOG_SHAPE
+
+    lengths = sample_lengths(DVLOG_SHAPE, 961, np.random.default_rng(0))
+    b1 = bucketed_batches(lengths, 16, np.random.default_rng([1, 2]))
+    assert sorted(i for b in b1 for i in b) == list(range(961))
+    assert b1 == bucketed_batches(lengths, 16, np.random.default_rng([1, 2]))
+    assert b1 != bucketed_batches(lengths, 16, np.random.default_rng([1, 3]))
+    padded = lambda bs: sum(len(b) * max(lengths[i] for i in b) for b in bs)  # noqa: E731
+    rand = random_batches(961, 16, np.random.default_rng([1, 2]))
+    assert padded(b1) < 0.6 * padded(rand)  # far less padding than the reference order
+    assert max(len(b) for b in b1) == 16
+
+
+def test_split_by_tokens_respects_the_budget():
+    from depdet.pipeline.data.batching import split_by_tokens
+
+    lengths = [100, 3000, 50, 600, 590, 20]
+    parts = split_by_tokens(lengths, 2000)
+    assert sorted(i for p in parts for i in p) == list(range(6))
+    for p in parts:
+        assert len(p) == 1 or len(p) * max(lengths[i] for i in p) <= 2000
+    assert [1] in parts  # longer than the budget alone: its own micro-batch, not cut
+    assert split_by_tokens(lengths, None) == [list(range(6))]

@@ -71,3 +71,68 @@ def collate(samples: list[dict], valid: list[dict | None] | None = None,
                 mask[i, :T] = vt
         inputs[m], masks[m] = x, mask
     return inputs, masks
+
+
+#: Batches per bucketing pool: items are shuffled, cut into pools of this many batches, each pool sorted
+#: by length and cut into batches, and the batches shuffled (depdet's choice, the usual bucket iterator).
+POOL_BATCHES = 50
+
+
+def bucketed_batches(lengths, batch_size: int, rng: np.random.Generator, pool_batches: int = POOL_BATCHES) -> list[list[int]]:
+    """One epoch of batches of similar lengths: every item exactly once, in a seeded order.
+
+    Items are shuffled, split into pools of ``pool_batches * batch_size``, each pool is sorted by
+    length and cut into batches of ``batch_size``, and the batch order is shuffled. Which items
+    share a batch is random up to their lengths, so in expectation every item is seen as often and
+    with as many different partners' gradients as in the reference random order; only the padding
+    (and the time spent on it) shrinks.
+
+    Args:
+        lengths: rows of each item.
+        batch_size: items per batch (the last batch of a pool may be smaller).
+        rng: the epoch's generator (seeded by the trainer from seed and epoch).
+        pool_batches: batches per pool (1: random batches sorted inside; large: nearly global sort).
+
+    Returns:
+        Batches of item indices.
+    """
+    lengths = np.asarray(lengths)
+    order = rng.permutation(len(lengths))
+    pool = max(1, int(pool_batches)) * int(batch_size)
+    batches = []
+    for s in range(0, len(order), pool):
+        chunk = order[s:s + pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[b:b + batch_size].tolist() for b in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def random_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[list[int]]:
+    """The reference order: one permutation cut into consecutive batches."""
+    order = rng.permutation(n)
+    return [order[b:b + batch_size].tolist() for b in range(0, n, batch_size)]
+
+
+def split_by_tokens(lengths, max_tokens: int | None) -> list[list[int]]:
+    """Split one batch into micro-batches whose padded size ``len(mb) * max(length)`` fits ``max_tokens``.
+
+    Items are taken longest first, so a micro-batch pads little; a single item longer than the
+    budget is a micro-batch of its own (its length is not cut). ``max_tokens=None``: one
+    micro-batch, the whole batch.
+
+    Returns:
+        Positions into ``lengths``, per micro-batch.
+    """
+    lengths = [int(x) for x in lengths]
+    if max_tokens is None or not lengths:
+        return [list(range(len(lengths)))]
+    out, cur = [], []
+    for i in sorted(range(len(lengths)), key=lambda j: -lengths[j]):
+        longest = lengths[cur[0]] if cur else lengths[i]
+        if cur and (len(cur) + 1) * longest > max_tokens:
+            out.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        out.append(cur)
+    return out

@@ -13,9 +13,8 @@ from dataclasses import asdict, dataclass, field, replace
 
 from depdet.errors import ConfigError
 from depdet.extractors import EXTRACTOR_DIMS, EXTRACTOR_MODALITY, MODALITIES
+from depdet.extractors.landmarks import DETECTORS  # noqa: F401 (the detectors a spec may name; public here too)
 
-#: Face detectors the landmark extractor knows (dlib HOG, dlib MMOD CNN).
-DETECTORS = ("hog", "cnn")
 LANDMARK_NORMS = ("row-zscore", "none")
 
 
