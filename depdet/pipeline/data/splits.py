@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold
 
 from depdet.errors import ConfigError, DataError
 
@@ -65,6 +64,8 @@ def kfold_splits(labels, k: int, seed: int) -> list[Split]:
     if counts.min() < k:
         raise DataError(f"only {counts.min()} samples in the smaller class, fewer than --folds {k}",
                         hint="use fewer folds")
+    from sklearn.model_selection import StratifiedKFold  # heavy: imported on use
+
     skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     parts = [test for _, test in skf.split(np.zeros(len(y)), y)]
     out = []

@@ -20,7 +20,6 @@ Both are fitted on validation predictions only (never on test) and stored in the
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 THRESHOLD_METHODS = ("youden", "f1", "fixed")
 T_MIN, T_MAX = 0.05, 20.0
@@ -31,6 +30,8 @@ def fit_temperature(logits, labels, max_iter: int = 100) -> float:
 
     Returns 1.0 when there are fewer than 2 samples or only one class.
     """
+    import torch  # heavy: imported on use, so the method names can be read cheaply
+
     z = torch.as_tensor(np.asarray(logits, dtype=np.float64))
     y = torch.as_tensor(np.asarray(labels, dtype=np.float64))
     if z.numel() < 2 or y.min() == y.max():

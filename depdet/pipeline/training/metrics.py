@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score
 
 #: Names accepted by ``--select`` and what they maximise (``loss`` is minimised).
 SELECTION_CRITERIA = {
@@ -51,6 +50,8 @@ def classification_metrics(y_true, y_prob, threshold: float = 0.5) -> dict:
     out: dict = {"n": int(len(y)), "n_pos": int(y.sum()), "threshold": float(threshold)}
     if len(y) == 0:
         return out
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score  # heavy: on use
+
     cm = confusion_matrix(y, pred, labels=[0, 1])
     tn, fp, fn, tp = (int(v) for v in cm.ravel())
     out["acc"] = (tp + tn) / len(y)
