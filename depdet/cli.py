@@ -317,14 +317,14 @@ def _print_model_card(name: str, dims: dict[str, int], cfg: dict, as_json: bool)
 
     card = model_card(name, dims, **cfg)
     if as_json:
-        out.print_json(_json.dumps(card, default=list))
+        typer.echo(_json.dumps(card, indent=1, default=list))
         return
     out.print(f"[bold]{card['name']}[/]  {card['description']}", highlight=False)
     out.print(f"paper: {card['paper']}\ninputs: {card['inputs']}   kind: {card['kind']}", highlight=False)
     out.print(f"\n{card['about']}\n", highlight=False, markup=False)
     t = Table(title="options (--model-opt KEY=VALUE)", title_justify="left")
     for col in ("option", "default", "meaning"):
-        t.add_column(col, overflow="fold")
+        t.add_column(col, overflow="fold", no_wrap=col != "meaning")
     for o in card["options"]:
         t.add_row(o["name"], repr(o["default"]), o["meaning"])
     out.print(t)
@@ -353,12 +353,12 @@ def presets_cmd(
 
     if as_json:
         data = resolve_preset(name) if name else {n: resolve_preset(n) for n in list_presets()}
-        out.print_json(_json.dumps(data, default=list))
+        typer.echo(_json.dumps(data, indent=1, default=list))
         return
     if name is None:
         t = Table(title="depdet presets (`depdet presets NAME` for all values and the note)", title_justify="left")
         for col in ("preset", "kind", "model", "dataset", "fps", "variant of"):
-            t.add_column(col, overflow="fold")
+            t.add_column(col, no_wrap=True)
         for n in list_presets():
             p = get_preset(n)
             t.add_row(n, p["kind"], p["model"], p["dataset"], f"{p['fps']:g}", p.get("variant_of") or "-")
@@ -373,7 +373,7 @@ def presets_cmd(
                   highlight=False, markup=False)
     out.print("sources: " + "; ".join(r["sources"]), highlight=False, markup=False)
     t = Table(title="values", title_justify="left")
-    t.add_column("field")
+    t.add_column("field", no_wrap=True)
     t.add_column("value", overflow="fold")
     skip = {"note", "changes", "sources", "kind", "variant_of", "name", "dataset", "fps"}
     for k, v in r.items():
@@ -524,7 +524,7 @@ def train(
         from depdet.pipeline.training.train import rerun
 
         summary, rdir = rerun(config, run_dir=run_dir, device=None if device == "auto" else device, threads=threads,
-                              command=list(_sys.argv), console=console)
+                              command=_STATE.get("argv") or list(_sys.argv), console=console)
         _print_train_summary(summary, rdir)
         return
     if data is None:
@@ -566,7 +566,7 @@ def train(
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[info]}"), console=console, transient=False) as progress:
         summary = Trainer(ds, cfg, rdir, progress=progress, log=lambda s: progress.console.print(s, highlight=False),
-                          command=list(_sys.argv), load_options=load_options).run()
+                          command=_STATE.get("argv") or list(_sys.argv), load_options=load_options).run()
     _print_train_summary(summary, rdir)
 
 
@@ -728,6 +728,7 @@ def demo(
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Console-script entry point: runs the app and turns DepdetError into one line + exit 1."""
+    _STATE["argv"] = ["depdet", *[str(a) for a in argv]] if argv is not None else list(sys.argv)  # recorded by train
     try:
         # With standalone_mode=False, click *returns* the code of a typer.Exit instead of raising it.
         code = app(args=argv, standalone_mode=False)
