@@ -277,11 +277,19 @@ def test_mimml_loss_terms_and_text_branch():
     inputs, masks = _batch(dims, [12, 9, 7, 5], seed=11)
     labels = torch.tensor([1.0, 0.0, 1.0, 0.0])
     torch.manual_seed(0)
-    model = create_model("mimml", dims, hidden=8, proj_dim=8)
-    out = model(inputs, masks)
+    # depdet's earlier reading (fusion="late"): gated encoders per modality, attention over modalities
+    late = create_model("mimml", dims, hidden=8, proj_dim=8, fusion="late")
+    out = late(inputs, masks)
     assert out.aux["aux_logits"].shape == (4, 3) and out.aux["gates"].shape == (4, 3)
     assert ((out.aux["gates"] > 0) & (out.aux["gates"] < 1)).all()
     torch.testing.assert_close(out.modality_weights.sum(1), torch.ones(4))
+    # the default (abstract: the gated BiGRU + CNN structure performs the multimodal fusion): one gated
+    # structure over the joint sequences, input width M * 2H
+    model = create_model("mimml", dims, hidden=8, proj_dim=8)
+    assert model.fuse.gru.input_size == 3 * 16 and not hasattr(model, "encoders")
+    out = model(inputs, masks)
+    assert out.aux["aux_logits"].shape == (4, 3) and out.aux["gates"].shape == (4, 1)
+    assert ((out.aux["gates"] > 0) & (out.aux["gates"] < 1)).all()
     bce = F.binary_cross_entropy_with_logits(out.logits, labels)
     aux = sum(F.binary_cross_entropy_with_logits(out.aux["aux_logits"][:, i], labels) for i in range(3))
     nce = model.info_nce(out.aux["proj"], out.aux["present"])
