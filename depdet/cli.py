@@ -283,28 +283,115 @@ def _count_model_parameters(name: str, dims: dict[str, int]) -> str:
 
 @app.command("models")
 def models_cmd(
+    name: Annotated[Optional[str], typer.Argument(help="A model name: print its card (paper, what follows the paper or "
+                                                   "the public code, depdet's own choices, every option, parameters).")] = None,
     dims: Annotated[str, typer.Option("--dims", help="Feature sizes to count parameters for, e.g. visual=136,audio=128 "
                                       "(default: D-Vlog, visual=136,audio=25).")] = "visual=136,audio=25",
     pattern: Annotated[str, typer.Option("--filter", help="Glob on model names, e.g. '*mamba*'.")] = "*",
+    model_opt: Annotated[Optional[list[str]], typer.Option(help="With NAME: count parameters with option KEY=VALUE (repeatable).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="With NAME: the card as JSON.")] = False,
 ):
-    """List the registered models: paper, expected inputs, parameter count, kind."""
+    """List the registered models (paper, inputs, parameter count, kind), or print one model's card."""
     from rich.table import Table
 
     from depdet.models import get_entry, list_models
 
     parsed = _parse_dims(dims)
+    if name is not None:
+        _print_model_card(name, parsed, _parse_model_opts(model_opt), as_json)
+        return
     names = list_models(pattern)
     dims_text = ", ".join(f"{m}={d}" for m, d in parsed.items())
-    table = Table(title=f"depdet models (parameters for {dims_text})")
+    table = Table(title=f"depdet models (parameters for {dims_text}; `depdet models NAME` for a card)")
     for col in ("name", "paper", "inputs", "parameters", "kind"):
         table.add_column(col, justify="right" if col == "parameters" else "left", overflow="fold")
-    for name in names:
-        e = get_entry(name)
-        table.add_row(name, e.paper, e.inputs, _count_model_parameters(name, parsed), e.kind)
+    for n in names:
+        e = get_entry(n)
+        table.add_row(n, e.paper, e.inputs, _count_model_parameters(n, parsed), e.kind)
     if not names:
         console.print(f"[yellow]no model matches {pattern!r}[/] (see `depdet models` for all names)")
         raise typer.Exit(1)
     out.print(table)
+
+
+def _print_model_card(name: str, dims: dict[str, int], cfg: dict, as_json: bool) -> None:
+    import json as _json
+
+    from rich.table import Table
+
+    from depdet.models.registry import model_card
+
+    card = model_card(name, dims, **cfg)
+    if as_json:
+        typer.echo(_json.dumps(card, indent=1, default=list))
+        return
+    out.print(f"[bold]{card['name']}[/]  {card['description']}", highlight=False)
+    out.print(f"paper: {card['paper']}\ninputs: {card['inputs']}   kind: {card['kind']}", highlight=False)
+    out.print(f"\n{card['about']}\n", highlight=False, markup=False)
+    t = Table(title="options (--model-opt KEY=VALUE)", title_justify="left")
+    for col in ("option", "default", "meaning"):
+        t.add_column(col, overflow="fold", no_wrap=col != "meaning")
+    for o in card["options"]:
+        t.add_row(o["name"], repr(o["default"]), o["meaning"])
+    out.print(t)
+    dims_text = ", ".join(f"{m}={d}" for m, d in dims.items())
+    opts = f" with {cfg}" if cfg else ""
+    if card["parameters"] is None:
+        out.print(f"parameters: n/a ({card['kind']} model)", highlight=False)
+    else:
+        out.print(f"parameters for {dims_text}{opts}: {card['parameters']:,}", highlight=False)
+        for part, n in (card["parameter_breakdown"] or {}).items():
+            out.print(f"  {part}: {n:,}", highlight=False)
+
+
+@app.command("presets")
+def presets_cmd(
+    name: Annotated[Optional[str], typer.Argument(help="A preset: print it resolved (every value, the note, the fps and dataset it assumes).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON: TrainConfig field names as keys, preprocessing under "
+                                          "'preprocess', model options under 'model_config' (all presets without NAME).")] = False,
+):
+    """List the training presets (paper recipes and depdet's variants), or print one resolved."""
+    import json as _json
+
+    from rich.table import Table
+
+    from depdet.pipeline.training.presets import get_preset, list_presets, resolve_preset
+
+    if as_json:
+        data = resolve_preset(name) if name else {n: resolve_preset(n) for n in list_presets()}
+        typer.echo(_json.dumps(data, indent=1, default=list))
+        return
+    if name is None:
+        t = Table(title="depdet presets (`depdet presets NAME` for all values and the note)", title_justify="left")
+        for col in ("preset", "kind", "model", "dataset", "fps", "variant of"):
+            t.add_column(col, no_wrap=True)
+        for n in list_presets():
+            p = get_preset(n)
+            t.add_row(n, p["kind"], p["model"], p["dataset"], f"{p['fps']:g}", p.get("variant_of") or "-")
+        out.print(t)
+        return
+    r = resolve_preset(name)
+    out.print(f"[bold]{name}[/] ({'paper recipe' if r['kind'] == 'paper' else 'depdet variant of ' + r['variant_of']}); "
+              f"assumes {r['dataset']} at {r['fps']:g} rows/s", highlight=False)
+    out.print(f"note: {r['note']}", highlight=False, markup=False)
+    if r.get("changes"):
+        out.print("changes from " + r["variant_of"] + ":\n" + "\n".join(f"  - {c}" for c in r["changes"]),
+                  highlight=False, markup=False)
+    out.print("sources: " + "; ".join(r["sources"]), highlight=False, markup=False)
+    t = Table(title="values", title_justify="left")
+    t.add_column("field", no_wrap=True)
+    t.add_column("value", overflow="fold")
+    skip = {"note", "changes", "sources", "kind", "variant_of", "name", "dataset", "fps"}
+    for k, v in r.items():
+        if k in skip:
+            continue
+        if isinstance(v, dict):
+            for kk, vv in v.items():
+                t.add_row(f"{k}.{kk}", repr(vv))
+        else:
+            t.add_row(k, repr(v))
+    out.print(t)
+
 
 # ---------------------------------------------------------------- synth / train / evaluate (issue 4)
 class DataLayout(str, Enum):
@@ -383,9 +470,14 @@ def synth(
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
 def train(
     ctx: typer.Context,
-    data: Annotated[Path, typer.Option("--data", "-d", help="Dataset folder: D-Vlog, LMVD or `depdet extract` output.")],
+    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset folder: D-Vlog, LMVD or `depdet extract` output.")] = None,
     model: Annotated[Optional[str], typer.Option(help="Registry model (see `depdet models`); default: the preset's.")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="A paper's recipe: " + ", ".join(__import__("depdet.pipeline.training.presets", fromlist=["x"]).list_presets()) + ".")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="A recipe (see `depdet presets NAME` for all values and the note): paper presets "
+                                                  + ", ".join(n for n in __import__("depdet.pipeline.training.presets", fromlist=["x"]).list_presets() if not n.endswith("-fixed"))
+                                                  + " reproduce the paper's public code (or text); depdet's variants: "
+                                                  + ", ".join(n for n in __import__("depdet.pipeline.training.presets", fromlist=["x"]).list_presets() if n.endswith("-fixed")) + ".")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Re-run a run from its own folder: RUN/config.yaml (or config.json); "
+                                                   "only --run-dir (default RUN-rerun), --device and --threads may be given with it.")] = None,
     run_dir: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/<preset or model>-<data folder name>). Rerun to resume.")] = None,
     seeds: Annotated[Optional[str], typer.Option(help="Seeds, e.g. --seeds 1 2 3 (one run each; mean ± std reported).")] = None,
     layout: Annotated[DataLayout, typer.Option(help="Dataset layout.")] = DataLayout.auto,
@@ -411,7 +503,7 @@ def train(
     rescale_rows: Annotated[bool, typer.Option(help="Data at another rate than the preset's (all presets: 1 row/s): multiply its row counts (max_len, crop_min_len, JAMFN's window) by data fps / preset fps instead of refusing.")] = False,
     model_opt: Annotated[Optional[list[str]], typer.Option(help="Model option KEY=VALUE (repeatable), e.g. --model-opt d_state=16.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
-    amp: Annotated[bool, typer.Option(help="Mixed precision on CUDA.")] = True,
+    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="float16 autocast on CUDA (default: the preset's; on without a preset).")] = None,
     grad_clip: Annotated[Optional[float], typer.Option(help="Max gradient norm (default: none).")] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch.")] = None,
 ):
@@ -422,6 +514,27 @@ def train(
     from depdet.pipeline.data.datasets import load_dataset
     from depdet.pipeline.training.train import TrainConfig, Trainer
 
+    import sys as _sys
+
+    if config is not None:
+        given = {k: v for k, v in dict(data=data, model=model, preset=preset, seeds=seeds, labels=labels, epochs=epochs, lr=lr,
+                                       batch_size=batch_size, weight_decay=weight_decay, optimizer=optimizer,
+                                       scheduler=scheduler, patience=patience, select=select,
+                                       threshold_method=threshold_method, folds=folds, standardize=standardize,
+                                       landmark_zscore=landmark_zscore, max_len=max_len, crop_aug=crop_aug,
+                                       crop_min_len=crop_min_len, model_opt=model_opt, amp=amp, grad_clip=grad_clip).items()
+                 if v is not None}
+        if given or ctx.args or skip_missing or rescale_rows or layout != DataLayout.auto or train_gender != "both" or test_gender != "both":
+            raise ConfigError(f"--config re-runs a run as recorded; other options given: {', '.join(sorted(given)) or ' '.join(ctx.args) or 'data/split options'}",
+                              hint="give only --run-dir, --device and --threads with --config")
+        from depdet.pipeline.training.train import rerun
+
+        summary, rdir = rerun(config, run_dir=run_dir, device=None if device == "auto" else device, threads=threads,
+                              command=_STATE.get("argv") or list(_sys.argv), console=console)
+        _print_train_summary(summary, rdir)
+        return
+    if data is None:
+        raise ConfigError("no dataset given", hint="pass --data FOLDER (or --config RUN/config.yaml to re-run a run)")
     seed_list = None
     extra = list(ctx.args)
     if seeds is not None:
@@ -451,9 +564,20 @@ def train(
         console.print("[bold yellow]note:[/] this dataset is SYNTHETIC (depdet synth); results say nothing about depression.")
     rdir = run_dir or Path("runs") / f"{preset or cfg.model}-{Path(data).resolve().name}"
     console.print(f"run folder: {rdir}  model: {cfg.model}  preset: {cfg.preset or '-'}  seeds: {cfg.seeds}", highlight=False)
+    if cfg.preset:
+        from depdet.pipeline.training.presets import preset_note
+
+        console.print(f"[dim]preset {cfg.preset}:[/] {preset_note(cfg.preset)}", highlight=False)
+    load_options = {"labels": str(Path(labels).resolve()) if labels else None, "skip_missing": bool(skip_missing)}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[info]}"), console=console, transient=False) as progress:
-        summary = Trainer(ds, cfg, rdir, progress=progress, log=lambda s: progress.console.print(s, highlight=False)).run()
+        summary = Trainer(ds, cfg, rdir, progress=progress, log=lambda s: progress.console.print(s, highlight=False),
+                          command=_STATE.get("argv") or list(_sys.argv), load_options=load_options).run()
+    _print_train_summary(summary, rdir)
+
+
+def _print_train_summary(summary: dict, rdir: Path) -> None:
+    """The test-metrics table and where the checkpoint and metrics are."""
     cols = {f"model ({summary['n_runs']} run{'s' if summary['n_runs'] > 1 else ''}, logit>0)": summary["test_mean_std"],
             "model (calibrated thr.)": summary["test_calibrated_mean_std"]}
     base = summary.get("baseline_all_depressed") or summary.get("baseline_all_depressed_mean_std") or {}
@@ -610,6 +734,7 @@ def demo(
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Console-script entry point: runs the app and turns DepdetError into one line + exit 1."""
+    _STATE["argv"] = ["depdet", *[str(a) for a in argv]] if argv is not None else list(sys.argv)  # recorded by train
     try:
         # With standalone_mode=False, click *returns* the code of a typer.Exit instead of raising it.
         code = app(args=argv, standalone_mode=False)

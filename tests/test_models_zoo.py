@@ -214,23 +214,30 @@ def test_jamfn_parameter_count_dvlog():
         audio:  2 * (4*200*(25+200)  + 1600 + 5*481,600) = 2 * (181,600 + 2,408,000) = 5,179,200
     Convs (input 200 = summed directions, 512 out), per modality:
         k1: 200*512*1 + 512 = 102,912; k3: 307,712; k5: 512,512 -> 923,136; x2 = 1,846,272
-    JAF per scale: two score FCs 512->1 (2*513 = 1,026) + FC over 2L = 1192: 1192^2 + 1192 = 1,422,056
+    JAF per scale: two score FCs 512->1 (2*513 = 1,026) + FC_3 over 2L = 1192: 1192^2 + 1192 = 1,422,056
         -> 1,423,082 per scale; x3 = 4,269,246
-    Classifier 512->1: 513
-    Total: 5,356,800 + 5,179,200 + 1,846,272 + 4,269,246 + 513 = 16,652,031
+    Head, Eq. 14 (default: FC over the flattened L x H = 596*512 = 305,152 fused features, 2 classes):
+        (305,152 + 1) * 2 = 610,306;  depdet's attend_sum + bce reading: 512 -> 1: 513
+    Total (default): 5,356,800 + 5,179,200 + 1,846,272 + 4,269,246 + 610,306 = 17,261,824
+    (attend_sum + bce: 16,652,031, the count before the Eq. 12 default.)
     """
-    from depdet.models.jamfn import jamfn_param_count
+    from depdet.models.jamfn import jamfn_param_breakdown, jamfn_param_count
 
-    expected = 5_356_800 + 5_179_200 + 1_846_272 + 4_269_246 + 513
-    assert expected == 16_652_031
+    expected = 5_356_800 + 5_179_200 + 1_846_272 + 4_269_246 + 610_306
+    assert expected == 17_261_824
     assert jamfn_param_count(DVLOG) == expected
+    assert jamfn_param_breakdown(DVLOG)["head"] == 610_306
+    assert jamfn_param_count(DVLOG, fusion="attend_sum", head="bce") == 16_652_031
     with torch.device("meta"):
         model = create_model("jamfn", DVLOG)
+        reading = create_model("jamfn", DVLOG, fusion="attend_sum", head="bce")
     assert sum(p.numel() for p in model.parameters()) == expected
+    assert sum(p.numel() for p in reading.parameters()) == 16_652_031
     # the formula also matches other configurations
-    cfg = dict(hidden=8, lstm_layers=2, channels=6, kernels=(1, 3), max_len=20, jaf="pointwise")
-    small = create_model("jamfn", DIMS[1], **cfg)
-    assert sum(p.numel() for p in small.parameters()) == jamfn_param_count(DIMS[1], **cfg)
+    for cfg in (dict(hidden=8, lstm_layers=2, channels=6, kernels=(1, 3), max_len=20, jaf="pointwise", fusion="attend_sum"),
+                dict(hidden=8, lstm_layers=2, channels=6, kernels=(1, 3), max_len=20, head="bce")):
+        small = create_model("jamfn", DIMS[1], **cfg)
+        assert sum(p.numel() for p in small.parameters()) == jamfn_param_count(DIMS[1], **cfg)
 
 
 def test_jamfn_truncates_to_max_len_and_pointwise_does_not():
@@ -245,7 +252,8 @@ def test_jamfn_truncates_to_max_len_and_pointwise_does_not():
     assert (out.temporal_weights[:, 20:] == 0).all()  # rows past max_len are dropped (D-Vlog truncation)
     torch.testing.assert_close(out.logits, cut.logits)
     torch.manual_seed(0)
-    pw = create_model("jamfn", dims, hidden=8, lstm_layers=2, channels=8, jaf="pointwise").eval()
+    # depdet's length-independent reading (pointwise FC_3 + attend_sum; the Eq. 12 head needs a fixed L)
+    pw = create_model("jamfn", dims, hidden=8, lstm_layers=2, channels=8, jaf="pointwise", fusion="attend_sum").eval()
     with torch.no_grad():
         out = pw(inputs, masks)
     assert (out.temporal_weights[0, 20:30] > 0).all()
@@ -269,11 +277,19 @@ def test_mimml_loss_terms_and_text_branch():
     inputs, masks = _batch(dims, [12, 9, 7, 5], seed=11)
     labels = torch.tensor([1.0, 0.0, 1.0, 0.0])
     torch.manual_seed(0)
-    model = create_model("mimml", dims, hidden=8, proj_dim=8)
-    out = model(inputs, masks)
+    # depdet's earlier reading (fusion="late"): gated encoders per modality, attention over modalities
+    late = create_model("mimml", dims, hidden=8, proj_dim=8, fusion="late")
+    out = late(inputs, masks)
     assert out.aux["aux_logits"].shape == (4, 3) and out.aux["gates"].shape == (4, 3)
     assert ((out.aux["gates"] > 0) & (out.aux["gates"] < 1)).all()
     torch.testing.assert_close(out.modality_weights.sum(1), torch.ones(4))
+    # the default (abstract: the gated BiGRU + CNN structure performs the multimodal fusion): one gated
+    # structure over the joint sequences, input width M * 2H
+    model = create_model("mimml", dims, hidden=8, proj_dim=8)
+    assert model.fuse.gru.input_size == 3 * 16 and not hasattr(model, "encoders")
+    out = model(inputs, masks)
+    assert out.aux["aux_logits"].shape == (4, 3) and out.aux["gates"].shape == (4, 1)
+    assert ((out.aux["gates"] > 0) & (out.aux["gates"] < 1)).all()
     bce = F.binary_cross_entropy_with_logits(out.logits, labels)
     aux = sum(F.binary_cross_entropy_with_logits(out.aux["aux_logits"][:, i], labels) for i in range(3))
     nce = model.info_nce(out.aux["proj"], out.aux["present"])

@@ -97,7 +97,7 @@ def test_models_cli_table():
     assert res.exit_code == 0, res.output
     for n in ZOO:
         assert n in res.output
-    assert "16,652,031" in res.output  # JAMFN for D-Vlog dims (see test_models_zoo for the derivation)
+    assert "17,261,824" in res.output  # JAMFN (Eq. 12 default) for D-Vlog dims (see test_models_zoo for the derivation)
     assert "n/a" in res.output  # sklearn entries
     assert "visual=136, audio=25" in res.output
 

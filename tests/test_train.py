@@ -134,9 +134,12 @@ def test_presets_name_registered_models_and_overrides():
         assert p["note"]
         TrainConfig.from_preset(name)  # every preset is a valid config
     c = TrainConfig.from_preset("depmamba-dvlog", epochs=3, preprocess={"crop_aug": False})
-    assert (c.lr, c.batch_size, c.epochs, c.select, c.model_config) == (1e-4, 16, 3, "depmamba", {"d_state": 12})
-    assert c.preprocess == {"crop_aug": False, "crop_min_len": 500}
-    assert TrainConfig.from_preset("depmamba-lmvd").model_config == {"d_state": 16}
+    # the paper preset: the public code's padding behaviour and loader (no standardisation), float32
+    assert (c.lr, c.batch_size, c.epochs, c.select, c.model_config, c.amp) == (
+        1e-4, 16, 3, "depmamba", {"d_state": 12, "padding": "original"}, False)
+    assert c.preprocess == {"landmark_zscore": False, "standardize": False, "max_len": None, "crop_aug": False,
+                            "crop_min_len": 500, "crop_attempts": 5}
+    assert TrainConfig.from_preset("depmamba-lmvd").model_config == {"d_state": 16, "padding": "original"}
     assert TrainConfig.from_preset("depmamba-dvlog", model="jamfn").model_config == {}
     assert get_preset("jamfn-dvlog")["model"] == "jamfn"
     with pytest.raises(ConfigError, match="unknown preset"):
@@ -229,7 +232,7 @@ def test_rescale_rows_converts_the_row_counts_by_the_rate_ratio(five_fps, tmp_pa
     pre, mc, f = rows_for_fps(TrainConfig.from_preset("jamfn-dvlog", model_config={"max_len": 100}, rescale_rows=True), 2.0)
     assert mc["max_len"] == 200
     pre, mc, f = rows_for_fps(TrainConfig.from_preset("depmamba-lmvd"), 1.0)  # same rate: untouched
-    assert (f, pre.crop_min_len, mc) == (1.0, 400, {"d_state": 16})
+    assert (f, pre.crop_min_len, mc) == (1.0, 400, {"d_state": 16, "padding": "original"})
     # end to end: an override counted at the preset's rate (4 rows = 4 s) becomes 20 rows at 5 rows/s,
     # and the checkpoint (hence predict/evaluate) caps at the converted length
     lines = []

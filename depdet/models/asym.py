@@ -1,25 +1,47 @@
 """ASYM (Front. Psychiatry 17:1704005, 2026): Mamba-enhanced attentive feature fusion.
 
-No public code exists (``models.md`` §2.7); the abstract names three parts, which we build as
-follows. Every concrete choice below is ours, not from a source:
+No public code exists (``models.md`` §2.7). The only source is the abstract
+(``/work/shared/reference/papers/asym-abstract.txt``). What it says, and where depdet puts it:
 
-1. **Cross-Modal Interactive Mamba**: per modality a 1x1 projection (``Conv1d(D_m -> d, bias=False)``,
-   as DepMamba), a Res-CNN block (k3, BN, ReLU, Dropout, residual; masked BN statistics) and a
-   Bi-Mamba layer ``x + LN(BiMamba(x))`` (own parameters per modality; we do not share A, which is
-   DepMamba's idea, not ASYM's); then bidirectional cross-attention, visual queries attending to
-   audio keys and vice versa (``x + LN(MHA(x, other, other))``, keys masked by the other modality's
-   mask, all-masked rows give zeros). The attention is global (O(L^2) scores), computed in query
-   blocks of ``attn_block`` rows to bound peak memory.
-2. **Multi-Scale Gated Parallel Fusion**: a modality gate ``softmax(Linear(M*d -> M))`` over
-   masked-mean-pooled streams re-weights each stream (``modality_weights``, (B, M)); the weighted
-   streams are concatenated and sent through parallel ``Conv1d`` branches with kernels
-   ``scales`` (1, 3, 5) to ``d`` channels each; a second gate ``softmax(Linear(M*d -> n_scales))``
-   weights the branches per sample (``aux["branch_weights"]``) and they are summed.
+* "three core modules: a Cross-Modal Interactive Mamba, a Multi-Scale Gated Parallel Fusion, and a
+  Multimodal Enhanced Mamba" -> parts 1-3 below;
+* "features from each modality are **interactively enhanced** using convolutional neural network and
+  Bi-Mamba blocks" -> part 1 couples the modalities *inside* its Bi-Mamba stage (default
+  ``interact="exchange"``);
+* "cross-modal complementary information is then extracted via a cross-attention mechanism" -> part 1b;
+* "a dual-path fusion module subsequently augments multi-scale representations and integrates
+  cross-modal features through dynamic weighting" -> part 2;
+* "the feature representations are refined by a series of Bi-Mamba blocks" -> part 3.
+
+Every concrete form below (sizes, layers, how the interaction, the paths and the weighting are
+computed) is **depdet's choice**; the abstract does not give it:
+
+1. **Cross-Modal Interactive Mamba**: per modality a 1x1 projection (``Conv1d(D_m -> d, bias=False)``)
+   and a Res-CNN block (k3, BN, ReLU, Dropout, residual; masked BN statistics); then the Bi-Mamba
+   stage with the cross-modal interaction (``interact``):
+   ``"exchange"`` (default): each modality's Bi-Mamba reads its own stream plus the mean of the
+   other modalities' streams, ``x_m <- x_m + LN(BiMamba_m(x_m + mean_{o != m} x_o))`` (invalid rows
+   of m stay out), so every modality's features are enhanced with the others' inside this stage (a
+   form like CAF-Mamba's summed-stream interaction, models.md §2.3; depdet's choice);
+   ``"shared_a"``: a collaborative Bi-Mamba whose per-modality layers share the state matrices A/A_b
+   (DepMamba's CoSSM form, models.md §2.1: a coupling of parameters only, not of features);
+   ``"none"``: one independent Bi-Mamba per modality (no coupling in this stage: depdet's earlier
+   reading, kept as an option).
+   1b. Bidirectional cross-attention, visual queries attending to audio keys and vice versa
+   (``x + LN(MHA(x, other, other))``, keys masked by the other modality's mask, all-masked rows give
+   zeros). Global (O(L^2) scores), computed in query blocks of ``attn_block`` rows.
+2. **Multi-Scale Gated Parallel Fusion** (the "dual path": a modality path and a multi-scale path):
+   a modality gate ``softmax(Linear(M*d -> M))`` over masked-mean-pooled streams re-weights each
+   stream (``modality_weights``, (B, M)); the weighted streams are concatenated and sent through
+   parallel ``Conv1d`` branches with kernels ``scales`` (1, 3, 5) to ``d`` channels each; a second
+   gate ``softmax(Linear(M*d -> n_scales))`` weights the branches per sample
+   (``aux["branch_weights"]``) and they are summed.
 3. **Multimodal Enhanced Mamba**: ``n_enhance`` stacked ``x + LN(BiMamba(x))`` layers.
 
-Then masked mean pooling over the union of the modality masks, Dropout, ``Linear(d -> 1)``.
-Padding never reaches a scan, a conv input or BN statistics (``padding="fixed"``);
+Then masked mean pooling over the union of the modality masks, Dropout, ``Linear(d -> 1)``, BCE.
+Padding and invalid rows never reach a scan, a conv input or BN statistics (``padding="fixed"``);
 ``padding="original"`` makes only the Bi-Mamba layers leak padding as the public DepMamba code does.
+No result of ASYM's is reproduced or claimed by depdet.
 """
 
 from __future__ import annotations
@@ -32,8 +54,11 @@ from torch import nn
 from depdet.models.base import DepressionModel, ModelOutput, masked_mean
 from depdet.errors import ConfigError
 from depdet.models.depmamba import check_inputs, check_padding, pointwise_projections, union_mask
-from depdet.models.mamba import ResConvBlock, ResidualMamba
+from depdet.models.mamba import CollaborativeBiMamba, ResConvBlock, ResidualMamba
 from depdet.models.registry import register_model
+
+
+INTERACTIONS = ("exchange", "shared_a", "none")
 
 
 class MaskedCrossAttention(nn.Module):
@@ -84,14 +109,19 @@ class ASYM(DepressionModel):
         padding: ``"fixed"`` (default) or ``"original"``.
         chunk_size: chunk length of the CPU scan.
         attn_block: query rows per cross-attention block.
+        interact: cross-modal interaction inside the Bi-Mamba stage of part 1 (depdet's choice of
+            form): ``"exchange"`` (default; each modality's Bi-Mamba reads its stream plus the others'
+            mean), ``"shared_a"`` (A/A_b shared across modalities, DepMamba's form) or ``"none"``.
     """
 
     def __init__(self, input_dims: dict[str, int], d_model: int = 256, d_state: int = 12, expand: float = 4,
                  d_conv: int = 4, n_heads: int = 4, scales=(1, 3, 5), n_enhance: int = 2, dropout: float = 0.1,
-                 padding: str = "fixed", chunk_size: int = 64, attn_block: int = 1024):
+                 padding: str = "fixed", chunk_size: int = 64, attn_block: int = 1024, interact: str = "exchange"):
         super().__init__(input_dims)
         leaky = check_padding(padding)
-        self.padding = padding
+        if interact not in INTERACTIONS:
+            raise ConfigError(f"interact must be one of {INTERACTIONS}, got {interact!r}")
+        self.padding, self.interact = padding, interact
         self.scales = tuple(int(k) for k in scales)
         if not self.scales or any(k < 1 or k % 2 == 0 for k in self.scales):
             raise ConfigError(f"scales must be odd positive kernel sizes, got {scales}", hint="e.g. scales=(1, 3, 5)")
@@ -99,7 +129,11 @@ class ASYM(DepressionModel):
         mk = dict(d_state=d_state, d_conv=d_conv, expand=expand, chunk_size=chunk_size)
         self.proj = pointwise_projections(self.input_dims, d_model)
         self.cnn = nn.ModuleDict({m: ResConvBlock(d_model, d_model, 3, dropout, True) for m in self.modalities})
-        self.mamba = nn.ModuleDict({m: ResidualMamba(d_model, masked=not leaky, **mk) for m in self.modalities})
+        if interact == "shared_a":
+            self.co_mamba = CollaborativeBiMamba(d_model, M, leaky_padding=leaky, **mk)
+            self.co_norm = nn.ModuleDict({m: nn.LayerNorm(d_model, eps=1e-6) for m in self.modalities})
+        else:
+            self.mamba = nn.ModuleDict({m: ResidualMamba(d_model, masked=not leaky, **mk) for m in self.modalities})
         self.cross = nn.ModuleDict({m: MaskedCrossAttention(d_model, n_heads, dropout, attn_block)
                                     for m in self.modalities})
         self.cross_norm = nn.ModuleDict({m: nn.LayerNorm(d_model) for m in self.modalities})
@@ -119,8 +153,21 @@ class ASYM(DepressionModel):
         h = {}
         for m in mods:
             x = self.proj[m]((inputs[m].float() * fl[m]).transpose(1, 2)).transpose(1, 2)
-            x = self.cnn[m](x, ms[m])
-            h[m] = self.mamba[m](x, ms[m]) * fl[m]
+            h[m] = self.cnn[m](x, ms[m])
+        if self.interact == "shared_a":  # the modalities interact through the shared state matrices
+            leaky = self.padding == "original"
+            outs = self.co_mamba([h[m] for m in mods], [None if leaky else ms[m] for m in mods])
+            h = {m: (h[m] + self.co_norm[m](o)) * fl[m] for m, o in zip(mods, outs)}
+        elif self.interact == "exchange":  # each modality's Bi-Mamba reads its stream + the others' mean
+            new = {}
+            for m in mods:
+                others = [h[o] for o in mods if o != m]
+                mix = (h[m] + sum(others) / len(others)) * fl[m] if others else h[m]
+                layer = self.mamba[m]
+                new[m] = (h[m] + layer.norm(layer.mamba(mix, ms[m]))) * fl[m]
+            h = new
+        else:
+            h = {m: self.mamba[m](h[m], ms[m]) * fl[m] for m in mods}
         # bidirectional cross-attention: each modality queries the other(s)
         c = {}
         for m in mods:
@@ -147,11 +194,11 @@ class ASYM(DepressionModel):
 
 
 @register_model("asym", paper="ASYM, Front. Psychiatry 17:1704005 (2026); no public code", inputs="visual + audio",
-                description="ASYM: CNN + Bi-Mamba per modality, cross-attention, multi-scale gated fusion, Bi-Mamba enhancer")
+                description="ASYM: CNN + interacting Bi-Mamba, cross-attention, multi-scale gated fusion, Bi-Mamba enhancer")
 def asym(input_dims, d_model: int = 256, d_state: int = 12, expand: float = 4, d_conv: int = 4, n_heads: int = 4,
          scales: tuple = (1, 3, 5), n_enhance: int = 2, dropout: float = 0.1, padding: str = "fixed",
-         chunk_size: int = 64, attn_block: int = 1024) -> ASYM:
-    """ASYM re-implemented from the abstract (every design choice documented in the module)."""
+         chunk_size: int = 64, attn_block: int = 1024, interact: str = "exchange") -> ASYM:
+    """ASYM re-implemented from the abstract (every design choice is depdet's, documented in the module)."""
     return ASYM(input_dims, d_model=d_model, d_state=d_state, expand=expand, d_conv=d_conv, n_heads=n_heads,
                 scales=scales, n_enhance=n_enhance, dropout=dropout, padding=padding, chunk_size=chunk_size,
-                attn_block=attn_block)
+                attn_block=attn_block, interact=interact)

@@ -17,16 +17,21 @@ Where we follow what:
   layers (the Mamba layer's ``self.drop`` is unused there, so we have none); the
   ``a_downsample`` conv (~1.05 M parameters) is defined but never used in the public code, so it is
   **not** built here: our parameter count is the ~6.66 M *used* parameters (D-Vlog dims).
-* Our choices (``padding="fixed"``, default): padding never reaches a scan, a conv or BatchNorm
-  statistics (see :mod:`depdet.models.mamba`); the backward scan runs over each sample's own
-  reversed valid span; BatchNorm uses masked train-mode statistics (:class:`MaskedBatchNorm1d`) so
-  padded rows do not shift the running mean/var. ``padding="original"`` reproduces the public
-  code's behaviour (plain BN over padded rows, backward scan over the flipped padded tensor, mask
-  used only for pooling) for comparisons with published numbers.
-* Per-modality masks (our input contract) replace the public loader's single
-  ``sum(row) != 0`` mask: each modality branch skips its own invalid rows; after concatenation the
-  union of the two masks is used. A sample with one modality fully masked keeps a finite output;
-  an all-empty sample gives the head's bias (masked mean clamps its denominator).
+* depdet's choices (``padding="fixed"``, the default of the model and of the ``*-fixed`` presets):
+  every **invalid row** (batch padding *and* rows the per-modality validity marks invalid, e.g. no
+  face found) never reaches a scan, a conv or BatchNorm statistics (see :mod:`depdet.models.mamba`):
+  the backward scan runs over each sample's own reversed valid span; BatchNorm uses masked
+  train-mode statistics (:class:`MaskedBatchNorm1d`). So this is more than a padding-leak fix: on an
+  *unpadded* clip with missing-face rows the visual branch skips those rows, while the public code
+  runs them through as zero rows; the logits then differ from the public model's (up to ~5e-2 in an
+  independent check). Each modality branch uses its own mask; after concatenation the union of the
+  two masks is used. A sample with one modality fully masked keeps a finite output; an all-empty
+  sample gives the head's bias (masked mean clamps its denominator).
+* ``padding="original"`` (the ``depmamba-dvlog`` / ``depmamba-lmvd`` paper presets) reproduces the
+  public code: no masking inside any block (plain BatchNorm over padded rows, causal convs and
+  scans over padding, the backward scan over the flipped *padded* tensor), and the public loader's
+  mask rule ``concat(visual, audio).sum(-1) != 0`` used only for the final masked mean (computed
+  from the input values, as the public code does; the given masks are not used in this mode).
 """
 
 from __future__ import annotations
@@ -92,7 +97,8 @@ class DepMamba(DepressionModel):
         d_state: SSM state size (12 D-Vlog, 16 LMVD).
         expand, d_conv: Mamba expand factor (4) and conv width (4).
         dropout: dropout in the CNN layers (0.1).
-        padding: ``"fixed"`` (default) or ``"original"`` (public-code padding leak).
+        padding: ``"fixed"`` (default, depdet's: invalid rows and padding skipped everywhere) or
+            ``"original"`` (the public code: no masking inside blocks, mask ``sum(row) != 0`` for pooling).
         chunk_size: chunk length of the CPU scan.
     """
 
@@ -129,7 +135,10 @@ class DepMamba(DepressionModel):
         if not leaky:
             xs = [x * mk[..., None].to(x.dtype) for x, mk in zip(xs, ms)]
         x = torch.cat(xs, dim=-1)
-        full = union_mask(masks, self.modalities)
+        if leaky:  # the public loader's mask: the concatenated input row does not sum to exactly 0
+            full = torch.cat([inputs[m].float() for m in self.modalities], dim=-1).sum(-1) != 0
+        else:
+            full = union_mask(masks, self.modalities)
         x = self.en_cnn(x, full)
         x = self.en_mamba(x, None if leaky else full)
         pooled = masked_mean(x, full)

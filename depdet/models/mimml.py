@@ -1,31 +1,43 @@
 """MIMML: mutual-information maximisation + multi-task learning (IEEE TBME 2025).
 
 The paper evaluates on DAIC-WOZ and CMD-Corpus (video, audio and **text**), not on D-Vlog or LMVD,
-and no public code exists. This implementation follows the paper's published outline as given in
-the depdet model-zoo issue; all sizes are our choices and configurable.
+and no public code exists. The only source here is the abstract
+(``/work/shared/reference/papers/mimml-abstract.txt``). What it says, and where depdet puts it:
 
-Paper outline:
-* per-modality encoders with a BiGRU branch and a CNN branch, combined by a learned gate;
-* multi-task learning: each modality also predicts the label (auxiliary heads);
-* a mutual-information term between modality representations.
+* "the strategy of maximizing mutual information to accelerate modality-invariance enhancement" ->
+  an InfoNCE term between the modalities' pooled representations;
+* "the multi-task is used to improve the representation performance of the single modality" ->
+  one auxiliary classifier per modality on its own representation;
+* "a gated structure with bidirectional gated recurrent units and convolutional neural networks is
+  designed to achieve **multimodal feature fusion**" -> the default ``fusion="gated"``: the gated
+  BiGRU + CNN structure runs on the *joint* (concatenated) modality sequences and is the fusion.
 
-Our formulation:
-* BiGRU branch: BiGRU (``hidden`` per direction) on packed sequences, masked mean -> 2H.
-  CNN branch: two ``Conv1d(k=3, pad=1)`` + ReLU (invalid rows re-zeroed), masked mean -> 2H.
-  Gate: ``g = sigmoid(W [h_gru; h_cnn])`` per channel, ``e_m = g*h_gru + (1-g)*h_cnn``;
-  ``aux["gates"]`` (B, M) is each modality's mean gate (share of the GRU branch).
-* Fusion across modalities: attention weights ``softmax_m(w^T tanh(e_m))`` over the modalities that
-  have a valid row (``modality_weights``, B x M), fused = weighted sum, MLP -> 1 logit.
+Every concrete form below (sizes, layers, where pooling happens, the InfoNCE estimator, the loss
+weights) is **depdet's choice**; the abstract does not give it:
+
+* Unimodal representation (``fusion="gated"``): per modality a row-wise ``Linear(D_m -> 2H)`` +
+  ReLU (invalid rows zero); its masked mean is the modality's representation (auxiliary head, MI).
+* Gated fusion: the modality sequences are concatenated along channels (B, L, M*2H) and go through
+  a BiGRU branch (``hidden`` per direction, packed sequences, masked mean -> 2H) and a CNN branch
+  (two ``Conv1d(k=3, pad=1)`` + ReLU, invalid rows re-zeroed, masked mean -> 2H), combined by a learned
+  gate ``g = sigmoid(W [h_gru; h_cnn])`` per channel: ``fused = g*h_gru + (1-g)*h_cnn``; an MLP gives
+  the logit. The union of the modality masks is the joint sequence's mask. ``aux["gates"]`` (B, 1)
+  is the mean gate (share of the GRU branch).
+* ``fusion="late"`` (depdet's earlier reading, kept as an option): the gated BiGRU + CNN structure
+  is a *per-modality* encoder (``aux["gates"]`` (B, M)), and the modalities are fused by attention
+  weights ``softmax_m(w^T tanh(e_m))`` over the modalities that have a valid row
+  (``modality_weights``), weighted sum, MLP -> 1 logit.
 * Auxiliary heads: ``Linear(2H, 1)`` per modality (``aux["aux_logits"]``, B x M).
-* MI term: InfoNCE between L2-normalised projections of the pooled embeddings of two modalities:
-  the same sample's pair is the positive, the other samples of the batch the negatives (temperature
-  ``temperature``), symmetric, averaged over modality pairs; samples missing a modality are left out.
-  InfoNCE is a lower bound on the mutual information; minimising the loss maximises the bound.
+* MI term: InfoNCE between L2-normalised projections of the pooled representations of two
+  modalities: the same sample's pair is the positive, the other samples of the batch the negatives
+  (temperature ``temperature``), symmetric, averaged over modality pairs; samples missing a modality
+  are left out. InfoNCE is a lower bound on the mutual information; minimising it maximises the bound.
 * ``loss = BCE(main) + lambda_aux * sum_m BCE(aux_m) + lambda_mi * InfoNCE`` (auxiliary BCE over
   samples where modality m has a valid row).
-* Text: any modality in ``input_dims`` gets an encoder, so a ``"text"`` modality (e.g. per-row
-  sentence embeddings aligned to the timeline) enables the paper's text branch. depdet's extractors
-  do not produce text; with D-Vlog/LMVD features the model is bimodal.
+* Text: any modality in ``input_dims`` gets a branch, so a ``"text"`` modality (e.g. per-row sentence
+  embeddings aligned to the timeline) enables the paper's third modality. depdet's extractors do not
+  produce text; with D-Vlog/LMVD features the model is bimodal. No result of MIMML's is reproduced
+  or claimed by depdet.
 """
 
 from __future__ import annotations
@@ -40,6 +52,9 @@ from depdet.errors import ConfigError
 from depdet.models.base import DepressionModel, ModelOutput, masked_mean, masked_softmax
 from depdet.models.fusion import check_options, require_positive, require_prob, run_rnn, seq_lengths, zero_masked
 from depdet.models.registry import register_model
+
+
+FUSIONS = ("gated", "late")
 
 
 class GatedEncoder(nn.Module):
@@ -76,11 +91,17 @@ class MIMML(DepressionModel):
         lambda_aux: weight of the summed auxiliary BCE terms.
         lambda_mi: weight of the InfoNCE term.
         dropout: dropout in the encoders and before the classifier.
+        fusion: ``"gated"`` (default: the gated BiGRU + CNN structure fuses the joint modality
+            sequences, as the abstract says) or ``"late"`` (depdet's earlier reading: gated encoders per
+            modality, attention over modalities).
     """
 
     def __init__(self, input_dims, hidden: int = 64, proj_dim: int = 64, temperature: float = 0.1,
-                 lambda_aux: float = 0.3, lambda_mi: float = 0.1, dropout: float = 0.2):
+                 lambda_aux: float = 0.3, lambda_mi: float = 0.1, dropout: float = 0.2, fusion: str = "gated"):
         super().__init__(input_dims)
+        if fusion not in FUSIONS:
+            raise ConfigError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+        self.fusion = fusion
         require_positive(hidden=hidden, proj_dim=proj_dim)
         require_prob(dropout=dropout)
         if not float(temperature) > 0:
@@ -89,26 +110,41 @@ class MIMML(DepressionModel):
             raise ConfigError(f"lambda_aux and lambda_mi must be >= 0, got {lambda_aux!r}, {lambda_mi!r}")
         d = 2 * hidden
         self.temperature, self.lambda_aux, self.lambda_mi = float(temperature), float(lambda_aux), float(lambda_mi)
-        self.encoders = nn.ModuleDict({m: GatedEncoder(D, hidden, dropout) for m, D in self.input_dims.items()})
+        if fusion == "gated":
+            self.unimodal = nn.ModuleDict({m: nn.Linear(D, d) for m, D in self.input_dims.items()})
+            self.fuse = GatedEncoder(len(self.modalities) * d, hidden, dropout)
+        else:
+            self.encoders = nn.ModuleDict({m: GatedEncoder(D, hidden, dropout) for m, D in self.input_dims.items()})
+            self.att = nn.Linear(d, 1)
         self.aux_heads = nn.ModuleDict({m: nn.Linear(d, 1) for m in self.modalities})
         self.proj = nn.ModuleDict({m: nn.Linear(d, proj_dim) for m in self.modalities})
-        self.att = nn.Linear(d, 1)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(d, d), nn.ReLU(), nn.Linear(d, 1))
 
+    def _aux(self, E, present, gates) -> dict:
+        aux_logits = torch.stack([self.aux_heads[m](E[:, i]).squeeze(-1) for i, m in enumerate(self.modalities)], 1)
+        z = torch.stack([F.normalize(self.proj[m](E[:, i]), dim=-1) for i, m in enumerate(self.modalities)], 1)
+        return {"aux_logits": aux_logits, "present": present, "proj": z, "gates": gates}
+
     def forward(self, inputs, masks) -> ModelOutput:
+        present = torch.stack([masks[m].any(1) for m in self.modalities], dim=1)  # (B, M)
+        if self.fusion == "gated":
+            seqs = [zero_masked(torch.relu(self.unimodal[m](inputs[m].float())), masks[m]) for m in self.modalities]
+            E = torch.stack([masked_mean(x, masks[m]) for x, m in zip(seqs, self.modalities)], dim=1)  # (B, M, d)
+            joint = masks[self.modalities[0]].bool()
+            for m in self.modalities[1:]:
+                joint = joint | masks[m].bool()
+            fused, g = self.fuse(torch.cat(seqs, dim=-1), joint)
+            aux = self._aux(E, present, g.unsqueeze(-1))
+            return ModelOutput(logits=self.head(fused).squeeze(-1), aux=aux)
         es, gates = [], []
         for m in self.modalities:
             e, g = self.encoders[m](inputs[m], masks[m])
             es.append(e)
             gates.append(g)
         E = torch.stack(es, dim=1)  # (B, M, d)
-        present = torch.stack([masks[m].any(1) for m in self.modalities], dim=1)  # (B, M)
         w = masked_softmax(self.att(torch.tanh(E)).squeeze(-1), present)
         fused = (w.unsqueeze(-1) * E).sum(1)
-        aux_logits = torch.stack([self.aux_heads[m](E[:, i]).squeeze(-1) for i, m in enumerate(self.modalities)], 1)
-        z = torch.stack([F.normalize(self.proj[m](E[:, i]), dim=-1) for i, m in enumerate(self.modalities)], 1)
-        aux = {"aux_logits": aux_logits, "present": present, "proj": z,
-               "gates": torch.stack(gates, 1) * present.to(E.dtype)}
+        aux = self._aux(E, present, torch.stack(gates, 1) * present.to(E.dtype))
         return ModelOutput(logits=self.head(fused).squeeze(-1), modality_weights=w, aux=aux)
 
     def info_nce(self, z: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
@@ -141,6 +177,6 @@ class MIMML(DepressionModel):
 
 @register_model("mimml", paper="MIMML, IEEE TBME 2025 (evaluated on DAIC-WOZ/CMD)", inputs="visual + audio (+ text)")
 def mimml(input_dims, **cfg):
-    """Gated BiGRU/CNN encoders, multi-task heads, InfoNCE mutual-information term."""
+    """Gated BiGRU/CNN multimodal fusion, multi-task heads, InfoNCE mutual-information term."""
     check_options(MIMML, "mimml", cfg)
     return MIMML(input_dims, **cfg)

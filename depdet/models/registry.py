@@ -71,3 +71,106 @@ def create_model(name: str, input_dims: dict[str, int], **cfg):
             raise ConfigError(f"unknown option(s) {unknown} for model {name!r}",
                               hint=f"valid: {', '.join(p for p in params if p != 'input_dims')}")
     return entry.fn(dict(input_dims), **cfg)
+
+
+# ---------------------------------------------------------------------------- model cards
+
+
+def _arg_docs(doc: str | None) -> dict[str, str]:
+    """``name -> meaning`` from the ``Args:`` section of a Google-style docstring (``a, b: text`` too)."""
+    out: dict[str, str] = {}
+    if not doc:
+        return out
+    lines = doc.expandtabs().splitlines()
+    inside, indent, current = False, None, []
+    for line in lines:
+        stripped = line.strip()
+        if stripped in ("Args:", "Arguments:", "Parameters:"):
+            inside, indent, current = True, None, []
+            continue
+        if not inside:
+            continue
+        if not stripped:
+            continue
+        lead = len(line) - len(line.lstrip())
+        if indent is None:
+            indent = lead
+        if lead < indent or (lead == indent and stripped.endswith(":") and " " not in stripped):
+            inside = False
+            continue
+        if lead == indent and ":" in stripped:
+            names, text = stripped.split(":", 1)
+            current = [n.strip() for n in names.split(",") if n.strip()]
+            for n in current:
+                out[n] = text.strip()
+        elif current:
+            for n in current:
+                out[n] = (out[n] + " " + stripped).strip()
+    return out
+
+
+def model_options(name: str, input_dims: dict[str, int] | None = None) -> dict[str, tuple[object, str]]:
+    """Every user-settable option of model ``name``: ``option -> (default, meaning)``.
+
+    Options are the entry point's keyword arguments or, for entry points taking ``**cfg``, the
+    model class's (minus the ones the entry point fixes itself); meanings come from the ``Args:``
+    sections of the entry point's and the class's docstrings.
+    """
+    import torch
+
+    entry = get_entry(name)
+    dims = dict(input_dims or {"visual": 136, "audio": 25})
+    params = inspect.signature(entry.fn).parameters
+    with torch.device("meta"):
+        model = entry.fn(dict(dims))
+    cls = type(model)
+    docs = {**_arg_docs(cls.__doc__), **_arg_docs(cls.__init__.__doc__), **_arg_docs(entry.fn.__doc__)}
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        cand = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
+                if k not in ("self", "input_dims") and p.default is not p.empty}
+        opts = {}
+        for k, d in cand.items():
+            try:
+                with torch.device("meta"):
+                    entry.fn(dict(dims), **{k: d})
+            except ConfigError as e:
+                if "unknown option" in e.message:
+                    continue  # fixed by the entry point
+            except Exception:  # noqa: BLE001 - a default that fails on meta is still an option
+                pass
+            opts[k] = d
+    else:
+        opts = {k: p.default for k, p in params.items() if k != "input_dims" and p.default is not p.empty}
+    return {k: (d, docs.get(k, "")) for k, d in opts.items()}
+
+
+def model_card(name: str, input_dims: dict[str, int] | None = None, **cfg) -> dict:
+    """The card of model ``name``: paper, inputs, kind, description, the module docstring (what follows
+    the paper, the public code, or depdet's own choice), every option with its default and meaning, and
+    the parameter count for ``input_dims`` (with a per-part breakdown where the model file gives one:
+    a module-level ``<name>_param_breakdown(input_dims, **cfg)``)."""
+    import sys
+
+    import torch
+
+    entry = get_entry(name)
+    dims = dict(input_dims or {"visual": 136, "audio": 25})
+    module = sys.modules[entry.fn.__module__]
+    card = {"name": name, "paper": entry.paper, "inputs": entry.inputs, "kind": entry.kind,
+            "description": entry.description, "dims": dims, "config": dict(cfg),
+            "about": (module.__doc__ or "").strip(),
+            "options": [{"name": k, "default": d, "meaning": m} for k, (d, m) in model_options(name, dims).items()],
+            "parameters": None, "parameter_breakdown": None}
+    if entry.kind == "torch":
+        try:
+            with torch.device("meta"):
+                model = create_model(name, dims, **cfg)
+        except ConfigError:
+            raise
+        except Exception:  # noqa: BLE001 - init code that does not support the meta device
+            model = create_model(name, dims, **cfg)
+        card["parameters"] = int(sum(p.numel() for p in model.parameters()))
+        fn = getattr(module, f"{name}_param_breakdown", None)
+        if fn is not None:
+            card["parameter_breakdown"] = fn(dims, **cfg)
+    return card

@@ -1,23 +1,40 @@
-"""Training recipes of the papers (``depdet train --preset NAME``), with their sources.
+"""Training recipes (``depdet train --preset NAME``, ``depdet presets [NAME] [--json]``), with their sources.
 
-Every value comes from models.md §3 (the reference repositories' configs and scripts). Where a
-paper's recipe is not public, the preset says which published recipe it borrows, in ``note``.
+Two kinds of preset:
+
+* **paper presets** (``depmamba-dvlog``, ``jamfn-dvlog``, ...) reproduce the named paper's public
+  code (models.md §1.3, §2, §3: the reference repositories' loaders, configs and scripts) or, where
+  there is no code, the paper's own text: preprocessing (none beyond casting to float32, as the
+  public loaders), the model's padding behaviour and mask rule, precision (float32), optimiser,
+  schedule, checkpoint selection and seeds. Every difference that remains is listed in ``note``
+  with its reason.
+* **depdet presets** (names ending in ``-fixed``) are a paper preset plus depdet's improvements,
+  each listed in ``changes``: the padding fix (``padding="fixed"``), training-fold standardisation
+  and the landmark row z-score, float16 autocast on CUDA. ``variant_of`` names the paper preset.
+
+Every run (both kinds) also gets depdet's additions that do not change the paper's metrics: a
+temperature and threshold fitted on validation (reported separately as ``*_calibrated``), and
+evaluation in length-sorted batches (the scorer's bucketing; see ``note`` where it matters).
 Command-line options given explicitly override preset values.
 
 Fields: ``model`` and ``model_config`` (registry name and options), ``optimizer``, ``lr``,
 ``weight_decay``, ``batch_size``, ``epochs``, ``scheduler`` (``none`` or ``cosine``: AllenYolk's
 CosineAnnealingLR(T_max=epochs//5, eta_min=lr/20) stepped per epoch), ``patience`` (early stopping;
-None = train all epochs as the references do), ``select`` (checkpoint criterion on valid),
-``preprocess`` (PreprocessConfig fields), ``seeds``, and what the row counts assume:
+None = train all epochs), ``select`` (checkpoint criterion on valid), ``amp`` (float16 autocast on
+CUDA), ``preprocess`` (every PreprocessConfig field), ``seeds``; metadata (not TrainConfig fields):
+``kind`` (``paper`` or ``depdet``), ``sources``, ``note``, ``changes``/``variant_of`` (depdet
+presets), and what the row counts assume:
 
 * ``dataset``: the dataset the recipe was published for (``dvlog`` or ``lmvd``);
 * ``fps``: rows per second of that dataset's features (1.0 for every preset here: D-Vlog and LMVD
   have one row per second). A preset counts in rows: ``crop_min_len`` (500/400), ``max_len`` (596)
-  and JAMFN's fixed 596-step joint-attention window (its model default). On features at another
-  rate those numbers mean other durations, so :class:`~depdet.pipeline.training.train.Trainer`
-  refuses such a dataset (``ConfigError``) unless ``rescale_rows=True`` (CLI ``--rescale-rows``)
-  asks it to multiply those row counts by ``data fps / preset fps`` (see
-  :func:`~depdet.pipeline.training.train.rows_for_fps`).
+  and JAMFN's fixed 596-step window (its model default). On features at another rate those numbers
+  mean other durations, so :class:`~depdet.pipeline.training.train.Trainer` refuses such a dataset
+  (``ConfigError``) unless ``rescale_rows=True`` (CLI ``--rescale-rows``) asks it to multiply those
+  row counts by ``data fps / preset fps`` (see :func:`~depdet.pipeline.training.train.rows_for_fps`).
+
+No preset here quotes a result; results come from a run folder (``metrics.json``), which records
+the preset, its note, the seeds and the split.
 """
 
 from __future__ import annotations
@@ -26,51 +43,126 @@ from copy import deepcopy
 
 from depdet.errors import ConfigError
 
-_DEPMAMBA_COMMON = dict(optimizer="adam", lr=1e-4, weight_decay=0.0, batch_size=16, epochs=120, scheduler="none",
-                        patience=None, select="depmamba", seeds=[1, 2, 3])
-_ALLENYOLK = dict(optimizer="adam", lr=1e-4, weight_decay=0.0, batch_size=8, epochs=300, scheduler="cosine",
-                  patience=None, select="acc", seeds=[1, 2, 3], preprocess={"crop_aug": False})
+#: keys of a preset that describe it and are not TrainConfig fields
+META_KEYS = ("kind", "sources", "note", "changes", "variant_of", "dataset", "fps")
+
+# the public loaders (models.md §1.3): features cast to float32, nothing else
+_RAW = {"landmark_zscore": False, "standardize": False, "max_len": None, "crop_aug": False, "crop_min_len": 500,
+        "crop_attempts": 5}
+
+_SEEDS_NOTE = ("seeds 1, 2, 3 (depdet's: the reference runs are unseeded; the seed fixes model initialisation, "
+               "shuffling, crops and dropout, so depdet's random streams differ from any reference run)")
+_EVAL_NOTE = ("valid/test logits are scored in length-sorted batches of 16 (depdet's scorer); with the public "
+              "code's padding leak (padding='original') a logit depends on the padding of its batch, so valid/test "
+              "logits differ slightly from the reference's in-order batches")
+_CROP_NOTE = ("crops are drawn from the run's seed (the reference's are unseeded), same rule: 5 tries of "
+              "int(U(0,1)*T) rows, kept if >= {n}, start in [1, T-len]")
+
+_DEPMAMBA_SRC = ["Jiaxin-Ye/DepMamba@6e96fd2: main.py, config/config.yaml, README.md, datasets/{dvlog,lmvd}.py",
+                 "models.md §1.3 (loader), §2.1 (model), §3 (protocol)"]
+
+
+def _depmamba(dataset: str, d_state: int, crop: int) -> dict:
+    return dict(
+        kind="paper", model="depmamba", model_config={"d_state": d_state, "padding": "original"}, dataset=dataset,
+        fps=1.0, preprocess={**_RAW, "crop_aug": True, "crop_min_len": crop}, optimizer="adam", lr=1e-4,
+        weight_decay=0.0, batch_size=16, epochs=120, scheduler="none", patience=None, select="depmamba",
+        amp=False, seeds=[1, 2, 3], sources=_DEPMAMBA_SRC,
+        note=(f"DepMamba public code ({dataset}): features as loaded (float32, no standardisation, no landmark "
+              f"z-score), whole sequences, batches zero-padded to their longest; padding='original' = the public "
+              f"model's padding behaviour (no masking inside blocks, backward scan over the flipped padded tensor, "
+              f"plain BatchNorm) and its mask rule (concat row sum != 0, used only for the mean pooling); d_state "
+              f"{d_state}; Adam lr 1e-4 (the README's runs; config.yaml says 8e-5), no weight decay, batch 16, "
+              f"120 epochs, no scheduler (config's 'cos' is unused), float32, BCE on one logit, checkpoint = the "
+              f"epoch whose mean(acc,P,R,F1) on valid is strictly better than all before. Remaining differences: "
+              f"{_CROP_NOTE.format(n=crop)}; {_SEEDS_NOTE}; {_EVAL_NOTE}; invalid rows (from the store's validity) "
+              f"are set to 0 on loading (the released files already hold 0 there)."))
+
+
+def _dynmultidep(dataset: str, cfg: dict, crop: int) -> dict:
+    return dict(
+        kind="paper", model="dynmultidep", model_config={**cfg, "padding": "original"}, dataset=dataset, fps=1.0,
+        preprocess={**_RAW, "crop_aug": True, "crop_min_len": crop}, optimizer="adam", lr=5e-4, weight_decay=0.0,
+        batch_size=32, epochs=120, scheduler="none", patience=None, select="depmamba", amp=False, seeds=[1, 2, 3],
+        sources=["3166074787/DynMultiDep@5fd29e3: config/config.yaml, datasets/*", "models.md §2.2, §3"],
+        note=("DynMultiDep public config: Adam 5e-4, batch 32, 120 epochs, no scheduler, DepMamba's loader (float32, "
+              "no standardisation, crops) and selection, float32, padding='original' (its Mamba layer is DepMamba's, "
+              "which leaks padding). Remaining differences: the public code cannot run as committed and lacks the "
+              "paper's Transformer experts and routing (models.md §2.2), so the model is depdet's reading of the "
+              f"paper (see `depdet models dynmultidep`); {_CROP_NOTE.format(n=crop)}; {_SEEDS_NOTE}; {_EVAL_NOTE}."))
+
+
+def _fixed(base: dict, name: str) -> dict:
+    """depdet's variant of a paper preset: padding fix, training-fold standardisation, landmark z-score, AMP."""
+    p = deepcopy(base)
+    p.update(kind="depdet", variant_of=name, amp=True)
+    p["model_config"]["padding"] = "fixed"
+    p["preprocess"].update(standardize=True, landmark_zscore=True)
+    p["changes"] = [
+        "padding='fixed': padding and every invalid row (e.g. no face) are skipped by every conv, scan and BatchNorm "
+        "statistic (also on unpadded clips with missing faces, where the public model runs zero rows through)",
+        "pooling mask = the union of the per-modality validity masks (not concat row sum != 0)",
+        "standardize=True: per-column z-score with training-fold statistics (valid rows only), stored in the checkpoint",
+        "landmark_zscore=True: per-row z-score of the 136 landmark columns (idempotent on released D-Vlog/LMVD)",
+        "amp=True: float16 autocast + GradScaler on CUDA (CPU stays float32)",
+    ]
+    p["note"] = (f"depdet's variant of {name} (not the paper's recipe): the changes listed in 'changes'; everything "
+                 f"else as {name}, whose note reads: " + base["note"])
+    return p
+
+
+_ALLENYOLK = dict(kind="paper", optimizer="adam", lr=1e-4, weight_decay=0.0, batch_size=8, epochs=300,
+                  scheduler="cosine", patience=None, select="acc", amp=False, seeds=[1, 2, 3], preprocess=dict(_RAW),
+                  sources=["AllenYolk/depression-detection@34d94ab: main.py, config.yaml, models/{transformer,cnn}.py",
+                           "models.md §2.4(a), §2.5, §3"])
 
 PRESETS: dict[str, dict] = {
-    "depmamba-dvlog": dict(
-        model="depmamba", model_config={"d_state": 12}, dataset="dvlog", fps=1.0,
-        preprocess={"crop_aug": True, "crop_min_len": 500}, **_DEPMAMBA_COMMON,
-        note="Jiaxin-Ye/DepMamba main.py/config.yaml: Adam lr 1e-4 (the README's runs; config.yaml says 8e-5), "
-             "batch 16, 120 epochs, no scheduler (config's 'cos' is unused), select strictly-better mean(acc,P,R,F1) "
-             "on valid, seeded random crops >= 500 rows; 3 runs (the reference's range(3), unseeded)."),
-    "depmamba-lmvd": dict(
-        model="depmamba", model_config={"d_state": 16}, dataset="lmvd", fps=1.0,
-        preprocess={"crop_aug": True, "crop_min_len": 400}, **_DEPMAMBA_COMMON,
-        note="As depmamba-dvlog with d_state 16 and crops >= 400 rows (DepMamba's LMVD config)."),
-    "dynmultidep-dvlog": dict(
-        model="dynmultidep", model_config={}, dataset="dvlog", fps=1.0,
-        preprocess={"crop_aug": True, "crop_min_len": 500},
-        **{**_DEPMAMBA_COMMON, "lr": 5e-4, "batch_size": 32},
-        note="3166074787/DynMultiDep@5fd29e3 config: Adam 5e-4, batch 32, 120 epochs, DepMamba's selection and crops."),
-    "dynmultidep-lmvd": dict(
-        model="dynmultidep", model_config={"d_state": 16}, dataset="lmvd", fps=1.0,
-        preprocess={"crop_aug": True, "crop_min_len": 400},
-        **{**_DEPMAMBA_COMMON, "lr": 5e-4, "batch_size": 32},
-        note="As dynmultidep-dvlog with d_state 16 (the public LMVD config) and LMVD crops >= 400 rows."),
+    "depmamba-dvlog": _depmamba("dvlog", 12, 500),
+    "depmamba-lmvd": _depmamba("lmvd", 16, 400),
+    "dynmultidep-dvlog": _dynmultidep("dvlog", {}, 500),
+    "dynmultidep-lmvd": _dynmultidep("lmvd", {"d_state": 16}, 400),
     "detector-dvlog": dict(
-        model="detector", model_config={}, dataset="dvlog", fps=1.0, **_ALLENYOLK,
-        note="AllenYolk/depression-detection main.py/config.yaml: Adam 1e-4, batch 8, 300 epochs, cosine "
-             "(T_max=epochs//5, eta_min=lr/20), select best valid accuracy, no augmentation."),
+        model="detector", model_config={"use_masks": False}, dataset="dvlog", fps=1.0, **deepcopy(_ALLENYOLK),
+        note=("AllenYolk's D-Vlog Depression Detector re-implementation (no official code exists): Adam 1e-4, batch 8, "
+              "300 epochs, cosine (T_max=epochs//5, eta_min=lr/20) per epoch, checkpoint = best valid accuracy "
+              "(strictly better), no augmentation, use_masks=False (its model uses no padding mask). Remaining "
+              "differences: features as loaded without normalisation and float32 precision are depdet's reading "
+              f"(models.md records neither for this repository); {_SEEDS_NOTE}; {_EVAL_NOTE.replace('padding=' + chr(39) + 'original' + chr(39), 'use_masks=False')}.")),
     "tamfn-dvlog": dict(
-        model="tamfn", model_config={}, dataset="dvlog", fps=1.0, **_ALLENYOLK,
-        note="AllenYolk's TAMFN re-implementation recipe (same as detector-dvlog); the official TAMFN code is not public."),
+        model="tamfn", model_config={"use_masks": False}, dataset="dvlog", fps=1.0, **deepcopy(_ALLENYOLK),
+        note=("AllenYolk's TAMFN re-implementation recipe (the official TAMFN code is not public): as detector-dvlog. "
+              "Remaining differences: depdet's tamfn masks padding (the re-implementation does not; depdet has no "
+              f"option for its unmasked behaviour); no normalisation and float32 are depdet's reading; {_SEEDS_NOTE}.")),
     "jamfn-dvlog": dict(
-        model="jamfn", model_config={}, dataset="dvlog", fps=1.0, **_ALLENYOLK,
-        note="JAMFN's training recipe is not public (no code found). Borrowed: the AllenYolk D-Vlog recipe used for "
-             "TAMFN, the same authors' (Zhou et al.) previous model. Not the paper's own recipe."),
+        kind="paper", model="jamfn", model_config={}, dataset="dvlog", fps=1.0, preprocess=dict(_RAW),
+        optimizer="adam", lr=1e-4, weight_decay=5e-4, batch_size=32, epochs=30, scheduler="none", patience=4,
+        select="loss", amp=False, seeds=[1, 2, 3],
+        sources=["Zhou et al., Interspeech 2023, §3 (Eqs. 1-14) and §4.2 (papers/jamfn-paper.txt); no public code"],
+        note=("JAMFN paper §4.2: Adam (torch's, L2 weight decay) with batch 32, 30 epochs, lr 1e-4, weight decay 5e-4, "
+              "eps 1e-8 (torch's default), early stopping with patience 4, cross-entropy loss (the model's default "
+              "head='ce2': two class logits), weighted P/R/F1 for testing (metrics.json reports weighted_* beside "
+              "the binary ones); the model's default is Eq. 12-14 (see `depdet models jamfn`). Remaining differences "
+              "(the paper does not say): early stopping and the kept checkpoint use the valid cross-entropy "
+              "(select='loss', depdet's choice); no scheduler, no augmentation, features as loaded (no "
+              f"normalisation), float32 and the fixed window L=596 (D-Vlog's padding length) are depdet's choices; "
+              f"{_SEEDS_NOTE}.")),
     "dvlog-replication": dict(
-        model="detector", model_config={}, dataset="dvlog", fps=1.0, optimizer="adam", lr=2e-4, weight_decay=0.0,
-        batch_size=32, epochs=50, scheduler="none", patience=None, select="loss", seeds=[0, 1, 42, 1123, 3407],
-        preprocess={"crop_aug": False, "max_len": 596},
-        note="StanMey/Master_thesis_DVlog replication: Adam 2e-4, batch 32, 50 epochs, lowest valid loss, seeds "
-             "0/1/42/1123/3407, sequences capped at 596 rows (the paper pads/truncates to 596; here the cap is a random "
-             "window in training and the first 596 rows in evaluation). Its softmax+CE loss is not copied (BCE on one logit)."),
+        kind="paper", model="detector", model_config={}, dataset="dvlog", fps=1.0, optimizer="adam", lr=2e-4,
+        weight_decay=0.0, batch_size=32, epochs=50, scheduler="none", patience=None, select="loss", amp=False,
+        seeds=[0, 1, 42, 1123, 3407], preprocess={**_RAW, "max_len": 596},
+        sources=["StanMey/Master_thesis_DVlog@1921636: DVlog/train.py, model_configs/replication_study/*.cfg",
+                 "models.md §2.4(b), §3"],
+        note=("StanMey/Master_thesis_DVlog replication protocol: Adam 2e-4, batch 32, 50 epochs, lowest valid loss, "
+              "seeds 0/1/42/1123/3407, sequences capped at 596 rows. Remaining differences: the model is depdet's "
+              "detector (AllenYolk's architecture, §2.4a), not the thesis's (§2.4b); the cap is a random window in "
+              "training and the first 596 rows in evaluation (the thesis pads/truncates to 596); its softmax+CE "
+              "loss (a double softmax) is not copied (BCE on one logit); features as loaded and float32 are "
+              "depdet's reading.")),
 }
+PRESETS["depmamba-dvlog-fixed"] = _fixed(PRESETS["depmamba-dvlog"], "depmamba-dvlog")
+PRESETS["depmamba-lmvd-fixed"] = _fixed(PRESETS["depmamba-lmvd"], "depmamba-lmvd")
+PRESETS["dynmultidep-dvlog-fixed"] = _fixed(PRESETS["dynmultidep-dvlog"], "dynmultidep-dvlog")
+PRESETS["dynmultidep-lmvd-fixed"] = _fixed(PRESETS["dynmultidep-lmvd"], "dynmultidep-lmvd")
 
 
 def list_presets() -> list[str]:
@@ -83,3 +175,32 @@ def get_preset(name: str) -> dict:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}", hint=f"choose from {', '.join(list_presets())}")
     return deepcopy(PRESETS[name])
+
+
+def preset_note(name: str | None) -> str | None:
+    """The note of preset ``name`` (None without a preset)."""
+    return None if not name else get_preset(name)["note"]
+
+
+def resolve_preset(name: str) -> dict:
+    """Preset ``name`` resolved: every TrainConfig value (defaults filled in), ``preprocess`` with every
+    PreprocessConfig field, ``model_config`` with every model option and its default, and the metadata
+    (``note``, ``kind``, ``sources``, ``changes``, ``variant_of``, ``fps``, ``dataset``)."""
+    import inspect
+
+    from depdet.models.registry import get_entry
+    from depdet.pipeline.training.train import TrainConfig
+
+    p = get_preset(name)
+    cfg = TrainConfig.from_preset(name).to_dict()
+    fn = get_entry(cfg["model"]).fn
+    defaults = {k: v.default for k, v in inspect.signature(fn).parameters.items()
+                if k != "input_dims" and v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL) and v.default is not v.empty}
+    if not defaults:  # registry entry takes **cfg: the options are the model class's
+        from depdet.models.registry import model_options
+        defaults = {k: d for k, (d, _) in model_options(cfg["model"]).items()}
+    cfg["model_config"] = {**{k: (list(v) if isinstance(v, tuple) else v) for k, v in defaults.items()},
+                           **cfg["model_config"]}
+    cfg.update({k: p[k] for k in META_KEYS if k in p})
+    cfg["name"] = name
+    return cfg

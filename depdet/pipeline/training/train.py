@@ -2,13 +2,19 @@
 
 Run directory (SpeechBrain style, never overwritten silently)::
 
-    runs/<name>/config.json (+ config.yaml)   the resolved TrainConfig
-    runs/<name>/env.json                      versions, device, threads
+    runs/<name>/config.json (+ config.yaml)   the resolved TrainConfig, how the data were loaded
+                                              (``load``), the preset's note, the command line;
+                                              ``depdet train --config runs/<name>/config.yaml`` re-runs it
+    runs/<name>/env.json                      depdet version + git commit, Python, torch, numpy, opensmile,
+                                              dlib, scikit-learn, PyAV, scan backend, device, threads
+    runs/<name>/commands.jsonl                one line per invocation (command line, resume or not)
     runs/<name>/data.json                     dataset path, layout, spec, loader report, split sizes,
-                                              row scale and the preprocess/model options used
+                                              row scale, the preprocess/model options used and the data
+                                              fingerprint (per sample id, label, fold, SHA-256 per feature file)
     runs/<name>/<run>/log.csv                 one row per epoch (loss, valid metrics, lr, seconds)
     runs/<name>/<run>/last.pt                 resume state, rewritten atomically after every epoch
     runs/<name>/<run>/best.pt                 the selected checkpoint (checkpoint.py format), calibrated
+    runs/<name>/<run>/predictions.csv         per-sample valid/test logits and decisions
     runs/<name>/<run>/result.json             valid/test metrics, baseline, per gender (marks the run done)
     runs/<name>/metrics.json                  all runs + mean ± std + the all-depressed baseline
     runs/<name>/checkpoint.pt                 copy of the run with the best *validation* score
@@ -36,6 +42,7 @@ import math
 import os
 import platform
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -57,7 +64,7 @@ from depdet.pipeline.features.spec import check_spec
 from depdet.pipeline.training.metrics import (SELECTION_CRITERIA, all_depressed_baseline, classification_metrics, mean_std,
                                      per_group, selection_score)
 from depdet.pipeline.data.preprocess import PreprocessConfig, Preprocessor, random_crops
-from depdet.pipeline.training.presets import get_preset
+from depdet.pipeline.training.presets import META_KEYS, get_preset, preset_note
 from depdet.pipeline.data.splits import Split, filter_gender, kfold_splits, own_split
 
 LOG_COLUMNS = ("epoch", "train_loss", "valid_loss", "valid_acc", "valid_precision", "valid_recall", "valid_f1",
@@ -154,9 +161,9 @@ class TrainConfig:
         base: dict = {}
         if preset:
             base = get_preset(preset)
-            base.pop("note", None)
-            base["preset_dataset"] = base.pop("dataset", None)
-            base["preset_fps"] = base.pop("fps", None)
+            meta = {k: base.pop(k, None) for k in META_KEYS}
+            base["preset_dataset"] = meta["dataset"]
+            base["preset_fps"] = meta["fps"]
             base["preset"] = preset
         pre = dict(base.pop("preprocess", {}))
         pre.update({k: v for k, v in (overrides.pop("preprocess", None) or {}).items() if v is not None})
@@ -246,14 +253,84 @@ def resolve_device(name: str = "auto") -> torch.device:
     return dev
 
 
+def _dist_version(name: str) -> str | None:
+    """Installed version of distribution ``name`` (None when not installed); nothing is imported."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit() -> dict | None:
+    """Commit and dirty flag of the checkout depdet is imported from (None when not a git checkout)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[3]
+    if not (root / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+        return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip()), "path": str(root)}
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def scan_backend_info(device: torch.device) -> dict:
+    """Which selective-scan path a model on ``device`` uses (:func:`depdet.models.mamba.scan_backend`):
+    ``cuda`` (mamba_ssm), ``kernel`` (depdet's compiled CPU kernel) or ``chunked`` (PyTorch), and why."""
+    from depdet.models import mamba, scan_kernel
+
+    t = torch.empty(0, device=device)
+    info = {"backend": mamba.scan_backend(t), "env_DEPDET_SCAN": os.environ.get(scan_kernel.ENV_BACKEND)}
+    if device.type == "cpu":
+        info["kernel_library"] = scan_kernel.library_path()
+        info["kernel_build_error"] = scan_kernel.build_error()
+    return info
+
+
 def environment_info(device: torch.device) -> dict:
-    """Versions and hardware for env.json."""
-    info = {"depdet": __version__, "python": platform.python_version(), "torch": str(torch.__version__),
-            "numpy": np.__version__, "platform": platform.platform(), "device": str(device),
-            "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+    """Versions and hardware for env.json: depdet (and its git commit when run from a checkout), Python,
+    torch, numpy, opensmile, dlib, scikit-learn, PyAV (installed versions; None = not installed), the
+    scan backend, device, threads."""
+    info = {"depdet": __version__, "git": _git_commit(), "python": platform.python_version(),
+            "torch": str(torch.__version__), "numpy": np.__version__,
+            "opensmile": _dist_version("opensmile"), "dlib": _dist_version("dlib") or _dist_version("dlib-bin"),
+            "scikit-learn": _dist_version("scikit-learn"), "av": _dist_version("av"),
+            "platform": platform.platform(), "device": str(device),
+            "torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
+            "cpu_count": os.cpu_count(), "scan": scan_backend_info(device)}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+        info["cudnn"] = torch.backends.cudnn.version()
     return info
+
+
+def data_fingerprint(dataset: Dataset) -> dict:
+    """What identifies the training data: per sample its id, label, gender, fold and the SHA-256 of
+    each modality's feature file (from the store's record) or, for released folders without records,
+    of its float32 array (``sha256_of: "array"``); plus one SHA-256 over all of it."""
+    rows = []
+    for smp in dataset.samples:
+        files = (smp.record or {}).get("files") or {}
+        shas, how = {}, {}
+        for m, a in smp.features.items():
+            f = files.get(m)
+            if f and f.get("sha256"):
+                shas[m], how[m] = f["sha256"], "file"
+            else:
+                shas[m] = hashlib.sha256(np.ascontiguousarray(a, dtype=np.float32).tobytes()).hexdigest()
+                how[m] = "array"
+        rows.append({"id": smp.id, "label": smp.label, "gender": smp.gender, "fold": smp.fold, "sha256": shas,
+                     "sha256_of": how})
+    total = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
+    return {"n": len(rows), "sha256": total, "samples": rows}
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -336,6 +413,9 @@ class Trainer:
         log: callable receiving human-readable lines (e.g. console.print), or None.
         on_epoch_end: optional hook ``f(run_name, epoch, row)`` called after each epoch is saved
             (used by tests to simulate an interruption).
+        command: the command line to record (default ``sys.argv``).
+        load_options: how the dataset was loaded (``layout``, ``labels``, ``skip_missing``), recorded
+            in config.json/config.yaml so that ``depdet train --config`` can load it again.
 
     Raises:
         ConfigError: a preset's row counts assume another rate than ``dataset.spec.fps`` and
@@ -343,8 +423,11 @@ class Trainer:
     """
 
     def __init__(self, dataset: Dataset, config: TrainConfig, run_dir: str | Path, *, progress=None,
-                 log: Callable[[str], None] | None = None, on_epoch_end: Callable | None = None):
+                 log: Callable[[str], None] | None = None, on_epoch_end: Callable | None = None,
+                 command: list[str] | None = None, load_options: dict | None = None):
         dataset.require_labels()
+        self.command = list(command) if command is not None else list(sys.argv)
+        self.load_options = dict(load_options or {})
         self.ds, self.cfg, self.run_dir = dataset, config, Path(run_dir)
         # the options actually trained with: the config's row counts at the data's rate (rows_for_fps)
         self.pre_cfg, self.model_config, self.row_scale = rows_for_fps(config, dataset.spec.fps)
@@ -372,14 +455,25 @@ class Trainer:
             raise ConfigError("run folder exists, is not empty and holds no depdet run", path=self.run_dir,
                               hint="choose a new --run-dir/--name")
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        dio.write_json(cfg_path, {**ident, "config_hash": _config_hash(ident), "depdet_version": __version__})
+        extra = {"load": {"layout": self.ds.layout, **self.load_options}, "preset_note": preset_note(self.cfg.preset),
+                 "command": self.command}
+        dio.write_json(cfg_path, {**ident, "config_hash": _config_hash(ident), "depdet_version": __version__, **extra})
         try:
             import yaml
-            dio.write_text(self.run_dir / "config.yaml", yaml.safe_dump(ident, sort_keys=False))
+            dio.write_text(self.run_dir / "config.yaml", yaml.safe_dump({**ident, **extra}, sort_keys=False))
         except ImportError:
             pass
         dio.write_json(self.run_dir / "env.json", environment_info(self.device))
         return False
+
+    def _record_invocation(self, resuming: bool) -> None:
+        """Append this invocation (time, command line, device, threads, scan backend) to commands.jsonl."""
+        row = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resume": resuming, "command": self.command,
+               "device": str(self.device), "torch_threads": torch.get_num_threads(),
+               "scan": scan_backend_info(self.device)["backend"], "depdet": __version__}
+        path = self.run_dir / "commands.jsonl"
+        old = path.read_text() if path.exists() else ""
+        dio.write_text(path, old + json.dumps(row) + "\n")
 
     def splits(self) -> list[Split]:
         """The splits to run (own folds, or k stratified folds), gender filters applied."""
@@ -395,12 +489,14 @@ class Trainer:
         resuming = self._prepare_run_dir()
         if resuming:
             self.log(f"resuming the run in {self.run_dir}")
+        self._record_invocation(resuming)
         splits = self.splits()
         dio.write_json(self.run_dir / "data.json", {
             "path": str(self.ds.root), "layout": self.ds.layout, "spec": self.ds.spec.to_dict(),
             "synthetic": bool(self.ds.info.get("synthetic", False)), "report": self.ds.report.to_dict(),
             "splits": {s.name: s.sizes() for s in splits}, "row_scale": self.row_scale,
-            "preprocess_used": asdict(self.pre_cfg), "model_config_used": self.model_config})
+            "preprocess_used": asdict(self.pre_cfg), "model_config_used": self.model_config,
+            "fingerprint": data_fingerprint(self.ds)})
         if self.row_scale != 1.0:
             self.log(f"row counts x{self.row_scale:g} for {self.ds.spec.fps:g} rows/s (preset: {self.cfg.preset_fps:g}): "
                      f"max_len {self.pre_cfg.max_len}, crop_min_len {self.pre_cfg.crop_min_len}"
@@ -583,6 +679,7 @@ class Trainer:
             return self._logits(model, idx, feats)
 
         v_logits = logits_of(split.valid)
+        t_logits = logits_of(split.test) if split.test else np.zeros(0)
         T = fit_temperature(v_logits, y[split.valid])
         v_prob = apply_temperature(v_logits, T)
         thr = choose_threshold(v_prob, y[split.valid], self.cfg.threshold_method)
@@ -590,7 +687,6 @@ class Trainer:
         valid_cal = classification_metrics(y[split.valid], v_prob, thr)
         test, test_cal, base, genders = {}, {}, {}, {}
         if split.test:
-            t_logits = logits_of(split.test)
             test = classification_metrics(y[split.test], apply_temperature(t_logits, 1.0))
             t_prob = apply_temperature(t_logits, T)
             test_cal = classification_metrics(y[split.test], t_prob, thr)
@@ -608,6 +704,8 @@ class Trainer:
         ckpt = build_checkpoint(model, self.cfg.model, self.model_config, self.ds.spec, pre, threshold=thr,
                                 temperature=T, metrics=metrics, info=info)
         save_checkpoint(rdir / "best.pt", ckpt)
+        self._write_predictions(rdir / "predictions.csv", [("valid", split.valid, v_logits), ("test", split.test, t_logits)],
+                                T, thr)
         res = RunResult(name=name, seed=seed, fold=split.name, best_epoch=best_epoch, valid=valid, test=test,
                         test_calibrated=test_cal, baseline=base, per_gender=genders, threshold=thr, temperature=T,
                         checkpoint=str(rdir / "best.pt"), valid_score=float(score))
@@ -617,6 +715,19 @@ class Trainer:
         t = f"test F1 {test['f1']:.3f} acc {test['acc']:.3f} (all-depressed F1 {base['f1']:.3f})" if test else "no test fold"
         self.log(f"{name}: best epoch {best_epoch}, valid score {score:.3f}; {t}")
         return res
+
+    def _write_predictions(self, path: Path, parts, temperature: float, threshold: float) -> None:
+        """Per-sample valid and test predictions of one run: id, fold, label, gender, logit, the papers'
+        decision (logit > 0), calibrated probability and decision (temperature, threshold)."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["id", "fold", "label", "gender", "logit", "pred", "probability_calibrated", "pred_calibrated"])
+        for fold, idx, logits in parts:
+            probs = apply_temperature(np.asarray(logits, dtype=np.float64), temperature) if len(idx) else []
+            for i, z, p in zip(idx, logits, probs):
+                w.writerow([self.ds.samples[i].id, fold, int(self.labels[i]), self.genders[i], repr(float(z)),
+                            int(z > 0), repr(float(p)), int(p >= threshold)])
+        dio.write_text(path, buf.getvalue())
 
     def _summarise(self, results: list[RunResult], splits: list[Split]) -> dict:
         tests = [r.test for r in results if r.test]
@@ -645,6 +756,71 @@ class Trainer:
 def train(dataset: Dataset, config: TrainConfig, run_dir: str | Path, **kw) -> dict:
     """Train ``config`` on ``dataset`` into ``run_dir`` (see :class:`Trainer`); returns the summary."""
     return Trainer(dataset, config, run_dir, **kw).run()
+
+
+def read_run_config(path: str | Path) -> dict:
+    """The recorded ``config.yaml`` / ``config.json`` of a run folder (or the folder itself)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / ("config.yaml" if (path / "config.yaml").exists() else "config.json")
+    if not path.exists():
+        raise ConfigError("no run config here", path=path, hint="pass RUN/config.yaml of a folder written by depdet train")
+    text = path.read_text()
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            d = yaml.safe_load(text)
+        else:
+            d = json.loads(text)
+    except Exception as e:  # noqa: BLE001 - any parse error is the same user error
+        raise ConfigError(f"cannot read the run config ({e.__class__.__name__}: {e})", path=path) from None
+    if not isinstance(d, dict) or "config" not in d or "data" not in d:
+        raise ConfigError("not a depdet run config (no 'config'/'data' sections)", path=path)
+    d["_path"] = str(path)
+    return d
+
+
+def rerun(config_path: str | Path, run_dir: str | Path | None = None, *, device: str | None = None,
+          threads: int | None = None, command: list[str] | None = None, console=None) -> tuple[dict, Path]:
+    """Re-run a run from its own folder: the recorded TrainConfig on the recorded data (same path,
+    layout, labels file and ``skip_missing``), with the recorded torch thread count unless ``threads``
+    is given. The data must have the recorded fingerprint (else a DataError). Returns the summary
+    and the new run folder (default: ``<RUN>-rerun`` beside the original).
+
+    Training is deterministic per seed on CPU, so on CPU the new ``metrics.json`` metrics equal the
+    recorded ones (tested by ``tests/test_recipes.py``).
+    """
+    from depdet.pipeline.data.datasets import load_dataset
+
+    d = read_run_config(config_path)
+    src = Path(d["_path"]).parent
+    cfg_d = dict(d["config"])
+    if device is not None:
+        cfg_d["device"] = device
+    cfg = TrainConfig(**cfg_d)
+    load = dict(d.get("load") or {})
+    env_path = src / "env.json"
+    if threads is None and env_path.exists():
+        threads = json.loads(env_path.read_text()).get("torch_threads")
+    if threads:
+        torch.set_num_threads(int(threads))
+    ds = load_dataset(d["data"]["path"], load.get("layout", d["data"].get("layout", "auto")), labels=load.get("labels"),
+                      skip_missing=bool(load.get("skip_missing", False)))
+    data_json = src / "data.json"
+    if data_json.exists():
+        want = (json.loads(data_json.read_text()).get("fingerprint") or {}).get("sha256")
+        got = data_fingerprint(ds)["sha256"]
+        if want and want != got:
+            raise DataError("the data differ from the recorded run's (data fingerprint changed)", path=ds.root,
+                            hint=f"compare {data_json} 'fingerprint' with the folder's records")
+    rdir = Path(run_dir) if run_dir is not None else src.parent / f"{src.name}-rerun"
+    log = (lambda s: console.print(s, highlight=False)) if console is not None else None
+    if log and cfg.preset:
+        log(f"re-running {src} into {rdir}; preset {cfg.preset}: {preset_note(cfg.preset)}")
+    summary = Trainer(ds, cfg, rdir, log=log, command=command,
+                      load_options={k: v for k, v in load.items() if k != "layout"}).run()
+    return summary, rdir
 
 
 # ---------------------------------------------------------------------------- evaluation
