@@ -6,9 +6,7 @@ import glob
 import json
 import shlex
 import shutil
-from pathlib import Path
 
-import pytest
 
 from conftest import REPO, needs_grid, run_cli
 
