@@ -1,6 +1,11 @@
 """Safe file writing: every output is written to a temporary file beside its target and renamed.
 
-A crash or Ctrl-C therefore never leaves a half-written output under its final name.
+A crash or Ctrl-C therefore never leaves a half-written output under its final name. Outputs get the
+mode an ordinary ``open`` would give them (``0666 & ~umask``).
+
+Trusted caches (:func:`private_dir`, :func:`untrusted`): a folder depdet reads code or weights from
+(the compiled scan kernel, cached weight files) must be created by depdet with mode 0700, be owned
+by the current user and not be group- or world-writable, and so must every file loaded from it.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -26,6 +32,57 @@ def _umask() -> int:
 def apply_umask(path: str | Path, mode: int = 0o666) -> None:
     """Give a file made by ``mkstemp`` (always 0600) the mode an ordinary ``open`` would: ``mode & ~umask``."""
     os.chmod(path, mode & ~_umask())
+
+
+def _uid() -> int | None:
+    return os.getuid() if hasattr(os, "getuid") else None
+
+
+def untrusted(path: str | Path, *, allow_root: bool = False, check_parent: bool = True) -> str | None:
+    """Why ``path`` cannot be trusted to hold code or weights depdet loads, or None when it can.
+
+    Trusted: not a symbolic link, owned by the current user (or by root when ``allow_root``), not
+    group- or world-writable; for a file (``check_parent``), its folder passes the same test. On
+    systems without POSIX owners (Windows) only the link test applies.
+    """
+    p = Path(path)
+    try:
+        st = os.lstat(p)
+    except OSError as e:
+        return f"{p}: cannot stat ({e.strerror or e})"
+    if stat.S_ISLNK(st.st_mode):
+        return f"{p} is a symbolic link"
+    uid = _uid()
+    if uid is not None:
+        if st.st_uid != uid and not (allow_root and st.st_uid == 0):
+            return f"{p} is owned by uid {st.st_uid}, not by the current user ({uid})"
+        if st.st_mode & 0o022:
+            return f"{p} is group- or world-writable (mode {stat.S_IMODE(st.st_mode):o})"
+    if check_parent and not stat.S_ISDIR(st.st_mode):
+        return untrusted(p.parent, allow_root=allow_root, check_parent=False)
+    return None
+
+
+def private_dir(path: str | Path) -> Path:
+    """Create ``path`` (its parents as usual) with mode 0700 and return it, if it is trustworthy.
+
+    Raises:
+        PermissionError: it exists but fails :func:`untrusted` (a link, another owner, writable by
+            others): depdet does not build or cache code or weights there.
+        OSError: it cannot be created.
+    """
+    p = Path(path).expanduser()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.mkdir(p, 0o700)
+    except FileExistsError:
+        pass
+    problem = untrusted(p, check_parent=False)
+    if problem is None and not p.is_dir():
+        problem = f"{p} is not a folder"
+    if problem:
+        raise PermissionError(problem)
+    return p
 
 
 @contextlib.contextmanager
