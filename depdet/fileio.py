@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import io
 import json
+import math
 import os
 import stat
 import tempfile
@@ -117,9 +118,30 @@ def write_text(path: str | Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
+def json_safe(obj):
+    """``obj`` with every undefined number (NaN, +-inf) as ``None`` (JSON ``null``), numpy scalars
+    and arrays as plain Python, tuples as lists: what strict JSON parsers accept."""
+    if isinstance(obj, dict):
+        return {(k if isinstance(k, str) else str(k)): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def dumps_json(obj, **kw) -> str:
+    """Strict JSON text of ``obj`` (undefined numbers as ``null``, see :func:`json_safe`; never bare NaN)."""
+    return json.dumps(json_safe(obj), allow_nan=False, default=str, **kw)
+
+
 def write_json(path: str | Path, obj) -> None:
-    """Write ``obj`` as indented JSON to ``path`` atomically."""
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    """Write ``obj`` as indented, strict JSON to ``path`` atomically (NaN/inf become ``null``)."""
+    write_text(path, dumps_json(obj, indent=2, sort_keys=False) + "\n")
 
 
 def save_npy(path: str | Path, array: np.ndarray) -> None:

@@ -133,3 +133,203 @@ def test_weights_from_an_untrusted_cache_are_refused(monkeypatch, tmp_path):
         W.locate("vggish")
     os.chmod(d, 0o755)
     assert W.locate("vggish") == d / entry.filename
+
+
+# ================================================================ shared: a small trained checkpoint
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A fusion_concat trained on synthetic D-Vlog-spec data (seconds on one thread)."""
+    from depdet.pipeline.data.datasets import load_dataset
+    from depdet.pipeline.data.synth import SynthConfig, make_synthetic
+    from depdet.pipeline.training.train import TrainConfig, train
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("ckpt")
+    make_synthetic(root / "data", SynthConfig(layout="dvlog", n=36, signal=3.0, seed=0, min_len=8, max_len=20))
+    cfg = TrainConfig(model="fusion_concat", model_config={"hidden": 8, "d": 8}, lr=3e-3, batch_size=16, epochs=2,
+                      seeds=[0], device="cpu", amp=False, select="loss")
+    summary = train(load_dataset(root / "data"), cfg, root / "run")
+    return Path(summary["checkpoint"])
+
+
+#: broken files at paths that carry Rich markup (a folder named ``a[`` holding ``x]b.mp4`` is the path
+#: ``a[/x]b.mp4``) and ESC/OSC sequences
+HOSTILE_NAMES = ("a[/x]b", "c[/bold]d", "e\x1b]0;owned\x07f", "g\x1b[2Jh")
+
+
+@pytest.fixture(scope="module")
+def hostile_inputs(tmp_path_factory, grid_clips) -> Path:
+    """One real GRID clip and broken files whose names carry Rich markup and ESC/OSC sequences."""
+    d = tmp_path_factory.mktemp("hostile")
+    (d / "ok[").mkdir()
+    shutil.copy(grid_clips[0], d / "ok[/x].mpg")
+    for name in HOSTILE_NAMES:
+        (d / f"{name}.mp4").parent.mkdir(exist_ok=True)
+        (d / f"{name}.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    return d
+
+
+def _no_raw_controls(text: str) -> None:
+    assert "\x1b]0;owned" not in text and "\x1b[2J" not in text and "\x07" not in text
+
+
+# ================================================================ 2. markup / control characters in names
+def test_extract_prints_hostile_names_literally(hostile_inputs, tmp_path, capsys):
+    code, out, err = run_cli(["extract", hostile_inputs, "-o", tmp_path / "feat[/x]", "--workers", "1"], capsys)
+    assert code == 1, err
+    assert "MarkupError" not in err and "internal error" not in err
+    assert f"{len(HOSTILE_NAMES)} failed" in err and "c[/bold]d.mp4" in " ".join(err.split())
+    _no_raw_controls(out + err)
+    assert "\\x1b]0;owned\\x07" in "".join(err.split())  # shown, escaped
+    assert "1 extracted" in out
+
+
+def test_predict_hostile_names_writes_results_and_report(checkpoint, hostile_inputs, tmp_path, capsys):
+    res, rep = tmp_path / "r[/x].json", tmp_path / "rep[/bold].html"
+    code, out, err = run_cli(["predict", hostile_inputs, "-c", checkpoint, "--out", res, "--report", rep,
+                              "--no-evidence"], capsys)
+    assert code == 1 and "MarkupError" not in err and "internal error" not in err, err
+    _no_raw_controls(out + err)
+    doc = json.loads(res.read_text())
+    assert doc["n_clips"] == 1 + len(HOSTILE_NAMES) and doc["n_failed"] == len(HOSTILE_NAMES)
+    assert rep.is_file() and "c[/bold]d" in rep.read_text()
+
+
+def test_predict_writes_results_before_printing(checkpoint, grid_clip, tmp_path, capsys, monkeypatch):
+    from depdet import cli
+
+    def broken_console(_report):
+        raise RuntimeError("the terminal went away")
+
+    monkeypatch.setattr(cli, "_print_predictions", broken_console)
+    res, rep = tmp_path / "r.csv", tmp_path / "r.html"
+    code, _, err = run_cli(["predict", grid_clip, "-c", checkpoint, "--out", res, "--report", rep, "--no-evidence"],
+                           capsys)
+    assert code == 2 and "the terminal went away" in err
+    assert res.is_file() and rep.is_file()  # nothing computed was lost
+
+
+def test_error_boundary_prints_markup_in_messages_literally(tmp_path, capsys):
+    bad = tmp_path / "x[/bold]\x1b[31m.pt"
+    code, _, err = run_cli(["evaluate", "-c", bad, "-d", tmp_path], capsys)
+    assert code == 1 and "x[/bold]" in err and "checkpoint not found" in err
+    assert "\x1b[31m" not in err
+
+
+def test_plain_escapes_markup_and_controls():
+    from rich.console import Console
+
+    from depdet.cli import plain
+
+    con = Console(record=True, width=200, color_system=None)
+    for s in ("[/x]", "[/bold]", "a\\", "[bold]x[/]", "tab\there", "\x1b]8;;http://x\x07link", "\u202eevil"):
+        con.print(plain(s), end="")
+        text = con.export_text()
+        assert not any(ord(c) < 32 or 0x7f <= ord(c) < 0xa0 or c == "\u202e" for c in text), repr(text)
+        assert s.replace("\x1b", "").replace("\x07", "").replace("\t", "").replace("\u202e", "")[:3] in \
+            text.replace("\\x1b", "").replace("\\x07", "").replace("\\x09", "").replace("\\u202e", "")
+
+
+# ================================================================ 7. hostile or broken checkpoints
+def _tamper(checkpoint: Path, dest: Path, **changes) -> Path:
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    for k, v in changes.items():
+        if v is KeyError:
+            ck.pop(k)
+        elif callable(v):
+            ck[k] = v(ck[k])
+        else:
+            ck[k] = v
+    torch.save(ck, dest)
+    return dest
+
+
+def _rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@pytest.mark.parametrize("case", ["hidden=6000", "hidden=10**6"])
+def test_oversized_config_is_refused_before_allocating(checkpoint, tmp_path, case):
+    from depdet.errors import DataError
+    from depdet.pipeline.inference.checkpoint import load_checkpoint
+
+    hidden = 6000 if case == "hidden=6000" else 10 ** 6
+    bad = _tamper(checkpoint, tmp_path / "big.pt", config=lambda c: {**c, "hidden": hidden})
+    before = _rss_mb()
+    with pytest.raises(DataError, match="weights do not fit"):
+        load_checkpoint(bad)
+    assert _rss_mb() - before < 200  # max RSS grew by less than 200 MB (was 2.5 GB / a 16 TB attempt)
+
+
+@pytest.mark.parametrize("case", ["empty", "truncated", "garbage", "a list", "no model key", "model not a str",
+                                  "no state_dict", "state_dict of strings", "input_dims negative",
+                                  "threshold NaN", "threshold 2", "threshold str", "temperature 0",
+                                  "temperature inf", "unknown kind", "config not a dict", "spec malformed",
+                                  "preprocessor malformed", "unknown model", "unknown config key"])
+def test_malformed_checkpoint_is_one_line_exit_1(checkpoint, tmp_path, capsys, case):
+    p = tmp_path / "bad.pt"
+    raw = checkpoint.read_bytes()
+    if case == "empty":
+        p.write_bytes(b"")
+    elif case == "truncated":
+        p.write_bytes(raw[: len(raw) // 2])
+    elif case == "garbage":
+        p.write_bytes(os.urandom(4096))
+    elif case == "a list":
+        torch.save([1, 2, 3], p)
+    else:
+        changes = {
+            "no model key": {"model": KeyError}, "model not a str": {"model": 3},
+            "no state_dict": {"state_dict": KeyError}, "state_dict of strings": {"state_dict": {"w": "x"}},
+            "input_dims negative": {"input_dims": {"visual": -1, "audio": 25}},
+            "threshold NaN": {"threshold": float("nan")}, "threshold 2": {"threshold": 2.0},
+            "threshold str": {"threshold": "0.5"}, "temperature 0": {"temperature": 0.0},
+            "temperature inf": {"temperature": float("inf")}, "unknown kind": {"kind": "onnx"},
+            "config not a dict": {"config": [1]}, "spec malformed": {"spec": {"fps": "fast"}},
+            "preprocessor malformed": {"preprocessor": {"x": 1}}, "unknown model": {"model": "gpt"},
+            "unknown config key": {"config": lambda c: {**c, "bogus": 1}},
+        }[case]
+        _tamper(checkpoint, p, **changes)
+    code, out, err = run_cli(["evaluate", "-c", p, "-d", tmp_path], capsys)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 1, err
+    assert len(lines) == 1 and "not a depdet checkpoint" in lines[0] or "weights do not fit" in lines[0], err
+
+
+def test_predict_refuses_nan_threshold_checkpoint(checkpoint, grid_clip, tmp_path, capsys):
+    bad = _tamper(checkpoint, tmp_path / "nan.pt", threshold=float("nan"))
+    res = tmp_path / "r.json"
+    code, _, err = run_cli(["predict", grid_clip, "-c", bad, "--out", res], capsys)
+    assert code == 1 and "threshold nan is not a finite number" in err and not res.exists()
+
+
+# ================================================================ 8. strict JSON
+def test_json_outputs_use_null_for_undefined_numbers(tmp_path):
+    from depdet import fileio as dio
+
+    dio.write_json(tmp_path / "m.json", {"auc": float("nan"), "x": np.float32("inf"), "a": np.array([1.0, np.nan]),
+                                         "ok": 0.5})
+    text = (tmp_path / "m.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"auc": None, "x": None, "a": [1.0, None], "ok": 0.5}
+
+
+def test_outputs_honour_the_umask(tmp_path):
+    from depdet import fileio as dio
+
+    old = os.umask(0o027)
+    try:
+        dio.write_text(tmp_path / "a.txt", "x")
+        dio.save_npy(tmp_path / "a.npy", np.zeros(2))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o640
+    assert stat.S_IMODE((tmp_path / "a.npy").stat().st_mode) == 0o640
+    old = os.umask(0o002)
+    try:
+        dio.write_json(tmp_path / "b.json", {})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "b.json").stat().st_mode) == 0o664
