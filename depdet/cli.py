@@ -157,7 +157,7 @@ def extract(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.table import Table
 
-    from depdet.pipeline.extract import run_extract
+    from depdet.pipeline.extract import real_seconds, run_extract
     from depdet.pipeline.features.extract import ExtractOptions
     from depdet.pipeline.features.spec import FeatureSpec
 
@@ -182,7 +182,7 @@ def extract(
                 console.print(f"{data['skipped']} of {data['total']} already done (same source hash and settings): skipped")
             state["task"] = progress.add_task("extracting", total=data["todo"], rtf="")
         elif event == "done":
-            state["media"] += data.get("duration") or 0.0
+            state["media"] += real_seconds(data) if data.get("status") != "failed" else 0.0
             el = _t.perf_counter() - state["t0"]
             mark = "[red]failed[/]" if data["status"] == "failed" else plain(data["id"])
             progress.update(state["task"], advance=1, description=f"{mark}",

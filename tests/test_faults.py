@@ -333,3 +333,115 @@ def test_outputs_honour_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "b.json").stat().st_mode) == 0o664
+
+
+# ================================================================ 3./4. truncated media, timestamp gaps
+def _face_mp4(path: Path, grid_clip: Path, times: list[float], faststart: bool = True, audio_s: float | None = None):
+    """H.264 (+ AAC) MP4 showing GRID frames at the given timestamps (seconds); moov first by default."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(grid_clip)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {}) as oc:
+        vs = oc.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 360, 288, "yuv420p"
+        aus = oc.add_stream("aac", rate=16000, layout="mono") if audio_s else None
+        for i, t in enumerate(times):
+            vf = av.VideoFrame.from_ndarray(frames[i % len(frames)], format="rgb24")
+            vf.pts, vf.time_base = int(round(t * 25)), Fraction(1, 25)
+            oc.mux(vs.encode(vf))
+        oc.mux(vs.encode(None))
+        if aus is not None:
+            rng = np.random.default_rng(0)
+            pcm = (rng.standard_normal(int(audio_s * 16000)) * 3000).astype(np.int16)
+            for k in range(0, pcm.size, 1024):
+                af = av.AudioFrame.from_ndarray(pcm[k:k + 1024].reshape(1, -1), format="s16", layout="mono")
+                af.sample_rate, af.pts, af.time_base = 16000, k, Fraction(1, 16000)
+                oc.mux(aus.encode(af))
+            oc.mux(aus.encode(None))
+    return path
+
+
+CUTS = (0.2, 0.35, 0.5, 0.65, 0.8, 0.9)  # of 8 s: 0.8 s short at 0.9 (tolerance 0.5 s or 2 %)
+
+
+@pytest.fixture(scope="module")
+def full_mp4(tmp_path_factory, grid_clip) -> Path:
+    d = tmp_path_factory.mktemp("trunc")
+    return _face_mp4(d / "full.mp4", grid_clip, [i / 25 for i in range(25 * 8)], audio_s=8.0)
+
+
+@pytest.fixture(scope="module")
+def truncated_mp4(full_mp4) -> Path:
+    cut = full_mp4.with_name("cut50.mp4")
+    raw = full_mp4.read_bytes()
+    cut.write_bytes(raw[: len(raw) // 2])
+    return cut
+
+
+def test_every_cut_of_a_faststart_mp4_fails_in_extract(full_mp4, tmp_path, capsys):
+    raw = full_mp4.read_bytes()
+    src = tmp_path / "cuts"
+    src.mkdir()
+    for c in CUTS:
+        (src / f"cut{int(c * 100)}.mp4").write_bytes(raw[: int(len(raw) * c)])
+    shutil.copy(full_mp4, src / "full.mp4")
+    code, out, err = run_cli(["extract", src, "-o", tmp_path / "f", "--workers", "1"], capsys)
+    assert code == 1 and "1 extracted" in out
+    recs = {r.name.split("_record")[0]: json.loads(r.read_text()) for r in (tmp_path / "f").rglob("*_record.json")}
+    assert recs["full"]["status"] == "ok" and recs["full"]["media"]["truncated"] is False
+    for c in CUTS:
+        rec = recs[f"cut{int(c * 100)}"]
+        assert rec["status"] == "failed" and "truncated" in rec["error"], (c, rec.get("error"))
+
+
+def test_truncated_mp4_kept_with_real_duration_under_allow_partial(truncated_mp4, tmp_path, capsys):
+    code, out, err = run_cli(["extract", truncated_mp4, "-o", tmp_path / "f", "--workers", "1", "--allow-partial"],
+                             capsys)
+    assert code == 0, err
+    rec = json.loads(next((tmp_path / "f").rglob("*_record.json")).read_text())
+    m = rec["media"]
+    assert m["truncated"] is True and m["declared_duration"] == pytest.approx(8.0, abs=0.1)
+    assert 2.0 < m["decoded_duration"] < 6.5 and rec["duration"] == pytest.approx(m["decoded_duration"], abs=0.01)
+    assert any("truncated file" in w for w in rec["warnings"]) and "truncated file" in err
+
+
+def test_truncated_mp4_fails_in_predict(checkpoint, truncated_mp4, tmp_path, capsys):
+    res = tmp_path / "r.json"
+    code, _, err = run_cli(["predict", truncated_mp4, "-c", checkpoint, "--out", res, "--no-evidence"], capsys)
+    assert code == 1 and "truncated" in err
+    assert json.loads(res.read_text())["results"][0]["status"] == "failed"
+
+
+def test_tiny_file_declaring_ten_hours_is_refused_quickly(grid_clip, tmp_path, capsys):
+    import time
+
+    p = _face_mp4(tmp_path / "tenhours.mp4", grid_clip, [0.0, 36000.0])
+    assert p.stat().st_size < 100_000
+    t0 = time.perf_counter()
+    code, _, err = run_cli(["extract", p, "-o", tmp_path / "f", "--workers", "1"], capsys)
+    assert time.perf_counter() - t0 < 30  # was 589 s
+    assert code == 1 and "bytes/s" in err and "corrupt or crafted timestamps" in err
+
+
+def test_timestamp_gap_becomes_invalid_rows_not_repeated_frames(grid_clip, tmp_path):
+    from depdet.pipeline import media
+
+    times = [i / 25 for i in range(50)] + [40.0 + i / 25 for i in range(25)]  # 0-2 s, then 40-41 s
+    p = _face_mp4(tmp_path / "gap.mp4", grid_clip, times)
+    stats: dict = {}
+    frames = list(media.iter_frames(p, 1.0, origin=media.probe(p).origin, stats=stats))
+    assert len(frames) == 41
+    pictures = [f.index for f in frames if f.image is not None]
+    assert pictures == [0, 1, 2, 3, 4, 40]  # 0-2 s decoded, repeated for at most MAX_GAP_S (3 s), then 40 s
+    assert stats["gap_rows"] == 35 and stats["end"] == pytest.approx(41.0, abs=0.05)
+
+
+def test_realtime_factor_counts_real_media_only():
+    from depdet.pipeline.extract import ExtractReport, real_seconds
+
+    rec = {"status": "ok", "duration": 36000.0, "media": {"real_seconds": 2.0}}
+    assert real_seconds(rec) == 2.0
+    assert ExtractReport([rec], [], [], 1.0, real_seconds(rec)).realtime_factor == 2.0

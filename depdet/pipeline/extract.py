@@ -131,6 +131,15 @@ def _worker_init():
 
 
 # ------------------------------------------------------------------------------------ the batch
+def real_seconds(rec: dict) -> float:
+    """Seconds of media a record's extraction really decoded (no declared-only duration, no
+    placeholder rows across timestamp gaps): what the realtime factor counts."""
+    media = rec.get("media") or {}
+    if isinstance(media, dict) and media.get("real_seconds") is not None:
+        return float(media["real_seconds"])
+    return float(rec.get("duration") or 0.0)
+
+
 @dataclass
 class ExtractReport:
     """What a batch did: the records written by this run, and which ids were skipped or failed."""
@@ -289,6 +298,6 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
         finally:
             store.rebuild_views()
     elapsed = time.perf_counter() - t0
-    media_seconds = sum(r.get("duration", 0.0) or 0.0 for r in rows if r.get("status") in USABLE)
+    media_seconds = sum(real_seconds(r) for r in rows if r.get("status") in USABLE)
     emit("end", {})
     return ExtractReport(rows, skipped, [r for r in rows if r.get("status") == "failed"], elapsed, media_seconds)
