@@ -662,6 +662,9 @@ def demo(
         raise DepdetError("the demo clip could not be scored", hint="see the failures table above")
 
 
+_INTERRUPTED = 130  # 128 + SIGINT
+
+
 def _say(label: str, message: str, style: str = "bold red") -> None:
     """One line on stderr for the error boundary: ``label`` styled, ``message`` as plain text; it
     never raises (a console that fails falls back to a bare write)."""
@@ -679,6 +682,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     try:
         # With standalone_mode=False, click *returns* the code of a typer.Exit instead of raising it.
         code = app(args=argv, standalone_mode=False)
+        if code == _INTERRUPTED:  # typer turns KeyboardInterrupt into Exit(130) and click returns its code
+            raise KeyboardInterrupt
         if isinstance(code, int) and code:
             sys.exit(code)
     except DepdetError as e:
@@ -686,11 +691,13 @@ def main(argv: Optional[list[str]] = None) -> None:
             console.print_exception()
         _say("error:", str(e))
         sys.exit(1)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         _say("interrupted:", "finished outputs are kept; rerun the same command to resume.", style="yellow")
-        sys.exit(130)
+        sys.exit(_INTERRUPTED)
+    except typer.Exit as e:
+        if e.exit_code == _INTERRUPTED:
+            _say("interrupted:", "finished outputs are kept; rerun the same command to resume.", style="yellow")
+        sys.exit(e.exit_code)
     except typer.exceptions.TyperException as e:  # usage errors (click's, vendored by typer >= 0.2x)
         if hasattr(e, "show"):
             e.show()

@@ -445,3 +445,140 @@ def test_realtime_factor_counts_real_media_only():
     rec = {"status": "ok", "duration": 36000.0, "media": {"real_seconds": 2.0}}
     assert real_seconds(rec) == 2.0
     assert ExtractReport([rec], [], [], 1.0, real_seconds(rec)).realtime_factor == 2.0
+
+
+# ================================================================ 5. orphaned workers / 8. SIGINT
+def _cli_proc(args, tmp_path, **kw):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "COLUMNS": "200"}
+    return subprocess.Popen([sys.executable, "-m", "depdet.cli", *map(str, args)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _wait_for_workers(pid: int, n: int, timeout: float = 60.0) -> list:
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        try:
+            kids = [c for c in psutil.Process(pid).children(recursive=True)
+                    if "resource_tracker" not in " ".join(c.cmdline())]
+        except psutil.NoSuchProcess:
+            break
+        if len(kids) >= n:
+            time.sleep(3.0)  # let them import and start a clip
+            return psutil.Process(pid).children(recursive=True)
+        time.sleep(0.2)
+    pytest.fail("the extract workers did not start")
+
+
+@pytest.fixture
+def many_clips(tmp_path, grid_clips):
+    d = tmp_path / "in"
+    d.mkdir()
+    for i in range(6):
+        shutil.copy(grid_clips[i % len(grid_clips)], d / f"c{i}.mpg")
+    return d
+
+
+def test_workers_exit_when_the_main_process_is_killed(many_clips, tmp_path):
+    import signal
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    proc = _cli_proc(["extract", many_clips, "-o", tmp_path / "f", "--workers", "2"], tmp_path)
+    try:
+        children = _wait_for_workers(proc.pid, 2)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.time() + 15
+        alive = children
+        while alive and time.time() < deadline:
+            alive = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+            time.sleep(0.2)
+        assert not alive, f"orphaned: {[(c.pid, c.cmdline()[-2:]) for c in alive]}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _sigint_extract(clips: Path, out: Path, tmp_path: Path, after_first_record: bool):
+    import signal
+    import time
+
+    proc = _cli_proc(["extract", clips, "-o", out, "--workers", "2"], tmp_path, start_new_session=True)
+    try:
+        _wait_for_workers(proc.pid, 2)
+        t0 = time.time()
+        while after_first_record and not list(out.rglob("*_record.json")) and time.time() - t0 < 120:
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole process group
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc.returncode, err
+
+
+def _rerun(clips: Path, out: Path):
+    return subprocess.run([sys.executable, "-m", "depdet.cli", "extract", clips, "-o", out, "--workers", "2"],
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_sigint_prints_interrupted_rerun_to_resume(many_clips, tmp_path):
+    out = tmp_path / "f"
+    code, err = _sigint_extract(many_clips, out, tmp_path, after_first_record=True)
+    assert code == 130, err[-2000:]
+    assert "interrupted" in err and "rerun the same command to resume" in " ".join(err.split()), err[-2000:]
+    assert "Traceback" not in err and "internal error" not in err
+    done = {r.name for r in out.rglob("*_record.json")}
+    assert 1 <= len(done) < 6
+    again = _rerun(many_clips, out)  # rerun resumes: what was finished is skipped, the rest is done
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"{len(done)} of 6 already done" in " ".join(again.stderr.split())
+    assert len(list(out.rglob("*_record.json"))) == 6
+
+
+@pytest.mark.xfail(strict=True, reason="store bug (store.py, not this module's): after an interrupt before the first "
+                   "sample, the empty views make migrate_legacy read labels.csv with a header and no rows")
+def test_rerun_after_sigint_before_any_sample_finished(many_clips, tmp_path):
+    out = tmp_path / "f"
+    code, err = _sigint_extract(many_clips, out, tmp_path, after_first_record=False)
+    assert code == 130 and not list(out.rglob("*_record.json"))
+    again = _rerun(many_clips, out)
+    assert again.returncode == 0, again.stderr[-2000:]
+
+
+# ================================================================ 6. full disk
+def test_full_disk_fails_the_clip_stops_the_batch_and_rerun_resumes(grid_clips, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from depdet.pipeline.store import store as S
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        shutil.copy(grid_clips[i % len(grid_clips)], src / f"c{i}.mpg")
+    out = tmp_path / "f"
+    real_stage, calls = S._stage, {"units": 0}
+
+    def stage(target, data):
+        if target.name.endswith("_record.json"):
+            calls["units"] += 1
+        if calls["units"] >= 2:  # the second sample's unit hits a full volume
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_stage(target, data)
+
+    monkeypatch.setattr(S, "_stage", stage)
+    code, _, err = run_cli(["extract", src, "-o", out, "--workers", "1"], capsys)
+    assert code == 1 and "internal error" not in err
+    line = " ".join(err.split())
+    assert "no space left on the output volume" in line and "the batch stopped (1 sample(s) written, 1 not done)" in line
+    manifest = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["status"]) for r in manifest] == [("c0", "ok")]  # views rebuilt from what completed
+    assert not list(out.rglob(".*.tmp"))  # no staged leftovers
+    monkeypatch.setattr(S, "_stage", real_stage)
+    code, _, err = run_cli(["extract", src, "-o", out, "--workers", "1"], capsys)
+    assert code == 0 and "1 of 3 already done" in err
+    assert sorted(json.loads(x)["status"] for x in (out / "manifest.jsonl").read_text().splitlines()) == ["ok"] * 3
