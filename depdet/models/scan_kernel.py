@@ -10,8 +10,12 @@ gradients plus O(threads x B L N) scratch.
 
 Build: ``$CC`` (else ``gcc``/``cc``) with ``-O3 -march=native`` (no ``-ffast-math``), cached as
 ``$XDG_CACHE_HOME/depdet/kernels/scan_kernel-<hash>.so`` (hash of the source, compiler, flags and
-CPU; a temp folder when the cache is not writable), written to a temporary file and renamed, so
-concurrent processes never load a partial file.
+CPU) with its SHA-256 in ``scan_kernel-<hash>.so.sha256``, written to a temporary file and renamed,
+so concurrent processes never load a partial file. The cache folder is created with mode 0700; a
+cached library is loaded only when it, its recorded digest and the folder are owned by the current
+user and not writable by others, and the digest matches (else it is rebuilt). When the cache cannot
+be used, the kernel is built into a fresh private ``mkdtemp`` folder for this process only (never a
+predictable shared path).
 When no compiler is found or the build fails, :func:`available` is False and the models use the
 chunked PyTorch scan; ``DEPDET_SCAN`` chooses explicitly: ``auto`` (default), ``kernel`` or
 ``chunked`` (see :func:`backend`).
@@ -70,40 +74,107 @@ def _cpu_id() -> str:
         return platform.processor()
 
 
-def _build(cc: str) -> Path:
-    """Compile the kernel (or find it in the cache) and return the shared library's path."""
+def library_name(cc: str) -> str:
+    """``scan_kernel-<key>.so``: the key hashes the source, compiler, flags and CPU."""
     src = SOURCE.read_bytes()
-    arch = ["-march=native"]
-    key = hashlib.sha256(b"\0".join([src, cc.encode(), " ".join(FLAGS + arch).encode(), _cpu_id().encode(),
+    key = hashlib.sha256(b"\0".join([src, cc.encode(), " ".join(FLAGS + _ARCH).encode(), _cpu_id().encode(),
                                      platform.machine().encode()])).hexdigest()[:16]
-    name = f"scan_kernel-{key}.so"
-    fallback = Path(tempfile.gettempdir()) / f"depdet-kernels-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
-    for folder in (kernel_dir(), fallback):   # a read-only home: build in the temp folder instead
-        if (folder / name).is_file():
-            return folder / name
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".scan_kernel-", suffix=".so", dir=folder)
-        except OSError:
-            continue
-        out = folder / name
-        break
-    else:
-        raise RuntimeError(f"cannot write the kernel to {kernel_dir()} or {fallback}")
+    return f"scan_kernel-{key}.so"
+
+
+_ARCH = ["-march=native"]
+
+
+def _digest_path(lib: Path) -> Path:
+    return lib.with_name(lib.name + ".sha256")
+
+
+def cached_library_problem(lib: Path) -> str | None:
+    """Why the cached ``lib`` must not be loaded (None: it may be).
+
+    It is loaded only when it and its recorded SHA-256 (``<lib>.sha256``) are owned by the current
+    user and not writable by others, in a folder with the same properties, and the file's SHA-256
+    matches the recorded one.
+    """
+    from depdet.fileio import sha256_file, untrusted
+
+    digest = _digest_path(lib)
+    problem = untrusted(lib) or untrusted(digest)
+    if problem:
+        return problem
+    try:
+        recorded = digest.read_text(encoding="ascii").strip()
+        actual = sha256_file(lib)
+    except (OSError, UnicodeDecodeError) as e:
+        return f"{digest}: unreadable ({e})"
+    if recorded != actual:
+        return f"{lib}: SHA-256 {actual[:16]}... does not match the recorded {recorded[:16]}..."
+    return None
+
+
+def _temp_build_dir() -> Path:
+    """A fresh private folder (``mkdtemp``: mode 0700, owned by us), removed at exit."""
+    import atexit
+
+    folder = Path(tempfile.mkdtemp(prefix="depdet-kernels-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
+def _build(cc: str) -> Path:
+    """Compile the kernel (or find a trusted copy in the cache) and return the shared library's path.
+
+    The library is built only into a folder depdet made with mode 0700: the cache
+    (:func:`kernel_dir`) when it is (or can be made) private, else a fresh ``mkdtemp`` folder used
+    for this process only. A cached library failing :func:`cached_library_problem` is rebuilt.
+    """
+    from depdet.fileio import private_dir
+
+    name = library_name(cc)
+    try:
+        folder = private_dir(kernel_dir())
+        persistent = True
+    except OSError as e:   # not writable, or not ours: build in a private temp folder instead
+        log.info("kernel cache %s not used (%s); building in a private temp folder", kernel_dir(), e)
+        folder, persistent = _temp_build_dir(), False
+    out = folder / name
+    if persistent and (out.exists() or out.is_symlink()):
+        problem = cached_library_problem(out)
+        if problem is None:
+            return out
+        log.info("rebuilding the scan kernel: %s", problem)
+    fd, tmp = tempfile.mkstemp(prefix=".scan_kernel-", suffix=".so", dir=folder)
     os.close(fd)
     try:
         errors = []
-        for extra in (arch, []):   # -march=native is not known to every compiler/arch
+        for extra in (_ARCH, []):   # -march=native is not known to every compiler/arch
             cmd = cc.split() + FLAGS + extra + [str(SOURCE), "-o", tmp]
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
             if p.returncode == 0:
-                os.replace(tmp, out)
+                _install(Path(tmp), out)
                 return out
             errors.append((p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1])
         raise RuntimeError(f"{cc} failed: {errors[-1]}")
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _install(tmp: Path, out: Path) -> None:
+    """Record ``tmp``'s SHA-256 beside ``out`` and rename it onto ``out`` (both mode 0600/0700, no umask)."""
+    from depdet.fileio import sha256_file
+
+    os.chmod(tmp, 0o700)
+    digest = sha256_file(tmp)
+    fd, dtmp = tempfile.mkstemp(prefix=".scan_kernel-", suffix=".sha256", dir=out.parent)  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(digest + "\n")
+        os.replace(tmp, out)
+        os.replace(dtmp, _digest_path(out))
+    finally:
+        if os.path.exists(dtmp):
+            os.unlink(dtmp)
 
 
 def _load() -> ctypes.CDLL | None:

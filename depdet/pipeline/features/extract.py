@@ -27,6 +27,11 @@ MIN_ROWS_WARN = 10  # fewer rows than this: "clip too short"
 MIN_FACE_RATIO = 0.5
 MIN_SPEECH_RATIO = 0.2
 
+#: A stream that decodes to less than its declared end by more than this (ours: 0.5 s, or 2 % of the
+#: declared duration when longer) makes the clip truncated.
+TRUNCATION_TOLERANCE_S = 0.5
+TRUNCATION_TOLERANCE_FRACTION = 0.02
+
 
 @dataclass
 class ExtractOptions:
@@ -188,6 +193,8 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
     streams: dict[str, StreamFeatures] = {}
     errors: dict[str, DepdetError] = {}
     audio = None
+    vstats: dict = {}
+    decoded: dict[str, float] = {}
 
     def audio_branch():
         if not media.has_audio:
@@ -196,6 +203,7 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
         samples = decode.load_audio(path, SAMPLE_RATE)
         if samples.size == 0:
             raise MediaError("the audio track is empty", path=path)
+        decoded["audio"] = starts["audio"] + samples.size / SAMPLE_RATE
         samples, rows = _pad_start(samples, starts["audio"], SAMPLE_RATE, fps)
         parts = []
         for name in spec.audio:
@@ -207,7 +215,9 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
         if not media.has_video:
             raise MediaError("no video stream (audio-only file)", path=path, hint="depdet needs a video with a face")
         lm = get_extractor("landmarks", detector=spec.detector or "hog")
-        raw = _landmarks_on_timeline(lm, decode.iter_frames(path, fps, origin=media.origin), fps)
+        raw = _landmarks_on_timeline(lm, decode.iter_frames(path, fps, origin=media.origin, stats=vstats), fps)
+        if "end" in vstats:
+            decoded["video"] = vstats["end"]
         if len(raw) == 0:
             raise MediaError("no frames could be decoded", path=path)
         info["face_ratio"] = float(raw.valid.mean())
@@ -239,6 +249,10 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
 
     if errors and (not options.allow_partial or len(errors) == 2):
         raise next(iter(errors.values()))
+    truncation = _truncation(media, decoded)
+    if truncation and not options.allow_partial:
+        raise MediaError(f"truncated: {truncation}", path=path,
+                         hint="re-download or re-copy the file, or pass --allow-partial to keep what decodes")
     for modality, e in errors.items():
         info["missing"].append(modality)
         info["warnings"].append(f"{modality} missing: {e.message}")
@@ -264,6 +278,24 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
     }
     info["media"] = {k: getattr(media, k) for k in ("duration", "container", "video_codec", "audio_codec", "width",
                                                     "height", "video_fps", "audio_rate", "audio_channels", "rotation")}
+    decoded_end = max(decoded.values()) if decoded else 0.0
+    gap_s = vstats.get("gap_rows", 0) / fps
+    info["media"].update({
+        "declared_duration": media.duration,
+        "declared_streams": {"video": media.video_start + media.video_duration if media.video_duration else None,
+                             "audio": media.audio_start + media.audio_duration if media.audio_duration else None},
+        "decoded_duration": round(decoded_end, 3), "decoded_streams": {m: round(v, 3) for m, v in decoded.items()},
+        "truncated": bool(truncation), "gap_rows": vstats.get("gap_rows", 0),
+        # what was really decoded: the decoded length without the placeholder rows of timestamp gaps
+        "real_seconds": round(max(0.0, decoded_end - gap_s), 3),
+    })
+    duration = media.duration
+    if truncation:
+        info["warnings"].append(f"truncated file: {truncation}; kept the {decoded_end:.1f} s that decode (--allow-partial)")
+        duration = decoded_end
+    if vstats.get("gap_rows"):
+        info["warnings"].append(f"{vstats['gap_rows']} rows inside timestamp gaps longer than "
+                                f"{decode.MAX_GAP_S:g} s are invalid (not repeated frames)")
     if "visual" in aligned.valid:
         info["face_ratio"] = float(aligned.valid["visual"].mean()) if T else 0.0
     else:
@@ -282,6 +314,23 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
         info["warnings"].append(f"mostly silence: speech in {info['speech_ratio']:.0%} of the clip")
     if max(aligned.lengths.values()) - min(aligned.lengths.values()) > 1:
         info["warnings"].append(f"stream lengths differ by more than one row: {aligned.lengths}")
-    return ClipFeatures(sample_id or sanitize_id(path.stem), path, features, valid, media.duration, info)
+    return ClipFeatures(sample_id or sanitize_id(path.stem), path, features, valid, duration, info)
+
+
+def _truncation(media, decoded: dict[str, float]) -> str | None:
+    """Why the decoded streams end well before what the file declares (None: they do not).
+
+    Each decoded stream's end (timeline seconds) is compared with its header's declared end, else
+    with the container's duration; short by more than max(TRUNCATION_TOLERANCE_S, 2 %) is truncated.
+    """
+    declared = {"video": media.video_start + media.video_duration if media.video_duration else media.duration,
+                "audio": media.audio_start + media.audio_duration if media.audio_duration else media.duration}
+    for m, end in decoded.items():
+        want = declared[m]
+        tol = max(TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE_FRACTION * want)
+        if want > 0 and end < want - tol:
+            name = "video" if m == "video" else "audio"
+            return f"the {name} decodes to {end:.1f} s of the {want:.1f} s the file declares"
+    return None
 
 

@@ -20,6 +20,7 @@ and is **only unpickled when the caller says the file is trusted** (``trust_pick
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +29,10 @@ import numpy as np
 import torch
 
 from depdet import __version__
-from depdet.errors import ConfigError, DataError
+from depdet.errors import ConfigError, DataError, DepdetError
 from depdet.models.registry import create_model, get_entry
 from depdet import fileio as dio
-from depdet.pipeline.inference.calibration import apply_temperature
+from depdet.pipeline.inference.calibration import T_MAX, T_MIN, apply_temperature
 from depdet.pipeline.data.preprocess import Preprocessor
 from depdet.pipeline.features.spec import FeatureSpec
 from depdet.pipeline.inference.scorer import Scorer
@@ -155,6 +156,98 @@ class LoadedCheckpoint:
         return apply_temperature(self.predict_logits(features_list, valid_list, **kw), self.temperature)
 
 
+#: Largest input feature size a checkpoint may declare (VGGish is 128, landmarks 136; ours, generous).
+MAX_INPUT_DIM = 1 << 16
+
+
+def _validate(ckpt, bad) -> dict:
+    """The checkpoint dict's structure and types, checked before anything is built from it."""
+    if not isinstance(ckpt, dict):
+        raise bad(f"the file holds a {type(ckpt).__name__}, not a checkpoint dict")
+    if ckpt.get("format") != FORMAT:
+        raise bad(f"format is {ckpt.get('format')!r}, not {FORMAT!r}")
+    version = ckpt.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise bad(f"format_version {version!r} is not an integer")
+    if version > FORMAT_VERSION:
+        raise DataError(f"checkpoint format {version} is newer than this depdet ({FORMAT_VERSION})",
+                        hint="upgrade depdet")
+    for key, types in (("model", str), ("input_dims", dict), ("spec", dict), ("preprocessor", dict)):
+        if key not in ckpt:
+            raise bad(f"key {key!r} is missing")
+        if not isinstance(ckpt[key], types):
+            raise bad(f"{key!r} is a {type(ckpt[key]).__name__}, not a {types.__name__}")
+    kind = ckpt.setdefault("kind", "torch")
+    if kind not in ("torch", "sklearn"):
+        raise bad(f"kind {kind!r} is neither 'torch' nor 'sklearn'")
+    if not isinstance(ckpt.get("config", {}), dict) or not all(isinstance(k, str) for k in ckpt.get("config", {})):
+        raise bad("'config' is not a dict of option names")
+    for m, d in ckpt["input_dims"].items():
+        if not isinstance(m, str) or not isinstance(d, int) or isinstance(d, bool) or not 0 < d <= MAX_INPUT_DIM:
+            raise bad(f"input_dims[{m!r}] = {d!r} is not a feature size in 1..{MAX_INPUT_DIM}")
+    if not ckpt["input_dims"]:
+        raise bad("input_dims is empty")
+    for key, default in (("threshold", 0.5), ("temperature", 1.0)):
+        v = ckpt.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
+            raise bad(f"{key} {v!r} is not a finite number")
+    if not 0.0 <= float(ckpt.get("threshold", 0.5)) <= 1.0:
+        raise bad(f"threshold {ckpt['threshold']!r} is not a probability in [0, 1]")
+    t = float(ckpt.get("temperature", 1.0))
+    if not T_MIN <= t <= T_MAX:
+        raise bad(f"temperature {t!r} is outside [{T_MIN:g}, {T_MAX:g}] (the range calibration fits)")
+    if kind == "torch":
+        sd = ckpt.get("state_dict")
+        if not isinstance(sd, dict) or not sd:
+            raise bad("'state_dict' is missing or empty")
+        for k, v in sd.items():
+            if not isinstance(k, str) or not isinstance(v, torch.Tensor):
+                raise bad(f"state_dict entry {k!r} is not a named tensor")
+    for key in ("metrics", "info"):
+        if not isinstance(ckpt.get(key, {}), dict):
+            raise bad(f"{key!r} is a {type(ckpt[key]).__name__}, not a dict")
+    return ckpt
+
+
+def _build_checked(name: str, dims: dict, config: dict, state_dict: dict, bad, path: Path):
+    """Build the model on the meta device (no memory), compare every parameter/buffer shape with the
+    state dict, and only then build it for real and load the weights: a config that would allocate
+    more than the file's own tensors (``hidden=10**6``) is refused before any real allocation."""
+    try:
+        get_entry(name)
+        with torch.device("meta"):
+            skeleton = create_model(name, dims, **config)
+    except (ConfigError, TypeError, ValueError) as e:
+        raise bad(f"its config does not build model {name!r} ({' '.join(str(e).split())[:200]})") from e
+    except RuntimeError as e:  # shape arithmetic on absurd sizes
+        raise bad(f"its config does not build model {name!r} ({' '.join(str(e).split())[:200]})") from e
+    want = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    del skeleton
+    have = {k: tuple(v.shape) for k, v in state_dict.items()}
+    missing = sorted(set(want) - set(have))
+    extra = sorted(set(have) - set(want))
+    wrong = sorted(k for k in set(want) & set(have) if want[k] != have[k])
+    if missing or extra or wrong:
+        parts = []
+        if wrong:
+            k = wrong[0]
+            parts.append(f"{len(wrong)} shape(s) differ, e.g. {k}: config gives {want[k]}, weights {have[k]}")
+        if missing:
+            parts.append(f"{len(missing)} missing, e.g. {missing[0]}")
+        if extra:
+            parts.append(f"{len(extra)} unexpected, e.g. {extra[0]}")
+        raise DataError(f"weights do not fit model {name!r} built from the checkpoint's config ({'; '.join(parts)})",
+                        path=path, hint="the config or the model code changed since training; retrain or use the "
+                                        "matching depdet version")
+    model = create_model(name, dims, **config)
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as e:
+        raise DataError(f"weights do not fit model {name!r} ({str(e).splitlines()[0][:200]})", path=path,
+                        hint="the model code changed since training; retrain or use the matching depdet version") from e
+    return model
+
+
 def load_checkpoint(path: str | Path, map_location="cpu", *, trust_pickle: bool = False) -> LoadedCheckpoint:
     """Load a checkpoint written by ``depdet train`` and rebuild its model.
 
@@ -163,6 +256,11 @@ def load_checkpoint(path: str | Path, map_location="cpu", *, trust_pickle: bool 
         map_location: where tensors go (``"cpu"`` by default).
         trust_pickle: allow unpickling a scikit-learn model's state (only for files you trust).
 
+    Every malformed file (empty, truncated, missing keys, wrong types, threshold/temperature not
+    finite or out of range) raises one ``DataError`` "not a depdet checkpoint: ..."; the model is
+    first built on the meta device and its shapes compared with the weights', so a hostile config
+    cannot allocate memory.
+
     Raises:
         DataError: missing/corrupt file, or not a depdet checkpoint.
         ConfigError: a sklearn checkpoint without ``trust_pickle``, or an unknown model.
@@ -170,34 +268,50 @@ def load_checkpoint(path: str | Path, map_location="cpu", *, trust_pickle: bool 
     path = Path(path)
     if not path.is_file():
         raise DataError("checkpoint not found", path=path, hint="pass the .pt file written by `depdet train`")
+    hint = "pass a checkpoint written by `depdet train` (it is loaded with weights_only=True)"
+
+    def bad(why: str, cause: BaseException | None = None):
+        return DataError(f"not a depdet checkpoint: {why}", path=path, hint=hint)
+
+    if path.stat().st_size == 0:
+        raise bad("the file is empty (0 bytes)")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means "not a safe depdet checkpoint"
-        raise DataError(f"cannot read checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})", path=path,
-                        hint="pass a checkpoint written by `depdet train` (it is loaded with weights_only=True)") from e
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise DataError("not a depdet checkpoint", path=path, hint="pass a checkpoint written by `depdet train`")
-    if int(ckpt.get("format_version", 0)) > FORMAT_VERSION:
-        raise DataError(f"checkpoint format {ckpt['format_version']} is newer than this depdet ({FORMAT_VERSION})",
-                        path=path, hint="upgrade depdet")
-    name, kind = ckpt["model"], ckpt.get("kind", "torch")
-    model = create_model(name, ckpt["input_dims"], **ckpt.get("config", {}))
+        text = " ".join(str(e).split())[:200] or type(e).__name__
+        raise bad(f"cannot read it ({type(e).__name__}: {text}); truncated, corrupt or not weights-only") from e
+    c = _validate(ckpt, bad)
+    name, kind = c["model"], c["kind"]
+    config = dict(c.get("config") or {})
     if kind == "torch":
-        try:
-            model.load_state_dict(ckpt["state_dict"])
-        except RuntimeError as e:
-            raise DataError(f"weights do not fit model {name!r} ({str(e).splitlines()[0][:200]})", path=path,
-                            hint="the model code changed since training; retrain or use the matching depdet version") from e
+        model = _build_checked(name, c["input_dims"], config, c["state_dict"], bad, path)
         model.to(map_location if isinstance(map_location, (str, torch.device)) else "cpu")
         model.eval()
     else:
         if not trust_pickle:
             raise ConfigError(f"checkpoint holds a pickled scikit-learn model ({name})", path=path,
                               hint="unpickling runs code: only if you trust this file, pass --trust-pickle (trust_pickle=True)")
-        model.load_state_dict(pickle.loads(ckpt["sklearn_state_pickle"]))
+        try:
+            model = create_model(name, c["input_dims"], **config)
+        except (ConfigError, TypeError, ValueError) as e:
+            raise bad(f"its config does not build model {name!r} ({e})") from e
+        if not isinstance(c.get("sklearn_state_pickle"), (bytes, bytearray)):
+            raise bad("sklearn_state_pickle missing or not bytes")
+        try:
+            model.load_state_dict(pickle.loads(c["sklearn_state_pickle"]))
+        except Exception as e:  # noqa: BLE001
+            raise bad(f"the scikit-learn state does not load ({type(e).__name__}: {e})") from e
+    try:
+        spec = FeatureSpec.from_dict(c["spec"])
+        pre = Preprocessor.from_state_dict(c["preprocessor"])
+    except DepdetError as e:  # a spec value this depdet refuses (its message names the option)
+        raise bad(f"malformed feature spec or preprocessor ({e.message})") from e
+    except Exception as e:  # noqa: BLE001 - malformed spec/preprocessor: wrong keys or types
+        raise bad(f"malformed feature spec or preprocessor ({type(e).__name__}: {e})") from e
+    ckpt = c
     return LoadedCheckpoint(
-        model=model, model_name=name, kind=kind, config=dict(ckpt.get("config", {})), input_dims=dict(ckpt["input_dims"]),
-        spec=FeatureSpec.from_dict(ckpt["spec"]), preprocessor=Preprocessor.from_state_dict(ckpt["preprocessor"]),
+        model=model, model_name=name, kind=kind, config=config, input_dims=dict(ckpt["input_dims"]),
+        spec=spec, preprocessor=pre,
         threshold=float(ckpt.get("threshold", 0.5)), temperature=float(ckpt.get("temperature", 1.0)),
         metrics=ckpt.get("metrics", {}), info={**ckpt.get("info", {}), "depdet_version": ckpt.get("depdet_version")},
         path=path)
