@@ -357,6 +357,13 @@ def test_run_folder_records_what_was_run_and_config_rerun_reproduces_metrics(sma
     assert sum(r["fold"] == "test" for r in preds) == n_test and {r["fold"] for r in preds} == {"valid", "test"}
     assert all(int(r["pred"]) == int(float(r["logit"]) > 0) for r in preds)
 
+    # the checkpoint spells out every model option (a later change of a default cannot change what it rebuilds)
+    from depdet.pipeline.inference.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(run / "checkpoint.pt")
+    assert ck.config["fusion"] == "elementwise" and ck.config["head"] == "ce2" and ck.config["hidden"] == 4
+    assert ck.config["kernels"] == [1, 3, 5] and ck.config["max_len"] == 40
+
     # re-run from the folder's own config: same metrics (CPU), same per-sample predictions
     again = tmp_path / "again"
     code, out, err = run_cli(["train", "--config", run / "config.yaml", "--run-dir", again], capsys)

@@ -701,7 +701,7 @@ class Trainer:
                 "seed": seed, "split": split.name, "split_sizes": split.sizes(), "best_epoch": best_epoch,
                 "select": self.cfg.select, "threshold_method": self.cfg.threshold_method, "run": name,
                 "train_config": self.cfg.to_dict(), "row_scale": self.row_scale}
-        ckpt = build_checkpoint(model, self.cfg.model, self.model_config, self.ds.spec, pre, threshold=thr,
+        ckpt = build_checkpoint(model, self.cfg.model, self._full_model_config(), self.ds.spec, pre, threshold=thr,
                                 temperature=T, metrics=metrics, info=info)
         save_checkpoint(rdir / "best.pt", ckpt)
         self._write_predictions(rdir / "predictions.csv", [("valid", split.valid, v_logits), ("test", split.test, t_logits)],
@@ -715,6 +715,18 @@ class Trainer:
         t = f"test F1 {test['f1']:.3f} acc {test['acc']:.3f} (all-depressed F1 {base['f1']:.3f})" if test else "no test fold"
         self.log(f"{name}: best epoch {best_epoch}, valid score {score:.3f}; {t}")
         return res
+
+    def _full_model_config(self) -> dict:
+        """The model options trained with, every default written out, so a checkpoint rebuilds the same
+        model even if a later depdet changes a default (as issue 12 did for JAMFN, MIMML and ASYM)."""
+        from depdet.models.registry import model_options
+
+        try:
+            defaults = {k: d for k, (d, _) in model_options(self.cfg.model, self.ds.dims).items()}
+        except Exception:  # noqa: BLE001 - a model that cannot list its options keeps the given ones
+            return dict(self.model_config)
+        full = {k: (list(v) if isinstance(v, tuple) else v) for k, v in defaults.items()}
+        return {**full, **self.model_config}
 
     def _write_predictions(self, path: Path, parts, temperature: float, threshold: float) -> None:
         """Per-sample valid and test predictions of one run: id, fold, label, gender, logit, the papers'
