@@ -92,15 +92,15 @@ def _version_text() -> str:
 
 def _version_callback(value: bool):
     if value:
-        out.print(_version_text(), highlight=False, markup=False)
+        out.print(f"depdet {__version__}", highlight=False, markup=False)
         raise typer.Exit()
 
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True,
-                                          help="Show the version and the third-party licence terms.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks and debug logs.")] = False,
+    version: Annotated[bool, typer.Option("--version", metavar=" ", callback=_version_callback, is_eager=True,
+                                          help="Show the version (licence terms: `depdet info`).")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", metavar=" ", help="Show tracebacks and debug logs.")] = False,
 ):
     _STATE["verbose"] = verbose
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -134,13 +134,51 @@ Detector = _choices("Detector", __import__("depdet.pipeline.features.spec", from
 LandmarkNorm = _choices("LandmarkNorm", __import__("depdet.pipeline.features.spec", fromlist=["x"]).LANDMARK_NORMS)
 _layout_help = __import__("depdet.pipeline.store.layout", fromlist=["x"]).describe
 IdFrom = _choices("IdFrom", __import__("depdet.pipeline.media", fromlist=["x"]).ID_FROM)
+_train_vocab = __import__("depdet.pipeline.training.presets", fromlist=["x"])
+Preset = _choices("Preset", _train_vocab.list_presets())
+Optimizer = _choices("Optimizer", _train_vocab.OPTIMIZERS)
+Scheduler = _choices("Scheduler", _train_vocab.SCHEDULERS)
+Select = _choices("Select", __import__("depdet.pipeline.training.metrics", fromlist=["x"]).SELECTION_CRITERIA)
+ThresholdMethod = _choices("ThresholdMethod", __import__("depdet.pipeline.inference.calibration", fromlist=["x"]).THRESHOLD_METHODS)
+Gender = _choices("Gender", __import__("depdet.pipeline.data.splits", fromlist=["x"]).GENDERS)
+Fold = _choices("Fold", __import__("depdet.pipeline.store.labels", fromlist=["x"]).FOLDS + ("all",))
+DataLayout = _choices("DataLayout", ("auto",) + __import__("depdet.pipeline.store.layout", fromlist=["x"]).LAYOUTS)
+_DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N"
+
+
+def _device(value: str) -> str:
+    """``--device``: auto, cpu, cuda or cuda:N (an open choice: N is any GPU index)."""
+    import re as _re
+
+    if not _re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+        raise typer.BadParameter(f"{value!r} is not a device: use {_DEVICE_HELP}")
+    return value
+
+
+def _checkpoint_path(path: Path) -> Path:
+    """``--checkpoint`` takes the file or the run folder that holds it (``RUN/checkpoint.pt``)."""
+    if path.is_dir():
+        if (path / "checkpoint.pt").is_file():
+            return path / "checkpoint.pt"
+        raise DepdetError("this folder holds no checkpoint.pt", path=path,
+                          hint="pass a run folder written by `depdet train` (it has checkpoint.pt) or the .pt file")
+    return path
+
+
+def _examples(*lines: str) -> str:
+    """A command's help epilog: runnable examples."""
+    return "Examples:\n\n" + "\n\n".join(f"  {ln}" for ln in lines)
+
 
 
 def _names(value: Optional[str]) -> Optional[tuple[str, ...]]:
     return None if value is None else tuple(v.strip() for v in value.split(",") if v.strip())
 
 
-@app.command()
+@app.command(epilog=_examples(
+    "depdet extract videos/ -o features/ --labels labels.csv",
+    "depdet extract vlogs/* -o features/ --id-from relpath --fps 1 --workers 2",
+    "depdet extract videos/ -o lmvd_features/ --layout lmvd --device cuda   (VGGish on the GPU)"))
 def extract(
     inputs: Annotated[list[Path], typer.Argument(help="Video files, folders (searched recursively) or .txt lists of paths.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created; resumable).")],
@@ -151,13 +189,15 @@ def extract(
     landmark_norm: Annotated[LandmarkNorm, typer.Option(help="Per-frame z-score of the 136 landmark values (as D-Vlog/DepMamba), or raw pixels.")] = LandmarkNorm.row_zscore,
     detector: Annotated[Detector, typer.Option(help="Face detector: dlib HOG (fast) or MMOD CNN (slower, more robust).")] = Detector.hog,
     vggish_weights: Annotated[Optional[Path], typer.Option(help="VGGish checkpoint (default: $DEPDET_WEIGHTS_DIR or the cache; see `depdet weights`).")] = None,
-    vggish_postprocess: Annotated[bool, typer.Option(help="Apply VGGish's PCA + 8-bit quantisation (as the AudioSet release).")] = True,
+    vggish_postprocess: Annotated[bool, typer.Option(metavar=" ", help="Apply VGGish's PCA + 8-bit quantisation (as the AudioSet release).")] = True,
     labels: Annotated[Optional[Path], typer.Option(help="CSV with index,label[,gender,fold]: sets those samples' metadata (checked before any work).")] = None,
     id_from: Annotated[IdFrom, typer.Option(help="Sample ids from the file stem, or from the relative path as given (p01/video.mpg -> p01_video) when folders hold files of the same name.")] = IdFrom.stem,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: all cores).", min=1)] = None,
-    force: Annotated[bool, typer.Option(help="Redo samples already extracted; with settings that differ from the folder's, re-extract every sample of the folder.")] = False,
-    wait: Annotated[bool, typer.Option(help="If another depdet run is writing to the folder, wait for it instead of stopping.")] = False,
-    allow_partial: Annotated[bool, typer.Option(help="Keep the streams that could be extracted (e.g. no audio track, no face).")] = False,
+    force: Annotated[bool, typer.Option("--force", metavar=" ", help="Redo samples already extracted; with settings that differ from the folder's, re-extract every sample of the folder.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", metavar=" ", help="If another depdet run is writing to the folder, wait for it instead of stopping.")] = False,
+    allow_partial: Annotated[bool, typer.Option("--allow-partial", metavar=" ", help="Keep the streams that could be extracted (e.g. no audio track, no face).")] = False,
+    device: Annotated[str, typer.Option(parser=_device, metavar="DEVICE", help=f"Where VGGish runs: {_DEVICE_HELP}. dlib (landmarks) runs on the CPU.")] = "auto",
+    threads: Annotated[Optional[int], typer.Option(min=1, help="Threads per worker for torch/OpenCV (default: 1 per worker process, all cores with --workers 1).")] = None,
 ):
     """Extract aligned D-Vlog/LMVD-style features from raw videos into a feature store."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -170,7 +210,20 @@ def extract(
     audio_names = _names(audio) or (("vggish",) if layout == Layout.lmvd else ("egemaps",))
     spec = FeatureSpec(audio=audio_names, visual=_names(visual) or ("landmarks",), fps=fps,
                        landmark_norm=landmark_norm.value, detector=detector.value, vggish_postprocess=vggish_postprocess)
-    options = ExtractOptions(vggish_weights=str(vggish_weights) if vggish_weights else None, allow_partial=allow_partial)
+    from depdet.pipeline.inference.scorer import resolve_device
+
+    dev = str(resolve_device(device)) if "vggish" in audio_names else "cpu"
+    if dev.startswith("cuda") and detector.value == "cnn":
+        import dlib
+
+        if not getattr(dlib, "DLIB_USE_CUDA", False):
+            console.print("[yellow]note:[/] this dlib build has no CUDA: the CNN face detector runs on the CPU", highlight=False)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    options = ExtractOptions(vggish_weights=str(vggish_weights) if vggish_weights else None, allow_partial=allow_partial,
+                             device=dev)
     _check_output(out_dir, "output folder (-o)", folder=True)
     console.print(f"[bold]depdet extract[/] -> {plain(out_dir)} ({layout.value} layout; {plain(spec.describe())})",
                   highlight=False)
@@ -224,7 +277,7 @@ app.add_typer(store_app, name="store")
 @store_app.command("index")
 def store_index(
     folder: Annotated[Path, typer.Argument(help="A feature folder written by `depdet extract` (or `depdet synth`).")],
-    wait: Annotated[bool, typer.Option(help="Wait for a run that is writing to the folder.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", metavar=" ", help="Wait for a run that is writing to the folder.")] = False,
 ):
     """Rebuild manifest.jsonl, labels.csv and features.json from the sample records."""
     from depdet.pipeline.store import FeatureStore
@@ -342,7 +395,7 @@ def models_cmd(
                                       "(default: D-Vlog, visual=136,audio=25).")] = "visual=136,audio=25",
     pattern: Annotated[str, typer.Option("--filter", help="Glob on model names, e.g. '*mamba*'.")] = "*",
     model_opt: Annotated[Optional[list[str]], typer.Option(help="With NAME: count parameters with option KEY=VALUE (repeatable).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="With NAME: the card as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar=" ", help="With NAME: the card as JSON.")] = False,
 ):
     """List the registered models (paper, inputs, parameter count, kind), or print one model's card."""
     from rich.table import Table
@@ -400,7 +453,7 @@ def _print_model_card(name: str, dims: dict[str, int], cfg: dict, as_json: bool)
 @app.command("presets")
 def presets_cmd(
     name: Annotated[Optional[str], typer.Argument(help="A preset: print it resolved (every value, the note, the fps and dataset it assumes).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON: TrainConfig field names as keys, preprocessing under "
+    as_json: Annotated[bool, typer.Option("--json", metavar=" ", help="JSON: TrainConfig field names as keys, preprocessing under "
                                           "'preprocess', model options under 'model_config' (all presets without NAME).")] = False,
 ):
     """List the training presets (paper recipes and depdet's variants), or print one resolved."""
@@ -447,12 +500,6 @@ def presets_cmd(
 
 
 # ---------------------------------------------------------------- synth / train / evaluate (issue 4)
-class DataLayout(str, Enum):
-    auto = "auto"
-    dvlog = "dvlog"
-    lmvd = "lmvd"
-
-
 _METRIC_ROWS = (("acc", "accuracy"), ("precision", "precision (depressed)"), ("recall", "recall / sensitivity"),
                 ("f1", "F1 (depressed, binary)"), ("specificity", "specificity"), ("weighted_precision", "weighted precision"),
                 ("weighted_recall", "weighted recall"), ("weighted_f1", "weighted F1"), ("macro_f1", "macro F1"),
@@ -496,20 +543,26 @@ def _parse_model_opts(items: Optional[list[str]]) -> dict:
     return out
 
 
-@app.command()
+@app.command(epilog=_examples("depdet synth -o syn/", "depdet synth -o syn_lmvd/ --layout lmvd --n 200 --signal 3"))
 def synth(
-    out_dir: Annotated[Path, typer.Argument(help="Output folder (must be new or empty).")],
-    layout: Annotated[str, typer.Option(help="dvlog (961 samples, folds 647/102/212) or lmvd (1823, 8:1:1).")] = "dvlog",
+    out_pos: Annotated[Optional[Path], typer.Argument(hidden=True, help="Output folder (old spelling of -o/--out).")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (must be new or empty).")] = None,
+    layout: Annotated[Layout, typer.Option(help="dvlog (961 samples, folds 647/102/212) or lmvd (1823, 8:1:1).")] = Layout.dvlog,
     n: Annotated[Optional[int], typer.Option(help="Number of samples (default: the real dataset's size).", min=6)] = None,
     signal: Annotated[float, typer.Option(help="Planted temporal signal strength (0 = none, 1 moderate, 3 easy).", min=0.0)] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     max_len: Annotated[Optional[int], typer.Option(help="Longest sequence in rows (default: the real maximum).")] = None,
     min_len: Annotated[Optional[int], typer.Option(help="Shortest sequence in rows (default: the real minimum).")] = None,
     length_scale: Annotated[float, typer.Option(help="Scale the drawn lengths before clipping (< 1 for short test sets).")] = 1.0,
-    overwrite: Annotated[bool, typer.Option(help="Write into a non-empty folder.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", metavar=" ", help="Write into a non-empty folder.")] = False,
 ):
     """Write a SYNTHETIC dataset in the D-Vlog or LMVD layout (for tests and benchmarks)."""
     from depdet.pipeline.data.synth import SynthConfig, make_synthetic
+
+    if (out_dir is None) == (out_pos is None):
+        raise DepdetError("give the output folder once, as -o/--out DIR", hint="e.g. depdet synth -o syn/")
+    out_dir = out_dir or out_pos
+    layout = layout.value
 
     s = make_synthetic(out_dir, SynthConfig(layout=layout, n=n, signal=signal, seed=seed, max_len=max_len,
                                             min_len=min_len, length_scale=length_scale), overwrite=overwrite)
@@ -520,12 +573,15 @@ def synth(
               f"signal {signal:g}", highlight=False)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False}, epilog=_examples(
+    "depdet train --data features/ --model fusion_concat --folds 5 --seeds 1 2 3",
+    "depdet train --data dvlog/ --preset depmamba-dvlog --device cuda",
+    "depdet train --config runs/depmamba-dvlog-dvlog/config.yaml   (re-run a run from its own folder)"))
 def train(
     ctx: typer.Context,
     data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset folder: D-Vlog, LMVD or `depdet extract` output.")] = None,
     model: Annotated[Optional[str], typer.Option(help="Registry model (see `depdet models`); default: the preset's.")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="A recipe (see `depdet presets NAME` for all values and the note): paper presets "
+    preset: Annotated[Optional[Preset], typer.Option(help="A recipe (see `depdet presets NAME` for all values and the note): paper presets "
                                                   + ", ".join(n for n in __import__("depdet.pipeline.training.presets", fromlist=["x"]).list_presets() if not n.endswith("-fixed"))
                                                   + " reproduce the paper's public code (or text); depdet's variants: "
                                                   + ", ".join(n for n in __import__("depdet.pipeline.training.presets", fromlist=["x"]).list_presets() if n.endswith("-fixed")) + ".")] = None,
@@ -535,28 +591,28 @@ def train(
     seeds: Annotated[Optional[str], typer.Option(help="Seeds, e.g. --seeds 1 2 3 (one run each; mean ± std reported).")] = None,
     layout: Annotated[DataLayout, typer.Option(help="Dataset layout.")] = DataLayout.auto,
     labels: Annotated[Optional[Path], typer.Option(help="Labels CSV (index,label[,gender,fold]) overriding the folder's.")] = None,
-    skip_missing: Annotated[bool, typer.Option(help="Leave out ids whose feature files are missing (listed) instead of failing.")] = False,
-    epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs (preset default).")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Learning rate.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Batch size.")] = None,
-    weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay.")] = None,
-    optimizer: Annotated[Optional[str], typer.Option(help="adam or adamw.")] = None,
-    scheduler: Annotated[Optional[str], typer.Option(help="none or cosine.")] = None,
+    skip_missing: Annotated[bool, typer.Option("--skip-missing", metavar=" ", help="Leave out ids whose feature files are missing (listed) instead of failing.")] = False,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs (default: the preset's, else 120).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: the preset's, else 1e-4).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Batch size (default: the preset's, else 16).")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay (default: the preset's, else 0).")] = None,
+    optimizer: Annotated[Optional[Optimizer], typer.Option(help="Optimiser (default: the preset's, else adam).")] = None,
+    scheduler: Annotated[Optional[Scheduler], typer.Option(help="Learning-rate schedule (cosine: AllenYolk's) (default: the preset's, else none).")] = None,
     patience: Annotated[Optional[int], typer.Option(min=1, help="Early-stopping patience in epochs (default: none).")] = None,
-    select: Annotated[Optional[str], typer.Option(help="Checkpoint criterion on valid: depmamba (mean acc/P/R/F1), f1, acc, weighted_f1, auc, loss.")] = None,
-    threshold_method: Annotated[Optional[str], typer.Option(help="Decision threshold chosen on valid: youden (default), f1, fixed (0.5).")] = None,
-    folds: Annotated[Optional[int], typer.Option(help="Stratified k-fold CV instead of the dataset's own folds.")] = None,
-    train_gender: Annotated[str, typer.Option(help="Train on: both, f, m.")] = "both",
-    test_gender: Annotated[str, typer.Option(help="Validate/test on: both, f, m.")] = "both",
-    standardize: Annotated[Optional[bool], typer.Option("--standardize/--no-standardize", help="Per-column z-score with training-fold statistics (default on).")] = None,
-    landmark_zscore: Annotated[Optional[bool], typer.Option("--landmark-zscore/--no-landmark-zscore", help="Per-row z-score of landmark columns (default on; idempotent).")] = None,
+    select: Annotated[Optional[Select], typer.Option(help="Checkpoint criterion on valid (depmamba: mean of acc/P/R/F1) (default: the preset's, else depmamba).")] = None,
+    threshold_method: Annotated[Optional[ThresholdMethod], typer.Option(help="Decision threshold chosen on valid (fixed: 0.5) (default: the preset's, else youden).")] = None,
+    folds: Annotated[Optional[int], typer.Option(min=3, help="Stratified K-fold CV instead of the dataset's own folds: each of the K runs tests on one fold, validates on the next and trains on the other K-2 (default: the dataset's folds).")] = None,
+    train_gender: Annotated[Gender, typer.Option(help="Train on this gender only (both: everyone).")] = Gender.both,
+    test_gender: Annotated[Gender, typer.Option(help="Validate/test on this gender only.")] = Gender.both,
+    standardize: Annotated[Optional[bool], typer.Option("--standardize/--no-standardize", metavar=" ", help="Per-column z-score with training-fold statistics (default on).")] = None,
+    landmark_zscore: Annotated[Optional[bool], typer.Option("--landmark-zscore/--no-landmark-zscore", metavar=" ", help="Per-row z-score of landmark columns (default on; idempotent).")] = None,
     max_len: Annotated[Optional[int], typer.Option(min=1, help="Length cap: random window in training, first rows in evaluation (default: none).")] = None,
-    crop_aug: Annotated[Optional[bool], typer.Option("--crop-aug/--no-crop-aug", help="DepMamba's random crops added to the training set (preset default).")] = None,
+    crop_aug: Annotated[Optional[bool], typer.Option("--crop-aug/--no-crop-aug", metavar=" ", help="DepMamba's random crops added to the training set (preset default).")] = None,
     crop_min_len: Annotated[Optional[int], typer.Option(help="Shortest crop kept (DepMamba: 500 D-Vlog, 400 LMVD).")] = None,
-    rescale_rows: Annotated[bool, typer.Option(help="Data at another rate than the preset's (all presets: 1 row/s): multiply its row counts (max_len, crop_min_len, JAMFN's window) by data fps / preset fps instead of refusing.")] = False,
+    rescale_rows: Annotated[bool, typer.Option("--rescale-rows", metavar=" ", help="Data at another rate than the preset's (all presets: 1 row/s): multiply its row counts (max_len, crop_min_len, JAMFN's window) by data fps / preset fps instead of refusing.")] = False,
     model_opt: Annotated[Optional[list[str]], typer.Option(help="Model option KEY=VALUE (repeatable), e.g. --model-opt d_state=16.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
-    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="float16 autocast on CUDA (default: the preset's; on without a preset).")] = None,
+    device: Annotated[str, typer.Option(parser=_device, metavar="DEVICE", help=_DEVICE_HELP + ".")] = "auto",
+    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", metavar=" ", help="float16 autocast on CUDA (default: the preset's; on without a preset).")] = None,
     grad_clip: Annotated[Optional[float], typer.Option(help="Max gradient norm (default: none).")] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch.")] = None,
 ):
@@ -604,18 +660,19 @@ def train(
         torch.set_num_threads(threads)
     pre = {"standardize": standardize, "landmark_zscore": landmark_zscore, "max_len": max_len, "crop_aug": crop_aug,
            "crop_min_len": crop_min_len}
-    cfg = TrainConfig.from_preset(preset, model=model, model_config=_parse_model_opts(model_opt), seeds=seed_list,
+    val = lambda e: None if e is None else e.value  # noqa: E731 - closed choices as their plain names
+    cfg = TrainConfig.from_preset(val(preset), model=model, model_config=_parse_model_opts(model_opt), seeds=seed_list,
                                   epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
-                                  optimizer=optimizer, scheduler=scheduler, patience=patience, select=select,
-                                  threshold_method=threshold_method, folds=folds, train_gender=train_gender,
-                                  test_gender=test_gender, preprocess=pre, device=device, amp=amp, grad_clip=grad_clip,
-                                  rescale_rows=rescale_rows)
+                                  optimizer=val(optimizer), scheduler=val(scheduler), patience=patience,
+                                  select=val(select), threshold_method=val(threshold_method), folds=folds,
+                                  train_gender=train_gender.value, test_gender=test_gender.value, preprocess=pre,
+                                  device=device, amp=amp, grad_clip=grad_clip, rescale_rows=rescale_rows)
     ds = load_dataset(data, layout.value, labels=labels, skip_missing=skip_missing)
     for line in ds.report.lines():
         console.print(f"[dim]data:[/] {plain(line)}", highlight=False)
     if ds.info.get("synthetic"):
         console.print("[bold yellow]note:[/] this dataset is SYNTHETIC (depdet synth); results say nothing about depression.")
-    rdir = run_dir or Path("runs") / f"{preset or cfg.model}-{Path(data).resolve().name}"
+    rdir = run_dir or Path("runs") / f"{cfg.preset or cfg.model}-{Path(data).resolve().name}"
     console.print(f"run folder: {rdir}  model: {cfg.model}  preset: {cfg.preset or '-'}  seeds: {cfg.seeds}", highlight=False)
     if cfg.preset:
         from depdet.pipeline.training.presets import preset_note
@@ -641,17 +698,19 @@ def _print_train_summary(summary: dict, rdir: Path) -> None:
               f"metrics: {rdir / 'metrics.json'}", highlight=False)
 
 
-@app.command()
+@app.command(epilog=_examples(
+    "depdet evaluate --checkpoint runs/mine/ --data features/ --fold test",
+    "depdet evaluate -c runs/mine/checkpoint.pt -d other_features/ --fold all --out eval.json"))
 def evaluate(
-    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Checkpoint written by `depdet train` (.pt).")],
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Checkpoint written by `depdet train` (.pt), or its run folder.")],
     data: Annotated[Path, typer.Option("--data", "-d", help="Labelled dataset folder (same feature spec).")],
-    fold: Annotated[str, typer.Option(help="train, valid, test or all.")] = "test",
+    fold: Annotated[Fold, typer.Option(help="Which fold to evaluate (all: every sample, for datasets without folds).")] = Fold.test,
     out_json: Annotated[Optional[Path], typer.Option("--out", "-o", help="JSON output (default: <checkpoint>.eval-<data>-<fold>.json).")] = None,
     layout: Annotated[DataLayout, typer.Option(help="Dataset layout.")] = DataLayout.auto,
     labels: Annotated[Optional[Path], typer.Option(help="Labels CSV overriding the folder's.")] = None,
-    skip_missing: Annotated[bool, typer.Option(help="Leave out ids whose feature files are missing.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
-    trust_pickle: Annotated[bool, typer.Option(help="Allow scikit-learn checkpoints (pickled; only files you trust).")] = False,
+    skip_missing: Annotated[bool, typer.Option("--skip-missing", metavar=" ", help="Leave out ids whose feature files are missing.")] = False,
+    device: Annotated[str, typer.Option(parser=_device, metavar="DEVICE", help=_DEVICE_HELP + ".")] = "auto",
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", metavar=" ", help="Allow scikit-learn checkpoints (pickled; only files you trust).")] = False,
 ):
     """Evaluate a checkpoint: Rich table (beside the all-depressed baseline, per gender) and JSON."""
     from depdet import fileio as dio
@@ -659,6 +718,7 @@ def evaluate(
     from depdet.pipeline.data.datasets import load_dataset
     from depdet.pipeline.training.train import evaluate as run_eval
 
+    checkpoint, fold = _checkpoint_path(checkpoint), fold.value
     ck = load_checkpoint(checkpoint, "cpu", trust_pickle=trust_pickle)
     ds = load_dataset(data, layout.value, labels=labels, skip_missing=skip_missing)
     for line in ds.report.lines():
@@ -712,18 +772,23 @@ def _print_predictions(report) -> None:
         console.print(ft)
 
 
-@app.command()
+@app.command(epilog=_examples(
+    "depdet predict clip.mp4 --checkpoint runs/mine/ --report report.html",
+    "depdet predict videos/ -c runs/mine/checkpoint.pt --out results.csv --device cuda",
+    "depdet predict --data features/ -c runs/mine/ --out results.json   (already extracted features)"))
 def predict(
     inputs: Annotated[Optional[list[Path]], typer.Argument(help="Video files, folders (recursive) or .txt lists of paths.")] = None,
-    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Checkpoint written by `depdet train` (its feature spec, preprocessing, calibration and threshold are used).")] = ...,
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Checkpoint written by `depdet train`, or its run folder (its feature spec, preprocessing, calibration and threshold are used).")] = ...,
     results: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write all results to this .csv or .json file.")] = None,
     report_path: Annotated[Optional[Path], typer.Option("--report", help="Write a self-contained HTML report (plots per clip, summary for a batch).")] = None,
-    features: Annotated[Optional[Path], typer.Option("--features", help="Predict from a `depdet extract` output folder instead of raw videos.")] = None,
+    features: Annotated[Optional[Path], typer.Option("--data", "-d", "--features", help="Predict from a feature folder (`depdet extract` output) instead of raw videos (--features: the old spelling).")] = None,
     vggish_weights: Annotated[Optional[Path], typer.Option(help="VGGish checkpoint, for checkpoints trained on VGGish features.")] = None,
-    allow_partial: Annotated[bool, typer.Option(help="Score clips that lack a stream (no audio track / no face) on what remains.")] = False,
-    evidence: Annotated[bool, typer.Option(help="Compute the evidence timeline and modality shares.")] = True,
+    allow_partial: Annotated[bool, typer.Option("--allow-partial", metavar=" ", help="Score clips that lack a stream (no audio track / no face) on what remains.")] = False,
+    device: Annotated[str, typer.Option(parser=_device, metavar="DEVICE", help=f"Where the model and VGGish run: {_DEVICE_HELP}.")] = "auto",
+    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch (default: torch's).")] = None,
+    evidence: Annotated[bool, typer.Option(metavar=" ", help="Compute the evidence timeline and modality shares.")] = True,
     window: Annotated[Optional[float], typer.Option(help="Occlusion window in seconds (default 1 s, wider for long clips).", min=0.001)] = None,
-    trust_pickle: Annotated[bool, typer.Option(help="Allow scikit-learn checkpoints (pickled: only files you trust).")] = False,
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", metavar=" ", help="Allow scikit-learn checkpoints (pickled: only files you trust).")] = False,
 ):
     """Screening probability, evidence and report for videos (research use, not a diagnosis)."""
     from depdet.pipeline.features.extract import ExtractOptions
@@ -731,20 +796,30 @@ def predict(
     from depdet.pipeline.inference.report import write_report
 
     if not inputs and features is None:
-        raise DepdetError("nothing to predict", hint="give video files/folders or --features DIR")
+        raise DepdetError("nothing to predict", hint="give video files/folders or --data DIR")
+    checkpoint = _checkpoint_path(checkpoint)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     if results is not None and results.suffix.lower() not in (".csv", ".json"):
         raise DepdetError(f"unsupported results format {results.suffix!r}", path=results, hint="use a .csv or .json file name")
     if results is not None:
         _check_output(results, "results file (--out)")
     if report_path is not None:
         _check_output(report_path, "report (--report)")
-    options = ExtractOptions(vggish_weights=str(vggish_weights) if vggish_weights else None, allow_partial=allow_partial)
+    from depdet.pipeline.inference.scorer import resolve_device
+
+    dev = str(resolve_device(device))
+    options = ExtractOptions(vggish_weights=str(vggish_weights) if vggish_weights else None, allow_partial=allow_partial,
+                             device=dev)
     with console.status("predicting...") as status:
         def on_result(r):
             status.update(f"predicting... last: {plain(r.sample_id)} ({r.status}, {r.seconds:.1f}s)")
 
         report = run_predict(inputs or [], checkpoint, features_dir=features, extract_options=options,
-                             evidence=evidence, window_s=window, trust_pickle=trust_pickle, on_result=on_result)
+                             evidence=evidence, window_s=window, trust_pickle=trust_pickle, device=dev,
+                             on_result=on_result)
     # results first: a failure while printing can never lose them
     if results is not None:
         write_results(results, report)
@@ -773,7 +848,7 @@ def demo(
     epochs: Annotated[int, typer.Option(help="Training epochs.", min=1)] = 15,
     clip_seconds: Annotated[float, typer.Option(help="Length of the generated clip (s).", min=1.0)] = 30.0,
     seed: Annotated[int, typer.Option(help="Seed for data, training and clip.")] = 0,
-    overwrite: Annotated[bool, typer.Option(help="Replace a previous demo's outputs in --out.")] = False,
+    overwrite: Annotated[bool, typer.Option(metavar=" ", help="Replace a previous demo's outputs in --out.")] = False,
 ):
     """End-to-end DEMONSTRATION on synthetic data (no clinical meaning): synth -> train -> predict -> report."""
     from depdet.pipeline.demo import DEMO_NOTICE, DemoConfig, run_demo

@@ -299,8 +299,8 @@ _LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_network(path: str, final_relu: bool):
-    return load_network(path, final_relu)
+def _cached_network(path: str, final_relu: bool, device: str = "cpu"):
+    return load_network(path, final_relu).to(device)
 
 
 @functools.lru_cache(maxsize=4)
@@ -317,6 +317,7 @@ class Vggish(Extractor):
         final_relu: keep the port's ReLU after the 128-d layer (see the module docstring).
         pca_path: PCA parameter file (default: next to the checkpoint, then the search folders).
         batch_size: examples per forward pass.
+        device: ``cpu`` or a CUDA device (``cuda``, ``cuda:N``): where the network runs.
 
     Raises:
         WeightsError: weights missing or failing their checksum (at construction).
@@ -329,13 +330,14 @@ class Vggish(Extractor):
     columns = tuple(f"vggish_{i:03d}" for i in range(EMBEDDING_SIZE))
 
     def __init__(self, weights_path: str | Path | None = None, postprocess: bool = True, final_relu: bool = True,
-                 pca_path: str | Path | None = None, batch_size: int = 32):
+                 pca_path: str | Path | None = None, batch_size: int = 32, device: str = "cpu"):
         self.postprocess = bool(postprocess)
+        self.device = str(device)
         self.final_relu = bool(final_relu)
         self.batch_size = int(batch_size)
         self.weights_path, self.pca_path = resolve_files(weights_path, self.postprocess, pca_path)
         with _LOCK:
-            self.net = _cached_network(str(self.weights_path), self.final_relu)
+            self.net = _cached_network(str(self.weights_path), self.final_relu, self.device)
             self.pca = _cached_pca(str(self.pca_path)) if self.pca_path is not None else None
 
     def embed(self, examples: np.ndarray) -> np.ndarray:
@@ -346,7 +348,7 @@ class Vggish(Extractor):
         with torch.inference_mode():
             for i in range(0, len(examples), self.batch_size):
                 xb = torch.from_numpy(np.ascontiguousarray(examples[i:i + self.batch_size], np.float32))[:, None]
-                outs.append(self.net(xb).numpy())
+                outs.append(self.net(xb.to(self.device)).cpu().numpy())
         return np.concatenate(outs) if outs else np.zeros((0, EMBEDDING_SIZE), np.float32)
 
     def extract(self, audio: np.ndarray, sr: int, fps: float) -> StreamFeatures:

@@ -42,10 +42,13 @@ class ExtractOptions:
             which file was used is in the spec as its SHA-256.
         allow_partial: keep the streams that could be extracted when one fails (no audio track,
             no face); otherwise such a clip fails.
+        device: where VGGish runs (``cpu``, ``cuda``, ``cuda:N``; float32 on either: the same
+            embeddings up to rounding). dlib's detectors run where the installed dlib build runs them.
     """
 
     vggish_weights: str | None = None
     allow_partial: bool = False
+    device: str = "cpu"
 
 
 def resolve_spec(spec: FeatureSpec, options: ExtractOptions | None = None) -> FeatureSpec:
@@ -207,7 +210,8 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
         samples, rows = _pad_start(samples, starts["audio"], SAMPLE_RATE, fps)
         parts = []
         for name in spec.audio:
-            kw = {"weights_path": options.vggish_weights, "postprocess": bool(spec.vggish_postprocess)} if name == "vggish" else {}
+            kw = ({"weights_path": options.vggish_weights, "postprocess": bool(spec.vggish_postprocess),
+                   "device": options.device} if name == "vggish" else {})
             parts.append(get_extractor(name, **kw).extract(samples, SAMPLE_RATE, fps))
         return (samples, rows), place(concat_modality(parts), starts["audio"], offset_rows=rows)
 

@@ -194,10 +194,11 @@ class Predictor:
             models without attention / gates).
         window_s: occlusion window in seconds (default 1 s, widened for long clips).
         trust_pickle: allow scikit-learn checkpoints (their state is pickled: only for trusted files).
+        device: where the model runs: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N``.
     """
 
     def __init__(self, checkpoint: str | Path, *, extract_options=None, evidence: bool = True,
-                 window_s: float | None = None, trust_pickle: bool = False):
+                 window_s: float | None = None, trust_pickle: bool = False, device: str = "cpu"):
         from depdet.pipeline.inference.checkpoint import load_checkpoint
 
         self.path = Path(checkpoint)
@@ -209,7 +210,9 @@ class Predictor:
         self.evidence = evidence
         self.window_s = window_s
         self.model = self.ckpt.model
-        self.scorer = self.ckpt.scorer(device="cpu")  # the same scorer `evaluate` and training use
+        from depdet.pipeline.inference.scorer import resolve_device
+
+        self.scorer = self.ckpt.scorer(device=resolve_device(device))  # the same scorer `evaluate` and training use
         self.synthetic = bool((self.ckpt.info or {}).get("synthetic", False))
         if hasattr(self.model, "eval"):
             self.model.eval()
@@ -332,7 +335,7 @@ class PredictReport:
 
 def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *, features_dir: str | Path | None = None,
                 extract_options=None, evidence: bool = True, window_s: float | None = None,
-                demonstration: bool = False, trust_pickle: bool = False,
+                demonstration: bool = False, trust_pickle: bool = False, device: str = "cpu",
                 on_result: Callable[[ClipResult], None] | None = None) -> PredictReport:
     """Predict every input; per-clip failures are recorded, never raised.
 
@@ -356,7 +359,7 @@ def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *
     """
     t0 = time.perf_counter()
     pred = Predictor(checkpoint, extract_options=extract_options, evidence=evidence, window_s=window_s,
-                     trust_pickle=trust_pickle)
+                     trust_pickle=trust_pickle, device=device)
     emit = on_result or (lambda r: None)
     results: list[ClipResult] = []
 

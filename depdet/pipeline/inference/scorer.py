@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from depdet.errors import ConfigError
+
 from depdet.pipeline.data.batching import collate, sample_length
 from depdet.pipeline.data.preprocess import Preprocessor
 
@@ -235,3 +237,16 @@ class Scorer:
             inputs, masks = collate([feats[i] for i in idx], [valids[i] for i in idx], self.max_len)
             out[idx] = self.batch_logits(inputs, masks).cpu().numpy()
         return out
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; validates explicit names."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise ConfigError(f"unknown device {name!r}", hint="use auto, cpu or cuda[:N]") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("CUDA requested but not available", hint="use --device cpu or auto")
+    return dev

@@ -43,6 +43,10 @@ from copy import deepcopy
 
 from depdet.errors import ConfigError
 
+#: The optimisers and schedulers a recipe may name (``TrainConfig`` checks them, the CLI offers them).
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULERS = ("none", "cosine")
+
 #: keys of a preset that describe it and are not TrainConfig fields
 META_KEYS = ("kind", "sources", "note", "changes", "variant_of", "dataset", "fps")
 

@@ -58,13 +58,13 @@ from depdet import fileio as dio
 from depdet.pipeline.data.batching import collate
 from depdet.pipeline.inference.calibration import THRESHOLD_METHODS, apply_temperature, choose_threshold, fit_temperature
 from depdet.pipeline.inference.checkpoint import build_checkpoint, save_checkpoint
-from depdet.pipeline.inference.scorer import Scorer
+from depdet.pipeline.inference.scorer import resolve_device, Scorer
 from depdet.pipeline.data.datasets import Dataset
 from depdet.pipeline.features.spec import check_spec
 from depdet.pipeline.training.metrics import (SELECTION_CRITERIA, all_depressed_baseline, classification_metrics, mean_std,
                                      per_group, selection_score)
 from depdet.pipeline.data.preprocess import PreprocessConfig, Preprocessor, random_crops
-from depdet.pipeline.training.presets import META_KEYS, get_preset, preset_note
+from depdet.pipeline.training.presets import OPTIMIZERS, SCHEDULERS, META_KEYS, get_preset, preset_note
 from depdet.pipeline.data.splits import Split, filter_gender, kfold_splits, own_split
 
 LOG_COLUMNS = ("epoch", "train_loss", "valid_loss", "valid_acc", "valid_precision", "valid_recall", "valid_f1",
@@ -132,9 +132,9 @@ class TrainConfig:
 
     def __post_init__(self):
         get_entry(self.model)  # unknown model -> ConfigError
-        if self.optimizer not in ("adam", "adamw"):
+        if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}", hint="use adam or adamw")
-        if self.scheduler not in ("none", "cosine"):
+        if self.scheduler not in SCHEDULERS:
             raise ConfigError(f"unknown scheduler {self.scheduler!r}", hint="use none or cosine")
         if self.select not in SELECTION_CRITERIA:
             raise ConfigError(f"unknown selection criterion {self.select!r}", hint=f"choose from {', '.join(SELECTION_CRITERIA)}")
@@ -238,19 +238,6 @@ def rows_for_fps(config: TrainConfig, fps: float) -> tuple[PreprocessConfig, dic
     pre.crop_min_len = scale(pre.crop_min_len)
     mc.update({k: scale(v) for k, v in _model_row_options(config.model, mc).items()})
     return pre, mc, factor
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; validates explicit names."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as e:
-        raise ConfigError(f"unknown device {name!r}", hint="use auto, cpu or cuda[:N]") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("CUDA requested but not available", hint="use --device cpu or auto")
-    return dev
 
 
 def _dist_version(name: str) -> str | None:
