@@ -155,6 +155,49 @@ def _device(value: str) -> str:
     return value
 
 
+class _PlainProgress:
+    """Progress for output that is not a terminal (logs, CI, `| tee`): one plain line per step,
+    ``<description> <done>/<total> <info>``, instead of a bar that a file would cut. Same calls as
+    the parts of ``rich.progress.Progress`` depdet uses (add_task, update, console, context manager)."""
+
+    def __init__(self, con):
+        self.console = con
+        self.tasks: dict[int, dict] = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def add_task(self, description: str, total=None, completed: int = 0, **fields) -> int:
+        tid = len(self.tasks)
+        self.tasks[tid] = {"description": description, "total": total, "completed": completed, **fields}
+        return tid
+
+    def update(self, task_id: int, *, advance: int = 0, completed=None, description=None, **fields) -> None:
+        t = self.tasks[task_id]
+        before = t["completed"]
+        t["completed"] = completed if completed is not None else t["completed"] + advance
+        if description is not None:
+            t["description"] = description
+        t.update(fields)
+        if t["completed"] != before:  # one line per finished step
+            extra = " ".join(str(v) for k, v in t.items() if k not in ("description", "total", "completed") and v)
+            total = f"/{t['total']}" if t["total"] is not None else ""
+            self.console.print(f"{t['description']} {t['completed']}{total} {extra}".rstrip(), highlight=False,
+                               soft_wrap=True)
+
+
+def _progress(*columns):
+    """A Rich progress bar on a terminal, :class:`_PlainProgress` lines otherwise."""
+    from rich.progress import Progress
+
+    if not console.is_terminal:
+        return _PlainProgress(console)
+    return Progress(*columns, console=console, transient=False)
+
+
 def _checkpoint_path(path: Path) -> Path:
     """``--checkpoint`` takes the file or the run folder that holds it (``RUN/checkpoint.pt``)."""
     if path.is_dir():
@@ -200,7 +243,7 @@ def extract(
     threads: Annotated[Optional[int], typer.Option(min=1, help="Threads per worker for torch/OpenCV (default: 1 per worker process, all cores with --workers 1).")] = None,
 ):
     """Extract aligned D-Vlog/LMVD-style features from raw videos into a feature store."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.table import Table
 
     from depdet.pipeline.extract import real_seconds, run_extract
@@ -227,9 +270,8 @@ def extract(
     _check_output(out_dir, "output folder (-o)", folder=True)
     console.print(f"[bold]depdet extract[/] -> {plain(out_dir)} ({layout.value} layout; {plain(spec.describe())})",
                   highlight=False)
-    progress = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                        TextColumn("{task.fields[rtf]}"), console=console, transient=False)
+    progress = _progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[rtf]}"))
     state = {"task": None, "t0": None, "media": 0.0}
 
     def on_event(event, data):
@@ -239,8 +281,9 @@ def extract(
             state["t0"] = _t.perf_counter()
             if data["skipped"]:
                 console.print(f"{data['skipped']} of {data['total']} already done (same source hash and settings): skipped")
-            state["task"] = progress.add_task("extracting", total=data["todo"], rtf="")
-        elif event == "done":
+            if data["todo"]:  # nothing to do: no bar
+                state["task"] = progress.add_task("extracting", total=data["todo"], rtf="")
+        elif event == "done" and state["task"] is not None:
             state["media"] += real_seconds(data) if data.get("status") != "failed" else 0.0
             el = _t.perf_counter() - state["t0"]
             mark = "[red]failed[/]" if data["status"] == "failed" else plain(data["id"])
@@ -252,9 +295,9 @@ def extract(
                              force=force, labels=labels, id_from=id_from.value, wait=wait, on_event=on_event)
     ok = sum(r["status"] == "ok" for r in report.rows)
     partial = sum(r["status"] == "partial" for r in report.rows)
+    speed = f" ({report.realtime_factor:.1f}x realtime)" if report.media_seconds > 0 else ""
     out.print(f"{ok} extracted, {partial} partial, {len(report.skipped)} skipped, {len(report.failed)} failed "
-              f"in {report.seconds:.1f}s ({report.realtime_factor:.1f}x realtime). Manifest: {plain(out_dir / 'manifest.jsonl')}",
-              highlight=False)
+              f"in {report.seconds:.1f}s{speed}. Manifest: {plain(out_dir / 'manifest.jsonl')}", highlight=False)
     warned = [r for r in report.rows if r.get("warnings")]
     for r in warned:
         console.print(f"[yellow]warning[/] {plain(r['id'])}: {plain('; '.join(map(str, r['warnings'])))}", highlight=False)
@@ -295,7 +338,7 @@ def store_index(
 
 
 # ---------------------------------------------------------------- weights (issue 2)
-weights_app = typer.Typer(help="List, verify and install model weight files (offline-first; see `depdet weights`).",
+weights_app = typer.Typer(help="List, verify and install model weight files (offline-first): with no subcommand, lists them.",
                           no_args_is_help=False, invoke_without_command=True)
 app.add_typer(weights_app, name="weights")
 
@@ -617,7 +660,7 @@ def train(
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch.")] = None,
 ):
     """Train a model (one or several seeds) and report test metrics beside the all-depressed baseline."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from depdet.errors import ConfigError
     from depdet.pipeline.data.datasets import load_dataset
@@ -679,8 +722,8 @@ def train(
 
         console.print(f"[dim]preset {cfg.preset}:[/] {preset_note(cfg.preset)}", highlight=False)
     load_options = {"labels": str(Path(labels).resolve()) if labels else None, "skip_missing": bool(skip_missing)}
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[info]}"), console=console, transient=False) as progress:
+    with _progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("{task.fields[info]}")) as progress:
         summary = Trainer(ds, cfg, rdir, progress=progress, log=lambda s: progress.console.print(s, highlight=False),
                           command=_STATE.get("argv") or list(_sys.argv), load_options=load_options).run()
     _print_train_summary(summary, rdir)
@@ -887,7 +930,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     _STATE["argv"] = ["depdet", *[str(a) for a in argv]] if argv is not None else list(sys.argv)  # recorded by train
     try:
         # With standalone_mode=False, click *returns* the code of a typer.Exit instead of raising it.
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False, prog_name="depdet")
         if code == _INTERRUPTED:  # typer turns KeyboardInterrupt into Exit(130) and click returns its code
             raise KeyboardInterrupt
         if isinstance(code, int) and code:
@@ -905,10 +948,9 @@ def main(argv: Optional[list[str]] = None) -> None:
             _say("interrupted:", "finished outputs are kept; rerun the same command to resume.", style="yellow")
         sys.exit(e.exit_code)
     except typer.exceptions.TyperException as e:  # usage errors (click's, vendored by typer >= 0.2x)
-        if hasattr(e, "show"):
-            e.show()
-        else:
-            _say("error:", str(e))
+        msg = e.format_message() if hasattr(e, "format_message") else str(e)
+        cmd = getattr(getattr(e, "ctx", None), "command_path", None) or "depdet"
+        _say("error:", f"{msg} (fix: see `{cmd} --help`)")
         sys.exit(getattr(e, "exit_code", 2))
     except Exception as e:  # unexpected: keep it one line unless --verbose
         if _STATE["verbose"]:

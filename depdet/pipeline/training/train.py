@@ -323,6 +323,11 @@ def data_fingerprint(dataset: Dataset) -> dict:
 # ---------------------------------------------------------------------------- helpers
 
 
+def _trained(run_dir: Path) -> bool:
+    """Does a run folder hold anything trained (a finished run, resume state or a summary)?"""
+    return (run_dir / "metrics.json").exists() or any(run_dir.glob("*/result.json")) or any(run_dir.glob("*/last.pt"))
+
+
 def _config_hash(d: dict) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -434,13 +439,18 @@ class Trainer:
         cfg_path = self.run_dir / "config.json"
         if cfg_path.exists():
             old = json.loads(cfg_path.read_text())
-            if _config_hash({"config": old.get("config"), "data": old.get("data")}) != _config_hash(ident):
+            if _config_hash({"config": old.get("config"), "data": old.get("data")}) == _config_hash(ident):
+                return True
+            if _trained(self.run_dir):
                 raise ConfigError("run folder holds a run with a different configuration or dataset", path=self.run_dir,
-                                  hint="choose a new --run-dir/--name, or delete the folder to start over")
-            return True
-        if self.run_dir.exists() and any(self.run_dir.iterdir()):
+                                  hint="choose a new --run-dir, or delete the folder to start over")
+            # an attempt that failed before training anything: nothing to keep, the folder is reused
+            self.log(f"reusing {self.run_dir}: it held only an untrained attempt with other settings")
+            for name in ("config.json", "config.yaml", "env.json", "data.json", "commands.jsonl"):
+                (self.run_dir / name).unlink(missing_ok=True)
+        elif self.run_dir.exists() and any(self.run_dir.iterdir()):
             raise ConfigError("run folder exists, is not empty and holds no depdet run", path=self.run_dir,
-                              hint="choose a new --run-dir/--name")
+                              hint="choose a new --run-dir")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         extra = {"load": {"layout": self.ds.layout, **self.load_options}, "preset_note": preset_note(self.cfg.preset),
                  "command": self.command}
@@ -452,6 +462,22 @@ class Trainer:
             pass
         dio.write_json(self.run_dir / "env.json", environment_info(self.device))
         return False
+
+    def _validate(self) -> list[Split]:
+        """Everything that can fail on the configuration or the data, before the run folder is touched:
+        the splits (fold sizes, gender filters) and the model's options (built once on the meta device)."""
+        splits = self.splits()
+        if self.kind == "torch":
+            try:
+                with torch.device("meta"):
+                    create_model(self.cfg.model, self.ds.dims, **self.model_config)
+            except ConfigError:
+                raise
+            except Exception:  # noqa: BLE001 - an init that cannot run on meta: build it for real once
+                create_model(self.cfg.model, self.ds.dims, **self.model_config)
+        else:
+            create_model(self.cfg.model, self.ds.dims, **self.model_config)
+        return splits
 
     def _record_invocation(self, resuming: bool) -> None:
         """Append this invocation (time, command line, device, threads, scan backend) to commands.jsonl."""
@@ -473,11 +499,11 @@ class Trainer:
     # -- public ------------------------------------------------------------------------
     def run(self) -> dict:
         """Train every run; return (and write) the summary of metrics.json."""
+        splits = self._validate()  # a bad option or split fails here, before any file is written
         resuming = self._prepare_run_dir()
         if resuming:
             self.log(f"resuming the run in {self.run_dir}")
         self._record_invocation(resuming)
-        splits = self.splits()
         dio.write_json(self.run_dir / "data.json", {
             "path": str(self.ds.root), "layout": self.ds.layout, "spec": self.ds.spec.to_dict(),
             "synthetic": bool(self.ds.info.get("synthetic", False)), "report": self.ds.report.to_dict(),
