@@ -240,7 +240,7 @@ def extract(
     wait: Annotated[bool, typer.Option("--wait", metavar=" ", help="If another depdet run is writing to the folder, wait for it instead of stopping.")] = False,
     allow_partial: Annotated[bool, typer.Option("--allow-partial", metavar=" ", help="Keep the streams that could be extracted (e.g. no audio track, no face).")] = False,
     device: Annotated[str, typer.Option(parser=_device, metavar="DEVICE", help=f"Where VGGish runs: {_DEVICE_HELP}. dlib (landmarks) runs on the CPU.")] = "auto",
-    threads: Annotated[Optional[int], typer.Option(min=1, help="Threads per worker for torch/OpenCV (default: 1 per worker process, all cores with --workers 1).")] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="Threads for torch in this process (with --workers 1); each worker process uses one (default: torch's).")] = None,
 ):
     """Extract aligned D-Vlog/LMVD-style features from raw videos into a feature store."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
