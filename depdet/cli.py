@@ -101,6 +101,8 @@ def extract(
     force: Annotated[bool, typer.Option(help="Redo samples already extracted; with settings that differ from the folder's, re-extract every sample of the folder.")] = False,
     wait: Annotated[bool, typer.Option(help="If another depdet run is writing to the folder, wait for it instead of stopping.")] = False,
     allow_partial: Annotated[bool, typer.Option(help="Keep the streams that could be extracted (e.g. no audio track, no face).")] = False,
+    cluster: Annotated[Optional[str], typer.Option(help="Run on a Dask cluster: local:N (N single-threaded worker processes here), tcp://HOST:PORT (a running scheduler) or slurm:N (N jobs via dask-jobqueue and your Dask jobqueue config). Needs pip install -e \".[cluster]\"; -o must be reachable from every worker.")] = None,
+    shard: Annotated[Optional[str], typer.Option(help="K/N: only this shard's 1/N of the inputs (a stable hash of the id), for job arrays; shards run at once on one folder; afterwards `depdet store index OUT` builds the views.")] = None,
 ):
     """Extract aligned D-Vlog/LMVD-style features from raw videos into a feature store."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -110,6 +112,13 @@ def extract(
     from depdet.pipeline.features.extract import ExtractOptions
     from depdet.pipeline.features.spec import FeatureSpec
 
+    if cluster and workers:
+        raise DepdetError("--workers and --cluster do not go together", hint="with --cluster local:N, N is the worker count")
+    if cluster:
+        from depdet.pipeline.executors import import_distributed, parse_cluster
+
+        parse_cluster(cluster)
+        import_distributed()  # says how to install the extra before any work
     audio_names = _names(audio) or (("vggish",) if layout == Layout.lmvd else ("egemaps",))
     spec = FeatureSpec(audio=audio_names, visual=_names(visual) or ("landmarks",), fps=fps,
                        landmark_norm=landmark_norm.value, detector=detector.value, vggish_postprocess=vggish_postprocess)
@@ -137,12 +146,16 @@ def extract(
 
     with progress:
         report = run_extract(inputs, out_dir, spec, layout=layout.value, options=options, workers=workers,
-                             force=force, labels=labels, id_from=id_from.value, wait=wait, on_event=on_event)
+                             force=force, labels=labels, id_from=id_from.value, wait=wait, on_event=on_event,
+                             cluster=cluster, shard=shard)
     ok = sum(r["status"] == "ok" for r in report.rows)
     partial = sum(r["status"] == "partial" for r in report.rows)
     out.print(f"{ok} extracted, {partial} partial, {len(report.skipped)} skipped, {len(report.failed)} failed "
               f"in {report.seconds:.1f}s ({report.realtime_factor:.1f}x realtime). Manifest: {out_dir / 'manifest.jsonl'}",
               highlight=False)
+    if shard:
+        out.print(f"shard {shard}: records written; after the last shard run `depdet store index {out_dir}` "
+                  "to build manifest.jsonl and labels.csv over all shards", highlight=False, markup=False)
     warned = [r for r in report.rows if r.get("warnings")]
     for r in warned:
         console.print(f"[yellow]warning[/] {r['id']}: {'; '.join(r['warnings'])}", highlight=False)
