@@ -625,7 +625,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     except DepdetError as e:
         if _STATE["verbose"]:
             console.print_exception()
-        console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        from rich.markup import escape  # a message may hold brackets (pip install -e ".[cluster]")
+
+        console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except typer.Exit as e:
         sys.exit(e.exit_code)
