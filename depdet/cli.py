@@ -421,6 +421,7 @@ def train(
     amp: Annotated[bool, typer.Option(help="Mixed precision on CUDA.")] = True,
     grad_clip: Annotated[Optional[float], typer.Option(help="Max gradient norm (default: none).")] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch.")] = None,
+    cluster: Annotated[Optional[str], typer.Option(help="Fan the (seed, fold) runs out over a Dask cluster, one run per worker: local:N, tcp://HOST:PORT or slurm:N (pip install -e \".[cluster]\"); the data and run folders must be reachable from every worker.")] = None,
 ):
     """Train a model (one or several seeds) and report test metrics beside the all-depressed baseline."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -429,6 +430,11 @@ def train(
     from depdet.pipeline.data.datasets import load_dataset
     from depdet.pipeline.training.train import TrainConfig, Trainer
 
+    if cluster:
+        from depdet.pipeline.executors import import_distributed, parse_cluster
+
+        parse_cluster(cluster)
+        import_distributed()
     seed_list = None
     extra = list(ctx.args)
     if seeds is not None:
@@ -460,7 +466,9 @@ def train(
     console.print(f"run folder: {rdir}  model: {cfg.model}  preset: {cfg.preset or '-'}  seeds: {cfg.seeds}", highlight=False)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[info]}"), console=console, transient=False) as progress:
-        summary = Trainer(ds, cfg, rdir, progress=progress, log=lambda s: progress.console.print(s, highlight=False)).run()
+        summary = Trainer(ds, cfg, rdir, progress=progress, log=lambda s: progress.console.print(s, highlight=False)).run(
+            cluster=cluster, load_args={"path": str(data), "layout": layout.value, "labels": labels,
+                                        "skip_missing": skip_missing})
     cols = {f"model ({summary['n_runs']} run{'s' if summary['n_runs'] > 1 else ''}, logit>0)": summary["test_mean_std"],
             "model (calibrated thr.)": summary["test_calibrated_mean_std"]}
     base = summary.get("baseline_all_depressed") or summary.get("baseline_all_depressed_mean_std") or {}

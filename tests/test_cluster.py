@@ -293,3 +293,63 @@ def test_dask_executor_reports_a_job_that_keeps_killing_workers():
                                                          + [{"id": "bad", "x": 0}])}
     assert got["a"] == ({"id": "a", "x": 0}, None) and got["b"] == ({"id": "b", "x": 2}, None)
     assert got["bad"][0] is None and "died 2 time(s)" in got["bad"][1]
+
+
+# ------------------------------------------------------------------------------------ training fan-out
+@pytest.mark.slow
+def test_train_on_a_local_cluster_gives_the_sequential_metrics(tmp_path, capsys):
+    from depdet.cli import main
+
+    syn = tmp_path / "syn"
+    main(["synth", str(syn), "--n", "40", "--max-len", "40", "--length-scale", "0.1", "--signal", "3", "--seed", "2"])
+    args = ["train", "--data", syn, "--model", "fusion_concat", "--model-opt", "hidden=16", "--model-opt", "d=16",
+            "--lr", "3e-3", "--batch-size", "8", "--threads", "1", "--epochs", "3"]
+    code, _, err = run_cli([*args, "--run-dir", tmp_path / "seq", "--seeds", "1", "2"], capsys)
+    assert code == 0, err
+    code, _, err = run_cli([*args, "--run-dir", tmp_path / "dask", "--cluster", "local:2", "--seeds", "1", "2"], capsys)
+    assert code == 0, err
+    seq, dk = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("seq", "dask"))
+    assert [r["name"] for r in dk["runs"]] == ["seed1", "seed2"] and dk["n_runs"] == 2
+    for a, b in zip(seq["runs"], dk["runs"]):
+        assert a["test"] == b["test"] and a["valid"] == b["valid"] and a["threshold"] == b["threshold"]
+        assert a["best_epoch"] == b["best_epoch"]
+    assert seq["test_mean_std"] == dk["test_mean_std"] and seq["checkpoint_run"] == dk["checkpoint_run"]
+    assert (tmp_path / "dask" / "seed2" / "best.pt").exists() and (tmp_path / "dask" / "checkpoint.pt").exists()
+    code, out, err = run_cli([*args, "--run-dir", tmp_path / "dask", "--cluster", "local:2", "--seeds", "1", "2"], capsys)
+    assert code == 0, err  # a rerun resumes: both runs are found finished on the workers, metrics unchanged
+    assert json.loads((tmp_path / "dask" / "metrics.json").read_text())["test_mean_std"] == dk["test_mean_std"]
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_give_the_weights_of_one_process_with_the_same_global_batch(tmp_path):
+    import torch
+
+    from depdet.cli import main
+
+    syn = tmp_path / "syn"
+    main(["synth", str(syn), "--n", "30", "--max-len", "30", "--length-scale", "0.1", "--signal", "3", "--seed", "4"])
+    # no batch norm, no dropout: the step of a global batch does not depend on how it is split over ranks
+    args = ["train", "--data", str(syn), "--model", "fusion_concat", "--model-opt", "hidden=8", "--model-opt", "d=8",
+            "--model-opt", "dropout=0", "--lr", "3e-3", "--batch-size", "7", "--epochs", "3", "--threads", "1",
+            "--seeds", "1"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "depdet", *args, "--run-dir", str(tmp_path / "one")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                          "--standalone", "-m", "depdet", *args, "--run-dir", str(tmp_path / "two")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, (two.stdout[-2000:], two.stderr[-3000:])
+    a = torch.load(tmp_path / "one" / "seed1" / "best.pt", map_location="cpu", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "two" / "seed1" / "best.pt", map_location="cpu", weights_only=False)["state_dict"]
+    assert sorted(a) == sorted(b)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=0, msg=k)
+    ma, mb = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("one", "two"))
+    assert ma["runs"][0]["best_epoch"] == mb["runs"][0]["best_epoch"]
+    for k, v in ma["test_mean_std"].items():
+        assert mb["test_mean_std"][k] == pytest.approx(v, abs=1e-6), k
+    log_a = (tmp_path / "one" / "seed1" / "log.csv").read_text().splitlines()
+    log_b = (tmp_path / "two" / "seed1" / "log.csv").read_text().splitlines()
+    assert len(log_a) == len(log_b) == 4  # header + 3 epochs, written once (rank 0)
