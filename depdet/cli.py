@@ -241,6 +241,8 @@ def extract(
     allow_partial: Annotated[bool, typer.Option("--allow-partial", metavar=" ", help="Keep the streams that could be extracted (e.g. no audio track, no face).")] = False,
     device: Annotated[str, typer.Option(parser=_device, metavar="DEVICE", help=f"Where VGGish runs: {_DEVICE_HELP}. dlib (landmarks) runs on the CPU.")] = "auto",
     threads: Annotated[Optional[int], typer.Option(min=1, help="Threads for torch in this process (with --workers 1); each worker process uses one (default: torch's).")] = None,
+    cluster: Annotated[Optional[str], typer.Option(help="Run on a Dask cluster: local:N (N single-threaded worker processes here), tcp://HOST:PORT (a running scheduler) or slurm:N (N jobs via dask-jobqueue and your Dask jobqueue config). Needs pip install -e \".[cluster]\"; -o must be reachable from every worker.")] = None,
+    shard: Annotated[Optional[str], typer.Option(help="K/N: only this shard's 1/N of the inputs (a stable hash of the id), for job arrays; shards run at once on one folder; afterwards `depdet store index OUT` builds the views.")] = None,
 ):
     """Extract aligned D-Vlog/LMVD-style features from raw videos into a feature store."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -250,6 +252,13 @@ def extract(
     from depdet.pipeline.features.extract import ExtractOptions
     from depdet.pipeline.features.spec import FeatureSpec
 
+    if cluster and workers:
+        raise DepdetError("--workers and --cluster do not go together", hint="with --cluster local:N, N is the worker count")
+    if cluster:
+        from depdet.pipeline.executors import import_distributed, parse_cluster
+
+        parse_cluster(cluster)
+        import_distributed()  # says how to install the extra before any work
     audio_names = _names(audio) or (("vggish",) if layout == Layout.lmvd else ("egemaps",))
     spec = FeatureSpec(audio=audio_names, visual=_names(visual) or ("landmarks",), fps=fps,
                        landmark_norm=landmark_norm.value, detector=detector.value, vggish_postprocess=vggish_postprocess)
@@ -292,12 +301,16 @@ def extract(
 
     with progress:
         report = run_extract(inputs, out_dir, spec, layout=layout.value, options=options, workers=workers,
-                             force=force, labels=labels, id_from=id_from.value, wait=wait, on_event=on_event)
+                             force=force, labels=labels, id_from=id_from.value, wait=wait, on_event=on_event,
+                             cluster=cluster, shard=shard)
     ok = sum(r["status"] == "ok" for r in report.rows)
     partial = sum(r["status"] == "partial" for r in report.rows)
     speed = f" ({report.realtime_factor:.1f}x realtime)" if report.media_seconds > 0 else ""
     out.print(f"{ok} extracted, {partial} partial, {len(report.skipped)} skipped, {len(report.failed)} failed "
               f"in {report.seconds:.1f}s{speed}. Manifest: {plain(out_dir / 'manifest.jsonl')}", highlight=False)
+    if shard:
+        out.print(f"shard {shard}: records written; after the last shard run `depdet store index {out_dir}` "
+                  "to build manifest.jsonl and labels.csv over all shards", highlight=False, markup=False)
     warned = [r for r in report.rows if r.get("warnings")]
     for r in warned:
         console.print(f"[yellow]warning[/] {plain(r['id'])}: {plain('; '.join(map(str, r['warnings'])))}", highlight=False)
@@ -658,6 +671,7 @@ def train(
     amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", metavar=" ", help="float16 autocast on CUDA (default: the preset's; on without a preset).")] = None,
     grad_clip: Annotated[Optional[float], typer.Option(help="Max gradient norm (default: none).")] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch.")] = None,
+    cluster: Annotated[Optional[str], typer.Option(help="Fan the (seed, fold) runs out over a Dask cluster, one run per worker: local:N, tcp://HOST:PORT or slurm:N (pip install -e \".[cluster]\"); the data and run folders must be reachable from every worker.")] = None,
 ):
     """Train a model (one or several seeds) and report test metrics beside the all-depressed baseline."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
@@ -687,6 +701,11 @@ def train(
         return
     if data is None:
         raise ConfigError("no dataset given", hint="pass --data FOLDER (or --config RUN/config.yaml to re-run a run)")
+    if cluster:
+        from depdet.pipeline.executors import import_distributed, parse_cluster
+
+        parse_cluster(cluster)
+        import_distributed()
     seed_list = None
     extra = list(ctx.args)
     if seeds is not None:
@@ -725,7 +744,9 @@ def train(
     with _progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("{task.fields[info]}")) as progress:
         summary = Trainer(ds, cfg, rdir, progress=progress, log=lambda s: progress.console.print(s, highlight=False),
-                          command=_STATE.get("argv") or list(_sys.argv), load_options=load_options).run()
+                          command=_STATE.get("argv") or list(_sys.argv), load_options=load_options).run(
+            cluster=cluster, load_args={"path": str(data), "layout": layout.value, "labels": labels,
+                                        "skip_missing": skip_missing})
     _print_train_summary(summary, rdir)
 
 

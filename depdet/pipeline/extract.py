@@ -21,12 +21,14 @@ survives failed and repeated extractions.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import errno
 import functools
 import json
 import logging
 import multiprocessing as mp
 import os
+import re
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -36,6 +38,7 @@ from typing import Callable, Iterable
 from depdet import __version__
 from depdet.errors import ConfigError, DataError, DepdetError, MediaError
 from depdet.pipeline.features.extract import ExtractOptions, extract_clip, resolve_spec
+from depdet.pipeline.executors import Shard, make_executor, parse_shard
 from depdet.pipeline.features.spec import FeatureSpec
 from depdet.pipeline.media import ID_FROM, VIDEO_EXTENSIONS, discover_inputs
 from depdet.pipeline.store import FeatureStore, USABLE
@@ -270,10 +273,42 @@ def _check_labels(user: dict[str, dict], ids: set[str], where: Path) -> None:
                                          "fix the index column or add the videos")
 
 
+def _engine_failure(store: FeatureStore, job: dict, error: str) -> dict:
+    """Record a job the execution engine gave up on (its worker kept dying): failed, metadata kept."""
+    rec = {"status": "failed", "error": f"{job['path']}: {error}",
+           "source": {"path": job["given"], "resolved": job["path"]}, "meta": job["meta"], "spec": job["spec"],
+           "depdet_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "timings": {}}
+    try:
+        return store.write_failed(job["id"], rec)
+    except OSError as e:
+        rec["error"] += f"; the failure could not be recorded either ({e.strerror or e})"
+        return {"id": job["id"], **rec}
+
+
+_STAGED = re.compile(r"^\..+\.(npy|npz|json)\.[^.]+\.tmp$")
+
+
+def _sweep_staged(store: FeatureStore) -> int:
+    """Remove staged temporary files left by a worker killed in the middle of writing a unit.
+
+    Only called by a run holding the folder's exclusive lock after every job has finished, so no
+    writer of this folder is alive. (Such a file is never read: the record, renamed last, lists each
+    file's SHA-256, and a unit whose files disagree with it is redone.)
+    """
+    n = 0
+    for p in store.root.rglob(".*.tmp"):
+        if _STAGED.match(p.name) and p.is_file():
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
 def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec, *, layout: str = "dvlog",
                 options: ExtractOptions | None = None, workers: int | None = None, force: bool = False,
                 labels: str | Path | None = None, id_from: str = "stem", wait: bool = False,
-                on_event: Callable[[str, dict], None] | None = None) -> ExtractReport:
+                on_event: Callable[[str, dict], None] | None = None, cluster: str | None = None,
+                shard: str | Shard | None = None) -> ExtractReport:
     """Extract every input into the feature store ``out``.
 
     Args:
@@ -283,6 +318,13 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
         layout: ``dvlog`` or ``lmvd``.
         options: extraction options that do not change values (weights location, partial policy).
         workers: processes (default: all cores; 1 runs in this process).
+        cluster: run the clips on a Dask cluster instead: ``local:N``, ``tcp://HOST:PORT`` or
+            ``slurm:N`` (see :mod:`depdet.pipeline.executors`); workers write their units into
+            ``out`` (a folder every worker can reach), the driver only schedules and indexes.
+        shard: ``"K/N"``: only the inputs whose id hashes to part K of N (job arrays). Shards of
+            one folder run at once: each takes the folder lock *shared* (a non-shard run or
+            ``depdet store index`` takes it exclusively), and a shard does not rebuild the views:
+            run ``depdet store index out`` after the last shard.
         force: redo samples that are already done; with a spec different from the folder's,
             re-extract every sample of the folder with the new spec.
         labels: CSV with index,label[,gender,fold]: sets those samples' metadata.
@@ -305,14 +347,19 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
     if not found:
         raise MediaError("no video files found", path=", ".join(map(str, inputs)),
                          hint=f"supported extensions: {' '.join(VIDEO_EXTENSIONS)}")
+    shard = parse_shard(shard)
     user = lab.read_label_table(labels) if labels else {}
     spec = resolve_spec(spec, options)  # weight files located and hashed: fails before the batch if missing
     store = FeatureStore.create(out, layout)
     emit = on_event or (lambda *_: None)
-    with store.lock(wait=wait):
+    with store.lock(wait=wait, shared=shard is not None), contextlib.ExitStack() as setup:
+        if shard is not None:
+            setup.enter_context(store.setup_lock())
         store.migrate_legacy()  # a depdet 0.1.0 folder: its samples get records first, nothing is dropped
         records = store.records()
         _check_labels(user, {sid for sid, _, _ in found} | set(records), Path(labels) if labels else out)
+        if shard is not None:  # every shard checks the whole labels file, and takes its own part of the inputs
+            found = [f for f in found if shard.owns(f[0])]
         respec = store.check_spec(spec, force=force)
         todo, skipped, conflicts, updates = [], [], [], []
         queued: set[str] = set()
@@ -351,7 +398,7 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
                             hint="derive ids from the relative path with --id-from relpath, rename the files, "
                                  "or extract into another -o folder")
         for sid, rec in records.items():
-            if sid in queued or sid in skipped:
+            if sid in queued or sid in skipped or (shard is not None and not shard.owns(sid)):
                 continue
             if respec:  # the folder's spec changed: every sample is redone from its recorded source
                 src = rec.get("source") or {}
@@ -361,6 +408,7 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
         for sid in updates:
             records[sid] = store.update_meta(sid, meta_for(sid))
 
+        setup.close()  # a shard's setup lock: the folder's spec is settled, other shards may start
         emit("start", {"total": len(found), "skipped": len(skipped), "todo": len(todo), "media_seconds": 0.0})
         t0 = time.perf_counter()
         rows: list[dict] = []
@@ -381,21 +429,31 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
             finish(rec)
 
         views_error = None
+        complete = False
         try:
-            if workers == 1:
+            if todo and cluster is not None:
+                # a Dask cluster, behind the one executor interface
+                with make_executor(workers, cluster, initializer=_worker_init) as ex:
+                    for j, rec, error in ex.run(_process, todo):
+                        finish_or_stop(rec if error is None else _engine_failure(store, j, error))
+            elif workers == 1:
                 for j in todo:
                     finish_or_stop(_process(j))
-            else:
-                _run_pool(todo, workers, finish_or_stop)
+            elif todo:
+                _run_pool(todo, workers, finish_or_stop)  # workers die with this process, Ctrl-C stops them
+            complete = True
         except _DiskFull:
             pass
         finally:
-            try:
-                store.rebuild_views()
-            except OSError as e:
-                if not full:
-                    raise
-                views_error = e
+            if shard is None:  # a shard leaves the views to `depdet store index` (other shards are writing)
+                try:
+                    if complete:
+                        _sweep_staged(store)
+                    store.rebuild_views()
+                except OSError as e:
+                    if not full:
+                        raise
+                    views_error = e
         if full:
             left = len(todo) - len(rows) - 1
             raise DepdetError(f"no space left on the output volume while writing {full[0]['id']!r}: the batch stopped "

@@ -186,11 +186,14 @@ class FeatureStore:
 
     # ------------------------------------------------------------------ lock
     @contextlib.contextmanager
-    def lock(self, wait: bool = False, poll_s: float = 0.5) -> Iterator[None]:
+    def lock(self, wait: bool = False, poll_s: float = 0.5, shared: bool = False) -> Iterator[None]:
         """Hold the folder's exclusive writer lock for the block.
 
         Args:
             wait: block until the lock is free; otherwise raise :class:`StoreBusy` at once.
+            shared: take it shared instead (``depdet extract --shard``: shards of one folder run
+                at once, each writing only its own samples' units; a non-shard run and
+                ``depdet store index`` take it exclusively, so they wait for every shard).
         """
         import fcntl
 
@@ -199,7 +202,7 @@ class FeatureStore:
         try:
             while True:
                 try:
-                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(fh.fileno(), (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
                     if not wait:
@@ -210,11 +213,22 @@ class FeatureStore:
                     time.sleep(poll_s)
             fh.seek(0)
             fh.truncate()
-            fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+            fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+                     + (" (a shard run; other shards may hold the lock too)" if shared else "") + "\n")
             fh.flush()
             yield
         finally:
             fh.close()  # closing releases the flock
+
+    @contextlib.contextmanager
+    def setup_lock(self) -> Iterator[None]:
+        """A short exclusive lock (``.depdet.setup.lock``) around a shard run's setup (the folder's
+        spec), so shards that start together agree on one ``features.json``; blocks until free."""
+        import fcntl
+
+        with open(self.root / ".depdet.setup.lock", "a+") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            yield
 
     # ------------------------------------------------------------------ folder spec
     def folder_info(self) -> dict:
@@ -477,6 +491,8 @@ class FeatureStore:
         except ValueError as e:
             raise DataError(f"manifest.jsonl of an earlier depdet is not valid JSON lines ({e})", path=mpath,
                             hint="delete the broken line, or extract into a new folder") from e
+        if not any(r.get("status") in USABLE and r.get("id") for r in rows):
+            return 0  # e.g. the empty views of a run stopped before its first sample: nothing to migrate
         labels = {}
         if (self.root / L.LABELS).exists():
             labels = lab.read_label_table(self.root / L.LABELS, require_label=False)

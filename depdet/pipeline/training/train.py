@@ -52,7 +52,8 @@ import numpy as np
 import torch
 
 from depdet import __version__
-from depdet.errors import ConfigError, DataError
+from depdet.errors import ConfigError, DataError, DepdetError
+from depdet.pipeline.training import distributed as tdist
 from depdet.models.registry import create_model, get_entry
 from depdet import fileio as dio
 from depdet.pipeline.data.batching import collate
@@ -427,6 +428,14 @@ class Trainer:
         self.device = resolve_device(config.device)
         self.amp = bool(config.amp and self.device.type == "cuda")
         self.progress, self.log, self.on_epoch_end = progress, (log or (lambda s: None)), on_epoch_end
+        # under torchrun: data parallel over the ranks, rank 0 writes (distributed.py)
+        self.dist = tdist.from_env(self.device.type)
+        self.is_main = self.dist is None or self.dist.is_main
+        if self.dist is not None:
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", self.dist.local_rank)
+            if not self.is_main:
+                self.progress, self.log = None, (lambda s: None)
         self.labels = dataset.labels
         self.genders = [s.gender for s in dataset.samples]
 
@@ -497,14 +506,29 @@ class Trainer:
         return [filter_gender(s, self.genders, self.cfg.train_gender, self.cfg.test_gender) for s in base]
 
     # -- public ------------------------------------------------------------------------
-    def run(self) -> dict:
-        """Train every run; return (and write) the summary of metrics.json."""
+    def run(self, cluster: str | None = None, load_args: dict | None = None) -> dict:
+        """Train every run; return (and write) the summary of metrics.json.
+
+        Args:
+            cluster: fan the (seed, fold) runs out over a Dask cluster (``local:N``,
+                ``tcp://HOST:PORT``, ``slurm:N``; see :mod:`depdet.pipeline.executors`), one run per
+                worker. Each worker loads the dataset itself (``load_args``: the arguments of
+                :func:`~depdet.pipeline.data.datasets.load_dataset`; default the folder and layout of
+                ``dataset``) and writes its run's sub-folder; this process writes the rest of the run
+                folder and metrics.json, as a sequential run does. The run folder must be reachable
+                from every worker.
+        """
+        if cluster and self.dist is not None:
+            raise ConfigError("--cluster and torchrun do not go together", hint="use one of them")
         splits = self._validate()  # a bad option or split fails here, before any file is written
-        resuming = self._prepare_run_dir()
+        resuming = self._prepare_run_dir() if self.is_main else False
+        if self.dist is not None:
+            resuming = self.dist.broadcast(resuming)  # the run folder is ready: the other ranks go on
         if resuming:
             self.log(f"resuming the run in {self.run_dir}")
-        self._record_invocation(resuming)
-        dio.write_json(self.run_dir / "data.json", {
+        if self.is_main:
+            self._record_invocation(resuming)
+        (dio.write_json if self.is_main else (lambda *a: None))(self.run_dir / "data.json", {
             "path": str(self.ds.root), "layout": self.ds.layout, "spec": self.ds.spec.to_dict(),
             "synthetic": bool(self.ds.info.get("synthetic", False)), "report": self.ds.report.to_dict(),
             "splits": {s.name: s.sizes() for s in splits}, "row_scale": self.row_scale,
@@ -514,12 +538,36 @@ class Trainer:
             self.log(f"row counts x{self.row_scale:g} for {self.ds.spec.fps:g} rows/s (preset: {self.cfg.preset_fps:g}): "
                      f"max_len {self.pre_cfg.max_len}, crop_min_len {self.pre_cfg.crop_min_len}"
                      + (f", {self.cfg.model} max_len {self.model_config['max_len']}" if "max_len" in self.model_config else ""))
-        results: list[RunResult] = []
-        for seed in self.cfg.seeds:
-            for split in splits:
-                name = f"seed{seed}" if split.name == "own" else f"seed{seed}-{split.name}"
-                results.append(self._run_one(name, seed, split))
+        runs = [(f"seed{seed}" if split.name == "own" else f"seed{seed}-{split.name}", seed, k)
+                for seed in self.cfg.seeds for k, split in enumerate(splits)]
+        if cluster:
+            results = self._run_on_cluster(cluster, runs, load_args)
+        else:
+            results = [self._run_one(name, seed, splits[k]) for name, seed, k in runs]
         return self._summarise(results, splits)
+
+    def _run_on_cluster(self, cluster: str, runs: list[tuple[str, int, int]], load_args: dict | None) -> list[RunResult]:
+        from depdet.pipeline.executors import DaskExecutor
+
+        load_args = dict(load_args or {"path": str(self.ds.root), "layout": self.ds.layout})
+        load_args["path"] = str(Path(load_args["path"]).resolve())
+        jobs = [{"id": name, "name": name, "seed": seed, "split": k, "data": load_args, "config": self.cfg,
+                 "run_dir": str(self.run_dir.resolve())} for name, seed, k in runs]
+        done: dict[str, RunResult] = {}
+        with DaskExecutor(cluster, initializer=_train_worker_init) as ex:
+            self.log(f"{len(jobs)} run(s) on {ex.name}")
+            for job, res, error in ex.run(_remote_run, jobs):
+                if error is not None:
+                    raise DepdetError(f"{job['name']}: {error}", path=self.run_dir / job["name"],
+                                      hint="finished runs are kept: rerun the same command to resume")
+                if "error" in res:
+                    raise DepdetError(f"{job['name']} failed on its worker: {res['error']}",
+                                      path=self.run_dir / job["name"], hint="rerun the same command to resume")
+                done[job["name"]] = RunResult(**res)
+                r = done[job["name"]]
+                t = f"test F1 {r.test['f1']:.3f} acc {r.test['acc']:.3f}" if r.test else "no test fold"
+                self.log(f"{r.name}: best epoch {r.best_epoch}, valid score {r.valid_score:.3f}; {t}")
+        return [done[name] for name, _, _ in runs]  # the sequential order
 
     # -- one run -----------------------------------------------------------------------
     def _run_one(self, name: str, seed: int, split: Split) -> RunResult:
@@ -571,8 +619,13 @@ class Trainer:
                       batch_size=self.cfg.eval_batch_size)
 
     def _logits(self, model, idx: list[int], feats: dict) -> np.ndarray:
-        """Logits of samples ``idx`` through the scorer (the same path as ``evaluate`` and ``predict``)."""
-        return self._scorer(model).logits([feats[i] for i in idx], [self.valid[i] for i in idx], preprocessed=True)
+        """Logits of samples ``idx`` through the scorer (the same path as ``evaluate`` and ``predict``).
+
+        Under torchrun each rank scores a share and the logits are gathered in ``idx`` order."""
+        def score(ids):
+            return self._scorer(model).logits([feats[i] for i in ids], [self.valid[i] for i in ids], preprocessed=True)
+
+        return score(idx) if self.dist is None else self.dist.gather_logits(list(idx), score)
 
     def _evaluate_torch(self, model, idx: list[int], feats: dict) -> tuple[np.ndarray, float]:
         """Validation logits of samples ``idx`` and their mean BCE loss."""
@@ -586,11 +639,13 @@ class Trainer:
         cfg = self.cfg
         torch.manual_seed(seed)  # model initialisation depends only on the seed
         model = create_model(cfg.model, self.ds.dims, **self.model_config).to(self.device)
+        if self.dist is not None:
+            self.dist.broadcast_parameters(model)  # the same seed gives the same weights; rank 0's win
         opt, sched = self._make_optimizer(model)
         scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         items = self._train_items(seed, split, feats)
         log = _CsvLog(rdir / "log.csv")
-        tb = _tensorboard(rdir)
+        tb = _tensorboard(rdir) if self.is_main else None
         start_epoch, best_score, best_epoch, bad, best_state = 1, -math.inf, 0, 0, None
         last = rdir / "last.pt"
         if last.exists():
@@ -626,6 +681,10 @@ class Trainer:
                         start, n = start + int(rng.integers(0, n - max_len + 1)), max_len
                     views.append(_window(feats[i], start, n))
                     vviews.append(_window(self.valid[i], start, n))
+                if self.dist is not None:  # windows drawn for the whole batch above: this rank's share of it
+                    total_b, count_b = self._dist_step(model, opt, scaler, batch, views, vviews, epoch)
+                    total, count = total + total_b, count + count_b
+                    continue
                 inputs, masks = collate(views, vviews)
                 inputs = {m: x.to(self.device) for m, x in inputs.items()}
                 masks = {m: x.to(self.device) for m, x in masks.items()}
@@ -666,9 +725,10 @@ class Trainer:
                      "scheduler": sched.state_dict() if sched is not None else None,
                      "scaler": scaler.state_dict() if self.amp else None, "epoch": epoch, "best_score": best_score,
                      "best_epoch": best_epoch, "bad_epochs": bad, "best_state": best_state}
-            with dio.atomic_path(last) as tmp:
-                torch.save(state, tmp)
-            log.add(row)
+            if self.is_main:
+                with dio.atomic_path(last) as tmp:
+                    torch.save(state, tmp)
+                log.add(row)
             if tb is not None:
                 for k in ("train_loss", "valid_loss", "valid_f1", "valid_acc", "valid_auc"):
                     tb.add_scalar(k, float(row[k]), epoch)
@@ -716,12 +776,15 @@ class Trainer:
                 "train_config": self.cfg.to_dict(), "row_scale": self.row_scale}
         ckpt = build_checkpoint(model, self.cfg.model, self._full_model_config(), self.ds.spec, pre, threshold=thr,
                                 temperature=T, metrics=metrics, info=info)
-        save_checkpoint(rdir / "best.pt", ckpt)
-        self._write_predictions(rdir / "predictions.csv", [("valid", split.valid, v_logits), ("test", split.test, t_logits)],
-                                T, thr)
+        if self.is_main:
+            save_checkpoint(rdir / "best.pt", ckpt)
+            self._write_predictions(rdir / "predictions.csv",
+                                    [("valid", split.valid, v_logits), ("test", split.test, t_logits)], T, thr)
         res = RunResult(name=name, seed=seed, fold=split.name, best_epoch=best_epoch, valid=valid, test=test,
                         test_calibrated=test_cal, baseline=base, per_gender=genders, threshold=thr, temperature=T,
                         checkpoint=str(rdir / "best.pt"), valid_score=float(score))
+        if not self.is_main:
+            return res
         dio.write_json(rdir / "result.json", res.to_dict())
         if (rdir / "last.pt").exists():
             (rdir / "last.pt").unlink()  # resume state no longer needed; best.pt holds the result
@@ -770,12 +833,63 @@ class Trainer:
         elif tests:
             summary["baseline_all_depressed_mean_std"] = mean_std([r.baseline for r in results if r.baseline])
         best = max(results, key=lambda r: r.valid_score)
-        shutil.copyfile(best.checkpoint, self.run_dir / ".checkpoint.pt.tmp")
-        os.replace(self.run_dir / ".checkpoint.pt.tmp", self.run_dir / "checkpoint.pt")
         summary["checkpoint"] = str(self.run_dir / "checkpoint.pt")
         summary["checkpoint_run"] = best.name
+        if not self.is_main:
+            self.dist.barrier()  # rank 0 writes the summary
+            return summary
+        shutil.copyfile(best.checkpoint, self.run_dir / ".checkpoint.pt.tmp")
+        os.replace(self.run_dir / ".checkpoint.pt.tmp", self.run_dir / "checkpoint.pt")
         dio.write_json(self.run_dir / "metrics.json", summary)
+        if self.dist is not None:
+            self.dist.barrier()
         return summary
+
+    def _dist_step(self, model, opt, scaler, batch, views, vviews, epoch) -> tuple[float, int]:
+        """One optimiser step under torchrun: this rank's share of the global batch, gradients summed
+        over the ranks with each rank's mean loss weighted by its share (= one process on the batch)."""
+        mine = self.dist.share(list(range(len(batch))))
+        opt.zero_grad(set_to_none=True)
+        local = 0.0
+        if mine:
+            inputs, masks = collate([views[k] for k in mine], [vviews[k] for k in mine])
+            inputs = {m: x.to(self.device) for m, x in inputs.items()}
+            masks = {m: x.to(self.device) for m, x in masks.items()}
+            yb = torch.as_tensor(self.labels[[batch[k][0] for k in mine]], dtype=torch.float32, device=self.device)
+            with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
+                out = model(inputs, masks)
+                loss = model.loss(out, yb)
+            scaler.scale(loss * (len(mine) / len(batch))).backward()
+            local = float(loss.detach()) * len(mine)
+        (batch_sum,) = self.dist.reduce_gradients(model, [local])
+        if not math.isfinite(batch_sum):
+            raise DataError(f"training loss became {batch_sum / len(batch)} at epoch {epoch}",
+                            hint="lower --lr, keep --standardize on, or check the features for huge values")
+        if self.cfg.grad_clip:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+        return batch_sum, len(batch)
+
+
+def _train_worker_init() -> None:
+    """A Dask worker trains one run at a time: one torch thread (the CPU scan kernel follows it)."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+
+
+def _remote_run(job: dict) -> dict:
+    """Dask worker: one (seed, fold) run of a Trainer into its sub-folder; returns the RunResult as a dict."""
+    from depdet.pipeline.data.datasets import load_dataset
+
+    try:
+        ds = load_dataset(**job["data"])
+        trainer = Trainer(ds, job["config"], job["run_dir"])
+        split = trainer.splits()[job["split"]]
+        return trainer._run_one(job["name"], job["seed"], split).to_dict()
+    except DepdetError as e:
+        return {"error": str(e)}
 
 
 def train(dataset: Dataset, config: TrainConfig, run_dir: str | Path, **kw) -> dict:
