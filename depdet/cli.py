@@ -670,6 +670,8 @@ def train(
     device: Annotated[str, typer.Option(parser=_device, metavar="DEVICE", help=_DEVICE_HELP + ".")] = "auto",
     amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", metavar=" ", help="float16 autocast on CUDA (default: the preset's; on without a preset).")] = None,
     grad_clip: Annotated[Optional[float], typer.Option(help="Max gradient norm (default: none).")] = None,
+    bucketing: Annotated[Optional[bool], typer.Option("--bucketing/--no-bucketing", metavar=" ", help="Batches of similar lengths (every item once per epoch, seeded; less padding) instead of the random order (default: off, the references' order).")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(min=1, help="Bound memory: split a batch whose padded rows (items x longest) exceed this into micro-batches with gradient accumulation (default: no split).")] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch.")] = None,
     cluster: Annotated[Optional[str], typer.Option(help="Fan the (seed, fold) runs out over a Dask cluster, one run per worker: local:N, tcp://HOST:PORT or slurm:N (pip install -e \".[cluster]\"); the data and run folders must be reachable from every worker.")] = None,
 ):
@@ -688,7 +690,8 @@ def train(
                                        scheduler=scheduler, patience=patience, select=select,
                                        threshold_method=threshold_method, folds=folds, standardize=standardize,
                                        landmark_zscore=landmark_zscore, max_len=max_len, crop_aug=crop_aug,
-                                       crop_min_len=crop_min_len, model_opt=model_opt, amp=amp, grad_clip=grad_clip).items()
+                                       crop_min_len=crop_min_len, model_opt=model_opt, amp=amp, grad_clip=grad_clip,
+                                       bucketing=bucketing, max_tokens=max_tokens).items()
                  if v is not None}
         if given or ctx.args or skip_missing or rescale_rows or layout != DataLayout.auto or train_gender != "both" or test_gender != "both":
             raise ConfigError(f"--config re-runs a run as recorded; other options given: {', '.join(sorted(given)) or ' '.join(ctx.args) or 'data/split options'}",
@@ -728,7 +731,8 @@ def train(
                                   optimizer=val(optimizer), scheduler=val(scheduler), patience=patience,
                                   select=val(select), threshold_method=val(threshold_method), folds=folds,
                                   train_gender=train_gender.value, test_gender=test_gender.value, preprocess=pre,
-                                  device=device, amp=amp, grad_clip=grad_clip, rescale_rows=rescale_rows)
+                                  device=device, amp=amp, grad_clip=grad_clip, rescale_rows=rescale_rows,
+                                  bucketing=bucketing, max_tokens=max_tokens)
     ds = load_dataset(data, layout.value, labels=labels, skip_missing=skip_missing)
     for line in ds.report.lines():
         console.print(f"[dim]data:[/] {plain(line)}", highlight=False)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli, write_video
+from conftest import run_cli
 
 IS_ROOT = hasattr(os, "getuid") and os.getuid() == 0
 OTHER_UID = 65534  # "nobody"
@@ -540,8 +540,6 @@ def test_sigint_prints_interrupted_rerun_to_resume(many_clips, tmp_path):
     assert len(list(out.rglob("*_record.json"))) == 6
 
 
-@pytest.mark.xfail(strict=True, reason="store bug (store.py, not this module's): after an interrupt before the first "
-                   "sample, the empty views make migrate_legacy read labels.csv with a header and no rows")
 def test_rerun_after_sigint_before_any_sample_finished(many_clips, tmp_path):
     out = tmp_path / "f"
     code, err = _sigint_extract(many_clips, out, tmp_path, after_first_record=False)

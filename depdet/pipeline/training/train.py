@@ -56,7 +56,7 @@ from depdet.errors import ConfigError, DataError, DepdetError
 from depdet.pipeline.training import distributed as tdist
 from depdet.models.registry import create_model, get_entry
 from depdet import fileio as dio
-from depdet.pipeline.data.batching import collate
+from depdet.pipeline.data.batching import bucketed_batches, collate, random_batches, split_by_tokens
 from depdet.pipeline.inference.calibration import THRESHOLD_METHODS, apply_temperature, choose_threshold, fit_temperature
 from depdet.pipeline.inference.checkpoint import build_checkpoint, save_checkpoint
 from depdet.pipeline.inference.scorer import resolve_device, Scorer
@@ -93,6 +93,11 @@ class TrainConfig:
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
         amp: mixed precision (float16 autocast + GradScaler), used on CUDA only.
         grad_clip: max gradient norm (None: no clipping, as the references).
+        bucketing: batches of similar lengths (:func:`~depdet.pipeline.data.batching.bucketed_batches`:
+            every item once per epoch, seeded) instead of the references' random order; less padding,
+            the same items per epoch (depdet's option; off by default and in the paper presets).
+        max_tokens: split a batch whose padded rows (items x longest) exceed this into micro-batches
+            with gradient accumulation (the optimiser still sees the recipe's batch); bounds memory.
         eval_batch_size: batch size for validation/test inference.
         preset: the preset these values came from (informational).
         preset_dataset: the dataset the preset was published for (informational, from the preset).
@@ -125,6 +130,8 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     grad_clip: float | None = None
+    bucketing: bool = False
+    max_tokens: int | None = None
     eval_batch_size: int = 16
     preset: str | None = None
     preset_dataset: str | None = None
@@ -671,39 +678,20 @@ class Trainer:
             rng = np.random.default_rng([seed, 2, epoch])
             torch.manual_seed(seed * 100_003 + epoch)  # dropout etc.: a function of (seed, epoch) -> exact resume
             model.train()
-            order = rng.permutation(len(items))
+            lengths = [n if max_len is None else min(n, max_len) for _, _, n in items]
+            batches = (bucketed_batches(lengths, cfg.batch_size, rng) if cfg.bucketing
+                       else random_batches(len(items), cfg.batch_size, rng))
             total, count = 0.0, 0
-            for b in range(0, len(order), cfg.batch_size):
-                batch = [items[j] for j in order[b:b + cfg.batch_size]]
+            for order_b in batches:
+                batch = [items[j] for j in order_b]
                 views, vviews = [], []
                 for i, start, n in batch:
                     if max_len is not None and n > max_len:
                         start, n = start + int(rng.integers(0, n - max_len + 1)), max_len
                     views.append(_window(feats[i], start, n))
                     vviews.append(_window(self.valid[i], start, n))
-                if self.dist is not None:  # windows drawn for the whole batch above: this rank's share of it
-                    total_b, count_b = self._dist_step(model, opt, scaler, batch, views, vviews, epoch)
-                    total, count = total + total_b, count + count_b
-                    continue
-                inputs, masks = collate(views, vviews)
-                inputs = {m: x.to(self.device) for m, x in inputs.items()}
-                masks = {m: x.to(self.device) for m, x in masks.items()}
-                yb = torch.as_tensor(self.labels[[i for i, _, _ in batch]], dtype=torch.float32, device=self.device)
-                opt.zero_grad(set_to_none=True)
-                with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
-                    out = model(inputs, masks)
-                    loss = model.loss(out, yb)
-                if not torch.isfinite(loss):
-                    raise DataError(f"training loss became {float(loss)} at epoch {epoch}",
-                                    hint="lower --lr, keep --standardize on, or check the features for huge values")
-                scaler.scale(loss).backward()
-                if cfg.grad_clip:
-                    scaler.unscale_(opt)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                scaler.step(opt)
-                scaler.update()
-                total += float(loss.detach()) * len(batch)
-                count += len(batch)
+                total_b, count_b = self._step(model, opt, scaler, batch, views, vviews, epoch)
+                total, count = total + total_b, count + count_b
             if sched is not None:
                 sched.step()
             logits, vloss = self._evaluate_torch(model, split.valid, feats)
@@ -845,23 +833,39 @@ class Trainer:
             self.dist.barrier()
         return summary
 
-    def _dist_step(self, model, opt, scaler, batch, views, vviews, epoch) -> tuple[float, int]:
-        """One optimiser step under torchrun: this rank's share of the global batch, gradients summed
-        over the ranks with each rank's mean loss weighted by its share (= one process on the batch)."""
-        mine = self.dist.share(list(range(len(batch))))
+    def _step(self, model, opt, scaler, batch, views, vviews, epoch) -> tuple[float, int]:
+        """One optimiser step on one batch of the recipe: the one place a training step is written.
+
+        Under torchrun each rank takes its share of the batch (gradients summed over the ranks);
+        with ``max_tokens`` a share whose padded size exceeds the budget is split into micro-batches
+        whose gradients accumulate. Each part's mean loss is weighted by its share of the batch, so
+        the optimiser sees the gradient of the whole batch's mean loss either way (batch norm, where a
+        model has it, then normalises over each micro-batch instead of the batch).
+
+        Returns:
+            ``(sum of per-sample losses, samples)`` of the batch.
+        """
+        idx = list(range(len(batch)))
+        mine = self.dist.share(idx) if self.dist is not None else idx
         opt.zero_grad(set_to_none=True)
         local = 0.0
-        if mine:
-            inputs, masks = collate([views[k] for k in mine], [vviews[k] for k in mine])
+        parts = split_by_tokens([min(int(np.shape(a)[0]) for a in views[k].values()) for k in mine],
+                                self.cfg.max_tokens) if mine else []
+        for part in parts:
+            ks = [mine[j] for j in part]
+            inputs, masks = collate([views[k] for k in ks], [vviews[k] for k in ks])
             inputs = {m: x.to(self.device) for m, x in inputs.items()}
             masks = {m: x.to(self.device) for m, x in masks.items()}
-            yb = torch.as_tensor(self.labels[[batch[k][0] for k in mine]], dtype=torch.float32, device=self.device)
+            yb = torch.as_tensor(self.labels[[batch[k][0] for k in ks]], dtype=torch.float32, device=self.device)
             with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
                 out = model(inputs, masks)
                 loss = model.loss(out, yb)
-            scaler.scale(loss * (len(mine) / len(batch))).backward()
-            local = float(loss.detach()) * len(mine)
-        (batch_sum,) = self.dist.reduce_gradients(model, [local])
+            if self.dist is None and not torch.isfinite(loss):
+                raise DataError(f"training loss became {float(loss)} at epoch {epoch}",
+                                hint="lower --lr, keep --standardize on, or check the features for huge values")
+            scaler.scale(loss * (len(ks) / len(batch))).backward()
+            local += float(loss.detach()) * len(ks)
+        batch_sum = self.dist.reduce_gradients(model, [local])[0] if self.dist is not None else local
         if not math.isfinite(batch_sum):
             raise DataError(f"training loss became {batch_sum / len(batch)} at epoch {epoch}",
                             hint="lower --lr, keep --standardize on, or check the features for huge values")
