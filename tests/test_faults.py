@@ -697,14 +697,19 @@ def test_labels_csv_ids_outside_the_dataset_folder_are_refused(tmp_path):
     from depdet.errors import DepdetError
     from depdet.pipeline.data.datasets import load_dataset
     from depdet.pipeline.data.synth import SynthConfig, make_synthetic
+    from depdet.pipeline.store import layout as L
 
-    make_synthetic(tmp_path / "data", SynthConfig(layout="dvlog", n=12, seed=0, min_len=6, max_len=8))
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    text = (tmp_path / "data" / "labels.csv").read_text().splitlines()
-    for bad in ("../outside/x", str(outside / "x"), "a/b"):
-        lines = [text[0]] + [f"{bad}," + ",".join(text[1].split(",")[1:])] + text[2:]
+    root = tmp_path / "data"
+    make_synthetic(root, SynthConfig(layout="dvlog", n=12, seed=0, min_len=6, max_len=8))
+    (tmp_path / "outside").mkdir()
+    text = (root / "labels.csv").read_text().splitlines()
+    for bad in ("../outside/x", str(tmp_path / "outside" / "x")):
+        for m in ("visual", "audio"):  # real arrays planted where the hostile id points
+            dst = L.array_path(root, "dvlog", bad, m)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(L.array_path(root, "dvlog", "0", m), dst)
+        lines = [text[0], f"{bad}," + ",".join(text[1].split(",")[1:])] + text[2:]
         (tmp_path / "bad.csv").write_text("\n".join(lines) + "\n")
         with pytest.raises(DepdetError) as e:
-            load_dataset(tmp_path / "data", labels=tmp_path / "bad.csv")
-        assert "id" in str(e.value).lower(), str(e.value)
+            load_dataset(root, labels=tmp_path / "bad.csv")
+        assert bad in str(e.value)
