@@ -320,17 +320,19 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
 def _truncation(media, decoded: dict[str, float]) -> str | None:
     """Why the decoded streams end well before what the file declares (None: they do not).
 
-    Each decoded stream's end (timeline seconds) is compared with its header's declared end, else
-    with the container's duration; short by more than max(TRUNCATION_TOLERANCE_S, 2 %) is truncated.
+    Each decoded stream's end (timeline seconds) is compared with the end its own header declares
+    (when it declares one), and the latest decoded end with the container's duration (streams may
+    legitimately end at different times: a stream without its own duration is not compared with the
+    container's alone). Short by more than max(TRUNCATION_TOLERANCE_S, 2 %) is truncated.
     """
-    declared = {"video": media.video_start + media.video_duration if media.video_duration else media.duration,
-                "audio": media.audio_start + media.audio_duration if media.audio_duration else media.duration}
+    def short(end: float, want: float) -> bool:
+        return want > 0 and end < want - max(TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE_FRACTION * want)
+
+    declared = {"video": media.video_start + media.video_duration if media.video_duration else 0.0,
+                "audio": media.audio_start + media.audio_duration if media.audio_duration else 0.0}
     for m, end in decoded.items():
-        want = declared[m]
-        tol = max(TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE_FRACTION * want)
-        if want > 0 and end < want - tol:
-            name = "video" if m == "video" else "audio"
-            return f"the {name} decodes to {end:.1f} s of the {want:.1f} s the file declares"
+        if short(end, declared[m]):
+            return f"the {m} decodes to {end:.1f} s of the {declared[m]:.1f} s the file declares"
+    if decoded and short(max(decoded.values()), media.duration):
+        return f"the media decode to {max(decoded.values()):.1f} s of the {media.duration:.1f} s the file declares"
     return None
-
-
