@@ -74,13 +74,13 @@ def _check_output(path: Path, what: str, *, folder: bool = False) -> None:
             raise DepdetError(f"{what}: {probe} is a broken symbolic link", path=p, hint="give another location")
         probe = probe.parent
     if not probe.is_dir():
-        raise DepdetError(f"{what} cannot be created: {probe} is not a folder", path=p, hint="give another location")
+        raise DepdetError(f"{what} is not writable: {probe} is not a folder", path=p, hint="give another location")
     try:
         fd, tmp = tempfile.mkstemp(prefix=".depdet-write-test-", dir=probe)
         os.close(fd)
         os.unlink(tmp)
     except OSError as e:
-        raise DepdetError(f"{what} cannot be written in {probe} ({e.strerror or e})", path=p,
+        raise DepdetError(f"{what} is not writable: cannot create files in {probe} ({e.strerror or e})", path=p,
                           hint="choose a writable location") from None
 
 
@@ -792,8 +792,11 @@ def evaluate(
     for line in ds.report.lines():
         console.print(f"[dim]data:[/] {plain(line)}", highlight=False)
     res = run_eval(ck, ds, fold=fold, device=device)
+    path = out_json or checkpoint.with_name(f"{checkpoint.stem}.eval-{Path(data).resolve().name}-{fold}.json")
+    existed = path.exists()
+    dio.write_json(path, res)  # results first: a failure while printing can never lose them
     tag = " SYNTHETIC" if res["synthetic"] else ""
-    out.print(_metrics_table(f"{ck.model_name} on {Path(data).name}{tag}, fold {fold} (n={res['metrics']['n']}, "
+    out.print(_metrics_table(f"{plain(ck.model_name)} on {plain(Path(data).name)}{tag}, fold {plain(fold)} (n={res['metrics']['n']}, "
                              f"{res['metrics']['n_pos']} depressed)",
                              {"model (logit>0)": res["metrics"],
                               f"calibrated (T={ck.temperature:.2f}, thr={ck.threshold:.2f})": res["metrics_calibrated"],
@@ -801,11 +804,8 @@ def evaluate(
     (tn, fp), (fn, tp) = res["metrics"]["confusion"]
     out.print(f"confusion (logit>0): TN {tn}  FP {fp}  FN {fn}  TP {tp}", highlight=False)
     if res["per_gender"]:
-        out.print(_metrics_table("per gender (logit>0)", {f"{g} (n={m['n']})": m for g, m in res["per_gender"].items()}))
-    path = out_json or checkpoint.with_name(f"{checkpoint.stem}.eval-{Path(data).resolve().name}-{fold}.json")
-    existed = path.exists()
-    dio.write_json(path, res)
-    out.print(f"wrote {path}{' (replaced the previous evaluation)' if existed else ''}", highlight=False)
+        out.print(_metrics_table("per gender (logit>0)", {f"{plain(g)} (n={m['n']})": m for g, m in res["per_gender"].items()}))
+    out.print(f"wrote {plain(path)}{' (replaced the previous evaluation)' if existed else ''}", highlight=False)
 
 
 # ---------------------------------------------------------------- predict / demo (issue 5)

@@ -580,3 +580,134 @@ def test_full_disk_fails_the_clip_stops_the_batch_and_rerun_resumes(grid_clips, 
     code, _, err = run_cli(["extract", src, "-o", out, "--workers", "1"], capsys)
     assert code == 0 and "1 of 3 already done" in err
     assert sorted(json.loads(x)["status"] for x in (out / "manifest.jsonl").read_text().splitlines()) == ["ok"] * 3
+
+
+# ================================================================ 8. messages
+@pytest.fixture
+def messy_list(tmp_path, grid_clip) -> Path:
+    d = tmp_path / "lst"
+    d.mkdir()
+    shutil.copy(grid_clip, d / "good.mpg")
+    (d / "loop1.mpg").symlink_to(d / "loop2.mpg")
+    (d / "loop2.mpg").symlink_to(d / "loop1.mpg")
+    (d / "list.txt").write_text("good.mpg\nloop1.mpg\nmissing.mpg\n")
+    return d / "list.txt"
+
+
+def test_list_with_symlink_loop_and_missing_path_goes_on(messy_list, tmp_path, capsys):
+    code, out, err = run_cli(["extract", messy_list, "-o", tmp_path / "f", "--workers", "1"], capsys)
+    assert code == 1 and "internal error" not in err and "report a bug" not in err, err
+    assert "1 extracted" in out and "2 failed" in err
+    recs = {r.name.split("_record")[0]: json.loads(r.read_text()) for r in (tmp_path / "f").rglob("*_record.json")}
+    assert recs["good"]["status"] == "ok"
+    assert recs["loop1"]["error"].endswith("loop1.mpg: symbolic link loop (fix: point the link at a real file)")
+    assert "missing.mpg: file not found" in recs["missing"]["error"]
+
+
+def test_predict_list_with_symlink_loop_and_missing_path_goes_on(checkpoint, messy_list, tmp_path, capsys):
+    res = tmp_path / "r.json"
+    code, _, err = run_cli(["predict", messy_list, "-c", checkpoint, "--out", res, "--no-evidence"], capsys)
+    assert code == 1 and "internal error" not in err and "report a bug" not in err, err
+    by_id = {r["id"]: r for r in json.loads(res.read_text())["results"]}
+    assert by_id["good"]["status"] == "ok"
+    assert "symbolic link loop" in by_id["loop1"]["error"] and "file not found" in by_id["missing"]["error"]
+
+
+@pytest.mark.skipif(IS_ROOT, reason="root reads every file whatever its mode")
+def test_unreadable_file_in_a_list_is_one_clear_line(tmp_path, grid_clip, capsys):
+    d = tmp_path / "lst"
+    d.mkdir()
+    shutil.copy(grid_clip, d / "locked.mpg")
+    os.chmod(d / "locked.mpg", 0)
+    (d / "list.txt").write_text("locked.mpg\n")
+    code, _, err = run_cli(["extract", d / "list.txt", "-o", tmp_path / "f", "--workers", "1"], capsys)
+    assert code == 1 and "permission denied" in err and "report a bug" not in err
+
+
+def test_unreadable_list_is_one_clear_line(tmp_path, capsys):
+    lst = tmp_path / "bad.txt"
+    lst.write_bytes(b"\xff\xfe\x00bad")
+    code, _, err = run_cli(["extract", lst, "-o", tmp_path / "f"], capsys)
+    assert code == 1 and "cannot read the list of inputs" in err
+
+
+@pytest.mark.parametrize("option", ["--out", "--report"])
+def test_predict_output_location_checked_before_work(checkpoint, grid_clip, tmp_path, capsys, monkeypatch, option):
+    from depdet.pipeline.inference import predict as P
+
+    called = []
+    monkeypatch.setattr(P, "run_predict", lambda *a, **k: called.append(1))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    target = blocker / ("r.json" if option == "--out" else "r.html")
+    code, _, err = run_cli(["predict", grid_clip, "-c", checkpoint, option, target], capsys)
+    assert code == 1 and "is not a folder" in err and not called
+    folder = tmp_path / ("out.json" if option == "--out" else "rep.html")
+    folder.mkdir()
+    code, _, err = run_cli(["predict", grid_clip, "-c", checkpoint, option, folder], capsys)  # a folder
+    assert code == 1 and "is a folder" in err and not called
+
+
+def test_extract_output_folder_checked_before_work(grid_clip, tmp_path, capsys, monkeypatch):
+    from depdet.pipeline import extract as E
+
+    called = []
+    monkeypatch.setattr(E, "run_extract", lambda *a, **k: called.append(1))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    code, _, err = run_cli(["extract", grid_clip, "-o", blocker], capsys)
+    assert code == 1 and "exists and is not a folder" in err and not called
+    code, _, err = run_cli(["extract", grid_clip, "-o", blocker / "sub"], capsys)
+    assert code == 1 and "is not a folder" in err and not called
+
+
+def test_single_class_valid_and_test_folds_warn_and_json_has_null(tmp_path):
+    import csv
+
+    from depdet.pipeline.data.datasets import load_dataset
+    from depdet.pipeline.data.synth import SynthConfig, make_synthetic
+    from depdet.pipeline.training.train import TrainConfig, train
+
+    torch.set_num_threads(1)
+    make_synthetic(tmp_path / "data", SynthConfig(layout="dvlog", n=30, signal=3.0, seed=0, min_len=6, max_len=12))
+    rows = list(csv.DictReader((tmp_path / "data" / "labels.csv").open()))
+    for r in rows:
+        if r["fold"] in ("valid", "test"):
+            r["label"] = "normal"
+    with (tmp_path / "one.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    logged = []
+    cfg = TrainConfig(model="fusion_concat", model_config={"hidden": 4, "d": 4}, epochs=1, batch_size=8, seeds=[0],
+                      device="cpu", amp=False, select="loss")
+    train(load_dataset(tmp_path / "data", labels=tmp_path / "one.csv"), cfg, tmp_path / "run", log=logged.append)
+    warnings = [s for s in logged if s.startswith("warning:")]
+    assert any("valid fold holds one class only" in s for s in warnings), logged
+    assert any("test fold holds one class only" in s for s in warnings), logged
+    for f in (tmp_path / "run").rglob("*.json"):
+        text = f.read_text()
+        assert "NaN" not in text and "Infinity" not in text, f
+        json.loads(text, parse_constant=lambda c: pytest.fail(f"{f}: bare {c}"))
+
+
+def test_labels_csv_ids_outside_the_dataset_folder_are_refused(tmp_path):
+    from depdet.errors import DepdetError
+    from depdet.pipeline.data.datasets import load_dataset
+    from depdet.pipeline.data.synth import SynthConfig, make_synthetic
+    from depdet.pipeline.store import layout as L
+
+    root = tmp_path / "data"
+    make_synthetic(root, SynthConfig(layout="dvlog", n=12, seed=0, min_len=6, max_len=8))
+    (tmp_path / "outside").mkdir()
+    text = (root / "labels.csv").read_text().splitlines()
+    for bad in ("../outside/x", str(tmp_path / "outside" / "x")):
+        for m in ("visual", "audio"):  # real arrays planted where the hostile id points
+            dst = L.array_path(root, "dvlog", bad, m)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(L.array_path(root, "dvlog", "0", m), dst)
+        lines = [text[0], f"{bad}," + ",".join(text[1].split(",")[1:])] + text[2:]
+        (tmp_path / "bad.csv").write_text("\n".join(lines) + "\n")
+        with pytest.raises(DepdetError) as e:
+            load_dataset(root, labels=tmp_path / "bad.csv")
+        assert bad in str(e.value)

@@ -40,7 +40,7 @@ from depdet.errors import ConfigError, DataError, DepdetError, MediaError
 from depdet.pipeline.features.extract import ExtractOptions, extract_clip, resolve_spec
 from depdet.pipeline.executors import Shard, make_executor, parse_shard
 from depdet.pipeline.features.spec import FeatureSpec
-from depdet.pipeline.media import ID_FROM, VIDEO_EXTENSIONS, discover_inputs
+from depdet.pipeline.media import ID_FROM, VIDEO_EXTENSIONS, check_file, discover_inputs, resolved
 from depdet.pipeline.store import FeatureStore, USABLE
 from depdet.pipeline.store import labels as lab
 
@@ -70,7 +70,7 @@ def source_info(path: Path, given: str) -> dict:
     from depdet import fileio as dio
 
     st = path.stat()
-    return {"path": given, "resolved": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+    return {"path": given, "resolved": str(resolved(path)), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
             "sha256": dio.sha256_file(path)}
 
 
@@ -83,6 +83,7 @@ def _process(job: dict) -> dict:
            "meta": job["meta"], "spec": job["spec"], "depdet_version": __version__,
            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     try:
+        check_file(src)  # missing, unreadable, a link loop, empty: one line naming the file
         try:
             rec["source"] = source_info(src, job["given"])
         except OSError as e:
@@ -256,7 +257,7 @@ def _same_source(rec: dict, path: Path) -> tuple[bool, dict | None]:
         st = path.stat()
     except OSError:
         return False, None
-    if src.get("resolved") == str(path.resolve()) and src.get("size") == st.st_size and src.get("mtime_ns") == st.st_mtime_ns \
+    if src.get("resolved") == str(resolved(path)) and src.get("size") == st.st_size and src.get("mtime_ns") == st.st_mtime_ns \
             and src.get("sha256"):
         return True, None  # same file, untouched since it was hashed
     info = source_info(path, src.get("path") or str(path))
@@ -380,7 +381,7 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
                 todo.append(job(sid, path, given))
                 continue
             same, _ = _same_source(rec, path) if (rec.get("source") or {}).get("sha256") else (False, None)
-            if not same and (rec.get("source") or {}).get("resolved") != str(path.resolve()):
+            if not same and (rec.get("source") or {}).get("resolved") != str(resolved(path)):
                 conflicts.append(f"id {sid!r} is already in the folder from {(rec.get('source') or {}).get('resolved')}, "
                                  f"and this run's {path} is a different file")
                 continue

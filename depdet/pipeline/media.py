@@ -42,6 +42,7 @@ Neither stream is ever shifted against the other: a late or short stream only ge
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import math
 import re
@@ -150,11 +151,21 @@ class Frame:
     source_time: float = 0.0
 
 
-def _check_file(path: str | Path) -> Path:
+def check_file(path: str | Path) -> Path:
     """Raise MediaError unless ``path`` is a non-empty, readable regular file."""
     p = Path(path)
-    if not p.exists():
-        raise MediaError("file not found", path=p, hint="check the path")
+    try:
+        os.stat(p)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise MediaError("symbolic link loop", path=p, hint="point the link at a real file") from None
+        if e.errno in (errno.EACCES, errno.EPERM):
+            raise MediaError("permission denied: the file or a folder above it is not readable", path=p,
+                             hint="fix its permissions, e.g. `chmod u+r FILE`") from None
+        if e.errno == errno.ENOENT:
+            raise MediaError("file not found" + (" (a broken symbolic link)" if p.is_symlink() else ""), path=p,
+                             hint="check the path") from None
+        raise MediaError(f"cannot open ({e.strerror or e})", path=p, hint="check the path") from None
     if p.is_dir():
         raise MediaError("is a folder, not a media file", path=p, hint="give a video file")
     if not os.access(p, os.R_OK):
@@ -163,6 +174,9 @@ def _check_file(path: str | Path) -> Path:
     if p.stat().st_size == 0:
         raise MediaError("file is empty (0 bytes)", path=p, hint="re-copy or re-download it")
     return p
+
+
+_check_file = check_file
 
 
 def _open(path: Path):
@@ -498,6 +512,15 @@ def _relpath_key(given: str) -> str:
     return "/".join(parts) or Path(given).stem
 
 
+def resolved(f: Path) -> Path:
+    """``f.resolve()``, or its absolute path when it cannot be resolved (a symbolic link loop): the
+    input is kept and fails alone, with its own message, when it is opened."""
+    try:
+        return f.resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(f))
+
+
 def discover_inputs(paths: Iterable[str | Path], id_from: str = "stem") -> list[Input]:
     """Expand files, folders (recursive) and list files into :class:`Input` (id, path, given) triples.
 
@@ -513,6 +536,9 @@ def discover_inputs(paths: Iterable[str | Path], id_from: str = "stem") -> list[
     share an id, each gets ``<id>-<6 hex of SHA-1 of its path relative to the input it was found
     under>``, which does not depend on the order of discovery (a labels CSV keyed on the bare stem
     then no longer matches them: ``--id-from relpath`` avoids that).
+
+    Entries of a list file are not checked here: a missing, unreadable or looping one is kept and
+    fails alone (one line naming it) when the batch opens it, and the batch goes on.
 
     Raises:
         MediaError: a named path does not exist, or a named file has an unsupported extension.
@@ -530,7 +556,12 @@ def discover_inputs(paths: Iterable[str | Path], id_from: str = "stem") -> list[
                     rel = f.relative_to(p).as_posix()
                     found.append((f, rel, f"{p.resolve().name}/{rel}"))
         elif p.suffix.lower() in LIST_EXTENSIONS:
-            for line in p.read_text(encoding="utf-8").splitlines():
+            try:
+                lines = p.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as e:
+                raise MediaError(f"cannot read the list of inputs ({getattr(e, 'strerror', None) or e})", path=p,
+                                 hint="give a readable UTF-8 text file, one path per line") from None
+            for line in lines:
                 line = line.strip()
                 if not line or line.startswith("#"):
                     continue
@@ -538,13 +569,13 @@ def discover_inputs(paths: Iterable[str | Path], id_from: str = "stem") -> list[
                 f = f if f.is_absolute() else (p.parent / f)
                 found.append((f, line, line))
         elif p.suffix.lower() in VIDEO_EXTENSIONS:
-            found.append((p, p.name, f"{p.resolve().parent.name}/{p.name}"))
+            found.append((p, p.name, f"{resolved(p).parent.name}/{p.name}"))
         else:
             raise MediaError(f"unsupported extension {p.suffix!r}",
                              path=p, hint=f"use one of {' '.join(VIDEO_EXTENSIONS)} or a .txt list of paths")
     seen: dict[Path, tuple[str, str]] = {}
     for f, key, given in found:  # the same file named twice is one input
-        seen.setdefault(f.resolve(), (key, given))
+        seen.setdefault(resolved(f), (key, given))
     by_id: dict[str, list[tuple[Path, str, str]]] = {}
     for f, (key, given) in seen.items():
         base = sanitize_id(f.stem if id_from == "stem" else _relpath_key(given))

@@ -324,25 +324,19 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
 def _truncation(media, decoded: dict[str, float]) -> str | None:
     """Why the decoded streams end well before what the file declares (None: they do not).
 
-    A stream whose header declares its duration is compared with that end (timeline seconds). The
-    container's duration is the end of its longest stream, so streams without a declared duration
-    (Matroska, MPEG-PS) are compared with it together: the latest decoded end against it (a shorter
-    stream beside a longer one is not truncation). Short by more than
-    max(TRUNCATION_TOLERANCE_S, 2 %) is truncated.
+    Each decoded stream's end (timeline seconds) is compared with the end its own header declares
+    (when it declares one), and the latest decoded end with the container's duration (streams may
+    legitimately end at different times: a stream without its own duration is not compared with the
+    container's alone). Short by more than max(TRUNCATION_TOLERANCE_S, 2 %) is truncated.
     """
-    declared = {"video": media.video_start + media.video_duration if media.video_duration else None,
-                "audio": media.audio_start + media.audio_duration if media.audio_duration else None}
-
     def short(end: float, want: float) -> bool:
         return want > 0 and end < want - max(TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE_FRACTION * want)
 
+    declared = {"video": media.video_start + media.video_duration if media.video_duration else 0.0,
+                "audio": media.audio_start + media.audio_duration if media.audio_duration else 0.0}
     for m, end in decoded.items():
-        if declared.get(m) is not None and short(end, declared[m]):
+        if short(end, declared[m]):
             return f"the {m} decodes to {end:.1f} s of the {declared[m]:.1f} s the file declares"
-    rest = {m: end for m, end in decoded.items() if declared.get(m) is None}
-    if rest and short(max(rest.values()), media.duration):
-        m, end = max(rest.items(), key=lambda kv: kv[1])
-        return f"the {m} decodes to {end:.1f} s of the {media.duration:.1f} s the file declares"
+    if decoded and short(max(decoded.values()), media.duration):
+        return f"the media decode to {max(decoded.values()):.1f} s of the {media.duration:.1f} s the file declares"
     return None
-
-

@@ -402,6 +402,27 @@ def _tensorboard(run_dir: Path):
 # ---------------------------------------------------------------------------- the trainer
 
 
+def single_class_warnings(splits, labels) -> list[str]:
+    """One line per validation/test fold that holds a single class: ROC-AUC is undefined there
+    (``null`` in the JSON outputs), and the threshold and temperature chosen on such a validation
+    fold fall back to their defaults."""
+    out = []
+    y = np.asarray(labels)
+    for split in splits:
+        for fold in ("valid", "test"):
+            idx = list(getattr(split, fold))
+            if not idx:
+                continue
+            classes = sorted(set(int(v) for v in y[idx]))
+            if len(classes) == 1:
+                what = "depressed" if classes[0] == 1 else "not depressed"
+                where = "" if split.name == "own" else f" of split {split.name}"
+                out.append(f"the {fold} fold{where} holds one class only ({len(idx)} samples, all {what}): "
+                           "ROC-AUC is undefined (null in the JSON)"
+                           + ("; the threshold and temperature fall back to 0.5 and 1" if fold == "valid" else ""))
+    return out
+
+
 class Trainer:
     """Runs every (seed, fold) of a TrainConfig on a Dataset into ``run_dir``.
 
@@ -545,6 +566,8 @@ class Trainer:
             self.log(f"row counts x{self.row_scale:g} for {self.ds.spec.fps:g} rows/s (preset: {self.cfg.preset_fps:g}): "
                      f"max_len {self.pre_cfg.max_len}, crop_min_len {self.pre_cfg.crop_min_len}"
                      + (f", {self.cfg.model} max_len {self.model_config['max_len']}" if "max_len" in self.model_config else ""))
+        for warning in single_class_warnings(splits, self.labels):
+            self.log(f"warning: {warning}")
         runs = [(f"seed{seed}" if split.name == "own" else f"seed{seed}-{split.name}", seed, k)
                 for seed in self.cfg.seeds for k, split in enumerate(splits)]
         if cluster:
