@@ -160,7 +160,7 @@ def test_unwritable_output_is_one_clear_line(grid_clip, tmp_path, capsys):
     blocker.write_text("x")
     code, so, se = run_cli(["extract", grid_clip, "-o", blocker / "sub"], capsys)
     assert code == 1
-    assert "output folder (-o) cannot be created" in se and "is not a folder" in se and str(blocker / "sub") in se \
+    assert "output folder (-o) is not writable" in se and "is not a folder" in se and str(blocker / "sub") in se \
         and "Traceback" not in se
 
 
