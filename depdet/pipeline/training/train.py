@@ -571,28 +571,36 @@ class Trainer:
                         start, n = start + int(rng.integers(0, n - max_len + 1)), max_len
                     views.append(_window(feats[i], start, n))
                     vviews.append(_window(self.valid[i], start, n))
-                if self.dist is not None:  # windows drawn for the whole batch above: this rank's share of it
-                    total_b, count_b = self._dist_step(model, opt, scaler, batch, views, vviews, epoch)
-                    total, count = total + total_b, count + count_b
-                    continue
-                inputs, masks = collate(views, vviews)
-                inputs = {m: x.to(self.device) for m, x in inputs.items()}
-                masks = {m: x.to(self.device) for m, x in masks.items()}
-                yb = torch.as_tensor(self.labels[[i for i, _, _ in batch]], dtype=torch.float32, device=self.device)
+                # under torchrun: this rank's share of the batch (the windows were drawn for all of it)
+                share = list(range(len(batch))) if self.dist is None else self.dist.share(list(range(len(batch))))
                 opt.zero_grad(set_to_none=True)
-                with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
-                    out = model(inputs, masks)
-                    loss = model.loss(out, yb)
-                if not torch.isfinite(loss):
-                    raise DataError(f"training loss became {float(loss)} at epoch {epoch}",
-                                    hint="lower --lr, keep --standardize on, or check the features for huge values")
-                scaler.scale(loss).backward()
+                batch_sum = 0.0
+                if share:
+                    inputs, masks = collate([views[k] for k in share], [vviews[k] for k in share])
+                    inputs = {m: x.to(self.device) for m, x in inputs.items()}
+                    masks = {m: x.to(self.device) for m, x in masks.items()}
+                    yb = torch.as_tensor(self.labels[[batch[k][0] for k in share]], dtype=torch.float32,
+                                         device=self.device)
+                    with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
+                        out = model(inputs, masks)
+                        loss = model.loss(out, yb)
+                    if self.dist is None and not torch.isfinite(loss):
+                        raise DataError(f"training loss became {float(loss)} at epoch {epoch}",
+                                        hint="lower --lr, keep --standardize on, or check the features for huge values")
+                    # each rank's mean loss weighted by its share: the summed gradients are one process's
+                    scaler.scale(loss if self.dist is None else loss * (len(share) / len(batch))).backward()
+                    batch_sum = float(loss.detach()) * len(share)
+                if self.dist is not None:
+                    (batch_sum,) = self.dist.reduce_gradients(model, [batch_sum])
+                    if not math.isfinite(batch_sum):
+                        raise DataError(f"training loss became {batch_sum / len(batch)} at epoch {epoch}",
+                                        hint="lower --lr, keep --standardize on, or check the features for huge values")
                 if cfg.grad_clip:
                     scaler.unscale_(opt)
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 scaler.step(opt)
                 scaler.update()
-                total += float(loss.detach()) * len(batch)
+                total += batch_sum
                 count += len(batch)
             if sched is not None:
                 sched.step()
@@ -707,33 +715,6 @@ class Trainer:
         if self.dist is not None:
             self.dist.barrier()
         return summary
-
-    def _dist_step(self, model, opt, scaler, batch, views, vviews, epoch) -> tuple[float, int]:
-        """One optimiser step under torchrun: this rank's share of the global batch, gradients summed
-        over the ranks with each rank's mean loss weighted by its share (= one process on the batch)."""
-        mine = self.dist.share(list(range(len(batch))))
-        opt.zero_grad(set_to_none=True)
-        local = 0.0
-        if mine:
-            inputs, masks = collate([views[k] for k in mine], [vviews[k] for k in mine])
-            inputs = {m: x.to(self.device) for m, x in inputs.items()}
-            masks = {m: x.to(self.device) for m, x in masks.items()}
-            yb = torch.as_tensor(self.labels[[batch[k][0] for k in mine]], dtype=torch.float32, device=self.device)
-            with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
-                out = model(inputs, masks)
-                loss = model.loss(out, yb)
-            scaler.scale(loss * (len(mine) / len(batch))).backward()
-            local = float(loss.detach()) * len(mine)
-        (batch_sum,) = self.dist.reduce_gradients(model, [local])
-        if not math.isfinite(batch_sum):
-            raise DataError(f"training loss became {batch_sum / len(batch)} at epoch {epoch}",
-                            hint="lower --lr, keep --standardize on, or check the features for huge values")
-        if self.cfg.grad_clip:
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.grad_clip)
-        scaler.step(opt)
-        scaler.update()
-        return batch_sum, len(batch)
 
 
 def _train_worker_init() -> None:
