@@ -201,7 +201,10 @@ class DaskExecutor(Executor):
         if not logging.getLogger().isEnabledFor(logging.DEBUG):  # Dask's INFO lines would break the progress bar
             for name in ("distributed", "dask_jobqueue"):
                 logging.getLogger(name).setLevel(logging.WARNING)
-        with dask.config.set({"distributed.scheduler.allowed-failures": self.allowed_failures}):
+        # worker-saturation 1.0: a worker holds only the task it runs (no queued ones), so a clip that kills its
+        # worker charges no innocent queued clip with a "died on a worker" failure (depdet's choice)
+        with dask.config.set({"distributed.scheduler.allowed-failures": self.allowed_failures,
+                              "distributed.scheduler.worker-saturation": 1.0}):
             if s.kind == "local":
                 self.cluster = distributed.LocalCluster(
                     n_workers=s.n, threads_per_worker=1, processes=True, dashboard_address=None,
