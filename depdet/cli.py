@@ -670,8 +670,8 @@ def train(
     device: Annotated[str, typer.Option(parser=_device, metavar="DEVICE", help=_DEVICE_HELP + ".")] = "auto",
     amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", metavar=" ", help="float16 autocast on CUDA (default: the preset's; on without a preset).")] = None,
     grad_clip: Annotated[Optional[float], typer.Option(help="Max gradient norm (default: none).")] = None,
-    bucketing: Annotated[Optional[bool], typer.Option("--bucketing/--no-bucketing", metavar=" ", help="Batches of similar lengths (every item once per epoch, seeded; less padding) instead of the random order (default: off, the references' order).")] = None,
-    max_tokens: Annotated[Optional[int], typer.Option(min=1, help="Bound memory: split a batch whose padded rows (items x longest) exceed this into micro-batches with gradient accumulation (default: no split).")] = None,
+    bucketing: Annotated[Optional[bool], typer.Option("--bucketing/--no-bucketing", metavar=" ", help="Batches of similar lengths (every item once per epoch, seeded; less padding, the same results in expectation; depdet's default). --no-bucketing: the references' random order.")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(min=0, help="Bound memory: split a batch whose padded rows (items x longest) exceed this into micro-batches with gradient accumulation; the optimiser still sees the whole batch, BatchNorm sees micro-batches (default: depdet's budget, which keeps paper-size DepMamba under 8 GB on a CPU; 0: never split).")] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch.")] = None,
     cluster: Annotated[Optional[str], typer.Option(help="Fan the (seed, fold) runs out over a Dask cluster, one run per worker: local:N, tcp://HOST:PORT or slurm:N (pip install -e \".[cluster]\"); the data and run folders must be reachable from every worker.")] = None,
 ):

@@ -264,11 +264,48 @@ def test_max_tokens_micro_batches_give_the_full_batch_step_and_bucketing_trains(
     import torch as _t
 
     mc = {**SMALL_RNN, "dropout": 0.0}
-    full = train(strong, _cfg(epochs=2, seeds=[5], model_config=mc), tmp_path / "full")
+    full = train(strong, _cfg(epochs=2, seeds=[5], max_tokens=0, model_config=mc), tmp_path / "full")
     micro = train(strong, _cfg(epochs=2, seeds=[5], max_tokens=30, model_config=mc), tmp_path / "micro")
     a = _t.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["state_dict"]
     b = _t.load(tmp_path / "micro" / "checkpoint.pt", weights_only=True)["state_dict"]
     assert all(_t.allclose(a[k], b[k], atol=1e-5) for k in a)
     assert micro["runs"][0]["test"]["f1"] == pytest.approx(full["runs"][0]["test"]["f1"])
-    bucket = train(strong, _cfg(seeds=[5], bucketing=True), tmp_path / "bucket")
-    assert bucket["runs"][0]["test"]["auc"] > 0.85  # the planted signal is learned in bucketed order too
+    reference = train(strong, _cfg(seeds=[5], bucketing=False), tmp_path / "reference")
+    assert reference["runs"][0]["test"]["auc"] > 0.85  # the planted signal is learned in the references' order too
+
+
+def test_bucketing_and_the_memory_budget_are_on_by_default_and_log_csv_records_peak_memory(strong, tmp_path, capsys):
+    """Issue 11: bucketed batches and micro-batches above DEFAULT_MAX_TOKENS by default; --no-bucketing and
+    --max-tokens 0 give the references' order and whole batches; log.csv has each epoch's peak RSS."""
+    import csv as _csv
+
+    from conftest import run_cli
+
+    from depdet.pipeline.data.batching import DEFAULT_MAX_TOKENS
+
+    cfg = TrainConfig(model="fusion_concat")
+    assert cfg.bucketing is True and cfg.max_tokens == DEFAULT_MAX_TOKENS
+    assert TrainConfig.from_preset("depmamba-dvlog").bucketing is True
+    summary = train(strong, _cfg(epochs=2), tmp_path / "default")
+    rows = list(_csv.DictReader(open(tmp_path / "default" / summary["runs"][0]["name"] / "log.csv")))
+    assert len(rows) == 2 and all(0.05 < float(r["peak_rss_gb"]) < 64 for r in rows)
+    assert all(r["peak_gpu_gb"] == "" for r in rows)  # CPU run
+    args = ["train", "--data", strong.root, "--model", "fusion_concat", "--model-opt", "hidden=8", "--epochs", "1",
+            "--seeds", "0", "--device", "cpu", "--threads", "1"]
+    code, _, err = run_cli(args + ["--run-dir", tmp_path / "ref", "--no-bucketing", "--max-tokens", "0"], capsys)
+    assert code == 0, err
+    recorded = json.loads((tmp_path / "ref" / "config.json").read_text())["config"]
+    assert recorded["bucketing"] is False and recorded["max_tokens"] == 0
+
+
+def test_peak_rss_window_resets():
+    import numpy as np
+
+    from depdet.pipeline.environment import peak_rss_gb, reset_peak_rss
+
+    big = np.ones(400_000_000 // 8)  # 400 MB touched
+    high = peak_rss_gb()
+    del big
+    if not reset_peak_rss():
+        pytest.skip("this kernel does not allow resetting the peak RSS (/proc/self/clear_refs)")
+    assert peak_rss_gb() < high - 0.3

@@ -48,3 +48,34 @@ def environment_report() -> dict[str, str]:
         "opencv": _ver("opencv-python-headless"),
         "scikit-learn": _ver("scikit-learn"),
     }
+
+
+def reset_peak_rss() -> bool:
+    """Start a new peak-resident-memory window for this process (Linux: ``/proc/self/clear_refs``).
+
+    Returns False where the peak cannot be reset (not Linux, or not permitted); :func:`peak_rss_gb`
+    then reports the process's peak since it started.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")  # 5: reset the peak RSS (VmHWM) to the current RSS (Linux >= 4.0)
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_gb() -> float:
+    """Peak resident memory of this process in GB (10^9 bytes) since it started or since the last
+    :func:`reset_peak_rss`: ``VmHWM`` on Linux, else ``getrusage`` (whole-process peak)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024 / 1e9
+    except OSError:
+        pass
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1e9 if sys.platform == "darwin" else peak * 1024 / 1e9  # macOS: bytes; Linux: KiB

@@ -14,7 +14,10 @@ Two kinds of preset:
 
 Every run (both kinds) also gets depdet's additions that do not change the paper's metrics: a
 temperature and threshold fitted on validation (reported separately as ``*_calibrated``), and
-evaluation in length-sorted batches (the scorer's bucketing; see ``note`` where it matters).
+evaluation in length-sorted batches (the scorer's bucketing; see ``note`` where it matters). Training
+batches come from seeded length buckets and are split into micro-batches above ``DEFAULT_MAX_TOKENS`` padded rows
+(``TrainConfig.bucketing`` and ``max_tokens``; the same results in expectation, BatchNorm aside:
+every note says so, and ``--no-bucketing --max-tokens 0`` restores the references' order).
 Command-line options given explicitly override preset values.
 
 Fields: ``model`` and ``model_config`` (registry name and options), ``optimizer``, ``lr``,
@@ -42,6 +45,7 @@ from __future__ import annotations
 from copy import deepcopy
 
 from depdet.errors import ConfigError
+from depdet.pipeline.data.batching import DEFAULT_MAX_TOKENS
 
 #: The optimisers and schedulers a recipe may name (``TrainConfig`` checks them, the CLI offers them).
 OPTIMIZERS = ("adam", "adamw")
@@ -163,6 +167,13 @@ PRESETS: dict[str, dict] = {
               "loss (a double softmax) is not copied (BCE on one logit); features as loaded and float32 are "
               "depdet's reading.")),
 }
+#: Training-order defaults every preset runs with unless told otherwise (TrainConfig.bucketing, .max_tokens).
+_ORDER_NOTE = ("Batch order and size (depdet's defaults, the same results in expectation): batches are drawn from "
+               "seeded length buckets (every item once per epoch, batch size as above), and a batch over "
+               f"{DEFAULT_MAX_TOKENS:,} padded rows is run as micro-batches with gradient accumulation (BatchNorm statistics then come from "
+               "each micro-batch); --no-bucketing --max-tokens 0 gives the references' random order and whole batches.")
+for _p in PRESETS.values():
+    _p["note"] += " " + _ORDER_NOTE
 PRESETS["depmamba-dvlog-fixed"] = _fixed(PRESETS["depmamba-dvlog"], "depmamba-dvlog")
 PRESETS["depmamba-lmvd-fixed"] = _fixed(PRESETS["depmamba-lmvd"], "depmamba-lmvd")
 PRESETS["dynmultidep-dvlog-fixed"] = _fixed(PRESETS["dynmultidep-dvlog"], "dynmultidep-dvlog")

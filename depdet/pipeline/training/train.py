@@ -11,7 +11,8 @@ Run directory (SpeechBrain style, never overwritten silently)::
     runs/<name>/data.json                     dataset path, layout, spec, loader report, split sizes,
                                               row scale, the preprocess/model options used and the data
                                               fingerprint (per sample id, label, fold, SHA-256 per feature file)
-    runs/<name>/<run>/log.csv                 one row per epoch (loss, valid metrics, lr, seconds)
+    runs/<name>/<run>/log.csv                 one row per epoch (loss, valid metrics, lr, seconds, the
+                                              epoch's peak RSS, and peak GPU memory on CUDA)
     runs/<name>/<run>/last.pt                 resume state, rewritten atomically after every epoch
     runs/<name>/<run>/best.pt                 the selected checkpoint (checkpoint.py format), calibrated
     runs/<name>/<run>/predictions.csv         per-sample valid/test logits and decisions
@@ -56,7 +57,7 @@ from depdet.errors import ConfigError, DataError, DepdetError
 from depdet.pipeline.training import distributed as tdist
 from depdet.models.registry import create_model, get_entry
 from depdet import fileio as dio
-from depdet.pipeline.data.batching import bucketed_batches, collate, random_batches, split_by_tokens
+from depdet.pipeline.data.batching import DEFAULT_MAX_TOKENS, bucketed_batches, collate, random_batches, split_by_tokens
 from depdet.pipeline.inference.calibration import THRESHOLD_METHODS, apply_temperature, choose_threshold, fit_temperature
 from depdet.pipeline.inference.checkpoint import build_checkpoint, save_checkpoint
 from depdet.pipeline.inference.scorer import resolve_device, Scorer
@@ -65,11 +66,13 @@ from depdet.pipeline.features.spec import check_spec
 from depdet.pipeline.training.metrics import (SELECTION_CRITERIA, all_depressed_baseline, classification_metrics, mean_std,
                                      per_group, selection_score)
 from depdet.pipeline.data.preprocess import PreprocessConfig, Preprocessor, random_crops
+from depdet.pipeline.environment import peak_rss_gb, reset_peak_rss
 from depdet.pipeline.training.presets import OPTIMIZERS, SCHEDULERS, META_KEYS, get_preset, preset_note
 from depdet.pipeline.data.splits import Split, filter_gender, kfold_splits, own_split
 
 LOG_COLUMNS = ("epoch", "train_loss", "valid_loss", "valid_acc", "valid_precision", "valid_recall", "valid_f1",
-               "valid_weighted_f1", "valid_auc", "valid_score", "best", "lr", "seconds")
+               "valid_weighted_f1", "valid_auc", "valid_score", "best", "lr", "seconds", "peak_rss_gb", "peak_gpu_gb")
+
 
 
 @dataclass
@@ -94,10 +97,15 @@ class TrainConfig:
         amp: mixed precision (float16 autocast + GradScaler), used on CUDA only.
         grad_clip: max gradient norm (None: no clipping, as the references).
         bucketing: batches of similar lengths (:func:`~depdet.pipeline.data.batching.bucketed_batches`:
-            every item once per epoch, seeded) instead of the references' random order; less padding,
-            the same items per epoch (depdet's option; off by default and in the paper presets).
+            every item once per epoch, in a seeded order of length buckets) instead of the references'
+            random order: far less padding, the same items and batch size per epoch, no effect on
+            results in expectation (depdet's choice; on by default, also for the paper presets;
+            ``False`` = the references' order).
         max_tokens: split a batch whose padded rows (items x longest) exceed this into micro-batches
-            with gradient accumulation (the optimiser still sees the recipe's batch); bounds memory.
+            with gradient accumulation, so the optimiser still sees the recipe's batch; bounds memory
+            (default :data:`~depdet.pipeline.data.batching.DEFAULT_MAX_TOKENS`, depdet's choice; None or 0: never split, as the
+            references). What it changes: BatchNorm (DepMamba's conv blocks, the detector) takes its
+            batch statistics and one running-average update per micro-batch instead of per batch.
         eval_batch_size: batch size for validation/test inference.
         preset: the preset these values came from (informational).
         preset_dataset: the dataset the preset was published for (informational, from the preset).
@@ -130,8 +138,8 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     grad_clip: float | None = None
-    bucketing: bool = False
-    max_tokens: int | None = None
+    bucketing: bool = True
+    max_tokens: int | None = DEFAULT_MAX_TOKENS
     eval_batch_size: int = 16
     preset: str | None = None
     preset_dataset: str | None = None
@@ -698,6 +706,9 @@ class Trainer:
             if cfg.patience is not None and bad >= cfg.patience:
                 break
             t0 = time.perf_counter()
+            reset_peak_rss()  # log.csv's peak_rss_gb is this epoch's (the process's peak where it cannot be reset)
+            if self.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(self.device)
             rng = np.random.default_rng([seed, 2, epoch])
             torch.manual_seed(seed * 100_003 + epoch)  # dropout etc.: a function of (seed, epoch) -> exact resume
             model.train()
@@ -731,7 +742,9 @@ class Trainer:
                    "valid_recall": f"{vm['recall']:.4f}", "valid_f1": f"{vm['f1']:.4f}",
                    "valid_weighted_f1": f"{vm['weighted_f1']:.4f}", "valid_auc": f"{vm['auc']:.4f}",
                    "valid_score": f"{score:.4f}", "best": int(improved), "lr": f"{opt.param_groups[0]['lr']:.3g}",
-                   "seconds": f"{time.perf_counter() - t0:.2f}"}
+                   "seconds": f"{time.perf_counter() - t0:.2f}", "peak_rss_gb": f"{peak_rss_gb():.2f}",
+                   "peak_gpu_gb": (f"{torch.cuda.max_memory_allocated(self.device) / 1e9:.2f}"
+                                   if self.device.type == "cuda" else "")}
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
                      "scheduler": sched.state_dict() if sched is not None else None,
                      "scaler": scaler.state_dict() if self.amp else None, "epoch": epoch, "best_score": best_score,
@@ -873,7 +886,7 @@ class Trainer:
         opt.zero_grad(set_to_none=True)
         local = 0.0
         parts = split_by_tokens([min(int(np.shape(a)[0]) for a in views[k].values()) for k in mine],
-                                self.cfg.max_tokens) if mine else []
+                                self.cfg.max_tokens or None) if mine else []
         for part in parts:
             ks = [mine[j] for j in part]
             inputs, masks = collate([views[k] for k in ks], [vviews[k] for k in ks])
