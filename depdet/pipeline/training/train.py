@@ -616,12 +616,7 @@ class Trainer:
             return RunResult(**json.loads(done.read_text()))
         rdir.mkdir(parents=True, exist_ok=True)
         _seed_everything(seed)
-        samples = self.ds.samples
-        pre = Preprocessor(self.pre_cfg, self.ds.spec, self.ds.dims).fit([samples[i].features for i in split.train],
-                                                                       [samples[i].valid for i in split.train])
-        used = set(split.train) | set(split.valid) | set(split.test)
-        feats = {i: pre.transform(samples[i].features, samples[i].valid) for i in used}
-        self.valid = {i: samples[i].valid for i in used}
+        pre, feats = self._prepare(split)
         y = self.labels
 
         if self.kind == "sklearn":
@@ -633,6 +628,39 @@ class Trainer:
             model, best_epoch = self._train_torch(name, rdir, seed, split, feats, pre)
 
         return self._finish(name, rdir, seed, split, model, pre, feats, best_epoch)
+
+    def _prepare(self, split: Split) -> tuple[Preprocessor, dict]:
+        """The preprocessor fitted on ``split``'s training fold and the transformed features of every
+        sample the split uses (their validity in ``self.valid``)."""
+        samples = self.ds.samples
+        pre = Preprocessor(self.pre_cfg, self.ds.spec, self.ds.dims).fit([samples[i].features for i in split.train],
+                                                                       [samples[i].valid for i in split.train])
+        used = set(split.train) | set(split.valid) | set(split.test)
+        self.valid = {i: samples[i].valid for i in used}
+        return pre, {i: pre.transform(samples[i].features, samples[i].valid) for i in used}
+
+    def _epoch_plan(self, items: list, feats: dict, seed: int, epoch: int) -> list[tuple[list, list, list]]:
+        """One epoch's batches, in order: ``(items of the batch, feature views, validity views)``.
+
+        The order is the references' random one or length buckets (``bucketing``), drawn from
+        ``(seed, epoch)``; with ``preprocess.max_len`` a longer item is a random window of that many rows.
+        """
+        rng = np.random.default_rng([seed, 2, epoch])
+        max_len = self.pre_cfg.max_len
+        lengths = [n if max_len is None else min(n, max_len) for _, _, n in items]
+        order = (bucketed_batches(lengths, self.cfg.batch_size, rng) if self.cfg.bucketing
+                 else random_batches(len(items), self.cfg.batch_size, rng))
+        plan = []
+        for order_b in order:
+            batch = [items[j] for j in order_b]
+            views, vviews = [], []
+            for i, start, n in batch:
+                if max_len is not None and n > max_len:
+                    start, n = start + int(rng.integers(0, n - max_len + 1)), max_len
+                views.append(_window(feats[i], start, n))
+                vviews.append(_window(self.valid[i], start, n))
+            plan.append((batch, views, vviews))
+        return plan
 
     def _train_items(self, seed: int, split: Split, feats: dict) -> list[tuple[int, int, int]]:
         """(sample index, start, length) views: whole training samples plus seeded crops."""
@@ -701,7 +729,6 @@ class Trainer:
         task = None
         if self.progress is not None:
             task = self.progress.add_task(f"{name} {cfg.model}", total=cfg.epochs, completed=start_epoch - 1, info="")
-        max_len = self.pre_cfg.max_len
         for epoch in range(start_epoch, cfg.epochs + 1):
             if cfg.patience is not None and bad >= cfg.patience:
                 break
@@ -709,21 +736,10 @@ class Trainer:
             reset_peak_rss()  # log.csv's peak_rss_gb is this epoch's (the process's peak where it cannot be reset)
             if self.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(self.device)
-            rng = np.random.default_rng([seed, 2, epoch])
             torch.manual_seed(seed * 100_003 + epoch)  # dropout etc.: a function of (seed, epoch) -> exact resume
             model.train()
-            lengths = [n if max_len is None else min(n, max_len) for _, _, n in items]
-            batches = (bucketed_batches(lengths, cfg.batch_size, rng) if cfg.bucketing
-                       else random_batches(len(items), cfg.batch_size, rng))
             total, count = 0.0, 0
-            for order_b in batches:
-                batch = [items[j] for j in order_b]
-                views, vviews = [], []
-                for i, start, n in batch:
-                    if max_len is not None and n > max_len:
-                        start, n = start + int(rng.integers(0, n - max_len + 1)), max_len
-                    views.append(_window(feats[i], start, n))
-                    vviews.append(_window(self.valid[i], start, n))
+            for batch, views, vviews in self._epoch_plan(items, feats, seed, epoch):
                 total_b, count_b = self._step(model, opt, scaler, batch, views, vviews, epoch)
                 total, count = total + total_b, count + count_b
             if sched is not None:
