@@ -11,6 +11,7 @@
    windows widened to at most 120 windows, plus modality masking).
 
     python bench/predict.py [--minutes 10] [--models jamfn,detector] [--skip-e2e] [--threads N]
+    python bench/predict.py --skip-e2e --models depmamba,dynmultidep,asym --one-at-a-time   # issue 11's target
 
 Prints one line per measurement and a JSON summary at the end.
 """
@@ -40,7 +41,7 @@ def _median_time(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def model_only(names: list[str], rows: int, repeat: int, evidence: bool) -> list[dict]:
+def model_only(names: list[str], rows: int, repeat: int, evidence: bool, one_at_a_time: bool = False) -> list[dict]:
     import torch
 
     from depdet.models import create_model, get_entry
@@ -71,8 +72,16 @@ def model_only(names: list[str], rows: int, repeat: int, evidence: bool) -> list
                 ev = compute_evidence(Scorer(model), inputs, masks, fps=1.0)
                 row.update(evidence_s=round(time.perf_counter() - t0, 3), evidence_method=ev.timeline_method,
                            window_s=ev.window_s)
+                if one_at_a_time and ev.timeline_method == "occlusion":  # the old path, same run: one window per forward
+                    t0 = time.perf_counter()
+                    ev1 = compute_evidence(Scorer(model), inputs, masks, fps=1.0, batch_size=1)
+                    row.update(evidence_one_at_a_time_s=round(time.perf_counter() - t0, 3),
+                               max_abs_diff=float(abs(ev1.timeline - ev.timeline).max()))
         print(f"model {name:>14}: {n_params / 1e6:6.2f} M params, forward {fwd * 1000:8.1f} ms"
-              + (f", + evidence ({row['evidence_method']}) {row['evidence_s']:.2f} s" if evidence else ""), flush=True)
+              + (f", + evidence ({row['evidence_method']}) {row['evidence_s']:.2f} s" if evidence else "")
+              + (f" (one window per forward: {row['evidence_one_at_a_time_s']:.2f} s, "
+                 f"{row['evidence_one_at_a_time_s'] / row['evidence_s']:.1f}x slower; max |difference| "
+                 f"{row['max_abs_diff']:.1e})" if "max_abs_diff" in row else ""), flush=True)
         out.append(row)
     return out
 
@@ -131,6 +140,8 @@ def main() -> None:
     ap.add_argument("--skip-e2e", action="store_true", help="model-only timings only")
     ap.add_argument("--skip-models", action="store_true", help="end-to-end timing only")
     ap.add_argument("--no-evidence", action="store_true", help="model-only: forward pass only")
+    ap.add_argument("--one-at-a-time", action="store_true",
+                    help="model-only: also time occlusion with one window per forward (the old path) and compare")
     args = ap.parse_args()
 
     import torch
@@ -149,7 +160,8 @@ def main() -> None:
             summary["end_to_end"] = end_to_end(ckpt, args.minutes)
     if not args.skip_models:
         names = args.models.split(",") if args.models else list_models()
-        summary["model_only"] = model_only(names, int(round(args.minutes * 60)), args.repeat, not args.no_evidence)
+        summary["model_only"] = model_only(names, int(round(args.minutes * 60)), args.repeat, not args.no_evidence,
+                                           args.one_at_a_time)
     print(json.dumps(summary, indent=2))
 
 

@@ -104,7 +104,7 @@ class TrainConfig:
         max_tokens: split a batch whose padded rows (items x longest) exceed this into micro-batches
             with gradient accumulation, so the optimiser still sees the recipe's batch; bounds memory
             (default :data:`~depdet.pipeline.data.batching.DEFAULT_MAX_TOKENS`, depdet's choice; None or 0: never split, as the
-            references). What it changes: BatchNorm (DepMamba's conv blocks, the detector) takes its
+            references). What it changes: BatchNorm (DepMamba's conv blocks, ASYM, detector, TAMFN) takes its
             batch statistics and one running-average update per micro-batch instead of per batch.
         eval_batch_size: batch size for validation/test inference.
         preset: the preset these values came from (informational).
