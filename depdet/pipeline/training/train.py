@@ -74,7 +74,6 @@ LOG_COLUMNS = ("epoch", "train_loss", "valid_loss", "valid_acc", "valid_precisio
                "valid_weighted_f1", "valid_auc", "valid_score", "best", "lr", "seconds", "peak_rss_gb", "peak_gpu_gb")
 
 
-
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (saved as config.json; resume requires it unchanged).
@@ -103,9 +102,10 @@ class TrainConfig:
             ``False`` = the references' order).
         max_tokens: split a batch whose padded rows (items x longest) exceed this into micro-batches
             with gradient accumulation, so the optimiser still sees the recipe's batch; bounds memory
-            (default :data:`~depdet.pipeline.data.batching.DEFAULT_MAX_TOKENS`, depdet's choice; None or 0: never split, as the
-            references). What it changes: BatchNorm (DepMamba's conv blocks, ASYM, detector, TAMFN) takes its
-            batch statistics and one running-average update per micro-batch instead of per batch.
+            (default :data:`~depdet.pipeline.data.batching.DEFAULT_MAX_TOKENS`, depdet's choice; None
+            or 0: never split, as the references). What it changes: BatchNorm (DepMamba's conv
+            blocks, ASYM, detector, TAMFN) takes its batch statistics and one running-average update
+            per micro-batch instead of per batch.
         eval_batch_size: batch size for validation/test inference.
         preset: the preset these values came from (informational).
         preset_dataset: the dataset the preset was published for (informational, from the preset).
