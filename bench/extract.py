@@ -19,8 +19,8 @@ AAC audio. Per size, all in the same run (the machine may be shared: compare wit
   it runs on the first M minutes only and its time after loading the models is extrapolated linearly
   to the clip's length (labelled "extrapolated").
 
-Realtime factor = seconds of video / wall seconds. Peak memory is the largest resident set of the
-processes a step ran. Targets (depdet issue 11, 2 cores): 720p one clip >= 20x realtime, batch
+Realtime factor = seconds of video / wall seconds. CPU = user + system seconds of the processes a
+step ran (less sensitive than wall time to other load on a shared machine). Targets (depdet issue 11, 2 cores): 720p one clip >= 20x realtime, batch
 throughput >= 30x realtime, >= 5x the naive script.
 
     python bench/extract.py [--minutes 10] [--sizes 480,720,1080] [--naive-minutes M]
@@ -122,22 +122,27 @@ def naive_step(video: Path, minutes: float | None) -> dict:
             "faces": faces, "lld_rows": len(lld)}
 
 
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def measured(cmd: list[str]) -> dict:
-    """Run ``cmd``; its wall time and the peak resident set (MB) of its processes."""
+    """Run ``cmd``; its wall time and the CPU seconds (user + system) of its processes."""
+    cpu0 = _children_cpu()
     t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if r.returncode:
         raise RuntimeError(f"{' '.join(cmd[:4])}...: {(r.stderr or r.stdout).strip()[-1500:]}")
-    return {"wall_s": wall, "peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
-            "stdout": r.stdout}
+    return {"wall_s": wall, "cpu_s": _children_cpu() - cpu0, "stdout": r.stdout}
 
 
 def in_child(kind: str, video: Path, *extra: str) -> dict:
     """Run one step in a fresh process (``--_step``); its JSON result plus its peak memory."""
     m = measured([sys.executable, __file__, "--_step", kind, "--_video", str(video), *extra])
     d = json.loads(m["stdout"].strip().splitlines()[-1])
-    d["peak_mb"] = m["peak_mb"]
+    d["cpu_s"] = m["cpu_s"]
     return d
 
 
@@ -190,19 +195,21 @@ def compare(minutes: float, sizes: list[str], naive_minutes: float | None) -> No
         x_single = dur / single["wall_s"]
         x_batch = BATCH * dur / batch["wall_s"]
         print(f"depdet, one clip          {single['wall_s']:6.1f} s  {x_single:5.1f}x realtime  (--workers 1, "
-              "whole command)", flush=True)
+              f"whole command); CPU {single['cpu_s']:.1f} s", flush=True)
         print(f"depdet, batch of {BATCH}        {batch['wall_s']:6.1f} s  {x_batch:5.1f}x realtime throughput  "
-              f"(--workers {BATCH_WORKERS})", flush=True)
+              f"(--workers {BATCH_WORKERS}); CPU {batch['cpu_s']:.1f} s = {batch['cpu_s'] / BATCH:.1f} s per clip",
+              flush=True)
         nm = naive_minutes if (naive_minutes and naive_minutes * 60 < dur) else None
         nv = in_child("naive", video, *(["--_minutes", str(nm)] if nm else []))
         # extrapolated: model loading once, the rest in proportion to the clip's length
         naive_wall = nv["setup_s"] + (nv["wall_s"] - nv["setup_s"]) * (dur / nv["seconds"]) if nm else nv["wall_s"]
         x_naive = dur / naive_wall
         label = f" (EXTRAPOLATED from the first {nm:g} min: {nv['wall_s']:.1f} s)" if nm else ""
+        naive_cpu = nv["cpu_s"] * (naive_wall / nv["wall_s"])
         print(f"naive script              {naive_wall:6.1f} s  {x_naive:5.1f}x realtime{label}; {nv['faces']} faces "
-              f"in {math.ceil(nv['seconds'])} sampled frames", flush=True)
-        print(f"depdet / naive            one clip {x_single / x_naive:.1f}x, batch throughput {x_batch / x_naive:.1f}x",
-              flush=True)
+              f"in {math.ceil(nv['seconds'])} sampled frames; CPU {naive_cpu:.1f} s", flush=True)
+        print(f"depdet / naive            wall: one clip {x_single / x_naive:.1f}x, batch throughput "
+              f"{x_batch / x_naive:.1f}x; CPU per clip: {naive_cpu / (batch['cpu_s'] / BATCH):.1f}x less", flush=True)
         results[key] = {"x_single": x_single, "x_batch": x_batch, "x_naive": x_naive}
     print("\n## targets (depdet issue 11)")
     if "720" in results:
