@@ -144,3 +144,20 @@ def test_a_planned_frame_the_decoder_does_not_produce_falls_back(bframes, monkey
     assert stats["decode"] == "fallback"
     assert [f.index for f in got] == [f.index for f in full]
     assert all(np.array_equal(x.image, y.image) for x, y in zip(full, got))
+
+
+def test_without_timestamps_every_packet_is_decoded(tmp_path):
+    import av
+
+    mkv = write_h264(tmp_path / "c.mkv", n=60)
+    raw = tmp_path / "c.h264"  # an elementary stream: packets carry no timestamps
+    with av.open(str(mkv)) as i, av.open(str(raw), "w", format="h264") as o:
+        s = o.add_stream_from_template(i.streams.video[0])
+        for pk in i.demux(i.streams.video[0]):
+            if pk.size:
+                pk.stream = s
+                o.mux(pk)
+    _, _, fast = both(raw, 1)
+    assert fast["decode"] == "full" and fast["skipped"] == 0
+    _, _, fast = both(mkv, 1)  # the same pictures in a container with timestamps: skipped
+    assert fast["decode"] == "skip" and fast["skipped"] > 0
