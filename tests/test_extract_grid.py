@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from depdet.cli import main
+from depdet.pipeline.store.store import FeatureStore
 from conftest import needs_grid, run_cli, write_video as _write_video
 
 pytestmark = needs_grid
@@ -57,6 +58,10 @@ def test_dvlog_layout_shapes_and_alignment(dvlog_run):
         assert row["dims"] == {"visual": 136, "audio": 25}
         assert len(row["sha256"]) == 64 and row["duration"] == pytest.approx(3.0, abs=0.1)
         assert set(row["extractors"]) == {"egemaps", "landmarks"}
+        rec = FeatureStore.open(out).record(sid)
+        dec = rec["media"]["video_decode"]  # 1 fps from 25 fps MPEG-1: most frames are not decoded
+        assert dec["decode"] == "skip" and dec["frames"] == 75 and dec["decoded"] + dec["skipped"] == 75
+        assert dec["decoded"] < 40
     feats = json.loads((out / "features.json").read_text())
     assert feats["spec"]["dims"] == {"visual": 136, "audio": 25} and len(feats["columns"]["audio"]) == 25
     rows = {r["index"]: r for r in csv.DictReader(open(out / "labels.csv"))}

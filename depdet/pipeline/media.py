@@ -10,8 +10,9 @@ Three entry points:
   and down-mixed by FFmpeg's resampler (the same down-mix as ``ffmpeg -ac 1``).
 - :func:`iter_frames` walks the video stream and yields, for every ``k`` with ``k / fps <
   end``, the frame *shown* at time ``k / fps`` (the last frame whose timestamp is ``<= k /
-  fps``). Every packet is decoded (inter-frame codecs need that), but only the chosen frames are
-  converted to RGB arrays, which is where most of the per-frame cost lies.
+  fps``). Only the chosen frames are converted to RGB arrays, and frames that no chosen frame
+  depends on are not decoded at all (non-reference frames, the tail of a closed GOP), with the
+  same frames yielded as when every packet is decoded.
 
 One presentation timeline. Audio and video carry their own timestamps, and their first ones need
 not agree: a phone may start the picture 2 s before the sound. depdet puts both on one timeline
@@ -372,8 +373,161 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
     return audio
 
 
+def _shown(k: int, fps: float, until: float) -> bool:
+    """Whether sample time ``k / fps`` lies before ``until`` (the one comparison of the frame rule)."""
+    return k / fps < until - _EPS
+
+
+def _span(k: int, fps: float, ft: float, until: float) -> tuple[int, int]:
+    """Rows of a frame at ``ft`` followed by the next at ``until``, from row ``k`` on: the frame is
+    shown for rows ``[k, k_pic)`` (at most :data:`MAX_GAP_S` after ``ft``), placeholders fill
+    ``[k_pic, k_end)``."""
+    shown_until = min(until, ft + MAX_GAP_S)
+    k_pic = k
+    while _shown(k_pic, fps, shown_until):
+        k_pic += 1
+    k_end = k_pic
+    while _shown(k_end, fps, until):
+        k_end += 1
+    return k_pic, k_end
+
+
+class _Stub:
+    """A frame known from its packet only (never decoded): its timestamp and duration."""
+
+    __slots__ = ("pts", "duration")
+
+    def __init__(self, pts: int, duration: int | None):
+        self.pts, self.duration = pts, duration
+
+
+class _PlanMismatch(Exception):
+    """The decoder did not produce a frame the decoding plan relies on (full decoding takes over)."""
+
+
+#: Per-packet decoding actions of :func:`_decode_plan`.
+_DECODE, _NONREF, _DROP = 0, 1, 2
+
+
+@dataclass
+class _Plan:
+    """Which packets to decode, learnt from a demux pass (no decoding).
+
+    ``entries``: (pts, duration, image needed) per frame in presentation order; ``packets``: (pts,
+    action) per packet in decode order.
+    """
+
+    entries: list[tuple[int, int | None, bool]]
+    packets: list[tuple[int, int]]
+
+
+def _decode_plan(p: Path, fps: float, origin: float | None) -> _Plan | None:
+    """Plan decoding so that only frames the rule shows (and what they depend on) are decoded.
+
+    A demux pass reads every packet's timestamp, which is every frame's timestamp, so the rows each
+    frame is shown at follow from the same rule (:func:`_span`) as in :func:`iter_frames`. Then, per
+    packet in decode order (ours):
+
+    - a frame shown at some ``k / fps`` (and the last frame, whose duration sets ``end``) is decoded;
+    - any other frame is decoded with ``skip_frame = NONREF``: the decoder drops it only if no other
+      frame references it (non-reference B-frames), so the pixels of every other frame are unchanged;
+    - after the last shown frame of a keyframe-delimited group, the rest of the group is dropped
+      unread when the next keyframe has no leading pictures (no later packet before the following
+      keyframe shows earlier than it): such a group (a closed GOP) references nothing before its
+      keyframe, which is what seeking to a keyframe relies on too.
+
+    Returns None (decode everything) when the plan cannot be exact: a packet without a timestamp,
+    two frames with one timestamp, a stream that does not start on a keyframe, a rate at or above
+    the source's, or a demux error (full decoding then reports it).
+    """
+    import av
+
+    try:
+        with _open(p) as container:
+            stream = _video_stream(container)
+            if stream is None or stream.time_base is None:
+                return None
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            if not rate or fps >= float(rate) - _EPS:
+                return None
+            tb = stream.time_base
+            packets = []  # (pts, duration, keyframe) in decode order
+            for pk in container.demux(stream):
+                if pk.size == 0 and pk.pts is None:  # the flush packet at the end
+                    continue
+                if pk.pts is None:
+                    return None
+                packets.append((int(pk.pts), int(pk.duration) if pk.duration else None, bool(pk.is_keyframe)))
+    except (av.FFmpegError, MediaError):
+        return None
+    if not packets or not packets[0][2]:
+        return None
+    order = sorted(range(len(packets)), key=lambda i: packets[i][0])
+    if any(packets[a][0] == packets[b][0] for a, b in zip(order, order[1:])):
+        return None
+    t0 = float(packets[order[0]][0] * tb)
+    base = origin if origin is not None else t0
+    k = first_row(t0 - base, fps)
+    need = [False] * len(packets)
+    for a, b in zip(order, order[1:]):
+        k_before = k
+        k_pic, k = _span(k, fps, float(packets[a][0] * tb) - base, float(packets[b][0] * tb) - base)
+        need[a] = k_pic > k_before
+    need[order[-1]] = True  # the last frame: its decoded duration sets ``end``
+    action = [_DECODE if n else _NONREF for n in need]
+    keys = [i for i, pk in enumerate(packets) if pk[2]] + [len(packets)]
+    for g in range(len(keys) - 2):  # group g = packets [keys[g], keys[g + 1])
+        a, b, c = keys[g], keys[g + 1], keys[g + 2]
+        if any(packets[i][0] < packets[b][0] for i in range(b + 1, c)):
+            continue  # the next keyframe has leading pictures (open GOP): keep this group's references
+        shown = [i for i in range(a, b) if need[i]]
+        for i in range((shown[-1] + 1) if shown else a, b):
+            action[i] = _DROP
+    entries = [(packets[i][0], packets[i][1], need[i]) for i in order]
+    return _Plan(entries, [(packets[i][0], action[i]) for i in range(len(packets))])
+
+
+def _planned_frames(container, stream, plan: _Plan, counts: dict) -> Iterator:
+    """The frames of ``plan`` in presentation order: decoded ones where an image is needed, a
+    :class:`_Stub` elsewhere. Raises :class:`_PlanMismatch` when the decoder does not produce a
+    needed frame, or the packets differ from the demux pass."""
+    cc = stream.codec_context
+
+    def decoded():
+        i = 0
+        for pk in container.demux(stream):
+            if pk.size == 0 and pk.pts is None:
+                cc.skip_frame = "DEFAULT"
+            else:
+                if i >= len(plan.packets) or pk.pts != plan.packets[i][0]:
+                    raise _PlanMismatch
+                act = plan.packets[i][1]
+                i += 1
+                if act == _DROP:
+                    counts["dropped_packets"] += 1
+                    continue
+                cc.skip_frame = "NONREF" if act == _NONREF else "DEFAULT"
+            for f in cc.decode(pk):
+                counts["decoded"] += 1
+                yield f
+
+    frames = decoded()
+    for pts, dur, needed in plan.entries:
+        if not needed:
+            yield _Stub(pts, dur)
+            continue
+        for f in frames:
+            if f.pts == pts:
+                yield f
+                break
+            if f.pts is None or f.pts > pts:
+                raise _PlanMismatch
+        else:
+            raise _PlanMismatch
+
+
 def iter_frames(path: str | Path, fps: float, origin: float | None = None,
-                stats: dict | None = None) -> Iterator[Frame]:
+                stats: dict | None = None, skip: bool = True) -> Iterator[Frame]:
     """Yield the frame shown at each time ``k / fps``, for every ``k`` with ``k / fps < end``.
 
     Times are seconds after ``origin`` on the file's clock (the presentation timeline,
@@ -382,11 +536,19 @@ def iter_frames(path: str | Path, fps: float, origin: float | None = None,
     is the last decoded frame with timestamp <= t. Rows before the picture starts are placeholders
     (``image=None``, ``source_time`` NaN), one per row whose midpoint ``(k + 0.5) / fps`` lies
     before the first frame (:func:`~depdet.pipeline.features.timeline.first_row`); a row that starts
-    less than half a row before the first frame shows that frame. Every packet is decoded
-    (threaded, ``thread_type="AUTO"``), but only frames that are shown at some ``k / fps`` are
-    converted to RGB. When ``fps`` is at least the source rate every frame is converted, and a
-    frame shown at several sample times is converted once and yielded for each of them. Frames
-    are turned upright per the container's display matrix (phone videos), as players do.
+    less than half a row before the first frame shows that frame. Only frames that are shown at
+    some ``k / fps`` are converted to RGB. When ``fps`` is at least the source rate every frame is
+    converted, and a frame shown at several sample times is converted once and yielded for each of
+    them. Frames are turned upright per the container's display matrix (phone videos), as players do.
+
+    Decoding (threaded, ``thread_type="AUTO"``). With ``skip`` (default) a demux pass first learns
+    every frame's timestamp, and frames that no sample time shows are not decoded when nothing
+    shown depends on them (:func:`_decode_plan`: non-reference frames are skipped, the tail of a
+    closed GOP after its last shown frame is not read). The frames yielded are the same, pixel for
+    pixel, as with ``skip=False`` (every packet decoded); where that cannot be guaranteed (missing
+    or repeated timestamps, a stream not starting on a keyframe, ``fps`` at or above the source
+    rate) every packet is decoded, and if the decoder ever fails to produce a planned frame, full
+    decoding takes over from the row reached.
 
     Bounds: a frame is repeated for at most :data:`MAX_GAP_S` seconds; across a longer gap between
     two timestamps the rows are placeholders (``image=None``: invalid rows), so a tiny file with
@@ -398,8 +560,12 @@ def iter_frames(path: str | Path, fps: float, origin: float | None = None,
         origin: timeline origin in seconds of the file's clock (``probe(path).origin``); None: the
             first video frame's timestamp (no placeholders).
         stats: if given, filled when the generator is exhausted: ``end`` (where the decoded video
-            ends, seconds on the timeline), ``frames`` (decoded), ``picture_rows`` and
-            ``gap_rows`` (placeholder rows inside timestamp gaps longer than MAX_GAP_S).
+            ends, seconds on the timeline), ``frames`` (frames on the timeline), ``decoded``
+            (frames the decoder produced), ``skipped`` (``frames - decoded``), ``dropped_packets``
+            (not even sent to the decoder), ``decode`` (``"skip"``, ``"full"``, or ``"fallback"``
+            when full decoding took over), ``picture_rows`` and ``gap_rows`` (placeholder rows
+            inside timestamp gaps longer than MAX_GAP_S).
+        skip: decode only what the sampled frames need (see above); False decodes every packet.
 
     Yields:
         Frame(index=k, time=k/fps, image=RGB uint8 (H, W, 3) or None, source_time), for k = 0, 1, ...
@@ -407,11 +573,37 @@ def iter_frames(path: str | Path, fps: float, origin: float | None = None,
     Raises:
         MediaError: unusable file, no video track, or video data that does not decode.
     """
-    import av
-
     if not fps > 0:
         raise MediaError(f"invalid sampling rate fps={fps}", path=path, hint="use a positive fps such as 1 or 5")
     p = _check_file(path)
+    plan = _decode_plan(p, fps, origin) if skip else None
+    counts = {"decoded": 0, "dropped_packets": 0}
+    out = {"decode": "full" if plan is None else "skip"}
+    done = 0  # rows yielded so far
+    if plan is not None:
+        try:
+            for fr in _frame_rows(p, fps, origin, counts, out, plan=plan):
+                yield fr
+                done += 1
+        except _PlanMismatch:
+            out["decode"] = "fallback"
+            counts = {"decoded": 0, "dropped_packets": 0}
+        else:
+            if stats is not None:
+                stats.update(**out, **counts)
+            return
+    yield from _frame_rows(p, fps, origin, counts, out, plan=None, from_row=done)
+    if stats is not None:
+        stats.update(**out, **counts)
+
+
+def _frame_rows(p: Path, fps: float, origin: float | None, counts: dict, out: dict, plan: _Plan | None,
+                from_row: int = 0) -> Iterator[Frame]:
+    """The rows of :func:`iter_frames` from decoded frames (``plan`` None: every packet decoded) or
+    from :func:`_planned_frames`; rows before ``from_row`` are walked but neither converted nor
+    yielded. Fills ``out`` with ``end``, ``frames``, ``skipped``, ``picture_rows``, ``gap_rows``."""
+    import av
+
     with _open(p) as container:
         stream = _video_stream(container)
         if stream is None:
@@ -424,42 +616,54 @@ def iter_frames(path: str | Path, fps: float, origin: float | None = None,
         t0 = None  # timestamp of the first decoded frame (file clock)
         base = origin  # timestamp of t = 0
         k = 0
-        prev = None  # (av.VideoFrame, time, duration)
+        prev = None  # (av.VideoFrame or _Stub, time, duration)
         cached = None  # (frame, RGB array): a frame shown at several sample times is converted once
-        n_decoded = 0
-
-        counts = {"picture_rows": 0, "gap_rows": 0}
+        n_frames = 0
+        rows = {"picture_rows": 0, "gap_rows": 0}
 
         def emit(entry, until: float):
             """Yield ``entry``'s frame for every sample time k/fps < until (at most MAX_GAP_S after
             the frame; placeholders after that)."""
             nonlocal k, cached
             frame, ft, _ = entry
-            shown_until = min(until, ft + MAX_GAP_S)
-            while k / fps < shown_until - _EPS:
+            k_pic, k_end = _span(k, fps, ft, until)
+            for j in range(k, k_pic):
+                rows["picture_rows"] += 1
+                if j < from_row:
+                    continue
                 if cached is None or cached[0] is not frame:
+                    if isinstance(frame, _Stub):  # the plan said no sample time shows it: a bug
+                        raise AssertionError(f"frame at pts {frame.pts} is shown but was not decoded")
                     cached = (frame, _upright(frame))
-                yield Frame(index=k, time=k / fps, image=cached[1], source_time=ft)
-                counts["picture_rows"] += 1
-                k += 1
-            while k / fps < until - _EPS:
-                yield Frame(index=k, time=k / fps, image=None, source_time=math.nan)
-                counts["gap_rows"] += 1
-                k += 1
+                yield Frame(index=j, time=j / fps, image=cached[1], source_time=ft)
+            for j in range(k_pic, k_end):
+                rows["gap_rows"] += 1
+                if j >= from_row:
+                    yield Frame(index=j, time=j / fps, image=None, source_time=math.nan)
+            k = k_end
 
+        if plan is None:
+            def source():
+                for f in container.decode(stream):
+                    counts["decoded"] += 1
+                    yield f
+            frames = source()
+        else:
+            frames = _planned_frames(container, stream, plan, counts)
         try:
-            for frame in container.decode(stream):
-                n_decoded += 1
+            for frame in frames:
+                n_frames += 1
                 if frame.pts is not None and tb is not None:
                     ts = float(frame.pts * tb)
                 else:
-                    ts = (n_decoded - 1) * default_dur + (t0 or 0.0)
+                    ts = (n_frames - 1) * default_dur + (t0 or 0.0)
                 if t0 is None:
                     t0 = ts
                     if base is None:
                         base = t0
                     while k < first_row(t0 - base, fps):  # rows before the picture starts
-                        yield Frame(index=k, time=k / fps, image=None, source_time=math.nan)
+                        if k >= from_row:
+                            yield Frame(index=k, time=k / fps, image=None, source_time=math.nan)
                         k += 1
                 ft = ts - base
                 fd = float(frame.duration * tb) if getattr(frame, "duration", None) and tb is not None else default_dur
@@ -470,14 +674,13 @@ def iter_frames(path: str | Path, fps: float, origin: float | None = None,
                     yield from emit(prev, ft)
                 prev = (frame, ft, fd)
         except av.FFmpegError as e:
-            raise MediaError(f"video is corrupt or truncated (decoding failed after {n_decoded} frames: {_short(e)})",
-                             path=p, hint=_CORRUPT_HINT) from e
+            raise MediaError(f"video is corrupt or truncated (decoding failed after {counts['decoded']} frames: "
+                             f"{_short(e)})", path=p, hint=_CORRUPT_HINT) from e
         if prev is None:
             raise MediaError("no video frame could be decoded (corrupt or truncated)", path=p, hint=_CORRUPT_HINT)
         end = prev[1] + min(prev[2], MAX_GAP_S)  # a crafted last-frame duration is bounded too
         yield from emit(prev, end)
-        if stats is not None:
-            stats.update(end=end, frames=n_decoded, **counts)
+        out.update(end=end, frames=n_frames, skipped=n_frames - counts["decoded"], **rows)
 
 
 def count_frames(duration: float, fps: float) -> int:

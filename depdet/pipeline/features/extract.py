@@ -290,6 +290,10 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
                              "audio": media.audio_start + media.audio_duration if media.audio_duration else None},
         "decoded_duration": round(decoded_end, 3), "decoded_streams": {m: round(v, 3) for m, v in decoded.items()},
         "truncated": bool(truncation), "gap_rows": vstats.get("gap_rows", 0),
+        # how the video was decoded (depdet.pipeline.media.iter_frames): frames on the timeline, how
+        # many the decoder produced, how many it was spared, packets never sent to it
+        "video_decode": {k: vstats[k] for k in ("decode", "frames", "decoded", "skipped", "dropped_packets")
+                         if k in vstats},
         # what was really decoded: the decoded length without the placeholder rows of timestamp gaps
         "real_seconds": round(max(0.0, decoded_end - gap_s), 3),
     })
