@@ -30,11 +30,19 @@ What is here:
 
 Padding (``leaky_padding=False``, config ``padding="fixed"``, the default): masked steps are zeroed
 before the conv, their ``delta`` is set to 0 so the state passes through them unchanged, and the
-backward direction runs on each sample's own reversed valid span (a per-sample gather, not a flip of
-the padded tensor), so a sample's outputs do not depend on how much padding its batch has.
+backward direction runs on each sample's own reversed valid span (not a flip of the padded tensor),
+so a sample's outputs do not depend on how much padding its batch has.
 ``leaky_padding=True`` (config ``padding="original"``) reproduces the public DepMamba code: no masking
 inside the block and the backward scan runs over ``flip(L)`` of the padded tensor, so it starts in the
 padded tail.
+
+Layout and fusion (ours, for speed; same values): the backward direction is computed on the rows in
+place, with no flipped copy of any tensor: its conv is the anti-causal conv (``causal_conv1d(...,
+reverse=True)``) and its scan gets ``reverse_lengths`` (each sample's span, or the whole padded
+length in leaky mode), which the CPU kernel reads backwards and the other paths apply with
+:func:`flip_within` around the scan. ``dt_proj``'s bias, the softplus and the step mask are applied
+inside the scan (fused in the CPU kernel), and the kernel reads and writes the time-major
+``(B, L, D)`` tensors of the linear layers through their strides, so no layout copy is made.
 """
 
 from __future__ import annotations

@@ -6,7 +6,10 @@ PyTorch loop nor the chunked scan of :mod:`depdet.models.mamba` gets near the ha
 runs the exact sequential recurrence in C, one thread per block of channels, with the states of a
 channel kept in registers, and a hand-written backward pass (re-computing the states, then the
 adjoint scan), so no (B, L, D, N) tensor is ever allocated: memory is O(B D L) for the inputs and
-gradients plus O(threads x B L N) scratch.
+gradients plus O(threads x B L N) scratch. Fused around the scan (see :func:`selective_scan_kernel`):
+delta's bias, softplus and step mask, the skip D and the gate z, per-sample reversed spans (the
+backward direction of a bidirectional block), and arbitrary [b, d, t] strides of u, delta, z, y and
+their gradients (the time-major tensors of the linear layers are read and written in place).
 
 Build: ``$CC`` (else ``gcc``/``cc``) with ``-O3 -march=native`` (no ``-ffast-math``), cached as
 ``$XDG_CACHE_HOME/depdet/kernels/scan_kernel-<hash>.so`` (hash of the source, compiler, flags and
