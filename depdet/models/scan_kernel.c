@@ -18,8 +18,8 @@
  *
  * Layouts (all float32): u, delta, z, y, gy, gu, gdelta, gz are indexed [b, d, t] with strides
  * given by the caller (e.g. (B, D, L) contiguous, or time-major (B, L, D) as nn.Linear gives and
- * takes them: no layout copies); each (b, d) row is gathered into a contiguous scratch row in scan
- * order, scanned, and scattered back. C-contiguous: A, gA : (D, N)   Dp, gD, dbias, gdbias : (D,)
+ * takes them: no layout copies); the rows of a tile of TILE channels are gathered into contiguous
+ * scratch rows in scan order, scanned, and scattered back. C-contiguous: A, gA : (D, N)   Dp, gD, dbias, gdbias : (D,)
  *   Bt, Ct, gB, gC : (B, L, N)   hlast, glast : (B, D, N)   mask : (B, L) uint8   lengths : (B,) int64
  * with N the padded d_state (a multiple of NB = 16).
  */
@@ -167,20 +167,57 @@ static void fill_pos(int32_t *pos, int64_t L, const int64_t *lengths, int64_t b)
     for (int64_t s = 0; s < L; s++) pos[s] = (int32_t)(s < n ? n - 1 - s : s);
 }
 
-static void gather(int64_t L, float *restrict dst, const float *restrict src, int64_t st, const int32_t *pos) {
-    if (st == 1 && pos[0] == 0) {   /* in order, contiguous: pos[0] == 0 means no reversed span (or n == 1) */
-        memcpy(dst, src, (size_t)L * sizeof(float));
+/* Channels are processed in tiles of up to TILE consecutive channels: a tile's rows are gathered
+ * into contiguous scratch rows (row c at dst + c * ld) in scan-step order in one pass, so a
+ * time-major source ((B, L, D): stride 1 along d) is read one cache line per time row, not one
+ * line per element; results are scattered back the same way. */
+#ifndef TILE
+#define TILE 32
+#endif
+#ifndef PREFETCH
+#define PREFETCH 16   /* time rows ahead: a strided row is a new page, out of the hardware prefetcher's reach */
+#endif
+
+static void gather_tile(int64_t L, int64_t T, int64_t ld, float *restrict dst, const float *restrict src,
+                        int64_t sd, int64_t st, const int32_t *restrict pos) {
+    if (sd == 1 && T > 1) {
+        for (int64_t s = 0; s < L; s++) {
+            if (s + PREFETCH < L) __builtin_prefetch(src + (int64_t)pos[s + PREFETCH] * st, 0, 0);
+            const float *row = src + (int64_t)pos[s] * st;
+            for (int64_t c = 0; c < T; c++) dst[c * ld + s] = row[c];
+        }
         return;
     }
-    for (int64_t s = 0; s < L; s++) dst[s] = src[(int64_t)pos[s] * st];
+    for (int64_t c = 0; c < T; c++) {
+        const float *row = src + c * sd;
+        float *out = dst + c * ld;
+        if (st == 1 && pos[0] == 0) {   /* in order (pos[0] == 0: no reversed span, or n == 1) */
+            memcpy(out, row, (size_t)L * sizeof(float));
+            continue;
+        }
+        for (int64_t s = 0; s < L; s++) out[s] = row[(int64_t)pos[s] * st];
+    }
 }
 
-static void scatter(int64_t L, float *restrict dst, const float *restrict src, int64_t st, const int32_t *pos) {
-    if (st == 1 && pos[0] == 0) {
-        memcpy(dst, src, (size_t)L * sizeof(float));
+static void scatter_tile(int64_t L, int64_t T, int64_t ld, float *restrict dst, const float *restrict src,
+                         int64_t sd, int64_t st, const int32_t *restrict pos) {
+    if (sd == 1 && T > 1) {
+        for (int64_t s = 0; s < L; s++) {
+            if (s + PREFETCH < L) __builtin_prefetch(dst + (int64_t)pos[s + PREFETCH] * st, 1, 0);
+            float *row = dst + (int64_t)pos[s] * st;
+            for (int64_t c = 0; c < T; c++) row[c] = src[c * ld + s];
+        }
         return;
     }
-    for (int64_t s = 0; s < L; s++) dst[(int64_t)pos[s] * st] = src[s];
+    for (int64_t c = 0; c < T; c++) {
+        float *row = dst + c * sd;
+        const float *in = src + c * ld;
+        if (st == 1 && pos[0] == 0) {
+            memcpy(row, in, (size_t)L * sizeof(float));
+            continue;
+        }
+        for (int64_t s = 0; s < L; s++) row[(int64_t)pos[s] * st] = in[s];
+    }
 }
 
 /* dl <- mask ? (softplus ? softplus(raw + bias) : raw + bias) : 0, over one row in scan-step order */
@@ -308,37 +345,46 @@ static float gate_bwd_out(int64_t L, const float *restrict acc, const float *res
 }
 
 /* row scratch: L floats rounded up to whole vectors plus one, 64-byte aligned */
-static size_t row_bytes(int64_t L) { return (size_t)(((L + NB) * sizeof(float) + 63) / 64 * 64); }
+static int64_t row_len(int64_t L) { return (L + NB + 15) / 16 * 16; }
+static size_t row_bytes(int64_t L) { return (size_t)row_len(L) * sizeof(float); }
+
+#define AT(a, k) (j->a + b * st[(k)] + dt0 * st[(k) + 1])   /* array a at (b, first channel of the tile) */
 
 static void *fwd_worker(void *arg) {
     job_t *j = (job_t *)arg;
-    const int64_t L = j->L, N = j->N;
+    const int64_t L = j->L, N = j->N, ld = row_len(L);
     const int64_t *st = j->st;
     int64_t d0, d1;
     channel_range(j, &d0, &d1);
-    const size_t row = row_bytes(L);
+    const size_t row = row_bytes(L), tile = row * TILE;
     int32_t *pos = (int32_t *)aligned_alloc(64, row);
-    float *ur = (float *)aligned_alloc(64, row), *dl = (float *)aligned_alloc(64, row);
-    float *zr = (float *)aligned_alloc(64, row), *yr = (float *)aligned_alloc(64, row);
-    float *raw = (float *)aligned_alloc(64, row);
-    if (!pos || !ur || !dl || !zr || !yr || !raw) { j->failed = 1; goto done; }
+    float *U = (float *)aligned_alloc(64, tile), *R = (float *)aligned_alloc(64, tile);
+    float *Z = (float *)aligned_alloc(64, tile), *Y = (float *)aligned_alloc(64, tile);
+    float *dl = (float *)aligned_alloc(64, row);
+    if (!pos || !U || !R || !Z || !Y || !dl) { j->failed = 1; goto done; }
     for (int64_t b = 0; b < j->bsz; b++) {
         fill_pos(pos, L, j->lengths, b);
         const uint8_t *mrow = j->mask ? j->mask + b * L : NULL;
-        for (int64_t d = d0; d < d1; d++) {
-            gather(L, ur, j->u + b * st[S_U] + d * st[S_U + 1], st[S_U + 2], pos);
-            gather(L, raw, j->delta + b * st[S_DELTA] + d * st[S_DELTA + 1], st[S_DELTA + 2], pos);
-            prep_delta(L, dl, raw, j->dbias ? j->dbias[d] : 0.0f, j->softplus, mrow, pos);
-            if (j->z) gather(L, zr, j->z + b * st[S_Z] + d * st[S_Z + 1], st[S_Z + 2], pos);
-            for (int64_t k0 = 0; k0 < N; k0 += NB)
-                scan_block_fwd(L, N, ur, dl, j->A + d * N + k0, j->Bt + b * L * N + k0, j->Ct + b * L * N + k0,
-                               pos, yr, j->hlast ? j->hlast + (b * j->dim + d) * N + k0 : NULL, k0 == 0);
-            gate_fwd(L, yr, ur, j->Dp ? j->Dp[d] : 0.0f, j->z ? zr : NULL);
-            scatter(L, j->y + b * st[S_Y] + d * st[S_Y + 1], yr, st[S_Y + 2], pos);
+        for (int64_t dt0 = d0; dt0 < d1; dt0 += TILE) {
+            const int64_t T = d1 - dt0 < TILE ? d1 - dt0 : TILE;
+            gather_tile(L, T, ld, U, AT(u, S_U), st[S_U + 1], st[S_U + 2], pos);
+            gather_tile(L, T, ld, R, AT(delta, S_DELTA), st[S_DELTA + 1], st[S_DELTA + 2], pos);
+            if (j->z) gather_tile(L, T, ld, Z, AT(z, S_Z), st[S_Z + 1], st[S_Z + 2], pos);
+            for (int64_t c = 0; c < T; c++) {
+                const int64_t d = dt0 + c;
+                float *ur = U + c * ld, *yr = Y + c * ld;
+                prep_delta(L, dl, R + c * ld, j->dbias ? j->dbias[d] : 0.0f, j->softplus, mrow, pos);
+                for (int64_t k0 = 0; k0 < N; k0 += NB)
+                    scan_block_fwd(L, N, ur, dl, j->A + d * N + k0, j->Bt + b * L * N + k0,
+                                   j->Ct + b * L * N + k0, pos, yr,
+                                   j->hlast ? j->hlast + (b * j->dim + d) * N + k0 : NULL, k0 == 0);
+                gate_fwd(L, yr, ur, j->Dp ? j->Dp[d] : 0.0f, j->z ? Z + c * ld : NULL);
+            }
+            scatter_tile(L, T, ld, AT(y, S_Y), Y, st[S_Y + 1], st[S_Y + 2], pos);
         }
     }
 done:
-    free(pos); free(ur); free(dl); free(zr); free(yr); free(raw);
+    free(pos); free(U); free(R); free(Z); free(Y); free(dl);
     return NULL;
 }
 
@@ -392,54 +438,64 @@ static void scan_block_bwd(int64_t L, int64_t N, const float *restrict u, const 
  * (summed over channels) go to per-thread partial buffers (gB + tid * B*L*N) that the caller reduces. */
 static void *bwd_worker(void *arg) {
     job_t *j = (job_t *)arg;
-    const int64_t L = j->L, N = j->N, BLN = j->bsz * L * N;
+    const int64_t L = j->L, N = j->N, BLN = j->bsz * L * N, ld = row_len(L);
     const int64_t *st = j->st;
     int64_t d0, d1;
     channel_range(j, &d0, &d1);
-    const size_t rows = (size_t)((L * NB * sizeof(float) + 127) / 64 * 64), row = row_bytes(L);
+    const size_t rows = (size_t)((L * NB * sizeof(float) + 127) / 64 * 64), row = row_bytes(L), tile = row * TILE;
     float *H = (float *)aligned_alloc(64, rows), *E = (float *)aligned_alloc(64, rows);
     int32_t *pos = (int32_t *)aligned_alloc(64, row);
-    float *buf[10];
+    float *tl[7], *rw[3];
     int ok = H && E && pos;
-    for (int i = 0; i < 10; i++) { buf[i] = (float *)aligned_alloc(64, row); ok = ok && buf[i]; }
-    float *ur = buf[0], *raw = buf[1], *dl = buf[2], *zr = buf[3], *gyr = buf[4], *gyy = buf[5], *acc = buf[6];
-    float *gur = buf[7], *gdl = buf[8], *gzr = buf[9];
+    for (int i = 0; i < 7; i++) { tl[i] = (float *)aligned_alloc(64, tile); ok = ok && tl[i]; }
+    for (int i = 0; i < 3; i++) { rw[i] = (float *)aligned_alloc(64, row); ok = ok && rw[i]; }
+    float *U = tl[0], *R = tl[1], *Z = tl[2], *GY = tl[3], *GU = tl[4], *GDL = tl[5], *GZ = tl[6];
+    float *dl = rw[0], *gyy = rw[1], *acc = rw[2];
     if (!ok) { j->failed = 1; goto done; }
     const int gated = j->z != NULL || j->Dp != NULL;
     float *gBp = j->gB + j->tid * BLN, *gCp = j->gC + j->tid * BLN;
     for (int64_t b = 0; b < j->bsz; b++) {
         fill_pos(pos, L, j->lengths, b);
         const uint8_t *mrow = j->mask ? j->mask + b * L : NULL;
-        for (int64_t d = d0; d < d1; d++) {
-            const float bias = j->dbias ? j->dbias[d] : 0.0f;
-            gather(L, ur, j->u + b * st[S_U] + d * st[S_U + 1], st[S_U + 2], pos);
-            gather(L, raw, j->delta + b * st[S_DELTA] + d * st[S_DELTA + 1], st[S_DELTA + 2], pos);
-            prep_delta(L, dl, raw, bias, j->softplus, mrow, pos);
-            if (j->z) gather(L, zr, j->z + b * st[S_Z] + d * st[S_Z + 1], st[S_Z + 2], pos);
-            gather(L, gyr, j->gy + b * st[S_GY] + d * st[S_GY + 1], st[S_GY + 2], pos);
-            gate_bwd_in(L, gyy, gyr, j->z ? zr : NULL);
-            for (int64_t k0 = 0; k0 < N; k0 += NB)
-                scan_block_bwd(L, N, ur, dl, j->A + d * N + k0, j->Bt + b * L * N + k0, j->Ct + b * L * N + k0,
-                               pos, gyy, j->glast ? j->glast + (b * j->dim + d) * N + k0 : NULL,
-                               gur, gdl, j->gA + d * N + k0, gBp + b * L * N + k0, gCp + b * L * N + k0, H, E,
-                               j->z ? acc : NULL, k0 == 0);
-            if (gated) {
-                const float gd = gate_bwd_out(L, acc, gyr, gyy, ur, j->Dp ? j->Dp[d] : 0.0f, j->z ? zr : NULL,
-                                              gzr, gur);
-                if (j->gD) j->gD[d] += gd;
+        for (int64_t dt0 = d0; dt0 < d1; dt0 += TILE) {
+            const int64_t T = d1 - dt0 < TILE ? d1 - dt0 : TILE;
+            gather_tile(L, T, ld, U, AT(u, S_U), st[S_U + 1], st[S_U + 2], pos);
+            gather_tile(L, T, ld, R, AT(delta, S_DELTA), st[S_DELTA + 1], st[S_DELTA + 2], pos);
+            if (j->z) gather_tile(L, T, ld, Z, AT(z, S_Z), st[S_Z + 1], st[S_Z + 2], pos);
+            gather_tile(L, T, ld, GY, AT(gy, S_GY), st[S_GY + 1], st[S_GY + 2], pos);
+            for (int64_t c = 0; c < T; c++) {
+                const int64_t d = dt0 + c;
+                const float bias = j->dbias ? j->dbias[d] : 0.0f;
+                float *ur = U + c * ld, *raw = R + c * ld, *zr = j->z ? Z + c * ld : NULL, *gyr = GY + c * ld;
+                float *gur = GU + c * ld, *gdl = GDL + c * ld, *gzr = GZ + c * ld;
+                prep_delta(L, dl, raw, bias, j->softplus, mrow, pos);
+                gate_bwd_in(L, gyy, gyr, zr);
+                for (int64_t k0 = 0; k0 < N; k0 += NB)
+                    scan_block_bwd(L, N, ur, dl, j->A + d * N + k0, j->Bt + b * L * N + k0,
+                                   j->Ct + b * L * N + k0, pos, gyy,
+                                   j->glast ? j->glast + (b * j->dim + d) * N + k0 : NULL, gur, gdl,
+                                   j->gA + d * N + k0, gBp + b * L * N + k0, gCp + b * L * N + k0, H, E,
+                                   zr ? acc : NULL, k0 == 0);
+                if (gated) {
+                    const float gd = gate_bwd_out(L, acc, gyr, gyy, ur, j->Dp ? j->Dp[d] : 0.0f, zr, gzr, gur);
+                    if (j->gD) j->gD[d] += gd;
+                }
+                const float gb = prep_delta_bwd(L, gdl, raw, bias, j->softplus, mrow, pos);
+                if (j->gdbias) j->gdbias[d] += gb;
             }
-            const float gb = prep_delta_bwd(L, gdl, raw, bias, j->softplus, mrow, pos);
-            if (j->gdbias) j->gdbias[d] += gb;
-            scatter(L, j->gu + b * st[S_GU] + d * st[S_GU + 1], gur, st[S_GU + 2], pos);
-            scatter(L, j->gdelta + b * st[S_GDELTA] + d * st[S_GDELTA + 1], gdl, st[S_GDELTA + 2], pos);
-            if (j->gz) scatter(L, j->gz + b * st[S_GZ] + d * st[S_GZ + 1], gzr, st[S_GZ + 2], pos);
+            scatter_tile(L, T, ld, AT(gu, S_GU), GU, st[S_GU + 1], st[S_GU + 2], pos);
+            scatter_tile(L, T, ld, AT(gdelta, S_GDELTA), GDL, st[S_GDELTA + 1], st[S_GDELTA + 2], pos);
+            if (j->gz) scatter_tile(L, T, ld, AT(gz, S_GZ), GZ, st[S_GZ + 1], st[S_GZ + 2], pos);
         }
     }
 done:
     free(H); free(E); free(pos);
-    for (int i = 0; i < 10; i++) free(buf[i]);
+    for (int i = 0; i < 7; i++) free(tl[i]);
+    for (int i = 0; i < 3; i++) free(rw[i]);
     return NULL;
 }
+
+#undef AT
 
 /* threads actually used: at least 1, at most one per channel */
 static int clamp_threads(int64_t dim, int nthreads) {
