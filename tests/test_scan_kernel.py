@@ -301,17 +301,19 @@ def test_kernel_softplus_is_accurate():
 
 
 @needs_kernel
-def test_kernel_reads_time_major_views_without_copies_and_writes_time_major():
-    # u, delta, z as (B, D, L) views of (B, L, D) tensors: z strided like a chunk of in_proj's output
-    x = _inputs(29, b=3, d=8, n=12, seed=11)
+@pytest.mark.parametrize("d", [8, 75])
+def test_kernel_reads_time_major_views_without_copies_and_writes_time_major(d):
+    # u, delta, z as (B, D, L) views of (B, L, D) tensors: z strided like a chunk of in_proj's output;
+    # d = 75: several channel tiles of the kernel and a partial one
+    x = _inputs(29, b=3, d=d, n=12, seed=11)
     names = list(x)
     want = _run_opts(M.selective_scan_ref, x, names)
     tm = dict(x)
     for k in ("u", "delta"):
         tm[k] = x[k].transpose(1, 2).contiguous().transpose(1, 2)
     zz = torch.cat([x["u"].transpose(1, 2), x["z"].transpose(1, 2)], -1)   # (B, L, 2D)
-    tm["z"] = zz[..., 8:].transpose(1, 2)
-    assert not tm["u"].is_contiguous() and tm["z"].stride() == (29 * 16, 1, 16)
+    tm["z"] = zz[..., d:].transpose(1, 2)
+    assert not tm["u"].is_contiguous() and tm["z"].stride() == (29 * 2 * d, 1, 2 * d)
 
     def leafs(t):   # a leaf with the same strides (clone() keeps them)
         return {k: v.detach().clone() for k, v in t.items()}

@@ -483,12 +483,14 @@ class _ScanBranch(nn.Module):
         xc = causal_conv1d(x, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu", reverse=rev)
         if mask is not None and mask_u:
             xc = xc * mask[:, None, :].to(xc.dtype)
-        dbl = self.x_proj(xc.transpose(1, 2))                         # (B, L, R + 2N)
-        dt, Bm, Cm = torch.split(dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        # dt_proj's bias, the softplus and the mask (the state passes masked steps unchanged) are
-        # applied inside the scan (fused in the CPU kernel); delta stays a view of the (B, L, D) product
-        delta = F.linear(dt, self.dt_proj.weight).transpose(1, 2)    # (B, d_inner, L) view
-        return selective_scan(xc, delta, A, Bm.transpose(1, 2), Cm.transpose(1, 2), self.D, z,
+        # x_proj as a batched W @ xc on the conv's (B, d_inner, L) layout (= the nn.Linear map; ours:
+        # no transposed copy of xc, its gradient comes back in that layout); dt_proj's bias, the
+        # softplus and the mask (the state passes masked steps unchanged) are applied inside the
+        # scan (fused in the CPU kernel), delta stays a (B, d_inner, L) view of the (B, L, d_inner) product
+        dbl = torch.bmm(self.x_proj.weight.expand(xc.shape[0], -1, -1), xc)   # (B, R + 2N, L)
+        dt, Bm, Cm = torch.split(dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)
+        delta = F.linear(dt.transpose(1, 2), self.dt_proj.weight).transpose(1, 2)
+        return selective_scan(xc, delta, A, Bm, Cm, self.D, z,
                               delta_bias=self.dt_proj.bias, delta_softplus=True, chunk_size=chunk_size, mask=mask,
                               reverse_lengths=reverse_lengths, time_major_out=True)
 
@@ -536,6 +538,7 @@ def _bidirectional(xi, z, fwd, bwd, A, A_b, mask, leaky, chunk_size):
     it are zeroed first, as :class:`_ScanBranch` requires). No flipped copies are made.
     """
     bsz, _, L = xi.shape
+    xi = xi.contiguous()   # one (B, D, L) copy for both convs (forward and backward), not one in each
     if leaky or mask is None:
         rev = torch.full((bsz,), L, dtype=torch.int64, device=xi.device)
         y_f = fwd(xi, z, A, None, chunk_size)
