@@ -483,13 +483,14 @@ class _ScanBranch(nn.Module):
         xc = causal_conv1d(x, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu", reverse=rev)
         if mask is not None and mask_u:
             xc = xc * mask[:, None, :].to(xc.dtype)
-        # x_proj as a batched W @ xc on the conv's (B, d_inner, L) layout (= the nn.Linear map; ours:
-        # no transposed copy of xc, its gradient comes back in that layout); dt_proj's bias, the
-        # softplus and the mask (the state passes masked steps unchanged) are applied inside the
-        # scan (fused in the CPU kernel), delta stays a (B, d_inner, L) view of the (B, L, d_inner) product
-        dbl = torch.bmm(self.x_proj.weight.expand(xc.shape[0], -1, -1), xc)   # (B, R + 2N, L)
+        # x_proj and dt_proj as batched W @ x on the conv's (B, d_inner, L) layout (= the nn.Linear
+        # maps; ours: no transposed copies, gradients come back in that layout, the scan reads
+        # contiguous rows); dt_proj's bias, the softplus and the mask (the state passes masked
+        # steps unchanged) are applied inside the scan (fused in the CPU kernel)
+        bsz = xc.shape[0]
+        dbl = torch.bmm(self.x_proj.weight.expand(bsz, -1, -1), xc)   # (B, R + 2N, L)
         dt, Bm, Cm = torch.split(dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)
-        delta = F.linear(dt.transpose(1, 2), self.dt_proj.weight).transpose(1, 2)
+        delta = torch.bmm(self.dt_proj.weight.expand(bsz, -1, -1), dt)  # (B, d_inner, L)
         return selective_scan(xc, delta, A, Bm, Cm, self.D, z,
                               delta_bias=self.dt_proj.bias, delta_softplus=True, chunk_size=chunk_size, mask=mask,
                               reverse_lengths=reverse_lengths, time_major_out=True)
