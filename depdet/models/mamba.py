@@ -30,11 +30,19 @@ What is here:
 
 Padding (``leaky_padding=False``, config ``padding="fixed"``, the default): masked steps are zeroed
 before the conv, their ``delta`` is set to 0 so the state passes through them unchanged, and the
-backward direction runs on each sample's own reversed valid span (a per-sample gather, not a flip of
-the padded tensor), so a sample's outputs do not depend on how much padding its batch has.
+backward direction runs on each sample's own reversed valid span (not a flip of the padded tensor),
+so a sample's outputs do not depend on how much padding its batch has.
 ``leaky_padding=True`` (config ``padding="original"``) reproduces the public DepMamba code: no masking
 inside the block and the backward scan runs over ``flip(L)`` of the padded tensor, so it starts in the
 padded tail.
+
+Layout and fusion (ours, for speed; same values): the backward direction is computed on the rows in
+place, with no flipped copy of any tensor: its conv is the anti-causal conv (``causal_conv1d(...,
+reverse=True)``) and its scan gets ``reverse_lengths`` (each sample's span, or the whole padded
+length in leaky mode), which the CPU kernel reads backwards and the other paths apply with
+:func:`flip_within` around the scan. ``dt_proj``'s bias, the softplus and the step mask are applied
+inside the scan (fused in the CPU kernel), and the kernel reads and writes the time-major
+``(B, L, D)`` tensors of the linear layers through their strides, so no layout copy is made.
 """
 
 from __future__ import annotations
@@ -115,8 +123,28 @@ def _finish(y, u, D, z, dtype):
     return y.to(dtype)
 
 
+def _with_options(scan, u, delta, A, B, C, D, z, delta_bias, delta_softplus, mask, reverse_lengths,
+                  return_last_state, **kw):
+    """The PyTorch meaning of the ``mask`` and ``reverse_lengths`` options around any scan ``scan``.
+
+    ``mask`` (B, L) bool: delta (after bias and softplus) is 0 at False steps. ``reverse_lengths``
+    (B,): every input is reversed within each sample's first ``n`` steps (:func:`flip_within`),
+    scanned, and the output reversed back. The compiled kernel does both without any gather.
+    """
+    if mask is not None:
+        delta = _prep_delta(delta, delta_bias, delta_softplus) * mask[:, None, :].to(torch.float32)
+        delta_bias, delta_softplus = None, False
+    if reverse_lengths is None:
+        return scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state=return_last_state, **kw)
+    idx = flip_index(reverse_lengths.to(u.device), u.shape[-1])
+    f = lambda x: None if x is None else flip_within(x, idx)  # noqa: E731
+    out = scan(f(u), f(delta), A, f(B), f(C), D, f(z), delta_bias, delta_softplus,
+               return_last_state=return_last_state, **kw)
+    return (flip_within(out[0], idx), out[1]) if return_last_state else flip_within(out, idx)
+
+
 def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                       return_last_state=False):
+                       return_last_state=False, mask=None, reverse_lengths=None):
     """Sequential selective scan (reference), one Python step per time step.
 
     Computes ``h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t``, ``y_t = C_t . h_t + D u_t``, then
@@ -133,10 +161,18 @@ def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
         delta_bias: optional ``(D,)`` added to delta.
         delta_softplus: apply softplus to delta (after the bias).
         return_last_state: also return the final state ``(B, D, N)``.
+        mask: optional ``(B, L)`` bool; delta (after bias and softplus) is 0 at False steps, so the
+            state passes them unchanged.
+        reverse_lengths: optional ``(B,)`` ints: sample b's first ``reverse_lengths[b]`` steps are
+            scanned in reverse order (the bidirectional blocks' backward direction), then the rest
+            in order; each output stays on its own step (see :func:`flip_within`).
 
     Returns:
         ``(B, D, L)`` outputs in ``u``'s dtype (and the last state if asked).
     """
+    if mask is not None or reverse_lengths is not None:
+        return _with_options(selective_scan_ref, u, delta, A, B, C, D, z, delta_bias, delta_softplus, mask,
+                             reverse_lengths, return_last_state)
     dtype = u.dtype
     u = u.float()
     delta = _prep_delta(delta, delta_bias, delta_softplus)
@@ -270,7 +306,7 @@ def _scan_chunk(u, delta, A, Bt, Ct, h0):
 
 
 def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                           return_last_state=False, chunk_size: int = 64):
+                           return_last_state=False, chunk_size: int = 64, mask=None, reverse_lengths=None):
     """Chunked parallel selective scan: same arguments and result as :func:`selective_scan_ref`.
 
     Args:
@@ -280,6 +316,9 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     The scan core is a custom autograd function: the backward pass re-computes each chunk's states
     from the stored chunk-boundary state, so memory grows linearly in L with a small constant.
     """
+    if mask is not None or reverse_lengths is not None:
+        return _with_options(selective_scan_chunked, u, delta, A, B, C, D, z, delta_bias, delta_softplus, mask,
+                             reverse_lengths, return_last_state, chunk_size=chunk_size)
     dtype = u.dtype
     u = u.float()
     delta = _prep_delta(delta, delta_bias, delta_softplus)
@@ -298,17 +337,19 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
 
 
 def selective_scan_cpu(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                       return_last_state=False):
+                       return_last_state=False, mask=None, reverse_lengths=None, time_major_out=False):
     """The sequential recurrence in compiled C (:mod:`depdet.models.scan_kernel`); CPU tensors only.
 
-    Same arguments and result as :func:`selective_scan_ref`. Raises RuntimeError when the kernel
-    cannot be built (no C compiler).
+    Same arguments and result as :func:`selective_scan_ref`; delta_bias, softplus, mask, the
+    reversed spans, D and z are fused into the kernel, and u, delta, z are read with their own
+    strides (transposed (B, L, D) views cost no copy). ``time_major_out``: return y as a transposed
+    view of a contiguous (B, L, D) tensor (what a following ``nn.Linear`` takes without a copy).
+    Raises RuntimeError when the kernel cannot be built (no C compiler).
     """
     dtype = u.dtype
-    u = u.float()
-    delta = _prep_delta(delta, delta_bias, delta_softplus)
     y, h = scan_kernel.selective_scan_kernel(u, delta, A.float(), B.float().transpose(1, 2),
-                                             C.float().transpose(1, 2), D, z)   # D and z fused
+                                             C.float().transpose(1, 2), D, z, delta_bias, delta_softplus,
+                                             mask, reverse_lengths, time_major_out)
     out = y.to(dtype)
     return (out, h) if return_last_state else out
 
@@ -320,28 +361,53 @@ def scan_backend(t: torch.Tensor) -> str:
     return scan_kernel.backend(t)   # "chunked" for any non-CPU tensor
 
 
+def _cuda_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, return_last_state=False):
+    fn = _cuda_selective_scan_fn()
+    kw = {"return_last_state": True} if return_last_state else {}
+    return fn(u.contiguous(), delta.contiguous(), A.contiguous(), B.contiguous(), C.contiguous(),
+              D, None if z is None else z.contiguous(), delta_bias, delta_softplus, **kw)
+
+
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                   chunk_size: int = 64):
+                   chunk_size: int = 64, mask=None, reverse_lengths=None, time_major_out=False):
     """Selective scan on the fastest available path: ``mamba_ssm`` on CUDA, the compiled kernel on
-    CPU (when a C compiler is present; ``$DEPDET_SCAN`` overrides), else the chunked PyTorch scan."""
+    CPU (when a C compiler is present; ``$DEPDET_SCAN`` overrides), else the chunked PyTorch scan.
+
+    ``mask`` / ``reverse_lengths``: see :func:`selective_scan_ref` (fused in the CPU kernel; the
+    other paths apply them around the scan with :func:`flip_within`). ``time_major_out`` is a layout
+    hint for the CPU kernel only (the values are the same on every path)."""
     path = scan_backend(u)
     if path == "cuda":
-        fn = _cuda_selective_scan_fn()
-        return fn(u.contiguous(), delta.contiguous(), A.contiguous(), B.contiguous(), C.contiguous(),
-                  D, None if z is None else z.contiguous(), delta_bias, delta_softplus)
+        if mask is None and reverse_lengths is None:
+            return _cuda_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+        return _with_options(_cuda_scan, u, delta, A, B, C, D, z, delta_bias, delta_softplus, mask,
+                             reverse_lengths, False)
     if path == "kernel":
-        return selective_scan_cpu(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
-    return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_size=chunk_size)
+        return selective_scan_cpu(u, delta, A, B, C, D, z, delta_bias, delta_softplus, mask=mask,
+                                  reverse_lengths=reverse_lengths, time_major_out=time_major_out)
+    return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_size=chunk_size,
+                                  mask=mask, reverse_lengths=reverse_lengths)
 
 
 def causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                  activation: str | None = "silu") -> torch.Tensor:
-    """Depthwise causal conv over time: x (B, D, L), weight (D, K) -> (B, D, L), SiLU if asked."""
+                  activation: str | None = "silu", reverse: bool = False) -> torch.Tensor:
+    """Depthwise causal conv over time: x (B, D, L), weight (D, K) -> (B, D, L), SiLU if asked.
+
+    ``reverse=True``: the causal conv of the time-reversed sequence, written back in time order,
+    ``y_t = sum_j w[K-1-j] x_{t+j}`` (= ``flip(conv(flip(x)))``, no flips on the CPU path). On a
+    sample whose rows past its valid span are zero this equals the causal conv of the span
+    reversed within itself (:func:`flip_within`) on every step of the span.
+    """
     if use_cuda_conv(x):
         fn = _cuda_causal_conv1d_fn()
+        if reverse:
+            return fn(x.flip(-1).contiguous(), weight.contiguous(), bias, activation=activation).flip(-1)
         return fn(x.contiguous(), weight.contiguous(), bias, activation=activation)
     k = weight.shape[-1]
-    y = F.conv1d(x, weight.unsqueeze(1), bias, padding=k - 1, groups=x.shape[1])[..., : x.shape[-1]]
+    if reverse:
+        y = F.conv1d(x, weight.flip(-1).unsqueeze(1), bias, padding=k - 1, groups=x.shape[1])[..., k - 1:]
+    else:
+        y = F.conv1d(x, weight.unsqueeze(1), bias, padding=k - 1, groups=x.shape[1])[..., : x.shape[-1]]
     return F.silu(y) if activation in ("silu", "swish") else y
 
 
@@ -402,18 +468,32 @@ class _ScanBranch(nn.Module):
         self.D = nn.Parameter(torch.ones(d_inner))
         self.D._no_weight_decay = True
 
-    def forward(self, x, z, A, mask, chunk_size: int):
-        """x, z (B, d_inner, L); A (d_inner, N); mask (B, L) bool or None -> y (B, d_inner, L)."""
-        xc = causal_conv1d(x, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu")
-        if mask is not None:
+    def forward(self, x, z, A, mask, chunk_size: int, reverse_lengths=None, mask_u: bool = True):
+        """x, z (B, d_inner, L); A (d_inner, N); mask (B, L) bool or None -> y (B, d_inner, L).
+
+        ``reverse_lengths`` (B,): the backward direction of a bidirectional block: conv and scan run
+        over each sample's first ``n`` rows in reverse order (outputs on their own rows; no flipped
+        copies). The conv matches the reversed span's only where rows past the span are zero
+        (:func:`causal_conv1d` ``reverse``): the caller guarantees that (zeroed padding, or n = L).
+        ``mask_u=False`` (ours, an optimisation): the caller zeroes the outputs at masked steps, so
+        the conv output is not zeroed there first (with delta 0 there, those steps change neither the
+        state nor any other step's output or gradient).
+        """
+        rev = reverse_lengths is not None
+        xc = causal_conv1d(x, self.conv1d.weight.squeeze(1), self.conv1d.bias, "silu", reverse=rev)
+        if mask is not None and mask_u:
             xc = xc * mask[:, None, :].to(xc.dtype)
-        dbl = self.x_proj(xc.transpose(1, 2))                         # (B, L, R + 2N)
-        dt, Bm, Cm = torch.split(dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = F.softplus(self.dt_proj(dt)).transpose(1, 2)          # (B, d_inner, L)
-        if mask is not None:
-            delta = delta * mask[:, None, :].to(delta.dtype)          # state passes masked steps unchanged
-        return selective_scan(xc, delta, A, Bm.transpose(1, 2), Cm.transpose(1, 2), self.D, z,
-                              chunk_size=chunk_size)
+        # x_proj and dt_proj as batched W @ x on the conv's (B, d_inner, L) layout (= the nn.Linear
+        # maps; ours: no transposed copies, gradients come back in that layout, the scan reads
+        # contiguous rows); dt_proj's bias, the softplus and the mask (the state passes masked
+        # steps unchanged) are applied inside the scan (fused in the CPU kernel)
+        bsz = xc.shape[0]
+        dbl = torch.bmm(self.x_proj.weight.expand(bsz, -1, -1), xc)   # (B, R + 2N, L)
+        dt, Bm, Cm = torch.split(dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)
+        delta = torch.bmm(self.dt_proj.weight.expand(bsz, -1, -1), dt)  # (B, d_inner, L)
+        return selective_scan(xc, delta, A, Bm, Cm, self.D, z,
+                              delta_bias=self.dt_proj.bias, delta_softplus=True, chunk_size=chunk_size, mask=mask,
+                              reverse_lengths=reverse_lengths, time_major_out=True)
 
 
 def _dims(d_model, expand, dt_rank):
@@ -451,19 +531,25 @@ class MambaMixer(nn.Module):
 
 
 def _bidirectional(xi, z, fwd, bwd, A, A_b, mask, leaky, chunk_size):
-    """0.5 * forward + 0.5 * re-reversed backward scan, (B, d_inner, L)."""
+    """0.5 * (forward + re-reversed backward scan), (B, d_inner, L).
+
+    The backward branch runs on the rows in place with ``reverse_lengths`` (conv and scan read each
+    sample's span backwards): the whole padded length when ``leaky`` or without a mask (= the
+    public code's ``flip(L)`` of the padded tensor), else each sample's own valid span (rows past
+    it are zeroed first, as :class:`_ScanBranch` requires). No flipped copies are made.
+    """
+    bsz, _, L = xi.shape
+    xi = xi.contiguous()   # one (B, D, L) copy for both convs (forward and backward), not one in each
     if leaky or mask is None:
-        m = None if leaky else mask
-        y_f = fwd(xi, z, A, m, chunk_size)
-        y_b = bwd(xi.flip(-1), z.flip(-1), A_b, m, chunk_size).flip(-1)
-        return 0.5 * y_f + 0.5 * y_b
+        rev = torch.full((bsz,), L, dtype=torch.int64, device=xi.device)
+        y_f = fwd(xi, z, A, None, chunk_size)
+        y_b = bwd(xi, z, A_b, None, chunk_size, reverse_lengths=rev)
+        return (y_f + y_b) * 0.5     # = 0.5 y_f + 0.5 y_b exactly (scaling by 0.5 is exact)
     mf = mask[:, None, :].to(xi.dtype)
     xi = xi * mf
-    y_f = fwd(xi, z, A, mask, chunk_size)
-    idx = flip_index(lengths_from_mask(mask), mask.shape[1])
-    mb = torch.gather(mask, 1, idx)
-    y_b = flip_within(bwd(flip_within(xi, idx), flip_within(z, idx), A_b, mb, chunk_size), idx)
-    return (0.5 * y_f + 0.5 * y_b) * mf
+    y_f = fwd(xi, z, A, mask, chunk_size, mask_u=False)
+    y_b = bwd(xi, z, A_b, mask, chunk_size, reverse_lengths=lengths_from_mask(mask), mask_u=False)
+    return (y_f + y_b) * (0.5 * mf)
 
 
 class BiMamba(nn.Module):

@@ -6,7 +6,10 @@ PyTorch loop nor the chunked scan of :mod:`depdet.models.mamba` gets near the ha
 runs the exact sequential recurrence in C, one thread per block of channels, with the states of a
 channel kept in registers, and a hand-written backward pass (re-computing the states, then the
 adjoint scan), so no (B, L, D, N) tensor is ever allocated: memory is O(B D L) for the inputs and
-gradients plus O(threads x B L N) scratch.
+gradients plus O(threads x B L N) scratch. Fused around the scan (see :func:`selective_scan_kernel`):
+delta's bias, softplus and step mask, the skip D and the gate z, per-sample reversed spans (the
+backward direction of a bidirectional block), and arbitrary [b, d, t] strides of u, delta, z, y and
+their gradients (the time-major tensors of the linear layers are read and written in place).
 
 Build: ``$CC`` (else ``gcc``/``cc``) with ``-O3 -march=native`` (no ``-ffast-math``), cached as
 ``$XDG_CACHE_HOME/depdet/kernels/scan_kernel-<hash>.so`` (hash of the source, compiler, flags and
@@ -42,7 +45,7 @@ log = logging.getLogger(__name__)
 __all__ = ["available", "backend", "build_error", "library_path", "selective_scan_kernel"]
 
 SOURCE = Path(__file__).with_name("scan_kernel.c")
-ABI = 5
+ABI = 6
 FLAGS = ["-O3", "-fPIC", "-shared", "-pthread", "-std=c11", "-fno-math-errno", "-fno-trapping-math"]
 ENV_BACKEND = "DEPDET_SCAN"
 
@@ -192,14 +195,17 @@ def _load() -> ctypes.CDLL | None:
             if lib.depdet_scan_abi() != ABI:
                 raise RuntimeError("stale kernel library (ABI mismatch)")
             i64, ptr, cint = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
-            lib.depdet_scan_fwd.argtypes = [i64] * 4 + [ptr] * 9 + [cint]
+            opts = [ptr] * 4 + [cint, ptr, ptr]   # strides, u, delta, dbias, softplus, mask, lengths
+            lib.depdet_scan_fwd.argtypes = [i64] * 4 + opts + [ptr] * 7 + [cint]
             lib.depdet_scan_fwd.restype = cint
-            lib.depdet_scan_bwd.argtypes = [i64] * 4 + [ptr] * 16 + [cint]
+            lib.depdet_scan_bwd.argtypes = [i64] * 4 + opts + [ptr] * 15 + [cint]
             lib.depdet_scan_bwd.restype = cint
             lib.depdet_scan_bwd_parts.argtypes = [i64, cint]
             lib.depdet_scan_bwd_parts.restype = cint
             lib.depdet_scan_exp.argtypes = [ptr, ptr, i64]
             lib.depdet_scan_exp.restype = None
+            lib.depdet_scan_softplus.argtypes = [ptr, ptr, i64]
+            lib.depdet_scan_softplus.restype = None
             _lib = lib
         except Exception as exc:  # no compiler, build error, unloadable library
             _error = f"{type(exc).__name__}: {exc}"
@@ -250,71 +256,125 @@ def _ptr(t: torch.Tensor | None) -> int | None:
 BLOCK = 16
 
 
+def _strides(*ts: torch.Tensor | None) -> ctypes.Array:
+    """The kernel's stride table: [b, d, t] element strides of each (B, D, L)-indexed array (0s for None)."""
+    vals = []
+    for t in ts:
+        vals += [0, 0, 0] if t is None else list(t.stride())
+    return (ctypes.c_int64 * len(vals))(*vals)
+
+
+def _like(t: torch.Tensor) -> torch.Tensor:
+    """An empty (B, D, L) tensor laid out like ``t`` when ``t`` is dense (a transposed (B, L, D) stays
+    time-major), else time-major: what a (B, L, D) nn.Linear input/output slice needs, no copies."""
+    if t.is_contiguous() or t.transpose(1, 2).is_contiguous():
+        return torch.empty_like(t, memory_format=torch.preserve_format)
+    return t.new_empty(t.shape[0], t.shape[2], t.shape[1]).transpose(1, 2)
+
+
+def _row_float(t: torch.Tensor | None) -> torch.Tensor | None:
+    """float32 with unit stride along one of d / t (the kernel reads any [b, d, t] strides, but a copy
+    is made for other dtypes; a tensor strided in both is made contiguous)."""
+    if t is None:
+        return None
+    t = t.float()
+    return t if (t.stride(-1) == 1 or t.stride(1) == 1) else t.contiguous()
+
+
 class _KernelScan(torch.autograd.Function):
-    """``(scan + D u) * silu(z)`` (bias and softplus applied before): u, delta, z (B, D, L);
-    A (D, N); Bt, Ct (B, L, N); D (D,). D and z may be None.
+    """``(scan + D u) * silu(z)`` with ``delta = mask ? softplus?(delta + delta_bias) : 0`` fused:
+    u, delta, z (B, D, L)-indexed with any strides (e.g. transposed views of (B, L, D) tensors);
+    A (D, N); Bt, Ct (B, L, N); D, delta_bias (D,); mask (B, L) bool; lengths (B,) int64: each
+    sample's first ``lengths[b]`` steps are scanned in reverse (outputs written back in place).
+    D, z, delta_bias, mask and lengths may be None. ``time_major``: y is a transposed view of a
+    contiguous (B, L, D) tensor, else laid out like u.
 
     N is padded to a multiple of :data:`BLOCK` with zero A, B and C (the padded states stay 0 and
     add nothing to y); the padding is sliced off the last state and the gradients.
     """
 
     @staticmethod
-    def forward(ctx, u, delta, A, Bt, Ct, D, z):
+    def forward(ctx, u, delta, A, Bt, Ct, D, z, delta_bias, mask, lengths, softplus, time_major):
         lib = _load()
         bsz, dim, L = u.shape
         N = A.shape[1]
         pad = -N % BLOCK
         Ap, Bp, Cp = (F.pad(x, (0, pad)).contiguous() for x in (A, Bt, Ct)) if pad else (A, Bt, Ct)
-        y = torch.empty_like(u)
+        y = u.new_empty(bsz, L, dim).transpose(1, 2) if time_major else _like(u)
         h = u.new_zeros(bsz, dim, N + pad)
-        if L and lib.depdet_scan_fwd(bsz, dim, L, N + pad, _ptr(u), _ptr(delta), _ptr(Ap), _ptr(Bp), _ptr(Cp),
-                                     _ptr(D), _ptr(z), _ptr(y), _ptr(h), torch.get_num_threads()):
+        ctx.mask_u8 = None if mask is None else mask.contiguous().view(torch.uint8)
+        if L and lib.depdet_scan_fwd(bsz, dim, L, N + pad, _strides(u, delta, z, y), _ptr(u), _ptr(delta),
+                                     _ptr(delta_bias), int(softplus), _ptr(ctx.mask_u8), _ptr(lengths), _ptr(Ap),
+                                     _ptr(Bp), _ptr(Cp), _ptr(D), _ptr(z), _ptr(y), _ptr(h),
+                                     torch.get_num_threads()):
             raise MemoryError("CPU scan kernel: out of memory")
-        ctx.save_for_backward(u, delta, Ap, Bp, Cp, D, z)
-        ctx.N = N
+        ctx.save_for_backward(u, delta, Ap, Bp, Cp, D, z, delta_bias, lengths)
+        ctx.N, ctx.softplus = N, bool(softplus)
         return y, h[..., :N]
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, gy, gh):
         lib = _load()
-        u, delta, A, Bt, Ct, D, z = ctx.saved_tensors
+        u, delta, A, Bt, Ct, D, z, delta_bias, lengths = ctx.saved_tensors
         bsz, dim, L = u.shape
         N, Np = ctx.N, A.shape[1]
-        gy = torch.zeros_like(u) if gy is None else gy.float().contiguous()
+        gy = torch.zeros_like(u) if gy is None else _row_float(gy)
         if gh is not None:
             gh = F.pad(gh.float(), (0, Np - N)).contiguous()
         threads = torch.get_num_threads()
         parts = lib.depdet_scan_bwd_parts(dim, threads)
-        gu, gdelta, gA = torch.empty_like(u), torch.empty_like(delta), torch.zeros_like(A)
+        gu, gdelta, gA = _like(u), _like(delta), torch.zeros_like(A)
         gD = None if D is None else torch.zeros_like(D)
-        gz = None if z is None else torch.empty_like(z)
+        gz = None if z is None else _like(z)
+        gbias = None if delta_bias is None else torch.zeros_like(delta_bias)
         gB = Bt.new_zeros(parts, *Bt.shape)
         gC = Ct.new_zeros(parts, *Ct.shape)
-        if L and lib.depdet_scan_bwd(bsz, dim, L, Np, _ptr(u), _ptr(delta), _ptr(A), _ptr(Bt), _ptr(Ct), _ptr(D),
-                                     _ptr(z), _ptr(gy), _ptr(gh), _ptr(gu), _ptr(gdelta), _ptr(gA), _ptr(gB),
-                                     _ptr(gC), _ptr(gD), _ptr(gz), threads):
+        if L and lib.depdet_scan_bwd(bsz, dim, L, Np, _strides(u, delta, z, None, gy, gu, gdelta, gz), _ptr(u),
+                                     _ptr(delta), _ptr(delta_bias), int(ctx.softplus), _ptr(ctx.mask_u8),
+                                     _ptr(lengths), _ptr(A), _ptr(Bt), _ptr(Ct), _ptr(D), _ptr(z), _ptr(gy),
+                                     _ptr(gh), _ptr(gu), _ptr(gdelta), _ptr(gA), _ptr(gB), _ptr(gC), _ptr(gD),
+                                     _ptr(gz), _ptr(gbias), threads):
             raise MemoryError("CPU scan kernel: out of memory")
         gB = gB[0] if parts == 1 else gB.sum(0)
         gC = gC[0] if parts == 1 else gC.sum(0)
-        return gu, gdelta, gA[:, :N], gB[..., :N], gC[..., :N], gD, gz
+        return gu, gdelta, gA[:, :N], gB[..., :N], gC[..., :N], gD, gz, gbias, None, None, None, None
 
 
-def selective_scan_kernel(u, delta, A, Bt, Ct, D=None, z=None):
+def selective_scan_kernel(u, delta, A, Bt, Ct, D=None, z=None, delta_bias=None, delta_softplus=False,
+                          mask=None, reverse_lengths=None, time_major_out=False):
     """Run the compiled scan on CPU tensors (float32 inside); returns ``(y (B, D, L), last state (B, D, N))``.
 
     Args:
-        u, delta: ``(B, D, L)`` inputs and step sizes (bias and softplus already applied).
+        u, delta: ``(B, D, L)`` inputs and raw step sizes; any strides (a ``(B, L, D)`` tensor's
+            ``transpose(1, 2)`` is read in place, no copy).
         A: ``(D, N)`` state matrix.
         Bt, Ct: ``(B, L, N)`` input and output projections (time-major, unlike ``mamba_ssm``).
-        D: optional ``(D,)`` skip weights; z: optional ``(B, D, L)`` gate: ``y = (scan + D u) * silu(z)``.
+        D: optional ``(D,)`` skip weights; z: optional ``(B, D, L)`` gate (any strides):
+            ``y = (scan + D u) * silu(z)``.
+        delta_bias: optional ``(D,)`` added to delta; delta_softplus: softplus after the bias.
+        mask: optional ``(B, L)`` bool: delta is 0 where False (after bias and softplus), so the
+            state passes those steps unchanged.
+        reverse_lengths: optional ``(B,)`` ints: sample b's first ``n = reverse_lengths[b]`` steps
+            are scanned backwards (step s reads row n-1-s), the remaining rows after them in order;
+            outputs land on the rows they were computed for. Same as flipping every input with
+            ``mamba.flip_within`` before the scan and the output after it.
+        time_major_out: y is a ``transpose(1, 2)`` view of a contiguous ``(B, L, D)`` tensor (what
+            ``nn.Linear`` takes) instead of ``u``'s layout.
 
     Raises:
         RuntimeError: the kernel is not available (see :func:`build_error`).
     """
     if _load() is None:
         raise RuntimeError(f"CPU scan kernel unavailable: {_error}")
-    args = [None if x is None else x.float().contiguous() for x in (u, delta, A, Bt, Ct, D, z)]
-    if any(x is not None and x.device.type != "cpu" for x in args):
+    u, delta, z = (_row_float(x) for x in (u, delta, z))
+    A, Bt, Ct, D, delta_bias = (None if x is None else x.float().contiguous() for x in (A, Bt, Ct, D, delta_bias))
+    if mask is not None:
+        mask = mask.to(torch.bool).contiguous()
+    if reverse_lengths is not None:
+        reverse_lengths = reverse_lengths.to(torch.int64).contiguous()
+    if any(x is not None and x.device.type != "cpu" for x in (u, delta, A, Bt, Ct, D, z, delta_bias, mask,
+                                                             reverse_lengths)):
         raise ValueError("the CPU scan kernel takes CPU tensors")
-    return _KernelScan.apply(*args)
+    return _KernelScan.apply(u, delta, A, Bt, Ct, D, z, delta_bias, mask, reverse_lengths, bool(delta_softplus),
+                             bool(time_major_out))
