@@ -113,11 +113,13 @@ def random_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[li
     return [order[b:b + batch_size].tolist() for b in range(0, n, batch_size)]
 
 
-#: Default ``max_tokens`` of training (depdet's choice): a batch is split into micro-batches above 16 x 1024 padded
-#: rows. Measured for the paper-size DepMamba (D-Vlog dims, d_state 12) on a CPU: one training step
-#: peaks at about 0.33 GB per 1,000 padded rows (2.1 GB at 4,096 rows, 3.4 GB at 8,192, 6.0 GB at
-#: 16,384), so a step stays near 6 GB and a whole D-Vlog-size run under 8 GB (``bench/train.py``).
-DEFAULT_MAX_TOKENS = 16_384
+#: Default ``max_tokens`` of training (depdet's choice): a batch is split into micro-batches above
+#: 12,288 padded rows (16 x 768). Measured for the paper-size DepMamba (D-Vlog dims, d_state 12) on a
+#: CPU: one training step peaks at about 0.33 GB per 1,000 padded rows (2.1 GB at 4,096 rows, 3.4 GB
+#: at 8,192, 6.0 GB at 16,384), and a whole measured D-Vlog-size epoch at a 16,384 budget peaked at
+#: 7.9 GB (allocator growth over the epoch on top of the 1.1 GB of data), too close to 8 GB; 12,288
+#: leaves about 1.3 GB of margin (``bench/train.py``).
+DEFAULT_MAX_TOKENS = 12_288
 
 
 def split_by_tokens(lengths, max_tokens: int | None) -> list[list[int]]:
