@@ -254,16 +254,22 @@ class DaskExecutor(Executor):
         for i, job in enumerate(jobs):
             key = f"depdet-{fn.__name__.strip('_')}-{job.get('id', i)}-{tag}"
             futures[client.submit(fn, job, key=key, pure=False)] = job
+        def lost(why: str) -> SchedulerLost:
+            return SchedulerLost(f"lost the Dask scheduler {self.spec} while jobs were running ({why})",
+                                 hint="finished work is kept on disk: restart the scheduler and workers "
+                                      "and rerun the same command to resume")
+
         try:
             for fut in distributed.as_completed(list(futures)):
                 job = futures[fut]
                 if fut.status == "finished":
-                    yield job, fut.result(), None
+                    try:
+                        result = fut.result()
+                    except (distributed.comm.CommClosedError, OSError) as e:  # the scheduler died as the result was fetched
+                        raise lost(f"{type(e).__name__} fetching a finished result") from e
+                    yield job, result, None
                 elif fut.status == "cancelled" or client.status not in ("running", "connecting", "newly-created"):
-                    raise SchedulerLost(f"lost the Dask scheduler {self.spec} while jobs were running "
-                                        f"(status {client.status!r})",
-                                        hint="finished work is kept on disk: restart the scheduler and workers "
-                                             "and rerun the same command to resume")
+                    raise lost(f"status {client.status!r}")
                 else:
                     exc = fut.exception()
                     if isinstance(exc, distributed.KilledWorker):
