@@ -83,9 +83,11 @@ def test_kernel_gate_saturates_without_nan():
 
 @needs_kernel
 @pytest.mark.parametrize("threads", [2, 3, 7])
-def test_kernel_threads_split_channels_without_changing_results(threads):
-    # more threads than one, uneven channel splits, and more threads than channels (d=5 < 7)
-    x = _inputs(40, b=3, d=5, n=12, seed=7)
+@pytest.mark.parametrize("d", [5, 40])
+def test_kernel_threads_split_channels_without_changing_results(threads, d):
+    # more threads than one; d=5: one group of 16 channel lanes, more threads than groups; d=40: two
+    # full groups and a partial one, split unevenly (3 threads: one group each; 2: two and one)
+    x = _inputs(40, b=3, d=d, n=12, seed=7)
     names = list(x)
     old = torch.get_num_threads()
     try:

@@ -12,28 +12,31 @@
  * for s < n and s otherwise (each sample's first n rows backwards, then the rest in order; the
  * bidirectional blocks' backward direction, without flipping any tensor), and writes y there.
  * Work is split over channels between POSIX threads (no OpenMP: PyTorch ships its own
- * OpenMP runtime and two in one process do not mix well). The inner loop over the d_state states
- * is written with GCC/Clang vector extensions, one block of NB states per vector (no -ffast-math:
- * that would set flush-to-zero for the whole process); exp() is a vector polynomial (~1 ulp).
+ * OpenMP runtime and two in one process do not mix well). A vector holds one value of NB = 16
+ * consecutive channels (GCC/Clang vector extensions), so a step of the recurrence is plain vector
+ * arithmetic for 16 channels with B_t and C_t broadcast, NS states at a time in registers (no
+ * -ffast-math: that would set flush-to-zero for the whole process; -ffp-contract=fast: FMAs);
+ * exp() is a vector polynomial (~1 ulp).
  *
  * Layouts (all float32): u, delta, z, y, gy, gu, gdelta, gz are indexed [b, d, t] with strides
  * given by the caller (e.g. (B, D, L) contiguous, or time-major (B, L, D) as nn.Linear gives and
- * takes them: no layout copies); the rows of a tile of TILE channels are gathered into contiguous
- * scratch rows in scan order, scanned, and scattered back. C-contiguous: A, gA : (D, N)   Dp, gD, dbias, gdbias : (D,)
- *   Bt, Ct, gB, gC : (B, L, N)   hlast, glast : (B, D, N)   mask : (B, L) uint8   lengths : (B,) int64
- * with N the padded d_state (a multiple of NB = 16).
+ * takes them: no layout copies); a group's 16 rows are gathered into scratch in scan order (one
+ * vector per step), scanned, and scattered back. C-contiguous: A, gA : (D, N)
+ *   Dp, gD, dbias, gdbias : (D,)   Bt, Ct, gB, gC : (B, L, N)   hlast, glast : (B, D, N)
+ *   mask : (B, L) uint8   lengths : (B,) int64
+ * with N the padded d_state (a multiple of NS = 4).
  */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define DEPDET_SCAN_ABI 6
+#define DEPDET_SCAN_ABI 7
 
 int depdet_scan_abi(void) { return DEPDET_SCAN_ABI; }
 
-/* States are processed in blocks of NB (the caller pads d_state to a multiple of NB with zero
- * A, B and C, which leaves the padded states at 0): one block is one vector. */
+/* Lanes per vector: 16 floats (one AVX-512 register, two AVX2 or four NEON ones); the scan puts
+ * one channel in each lane (a group of NB channels per vector, see NL below). */
 #define NB 16
 
 typedef float vf __attribute__((vector_size(4 * NB)));
@@ -143,7 +146,7 @@ enum { S_U = 0, S_DELTA = 3, S_Z = 6, S_Y = 9, S_GY = 12, S_GU = 15, S_GDELTA = 
 
 typedef struct {
     int tid, nthreads;
-    int64_t bsz, dim, L, N;   /* N: padded d_state, a multiple of NB */
+    int64_t bsz, dim, L, N;   /* N: padded d_state, a multiple of NS */
     const int64_t *st;        /* S_COUNT strides */
     const float *u, *delta, *dbias, *A, *Bt, *Ct, *Dp, *z, *gy, *glast;
     const uint8_t *mask;      /* (B, L) contiguous, 0 = masked step (delta 0 there), or NULL */
@@ -153,10 +156,28 @@ typedef struct {
     int failed;
 } job_t;
 
-static void channel_range(const job_t *j, int64_t *d0, int64_t *d1) {
-    int64_t per = j->dim / j->nthreads, rem = j->dim % j->nthreads;
-    *d0 = j->tid * per + (j->tid < rem ? j->tid : rem);
-    *d1 = *d0 + per + (j->tid < rem ? 1 : 0);
+/* Layout of the scan: one channel per vector lane. A "group" is NL = NB = 16 consecutive channels
+ * of one sample; its rows are gathered into scratch in scan-step order, one vector per step
+ * (X[s * NL + c] = channel c at step s), so a step of the recurrence for 16 channels is plain
+ * vector arithmetic with B_t, C_t broadcast (no horizontal sums, no padded lanes: d_state is not
+ * padded to a vector). The states are kept in registers NS at a time (d_state padded to a
+ * multiple of NS with zero A, B, C by the caller); y and the gradients of u and delta are
+ * accumulated over the blocks of states in scratch. A thread owns a contiguous range of groups. */
+#define NL NB
+#define NS 4
+/* Backward: the decays exp(delta_t A) are stored for the whole row and the states re-computed
+ * from checkpoints every CK steps, CK steps at a time (that window of states stays in L1). */
+#define CK 32
+#ifndef PREFETCH
+#define PREFETCH 16   /* time rows ahead: a strided row is a new page, out of the hardware prefetcher's reach */
+#endif
+
+static int64_t n_groups(int64_t dim) { return (dim + NL - 1) / NL; }
+
+static void group_range(const job_t *j, int64_t *g0, int64_t *g1) {
+    int64_t ng = n_groups(j->dim), per = ng / j->nthreads, rem = ng % j->nthreads;
+    *g0 = j->tid * per + (j->tid < rem ? j->tid : rem);
+    *g1 = *g0 + per + (j->tid < rem ? 1 : 0);
 }
 
 /* pos[s] = the time row of scan step s: the first n steps of the sample reversed, the rest in order */
@@ -167,333 +188,355 @@ static void fill_pos(int32_t *pos, int64_t L, const int64_t *lengths, int64_t b)
     for (int64_t s = 0; s < L; s++) pos[s] = (int32_t)(s < n ? n - 1 - s : s);
 }
 
-/* Channels are processed in tiles of up to TILE consecutive channels: a tile's rows are gathered
- * into contiguous scratch rows (row c at dst + c * ld) in scan-step order in one pass, so a
- * time-major source ((B, L, D): stride 1 along d) is read a few whole cache lines per time row
- * (each row of a (B, L, D) tensor with D >= 1024 is on its own page: TILE = 64 channels amortise
- * that page over four lines; a backward tile's seven scratch tiles, ~1 MiB at L = 600, stay in L2),
- * not one line per element; results are scattered back the same way. */
-#ifndef TILE
-#define TILE 64
-#endif
-#ifndef PREFETCH
-#define PREFETCH 16   /* time rows ahead: a strided row is a new page, out of the hardware prefetcher's reach */
-#endif
+/* v[c] = p[c * stride] for the T live lanes, 0 in the others */
+static inline vf lanes(const float *p, int64_t stride, int64_t T) {
+    float v[NL] = {0};
+    for (int64_t c = 0; c < T; c++) v[c] = p[c * stride];
+    return vload(v);
+}
 
-static void gather_tile(int64_t L, int64_t T, int64_t ld, float *restrict dst, const float *restrict src,
-                        int64_t sd, int64_t st, const int32_t *restrict pos) {
-    if (sd == 1 && T > 1) {
+/* all bits set in the T live lanes */
+static inline vi live_lanes(int64_t T) {
+    vi m;
+    for (int c = 0; c < NL; c++) m[c] = c < T ? -1 : 0;
+    return m;
+}
+
+/* dst[s * NL + c] = src[c * sd + pos[s] * st] for the T live channels, 0 in the other lanes */
+static void gather_g(int64_t L, int64_t T, float *restrict dst, const float *restrict src, int64_t sd,
+                     int64_t st, const int32_t *restrict pos) {
+    if (T < NL) memset(dst, 0, (size_t)L * NL * sizeof(float));
+    if (sd == 1) {   /* time-major: a step's channels are one contiguous run */
         for (int64_t s = 0; s < L; s++) {
             if (s + PREFETCH < L) __builtin_prefetch(src + (int64_t)pos[s + PREFETCH] * st, 0, 0);
             const float *row = src + (int64_t)pos[s] * st;
-            for (int64_t c = 0; c < T; c++) dst[c * ld + s] = row[c];
+            if (T == NL) vstore(dst + s * NL, vload(row));
+            else memcpy(dst + s * NL, row, (size_t)T * sizeof(float));
         }
         return;
     }
-    for (int64_t c = 0; c < T; c++) {
-        const float *row = src + c * sd;
-        float *out = dst + c * ld;
-        if (st == 1 && pos[0] == 0) {   /* in order (pos[0] == 0: no reversed span, or n == 1) */
-            memcpy(out, row, (size_t)L * sizeof(float));
-            continue;
-        }
-        for (int64_t s = 0; s < L; s++) out[s] = row[(int64_t)pos[s] * st];
+    /* channel-major: a transposing copy, a step (16 reads, one from each channel's row) at a time:
+     * the 16 source rows are read in order and the scratch written in order (no pass per channel) */
+    for (int64_t s = 0; s < L; s++) {
+        const float *col = src + (int64_t)pos[s] * st;
+        float *out = dst + s * NL;
+        for (int64_t c = 0; c < T; c++) out[c] = col[c * sd];
     }
 }
 
-static void scatter_tile(int64_t L, int64_t T, int64_t ld, float *restrict dst, const float *restrict src,
-                         int64_t sd, int64_t st, const int32_t *restrict pos) {
-    if (sd == 1 && T > 1) {
+/* the inverse: dst[c * sd + pos[s] * st] = src[s * NL + c] for the T live channels */
+static void scatter_g(int64_t L, int64_t T, float *restrict dst, const float *restrict src, int64_t sd,
+                      int64_t st, const int32_t *restrict pos) {
+    if (sd == 1) {
         for (int64_t s = 0; s < L; s++) {
             if (s + PREFETCH < L) __builtin_prefetch(dst + (int64_t)pos[s + PREFETCH] * st, 1, 0);
             float *row = dst + (int64_t)pos[s] * st;
-            for (int64_t c = 0; c < T; c++) row[c] = src[c * ld + s];
+            if (T == NL) vstore(row, vload(src + s * NL));
+            else memcpy(row, src + s * NL, (size_t)T * sizeof(float));
         }
         return;
     }
-    for (int64_t c = 0; c < T; c++) {
-        float *row = dst + c * sd;
-        const float *in = src + c * ld;
-        if (st == 1 && pos[0] == 0) {
-            memcpy(row, in, (size_t)L * sizeof(float));
-            continue;
-        }
-        for (int64_t s = 0; s < L; s++) row[(int64_t)pos[s] * st] = in[s];
+    for (int64_t s = 0; s < L; s++) {
+        float *col = dst + (int64_t)pos[s] * st;
+        const float *in = src + s * NL;
+        for (int64_t c = 0; c < T; c++) col[c * sd] = in[c];
     }
 }
 
-/* dl <- mask ? (softplus ? softplus(raw + bias) : raw + bias) : 0, over one row in scan-step order */
-static void prep_delta(int64_t L, float *restrict dl, const float *restrict raw, float bias, int softplus,
+/* dl <- mask ? (softplus ? softplus(raw + bias) : raw + bias) : 0 in place (raw in dl), 0 in dead lanes */
+static void prep_delta(int64_t L, int64_t T, float *restrict dl, const float *restrict bias, int softplus,
                        const uint8_t *restrict mrow, const int32_t *restrict pos) {
-    int64_t t = 0;
-    for (; t + NB <= L; t += NB) {
-        vf x = vload(raw + t) + bias;
-        vstore(dl + t, softplus ? vsoftplus(x) : x);
+    const vf bv = bias ? lanes(bias, 1, T) : vbroadcast(0.0f), zero = vbroadcast(0.0f);
+    const vi live = live_lanes(T);
+    for (int64_t s = 0; s < L; s++) {
+        vf x = vload(dl + s * NL) + bv;
+        if (softplus) x = vsoftplus(x);
+        if (mrow && !mrow[pos[s]]) x = zero;
+        vstore(dl + s * NL, vsel(live, x, zero));
     }
-    if (t < L) {
-        float v[NB] = {0};
-        memcpy(v, raw + t, (size_t)(L - t) * sizeof(float));
-        vf x = vload(v) + bias;
-        vstore(v, softplus ? vsoftplus(x) : x);
-        memcpy(dl + t, v, (size_t)(L - t) * sizeof(float));
-    }
-    if (mrow)
-        for (int64_t s = 0; s < L; s++)
-            if (!mrow[pos[s]]) dl[s] = 0.0f;
 }
 
-/* g <- g * d(delta)/d(raw) (mask, softplus' = sigmoid(raw + bias)) in place; returns sum (the bias gradient) */
-static float prep_delta_bwd(int64_t L, float *restrict g, const float *restrict raw, float bias, int softplus,
-                            const uint8_t *restrict mrow, const int32_t *restrict pos) {
-    if (mrow)
-        for (int64_t s = 0; s < L; s++)
-            if (!mrow[pos[s]]) g[s] = 0.0f;
-    vf acc = {0};
-    int64_t t = 0;
-    for (; t + NB <= L; t += NB) {
-        vf gv = vload(g + t);
+/* g <- g * d(delta)/d(raw) (mask, softplus' = sigmoid(raw + bias)) in place; returns the per-lane
+ * sum over the steps (the bias gradient) */
+static vf prep_delta_bwd(int64_t L, int64_t T, float *restrict g, const float *restrict raw,
+                         const float *restrict bias, int softplus, const uint8_t *restrict mrow,
+                         const int32_t *restrict pos) {
+    const vf bv = bias ? lanes(bias, 1, T) : vbroadcast(0.0f), zero = vbroadcast(0.0f);
+    const vi live = live_lanes(T);
+    vf acc = zero;
+    for (int64_t s = 0; s < L; s++) {
+        vf gv = vload(g + s * NL);
+        if (mrow && !mrow[pos[s]]) gv = zero;
         if (softplus) {
-            const vf x = vload(raw + t) + bias;
+            const vf x = vload(raw + s * NL) + bv;
             gv = vsel(x > 20.0f, gv, gv * vsigmoid(x));
         }
-        vstore(g + t, gv);
+        gv = vsel(live, gv, zero);
+        vstore(g + s * NL, gv);
         acc += gv;
     }
-    if (t < L) {
-        float v[NB] = {0}, r[NB] = {0};
-        memcpy(v, g + t, (size_t)(L - t) * sizeof(float));
-        memcpy(r, raw + t, (size_t)(L - t) * sizeof(float));
-        vf gv = vload(v);
-        if (softplus) {
-            const vf x = vload(r) + bias;
-            gv = vsel(x > 20.0f, gv, gv * vsigmoid(x));
-        }
-        vstore(v, gv);   /* lanes past L hold 0 * ... = 0 */
-        memcpy(g + t, v, (size_t)(L - t) * sizeof(float));
-        acc += gv;
-    }
-    return vsum(acc);
+    return acc;
 }
 
-/* One block of NB states of one (b, d) row, in scan-step order; B and C rows at their time rows pos[t]. */
-static void scan_block_fwd(int64_t L, int64_t N, const float *restrict u, const float *restrict dl,
+/* One block of NS states of a group, in scan-step order: y (Y, first block: written, others:
+ * accumulated) += C_t . h_t; the block's last states go to hlast ((B, D, N) at (b, d0, k0)). */
+static void scan_block_fwd(int64_t L, int64_t N, int64_t T, const float *restrict U, const float *restrict DL,
                            const float *restrict Ad, const float *restrict Bb, const float *restrict Cb,
-                           const int32_t *restrict pos, float *restrict y, float *restrict hlast, int first) {
-    const vf a = vload(Ad);
-    vf h = {0};
-    for (int64_t t = 0; t < L; t++) {
-        const float dt = dl[t], du = dt * u[t];
-        const int64_t p = (int64_t)pos[t] * N;
-        h = vexp(a * dt) * h + vload(Bb + p) * du;
-        const float acc = vsum(h * vload(Cb + p));
-        y[t] = first ? acc : y[t] + acc;
+                           const int32_t *restrict pos, float *restrict Y, float *restrict hlast, int first) {
+    vf a[NS], h[NS];
+    for (int k = 0; k < NS; k++) { a[k] = lanes(Ad + k, N, T); h[k] = vbroadcast(0.0f); }
+    for (int64_t s = 0; s < L; s++) {
+        const vf dt = vload(DL + s * NL), du = dt * vload(U + s * NL);
+        const float *bp = Bb + (int64_t)pos[s] * N, *cp = Cb + (int64_t)pos[s] * N;
+        vf acc = first ? vbroadcast(0.0f) : vload(Y + s * NL);
+        for (int k = 0; k < NS; k++) {
+            h[k] = vexp(a[k] * dt) * h[k] + du * bp[k];
+            acc += h[k] * cp[k];
+        }
+        vstore(Y + s * NL, acc);
     }
-    if (hlast) vstore(hlast, h);
+    if (hlast)
+        for (int64_t c = 0; c < T; c++)
+            for (int k = 0; k < NS; k++) hlast[c * N + k] = h[k][c];
 }
 
-/* y <- (y + D u) * silu(z) over one row (z may be NULL: no gate), in place */
-static void gate_fwd(int64_t L, float *restrict y, const float *restrict u, float Dd, const float *restrict z) {
-    int64_t t = 0;
-    for (; t + NB <= L; t += NB) {
-        vf v = vload(y + t) + vload(u + t) * Dd;
-        if (z) { const vf zz = vload(z + t); v = v * zz * vsigmoid(zz); }
-        vstore(y + t, v);
-    }
-    for (; t < L; t++) {
-        float v = y[t] + u[t] * Dd;
-        if (z) v = v * z[t] * ssigmoid(z[t]);
-        y[t] = v;
+/* Y <- (Y + D u) * silu(z) over a group (z may be NULL: no gate), in place */
+static void gate_fwd(int64_t L, int64_t T, float *restrict Y, const float *restrict U, const float *restrict Dp,
+                     const float *restrict Z) {
+    const vf dv = Dp ? lanes(Dp, 1, T) : vbroadcast(0.0f);
+    for (int64_t s = 0; s < L; s++) {
+        vf v = vload(Y + s * NL) + vload(U + s * NL) * dv;
+        if (Z) { const vf zz = vload(Z + s * NL); v = v * zz * vsigmoid(zz); }
+        vstore(Y + s * NL, v);
     }
 }
 
-/* gyy <- gy * silu(z): the gradient reaching the scan output (z may be NULL) */
-static void gate_bwd_in(int64_t L, float *restrict gyy, const float *restrict gy, const float *restrict z) {
-    int64_t t = 0;
-    if (!z) { memcpy(gyy, gy, (size_t)L * sizeof(float)); return; }
-    for (; t + NB <= L; t += NB) {
-        const vf zz = vload(z + t);
-        vstore(gyy + t, vload(gy + t) * zz * vsigmoid(zz));
+/* GYY <- GY * silu(z): the gradient reaching the scan output (Z may be NULL) */
+static void gate_bwd_in(int64_t L, float *restrict GYY, const float *restrict GY, const float *restrict Z) {
+    if (!Z) { memcpy(GYY, GY, (size_t)L * NL * sizeof(float)); return; }
+    for (int64_t s = 0; s < L; s++) {
+        const vf zz = vload(Z + s * NL);
+        vstore(GYY + s * NL, vload(GY + s * NL) * zz * vsigmoid(zz));
     }
-    for (; t < L; t++) gyy[t] = gy[t] * z[t] * ssigmoid(z[t]);
 }
 
-/* gradients of the gate and the skip: gz_t = gy_t (acc_t + D u_t) silu'(z_t), gu_t += D gyy_t,
- * returns sum_t gyy_t u_t (dLoss/dD for this row) */
-static float gate_bwd_out(int64_t L, const float *restrict acc, const float *restrict gy,
-                          const float *restrict gyy, const float *restrict u, float Dd, const float *restrict z,
-                          float *restrict gz, float *restrict gu) {
-    vf sd = {0};
-    float sdt = 0.0f;
-    int64_t t = 0;
-    for (; t + NB <= L; t += NB) {
-        const vf uu = vload(u + t), g = vload(gyy + t);
+/* gradients of the gate and the skip: GY <- gz = gy (acc + D u) silu'(z) in place (when Z), GU += D gyy;
+ * returns the per-lane sum over the steps of gyy u (dLoss/dD) */
+static vf gate_bwd_out(int64_t L, int64_t T, const float *restrict ACC, float *restrict GY,
+                       const float *restrict GYY, const float *restrict U, const float *restrict Dp,
+                       const float *restrict Z, float *restrict GU) {
+    const vf dv = Dp ? lanes(Dp, 1, T) : vbroadcast(0.0f);
+    vf sd = vbroadcast(0.0f);
+    for (int64_t s = 0; s < L; s++) {
+        const vf uu = vload(U + s * NL), g = vload(GYY + s * NL);
         sd += g * uu;
-        vstore(gu + t, vload(gu + t) + g * Dd);
-        if (z) {
-            const vf zz = vload(z + t), sg = vsigmoid(zz);
-            const vf y0 = vload(acc + t) + uu * Dd;
-            vstore(gz + t, vload(gy + t) * y0 * sg * (1.0f + zz * (1.0f - sg)));
+        vstore(GU + s * NL, vload(GU + s * NL) + g * dv);
+        if (Z) {
+            const vf zz = vload(Z + s * NL), sg = vsigmoid(zz);
+            const vf y0 = vload(ACC + s * NL) + uu * dv;
+            vstore(GY + s * NL, vload(GY + s * NL) * y0 * sg * (1.0f + zz * (1.0f - sg)));
         }
     }
-    for (; t < L; t++) {
-        sdt += gyy[t] * u[t];
-        gu[t] += gyy[t] * Dd;
-        if (z) {
-            const float sg = ssigmoid(z[t]);
-            gz[t] = gy[t] * (acc[t] + u[t] * Dd) * sg * (1.0f + z[t] * (1.0f - sg));
-        }
-    }
-    return vsum(sd) + sdt;
+    return sd;
 }
 
-/* row scratch: L floats rounded up to whole vectors plus one, 64-byte aligned */
-static int64_t row_len(int64_t L) { return (L + NB + 15) / 16 * 16; }
-static size_t row_bytes(int64_t L) { return (size_t)row_len(L) * sizeof(float); }
+#if defined(__clang__)
+#define SHUF2(a, b, ...) __builtin_shufflevector((a), (b), __VA_ARGS__)
+#define SHUF1(a, ...) __builtin_shufflevector((a), (a), __VA_ARGS__)
+#else
+#define SHUF2(a, b, ...) __builtin_shuffle((a), (b), (vi){__VA_ARGS__})
+#define SHUF1(a, ...) __builtin_shuffle((a), (vi){__VA_ARGS__})
+#endif
 
-#define AT(a, k) (j->a + b * st[(k)] + dt0 * st[(k) + 1])   /* array a at (b, first channel of the tile) */
+/* out_b[k] += sum of the lanes of rb[k], out_c[k] += those of rc[k] (k < NS = 4): eight horizontal
+ * sums as one transposing tree (halves, quarters, pairs, neighbours) instead of eight trees. */
+static inline void reduce_add8(const vf *rb, const vf *rc, float *restrict out_b, float *restrict out_c) {
+    /* level 1: a pair (x, y) -> lanes 0-7: x's halves summed, lanes 8-15: y's */
+#define HALVES(x, y) (SHUF2(x, y, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) + \
+                      SHUF2(x, y, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31))
+    const vf s01 = HALVES(rb[0], rb[1]), s23 = HALVES(rb[2], rb[3]);
+    const vf s45 = HALVES(rc[0], rc[1]), s67 = HALVES(rc[2], rc[3]);
+#undef HALVES
+    /* level 2: lanes 0-3: v0 (v4), 4-7: v2 (v6), 8-11: v1 (v5), 12-15: v3 (v7) */
+#define QUARTERS(x, y) (SHUF2(x, y, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27) + \
+                        SHUF2(x, y, 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31))
+    const vf t = QUARTERS(s01, s23), w = QUARTERS(s45, s67);
+#undef QUARTERS
+    /* level 3: lane pairs (0,1) v0, (2,3) v4, (4,5) v2, (6,7) v6, (8,9) v1, (10,11) v5, (12,13) v3, (14,15) v7 */
+    const vf q = SHUF2(t, w, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29) +
+                 SHUF2(t, w, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    /* level 4: even lanes hold the sums */
+    float r[NL];
+    vstore(r, q + SHUF1(q, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14));
+    out_b[0] += r[0]; out_b[1] += r[8]; out_b[2] += r[4]; out_b[3] += r[12];
+    out_c[0] += r[2]; out_c[1] += r[10]; out_c[2] += r[6]; out_c[3] += r[14];
+}
+
+/* One block of NS states of a group: pass 1 stores the decays exp(delta_t A) (E), checkpoints the
+ * states every CK steps (HC) and accumulates the scan output C_t . h_t (ACC, for the gate's
+ * gradient; NULL: not needed); pass 2 walks the CK-step windows from the end, re-computes their
+ * states (HB) from the checkpoint and runs the adjoint G_t = dLoss/dh_t back through them. GU/GDL
+ * are written by the first block and accumulated by the others; gB, gC ((B, L, N) partials of this
+ * thread at (b, 0, k0)) and gA (at (d0, k0)) are accumulated. */
+static void scan_block_bwd(int64_t L, int64_t N, int64_t T, const float *restrict U, const float *restrict DL,
+                           const float *restrict Ad, const float *restrict Bb, const float *restrict Cb,
+                           const int32_t *restrict pos, const float *restrict GYY, const float *restrict gl,
+                           float *restrict GU, float *restrict GDL, float *restrict gAd, float *restrict gBb,
+                           float *restrict gCb, float *restrict E, float *restrict HC, float *restrict HB,
+                           float *restrict ACC, int first) {
+    const vf zero = vbroadcast(0.0f);
+    vf a[NS], h[NS], G[NS], ga[NS];
+    for (int k = 0; k < NS; k++) {
+        a[k] = lanes(Ad + k, N, T);
+        h[k] = zero;
+        G[k] = gl ? lanes(gl + k, N, T) : zero;
+        ga[k] = zero;
+    }
+    for (int64_t s = 0; s < L; s++) {
+        if (s % CK == 0)
+            for (int k = 0; k < NS; k++) vstore(HC + ((s / CK) * NS + k) * NL, h[k]);
+        const vf dt = vload(DL + s * NL), du = dt * vload(U + s * NL);
+        const float *bp = Bb + (int64_t)pos[s] * N, *cp = Cb + (int64_t)pos[s] * N;
+        vf acc = zero;
+        for (int k = 0; k < NS; k++) {
+            const vf e = vexp(a[k] * dt);
+            vstore(E + (s * NS + k) * NL, e);
+            h[k] = e * h[k] + du * bp[k];
+            acc += h[k] * cp[k];
+        }
+        if (ACC) vstore(ACC + s * NL, first ? acc : vload(ACC + s * NL) + acc);
+    }
+    for (int64_t c0 = (L - 1) / CK * CK; c0 >= 0; c0 -= CK) {
+        const int64_t c1 = c0 + CK < L ? c0 + CK : L;
+        const float *h0 = HC + (c0 / CK) * NS * NL;   /* the states before step c0 */
+        for (int k = 0; k < NS; k++) h[k] = vload(h0 + k * NL);
+        for (int64_t s = c0; s < c1; s++) {
+            const vf du = vload(DL + s * NL) * vload(U + s * NL);
+            const float *bp = Bb + (int64_t)pos[s] * N;
+            for (int k = 0; k < NS; k++) {
+                h[k] = vload(E + (s * NS + k) * NL) * h[k] + du * bp[k];
+                vstore(HB + ((s - c0) * NS + k) * NL, h[k]);
+            }
+        }
+        for (int64_t s = c1 - 1; s >= c0; s--) {
+            const vf dt = vload(DL + s * NL), uu = vload(U + s * NL), du = dt * uu, g = vload(GYY + s * NL);
+            const int64_t p = (int64_t)pos[s] * N;
+            const float *bp = Bb + p, *cp = Cb + p;
+            const float *hp = s > c0 ? HB + (s - 1 - c0) * NS * NL : h0;   /* h_{s-1} */
+            vf gdu = zero, gdt = zero, rb[NS], rc[NS];
+            for (int k = 0; k < NS; k++) {
+                const vf Gt = G[k] + g * cp[k];   /* dLoss/dh_s */
+                const vf e = vload(E + (s * NS + k) * NL);
+                rc[k] = vload(HB + ((s - c0) * NS + k) * NL) * g;
+                rb[k] = Gt * du;
+                gdu += Gt * bp[k];
+                const vf x = Gt * vload(hp + k * NL) * e;   /* dLoss/d(delta_s A) */
+                gdt += x * a[k];
+                ga[k] += x * dt;
+                G[k] = Gt * e;
+            }
+            reduce_add8(rb, rc, gBb + p, gCb + p);
+            const vf gl_s = gdu * uu + gdt, gu_s = gdu * dt;
+            vstore(GDL + s * NL, first ? gl_s : vload(GDL + s * NL) + gl_s);
+            vstore(GU + s * NL, first ? gu_s : vload(GU + s * NL) + gu_s);
+        }
+    }
+    for (int64_t c = 0; c < T; c++)
+        for (int k = 0; k < NS; k++) gAd[c * N + k] += ga[k][c];
+}
+
+/* scratch of L steps x `per` floats per step, 64-byte aligned (at least one vector) */
+static float *scratch(int64_t L, int64_t per) {
+    size_t n = (size_t)((L > 0 ? L : 1) * per * (int64_t)sizeof(float) + 63) / 64 * 64;
+    return (float *)aligned_alloc(64, n);
+}
+
+#define AT(a, k) (j->a + b * st[(k)] + d0 * st[(k) + 1])   /* array a at (b, first channel of the group) */
 
 static void *fwd_worker(void *arg) {
     job_t *j = (job_t *)arg;
-    const int64_t L = j->L, N = j->N, ld = row_len(L);
+    const int64_t L = j->L, N = j->N, dim = j->dim;
     const int64_t *st = j->st;
-    int64_t d0, d1;
-    channel_range(j, &d0, &d1);
-    const size_t row = row_bytes(L), tile = row * TILE;
-    int32_t *pos = (int32_t *)aligned_alloc(64, row);
-    float *U = (float *)aligned_alloc(64, tile), *R = (float *)aligned_alloc(64, tile);
-    float *Z = (float *)aligned_alloc(64, tile), *Y = (float *)aligned_alloc(64, tile);
-    float *dl = (float *)aligned_alloc(64, row);
-    if (!pos || !U || !R || !Z || !Y || !dl) { j->failed = 1; goto done; }
+    int64_t g0, g1;
+    group_range(j, &g0, &g1);
+    int32_t *pos = (int32_t *)scratch(L, 1);
+    float *U = scratch(L, NL), *DL = scratch(L, NL), *Z = scratch(L, NL), *Y = scratch(L, NL);
+    if (!pos || !U || !DL || !Z || !Y) { j->failed = 1; goto done; }
     for (int64_t b = 0; b < j->bsz; b++) {
         fill_pos(pos, L, j->lengths, b);
         const uint8_t *mrow = j->mask ? j->mask + b * L : NULL;
-        for (int64_t dt0 = d0; dt0 < d1; dt0 += TILE) {
-            const int64_t T = d1 - dt0 < TILE ? d1 - dt0 : TILE;
-            gather_tile(L, T, ld, U, AT(u, S_U), st[S_U + 1], st[S_U + 2], pos);
-            gather_tile(L, T, ld, R, AT(delta, S_DELTA), st[S_DELTA + 1], st[S_DELTA + 2], pos);
-            if (j->z) gather_tile(L, T, ld, Z, AT(z, S_Z), st[S_Z + 1], st[S_Z + 2], pos);
-            for (int64_t c = 0; c < T; c++) {
-                const int64_t d = dt0 + c;
-                float *ur = U + c * ld, *yr = Y + c * ld;
-                prep_delta(L, dl, R + c * ld, j->dbias ? j->dbias[d] : 0.0f, j->softplus, mrow, pos);
-                for (int64_t k0 = 0; k0 < N; k0 += NB)
-                    scan_block_fwd(L, N, ur, dl, j->A + d * N + k0, j->Bt + b * L * N + k0,
-                                   j->Ct + b * L * N + k0, pos, yr,
-                                   j->hlast ? j->hlast + (b * j->dim + d) * N + k0 : NULL, k0 == 0);
-                gate_fwd(L, yr, ur, j->Dp ? j->Dp[d] : 0.0f, j->z ? Z + c * ld : NULL);
-            }
-            scatter_tile(L, T, ld, AT(y, S_Y), Y, st[S_Y + 1], st[S_Y + 2], pos);
+        for (int64_t g = g0; g < g1; g++) {
+            const int64_t d0 = g * NL, T = dim - d0 < NL ? dim - d0 : NL;
+            gather_g(L, T, U, AT(u, S_U), st[S_U + 1], st[S_U + 2], pos);
+            gather_g(L, T, DL, AT(delta, S_DELTA), st[S_DELTA + 1], st[S_DELTA + 2], pos);
+            if (j->z) gather_g(L, T, Z, AT(z, S_Z), st[S_Z + 1], st[S_Z + 2], pos);
+            prep_delta(L, T, DL, j->dbias ? j->dbias + d0 : NULL, j->softplus, mrow, pos);
+            for (int64_t k0 = 0; k0 < N; k0 += NS)
+                scan_block_fwd(L, N, T, U, DL, j->A + d0 * N + k0, j->Bt + b * L * N + k0, j->Ct + b * L * N + k0,
+                               pos, Y, j->hlast ? j->hlast + (b * dim + d0) * N + k0 : NULL, k0 == 0);
+            gate_fwd(L, T, Y, U, j->Dp ? j->Dp + d0 : NULL, j->z ? Z : NULL);
+            scatter_g(L, T, AT(y, S_Y), Y, st[S_Y + 1], st[S_Y + 2], pos);
         }
     }
 done:
-    free(pos); free(U); free(R); free(Z); free(Y); free(dl);
+    free(pos); free(U); free(DL); free(Z); free(Y);
     return NULL;
 }
 
-/* One block of states of one (b, d) row: re-compute the states h_t (H) and decays exp(delta_t A) (E),
- * then the adjoint scan G_t = dLoss/dh_t from the end. gu/gdelta are written by the first block
- * and accumulated by the others; gB, gC go to this thread's partial buffers; gAd accumulates dLoss/dA. */
-static void scan_block_bwd(int64_t L, int64_t N, const float *restrict u, const float *restrict dl,
-                           const float *restrict Ad, const float *restrict Bb, const float *restrict Cb,
-                           const int32_t *restrict pos, const float *restrict gy, const float *restrict gl,
-                           float *restrict gu, float *restrict gdl, float *restrict gAd, float *restrict gBb,
-                           float *restrict gCb, float *restrict H, float *restrict E, float *restrict acc,
-                           int first) {
-    const vf a = vload(Ad);
-    vf h = {0};
-    for (int64_t t = 0; t < L; t++) {
-        const float dt = dl[t];
-        const int64_t p = (int64_t)pos[t] * N;
-        const vf e = vexp(a * dt);
-        h = e * h + vload(Bb + p) * (dt * u[t]);
-        vstore(E + t * NB, e);
-        vstore(H + t * NB, h);
-        if (acc) {   /* the scan output C_t . h_t, needed for the gate's gradient */
-            const float c = vsum(h * vload(Cb + p));
-            acc[t] = first ? c : acc[t] + c;
-        }
-    }
-    vf G = {0}, ga = {0};
-    if (gl) G = vload(gl);
-    for (int64_t t = L - 1; t >= 0; t--) {
-        const float dt = dl[t], ut = u[t], du = dt * ut, g = gy[t];
-        const int64_t p = (int64_t)pos[t] * N;
-        const vf G_t = G + vload(Cb + p) * g;       /* dLoss/dh_t */
-        vstore(gCb + p, vload(gCb + p) + vload(H + t * NB) * g);
-        vstore(gBb + p, vload(gBb + p) + G_t * du);
-        const float gdu = vsum(G_t * vload(Bb + p));
-        float gdt = 0.0f;
-        const vf e = vload(E + t * NB);
-        if (t > 0) {
-            const vf x = G_t * vload(H + (t - 1) * NB) * e;   /* dLoss/d(delta_t A) */
-            gdt = vsum(x * a);
-            ga += x * dt;
-        }
-        G = G_t * e;
-        gdl[t] = first ? gdu * ut + gdt : gdl[t] + gdu * ut + gdt;
-        gu[t] = first ? gdu * dt : gu[t] + gdu * dt;
-    }
-    vstore(gAd, vload(gAd) + ga);
-}
-
-/* Backward. Each thread owns a channel range, so gA, gD and gdbias rows are its own; gB and gC
- * (summed over channels) go to per-thread partial buffers (gB + tid * B*L*N) that the caller reduces. */
+/* Backward. Each thread owns a range of channel groups, so gA, gD and gdbias rows are its own; gB
+ * and gC (summed over channels) go to per-thread partial buffers (gB + tid * B*L*N) that the caller
+ * reduces. */
 static void *bwd_worker(void *arg) {
     job_t *j = (job_t *)arg;
-    const int64_t L = j->L, N = j->N, BLN = j->bsz * L * N, ld = row_len(L);
+    const int64_t L = j->L, N = j->N, dim = j->dim, BLN = j->bsz * L * N;
     const int64_t *st = j->st;
-    int64_t d0, d1;
-    channel_range(j, &d0, &d1);
-    const size_t rows = (size_t)((L * NB * sizeof(float) + 127) / 64 * 64), row = row_bytes(L), tile = row * TILE;
-    float *H = (float *)aligned_alloc(64, rows), *E = (float *)aligned_alloc(64, rows);
-    int32_t *pos = (int32_t *)aligned_alloc(64, row);
-    float *tl[7], *rw[3];
-    int ok = H && E && pos;
-    for (int i = 0; i < 7; i++) { tl[i] = (float *)aligned_alloc(64, tile); ok = ok && tl[i]; }
-    for (int i = 0; i < 3; i++) { rw[i] = (float *)aligned_alloc(64, row); ok = ok && rw[i]; }
-    float *U = tl[0], *R = tl[1], *Z = tl[2], *GY = tl[3], *GU = tl[4], *GDL = tl[5], *GZ = tl[6];
-    float *dl = rw[0], *gyy = rw[1], *acc = rw[2];
+    int64_t g0, g1;
+    group_range(j, &g0, &g1);
+    enum { U_, RAW_, DL_, Z_, GY_, GYY_, GU_, GDL_, ACC_, NROWS };
+    float *rw[NROWS] = {0};
+    int32_t *pos = (int32_t *)scratch(L, 1);
+    float *E = scratch(L, NS * NL), *HC = scratch(L / CK + 1, NS * NL), *HB = scratch(CK, NS * NL);
+    int ok = pos && E && HC && HB;
+    for (int i = 0; i < NROWS; i++) { rw[i] = scratch(L, NL); ok = ok && rw[i]; }
     if (!ok) { j->failed = 1; goto done; }
+    float *U = rw[U_], *RAW = rw[RAW_], *DL = rw[DL_], *Z = rw[Z_], *GY = rw[GY_], *GYY = rw[GYY_];
+    float *GU = rw[GU_], *GDL = rw[GDL_], *ACC = rw[ACC_];
     const int gated = j->z != NULL || j->Dp != NULL;
     float *gBp = j->gB + j->tid * BLN, *gCp = j->gC + j->tid * BLN;
     for (int64_t b = 0; b < j->bsz; b++) {
         fill_pos(pos, L, j->lengths, b);
         const uint8_t *mrow = j->mask ? j->mask + b * L : NULL;
-        for (int64_t dt0 = d0; dt0 < d1; dt0 += TILE) {
-            const int64_t T = d1 - dt0 < TILE ? d1 - dt0 : TILE;
-            gather_tile(L, T, ld, U, AT(u, S_U), st[S_U + 1], st[S_U + 2], pos);
-            gather_tile(L, T, ld, R, AT(delta, S_DELTA), st[S_DELTA + 1], st[S_DELTA + 2], pos);
-            if (j->z) gather_tile(L, T, ld, Z, AT(z, S_Z), st[S_Z + 1], st[S_Z + 2], pos);
-            gather_tile(L, T, ld, GY, AT(gy, S_GY), st[S_GY + 1], st[S_GY + 2], pos);
-            for (int64_t c = 0; c < T; c++) {
-                const int64_t d = dt0 + c;
-                const float bias = j->dbias ? j->dbias[d] : 0.0f;
-                float *ur = U + c * ld, *raw = R + c * ld, *zr = j->z ? Z + c * ld : NULL, *gyr = GY + c * ld;
-                float *gur = GU + c * ld, *gdl = GDL + c * ld, *gzr = GZ + c * ld;
-                prep_delta(L, dl, raw, bias, j->softplus, mrow, pos);
-                gate_bwd_in(L, gyy, gyr, zr);
-                for (int64_t k0 = 0; k0 < N; k0 += NB)
-                    scan_block_bwd(L, N, ur, dl, j->A + d * N + k0, j->Bt + b * L * N + k0,
-                                   j->Ct + b * L * N + k0, pos, gyy,
-                                   j->glast ? j->glast + (b * j->dim + d) * N + k0 : NULL, gur, gdl,
-                                   j->gA + d * N + k0, gBp + b * L * N + k0, gCp + b * L * N + k0, H, E,
-                                   zr ? acc : NULL, k0 == 0);
-                if (gated) {
-                    const float gd = gate_bwd_out(L, acc, gyr, gyy, ur, j->Dp ? j->Dp[d] : 0.0f, zr, gzr, gur);
-                    if (j->gD) j->gD[d] += gd;
-                }
-                const float gb = prep_delta_bwd(L, gdl, raw, bias, j->softplus, mrow, pos);
-                if (j->gdbias) j->gdbias[d] += gb;
+        for (int64_t g = g0; g < g1; g++) {
+            const int64_t d0 = g * NL, T = dim - d0 < NL ? dim - d0 : NL;
+            const float *bias = j->dbias ? j->dbias + d0 : NULL;
+            gather_g(L, T, U, AT(u, S_U), st[S_U + 1], st[S_U + 2], pos);
+            gather_g(L, T, RAW, AT(delta, S_DELTA), st[S_DELTA + 1], st[S_DELTA + 2], pos);
+            if (j->z) gather_g(L, T, Z, AT(z, S_Z), st[S_Z + 1], st[S_Z + 2], pos);
+            gather_g(L, T, GY, AT(gy, S_GY), st[S_GY + 1], st[S_GY + 2], pos);
+            memcpy(DL, RAW, (size_t)L * NL * sizeof(float));
+            prep_delta(L, T, DL, bias, j->softplus, mrow, pos);
+            gate_bwd_in(L, GYY, GY, j->z ? Z : NULL);
+            for (int64_t k0 = 0; k0 < N; k0 += NS)
+                scan_block_bwd(L, N, T, U, DL, j->A + d0 * N + k0, j->Bt + b * L * N + k0, j->Ct + b * L * N + k0,
+                               pos, GYY, j->glast ? j->glast + (b * dim + d0) * N + k0 : NULL, GU, GDL,
+                               j->gA + d0 * N + k0, gBp + b * L * N + k0, gCp + b * L * N + k0, E, HC, HB,
+                               j->z ? ACC : NULL, k0 == 0);
+            if (gated) {
+                const vf gd = gate_bwd_out(L, T, ACC, GY, GYY, U, j->Dp ? j->Dp + d0 : NULL, j->z ? Z : NULL, GU);
+                if (j->gD)
+                    for (int64_t c = 0; c < T; c++) j->gD[d0 + c] += gd[c];
             }
-            scatter_tile(L, T, ld, AT(gu, S_GU), GU, st[S_GU + 1], st[S_GU + 2], pos);
-            scatter_tile(L, T, ld, AT(gdelta, S_GDELTA), GDL, st[S_GDELTA + 1], st[S_GDELTA + 2], pos);
-            if (j->gz) scatter_tile(L, T, ld, AT(gz, S_GZ), GZ, st[S_GZ + 1], st[S_GZ + 2], pos);
+            const vf gb = prep_delta_bwd(L, T, GDL, RAW, bias, j->softplus, mrow, pos);
+            if (j->gdbias)
+                for (int64_t c = 0; c < T; c++) j->gdbias[d0 + c] += gb[c];
+            scatter_g(L, T, AT(gu, S_GU), GU, st[S_GU + 1], st[S_GU + 2], pos);
+            scatter_g(L, T, AT(gdelta, S_GDELTA), GDL, st[S_GDELTA + 1], st[S_GDELTA + 2], pos);
+            if (j->gz) scatter_g(L, T, AT(gz, S_GZ), GY, st[S_GZ + 1], st[S_GZ + 2], pos);
         }
     }
 done:
-    free(H); free(E); free(pos);
-    for (int i = 0; i < 7; i++) free(tl[i]);
-    for (int i = 0; i < 3; i++) free(rw[i]);
+    free(pos); free(E); free(HC); free(HB);
+    for (int i = 0; i < NROWS; i++) free(rw[i]);
     return NULL;
 }
 
@@ -504,6 +547,9 @@ static int clamp_threads(int64_t dim, int nthreads) {
     if (nthreads < 1) nthreads = 1;
     return (int)(nthreads > dim ? (dim > 0 ? dim : 1) : nthreads);
 }
+
+/* threads of a scan: at most one per group of NL channels */
+static int scan_threads(int64_t dim, int nthreads) { return clamp_threads(n_groups(dim), nthreads); }
 
 static int run(void *(*fn)(void *), job_t *proto, int nthreads) {
     nthreads = clamp_threads(proto->dim, nthreads);
@@ -530,7 +576,7 @@ static int run(void *(*fn)(void *), job_t *proto, int nthreads) {
 
 /* Number of partial gB/gC buffers the backward pass needs for `nthreads` (the caller allocates
  * that many (B, L, N) zeroed buffers and sums them). */
-int depdet_scan_bwd_parts(int64_t dim, int nthreads) { return clamp_threads(dim, nthreads); }
+int depdet_scan_bwd_parts(int64_t dim, int nthreads) { return scan_threads(dim, nthreads); }
 
 /* y = (scan(u) + D u) * silu(z) with delta = mask ? softplus?(delta + dbias) : 0; strides: S_COUNT
  * element strides (u, delta, z, y as [b, d, t]); dbias, mask, lengths, Dp and z may be NULL. */
@@ -543,7 +589,7 @@ int depdet_scan_fwd(int64_t bsz, int64_t dim, int64_t L, int64_t N, const int64_
     j.bsz = bsz; j.dim = dim; j.L = L; j.N = N; j.st = strides;
     j.u = u; j.delta = delta; j.dbias = dbias; j.softplus = softplus; j.mask = mask; j.lengths = lengths;
     j.A = A; j.Bt = Bt; j.Ct = Ct; j.Dp = Dp; j.z = z; j.y = y; j.hlast = hlast;
-    return run(fwd_worker, &j, nthreads);
+    return run(fwd_worker, &j, scan_threads(dim, nthreads));
 }
 
 /* gA, gD and gdbias must be zeroed by the caller (gu, gdelta, gz are written; gdelta is the
@@ -560,5 +606,5 @@ int depdet_scan_bwd(int64_t bsz, int64_t dim, int64_t L, int64_t N, const int64_
     j.u = u; j.delta = delta; j.dbias = dbias; j.softplus = softplus; j.mask = mask; j.lengths = lengths;
     j.A = A; j.Bt = Bt; j.Ct = Ct; j.Dp = Dp; j.z = z; j.gy = gy; j.glast = glast;
     j.gu = gu; j.gdelta = gdelta; j.gA = gA; j.gB = gB; j.gC = gC; j.gD = gD; j.gz = gz; j.gdbias = gdbias;
-    return run(bwd_worker, &j, nthreads);
+    return run(bwd_worker, &j, scan_threads(dim, nthreads));
 }

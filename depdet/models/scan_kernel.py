@@ -3,15 +3,16 @@
 On a CPU the selective scan's per-step work at Mamba sizes (batch x d_inner x d_state) is too
 large to sit in cache and too small to amortise PyTorch's per-op cost, so neither the sequential
 PyTorch loop nor the chunked scan of :mod:`depdet.models.mamba` gets near the hardware. This module
-runs the exact sequential recurrence in C, one thread per block of channels, with the states of a
-channel kept in registers, and a hand-written backward pass (re-computing the states, then the
-adjoint scan), so no (B, L, D, N) tensor is ever allocated: memory is O(B D L) for the inputs and
+runs the exact sequential recurrence in C, 16 channels at a time (one per vector lane) with their
+states in registers, threads over blocks of channels, and a hand-written backward pass (the
+states re-computed from checkpoints, then the adjoint scan), so no (B, L, D, N) tensor is ever allocated: memory is O(B D L) for the inputs and
 gradients plus O(threads x B L N) scratch. Fused around the scan (see :func:`selective_scan_kernel`):
 delta's bias, softplus and step mask, the skip D and the gate z, per-sample reversed spans (the
 backward direction of a bidirectional block), and arbitrary [b, d, t] strides of u, delta, z, y and
 their gradients (the time-major tensors of the linear layers are read and written in place).
 
-Build: ``$CC`` (else ``gcc``/``cc``) with ``-O3 -march=native`` (no ``-ffast-math``), cached as
+Build: ``$CC`` (else ``gcc``/``cc``) with ``-O3 -march=native -ffp-contract=fast`` (fused multiply-adds:
+rounding differs from PyTorch's separate ops by about an ulp; no ``-ffast-math``), cached as
 ``$XDG_CACHE_HOME/depdet/kernels/scan_kernel-<hash>.so`` (hash of the source, compiler, flags and
 CPU) with its SHA-256 in ``scan_kernel-<hash>.so.sha256``, written to a temporary file and renamed,
 so concurrent processes never load a partial file. The cache folder is created with mode 0700; a
@@ -45,8 +46,9 @@ log = logging.getLogger(__name__)
 __all__ = ["available", "backend", "build_error", "library_path", "selective_scan_kernel"]
 
 SOURCE = Path(__file__).with_name("scan_kernel.c")
-ABI = 6
-FLAGS = ["-O3", "-fPIC", "-shared", "-pthread", "-std=c11", "-fno-math-errno", "-fno-trapping-math"]
+ABI = 7
+FLAGS = ["-O3", "-fPIC", "-shared", "-pthread", "-std=c11", "-fno-math-errno", "-fno-trapping-math",
+         "-ffp-contract=fast"]
 ENV_BACKEND = "DEPDET_SCAN"
 
 _lock = threading.Lock()
@@ -252,8 +254,8 @@ def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-#: states per block in the kernel (scan_kernel.c's NB); d_state is zero-padded to a multiple of it
-BLOCK = 16
+#: states per register block in the kernel (scan_kernel.c's NS); d_state is zero-padded to a multiple of it
+BLOCK = 4
 
 
 def _strides(*ts: torch.Tensor | None) -> ctypes.Array:
