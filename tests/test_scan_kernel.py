@@ -243,9 +243,12 @@ def _flipped_reference(x, lengths, mask=None):
 @needs_kernel
 @pytest.mark.parametrize("L", [1, 5, 16, 37])
 @pytest.mark.parametrize("with_mask", [False, True])
-def test_kernel_reversed_spans_match_flipping_by_gather(L, with_mask):
-    # per-sample lengths: empty span, one step, partial spans, the whole length
-    x = _inputs(L, b=4, n=12, seed=L)
+@pytest.mark.parametrize("d", [6, 20])
+def test_kernel_reversed_spans_match_flipping_by_gather(L, with_mask, d):
+    # per-sample lengths: empty span, one step, partial spans, the whole length; d=20: a full group
+    # of 16 channels, whose (B, D, L) rows are transposed 16 steps at a time (ascending, descending
+    # and the block where a reversed span ends), and a partial one
+    x = _inputs(L, b=4, d=d, n=12, seed=L)
     lengths = torch.tensor([0, 1, max(1, L // 2), L])
     mask = None
     if with_mask:

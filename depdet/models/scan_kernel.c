@@ -202,6 +202,51 @@ static inline vi live_lanes(int64_t T) {
     return m;
 }
 
+#if defined(__clang__)
+#define SHUF2(a, b, ...) __builtin_shufflevector((a), (b), __VA_ARGS__)
+#define SHUF1(a, ...) __builtin_shufflevector((a), (a), __VA_ARGS__)
+#else
+#define SHUF2(a, b, ...) __builtin_shuffle((a), (b), (vi){__VA_ARGS__})
+#define SHUF1(a, ...) __builtin_shuffle((a), (vi){__VA_ARGS__})
+#endif
+
+/* 16 x 16 transpose in registers: m[r][c] <- m[c][r], four stages swapping the off-diagonal
+ * blocks of 8, 4, 2 and 1 lanes (two two-source shuffles per pair of rows) */
+#define X8LO 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
+#define X8HI 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
+#define X4LO 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27
+#define X4HI 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
+#define X2LO 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29
+#define X2HI 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
+#define X1LO 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30
+#define X1HI 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
+#define XSTAGE(m, b, LO, HI)                                                        \
+    for (int r_ = 0; r_ < NL; r_++)                                                 \
+        if (!(r_ & (b))) {                                                          \
+            const vf x_ = (m)[r_], y_ = (m)[r_ | (b)];                              \
+            (m)[r_] = SHUF2(x_, y_, LO);                                            \
+            (m)[r_ | (b)] = SHUF2(x_, y_, HI);                                      \
+        }
+static inline void transpose16(vf *m) {
+    XSTAGE(m, 8, X8LO, X8HI)
+    XSTAGE(m, 4, X4LO, X4HI)
+    XSTAGE(m, 2, X2LO, X2HI)
+    XSTAGE(m, 1, X1LO, X1HI)
+}
+#undef XSTAGE
+
+static inline vf vreverse(vf v) { return SHUF1(v, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0); }
+
+/* the time rows of scan steps s .. s+NL-1: 1 = consecutive rows ascending, -1 = descending, 0 = neither */
+static inline int run_dir(const int32_t *restrict pos) {
+    int up = 1, down = 1;
+    for (int i = 1; i < NL; i++) {
+        up &= pos[i] == pos[0] + i;
+        down &= pos[i] == pos[0] - i;
+    }
+    return up ? 1 : (down ? -1 : 0);
+}
+
 /* dst[s * NL + c] = src[c * sd + pos[s] * st] for the T live channels, 0 in the other lanes */
 static void gather_g(int64_t L, int64_t T, float *restrict dst, const float *restrict src, int64_t sd,
                      int64_t st, const int32_t *restrict pos) {
@@ -215,9 +260,20 @@ static void gather_g(int64_t L, int64_t T, float *restrict dst, const float *res
         }
         return;
     }
-    /* channel-major: a transposing copy, a step (16 reads, one from each channel's row) at a time:
-     * the 16 source rows are read in order and the scratch written in order (no pass per channel) */
-    for (int64_t s = 0; s < L; s++) {
+    /* channel-major: a transposing copy; 16 steps x 16 channels at a time through registers where
+     * the 16 steps are 16 consecutive rows (all but the block where a reversed span ends) */
+    int64_t s = 0;
+    if (T == NL && st == 1)
+        for (; s + NL <= L; s += NL) {
+            const int dir = run_dir(pos + s);
+            if (!dir) break;
+            const float *at = src + (dir > 0 ? pos[s] : pos[s + NL - 1]);
+            vf m[NL];
+            for (int c = 0; c < NL; c++) m[c] = dir > 0 ? vload(at + c * sd) : vreverse(vload(at + c * sd));
+            transpose16(m);
+            for (int t = 0; t < NL; t++) vstore(dst + (s + t) * NL, m[t]);
+        }
+    for (; s < L; s++) {   /* one step (16 reads, one from each channel's row) at a time */
         const float *col = src + (int64_t)pos[s] * st;
         float *out = dst + s * NL;
         for (int64_t c = 0; c < T; c++) out[c] = col[c * sd];
@@ -236,7 +292,18 @@ static void scatter_g(int64_t L, int64_t T, float *restrict dst, const float *re
         }
         return;
     }
-    for (int64_t s = 0; s < L; s++) {
+    int64_t s = 0;
+    if (T == NL && st == 1)
+        for (; s + NL <= L; s += NL) {
+            const int dir = run_dir(pos + s);
+            if (!dir) break;
+            float *at = dst + (dir > 0 ? pos[s] : pos[s + NL - 1]);
+            vf m[NL];
+            for (int t = 0; t < NL; t++) m[t] = vload(src + (s + t) * NL);
+            transpose16(m);
+            for (int c = 0; c < NL; c++) vstore(at + c * sd, dir > 0 ? m[c] : vreverse(m[c]));
+        }
+    for (; s < L; s++) {
         float *col = dst + (int64_t)pos[s] * st;
         const float *in = src + s * NL;
         for (int64_t c = 0; c < T; c++) col[c * sd] = in[c];
@@ -339,14 +406,6 @@ static vf gate_bwd_out(int64_t L, int64_t T, const float *restrict ACC, float *r
     }
     return sd;
 }
-
-#if defined(__clang__)
-#define SHUF2(a, b, ...) __builtin_shufflevector((a), (b), __VA_ARGS__)
-#define SHUF1(a, ...) __builtin_shufflevector((a), (a), __VA_ARGS__)
-#else
-#define SHUF2(a, b, ...) __builtin_shuffle((a), (b), (vi){__VA_ARGS__})
-#define SHUF1(a, ...) __builtin_shuffle((a), (vi){__VA_ARGS__})
-#endif
 
 /* out_b[k] += sum of the lanes of rb[k], out_c[k] += those of rc[k] (k < NS = 4): eight horizontal
  * sums as one transposing tree (halves, quarters, pairs, neighbours) instead of eight trees. */
