@@ -306,10 +306,11 @@ def test_kernel_softplus_is_accurate():
 
 
 @needs_kernel
-@pytest.mark.parametrize("d", [8, 75])
+@pytest.mark.parametrize("d", [8, 40, 75])
 def test_kernel_reads_time_major_views_without_copies_and_writes_time_major(d):
     # u, delta, z as (B, D, L) views of (B, L, D) tensors: z strided like a chunk of in_proj's output;
-    # d = 75: several channel tiles of the kernel and a partial one
+    # d = 40: one tile of three 16-channel groups, the last partial; d = 75: a full tile of four
+    # groups, then a tile of one partial group
     x = _inputs(29, b=3, d=d, n=12, seed=11)
     names = list(x)
     want = _run_opts(M.selective_scan_ref, x, names)

@@ -310,6 +310,49 @@ static void scatter_g(int64_t L, int64_t T, float *restrict dst, const float *re
     }
 }
 
+/* A tile: up to NT consecutive groups of one sample, gathered and scattered together (group g of
+ * the tile in dst + g * L * NL), so a time-major row is read and written NT * 64 bytes at a time
+ * (four cache lines of one page, not one line per page and group); channel-major rows go group by
+ * group through the transposes above. T: live channels of the tile. */
+#define NT 4
+
+static void gather_t(int64_t L, int64_t T, float *restrict dst, const float *restrict src, int64_t sd,
+                     int64_t st, const int32_t *restrict pos) {
+    const int64_t ng = (T + NL - 1) / NL;
+    if (sd != 1 || ng == 1) {
+        for (int64_t g = 0; g < ng; g++)
+            gather_g(L, T - g * NL < NL ? T - g * NL : NL, dst + g * L * NL, src + g * NL * sd, sd, st, pos);
+        return;
+    }
+    const int64_t tail = T - (ng - 1) * NL;   /* live channels of the last group */
+    float *last = dst + (ng - 1) * L * NL;
+    if (tail < NL) memset(last, 0, (size_t)L * NL * sizeof(float));
+    for (int64_t s = 0; s < L; s++) {
+        if (s + PREFETCH < L) __builtin_prefetch(src + (int64_t)pos[s + PREFETCH] * st, 0, 0);
+        const float *row = src + (int64_t)pos[s] * st;
+        for (int64_t g = 0; g + 1 < ng; g++) vstore(dst + g * L * NL + s * NL, vload(row + g * NL));
+        memcpy(last + s * NL, row + (ng - 1) * NL, (size_t)tail * sizeof(float));
+    }
+}
+
+static void scatter_t(int64_t L, int64_t T, float *restrict dst, const float *restrict src, int64_t sd,
+                      int64_t st, const int32_t *restrict pos) {
+    const int64_t ng = (T + NL - 1) / NL;
+    if (sd != 1 || ng == 1) {
+        for (int64_t g = 0; g < ng; g++)
+            scatter_g(L, T - g * NL < NL ? T - g * NL : NL, dst + g * NL * sd, src + g * L * NL, sd, st, pos);
+        return;
+    }
+    const int64_t tail = T - (ng - 1) * NL;
+    const float *last = src + (ng - 1) * L * NL;
+    for (int64_t s = 0; s < L; s++) {
+        if (s + PREFETCH < L) __builtin_prefetch(dst + (int64_t)pos[s + PREFETCH] * st, 1, 0);
+        float *row = dst + (int64_t)pos[s] * st;
+        for (int64_t g = 0; g + 1 < ng; g++) vstore(row + g * NL, vload(src + g * L * NL + s * NL));
+        memcpy(row + (ng - 1) * NL, last + s * NL, (size_t)tail * sizeof(float));
+    }
+}
+
 /* dl <- mask ? (softplus ? softplus(raw + bias) : raw + bias) : 0 in place (raw in dl), 0 in dead lanes */
 static void prep_delta(int64_t L, int64_t T, float *restrict dl, const float *restrict bias, int softplus,
                        const uint8_t *restrict mrow, const int32_t *restrict pos) {
@@ -510,31 +553,37 @@ static float *scratch(int64_t L, int64_t per) {
     return (float *)aligned_alloc(64, n);
 }
 
-#define AT(a, k) (j->a + b * st[(k)] + d0 * st[(k) + 1])   /* array a at (b, first channel of the group) */
+#define AT(a, k) (j->a + b * st[(k)] + d0 * st[(k) + 1])   /* array a at (b, first channel of the tile) */
 
 static void *fwd_worker(void *arg) {
     job_t *j = (job_t *)arg;
-    const int64_t L = j->L, N = j->N, dim = j->dim;
+    const int64_t L = j->L, N = j->N, dim = j->dim, gl = L * NL;
     const int64_t *st = j->st;
     int64_t g0, g1;
     group_range(j, &g0, &g1);
     int32_t *pos = (int32_t *)scratch(L, 1);
-    float *U = scratch(L, NL), *DL = scratch(L, NL), *Z = scratch(L, NL), *Y = scratch(L, NL);
+    float *U = scratch(L, NT * NL), *DL = scratch(L, NT * NL), *Z = scratch(L, NT * NL), *Y = scratch(L, NT * NL);
     if (!pos || !U || !DL || !Z || !Y) { j->failed = 1; goto done; }
     for (int64_t b = 0; b < j->bsz; b++) {
         fill_pos(pos, L, j->lengths, b);
         const uint8_t *mrow = j->mask ? j->mask + b * L : NULL;
-        for (int64_t g = g0; g < g1; g++) {
-            const int64_t d0 = g * NL, T = dim - d0 < NL ? dim - d0 : NL;
-            gather_g(L, T, U, AT(u, S_U), st[S_U + 1], st[S_U + 2], pos);
-            gather_g(L, T, DL, AT(delta, S_DELTA), st[S_DELTA + 1], st[S_DELTA + 2], pos);
-            if (j->z) gather_g(L, T, Z, AT(z, S_Z), st[S_Z + 1], st[S_Z + 2], pos);
-            prep_delta(L, T, DL, j->dbias ? j->dbias + d0 : NULL, j->softplus, mrow, pos);
-            for (int64_t k0 = 0; k0 < N; k0 += NS)
-                scan_block_fwd(L, N, T, U, DL, j->A + d0 * N + k0, j->Bt + b * L * N + k0, j->Ct + b * L * N + k0,
-                               pos, Y, j->hlast ? j->hlast + (b * dim + d0) * N + k0 : NULL, k0 == 0);
-            gate_fwd(L, T, Y, U, j->Dp ? j->Dp + d0 : NULL, j->z ? Z : NULL);
-            scatter_g(L, T, AT(y, S_Y), Y, st[S_Y + 1], st[S_Y + 2], pos);
+        for (int64_t t0 = g0; t0 < g1; t0 += NT) {
+            const int64_t d0 = t0 * NL, end = (t0 + NT < g1 ? t0 + NT : g1) * NL;
+            const int64_t TT = (end < dim ? end : dim) - d0;   /* live channels of the tile */
+            gather_t(L, TT, U, AT(u, S_U), st[S_U + 1], st[S_U + 2], pos);
+            gather_t(L, TT, DL, AT(delta, S_DELTA), st[S_DELTA + 1], st[S_DELTA + 2], pos);
+            if (j->z) gather_t(L, TT, Z, AT(z, S_Z), st[S_Z + 1], st[S_Z + 2], pos);
+            for (int64_t g = 0; g * NL < TT; g++) {
+                const int64_t dg = d0 + g * NL, T = TT - g * NL < NL ? TT - g * NL : NL;
+                float *Ug = U + g * gl, *DLg = DL + g * gl, *Yg = Y + g * gl;
+                prep_delta(L, T, DLg, j->dbias ? j->dbias + dg : NULL, j->softplus, mrow, pos);
+                for (int64_t k0 = 0; k0 < N; k0 += NS)
+                    scan_block_fwd(L, N, T, Ug, DLg, j->A + dg * N + k0, j->Bt + b * L * N + k0,
+                                   j->Ct + b * L * N + k0, pos, Yg,
+                                   j->hlast ? j->hlast + (b * dim + dg) * N + k0 : NULL, k0 == 0);
+                gate_fwd(L, T, Yg, Ug, j->Dp ? j->Dp + dg : NULL, j->z ? Z + g * gl : NULL);
+            }
+            scatter_t(L, TT, AT(y, S_Y), Y, st[S_Y + 1], st[S_Y + 2], pos);
         }
     }
 done:
@@ -547,54 +596,63 @@ done:
  * reduces. */
 static void *bwd_worker(void *arg) {
     job_t *j = (job_t *)arg;
-    const int64_t L = j->L, N = j->N, dim = j->dim, BLN = j->bsz * L * N;
+    const int64_t L = j->L, N = j->N, dim = j->dim, BLN = j->bsz * L * N, gl = L * NL;
     const int64_t *st = j->st;
     int64_t g0, g1;
     group_range(j, &g0, &g1);
-    enum { U_, RAW_, DL_, Z_, GY_, GYY_, GU_, GDL_, ACC_, NROWS };
-    float *rw[NROWS] = {0};
+    enum { U_, RAW_, Z_, GY_, GU_, GDL_, NTILES };   /* gathered / scattered per tile */
+    enum { DL_, GYY_, ACC_, NROWS };                  /* per group */
+    float *tl[NTILES] = {0}, *rw[NROWS] = {0};
     int32_t *pos = (int32_t *)scratch(L, 1);
     float *E = scratch(L, NS * NL), *HC = scratch(L / CK + 1, NS * NL), *HB = scratch(CK, NS * NL);
     int ok = pos && E && HC && HB;
+    for (int i = 0; i < NTILES; i++) { tl[i] = scratch(L, NT * NL); ok = ok && tl[i]; }
     for (int i = 0; i < NROWS; i++) { rw[i] = scratch(L, NL); ok = ok && rw[i]; }
     if (!ok) { j->failed = 1; goto done; }
-    float *U = rw[U_], *RAW = rw[RAW_], *DL = rw[DL_], *Z = rw[Z_], *GY = rw[GY_], *GYY = rw[GYY_];
-    float *GU = rw[GU_], *GDL = rw[GDL_], *ACC = rw[ACC_];
+    float *DL = rw[DL_], *GYY = rw[GYY_], *ACC = rw[ACC_];
     const int gated = j->z != NULL || j->Dp != NULL;
     float *gBp = j->gB + j->tid * BLN, *gCp = j->gC + j->tid * BLN;
     for (int64_t b = 0; b < j->bsz; b++) {
         fill_pos(pos, L, j->lengths, b);
         const uint8_t *mrow = j->mask ? j->mask + b * L : NULL;
-        for (int64_t g = g0; g < g1; g++) {
-            const int64_t d0 = g * NL, T = dim - d0 < NL ? dim - d0 : NL;
-            const float *bias = j->dbias ? j->dbias + d0 : NULL;
-            gather_g(L, T, U, AT(u, S_U), st[S_U + 1], st[S_U + 2], pos);
-            gather_g(L, T, RAW, AT(delta, S_DELTA), st[S_DELTA + 1], st[S_DELTA + 2], pos);
-            if (j->z) gather_g(L, T, Z, AT(z, S_Z), st[S_Z + 1], st[S_Z + 2], pos);
-            gather_g(L, T, GY, AT(gy, S_GY), st[S_GY + 1], st[S_GY + 2], pos);
-            memcpy(DL, RAW, (size_t)L * NL * sizeof(float));
-            prep_delta(L, T, DL, bias, j->softplus, mrow, pos);
-            gate_bwd_in(L, GYY, GY, j->z ? Z : NULL);
-            for (int64_t k0 = 0; k0 < N; k0 += NS)
-                scan_block_bwd(L, N, T, U, DL, j->A + d0 * N + k0, j->Bt + b * L * N + k0, j->Ct + b * L * N + k0,
-                               pos, GYY, j->glast ? j->glast + (b * dim + d0) * N + k0 : NULL, GU, GDL,
-                               j->gA + d0 * N + k0, gBp + b * L * N + k0, gCp + b * L * N + k0, E, HC, HB,
-                               j->z ? ACC : NULL, k0 == 0);
-            if (gated) {
-                const vf gd = gate_bwd_out(L, T, ACC, GY, GYY, U, j->Dp ? j->Dp + d0 : NULL, j->z ? Z : NULL, GU);
-                if (j->gD)
-                    for (int64_t c = 0; c < T; c++) j->gD[d0 + c] += gd[c];
+        for (int64_t t0 = g0; t0 < g1; t0 += NT) {
+            const int64_t d0 = t0 * NL, end = (t0 + NT < g1 ? t0 + NT : g1) * NL;
+            const int64_t TT = (end < dim ? end : dim) - d0;
+            gather_t(L, TT, tl[U_], AT(u, S_U), st[S_U + 1], st[S_U + 2], pos);
+            gather_t(L, TT, tl[RAW_], AT(delta, S_DELTA), st[S_DELTA + 1], st[S_DELTA + 2], pos);
+            if (j->z) gather_t(L, TT, tl[Z_], AT(z, S_Z), st[S_Z + 1], st[S_Z + 2], pos);
+            gather_t(L, TT, tl[GY_], AT(gy, S_GY), st[S_GY + 1], st[S_GY + 2], pos);
+            for (int64_t g = 0; g * NL < TT; g++) {
+                const int64_t dg = d0 + g * NL, T = TT - g * NL < NL ? TT - g * NL : NL;
+                const float *bias = j->dbias ? j->dbias + dg : NULL;
+                float *U = tl[U_] + g * gl, *RAW = tl[RAW_] + g * gl, *Z = j->z ? tl[Z_] + g * gl : NULL;
+                float *GY = tl[GY_] + g * gl, *GU = tl[GU_] + g * gl, *GDL = tl[GDL_] + g * gl;
+                memcpy(DL, RAW, (size_t)gl * sizeof(float));
+                prep_delta(L, T, DL, bias, j->softplus, mrow, pos);
+                gate_bwd_in(L, GYY, GY, Z);
+                for (int64_t k0 = 0; k0 < N; k0 += NS)
+                    scan_block_bwd(L, N, T, U, DL, j->A + dg * N + k0, j->Bt + b * L * N + k0,
+                                   j->Ct + b * L * N + k0, pos, GYY,
+                                   j->glast ? j->glast + (b * dim + dg) * N + k0 : NULL, GU, GDL,
+                                   j->gA + dg * N + k0, gBp + b * L * N + k0, gCp + b * L * N + k0, E, HC, HB,
+                                   Z ? ACC : NULL, k0 == 0);
+                if (gated) {   /* gz is written over gy (GY), element by element */
+                    const vf gd = gate_bwd_out(L, T, ACC, GY, GYY, U, j->Dp ? j->Dp + dg : NULL, Z, GU);
+                    if (j->gD)
+                        for (int64_t c = 0; c < T; c++) j->gD[dg + c] += gd[c];
+                }
+                const vf gb = prep_delta_bwd(L, T, GDL, RAW, bias, j->softplus, mrow, pos);
+                if (j->gdbias)
+                    for (int64_t c = 0; c < T; c++) j->gdbias[dg + c] += gb[c];
             }
-            const vf gb = prep_delta_bwd(L, T, GDL, RAW, bias, j->softplus, mrow, pos);
-            if (j->gdbias)
-                for (int64_t c = 0; c < T; c++) j->gdbias[d0 + c] += gb[c];
-            scatter_g(L, T, AT(gu, S_GU), GU, st[S_GU + 1], st[S_GU + 2], pos);
-            scatter_g(L, T, AT(gdelta, S_GDELTA), GDL, st[S_GDELTA + 1], st[S_GDELTA + 2], pos);
-            if (j->gz) scatter_g(L, T, AT(gz, S_GZ), GY, st[S_GZ + 1], st[S_GZ + 2], pos);
+            scatter_t(L, TT, AT(gu, S_GU), tl[GU_], st[S_GU + 1], st[S_GU + 2], pos);
+            scatter_t(L, TT, AT(gdelta, S_GDELTA), tl[GDL_], st[S_GDELTA + 1], st[S_GDELTA + 2], pos);
+            if (j->gz) scatter_t(L, TT, AT(gz, S_GZ), tl[GY_], st[S_GZ + 1], st[S_GZ + 2], pos);
         }
     }
 done:
     free(pos); free(E); free(HC); free(HB);
+    for (int i = 0; i < NTILES; i++) free(tl[i]);
     for (int i = 0; i < NROWS; i++) free(rw[i]);
     return NULL;
 }
