@@ -17,11 +17,12 @@ backward direction of a bidirectional block), and arbitrary [b, d, t] strides of
 their gradients (the time-major tensors of the linear layers are read and written in place).
 
 Depthwise causal conv (ours: on this memory-bound work PyTorch's CPU ``F.conv1d(groups=D)`` plus
-``F.silu`` is about four times slower, forward + backward at batch 16, d_inner 1024, 596 steps): ``act(conv(x) + bias)`` per (b, d) row, causal or anti-causal
-(``reverse``), SiLU fused, forward and a hand-written backward that re-computes the pre-activation
-from x (nothing but the inputs is stored); x and the incoming gradient read with any [b, d, t]
-strides; threads over channels (each owns whole channels: no partial sums for the weight and bias
-gradients). See :func:`causal_conv1d_kernel`.
+``F.silu`` is about four times slower, forward + backward at batch 16, d_inner 1024, 596 steps):
+``act(conv(x) + bias)`` per (b, d) row, causal or anti-causal (``reverse``), SiLU fused, forward and
+a hand-written backward that re-computes the pre-activation from x (nothing but the inputs is
+stored); x and the incoming gradient read with any [b, d, t] strides; threads over channels (each
+owns whole channels: no partial sums for the weight and bias gradients). See
+:func:`causal_conv1d_kernel`.
 
 Build: ``$CC`` (else ``gcc``/``cc``) with ``-O3 -march=native`` (no ``-ffast-math``), cached as
 ``$XDG_CACHE_HOME/depdet/kernels/scan_kernel-<hash>.so`` (hash of the source, compiler, flags and
