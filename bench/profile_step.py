@@ -10,7 +10,9 @@ Printed: the thread count, the best-of-N wall time per step (after a warm-up, no
 the profiled step's self CPU time grouped into
 
 * matrix products: mm / addmm / bmm / matmul / linear (and their autograd nodes),
-* convolution: the depthwise and k=3/k=1 convolutions, forward and backward,
+* convolution: the depthwise and k=3/k=1 convolutions, forward and backward (with the compiled
+  depthwise conv: its ``depdet_conv_*`` calls, timed the same way as the scan kernel's below, and
+  its autograd node; its fused SiLU is counted here, PyTorch's ``aten::silu`` under "other"),
 * scan kernel: the compiled C selective scan's forward and backward calls (timed by wrapping the
   loaded library's ``depdet_scan_*`` entry points in ``record_function``, so the time is the C
   call alone, not the PyTorch glue around it),
@@ -35,6 +37,7 @@ MATMUL = ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear"
           "MmBackward0", "AddmmBackward0", "BmmBackward0", "LinearBackward0", "UnsafeViewBackward0")
 CONV = ("conv", "Conv")   # aten::convolution, aten::_convolution, mkldnn_convolution, convolution_backward...
 SCAN = "scan_kernel::"
+CONV_KERNEL = "conv_kernel::"   # the compiled depthwise conv's calls: "conv" puts them in "convolution"
 
 
 def group_of(name: str) -> str:
@@ -48,19 +51,24 @@ def group_of(name: str) -> str:
 
 
 class _TimedLib:
-    """The loaded kernel library with each ``depdet_scan_*`` call inside ``record_function``."""
+    """The loaded kernel library with each ``depdet_scan_*`` / ``depdet_conv_*`` call inside ``record_function``."""
 
     def __init__(self, lib):
         self._lib = lib
 
     def __getattr__(self, name):
         fn = getattr(self._lib, name)
-        if not name.startswith("depdet_scan_") or name in ("depdet_scan_abi", "depdet_scan_bwd_parts"):
+        if name in ("depdet_scan_abi", "depdet_scan_bwd_parts"):
+            return fn
+        for prefix, label in (("depdet_scan_", SCAN), ("depdet_conv_", CONV_KERNEL)):
+            if name.startswith(prefix):
+                break
+        else:
             return fn
         from torch.profiler import record_function
 
         def call(*args):
-            with record_function(SCAN + name[len("depdet_scan_"):]):
+            with record_function(label + name[len(prefix):]):
                 return fn(*args)
         return call
 

@@ -397,12 +397,21 @@ def causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     ``y_t = sum_j w[K-1-j] x_{t+j}`` (= ``flip(conv(flip(x)))``, no flips on the CPU path). On a
     sample whose rows past its valid span are zero this equals the causal conv of the span
     reversed within itself (:func:`flip_within`) on every step of the span.
+
+    Paths: the ``causal_conv1d`` CUDA kernel on CUDA tensors; on CPU float32 tensors (x, weight and
+    bias) the compiled conv of :mod:`depdet.models.scan_kernel` (ours: conv, bias and SiLU fused,
+    forward and backward, about four times faster than ``F.conv1d``) when :func:`scan_kernel.backend
+    <depdet.models.scan_kernel.backend>` is ``"kernel"`` (``$DEPDET_SCAN=chunked`` keeps the PyTorch
+    path); else ``F.conv1d(groups=D)`` and ``F.silu``.
     """
     if use_cuda_conv(x):
         fn = _cuda_causal_conv1d_fn()
         if reverse:
             return fn(x.flip(-1).contiguous(), weight.contiguous(), bias, activation=activation).flip(-1)
         return fn(x.contiguous(), weight.contiguous(), bias, activation=activation)
+    if (x.dtype == weight.dtype == torch.float32 and (bias is None or bias.dtype == torch.float32)
+            and activation in (None, "silu", "swish") and scan_kernel.backend(x) == "kernel"):
+        return scan_kernel.causal_conv1d_kernel(x, weight, bias, activation, reverse)
     k = weight.shape[-1]
     if reverse:
         y = F.conv1d(x, weight.flip(-1).unsqueeze(1), bias, padding=k - 1, groups=x.shape[1])[..., k - 1:]

@@ -1,6 +1,7 @@
 /*
  * CPU selective-scan kernel for depdet (forward and backward), compiled at first use by
  * depdet/models/scan_kernel.py with the system C compiler and loaded through ctypes.
+ * The library also holds Mamba's depthwise causal conv with SiLU fused (depdet_conv_*, at the end).
  *
  * The recurrence is the plain sequential one of Mamba (selective_scan_ref in mamba.py):
  *     h_t = exp(delta_t * A) * h_{t-1} + delta_t * u_t * B_t,
@@ -31,7 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEPDET_SCAN_ABI 7
+#define DEPDET_SCAN_ABI 8
 
 int depdet_scan_abi(void) { return DEPDET_SCAN_ABI; }
 
@@ -724,4 +725,188 @@ int depdet_scan_bwd(int64_t bsz, int64_t dim, int64_t L, int64_t N, const int64_
     j.A = A; j.Bt = Bt; j.Ct = Ct; j.Dp = Dp; j.z = z; j.gy = gy; j.glast = glast;
     j.gu = gu; j.gdelta = gdelta; j.gA = gA; j.gB = gB; j.gC = gC; j.gD = gD; j.gz = gz; j.gdbias = gdbias;
     return run(bwd_worker, &j, scan_threads(dim, nthreads));
+}
+
+
+/* ==================================================================================================
+ * Depthwise causal conv (Mamba's conv1d, mamba.causal_conv1d), forward and backward, SiLU fused.
+ *
+ * Per (b, d) row, with K taps w = weight[d] (PyTorch's F.conv1d tap order) and x = 0 outside [0, L):
+ *     causal  (reverse = 0): pre_t = bias[d] + sum_j w[j] x_{t-(K-1)+j}   (F.conv1d, padding K-1, first L)
+ *     reverse (reverse = 1): pre_t = bias[d] + sum_j w[K-1-j] x_{t+j}     (= flip(causal(flip(x))))
+ *     y_t = silu(pre_t) (silu = 1) or pre_t.
+ * Both are one form over a zero-padded copy xp of the row (x_t at xp[P + t], P = K-1, zeros around):
+ *     pre_t = bias + sum_j wr[j] xp[base + t + j],   wr = w, base = 0 (causal); wr = flip(w), base = P.
+ * Backward (ours: the pre-activation is re-computed from x, never stored): g_t = gy_t silu'(pre_t)
+ * (silu'(p) = s (1 + p (1 - s)), s = sigmoid(p)), gbias[d] = sum_{b,t} g_t,
+ * gwr[j] = sum_{b,t} g_t xp[base + t + j], gx_u = sum_j wr[j] g_{u + P - base - j}
+ * (g zero outside [0, L), held zero-padded the same way).
+ * x and gy are read with any [b, d, t] element strides; y and gx are written contiguous (B, D, L);
+ * weight, gweight (D, K) and bias, gbias (D,) are contiguous (bias/gbias may be NULL). Threads split
+ * the channels (each owns whole channels, rows of all samples: gweight and gbias need no partial
+ * sums); a row is copied into L1-resident padded scratch and processed NB time steps per vector.
+ * ================================================================================================== */
+
+typedef struct {
+    int tid, nthreads;
+    int64_t bsz, dim, L, K;
+    const int64_t *st;        /* [b, d, t] strides of x, then of gy (6 values) */
+    const float *x, *w, *bias, *gy;
+    int silu, reverse;
+    float *y, *gx, *gw, *gb;
+    int failed;
+} conv_job_t;
+
+/* padded scratch row: P = K-1 zeros, the L values, then zeros past any vector the loops touch */
+static int64_t conv_row_len(int64_t L, int64_t K) { return (2 * K + L + 2 * NB + 15) / 16 * 16; }
+
+/* this thread's contiguous channel range [d0, d1) (as the scan's channel_range) */
+static void conv_channels(const conv_job_t *j, int64_t *d0, int64_t *d1) {
+    int64_t per = j->dim / j->nthreads, rem = j->dim % j->nthreads;
+    *d0 = j->tid * per + (j->tid < rem ? j->tid : rem);
+    *d1 = *d0 + per + (j->tid < rem ? 1 : 0);
+}
+
+/* dst[0..L) <- src[t * st] */
+static void conv_gather(int64_t L, float *restrict dst, const float *restrict src, int64_t st) {
+    if (st == 1) { memcpy(dst, src, (size_t)L * sizeof(float)); return; }
+    for (int64_t t = 0; t < L; t++) dst[t] = src[t * st];
+}
+
+/* wr (the taps in pre_t = bias + sum_j wr[j] xp[base + t + j]) and base for channel d */
+static int64_t conv_taps(const conv_job_t *j, int64_t d, float *wr) {
+    const int64_t K = j->K;
+    for (int64_t k = 0; k < K; k++) wr[k] = j->w[d * K + (j->reverse ? K - 1 - k : k)];
+    return j->reverse ? K - 1 : 0;
+}
+
+/* pre-activation of NB steps from t: bias + sum_j wr[j] xp[base + t + j] */
+static inline vf conv_pre(const float *restrict xq, const float *restrict wr, int64_t K, float bias) {
+    vf acc = vbroadcast(bias);
+    for (int64_t k = 0; k < K; k++) acc += vload(xq + k) * wr[k];
+    return acc;
+}
+
+static void *conv_fwd_worker(void *arg) {
+    conv_job_t *j = (conv_job_t *)arg;
+    const int64_t L = j->L, K = j->K, P = K - 1, nrow = conv_row_len(L, K);
+    int64_t d0, d1;
+    conv_channels(j, &d0, &d1);
+    float *xp = (float *)calloc((size_t)nrow, sizeof(float));
+    float *wr = (float *)malloc((size_t)K * sizeof(float));
+    if (!xp || !wr) { j->failed = 1; goto done; }
+    for (int64_t b = 0; b < j->bsz; b++) {
+        for (int64_t d = d0; d < d1; d++) {
+            const int64_t base = conv_taps(j, d, wr);
+            const float bias = j->bias ? j->bias[d] : 0.0f;
+            conv_gather(L, xp + P, j->x + b * j->st[0] + d * j->st[1], j->st[2]);
+            float *yr = j->y + (b * j->dim + d) * L;
+            int64_t t = 0;
+            for (; t < L; t += NB) {
+                vf v = conv_pre(xp + base + t, wr, K, bias);
+                if (j->silu) v = v * vsigmoid(v);
+                if (t + NB <= L) vstore(yr + t, v);
+                else { float tmp[NB]; vstore(tmp, v); memcpy(yr + t, tmp, (size_t)(L - t) * sizeof(float)); }
+            }
+        }
+    }
+done:
+    free(xp); free(wr);
+    return NULL;
+}
+
+static void *conv_bwd_worker(void *arg) {
+    conv_job_t *j = (conv_job_t *)arg;
+    const int64_t L = j->L, K = j->K, P = K - 1, nrow = conv_row_len(L, K);
+    int64_t d0, d1;
+    conv_channels(j, &d0, &d1);
+    /* xp, gp: padded rows of x and of g (zeros outside [P, P + L) stay zero: only zeros are
+     * written there); wr: taps */
+    float *xp = (float *)calloc((size_t)nrow, sizeof(float)), *gp = (float *)calloc((size_t)nrow, sizeof(float));
+    float *wr = (float *)malloc((size_t)K * sizeof(float));
+    if (!xp || !gp || !wr) { j->failed = 1; goto done; }
+    for (int64_t b = 0; b < j->bsz; b++) {
+        for (int64_t d = d0; d < d1; d++) {
+            const int64_t base = conv_taps(j, d, wr), off = P - base;   /* gx_u = sum_j wr[j] gp[P + u + off - j] */
+            const float bias = j->bias ? j->bias[d] : 0.0f;
+            conv_gather(L, xp + P, j->x + b * j->st[0] + d * j->st[1], j->st[2]);
+            conv_gather(L, gp + P, j->gy + b * j->st[3] + d * j->st[4], j->st[5]);
+            /* one pass per quantity over the L1-resident rows (ours: the accumulators stay in registers) */
+            if (j->silu)   /* g = gy * silu'(pre) in place; lanes past L hold gy = 0 and stay 0 */
+                for (int64_t t = 0; t < L; t += NB) {
+                    const vf p = conv_pre(xp + base + t, wr, K, bias), s = vsigmoid(p);
+                    vstore(gp + P + t, vload(gp + P + t) * s * (1.0f + p * (1.0f - s)));
+                }
+            if (j->gb) {
+                vf acc = {0};
+                for (int64_t t = 0; t < L; t += NB) acc += vload(gp + P + t);
+                j->gb[d] += vsum(acc);
+            }
+            for (int64_t k = 0; k < K; k++) {
+                vf acc = {0};
+                for (int64_t t = 0; t < L; t += NB) acc += vload(gp + P + t) * vload(xp + base + t + k);
+                j->gw[d * K + (j->reverse ? K - 1 - k : k)] += vsum(acc);
+            }
+            float *gxr = j->gx + (b * j->dim + d) * L;
+            for (int64_t t = 0; t < L; t += NB) {
+                const float *gq = gp + P + t + off;
+                vf acc = {0};
+                for (int64_t k = 0; k < K; k++) acc += vload(gq - k) * wr[k];
+                if (t + NB <= L) vstore(gxr + t, acc);
+                else { float tmp[NB]; vstore(tmp, acc); memcpy(gxr + t, tmp, (size_t)(L - t) * sizeof(float)); }
+            }
+        }
+    }
+done:
+    free(xp); free(gp); free(wr);
+    return NULL;
+}
+
+/* the scan's run() for conv jobs: thread 0 is the caller, threads 1.. are POSIX threads */
+static int conv_run(void *(*fn)(void *), const conv_job_t *proto, int nthreads) {
+    nthreads = clamp_threads(proto->dim, nthreads);
+    conv_job_t *jobs = (conv_job_t *)calloc((size_t)nthreads, sizeof(conv_job_t));
+    pthread_t *th = (pthread_t *)calloc((size_t)nthreads, sizeof(pthread_t));
+    if (!jobs || !th) { free(jobs); free(th); return 1; }
+    int failed = 0, started = 0;
+    for (int i = 0; i < nthreads; i++) {
+        jobs[i] = *proto;
+        jobs[i].tid = i;
+        jobs[i].nthreads = nthreads;
+    }
+    for (int i = 1; i < nthreads; i++) {
+        if (pthread_create(&th[i], NULL, fn, &jobs[i]) != 0) { failed = 1; break; }
+        started = i;
+    }
+    if (!failed) fn(&jobs[0]);
+    for (int i = 1; i <= started; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < nthreads; i++) failed |= jobs[i].failed;
+    free(jobs);
+    free(th);
+    return failed;
+}
+
+/* y (B, D, L) contiguous = act(conv(x) + bias); strides: x's [b, d, t] (3 values); bias may be NULL;
+ * K >= 1. Returns nonzero when out of memory or a thread could not be started. */
+int depdet_conv_fwd(int64_t bsz, int64_t dim, int64_t L, int64_t K, const int64_t *strides, const float *x,
+                    const float *w, const float *bias, int silu, int reverse, float *y, int nthreads) {
+    conv_job_t j;
+    memset(&j, 0, sizeof j);
+    int64_t st[6] = {strides[0], strides[1], strides[2], 0, 0, 0};
+    j.bsz = bsz; j.dim = dim; j.L = L; j.K = K; j.st = st;
+    j.x = x; j.w = w; j.bias = bias; j.silu = silu; j.reverse = reverse; j.y = y;
+    return conv_run(conv_fwd_worker, &j, nthreads);
+}
+
+/* gx (B, D, L) contiguous is written; gw (D, K) and gb (D,) (NULL when bias is) are accumulated
+ * into (the caller zeroes them); strides: x's then gy's [b, d, t] (6 values). Nonzero return: as depdet_conv_fwd. */
+int depdet_conv_bwd(int64_t bsz, int64_t dim, int64_t L, int64_t K, const int64_t *strides, const float *x,
+                    const float *w, const float *bias, int silu, int reverse, const float *gy, float *gx,
+                    float *gw, float *gb, int nthreads) {
+    conv_job_t j;
+    memset(&j, 0, sizeof j);
+    j.bsz = bsz; j.dim = dim; j.L = L; j.K = K; j.st = strides;
+    j.x = x; j.w = w; j.bias = bias; j.silu = silu; j.reverse = reverse; j.gy = gy;
+    j.gx = gx; j.gw = gw; j.gb = gb;
+    return conv_run(conv_bwd_worker, &j, nthreads);
 }
