@@ -117,8 +117,8 @@ def random_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[li
 #: 12,288 padded rows (16 x 768). Measured for the paper-size DepMamba (D-Vlog dims, d_state 12) on a
 #: CPU: one training step peaks at about 0.33 GB per 1,000 padded rows (2.1 GB at 4,096 rows, 3.4 GB
 #: at 8,192, 6.0 GB at 16,384), and a whole measured D-Vlog-size epoch at a 16,384 budget peaked at
-#: 7.9 GB (allocator growth over the epoch on top of the 1.1 GB of data), too close to 8 GB; 12,288
-#: leaves about 1.3 GB of margin (``bench/train.py``).
+#: 7.9 GB (allocator growth over the epoch on top of the 1.1 GB of data), too close to 8 GB; a whole
+#: epoch at 12,288 peaked at 6.7 GB, and at 6.2 GB with the current CPU kernels (``bench/train.py``).
 DEFAULT_MAX_TOKENS = 12_288
 
 
