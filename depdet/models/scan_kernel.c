@@ -142,11 +142,53 @@ void depdet_scan_softplus(const float *x, float *out, int64_t n) {
     for (int64_t i = 0; i + NB <= n; i += NB) vstore(out + i, vsoftplus(vload(x + i)));
 }
 
+/* Threads (both kernels): a job struct starts with a worker_t; run_jobs() runs fn on nthreads
+ * copies of a job, thread 0 being the caller and threads 1.. POSIX threads. */
+typedef struct { int tid, nthreads, failed; } worker_t;
+
+/* threads actually used: at least 1, at most one per unit of work */
+static int clamp_threads(int64_t units, int nthreads) {
+    if (nthreads < 1) nthreads = 1;
+    return (int)(nthreads > units ? (units > 0 ? units : 1) : nthreads);
+}
+
+/* this thread's contiguous share [a, b) of n units */
+static void split_range(int64_t n, const worker_t *w, int64_t *a, int64_t *b) {
+    int64_t per = n / w->nthreads, rem = n % w->nthreads;
+    *a = w->tid * per + (w->tid < rem ? w->tid : rem);
+    *b = *a + per + (w->tid < rem ? 1 : 0);
+}
+
+/* fn on nthreads copies of the job at proto (size bytes, a worker_t first); nonzero if any failed */
+static int run_jobs(void *(*fn)(void *), const void *proto, size_t size, int nthreads) {
+    char *jobs = (char *)calloc((size_t)nthreads, size);
+    pthread_t *th = (pthread_t *)calloc((size_t)nthreads, sizeof(pthread_t));
+    if (!jobs || !th) { free(jobs); free(th); return 1; }
+    int failed = 0, started = 0;
+    for (int i = 0; i < nthreads; i++) {
+        memcpy(jobs + i * size, proto, size);
+        worker_t *w = (worker_t *)(void *)(jobs + i * size);
+        w->tid = i;
+        w->nthreads = nthreads;
+        w->failed = 0;
+    }
+    for (int i = 1; i < nthreads; i++) {
+        if (pthread_create(&th[i], NULL, fn, jobs + i * size) != 0) { failed = 1; break; }
+        started = i;
+    }
+    if (!failed) fn(jobs);
+    for (int i = 1; i <= started; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < nthreads; i++) failed |= ((worker_t *)(void *)(jobs + i * size))->failed;
+    free(jobs);
+    free(th);
+    return failed;
+}
+
 /* Strides (in elements) of the (B, D, L)-indexed arrays, [b, d, t] each, in this order. */
 enum { S_U = 0, S_DELTA = 3, S_Z = 6, S_Y = 9, S_GY = 12, S_GU = 15, S_GDELTA = 18, S_GZ = 21, S_COUNT = 24 };
 
 typedef struct {
-    int tid, nthreads;
+    worker_t thr;             /* first: see run_jobs() */
     int64_t bsz, dim, L, N;   /* N: padded d_state, a multiple of NS */
     const int64_t *st;        /* S_COUNT strides */
     const float *u, *delta, *dbias, *A, *Bt, *Ct, *Dp, *z, *gy, *glast;
@@ -154,7 +196,6 @@ typedef struct {
     const int64_t *lengths;   /* (B,): scan each sample's first lengths[b] steps reversed, or NULL */
     int softplus;
     float *y, *hlast, *gu, *gdelta, *gA, *gB, *gC, *gD, *gz, *gdbias;
-    int failed;
 } job_t;
 
 /* Layout of the scan: one channel per vector lane. A "group" is NL = NB = 16 consecutive channels
@@ -175,11 +216,7 @@ typedef struct {
 
 static int64_t n_groups(int64_t dim) { return (dim + NL - 1) / NL; }
 
-static void group_range(const job_t *j, int64_t *g0, int64_t *g1) {
-    int64_t ng = n_groups(j->dim), per = ng / j->nthreads, rem = ng % j->nthreads;
-    *g0 = j->tid * per + (j->tid < rem ? j->tid : rem);
-    *g1 = *g0 + per + (j->tid < rem ? 1 : 0);
-}
+static void group_range(const job_t *j, int64_t *g0, int64_t *g1) { split_range(n_groups(j->dim), &j->thr, g0, g1); }
 
 /* pos[s] = the time row of scan step s: the first n steps of the sample reversed, the rest in order */
 static void fill_pos(int32_t *pos, int64_t L, const int64_t *lengths, int64_t b) {
@@ -564,7 +601,7 @@ static void *fwd_worker(void *arg) {
     group_range(j, &g0, &g1);
     int32_t *pos = (int32_t *)scratch(L, 1);
     float *U = scratch(L, NT * NL), *DL = scratch(L, NT * NL), *Z = scratch(L, NT * NL), *Y = scratch(L, NT * NL);
-    if (!pos || !U || !DL || !Z || !Y) { j->failed = 1; goto done; }
+    if (!pos || !U || !DL || !Z || !Y) { j->thr.failed = 1; goto done; }
     for (int64_t b = 0; b < j->bsz; b++) {
         fill_pos(pos, L, j->lengths, b);
         const uint8_t *mrow = j->mask ? j->mask + b * L : NULL;
@@ -609,10 +646,10 @@ static void *bwd_worker(void *arg) {
     int ok = pos && E && HC && HB;
     for (int i = 0; i < NTILES; i++) { tl[i] = scratch(L, NT * NL); ok = ok && tl[i]; }
     for (int i = 0; i < NROWS; i++) { rw[i] = scratch(L, NL); ok = ok && rw[i]; }
-    if (!ok) { j->failed = 1; goto done; }
+    if (!ok) { j->thr.failed = 1; goto done; }
     float *DL = rw[DL_], *GYY = rw[GYY_], *ACC = rw[ACC_];
     const int gated = j->z != NULL || j->Dp != NULL;
-    float *gBp = j->gB + j->tid * BLN, *gCp = j->gC + j->tid * BLN;
+    float *gBp = j->gB + j->thr.tid * BLN, *gCp = j->gC + j->thr.tid * BLN;
     for (int64_t b = 0; b < j->bsz; b++) {
         fill_pos(pos, L, j->lengths, b);
         const uint8_t *mrow = j->mask ? j->mask + b * L : NULL;
@@ -660,37 +697,8 @@ done:
 
 #undef AT
 
-/* threads actually used: at least 1, at most one per channel */
-static int clamp_threads(int64_t dim, int nthreads) {
-    if (nthreads < 1) nthreads = 1;
-    return (int)(nthreads > dim ? (dim > 0 ? dim : 1) : nthreads);
-}
-
 /* threads of a scan: at most one per group of NL channels */
 static int scan_threads(int64_t dim, int nthreads) { return clamp_threads(n_groups(dim), nthreads); }
-
-static int run(void *(*fn)(void *), job_t *proto, int nthreads) {
-    nthreads = clamp_threads(proto->dim, nthreads);
-    job_t *jobs = (job_t *)calloc((size_t)nthreads, sizeof(job_t));
-    pthread_t *th = (pthread_t *)calloc((size_t)nthreads, sizeof(pthread_t));
-    if (!jobs || !th) { free(jobs); free(th); return 1; }
-    int failed = 0, started = 0;
-    for (int i = 0; i < nthreads; i++) {
-        jobs[i] = *proto;
-        jobs[i].tid = i;
-        jobs[i].nthreads = nthreads;
-    }
-    for (int i = 1; i < nthreads; i++) {
-        if (pthread_create(&th[i], NULL, fn, &jobs[i]) != 0) { failed = 1; break; }
-        started = i;
-    }
-    if (!failed) fn(&jobs[0]);
-    for (int i = 1; i <= started; i++) pthread_join(th[i], NULL);
-    for (int i = 0; i < nthreads; i++) failed |= jobs[i].failed;
-    free(jobs);
-    free(th);
-    return failed;
-}
 
 /* Number of partial gB/gC buffers the backward pass needs for `nthreads` (the caller allocates
  * that many (B, L, N) zeroed buffers and sums them). */
@@ -707,7 +715,7 @@ int depdet_scan_fwd(int64_t bsz, int64_t dim, int64_t L, int64_t N, const int64_
     j.bsz = bsz; j.dim = dim; j.L = L; j.N = N; j.st = strides;
     j.u = u; j.delta = delta; j.dbias = dbias; j.softplus = softplus; j.mask = mask; j.lengths = lengths;
     j.A = A; j.Bt = Bt; j.Ct = Ct; j.Dp = Dp; j.z = z; j.y = y; j.hlast = hlast;
-    return run(fwd_worker, &j, scan_threads(dim, nthreads));
+    return run_jobs(fwd_worker, &j, sizeof j, scan_threads(dim, nthreads));
 }
 
 /* gA, gD and gdbias must be zeroed by the caller (gu, gdelta, gz are written; gdelta is the
@@ -724,7 +732,7 @@ int depdet_scan_bwd(int64_t bsz, int64_t dim, int64_t L, int64_t N, const int64_
     j.u = u; j.delta = delta; j.dbias = dbias; j.softplus = softplus; j.mask = mask; j.lengths = lengths;
     j.A = A; j.Bt = Bt; j.Ct = Ct; j.Dp = Dp; j.z = z; j.gy = gy; j.glast = glast;
     j.gu = gu; j.gdelta = gdelta; j.gA = gA; j.gB = gB; j.gC = gC; j.gD = gD; j.gz = gz; j.gdbias = gdbias;
-    return run(bwd_worker, &j, scan_threads(dim, nthreads));
+    return run_jobs(bwd_worker, &j, sizeof j, scan_threads(dim, nthreads));
 }
 
 
@@ -748,24 +756,19 @@ int depdet_scan_bwd(int64_t bsz, int64_t dim, int64_t L, int64_t N, const int64_
  * ================================================================================================== */
 
 typedef struct {
-    int tid, nthreads;
+    worker_t thr;             /* first: see run_jobs() */
     int64_t bsz, dim, L, K;
     const int64_t *st;        /* [b, d, t] strides of x, then of gy (6 values) */
     const float *x, *w, *bias, *gy;
     int silu, reverse;
     float *y, *gx, *gw, *gb;
-    int failed;
 } conv_job_t;
 
 /* padded scratch row: P = K-1 zeros, the L values, then zeros past any vector the loops touch */
 static int64_t conv_row_len(int64_t L, int64_t K) { return (2 * K + L + 2 * NB + 15) / 16 * 16; }
 
-/* this thread's contiguous channel range [d0, d1) (as the scan's channel_range) */
-static void conv_channels(const conv_job_t *j, int64_t *d0, int64_t *d1) {
-    int64_t per = j->dim / j->nthreads, rem = j->dim % j->nthreads;
-    *d0 = j->tid * per + (j->tid < rem ? j->tid : rem);
-    *d1 = *d0 + per + (j->tid < rem ? 1 : 0);
-}
+/* this thread's contiguous channel range [d0, d1) */
+static void conv_channels(const conv_job_t *j, int64_t *d0, int64_t *d1) { split_range(j->dim, &j->thr, d0, d1); }
 
 /* dst[0..L) <- src[t * st] */
 static void conv_gather(int64_t L, float *restrict dst, const float *restrict src, int64_t st) {
@@ -794,7 +797,7 @@ static void *conv_fwd_worker(void *arg) {
     conv_channels(j, &d0, &d1);
     float *xp = (float *)calloc((size_t)nrow, sizeof(float));
     float *wr = (float *)malloc((size_t)K * sizeof(float));
-    if (!xp || !wr) { j->failed = 1; goto done; }
+    if (!xp || !wr) { j->thr.failed = 1; goto done; }
     for (int64_t b = 0; b < j->bsz; b++) {
         for (int64_t d = d0; d < d1; d++) {
             const int64_t base = conv_taps(j, d, wr);
@@ -824,7 +827,7 @@ static void *conv_bwd_worker(void *arg) {
      * written there); wr: taps */
     float *xp = (float *)calloc((size_t)nrow, sizeof(float)), *gp = (float *)calloc((size_t)nrow, sizeof(float));
     float *wr = (float *)malloc((size_t)K * sizeof(float));
-    if (!xp || !gp || !wr) { j->failed = 1; goto done; }
+    if (!xp || !gp || !wr) { j->thr.failed = 1; goto done; }
     for (int64_t b = 0; b < j->bsz; b++) {
         for (int64_t d = d0; d < d1; d++) {
             const int64_t base = conv_taps(j, d, wr), off = P - base;   /* gx_u = sum_j wr[j] gp[P + u + off - j] */
@@ -862,30 +865,6 @@ done:
     return NULL;
 }
 
-/* the scan's run() for conv jobs: thread 0 is the caller, threads 1.. are POSIX threads */
-static int conv_run(void *(*fn)(void *), const conv_job_t *proto, int nthreads) {
-    nthreads = clamp_threads(proto->dim, nthreads);
-    conv_job_t *jobs = (conv_job_t *)calloc((size_t)nthreads, sizeof(conv_job_t));
-    pthread_t *th = (pthread_t *)calloc((size_t)nthreads, sizeof(pthread_t));
-    if (!jobs || !th) { free(jobs); free(th); return 1; }
-    int failed = 0, started = 0;
-    for (int i = 0; i < nthreads; i++) {
-        jobs[i] = *proto;
-        jobs[i].tid = i;
-        jobs[i].nthreads = nthreads;
-    }
-    for (int i = 1; i < nthreads; i++) {
-        if (pthread_create(&th[i], NULL, fn, &jobs[i]) != 0) { failed = 1; break; }
-        started = i;
-    }
-    if (!failed) fn(&jobs[0]);
-    for (int i = 1; i <= started; i++) pthread_join(th[i], NULL);
-    for (int i = 0; i < nthreads; i++) failed |= jobs[i].failed;
-    free(jobs);
-    free(th);
-    return failed;
-}
-
 /* y (B, D, L) contiguous = act(conv(x) + bias); strides: x's [b, d, t] (3 values); bias may be NULL;
  * K >= 1. Returns nonzero when out of memory or a thread could not be started. */
 int depdet_conv_fwd(int64_t bsz, int64_t dim, int64_t L, int64_t K, const int64_t *strides, const float *x,
@@ -895,7 +874,7 @@ int depdet_conv_fwd(int64_t bsz, int64_t dim, int64_t L, int64_t K, const int64_
     int64_t st[6] = {strides[0], strides[1], strides[2], 0, 0, 0};
     j.bsz = bsz; j.dim = dim; j.L = L; j.K = K; j.st = st;
     j.x = x; j.w = w; j.bias = bias; j.silu = silu; j.reverse = reverse; j.y = y;
-    return conv_run(conv_fwd_worker, &j, nthreads);
+    return run_jobs(conv_fwd_worker, &j, sizeof j, clamp_threads(dim, nthreads));
 }
 
 /* gx (B, D, L) contiguous is written; gw (D, K) and gb (D,) (NULL when bias is) are accumulated
@@ -908,5 +887,5 @@ int depdet_conv_bwd(int64_t bsz, int64_t dim, int64_t L, int64_t K, const int64_
     j.bsz = bsz; j.dim = dim; j.L = L; j.K = K; j.st = strides;
     j.x = x; j.w = w; j.bias = bias; j.silu = silu; j.reverse = reverse; j.gy = gy;
     j.gx = gx; j.gw = gw; j.gb = gb;
-    return conv_run(conv_bwd_worker, &j, nthreads);
+    return run_jobs(conv_bwd_worker, &j, sizeof j, clamp_threads(dim, nthreads));
 }
