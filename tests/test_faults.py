@@ -454,7 +454,8 @@ def _cli_proc(args, tmp_path, **kw):
                             stderr=subprocess.PIPE, text=True, **kw)
 
 
-def _wait_for_workers(pid: int, n: int, timeout: float = 60.0) -> list:
+def _wait_for_workers(pid: int, n: int, timeout: float = 60.0, settle: float = 3.0) -> list:
+    """The extract process's children once ``n`` are up, after ``settle`` seconds more."""
     import time
 
     psutil = pytest.importorskip("psutil")
@@ -466,7 +467,7 @@ def _wait_for_workers(pid: int, n: int, timeout: float = 60.0) -> list:
         except psutil.NoSuchProcess:
             break
         if len(kids) >= n:
-            time.sleep(3.0)  # let them import and start a clip
+            time.sleep(settle)  # let them import and start a clip
             return psutil.Process(pid).children(recursive=True)
         time.sleep(0.2)
     pytest.fail("the extract workers did not start")
@@ -508,7 +509,9 @@ def _sigint_extract(clips: Path, out: Path, tmp_path: Path, after_first_record: 
 
     proc = _cli_proc(["extract", clips, "-o", out, "--workers", "2"], tmp_path, start_new_session=True)
     try:
-        _wait_for_workers(proc.pid, 2)
+        # no settling time: a GRID clip takes well under a second, so in 3 s two workers can finish
+        # all six (seen in CI) and neither "before any sample" nor "some but not all" would hold
+        _wait_for_workers(proc.pid, 2, settle=0.0)
         t0 = time.time()
         while after_first_record and not list(out.rglob("*_record.json")) and time.time() - t0 < 120:
             time.sleep(0.1)
