@@ -7,11 +7,14 @@
    synthetic data (latency does not depend on what the weights learned).
 2. **Model only**: each torch model of the registry at its default (paper-size) configuration,
    randomly initialised, on one ``minutes * 60``-row D-Vlog-shaped input: the forward pass alone,
-   and forward + evidence (attention/gates where the model has them, else occlusion with 1-s
-   windows widened to at most 120 windows, plus modality masking).
+   and forward + evidence with depdet's defaults (attention/gates where the model has them, else
+   occlusion with 1-s windows widened to at most ``DEFAULT_MAX_WINDOWS`` (30) windows, the scorer's
+   8 windows per forward, plus modality masking). ``--one-at-a-time`` also times one window per
+   forward (same numbers expected); ``--old-default`` the defaults before issue 11's change (at most
+   120 windows, 32 per forward), both in the same run.
 
     python bench/predict.py [--minutes 10] [--models jamfn,detector] [--skip-e2e] [--threads N]
-    python bench/predict.py --skip-e2e --models depmamba,dynmultidep,asym --one-at-a-time   # issue 11's target
+    python bench/predict.py --skip-e2e --models depmamba,dynmultidep,asym --one-at-a-time --old-default   # issue 11
 
 Prints one line per measurement and a JSON summary at the end.
 """
@@ -41,7 +44,8 @@ def _median_time(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
-def model_only(names: list[str], rows: int, repeat: int, evidence: bool, one_at_a_time: bool = False) -> list[dict]:
+def model_only(names: list[str], rows: int, repeat: int, evidence: bool, one_at_a_time: bool = False,
+               old_default: bool = False) -> list[dict]:
     import torch
 
     from depdet.models import create_model, get_entry
@@ -77,11 +81,19 @@ def model_only(names: list[str], rows: int, repeat: int, evidence: bool, one_at_
                     ev1 = compute_evidence(Scorer(model), inputs, masks, fps=1.0, batch_size=1)
                     row.update(evidence_one_at_a_time_s=round(time.perf_counter() - t0, 3),
                                max_abs_diff=float(abs(ev1.timeline - ev.timeline).max()))
+                if old_default and ev.timeline_method == "occlusion":  # before issue 11: <= 120 windows, 32 per forward
+                    t0 = time.perf_counter()
+                    ev0 = compute_evidence(Scorer(model), inputs, masks, fps=1.0, max_windows=120, batch_size=32)
+                    row.update(evidence_old_default_s=round(time.perf_counter() - t0, 3),
+                               old_default_window_s=ev0.window_s)
         print(f"model {name:>14}: {n_params / 1e6:6.2f} M params, forward {fwd * 1000:8.1f} ms"
               + (f", + evidence ({row['evidence_method']}) {row['evidence_s']:.2f} s" if evidence else "")
               + (f" (one window per forward: {row['evidence_one_at_a_time_s']:.2f} s, "
                  f"{row['evidence_one_at_a_time_s'] / row['evidence_s']:.1f}x slower; max |difference| "
-                 f"{row['max_abs_diff']:.1e})" if "max_abs_diff" in row else ""), flush=True)
+                 f"{row['max_abs_diff']:.1e})" if "max_abs_diff" in row else "")
+              + (f"; window {row['window_s']:g} s (old default, {row['old_default_window_s']:g}-s windows 32 per "
+                 f"forward: {row['evidence_old_default_s']:.2f} s)" if "evidence_old_default_s" in row else ""),
+              flush=True)
         out.append(row)
     return out
 
@@ -142,6 +154,8 @@ def main() -> None:
     ap.add_argument("--no-evidence", action="store_true", help="model-only: forward pass only")
     ap.add_argument("--one-at-a-time", action="store_true",
                     help="model-only: also time occlusion with one window per forward (the old path) and compare")
+    ap.add_argument("--old-default", action="store_true",
+                    help="model-only: also time occlusion with the defaults before issue 11 (<= 120 windows, 32 per forward)")
     args = ap.parse_args()
 
     import torch
@@ -161,7 +175,7 @@ def main() -> None:
     if not args.skip_models:
         names = args.models.split(",") if args.models else list_models()
         summary["model_only"] = model_only(names, int(round(args.minutes * 60)), args.repeat, not args.no_evidence,
-                                           args.one_at_a_time)
+                                           args.one_at_a_time, args.old_default)
     print(json.dumps(summary, indent=2))
 
 

@@ -89,6 +89,37 @@ def test_occlusion_windows_widen_for_long_inputs_and_cover_every_second():
     assert tl3.shape == (4,) and tl3.argmax() == 2
 
 
+class CountingSumModel(SumModel):
+    """SumModel that records the batch size of every forward pass."""
+
+    def __init__(self, dims):
+        super().__init__(dims)
+        self.batches = []
+
+    def forward(self, inputs, masks):
+        self.batches.append(next(iter(inputs.values())).shape[0])
+        return super().forward(inputs, masks)
+
+
+def test_occlusion_default_cap_and_batches_follow_the_scorer():
+    from depdet.pipeline.inference.evidence import DEFAULT_MAX_WINDOWS, choose_window
+
+    # a 10-minute clip at 1 row/s: at most DEFAULT_MAX_WINDOWS windows, every second covered
+    assert choose_window(600) == math.ceil(600 / DEFAULT_MAX_WINDOWS)
+    assert math.ceil(600 / choose_window(600)) <= DEFAULT_MAX_WINDOWS
+    assert choose_window(DEFAULT_MAX_WINDOWS) == 1.0
+    model = CountingSumModel({"visual": 3, "audio": 2}).eval()
+    x, m = _batch(T=20)
+    x["visual"][0, 13, 0] = 1.0
+    tl, win = occlusion_timeline(Scorer(model, batch_size=6), x, m, fps=1.0)
+    assert win == 1.0 and model.batches == [1, 6, 6, 6, 2]  # the full clip, then 20 windows 6 at a time
+    model.batches.clear()
+    tl2, _ = occlusion_timeline(Scorer(model), x, m, fps=1.0, batch_size=20)
+    assert model.batches == [1, 20] and np.array_equal(tl, tl2)
+    with pytest.raises(ValueError, match="batch_size"):
+        occlusion_timeline(Scorer(model), x, m, fps=1.0, batch_size=0)
+
+
 def test_modality_masking_shares():
     model = SumModel({"visual": 3, "audio": 2}).eval()
     x, m = _batch()

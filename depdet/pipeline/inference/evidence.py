@@ -32,8 +32,12 @@ import torch
 from depdet.extractors.base import n_rows, row_of
 from depdet.pipeline.inference.scorer import Scorer
 
-#: Occlusion runs at most this many windows per clip by default; longer clips use wider windows.
-DEFAULT_MAX_WINDOWS = 120
+#: Occlusion runs at most this many windows per clip by default; longer clips use wider windows
+#: (depdet's choice: 1-s windows up to 30 s, 20-s windows on a 10-minute clip). Each window costs one
+#: forward pass of the model, and the Mamba models' forwards are compute-bound on a CPU (DepMamba:
+#: ~8 GFLOP for 600 rows, 0.1-0.15 s on 2 cores), so this cap sets the evidence time: 3-5 s at 30
+#: windows against 12-20 s at 120 (bench/predict.py). ``depdet predict --window S`` picks any other width.
+DEFAULT_MAX_WINDOWS = 30
 
 
 @dataclass
@@ -128,7 +132,7 @@ def choose_window(seconds: int, window_s: float | None = None, max_windows: int 
 @torch.no_grad()
 def occlusion_timeline(scorer: Scorer, inputs: dict, masks: dict, *, fps: float, temperature: float = 1.0,
                        window_s: float | None = None, max_windows: int = DEFAULT_MAX_WINDOWS,
-                       batch_size: int = 32) -> tuple[np.ndarray, float]:
+                       batch_size: int | None = None) -> tuple[np.ndarray, float]:
     """Per-second probability change when each time window is removed (zeroed and masked out).
 
     The occluded copies are built ``batch_size`` at a time and each batch is one forward pass of
@@ -142,7 +146,9 @@ def occlusion_timeline(scorer: Scorer, inputs: dict, masks: dict, *, fps: float,
         temperature: calibration temperature (probabilities are ``sigmoid(logit / T)``).
         window_s: window length in seconds (default: see :func:`choose_window`).
         max_windows: cap on the number of windows when ``window_s`` is None.
-        batch_size: occluded copies evaluated per forward pass.
+        batch_size: occluded copies evaluated per forward pass (default: the scorer's
+            ``batch_size``, 8: on 2 CPU cores 8 copies of a 600-row clip per forward ran
+            10-30 % faster per copy than 32, whose activations no longer fit the caches).
 
     Returns:
         ``(timeline (S,), window_s)`` with ``S = ceil(L / fps)`` seconds.
@@ -151,6 +157,9 @@ def occlusion_timeline(scorer: Scorer, inputs: dict, masks: dict, *, fps: float,
     L = next(iter(masks.values())).shape[1]
     S = n_rows(L / fps, 1.0)
     win = choose_window(S, window_s, max_windows)
+    batch_size = scorer.batch_size if batch_size is None else int(batch_size)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
     p_full = torch.sigmoid(scorer.batch_logits(inputs, masks) / temperature)[0]
     starts = np.arange(0.0, S, win)
     deltas = np.zeros(len(starts))
@@ -200,7 +209,7 @@ def modality_masking(scorer: Scorer, inputs: dict, masks: dict, *, temperature: 
 @torch.no_grad()
 def compute_evidence(scorer: Scorer, inputs: dict, masks: dict, *, fps: float, temperature: float = 1.0,
                      window_s: float | None = None, max_windows: int = DEFAULT_MAX_WINDOWS,
-                     batch_size: int = 32, output=None, valid: dict | None = None) -> Evidence:
+                     batch_size: int | None = None, output=None, valid: dict | None = None) -> Evidence:
     """Explain one sample's prediction (timeline + modality shares + coverage).
 
     Args:
@@ -210,9 +219,10 @@ def compute_evidence(scorer: Scorer, inputs: dict, masks: dict, *, fps: float, t
         masks: modality -> ``(1, L)`` bool tensor (from the same call).
         fps: rows per second of the input timeline.
         temperature: calibration temperature stored in the checkpoint.
-        window_s: occlusion window (seconds); default 1 s, widened for long clips.
+        window_s: occlusion window (seconds); default 1 s, widened so a clip has at most
+            ``max_windows`` windows.
         max_windows: occlusion window cap when ``window_s`` is None.
-        batch_size: occluded copies per forward pass.
+        batch_size: occluded copies per forward pass (default: the scorer's).
         output: ``scorer.forward(inputs, masks)``, if already computed.
         valid: modality -> ``(T,)`` bool validity from extraction (face found, audio present) for
             the coverage plot; defaults to the input masks.

@@ -192,7 +192,7 @@ class Predictor:
         extract_options: :class:`~depdet.pipeline.extract.ExtractOptions` for raw videos.
         evidence: compute the timeline and modality shares (costs extra forward passes for
             models without attention / gates).
-        window_s: occlusion window in seconds (default 1 s, widened for long clips).
+        window_s: occlusion window in seconds (default: :func:`~depdet.pipeline.inference.evidence.choose_window`).
         trust_pickle: allow scikit-learn checkpoints (their state is pickled: only for trusted files).
         device: where the model runs: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N``.
     """
