@@ -262,9 +262,11 @@ def extract(
     audio_names = _names(audio) or (("vggish",) if layout == Layout.lmvd else ("egemaps",))
     spec = FeatureSpec(audio=audio_names, visual=_names(visual) or ("landmarks",), fps=fps,
                        landmark_norm=landmark_norm.value, detector=detector.value, vggish_postprocess=vggish_postprocess)
-    from depdet.pipeline.inference.scorer import resolve_device
+    dev = "cpu"
+    if "vggish" in audio_names:  # only VGGish runs on torch: eGeMAPS + landmarks never import it (~2 s CPU per process)
+        from depdet.pipeline.inference.scorer import resolve_device
 
-    dev = str(resolve_device(device)) if "vggish" in audio_names else "cpu"
+        dev = str(resolve_device(device))
     if dev.startswith("cuda") and detector.value == "cnn":
         import dlib
 

@@ -161,3 +161,23 @@ def test_without_timestamps_every_packet_is_decoded(tmp_path):
     assert fast["decode"] == "full" and fast["skipped"] == 0
     _, _, fast = both(mkv, 1)  # the same pictures in a container with timestamps: skipped
     assert fast["decode"] == "skip" and fast["skipped"] > 0
+
+
+@pytest.mark.parametrize("slices", [1, 4])
+def test_threaded_decoding_gives_the_pixels_of_a_single_threaded_decode(tmp_path, slices):
+    """iter_frames decodes H.264 with slice threading (media.DECODE_THREADING); with 1 and 4 slices
+    per frame every yielded row is the frame a plain single-threaded decode has at that timestamp."""
+    import av
+
+    assert media.decode_threading("h264") == "SLICE" and media.decode_threading("vp9") == "AUTO"
+    p = write_h264(tmp_path / f"s{slices}.mp4", n=150,
+                   options={**X264, "x264-params": X264["x264-params"] + f":slices={slices}"})
+    with av.open(str(p)) as c:
+        s = c.streams.video[0]
+        s.thread_count = 1
+        ref = {round(float(f.pts * s.time_base), 6): f.to_ndarray(format="rgb24") for f in c.decode(s)}
+    for skip in (False, True):
+        rows = list(media.iter_frames(p, 5, skip=skip))
+        assert len(rows) == 30
+        for r in rows:
+            assert np.array_equal(r.image, ref[round(r.source_time, 6)]), f"row {r.index} (skip={skip}) differs"

@@ -169,3 +169,26 @@ def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path):
             raise KeyboardInterrupt
     np.testing.assert_array_equal(np.load(target), np.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["x.npy"]
+
+
+def _fresh_python(code: str) -> str:
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout.strip()
+
+
+def test_the_cli_and_extraction_workers_do_not_load_torch_until_a_job_needs_it():
+    """Issue 11: importing torch costs ~2 s CPU per process; the CLI (every command) and the
+    extraction workers (eGeMAPS + landmarks) do without it, and a worker that loads it later
+    (VGGish) still runs one torch thread."""
+    out = _fresh_python("import sys, depdet.cli, depdet.pipeline.extract as e; print('torch' in sys.modules); "
+                        "e._worker_init(); print('torch' in sys.modules); import torch; print(torch.get_num_threads())")
+    assert out.split() == ["False", "False", "1"]
+    # torch already loaded when the worker starts (an API user's main module): capped at once
+    out = _fresh_python("import torch, depdet.pipeline.extract as e; torch.set_num_threads(2); e._worker_init(); "
+                        "print(torch.get_num_threads())")
+    assert out == "1"

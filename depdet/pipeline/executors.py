@@ -26,10 +26,11 @@ Executors (:func:`make_executor`):
   setting (``distributed.scheduler.allowed-failures``). When the driver loses the scheduler it
   raises :class:`SchedulerLost` (one line); finished jobs' outputs are on disk, a rerun resumes.
 
-Thread caps: every worker runs ``initializer`` (depdet's: one torch / OpenCV thread, which also
-caps the CPU scan kernel: it uses ``torch.get_num_threads()``), BLAS pools are limited to one
-thread (threadpoolctl), and the workers of ``local:N`` start with ``OMP_NUM_THREADS`` /
-``OPENBLAS_NUM_THREADS`` / ``MKL_NUM_THREADS`` = 1.
+Thread caps: every worker runs ``initializer`` (depdet's: :data:`THREAD_ENV` and one OpenCV
+thread; torch, when a job loads it, then runs one thread, which also caps the CPU scan kernel: it
+uses ``torch.get_num_threads()``), BLAS pools are limited to one thread (threadpoolctl), and the
+workers of ``local:N`` start with :data:`THREAD_ENV` (``OMP_NUM_THREADS`` /
+``OPENBLAS_NUM_THREADS`` / ``MKL_NUM_THREADS`` = 1).
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ import logging
 import multiprocessing as mp
 import os
 import re
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -38,7 +39,7 @@ from typing import Callable, Iterable
 from depdet import __version__
 from depdet.errors import ConfigError, DataError, DepdetError, MediaError
 from depdet.pipeline.features.extract import ExtractOptions, extract_clip, resolve_spec
-from depdet.pipeline.executors import Shard, make_executor, parse_shard
+from depdet.pipeline.executors import THREAD_ENV, Shard, make_executor, parse_shard
 from depdet.pipeline.features.spec import FeatureSpec
 from depdet.pipeline.media import ID_FROM, VIDEO_EXTENSIONS, check_file, discover_inputs, resolved
 from depdet.pipeline.store import FeatureStore, USABLE
@@ -172,16 +173,15 @@ def _worker_init(parent: int | None = None):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     if parent is not None:
         _exit_with_parent(parent)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.update(THREAD_ENV)  # one OpenMP / BLAS thread, torch's included when it is first loaded
     try:
         import cv2
 
         cv2.setNumThreads(1)
     except ImportError:
         pass
-    import torch
-
-    torch.set_num_threads(1)
+    if "torch" in sys.modules:  # loaded already (by the parent's main module): cap it now. Not imported
+        sys.modules["torch"].set_num_threads(1)  # otherwise: eGeMAPS + landmarks never need torch (~2 s CPU)
 
 
 # ------------------------------------------------------------------------------------ the batch

@@ -74,6 +74,18 @@ MAX_GAP_S = 3.0
 #: any real audio+video stream); a file declaring more duration than that is refused by :func:`probe`.
 MIN_BYTES_PER_SECOND = 64
 
+#: FFmpeg decoder threading per video codec (depdet's choice, measured on 2 cores, same frames either
+#: way): H.264 slice threading took 30 % less wall and 14 % less CPU than "AUTO" (frame threading)
+#: when sampling a 10-min 720p vlog at 1 fps (8.3 vs 12.1 s, 13.4 vs 15.5 s CPU), and less than
+#: frame threading on 1080p too; for other codecs "AUTO" measured the same or better.
+DECODE_THREADING = {"h264": "SLICE"}
+
+
+def decode_threading(codec: str) -> str:
+    """The ``thread_type`` video frames of ``codec`` are decoded with (see :data:`DECODE_THREADING`)."""
+    return DECODE_THREADING.get(codec, "AUTO")
+
+
 _CORRUPT_HINT = "re-download or re-encode it, e.g. `ffmpeg -i IN -c:v libx264 -c:a aac OUT.mp4`"
 
 
@@ -541,7 +553,7 @@ def iter_frames(path: str | Path, fps: float, origin: float | None = None,
     converted, and a frame shown at several sample times is converted once and yielded for each of
     them. Frames are turned upright per the container's display matrix (phone videos), as players do.
 
-    Decoding (threaded, ``thread_type="AUTO"``). With ``skip`` (default) a demux pass first learns
+    Decoding (threaded, :func:`decode_threading`). With ``skip`` (default) a demux pass first learns
     every frame's timestamp, and frames that no sample time shows are not decoded when nothing
     shown depends on them (:func:`_decode_plan`: non-reference frames are skipped, the tail of a
     closed GOP after its last shown frame is not read). The frames yielded are the same, pixel for
@@ -609,7 +621,7 @@ def _frame_rows(p: Path, fps: float, origin: float | None, counts: dict, out: di
         if stream is None:
             raise MediaError("has no video track (audio only?)", path=p,
                              hint="give a video file, or extract audio features only")
-        stream.thread_type = "AUTO"
+        stream.thread_type = decode_threading(stream.codec_context.name)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(25)
         default_dur = 1.0 / float(rate)
         tb = stream.time_base

@@ -12,7 +12,6 @@ the audio part and is not used).
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from depdet.extractors import MODALITIES
 
@@ -42,6 +41,8 @@ def collate(samples: list[dict], valid: list[dict | None] | None = None,
         ``(inputs, masks)``: ``inputs[m]`` float32 tensor (B, L, D_m) zero-padded (invalid rows are
         zero too), ``masks[m]`` bool tensor (B, L), True for real, valid rows.
     """
+    import torch  # here, not at the top: the CLI reads this module's constants without torch
+
     if not samples:
         raise ValueError("collate() needs at least one sample")
     if valid is not None and len(valid) != len(samples):
