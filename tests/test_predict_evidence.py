@@ -120,6 +120,23 @@ def test_occlusion_default_cap_and_batches_follow_the_scorer():
         occlusion_timeline(Scorer(model), x, m, fps=1.0, batch_size=0)
 
 
+def test_evidence_reuses_the_prediction_forward():
+    """compute_evidence given the prediction's output runs no forward of the unaltered clip again:
+    the occlusion batches and one forward for all modality-masked copies."""
+    model = CountingSumModel({"visual": 3, "audio": 2}).eval()
+    x, m = _batch(T=20)
+    x["visual"][0, 13, 0] = 1.0
+    x["audio"][0, 2, 0] = 0.5
+    sc = Scorer(model, batch_size=8)
+    out = sc.forward(x, m)
+    model.batches.clear()
+    ev = compute_evidence(sc, x, m, fps=1.0, output=out)
+    assert model.batches == [8, 8, 4, 2]  # 20 windows, then visual-masked and audio-masked together
+    assert ev.modality_effects == pytest.approx({"visual": 1.0, "audio": 1.0})
+    tl, _ = occlusion_timeline(sc, x, m, fps=1.0)
+    assert np.array_equal(ev.timeline, tl)
+
+
 def test_modality_masking_shares():
     model = SumModel({"visual": 3, "audio": 2}).eval()
     x, m = _batch()
