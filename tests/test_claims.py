@@ -18,8 +18,8 @@ import re
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO, run_cli
+
 from depdet.models import create_model
 from depdet.models.registry import model_card
 from depdet.pipeline.data.batching import DEFAULT_MAX_TOKENS, collate
@@ -58,6 +58,10 @@ def test_fixed_variants_keep_depdets_batches_and_say_what_they_change():
         assert (r["bucketing"], r["max_tokens"]) == (True, DEFAULT_MAX_TOKENS), n
         text = " ".join(r["changes"])
         assert "bucketing=True" in text and f"max_tokens={DEFAULT_MAX_TOKENS}" in text and "BatchNorm" in text, n
+        if r["model"] == "depmamba":  # has BatchNorm: its statistics are what buckets and micro-batches change
+            assert "BatchNorm batch statistics" in text and "normalises over" in text and "EnSSM" in text, n
+        else:  # DynMultiDep has none: no text may say they change
+            assert "no BatchNorm" in text and "EnSSM" not in text and "normalises over" not in text, n
     c = TrainConfig(model="depmamba")  # without a preset: depdet's defaults
     assert (c.bucketing, c.max_tokens) == (True, DEFAULT_MAX_TOKENS)
 
@@ -71,7 +75,7 @@ def test_explicit_options_override_a_paper_presets_batches():
 
 def test_no_text_claims_bucketing_gives_the_same_results_in_expectation():
     pattern = re.compile(r"same\s+(?:results\s+)?in\s+expectation|results\s+in\s+expectation|in\s+expectation\s+every",
-                         re.I)
+                         re.IGNORECASE)
     bad = [f for f, t in _texts().items() if pattern.search(t)]
     assert not bad, bad
 
@@ -98,11 +102,17 @@ def test_which_clips_share_a_batch_changes_a_clips_training_logit_as_the_notes_s
         model = create_model("depmamba", dims, d_model=8, d_state=4, expand=2, dropout=0.0, padding=padding).train()
         with torch.no_grad():
             assert abs(_partners_logit(model, a, short) - _partners_logit(model, a, long_)) > 1e-4, padding
-    # without batch statistics and with masking, the partners do not matter (JAMFN pointwise has no BatchNorm)
+    # without batch statistics and with masking, the partners do not matter (no BatchNorm in either)
+    for name, cfg in (("jamfn", dict(hidden=4, lstm_layers=1, channels=4, jaf="pointwise")),
+                      ("dynmultidep", dict(d_model=8, d_state=4, expand=2, dropout=0.0, padding="fixed"))):
+        torch.manual_seed(0)
+        model = create_model(name, dims, **cfg).train()
+        with torch.no_grad():
+            assert _partners_logit(model, a, short) == pytest.approx(_partners_logit(model, a, long_), abs=1e-5), name
     torch.manual_seed(0)
-    model = create_model("jamfn", dims, hidden=4, lstm_layers=1, channels=4, jaf="pointwise").train()
-    with torch.no_grad():
-        assert _partners_logit(model, a, short) == pytest.approx(_partners_logit(model, a, long_), abs=1e-6)
+    model = create_model("dynmultidep", dims, d_model=8, d_state=4, expand=2, dropout=0.0, padding="original").train()
+    with torch.no_grad():  # its public-code padding mode leaks: the partners matter
+        assert abs(_partners_logit(model, a, short) - _partners_logit(model, a, long_)) > 1e-4
 
 
 def test_train_help_says_what_bucketing_and_max_tokens_change(capsys):
@@ -221,13 +231,14 @@ def _noface(T, rows, seed, garbage=0.0):
     return {"visual": v, "audio": a}, {"visual": face, "audio": np.ones(T, bool)}
 
 
+@pytest.mark.parametrize("name", ["depmamba", "dynmultidep"])
 @pytest.mark.parametrize("training", [False, True])
-def test_fixed_invalid_rows_values_never_reach_the_output_but_are_not_cut_out(training):
+def test_fixed_invalid_rows_values_never_reach_the_output_but_are_not_cut_out(name, training):
     """What the docs now say of padding="fixed", shown: (1) the values held at invalid rows do not
     matter; (2) the rows still occupy time steps (convolutions see zeros there, the union mask keeps a
     row where another modality is valid), so the logit is not the one of the clip with them cut out."""
     torch.manual_seed(0)
-    model = create_model("depmamba", {"visual": 6, "audio": 3}, d_model=8, d_state=4, expand=2, dropout=0.0,
+    model = create_model(name, {"visual": 6, "audio": 3}, d_model=8, d_state=4, expand=2, dropout=0.0,
                          padding="fixed").train(training)
     (s0, v0), (s1, v1) = _noface(12, [4, 5], 1), _noface(12, [4, 5], 1, garbage=7.0)
     with torch.no_grad():
@@ -238,5 +249,5 @@ def test_fixed_invalid_rows_values_never_reach_the_output_but_are_not_cut_out(tr
     torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
     assert abs(float(a - cut)) > 1e-4
     texts = _texts()
-    for f in ("README.md", "depdet/pipeline/training/presets.py", "depdet/models/depmamba.py"):
+    for f in ("README.md", "depdet/pipeline/training/presets.py", f"depdet/models/{name}.py"):
         assert "skipped by every conv" not in texts[f] and "skips padding **and** invalid rows" not in texts[f], f

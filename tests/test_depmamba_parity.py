@@ -27,10 +27,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import REPO
-from depdet.models import create_model
-from depdet.models import scan_kernel
+
+from depdet.models import create_model, scan_kernel
 
 PARITY_DIR = Path(os.environ.get("DEPDET_PARITY_DIR", REPO.parent / "shared" / "reference" / "parity"))
 #: file -> (audio dim, d_state, sha256) as listed in the fixtures' README

@@ -117,6 +117,38 @@ def _dynmultidep(dataset: str, cfg: dict, crop: int) -> dict:
               f"paper (see `depdet models dynmultidep`); {_CROP_NOTE.format(n=crop)}; {_SEEDS_NOTE}; {_EVAL_NOTE}."))
 
 
+#: What padding='fixed' does, per model of a *-fixed preset (tests/test_claims.py shows each part).
+_FIXED_PADDING = {
+    "depmamba": ("padding='fixed': batch padding enters no conv, scan or BatchNorm statistic (in eval mode a clip in "
+                 "a padded batch gets its logit alone; tests/test_depmamba_parity.py checks this against the official "
+                 "code); the values at a modality's invalid rows (e.g. no face) never reach the output: zeroed before "
+                 "every conv, left out of that modality's BatchNorm statistics, passed over unchanged by its scans. "
+                 "Such rows are not cut out: convs see zeros there, and a row where another modality is valid stays in "
+                 "the fused stream (the missing modality's channels as zeros, counted in the EnSSM BatchNorm "
+                 "statistics); so on a clip with missing faces the logit differs from the public model's and from "
+                 "that of the clip with those rows removed"),
+    "dynmultidep": ("padding='fixed': batch padding enters no conv, scan or attention (a clip in a padded batch gets "
+                    "its logit alone); the values at a modality's invalid rows (e.g. no face) never reach the output: "
+                    "zeroed before the Mamba expert's conv, passed over unchanged by its scans, masked as attention "
+                    "keys, left out of that modality's pooling. Such rows are not cut out (a conv or attention window "
+                    "that spans them sees zeros or nothing there), so the logit is not that of the clip with those "
+                    "rows removed"),
+}
+#: What depdet's length buckets change, per model of a *-fixed preset.
+_FIXED_BUCKETS = {
+    "depmamba": "with padding='fixed' the padding no longer changes a clip's logits, but its BatchNorm batch "
+                "statistics (training) still come from its partners",
+    "dynmultidep": "with padding='fixed' and no BatchNorm a clip's logits do not depend on its partners; the gradient "
+                   "steps do (other batches)",
+}
+
+#: What depdet's micro-batches change, per model of a *-fixed preset.
+_FIXED_MICRO = {
+    "depmamba": "BatchNorm normalises over, and updates its running statistics once per, micro-batch",
+    "dynmultidep": "with padding='fixed' and no BatchNorm the step equals the whole batch's to float rounding",
+}
+
+
 def _fixed(base: dict, name: str) -> dict:
     """depdet's variant of a paper preset: padding fix, training-fold standardisation, landmark z-score, AMP."""
     p = deepcopy(base)
@@ -124,23 +156,17 @@ def _fixed(base: dict, name: str) -> dict:
     p["model_config"]["padding"] = "fixed"
     p["preprocess"].update(standardize=True, landmark_zscore=True)
     p["changes"] = [
-        "padding='fixed': batch padding enters no conv, scan or BatchNorm statistic (in eval mode a clip in a padded "
-        "batch gets its logit alone; tests/test_depmamba_parity.py checks this against the official code); the values "
-        "at a modality's invalid rows (e.g. no face) never reach the output: zeroed before every conv, left out of "
-        "that modality's BatchNorm statistics, passed over unchanged by its scans. Such rows are not cut out: convs "
-        "see zeros there, and a row where another modality is valid stays in the fused stream (the missing "
-        "modality's channels as zeros, counted in the EnSSM BatchNorm statistics); so on a clip with missing faces "
-        "the logit differs from the public model's and from that of the clip with those rows removed",
+        _FIXED_PADDING[base["model"]],
         "pooling mask = the union of the per-modality validity masks (not concat row sum != 0)",
         "standardize=True: per-column z-score with training-fold statistics (valid rows only), stored in the checkpoint",
         "landmark_zscore=True: per-row z-score of the 136 landmark columns (idempotent on released D-Vlog/LMVD)",
         "amp=True: float16 autocast + GradScaler on CUDA (CPU stays float32)",
-        "bucketing=True: batches from seeded length buckets (every item once per epoch, the same batch size) instead "
-        "of the references' random batches: far less padding; with padding='fixed' the padding no longer changes a "
-        "clip's logits, but its BatchNorm batch statistics still come from its partners, now clips of similar length",
-        f"max_tokens={DEFAULT_MAX_TOKENS}: a batch over {DEFAULT_MAX_TOKENS:,} padded rows runs as micro-batches with "
-        "gradient accumulation (the optimiser sees the whole batch's mean loss; BatchNorm normalises over, and "
-        "updates its running statistics once per, micro-batch); bounds memory",
+        ("bucketing=True: batches from seeded length buckets (every item once per epoch, the same batch size) instead "
+         "of the references' random batches: far less padding, but a clip's partners are now clips of similar "
+         "length; " + _FIXED_BUCKETS[base["model"]]),
+        (f"max_tokens={DEFAULT_MAX_TOKENS}: a batch over {DEFAULT_MAX_TOKENS:,} padded rows runs as micro-batches with "
+         "gradient accumulation (the optimiser sees the whole batch's mean loss); bounds memory; "
+         + _FIXED_MICRO[base["model"]]),
     ]
     p["note"] = (f"depdet's variant of {name} (not the paper's recipe): the changes listed in 'changes'; everything "
                  f"else as {name}, whose note reads: " + base["note"])
