@@ -251,3 +251,19 @@ def test_fixed_invalid_rows_values_never_reach_the_output_but_are_not_cut_out(na
     texts = _texts()
     for f in ("README.md", "depdet/pipeline/training/presets.py", f"depdet/models/{name}.py"):
         assert "skipped by every conv" not in texts[f] and "skips padding **and** invalid rows" not in texts[f], f
+
+
+def test_train_with_a_paper_preset_records_the_references_batches(tmp_path, capsys, one_torch_thread):
+    from depdet.pipeline.data.synth import SynthConfig, make_synthetic
+
+    data = tmp_path / "syn"
+    make_synthetic(data, SynthConfig(n=16, min_len=10, max_len=20, signal=3.0, seed=1))
+    args = ["train", "--data", data, "--preset", "dvlog-replication", "--model", "fusion_concat", "--model-opt",
+            "hidden=4", "--epochs", "1", "--seeds", "0", "--device", "cpu", "--threads", "1"]
+    code, _, err = run_cli(args + ["--run-dir", tmp_path / "paper"], capsys)
+    assert code == 0, err
+    recorded = json.loads((tmp_path / "paper" / "config.json").read_text())["config"]
+    assert (recorded["bucketing"], recorded["max_tokens"]) == (False, 0)
+    # explicit options win (the CLI passes them as TrainConfig.from_preset overrides)
+    c = TrainConfig.from_preset("dvlog-replication", bucketing=True, max_tokens=64)
+    assert (c.bucketing, c.max_tokens) == (True, 64)
