@@ -267,3 +267,10 @@ def test_train_with_a_paper_preset_records_the_references_batches(tmp_path, caps
     # explicit options win (the CLI passes them as TrainConfig.from_preset overrides)
     c = TrainConfig.from_preset("dvlog-replication", bucketing=True, max_tokens=64)
     assert (c.bucketing, c.max_tokens) == (True, 64)
+
+
+def test_readme_parity_sentence_points_at_the_parity_test():
+    readme = (REPO / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `depmamba` |"))
+    assert "tests/test_depmamba_parity.py" in row and "official code" in row
+    assert (REPO / "tests" / "test_depmamba_parity.py").is_file()
