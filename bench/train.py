@@ -18,7 +18,10 @@ epoch's seconds, and the process's peak RSS (everything: data, model, optimiser,
   is the epoch's, unless a straight-line fit of the sampled steps' memory says it needs more
   than this machine has free: then it is not run and the prediction is printed instead.
 
-Targets (issue 11, 2-core CPU): an epoch <= 10 minutes and peak RSS <= 8 GB with the defaults.
+Targets (issue 11, 2-core CPU): an epoch <= 10 minutes and peak RSS <= 8 GB with depdet's defaults
+(``bucketed+max-tokens``: no preset, or a ``*-fixed`` preset). The paper presets train on the
+references' batches (``random``: random order, whole batches; issue 21), which this script measures
+as the ``random`` variant.
 
     python bench/train.py                                   # all three, sampled
     python bench/train.py --full-epoch bucketed bucketed+max-tokens

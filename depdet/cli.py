@@ -641,8 +641,8 @@ def train(
     model: Annotated[Optional[str], typer.Option(help="Registry model (see `depdet models`); default: the preset's.")] = None,
     preset: Annotated[Optional[Preset], typer.Option(help="A recipe (see `depdet presets NAME` for all values and the note): paper presets "
                                                   + ", ".join(n for n in __import__("depdet.pipeline.training.presets", fromlist=["x"]).list_presets() if not n.endswith("-fixed"))
-                                                  + " reproduce the paper's public code (or text); depdet's variants: "
-                                                  + ", ".join(n for n in __import__("depdet.pipeline.training.presets", fromlist=["x"]).list_presets() if n.endswith("-fixed")) + ".")] = None,
+                                                  + " reproduce the paper's public code (or text), its batches included (random order, whole batches); depdet's variants: "
+                                                  + ", ".join(n for n in __import__("depdet.pipeline.training.presets", fromlist=["x"]).list_presets() if n.endswith("-fixed")) + " (their changes: padding fix, normalisation, AMP, length buckets, micro-batches).")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="Re-run a run from its own folder: RUN/config.yaml (or config.json); "
                                                    "only --run-dir (default RUN-rerun), --device and --threads may be given with it.")] = None,
     run_dir: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/<preset or model>-<data folder name>). Rerun to resume.")] = None,
@@ -672,8 +672,8 @@ def train(
     device: Annotated[str, typer.Option(parser=_device, metavar="DEVICE", help=_DEVICE_HELP + ".")] = "auto",
     amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", metavar=" ", help="float16 autocast on CUDA (default: the preset's; on without a preset).")] = None,
     grad_clip: Annotated[Optional[float], typer.Option(help="Max gradient norm (default: none).")] = None,
-    bucketing: Annotated[Optional[bool], typer.Option("--bucketing/--no-bucketing", metavar=" ", help="Batches of similar lengths (every item once per epoch, seeded; less padding, the same results in expectation; depdet's default). --no-bucketing: the references' random order.")] = None,
-    max_tokens: Annotated[Optional[int], typer.Option(min=0, help="Bound memory: split a batch whose padded rows (items x longest) exceed this into micro-batches with gradient accumulation; the optimiser still sees the whole batch, BatchNorm sees micro-batches (default: depdet's budget, which keeps paper-size DepMamba under 8 GB on a CPU; 0: never split).")] = None,
+    bucketing: Annotated[Optional[bool], typer.Option("--bucketing/--no-bucketing", metavar=" ", help="Batches of similar lengths (every item once per epoch, seeded; less padding). Not the references' batches: other clips share a batch, which changes a clip's logits where padding leaks (padding='original', use_masks=False) and the BatchNorm batch statistics. Default: off in paper presets (the references' random order), on otherwise (depdet's).")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(min=0, help="Bound memory: split a batch whose padded rows (items x longest) exceed this into micro-batches with gradient accumulation; the optimiser still sees the whole batch's mean loss, but BatchNorm normalises over each micro-batch and leaking padding (padding='original', use_masks=False) is each micro-batch's own. Default: 0 (never split, the references' whole batches) in paper presets, else depdet's 12,288 (keeps paper-size DepMamba under 8 GB on a CPU).")] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch.")] = None,
     cluster: Annotated[Optional[str], typer.Option(help="Fan the (seed, fold) runs out over a Dask cluster, one run per worker: local:N, tcp://HOST:PORT or slurm:N (pip install -e \".[cluster]\"); the data and run folders must be reachable from every worker.")] = None,
 ):

@@ -84,12 +84,14 @@ def test_fixed_presets_differ_from_their_paper_preset_exactly_in_the_listed_chan
         assert p["kind"] == "depdet" and n == p["variant_of"] + "-fixed"
         a, b = TrainConfig.from_preset(n).to_dict(), TrainConfig.from_preset(p["variant_of"]).to_dict()
         diff = {k for k in a if a[k] != b[k]}
-        assert diff == {"model_config", "preprocess", "amp", "preset"}, n
+        assert diff == {"model_config", "preprocess", "amp", "preset", "bucketing", "max_tokens"}, n
+        assert (a["bucketing"], b["bucketing"], b["max_tokens"]) == (True, False, 0), n
         assert {k for k in a["preprocess"] if a["preprocess"][k] != b["preprocess"][k]} == {"standardize", "landmark_zscore"}
         assert {k for k in a["model_config"] if a["model_config"][k] != b["model_config"][k]} == {"padding"}
         assert a["model_config"]["padding"] == "fixed" and a["amp"] is True
         text = " ".join(p["changes"])
-        for word in ("padding='fixed'", "standardize=True", "landmark_zscore=True", "amp=True"):
+        for word in ("padding='fixed'", "standardize=True", "landmark_zscore=True", "amp=True", "bucketing=True",
+                     "max_tokens="):
             assert word in text
         assert base["note"] in p["note"]
 

@@ -228,7 +228,7 @@ def test_rescale_rows_converts_the_row_counts_by_the_rate_ratio(five_fps, tmp_pa
     pre, mc, f = rows_for_fps(TrainConfig.from_preset("dvlog-replication", rescale_rows=True), 5.0)
     assert (f, pre.max_len, pre.crop_min_len, mc) == (5.0, 2980, 2500, {})
     pre, mc, f = rows_for_fps(TrainConfig.from_preset("jamfn-dvlog", rescale_rows=True), 5.0)
-    assert mc == {"max_len": 2980} and pre.max_len is None
+    assert mc == {"conv_act": "none", "max_len": 2980} and pre.max_len is None
     pre, mc, f = rows_for_fps(TrainConfig.from_preset("jamfn-dvlog", model_config={"max_len": 100}, rescale_rows=True), 2.0)
     assert mc["max_len"] == 200
     pre, mc, f = rows_for_fps(TrainConfig.from_preset("depmamba-lmvd"), 1.0)  # same rate: untouched
@@ -285,7 +285,7 @@ def test_bucketing_and_the_memory_budget_are_on_by_default_and_log_csv_records_p
 
     cfg = TrainConfig(model="fusion_concat")
     assert cfg.bucketing is True and cfg.max_tokens == DEFAULT_MAX_TOKENS
-    assert TrainConfig.from_preset("depmamba-dvlog").bucketing is True
+    assert TrainConfig.from_preset("depmamba-dvlog-fixed").bucketing is True  # paper presets: the references' (issue 21)
     summary = train(strong, _cfg(epochs=2), tmp_path / "default")
     rows = list(_csv.DictReader(open(tmp_path / "default" / summary["runs"][0]["name"] / "log.csv")))
     assert len(rows) == 2 and all(0.05 < float(r["peak_rss_gb"]) < 64 for r in rows)

@@ -10,7 +10,8 @@ No public code exists (``models.md`` §2.7). The only source is the abstract
   ``interact="exchange"``);
 * "cross-modal complementary information is then extracted via a cross-attention mechanism" -> part 1b;
 * "a dual-path fusion module subsequently augments multi-scale representations and integrates
-  cross-modal features through dynamic weighting" -> part 2;
+  cross-modal features through dynamic weighting" -> part 2, in a **serial** form of depdet's (the
+  abstract does not say what the two paths are; depdet does not claim to build them);
 * "the feature representations are refined by a series of Bi-Mamba blocks" -> part 3.
 
 Every concrete form below (sizes, layers, how the interaction, the paths and the weighting are
@@ -30,16 +31,20 @@ computed) is **depdet's choice**; the abstract does not give it:
    1b. Bidirectional cross-attention, visual queries attending to audio keys and vice versa
    (``x + LN(MHA(x, other, other))``, keys masked by the other modality's mask, all-masked rows give
    zeros). Global (O(L^2) scores), computed in query blocks of ``attn_block`` rows.
-2. **Multi-Scale Gated Parallel Fusion** (the "dual path": a modality path and a multi-scale path):
-   a modality gate ``softmax(Linear(M*d -> M))`` over masked-mean-pooled streams re-weights each
-   stream (``modality_weights``, (B, M)); the weighted streams are concatenated and sent through
-   parallel ``Conv1d`` branches with kernels ``scales`` (1, 3, 5) to ``d`` channels each; a second
-   gate ``softmax(Linear(M*d -> n_scales))`` weights the branches per sample
-   (``aux["branch_weights"]``) and they are summed.
+2. **Multi-Scale Gated Parallel Fusion**, serial here, not parallel paths: first a modality gate
+   ``softmax(Linear(M*d -> M))`` over masked-mean-pooled streams re-weights each stream
+   (``modality_weights``, (B, M)); *then* the weighted streams are concatenated and sent through
+   ``Conv1d`` branches with kernels ``scales`` (1, 3, 5) to ``d`` channels each (the branches run
+   side by side on the same gated input; a second gate ``softmax(Linear(M*d -> n_scales))`` weights
+   them per sample, ``aux["branch_weights"]``, and they are summed). So the multi-scale branches read
+   the modality-weighted streams: one path after the other, not the abstract's "dual-path"
+   structure, whose form is unknown.
 3. **Multimodal Enhanced Mamba**: ``n_enhance`` stacked ``x + LN(BiMamba(x))`` layers.
 
 Then masked mean pooling over the union of the modality masks, Dropout, ``Linear(d -> 1)``, BCE.
-Padding and invalid rows never reach a scan, a conv input or BN statistics (``padding="fixed"``);
+With ``padding="fixed"`` the values at padding and invalid rows never reach a scan, a conv or BN
+statistics (they are zeros there; the rows are not cut out: a conv window spans them, and the fusion
+keeps a row where another modality is valid);
 ``padding="original"`` makes only the Bi-Mamba layers leak padding as the public DepMamba code does.
 No result of ASYM's is reproduced or claimed by depdet.
 """
@@ -194,7 +199,8 @@ class ASYM(DepressionModel):
 
 
 @register_model("asym", paper="ASYM, Front. Psychiatry 17:1704005 (2026); no public code", inputs="visual + audio",
-                description="ASYM: CNN + interacting Bi-Mamba, cross-attention, multi-scale gated fusion, Bi-Mamba enhancer")
+                description="ASYM: CNN + interacting Bi-Mamba, cross-attention, modality gate then multi-scale "
+                            "branches, Bi-Mamba enhancer")
 def asym(input_dims, d_model: int = 256, d_state: int = 12, expand: float = 4, d_conv: int = 4, n_heads: int = 4,
          scales: tuple = (1, 3, 5), n_enhance: int = 2, dropout: float = 0.1, padding: str = "fixed",
          chunk_size: int = 64, attn_block: int = 1024, interact: str = "exchange") -> ASYM:

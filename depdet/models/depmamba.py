@@ -17,23 +17,36 @@ Where we follow what:
   layers (the Mamba layer's ``self.drop`` is unused there, so we have none); the
   ``a_downsample`` conv (~1.05 M parameters) is defined but never used in the public code, so it is
   **not** built here: our parameter count is the ~6.66 M *used* parameters (D-Vlog dims).
-* depdet's choices (``padding="fixed"``, the default of the model and of the ``*-fixed`` presets):
-  every **invalid row** (batch padding *and* rows the per-modality validity marks invalid, e.g. no
-  face found) never reaches a scan, a conv or BatchNorm statistics (see :mod:`depdet.models.mamba`):
-  the backward scan runs over each sample's own reversed valid span; BatchNorm uses masked
-  train-mode statistics (:class:`MaskedBatchNorm1d`). So this is more than a padding-leak fix: on an
-  *unpadded* clip with missing-face rows the visual branch skips those rows, while the public code
-  runs them through as zero rows; the logits then differ from the public model's (up to 5e-2 in the
-  independent check of issue 12; 0.11 for the small random model of
-  ``tests/test_recipes.py::test_fixed_differs_from_original_only_where_it_masks_rows``). With every
-  row valid and no padding the two modes give the same logit. Each modality branch uses its own mask; after concatenation the union of the
-  two masks is used. A sample with one modality fully masked keeps a finite output; an all-empty
-  sample gives the head's bias (masked mean clamps its denominator).
+* depdet's choices (``padding="fixed"``, the default of the model and of the ``*-fixed`` presets),
+  what each part does and where it is tested:
+
+  - **batch padding** enters no conv, scan or BatchNorm statistic: the backward scan runs over each
+    sample's own reversed valid span, BatchNorm uses masked train-mode statistics
+    (:class:`MaskedBatchNorm1d`), so a clip's logit does not depend on its batch's padding; in eval
+    mode a clip in a padded batch gets its logit alone, to float rounding (``tests/test_models_mamba.py``
+    padding invariance, eval and train mode; ``tests/test_depmamba_parity.py``: equal to the
+    official code's logit of each sample alone, within 1e-5);
+  - **invalid rows** (rows the per-modality validity marks invalid, e.g. no face found): their
+    values never reach the output: they are zeroed before every conv, left out of that modality's
+    BatchNorm statistics, and the scans' state passes over them unchanged (delta 0). They are
+    **not cut out**: a conv window that spans them sees zeros there, and after the concatenation a
+    row where another modality is valid stays in (the union mask), with the missing modality's
+    channels as zeros that enter the EnSSM conv, BatchNorm statistics and scan. So the logit is
+    neither the public model's on such a clip (up to 5e-2 in the independent check of issue 12;
+    0.11 for the small random model of
+    ``tests/test_recipes.py::test_fixed_differs_from_original_only_where_it_masks_rows``) nor that
+    of the clip with those rows removed (``tests/test_claims.py``). With every row valid and no
+    padding the two modes give the same logit. Each modality branch uses its own mask; after
+    concatenation the union of the two masks is used. A sample with one modality fully masked keeps
+    a finite output; an all-empty sample gives the head's bias (masked mean clamps its denominator).
 * ``padding="original"`` (the ``depmamba-dvlog`` / ``depmamba-lmvd`` paper presets) reproduces the
   public code: no masking inside any block (plain BatchNorm over padded rows, causal convs and
   scans over padding, the backward scan over the flipped *padded* tensor), and the public loader's
   mask rule ``concat(visual, audio).sum(-1) != 0`` used only for the final masked mean (computed
   from the input values, as the public code does; the given masks are not used in this mode).
+  ``tests/test_depmamba_parity.py`` checks this mode against golden outputs of the official code
+  (width 32, D-Vlog and LMVD configs): eval and train-mode logits within 1e-5, gradients within 1e-4
+  of the largest gradient of each tensor, on both CPU scan backends.
 """
 
 from __future__ import annotations

@@ -7,6 +7,15 @@ The paper (abstract and README figure; ``models.md`` §2.2) describes:
   routing**;
 * **Dynamic Multimodal Fusion (DynMM)** with modality-level and fusion-level dynamic weighting.
 
+**Inputs: the paper's are not all here.** The README's "Unimodal Feature Extraction"
+(``papers/dynmultidep-readme.md``) names LLDs and VGGish for audio and facial landmarks, **action
+units, eye gaze and head pose** for video. depdet's visual inputs: D-Vlog and LMVD as the DepMamba
+family loads them (the README's own dataset steps) are the 136 landmark coordinates only (for LMVD,
+DepMamba's conversion of the OpenFace CSVs keeps the landmark columns and drops the AU and gaze
+ones; depdet's loader checks the 136 columns), and ``depdet extract`` gives landmarks plus,
+optionally, head pose (6 columns). Action units and eye gaze are **absent**: no depdet extractor or
+layout provides them, so no depdet run of this model has the paper's visual inputs.
+
 The public code (3166074787/DynMultiDep@5fd29e3, deleted from HEAD a week after release) is NOT
 followed: it has no Transformer experts and no routing (only DepMamba's MMBiMamba), and it cannot run
 as committed, because ``feature_dim = x.shape[2] // 2`` splits the visual-first concatenation in half
@@ -181,7 +190,8 @@ class DynMultiDep(DepressionModel):
 
 
 @register_model("dynmultidep", paper="Li et al., J. Imaging 2026, 12(1), 29", inputs="visual + audio",
-                description="DynMultiDep: Mamba + local-window Transformer experts with long-short routing, DynMM gating")
+                description="DynMultiDep: Mamba + local-window Transformer experts with long-short routing, DynMM "
+                            "gating (the paper's action units and eye gaze inputs are absent)")
 def dynmultidep(input_dims, d_model: int = 256, d_state: int = 12, expand: float = 4, d_conv: int = 4,
                 n_heads: int = 4, window: int = 8, gate_hidden: int = 64, temp: float = 1.0,
                 hard_gate: bool = True, dropout: float = 0.1, padding: str = "fixed",

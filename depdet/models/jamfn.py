@@ -6,7 +6,7 @@ Paper (§3, Eqs. 1-14):
 * per modality a 6-layer BiLSTM, 200 hidden units per direction (§4.2); directions are concatenated
   between layers (Eq. 3) and **added** after the last layer (Eq. 4), giving (L, 200);
 * per modality three 1-D convolutions with kernels 1/3/5 and padding 0/1/2 (Eq. 6), 512 output
-  channels (§4.2): the scales;
+  channels (§4.2): the scales; Eq. 6 names no activation after them (``conv_act="none"``);
 * Joint Attention Fusion (JAF) per scale: ``T_m = FC(X_m)`` maps each modality's (L, H) to (L, 1)
   (Eqs. 7-8); ``T_Joint = Concat(T_A, T_V)`` (2L, Eq. 9); ``T_Mixed = FC_3(T_Joint)`` (2L -> 2L,
   Eq. 10); split into ``T_A.mixed, T_V.mixed`` (Eq. 11); **Eq. 12**:
@@ -15,7 +15,9 @@ Paper (§3, Eqs. 1-14):
 * Eq. 13: ``F_out = Fusion^1 + Fusion^3 + Fusion^5`` (L x H); Eq. 14: ``Y = FC(F_out)``;
 * "we utilize the cross-entropy loss function" (§3.4).
 
-Default (``fusion="elementwise"``, ``head="ce2"``) = the paper as written, with these readings:
+Default (``fusion="elementwise"``, ``head="ce2"``) = the paper as written, except the ReLU after each
+scale's convolution (``conv_act="relu"``, depdet's choice, below; the ``jamfn-dvlog`` paper preset sets
+``conv_act="none"``), with these readings:
 * ``FC(F_out)`` over an (L x H) matrix: one fully connected layer over the flattened (L*H) fused
   features (row-major: time, then channel) to **two** class logits, trained with two-class
   cross-entropy (the paper's loss). ``ModelOutput.logits`` is their difference ``z_1 - z_0`` (the
@@ -36,9 +38,10 @@ depdet's options (not in the paper):
   ``jaf="pointwise"`` it is length-independent (no truncation).
 * ``jaf="pointwise"``: FC_3 mixes the M modality scores at each time step (``Linear(M, M)``)
   instead of all 2L scores (needs no fixed L for the attention).
-* ReLU after each scale's convolution (``conv_act="relu"``, default; the paper names no activation:
-  **depdet's choice**; ``conv_act="none"`` removes it); ``dropout`` (default 0: the paper states
-  none) between BiLSTM layers and on the fused features.
+* ReLU after each scale's convolution (``conv_act="relu"``, the model's default; Eq. 6 names no
+  activation: **depdet's choice**, kept as the default so that checkpoints saved without the option
+  keep their meaning; ``conv_act="none"`` is the paper's Eq. 6 and what the ``jamfn-dvlog`` preset
+  uses); ``dropout`` (default 0: the paper states none) between BiLSTM layers and on the fused features.
 * Rows whose mask is False are zeroed at the input and after the BiLSTM.
 * Any number of modalities (the paper has two); FC_3 then spans M*L.
 
@@ -79,7 +82,8 @@ class JAMFN(DepressionModel):
             ``"attend_sum"`` (depdet's time-reduction reading: weighted sum over time, FC over H).
         head: ``"ce2"`` (paper: two class logits, cross-entropy) or ``"bce"`` (depdet's: one logit).
         dropout: dropout between BiLSTM layers and on the fused features (paper: none stated; 0).
-        conv_act: ``"relu"`` (default, depdet's choice) or ``"none"`` after each scale's convolution.
+        conv_act: ``"relu"`` (default, depdet's choice) or ``"none"`` (the paper's Eq. 6, the
+            ``jamfn-dvlog`` preset) after each scale's convolution.
     """
 
     def __init__(self, input_dims, hidden: int = 200, lstm_layers: int = 6, channels: int = 512,

@@ -31,7 +31,9 @@ What is here:
 Padding (``leaky_padding=False``, config ``padding="fixed"``, the default): masked steps are zeroed
 before the conv, their ``delta`` is set to 0 so the state passes through them unchanged, and the
 backward direction runs on each sample's own reversed valid span (not a flip of the padded tensor),
-so a sample's outputs do not depend on how much padding its batch has.
+so a sample's outputs do not depend on how much padding its batch has. A masked step inside a
+sample's span (e.g. a no-face row) is not cut out: its value never reaches any output, but the
+conv window still spans it (zeros there), so the result is not that of the sequence without it.
 ``leaky_padding=True`` (config ``padding="original"``) reproduces the public DepMamba code: no masking
 inside the block and the backward scan runs over ``flip(L)`` of the padded tensor, so it starts in the
 padded tail.

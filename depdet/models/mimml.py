@@ -34,10 +34,12 @@ weights) is **depdet's choice**; the abstract does not give it:
   are left out. InfoNCE is a lower bound on the mutual information; minimising it maximises the bound.
 * ``loss = BCE(main) + lambda_aux * sum_m BCE(aux_m) + lambda_mi * InfoNCE`` (auxiliary BCE over
   samples where modality m has a valid row).
-* Text: any modality in ``input_dims`` gets a branch, so a ``"text"`` modality (e.g. per-row sentence
-  embeddings aligned to the timeline) enables the paper's third modality. depdet's extractors do not
-  produce text; with D-Vlog/LMVD features the model is bimodal. No result of MIMML's is reproduced
-  or claimed by depdet.
+* Text (the paper's third modality): any modality in ``input_dims`` gets a branch, so in the Python
+  API ``create_model("mimml", {"visual": ..., "audio": ..., "text": D})`` builds a text branch that
+  takes (B, L, D) rows with a mask. That is all: no depdet command (``train``, ``evaluate``,
+  ``predict``) loads text features, no extractor produces them and no text file format is defined
+  (the abstract and models.md describe none), so ``depdet train`` runs MIMML on visual + audio only.
+  No result of MIMML's is reproduced or claimed by depdet.
 """
 
 from __future__ import annotations
@@ -84,7 +86,8 @@ class MIMML(DepressionModel):
     """MIMML (see the module docstring).
 
     Args:
-        input_dims: modality -> feature size; add ``"text"`` for the text branch.
+        input_dims: modality -> feature size; add ``"text"`` for the text branch (Python API only:
+            no depdet command loads text features).
         hidden: BiGRU hidden units per direction (embeddings are 2*hidden).
         proj_dim: size of the InfoNCE projection.
         temperature: InfoNCE temperature.

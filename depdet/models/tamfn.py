@@ -22,7 +22,8 @@ the global branch is a masked mean, BatchNorm training statistics use valid posi
 (:class:`~depdet.models.detector.MaskedBatchNorm1d`; also makes batch size 1 trainable), the LSTMs run
 on packed sequences, and the final means are over valid positions (union of the two streams' masks).
 ``use_masks=False`` reproduces the public, unmasked behaviour (every position treated as valid; then
-padding changes the output). The paper's exact layer sizes could not be checked against the paper
+padding changes the output); the ``tamfn-dvlog`` preset uses it, the model's default (masked) is
+depdet's. The paper's exact layer sizes could not be checked against the paper
 text; sizes are options.
 """
 

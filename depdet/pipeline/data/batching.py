@@ -83,10 +83,12 @@ def bucketed_batches(lengths, batch_size: int, rng: np.random.Generator, pool_ba
     """One epoch of batches of similar lengths: every item exactly once, in a seeded order.
 
     Items are shuffled, split into pools of ``pool_batches * batch_size``, each pool is sorted by
-    length and cut into batches of ``batch_size``, and the batch order is shuffled. Which items
-    share a batch is random up to their lengths, so in expectation every item is seen as often and
-    with as many different partners' gradients as in the reference random order; only the padding
-    (and the time spent on it) shrinks.
+    length and cut into batches of ``batch_size``, and the batch order is shuffled. Every item is
+    seen once per epoch in batches of the same size as in the reference random order, with far less
+    padding; but its partners are now items of similar length, not random ones. Where a model's
+    output depends on its batch (padding that leaks into the computation, BatchNorm batch
+    statistics) that changes what is trained, so the paper presets do not use it (depdet's choice
+    elsewhere: ``TrainConfig.bucketing``).
 
     Args:
         lengths: rows of each item.

@@ -97,15 +97,17 @@ class TrainConfig:
         grad_clip: max gradient norm (None: no clipping, as the references).
         bucketing: batches of similar lengths (:func:`~depdet.pipeline.data.batching.bucketed_batches`:
             every item once per epoch, in a seeded order of length buckets) instead of the references'
-            random order: far less padding, the same items and batch size per epoch, no effect on
-            results in expectation (depdet's choice; on by default, also for the paper presets;
-            ``False`` = the references' order).
+            random order: far less padding, the same items and batch size per epoch, but other clips
+            share a batch, which changes each clip's logits where padding leaks (``padding="original"``,
+            ``use_masks=False``) and the BatchNorm batch statistics (depdet's choice; on by default and
+            in the ``*-fixed`` presets; the paper presets set ``False`` = the references' order).
         max_tokens: split a batch whose padded rows (items x longest) exceed this into micro-batches
             with gradient accumulation, so the optimiser still sees the recipe's batch; bounds memory
-            (default :data:`~depdet.pipeline.data.batching.DEFAULT_MAX_TOKENS`, depdet's choice; None
-            or 0: never split, as the references). What it changes: BatchNorm (DepMamba's conv
-            blocks, ASYM, detector, TAMFN) takes its batch statistics and one running-average update
-            per micro-batch instead of per batch.
+            (default :data:`~depdet.pipeline.data.batching.DEFAULT_MAX_TOKENS`, depdet's choice, also
+            in the ``*-fixed`` presets; None or 0: never split, as the references and the paper
+            presets). What it changes: BatchNorm (DepMamba's conv blocks, ASYM, detector, TAMFN) takes
+            its batch statistics and one running-average update per micro-batch instead of per batch,
+            and where padding leaks each micro-batch pads to its own longest item.
         eval_batch_size: batch size for validation/test inference.
         preset: the preset these values came from (informational).
         preset_dataset: the dataset the preset was published for (informational, from the preset).
