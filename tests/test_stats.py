@@ -9,14 +9,31 @@ import time
 import numpy as np
 import pytest
 from scipy.stats import norm
-from sklearn.metrics import (accuracy_score, average_precision_score, brier_score_loss, f1_score,
-                             precision_recall_fscore_support, roc_auc_score, roc_curve)
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    brier_score_loss,
+    f1_score,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    roc_curve,
+)
 
 from depdet.pipeline.training.metrics import classification_metrics
-from depdet.pipeline.training.stats import (CI_METRICS, bootstrap_ci, delong_test, expected_calibration_error,
-                                            operating_points, paired_bootstrap, reliability_table, resample_counts,
-                                            summarize, summarize_baseline, summarize_groups,
-                                            _weighted_metrics)
+from depdet.pipeline.training.stats import (
+    CI_METRICS,
+    _weighted_metrics,
+    bootstrap_ci,
+    delong_test,
+    expected_calibration_error,
+    operating_points,
+    paired_bootstrap,
+    reliability_table,
+    resample_counts,
+    summarize,
+    summarize_baseline,
+    summarize_groups,
+)
 
 
 def _sim(n=300, seed=0, signal=1.0, round_to=2):
@@ -41,7 +58,7 @@ def _naive(y, p, thr):
 
 @pytest.mark.parametrize("grouped", [False, True])
 def test_bootstrap_matches_a_naive_sklearn_loop_on_the_same_resamples(grouped):
-    y, p, rng = _sim(n=120, seed=3)
+    y, p, _rng = _sim(n=120, seed=3)
     groups = [f"g{i // 3}" for i in range(len(y))] if grouped else None
     if grouped:
         groups[5] = ""  # an ungrouped clip is its own group

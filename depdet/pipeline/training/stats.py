@@ -35,7 +35,10 @@ import math
 
 import numpy as np
 
-from depdet.pipeline.training.metrics import all_depressed_baseline, classification_metrics
+from depdet.pipeline.training.metrics import (
+    all_depressed_baseline,
+    classification_metrics,
+)
 
 #: Metrics given a bootstrap interval (``ci95``), in display order.
 CI_METRICS = ("acc", "precision", "recall", "specificity", "f1", "weighted_precision", "weighted_recall",
@@ -167,7 +170,7 @@ def bootstrap_ci(y, prob, threshold: float = 0.5, *, groups=None, n_boot: int = 
     ci = {k: (_percentile(np.concatenate(v), level) if enough else None) for k, v in vals.items()}
     info = {"method": "percentile bootstrap", "n_boot": int(n_boot), "seed": int(seed), "level": float(level),
             "unit": "group" if groups is not None else "clip",
-            "n_units": int(_group_index(groups, len(y))[1]) if groups is not None else int(len(y)),
+            "n_units": int(_group_index(groups, len(y))[1]) if groups is not None else len(y),
             "n_one_class": int(n_one), "n_used": int(n_valid)}
     if not enough:
         info["note"] = (f"no interval: {n_one} of {n_boot} resamples held one class only "
@@ -330,7 +333,7 @@ def paired_bootstrap(y, prob_a, prob_b, *, threshold_a: float = 0.5, threshold_b
     d = np.concatenate(diffs) if diffs else np.zeros(0)
     return {"metric": metric, "a": a, "b": b, "difference": a - b,
             "ci95": _percentile(d, level) if len(d) else None, "p_value": _pvalue_from_resamples(d),
-            "n_boot": int(n_boot), "n_used": int(len(d)), "unit": "group" if groups is not None else "clip",
+            "n_boot": int(n_boot), "n_used": len(d), "unit": "group" if groups is not None else "clip",
             "method": "paired percentile bootstrap (same resamples for both runs); two-sided p from the resampled "
                       "differences' tail beyond 0"}
 
