@@ -277,17 +277,19 @@ def summarize_baseline(y, *, groups=None, n_boot: int = 2000, seed: int = 0, lev
     return out
 
 
-def summarize_groups(y, prob, group_names, threshold: float = 0.5, *, n_boot: int = 2000, seed: int = 0,
-                     level: float = 0.95) -> dict[str, dict]:
+def summarize_groups(y, prob, group_names, threshold: float = 0.5, *, groups=None, n_boot: int = 2000,
+                     seed: int = 0, level: float = 0.95) -> dict[str, dict]:
     """:func:`summarize` per value of ``group_names`` (e.g. gender f/m; empty names skipped), each with
-    its own all-depressed baseline (``baseline``)."""
+    its own all-depressed baseline (``baseline``). ``groups``: bootstrap clusters, as in :func:`summarize`."""
     y, p = _as_arrays(y, prob)
     g = np.asarray(["" if v is None else str(v) for v in group_names])
+    cl = None if groups is None else np.asarray(["" if v is None else str(v) for v in groups])
     out = {}
     for name in sorted(set(g.tolist()) - {""}):
         sel = g == name
-        out[name] = summarize(y[sel], p[sel], threshold, n_boot=n_boot, seed=seed, level=level)
-        out[name]["baseline"] = summarize_baseline(y[sel], n_boot=n_boot, seed=seed, level=level)
+        c = None if cl is None else cl[sel].tolist()
+        out[name] = summarize(y[sel], p[sel], threshold, groups=c, n_boot=n_boot, seed=seed, level=level)
+        out[name]["baseline"] = summarize_baseline(y[sel], groups=c, n_boot=n_boot, seed=seed, level=level)
     return out
 
 
