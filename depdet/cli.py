@@ -844,6 +844,51 @@ def evaluate(
     out.print(f"wrote {plain(path)}{' (replaced the previous evaluation)' if existed else ''}", highlight=False)
 
 
+# ---------------------------------------------------------------- compare / report (issue 21)
+@app.command(epilog=_examples(
+    "depdet compare runs/depmamba-dvlog runs/jamfn-dvlog",
+    "depdet compare runs/a runs/b runs/c --json > comparison.json"))
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Two or more run folders written by `depdet train`, tested on the same clips.")],
+    as_json: Annotated[bool, typer.Option("--json", metavar=" ", help="Print the comparison as JSON instead of tables.")] = False,
+    n_boot: Annotated[int, typer.Option("--n-boot", min=100, help="Bootstrap resamples.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+):
+    """Compare runs on the same test clips: metrics with 95% intervals, paired bootstrap (F1) and DeLong (ROC-AUC) p-values."""
+    import json as _json
+
+    from depdet.pipeline.reports.compare import compare_runs, jsonable, render_tables
+
+    res = compare_runs(runs, n_boot=n_boot, seed=seed)
+    for w in res["warnings"]:
+        console.print(f"[yellow]warning:[/] {plain(w)}", highlight=False, soft_wrap=True)
+    if as_json:
+        sys.stdout.write(_json.dumps(jsonable(res), indent=1, allow_nan=False) + "\n")
+        return
+    for table in render_tables(res):
+        out.print(table)
+
+
+@app.command(epilog=_examples(
+    "depdet report runs/depmamba-dvlog -o report.html",
+    "depdet report runs/depmamba-dvlog -o results.md   (Markdown, figures in results_figures/)"))
+def report(
+    run: Annotated[Path, typer.Argument(help="A run folder written by `depdet train`.")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="report.html (self-contained page) or report.md (Markdown + PNG figures beside it).")],
+    n_boot: Annotated[int, typer.Option("--n-boot", min=100, help="Bootstrap resamples.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+):
+    """Write a results page for a supplement: config, data fingerprint, metrics with 95% intervals, curves, calibration, per gender, tables."""
+    from depdet.pipeline.reports.run_report import write_run_report
+
+    if out_path.suffix.lower() not in (".html", ".htm", ".md"):
+        raise DepdetError(f"unsupported report format {out_path.suffix!r}", path=out_path, hint="use a .html or .md file name")
+    _check_output(out_path, "report (-o)")
+    path = write_run_report(run, out_path, n_boot=n_boot, seed=seed)
+    out.print(f"report: {plain(path)}", highlight=False)
+    out.print(SCREENING_DISCLAIMER, highlight=False, markup=False)
+
+
 # ---------------------------------------------------------------- predict / demo (issue 5)
 def _print_predictions(report) -> None:
     """One Rich table row per clip (disclaimer as caption), warnings, then a failures table."""
