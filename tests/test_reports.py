@@ -8,8 +8,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from depdet.cli import main
 from depdet.errors import DataError
 from depdet.pipeline.reports import compare_runs, load_run
@@ -61,7 +61,7 @@ def test_oof_predictions_file_is_read_like_the_per_run_files(runs, tmp_path):
         w = csv.writer(f)
         w.writerow(["id", "label", "group", "seed", "fold", "probability", "logit"])
         for sub in sorted(dst.glob("seed*/predictions.csv")):
-            for row in csv.DictReader(open(sub)):
+            for row in csv.DictReader(sub.read_text().splitlines()):
                 if row["fold"] == "test":
                     w.writerow([row["id"], row["label"], f"g{int(row['id']) // 2}", 1, sub.parent.name.split("-")[1],
                                 row["probability_calibrated"], row["logit"]])
@@ -106,7 +106,7 @@ def test_compare_refuses_other_clips_and_warns_on_other_features(runs, tmp_path,
     code, out, err = run_cli(["compare", runs["lr"], other], capsys)
     err = " ".join(err.split())
     assert code == 0 and "warning:" in err and "data fingerprints differ" in err and "the splits differ" in err
-    code, out, err = run_cli(["compare", runs["lr"]], capsys)
+    code, _out, err = run_cli(["compare", runs["lr"]], capsys)
     assert code == 1 and "at least two" in err
 
 
@@ -132,7 +132,7 @@ def test_report_html_and_markdown(runs, tmp_path, capsys):
     text = md.read_text()
     assert "## Calibration" in text and "(report_figures/calibration.png)" in text and "```latex" in text
     assert all((tmp_path / "report_figures" / f"{k}.png").stat().st_size > 1000 for k in ("roc", "pr", "calibration"))
-    code, out, err = run_cli(["report", runs["lr"], "-o", tmp_path / "r.pdf"], capsys)
+    code, _out, err = run_cli(["report", runs["lr"], "-o", tmp_path / "r.pdf"], capsys)
     assert code == 1 and ".html or .md" in err
 
 

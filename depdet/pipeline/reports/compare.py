@@ -14,7 +14,12 @@ from itertools import combinations
 
 from depdet.errors import ConfigError
 from depdet.pipeline.reports.runs import RunData, load_run, pair_check
-from depdet.pipeline.training.stats import delong_test, paired_bootstrap, summarize, summarize_baseline
+from depdet.pipeline.training.stats import (
+    delong_test,
+    paired_bootstrap,
+    summarize,
+    summarize_baseline,
+)
 
 #: Metrics shown by the compare table, in order.
 TABLE_METRICS = (("f1", "F1"), ("auc", "ROC-AUC"), ("acc", "accuracy"), ("weighted_f1", "weighted F1"),
@@ -51,12 +56,12 @@ def compare_runs(paths, *, n_boot: int = 2000, seed: int = 0) -> dict:
     groups = ref.groups if all(r.groups == ref.groups for r in runs) else None
     if any(r.groups for r in runs) and groups is None:
         warnings.append("the runs record different clip groups: intervals and paired tests resample clips")
-    notes = ["probabilities: sigmoid(logit), decision at 0.5 (the papers' logit > 0); a run with several seeds "
-             "is scored on the per-clip mean probability over its seeds (depdet's choice)",
-             f"intervals: 95% percentile bootstrap, {n_boot:,} resamples of the {'groups' if groups else 'clips'}, "
-             f"seed {seed}",
-             "F1 difference: paired bootstrap (same resamples for both runs), two-sided p from the tail of the "
-             "resampled differences beyond 0; ROC-AUC difference: DeLong's test (clips treated as independent)",
+    notes = [("probabilities: sigmoid(logit), decision at 0.5 (the papers' logit > 0); a run with several seeds "
+             "is scored on the per-clip mean probability over its seeds (depdet's choice)"),
+             (f"intervals: 95% percentile bootstrap, {n_boot:,} resamples of the {'groups' if groups else 'clips'}, "
+             f"seed {seed}"),
+             ("F1 difference: paired bootstrap (same resamples for both runs), two-sided p from the tail of the "
+             "resampled differences beyond 0; ROC-AUC difference: DeLong's test (clips treated as independent)"),
              "p-values are per pair, not corrected for multiple comparisons"]
     out_runs = []
     for name, r in zip(names, runs):
@@ -64,7 +69,7 @@ def compare_runs(paths, *, n_boot: int = 2000, seed: int = 0) -> dict:
         per_seed = [{"seed": s, **{k: summarize(r.y, r.prob[j], 0.5, n_boot=0)[k] for k, _ in TABLE_METRICS}}
                     for j, s in enumerate(r.seeds)] if len(r.seeds) > 1 else []
         out_runs.append({"name": name, "path": str(r.path), "model": r.model, "preset": r.preset, "seeds": r.seeds,
-                         "source": r.source, "n": int(len(r.y)), "n_pos": int(r.y.sum()), "metrics": _strip(m),
+                         "source": r.source, "n": len(r.y), "n_pos": int(r.y.sum()), "metrics": _strip(m),
                          "per_seed": per_seed})
     pairs = []
     for (i, a), (j, b) in combinations(enumerate(runs), 2):
@@ -74,7 +79,7 @@ def compare_runs(paths, *, n_boot: int = 2000, seed: int = 0) -> dict:
         except ValueError as e:  # one class only
             auc = {"error": str(e)}
         pairs.append({"a": names[i], "b": names[j], "f1": f1, "auc": auc})
-    return {"n": int(len(ref.y)), "n_pos": int(ref.y.sum()), "runs": out_runs,
+    return {"n": len(ref.y), "n_pos": int(ref.y.sum()), "runs": out_runs,
             "baseline_all_depressed": _strip(summarize_baseline(ref.y, groups=groups, n_boot=n_boot, seed=seed)),
             "pairs": pairs, "warnings": warnings, "notes": notes}
 

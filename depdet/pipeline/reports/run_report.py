@@ -22,8 +22,15 @@ import numpy as np
 from depdet import SCREENING_DISCLAIMER, __version__
 from depdet import fileio as dio
 from depdet.pipeline.reports.runs import RunData, load_run
-from depdet.pipeline.training.stats import (ECE_BINS, bootstrap_ci, expected_calibration_error, reliability_table,
-                                            summarize, summarize_baseline, summarize_groups)
+from depdet.pipeline.training.stats import (
+    ECE_BINS,
+    bootstrap_ci,
+    expected_calibration_error,
+    reliability_table,
+    summarize,
+    summarize_baseline,
+    summarize_groups,
+)
 
 #: (key, label) of the metrics table, in order.
 ROWS = (("acc", "Accuracy"), ("precision", "Precision (depressed)"), ("recall", "Recall / sensitivity"),
@@ -204,8 +211,8 @@ def latex_table(rep: dict) -> str:
              f"Metric & {_tex(run.model)} & All depressed \\\\", r"\midrule"]
     lines += [f"{_tex(label)} & {_with_ci(m, k)} & {_with_ci(b, k) if k in b else '--'} \\\\" for k, label in ROWS]
     lines += [r"\bottomrule", r"\end{tabular}",
-              f"\\caption{{Test set: {len(run.y)} clips, {int(run.y.sum())} depressed. 95\\% percentile bootstrap "
-              f"intervals ({rep['n_boot']} resamples). Decision at probability 0.5.}}", r"\end{table}"]
+              (f"\\caption{{Test set: {len(run.y)} clips, {int(run.y.sum())} depressed. 95\\% percentile bootstrap "
+              f"intervals ({rep['n_boot']} resamples). Decision at probability 0.5.}}"), r"\end{table}"]
     return "\n".join(lines).replace("–", "--")
 
 
@@ -227,7 +234,7 @@ def _summary_rows(run: RunData) -> list[tuple[str, str]]:
             ("preset", run.preset or "none (options given on the command line)"),
             ("seeds", ", ".join(map(str, run.seeds)) + (" (headline: per-clip mean probability over the seeds)"
                                                          if len(run.seeds) > 1 else "")),
-            ("split", ("stratified %s-fold cross-validation (each clip tested once per seed)" % cfg["folds"])
+            ("split", ("stratified {}-fold cross-validation (each clip tested once per seed)".format(cfg["folds"]))
              if cfg.get("folds") else "the dataset's own folds"),
             ("split sizes", json.dumps(run.splits) if run.splits else "–"),
             ("test clips", f"{len(run.y)} ({int(run.y.sum())} depressed, prevalence {run.y.mean():.3f})"),
@@ -330,8 +337,8 @@ def render_html(rep: dict, figs: dict[str, bytes]) -> str:
         return f'<img alt="{e(alt)}" src="data:image/png;base64,{base64.b64encode(figs[key]).decode()}">'
 
     note = (run.config or {}).get("preset_note") or ""
-    parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>depdet results: {e(run.name)}</title>"
-             f"<style>{_CSS}</style></head><body>",
+    parts = [(f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>depdet results: {e(run.name)}</title>"
+             f"<style>{_CSS}</style></head><body>"),
              f"<h1>Results: {e(run.name)}</h1>",
              f'<p class="disclaimer"><strong>{e(SCREENING_DISCLAIMER)}</strong></p>']
     if run.data.get("synthetic"):
@@ -361,8 +368,8 @@ def render_markdown(rep: dict, fig_dir: str) -> str:
     note = (run.config or {}).get("preset_note") or "No preset: the options are the user's own."
     lines = [f"# Results: {run.name}", "", f"> **{SCREENING_DISCLAIMER}**", ""]
     if run.data.get("synthetic"):
-        lines += ["> **SYNTHETIC DATA**: trained and tested on depdet synth arrays; the numbers say nothing about "
-                  "depression.", ""]
+        lines += [("> **SYNTHETIC DATA**: trained and tested on depdet synth arrays; the numbers say nothing about "
+                  "depression."), ""]
     lines += ["## Run", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {str(v).replace('|', '/')} |" for k, v in _summary_rows(run)]
     lines += ["", "## Preset note", "", note, "", "## Test metrics", "", markdown_table(rep), "",
