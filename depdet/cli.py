@@ -593,9 +593,10 @@ def _fmt(v, ci=None, sep: str = " ") -> str:
     return text
 
 
-def _metrics_table(title: str, columns: dict):
+def _metrics_table(title: str, columns: dict, width: Optional[int] = None):
     """One row per metric that some column has; a column's ``ci95`` ({metric: [lo, hi]}), when present,
-    is shown beside each value (below it when the table would not fit the terminal on one line)."""
+    is shown beside each value (below it when the table would not fit ``width``, default the terminal's,
+    on one line)."""
     from rich.table import Table
 
     t = Table(title=title, title_justify="left")
@@ -610,9 +611,9 @@ def _metrics_table(title: str, columns: dict):
         t.caption_justify = "left"
     rows = [(label, key) for key, label in _METRIC_ROWS if any(_metric(c, key) is not None for c in cols)]
     cells = [[_fmt(_metric(c, key), (c.get("ci95") or {}).get(key)) for c in cols] for _, key in rows]
-    width = max((len(r[0]) for r in rows), default=6) + 3 * len(cols) + 4
-    width += sum(max([len(name)] + [len(cl[j]) - cl[j].count("\\") for cl in cells]) for j, name in enumerate(columns))
-    sep = " " if width <= out.width else "\n"
+    need = max((len(r[0]) for r in rows), default=6) + 3 * len(cols) + 4
+    need += sum(max([len(name)] + [len(cl[j]) - cl[j].count("\\") for cl in cells]) for j, name in enumerate(columns))
+    sep = " " if need <= (width or out.width) else "\n"
     for label, key in rows:
         t.add_row(label, *[_fmt(_metric(c, key), (c.get("ci95") or {}).get(key), sep) for c in cols])
     return t

@@ -148,3 +148,19 @@ def test_evaluate_json_has_intervals_and_calibration(runs, tmp_path, capsys):
     assert m["ci95"]["f1"][0] <= m["f1"] <= m["ci95"]["f1"][1]
     assert "ci95" in next(iter(res["per_gender"].values()))
     assert "95% percentile bootstrap interval" in out
+
+
+def test_metrics_tables_show_intervals_when_present():
+    """The train summary's mean ± SD columns and evaluate's point columns show a ci95 when they carry one."""
+    from rich.console import Console
+
+    from depdet.cli import _metrics_table
+
+    cols = {"model": {"f1": {"mean": 0.7, "std": 0.02, "ci95": [0.64, 0.76]}, "auc": {"mean": 0.8, "std": 0.01}},
+            "calibrated": {"f1": 0.71, "ci95": {"f1": [0.65, 0.77]}},
+            "all depressed": {"f1": 0.734}}
+    con = Console(width=200, record=True)
+    con.print(_metrics_table("t", cols, width=200))
+    text = con.export_text()
+    assert "0.700 ± 0.020 [0.64, 0.76]" in text and "0.710 [0.65, 0.77]" in text and "0.800 ± 0.010" in text
+    assert "95% percentile bootstrap interval" in text and "accuracy" not in text  # rows no column has are left out
