@@ -58,24 +58,24 @@ def _naive(y, p, thr):
 
 @pytest.mark.parametrize("grouped", [False, True])
 def test_bootstrap_matches_a_naive_sklearn_loop_on_the_same_resamples(grouped):
-    y, p, _rng = _sim(n=120, seed=3)
+    y, p, _rng = _sim(n=90, seed=3)
     groups = [f"g{i // 3}" for i in range(len(y))] if grouped else None
     if grouped:
         groups[5] = ""  # an ungrouped clip is its own group
-    W = resample_counts(len(y), groups=groups, n_boot=200, seed=7)
-    assert W.shape == (200, 120) and (W.sum(axis=1) > 0).all()
+    W = resample_counts(len(y), groups=groups, n_boot=120, seed=7)
+    assert W.shape == (120, 90) and (W.sum(axis=1) > 0).all()
     if grouped:  # clips of a group are drawn together
         assert (W[:, 0] == W[:, 1]).all() and (W[:, 1] == W[:, 2]).all()
     else:
-        assert (W.sum(axis=1) == 120).all()
+        assert (W.sum(axis=1) == 90).all()
     naive = {k: [] for k in CI_METRICS}
-    for b in range(200):
+    for b in range(120):
         ix = np.repeat(np.arange(len(y)), W[b])
         if len(set(y[ix].tolist())) < 2:
             continue
         for k, v in _naive(y[ix], p[ix], 0.4).items():
             naive[k].append(v)
-    ci, info = bootstrap_ci(y, p, 0.4, groups=groups, n_boot=200, seed=7)
+    ci, info = bootstrap_ci(y, p, 0.4, groups=groups, n_boot=120, seed=7)
     assert info["n_used"] == len(naive["f1"]) and info["unit"] == ("group" if grouped else "clip")
     for k in CI_METRICS:
         assert ci[k] == pytest.approx(list(np.quantile(naive[k], [0.025, 0.975])), abs=1e-12), k
