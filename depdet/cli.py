@@ -561,26 +561,61 @@ def presets_cmd(
 _METRIC_ROWS = (("acc", "accuracy"), ("precision", "precision (depressed)"), ("recall", "recall / sensitivity"),
                 ("f1", "F1 (depressed, binary)"), ("specificity", "specificity"), ("weighted_precision", "weighted precision"),
                 ("weighted_recall", "weighted recall"), ("weighted_f1", "weighted F1"), ("macro_f1", "macro F1"),
-                ("auc", "ROC-AUC"), ("depmamba_score", "mean(acc,P,R,F1)"))
+                ("auc", "ROC-AUC"), ("pr_auc", "PR-AUC (avg. precision)"), ("depmamba_score", "mean(acc,P,R,F1)"),
+                ("brier", "Brier score"), ("ece", "ECE (10 bins)"),
+                ("sensitivity_at_specificity/0.90", "sensitivity at spec. 0.90"),
+                ("specificity_at_sensitivity/0.90", "specificity at sens. 0.90"))
 
 
-def _fmt(v) -> str:
+def _metric(column: dict, key: str):
+    """``column[key]``; ``a/b`` reads ``column[a][b]`` (the operating points)."""
+    v = column
+    for part in key.split("/"):
+        v = v.get(part) if isinstance(v, dict) else None
+    return v
+
+
+def _fmt(v, ci=None, sep: str = " ") -> str:
+    """A metric: ``0.700``, ``0.700 ± 0.020`` (mean ± SD over runs), with its 95% interval ``[0.64, 0.76]``
+    after ``sep`` when one is given (``ci``, or a mean ± SD dict's own ``ci95``)."""
+    from rich.markup import escape
+
     if isinstance(v, dict):
-        return f"{v['mean']:.3f} ± {v['std']:.3f}" if "mean" in v else "-"
-    if v is None or (isinstance(v, float) and v != v):
+        if "mean" not in v:
+            return "-"
+        text, ci = f"{v['mean']:.3f} ± {v['std']:.3f}", ci or v.get("ci95")
+    elif v is None or (isinstance(v, float) and v != v):
         return "-"
-    return f"{v:.3f}"
+    else:
+        text = f"{v:.3f}"
+    if ci and len(ci) == 2 and all(c is not None for c in ci):
+        text += sep + escape(f"[{ci[0]:.2f}, {ci[1]:.2f}]")
+    return text
 
 
-def _metrics_table(title: str, columns: dict):
+def _metrics_table(title: str, columns: dict, width: Optional[int] = None):
+    """One row per metric that some column has; a column's ``ci95`` ({metric: [lo, hi]}), when present,
+    is shown beside each value (below it when the table would not fit ``width``, default the terminal's,
+    on one line)."""
     from rich.table import Table
 
     t = Table(title=title, title_justify="left")
     t.add_column("metric")
     for name in columns:
         t.add_column(name, justify="right")
-    for key, label in _METRIC_ROWS:
-        t.add_row(label, *[_fmt(c.get(key)) for c in columns.values()])
+    cols = list(columns.values())
+    if any(c.get("ci95") for c in cols):
+        b = next((c["bootstrap"] for c in cols if isinstance(c.get("bootstrap"), dict)), {})
+        t.caption = (f"\\[lo, hi]: 95% percentile bootstrap interval ({b.get('n_boot', 2000):,} resamples of the "
+                     f"{b.get('unit', 'clip')}s; depdet's choice)")
+        t.caption_justify = "left"
+    rows = [(label, key) for key, label in _METRIC_ROWS if any(_metric(c, key) is not None for c in cols)]
+    cells = [[_fmt(_metric(c, key), (c.get("ci95") or {}).get(key)) for c in cols] for _, key in rows]
+    need = max((len(r[0]) for r in rows), default=6) + 3 * len(cols) + 4
+    need += sum(max([len(name)] + [len(cl[j]) - cl[j].count("\\") for cl in cells]) for j, name in enumerate(columns))
+    sep = " " if need <= (width or out.width) else "\n"
+    for label, key in rows:
+        t.add_row(label, *[_fmt(_metric(c, key), (c.get("ci95") or {}).get(key), sep) for c in cols])
     return t
 
 
@@ -808,6 +843,51 @@ def evaluate(
     if res["per_gender"]:
         out.print(_metrics_table("per gender (logit>0)", {f"{plain(g)} (n={m['n']})": m for g, m in res["per_gender"].items()}))
     out.print(f"wrote {plain(path)}{' (replaced the previous evaluation)' if existed else ''}", highlight=False)
+
+
+# ---------------------------------------------------------------- compare / report (issue 21)
+@app.command(epilog=_examples(
+    "depdet compare runs/depmamba-dvlog runs/jamfn-dvlog",
+    "depdet compare runs/a runs/b runs/c --json > comparison.json"))
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Two or more run folders written by `depdet train`, tested on the same clips.")],
+    as_json: Annotated[bool, typer.Option("--json", metavar=" ", help="Print the comparison as JSON instead of tables.")] = False,
+    n_boot: Annotated[int, typer.Option("--n-boot", min=100, help="Bootstrap resamples.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+):
+    """Compare runs on the same test clips: metrics with 95% intervals, paired bootstrap (F1) and DeLong (ROC-AUC) p-values."""
+    import json as _json
+
+    from depdet.pipeline.reports.compare import compare_runs, jsonable, render_tables
+
+    res = compare_runs(runs, n_boot=n_boot, seed=seed)
+    for w in res["warnings"]:
+        console.print(f"[yellow]warning:[/] {plain(w)}", highlight=False, soft_wrap=True)
+    if as_json:
+        sys.stdout.write(_json.dumps(jsonable(res), indent=1, allow_nan=False) + "\n")
+        return
+    for table in render_tables(res):
+        out.print(table)
+
+
+@app.command(epilog=_examples(
+    "depdet report runs/depmamba-dvlog -o report.html",
+    "depdet report runs/depmamba-dvlog -o results.md   (Markdown, figures in results_figures/)"))
+def report(
+    run: Annotated[Path, typer.Argument(help="A run folder written by `depdet train`.")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="report.html (self-contained page) or report.md (Markdown + PNG figures beside it).")],
+    n_boot: Annotated[int, typer.Option("--n-boot", min=100, help="Bootstrap resamples.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+):
+    """Write a results page for a supplement: config, data fingerprint, metrics with 95% intervals, curves, calibration, per gender, tables."""
+    from depdet.pipeline.reports.run_report import write_run_report
+
+    if out_path.suffix.lower() not in (".html", ".htm", ".md"):
+        raise DepdetError(f"unsupported report format {out_path.suffix!r}", path=out_path, hint="use a .html or .md file name")
+    _check_output(out_path, "report (-o)")
+    path = write_run_report(run, out_path, n_boot=n_boot, seed=seed)
+    out.print(f"report: {plain(path)}", highlight=False)
+    out.print(SCREENING_DISCLAIMER, highlight=False, markup=False)
 
 
 # ---------------------------------------------------------------- predict / demo (issue 5)

@@ -1039,8 +1039,14 @@ def evaluate(ckpt, dataset: Dataset, fold: str = "test", batch_size: int = 16, d
     Returns:
         dict with ``metrics`` (papers' rule: uncalibrated logit > 0), ``metrics_calibrated`` (the
         checkpoint's temperature and threshold), ``baseline_all_depressed``, ``per_gender``,
-        ``predictions`` (id, label, logit, probability), and provenance.
+        ``predictions`` (id, label, logit, probability), and provenance. Every metrics dict is
+        :func:`~depdet.pipeline.training.stats.summarize`'s: the point values plus ``ci95`` (95%
+        percentile bootstrap, 2,000 resamples, seed 0; whole groups resampled when the samples carry
+        a ``group``), ``pr_auc``, ``brier``, ``ece`` with its ``reliability`` table and the
+        sensitivity/specificity operating points; the baseline has intervals of its decision metrics.
     """
+    from depdet.pipeline.training.stats import summarize, summarize_baseline, summarize_groups
+
     dataset.require_labels()
     check_spec(dataset.spec, ckpt.spec, where=dataset.root)  # every value-changing setting, field by field
     if dataset.dims != ckpt.input_dims:
@@ -1058,14 +1064,18 @@ def evaluate(ckpt, dataset: Dataset, fold: str = "test", batch_size: int = 16, d
     logits = scorer.logits([s.features for s in samples], [s.valid for s in samples])
     y = np.array([s.label for s in samples])
     prob = apply_temperature(logits, ckpt.temperature)
+    raw = apply_temperature(logits, 1.0)
+    # a speaker/channel group per sample, when the dataset records one: the bootstrap then resamples groups
+    groups = [str(getattr(s, "group", "") or "") for s in samples]
+    groups = groups if any(groups) else None
     return {
         "checkpoint": str(ckpt.path), "model": ckpt.model_name, "data": str(dataset.root), "fold": fold,
         "synthetic": bool(dataset.info.get("synthetic", False)),
         "threshold": ckpt.threshold, "temperature": ckpt.temperature,
-        "metrics": classification_metrics(y, apply_temperature(logits, 1.0)),
-        "metrics_calibrated": classification_metrics(y, prob, ckpt.threshold),
-        "baseline_all_depressed": all_depressed_baseline(y),
-        "per_gender": per_group(y, apply_temperature(logits, 1.0), [s.gender for s in samples]),
+        "metrics": summarize(y, raw, 0.5, groups=groups),
+        "metrics_calibrated": summarize(y, prob, ckpt.threshold, groups=groups),
+        "baseline_all_depressed": summarize_baseline(y, groups=groups),
+        "per_gender": summarize_groups(y, raw, [s.gender for s in samples], groups=groups),
         "predictions": [{"id": s.id, "label": int(s.label), "logit": float(z), "probability": float(p)}
                         for s, z, p in zip(samples, logits, prob)],
     }
