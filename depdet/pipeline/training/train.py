@@ -1055,7 +1055,8 @@ class Trainer:
         fold_epochs = [int(r.best_epoch) for r in results]
         epochs = max(1, int(math.floor(float(np.median(fold_epochs)) + 0.5)))
         seed = self.cfg.seeds[0]
-        split = filter_gender(Split("refit", list(range(len(self.ds))), [], []), self.genders, self.cfg.train_gender, "both")
+        g = self.cfg.train_gender  # the training gender filter applies to the refit's training clips too
+        split = Split("refit", [i for i in range(len(self.ds)) if g == "both" or self.genders[i] == g], [], [])
         _seed_everything(seed)
         pre, feats = self._prepare(split)
         if self.kind == "sklearn":
