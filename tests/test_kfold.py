@@ -10,12 +10,17 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import run_cli
+
 from depdet.cli import main
 from depdet.errors import DataError
 from depdet.pipeline.data.datasets import load_dataset
-from depdet.pipeline.data.splits import Split, group_keys, group_overlap, kfold_splits, own_split
+from depdet.pipeline.data.splits import (
+    group_keys,
+    group_overlap,
+    kfold_splits,
+    own_split,
+)
 from depdet.pipeline.data.synth import SynthConfig, make_synthetic
 from depdet.pipeline.inference.checkpoint import load_checkpoint
 from depdet.pipeline.inference.predict import Predictor, run_predict
@@ -28,9 +33,14 @@ TRAIN_ARGS = ["--model", "fusion_concat", "--model-opt", "hidden=8", "--model-op
               "--batch-size", "8", "--threads", "1", "--epochs", "2"]
 
 
+def _rows(path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
 def _grouped_labels(data, out, size=3, fixed_overlap=False):
     """A labels CSV for ``data`` with a group column: groups of ``size`` clips of one label."""
-    rows = list(csv.DictReader(open(data / "labels.csv")))
+    rows = _rows(data / "labels.csv")
     pos = [r for r in rows if r["label"] in ("depression", "1")]
     neg = [r for r in rows if r not in pos]
     res = []
@@ -104,7 +114,7 @@ def test_fixed_split_with_a_group_in_two_folds_is_refused(grouped, tmp_path, cap
     data, _ = grouped
     labels = _grouped_labels(data, tmp_path / "overlap.csv", fixed_overlap=True)
     ds = load_dataset(data, labels=labels)
-    assert ds.groups[0] and len(set(ds.groups)) == len({r["group"] for r in csv.DictReader(open(labels))})
+    assert ds.groups[0] and len(set(ds.groups)) == len({r["group"] for r in _rows(labels)})
     over = group_overlap(own_split(ds, allow_group_overlap=True), ds.groups)
     assert over  # synth's folds ignore the groups
     with pytest.raises(DataError, match=r"group\(s\) have clips in more than one fold: ") as e:
@@ -128,7 +138,7 @@ def test_group_column_kept_by_extract_records_and_group_by(grouped, tmp_path):
     from depdet.pipeline.store import FeatureStore
 
     data, labels = grouped
-    rows = list(csv.DictReader(open(labels)))
+    rows = _rows(labels)
     copy = tmp_path / "copy"
     import shutil
 
@@ -137,7 +147,7 @@ def test_group_column_kept_by_extract_records_and_group_by(grouped, tmp_path):
     for r in rows:
         store.update_meta(r["index"], {"group": r["group"]})
     store.rebuild_views()
-    assert open(copy / "labels.csv").readline().strip().endswith(",group")
+    assert (copy / "labels.csv").read_text().splitlines()[0].endswith(",group")
     ds = load_dataset(copy)
     assert ds.groups == [{r["index"]: r["group"] for r in rows}[s.id] for s in ds.samples]
     alt = tmp_path / "alt.csv"
@@ -155,7 +165,7 @@ def test_group_column_kept_by_extract_records_and_group_by(grouped, tmp_path):
 def test_kfold_run_writes_complete_oof_without_group_leaks(kfold_run, grouped):
     data, labels = grouped
     ds = load_dataset(data, labels=labels)
-    rows = list(csv.DictReader(open(kfold_run / "oof_predictions.csv")))
+    rows = _rows(kfold_run / "oof_predictions.csv")
     assert list(rows[0]) == ["id", "label", "group", "seed", "fold", "probability", "logit", "threshold", "pred"]
     ids = sorted(s.id for s in ds.samples)
     for seed in ("1", "2"):  # every clip once per seed
@@ -181,7 +191,7 @@ def test_kfold_run_writes_complete_oof_without_group_leaks(kfold_run, grouped):
 
 def test_kfold_metrics_are_the_pooled_oof_predictions(kfold_run):
     m = json.loads((kfold_run / "metrics.json").read_text())
-    rows = list(csv.DictReader(open(kfold_run / "oof_predictions.csv")))
+    rows = _rows(kfold_run / "oof_predictions.csv")
     y = np.array([int(r["label"]) for r in rows])
     z = np.array([float(r["logit"]) for r in rows])
     head = m["headline"]
@@ -224,13 +234,13 @@ def test_kfold_summary_components_by_hand():
 
 
 def test_evaluate_refuses_seen_clips_of_the_kfold_run(kfold_run, grouped, tmp_path, capsys):
-    data, labels = grouped
+    data, _ = grouped
     code, _, err = run_cli(["evaluate", "-c", str(kfold_run), "-d", str(data), "--fold", "all",
                             "--out", str(tmp_path / "e.json")], capsys)
     text = " ".join(err.split())
     assert code == 1 and "48 of the 48 clips to score were seen" in text and "--allow-seen" in text
     assert not (tmp_path / "e.json").exists()
-    code, out, err = run_cli(["evaluate", "-c", str(kfold_run), "-d", str(data), "--fold", "all", "--allow-seen",
+    code, _, err = run_cli(["evaluate", "-c", str(kfold_run), "-d", str(data), "--fold", "all", "--allow-seen",
                               "--out", str(tmp_path / "e.json")], capsys)
     assert code == 0, err
     res = json.loads((tmp_path / "e.json").read_text())
@@ -257,7 +267,7 @@ def test_ensemble_checkpoint_loads_and_predicts(kfold_run, grouped, tmp_path, ca
     # its threshold is the run's method on the pooled OOF probabilities
     from depdet.pipeline.inference.calibration import choose_threshold
 
-    rows = list(csv.DictReader(open(kfold_run / "oof_predictions.csv")))
+    rows = _rows(kfold_run / "oof_predictions.csv")
     assert ck.threshold == pytest.approx(choose_threshold(np.array([float(r["probability"]) for r in rows]),
                                                           np.array([int(r["label"]) for r in rows]), "youden"))
     # predict -d features/ scores every clip with the ensemble, the same probabilities as evaluate
@@ -288,9 +298,13 @@ def test_refit_trains_on_all_clips_with_the_median_epoch(grouped, tmp_path):
     assert len(log) - 1 == ref["epochs"]
     assert sorted(ck.info["seen"]["ids"]) == sorted(s.id for s in ds.samples)
     # temperature and threshold from the pooled OOF predictions
-    from depdet.pipeline.inference.calibration import apply_temperature, choose_threshold, fit_temperature
+    from depdet.pipeline.inference.calibration import (
+        apply_temperature,
+        choose_threshold,
+        fit_temperature,
+    )
 
-    rows = list(csv.DictReader(open(tmp_path / "r" / "oof_predictions.csv")))
+    rows = _rows(tmp_path / "r" / "oof_predictions.csv")
     z = np.array([float(r["logit"]) for r in rows])
     y = np.array([int(r["label"]) for r in rows])
     T = fit_temperature(z, y)

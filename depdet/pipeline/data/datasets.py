@@ -170,7 +170,7 @@ def load_dataset(path: str | Path, layout: str = "auto", *, labels: str | Path |
     Args:
         path: the dataset folder.
         layout: ``auto``, ``dvlog`` or ``lmvd``.
-        labels: optional labels CSV overriding the folder's own metadata (``index,label[,gender,fold]``).
+        labels: optional labels CSV overriding the folder's own metadata (``index,label[,gender,fold,group]``).
         skip_missing: leave out ids whose feature files are missing (listed in the report) instead of
             raising a DataError that lists them.
         group_by: the labels column that names each sample's group (person, channel); default

@@ -17,8 +17,16 @@ Run directory (SpeechBrain style, never overwritten silently)::
     runs/<name>/<run>/best.pt                 the selected checkpoint (checkpoint.py format), calibrated
     runs/<name>/<run>/predictions.csv         per-sample valid/test logits and decisions
     runs/<name>/<run>/result.json             valid/test metrics, baseline, per gender (marks the run done)
-    runs/<name>/metrics.json                  all runs + mean ± std + the all-depressed baseline
-    runs/<name>/checkpoint.pt                 copy of the run with the best *validation* score
+    runs/<name>/metrics.json                  all runs + mean ± std + the all-depressed baseline; k-fold:
+                                              the pooled out-of-fold headline (:func:`kfold_summary`)
+    runs/<name>/oof_predictions.csv           k-fold: every clip once per seed, scored by the fold model
+                                              that never saw it (:func:`write_oof`)
+    runs/<name>/checkpoint.pt                 fixed split: copy of the run with the best *validation*
+                                              score; k-fold: the ensemble of the fold models
+                                              (``ensemble.pt``) or, with ``refit``, ``refit/final.pt``
+
+Every checkpoint records the ids and feature fingerprints of the clips it trained or was selected
+on (``info["seen"]``); :func:`evaluate` refuses them unless ``allow_seen``.
 
 ``<run>`` is ``seed<S>`` or ``seed<S>-fold<K>``. Rerunning the same command with the same config
 resumes: finished runs are skipped, an interrupted run continues from ``last.pt``. Training is
@@ -979,6 +987,9 @@ class Trainer:
             oof = self._oof_rows(results)
             summary.update(kfold_summary(oof, results))
             summary["oof_predictions"] = str(self.run_dir / "oof_predictions.csv")
+            summary["checkpoint_run"], summary["checkpoint_kind"] = (
+                ("refit", "refit on all clips") if self.cfg.refit else
+                ("ensemble", f"ensemble of {len(results)} fold models"))
         else:
             best = max(results, key=lambda r: r.valid_score)
             summary["checkpoint_run"] = best.name
@@ -990,12 +1001,7 @@ class Trainer:
             return summary
         if self.cfg.folds:
             write_oof(self.run_dir / "oof_predictions.csv", oof)
-            if self.cfg.refit:
-                ckpt_path = self._refit(results, oof, summary)
-                summary["checkpoint_run"], summary["checkpoint_kind"] = "refit", "refit on all clips"
-            else:
-                ckpt_path = self._ensemble(results, oof, summary)
-                summary["checkpoint_run"], summary["checkpoint_kind"] = "ensemble", f"ensemble of {len(results)} fold models"
+            ckpt_path = self._refit(results, oof, summary) if self.cfg.refit else self._ensemble(results, oof, summary)
         else:
             ckpt_path = Path(best.checkpoint)
         shutil.copyfile(ckpt_path, self.run_dir / ".checkpoint.pt.tmp")
