@@ -341,3 +341,24 @@ def test_fixed_split_checkpoint_refuses_its_training_clips_by_id_and_by_features
     assert res["n_seen"] == res["metrics"]["n"] > 0
     with pytest.raises(DataError, match="were seen"):
         evaluate(ck, ds, fold="train")
+
+
+@pytest.mark.slow  # two GRID clips extracted: ~15 s on the shared machine
+def test_extract_labels_keeps_the_group_column(grid_clips, tmp_path, capsys):
+    """`depdet extract --labels` with a group column: the record keeps the group, labels.csv shows it,
+    and the loader gives it to the splits."""
+    from depdet.pipeline.store import FeatureStore
+
+    a, b = grid_clips[0], grid_clips[1]
+    lab = tmp_path / "lab.csv"
+    lab.write_text(f"index,label,gender,fold,group\n{a.stem},depression,f,train,speaker1\n{b.stem},normal,m,test,\n")
+    out = tmp_path / "F"
+    code, _, err = run_cli(["extract", a, b, "-o", out, "--labels", lab, "--workers", "1"], capsys)
+    assert code == 0, err
+    recs = FeatureStore.open(out).records()
+    assert recs[a.stem]["meta"]["group"] == "speaker1" and not recs[b.stem]["meta"]["group"]
+    rows = {r["index"]: r for r in _rows(out / "labels.csv")}
+    assert rows[a.stem]["group"] == "speaker1" and rows[b.stem]["group"] == ""
+    ds = load_dataset(out)
+    assert dict(zip([s.id for s in ds.samples], ds.groups)) == {a.stem: "speaker1", b.stem: ""}
+    assert not any("differs from the sample records" in n for n in ds.report.notes)
