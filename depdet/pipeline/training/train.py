@@ -641,14 +641,15 @@ class Trainer:
             self.log(f"resuming the run in {self.run_dir}")
         if self.is_main:
             self._record_invocation(resuming)
+        split_rec = self._split_record(plan)
         (dio.write_json if self.is_main else (lambda *a: None))(self.run_dir / "data.json", {
             "path": str(self.ds.root), "layout": self.ds.layout, "spec": self.ds.spec.to_dict(),
             "synthetic": bool(self.ds.info.get("synthetic", False)), "report": self.ds.report.to_dict(),
-            "row_scale": self.row_scale, **self._split_record(plan),
+            "row_scale": self.row_scale, **split_rec,
             "preprocess_used": asdict(self.pre_cfg), "model_config_used": self.model_config,
             "fingerprint": data_fingerprint(self.ds)})
-        if not self.cfg.folds and "group_overlap_allowed" in self._split_record(plan):
-            self.log(f"warning: {len(self._split_record(plan)['group_overlap_allowed'])} group(s) span two folds of "
+        if "group_overlap_allowed" in split_rec:
+            self.log(f"warning: {len(split_rec['group_overlap_allowed'])} group(s) span two folds of "
                      "the fixed split (--allow-group-overlap): their clips' test scores are not independent of training")
         if self.row_scale != 1.0:
             self.log(f"row counts x{self.row_scale:g} for {self.ds.spec.fps:g} rows/s (preset: {self.cfg.preset_fps:g}): "
@@ -1017,7 +1018,7 @@ class Trainer:
         index = {s.id: i for i, s in enumerate(self.ds.samples)}
         rows = []
         for r in results:
-            with open(Path(r.checkpoint).parent / "predictions.csv", newline="") as fh:
+            with open(self.run_dir / r.name / "predictions.csv", newline="") as fh:
                 for p in csv.DictReader(fh):
                     if p["fold"] != "test":
                         continue
@@ -1036,7 +1037,7 @@ class Trainer:
         y = np.array([r["label"] for r in oof])
         prob = np.array([r["probability"] for r in oof])
         thr = choose_threshold(prob, y, self.cfg.threshold_method)
-        members = [torch.load(r.checkpoint, map_location="cpu", weights_only=True) for r in results]
+        members = [torch.load(self.run_dir / r.name / "best.pt", map_location="cpu", weights_only=True) for r in results]
         info = {"dataset": self.ds.name, "data_path": str(self.ds.root), "synthetic": bool(self.ds.info.get("synthetic", False)),
                 "split": f"{self.cfg.folds}-fold x seeds {self.cfg.seeds}", "run": "ensemble",
                 "members": [r.name for r in results], "threshold_method": self.cfg.threshold_method,
