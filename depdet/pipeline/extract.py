@@ -368,7 +368,7 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
         def meta_for(sid: str) -> dict:
             old = (records.get(sid) or {}).get("meta") or {}
             new = {k: v for k, v in user.get(sid, {}).items() if k in lab.META_FIELDS}
-            return {k: new.get(k, old.get(k)) for k in lab.META_FIELDS}
+            return lab.record_meta({k: new.get(k, old.get(k)) for k in lab.META_FIELDS})
 
         def job(sid: str, path: Path, given: str) -> dict:
             queued.add(sid)

@@ -28,6 +28,13 @@ _FOLD_ALIASES = {"val": "valid", "dev": "valid", "validation": "valid", "trainin
 _GENDER_ALIASES = {"f": "f", "female": "f", "w": "f", "woman": "f", "m": "m", "male": "m", "man": "m"}
 #: The user-metadata fields a sample record keeps (``meta``), in labels.csv column order.
 META_FIELDS = ("label", "gender", "fold", "group")
+#: Fields a record's ``meta`` holds only when set (records without a group stay as before).
+OPTIONAL_META = ("group",)
+
+
+def record_meta(values: dict) -> dict:
+    """A record's ``meta``: every :data:`META_FIELDS` value, the optional ones only when non-empty."""
+    return {k: values.get(k) for k in META_FIELDS if k not in OPTIONAL_META or values.get(k)}
 
 
 def parse_label(value: str | int | None) -> int | None:

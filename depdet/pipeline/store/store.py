@@ -367,7 +367,7 @@ class FeatureStore:
         rec = self.record(sid)
         if rec is None:
             raise DataError(f"no sample {sid!r} in this folder", path=self.root)
-        rec["meta"] = {k: meta.get(k, rec.get("meta", {}).get(k)) for k in lab.META_FIELDS}
+        rec["meta"] = lab.record_meta({k: meta.get(k, rec.get("meta", {}).get(k)) for k in lab.META_FIELDS})
         dio.write_text(self.record_path(sid), json.dumps(rec, indent=1, default=str) + "\n")
         return rec
 
@@ -508,7 +508,7 @@ class FeatureStore:
                 continue  # its files are gone: nothing to keep
             files = row.get("files") or {}
             feats = {m: a for m, a in sample.features.items() if m in files or not files}
-            meta = {k: labels.get(sid, {}).get(k) for k in lab.META_FIELDS}
+            meta = lab.record_meta({k: labels.get(sid, {}).get(k) for k in lab.META_FIELDS})
             row_spec = dict(row.get("spec") or (spec.to_dict() if spec else {}))
             for k in ("detector", "vggish_postprocess"):
                 if k not in row_spec and k in (row.get("options") or {}):
