@@ -233,7 +233,7 @@ def extract(
     detector: Annotated[Detector, typer.Option(help="Face detector: dlib HOG (fast) or MMOD CNN (slower, more robust).")] = Detector.hog,
     vggish_weights: Annotated[Optional[Path], typer.Option(help="VGGish checkpoint (default: $DEPDET_WEIGHTS_DIR or the cache; see `depdet weights`).")] = None,
     vggish_postprocess: Annotated[bool, typer.Option(metavar=" ", help="Apply VGGish's PCA + 8-bit quantisation (as the AudioSet release).")] = True,
-    labels: Annotated[Optional[Path], typer.Option(help="CSV with index,label[,gender,fold]: sets those samples' metadata (checked before any work).")] = None,
+    labels: Annotated[Optional[Path], typer.Option(help="CSV with index,label[,gender,fold,group]: sets those samples' metadata (checked before any work).")] = None,
     id_from: Annotated[IdFrom, typer.Option(help="Sample ids from the file stem, or from the relative path as given (p01/video.mpg -> p01_video) when folders hold files of the same name.")] = IdFrom.stem,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: all cores).", min=1)] = None,
     force: Annotated[bool, typer.Option("--force", metavar=" ", help="Redo samples already extracted; with settings that differ from the folder's, re-extract every sample of the folder.")] = False,
@@ -683,7 +683,7 @@ def train(
     run_dir: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/<preset or model>-<data folder name>). Rerun to resume.")] = None,
     seeds: Annotated[Optional[str], typer.Option(help="Seeds, e.g. --seeds 1 2 3 (one run each; mean ± std reported).")] = None,
     layout: Annotated[DataLayout, typer.Option(help="Dataset layout.")] = DataLayout.auto,
-    labels: Annotated[Optional[Path], typer.Option(help="Labels CSV (index,label[,gender,fold]) overriding the folder's.")] = None,
+    labels: Annotated[Optional[Path], typer.Option(help="Labels CSV (index,label[,gender,fold,group]) overriding the folder's.")] = None,
     skip_missing: Annotated[bool, typer.Option("--skip-missing", metavar=" ", help="Leave out ids whose feature files are missing (listed) instead of failing.")] = False,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs (default: the preset's, else 120).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: the preset's, else 1e-4).")] = None,
@@ -694,7 +694,10 @@ def train(
     patience: Annotated[Optional[int], typer.Option(min=1, help="Early-stopping patience in epochs (default: none).")] = None,
     select: Annotated[Optional[Select], typer.Option(help="Checkpoint criterion on valid (depmamba: mean of acc/P/R/F1) (default: the preset's, else depmamba).")] = None,
     threshold_method: Annotated[Optional[ThresholdMethod], typer.Option(help="Decision threshold chosen on valid (fixed: 0.5) (default: the preset's, else youden).")] = None,
-    folds: Annotated[Optional[int], typer.Option(min=3, help="Stratified K-fold CV instead of the dataset's own folds: each of the K runs tests on one fold, validates on the next and trains on the other K-2 (default: the dataset's folds).")] = None,
+    folds: Annotated[Optional[int], typer.Option(min=3, help="Stratified K-fold CV instead of the dataset's own folds: each of the K runs tests on one fold, validates on the next and trains on the other K-2; grouped (no group in two folds) when the labels have groups; each seed draws its own folds. Writes RUN/oof_predictions.csv; the headline metrics are pooled out-of-fold (default: the dataset's folds).")] = None,
+    refit: Annotated[bool, typer.Option("--refit", metavar=" ", help="With --folds: train one final model on all clips for the median of the folds' selected epochs (temperature and threshold from the out-of-fold predictions) as checkpoint.pt; without it, checkpoint.pt is the ensemble of the fold models.")] = False,
+    group_by: Annotated[Optional[str], typer.Option("--group-by", metavar="COL", help="Labels column naming each clip's group (person, channel) for grouped splits (default: group).")] = None,
+    allow_group_overlap: Annotated[bool, typer.Option("--allow-group-overlap", metavar=" ", help="Accept a fixed split (fold column) that puts one group in two folds (refused otherwise; recorded).")] = False,
     train_gender: Annotated[Gender, typer.Option(help="Train on this gender only (both: everyone).")] = Gender.both,
     test_gender: Annotated[Gender, typer.Option(help="Validate/test on this gender only.")] = Gender.both,
     standardize: Annotated[Optional[bool], typer.Option("--standardize/--no-standardize", metavar=" ", help="Per-column z-score with training-fold statistics (default on).")] = None,
@@ -730,7 +733,8 @@ def train(
                                        crop_min_len=crop_min_len, model_opt=model_opt, amp=amp, grad_clip=grad_clip,
                                        bucketing=bucketing, max_tokens=max_tokens).items()
                  if v is not None}
-        if given or ctx.args or skip_missing or rescale_rows or layout != DataLayout.auto or train_gender != "both" or test_gender != "both":
+        if (given or ctx.args or skip_missing or rescale_rows or refit or group_by or allow_group_overlap
+                or layout != DataLayout.auto or train_gender != "both" or test_gender != "both"):
             raise ConfigError(f"--config re-runs a run as recorded; other options given: {', '.join(sorted(given)) or ' '.join(ctx.args) or 'data/split options'}",
                               hint="give only --run-dir, --device and --threads with --config")
         from depdet.pipeline.training.train import rerun
@@ -769,8 +773,9 @@ def train(
                                   select=val(select), threshold_method=val(threshold_method), folds=folds,
                                   train_gender=train_gender.value, test_gender=test_gender.value, preprocess=pre,
                                   device=device, amp=amp, grad_clip=grad_clip, rescale_rows=rescale_rows,
-                                  bucketing=bucketing, max_tokens=max_tokens)
-    ds = load_dataset(data, layout.value, labels=labels, skip_missing=skip_missing)
+                                  bucketing=bucketing, max_tokens=max_tokens, refit=refit or None,
+                                  allow_group_overlap=allow_group_overlap or None)
+    ds = load_dataset(data, layout.value, labels=labels, skip_missing=skip_missing, group_by=group_by or "group")
     for line in ds.report.lines():
         console.print(f"[dim]data:[/] {plain(line)}", highlight=False)
     if ds.info.get("synthetic"):
@@ -782,17 +787,29 @@ def train(
 
         console.print(f"[dim]preset {cfg.preset}:[/] {preset_note(cfg.preset)}", highlight=False)
     load_options = {"labels": str(Path(labels).resolve()) if labels else None, "skip_missing": bool(skip_missing)}
+    if group_by:
+        load_options["group_by"] = group_by
     with _progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("{task.fields[info]}")) as progress:
         summary = Trainer(ds, cfg, rdir, progress=progress, log=lambda s: progress.console.print(s, highlight=False),
                           command=_STATE.get("argv") or list(_sys.argv), load_options=load_options).run(
             cluster=cluster, load_args={"path": str(data), "layout": layout.value, "labels": labels,
-                                        "skip_missing": skip_missing})
+                                        "skip_missing": skip_missing, "group_by": group_by or "group"})
     _print_train_summary(summary, rdir)
 
 
 def _print_train_summary(summary: dict, rdir: Path) -> None:
     """The test-metrics table and where the checkpoint and metrics are."""
+    head = summary.get("headline")
+    if head:  # k-fold: pooled out-of-fold headline, per-fold mean ± SD beside it
+        cols = {"pooled OOF (logit>0)": head["metrics"], "pooled OOF (calibrated)": head["metrics_calibrated"],
+                f"per fold ({summary['n_runs']} runs, logit>0)": summary["test_mean_std"],
+                "all depressed (same clips)": head["baseline_all_depressed"]}
+        out.print(_metrics_table(f"out-of-fold metrics ({summary['dataset']}{', SYNTHETIC' if summary['synthetic'] else ''}; "
+                                 f"{head['n_clips']} clips x {len(head['seeds'])} seed(s))", cols))
+        out.print(f"checkpoint: {summary['checkpoint']} ({summary['checkpoint_kind']}); out-of-fold predictions: "
+                  f"{summary['oof_predictions']}; metrics: {rdir / 'metrics.json'}", highlight=False)
+        return
     cols = {f"model ({summary['n_runs']} run{'s' if summary['n_runs'] > 1 else ''}, logit>0)": summary["test_mean_std"],
             "model (calibrated thr.)": summary["test_calibrated_mean_std"]}
     base = summary.get("baseline_all_depressed") or summary.get("baseline_all_depressed_mean_std") or {}
@@ -816,6 +833,7 @@ def evaluate(
     skip_missing: Annotated[bool, typer.Option("--skip-missing", metavar=" ", help="Leave out ids whose feature files are missing.")] = False,
     device: Annotated[str, typer.Option(parser=_device, metavar="DEVICE", help=_DEVICE_HELP + ".")] = "auto",
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", metavar=" ", help="Allow scikit-learn checkpoints (pickled; only files you trust).")] = False,
+    allow_seen: Annotated[bool, typer.Option("--allow-seen", metavar=" ", help="Score clips the checkpoint's model(s) trained or were selected on (refused otherwise); every output marks them.")] = False,
 ):
     """Evaluate a checkpoint: Rich table (beside the all-depressed baseline, per gender) and JSON."""
     from depdet import fileio as dio
@@ -828,7 +846,7 @@ def evaluate(
     ds = load_dataset(data, layout.value, labels=labels, skip_missing=skip_missing)
     for line in ds.report.lines():
         console.print(f"[dim]data:[/] {plain(line)}", highlight=False)
-    res = run_eval(ck, ds, fold=fold, device=device)
+    res = run_eval(ck, ds, fold=fold, device=device, allow_seen=allow_seen)
     path = out_json or checkpoint.with_name(f"{checkpoint.stem}.eval-{Path(data).resolve().name}-{fold}.json")
     existed = path.exists()
     dio.write_json(path, res)  # results first: a failure while printing can never lose them
@@ -842,6 +860,11 @@ def evaluate(
     out.print(f"confusion (logit>0): TN {tn}  FP {fp}  FN {fn}  TP {tp}", highlight=False)
     if res["per_gender"]:
         out.print(_metrics_table("per gender (logit>0)", {f"{plain(g)} (n={m['n']})": m for g, m in res["per_gender"].items()}))
+    if res["n_seen"]:
+        console.print(f"[bold yellow]note:[/] {res['n_seen']} of {res['metrics']['n']} clips scored were seen by the model(s) "
+                      "in training or selection (--allow-seen): these metrics are not a held-out estimate", highlight=False)
+    elif res["n_seen"] is None:
+        console.print(f"[dim]note:[/] {plain(res['seen_check'])}", highlight=False)
     out.print(f"wrote {plain(path)}{' (replaced the previous evaluation)' if existed else ''}", highlight=False)
 
 

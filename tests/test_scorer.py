@@ -56,7 +56,7 @@ def test_predict_and_evaluate_agree_under_a_length_cap(capped_ckpt, dataset, dat
     ck = load_checkpoint(capped_ckpt)
     assert ck.preprocessor.config.max_len == CAP
     assert min(s.length for s in dataset.samples) > CAP  # the cap cuts every sample
-    ev = {p["id"]: p["logit"] for p in evaluate(ck, dataset, fold="all", device="cpu")["predictions"]}
+    ev = {p["id"]: p["logit"] for p in evaluate(ck, dataset, fold="all", device="cpu", allow_seen=True)["predictions"]}
     pred = Predictor(capped_ckpt, evidence=False)
     direct = {s.id: pred.score(s.features, s.valid)[0] for s in dataset.samples}
     diff = max(abs(direct[k] - ev[k]) for k in ev)
@@ -71,7 +71,7 @@ def test_predict_and_evaluate_agree_under_a_length_cap(capped_ckpt, dataset, dat
 def test_sklearn_checkpoint_gives_the_same_logits_on_both_paths(lr_ckpt, dataset):
     ck = load_checkpoint(lr_ckpt, trust_pickle=True)
     assert ck.kind == "sklearn"
-    ev = {p["id"]: p["logit"] for p in evaluate(ck, dataset, fold="all", device="cpu")["predictions"]}
+    ev = {p["id"]: p["logit"] for p in evaluate(ck, dataset, fold="all", device="cpu", allow_seen=True)["predictions"]}
     pred = Predictor(lr_ckpt, evidence=False, trust_pickle=True)
     diff = max(abs(pred.score(s.features, s.valid)[0] - ev[s.id]) for s in dataset.samples)
     assert diff < 1e-9
@@ -111,7 +111,9 @@ def test_training_metrics_are_the_scorers(capped_ckpt, dataset):
     """Training scored valid/test through the same scorer: its stored metrics are evaluate's."""
     ck = load_checkpoint(capped_ckpt)
     for fold in ("valid", "test"):
-        res = evaluate(ck, dataset, fold=fold, device="cpu")
+        # the valid fold selected the model: evaluate refuses it unless told (then it marks every clip seen)
+        res = evaluate(ck, dataset, fold=fold, device="cpu", allow_seen=fold == "valid")
+        assert res["n_seen"] == (res["metrics"]["n"] if fold == "valid" else 0)
         stored = ck.metrics[fold]
         nums = {k for k, v in stored.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         assert {"auc", "f1", "acc"} <= nums

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from depdet.errors import ConfigError
+from depdet.errors import ConfigError, DataError
 from depdet.models import list_models
 from depdet.pipeline.inference.checkpoint import load_checkpoint
 from depdet.pipeline.data.datasets import load_dataset
@@ -114,7 +114,13 @@ def test_sklearn_model_kfold_and_trusted_loading(strong, tmp_path):
     with pytest.raises(ConfigError, match="trust-pickle"):
         load_checkpoint(tmp_path / "lr" / "checkpoint.pt")
     ck = load_checkpoint(tmp_path / "lr" / "checkpoint.pt", trust_pickle=True)
-    assert ck.kind == "sklearn" and evaluate(ck, strong, fold="all")["metrics"]["n"] == len(strong)
+    # a k-fold run's checkpoint is the ensemble of its fold models; every clip was seen by one of them
+    assert ck.kind == "ensemble" and [m.kind for m in ck.members] == ["sklearn"] * 3
+    with pytest.raises(DataError, match=f"{len(strong)} of the {len(strong)} clips to score were seen"):
+        evaluate(ck, strong, fold="all")
+    res = evaluate(ck, strong, fold="all", allow_seen=True)
+    assert res["metrics"]["n"] == len(strong) and res["n_seen"] == len(strong)
+    assert all(p["seen"] is True for p in res["predictions"])
 
 
 def test_depmamba_trains_with_crops_and_seeded_selection(strong, tmp_path):

@@ -328,7 +328,7 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
             run ``depdet store index out`` after the last shard.
         force: redo samples that are already done; with a spec different from the folder's,
             re-extract every sample of the folder with the new spec.
-        labels: CSV with index,label[,gender,fold]: sets those samples' metadata.
+        labels: CSV with index,label[,gender,fold,group]: sets those samples' metadata.
         id_from: ``stem`` or ``relpath`` (see discover_inputs).
         wait: queue behind another run holding the folder instead of stopping.
         on_event: progress callback ``(event, data)``: ``start`` (total, skipped, todo), ``done``
@@ -368,7 +368,7 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
         def meta_for(sid: str) -> dict:
             old = (records.get(sid) or {}).get("meta") or {}
             new = {k: v for k, v in user.get(sid, {}).items() if k in lab.META_FIELDS}
-            return {k: new.get(k, old.get(k)) for k in lab.META_FIELDS}
+            return lab.record_meta({k: new.get(k, old.get(k)) for k in lab.META_FIELDS})
 
         def job(sid: str, path: Path, given: str) -> dict:
             queued.add(sid)

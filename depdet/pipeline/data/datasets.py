@@ -44,6 +44,8 @@ class Sample:
         label: 1 depressed, 0 normal, None when unlabelled.
         gender: "f", "m" or "" when unknown.
         fold: "train", "valid", "test" or "" when the dataset has no split.
+        group: the person/channel the clip belongs to ("" when unknown): grouped splits keep a
+            group's clips in one fold.
     """
 
     id: str
@@ -52,6 +54,7 @@ class Sample:
     gender: str = ""
     fold: str = ""
     valid: dict[str, np.ndarray] = field(default_factory=dict)
+    group: str = ""
     record: dict | None = field(default=None, repr=False)  # the store's record (provenance), None for released data
 
     def __post_init__(self):
@@ -121,6 +124,11 @@ class Dataset:
         return np.array([-1 if s.label is None else s.label for s in self.samples], dtype=np.int64)
 
     @property
+    def groups(self) -> list[str]:
+        """Each sample's group ("" when it has none)."""
+        return [s.group for s in self.samples]
+
+    @property
     def name(self) -> str:
         return self.info.get("dataset") or ("lmvd" if self.layout == "lmvd" else "dvlog")
 
@@ -156,15 +164,18 @@ def _check_shape(path, arr: np.ndarray, dim: int | None) -> None:
 
 
 def load_dataset(path: str | Path, layout: str = "auto", *, labels: str | Path | None = None,
-                 skip_missing: bool = False) -> Dataset:
+                 skip_missing: bool = False, group_by: str = "group") -> Dataset:
     """Load and validate a feature folder.
 
     Args:
         path: the dataset folder.
         layout: ``auto``, ``dvlog`` or ``lmvd``.
-        labels: optional labels CSV overriding the folder's own metadata (``index,label[,gender,fold]``).
+        labels: optional labels CSV overriding the folder's own metadata (``index,label[,gender,fold,group]``).
         skip_missing: leave out ids whose feature files are missing (listed in the report) instead of
             raising a DataError that lists them.
+        group_by: the labels column that names each sample's group (person, channel); default
+            ``group``. Another column is read from the labels CSV (``labels``, or the folder's
+            labels.csv when it has no sample records); sample records keep only ``group``.
 
     Returns:
         A :class:`Dataset`: samples in labels-file order (folders without records) or id order.
@@ -175,6 +186,7 @@ def load_dataset(path: str | Path, layout: str = "auto", *, labels: str | Path |
     """
     if layout not in LAYOUTS:
         raise DataError(f"unknown layout {layout!r}", hint=f"use one of {', '.join(LAYOUTS)}")
+    group_by = (group_by or "group").strip().lower()
     store = FeatureStore.open(path, layout)
     root, layout = store.root, store.layout
     spec = store.spec()
@@ -201,7 +213,7 @@ def load_dataset(path: str | Path, layout: str = "auto", *, labels: str | Path |
             report.unlabelled.append(stored.id)
         feats = {m: np.ascontiguousarray(stored.features[m], dtype=np.float32) for m in MODALITIES}
         samples.append(Sample(stored.id, feats, label, meta.get("gender") or "", meta.get("fold") or "",
-                              valid=stored.valid, record=stored.record))
+                              valid=stored.valid, record=stored.record, group=str(meta.get(group_by) or "").strip()))
 
     if store.has_records():
         label_path = Path(labels) if labels is not None else root / "labels.csv"
@@ -243,6 +255,9 @@ def load_dataset(path: str | Path, layout: str = "auto", *, labels: str | Path |
                         path=root, hint="restore the files, remove those rows from the labels, or pass --skip-missing")
     if not samples:
         raise DataError("no samples could be loaded", path=root, hint="check that the feature files exist next to labels.csv")
+    if group_by != "group" and not any(s.group for s in samples):
+        raise DataError(f"no sample has a value in column {group_by!r} (--group-by)", path=label_path or root,
+                        hint="pass --labels CSV with that column (sample records keep only 'group'), or drop --group-by")
     report.n_samples = len(samples)
 
     if spec is None:

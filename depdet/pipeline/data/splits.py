@@ -1,15 +1,20 @@
-"""Train/valid/test splits: the dataset's own folds, stratified k-fold, gender filters.
+"""Train/valid/test splits: the dataset's own folds, (grouped) stratified k-fold, gender filters.
 
 * ``own``: the ``fold`` column of labels.csv (D-Vlog's official 647/102/212, named ``train``,
-  ``valid``, ``test``; DepMamba's LMVD 8:1:1 file). ``val``/``dev`` are read as ``valid``.
-* ``kfold`` (``--folds k``): ``StratifiedKFold(k, shuffle=True, random_state=seed)``. Fold ``i``
-  is the test set, fold ``(i + 1) % k`` the validation set, the other ``k - 2`` folds train.
-  Unlike the LMVD paper (which selects epochs on its test fold, models.md §5.7), selection here never
-  sees the test fold.
+  ``valid``, ``test``; DepMamba's LMVD 8:1:1 file). ``val``/``dev`` are read as ``valid``. When the
+  samples carry groups (a ``group`` column: person, channel), a group found in two of the folds is
+  refused (:func:`group_overlap`), unless the caller allows it (``--allow-group-overlap``).
+* ``kfold`` (``--folds k``): ``StratifiedKFold(k, shuffle=True, random_state=seed)``, or, when any
+  sample has a group, ``StratifiedGroupKFold(k, shuffle=True, random_state=seed)`` so that all clips
+  of one group land in the same fold (samples without a group value are their own group; depdet's
+  rule). Fold ``i`` is the test set, fold ``(i + 1) % k`` the validation set, the other ``k - 2``
+  folds train. Unlike the LMVD paper (which selects epochs on its test fold, models.md §5.7),
+  selection here never sees the test fold.
 * Gender filters (as DynMultiDep/DepMamba's ``train_gender``/``test_gender``): ``train_gender``
   filters the training fold, ``test_gender`` filters valid and test. Values ``both``, ``f``, ``m``.
 
-One seed controls the k-fold assignment (and, in training, everything else).
+Repeated k-fold (depdet's choice): the trainer draws one k-fold assignment per seed
+(``random_state=seed``), so the seeds' splits differ and the spread over seeds includes the split.
 """
 
 from __future__ import annotations
@@ -36,8 +41,31 @@ class Split:
         return {"train": len(self.train), "valid": len(self.valid), "test": len(self.test)}
 
 
-def own_split(dataset) -> Split:
-    """The split stored in the dataset's ``fold`` column."""
+def group_keys(groups, ids) -> list[str]:
+    """One group key per sample: its group value, or (no value) its own id, so it is a group alone."""
+    return [f"group:{g}" if g else f"id:{i}" for g, i in zip(groups, ids)]
+
+
+def group_overlap(split: "Split", groups) -> dict[str, list[str]]:
+    """Groups (non-empty values only) found in more than one of the split's train/valid/test folds:
+    group -> the folds it is in."""
+    where: dict[str, set] = {}
+    for fold in ("train", "valid", "test"):
+        for i in getattr(split, fold):
+            g = groups[i]
+            if g:
+                where.setdefault(g, set()).add(fold)
+    order = {"train": 0, "valid": 1, "test": 2}
+    return {g: sorted(f, key=order.get) for g, f in sorted(where.items()) if len(f) > 1}
+
+
+def own_split(dataset, allow_group_overlap: bool = False) -> Split:
+    """The split stored in the dataset's ``fold`` column.
+
+    Raises:
+        DataError: samples without a fold, an empty train/valid fold, or (unless
+            ``allow_group_overlap``) a group found in two folds (the offending groups are named).
+    """
     folds = {"train": [], "valid": [], "test": []}
     unknown = []
     for i, s in enumerate(dataset.samples):
@@ -52,11 +80,28 @@ def own_split(dataset) -> Split:
         if not folds[f]:
             raise DataError(f"the dataset has no '{f}' samples", path=dataset.root / "labels.csv",
                             hint="fill the fold column (train/valid/test) or use --folds K")
-    return Split("own", folds["train"], folds["valid"], folds["test"])
+    split = Split("own", folds["train"], folds["valid"], folds["test"])
+    over = group_overlap(split, [getattr(s, "group", "") for s in dataset.samples])
+    if over and not allow_group_overlap:
+        names = [f"{g} ({'/'.join(f)})" for g, f in list(over.items())[:5]]
+        raise DataError(f"{len(over)} group(s) have clips in more than one fold: {', '.join(names)}"
+                        + (f" and {len(over) - 5} more" if len(over) > 5 else ""),
+                        path=dataset.label_path or (dataset.root / "labels.csv"),
+                        hint="put each group's clips in one fold, use --folds K (grouped k-fold), or pass "
+                             "--allow-group-overlap to proceed (recorded in the run)")
+    return split
 
 
-def kfold_splits(labels, k: int, seed: int) -> list[Split]:
-    """Stratified k-fold splits (see module doc for which fold plays which role)."""
+def kfold_splits(labels, k: int, seed: int, groups=None) -> list[Split]:
+    """Stratified k-fold splits (see module doc for which fold plays which role).
+
+    Args:
+        labels: (N,) 0/1 labels.
+        k: number of folds (at least 3).
+        seed: ``random_state`` of the shuffle.
+        groups: optional (N,) group keys (:func:`group_keys`); when given, no group spans two folds
+            (``StratifiedGroupKFold``).
+    """
     y = np.asarray(labels).astype(int)
     if k < 3:
         raise ConfigError(f"--folds {k} is too small", hint="use at least 3 (train, valid and test folds)")
@@ -64,15 +109,31 @@ def kfold_splits(labels, k: int, seed: int) -> list[Split]:
     if counts.min() < k:
         raise DataError(f"only {counts.min()} samples in the smaller class, fewer than --folds {k}",
                         hint="use fewer folds")
-    from sklearn.model_selection import StratifiedKFold  # heavy: imported on use
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold  # heavy: imported on use
 
-    skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    parts = [test for _, test in skf.split(np.zeros(len(y)), y)]
+    if groups is not None:
+        n_groups = len(set(groups))
+        if n_groups < k:
+            raise DataError(f"only {n_groups} groups, fewer than --folds {k}", hint="use fewer folds")
+        sgkf = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+        parts = [test for _, test in sgkf.split(np.zeros(len(y)), y, groups=np.asarray(groups))]
+    else:
+        skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+        parts = [test for _, test in skf.split(np.zeros(len(y)), y)]
     out = []
     for i in range(k):
         v = (i + 1) % k
         train = sorted(int(j) for f in range(k) if f not in (i, v) for j in parts[f])
         out.append(Split(f"fold{i}", train, sorted(parts[v].tolist()), sorted(parts[i].tolist())))
+    return out
+
+
+def fold_assignment(splits: list[Split], n: int) -> list[int]:
+    """Which fold tests each sample (-1: none), from a list of k-fold splits."""
+    out = [-1] * n
+    for f, s in enumerate(splits):
+        for i in s.test:
+            out[i] = f
     return out
 
 

@@ -15,6 +15,16 @@ Everything except the sklearn state is tensors or plain Python types, so torch c
 without pickle: their state is kept as pickled bytes inside the (still weights-only-loadable) dict
 and is **only unpickled when the caller says the file is trusted** (``trust_pickle=True``, CLI
 ``--trust-pickle``). Never load sklearn checkpoints from sources you do not trust.
+
+**Ensemble checkpoints** (format_version 2, ``kind: "ensemble"``; a k-fold run's ``checkpoint.pt``
+without ``--refit``) hold every fold model as a complete single checkpoint dict under ``members``,
+plus the ensemble's ``threshold`` and ``info``/``metrics``. Its probability is the mean of the
+members' calibrated probabilities (each member's own preprocessor and temperature; depdet's choice);
+its logit is the logit of that mean (temperature 1). Every member passes the same checks as a single
+checkpoint, and the file loads with ``weights_only=True`` too.
+
+``info["seen"]`` (``ids``, ``fingerprints``) lists the clips a checkpoint's model(s) trained or
+were selected on; ``evaluate`` refuses to score them (train.py :func:`seen_mask`).
 """
 
 from __future__ import annotations
@@ -38,7 +48,9 @@ from depdet.pipeline.features.spec import FeatureSpec
 from depdet.pipeline.inference.scorer import Scorer
 
 FORMAT = "depdet-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # newest this depdet reads; single-model files are still written as 1
+SINGLE_VERSION = 1
+ENSEMBLE_VERSION = 2
 
 
 def _plain(obj):
@@ -62,7 +74,7 @@ def build_checkpoint(model, model_name: str, config: dict, spec: FeatureSpec, pr
     """Assemble the checkpoint dict for a trained model (torch or sklearn kind)."""
     kind = get_entry(model_name).kind
     ckpt = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "model": model_name, "kind": kind,
+        "format": FORMAT, "format_version": SINGLE_VERSION, "model": model_name, "kind": kind,
         "config": _plain(dict(config)), "input_dims": dict(model.input_dims) if hasattr(model, "input_dims") else dict(preprocessor.dims),
         "spec": spec.to_dict(), "preprocessor": preprocessor.state_dict(),
         "threshold": float(threshold), "temperature": float(temperature),
@@ -76,6 +88,25 @@ def build_checkpoint(model, model_name: str, config: dict, spec: FeatureSpec, pr
     else:
         ckpt["sklearn_state_pickle"] = pickle.dumps(model.state_dict(), protocol=pickle.HIGHEST_PROTOCOL)
     return ckpt
+
+
+def build_ensemble(members: list[dict], *, threshold: float, info: dict | None = None,
+                   metrics: dict | None = None) -> dict:
+    """One checkpoint dict holding several single-model checkpoint dicts (same model and feature spec)."""
+    if not members:
+        raise ValueError("an ensemble needs at least one member")
+    first = members[0]
+    for m in members[1:]:
+        if m["model"] != first["model"] or m["spec"] != first["spec"] or m["input_dims"] != first["input_dims"]:
+            raise ValueError("ensemble members differ in model, feature spec or input dims")
+    return {"format": FORMAT, "format_version": ENSEMBLE_VERSION, "kind": "ensemble", "model": first["model"],
+            "input_dims": dict(first["input_dims"]), "spec": dict(first["spec"]),
+            "threshold": float(threshold), "temperature": 1.0, "members": list(members),
+            "metrics": _plain(metrics or {}),
+            "info": _plain({"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                            "torch_version": str(torch.__version__), "n_members": len(members),
+                            "combination": "mean of the members' calibrated probabilities", **(info or {})}),
+            "depdet_version": __version__}
 
 
 def save_checkpoint(path: str | Path, ckpt: dict) -> Path:
@@ -113,6 +144,14 @@ class LoadedCheckpoint:
     metrics: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
     path: Path | None = None
+    members: list = field(default_factory=list)  # ensemble: the member LoadedCheckpoints (kind "ensemble")
+
+    @property
+    def seen(self) -> dict | None:
+        """``{"ids": [...], "fingerprints": [...]}`` of the clips the model(s) trained or were selected on,
+        or None for checkpoints written before depdet recorded them."""
+        s = (self.info or {}).get("seen")
+        return s if isinstance(s, dict) else None
 
     def scorer(self, *, device: str | torch.device = "cpu", amp: bool = False, batch_size: int = 8) -> Scorer:
         """This checkpoint's :class:`~depdet.pipeline.inference.scorer.Scorer` (cap, preprocessing, batching).
@@ -172,6 +211,8 @@ def _validate(ckpt, bad) -> dict:
     if version > FORMAT_VERSION:
         raise DataError(f"checkpoint format {version} is newer than this depdet ({FORMAT_VERSION})",
                         hint="upgrade depdet")
+    if ckpt.get("kind") == "ensemble":
+        return _validate_ensemble(ckpt, bad)
     for key, types in (("model", str), ("input_dims", dict), ("spec", dict), ("preprocessor", dict)):
         if key not in ckpt:
             raise bad(f"key {key!r} is missing")
@@ -206,6 +247,35 @@ def _validate(ckpt, bad) -> dict:
     for key in ("metrics", "info"):
         if not isinstance(ckpt.get(key, {}), dict):
             raise bad(f"{key!r} is a {type(ckpt[key]).__name__}, not a dict")
+    return ckpt
+
+
+#: Most members an ensemble checkpoint may hold (ours, generous: 10 seeds x 10 folds).
+MAX_MEMBERS = 100
+
+
+def _validate_ensemble(ckpt: dict, bad) -> dict:
+    """An ensemble's own keys, then every member as a single checkpoint (same model, spec and dims)."""
+    members = ckpt.get("members")
+    if not isinstance(members, list) or not members:
+        raise bad("ensemble 'members' is missing or empty")
+    if len(members) > MAX_MEMBERS:
+        raise bad(f"ensemble has {len(members)} members (at most {MAX_MEMBERS})")
+    for key, types in (("model", str), ("input_dims", dict), ("spec", dict)):
+        if not isinstance(ckpt.get(key), types):
+            raise bad(f"ensemble {key!r} is missing or not a {types.__name__}")
+    v = ckpt.get("threshold", 0.5)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
+        raise bad(f"ensemble threshold {v!r} is not a probability in [0, 1]")
+    for key in ("metrics", "info"):
+        if not isinstance(ckpt.get(key, {}), dict):
+            raise bad(f"{key!r} is not a dict")
+    for j, m in enumerate(members):
+        if isinstance(m, dict) and m.get("kind") == "ensemble":
+            raise bad(f"member {j} is itself an ensemble")
+        _validate(m, lambda why, j=j: bad(f"member {j}: {why}"))
+        if m["model"] != ckpt["model"] or m["spec"] != ckpt["spec"] or m["input_dims"] != ckpt["input_dims"]:
+            raise bad(f"member {j} differs from the ensemble in model, feature spec or input dims")
     return ckpt
 
 
@@ -281,6 +351,20 @@ def load_checkpoint(path: str | Path, map_location="cpu", *, trust_pickle: bool 
         text = " ".join(str(e).split())[:200] or type(e).__name__
         raise bad(f"cannot read it ({type(e).__name__}: {text}); truncated, corrupt or not weights-only") from e
     c = _validate(ckpt, bad)
+    if c["kind"] == "ensemble":
+        members = [_load_validated(m, map_location, trust_pickle, path,
+                                   lambda why, j=j: bad(f"member {j}: {why}")) for j, m in enumerate(c["members"])]
+        first = members[0]
+        return LoadedCheckpoint(
+            model=None, model_name=c["model"], kind="ensemble", config=first.config, input_dims=dict(c["input_dims"]),
+            spec=first.spec, preprocessor=first.preprocessor, threshold=float(c.get("threshold", 0.5)),
+            temperature=1.0, metrics=c.get("metrics", {}),
+            info={**c.get("info", {}), "depdet_version": c.get("depdet_version")}, path=path, members=members)
+    return _load_validated(c, map_location, trust_pickle, path, bad)
+
+
+def _load_validated(c: dict, map_location, trust_pickle: bool, path: Path, bad) -> LoadedCheckpoint:
+    """Rebuild one validated single-model checkpoint dict."""
     name, kind = c["model"], c["kind"]
     config = dict(c.get("config") or {})
     if kind == "torch":

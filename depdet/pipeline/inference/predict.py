@@ -228,7 +228,10 @@ class Predictor:
                     "preset": (info.get("train_config") or {}).get("preset"),
                     "test": {k: test.get(k) for k in ("n", "acc", "f1", "weighted_f1", "auc") if k in test} or None,
                     "test_baseline_all_depressed": {k: base.get(k) for k in ("acc", "f1") if k in base} or None}
+        if self.ckpt.kind == "ensemble":
+            training["members"] = len(self.ckpt.members)
         return {"path": str(self.path), "sha256": dio.sha256_file(self.path), "model": self.ckpt.model_name,
+                "kind": self.ckpt.kind,
                 "spec": self.spec.to_dict(), "temperature": self.temperature, "threshold": self.threshold,
                 "synthetic_training_data": self.synthetic, "training": training}
 
@@ -258,6 +261,9 @@ class Predictor:
             if arr.ndim != 2 or (m in dims and arr.shape[1] != dims[m]):
                 raise DataError(f"{m} features have shape {arr.shape}, the checkpoint expects (T, {dims.get(m)})",
                                 hint="re-extract with the checkpoint's feature spec")
+        if self.scorer.kind == "ensemble":  # mean of the fold models' calibrated probabilities; no occlusion evidence
+            logit = float(self.scorer.logits([features], [valid])[0])
+            return logit, calibrate(logit, self.temperature), None
         inputs, masks = self.scorer.prepare(features, valid)
         ev = None
         if self.scorer.kind == "sklearn":  # pooled-statistics baselines: numpy in, probability -> logit
@@ -273,6 +279,13 @@ class Predictor:
                                   window_s=self.window_s, output=out)
         return logit, calibrate(logit, self.temperature), ev
 
+    def member_probabilities(self, features: dict[str, np.ndarray], valid: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """An ensemble checkpoint's members' calibrated probabilities for one clip (``(members,)``); a
+        single-model checkpoint gives its one probability."""
+        if self.scorer.kind == "ensemble":
+            return self.scorer.member_probabilities([features], [valid])[:, 0]
+        return np.array([calibrate(float(self.scorer.logits([features], [valid])[0]), self.temperature)])
+
     def _result(self, sample_id, source, features, valid, duration, info) -> ClipResult:
         """Score one clip and wrap it with its provenance and warnings (``rows``: the rows scored)."""
         logit, p, ev = self.score(features, valid)
@@ -283,10 +296,14 @@ class Predictor:
             fps = float(self.spec.fps)
             warnings.append(f"only the first {rows} of {aligned} rows ({rows / fps:g} s of {aligned / fps:g} s) were "
                             "scored: the checkpoint's length cap (max_len)")
+        # an ensemble's check uses its first member's preprocessor (fitted on that fold's training clips)
         checks, found = distribution_check(self.ckpt.preprocessor, {m: a[:rows] for m, a in features.items()},
                                            None if valid is None else {m: v[:rows] for m, v in valid.items()},
                                            logit, self.temperature)
         warnings += found
+        if self.scorer.kind == "ensemble" and self.evidence:
+            warnings.append(f"ensemble checkpoint ({len(self.ckpt.members)} fold models): the probability is their mean; "
+                            "no evidence timeline is computed for ensembles")
         if self.synthetic:
             warnings.append("checkpoint trained on SYNTHETIC data: the probability is meaningless")
         return ClipResult(sample_id, str(source), "ok", None, duration, rows, logit, p, self.threshold,

@@ -38,7 +38,7 @@ from depdet.pipeline.data.preprocess import Preprocessor
 if TYPE_CHECKING:  # checkpoint.py imports this module; the reverse import is for annotations only
     from depdet.pipeline.inference.checkpoint import LoadedCheckpoint
 
-KINDS = ("torch", "sklearn")
+KINDS = ("torch", "sklearn")  # of one model; an ensemble checkpoint's scorer is an EnsembleScorer
 #: sklearn probabilities are clipped to [PROB_EPS, 1 - PROB_EPS] before the logit (keeps it finite).
 PROB_EPS = 1e-6
 
@@ -110,6 +110,8 @@ class Scorer:
         Returns:
             A :class:`Scorer` (the checkpoint's torch model is moved to ``device``).
         """
+        if ckpt.kind == "ensemble":
+            return EnsembleScorer.from_checkpoint(ckpt, device=device, amp=amp, batch_size=batch_size)
         pre = ckpt.preprocessor
         return cls(ckpt.model, ckpt.kind, pre, max_len=pre.config.max_len if pre is not None else None,
                    device=device, amp=amp, batch_size=batch_size)
@@ -237,6 +239,56 @@ class Scorer:
             inputs, masks = collate([feats[i] for i in idx], [valids[i] for i in idx], self.max_len)
             out[idx] = self.batch_logits(inputs, masks).cpu().numpy()
         return out
+
+
+class EnsembleScorer:
+    """Scores with every member of an ensemble checkpoint (a k-fold run's fold models).
+
+    Each member keeps its own :class:`Scorer` (cap, preprocessor) and temperature. The ensemble's
+    probability is the mean of the members' calibrated probabilities (depdet's choice); its "logit"
+    is the logit of that mean (so the ensemble's temperature is 1). The members' own probabilities
+    stay available (:meth:`member_probabilities`), e.g. to show their spread.
+
+    Only :meth:`logits`, :meth:`member_probabilities` and :meth:`input_length` are offered:
+    occlusion evidence, which needs one model's forward pass, is not computed for ensembles.
+    """
+
+    kind = "ensemble"
+
+    def __init__(self, scorers: list[Scorer], temperatures: list[float]):
+        if not scorers or len(scorers) != len(temperatures):
+            raise ValueError("an ensemble scorer needs one temperature per member scorer")
+        self.members = list(scorers)
+        self.temperatures = [float(t) for t in temperatures]
+        self.batch_size = scorers[0].batch_size
+        self.device = scorers[0].device
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: "LoadedCheckpoint", *, device: str | torch.device = "cpu", amp: bool = False,
+                        batch_size: int = 8) -> "EnsembleScorer":
+        return cls([Scorer.from_checkpoint(m, device=device, amp=amp, batch_size=batch_size) for m in ckpt.members],
+                   [m.temperature for m in ckpt.members])
+
+    def input_length(self, features: dict) -> int:
+        """Rows of ``features`` the members see (they share the training config, hence the cap)."""
+        return self.members[0].input_length(features)
+
+    def member_probabilities(self, features_list: list[dict], valid_list: list[dict | None] | None = None) -> np.ndarray:
+        """``(members, N)`` calibrated probabilities, ``sigmoid(logit_m / T_m)`` per member."""
+        from depdet.pipeline.inference.calibration import apply_temperature
+
+        return np.stack([apply_temperature(sc.logits(features_list, valid_list), t)
+                         for sc, t in zip(self.members, self.temperatures)]) if features_list else \
+            np.zeros((len(self.members), 0))
+
+    def logits(self, features_list: list[dict], valid_list: list[dict | None] | None = None, *,
+               preprocessed: bool = False) -> np.ndarray:
+        """Logit of the mean member probability, one per sample (``(N,)`` float64)."""
+        if preprocessed:
+            raise ValueError("an ensemble's members each preprocess the raw features: pass them unprocessed")
+        if not features_list:
+            return np.zeros(0)
+        return probability_to_logit(self.member_probabilities(features_list, valid_list).mean(axis=0))
 
 
 def resolve_device(name: str = "auto") -> torch.device:

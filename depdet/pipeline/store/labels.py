@@ -9,6 +9,8 @@ Classes: 1 = depressed, 0 = normal. Accepted spellings (case-insensitive):
 Written back in each layout's own convention (:func:`format_label`): D-Vlog ``depression``/``normal``,
 LMVD ``1``/``0``. Gender: ``f``/``m`` (``female``/``male``/``w``/``woman``/``man`` accepted) or empty.
 Fold: ``train``/``valid``/``test`` (``val``, ``dev``, ``validation`` mean ``valid``) or empty.
+Group: any text (the person or channel a clip belongs to; kept as written, stripped) or empty; grouped
+splits keep a group's clips together (splits.py).
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ FOLDS = ("train", "valid", "test")
 _FOLD_ALIASES = {"val": "valid", "dev": "valid", "validation": "valid", "training": "train", "testing": "test"}
 _GENDER_ALIASES = {"f": "f", "female": "f", "w": "f", "woman": "f", "m": "m", "male": "m", "man": "m"}
 #: The user-metadata fields a sample record keeps (``meta``), in labels.csv column order.
-META_FIELDS = ("label", "gender", "fold")
+META_FIELDS = ("label", "gender", "fold", "group")
+#: Fields a record's ``meta`` holds only when set (records without a group stay as before).
+OPTIONAL_META = ("group",)
+
+
+def record_meta(values: dict) -> dict:
+    """A record's ``meta``: every :data:`META_FIELDS` value, the optional ones only when non-empty."""
+    return {k: values.get(k) for k in META_FIELDS if k not in OPTIONAL_META or values.get(k)}
 
 
 def parse_label(value: str | int | None) -> int | None:
@@ -70,7 +79,7 @@ def read_label_table(path: str | Path, *, require_label: bool = True) -> dict[st
     """Read and validate a labels CSV: id -> ``{"label": 1|0|None, "gender": str, "fold": str, "_line": n}``.
 
     The header needs an ``index`` (or ``id``) column and, when ``require_label``, a ``label``
-    column; ``gender`` and ``fold`` are optional. Ids stay strings (LMVD's ``0602`` is not ``602``).
+    column; ``gender``, ``fold`` and ``group`` are optional (every other column is kept as text). Ids stay strings (LMVD's ``0602`` is not ``602``).
     Every bad row is collected first, then one DataError lists them all (line numbers and values).
 
     Raises:

@@ -9,7 +9,7 @@ layout, ``records/<id>.json`` in LMVD's; schema :data:`RECORD_SCHEMA`) is the so
 * ``timeline``: per-stream lengths before alignment, rows dropped, the truncation rule;
 * ``files``: each array's path, shape and SHA-256; ``valid_file``: the per-row validity of every
   stream (``<id>_valid.npz``) and its SHA-256; ``T``, ``dims``;
-* ``meta``: the user's metadata (label, gender, fold), kept across failed and repeated extractions;
+* ``meta``: the user's metadata (label, gender, fold, group), kept across failed and repeated extractions;
 * ``status`` (``ok`` / ``partial`` / ``failed``), ``error``, ``warnings``, ``timings``.
 
 **Writing a unit** (:meth:`FeatureStore.write_unit`): every new file is first written under a
@@ -363,11 +363,11 @@ class FeatureStore:
         return rec
 
     def update_meta(self, sid: str, meta: dict) -> dict:
-        """Set a sample's user metadata (label, gender, fold) in its record, atomically."""
+        """Set a sample's user metadata (label, gender, fold, group) in its record, atomically."""
         rec = self.record(sid)
         if rec is None:
             raise DataError(f"no sample {sid!r} in this folder", path=self.root)
-        rec["meta"] = {k: meta.get(k, rec.get("meta", {}).get(k)) for k in lab.META_FIELDS}
+        rec["meta"] = lab.record_meta({k: meta.get(k, rec.get("meta", {}).get(k)) for k in lab.META_FIELDS})
         dio.write_text(self.record_path(sid), json.dumps(rec, indent=1, default=str) + "\n")
         return rec
 
@@ -508,7 +508,7 @@ class FeatureStore:
                 continue  # its files are gone: nothing to keep
             files = row.get("files") or {}
             feats = {m: a for m, a in sample.features.items() if m in files or not files}
-            meta = {k: labels.get(sid, {}).get(k) for k in lab.META_FIELDS}
+            meta = lab.record_meta({k: labels.get(sid, {}).get(k) for k in lab.META_FIELDS})
             row_spec = dict(row.get("spec") or (spec.to_dict() if spec else {}))
             for k in ("detector", "vggish_postprocess"):
                 if k not in row_spec and k in (row.get("options") or {}):
@@ -535,17 +535,21 @@ class FeatureStore:
         """labels.csv text for the usable samples, in the layout's convention."""
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(L.LABEL_COLUMNS[self.layout])
+        # a group column only when some sample has a group: folders without groups keep the layout's own columns
+        grouped = any((r.get("meta") or {}).get("group") for r in records.values() if r.get("status") in USABLE)
+        w.writerow(list(L.LABEL_COLUMNS[self.layout]) + (["group"] if grouped else []))
         for sid in sorted(records):
             r = records[sid]
             if r.get("status") not in USABLE:
                 continue
             meta = r.get("meta") or {}
             label = lab.format_label(meta.get("label"), self.layout)
+            extra = [meta.get("group") or ""] if grouped else []
             if self.layout == "dvlog":
-                w.writerow([sid, label, f"{float(r.get('duration') or 0.0):.2f}", meta.get("gender") or "", meta.get("fold") or ""])
+                w.writerow([sid, label, f"{float(r.get('duration') or 0.0):.2f}", meta.get("gender") or "", meta.get("fold") or ""]
+                           + extra)
             else:
-                w.writerow([sid, label, meta.get("fold") or ""])
+                w.writerow([sid, label, meta.get("fold") or ""] + extra)
         return buf.getvalue()
 
     def rebuild_views(self, records: dict[str, dict] | None = None) -> dict[str, int]:

@@ -34,7 +34,9 @@ def classification_metrics(y_true, y_prob, threshold: float = 0.5) -> dict:
     Args:
         y_true: (N,) 0/1 labels.
         y_prob: (N,) probabilities of the depressed class.
-        threshold: decision threshold on ``y_prob``.
+        threshold: decision threshold on ``y_prob``: one number, or one per sample (pooled
+            out-of-fold predictions, each decided at its fold model's threshold; ``threshold`` is
+            then None in the output).
 
     Returns:
         A flat dict of plain floats/ints: ``acc``, ``precision``/``recall``/``f1`` (binary, depressed
@@ -47,7 +49,10 @@ def classification_metrics(y_true, y_prob, threshold: float = 0.5) -> dict:
     if y.shape != p.shape:
         raise ValueError(f"labels {y.shape} and probabilities {p.shape} differ in length")
     pred = (p >= threshold).astype(int)
-    out: dict = {"n": int(len(y)), "n_pos": int(y.sum()), "threshold": float(threshold)}
+    per_sample = np.ndim(threshold) > 0
+    if per_sample and np.shape(threshold) != p.shape:
+        raise ValueError(f"{np.shape(threshold)} thresholds for {p.shape} probabilities")
+    out: dict = {"n": int(len(y)), "n_pos": int(y.sum()), "threshold": None if per_sample else float(threshold)}
     if len(y) == 0:
         return out
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score  # heavy: on use
@@ -74,6 +79,27 @@ def all_depressed_baseline(y_true) -> dict:
     if 0 < y.sum() < len(y):
         m["auc"] = 0.5
     return m
+
+
+def headline_metrics(y_true, y_prob, threshold=0.5, groups=None) -> dict:
+    """The headline numbers of a run: the metrics and the all-depressed baseline on the same clips.
+
+    The one place the reported headline is computed (k-fold: on the pooled out-of-fold predictions),
+    so that interval estimates can be added here for every caller.
+
+    Args:
+        y_true: (N,) 0/1 labels.
+        y_prob: (N,) probabilities.
+        threshold: one decision threshold, or one per prediction.
+        groups: (N,) group keys of the predictions (the clip's person/channel, or the clip itself;
+            the same clip predicted under several seeds shares its key). Not used by the point
+            estimates.
+
+    Returns:
+        ``{"metrics": classification_metrics(...), "baseline_all_depressed": all_depressed_baseline(...)}``.
+    """
+    return {"metrics": classification_metrics(y_true, y_prob, threshold),
+            "baseline_all_depressed": all_depressed_baseline(y_true)}
 
 
 def per_group(y_true, y_prob, groups, threshold: float = 0.5) -> dict[str, dict]:

@@ -17,8 +17,16 @@ Run directory (SpeechBrain style, never overwritten silently)::
     runs/<name>/<run>/best.pt                 the selected checkpoint (checkpoint.py format), calibrated
     runs/<name>/<run>/predictions.csv         per-sample valid/test logits and decisions
     runs/<name>/<run>/result.json             valid/test metrics, baseline, per gender (marks the run done)
-    runs/<name>/metrics.json                  all runs + mean ± std + the all-depressed baseline
-    runs/<name>/checkpoint.pt                 copy of the run with the best *validation* score
+    runs/<name>/metrics.json                  all runs + mean ± std + the all-depressed baseline; k-fold:
+                                              the pooled out-of-fold headline (:func:`kfold_summary`)
+    runs/<name>/oof_predictions.csv           k-fold: every clip once per seed, scored by the fold model
+                                              that never saw it (:func:`write_oof`)
+    runs/<name>/checkpoint.pt                 fixed split: copy of the run with the best *validation*
+                                              score; k-fold: the ensemble of the fold models
+                                              (``ensemble.pt``) or, with ``refit``, ``refit/final.pt``
+
+Every checkpoint records the ids and feature fingerprints of the clips it trained or was selected
+on (``info["seen"]``); :func:`evaluate` refuses them unless ``allow_seen``.
 
 ``<run>`` is ``seed<S>`` or ``seed<S>-fold<K>``. Rerunning the same command with the same config
 resumes: finished runs are skipped, an interrupted run continues from ``last.pt``. Training is
@@ -63,12 +71,13 @@ from depdet.pipeline.inference.checkpoint import build_checkpoint, save_checkpoi
 from depdet.pipeline.inference.scorer import resolve_device, Scorer
 from depdet.pipeline.data.datasets import Dataset
 from depdet.pipeline.features.spec import check_spec
-from depdet.pipeline.training.metrics import (SELECTION_CRITERIA, all_depressed_baseline, classification_metrics, mean_std,
-                                     per_group, selection_score)
+from depdet.pipeline.training.metrics import (SELECTION_CRITERIA, all_depressed_baseline, classification_metrics,
+                                     headline_metrics, mean_std, per_group, selection_score)
 from depdet.pipeline.data.preprocess import PreprocessConfig, Preprocessor, random_crops
 from depdet.pipeline.environment import peak_rss_gb, reset_peak_rss
 from depdet.pipeline.training.presets import OPTIMIZERS, SCHEDULERS, META_KEYS, get_preset, preset_note
-from depdet.pipeline.data.splits import Split, filter_gender, kfold_splits, own_split
+from depdet.pipeline.data.splits import (Split, filter_gender, fold_assignment, group_keys, group_overlap, kfold_splits,
+                                         own_split)
 
 LOG_COLUMNS = ("epoch", "train_loss", "valid_loss", "valid_acc", "valid_precision", "valid_recall", "valid_f1",
                "valid_weighted_f1", "valid_auc", "valid_score", "best", "lr", "seconds", "peak_rss_gb", "peak_gpu_gb")
@@ -89,7 +98,14 @@ class TrainConfig:
         select: checkpoint criterion (``depmamba``, ``f1``, ``acc``, ``weighted_f1``, ``auc``, ``loss``).
         threshold_method: ``youden``, ``f1`` or ``fixed`` (calibration.py).
         seeds: one run per seed.
-        folds: None for the dataset's own folds, else stratified k-fold with this many folds.
+        folds: None for the dataset's own folds, else stratified k-fold with this many folds
+            (grouped when the samples have groups; one fold assignment drawn per seed).
+        refit: k-fold only: after the folds, train one final model on every clip for the median
+            of the folds' selected epochs (no selection), temperature and threshold fitted on the
+            out-of-fold predictions; it becomes the run's ``checkpoint.pt`` (depdet's recipe).
+            Without it a k-fold run's ``checkpoint.pt`` is the ensemble of its fold models.
+        allow_group_overlap: accept a fixed split (``fold`` column) that puts one group in two
+            folds (refused otherwise); recorded in the config.
         train_gender, test_gender: ``both``, ``f``, ``m``.
         preprocess: PreprocessConfig fields.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
@@ -147,6 +163,8 @@ class TrainConfig:
     preset_dataset: str | None = None
     preset_fps: float | None = None
     rescale_rows: bool = False
+    refit: bool = False
+    allow_group_overlap: bool = False
 
     def __post_init__(self):
         get_entry(self.model)  # unknown model -> ConfigError
@@ -169,6 +187,9 @@ class TrainConfig:
             self.preset_fps = float(self.preset_fps)
             if not self.preset_fps > 0:
                 raise ConfigError(f"preset_fps must be positive, got {self.preset_fps}")
+        if self.refit and not self.folds:
+            raise ConfigError("--refit needs --folds K (it refits on all clips after a k-fold run)",
+                              hint="add --folds K, or drop --refit")
         if self.rescale_rows and self.preset_fps is None:
             raise ConfigError("--rescale-rows converts a preset's row counts, but no preset (and no preset fps) is given",
                               hint="pass --preset NAME, or drop --rescale-rows and give --max-len/--crop-min-len in rows")
@@ -317,6 +338,18 @@ def environment_info(device: torch.device) -> dict:
     return info
 
 
+def sample_fingerprint(smp) -> str:
+    """One clip's feature fingerprint: SHA-256 over its modalities' SHA-256 (each from the store's record,
+    or of its float32 array for released folders without records), as :func:`data_fingerprint` takes them."""
+    files = (smp.record or {}).get("files") or {}
+    shas = {}
+    for m, a in smp.features.items():
+        f = files.get(m)
+        shas[m] = f["sha256"] if f and f.get("sha256") else \
+            hashlib.sha256(np.ascontiguousarray(a, dtype=np.float32).tobytes()).hexdigest()
+    return hashlib.sha256(json.dumps(shas, sort_keys=True).encode()).hexdigest()
+
+
 def data_fingerprint(dataset: Dataset) -> dict:
     """What identifies the training data: per sample its id, label, gender, fold and the SHA-256 of
     each modality's feature file (from the store's record) or, for released folders without records,
@@ -332,8 +365,11 @@ def data_fingerprint(dataset: Dataset) -> dict:
             else:
                 shas[m] = hashlib.sha256(np.ascontiguousarray(a, dtype=np.float32).tobytes()).hexdigest()
                 how[m] = "array"
-        rows.append({"id": smp.id, "label": smp.label, "gender": smp.gender, "fold": smp.fold, "sha256": shas,
-                     "sha256_of": how})
+        row = {"id": smp.id, "label": smp.label, "gender": smp.gender, "fold": smp.fold, "sha256": shas,
+               "sha256_of": how}
+        if smp.group:  # only when set: fingerprints of data without groups stay as before
+            row["group"] = smp.group
+        rows.append(row)
     total = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
     return {"n": len(rows), "sha256": total, "samples": rows}
 
@@ -476,6 +512,14 @@ class Trainer:
                 self.progress, self.log = None, (lambda s: None)
         self.labels = dataset.labels
         self.genders = [s.gender for s in dataset.samples]
+        self.groups = dataset.groups
+        self._fingerprints: list[str] | None = None
+
+    def fingerprints(self) -> list[str]:
+        """Each sample's feature fingerprint (:func:`sample_fingerprint`), computed once."""
+        if self._fingerprints is None:
+            self._fingerprints = [sample_fingerprint(s) for s in self.ds.samples]
+        return self._fingerprints
 
     # -- run directory ---------------------------------------------------------------
     def _prepare_run_dir(self) -> bool:
@@ -513,7 +557,7 @@ class Trainer:
     def _validate(self) -> list[Split]:
         """Everything that can fail on the configuration or the data, before the run folder is touched:
         the splits (fold sizes, gender filters) and the model's options (built once on the meta device)."""
-        splits = self.splits()
+        plan = self.plan()
         if self.kind == "torch":
             try:
                 with torch.device("meta"):
@@ -524,7 +568,7 @@ class Trainer:
                 create_model(self.cfg.model, self.ds.dims, **self.model_config)
         else:
             create_model(self.cfg.model, self.ds.dims, **self.model_config)
-        return splits
+        return plan
 
     def _record_invocation(self, resuming: bool) -> None:
         """Append this invocation (time, command line, device, threads, scan backend) to commands.jsonl."""
@@ -535,13 +579,45 @@ class Trainer:
         old = path.read_text() if path.exists() else ""
         dio.write_text(path, old + json.dumps(row) + "\n")
 
-    def splits(self) -> list[Split]:
-        """The splits to run (own folds, or k stratified folds), gender filters applied."""
+    def splits(self, seed: int | None = None) -> list[Split]:
+        """The splits of one seed (default: the first): the dataset's own folds, or k stratified folds
+        drawn with ``random_state=seed`` (grouped when any sample has a group), gender filters applied."""
+        seed = self.cfg.seeds[0] if seed is None else int(seed)
         if self.cfg.folds:
-            base = kfold_splits(self.labels, int(self.cfg.folds), seed=self.cfg.seeds[0])
+            groups = group_keys(self.groups, [s.id for s in self.ds.samples]) if any(self.groups) else None
+            base = kfold_splits(self.labels, int(self.cfg.folds), seed=seed, groups=groups)
         else:
-            base = [own_split(self.ds)]
+            base = [own_split(self.ds, allow_group_overlap=self.cfg.allow_group_overlap)]
         return [filter_gender(s, self.genders, self.cfg.train_gender, self.cfg.test_gender) for s in base]
+
+    def plan(self) -> list[tuple[str, int, Split]]:
+        """Every run: ``(name, seed, split)``; with ``folds`` each seed draws its own fold assignment
+        (repeated k-fold), without them every seed uses the dataset's own split."""
+        out = []
+        for seed in self.cfg.seeds:
+            for split in self.splits(seed):
+                out.append((f"seed{seed}" if split.name == "own" else f"seed{seed}-{split.name}", seed, split))
+        return out
+
+    def _split_record(self, plan) -> dict:
+        """data.json's record of the splits: sizes per run, each seed's fold assignment (k-fold), each
+        sample's group, and the groups found in two folds of a fixed split (allowed by the config)."""
+        rec: dict = {"splits": {name: split.sizes() for name, _, split in plan}}
+        if self.cfg.folds:
+            first = {}
+            for name, seed, split in plan:
+                first.setdefault(seed, []).append(split)
+            rec["kfold"] = {"method": "StratifiedGroupKFold" if any(self.groups) else "StratifiedKFold",
+                            "k": int(self.cfg.folds), "shuffle": True, "random_state": "the seed",
+                            "assignment": {str(seed): dict(zip([s.id for s in self.ds.samples],
+                                                               fold_assignment(sp, len(self.ds))))
+                                           for seed, sp in first.items()}}
+        else:
+            over = group_overlap(plan[0][2], self.groups) if plan else {}
+            if over:
+                rec["group_overlap_allowed"] = over
+        rec["groups"] = {s.id: s.group for s in self.ds.samples}
+        return rec
 
     # -- public ------------------------------------------------------------------------
     def run(self, cluster: str | None = None, load_args: dict | None = None) -> dict:
@@ -558,7 +634,8 @@ class Trainer:
         """
         if cluster and self.dist is not None:
             raise ConfigError("--cluster and torchrun do not go together", hint="use one of them")
-        splits = self._validate()  # a bad option or split fails here, before any file is written
+        plan = self._validate()  # a bad option or split fails here, before any file is written
+        splits = [split for _, _, split in plan]
         resuming = self._prepare_run_dir() if self.is_main else False
         if self.dist is not None:
             resuming = self.dist.broadcast(resuming)  # the run folder is ready: the other ranks go on
@@ -566,25 +643,28 @@ class Trainer:
             self.log(f"resuming the run in {self.run_dir}")
         if self.is_main:
             self._record_invocation(resuming)
+        split_rec = self._split_record(plan)
         (dio.write_json if self.is_main else (lambda *a: None))(self.run_dir / "data.json", {
             "path": str(self.ds.root), "layout": self.ds.layout, "spec": self.ds.spec.to_dict(),
             "synthetic": bool(self.ds.info.get("synthetic", False)), "report": self.ds.report.to_dict(),
-            "splits": {s.name: s.sizes() for s in splits}, "row_scale": self.row_scale,
+            "row_scale": self.row_scale, **split_rec,
             "preprocess_used": asdict(self.pre_cfg), "model_config_used": self.model_config,
             "fingerprint": data_fingerprint(self.ds)})
+        if "group_overlap_allowed" in split_rec:
+            self.log(f"warning: {len(split_rec['group_overlap_allowed'])} group(s) span two folds of "
+                     "the fixed split (--allow-group-overlap): their clips' test scores are not independent of training")
         if self.row_scale != 1.0:
             self.log(f"row counts x{self.row_scale:g} for {self.ds.spec.fps:g} rows/s (preset: {self.cfg.preset_fps:g}): "
                      f"max_len {self.pre_cfg.max_len}, crop_min_len {self.pre_cfg.crop_min_len}"
                      + (f", {self.cfg.model} max_len {self.model_config['max_len']}" if "max_len" in self.model_config else ""))
         for warning in single_class_warnings(splits, self.labels):
             self.log(f"warning: {warning}")
-        runs = [(f"seed{seed}" if split.name == "own" else f"seed{seed}-{split.name}", seed, k)
-                for seed in self.cfg.seeds for k, split in enumerate(splits)]
+        runs = [(name, seed, k) for k, (name, seed, _) in enumerate(plan)]
         if cluster:
             results = self._run_on_cluster(cluster, runs, load_args)
         else:
-            results = [self._run_one(name, seed, splits[k]) for name, seed, k in runs]
-        return self._summarise(results, splits)
+            results = [self._run_one(name, seed, plan[k][2]) for name, seed, k in runs]
+        return self._summarise(results, plan)
 
     def _run_on_cluster(self, cluster: str, runs: list[tuple[str, int, int]], load_args: dict | None) -> list[RunResult]:
         from depdet.pipeline.executors import DaskExecutor
@@ -703,8 +783,13 @@ class Trainer:
         loss = float(torch.nn.functional.binary_cross_entropy_with_logits(z, torch.as_tensor(yv))) if len(idx) else float("nan")
         return logits, loss
 
-    def _train_torch(self, name: str, rdir: Path, seed: int, split: Split, feats: dict, pre: Preprocessor):
+    def _train_torch(self, name: str, rdir: Path, seed: int, split: Split, feats: dict, pre: Preprocessor,
+                     epochs: int | None = None):
+        """Train one model; with ``epochs`` given and an empty validation fold (the refit), every epoch
+        is trained and the last one kept (no selection, no early stopping)."""
         cfg = self.cfg
+        n_epochs = cfg.epochs if epochs is None else int(epochs)
+        selecting = bool(split.valid)
         torch.manual_seed(seed)  # model initialisation depends only on the seed
         model = create_model(cfg.model, self.ds.dims, **self.model_config).to(self.device)
         if self.dist is not None:
@@ -730,9 +815,9 @@ class Trainer:
             self.log(f"{name}: resumed after epoch {st['epoch']} (best so far: epoch {best_epoch})")
         task = None
         if self.progress is not None:
-            task = self.progress.add_task(f"{name} {cfg.model}", total=cfg.epochs, completed=start_epoch - 1, info="")
-        for epoch in range(start_epoch, cfg.epochs + 1):
-            if cfg.patience is not None and bad >= cfg.patience:
+            task = self.progress.add_task(f"{name} {cfg.model}", total=n_epochs, completed=start_epoch - 1, info="")
+        for epoch in range(start_epoch, n_epochs + 1):
+            if selecting and cfg.patience is not None and bad >= cfg.patience:
                 break
             t0 = time.perf_counter()
             reset_peak_rss()  # log.csv's peak_rss_gb is this epoch's (the process's peak where it cannot be reset)
@@ -746,6 +831,22 @@ class Trainer:
                 total, count = total + total_b, count + count_b
             if sched is not None:
                 sched.step()
+            if not selecting:  # refit: no validation fold, the last epoch is the model
+                best_epoch, best_state = epoch, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                row = {"epoch": epoch, "train_loss": f"{total / max(count, 1):.5f}", "best": 1,
+                       "lr": f"{opt.param_groups[0]['lr']:.3g}", "seconds": f"{time.perf_counter() - t0:.2f}",
+                       "peak_rss_gb": f"{peak_rss_gb():.2f}"}
+                state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                         "scheduler": sched.state_dict() if sched is not None else None,
+                         "scaler": scaler.state_dict() if self.amp else None, "epoch": epoch, "best_score": best_score,
+                         "best_epoch": best_epoch, "bad_epochs": 0, "best_state": best_state}
+                if self.is_main:
+                    with dio.atomic_path(last) as tmp:
+                        torch.save(state, tmp)
+                    log.add(row)
+                if task is not None:
+                    self.progress.update(task, completed=epoch, info=f"loss {row['train_loss']} (refit, no selection)")
+                continue
             logits, vloss = self._evaluate_torch(model, split.valid, feats)
             vm = classification_metrics(self.labels[split.valid], apply_temperature(logits, 1.0))
             score = selection_score(vm, cfg.select, vloss)
@@ -815,7 +916,8 @@ class Trainer:
         info = {"dataset": self.ds.name, "data_path": str(self.ds.root), "synthetic": bool(self.ds.info.get("synthetic", False)),
                 "seed": seed, "split": split.name, "split_sizes": split.sizes(), "best_epoch": best_epoch,
                 "select": self.cfg.select, "threshold_method": self.cfg.threshold_method, "run": name,
-                "train_config": self.cfg.to_dict(), "row_scale": self.row_scale}
+                "train_config": self.cfg.to_dict(), "row_scale": self.row_scale,
+                "seen": self._seen(list(split.train) + list(split.valid))}
         ckpt = build_checkpoint(model, self.cfg.model, self._full_model_config(), self.ds.spec, pre, threshold=thr,
                                 temperature=T, metrics=metrics, info=info)
         if self.is_main:
@@ -833,6 +935,14 @@ class Trainer:
         t = f"test F1 {test['f1']:.3f} acc {test['acc']:.3f} (all-depressed F1 {base['f1']:.3f})" if test else "no test fold"
         self.log(f"{name}: best epoch {best_epoch}, valid score {score:.3f}; {t}")
         return res
+
+    def _seen(self, idx: list[int]) -> dict:
+        """What a checkpoint records of the clips its model trained or was selected on: their ids and
+        feature fingerprints (``evaluate`` refuses to score them; see :func:`seen_mask`)."""
+        fps = self.fingerprints()
+        idx = sorted(set(int(i) for i in idx))
+        return {"ids": [self.ds.samples[i].id for i in idx], "fingerprints": sorted({fps[i] for i in idx}),
+                "what": "clips the model was trained or selected (validation) on"}
 
     def _full_model_config(self) -> dict:
         """The model options trained with, every default written out, so a checkpoint rebuilds the same
@@ -859,7 +969,7 @@ class Trainer:
                             int(z > 0), repr(float(p)), int(p >= threshold)])
         dio.write_text(path, buf.getvalue())
 
-    def _summarise(self, results: list[RunResult], splits: list[Split]) -> dict:
+    def _summarise(self, results: list[RunResult], plan: list) -> dict:
         tests = [r.test for r in results if r.test]
         summary = {
             "model": self.cfg.model, "preset": self.cfg.preset, "dataset": self.ds.name,
@@ -868,24 +978,123 @@ class Trainer:
             "test_mean_std": mean_std(tests) if tests else {},
             "test_calibrated_mean_std": mean_std([r.test_calibrated for r in results if r.test_calibrated]),
             "valid_mean_std": mean_std([r.valid for r in results]),
+            "per_gender_mean_std": per_gender_mean_std(results),
             "runs": [r.to_dict() for r in results],
         }
         if not self.cfg.folds and results and results[0].baseline:
             summary["baseline_all_depressed"] = results[0].baseline
         elif tests:
             summary["baseline_all_depressed_mean_std"] = mean_std([r.baseline for r in results if r.baseline])
-        best = max(results, key=lambda r: r.valid_score)
         summary["checkpoint"] = str(self.run_dir / "checkpoint.pt")
-        summary["checkpoint_run"] = best.name
+        if self.cfg.folds:
+            oof = self._oof_rows(results)
+            summary.update(kfold_summary(oof, results))
+            summary["oof_predictions"] = str(self.run_dir / "oof_predictions.csv")
+            summary["checkpoint_run"], summary["checkpoint_kind"] = (
+                ("refit", "refit on all clips") if self.cfg.refit else
+                ("ensemble", f"ensemble of {len(results)} fold models"))
+        else:
+            best = max(results, key=lambda r: r.valid_score)
+            summary["checkpoint_run"] = best.name
+            summary["checkpoint_kind"] = "best on validation"
         if not self.is_main:
+            if self.cfg.folds and self.cfg.refit:
+                self._refit(results, oof, summary)  # every rank trains its share
             self.dist.barrier()  # rank 0 writes the summary
             return summary
-        shutil.copyfile(best.checkpoint, self.run_dir / ".checkpoint.pt.tmp")
+        if self.cfg.folds:
+            write_oof(self.run_dir / "oof_predictions.csv", oof)
+            ckpt_path = self._refit(results, oof, summary) if self.cfg.refit else self._ensemble(results, oof, summary)
+        else:
+            ckpt_path = Path(best.checkpoint)
+        shutil.copyfile(ckpt_path, self.run_dir / ".checkpoint.pt.tmp")
         os.replace(self.run_dir / ".checkpoint.pt.tmp", self.run_dir / "checkpoint.pt")
         dio.write_json(self.run_dir / "metrics.json", summary)
         if self.dist is not None:
             self.dist.barrier()
         return summary
+
+    def _oof_rows(self, results: list[RunResult]) -> list[dict]:
+        """The out-of-fold predictions of a k-fold run, read back from each run's predictions.csv (so a
+        resumed or cluster run gives the same rows): every test-fold clip of every (seed, fold) run."""
+        index = {s.id: i for i, s in enumerate(self.ds.samples)}
+        rows = []
+        for r in results:
+            with open(self.run_dir / r.name / "predictions.csv", newline="") as fh:
+                for p in csv.DictReader(fh):
+                    if p["fold"] != "test":
+                        continue
+                    i = index[p["id"]]
+                    rows.append({"id": p["id"], "label": int(p["label"]), "group": self.groups[i],
+                                 "gender": self.genders[i], "seed": r.seed, "fold": r.fold,
+                                 "probability": float(p["probability_calibrated"]), "logit": float(p["logit"]),
+                                 "threshold": float(r.threshold), "temperature": float(r.temperature)})
+        return rows
+
+    def _ensemble(self, results: list[RunResult], oof: list[dict], summary: dict) -> Path:
+        """The k-fold run's checkpoint without ``--refit``: every fold model (all seeds x folds) in one
+        file; threshold chosen on the pooled OOF probabilities with the run's threshold method."""
+        from depdet.pipeline.inference.checkpoint import build_ensemble
+
+        y = np.array([r["label"] for r in oof])
+        prob = np.array([r["probability"] for r in oof])
+        thr = choose_threshold(prob, y, self.cfg.threshold_method)
+        members = [torch.load(self.run_dir / r.name / "best.pt", map_location="cpu", weights_only=True) for r in results]
+        info = {"dataset": self.ds.name, "data_path": str(self.ds.root), "synthetic": bool(self.ds.info.get("synthetic", False)),
+                "split": f"{self.cfg.folds}-fold x seeds {self.cfg.seeds}", "run": "ensemble",
+                "members": [r.name for r in results], "threshold_method": self.cfg.threshold_method,
+                "threshold_from": "pooled out-of-fold calibrated probabilities (all seeds)",
+                "train_config": self.cfg.to_dict(), "seen": self._seen(range(len(self.ds))),
+                "split_sizes": {"all": len(self.ds)}}
+        metrics = {k: summary[k] for k in ("headline", "per_fold_mean_std", "variance") if k in summary}
+        path = self.run_dir / "ensemble.pt"
+        save_checkpoint(path, build_ensemble(members, threshold=thr, info=info, metrics=metrics))
+        self.log(f"checkpoint.pt: ensemble of {len(members)} fold models, threshold {thr:.3f} on the pooled OOF probabilities")
+        return path
+
+    def _refit(self, results: list[RunResult], oof: list[dict], summary: dict) -> Path:
+        """``--refit``: one model on every clip for the median of the folds' selected epochs (rounded half
+        up, at least 1; no selection), temperature and threshold fitted on the pooled OOF predictions."""
+        rdir = self.run_dir / "refit"
+        path = rdir / "final.pt"
+        if path.exists():
+            self.log("refit: already finished, skipped")
+            return path
+        rdir.mkdir(parents=True, exist_ok=True)
+        fold_epochs = [int(r.best_epoch) for r in results]
+        epochs = max(1, int(math.floor(float(np.median(fold_epochs)) + 0.5)))
+        seed = self.cfg.seeds[0]
+        g = self.cfg.train_gender  # the training gender filter applies to the refit's training clips too
+        split = Split("refit", [i for i in range(len(self.ds)) if g == "both" or self.genders[i] == g], [], [])
+        _seed_everything(seed)
+        pre, feats = self._prepare(split)
+        if self.kind == "sklearn":
+            model = create_model(self.cfg.model, self.ds.dims, **self.model_config)
+            model.fit([feats[i] for i in split.train], self.labels[split.train], [self.valid[i] for i in split.train])
+            epochs = 0
+        else:
+            model, _ = self._train_torch("refit", rdir, seed, split, feats, pre, epochs=epochs)
+        y = np.array([r["label"] for r in oof])
+        z = np.array([r["logit"] for r in oof])
+        T = fit_temperature(z, y)
+        thr = choose_threshold(apply_temperature(z, T), y, self.cfg.threshold_method)
+        info = {"dataset": self.ds.name, "data_path": str(self.ds.root), "synthetic": bool(self.ds.info.get("synthetic", False)),
+                "seed": seed, "split": "refit", "split_sizes": split.sizes(), "best_epoch": epochs, "run": "refit",
+                "refit": {"epochs": epochs, "fold_selected_epochs": fold_epochs,
+                          "epochs_rule": "median of the folds' selected epochs, rounded half up (depdet's choice)",
+                          "selection": "none (every clip trains; the last epoch is kept)",
+                          "temperature_threshold_from": "pooled out-of-fold logits of the k-fold runs (all seeds)"},
+                "select": "none", "threshold_method": self.cfg.threshold_method,
+                "train_config": self.cfg.to_dict(), "row_scale": self.row_scale, "seen": self._seen(split.train)}
+        metrics = {k: summary[k] for k in ("headline", "per_fold_mean_std", "variance") if k in summary}
+        ckpt = build_checkpoint(model, self.cfg.model, self._full_model_config(), self.ds.spec, pre, threshold=thr,
+                                temperature=T, metrics=metrics, info=info)
+        if self.is_main:
+            save_checkpoint(path, ckpt)
+            (rdir / "last.pt").unlink(missing_ok=True)
+        self.log(f"refit: {epochs} epoch(s) on all {len(split.train)} clips (median of the folds' {fold_epochs}); "
+                 f"temperature {T:.2f}, threshold {thr:.3f} from the OOF predictions")
+        return path
 
     def _step(self, model, opt, scaler, batch, views, vviews, epoch) -> tuple[float, int]:
         """One optimiser step on one batch of the recipe: the one place a training step is written.
@@ -931,6 +1140,89 @@ class Trainer:
         return batch_sum, len(batch)
 
 
+OOF_COLUMNS = ("id", "label", "group", "seed", "fold", "probability", "logit", "threshold", "pred")
+
+
+def write_oof(path: Path, rows: list[dict]) -> None:
+    """``oof_predictions.csv``: one row per clip and seed, scored by the fold model that never saw it
+    (neither in training nor in selection). ``probability`` is that fold model's calibrated probability
+    (its temperature), ``threshold`` its fold's threshold, ``pred`` the decision at it, ``logit`` the
+    uncalibrated logit (the papers' rule is ``logit > 0``)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(OOF_COLUMNS)
+    for r in rows:
+        w.writerow([r["id"], r["label"], r["group"], r["seed"], r["fold"], repr(float(r["probability"])),
+                    repr(float(r["logit"])), repr(float(r["threshold"])), int(r["probability"] >= r["threshold"])])
+    dio.write_text(path, buf.getvalue())
+
+
+def per_gender_mean_std(results: list[RunResult]) -> dict[str, dict]:
+    """Per-gender test metrics (logit > 0) as mean ± SD over the runs (seeds x folds) that have them."""
+    genders = sorted({g for r in results for g in (r.per_gender or {})})
+    return {g: mean_std([r.per_gender[g] for r in results if g in (r.per_gender or {})]) for g in genders}
+
+
+def _oof_headline(rows: list[dict]) -> dict:
+    """``headline_metrics`` of OOF rows: ``logit > 0`` (papers' rule) and calibrated (fold thresholds)."""
+    y = np.array([r["label"] for r in rows], dtype=int)
+    z = np.array([r["logit"] for r in rows], dtype=float)
+    groups = [f"group:{r['group']}" if r["group"] else f"id:{r['id']}" for r in rows]
+    raw = headline_metrics(y, apply_temperature(z, 1.0), 0.5, groups)
+    cal = headline_metrics(y, np.array([r["probability"] for r in rows]), np.array([r["threshold"] for r in rows]), groups)
+    return {"metrics": raw["metrics"], "metrics_calibrated": cal["metrics"],
+            "baseline_all_depressed": raw["baseline_all_depressed"]}
+
+
+def kfold_summary(oof: list[dict], results: list[RunResult]) -> dict:
+    """metrics.json blocks of a k-fold run (repeated over seeds).
+
+    * ``headline`` (pooled out-of-fold): metrics of all OOF predictions together, every clip once per
+      seed, each scored by the fold model that never saw it: ``metrics`` at the papers' ``logit > 0``,
+      ``metrics_calibrated`` at each fold model's own temperature and threshold, and the
+      all-depressed baseline on the same predictions (:func:`~depdet.pipeline.training.metrics.headline_metrics`).
+    * ``per_fold_mean_std``: mean ± SD (ddof=1) of the per-run test metrics over all fold x seed runs
+      (the same numbers as ``test_mean_std``).
+    * ``per_seed_pooled``: the pooled OOF metrics of each seed alone.
+    * ``variance`` (``logit > 0`` metrics; depdet's definitions):
+      ``total``: SD over all fold x seed runs; ``seed_component``: SD (ddof=1) over seeds of the
+      per-seed pooled OOF metric (how much the result moves with the seed, split included;
+      0 with one seed); ``fold_component``: mean over seeds of the within-seed SD (ddof=1) over
+      folds (how much one fold's result moves around its seed's).
+    """
+    seeds = sorted({r["seed"] for r in oof})
+    per_seed = {str(sd): _oof_headline([r for r in oof if r["seed"] == sd])["metrics"] for sd in seeds}
+    keys = mean_std([r.test for r in results if r.test]).keys()
+    seed_c, fold_c = {}, {}
+    for k in keys:
+        vals = np.array([m.get(k, np.nan) for m in per_seed.values()], dtype=float)
+        vals = vals[~np.isnan(vals)]
+        seed_c[k] = {"sd": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0, "n_seeds": int(len(vals))}
+        within = []
+        for sd in seeds:
+            v = np.array([r.test.get(k, np.nan) for r in results if r.seed == sd and r.test], dtype=float)
+            v = v[~np.isnan(v)]
+            if len(v) > 1:
+                within.append(float(v.std(ddof=1)))
+        fold_c[k] = {"sd": float(np.mean(within)) if within else 0.0, "n_seeds": len(within)}
+    head = _oof_headline(oof)
+    n_clips = len({r["id"] for r in oof})
+    return {
+        "headline": {"kind": "pooled out-of-fold",
+                     "definition": "all out-of-fold predictions pooled: every clip once per seed, each scored by the "
+                                   "fold model that never saw it in training or selection",
+                     "n_predictions": len(oof), "n_clips": n_clips, "seeds": seeds, **head},
+        "per_fold_mean_std": mean_std([r.test for r in results if r.test]),
+        "per_seed_pooled": per_seed,
+        "variance": {"metrics": "test metrics at logit > 0",
+                     "total": mean_std([r.test for r in results if r.test]),
+                     "seed_component": seed_c, "fold_component": fold_c,
+                     "definitions": {"total": "SD over all fold x seed runs",
+                                     "seed_component": "SD over seeds of each seed's pooled out-of-fold metric",
+                                     "fold_component": "mean over seeds of the SD over that seed's folds"}},
+    }
+
+
 def _train_worker_init() -> None:
     """A Dask worker trains one run at a time: one torch thread (the CPU scan kernel follows it)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -944,7 +1236,7 @@ def _remote_run(job: dict) -> dict:
     try:
         ds = load_dataset(**job["data"])
         trainer = Trainer(ds, job["config"], job["run_dir"])
-        split = trainer.splits()[job["split"]]
+        split = trainer.plan()[job["split"]][2]
         return trainer._run_one(job["name"], job["seed"], split).to_dict()
     except DepdetError as e:
         return {"error": str(e)}
@@ -1003,7 +1295,7 @@ def rerun(config_path: str | Path, run_dir: str | Path | None = None, *, device:
     if threads:
         torch.set_num_threads(int(threads))
     ds = load_dataset(d["data"]["path"], load.get("layout", d["data"].get("layout", "auto")), labels=load.get("labels"),
-                      skip_missing=bool(load.get("skip_missing", False)))
+                      skip_missing=bool(load.get("skip_missing", False)), group_by=load.get("group_by") or "group")
     data_json = src / "data.json"
     if data_json.exists():
         want = (json.loads(data_json.read_text()).get("fingerprint") or {}).get("sha256")
@@ -1023,11 +1315,25 @@ def rerun(config_path: str | Path, run_dir: str | Path | None = None, *, device:
 # ---------------------------------------------------------------------------- evaluation
 
 
-def evaluate(ckpt, dataset: Dataset, fold: str = "test", batch_size: int = 16, device: str = "auto") -> dict:
+def seen_mask(ckpt, samples) -> np.ndarray | None:
+    """Which samples the checkpoint's model(s) trained or were selected on: id or feature fingerprint
+    (:func:`sample_fingerprint`) among those recorded in ``ckpt.info["seen"]``. None when the
+    checkpoint records nothing (written by an older depdet)."""
+    seen = ckpt.seen
+    if not seen:
+        return None
+    ids, fps = set(seen.get("ids") or []), set(seen.get("fingerprints") or [])
+    return np.array([s.id in ids or sample_fingerprint(s) in fps for s in samples], dtype=bool)
+
+
+def evaluate(ckpt, dataset: Dataset, fold: str = "test", batch_size: int = 16, device: str = "auto",
+             allow_seen: bool = False) -> dict:
     """Metrics of a loaded checkpoint on a dataset fold.
 
     The logits come from the checkpoint's :class:`~depdet.pipeline.inference.scorer.Scorer`, the
     same object ``depdet predict`` scores with, so both give the same logit for the same features.
+    An ensemble checkpoint (k-fold run) scores with the mean of its members' calibrated
+    probabilities; its "logit" is the logit of that mean.
 
     Args:
         ckpt: a :class:`checkpoint.LoadedCheckpoint`.
@@ -1035,15 +1341,21 @@ def evaluate(ckpt, dataset: Dataset, fold: str = "test", batch_size: int = 16, d
         fold: ``train``, ``valid``, ``test`` or ``all`` (datasets without folds: use ``all``).
         batch_size: samples per forward pass.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (the torch model is moved there).
+        allow_seen: score clips the checkpoint's model(s) trained or were selected on (by id or
+            feature fingerprint) instead of refusing; every prediction then carries ``seen``.
 
     Returns:
         dict with ``metrics`` (papers' rule: uncalibrated logit > 0), ``metrics_calibrated`` (the
         checkpoint's temperature and threshold), ``baseline_all_depressed``, ``per_gender``,
-        ``predictions`` (id, label, logit, probability), and provenance. Every metrics dict is
+        ``predictions`` (id, label, logit, probability, seen), ``n_seen``, ``seen_check`` and provenance.
+        Every metrics dict is
         :func:`~depdet.pipeline.training.stats.summarize`'s: the point values plus ``ci95`` (95%
         percentile bootstrap, 2,000 resamples, seed 0; whole groups resampled when the samples carry
         a ``group``), ``pr_auc``, ``brier``, ``ece`` with its ``reliability`` table and the
         sensitivity/specificity operating points; the baseline has intervals of its decision metrics.
+
+    Raises:
+        DataError: a seen clip among those to score (unless ``allow_seen``), spec or dims mismatch.
     """
     from depdet.pipeline.training.stats import summarize, summarize_baseline, summarize_groups
 
@@ -1060,22 +1372,34 @@ def evaluate(ckpt, dataset: Dataset, fold: str = "test", batch_size: int = 16, d
             raise DataError(f"no samples in fold {fold!r}", path=dataset.root / "labels.csv",
                             hint="use --fold all for datasets without a split")
     samples = [dataset.samples[i] for i in idx]
+    seen = seen_mask(ckpt, samples)
+    if seen is not None and seen.any() and not allow_seen:
+        ids = [s.id for s, k in zip(samples, seen) if k]
+        raise DataError(f"{len(ids)} of the {len(samples)} clips to score were seen by the checkpoint's model(s) in "
+                        f"training or selection (same id or same features): {', '.join(ids[:5])}"
+                        + (f" and {len(ids) - 5} more" if len(ids) > 5 else ""), path=dataset.root,
+                        hint="score clips the model never saw (e.g. --fold test of a fixed split, or the run's "
+                             "oof_predictions.csv for a k-fold run), or pass --allow-seen to score them anyway (marked)")
     scorer = Scorer.from_checkpoint(ckpt, device=resolve_device(device), batch_size=batch_size)
     logits = scorer.logits([s.features for s in samples], [s.valid for s in samples])
     y = np.array([s.label for s in samples])
     prob = apply_temperature(logits, ckpt.temperature)
     raw = apply_temperature(logits, 1.0)
     # a speaker/channel group per sample, when the dataset records one: the bootstrap then resamples groups
-    groups = [str(getattr(s, "group", "") or "") for s in samples]
-    groups = groups if any(groups) else None
+    # (a clip without a group is its own group, as in the k-fold splits)
+    groups = group_keys([s.group for s in samples], [s.id for s in samples]) if any(s.group for s in samples) else None
+    seen_l = [bool(k) for k in seen] if seen is not None else [None] * len(samples)
     return {
-        "checkpoint": str(ckpt.path), "model": ckpt.model_name, "data": str(dataset.root), "fold": fold,
+        "checkpoint": str(ckpt.path), "model": ckpt.model_name, "kind": ckpt.kind, "data": str(dataset.root), "fold": fold,
         "synthetic": bool(dataset.info.get("synthetic", False)),
         "threshold": ckpt.threshold, "temperature": ckpt.temperature,
+        "seen_check": "ids and feature fingerprints" if seen is not None else
+                      "unavailable: the checkpoint records no training clips (older depdet)",
+        "n_seen": int(seen.sum()) if seen is not None else None,
         "metrics": summarize(y, raw, 0.5, groups=groups),
         "metrics_calibrated": summarize(y, prob, ckpt.threshold, groups=groups),
         "baseline_all_depressed": summarize_baseline(y, groups=groups),
         "per_gender": summarize_groups(y, raw, [s.gender for s in samples], groups=groups),
-        "predictions": [{"id": s.id, "label": int(s.label), "logit": float(z), "probability": float(p)}
-                        for s, z, p in zip(samples, logits, prob)],
+        "predictions": [{"id": s.id, "label": int(s.label), "logit": float(z), "probability": float(p), "seen": k}
+                        for s, z, p, k in zip(samples, logits, prob, seen_l)],
     }
