@@ -801,6 +801,16 @@ def train(
 def _print_train_summary(summary: dict, rdir: Path) -> None:
     """The test-metrics table and where the checkpoint and metrics are."""
     head = summary.get("headline")
+    if head and head.get("kind") == "pooled test predictions":  # a fixed split: pooled over seeds, with intervals
+        cols = {f"test, pooled ({len(head['seeds'])} seed(s), logit>0)": head["metrics"],
+                "test, pooled (calibrated)": head["metrics_calibrated"],
+                f"mean ± SD ({summary['n_runs']} runs)": summary["test_mean_std"],
+                "all depressed (same clips)": head["baseline_all_depressed"]}
+        out.print(_metrics_table(f"test metrics ({summary['dataset']}{', SYNTHETIC' if summary['synthetic'] else ''}; "
+                                 f"{head['n_clips']} clips, 95% bootstrap intervals)", cols))
+        out.print(f"checkpoint: {summary['checkpoint']} (run {summary['checkpoint_run']}, best on valid); "
+                  f"metrics: {rdir / 'metrics.json'}", highlight=False)
+        return
     if head:  # k-fold: pooled out-of-fold headline, per-fold mean ± SD beside it
         cols = {"pooled OOF (logit>0)": head["metrics"], "pooled OOF (calibrated)": head["metrics_calibrated"],
                 f"per fold ({summary['n_runs']} runs, logit>0)": summary["test_mean_std"],

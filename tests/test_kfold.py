@@ -24,7 +24,8 @@ from depdet.pipeline.data.splits import (
 from depdet.pipeline.data.synth import SynthConfig, make_synthetic
 from depdet.pipeline.inference.checkpoint import load_checkpoint
 from depdet.pipeline.inference.predict import Predictor, run_predict
-from depdet.pipeline.training.metrics import classification_metrics, headline_metrics
+from depdet.pipeline.training.metrics import classification_metrics
+from depdet.pipeline.training.stats import headline_metrics
 from depdet.pipeline.training.train import TrainConfig, evaluate, kfold_summary, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -81,27 +81,6 @@ def all_depressed_baseline(y_true) -> dict:
     return m
 
 
-def headline_metrics(y_true, y_prob, threshold=0.5, groups=None) -> dict:
-    """The headline numbers of a run: the metrics and the all-depressed baseline on the same clips.
-
-    The one place the reported headline is computed (k-fold: on the pooled out-of-fold predictions),
-    so that interval estimates can be added here for every caller.
-
-    Args:
-        y_true: (N,) 0/1 labels.
-        y_prob: (N,) probabilities.
-        threshold: one decision threshold, or one per prediction.
-        groups: (N,) group keys of the predictions (the clip's person/channel, or the clip itself;
-            the same clip predicted under several seeds shares its key). Not used by the point
-            estimates.
-
-    Returns:
-        ``{"metrics": classification_metrics(...), "baseline_all_depressed": all_depressed_baseline(...)}``.
-    """
-    return {"metrics": classification_metrics(y_true, y_prob, threshold),
-            "baseline_all_depressed": all_depressed_baseline(y_true)}
-
-
 def per_group(y_true, y_prob, groups, threshold: float = 0.5) -> dict[str, dict]:
     """Metrics per group value (e.g. gender "f"/"m"); empty group names are skipped."""
     y = np.asarray(y_true)
@@ -127,7 +106,7 @@ def selection_score(metrics: dict, criterion: str, loss: float | None = None) ->
 
 
 SUMMARY_KEYS = ("acc", "precision", "recall", "f1", "specificity", "weighted_precision", "weighted_recall",
-                "weighted_f1", "macro_f1", "auc", "depmamba_score")
+                "weighted_f1", "macro_f1", "auc", "pr_auc", "brier", "ece", "depmamba_score")
 
 
 def mean_std(runs: list[dict], keys=SUMMARY_KEYS) -> dict[str, dict]:

@@ -277,6 +277,26 @@ def summarize_baseline(y, *, groups=None, n_boot: int = 2000, seed: int = 0, lev
     return out
 
 
+def headline_metrics(y, prob, threshold=0.5, groups=None, *, n_boot: int = 2000, seed: int = 0) -> dict:
+    """The headline numbers of a run: :func:`summarize` and :func:`summarize_baseline` on the same clips.
+
+    The one place a reported headline is computed (k-fold: the pooled out-of-fold predictions; a fixed
+    split: the pooled test predictions of every seed).
+
+    Args:
+        y: (N,) 0/1 labels.
+        prob: (N,) probabilities.
+        threshold: one decision threshold, or one per prediction (each fold model's own).
+        groups: (N,) bootstrap clusters: the clip's person/channel group, or the clip itself; the same
+            clip predicted under several seeds shares its key, so its predictions are resampled together.
+
+    Returns:
+        ``{"metrics": summarize(...), "baseline_all_depressed": summarize_baseline(...)}``.
+    """
+    return {"metrics": summarize(y, prob, threshold, groups=groups, n_boot=n_boot, seed=seed),
+            "baseline_all_depressed": summarize_baseline(y, groups=groups, n_boot=n_boot, seed=seed)}
+
+
 def summarize_groups(y, prob, group_names, threshold: float = 0.5, *, groups=None, n_boot: int = 2000,
                      seed: int = 0, level: float = 0.95) -> dict[str, dict]:
     """:func:`summarize` per value of ``group_names`` (e.g. gender f/m; empty names skipped), each with

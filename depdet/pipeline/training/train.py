@@ -69,10 +69,11 @@ from depdet.pipeline.data.batching import DEFAULT_MAX_TOKENS, bucketed_batches, 
 from depdet.pipeline.inference.calibration import THRESHOLD_METHODS, apply_temperature, choose_threshold, fit_temperature
 from depdet.pipeline.inference.checkpoint import build_checkpoint, save_checkpoint
 from depdet.pipeline.inference.scorer import resolve_device, Scorer
+from depdet.pipeline.inference.uncertainty import CalibrationSet
 from depdet.pipeline.data.datasets import Dataset
 from depdet.pipeline.features.spec import check_spec
-from depdet.pipeline.training.metrics import (SELECTION_CRITERIA, all_depressed_baseline, classification_metrics,
-                                     headline_metrics, mean_std, per_group, selection_score)
+from depdet.pipeline.training.metrics import SELECTION_CRITERIA, classification_metrics, mean_std, selection_score
+from depdet.pipeline.training.stats import headline_metrics, summarize, summarize_baseline, summarize_groups
 from depdet.pipeline.data.preprocess import PreprocessConfig, Preprocessor, random_crops
 from depdet.pipeline.environment import peak_rss_gb, reset_peak_rss
 from depdet.pipeline.training.presets import OPTIMIZERS, SCHEDULERS, META_KEYS, get_preset, preset_note
@@ -902,12 +903,14 @@ class Trainer:
         valid = classification_metrics(y[split.valid], apply_temperature(v_logits, 1.0))
         valid_cal = classification_metrics(y[split.valid], v_prob, thr)
         test, test_cal, base, genders = {}, {}, {}, {}
-        if split.test:
-            test = classification_metrics(y[split.test], apply_temperature(t_logits, 1.0))
+        if split.test:  # the run's test metrics with bootstrap intervals, Brier, ECE (stats.summarize)
+            keys = self._boot_groups(split.test)
+            test = summarize(y[split.test], apply_temperature(t_logits, 1.0), 0.5, groups=keys)
             t_prob = apply_temperature(t_logits, T)
-            test_cal = classification_metrics(y[split.test], t_prob, thr)
-            base = all_depressed_baseline(y[split.test])
-            genders = per_group(y[split.test], apply_temperature(t_logits, 1.0), [self.genders[i] for i in split.test])
+            test_cal = summarize(y[split.test], t_prob, thr, groups=keys)
+            base = summarize_baseline(y[split.test], groups=keys)
+            genders = summarize_groups(y[split.test], apply_temperature(t_logits, 1.0),
+                                       [self.genders[i] for i in split.test], groups=keys)
         score = selection_score(valid, self.cfg.select,
                                 float(torch.nn.functional.binary_cross_entropy_with_logits(
                                     torch.as_tensor(v_logits), torch.as_tensor(y[split.valid], dtype=torch.float64))))
@@ -917,7 +920,9 @@ class Trainer:
                 "seed": seed, "split": split.name, "split_sizes": split.sizes(), "best_epoch": best_epoch,
                 "select": self.cfg.select, "threshold_method": self.cfg.threshold_method, "run": name,
                 "train_config": self.cfg.to_dict(), "row_scale": self.row_scale,
-                "seen": self._seen(list(split.train) + list(split.valid))}
+                "seen": self._seen(list(split.train) + list(split.valid)),
+                # what the temperature and threshold were fitted on: predict's interval and conformal set use it
+                "calibration_set": CalibrationSet(v_prob, y[split.valid], "valid").to_dict()}
         ckpt = build_checkpoint(model, self.cfg.model, self._full_model_config(), self.ds.spec, pre, threshold=thr,
                                 temperature=T, metrics=metrics, info=info)
         if self.is_main:
@@ -997,6 +1002,14 @@ class Trainer:
             best = max(results, key=lambda r: r.valid_score)
             summary["checkpoint_run"] = best.name
             summary["checkpoint_kind"] = "best on validation"
+            if tests:
+                rows = self._oof_rows(results)
+                summary["headline"] = {
+                    "kind": "pooled test predictions",
+                    "definition": "the test fold's predictions of every seed's run pooled (a clip once per seed); the "
+                                  "intervals resample clips (or their groups), a clip's seeds together",
+                    "n_predictions": len(rows), "n_clips": len({r["id"] for r in rows}),
+                    "seeds": sorted({r["seed"] for r in rows}), **_oof_headline(rows)}
         if not self.is_main:
             if self.cfg.folds and self.cfg.refit:
                 self._refit(results, oof, summary)  # every rank trains its share
@@ -1013,6 +1026,14 @@ class Trainer:
         if self.dist is not None:
             self.dist.barrier()
         return summary
+
+    def _boot_groups(self, idx) -> list[str] | None:
+        """Bootstrap clusters of samples ``idx``: their groups (a clip without one is its own), or None
+        when the dataset has no groups (then clips are resampled)."""
+        if not any(self.groups):
+            return None
+        keys = group_keys(self.groups, [s.id for s in self.ds.samples])
+        return [keys[i] for i in idx]
 
     def _oof_rows(self, results: list[RunResult]) -> list[dict]:
         """The out-of-fold predictions of a k-fold run, read back from each run's predictions.csv (so a
@@ -1045,7 +1066,11 @@ class Trainer:
                 "members": [r.name for r in results], "threshold_method": self.cfg.threshold_method,
                 "threshold_from": "pooled out-of-fold calibrated probabilities (all seeds)",
                 "train_config": self.cfg.to_dict(), "seen": self._seen(range(len(self.ds))),
-                "split_sizes": {"all": len(self.ds)}}
+                "split_sizes": {"all": len(self.ds)},
+                # each OOF probability is one fold model's; the ensemble averages the members, so the conformal
+                # coverage predict reports from this set is approximate for the ensemble (said in its output)
+                "calibration_set": CalibrationSet(prob, y, "out-of-fold (fold models; the ensemble averages "
+                                                  "them: coverage approximate)").to_dict()}
         metrics = {k: summary[k] for k in ("headline", "per_fold_mean_std", "variance") if k in summary}
         path = self.run_dir / "ensemble.pt"
         save_checkpoint(path, build_ensemble(members, threshold=thr, info=info, metrics=metrics))
@@ -1085,7 +1110,9 @@ class Trainer:
                           "selection": "none (every clip trains; the last epoch is kept)",
                           "temperature_threshold_from": "pooled out-of-fold logits of the k-fold runs (all seeds)"},
                 "select": "none", "threshold_method": self.cfg.threshold_method,
-                "train_config": self.cfg.to_dict(), "row_scale": self.row_scale, "seen": self._seen(split.train)}
+                "train_config": self.cfg.to_dict(), "row_scale": self.row_scale, "seen": self._seen(split.train),
+                "calibration_set": CalibrationSet(apply_temperature(z, T), y, "out-of-fold (fold models; the refit "
+                                                  "model is another: coverage approximate)").to_dict()}
         metrics = {k: summary[k] for k in ("headline", "per_fold_mean_std", "variance") if k in summary}
         ckpt = build_checkpoint(model, self.cfg.model, self._full_model_config(), self.ds.spec, pre, threshold=thr,
                                 temperature=T, metrics=metrics, info=info)
@@ -1167,7 +1194,7 @@ def _oof_headline(rows: list[dict]) -> dict:
     """``headline_metrics`` of OOF rows: ``logit > 0`` (papers' rule) and calibrated (fold thresholds)."""
     y = np.array([r["label"] for r in rows], dtype=int)
     z = np.array([r["logit"] for r in rows], dtype=float)
-    groups = [f"group:{r['group']}" if r["group"] else f"id:{r['id']}" for r in rows]
+    groups = group_keys([r["group"] for r in rows], [r["id"] for r in rows])
     raw = headline_metrics(y, apply_temperature(z, 1.0), 0.5, groups)
     cal = headline_metrics(y, np.array([r["probability"] for r in rows]), np.array([r["threshold"] for r in rows]), groups)
     return {"metrics": raw["metrics"], "metrics_calibrated": cal["metrics"],
@@ -1180,7 +1207,8 @@ def kfold_summary(oof: list[dict], results: list[RunResult]) -> dict:
     * ``headline`` (pooled out-of-fold): metrics of all OOF predictions together, every clip once per
       seed, each scored by the fold model that never saw it: ``metrics`` at the papers' ``logit > 0``,
       ``metrics_calibrated`` at each fold model's own temperature and threshold, and the
-      all-depressed baseline on the same predictions (:func:`~depdet.pipeline.training.metrics.headline_metrics`).
+      all-depressed baseline on the same predictions (:func:`~depdet.pipeline.training.stats.headline_metrics`:
+      point values with 95% bootstrap intervals, Brier score, ECE and operating points).
     * ``per_fold_mean_std``: mean ± SD (ddof=1) of the per-run test metrics over all fold x seed runs
       (the same numbers as ``test_mean_std``).
     * ``per_seed_pooled``: the pooled OOF metrics of each seed alone.
