@@ -41,7 +41,7 @@ from depdet.errors import ConfigError, DataError, DepdetError, MediaError
 from depdet.pipeline.features.extract import ExtractOptions, extract_clip, resolve_spec
 from depdet.pipeline.executors import THREAD_ENV, Shard, make_executor, parse_shard
 from depdet.pipeline.features.spec import FeatureSpec
-from depdet.pipeline.media import ID_FROM, VIDEO_EXTENSIONS, check_file, discover_inputs, resolved
+from depdet.pipeline.media import ID_FROM, VIDEO_EXTENSIONS, check_file, discover_inputs, input_name, resolved
 from depdet.pipeline.store import FeatureStore, USABLE
 from depdet.pipeline.store import labels as lab
 
@@ -264,16 +264,6 @@ def _same_source(rec: dict, path: Path) -> tuple[bool, dict | None]:
     return info["sha256"] == src.get("sha256"), info
 
 
-def _check_labels(user: dict[str, dict], ids: set[str], where: Path) -> None:
-    unknown = sorted(set(user) - ids)
-    if unknown:
-        rows = [f"line {user[s]['_line']}: {s!r}" for s in unknown]
-        raise DataError(f"{len(unknown)} id(s) in the labels file match no input and no sample of the folder: "
-                        + ", ".join(rows[:8]) + (f" and {len(rows) - 8} more" if len(rows) > 8 else ""),
-                        path=where, hint="ids are the sample ids `depdet extract` prints (file stems, or see --id-from); "
-                                         "fix the index column or add the videos")
-
-
 def _engine_failure(store: FeatureStore, job: dict, error: str) -> dict:
     """Record a job the execution engine gave up on (its worker kept dying): failed, metadata kept."""
     rec = {"status": "failed", "error": f"{job['path']}: {error}",
@@ -358,7 +348,9 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
             setup.enter_context(store.setup_lock())
         store.migrate_legacy()  # a depdet 0.1.0 folder: its samples get records first, nothing is dropped
         records = store.records()
-        _check_labels(user, {sid for sid, _, _ in found} | set(records), Path(labels) if labels else out)
+        if user:  # keyed by sample id: ids, file names or names the id rule maps to an id (did-you-mean hints)
+            user = lab.match_labels(user, [(sid, input_name(path, given, id_from), given) for sid, path, given in found],
+                                    records, where=Path(labels))
         if shard is not None:  # every shard checks the whole labels file, and takes its own part of the inputs
             found = [f for f in found if shard.owns(f[0])]
         respec = store.check_spec(spec, force=force)
