@@ -56,7 +56,7 @@ import numpy as np
 from depdet.errors import MediaError
 from depdet.extractors.base import SAMPLE_RATE, n_rows
 from depdet.extractors.base import first_row
-from depdet.pipeline.store.ids import assign_ids, sanitize_id  # noqa: F401 (the one id rule; sanitize_id re-exported)
+from depdet.ids import assign_ids, sanitize_id  # noqa: F401 (the one id rule; sanitize_id re-exported)
 
 #: Container extensions depdet looks for when given a folder (FFmpeg decides by content, not name).
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".mpg", ".mpeg", ".m4v")
@@ -747,7 +747,7 @@ def discover_inputs(paths: Iterable[str | Path], id_from: str = "stem") -> list[
       ``p01/video.mpg`` however ``p01`` is spelled: use it when different folders hold files of the
       same name.
 
-    The name becomes an id by the one rule of :mod:`depdet.pipeline.store.ids` (letters and digits of
+    The name becomes an id by the one rule of :mod:`depdet.ids` (letters and digits of
     any script kept, NFC; other characters -> ``_``; no leading ``-``). Two inputs of a run never share
     an id: ids equal ignoring case each get ``-<6 hex of SHA-1 of the shortest trailing part of their
     paths that tells them apart>`` (``p01/vlog.mpg``), whatever the order of discovery (a labels CSV

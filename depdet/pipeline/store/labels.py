@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from depdet.errors import DataError
-from depdet.pipeline.store.ids import sanitize_id, suggest
+from depdet.ids import sanitize_id, suggest
 
 POSITIVE = frozenset({"1", "1.0", "depression", "depressed", "d", "true", "yes"})
 NEGATIVE = frozenset({"0", "0.0", "normal", "n", "false", "no", "control", "healthy"})
@@ -158,7 +158,7 @@ def match_labels(table: dict[str, dict], inputs: Iterable[tuple[str, str, str]],
                  where: str | Path | None = None) -> dict[str, dict]:
     """Key a labels table (:func:`read_label_table`) by sample id: which sample each ``index`` means.
 
-    The matcher of ``depdet extract --labels`` (depdet's rule, the id rule of :mod:`~depdet.pipeline.store.ids`).
+    The matcher of ``depdet extract --labels`` (depdet's rule, the id rule of :mod:`~depdet.ids`).
     A labels-file id ``k`` (NFC-normalised) names, in this order:
 
     1. the sample whose id is ``k`` (an input of this run, or a sample already in the folder);

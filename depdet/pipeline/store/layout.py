@@ -30,8 +30,8 @@ import numpy as np
 
 from depdet.errors import DataError
 
-# What an id may be (and how a name becomes one) is decided in one place: depdet.pipeline.store.ids.
-from depdet.pipeline.store.ids import RESERVED_IDS, check_id  # noqa: F401 (re-exported: L.check_id)
+# What an id may be (and how a name becomes one) is decided in one place: depdet.ids.
+from depdet.ids import RESERVED_IDS, check_id  # noqa: F401 (re-exported: L.check_id)
 
 LAYOUTS = ("dvlog", "lmvd")
 MANIFEST = "manifest.jsonl"
