@@ -811,6 +811,12 @@ def evaluate(
 
 
 # ---------------------------------------------------------------- predict / demo (issue 5)
+def _clip_cell(r) -> str:
+    """A clip's id, and below it (dim) the file it came from when that says more than the id."""
+    src = str(r.source or "")
+    return plain(r.sample_id) + (f"\n[dim]{plain(src)}[/]" if src and src != r.sample_id else "")
+
+
 def _print_predictions(report) -> None:
     """One Rich table row per clip (disclaimer as caption), warnings, then a failures table."""
     from rich.table import Table
@@ -828,7 +834,7 @@ def _print_predictions(report) -> None:
         if r.status != "ok":
             continue
         style = "bold red" if r.screening == ABOVE else "green"
-        table.add_row(plain(r.sample_id), f"{r.duration:.1f}s" if r.duration is not None else "-", f"{r.probability:.3f}",
+        table.add_row(_clip_cell(r), f"{r.duration:.1f}s" if r.duration is not None else "-", f"{r.probability:.3f}",
                       f"[{style}]{plain(r.screening)}[/] (threshold {r.threshold:.2f})", pct(r.face_coverage),
                       pct(r.speech_coverage), plain("\n".join(map(str, r.warnings)), newlines=True) or "-")
     if any(r.status == "ok" for r in report.results):
@@ -838,7 +844,7 @@ def _print_predictions(report) -> None:
         ft.add_column("clip")
         ft.add_column("error", overflow="fold")
         for r in report.failed:
-            ft.add_row(plain(r.sample_id), plain(r.error or ""))
+            ft.add_row(_clip_cell(r), plain(r.error or ""))
         console.print(ft)
 
 

@@ -159,7 +159,7 @@ def test_extract_unicode_and_dash_names_with_labels_on_real_names(clip, tmp_path
     labels.write_text(f"index,label\n{NFD_ZOE},depression\n日本 clip,normal\n-dash,normal\np 01,depression\n"
                       "p_01,normal\n", encoding="utf-8")
     out = tmp_path / "feats"
-    code, so, se = run_cli(["extract", src, "-o", out, "--workers", "1", "--allow-partial", "--labels", labels], capsys)
+    code, _, se = run_cli(["extract", src, "-o", out, "--workers", "1", "--allow-partial", "--labels", labels], capsys)
     assert code == 0, se
     ids = _store_ids(out)
     assert len(ids) == 5, ids
@@ -173,7 +173,7 @@ def test_extract_unicode_and_dash_names_with_labels_on_real_names(clip, tmp_path
     # a near miss in the labels file: one line naming it, with a hint; nothing written
     bad = tmp_path / "bad.csv"
     bad.write_text("index,label\nZoe,depression\n", encoding="utf-8")
-    code, so, se = run_cli(["extract", src, "-o", tmp_path / "feats_bad", "--workers", "1", "--allow-partial",
+    code, _so, se = run_cli(["extract", src, "-o", tmp_path / "feats_bad", "--workers", "1", "--allow-partial",
                             "--labels", bad], capsys)
     assert code == 1 and "did you mean 'Zoë'" in " ".join(se.split())
     assert not (tmp_path / "feats_bad" / "manifest.jsonl").exists()
@@ -182,16 +182,16 @@ def test_extract_unicode_and_dash_names_with_labels_on_real_names(clip, tmp_path
 def test_a_dash_file_named_alone_is_read_as_a_file(clip, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     shutil.copy(clip, tmp_path / "-dash.mp4")
-    code, so, se = run_cli(["extract", "-dash.mp4", "-o", "feats", "--workers", "1", "--allow-partial"], capsys)
+    code, _, se = run_cli(["extract", "-dash.mp4", "-o", "feats", "--workers", "1", "--allow-partial"], capsys)
     assert code == 0, se
     assert "read as the file ./-dash.mp4" in " ".join(se.split())
     assert _store_ids(tmp_path / "feats") == ["dash"]
     # a name like a file that does not exist: refused with the fix, not parsed as `-d ash.mp4`
-    code, so, se = run_cli(["predict", "-dish.mp4", "-c", "x.pt"], capsys)
+    code, _, se = run_cli(["predict", "-dish.mp4", "-c", "x.pt"], capsys)
     assert code == 1 and "no such file '-dish.mp4'" in se and "./-dish.mp4" in " ".join(se.split())
     # known options are untouched even when a file of that name exists
     (tmp_path / "-o").write_bytes(b"")
-    code, so, se = run_cli(["extract", "-dash.mp4", "-o", "feats", "--workers", "1", "--allow-partial"], capsys)
+    code, _so, se = run_cli(["extract", "-dash.mp4", "-o", "feats", "--workers", "1", "--allow-partial"], capsys)
     assert code == 0, se
 
 
@@ -227,12 +227,12 @@ def test_predict_id_from_relpath_and_source(clip, checkpoint, tmp_path, capsys):
         (vlogs / f"p0{i}").mkdir(parents=True)
         shutil.copy(clip, vlogs / f"p0{i}" / "vlog.mp4")
     args = ["predict", *sorted(vlogs.iterdir()), "-c", checkpoint, "--allow-partial", "--no-evidence", "--device", "cpu"]
-    code, so, se = run_cli([*args, "--id-from", "relpath", "--out", tmp_path / "r.json"], capsys)
+    code, _, se = run_cli([*args, "--id-from", "relpath", "--out", tmp_path / "r.json"], capsys)
     assert code == 0, se
     doc = json.loads((tmp_path / "r.json").read_text())
     got = {r["id"]: r["source"] for r in doc["results"]}
     assert got == {f"p0{i}_vlog": str((vlogs / f"p0{i}" / "vlog.mp4").resolve()) for i in (1, 2)}
-    code, so, se = run_cli([*args, "--out", tmp_path / "r.csv"], capsys)  # stem: distinct too
+    code, _so, se = run_cli([*args, "--out", tmp_path / "r.csv"], capsys)  # stem: distinct too
     assert code == 0, se
     rows = list(csv.DictReader((tmp_path / "r.csv").open(encoding="utf-8")))
     assert len({r["id"] for r in rows}) == 2 and all(r["id"].startswith("vlog-") for r in rows)

@@ -374,7 +374,7 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
         _check_renamed(store, records, found)
         if user:  # keyed by sample id: ids, file names or names the id rule maps to an id (did-you-mean hints)
             user = lab.match_labels(user, [(sid, input_name(path, given, id_from), given) for sid, path, given in found],
-                                    records, where=Path(labels))
+                                    records, where=Path(labels) if labels else out)
         if shard is not None:  # every shard checks the whole labels file, and takes its own part of the inputs
             found = [f for f in found if shard.owns(f[0])]
         respec = store.check_spec(spec, force=force)

@@ -209,16 +209,16 @@ def match_labels(table: dict[str, dict], inputs: Iterable[tuple[str, str, str]],
                 continue
             sid = inputs[hits[0]][0]
         else:
-            hits = sorted(set(by_base.get(sanitize_id(k), ())))
-            if len(hits) > 1:
-                ambiguous.append(f"line {row['_line']}: {key!r} matches the ids " + ", ".join(hits[:3]))
+            sids = sorted(set(by_base.get(sanitize_id(k), ())))
+            if len(sids) > 1:
+                ambiguous.append(f"line {row['_line']}: {key!r} matches the ids " + ", ".join(sids[:3]))
                 continue
-            if not hits:
+            if not sids:
                 near = suggest(k, [*by_id, *(inputs[i][1] for i in range(len(inputs)))])
                 unknown.append(f"line {row['_line']}: {key!r}" + (f" (did you mean {' or '.join(map(repr, near))}?)"
                                                                    if near else ""))
                 continue
-            sid = hits[0]
+            sid = sids[0]
         if sid in out:
             twice.append(f"lines {out[sid]['_line']} ({first[sid]!r}) and {row['_line']} ({key!r}) both name sample {sid!r}")
             continue
