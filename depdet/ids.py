@@ -17,8 +17,9 @@ labels matcher alike (:func:`sanitize_id`):
 5. a result longer than :data:`MAX_ID_BYTES` UTF-8 bytes is cut (at a character boundary) and
    ends in ``-`` + 6 hex of the SHA-1 of the full name, so two long names stay apart.
 
-For ASCII names this is the rule of depdet <= 0.2 (everything but ``A-Za-z0-9._-`` -> ``_``), so their
-ids do not change; names with other letters keep them now (``Zoë`` was ``Zo``).
+For ASCII names this is the rule depdet had before (everything but ``A-Za-z0-9._-`` -> ``_``), so their
+ids do not change, except names it could not store at all (a leading ``-``, ``..``, ``audio``); names
+with other letters keep them now (``Zoë`` was ``Zo``, ``日本 clip`` was ``clip``).
 
 Two inputs of one run never share an id (:func:`assign_ids`): ids equal after case folding (one file
 on a case-insensitive disk) get a suffix ``-`` + 6 hex of the SHA-1 of the shortest trailing part of
