@@ -18,7 +18,8 @@ labels matcher alike (:func:`sanitize_id`):
    ends in ``-`` + 6 hex of the SHA-1 of the full name, so two long names stay apart.
 
 For ASCII names this is the rule depdet had before (everything but ``A-Za-z0-9._-`` -> ``_``), so their
-ids do not change, except names it could not store at all (a leading ``-``, ``..``, ``audio``); names
+ids do not change, except names it could not store at all (a leading ``-``, ``..``, ``audio``) and Windows
+device names (``CON`` is ``CON_`` now: such a folder cannot be copied to Windows); names
 with other letters keep them now (``Zoë`` was ``Zo``, ``日本 clip`` was ``clip``).
 
 Two inputs of one run never share an id (:func:`assign_ids`): ids equal after case folding (one file
