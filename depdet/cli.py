@@ -234,7 +234,7 @@ def extract(
     vggish_weights: Annotated[Optional[Path], typer.Option(help="VGGish checkpoint (default: $DEPDET_WEIGHTS_DIR or the cache; see `depdet weights`).")] = None,
     vggish_postprocess: Annotated[bool, typer.Option(metavar=" ", help="Apply VGGish's PCA + 8-bit quantisation (as the AudioSet release).")] = True,
     labels: Annotated[Optional[Path], typer.Option(help="CSV with index,label[,gender,fold,group]: sets those samples' metadata (checked before any work).")] = None,
-    id_from: Annotated[IdFrom, typer.Option(help="Sample ids from the file stem, or from the relative path as given (p01/video.mpg -> p01_video) when folders hold files of the same name.")] = IdFrom.stem,
+    id_from: Annotated[IdFrom, typer.Option(help="Sample ids from the file stem, or from the relative path as given (p01/video.mpg -> p01_video) when folders hold files of the same name. Letters of any script are kept; other characters become _ (see README, Identity).")] = IdFrom.stem,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: all cores).", min=1)] = None,
     force: Annotated[bool, typer.Option("--force", metavar=" ", help="Redo samples already extracted; with settings that differ from the folder's, re-extract every sample of the folder.")] = False,
     wait: Annotated[bool, typer.Option("--wait", metavar=" ", help="If another depdet run is writing to the folder, wait for it instead of stopping.")] = False,
@@ -924,6 +924,12 @@ def report(
 
 
 # ---------------------------------------------------------------- predict / demo (issue 5)
+def _clip_cell(r) -> str:
+    """A clip's id, and below it (dim) the file it came from when that says more than the id."""
+    src = str(r.source or "")
+    return plain(r.sample_id) + (f"\n[dim]{plain(src)}[/]" if src and src != r.sample_id else "")
+
+
 def _print_predictions(report) -> None:
     """One Rich table row per clip (disclaimer as caption), warnings, then a failures table."""
     from rich.table import Table
@@ -941,7 +947,7 @@ def _print_predictions(report) -> None:
         if r.status != "ok":
             continue
         style = "bold red" if r.screening == ABOVE else "green"
-        table.add_row(plain(r.sample_id), f"{r.duration:.1f}s" if r.duration is not None else "-", f"{r.probability:.3f}",
+        table.add_row(_clip_cell(r), f"{r.duration:.1f}s" if r.duration is not None else "-", f"{r.probability:.3f}",
                       f"[{style}]{plain(r.screening)}[/] (threshold {r.threshold:.2f})", pct(r.face_coverage),
                       pct(r.speech_coverage), plain("\n".join(map(str, r.warnings)), newlines=True) or "-")
     if any(r.status == "ok" for r in report.results):
@@ -951,7 +957,7 @@ def _print_predictions(report) -> None:
         ft.add_column("clip")
         ft.add_column("error", overflow="fold")
         for r in report.failed:
-            ft.add_row(plain(r.sample_id), plain(r.error or ""))
+            ft.add_row(_clip_cell(r), plain(r.error or ""))
         console.print(ft)
 
 
@@ -972,6 +978,7 @@ def predict(
     evidence: Annotated[bool, typer.Option(metavar=" ", help="Compute the evidence timeline and modality shares.")] = True,
     window: Annotated[Optional[float], typer.Option(help="Occlusion window in seconds (default: 1 s, widened on long clips to cap the windows scored, one forward pass each; smaller is finer and slower).", min=0.001)] = None,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", metavar=" ", help="Allow scikit-learn checkpoints (pickled: only files you trust).")] = False,
+    id_from: Annotated[IdFrom, typer.Option(help="Clip ids from the file stem, or from the relative path as given (p01/video.mp4 -> p01_video), the rule of `depdet extract`.")] = IdFrom.stem,
 ):
     """Screening probability, evidence and report for videos (research use, not a diagnosis)."""
     from depdet.pipeline.features.extract import ExtractOptions
@@ -1002,7 +1009,7 @@ def predict(
 
         report = run_predict(inputs or [], checkpoint, features_dir=features, extract_options=options,
                              evidence=evidence, window_s=window, trust_pickle=trust_pickle, device=dev,
-                             on_result=on_result)
+                             on_result=on_result, id_from=id_from.value)
     # results first: a failure while printing can never lose them
     if results is not None:
         write_results(results, report)
@@ -1065,10 +1072,55 @@ def _say(label: str, message: str, style: str = "bold red") -> None:
             pass
 
 
+#: Commands whose arguments are input paths (see _dash_paths).
+_PATH_COMMANDS = ("extract", "predict")
+
+
+def _dash_paths(args: list[str]) -> list[str]:
+    """Input files whose names start with ``-`` (depdet's choice): in ``extract`` and ``predict``, a token
+    that starts with ``-``, is not one of the command's options (nor ``--opt=value``) and names an
+    existing file or folder is that path: ``depdet predict -dash.mp4`` reads ``./-dash.mp4`` (with a
+    note on stderr), not ``-d ash.mp4``. A token like ``-dash.mp4`` (a video or list extension) that
+    names no file is refused, with the hint to write ``./-dash.mp4`` or put it after ``--``. Tokens
+    after ``--`` are left alone (they are paths anyway).
+    """
+    i = 0
+    while i < len(args) and args[i].startswith("-"):  # root options (--verbose) before the command
+        i += 1
+    if i >= len(args) or args[i] not in _PATH_COMMANDS:
+        return args
+    import typer.main
+
+    from depdet.pipeline.media import LIST_EXTENSIONS, VIDEO_EXTENSIONS
+
+    cmd = typer.main.get_command(app).commands[args[i]]  # type: ignore[attr-defined]
+    known = {o for prm in cmd.params for o in (*getattr(prm, "opts", ()), *getattr(prm, "secondary_opts", ()))}
+    known.add("--help")
+    out_args = list(args[: i + 1])
+    for j, tok in enumerate(args[i + 1:], i + 1):
+        if tok == "--":
+            out_args += args[j:]
+            break
+        if (not tok.startswith("-") or tok == "-" or tok in known
+                or (tok.startswith("--") and tok.split("=", 1)[0] in known)):
+            out_args.append(tok)
+        elif os.path.lexists(tok):
+            console.print(f"[yellow]note:[/] {plain(tok)} is read as the file {plain('./' + tok)} (a file of that name "
+                          "exists; it is not an option)", highlight=False)
+            out_args.append(f"./{tok}")
+        elif Path(tok).suffix.lower() in (*VIDEO_EXTENSIONS, *LIST_EXTENSIONS):
+            raise DepdetError(f"no such file {tok!r} (a name that starts with '-' is read as a file, not as options)",
+                              hint=f"check the name; write it as ./{tok}, or after -- (depdet {args[i]} ... -- {tok})")
+        else:
+            out_args.append(tok)
+    return out_args
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Console-script entry point: runs the app and turns DepdetError into one line + exit 1."""
     _STATE["argv"] = ["depdet", *[str(a) for a in argv]] if argv is not None else list(sys.argv)  # recorded by train
     try:
+        argv = _dash_paths([str(a) for a in (argv if argv is not None else sys.argv[1:])])
         # With standalone_mode=False, click *returns* the code of a typer.Exit instead of raising it.
         code = app(args=argv, standalone_mode=False, prog_name="depdet")
         if code == _INTERRUPTED:  # typer turns KeyboardInterrupt into Exit(130) and click returns its code

@@ -41,9 +41,10 @@ from depdet.errors import ConfigError, DataError, DepdetError, MediaError
 from depdet.pipeline.features.extract import ExtractOptions, extract_clip, resolve_spec
 from depdet.pipeline.executors import THREAD_ENV, Shard, make_executor, parse_shard
 from depdet.pipeline.features.spec import FeatureSpec
-from depdet.pipeline.media import ID_FROM, VIDEO_EXTENSIONS, check_file, discover_inputs, resolved
+from depdet.pipeline.media import ID_FROM, VIDEO_EXTENSIONS, check_file, discover_inputs, input_name, resolved
 from depdet.pipeline.store import FeatureStore, USABLE
 from depdet.pipeline.store import labels as lab
+from depdet.pipeline.store import layout as L
 
 log = logging.getLogger(__name__)
 
@@ -264,14 +265,26 @@ def _same_source(rec: dict, path: Path) -> tuple[bool, dict | None]:
     return info["sha256"] == src.get("sha256"), info
 
 
-def _check_labels(user: dict[str, dict], ids: set[str], where: Path) -> None:
-    unknown = sorted(set(user) - ids)
-    if unknown:
-        rows = [f"line {user[s]['_line']}: {s!r}" for s in unknown]
-        raise DataError(f"{len(unknown)} id(s) in the labels file match no input and no sample of the folder: "
-                        + ", ".join(rows[:8]) + (f" and {len(rows) - 8} more" if len(rows) > 8 else ""),
-                        path=where, hint="ids are the sample ids `depdet extract` prints (file stems, or see --id-from); "
-                                         "fix the index column or add the videos")
+def _check_renamed(store: FeatureStore, records: dict[str, dict], found) -> None:
+    """Refuse, before any work, inputs the folder already holds under another id: extracting them again
+    under this run's id would put the same video in the dataset twice (an earlier depdet named
+    ``Zoë.mp4`` ``Zo``; a folder made with the other ``--id-from``)."""
+    ours = {sid for sid, _, _ in found}
+    held: dict[str, list[str]] = {}
+    for rid, rec in records.items():
+        src = (rec.get("source") or {}).get("resolved")
+        if src and rid not in ours and rec.get("status") in USABLE:
+            held.setdefault(src, []).append(rid)
+    twice = [f"{given} is sample {' and '.join(map(repr, held[str(path)]))} (this run's id: {sid!r})"
+             for sid, path, given in found if str(path) in held]
+    if twice:
+        first = held[str(next(p for _, p, _ in found if str(p) in held))][0]
+        where = (store.root / first if store.layout == "dvlog" else  # lmvd: the sample's files, not its folders
+                 ", ".join(store.rel(p) for p in L.unit_paths(store.root, store.layout, first) if p.exists()))
+        raise DataError(f"{len(twice)} input(s) are already in the folder under another sample id, and would be "
+                        "stored twice: " + "; ".join(twice[:4]) + (f"; and {len(twice) - 4} more" if len(twice) > 4 else ""),
+                        path=store.root, hint="rerun with the --id-from the folder was made with, extract into a new -o "
+                        f"folder, or delete the old samples' files (e.g. {where}) and rerun")
 
 
 def _engine_failure(store: FeatureStore, job: dict, error: str) -> dict:
@@ -358,7 +371,10 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
             setup.enter_context(store.setup_lock())
         store.migrate_legacy()  # a depdet 0.1.0 folder: its samples get records first, nothing is dropped
         records = store.records()
-        _check_labels(user, {sid for sid, _, _ in found} | set(records), Path(labels) if labels else out)
+        _check_renamed(store, records, found)
+        if user:  # keyed by sample id: ids, file names or names the id rule maps to an id (did-you-mean hints)
+            user = lab.match_labels(user, [(sid, input_name(path, given, id_from), given) for sid, path, given in found],
+                                    records, where=Path(labels) if labels else out)
         if shard is not None:  # every shard checks the whole labels file, and takes its own part of the inputs
             found = [f for f in found if shard.owns(f[0])]
         respec = store.check_spec(spec, force=force)

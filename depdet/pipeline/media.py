@@ -44,9 +44,7 @@ Neither stream is ever shifted against the other: a late or short stream only ge
 from __future__ import annotations
 
 import errno
-import hashlib
 import math
-import re
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -58,6 +56,7 @@ import numpy as np
 from depdet.errors import MediaError
 from depdet.extractors.base import SAMPLE_RATE, n_rows
 from depdet.extractors.base import first_row
+from depdet.ids import assign_ids, sanitize_id  # noqa: F401 (the one id rule; sanitize_id re-exported)
 
 #: Container extensions depdet looks for when given a folder (FFmpeg decides by content, not name).
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".mpg", ".mpeg", ".m4v")
@@ -704,11 +703,6 @@ def count_frames(duration: float, fps: float) -> int:
 LIST_EXTENSIONS = (".txt", ".lst", ".list")
 
 
-def sanitize_id(stem: str) -> str:
-    s = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._")
-    return s or "clip"
-
-
 #: How sample ids are derived from input paths (``--id-from``).
 ID_FROM = ("stem", "relpath")
 
@@ -725,6 +719,12 @@ def _relpath_key(given: str) -> str:
     """``p01/video.mpg`` -> ``p01/video``: the path as named, without extension, anchors or ``..``."""
     parts = [q for q in Path(given).with_suffix("").parts if q not in ("/", ".", "..") and not q.endswith(":\\")]
     return "/".join(parts) or Path(given).stem
+
+
+def input_name(path: Path, given: str, id_from: str = "stem") -> str:
+    """The name an input's id is made from (before :func:`sanitize_id`): its file stem, or for
+    ``relpath`` its relative path as named, without extension (``p01/vlog``)."""
+    return Path(path).stem if id_from == "stem" else _relpath_key(given)
 
 
 def resolved(f: Path) -> Path:
@@ -747,10 +747,11 @@ def discover_inputs(paths: Iterable[str | Path], id_from: str = "stem") -> list[
       ``p01/video.mpg`` however ``p01`` is spelled: use it when different folders hold files of the
       same name.
 
-    Characters other than letters, digits, ``._-`` become ``_``. When two inputs of one run still
-    share an id, each gets ``<id>-<6 hex of SHA-1 of its path relative to the input it was found
-    under>``, which does not depend on the order of discovery (a labels CSV keyed on the bare stem
-    then no longer matches them: ``--id-from relpath`` avoids that).
+    The name becomes an id by the one rule of :mod:`depdet.ids` (letters and digits of
+    any script kept, NFC; other characters -> ``_``; no leading ``-``). Two inputs of a run never share
+    an id: ids equal ignoring case each get ``-<6 hex of SHA-1 of the shortest trailing part of their
+    paths that tells them apart>`` (``p01/vlog.mpg``), whatever the order of discovery (a labels CSV
+    keyed on the bare stem then no longer matches them: ``--id-from relpath`` avoids that).
 
     Entries of a list file are not checked here: a missing, unreadable or looping one is kept and
     fails alone (one line naming it) when the batch opens it, and the batch goes on.
@@ -788,18 +789,12 @@ def discover_inputs(paths: Iterable[str | Path], id_from: str = "stem") -> list[
         else:
             raise MediaError(f"unsupported extension {p.suffix!r}",
                              path=p, hint=f"use one of {' '.join(VIDEO_EXTENSIONS)} or a .txt list of paths")
-    seen: dict[Path, tuple[str, str]] = {}
-    for f, key, given in found:  # the same file named twice is one input
-        seen.setdefault(resolved(f), (key, given))
-    by_id: dict[str, list[tuple[Path, str, str]]] = {}
-    for f, (key, given) in seen.items():
-        base = sanitize_id(f.stem if id_from == "stem" else _relpath_key(given))
-        by_id.setdefault(base, []).append((f, key, given))
-    out = []
-    for base, items in by_id.items():
-        if len(items) == 1:
-            out.append(Input(base, items[0][0], items[0][2]))
-        else:
-            for f, key, given in items:
-                out.append(Input(f"{base}-{hashlib.sha1(key.encode()).hexdigest()[:6]}", f, given))
+    seen: dict[Path, tuple[Path, str]] = {}
+    for f, _key, given in found:  # the same file named twice is one input
+        seen.setdefault(resolved(f), (f, given))
+    items = list(seen.items())
+    # a collision suffix hashes the path as found (what the person sees), not the symlink-resolved one
+    # the stem of the resolved file, as depdet always did (a symbolic link's target names the sample)
+    ids = assign_ids((input_name(r, given, id_from), f) for r, (f, given) in items)
+    out = [Input(sid, r, given) for sid, (r, (_, given)) in zip(ids, items)]
     return sorted(out)

@@ -353,7 +353,7 @@ class PredictReport:
 def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *, features_dir: str | Path | None = None,
                 extract_options=None, evidence: bool = True, window_s: float | None = None,
                 demonstration: bool = False, trust_pickle: bool = False, device: str = "cpu",
-                on_result: Callable[[ClipResult], None] | None = None) -> PredictReport:
+                on_result: Callable[[ClipResult], None] | None = None, id_from: str = "stem") -> PredictReport:
     """Predict every input; per-clip failures are recorded, never raised.
 
     Args:
@@ -367,6 +367,9 @@ def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *
         demonstration: mark the outputs as a demonstration without clinical meaning.
         trust_pickle: allow scikit-learn checkpoints (pickled state; trusted files only).
         on_result: called after each clip.
+        id_from: how clip ids are made from video paths, ``stem`` or ``relpath``: the rule of
+            ``depdet extract`` (:func:`~depdet.pipeline.media.discover_inputs`), so that
+            ``vlogs/p01/vlog.mp4`` and ``vlogs/p02/vlog.mp4`` are told apart the same way.
 
     Returns:
         :class:`PredictReport`.
@@ -375,6 +378,10 @@ def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *
         DepdetError: problems with the checkpoint, the inputs as a whole, or a spec mismatch.
     """
     t0 = time.perf_counter()
+    from depdet.pipeline.media import ID_FROM, discover_inputs
+
+    if id_from not in ID_FROM:
+        raise ConfigError(f"unknown --id-from {id_from!r}", hint=f"use one of {', '.join(ID_FROM)}")
     pred = Predictor(checkpoint, extract_options=extract_options, evidence=evidence, window_s=window_s,
                      trust_pickle=trust_pickle, device=device)
     emit = on_result or (lambda r: None)
@@ -398,6 +405,8 @@ def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *
     if features_dir is not None:
         if list(paths):
             raise ConfigError("give either video paths or --features, not both")
+        if id_from != "stem":
+            raise ConfigError("--id-from applies to video paths; with --data the clips keep the folder's sample ids")
         from depdet.pipeline.data.datasets import load_dataset
 
         ds = load_dataset(features_dir)  # the one loader: records, stored validity, SHA-256 checks
@@ -405,14 +414,12 @@ def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *
         for s in ds.samples:
             run_one(s.id, (s.record or {}).get("source", {}).get("path", s.id), lambda s=s: pred.predict_stored(s))
     else:
-        from depdet.pipeline.media import discover_inputs
-
         from depdet.pipeline.features.extract import resolve_spec
 
         # The weight files this machine would use, located (fails once, before the batch) and hashed: they must
         # be the files the checkpoint's training features were made with (unknown for released features).
         check_spec(resolve_spec(pred.spec, extract_options), pred.spec, where=pred.path)
-        inputs = discover_inputs(paths)
+        inputs = discover_inputs(paths, id_from=id_from)
         if not inputs:
             raise DataError("no video files found", path=", ".join(map(str, paths)),
                             hint="give video files or folders that contain them")

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
+from collections.abc import Iterable
 from pathlib import Path
 
 from depdet.errors import DataError
+from depdet.ids import sanitize_id, suggest
 
 POSITIVE = frozenset({"1", "1.0", "depression", "depressed", "d", "true", "yes"})
 NEGATIVE = frozenset({"0", "0.0", "normal", "n", "false", "no", "control", "healthy"})
@@ -158,3 +161,89 @@ def read_lmvd_label_dir(folder: str | Path) -> dict[str, dict]:
         raise DataError("no <id>_Depression.csv / <id>_Normal.csv files found", path=folder,
                         hint="point --data at the LMVD folder that holds label/ or provide labels.csv")
     return rows
+
+
+def match_labels(table: dict[str, dict], inputs: Iterable[tuple[str, str, str]], stored: Iterable[str] = (), *,
+                 where: str | Path | None = None) -> dict[str, dict]:
+    """Key a labels table (:func:`read_label_table`) by sample id: which sample each ``index`` means.
+
+    The matcher of ``depdet extract --labels`` (depdet's rule, the id rule of :mod:`~depdet.ids`).
+    A labels-file id ``k`` (NFC-normalised) names, in this order:
+
+    1. the sample whose id is ``k`` (an input of this run, or a sample already in the folder);
+    2. the input whose name is ``k``: its file stem (``Zoë``, ``日本 clip``), or with ``--id-from relpath``
+       its relative path without extension (``p01/vlog``); also with the file's extension (``Zoë.mp4``);
+    3. the input or stored sample whose id ``sanitize_id(k)`` is (before any collision suffix).
+
+    Args:
+        table: the labels rows, keyed as written in the file.
+        inputs: ``(id, name, source)`` of this run's inputs (``name``: what the id was made from;
+            ``source``: the path, for messages).
+        stored: ids already in the folder.
+        where: the labels file (for messages).
+
+    Returns:
+        The rows keyed by sample id.
+
+    Raises:
+        DataError: ids that match nothing (with "did you mean" hints), that match several inputs
+            (same-named files: key them by their ids or use ``--id-from relpath``), or two rows that
+            name one sample; all listed at once, before any work.
+    """
+    inputs = list(inputs)
+    stored = set(stored)
+    by_id = {sid for sid, _, _ in inputs} | stored
+    by_name: dict[str, list[int]] = {}
+    by_base: dict[str, list[str]] = {}
+    for i, (sid, name, source) in enumerate(inputs):
+        for n in {unicodedata.normalize("NFC", name), unicodedata.normalize("NFC", Path(str(source)).name)}:
+            by_name.setdefault(n, []).append(i)
+        by_base.setdefault(sanitize_id(name), []).append(sid)
+    for sid in stored:
+        by_base.setdefault(sid, []).append(sid)
+    out: dict[str, dict] = {}
+    first: dict[str, str] = {}
+    unknown: list[str] = []
+    ambiguous: list[str] = []
+    twice: list[str] = []
+    for key, row in table.items():
+        k = unicodedata.normalize("NFC", key)
+        if k in by_id:
+            sid = k
+        elif k in by_name:
+            hits = sorted(set(by_name[k]))
+            if len(hits) > 1:
+                ambiguous.append(f"line {row['_line']}: {key!r} is the name of " + " and ".join(
+                    f"{inputs[i][2]} (id {inputs[i][0]})" for i in hits[:3]) + (" and more" if len(hits) > 3 else ""))
+                continue
+            sid = inputs[hits[0]][0]
+        else:
+            sids = sorted(set(by_base.get(sanitize_id(k), ())))
+            if len(sids) > 1:
+                ambiguous.append(f"line {row['_line']}: {key!r} matches the ids " + ", ".join(sids[:3]))
+                continue
+            if not sids:
+                near = suggest(k, [*by_id, *(inputs[i][1] for i in range(len(inputs)))])
+                unknown.append(f"line {row['_line']}: {key!r}" + (f" (did you mean {' or '.join(map(repr, near))}?)"
+                                                                   if near else ""))
+                continue
+            sid = sids[0]
+        if sid in out:
+            twice.append(f"lines {out[sid]['_line']} ({first[sid]!r}) and {row['_line']} ({key!r}) both name sample {sid!r}")
+            continue
+        out[sid], first[sid] = row, key
+    problems = []
+    if unknown:
+        problems.append(f"{len(unknown)} id(s) in the labels file match no input and no sample of the folder: "
+                        + ", ".join(unknown[:8]) + (f" and {len(unknown) - 8} more" if len(unknown) > 8 else ""))
+    if ambiguous:
+        problems.append(f"{len(ambiguous)} id(s) name more than one input: " + "; ".join(ambiguous[:4])
+                        + (f"; and {len(ambiguous) - 4} more" if len(ambiguous) > 4 else ""))
+    if twice:
+        problems.append("; ".join(twice[:4]) + (f"; and {len(twice) - 4} more" if len(twice) > 4 else ""))
+    if problems:
+        raise DataError("; ".join(problems), path=where,
+                        hint="key rows by the sample ids `depdet extract` prints, or by the file names (stems; with "
+                             "--id-from relpath the relative paths, e.g. p01/vlog); same-named files in different "
+                             "folders: use --id-from relpath")
+    return out

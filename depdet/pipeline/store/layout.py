@@ -24,12 +24,14 @@ Released D-Vlog files are float64; depdet writes float32 (the loaders cast to fl
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 
 from depdet.errors import DataError
+
+# What an id may be (and how a name becomes one) is decided in one place: depdet.ids.
+from depdet.ids import RESERVED_IDS, check_id  # noqa: F401 (re-exported: L.check_id)
 
 LAYOUTS = ("dvlog", "lmvd")
 MANIFEST = "manifest.jsonl"
@@ -42,9 +44,6 @@ SYNTH_JSON = "synth.json"
 LABEL_COLUMNS = {"dvlog": ("index", "label", "duration", "gender", "fold"), "lmvd": ("index", "label", "fold")}
 #: Array file of each modality (the D-Vlog name says "acoustic").
 _DVLOG_SUFFIX = {"audio": "acoustic", "visual": "visual"}
-#: Names an id may not take: they are folders of the layouts.
-RESERVED_IDS = frozenset({"audio", "visual", "valid", "records", "label"})
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
 def describe(layout: str) -> str:
@@ -57,17 +56,6 @@ def check_layout(layout: str) -> str:
     if layout not in LAYOUTS:
         raise DataError(f"unknown layout {layout!r}", hint=f"use one of {', '.join(LAYOUTS)}")
     return layout
-
-
-def check_id(sample_id: str, *, where=None) -> str:
-    """A sample id must be a plain file name: letters, digits, ``._-``, not a layout folder name.
-
-    This keeps every file of a sample inside the dataset folder (no ``../x``, no absolute paths).
-    """
-    if not isinstance(sample_id, str) or not _ID.match(sample_id) or sample_id in RESERVED_IDS or ".." in sample_id:
-        raise DataError(f"invalid sample id {sample_id!r}", path=where,
-                        hint="ids are file names of letters, digits and ._- (not audio/visual/valid/records/label)")
-    return sample_id
 
 
 def array_path(root: Path, layout: str, sample_id: str, modality: str) -> Path:
