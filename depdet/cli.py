@@ -934,21 +934,26 @@ def _print_predictions(report) -> None:
     """One Rich table row per clip (disclaimer as caption), warnings, then a failures table."""
     from rich.table import Table
 
-    from depdet.pipeline.inference.predict import ABOVE
+    from depdet.pipeline.inference.predict import ABOVE, BELOW
 
     title = "depdet screening results" + (" (DEMONSTRATION: synthetic training data, no clinical meaning)"
                                           if report.demonstration else "")
-    table = Table(title=title, caption=SCREENING_DISCLAIMER, caption_justify="left")
-    for col, just in (("clip", "left"), ("duration", "right"), ("probability", "right"), ("result", "left"),
+    table = Table(title=title, caption_justify="left",
+                  caption=SCREENING_DISCLAIMER + " Result: the probability above or below the checkpoint's threshold; "
+                  "indeterminate when its interval or its conformal set spans the threshold.")
+    for col, just in (("clip", "left"), ("duration", "right"), ("probability\n\\[interval]", "right"), ("result", "left"),
                       ("face", "right"), ("speech", "right"), ("warnings", "left")):
-        table.add_column(col, justify=just, overflow="fold", no_wrap=col in ("duration", "probability", "face", "speech"))
+        table.add_column(col, justify=just, overflow="fold", no_wrap=col in ("duration", "face", "speech"),
+                         min_width=13 if col == "result" else None)
     pct = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
     for r in report.results:
         if r.status != "ok":
             continue
-        style = "bold red" if r.screening == ABOVE else "green"
-        table.add_row(_clip_cell(r), f"{r.duration:.1f}s" if r.duration is not None else "-", f"{r.probability:.3f}",
-                      f"[{style}]{plain(r.screening)}[/] (threshold {r.threshold:.2f})", pct(r.face_coverage),
+        style = {ABOVE: "bold red", BELOW: "green"}.get(r.screening, "yellow")
+        iv = r.uncertainty.interval if r.uncertainty is not None else None
+        prob = f"{r.probability:.3f}" + (f"\n[{iv[0]:.2f}, {iv[1]:.2f}]" if iv is not None else "")
+        table.add_row(_clip_cell(r), f"{r.duration:.1f}s" if r.duration is not None else "-", prob,
+                      f"[{style}]{plain(r.decision)}[/]\nthreshold\n{r.threshold:.2f}", pct(r.face_coverage),
                       pct(r.speech_coverage), plain("\n".join(map(str, r.warnings)), newlines=True) or "-")
     if any(r.status == "ok" for r in report.results):
         out.print(table)
@@ -979,6 +984,7 @@ def predict(
     window: Annotated[Optional[float], typer.Option(help="Occlusion window in seconds (default: 1 s, widened on long clips to cap the windows scored, one forward pass each; smaller is finer and slower).", min=0.001)] = None,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", metavar=" ", help="Allow scikit-learn checkpoints (pickled: only files you trust).")] = False,
     id_from: Annotated[IdFrom, typer.Option(help="Clip ids from the file stem, or from the relative path as given (p01/video.mp4 -> p01_video), the rule of `depdet extract`.")] = IdFrom.stem,
+    conformal_level: Annotated[float, typer.Option(min=0.5, max=0.999, help="Coverage of each clip's split-conformal prediction set, calibrated on the checkpoint's validation (or out-of-fold) predictions; a set holding both outcomes makes the result indeterminate.")] = 0.9,
 ):
     """Screening probability, evidence and report for videos (research use, not a diagnosis)."""
     from depdet.pipeline.features.extract import ExtractOptions
@@ -1009,7 +1015,7 @@ def predict(
 
         report = run_predict(inputs or [], checkpoint, features_dir=features, extract_options=options,
                              evidence=evidence, window_s=window, trust_pickle=trust_pickle, device=dev,
-                             on_result=on_result, id_from=id_from.value)
+                             on_result=on_result, id_from=id_from.value, conformal_level=conformal_level)
     # results first: a failure while printing can never lose them
     if results is not None:
         write_results(results, report)

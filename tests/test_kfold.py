@@ -363,3 +363,45 @@ def test_extract_labels_keeps_the_group_column(grid_clips, tmp_path, capsys):
     ds = load_dataset(out)
     assert dict(zip([s.id for s in ds.samples], ds.groups)) == {a.stem: "speaker1", b.stem: ""}
     assert not any("differs from the sample records" in n for n in ds.report.notes)
+
+
+# ------------------------------------------------------------------ prediction uncertainty
+
+def test_ensemble_predictions_carry_an_interval_and_a_conformal_set(kfold_run, grouped, tmp_path, capsys):
+    data, _ = grouped
+    out = tmp_path / "p.json"
+    code, stdout, err = run_cli(["predict", "-d", str(data), "-c", str(kfold_run), "-o", str(out), "--no-evidence"],
+                                capsys)
+    assert code == 0, err
+    doc = json.loads(out.read_text())
+    for r in doc["results"]:
+        lo, hi = r["probability_interval"]
+        members = r["member_probabilities"]
+        assert len(members) == 8 and lo <= min(members) and hi >= max(members)  # the hull holds every member
+        assert r["interval_method"] == "venn-abers + ensemble range" and r["conformal_level"] == 0.9
+        assert r["prediction_set"] in ([0], [1], [0, 1], [])
+        assert r["calibration_source"].startswith("out-of-fold")
+        # the decision rule: indeterminate exactly when the interval holds the threshold or the set is not one label
+        straddles = lo <= r["threshold"] <= hi or len(r["prediction_set"]) != 1
+        assert (r["screening"].startswith("indeterminate")) == straddles
+    assert "[interval]" in stdout and "threshold" in stdout
+
+
+def test_fixed_split_checkpoint_records_its_validation_calibration_set(grouped, tmp_path):
+    data, _ = grouped
+    ds = load_dataset(data)
+    cfg = TrainConfig(model="fusion_concat", model_config={"hidden": 8, "d": 8}, lr=3e-3, batch_size=8, epochs=2,
+                      seeds=[1], eval_batch_size=32)
+    summary = train(ds, cfg, tmp_path / "run")
+    ck = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    cal = ck.info["calibration_set"]
+    n_valid = sum(s.fold == "valid" for s in ds.samples)
+    assert cal["source"] == "valid" and len(cal["probabilities"]) == len(cal["labels"]) == n_valid
+    # a fixed-split run's headline: pooled test predictions with intervals, Brier and ECE
+    head = summary["headline"]
+    assert head["kind"] == "pooled test predictions"
+    assert {"ci95", "brier", "ece"} <= set(head["metrics"]) and "ci95" in head["baseline_all_depressed"]
+    assert "ci95" in summary["runs"][0]["test"]
+    rep = run_predict([], tmp_path / "run" / "checkpoint.pt", features_dir=data, evidence=False)
+    r = rep.results[0].to_dict()
+    assert r["interval_method"] == "venn-abers" and r["n_calibration"] == n_valid and r["member_probabilities"] is None

@@ -22,7 +22,7 @@ import torch
 
 from depdet import SCREENING_DISCLAIMER
 from depdet.errors import ConfigError, DataError
-from depdet.pipeline.inference.predict import ABOVE, BELOW, SCHEMA, Predictor, calibrate, run_predict
+from depdet.pipeline.inference.predict import ABOVE, BELOW, INDETERMINATE, SCHEMA, Predictor, calibrate, run_predict
 from conftest import needs_grid, run_cli
 
 pytestmark = needs_grid
@@ -70,7 +70,12 @@ def test_predict_grid_clip_applies_spec_preprocessing_and_calibration(checkpoint
     assert res.logit == pytest.approx(ref, abs=1e-5)
     assert res.probability == pytest.approx(calibrate(ref, ck.temperature), abs=1e-9)
     assert res.threshold == ck.threshold
-    assert res.screening == (ABOVE if res.probability >= ck.threshold else BELOW)
+    from depdet.pipeline.inference import uncertainty as U
+
+    assert res.screening == U.DECISION_TEXT[U.decide(res.probability, ck.threshold, res.uncertainty)]
+    assert res.uncertainty.method == "venn-abers" and res.uncertainty.n_calibration > 0
+    if res.screening != INDETERMINATE:
+        assert res.screening == (ABOVE if res.probability >= ck.threshold else BELOW)
     assert res.rows == clip.T == 3 and res.duration == pytest.approx(3.0, abs=0.1)
     assert res.face_coverage > 0.9 and res.speech_coverage > 0.5
     assert any("too short" in w for w in res.warnings)  # GRID clips are 3 s
@@ -98,7 +103,7 @@ def test_batch_with_a_corrupt_file_cli_json_csv_and_report(checkpoint, videos, t
     assert "\n" not in bad["error"]
     for r in by_id.values():
         assert r["status"] == "ok" and 0.0 <= r["probability"] <= 1.0
-        assert r["screening"] in (ABOVE, BELOW) and isinstance(r["warnings"], list)
+        assert r["screening"] in (ABOVE, BELOW, INDETERMINATE) and isinstance(r["warnings"], list)
         assert r["probability"] == pytest.approx(calibrate(r["logit"], doc["checkpoint"]["temperature"]), abs=1e-5)
         assert len(r["evidence"]["timeline"]) == r["rows"]
     # the HTML report: summary for the batch + 3 embedded PNG plots per scored clip, self-contained

@@ -219,7 +219,9 @@ def test_json_output_schema(tmp_path):
     assert set(doc["checkpoint"]) == {"path", "sha256", "model", "spec", "temperature", "threshold",
                                       "synthetic_training_data"}
     keys = {"id", "source", "status", "error", "duration_s", "rows", "logit", "probability", "threshold",
-            "screening", "face_coverage", "speech_coverage", "warnings", "distribution", "evidence"}
+            "screening", "face_coverage", "speech_coverage", "warnings", "distribution", "evidence",
+            "probability_interval", "interval_method", "prediction_set", "conformal_level", "n_calibration",
+            "calibration_source", "member_probabilities"}
     for r in doc["results"]:
         assert set(r) == keys
     a, b, bad = doc["results"]

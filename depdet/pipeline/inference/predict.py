@@ -7,7 +7,9 @@ validation split at training time::
     p = sigmoid(logit / T)            # T: temperature stored in the checkpoint
     above = p >= threshold            # threshold chosen on validation, stored in the checkpoint
 
-Results report the probability and only "above / below screening threshold", never a diagnosis;
+Results report the probability with its uncertainty (``probability_interval`` and a conformal
+``prediction_set``: :mod:`~depdet.pipeline.inference.uncertainty`) and only "above / below screening
+threshold" or "indeterminate" (the uncertainty spans the threshold), never a diagnosis;
 every output carries :data:`depdet.SCREENING_DISCLAIMER`. A clip that fails (corrupt file, no
 usable stream) is recorded as a failure and the batch goes on.
 
@@ -30,7 +32,14 @@ Output schema (``--out results.json``, ``schema: "depdet.predict/1"``)::
         "logit": float | null,                # raw model logit
         "probability": float | null,          # sigmoid(logit / temperature)
         "threshold": float,                   # probability threshold from the checkpoint
-        "screening": "above screening threshold" | "below screening threshold" | null,
+        "screening": "above screening threshold" | "below screening threshold"
+                     | "indeterminate (uncertainty spans the threshold)" | null,   # uncertainty.decide
+        "probability_interval": [lo, hi] | null,   # see depdet.pipeline.inference.uncertainty
+        "interval_method": "venn-abers" | "ensemble range" | "venn-abers + ensemble range" | null,
+        "prediction_set": [0] | [1] | [0, 1] | [] | null,   # split-conformal set at conformal_level (1 = the screened class)
+        "conformal_level": float | null, "n_calibration": int,
+        "calibration_source": str | null,    # what the checkpoint was calibrated on (valid / out-of-fold)
+        "member_probabilities": [float] | null,   # an ensemble's members' calibrated probabilities
         "face_coverage": float | null,        # fraction of rows (sampled frames) in which a face was found
         "speech_coverage": float | null,      # fraction of rows with voice activity (energy-based indicator)
         "warnings": [str],                    # incl. distribution-check and saturation findings
@@ -67,18 +76,16 @@ from depdet import SCREENING_DISCLAIMER, __version__
 from depdet.errors import ConfigError, DataError, DepdetError
 from depdet import fileio as dio
 from depdet.pipeline.features.spec import FeatureSpec, check_spec  # noqa: F401 (check_spec: public here too)
+from depdet.pipeline.inference import uncertainty as U
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "depdet.predict/1"
-ABOVE, BELOW = "above screening threshold", "below screening threshold"
-CSV_COLUMNS = ("id", "source", "status", "duration_s", "rows", "probability", "threshold", "screening",
+#: What a result reads (the decision rule and its words live in :mod:`~depdet.pipeline.inference.uncertainty`).
+ABOVE, BELOW, INDETERMINATE = (U.DECISION_TEXT[k] for k in (U.ABOVE, U.BELOW, U.INDETERMINATE))
+CSV_COLUMNS = ("id", "source", "status", "duration_s", "rows", "probability", "probability_interval_low",
+               "probability_interval_high", "interval_method", "prediction_set", "threshold", "screening",
                "face_coverage", "speech_coverage", "warnings", "error", "disclaimer")
-
-
-def screening_text(above: bool) -> str:
-    """The only label depdet prints: above / below the checkpoint's screening threshold."""
-    return ABOVE if above else BELOW
 
 
 def calibrate(logit: float, temperature: float) -> float:
@@ -111,16 +118,23 @@ class ClipResult:
     evidence: object | None = None  # depdet.pipeline.inference.evidence.Evidence
     seconds: float = 0.0
     checks: dict = field(default_factory=dict)  # distribution check (see distribution_check)
+    uncertainty: U.Uncertainty | None = None  # interval and conformal set (see uncertainty.describe)
+    calibration_source: str | None = None
+
+    @property
+    def decision(self) -> str | None:
+        """``above`` / ``below`` / ``indeterminate`` (:func:`~depdet.pipeline.inference.uncertainty.decide`)."""
+        return U.decide(self.probability, self.threshold, self.uncertainty)
 
     @property
     def above(self) -> bool | None:
-        if self.probability is None or self.threshold is None:
-            return None
-        return self.probability >= self.threshold
+        d = self.decision
+        return None if d is None else d == U.ABOVE
 
     @property
     def screening(self) -> str | None:
-        return None if self.above is None else screening_text(self.above)
+        d = self.decision
+        return None if d is None else U.DECISION_TEXT[d]
 
     def to_dict(self) -> dict:
         """One entry of the JSON ``results`` list (schema in the module docstring)."""
@@ -128,12 +142,17 @@ class ClipResult:
         return {
             "id": self.sample_id, "source": self.source, "status": self.status, "error": self.error,
             "duration_s": r(self.duration, 3), "rows": self.rows, "logit": r(self.logit),
-            "probability": r(self.probability), "threshold": r(self.threshold), "screening": self.screening,
+            "probability": r(self.probability), **self._uncertainty_dict(),
+            "threshold": r(self.threshold), "screening": self.screening,
             "face_coverage": r(self.face_coverage, 4), "speech_coverage": r(self.speech_coverage, 4),
             "warnings": list(self.warnings),
             "distribution": self.checks or None,
             "evidence": self.evidence.to_dict() if self.evidence is not None else None,
         }
+
+    def _uncertainty_dict(self) -> dict:
+        u = self.uncertainty.to_dict() if self.uncertainty is not None else U.Uncertainty(None, None, None, None).to_dict()
+        return {**u, "calibration_source": self.calibration_source}
 
 
 #: Distribution-check thresholds (depdet's choice, not from a paper). Standardised features of the training
@@ -198,7 +217,8 @@ class Predictor:
     """
 
     def __init__(self, checkpoint: str | Path, *, extract_options=None, evidence: bool = True,
-                 window_s: float | None = None, trust_pickle: bool = False, device: str = "cpu"):
+                 window_s: float | None = None, trust_pickle: bool = False, device: str = "cpu",
+                 conformal_level: float = U.DEFAULT_LEVEL):
         from depdet.pipeline.inference.checkpoint import load_checkpoint
 
         self.path = Path(checkpoint)
@@ -214,6 +234,12 @@ class Predictor:
 
         self.scorer = self.ckpt.scorer(device=resolve_device(device))  # the same scorer `evaluate` and training use
         self.synthetic = bool((self.ckpt.info or {}).get("synthetic", False))
+        # the validation (or out-of-fold) predictions the checkpoint was calibrated on: interval and conformal set
+        self.calibration = U.CalibrationSet.from_dict((self.ckpt.info or {}).get("calibration_set"))
+        if not 0.0 < conformal_level < 1.0:
+            raise ConfigError(f"conformal level must be between 0 and 1, got {conformal_level}",
+                              hint="e.g. 0.9 for a 90% prediction set")
+        self.conformal_level = float(conformal_level)
         if hasattr(self.model, "eval"):
             self.model.eval()
 
@@ -254,7 +280,13 @@ class Predictor:
         Raises:
             DataError: features whose shape does not fit the checkpoint's feature spec.
         """
+        logit, p, ev, _ = self._score(features, valid)
+        return logit, p, ev
+
+    def _score(self, features: dict[str, np.ndarray], valid: dict[str, np.ndarray] | None = None):
+        """:meth:`score` plus an ensemble's members' calibrated probabilities (None for one model)."""
         from depdet.pipeline.inference.evidence import compute_evidence, compute_evidence_pooled
+        from depdet.pipeline.inference.scorer import probability_to_logit
 
         dims = self.spec.dims
         for m, arr in features.items():
@@ -262,8 +294,9 @@ class Predictor:
                 raise DataError(f"{m} features have shape {arr.shape}, the checkpoint expects (T, {dims.get(m)})",
                                 hint="re-extract with the checkpoint's feature spec")
         if self.scorer.kind == "ensemble":  # mean of the fold models' calibrated probabilities; no occlusion evidence
-            logit = float(self.scorer.logits([features], [valid])[0])
-            return logit, calibrate(logit, self.temperature), None
+            members = self.scorer.member_probabilities([features], [valid])[:, 0]
+            logit = float(probability_to_logit(members.mean(keepdims=True))[0])  # the scorer's own rule
+            return logit, calibrate(logit, self.temperature), None, members
         inputs, masks = self.scorer.prepare(features, valid)
         ev = None
         if self.scorer.kind == "sklearn":  # pooled-statistics baselines: numpy in, probability -> logit
@@ -271,13 +304,13 @@ class Predictor:
             if self.evidence:
                 ev = compute_evidence_pooled(self.scorer, inputs, fps=self.spec.fps, temperature=self.temperature,
                                              window_s=self.window_s, valid=masks)
-            return logit, calibrate(logit, self.temperature), ev
+            return logit, calibrate(logit, self.temperature), ev, None
         out = self.scorer.forward(inputs, masks)
         logit = float(out.logits.reshape(-1)[0])
         if self.evidence:
             ev = compute_evidence(self.scorer, inputs, masks, fps=self.spec.fps, temperature=self.temperature,
                                   window_s=self.window_s, output=out)
-        return logit, calibrate(logit, self.temperature), ev
+        return logit, calibrate(logit, self.temperature), ev, None
 
     def member_probabilities(self, features: dict[str, np.ndarray], valid: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """An ensemble checkpoint's members' calibrated probabilities for one clip (``(members,)``); a
@@ -288,7 +321,8 @@ class Predictor:
 
     def _result(self, sample_id, source, features, valid, duration, info) -> ClipResult:
         """Score one clip and wrap it with its provenance and warnings (``rows``: the rows scored)."""
-        logit, p, ev = self.score(features, valid)
+        logit, p, ev, members = self._score(features, valid)
+        unc = U.describe(p, calibration=self.calibration, members=members, level=self.conformal_level)
         rows = self.scorer.input_length(features)
         aligned = min(int(a.shape[0]) for a in features.values())  # rows every modality has
         warnings = list(info.get("warnings", []))
@@ -306,8 +340,12 @@ class Predictor:
                             "no evidence timeline is computed for ensembles")
         if self.synthetic:
             warnings.append("checkpoint trained on SYNTHETIC data: the probability is meaningless")
+        if unc.interval is None and unc.prediction_set is None:
+            warnings.append("the checkpoint records no calibration set (written by depdet < 0.2): no probability "
+                            "interval or conformal set; retrain to get them")
         return ClipResult(sample_id, str(source), "ok", None, duration, rows, logit, p, self.threshold,
-                          info.get("face_ratio"), info.get("speech_ratio"), warnings, ev, checks=checks)
+                          info.get("face_ratio"), info.get("speech_ratio"), warnings, ev, checks=checks,
+                          uncertainty=unc, calibration_source=self.calibration.source if self.calibration else None)
 
     def predict_clip(self, path: str | Path, sample_id: str | None = None) -> ClipResult:
         """Extract one video with the checkpoint's spec and score it (raises DepdetError on bad input)."""
@@ -353,7 +391,8 @@ class PredictReport:
 def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *, features_dir: str | Path | None = None,
                 extract_options=None, evidence: bool = True, window_s: float | None = None,
                 demonstration: bool = False, trust_pickle: bool = False, device: str = "cpu",
-                on_result: Callable[[ClipResult], None] | None = None, id_from: str = "stem") -> PredictReport:
+                on_result: Callable[[ClipResult], None] | None = None, id_from: str = "stem",
+                conformal_level: float = U.DEFAULT_LEVEL) -> PredictReport:
     """Predict every input; per-clip failures are recorded, never raised.
 
     Args:
@@ -367,6 +406,7 @@ def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *
         demonstration: mark the outputs as a demonstration without clinical meaning.
         trust_pickle: allow scikit-learn checkpoints (pickled state; trusted files only).
         on_result: called after each clip.
+        conformal_level: coverage of each result's conformal prediction set (default 0.90).
         id_from: how clip ids are made from video paths, ``stem`` or ``relpath``: the rule of
             ``depdet extract`` (:func:`~depdet.pipeline.media.discover_inputs`), so that
             ``vlogs/p01/vlog.mp4`` and ``vlogs/p02/vlog.mp4`` are told apart the same way.
@@ -383,7 +423,7 @@ def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *
     if id_from not in ID_FROM:
         raise ConfigError(f"unknown --id-from {id_from!r}", hint=f"use one of {', '.join(ID_FROM)}")
     pred = Predictor(checkpoint, extract_options=extract_options, evidence=evidence, window_s=window_s,
-                     trust_pickle=trust_pickle, device=device)
+                     trust_pickle=trust_pickle, device=device, conformal_level=conformal_level)
     emit = on_result or (lambda r: None)
     results: list[ClipResult] = []
 
@@ -438,7 +478,11 @@ def results_csv(report: PredictReport) -> str:
                                          if report.demonstration else "")
     for r in report.results:
         d = r.to_dict()
+        lo, hi = d["probability_interval"] or (None, None)
+        pset = d["prediction_set"]
         w.writerow({**{k: d.get(k) for k in CSV_COLUMNS if k in d}, "warnings": "; ".join(r.warnings),
+                    "probability_interval_low": lo, "probability_interval_high": hi,
+                    "prediction_set": None if pset is None else " ".join(map(str, pset)) or "empty",
                     "disclaimer": disclaimer})
     return buf.getvalue()
 

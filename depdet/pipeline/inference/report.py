@@ -26,7 +26,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;mar
 .disclaimer{background:#fff4e5;border:1px solid #f0b429;padding:.8em 1em;border-radius:6px}
 .demo{background:#e8f0fe;border:1px solid #4c72b0;padding:.8em 1em;border-radius:6px;margin-top:.6em}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}
-th{background:#f3f3f3}.above{color:#a33;font-weight:600}.below{color:#2a6;font-weight:600}
+th{background:#f3f3f3}.above{color:#a33;font-weight:600}.below{color:#2a6;font-weight:600}.indeterminate{color:#a60;font-weight:600}
 .warn{color:#a60}.fail{color:#a33}section.clip{border-top:2px solid #ddd;margin-top:2em;padding-top:1em}
 img{max-width:100%}.muted{color:#666;font-size:.9em}
 """
@@ -130,6 +130,26 @@ def _fmt(v, pct=False):
     return f"{v:.0%}" if pct else f"{v:.3f}"
 
 
+def _uncertainty_rows(r) -> str:
+    """Table rows: the probability interval and the conformal set, with their methods."""
+    e, u = html.escape, r.uncertainty
+    if u is None or (u.interval is None and u.prediction_set is None):
+        return "<tr><th>uncertainty</th><td>not available (the checkpoint records no calibration set)</td></tr>"
+    out = ""
+    if u.interval is not None:
+        out += (f"<tr><th>probability interval</th><td>[{_fmt(u.interval[0])}, {_fmt(u.interval[1])}] "
+                f"<span class=\"muted\">({e(u.method or '')}"
+                + (f", {u.n_calibration} calibration clips" if u.n_calibration else "")
+                + (f", {len(u.members)} models" if u.members and len(u.members) > 1 else "") + ")</span></td></tr>")
+    if u.prediction_set is not None:
+        names = {0: "below", 1: "above"}
+        words = " and ".join(names[k] for k in u.prediction_set) or "neither (an atypical clip)"
+        out += (f"<tr><th>conformal set ({u.level:.0%})</th><td>{e(words)} "
+                f"<span class=\"muted\">(split-conformal on {e(r.calibration_source or 'validation')} predictions; "
+                "both outcomes: indeterminate)</span></td></tr>")
+    return out
+
+
 def _clip_section(r) -> str:
     e = html.escape
     parts = [f'<section class="clip" id="clip-{e(r.sample_id)}"><h2>{e(r.sample_id)}</h2>',
@@ -137,9 +157,10 @@ def _clip_section(r) -> str:
     if r.status != "ok":
         parts.append(f'<p class="fail">Failed: {e(r.error or "")}</p></section>')
         return "".join(parts)
-    cls = "above" if r.above else "below"
+    cls = r.decision or ""
     parts.append("<table>"
                  f"<tr><th>calibrated probability</th><td>{_fmt(r.probability)}</td></tr>"
+                 + _uncertainty_rows(r) +
                  f"<tr><th>screening threshold</th><td>{_fmt(r.threshold)}</td></tr>"
                  f'<tr><th>result</th><td class="{cls}">{e(r.screening)}</td></tr>'
                  f"<tr><th>duration</th><td>{'–' if r.duration is None else f'{r.duration:.1f} s'} ({r.rows} rows)</td></tr>"
@@ -222,14 +243,16 @@ def render_report(report) -> str:
         rows = []
         for r in results:
             if r.status == "ok":
-                cls = "above" if r.above else "below"
+                cls = r.decision or ""
+                iv = r.uncertainty.interval if r.uncertainty is not None else None
                 rows.append(f'<tr><td><a href="#clip-{e(r.sample_id)}">{e(r.sample_id)}</a></td>'
-                            f"<td>{_fmt(r.probability)}</td><td class=\"{cls}\">{e(r.screening)}</td>"
+                            f"<td>{_fmt(r.probability)}{'' if iv is None else f' [{iv[0]:.2f}, {iv[1]:.2f}]'}</td>"
+                            f"<td class=\"{cls}\">{e(r.screening)}</td>"
                             f"<td>{_fmt(r.face_coverage, True)}</td><td>{_fmt(r.speech_coverage, True)}</td>"
                             f"<td>{len(r.warnings)}</td></tr>")
             else:
                 rows.append(f'<tr><td>{e(r.sample_id)}</td><td colspan="5" class="fail">failed: {e(r.error or "")}</td></tr>')
-        body.append("<table><tr><th>clip</th><th>probability</th><th>result</th><th>face</th><th>speech</th>"
+        body.append("<table><tr><th>clip</th><th>probability [interval]</th><th>result</th><th>face</th><th>speech</th>"
                     "<th>warnings</th></tr>" + "".join(rows) + "</table>")
         if any(r.status == "ok" for r in results):
             body.append(_img(plot_batch(results, ck.get("threshold")), "probabilities of all clips"))
