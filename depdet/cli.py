@@ -294,6 +294,8 @@ def extract(
                 console.print(f"{data['skipped']} of {data['total']} already done (same source hash and settings): skipped")
             if data["todo"]:  # nothing to do: no bar
                 state["task"] = progress.add_task("extracting", total=data["todo"], rtf="")
+        elif event == "note":
+            console.print(f"[yellow]note:[/] {plain(data['message'])}", highlight=False, soft_wrap=True)
         elif event == "done" and state["task"] is not None:
             state["media"] += real_seconds(data) if data.get("status") != "failed" else 0.0
             el = _t.perf_counter() - state["t0"]

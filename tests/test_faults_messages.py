@@ -153,3 +153,57 @@ def test_cluster_at_a_closed_port_is_bounded():
         with DaskExecutor(f"tcp://127.0.0.1:{port}", connect_timeout=3):
             pass
     assert time.monotonic() - t0 < 15
+
+
+# ------------------------------------------------------------------------------------ item 5: empty label cells
+def _labels(rows, path: Path) -> Path:
+    path.write_text("index,label,gender,fold\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
+    return path
+
+
+def _labels_csv(out: Path) -> dict[str, dict]:
+    import csv
+
+    with open(out / "labels.csv") as fh:
+        return {r["index"]: r for r in csv.DictReader(fh)}
+
+
+def test_merge_meta_keeps_on_empty_and_erases_on_dash(tmp_path):
+    from depdet.pipeline.store.labels import merge_meta, read_label_table
+
+    rows = read_label_table(_labels([("a", "", "", ""), ("b", "-", "-", "-"), ("c", "normal", "", "test")],
+                                     tmp_path / "l.csv"))
+    old = {"label": 1, "gender": "f", "fold": "train"}
+    assert merge_meta(old, rows["a"]) == (old, ["label", "gender", "fold"])
+    assert merge_meta(old, rows["b"]) == ({"label": None, "gender": "", "fold": ""}, [])
+    assert merge_meta(old, rows["c"]) == ({"label": 0, "gender": "f", "fold": "test"}, ["gender"])
+    assert merge_meta(None, rows["a"]) == ({"label": None, "gender": None, "fold": None}, [])  # nothing stored: no note
+
+
+def test_empty_label_cell_never_erases_a_stored_label(grid_clip, tmp_path, capsys):
+    import shutil
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    shutil.copy(grid_clip, clips / "a.mpg")
+    out = tmp_path / "s"
+    code, _, err = run_cli(["extract", clips, "-o", out, "--workers", "1",
+                            "--labels", _labels([("a", "depression", "f", "train")], tmp_path / "l1.csv")], capsys)
+    assert code == 0, err
+    assert _labels_csv(out)["a"]["label"] == "depression"
+    # `a,` (an empty label) for an id that has one: kept, and the run says so
+    (tmp_path / "l2.csv").write_text("index,label\na,\n")
+    code, so, se = run_cli(["extract", clips, "-o", out, "--workers", "1", "--labels", tmp_path / "l2.csv"], capsys)
+    text = " ".join((so + se).split())
+    assert code == 0, text
+    assert _labels_csv(out)["a"]["label"] == "depression"
+    from depdet.pipeline.store import FeatureStore
+
+    assert FeatureStore(out, "dvlog").record("a")["meta"] == {"label": 1, "gender": "f", "fold": "train"}
+    assert "empty cell" in text and "line 2: a (label)" in text and "'-'" in text
+    # the documented spelling erases it
+    (tmp_path / "l3.csv").write_text("index,label\na,-\n")
+    code, so, se = run_cli(["extract", clips, "-o", out, "--workers", "1", "--labels", tmp_path / "l3.csv"], capsys)
+    assert code == 0, se
+    assert _labels_csv(out)["a"]["label"] == ""
+    assert FeatureStore(out, "dvlog").record("a")["meta"] == {"label": None, "gender": "f", "fold": "train"}

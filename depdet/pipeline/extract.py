@@ -365,10 +365,14 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
         todo, skipped, conflicts, updates = [], [], [], []
         queued: set[str] = set()
 
+        kept_by_empty: dict[str, list[str]] = {}
+
         def meta_for(sid: str) -> dict:
-            old = (records.get(sid) or {}).get("meta") or {}
-            new = {k: v for k, v in user.get(sid, {}).items() if k in lab.META_FIELDS}
-            return {k: new.get(k, old.get(k)) for k in lab.META_FIELDS}
+            # an empty cell keeps the stored value, ``-`` erases it (labels.merge_meta; depdet's rule)
+            merged, kept = lab.merge_meta((records.get(sid) or {}).get("meta"), user.get(sid))
+            if kept:
+                kept_by_empty[sid] = kept
+            return merged
 
         def job(sid: str, path: Path, given: str) -> dict:
             queued.add(sid)
@@ -409,6 +413,12 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
         for sid in updates:
             records[sid] = store.update_meta(sid, meta_for(sid))
 
+        if kept_by_empty:
+            shown = [f"line {user[sid]['_line']}: {sid} ({'/'.join(f)})" for sid, f in sorted(kept_by_empty.items())]
+            emit("note", {"message": f"{len(shown)} row(s) of the labels file have an empty cell where the folder "
+                                     f"has a stored value: kept ({', '.join(shown[:5])}"
+                                     + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")
+                                     + f"); to erase a stored value, write {lab.ERASE!r} in the cell"})
         setup.close()  # a shard's setup lock: the folder's spec is settled, other shards may start
         emit("start", {"total": len(found), "skipped": len(skipped), "todo": len(todo), "media_seconds": 0.0})
         t0 = time.perf_counter()
