@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 
 from depdet import SCREENING_DISCLAIMER, THIRD_PARTY_TERMS, __version__
-from depdet.errors import DepdetError
+from depdet.errors import DepdetError, output_error
 
 app = typer.Typer(
     name="depdet",
@@ -982,6 +982,12 @@ def main(argv: Optional[list[str]] = None) -> None:
         _say("error:", f"{msg} (fix: see `{cmd} --help`)")
         sys.exit(getattr(e, "exit_code", 2))
     except Exception as e:  # unexpected: keep it one line unless --verbose
+        err = output_error(e)  # a full disk or read-only output the call site did not name: the same one line
+        if err is not None:
+            if _STATE["verbose"]:
+                console.print_exception()
+            _say("error:", str(err))
+            sys.exit(1)
         if _STATE["verbose"]:
             console.print_exception()
         else:

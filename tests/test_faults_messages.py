@@ -207,3 +207,85 @@ def test_empty_label_cell_never_erases_a_stored_label(grid_clip, tmp_path, capsy
     assert code == 0, se
     assert _labels_csv(out)["a"]["label"] == ""
     assert FeatureStore(out, "dvlog").record("a")["meta"] == {"label": None, "gender": "f", "fold": "train"}
+
+
+# ------------------------------------------------------------------------------------ item 6: full / read-only outputs
+def _synth(path: Path, n: int = 12) -> Path:
+    from depdet.pipeline.data.synth import SynthConfig, make_synthetic
+
+    make_synthetic(path, SynthConfig(n=n, length_scale=0.05, seed=1))
+    return path
+
+
+TRAIN = ["--model", "fusion_concat", "--model-opt", "hidden=16", "--model-opt", "d=16", "--batch-size", "8",
+         "--threads", "1", "--epochs", "1"]
+
+
+@pytest.mark.parametrize("fault", ["enforce", "enospc"])
+def test_disk_full_while_train_writes_the_checkpoint_is_one_line(tmp_path, capsys, monkeypatch, fault):
+    """Disk full simulated by making torch.save fail as it does on a full disk (torch's RuntimeError
+    "[enforce fail at inline_container.cc:672] ... unexpected pos", or an OSError ENOSPC)."""
+    import errno
+
+    import torch
+
+    from depdet.pipeline.inference import checkpoint as ck
+
+    data = _synth(tmp_path / "d")
+    real_save = torch.save
+
+    def full(obj, f, *a, **k):
+        real_save(obj, f, *a, **k)  # a part of the file is written, then the disk is full
+        if fault == "enforce":
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1234 vs 1100")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ck.torch, "save", full)
+    code, so, se = run_cli(["train", "--data", data, *TRAIN, "--run-dir", tmp_path / "r"], capsys)
+    line = " ".join(se.split())
+    assert code == 1, se
+    assert "internal error" not in line and "enforce fail" not in line
+    assert "last.pt: cannot write the resume state:" in line, line[-400:]  # the first torch.save of a run
+    assert "nothing was left half-written" in line
+    assert not list((tmp_path / "r").rglob("*.tmp")) and not list((tmp_path / "r").rglob("best.pt"))
+
+
+def test_store_index_on_a_read_only_store_is_one_line(tmp_path, capsys, monkeypatch):
+    """Read-only simulated by monkeypatch (tests run as root here, and root ignores chmod): opening
+    the lock file raises OSError EROFS, as on a read-only mount."""
+    import builtins
+    import errno
+
+    from depdet.pipeline.store import store as st
+
+    data = _synth(tmp_path / "d")
+    before = {p: p.read_bytes() for p in data.rglob("*") if p.is_file()}
+    real_open = builtins.open
+
+    def ro_open(file, mode="r", *a, **k):
+        if any(c in mode for c in "wax+"):
+            raise OSError(errno.EROFS, "Read-only file system", str(file))
+        return real_open(file, mode, *a, **k)
+
+    monkeypatch.setattr(st, "open", ro_open, raising=False)
+    code, so, se = run_cli(["store", "index", data], capsys)
+    line = " ".join(se.split())
+    assert code == 1, se
+    assert "internal error" not in line
+    assert ".depdet.lock: cannot write the folder's lock file: read-only file system" in line
+    assert {p: p.read_bytes() for p in data.rglob("*") if p.is_file()} == before
+
+
+def test_any_unnamed_full_disk_error_is_the_same_one_line(capsys, monkeypatch):
+    """The CLI's error boundary turns an ENOSPC/EROFS OSError a call site did not convert into the same line."""
+    import errno
+
+    import depdet.cli as cli
+
+    def boom(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", "/x/y.json")
+
+    monkeypatch.setattr(cli, "_version_callback", lambda value: boom() if value else None)
+    code, so, se = run_cli(["--version"], capsys)
+    line = " ".join(se.split())
+    assert code == 1 and "/x/y.json: cannot write the output: no space left on the device" in line, se

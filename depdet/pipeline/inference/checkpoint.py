@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from depdet import __version__
-from depdet.errors import ConfigError, DataError, DepdetError
+from depdet.errors import ConfigError, DataError, DepdetError, output_error
 from depdet.models.registry import create_model, get_entry
 from depdet import fileio as dio
 from depdet.pipeline.inference.calibration import T_MAX, T_MIN, apply_temperature
@@ -78,11 +78,18 @@ def build_checkpoint(model, model_name: str, config: dict, spec: FeatureSpec, pr
     return ckpt
 
 
-def save_checkpoint(path: str | Path, ckpt: dict) -> Path:
-    """Write ``ckpt`` to ``path`` atomically."""
+def save_checkpoint(path: str | Path, ckpt: dict, *, what: str = "the checkpoint") -> Path:
+    """Write ``ckpt`` to ``path`` atomically (``torch.save``); a full disk or a read-only folder
+    raises the one-line :class:`~depdet.errors.OutputError` naming ``path`` and ``what``."""
     path = Path(path)
-    with dio.atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
+    try:
+        with dio.atomic_path(path) as tmp:
+            torch.save(ckpt, tmp)
+    except (OSError, RuntimeError) as e:  # a full disk, a read-only folder: one line (the temp file is removed)
+        err = output_error(e, path, what)
+        if err is None:
+            raise
+        raise err from e
     return path
 
 

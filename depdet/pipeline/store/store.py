@@ -53,7 +53,7 @@ import numpy as np
 
 from depdet import __version__
 from depdet import fileio as dio
-from depdet.errors import ConfigError, DataError
+from depdet.errors import ConfigError, DataError, output_error
 from depdet.pipeline.features.spec import FeatureSpec
 from depdet.pipeline.store import labels as lab
 from depdet.pipeline.store import layout as L
@@ -198,7 +198,13 @@ class FeatureStore:
         import fcntl
 
         path = self.root / L.LOCK
-        fh = open(path, "a+")
+        try:
+            fh = open(path, "a+")
+        except OSError as e:  # a read-only or full volume: one line (nothing was written)
+            err = output_error(e, path, "the folder's lock file")
+            if err is None:
+                raise
+            raise err from e
         try:
             while True:
                 try:

@@ -766,8 +766,7 @@ class Trainer:
                      "scaler": scaler.state_dict() if self.amp else None, "epoch": epoch, "best_score": best_score,
                      "best_epoch": best_epoch, "bad_epochs": bad, "best_state": best_state}
             if self.is_main:
-                with dio.atomic_path(last) as tmp:
-                    torch.save(state, tmp)
+                save_checkpoint(last, state, what="the resume state")  # atomic; a full disk: one line
                 log.add(row)
             if tb is not None:
                 for k in ("train_loss", "valid_loss", "valid_f1", "valid_acc", "valid_auc"):
