@@ -289,3 +289,18 @@ def test_any_unnamed_full_disk_error_is_the_same_one_line(capsys, monkeypatch):
     code, so, se = run_cli(["--version"], capsys)
     line = " ".join(se.split())
     assert code == 1 and "/x/y.json: cannot write the output: no space left on the device" in line, se
+
+
+# ------------------------------------------------------------------------------------ item 7: messages
+def test_unsafe_checkpoint_refusal_says_why_and_never_suggests_weights_only_false(tmp_path, capsys):
+    import os
+
+    import torch
+
+    p = tmp_path / "evil.pt"
+    torch.save({"model": "fusion_concat", "payload": os.getcwd}, p)  # a GLOBAL: unpickling would import code
+    code, so, se = run_cli(["evaluate", "-c", p, "-d", tmp_path], capsys)
+    line = " ".join(se.split())
+    assert code == 1 and len([ln for ln in se.splitlines() if ln.strip()]) == 1, se
+    assert "refused" in line and "posix.getcwd" in line and "run arbitrary code" in line
+    assert "Re-running" not in line and "weights_only" not in line and "False" not in line
