@@ -652,6 +652,7 @@ def train(
     layout: Annotated[DataLayout, typer.Option(help="Dataset layout.")] = DataLayout.auto,
     labels: Annotated[Optional[Path], typer.Option(help="Labels CSV (index,label[,gender,fold]) overriding the folder's.")] = None,
     skip_missing: Annotated[bool, typer.Option("--skip-missing", metavar=" ", help="Leave out ids whose feature files are missing (listed) instead of failing.")] = False,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", metavar=" ", help="Leave out ids whose feature arrays hold NaN or inf (listed) instead of failing.")] = False,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs (default: the preset's, else 120).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: the preset's, else 1e-4).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Batch size (default: the preset's, else 16).")] = None,
@@ -697,7 +698,7 @@ def train(
                                        crop_min_len=crop_min_len, model_opt=model_opt, amp=amp, grad_clip=grad_clip,
                                        bucketing=bucketing, max_tokens=max_tokens).items()
                  if v is not None}
-        if given or ctx.args or skip_missing or rescale_rows or layout != DataLayout.auto or train_gender != "both" or test_gender != "both":
+        if given or ctx.args or skip_missing or skip_invalid or rescale_rows or layout != DataLayout.auto or train_gender != "both" or test_gender != "both":
             raise ConfigError(f"--config re-runs a run as recorded; other options given: {', '.join(sorted(given)) or ' '.join(ctx.args) or 'data/split options'}",
                               hint="give only --run-dir, --device and --threads with --config")
         from depdet.pipeline.training.train import rerun
@@ -737,7 +738,7 @@ def train(
                                   train_gender=train_gender.value, test_gender=test_gender.value, preprocess=pre,
                                   device=device, amp=amp, grad_clip=grad_clip, rescale_rows=rescale_rows,
                                   bucketing=bucketing, max_tokens=max_tokens)
-    ds = load_dataset(data, layout.value, labels=labels, skip_missing=skip_missing)
+    ds = load_dataset(data, layout.value, labels=labels, skip_missing=skip_missing, skip_invalid=skip_invalid)
     for line in ds.report.lines():
         console.print(f"[dim]data:[/] {plain(line)}", highlight=False)
     if ds.info.get("synthetic"):
@@ -748,13 +749,14 @@ def train(
         from depdet.pipeline.training.presets import preset_note
 
         console.print(f"[dim]preset {cfg.preset}:[/] {preset_note(cfg.preset)}", highlight=False)
-    load_options = {"labels": str(Path(labels).resolve()) if labels else None, "skip_missing": bool(skip_missing)}
+    load_options = {"labels": str(Path(labels).resolve()) if labels else None, "skip_missing": bool(skip_missing),
+                    "skip_invalid": bool(skip_invalid)}
     with _progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("{task.fields[info]}")) as progress:
         summary = Trainer(ds, cfg, rdir, progress=progress, log=lambda s: progress.console.print(s, highlight=False),
                           command=_STATE.get("argv") or list(_sys.argv), load_options=load_options).run(
             cluster=cluster, load_args={"path": str(data), "layout": layout.value, "labels": labels,
-                                        "skip_missing": skip_missing})
+                                        "skip_missing": skip_missing, "skip_invalid": skip_invalid})
     _print_train_summary(summary, rdir)
 
 
@@ -781,6 +783,7 @@ def evaluate(
     layout: Annotated[DataLayout, typer.Option(help="Dataset layout.")] = DataLayout.auto,
     labels: Annotated[Optional[Path], typer.Option(help="Labels CSV overriding the folder's.")] = None,
     skip_missing: Annotated[bool, typer.Option("--skip-missing", metavar=" ", help="Leave out ids whose feature files are missing.")] = False,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", metavar=" ", help="Leave out ids whose feature arrays hold NaN or inf (listed) instead of failing.")] = False,
     device: Annotated[str, typer.Option(parser=_device, metavar="DEVICE", help=_DEVICE_HELP + ".")] = "auto",
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", metavar=" ", help="Allow scikit-learn checkpoints (pickled; only files you trust).")] = False,
 ):
@@ -792,7 +795,9 @@ def evaluate(
 
     checkpoint, fold = _checkpoint_path(checkpoint), fold.value
     ck = load_checkpoint(checkpoint, "cpu", trust_pickle=trust_pickle)
-    ds = load_dataset(data, layout.value, labels=labels, skip_missing=skip_missing)
+    # only the evaluated fold is read and checked (a bad sample of another fold does not block it)
+    ds = load_dataset(data, layout.value, labels=labels, skip_missing=skip_missing, skip_invalid=skip_invalid,
+                      folds=None if fold == "all" else (fold,))
     for line in ds.report.lines():
         console.print(f"[dim]data:[/] {plain(line)}", highlight=False)
     res = run_eval(ck, ds, fold=fold, device=device)

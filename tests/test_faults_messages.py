@@ -304,3 +304,90 @@ def test_unsafe_checkpoint_refusal_says_why_and_never_suggests_weights_only_fals
     assert code == 1 and len([ln for ln in se.splitlines() if ln.strip()]) == 1, se
     assert "refused" in line and "posix.getcwd" in line and "run arbitrary code" in line
     assert "Re-running" not in line and "weights_only" not in line and "False" not in line
+
+
+@pytest.fixture(scope="module")
+def data_and_checkpoint(tmp_path_factory):
+    """40 synthetic samples and a small trained checkpoint (seconds on one thread)."""
+    import torch
+
+    from depdet.pipeline.data.datasets import load_dataset
+    from depdet.pipeline.data.synth import SynthConfig, make_synthetic
+    from depdet.pipeline.training.train import TrainConfig, train
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("nan")
+    make_synthetic(root / "data", SynthConfig(layout="dvlog", n=40, signal=3.0, seed=0, min_len=8, max_len=20))
+    cfg = TrainConfig(model="fusion_concat", model_config={"hidden": 8, "d": 8}, lr=3e-3, batch_size=16, epochs=1,
+                      seeds=[0], device="cpu", amp=False, select="loss")
+    summary = train(load_dataset(root / "data"), cfg, root / "run")
+    torch.set_num_threads(n)
+    return root / "data", Path(summary["checkpoint"])
+
+
+def _poison(data: Path, copy_to: Path, folds: dict[str, int]) -> tuple[Path, list[str]]:
+    """A copy of ``data`` where ``folds[f]`` samples of fold f get a NaN (records rewritten to match)."""
+    import shutil
+
+    import numpy as np
+
+    from depdet.pipeline.store import FeatureStore
+
+    shutil.copytree(data, copy_to)
+    store = FeatureStore(copy_to, "dvlog")
+    bad = []
+    for fold, k in folds.items():
+        ids = sorted(sid for sid, r in store.records().items() if r["meta"]["fold"] == fold)[:k]
+        for sid in ids:
+            s = store.read(sid)
+            feats = dict(s.features)
+            feats["visual"] = feats["visual"].copy()
+            feats["visual"][0, 0] = np.nan
+            rec = {k: v for k, v in s.record.items() if k not in ("files", "valid_file", "schema", "id")}
+            store.write_unit(sid, feats, s.valid, rec)
+            bad.append(sid)
+    return copy_to, bad
+
+
+def test_nan_check_names_every_bad_file_and_skip_invalid_leaves_them_out(data_and_checkpoint, tmp_path):
+    from depdet.errors import DataError
+    from depdet.pipeline.data.datasets import load_dataset
+
+    data, bad = _poison(data_and_checkpoint[0], tmp_path / "d", {"train": 2, "test": 1})
+    with pytest.raises(DataError) as ei:
+        load_dataset(data)
+    msg = str(ei.value)
+    assert "3 sample(s) have feature arrays with NaN or inf" in msg and "--skip-invalid" in msg
+    for sid in bad:
+        assert f"{sid}_visual.npy: 1 NaN/inf value(s)" in msg, (sid, msg)
+    ds = load_dataset(data, skip_invalid=True)
+    assert len(ds) == 37 and sorted(ds.report.invalid) == sorted(bad)
+    assert any("3 ids left out: invalid feature arrays" in line for line in ds.report.lines())
+
+
+@pytest.mark.slow  # ~25 s on a shared 2-core machine (three evaluations and a 40-sample predict)
+def test_a_bad_train_sample_blocks_neither_evaluate_test_nor_predict_of_the_others(data_and_checkpoint, tmp_path, capsys,
+                                                                                    one_torch_thread):
+    import json
+
+    data, bad = _poison(data_and_checkpoint[0], tmp_path / "d", {"train": 1})
+    ck = data_and_checkpoint[1]
+    code, so, se = run_cli(["evaluate", "-c", ck, "-d", data, "--fold", "test", "-o", tmp_path / "e.json"], capsys)
+    assert code == 0, se
+    assert json.loads((tmp_path / "e.json").read_text())["metrics"]["n"] > 0
+    # the train fold (holding the bad sample) is refused, naming it, and --skip-invalid leaves it out
+    code, so, se = run_cli(["evaluate", "-c", ck, "-d", data, "--fold", "train", "-o", tmp_path / "t.json"], capsys)
+    assert code == 1 and f"{bad[0]}_visual.npy" in " ".join(se.split()), se
+    code, so, se = run_cli(["evaluate", "-c", ck, "-d", data, "--fold", "train", "-o", tmp_path / "t.json",
+                            "--skip-invalid"], capsys)
+    assert code == 0 and "1 ids left out: invalid feature arrays" in " ".join((so + se).split()), se
+    # predict -d: the other 39 are predicted, the bad one is a failed row
+    code, so, se = run_cli(["predict", "-c", ck, "-d", data, "-o", tmp_path / "p.csv", "--no-evidence"], capsys)
+    import csv
+
+    with open(tmp_path / "p.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert code == 1 and len(rows) == 40, se
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert [r["id"] for r in failed] == bad and "NaN/inf" in failed[0]["error"]

@@ -383,10 +383,16 @@ def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *
             raise ConfigError("give either video paths or --features, not both")
         from depdet.pipeline.data.datasets import load_dataset
 
-        ds = load_dataset(features_dir)  # the one loader: records, stored validity, SHA-256 checks
+        # the one loader: records, stored validity, SHA-256 checks; a sample with NaN/inf arrays fails alone
+        ds = load_dataset(features_dir, skip_invalid=True)
         check_spec(ds.spec, pred.spec, where=Path(features_dir) / "features.json")
         for s in ds.samples:
             run_one(s.id, (s.record or {}).get("source", {}).get("path", s.id), lambda s=s: pred.predict_stored(s))
+        for sid, why in ds.report.invalid.items():
+            res = ClipResult(sid, sid, "failed", f"invalid feature arrays: {why} (re-extract this sample)",
+                             threshold=pred.threshold)
+            results.append(res)
+            emit(res)
     else:
         from depdet.pipeline.media import discover_inputs
 

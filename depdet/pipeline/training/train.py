@@ -1000,7 +1000,7 @@ def rerun(config_path: str | Path, run_dir: str | Path | None = None, *, device:
     if threads:
         torch.set_num_threads(int(threads))
     ds = load_dataset(d["data"]["path"], load.get("layout", d["data"].get("layout", "auto")), labels=load.get("labels"),
-                      skip_missing=bool(load.get("skip_missing", False)))
+                      skip_missing=bool(load.get("skip_missing", False)), skip_invalid=bool(load.get("skip_invalid", False)))
     data_json = src / "data.json"
     if data_json.exists():
         want = (json.loads(data_json.read_text()).get("fingerprint") or {}).get("sha256")
