@@ -198,6 +198,10 @@ def _progress(*columns):
     return Progress(*columns, console=console, transient=False)
 
 
+#: Up to this many failures of an extract run are shown one row each; more are grouped by reason.
+FAILURES_SHOWN = 10
+
+
 def _checkpoint_path(path: Path) -> Path:
     """``--checkpoint`` takes the file or the run folder that holds it (``RUN/checkpoint.pt``)."""
     if path.is_dir():
@@ -299,7 +303,7 @@ def extract(
         elif event == "done" and state["task"] is not None:
             state["media"] += real_seconds(data) if data.get("status") != "failed" else 0.0
             el = _t.perf_counter() - state["t0"]
-            mark = "[red]failed[/]" if data["status"] == "failed" else plain(data["id"])
+            mark = f"[red]failed[/] {plain(data['id'])}" if data["status"] == "failed" else plain(data["id"])
             progress.update(state["task"], advance=1, description=f"{mark}",
                             rtf=f"{state['media'] / el:.1f}x realtime" if el > 0 else "")
 
@@ -319,12 +323,28 @@ def extract(
     for r in warned:
         console.print(f"[yellow]warning[/] {plain(r['id'])}: {plain('; '.join(map(str, r['warnings'])))}", highlight=False)
     if report.failed:
-        table = Table(title=f"{len(report.failed)} failed", title_style="bold red")
-        table.add_column("id")
-        table.add_column("error", overflow="fold")
-        for r in report.failed:
-            table.add_row(plain(r["id"]), plain(r["error"] or ""))
+        from depdet.pipeline.extract import group_failures, write_failures
+
+        listed = write_failures(out_dir, report.failed, shard)  # the full list, whatever the count
+        if len(report.failed) <= FAILURES_SHOWN:
+            table = Table(title=f"{len(report.failed)} failed", title_style="bold red")
+            table.add_column("id")
+            table.add_column("error", overflow="fold")
+            for r in report.failed:
+                table.add_row(plain(r["id"]), plain(r["error"] or ""))
+        else:  # thousands of failures: one row per reason (depdet's summary), the full list in the file
+            groups = group_failures(report.failed)
+            table = Table(title=f"{len(report.failed)} failed, {len(groups)} reason(s)", title_style="bold red")
+            table.add_column("count", justify="right")
+            table.add_column("reason", overflow="fold")
+            table.add_column("e.g.", overflow="fold")
+            for reason, n, ids in groups[:FAILURES_SHOWN]:
+                table.add_row(str(n), plain(reason), plain(", ".join(ids)))
+            if len(groups) > FAILURES_SHOWN:
+                table.add_row(str(sum(g[1] for g in groups[FAILURES_SHOWN:])),
+                              f"{len(groups) - FAILURES_SHOWN} other reason(s)", "")
         console.print(table)
+        console.print(f"failed inputs, one row each (id, source, error): {plain(listed)}", highlight=False)
         raise typer.Exit(1)
 
 

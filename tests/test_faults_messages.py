@@ -9,6 +9,7 @@ extract/cli (a batch of thousands of failures).
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import subprocess
 import sys
@@ -391,3 +392,67 @@ def test_a_bad_train_sample_blocks_neither_evaluate_test_nor_predict_of_the_othe
     assert code == 1 and len(rows) == 40, se
     failed = [r for r in rows if r["status"] == "failed"]
     assert [r["id"] for r in failed] == bad and "NaN/inf" in failed[0]["error"]
+
+
+# ------------------------------------------------------------------------------------ item 7: thousands of failures
+def test_hundreds_of_invalid_inputs_give_a_grouped_summary_one_file_and_no_folders(tmp_path, capsys):
+    """300 tiny invalid inputs (the reported case had 5,000: 22,500 table lines, 5,000 folders)."""
+    import csv
+
+    from depdet.pipeline.store import FeatureStore
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    n = 300
+    for i in range(n - 100):
+        (clips / f"junk{i:04d}.mp4").write_bytes(b"not a video at all")
+    for i in range(100):
+        (clips / f"empty{i:04d}.mp4").write_bytes(b"")
+    out = tmp_path / "s"
+    t0 = time.monotonic()
+    code, so, se = run_cli(["extract", clips, "-o", out, "--workers", "1"], capsys)
+    took = time.monotonic() - t0
+    text = so + se
+    assert code == 1, se
+    assert f"{n} failed" in text
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    # without a terminal the progress is a log, one line per input: it names the input
+    progress = [ln for ln in lines if re.search(r"\d+/300\b", ln)]
+    assert len(progress) >= n and all(re.search(r"failed (junk|empty)\d{4} ", ln) for ln in progress[:n]), progress[:3]
+    summary = [ln for ln in lines if ln not in progress]
+    assert len(summary) < 40, (len(summary), "\n".join(summary))  # a summary by reason, not a row (or five) per input
+    assert "empty" in " ".join(text.split()) and "junk0000" in text  # reasons with examples
+    # the full list in one file
+    listed = out / "failures.csv"
+    assert f"{listed}" in " ".join(text.split()).replace(" ", "") or "failures.csv" in text
+    with open(listed) as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == n and {r["id"] for r in rows} == {p.stem for p in clips.iterdir()}
+    assert all(r["error"] for r in rows)
+    # no folder per failed input: their records are lines of one file
+    assert [p.name for p in out.iterdir() if p.is_dir()] == []
+    recs = FeatureStore(out, "dvlog").records()
+    assert len(recs) == n and all(r["status"] == "failed" for r in recs.values())
+    assert len((out / "failed.jsonl").read_text().splitlines()) == n
+    assert len((out / "manifest.jsonl").read_text().splitlines()) == n
+    print(f"{n} invalid inputs: {took:.1f} s")
+
+
+def test_a_failed_sample_that_later_succeeds_leaves_no_failure_line(tmp_path, grid_clip, capsys):
+    import shutil
+
+    from depdet.pipeline.store import FeatureStore
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    (clips / "a.mpg").write_bytes(b"")
+    out = tmp_path / "s"
+    (tmp_path / "l.csv").write_text("index,label\na,depression\n")
+    code, _, se = run_cli(["extract", clips, "-o", out, "--workers", "1", "--labels", tmp_path / "l.csv"], capsys)
+    assert code == 1 and (out / "failed.jsonl").exists() and not (out / "a").exists()
+    assert FeatureStore(out, "dvlog").record("a")["meta"]["label"] == 1  # the label is kept with the failure
+    shutil.copy(grid_clip, clips / "a.mpg")
+    code, _, se = run_cli(["extract", clips, "-o", out, "--workers", "1"], capsys)
+    assert code == 0, se
+    rec = FeatureStore(out, "dvlog").record("a")
+    assert rec["status"] == "ok" and rec["meta"]["label"] == 1 and not (out / "failed.jsonl").exists()

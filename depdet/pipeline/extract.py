@@ -250,6 +250,43 @@ class ExtractReport:
         return self.media_seconds / self.seconds if self.seconds > 0 else float("nan")
 
 
+def failure_reason(rec: dict) -> str:
+    """A failed record's error without the file it names (``<file>``) and without its fix: the
+    reason failures are grouped by (depdet's grouping)."""
+    err = str(rec.get("error") or "unknown error")
+    src = rec.get("source") or {}
+    for p in sorted({str(x) for x in (src.get("resolved"), src.get("path")) if x}, key=len, reverse=True):
+        err = err.replace(p, "<file>")
+    return re.sub(r"\s*\(fix: .*\)\s*$", "", err).strip() or "unknown error"
+
+
+def group_failures(failed: list[dict], examples: int = 3) -> list[tuple[str, int, list[str]]]:
+    """``(reason, count, up to `examples` ids)`` for every reason, the most frequent first."""
+    groups: dict[str, list[str]] = {}
+    for r in failed:
+        groups.setdefault(failure_reason(r), []).append(str(r.get("id")))
+    return sorted(((k, len(v), v[:examples]) for k, v in groups.items()), key=lambda g: (-g[1], g[0]))
+
+
+def write_failures(out: str | Path, failed: list[dict], shard: str | Shard | None = None) -> Path:
+    """Write a run's failures (``id,source,error``, one row each) to ``<out>/failures.csv`` (a shard:
+    ``failures-shard-K-of-N.csv``), atomically, replacing the previous run's list; returns the path."""
+    import csv
+    import io
+
+    from depdet import fileio as dio
+
+    shard = parse_shard(shard)
+    path = Path(out) / ("failures.csv" if shard is None else f"failures-shard-{shard.k}-of-{shard.n}.csv")
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["id", "source", "error"])
+    for r in sorted(failed, key=lambda r: str(r.get("id"))):
+        w.writerow([r.get("id"), (r.get("source") or {}).get("path") or "", r.get("error") or ""])
+    dio.write_text(path, buf.getvalue())
+    return path
+
+
 def _same_source(rec: dict, path: Path) -> tuple[bool, dict | None]:
     """(same content?, fresh source info or None when the cheap check sufficed)."""
     src = rec.get("source") or {}
