@@ -143,7 +143,7 @@ def probe_scheduler(address: str, connect_timeout: float = 30.0, handshake_timeo
                 if not chunk:
                     raise _not_dask(address, "it closed the connection without a Dask handshake")
                 data += chunk
-        except socket.timeout:
+        except TimeoutError:
             raise _not_dask(address, f"it sent no Dask handshake within {handshake_timeout:g} s") from None
         except OSError as e:
             raise _not_dask(address, f"the connection failed during the handshake: {e.strerror or e}") from None
@@ -309,7 +309,7 @@ class DaskExecutor(Executor):
                 raise SchedulerLost(f"cannot reach the Dask scheduler {s} ({e})",
                                     hint="start it with `dask scheduler` (and workers with `dask worker ADDRESS`) "
                                          "or check the address") from None
-            except Exception as e:  # noqa: BLE001 - a peer that passed the probe but then spoke no Dask
+            except Exception as e:  # a peer that passed the probe but then spoke no Dask
                 self.close()
                 if s.kind != "tcp":
                     raise
