@@ -372,7 +372,6 @@ def test_nan_check_names_every_bad_file_and_skip_invalid_leaves_them_out(data_an
     assert any("3 ids left out: invalid feature arrays" in line for line in ds.report.lines())
 
 
-@pytest.mark.slow  # ~25 s on a shared 2-core machine (three evaluations and a 40-sample predict)
 def test_a_bad_train_sample_blocks_neither_evaluate_test_nor_predict_of_the_others(data_and_checkpoint, tmp_path, capsys,
                                                                                     one_torch_thread):
     import json
