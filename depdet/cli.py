@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 
 from depdet import SCREENING_DISCLAIMER, THIRD_PARTY_TERMS, __version__
-from depdet.errors import DepdetError
+from depdet.errors import DepdetError, output_error
 
 app = typer.Typer(
     name="depdet",
@@ -198,6 +198,10 @@ def _progress(*columns):
     return Progress(*columns, console=console, transient=False)
 
 
+#: Up to this many failures of an extract run are shown one row each; more are grouped by reason.
+FAILURES_SHOWN = 10
+
+
 def _checkpoint_path(path: Path) -> Path:
     """``--checkpoint`` takes the file or the run folder that holds it (``RUN/checkpoint.pt``)."""
     if path.is_dir():
@@ -294,10 +298,12 @@ def extract(
                 console.print(f"{data['skipped']} of {data['total']} already done (same source hash and settings): skipped")
             if data["todo"]:  # nothing to do: no bar
                 state["task"] = progress.add_task("extracting", total=data["todo"], rtf="")
+        elif event == "note":
+            console.print(f"[yellow]note:[/] {plain(data['message'])}", highlight=False, soft_wrap=True)
         elif event == "done" and state["task"] is not None:
             state["media"] += real_seconds(data) if data.get("status") != "failed" else 0.0
             el = _t.perf_counter() - state["t0"]
-            mark = "[red]failed[/]" if data["status"] == "failed" else plain(data["id"])
+            mark = f"[red]failed[/] {plain(data['id'])}" if data["status"] == "failed" else plain(data["id"])
             progress.update(state["task"], advance=1, description=f"{mark}",
                             rtf=f"{state['media'] / el:.1f}x realtime" if el > 0 else "")
 
@@ -317,12 +323,28 @@ def extract(
     for r in warned:
         console.print(f"[yellow]warning[/] {plain(r['id'])}: {plain('; '.join(map(str, r['warnings'])))}", highlight=False)
     if report.failed:
-        table = Table(title=f"{len(report.failed)} failed", title_style="bold red")
-        table.add_column("id")
-        table.add_column("error", overflow="fold")
-        for r in report.failed:
-            table.add_row(plain(r["id"]), plain(r["error"] or ""))
+        from depdet.pipeline.extract import group_failures, write_failures
+
+        listed = write_failures(out_dir, report.failed, shard)  # the full list, whatever the count
+        if len(report.failed) <= FAILURES_SHOWN:
+            table = Table(title=f"{len(report.failed)} failed", title_style="bold red")
+            table.add_column("id")
+            table.add_column("error", overflow="fold")
+            for r in report.failed:
+                table.add_row(plain(r["id"]), plain(r["error"] or ""))
+        else:  # thousands of failures: one row per reason (depdet's summary), the full list in the file
+            groups = group_failures(report.failed)
+            table = Table(title=f"{len(report.failed)} failed, {len(groups)} reason(s)", title_style="bold red")
+            table.add_column("count", justify="right")
+            table.add_column("reason", overflow="fold")
+            table.add_column("e.g.", overflow="fold")
+            for reason, n, ids in groups[:FAILURES_SHOWN]:
+                table.add_row(str(n), plain(reason), plain(", ".join(ids)))
+            if len(groups) > FAILURES_SHOWN:
+                table.add_row(str(sum(g[1] for g in groups[FAILURES_SHOWN:])),
+                              f"{len(groups) - FAILURES_SHOWN} other reason(s)", "")
         console.print(table)
+        console.print(f"failed inputs, one row each (id, source, error): {plain(listed)}", highlight=False)
         raise typer.Exit(1)
 
 
@@ -685,6 +707,7 @@ def train(
     layout: Annotated[DataLayout, typer.Option(help="Dataset layout.")] = DataLayout.auto,
     labels: Annotated[Optional[Path], typer.Option(help="Labels CSV (index,label[,gender,fold,group]) overriding the folder's.")] = None,
     skip_missing: Annotated[bool, typer.Option("--skip-missing", metavar=" ", help="Leave out ids whose feature files are missing (listed) instead of failing.")] = False,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", metavar=" ", help="Leave out ids whose feature arrays hold NaN or inf (listed) instead of failing.")] = False,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs (default: the preset's, else 120).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: the preset's, else 1e-4).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Batch size (default: the preset's, else 16).")] = None,
@@ -733,7 +756,7 @@ def train(
                                        crop_min_len=crop_min_len, model_opt=model_opt, amp=amp, grad_clip=grad_clip,
                                        bucketing=bucketing, max_tokens=max_tokens).items()
                  if v is not None}
-        if (given or ctx.args or skip_missing or rescale_rows or refit or group_by or allow_group_overlap
+        if (given or ctx.args or skip_missing or skip_invalid or rescale_rows or refit or group_by or allow_group_overlap
                 or layout != DataLayout.auto or train_gender != "both" or test_gender != "both"):
             raise ConfigError(f"--config re-runs a run as recorded; other options given: {', '.join(sorted(given)) or ' '.join(ctx.args) or 'data/split options'}",
                               hint="give only --run-dir, --device and --threads with --config")
@@ -775,7 +798,8 @@ def train(
                                   device=device, amp=amp, grad_clip=grad_clip, rescale_rows=rescale_rows,
                                   bucketing=bucketing, max_tokens=max_tokens, refit=refit or None,
                                   allow_group_overlap=allow_group_overlap or None)
-    ds = load_dataset(data, layout.value, labels=labels, skip_missing=skip_missing, group_by=group_by or "group")
+    ds = load_dataset(data, layout.value, labels=labels, skip_missing=skip_missing, skip_invalid=skip_invalid,
+                      group_by=group_by or "group")
     for line in ds.report.lines():
         console.print(f"[dim]data:[/] {plain(line)}", highlight=False)
     if ds.info.get("synthetic"):
@@ -786,7 +810,8 @@ def train(
         from depdet.pipeline.training.presets import preset_note
 
         console.print(f"[dim]preset {cfg.preset}:[/] {preset_note(cfg.preset)}", highlight=False)
-    load_options = {"labels": str(Path(labels).resolve()) if labels else None, "skip_missing": bool(skip_missing)}
+    load_options = {"labels": str(Path(labels).resolve()) if labels else None, "skip_missing": bool(skip_missing),
+                    "skip_invalid": bool(skip_invalid)}
     if group_by:
         load_options["group_by"] = group_by
     with _progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -794,7 +819,7 @@ def train(
         summary = Trainer(ds, cfg, rdir, progress=progress, log=lambda s: progress.console.print(s, highlight=False),
                           command=_STATE.get("argv") or list(_sys.argv), load_options=load_options).run(
             cluster=cluster, load_args={"path": str(data), "layout": layout.value, "labels": labels,
-                                        "skip_missing": skip_missing, "group_by": group_by or "group"})
+                                        "skip_missing": skip_missing, "skip_invalid": skip_invalid, "group_by": group_by or "group"})
     _print_train_summary(summary, rdir)
 
 
@@ -841,6 +866,7 @@ def evaluate(
     layout: Annotated[DataLayout, typer.Option(help="Dataset layout.")] = DataLayout.auto,
     labels: Annotated[Optional[Path], typer.Option(help="Labels CSV overriding the folder's.")] = None,
     skip_missing: Annotated[bool, typer.Option("--skip-missing", metavar=" ", help="Leave out ids whose feature files are missing.")] = False,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", metavar=" ", help="Leave out ids whose feature arrays hold NaN or inf (listed) instead of failing.")] = False,
     device: Annotated[str, typer.Option(parser=_device, metavar="DEVICE", help=_DEVICE_HELP + ".")] = "auto",
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", metavar=" ", help="Allow scikit-learn checkpoints (pickled; only files you trust).")] = False,
     allow_seen: Annotated[bool, typer.Option("--allow-seen", metavar=" ", help="Score clips the checkpoint's model(s) trained or were selected on (refused otherwise); every output marks them.")] = False,
@@ -853,7 +879,9 @@ def evaluate(
 
     checkpoint, fold = _checkpoint_path(checkpoint), fold.value
     ck = load_checkpoint(checkpoint, "cpu", trust_pickle=trust_pickle)
-    ds = load_dataset(data, layout.value, labels=labels, skip_missing=skip_missing)
+    # only the evaluated fold is read and checked (a bad sample of another fold does not block it)
+    ds = load_dataset(data, layout.value, labels=labels, skip_missing=skip_missing, skip_invalid=skip_invalid,
+                      folds=None if fold == "all" else (fold,))
     for line in ds.report.lines():
         console.print(f"[dim]data:[/] {plain(line)}", highlight=False)
     res = run_eval(ck, ds, fold=fold, device=device, allow_seen=allow_seen)
@@ -1151,6 +1179,12 @@ def main(argv: Optional[list[str]] = None) -> None:
         _say("error:", f"{msg} (fix: see `{cmd} --help`)")
         sys.exit(getattr(e, "exit_code", 2))
     except Exception as e:  # unexpected: keep it one line unless --verbose
+        err = output_error(e)  # a full disk or read-only output the call site did not name: the same one line
+        if err is not None:
+            if _STATE["verbose"]:
+                console.print_exception()
+            _say("error:", str(err))
+            sys.exit(1)
         if _STATE["verbose"]:
             console.print_exception()
         else:

@@ -144,7 +144,8 @@ def test_bad_inputs_are_reported_while_good_ones_succeed(bad_batch, tmp_path, ca
         assert "\n" not in err and str(bad_batch / f"{sid}") in err, err  # one line naming the file
         assert phrase.lower() in err.lower(), (sid, err)
         assert not list(out.rglob(f"{sid}*.np*")), f"{sid}: outputs written for a failed sample"
-        assert json.loads((out / sid / f"{sid}_record.json").read_text())["status"] == "failed"  # its record stays
+        assert FeatureStore(out, "dvlog").record(sid)["status"] == "failed"  # its record stays (in failed.jsonl)
+        assert not (out / sid).exists()  # no folder for a sample that never had a unit
     assert "6 failed" in se
     for sid in expected:
         assert sid in se

@@ -390,7 +390,9 @@ def test_every_cut_of_a_faststart_mp4_fails_in_extract(full_mp4, tmp_path, capsy
     shutil.copy(full_mp4, src / "full.mp4")
     code, out, err = run_cli(["extract", src, "-o", tmp_path / "f", "--workers", "1"], capsys)
     assert code == 1 and "1 extracted" in out
-    recs = {r.name.split("_record")[0]: json.loads(r.read_text()) for r in (tmp_path / "f").rglob("*_record.json")}
+    from depdet.pipeline.store import FeatureStore
+
+    recs = FeatureStore(tmp_path / "f", "dvlog").records()  # failed samples: lines of failed.jsonl
     assert recs["full"]["status"] == "ok" and recs["full"]["media"]["truncated"] is False
     for c in CUTS:
         rec = recs[f"cut{int(c * 100)}"]
@@ -601,7 +603,9 @@ def test_list_with_symlink_loop_and_missing_path_goes_on(messy_list, tmp_path, c
     code, out, err = run_cli(["extract", messy_list, "-o", tmp_path / "f", "--workers", "1"], capsys)
     assert code == 1 and "internal error" not in err and "report a bug" not in err, err
     assert "1 extracted" in out and "2 failed" in err
-    recs = {r.name.split("_record")[0]: json.loads(r.read_text()) for r in (tmp_path / "f").rglob("*_record.json")}
+    from depdet.pipeline.store import FeatureStore
+
+    recs = FeatureStore(tmp_path / "f", "dvlog").records()  # failed samples: lines of failed.jsonl
     assert recs["good"]["status"] == "ok"
     assert recs["loop1"]["error"].endswith("loop1.mpg: symbolic link loop (fix: point the link at a real file)")
     assert "missing.mpg: file not found" in recs["missing"]["error"]

@@ -26,6 +26,12 @@ Executors (:func:`make_executor`):
   setting (``distributed.scheduler.allowed-failures``). When the driver loses the scheduler it
   raises :class:`SchedulerLost` (one line); finished jobs' outputs are on disk, a rerun resumes.
 
+  Connecting to ``tcp://`` is bounded in time (depdet's checks, :func:`probe_scheduler`): a refused
+  connection is retried for ``connect_timeout`` seconds (30), then "cannot reach the Dask scheduler";
+  a peer that accepts is first checked to be a Dask scheduler (one answers every connection with a
+  small handshake frame at once): a peer that sends nothing within ``handshake_timeout`` seconds (10),
+  or sends something else (an HTTP server, an SSH banner), ends in "not a Dask scheduler at ADDRESS".
+
 Thread caps: every worker runs ``initializer`` (depdet's: :data:`THREAD_ENV` and one OpenCV
 thread; torch, when a job loads it, then runs one thread, which also caps the CPU scan kernel: it
 uses ``torch.get_num_threads()``), BLAS pools are limited to one thread (threadpoolctl), and the
@@ -40,6 +46,9 @@ import logging
 import multiprocessing as mp
 import os
 import re
+import socket
+import struct
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
@@ -84,6 +93,65 @@ def parse_cluster(text: str) -> ClusterSpec:
     raise ConfigError(f"unknown --cluster {text!r}",
                       hint="use local:N (N worker processes here), tcp://HOST:PORT (a running Dask scheduler) "
                            "or slurm:N (N Slurm jobs via dask-jobqueue)")
+
+
+#: The largest first frame a Dask scheduler's handshake may announce (it is a few hundred bytes;
+#: depdet's bound). An HTTP reply read as Dask's 8-byte frame length announces exabytes.
+_MAX_HANDSHAKE = 1 << 20
+
+
+def _not_dask(address: str, why: str) -> ConfigError:
+    return ConfigError(f"not a Dask scheduler at {address} ({why})",
+                       hint="give the address `dask scheduler` prints (tcp://HOST:8786 by default), not a web or "
+                            "dashboard port; start one with `dask scheduler` and workers with `dask worker ADDRESS`")
+
+
+def probe_scheduler(address: str, connect_timeout: float = 30.0, handshake_timeout: float = 10.0) -> bool:
+    """Check, in bounded time, that ``tcp://HOST:PORT`` is a Dask scheduler (depdet's check, before
+    Dask's client connects: Dask bounds the TCP connect but not its handshake read, so an HTTP
+    server made it hang or allocate exabytes).
+
+    A Dask server writes its handshake (an 8-byte little-endian frame length, then the frames) as
+    soon as it accepts a connection, before it reads anything. So: connect (refused connections
+    retried until ``connect_timeout``), then read 8 bytes within ``handshake_timeout`` and check the
+    length is a plausible handshake's.
+
+    Returns:
+        True when the peer starts a Dask handshake; False when no connection could be made in
+        ``connect_timeout`` (the caller's "cannot reach" message follows).
+
+    Raises:
+        ConfigError: "not a Dask scheduler at ADDRESS": it sent nothing in time, closed the
+            connection, or sent something that is not a Dask handshake.
+    """
+    host, port = address[len("tcp://"):].rsplit(":", 1)
+    deadline = time.monotonic() + connect_timeout
+    while True:
+        try:
+            sock = socket.create_connection((host, int(port)), timeout=max(0.1, min(5.0, deadline - time.monotonic())))
+            break
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+    with sock:
+        sock.settimeout(handshake_timeout)
+        data = b""
+        try:
+            while len(data) < 8:
+                chunk = sock.recv(8 - len(data))
+                if not chunk:
+                    raise _not_dask(address, "it closed the connection without a Dask handshake")
+                data += chunk
+        except TimeoutError:
+            raise _not_dask(address, f"it sent no Dask handshake within {handshake_timeout:g} s") from None
+        except OSError as e:
+            raise _not_dask(address, f"the connection failed during the handshake: {e.strerror or e}") from None
+    (n,) = struct.unpack("<Q", data)
+    if not 0 < n <= _MAX_HANDSHAKE:
+        shown = data.decode("ascii", "replace") if all(32 <= b < 127 for b in data) else data.hex()
+        raise _not_dask(address, f"it answered {shown!r}, not a Dask handshake")
+    return True
 
 
 def import_distributed():
@@ -185,8 +253,11 @@ class DaskExecutor(Executor):
     """Jobs as Dask tasks on ``local:N``, ``tcp://HOST:PORT`` or ``slurm:N`` (see the module docstring)."""
 
     def __init__(self, spec: ClusterSpec | str, initializer: Callable[[], None] | None = None,
-                 allowed_failures: int = ALLOWED_FAILURES):
+                 allowed_failures: int = ALLOWED_FAILURES, connect_timeout: float = 30.0,
+                 handshake_timeout: float = 10.0):
         self.spec = parse_cluster(spec) if isinstance(spec, str) else spec
+        self.connect_timeout = connect_timeout
+        self.handshake_timeout = handshake_timeout
         self.initializer = initializer
         self.allowed_failures = allowed_failures
         self.cluster = None
@@ -224,14 +295,25 @@ class DaskExecutor(Executor):
                                       hint="set jobqueue.slurm cores, memory, walltime (and processes = cores), "
                                            "as the dask-jobqueue documentation describes") from None
                 self.cluster.scale(jobs=s.n)
+            unreachable = SchedulerLost(
+                f"cannot reach the Dask scheduler {s} (no connection within {self.connect_timeout:g} s)",
+                hint="start it with `dask scheduler` (and workers with `dask worker ADDRESS`) or check the address")
+            if s.kind == "tcp" and not probe_scheduler(s.address, self.connect_timeout, self.handshake_timeout):
+                raise unreachable
             try:
-                kw = {"timeout": "30s"} if s.kind == "tcp" else {}
-                self.client = distributed.Client(self.cluster if self.cluster is not None else s.address, **kw)
+                kw = {"timeout": f"{self.connect_timeout:g}s"} if s.kind == "tcp" else {}
+                with dask.config.set({"distributed.comm.timeouts.connect": f"{self.connect_timeout:g}s"}):
+                    self.client = distributed.Client(self.cluster if self.cluster is not None else s.address, **kw)
             except (OSError, TimeoutError) as e:
                 self.close()
                 raise SchedulerLost(f"cannot reach the Dask scheduler {s} ({e})",
                                     hint="start it with `dask scheduler` (and workers with `dask worker ADDRESS`) "
                                          "or check the address") from None
+            except Exception as e:  # a peer that passed the probe but then spoke no Dask
+                self.close()
+                if s.kind != "tcp":
+                    raise
+                raise _not_dask(s.address, f"the Dask handshake failed: {type(e).__name__}: {e}") from None
         if s.kind == "tcp":
             self.workers = len(self.client.scheduler_info(n_workers=-1).get("workers", {})) if _has_n_workers(self.client) \
                 else len(self.client.scheduler_info().get("workers", {}))

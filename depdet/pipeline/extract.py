@@ -251,6 +251,43 @@ class ExtractReport:
         return self.media_seconds / self.seconds if self.seconds > 0 else float("nan")
 
 
+def failure_reason(rec: dict) -> str:
+    """A failed record's error without the file it names (``<file>``) and without its fix: the
+    reason failures are grouped by (depdet's grouping)."""
+    err = str(rec.get("error") or "unknown error")
+    src = rec.get("source") or {}
+    for p in sorted({str(x) for x in (src.get("resolved"), src.get("path")) if x}, key=len, reverse=True):
+        err = err.replace(p, "<file>")
+    return re.sub(r"\s*\(fix: .*\)\s*$", "", err).strip() or "unknown error"
+
+
+def group_failures(failed: list[dict], examples: int = 3) -> list[tuple[str, int, list[str]]]:
+    """``(reason, count, up to `examples` ids)`` for every reason, the most frequent first."""
+    groups: dict[str, list[str]] = {}
+    for r in failed:
+        groups.setdefault(failure_reason(r), []).append(str(r.get("id")))
+    return sorted(((k, len(v), v[:examples]) for k, v in groups.items()), key=lambda g: (-g[1], g[0]))
+
+
+def write_failures(out: str | Path, failed: list[dict], shard: str | Shard | None = None) -> Path:
+    """Write a run's failures (``id,source,error``, one row each) to ``<out>/failures.csv`` (a shard:
+    ``failures-shard-K-of-N.csv``), atomically, replacing the previous run's list; returns the path."""
+    import csv
+    import io
+
+    from depdet import fileio as dio
+
+    shard = parse_shard(shard)
+    path = Path(out) / ("failures.csv" if shard is None else f"failures-shard-{shard.k}-of-{shard.n}.csv")
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["id", "source", "error"])
+    for r in sorted(failed, key=lambda r: str(r.get("id"))):
+        w.writerow([r.get("id"), (r.get("source") or {}).get("path") or "", r.get("error") or ""])
+    dio.write_text(path, buf.getvalue())
+    return path
+
+
 def _same_source(rec: dict, path: Path) -> tuple[bool, dict | None]:
     """(same content?, fresh source info or None when the cheap check sufficed)."""
     src = rec.get("source") or {}
@@ -381,10 +418,14 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
         todo, skipped, conflicts, updates = [], [], [], []
         queued: set[str] = set()
 
+        kept_by_empty: dict[str, list[str]] = {}
+
         def meta_for(sid: str) -> dict:
-            old = (records.get(sid) or {}).get("meta") or {}
-            new = {k: v for k, v in user.get(sid, {}).items() if k in lab.META_FIELDS}
-            return lab.record_meta({k: new.get(k, old.get(k)) for k in lab.META_FIELDS})
+            # an empty cell keeps the stored value, ``-`` erases it (labels.merge_meta; depdet's rule)
+            merged, kept = lab.merge_meta((records.get(sid) or {}).get("meta"), user.get(sid))
+            if kept:
+                kept_by_empty[sid] = kept
+            return merged
 
         def job(sid: str, path: Path, given: str) -> dict:
             queued.add(sid)
@@ -425,6 +466,12 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
         for sid in updates:
             records[sid] = store.update_meta(sid, meta_for(sid))
 
+        if kept_by_empty:
+            shown = [f"line {user[sid]['_line']}: {sid} ({'/'.join(f)})" for sid, f in sorted(kept_by_empty.items())]
+            emit("note", {"message": f"{len(shown)} row(s) of the labels file have an empty cell where the folder "
+                                     f"has a stored value: kept ({', '.join(shown[:5])}"
+                                     + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")
+                                     + f"); to erase a stored value, write {lab.ERASE!r} in the cell"})
         setup.close()  # a shard's setup lock: the folder's spec is settled, other shards may start
         emit("start", {"total": len(found), "skipped": len(skipped), "todo": len(todo), "media_seconds": 0.0})
         t0 = time.perf_counter()

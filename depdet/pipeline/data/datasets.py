@@ -78,12 +78,14 @@ class LoadReport:
     skipped: list[str] = field(default_factory=list)  # ids left out (missing files)
     unlabelled: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # ids whose extraction failed (records with status failed)
+    invalid: dict[str, str] = field(default_factory=dict)  # id -> why its arrays are unusable (NaN/inf), left out
+    not_read: int = 0  # samples not read at all: outside the folds the command needs
     notes: list[str] = field(default_factory=list)  # e.g. "validity derived", "labels.csv differs from the records"
 
     def to_dict(self) -> dict:
         return {"n_samples": self.n_samples, "n_truncated": len(self.truncated), "truncated": self.truncated,
                 "missing": self.missing, "skipped": self.skipped, "unlabelled": self.unlabelled,
-                "failed": self.failed, "notes": self.notes}
+                "failed": self.failed, "invalid": self.invalid, "not_read": self.not_read, "notes": self.notes}
 
     def lines(self) -> list[str]:
         """Human-readable summary lines."""
@@ -97,6 +99,12 @@ class LoadReport:
                        + (" ..." if len(self.skipped) > 10 else ""))
         if self.unlabelled:
             out.append(f"{len(self.unlabelled)} ids have no label")
+        if self.invalid:
+            out.append(f"{len(self.invalid)} ids left out: invalid feature arrays (--skip-invalid): "
+                       + "; ".join(f"{k}: {v}" for k, v in list(self.invalid.items())[:10])
+                       + (f" and {len(self.invalid) - 10} more" if len(self.invalid) > 10 else ""))
+        if self.not_read:
+            out.append(f"{self.not_read} samples of other folds not read (not needed by this command)")
         if self.failed:
             out.append(f"{len(self.failed)} ids left out: their extraction failed ({', '.join(self.failed[:5])}"
                        + (" ..." if len(self.failed) > 5 else "") + ")")
@@ -148,6 +156,10 @@ class Dataset:
 
 # ------------------------------------------------------------------ loading
 
+class _NonFinite(Exception):
+    """An array holds NaN or inf (collected for every sample, then reported together)."""
+
+
 def _check_shape(path, arr: np.ndarray, dim: int | None) -> None:
     exp = f"(T, {dim})" if dim else "(T, D)"
     if arr.ndim != 2:
@@ -158,13 +170,14 @@ def _check_shape(path, arr: np.ndarray, dim: int | None) -> None:
                         hint="all files of a modality need the same columns; re-extract with the same feature spec")
     if arr.shape[0] == 0:
         raise DataError(f"empty feature array, shape {tuple(arr.shape)}", path=path, hint="re-extract this sample or remove its row")
-    if not np.isfinite(arr).all():
-        raise DataError(f"feature array of shape {tuple(arr.shape)} contains NaN or inf", path=path,
-                        hint="re-extract this sample or remove its row")
+    finite = np.isfinite(arr)
+    if not finite.all():
+        raise _NonFinite(f"{path}: {int((~finite).sum())} NaN/inf value(s) in an array of shape {tuple(arr.shape)}")
 
 
 def load_dataset(path: str | Path, layout: str = "auto", *, labels: str | Path | None = None,
-                 skip_missing: bool = False, group_by: str = "group") -> Dataset:
+                 skip_missing: bool = False, skip_invalid: bool = False, group_by: str = "group",
+                 folds: tuple[str, ...] | None = None) -> Dataset:
     """Load and validate a feature folder.
 
     Args:
@@ -176,6 +189,10 @@ def load_dataset(path: str | Path, layout: str = "auto", *, labels: str | Path |
         group_by: the labels column that names each sample's group (person, channel); default
             ``group``. Another column is read from the labels CSV (``labels``, or the folder's
             labels.csv when it has no sample records); sample records keep only ``group``.
+        skip_invalid: leave out ids whose arrays hold NaN or inf (listed in the report) instead of
+            raising one DataError that names every such file.
+        folds: read (and check) only the samples of these folds (``evaluate --fold test`` needs the
+            test fold only); None: every sample.
 
     Returns:
         A :class:`Dataset`: samples in labels-file order (folders without records) or id order.
@@ -195,11 +212,24 @@ def load_dataset(path: str | Path, layout: str = "auto", *, labels: str | Path |
     samples: list[Sample] = []
     expected: dict[str, int | None] = dict(spec.dims) if spec is not None else {"visual": None, "audio": None}
 
+    def wanted(meta: dict) -> bool:
+        if folds is None or (meta.get("fold") or "") in folds:
+            return True
+        report.not_read += 1
+        return False
+
     def add(stored, meta: dict, where) -> None:
+        bad = []
         for m in MODALITIES:
-            _check_shape(where(m), stored.features[m], expected[m])
+            try:
+                _check_shape(where(m), stored.features[m], expected[m])
+            except _NonFinite as e:
+                bad.append(str(e))
             if expected[m] is None:
                 expected[m] = int(stored.features[m].shape[1])
+        if bad:  # every invalid sample is collected, then named together (or left out with skip_invalid)
+            report.invalid[stored.id] = "; ".join(bad)
+            return
         for note in stored.notes:
             if note.startswith("truncated:"):
                 import json
@@ -228,6 +258,8 @@ def load_dataset(path: str | Path, layout: str = "auto", *, labels: str | Path |
                     report.skipped.append(sid)
             ids = [sid for sid in ids if sid in usable]
         for sid in ids:
+            if not wanted(override[sid] if override is not None else (records[sid].get("meta") or {})):
+                continue
             stored = store.read(sid, dims=spec.dims if spec else None)
             meta = override[sid] if override is not None else stored.meta
             add(stored, meta, lambda m, sid=sid: store.array_path(sid, m))
@@ -238,6 +270,8 @@ def load_dataset(path: str | Path, layout: str = "auto", *, labels: str | Path |
     else:
         label_path, rows = (Path(labels), override) if override is not None else store.legacy_labels()
         for sid, row in rows.items():
+            if not wanted(row):
+                continue
             try:
                 stored = store.read_legacy(sid)
             except FileNotFoundError as e:
@@ -253,6 +287,14 @@ def load_dataset(path: str | Path, layout: str = "auto", *, labels: str | Path |
         raise DataError(f"{n} id(s) have missing feature files: {'; '.join(report.missing[:4])}"
                         + (f" and {len(report.missing) - 4} more" if len(report.missing) > 4 else ""),
                         path=root, hint="restore the files, remove those rows from the labels, or pass --skip-missing")
+    if report.invalid and not skip_invalid:
+        bad = list(report.invalid.values())
+        raise DataError(f"{len(bad)} sample(s) have feature arrays with NaN or inf: " + "; ".join(bad[:20])
+                        + (f"; and {len(bad) - 20} more" if len(bad) > 20 else ""), path=root,
+                        hint="re-extract those samples, remove their rows, or pass --skip-invalid to leave them out")
+    if not samples and folds is not None and report.not_read:
+        raise DataError(f"no samples in fold {'/'.join(folds)!r}", path=label_path,
+                        hint="use --fold all for datasets without a split")
     if not samples:
         raise DataError("no samples could be loaded", path=root, hint="check that the feature files exist next to labels.csv")
     if group_by != "group" and not any(s.group for s in samples):

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from depdet import __version__
-from depdet.errors import ConfigError, DataError, DepdetError
+from depdet.errors import ConfigError, DataError, DepdetError, output_error
 from depdet.models.registry import create_model, get_entry
 from depdet import fileio as dio
 from depdet.pipeline.inference.calibration import T_MAX, T_MIN, apply_temperature
@@ -109,11 +109,18 @@ def build_ensemble(members: list[dict], *, threshold: float, info: dict | None =
             "depdet_version": __version__}
 
 
-def save_checkpoint(path: str | Path, ckpt: dict) -> Path:
-    """Write ``ckpt`` to ``path`` atomically."""
+def save_checkpoint(path: str | Path, ckpt: dict, *, what: str = "the checkpoint") -> Path:
+    """Write ``ckpt`` to ``path`` atomically (``torch.save``); a full disk or a read-only folder
+    raises the one-line :class:`~depdet.errors.OutputError` naming ``path`` and ``what``."""
     path = Path(path)
-    with dio.atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
+    try:
+        with dio.atomic_path(path) as tmp:
+            torch.save(ckpt, tmp)
+    except (OSError, RuntimeError) as e:  # a full disk, a read-only folder: one line (the temp file is removed)
+        err = output_error(e, path, what)
+        if err is None:
+            raise
+        raise err from e
     return path
 
 
@@ -318,6 +325,29 @@ def _build_checked(name: str, dims: dict, config: dict, state_dict: dict, bad, p
     return model
 
 
+def _load_refusal(e: BaseException, path: Path) -> DataError:
+    """The one-line refusal of a file ``torch.load(weights_only=True)`` would not load.
+
+    torch's own text for a refused global advises re-running with ``weights_only=False``, i.e.
+    turning the protection off: depdet never quotes that part. It says why it refused (the file
+    holds a Python object whose loading would import and run code: torch names the global) and
+    that depdet loads weights-only on purpose.
+    """
+    text = " ".join(str(e).split())
+    if "Weights only load failed" in text or "weights_only" in text:
+        import re
+
+        m = re.search(r"(?:unsupported )?GLOBAL ([\w.]+)", text)
+        what = f"a Python object ({m.group(1)})" if m else "Python objects other than tensors and plain data"
+        return DataError(f"refused: not a depdet checkpoint: it holds {what} that only a full unpickle could load, "
+                         "and a full unpickle can run arbitrary code; depdet loads checkpoints weights-only, always",
+                         path=path, hint="use a checkpoint written by `depdet train` (tensors and plain data only); "
+                                         "do not load this file unless you know where it came from")
+    text = text[:200] or type(e).__name__
+    return DataError(f"not a depdet checkpoint: cannot read it ({type(e).__name__}: {text}); truncated or corrupt",
+                     path=path, hint="pass a checkpoint written by `depdet train`")
+
+
 def load_checkpoint(path: str | Path, map_location="cpu", *, trust_pickle: bool = False) -> LoadedCheckpoint:
     """Load a checkpoint written by ``depdet train`` and rebuild its model.
 
@@ -348,8 +378,7 @@ def load_checkpoint(path: str | Path, map_location="cpu", *, trust_pickle: bool 
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means "not a safe depdet checkpoint"
-        text = " ".join(str(e).split())[:200] or type(e).__name__
-        raise bad(f"cannot read it ({type(e).__name__}: {text}); truncated, corrupt or not weights-only") from e
+        raise _load_refusal(e, path) from e
     c = _validate(ckpt, bad)
     if c["kind"] == "ensemble":
         members = [_load_validated(m, map_location, trust_pickle, path,

@@ -449,10 +449,16 @@ def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *
             raise ConfigError("--id-from applies to video paths; with --data the clips keep the folder's sample ids")
         from depdet.pipeline.data.datasets import load_dataset
 
-        ds = load_dataset(features_dir)  # the one loader: records, stored validity, SHA-256 checks
+        # the one loader: records, stored validity, SHA-256 checks; a sample with NaN/inf arrays fails alone
+        ds = load_dataset(features_dir, skip_invalid=True)
         check_spec(ds.spec, pred.spec, where=Path(features_dir) / "features.json")
         for s in ds.samples:
             run_one(s.id, (s.record or {}).get("source", {}).get("path", s.id), lambda s=s: pred.predict_stored(s))
+        for sid, why in ds.report.invalid.items():
+            res = ClipResult(sid, sid, "failed", f"invalid feature arrays: {why} (re-extract this sample)",
+                             threshold=pred.threshold)
+            results.append(res)
+            emit(res)
     else:
         from depdet.pipeline.features.extract import resolve_spec
 

@@ -4,7 +4,10 @@ Classes: 1 = depressed, 0 = normal. Accepted spellings (case-insensitive):
 
 * depressed: ``1``, ``depression``, ``depressed``, ``d``, ``true``, ``yes`` (and ``1.0``)
 * normal: ``0``, ``normal``, ``n``, ``false``, ``no``, ``control``, ``healthy`` (and ``0.0``)
-* empty: no label (the sample cannot be used for training or evaluation)
+* empty: no label given. Where a label is already stored (``depdet extract --labels`` on a folder
+  that has the sample) an empty cell leaves the stored label as it is, and the run says so;
+* :data:`ERASE` (``-``): no label, explicitly: erases a stored label (depdet's spelling). The same
+  two rules hold for the gender and fold cells.
 
 Written back in each layout's own convention (:func:`format_label`): D-Vlog ``depression``/``normal``,
 LMVD ``1``/``0``. Gender: ``f``/``m`` (``female``/``male``/``w``/``woman``/``man`` accepted) or empty.
@@ -26,6 +29,8 @@ from depdet.ids import sanitize_id, suggest
 
 POSITIVE = frozenset({"1", "1.0", "depression", "depressed", "d", "true", "yes"})
 NEGATIVE = frozenset({"0", "0.0", "normal", "n", "false", "no", "control", "healthy"})
+#: The cell value that erases a stored label, gender or fold (an empty cell keeps it; depdet's choice).
+ERASE = "-"
 FOLDS = ("train", "valid", "test")
 _FOLD_ALIASES = {"val": "valid", "dev": "valid", "validation": "valid", "training": "train", "testing": "test"}
 _GENDER_ALIASES = {"f": "f", "female": "f", "w": "f", "woman": "f", "m": "m", "male": "m", "man": "m"}
@@ -43,7 +48,7 @@ def record_meta(values: dict) -> dict:
 def parse_label(value: str | int | None) -> int | None:
     """``depression``/``normal``/``1``/``0`` (see module docstring) -> 1/0; empty -> None; else ValueError."""
     v = "" if value is None else str(value).strip().lower()
-    if v == "":
+    if v in ("", ERASE):
         return None
     if v in POSITIVE:
         return 1
@@ -54,7 +59,7 @@ def parse_label(value: str | int | None) -> int | None:
 
 def parse_gender(value: str | None) -> str:
     v = (value or "").strip().lower()
-    if v == "":
+    if v in ("", ERASE):
         return ""
     if v in _GENDER_ALIASES:
         return _GENDER_ALIASES[v]
@@ -64,6 +69,8 @@ def parse_gender(value: str | None) -> str:
 def parse_fold(value: str | None) -> str:
     v = (value or "").strip().lower()
     v = _FOLD_ALIASES.get(v, v)
+    if v == ERASE:
+        return ""
     if v in ("",) + FOLDS:
         return v
     raise ValueError(f"unknown fold {value!r}")
@@ -80,6 +87,10 @@ def format_label(label: int | None, layout: str) -> str:
 
 def read_label_table(path: str | Path, *, require_label: bool = True) -> dict[str, dict]:
     """Read and validate a labels CSV: id -> ``{"label": 1|0|None, "gender": str, "fold": str, "_line": n}``.
+
+    A label, gender or fold cell that is empty is left out of the row and named in ``"_empty"`` (a
+    list): "not given", so a stored value is kept (:func:`merge_meta`); :data:`ERASE` gives the key
+    with no value (None / ""), which erases a stored one.
 
     The header needs an ``index`` (or ``id``) column and, when ``require_label``, a ``label``
     column; ``gender``, ``fold`` and ``group`` are optional (every other column is kept as text). Ids stay strings (LMVD's ``0602`` is not ``602``).
@@ -117,9 +128,11 @@ def read_label_table(path: str | Path, *, require_label: bool = True) -> dict[st
         if sid in rows:
             bad.append(f"line {n}: id {sid!r} appears twice (first on line {rows[sid]['_line']})")
             continue
-        entry = {"_line": n}
+        entry: dict = {"_line": n, "_empty": []}
         for name, parse in (("label", parse_label), ("gender", parse_gender), ("fold", parse_fold)):
-            if name in row:
+            if name in row and row[name] == "":
+                entry["_empty"].append(name)
+            elif name in row:
                 try:
                     entry[name] = parse(row[name])
                 except ValueError as e:
@@ -133,6 +146,22 @@ def read_label_table(path: str | Path, *, require_label: bool = True) -> dict[st
     if not rows:
         raise DataError("labels file has a header but no rows", path=path, hint="add one row per sample")
     return rows
+
+
+def merge_meta(old: dict | None, row: dict | None) -> tuple[dict, list[str]]:
+    """A sample's stored metadata ``old`` updated by one ``--labels`` row (:func:`read_label_table`).
+
+    A field the row gives replaces the stored one (:data:`ERASE` gives it as no value); a field the
+    row leaves empty, or whose column the file lacks, keeps the stored value.
+
+    Returns:
+        (the merged metadata, the fields whose stored value an empty cell kept).
+    """
+    old = old or {}
+    row = row or {}
+    merged = record_meta({k: row[k] if k in row else old.get(k) for k in META_FIELDS})
+    kept = [k for k in row.get("_empty", ()) if old.get(k) not in (None, "")]
+    return merged, kept
 
 
 def read_lmvd_label_dir(folder: str | Path) -> dict[str, dict]:

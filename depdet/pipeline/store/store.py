@@ -24,6 +24,11 @@ with their metadata, in the layout's convention) and ``features.json`` (the fold
 rebuilt from the records, atomically, by :meth:`FeatureStore.rebuild_views` (end of every extract
 run, and ``depdet store index DIR``), never rewritten per sample.
 
+**Failed samples** (depdet's choice): a sample that has never been extracted and fails gets no
+folder: its record is a line of ``failed.jsonl`` (appended under an ``flock``; the last line of an
+id wins; lines of ids that later succeed are dropped when the views are rebuilt). A sample that
+had a unit and fails again keeps its record file (its arrays removed, its metadata kept).
+
 **One spec per folder**: the first extraction fixes ``features.json``; a later run with other
 value-changing settings is refused (:meth:`FeatureStore.check_spec`).
 
@@ -53,12 +58,14 @@ import numpy as np
 
 from depdet import __version__
 from depdet import fileio as dio
-from depdet.errors import ConfigError, DataError
+from depdet.errors import ConfigError, DataError, output_error
 from depdet.pipeline.features.spec import FeatureSpec
 from depdet.pipeline.store import labels as lab
 from depdet.pipeline.store import layout as L
 
 RECORD_SCHEMA = "depdet.sample/1"
+#: Records of failed samples that have no unit (one JSON line each, see the module docstring).
+FAILED_LOG = "failed.jsonl"
 USABLE = ("ok", "partial")
 
 
@@ -198,7 +205,13 @@ class FeatureStore:
         import fcntl
 
         path = self.root / L.LOCK
-        fh = open(path, "a+")
+        try:
+            fh = open(path, "a+")
+        except OSError as e:  # a read-only or full volume: one line (nothing was written)
+            err = output_error(e, path, "the folder's lock file")
+            if err is None:
+                raise
+            raise err from e
         try:
             while True:
                 try:
@@ -301,15 +314,60 @@ class FeatureStore:
 
     # ------------------------------------------------------------------ records
     def has_records(self) -> bool:
-        return bool(L.record_files(self.root, self.layout))
+        return bool(L.record_files(self.root, self.layout)) or bool(self._failed_entries())
 
     def records(self) -> dict[str, dict]:
-        """Every sample record, by id."""
-        return {sid: _load_json(p) for sid, p in L.record_files(self.root, self.layout)}
+        """Every sample record, by id (failed samples without a unit from ``failed.jsonl``)."""
+        recs = {sid: _load_json(p) for sid, p in L.record_files(self.root, self.layout)}
+        for sid, rec in self._failed_entries().items():
+            recs.setdefault(sid, rec)
+        return recs
 
     def record(self, sid: str) -> dict | None:
         p = self.record_path(sid)
-        return _load_json(p) if p.exists() else None
+        return _load_json(p) if p.exists() else self._failed_entries().get(sid)
+
+    def _failed_entries(self) -> dict[str, dict]:
+        """``failed.jsonl`` by id (the last line of an id wins; a line cut by a crash is ignored: that
+        sample is simply redone)."""
+        path = self.root / FAILED_LOG
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {}
+        out: dict[str, dict] = {}
+        for line in text.splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict) and isinstance(rec.get("id"), str):
+                out[rec["id"]] = rec
+        return out
+
+    def _append_failed(self, rec: dict) -> None:
+        """Append one record to ``failed.jsonl`` (one write under an exclusive ``flock``: workers of
+        one run append at once)."""
+        import fcntl
+
+        line = json.dumps(rec, default=str) + "\n"
+        with open(self.root / FAILED_LOG, "a", encoding="utf-8") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def _compact_failed(self) -> None:
+        """Drop the ``failed.jsonl`` lines of ids that now have a unit, and repeated lines of an id
+        (only under the exclusive lock: :meth:`rebuild_views`)."""
+        path = self.root / FAILED_LOG
+        if not path.exists():
+            return
+        keep = {sid: r for sid, r in self._failed_entries().items() if not self.record_path(sid).exists()}
+        if not keep:
+            path.unlink()
+        else:
+            dio.write_text(path, "".join(json.dumps(keep[k], default=str) + "\n" for k in sorted(keep)))
 
     def write_unit(self, sid: str, features: dict[str, np.ndarray], valid: dict[str, np.ndarray], record: dict) -> dict:
         """Write one sample's arrays, validity and record as one unit (see the module docstring).
@@ -356,6 +414,9 @@ class FeatureStore:
         """Record a failed extraction: the sample's previous arrays are removed, its metadata kept."""
         L.check_id(sid)
         rec = {"schema": RECORD_SCHEMA, "id": sid, **record, "status": "failed", "files": {}, "valid_file": None}
+        if not self.record_path(sid).exists():  # never extracted: one line of failed.jsonl, no folder
+            self._append_failed(rec)
+            return rec
         dio.write_text(self.record_path(sid), json.dumps(rec, indent=1, default=str) + "\n")
         for p in L.unit_paths(self.root, self.layout, sid):
             if p != self.record_path(sid) and p.exists():
@@ -368,6 +429,9 @@ class FeatureStore:
         if rec is None:
             raise DataError(f"no sample {sid!r} in this folder", path=self.root)
         rec["meta"] = lab.record_meta({k: meta.get(k, rec.get("meta", {}).get(k)) for k in lab.META_FIELDS})
+        if not self.record_path(sid).exists():  # a failed sample without a unit
+            self._append_failed(rec)
+            return rec
         dio.write_text(self.record_path(sid), json.dumps(rec, indent=1, default=str) + "\n")
         return rec
 
@@ -558,6 +622,7 @@ class FeatureStore:
         Returns:
             counts per status.
         """
+        self._compact_failed()
         records = self.records() if records is None else records
         manifest = "".join(json.dumps(manifest_row(records[k]), default=str) + "\n" for k in sorted(records))
         dio.write_text(self.root / L.MANIFEST, manifest)

@@ -870,8 +870,7 @@ class Trainer:
                      "scaler": scaler.state_dict() if self.amp else None, "epoch": epoch, "best_score": best_score,
                      "best_epoch": best_epoch, "bad_epochs": bad, "best_state": best_state}
             if self.is_main:
-                with dio.atomic_path(last) as tmp:
-                    torch.save(state, tmp)
+                save_checkpoint(last, state, what="the resume state")  # atomic; a full disk: one line
                 log.add(row)
             if tb is not None:
                 for k in ("train_loss", "valid_loss", "valid_f1", "valid_acc", "valid_auc"):
@@ -1323,7 +1322,8 @@ def rerun(config_path: str | Path, run_dir: str | Path | None = None, *, device:
     if threads:
         torch.set_num_threads(int(threads))
     ds = load_dataset(d["data"]["path"], load.get("layout", d["data"].get("layout", "auto")), labels=load.get("labels"),
-                      skip_missing=bool(load.get("skip_missing", False)), group_by=load.get("group_by") or "group")
+                      skip_missing=bool(load.get("skip_missing", False)),
+                      skip_invalid=bool(load.get("skip_invalid", False)), group_by=load.get("group_by") or "group")
     data_json = src / "data.json"
     if data_json.exists():
         want = (json.loads(data_json.read_text()).get("fingerprint") or {}).get("sha256")
