@@ -219,6 +219,11 @@ def load_dataset(path: str | Path, layout: str = "auto", *, labels: str | Path |
             stored = store.read(sid, dims=spec.dims if spec else None)
             meta = override[sid] if override is not None else stored.meta
             add(stored, meta, lambda m, sid=sid: store.array_path(sid, m))
+        from depdet.pipeline.store.store import extractor_versions, mixed_versions_note
+
+        mixed = mixed_versions_note(extractor_versions({sid: records[sid] for sid in ids}))
+        if mixed:
+            report.notes.append(mixed)
         if override is None and (root / "labels.csv").exists() and \
                 (root / "labels.csv").read_text(encoding="utf-8") != store.labels_view(records):
             report.notes.append("labels.csv differs from the sample records (edited by hand?): the records' labels "
