@@ -96,7 +96,8 @@ class LoadReport:
             out.append(f"{len(self.unlabelled)} ids have no label")
         if self.failed:
             out.append(f"{len(self.failed)} ids left out: their extraction failed ({', '.join(self.failed[:5])}"
-                       + (" ..." if len(self.failed) > 5 else "") + ")")
+                       + (" ..." if len(self.failed) > 5 else "") + "; their errors are in the folder's "
+                       "manifest.jsonl, and `depdet extract` lists them with the fix)")
         return out + list(self.notes)
 
 
@@ -164,7 +165,9 @@ def load_dataset(path: str | Path, layout: str = "auto", *, labels: str | Path |
         layout: ``auto``, ``dvlog`` or ``lmvd``.
         labels: optional labels CSV overriding the folder's own metadata (``index,label[,gender,fold]``).
         skip_missing: leave out ids whose feature files are missing (listed in the report) instead of
-            raising a DataError that lists them.
+            raising a DataError that lists them. Samples whose extraction failed (a ``failed``
+            record: no face, no audio, corrupt file) are always left out, listed in
+            ``report.failed`` with their errors (depdet's rule: the batch recorded why).
 
     Returns:
         A :class:`Dataset`: samples in labels-file order (folders without records) or id order.
@@ -211,6 +214,8 @@ def load_dataset(path: str | Path, layout: str = "auto", *, labels: str | Path |
         ids = usable if override is None else [sid for sid in override if sid in records]
         if override is not None:
             for sid in override:
+                if sid in records and records[sid].get("status") == "failed":
+                    continue  # extraction failed (its record says why): left out, listed in report.failed
                 if sid not in records or records[sid].get("status") not in ("ok", "partial"):
                     report.missing.append(f"{sid} (no usable sample in {root})")
                     report.skipped.append(sid)
