@@ -320,3 +320,20 @@ def _sources(exclude: set[str]) -> list[tuple[str, str]]:
 def test_no_second_copy_of_a_rule(pattern, home):
     found = {rel for rel, code in _sources(set()) if pattern in code}
     assert found <= home, f"{pattern!r} appears outside {home}: {sorted(found - home)}"
+
+
+def test_samples_of_an_older_extractor_version_are_redone(grid_clips, tmp_path):
+    """Issue 22: features of this version are recorded with it; a sample an older version made is redone,
+    not skipped into a folder of mixed versions."""
+    out = tmp_path / "F"
+    run_extract(grid_clips[:1], out, DVLOG, workers=1)
+    st = FeatureStore.open(out)
+    (sid, path), = [(s, st.record_path(s)) for s in st.records()]
+    rec = json.loads(path.read_text())
+    assert rec["extractors"]["egemaps"]["version"] == "2"
+    rec["extractors"]["egemaps"]["version"] = "1"
+    path.write_text(json.dumps(rec))
+    again = run_extract(grid_clips[:1], out, DVLOG, workers=1)
+    assert [r["id"] for r in again.rows] == [sid] and not again.skipped
+    assert st.record(sid)["extractors"]["egemaps"]["version"] == "2"
+    assert run_extract(grid_clips[:1], out, DVLOG, workers=1).skipped == [sid]
