@@ -40,7 +40,7 @@ class FeatureSpec:
         detector: face detector used before the landmark predictor (``hog`` or ``cnn``).
         vggish_postprocess: VGGish's PCA + 8-bit quantisation applied (None when VGGish is not used).
         vggish_quantize: how the post-processing quantises: ``"truncate"`` (Google's reference,
-            depdet's default since 0.4) or ``"round"`` (torchvggish; what earlier depdet versions
+            depdet's default, issue 22) or ``"round"`` (torchvggish; what earlier depdet versions
             did). None when VGGish or its post-processing is not used.
         align: the timeline rule of :func:`~depdet.pipeline.features.timeline.align`: ``"union"``
             (depdet's default: every row any stream has, per-stream validity) or ``"common"``

@@ -24,7 +24,7 @@ The length rule (:func:`align`, the only place streams are cut or padded; ``depd
   stream lacks are zeros and invalid (per-stream validity masks), so no stream's data is lost.
 - ``"common"``: keep rows up to the shortest stream's end on the shared timeline,
   ``T = min(T_v, T_a)``, as the reference loaders do (DepMamba, DynMultiDep, CAF-Mamba). A late
-  start is not cut: its leading rows stay, invalid. (depdet before 0.4 always used it.)
+  start is not cut: its leading rows stay, invalid. (depdet always used it before issue 22.)
 
 What was cut is returned per stream (rows, and seconds of timeline: rows / fps) with the rule used,
 and ``extract_clip`` records it in ``ClipFeatures.info["timeline"]`` (``depdet extract`` writes
