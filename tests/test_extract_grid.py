@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from depdet.cli import main
-from depdet.pipeline.store.store import FeatureStore
 from depdet.pipeline.data.datasets import load_dataset
+from depdet.pipeline.store.store import FeatureStore
 from conftest import needs_grid, run_cli, write_video as _write_video
 
 pytestmark = needs_grid

@@ -289,7 +289,7 @@ def _write_wav(path: Path, channels: np.ndarray, sr: int) -> Path:
 
 
 def _speechlike(seconds: float, sr: int) -> np.ndarray:
-    t = np.arange(int(round(seconds * sr))) / sr
+    t = np.arange(round(seconds * sr)) / sr
     env = 0.5 + 0.5 * np.sin(2 * np.pi * 1.3 * t)
     x = env * (0.25 * np.sin(2 * np.pi * 180 * t) + 0.1 * np.sin(2 * np.pi * 720 * t))
     return x + 0.01 * np.random.default_rng(5).standard_normal(t.size)
