@@ -264,6 +264,14 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
         info["missing"].append(modality)
         info["warnings"].append(f"{modality} missing: {e.message}")
 
+    if rule == "union" and "audio" in streams and "audio" in decoded:
+        # depdet's rule for union: the sound extends the clip only by rows it covers at least half of
+        # (the row's midpoint before its end, as a late start is placed by the midpoint too), so an
+        # encoder's few ms of trailing padding (AAC: up to 1024 samples) add no row without a picture.
+        a = streams["audio"]
+        keep = max(first_row(decoded["audio"], fps), len(streams["visual"]) if "visual" in streams else 0)
+        if len(a) > keep:
+            streams["audio"] = StreamFeatures(a.values[:keep], a.valid[:keep], a.fps, a.info)
     aligned = align(streams, rule)
     T = aligned.T
     dims = spec.dims

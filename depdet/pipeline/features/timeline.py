@@ -22,6 +22,8 @@ The length rule (:func:`align`, the only place streams are cut or padded; ``depd
 
 - ``"union"`` (depdet's default): keep every row any stream has, ``T = max(T_v, T_a)``; rows a
   stream lacks are zeros and invalid (per-stream validity masks), so no stream's data is lost.
+  (``extract_clip`` lets the sound extend the clip only by rows it covers at least half of, the
+  midpoint rule of a late start applied to the end, so an encoder's trailing padding adds no row.)
 - ``"common"``: keep rows up to the shortest stream's end on the shared timeline,
   ``T = min(T_v, T_a)``, as the reference loaders do (DepMamba, DynMultiDep, CAF-Mamba). A late
   start is not cut: its leading rows stay, invalid. (depdet always used it before issue 22.)
