@@ -82,7 +82,7 @@ def real_world_folder(root, grid_clips) -> dict[str, str]:
         shutil.copy(grid_clips[i - 1], d / "vlog.mp4")
         made[f"p{i:02d}_vlog"] = None
     clip("p05", "vlog.mp4", with_audio=True, seconds=3.0)  # no face at all
-    clip("p06", "vlog.mp4", with_audio=True, with_face_clip=grid_clips[4], seconds=6.0, face_from=2.8)
+    clip("p06", "vlog.mp4", with_audio=True, with_face_clip=grid_clips[4], seconds=6.0, face_from=3.2)
     clip("p07", "IMG_0007.mov", with_audio=True, with_face_clip=grid_clips[5], seconds=5.0, audio_start=2.4,
          audio_seconds=2.6, codec="libx265")
     clip("p08", "vlog.mp4", with_audio=True, with_face_clip=grid_clips[6], seconds=3.0, channels=2)
