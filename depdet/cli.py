@@ -134,6 +134,8 @@ Detector = _choices("Detector", __import__("depdet.pipeline.features.spec", from
 LandmarkNorm = _choices("LandmarkNorm", __import__("depdet.pipeline.features.spec", fromlist=["x"]).LANDMARK_NORMS)
 _layout_help = __import__("depdet.pipeline.store.layout", fromlist=["x"]).describe
 IdFrom = _choices("IdFrom", __import__("depdet.pipeline.media", fromlist=["x"]).ID_FROM)
+Align = _choices("Align", __import__("depdet.pipeline.features.timeline", fromlist=["x"]).RULES)
+Quantize = _choices("Quantize", __import__("depdet.extractors.vggish", fromlist=["x"]).QUANTIZE_RULES)
 _train_vocab = __import__("depdet.pipeline.training.presets", fromlist=["x"])
 Preset = _choices("Preset", _train_vocab.list_presets())
 Optimizer = _choices("Optimizer", _train_vocab.OPTIMIZERS)
@@ -237,18 +239,26 @@ def extract(
     detector: Annotated[Detector, typer.Option(help="Face detector: dlib HOG (fast) or MMOD CNN (slower, more robust).")] = Detector.hog,
     vggish_weights: Annotated[Optional[Path], typer.Option(help="VGGish checkpoint (default: $DEPDET_WEIGHTS_DIR or the cache; see `depdet weights`).")] = None,
     vggish_postprocess: Annotated[bool, typer.Option(metavar=" ", help="Apply VGGish's PCA + 8-bit quantisation (as the AudioSet release).")] = True,
+    vggish_quantize: Annotated[Quantize, typer.Option(help="VGGish 8-bit quantisation: truncate (Google's reference) or round (torchvggish).")] = Quantize.truncate,
+    align: Annotated[Align, typer.Option(help="Stream lengths: union keeps every row any stream has (the rows a stream lacks invalid); common cuts to the shortest stream's end (the reference loaders' rule).")] = Align.union,
     labels: Annotated[Optional[Path], typer.Option(help="CSV with index,label[,gender,fold,group]: sets those samples' metadata (checked before any work).")] = None,
     id_from: Annotated[IdFrom, typer.Option(help="Sample ids from the file stem, or from the relative path as given (p01/video.mpg -> p01_video) when folders hold files of the same name. Letters of any script are kept; other characters become _ (see README, Identity).")] = IdFrom.stem,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: all cores).", min=1)] = None,
     force: Annotated[bool, typer.Option("--force", metavar=" ", help="Redo samples already extracted; with settings that differ from the folder's, re-extract every sample of the folder.")] = False,
     wait: Annotated[bool, typer.Option("--wait", metavar=" ", help="If another depdet run is writing to the folder, wait for it instead of stopping.")] = False,
-    allow_partial: Annotated[bool, typer.Option("--allow-partial", metavar=" ", help="Keep the streams that could be extracted (e.g. no audio track, no face).")] = False,
+    allow_partial: Annotated[bool, typer.Option("--allow-partial", metavar=" ", help="Keep the streams that could be extracted (e.g. no audio track, no face); the missing one is written as invalid rows.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", metavar=" ", help="Exit 1 when any clip failed (default: exit 0 when at least one clip of this run is usable; failures are listed).")] = False,
     device: Annotated[str, typer.Option(parser=_device, metavar="DEVICE", help=f"Where VGGish runs: {_DEVICE_HELP}. dlib (landmarks) runs on the CPU.")] = "auto",
     threads: Annotated[Optional[int], typer.Option(min=1, help="Threads for torch in this process (with --workers 1); each worker process uses one (default: torch's).")] = None,
     cluster: Annotated[Optional[str], typer.Option(help="Run on a Dask cluster: local:N (N single-threaded worker processes here), tcp://HOST:PORT (a running scheduler) or slurm:N (N jobs via dask-jobqueue and your Dask jobqueue config). Needs pip install -e \".[cluster]\"; -o must be reachable from every worker.")] = None,
     shard: Annotated[Optional[str], typer.Option(help="K/N: only this shard's 1/N of the inputs (a stable hash of the id), for job arrays; shards run at once on one folder; afterwards `depdet store index OUT` builds the views.")] = None,
 ):
-    """Extract aligned D-Vlog/LMVD-style features from raw videos into a feature store."""
+    """Extract aligned D-Vlog/LMVD-style features from raw videos into a feature store.
+
+    Exit code (depdet's rule): 0 when the batch ran to its end and at least one of its clips is
+    usable (extracted, partial or already done), even if others failed (they are listed at the end
+    with the fix); 1 when none is, on a run-level error, or with --strict when any clip failed.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.table import Table
 
@@ -265,7 +275,8 @@ def extract(
         import_distributed()  # says how to install the extra before any work
     audio_names = _names(audio) or (("vggish",) if layout == Layout.lmvd else ("egemaps",))
     spec = FeatureSpec(audio=audio_names, visual=_names(visual) or ("landmarks",), fps=fps,
-                       landmark_norm=landmark_norm.value, detector=detector.value, vggish_postprocess=vggish_postprocess)
+                       landmark_norm=landmark_norm.value, detector=detector.value, vggish_postprocess=vggish_postprocess,
+                       vggish_quantize=vggish_quantize.value, align=align.value)
     dev = "cpu"
     if "vggish" in audio_names:  # only VGGish runs on torch: eGeMAPS + landmarks never import it (~2 s CPU per process)
         from depdet.pipeline.inference.scorer import resolve_device
@@ -322,12 +333,15 @@ def extract(
     warned = [r for r in report.rows if r.get("warnings")]
     for r in warned:
         console.print(f"[yellow]warning[/] {plain(r['id'])}: {plain('; '.join(map(str, r['warnings'])))}", highlight=False)
+    for line in report.notes:
+        console.print(f"[yellow]note:[/] {plain(line)}", highlight=False)
     if report.failed:
         from depdet.pipeline.extract import group_failures, write_failures
 
         listed = write_failures(out_dir, report.failed, shard)  # the full list, whatever the count
         if len(report.failed) <= FAILURES_SHOWN:
-            table = Table(title=f"{len(report.failed)} failed", title_style="bold red")
+            table = Table(title=f"{len(report.failed)} failed (left out of the folder's samples; each error ends with its fix)",
+                          title_style="bold red")
             table.add_column("id")
             table.add_column("error", overflow="fold")
             for r in report.failed:
@@ -345,6 +359,10 @@ def extract(
                               f"{len(groups) - FAILURES_SHOWN} other reason(s)", "")
         console.print(table)
         console.print(f"failed inputs, one row each (id, source, error): {plain(listed)}", highlight=False)
+    usable = ok + partial + len(report.skipped)
+    if report.failed and (strict or not usable):
+        why = "--strict: a clip failed" if usable else "no clip of this run could be extracted"
+        console.print(f"[red]exit 1:[/] {why}", highlight=False)
         raise typer.Exit(1)
 
 

@@ -207,7 +207,7 @@ def test_a_clip_that_crashes_its_worker_twice_is_reported_failed(tmp_path, video
     monkeypatch.setattr(ex, "_process", crashing)
     out = tmp_path / "crash"
     code, o, err = run_cli(["extract", src, "-o", out, "--cluster", "local:2"], capsys)
-    assert code == 1
+    assert code == 0  # issue 22: three usable clips; the failed one is listed
     assert "3 extracted" in o and "1 failed" in o
     assert bad in err and "died 2 time(s)" in err
     rec = FeatureStore(out, "dvlog").record(bad)

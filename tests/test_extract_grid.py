@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from depdet.cli import main
+from depdet.pipeline.data.datasets import load_dataset
 from depdet.pipeline.store.store import FeatureStore
 from conftest import needs_grid, run_cli, write_video as _write_video
 
@@ -131,7 +132,7 @@ def bad_batch(tmp_path_factory, grid_clips):
 def test_bad_inputs_are_reported_while_good_ones_succeed(bad_batch, tmp_path, capsys):
     out = tmp_path / "out"
     code, so, se = run_cli(["extract", bad_batch, "-o", out, "--workers", "2"], capsys)
-    assert code == 1
+    assert code == 0, se  # issue 22: the batch finished and "good" is usable; the failures are listed
     m = manifest(out)
     assert m["good"]["status"] == "ok"
     assert (out / "good" / "good_visual.npy").exists()
@@ -158,7 +159,46 @@ def test_allow_partial_keeps_visual_when_audio_is_missing(bad_batch, tmp_path, c
     row = manifest(out)["noaudio"]
     assert row["status"] == "partial" and row["missing"] == ["audio"]
     assert np.load(out / "noaudio" / "noaudio_visual.npy").shape == (2, 136)
-    assert not (out / "noaudio" / "noaudio_acoustic.npy").exists()
+    # issue 22 item 3: every layout file is written, the missing stream as invalid rows (zeros)
+    a = np.load(out / "noaudio" / "noaudio_acoustic.npy")
+    assert a.shape == (2, 25) and not a.any()
+    with np.load(out / "noaudio" / "noaudio_valid.npz") as z:
+        assert not z["audio"].any() and z["visual"].all()
+
+
+@pytest.mark.parametrize("layout,files", [
+    ("dvlog", ("noface/noface_visual.npy", "noface/noface_acoustic.npy")),
+    ("lmvd", ("visual/noface_visual.npy", "audio/noface.npy")),
+])
+def test_allow_partial_writes_every_layout_file_for_a_faceless_clip(bad_batch, tmp_path, capsys, layout, files):
+    """Issue 22 item 3: a D-Vlog / LMVD reader finds both files of a faceless clip (visual rows invalid)."""
+    out = tmp_path / "out"
+    code, so, se = run_cli(["extract", bad_batch / "noface.mp4", "-o", out, "--allow-partial", "--workers", "1",
+                            "--layout", layout, "--audio", "egemaps"], capsys)
+    assert code == 0, se
+    row = manifest(out)["noface"]
+    assert row["status"] == "partial" and row["missing"] == ["visual"]
+    v, a = (np.load(out / f) for f in files)
+    assert v.shape == (row["T"], 136) and not v.any() and a.shape == (row["T"], 25) and a.any()
+    s = load_dataset(out).samples[0]
+    assert not s.valid["visual"].any() and s.valid["audio"].any()
+
+
+def test_batch_exit_code_rule(bad_batch, tmp_path, capsys):
+    """Issue 22 item 1 (depdet's rule, in the README): 0 when the batch finished with a usable clip, the
+    failures listed once at the end with their fix; 1 with --strict, or when no clip of the run is usable."""
+    out = tmp_path / "out"
+    inputs = [bad_batch / "good.mpg", bad_batch / "noface.mp4"]
+    code, so, se = run_cli(["extract", *inputs, "-o", out, "--workers", "1"], capsys)
+    text = " ".join((so + se).split())
+    assert code == 0, text
+    assert "1 extracted, 0 partial, 0 skipped, 1 failed" in text
+    assert text.count("no face found") == 1 and "--allow-partial" in text
+    code, so, se = run_cli(["extract", *inputs, "-o", out, "--workers", "1", "--strict"], capsys)
+    assert code == 1 and "--strict" in se  # the failed clip is retried, fails again: --strict stops
+    code, so, se = run_cli(["extract", bad_batch / "noface.mp4", bad_batch / "empty.mp4", "-o", tmp_path / "o2",
+                            "--workers", "1"], capsys)
+    assert code == 1 and "no clip of this run could be extracted" in " ".join(se.split())
 
 
 def test_unwritable_output_is_one_clear_line(grid_clip, tmp_path, capsys):

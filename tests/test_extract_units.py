@@ -23,7 +23,7 @@ def sf(T, D, fps=1.0, valid=None):
 
 
 def test_align_truncates_to_common_span_and_reports_drops():
-    r = align({"audio": sf(7, 25), "visual": sf(5, 136)})
+    r = align({"audio": sf(7, 25), "visual": sf(5, 136)}, rule="common")
     assert r.T == 5
     assert r.values["audio"].shape == (5, 25) and r.values["visual"].shape == (5, 136)
     assert r.dropped == {"audio": 2, "visual": 0}
@@ -192,3 +192,63 @@ def test_the_cli_and_extraction_workers_do_not_load_torch_until_a_job_needs_it()
     out = _fresh_python("import torch, depdet.pipeline.extract as e; torch.set_num_threads(2); e._worker_init(); "
                         "print(torch.get_num_threads())")
     assert out == "1"
+
+
+# ------------------------------------------------------------------------------ issue 22: spec and versions
+def test_spec_records_align_and_quantisation_and_reads_older_dicts():
+    s = FeatureSpec(audio=("vggish",), visual=("landmarks",))
+    assert (s.align, s.vggish_quantize) == ("union", "truncate")
+    assert FeatureSpec.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+    assert "--align union" in s.extract_options()["command"] and "--vggish-quantize truncate" in s.extract_options()["command"]
+    assert "align union" in s.describe() and "(truncate)" in s.describe()
+    # a dict written before these keys existed: what that depdet did (common span, rounding)
+    old = {k: v for k, v in s.to_dict().items() if k not in ("align", "vggish_quantize")}
+    o = FeatureSpec.from_dict(old)
+    assert (o.align, o.vggish_quantize) == ("common", "round")
+    assert sorted(s.differences(o)) == ["align union vs common", "vggish_quantize truncate vs round"]
+    # features not made by depdet (no detector): unknown, never a difference
+    released = FeatureSpec.from_dict({"audio": ["vggish"], "visual": ["landmarks"], "detector": None,
+                                      "vggish_postprocess": None})
+    assert released.align is None and released.vggish_quantize is None and not s.differences(released)
+    assert FeatureSpec(audio=("egemaps",)).vggish_quantize is None  # no VGGish, no quantisation
+    assert FeatureSpec(audio=("vggish",), vggish_postprocess=False).vggish_quantize is None
+    with pytest.raises(Exception, match="union"):
+        FeatureSpec(align="longest")
+
+
+def test_a_folder_mixing_extractor_versions_says_so(tmp_path):
+    from depdet.pipeline.data.datasets import load_dataset
+
+    st = store.FeatureStore.create(tmp_path, "dvlog")
+    st.check_spec(DVLOG)
+    for sid, ver in (("a", "1"), ("b", "2"), ("c", "2")):
+        rec = _unit(st, sid, meta={"label": int(sid == "a")})
+        rec["extractors"] = {"egemaps": {"name": "egemaps", "version": ver}, "landmarks": {"version": "2"}}
+        st.write_unit(sid, {m: np.ones((4, d), np.float32) for m, d in (("visual", 136), ("audio", 25))},
+                      {m: np.ones(4, bool) for m in ("visual", "audio")},
+                      {k: v for k, v in rec.items() if k not in ("files", "valid_file", "schema", "id")})
+    st.rebuild_views()
+    fj = json.loads((tmp_path / "features.json").read_text())
+    assert fj["extractor_versions"]["egemaps"] == {"1": 1, "2": 2}
+    note = fj["mixed_versions"]
+    assert "egemaps version 1 in 1 sample(s), version 2 in 2 sample(s)" in note and "landmarks" not in note
+    assert note in load_dataset(tmp_path).report.lines()
+
+
+def test_failed_samples_named_in_a_labels_file_are_left_out_with_a_message(tmp_path):
+    from depdet.pipeline.data.datasets import load_dataset
+
+    st = store.FeatureStore.create(tmp_path, "dvlog")
+    st.check_spec(DVLOG)
+    _unit(st, "a", meta={"label": 1})
+    _unit(st, "b", meta={"label": 0})
+    _unit(st, "c", status="failed", meta={"label": 1})
+    st.rebuild_views()
+    labels = tmp_path / "mine.csv"
+    labels.write_text("index,label\na,1\nb,0\nc,1\n")
+    ds = load_dataset(tmp_path, labels=labels)  # before issue 22: DataError "missing feature files"
+    assert [s.id for s in ds.samples] == ["a", "b"] and ds.report.failed == ["c"]
+    assert any("1 ids left out: their extraction failed (c" in line for line in ds.report.lines())
+    labels.write_text("index,label\na,1\nb,0\nzz,1\n")  # an id with no sample at all is still an error
+    with pytest.raises(DataError, match="zz"):
+        load_dataset(tmp_path, labels=labels)

@@ -165,12 +165,38 @@ def test_postprocess_matches_torchvggish(ref_model_files):
     emb = np.random.default_rng(2).standard_normal((5, 128))
     ref = pp.postprocess(torch.as_tensor(emb).float()).numpy()
     mat, means = V.load_pca(pca_file)
-    mine = V.postprocess(emb, mat, means)
+    mine = V.postprocess(emb, mat, means, quantize="round")  # torchvggish rounds
     assert np.abs(mine - ref).max() <= 1.0  # float32 vs float64 rounding at .5 boundaries only
     assert (mine == ref).mean() > 0.99
     assert mine.min() >= 0 and mine.max() <= 255 and np.all(mine == np.round(mine))
     raw = V.postprocess(emb, mat, means, quantize=False)
     np.testing.assert_allclose(raw, (emb - means) @ mat.T)
+
+
+def _google_postprocess(emb, mat, means):
+    """Google's reference, models/research/audioset/vggish/vggish_postprocess.py Postprocessor.postprocess
+    (pca_matrix and pca_means with means as a column vector), verbatim in numpy."""
+    pca_applied = np.dot(mat, (emb.T - means.reshape(-1, 1))).T
+    clipped = np.clip(pca_applied, -2.0, 2.0)
+    quantized = (clipped - -2.0) * (255.0 / (2.0 - -2.0))
+    return quantized.astype(np.uint8)
+
+
+def test_postprocess_default_is_googles_truncation(ref_model_files):
+    """Issue 22 item 8: the default quantisation is Google's (truncation), rounding is torchvggish's option."""
+    _, _, pca_file, _ = ref_model_files
+    mat, means = V.load_pca(pca_file)
+    emb = np.random.default_rng(4).standard_normal((50, 128))
+    google = _google_postprocess(emb, mat, means).astype(np.float64)
+    np.testing.assert_array_equal(V.postprocess(emb, mat, means), google)
+    np.testing.assert_array_equal(V.postprocess(emb, mat, means, quantize="truncate"), google)
+    rounded = V.postprocess(emb, mat, means, quantize="round")
+    inside = (google > 0) & (google < 254)  # not clipped: about half round up, one level
+    assert inside.sum() > 500 and 0.3 < (rounded != google)[inside].mean() < 0.7
+    assert set(np.unique(rounded - google)) <= {0.0, 1.0}
+    with pytest.raises(Exception, match="truncate, round"):
+        V.postprocess(emb, mat, means, quantize="ceil")
+    assert "astype(np.uint8)" in V.__doc__ and "truncates" in V.__doc__  # the docstring says what it does
 
 
 def test_vggish_extractor_end_to_end(trusting_registry, monkeypatch):
@@ -238,3 +264,76 @@ def test_vggish_grid_shapes(trusting_registry, grid_audio):
     assert f.values.shape == (3, 128) and np.isfinite(f.values).all() and f.valid.all()
     f5 = get_extractor("vggish", weights_path=ckpt).extract(grid_audio, 16000, 5.0)
     assert f5.values.shape == (15, 128)
+
+
+# ------------------------------------------------------------------------------ decoding fidelity (issue 22 item 8)
+def _write_wav(path: Path, channels: np.ndarray, sr: int) -> Path:
+    """(C, n) float samples -> 16-bit PCM WAV (C = 1 or 2)."""
+    from fractions import Fraction
+
+    import av
+
+    pcm = np.clip(channels * 32767, -32768, 32767).astype(np.int16)
+    layout = "mono" if len(pcm) == 1 else "stereo"
+    with av.open(str(path), "w") as oc:
+        s = oc.add_stream("pcm_s16le", rate=sr, layout=layout)
+        for k in range(0, pcm.shape[1], 1024):
+            f = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm[:, k:k + 1024].T.reshape(1, -1)), format="s16",
+                                           layout=layout)
+            f.sample_rate, f.pts, f.time_base = sr, k, Fraction(1, sr)
+            for p in s.encode(f):
+                oc.mux(p)
+        for p in s.encode(None):
+            oc.mux(p)
+    return path
+
+
+def _speechlike(seconds: float, sr: int) -> np.ndarray:
+    t = np.arange(round(seconds * sr)) / sr
+    env = 0.5 + 0.5 * np.sin(2 * np.pi * 1.3 * t)
+    x = env * (0.25 * np.sin(2 * np.pi * 180 * t) + 0.1 * np.sin(2 * np.pi * 720 * t))
+    return x + 0.01 * np.random.default_rng(5).standard_normal(t.size)
+
+
+@pytest.fixture(scope="module")
+def stereo_mono_twins(tmp_path_factory):
+    d = tmp_path_factory.mktemp("twins")
+    x = _speechlike(3.0, 44100)
+    return _write_wav(d / "mono.wav", x[None], 44100), _write_wav(d / "stereo.wav", np.stack([x, x]), 44100)
+
+
+def test_stereo_with_equal_channels_decodes_as_its_mono_twin(stereo_mono_twins):
+    from depdet.pipeline.media import load_audio
+
+    mono, stereo = (load_audio(p, 16000) for p in stereo_mono_twins)
+    assert mono.shape == stereo.shape
+    np.testing.assert_allclose(stereo, mono, atol=1e-6)  # the channel mean, not FFmpeg's (L+R)/sqrt(2)
+
+
+def test_stereo_and_mono_twins_give_the_same_egemaps_loudness(stereo_mono_twins):
+    from depdet.pipeline.media import load_audio
+
+    lm, ls = (Egemaps().extract(load_audio(p, 16000), 16000, 1.0).values[:, 0] for p in stereo_mono_twins)
+    assert lm.min() > 0
+    ratio = ls / lm
+    assert np.all(np.abs(ratio - 1) < 0.01), ratio  # before issue 22: 1.257 (a +3 dB down-mix)
+
+
+def test_stereo_and_mono_twins_give_equal_vggish_embeddings(stereo_mono_twins, trusting_registry):
+    from depdet.pipeline.media import load_audio
+
+    _, ckpt, _, _ = trusting_registry
+    ext = get_extractor("vggish", weights_path=ckpt)
+    em, es = (ext.extract(load_audio(p, 16000), 16000, 1.0).values for p in stereo_mono_twins)
+    np.testing.assert_array_equal(es, em)
+
+
+@pytest.mark.parametrize("sr,seconds", [(44100, 3.0), (48000, 2.3456), (22050, 1.01), (8000, 2.5)])
+def test_resampled_length_is_the_duration_at_16k(tmp_path, sr, seconds):
+    """The resampler is flushed: no samples lost at the end (length = round(duration * 16 kHz) +- 1)."""
+    from depdet.pipeline.media import load_audio
+
+    x = _speechlike(seconds, sr)
+    a = load_audio(_write_wav(tmp_path / f"x{sr}.wav", x[None], sr), 16000)
+    assert abs(a.size - round(x.size / sr * 16000)) <= 1, (a.size, x.size / sr * 16000)
+    assert np.abs(a[-200:]).max() > 0.05  # the tail holds the signal, not zeros

@@ -176,7 +176,7 @@ def _no_raw_controls(text: str) -> None:
 # ================================================================ 2. markup / control characters in names
 def test_extract_prints_hostile_names_literally(hostile_inputs, tmp_path, capsys):
     code, out, err = run_cli(["extract", hostile_inputs, "-o", tmp_path / "feat[/x]", "--workers", "1"], capsys)
-    assert code == 1, err
+    assert code == 0, err  # issue 22: one clip is usable, the four failures are listed
     assert "MarkupError" not in err and "internal error" not in err
     assert f"{len(HOSTILE_NAMES)} failed" in err and "c[/bold]d.mp4" in " ".join(err.split())
     _no_raw_controls(out + err)
@@ -389,7 +389,7 @@ def test_every_cut_of_a_faststart_mp4_fails_in_extract(full_mp4, tmp_path, capsy
         (src / f"cut{int(c * 100)}.mp4").write_bytes(raw[: int(len(raw) * c)])
     shutil.copy(full_mp4, src / "full.mp4")
     code, out, err = run_cli(["extract", src, "-o", tmp_path / "f", "--workers", "1"], capsys)
-    assert code == 1 and "1 extracted" in out
+    assert code == 0 and "1 extracted" in out  # issue 22: a usable clip, the rest listed
     from depdet.pipeline.store import FeatureStore
 
     recs = FeatureStore(tmp_path / "f", "dvlog").records()  # failed samples: lines of failed.jsonl
@@ -601,7 +601,7 @@ def messy_list(tmp_path, grid_clip) -> Path:
 
 def test_list_with_symlink_loop_and_missing_path_goes_on(messy_list, tmp_path, capsys):
     code, out, err = run_cli(["extract", messy_list, "-o", tmp_path / "f", "--workers", "1"], capsys)
-    assert code == 1 and "internal error" not in err and "report a bug" not in err, err
+    assert code == 0 and "internal error" not in err and "report a bug" not in err, err
     assert "1 extracted" in out and "2 failed" in err
     from depdet.pipeline.store import FeatureStore
 

@@ -33,9 +33,10 @@ AUDIO_S = 4.9  # track length; with AAC's frame padding it ends mid-row, away fr
 
 
 def write_clip(path: Path, *, video_at: float = 0.0, video_s: float = 6.0, audio_at: float = 0.0,
-               audio_s: float = AUDIO_S) -> Path:
+               audio_s: float = AUDIO_S, face_from: float = 0.0) -> Path:
     """A drawn face at 25 fps whose first frame is presented at ``video_at`` s, and a mono AAC track
-    whose first sample is presented at ``audio_at`` s (tone burst during ``BURST`` of the track)."""
+    whose first sample is presented at ``audio_at`` s (tone burst during ``BURST`` of the track).
+    ``face_from``: grey frames (no face) for the first seconds of the picture."""
     import av
 
     from depdet.pipeline.demo import draw_face
@@ -49,7 +50,9 @@ def write_clip(path: Path, *, video_at: float = 0.0, video_s: float = 6.0, audio
         aus.layout = "mono"
         v0 = round(video_at * SRC_FPS)
         for i in range(round(video_s * SRC_FPS)):
-            vf = av.VideoFrame.from_ndarray(draw_face(W, H, i / SRC_FPS, 0.3, False), format="rgb24")
+            img = draw_face(W, H, i / SRC_FPS, 0.3, False) if i / SRC_FPS >= face_from \
+                else np.full((H, W, 3), 128, np.uint8)
+            vf = av.VideoFrame.from_ndarray(img, format="rgb24")
             vf.pts, vf.time_base = v0 + i, Fraction(1, SRC_FPS)
             for p in vs.encode(vf):
                 c.mux(p)
@@ -80,6 +83,8 @@ def clips(tmp_path_factory) -> dict[str, Path]:
         out[f"late_audio.{ext}"] = write_clip(d / f"late_audio.{ext}", audio_at=2.0)
         out[f"ref.{ext}"] = write_clip(d / f"ref.{ext}")
     out["late_video.mp4"] = write_clip(d / "late_video.mp4", video_at=1.0, video_s=3.0)
+    # issue 22: the face only in the second half, the sound 2.4 s late and over before the picture ends
+    out["late_face.mp4"] = write_clip(d / "late_face.mp4", face_from=3.2, audio_at=2.4, audio_s=1.5)
     return out
 
 
@@ -152,7 +157,9 @@ def test_late_audio_gets_invalid_rows_and_lands_where_it_plays(extracted, ext):
     assert tl["dropped_rows"] == {"visual": 0, "audio": 5}
     assert tl["dropped_seconds"] == {"visual": 0.0, "audio": pytest.approx(1.0)}
     assert c.info["lengths"] == tl["lengths_before_alignment"] and c.info["dropped_rows"] == tl["dropped_rows"]
-    assert any("audio starts" in w and "after the video: its first 10 rows" in w for w in c.info["warnings"]), c.info["warnings"]
+    assert "audio starts 2.00 s late: first 10 rows audio-invalid" in c.info["warnings"] \
+        or "audio starts 1.94 s late: first 10 rows audio-invalid" in c.info["warnings"], c.info["warnings"]
+    assert "--align common cut the last 5 rows (1 s) of the audio, where the other stream had ended" in c.info["warnings"]
 
 
 @pytest.mark.parametrize("ext", ["mp4", "mkv"])
@@ -197,9 +204,29 @@ def test_late_video_gets_invalid_rows(extracted):
     assert tl["starts"] == {"visual": pytest.approx(1.0), "audio": 0.0}
     assert tl["first_rows"] == {"visual": 5, "audio": 0}
     assert tl["dropped_rows"] == {"visual": 0, "audio": 5}
-    assert any("video starts 1.00 s after the audio: its first 5 rows" in w for w in c.info["warnings"]), c.info["warnings"]
+    assert "video starts 1.00 s late: first 5 rows visual-invalid" in c.info["warnings"], c.info["warnings"]
     ref = extracted("ref.mp4")  # the same drawing from t = 0: the late clip's row 5 is its row 0
     np.testing.assert_array_equal(v[5:20], ref.features["visual"][:15])
+
+
+def test_union_keeps_a_late_face_that_common_cuts(extracted):
+    """Issue 22 item 2: face from 3.2 s of a 6 s picture, sound from 2.4 s to 3.9 s."""
+    u = extracted("late_face.mp4", "union")
+    c = extracted("late_face.mp4", "common")
+    assert extract_clip.__defaults__[-1] is None and SPEC.align == "union"  # the spec's rule: union
+    assert u.T == 30 and c.T == 20  # union: the whole picture; common: up to the sound's end (~3.95 s)
+    fv = u.valid["visual"]
+    assert not fv[:16].any() and fv[16:].all()  # every row with a face is kept
+    assert c.valid["visual"].sum() == 4  # common kept 0.8 s of the 2.8 s of face
+    av_ = u.valid["audio"]
+    assert not av_[:12].any() and av_[12:19].all() and not av_[20:].any()
+    w = u.info["warnings"]
+    assert "face in 47% of the clip" in w, w
+    assert "audio starts 2.40 s late: first 12 rows audio-invalid" in w or \
+        any(x.startswith("audio starts 2.3") and x.endswith("first 12 rows audio-invalid") for x in w), w
+    assert any(x.startswith("audio ends") and "rows audio-invalid" in x for x in w), w
+    assert not any("differ" in x or "only" in x or "cut" in x for x in w), w  # no cut the user did not ask for
+    assert u.info["timeline"]["rule"] == "union" and u.info["timeline"]["dropped_rows"] == {"visual": 0, "audio": 0}
 
 
 def test_unknown_rule_fails_before_decoding(tmp_path):
@@ -214,7 +241,7 @@ def sf(T, D=2, fps=1.0, valid=None):
 
 
 def test_common_keeps_rows_up_to_the_shortest_end():
-    r = align({"audio": sf(7, fps=2.0), "visual": sf(5, 3, fps=2.0)})
+    r = align({"audio": sf(7, fps=2.0), "visual": sf(5, 3, fps=2.0)}, rule="common")
     assert r.rule == "common" and r.T == 5 and r.fps == 2.0
     assert r.lengths == {"audio": 7, "visual": 5}
     assert r.dropped == {"audio": 2, "visual": 0} and r.dropped_s == {"audio": 1.0, "visual": 0.0}
@@ -223,7 +250,7 @@ def test_common_keeps_rows_up_to_the_shortest_end():
 
 
 def test_union_pads_the_shorter_streams_with_invalid_rows():
-    r = align({"audio": sf(7, fps=2.0), "visual": sf(5, 3, fps=2.0)}, rule="union")
+    r = align({"audio": sf(7, fps=2.0), "visual": sf(5, 3, fps=2.0)})  # union: the default (issue 22)
     assert r.rule == "union" and r.T == 7
     assert r.dropped == {"audio": 0, "visual": 0} and r.dropped_s == {"audio": 0.0, "visual": 0.0}
     assert r.values["visual"].shape == (7, 3) and (r.values["visual"][5:] == 0).all()

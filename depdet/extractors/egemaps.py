@@ -89,7 +89,7 @@ class Egemaps(Extractor):
     name = "egemaps"
     modality = "audio"
     dim = 25
-    version = "1"
+    version = "2"  # 2: fed the channel-mean down-mix (load_audio); under 1 a stereo file was mixed 3 dB louder
     columns = EGEMAPS_COLUMNS
 
     def extract(self, audio: np.ndarray, sr: int, fps: float) -> StreamFeatures:

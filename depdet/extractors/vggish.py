@@ -10,7 +10,11 @@ Pipeline (constants from Hershey et al. 2017 / Google's AudioSet VGGish release)
    Parameter names equal the PyTorch port's (``features.N.*``, ``embeddings.N.*``) so its checkpoint
    ``vggish-10086976.pth`` (harritaylor/torchvggish release v0.1) loads directly.
 3. Post-processing (optional, on by default, as the released AudioSet embeddings): PCA with the
-   official eigenvectors and means, clip to [-2, 2], quantise to 0..255 (8-bit levels).
+   official eigenvectors and means, clip to [-2, 2], quantise to 0..255 (8-bit levels). The
+   quantisation follows Google's reference (``vggish_postprocess.py``: ``astype(np.uint8)``, which
+   *truncates*) by default; ``quantize="round"`` is the PyTorch port's ``torch.round`` instead
+   (torchvggish), which puts about half the values one level higher. Which one LMVD used is not
+   documented.
 
 Final ReLU. The PyTorch port applies a ReLU after the 128-d layer, as Google's original 2017 TF
 graph did (the one used for the released AudioSet embeddings); Google's current TF code returns the
@@ -35,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from depdet.errors import ExtractionError, WeightsError
+from depdet.errors import ConfigError, ExtractionError, WeightsError
 from depdet.extractors.base import SAMPLE_RATE, Extractor, StreamFeatures, n_rows
 
 STFT_WINDOW = 400  # 25 ms
@@ -231,16 +235,38 @@ def load_pca(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return mat, means
 
 
+#: 8-bit quantisation rules of the post-processing; the first is the default.
+QUANTIZE_RULES = ("truncate", "round")
+
+
+def check_quantize(quantize) -> str | None:
+    """Normalise a quantisation setting: ``"truncate"`` (Google's reference), ``"round"``
+    (torchvggish), or None (no quantisation). ``True``/``False`` mean ``"truncate"``/None."""
+    if quantize is True:
+        return QUANTIZE_RULES[0]
+    if quantize is False or quantize is None:
+        return None
+    if quantize not in QUANTIZE_RULES:
+        raise ConfigError(f"unknown VGGish quantisation {quantize!r}", hint=f"choose from {', '.join(QUANTIZE_RULES)}")
+    return str(quantize)
+
+
 def postprocess(embeddings: np.ndarray, pca_matrix: np.ndarray, pca_means: np.ndarray,
-                quantize: bool = True) -> np.ndarray:
+                quantize: str | bool | None = "truncate") -> np.ndarray:
     """AudioSet post-processing: PCA (with whitening) then, if ``quantize``, clip to [-2, 2] and
     map to 8-bit levels 0..255 (returned as float).
+
+    ``quantize="truncate"`` (default, also ``True``) is Google's reference
+    (``vggish_postprocess.Postprocessor``: ``astype(np.uint8)``); ``"round"`` is torchvggish's
+    ``torch.round``; None/False returns the PCA output unquantised.
     """
+    rule = check_quantize(quantize)
     e = np.asarray(embeddings, np.float64)
     out = (e - pca_means[None, :]) @ pca_matrix.T
-    if quantize:
+    if rule is not None:
         out = np.clip(out, QUANTIZE_MIN, QUANTIZE_MAX)
-        out = np.round((out - QUANTIZE_MIN) * (255.0 / (QUANTIZE_MAX - QUANTIZE_MIN)))
+        out = (out - QUANTIZE_MIN) * (255.0 / (QUANTIZE_MAX - QUANTIZE_MIN))
+        out = np.floor(out) if rule == "truncate" else np.round(out)  # values >= 0: floor == uint8 truncation
     return out
 
 
@@ -314,6 +340,8 @@ class Vggish(Extractor):
     Args:
         weights_path: checkpoint file or folder (default: ``$DEPDET_WEIGHTS_DIR``, then the cache).
         postprocess: apply PCA + clip + 8-bit quantisation (as the released AudioSet embeddings).
+        quantize: ``"truncate"`` (Google's reference, default) or ``"round"`` (torchvggish); see
+            :func:`postprocess`.
         final_relu: keep the port's ReLU after the 128-d layer (see the module docstring).
         pca_path: PCA parameter file (default: next to the checkpoint, then the search folders).
         batch_size: examples per forward pass.
@@ -326,12 +354,14 @@ class Vggish(Extractor):
     name = "vggish"
     modality = "audio"
     dim = EMBEDDING_SIZE
-    version = "1"
+    version = "2"  # 2: quantisation truncates (Google's reference) by default; channel-mean down-mix
     columns = tuple(f"vggish_{i:03d}" for i in range(EMBEDDING_SIZE))
 
     def __init__(self, weights_path: str | Path | None = None, postprocess: bool = True, final_relu: bool = True,
-                 pca_path: str | Path | None = None, batch_size: int = 32, device: str = "cpu"):
+                 pca_path: str | Path | None = None, batch_size: int = 32, device: str = "cpu",
+                 quantize: str = "truncate"):
         self.postprocess = bool(postprocess)
+        self.quantize = check_quantize(quantize)
         self.device = str(device)
         self.final_relu = bool(final_relu)
         self.batch_size = int(batch_size)
@@ -371,9 +401,10 @@ class Vggish(Extractor):
         examples, valid = waveform_examples(np.asarray(audio, np.float32).reshape(-1), fps)
         emb = self.embed(examples)
         if self.pca is not None:
-            emb = postprocess(emb, *self.pca)
+            emb = postprocess(emb, *self.pca, quantize=self.quantize)
         info = {"example_s": EXAMPLE_FRAMES * STFT_HOP / SAMPLE_RATE, "hop_s": 1.0 / fps,
-                "native_hop_s": NATIVE_HOP_SECONDS, "postprocess": self.postprocess}
+                "native_hop_s": NATIVE_HOP_SECONDS, "postprocess": self.postprocess,
+                "quantize": self.quantize if self.postprocess else None}
         return StreamFeatures(emb.astype(np.float32), valid, fps, info)
 
     @classmethod
@@ -388,5 +419,6 @@ class Vggish(Extractor):
         return {**super().describe(), "weights": str(self.weights_path), "weights_sha256": file_sha256(self.weights_path),
                 "pca": str(self.pca_path) if self.pca_path else None,
                 "pca_sha256": file_sha256(self.pca_path) if self.pca_path else None,
-                "postprocess": self.postprocess, "final_relu": self.final_relu,
+                "postprocess": self.postprocess, "quantize": self.quantize if self.postprocess else None,
+                "final_relu": self.final_relu,
                 "example_s": 0.96, "hop": "1/fps (LMVD native: 0.96 s)"}

@@ -32,7 +32,7 @@ import re
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -61,7 +61,8 @@ def _describe(name: str, options_json: str) -> dict:
 
 def _extractor_options(name: str, spec: FeatureSpec, options: ExtractOptions) -> dict:
     if name == "vggish":
-        return {"weights_path": options.vggish_weights, "postprocess": bool(spec.vggish_postprocess)}
+        return {"weights_path": options.vggish_weights, "postprocess": bool(spec.vggish_postprocess),
+                "quantize": spec.vggish_quantize or "truncate"}
     if name == "landmarks":
         return {"detector": spec.detector or "hog"}
     return {}
@@ -95,7 +96,7 @@ def _process(job: dict) -> dict:
         clip = extract_clip(src, spec, options, sample_id=job["id"])
         t1 = time.perf_counter()
         missing = list(clip.info.get("missing", []))
-        keep = {m: a for m, a in clip.features.items() if m not in missing}
+        keep = dict(clip.features)  # every layout file, a missing stream as zeros with its rows invalid
         rec.update({
             "status": "partial" if missing else "ok", "duration": round(clip.duration, 3), "fps": spec.fps,
             "T": clip.T, "dims": {m: int(a.shape[1]) for m, a in clip.features.items()},
@@ -245,6 +246,7 @@ class ExtractReport:
     failed: list[dict]
     seconds: float
     media_seconds: float
+    notes: list[str] = field(default_factory=list)  # folder-level facts (e.g. mixed extractor versions)
 
     @property
     def realtime_factor(self) -> float:
@@ -417,6 +419,13 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
         respec = store.check_spec(spec, force=force)
         todo, skipped, conflicts, updates = [], [], [], []
         queued: set[str] = set()
+        from depdet.extractors import EXTRACTORS
+
+        versions = {n: str(EXTRACTORS[n].version) for n in spec.extractors}
+
+        def current(rec: dict) -> bool:  # made by this version of every extractor (else redone)
+            made = rec.get("extractors") or {}
+            return all(str((made.get(n) or {}).get("version")) == v for n, v in versions.items())
 
         kept_by_empty: dict[str, list[str]] = {}
 
@@ -443,7 +452,8 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
                                  f"and this run's {path} is a different file")
                 continue
             done = (same and not force and not respec and rec.get("status") in USABLE
-                    and not FeatureSpec.from_dict(rec["spec"]).differences(spec) and store.unit_intact(rec))
+                    and not FeatureSpec.from_dict(rec["spec"]).differences(spec) and current(rec)
+                    and store.unit_intact(rec))
             if done:
                 skipped.append(sid)
                 if sid in user and meta_for(sid) != rec.get("meta"):
@@ -528,5 +538,9 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
                                              + (", or run `depdet store index` on the folder" if views_error else ""))
     elapsed = time.perf_counter() - t0
     media_seconds = sum(real_seconds(r) for r in rows if r.get("status") in USABLE)
+    from depdet.pipeline.store.store import extractor_versions, mixed_versions_note
+
+    note = mixed_versions_note(extractor_versions(records))
     emit("end", {})
-    return ExtractReport(rows, skipped, [r for r in rows if r.get("status") == "failed"], elapsed, media_seconds)
+    return ExtractReport(rows, skipped, [r for r in rows if r.get("status") == "failed"], elapsed, media_seconds,
+                         [note] if note else [])

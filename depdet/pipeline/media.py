@@ -342,8 +342,13 @@ def probe(path: str | Path) -> MediaInfo:
 def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
     """Decode the first audio track to float32 mono at ``sr`` Hz.
 
-    Resampling and down-mixing are done by FFmpeg's resampler (``av.AudioResampler``), as
-    ``ffmpeg -ac 1 -ar 16000`` would. Values are clipped to [-1, 1] (lossy decoders can overshoot).
+    Resampling is done by FFmpeg's resampler (``av.AudioResampler``, flushed at the end so no
+    samples are lost: a clip of ``d`` seconds gives ``round(d * sr)`` samples, +-1). The down-mix is
+    depdet's: the mean of the channels, taken after resampling each channel (FFmpeg's own
+    ``-ac 1`` mixes stereo as ``(L + R) / sqrt(2)``, 3 dB louder than the mean, so a stereo file
+    would come out louder than the same sound in mono). A stereo file whose channels are equal thus
+    gives the mono file's samples (to float rounding). Values are clipped to [-1, 1] (lossy
+    decoders can overshoot).
 
     Args:
         path: video or audio file.
@@ -367,14 +372,22 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
                              hint="use a video with sound, or extract visual features only")
         stream = container.streams.audio[0]
         stream.thread_type = "AUTO"
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=int(sr))
+        resampler = None
+
+        def mono(out) -> np.ndarray:  # planar float (channels, n) -> the channel mean (depdet's down-mix)
+            a = out.to_ndarray()
+            return a.reshape(1, -1)[0] if a.shape[0] == 1 else a.mean(axis=0, dtype=np.float64).astype(np.float32)
+
         try:
             for frame in container.decode(stream):
                 frame.pts = None  # let the resampler count samples; avoids gaps from odd timestamps
+                if resampler is None:  # keep every channel: the down-mix is ours (see above)
+                    resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=int(sr))
                 for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
+                    chunks.append(mono(out))
+            if resampler is not None:
+                for out in resampler.resample(None):  # flush: the resampler's buffered tail
+                    chunks.append(mono(out))
         except av.FFmpegError as e:
             raise MediaError(f"audio track is corrupt or truncated ({_short(e)})", path=p, hint=_CORRUPT_HINT) from e
     if not chunks or sum(len(c) for c in chunks) == 0:

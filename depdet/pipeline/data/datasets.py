@@ -107,7 +107,8 @@ class LoadReport:
             out.append(f"{self.not_read} samples of other folds not read (not needed by this command)")
         if self.failed:
             out.append(f"{len(self.failed)} ids left out: their extraction failed ({', '.join(self.failed[:5])}"
-                       + (" ..." if len(self.failed) > 5 else "") + ")")
+                       + (" ..." if len(self.failed) > 5 else "") + "; their errors are in the folder's "
+                       "manifest.jsonl, and `depdet extract` lists them with the fix)")
         return out + list(self.notes)
 
 
@@ -185,7 +186,9 @@ def load_dataset(path: str | Path, layout: str = "auto", *, labels: str | Path |
         layout: ``auto``, ``dvlog`` or ``lmvd``.
         labels: optional labels CSV overriding the folder's own metadata (``index,label[,gender,fold,group]``).
         skip_missing: leave out ids whose feature files are missing (listed in the report) instead of
-            raising a DataError that lists them.
+            raising a DataError that lists them. Samples whose extraction failed (a ``failed``
+            record: no face, no audio, corrupt file) are always left out, listed in
+            ``report.failed`` with their errors (depdet's rule: the batch recorded why).
         group_by: the labels column that names each sample's group (person, channel); default
             ``group``. Another column is read from the labels CSV (``labels``, or the folder's
             labels.csv when it has no sample records); sample records keep only ``group``.
@@ -253,6 +256,8 @@ def load_dataset(path: str | Path, layout: str = "auto", *, labels: str | Path |
         ids = usable if override is None else [sid for sid in override if sid in records]
         if override is not None:
             for sid in override:
+                if sid in records and records[sid].get("status") == "failed":
+                    continue  # extraction failed (its record says why): left out, listed in report.failed
                 if sid not in records or records[sid].get("status") not in ("ok", "partial"):
                     report.missing.append(f"{sid} (no usable sample in {root})")
                     report.skipped.append(sid)
@@ -263,6 +268,11 @@ def load_dataset(path: str | Path, layout: str = "auto", *, labels: str | Path |
             stored = store.read(sid, dims=spec.dims if spec else None)
             meta = override[sid] if override is not None else stored.meta
             add(stored, meta, lambda m, sid=sid: store.array_path(sid, m))
+        from depdet.pipeline.store.store import extractor_versions, mixed_versions_note
+
+        mixed = mixed_versions_note(extractor_versions({sid: records[sid] for sid in ids}))
+        if mixed:
+            report.notes.append(mixed)
         if override is None and (root / "labels.csv").exists() and \
                 (root / "labels.csv").read_text(encoding="utf-8") != store.labels_view(records):
             report.notes.append("labels.csv differs from the sample records (edited by hand?): the records' labels "

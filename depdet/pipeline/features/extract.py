@@ -1,9 +1,10 @@
 """One clip: decode -> extractors -> one timeline (:func:`extract_clip`, used by ``extract`` and ``predict``).
 
 Audio and video are placed on the clip's presentation timeline (origin: the earliest stream start,
-``MediaInfo.origin``) from their own start times, then cut to one length by the rule of
-:func:`depdet.pipeline.features.timeline.align` (``"common"`` by default: up to the shortest
-stream's end). A stream that starts late gets invalid leading rows, never a shift; see
+``MediaInfo.origin``) from their own start times, then given one length by the rule of
+:func:`depdet.pipeline.features.timeline.align` (the spec's ``align``: ``"union"`` by default, every
+row any stream has, the rows a stream lacks invalid; ``"common"`` cuts to the shortest stream's
+end). A stream that starts late gets invalid leading rows, never a shift; see
 :mod:`depdet.pipeline.features.timeline` for the rule and :mod:`depdet.pipeline.media` for the
 stream start times.
 """
@@ -154,7 +155,7 @@ def _speech_on_timeline(audio: tuple[np.ndarray, int], start_s: float, fps: floa
 
 
 def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | None = None,
-                 sample_id: str | None = None, rule: str = "common") -> ClipFeatures:
+                 sample_id: str | None = None, rule: str | None = None) -> ClipFeatures:
     """Extract one clip's features per ``spec``, on the clip's presentation timeline, and align them.
 
     Both streams are placed from their start times (``MediaInfo.video_start``/``audio_start``,
@@ -166,8 +167,9 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
         spec: which extractors, the output rate and the landmark normalisation.
         options: detector, VGGish weights, partial-output policy.
         sample_id: id to record (defaults to the sanitised stem).
-        rule: truncation rule of :func:`~depdet.pipeline.features.timeline.align`: ``"common"``
-            (rows up to the shortest stream's end, as the reference loaders) or ``"union"``.
+        rule: timeline rule of :func:`~depdet.pipeline.features.timeline.align`: ``"union"``
+            (every row any stream has) or ``"common"`` (rows up to the shortest stream's end, as
+            the reference loaders). Default: ``spec.align`` (``"union"`` when the spec has none).
 
     Returns:
         :class:`ClipFeatures` with ``features``/``valid`` for "visual" then "audio". With
@@ -186,7 +188,7 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
     from depdet.extractors.landmarks import row_zscore
     from depdet.pipeline import media as decode
 
-    check_rule(rule)
+    rule = check_rule(rule or spec.align or "union")
     options = options or ExtractOptions()
     path = Path(path)
     media = decode.probe(path)
@@ -211,7 +213,8 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
         parts = []
         for name in spec.audio:
             kw = ({"weights_path": options.vggish_weights, "postprocess": bool(spec.vggish_postprocess),
-                   "device": options.device} if name == "vggish" else {})
+                   "quantize": spec.vggish_quantize or "truncate", "device": options.device}
+                  if name == "vggish" else {})
             parts.append(get_extractor(name, **kw).extract(samples, SAMPLE_RATE, fps))
         return (samples, rows), place(concat_modality(parts), starts["audio"], offset_rows=rows)
 
@@ -261,6 +264,14 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
         info["missing"].append(modality)
         info["warnings"].append(f"{modality} missing: {e.message}")
 
+    if rule == "union" and "audio" in streams and "audio" in decoded:
+        # depdet's rule for union: the sound extends the clip only by rows it covers at least half of
+        # (the row's midpoint before its end, as a late start is placed by the midpoint too), so an
+        # encoder's few ms of trailing padding (AAC: up to 1024 samples) add no row without a picture.
+        a = streams["audio"]
+        keep = max(first_row(decoded["audio"], fps), len(streams["visual"]) if "visual" in streams else 0)
+        if len(a) > keep:
+            streams["audio"] = StreamFeatures(a.values[:keep], a.valid[:keep], a.fps, a.info)
     aligned = align(streams, rule)
     T = aligned.T
     dims = spec.dims
@@ -311,18 +322,38 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
     info["speech_ratio"] = float(_speech_on_timeline(audio, starts["audio"], fps, T).mean()) if audio is not None and T else 0.0
     for m, k in info["timeline"]["first_rows"].items():
         if k:
-            name, other = ("video", "audio") if m == "visual" else ("audio", "video")
-            info["warnings"].append(f"{name} starts {starts[m]:.2f} s after the {other}: "
-                                    f"its first {k} rows ({k / fps:g} s) are invalid")
+            name = "video" if m == "visual" else "audio"
+            info["warnings"].append(f"{name} starts {starts[m]:.2f} s late: first {k} row{'s' if k > 1 else ''} "
+                                    f"{m}-invalid")
     if T < MIN_ROWS_WARN:
         info["warnings"].append(f"clip too short: {T} rows at {fps:g}/s (models were trained on minutes)")
     if "visual" not in info["missing"] and info["face_ratio"] < MIN_FACE_RATIO:
-        info["warnings"].append(f"face found in only {info['face_ratio']:.0%} of sampled frames")
+        info["warnings"].append(f"face in {info['face_ratio']:.0%} of the clip")
     if "audio" not in info["missing"] and info["speech_ratio"] < MIN_SPEECH_RATIO:
         info["warnings"].append(f"mostly silence: speech in {info['speech_ratio']:.0%} of the clip")
-    if max(aligned.lengths.values()) - min(aligned.lengths.values()) > 1:
-        info["warnings"].append(f"stream lengths differ by more than one row: {aligned.lengths}")
+    info["warnings"].extend(_end_notes(aligned))
     return ClipFeatures(sample_id or sanitize_id(path.stem), path, features, valid, duration, info)
+
+
+def _end_notes(aligned) -> list[str]:
+    """What the streams' ends did to the rows, in words about the clip (one note per stream).
+
+    ``union``: a stream that ends more than one row before the longest has its last rows invalid
+    (a one-row difference is the usual rounding of two stream ends, not worth a note).
+    ``common`` (asked for with ``--align common``): the rows cut from a longer stream's end.
+    """
+    notes = []
+    names = {"visual": "video", "audio": "audio"}
+    longest = max(aligned.lengths.values())
+    for m, n in aligned.lengths.items():
+        if aligned.rule == "union" and longest - n > 1:
+            k = longest - n
+            notes.append(f"{names[m]} ends {k / aligned.fps:g} s early: last {k} rows {m}-invalid")
+        elif aligned.rule == "common" and aligned.dropped.get(m, 0) > 1:
+            k = aligned.dropped[m]
+            notes.append(f"--align common cut the last {k} rows ({k / aligned.fps:g} s) of the {names[m]}, "
+                         "where the other stream had ended")
+    return notes
 
 
 def _truncation(media, decoded: dict[str, float]) -> str | None:

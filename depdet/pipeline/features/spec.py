@@ -16,6 +16,9 @@ from depdet.extractors import EXTRACTOR_DIMS, EXTRACTOR_MODALITY, MODALITIES
 from depdet.extractors.landmarks import DETECTORS  # noqa: F401 (the detectors a spec may name; public here too)
 
 LANDMARK_NORMS = ("row-zscore", "none")
+#: Every key of :meth:`FeatureSpec.to_dict` that :meth:`FeatureSpec.from_dict` reads.
+SPEC_KEYS = frozenset({"audio", "visual", "fps", "landmark_norm", "detector", "vggish_postprocess", "vggish_quantize",
+                       "align", "models", "dims_override"})
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,13 @@ class FeatureSpec:
             DepMamba LMVD script and, by all evidence, D-Vlog do) or ``"none"`` (pixels).
         detector: face detector used before the landmark predictor (``hog`` or ``cnn``).
         vggish_postprocess: VGGish's PCA + 8-bit quantisation applied (None when VGGish is not used).
+        vggish_quantize: how the post-processing quantises: ``"truncate"`` (Google's reference,
+            depdet's default, issue 22) or ``"round"`` (torchvggish; what earlier depdet versions
+            did). None when VGGish or its post-processing is not used.
+        align: the timeline rule of :func:`~depdet.pipeline.features.timeline.align`: ``"union"``
+            (depdet's default: every row any stream has, per-stream validity) or ``"common"``
+            (rows up to the shortest stream's end, the reference loaders' rule and what earlier
+            depdet versions did). None for features not made by depdet.
         models: model file name -> SHA-256 of every weight file the extractors used (dlib predictor,
             MMOD detector, VGGish checkpoint and PCA parameters); empty when not known.
         dims_override: for datasets whose features were not made by depdet (released D-Vlog/LMVD
@@ -48,6 +58,8 @@ class FeatureSpec:
     landmark_norm: str | None = "row-zscore"
     detector: str | None = "hog"
     vggish_postprocess: bool | None = True
+    vggish_quantize: str | None = "truncate"
+    align: str | None = "union"
     models: dict = field(default_factory=dict, hash=False)
     dims_override: dict = field(default_factory=dict, compare=False, hash=False)
 
@@ -66,6 +78,14 @@ class FeatureSpec:
             raise ConfigError(f"unknown face detector {self.detector!r}", hint=f"choose from {', '.join(DETECTORS)}")
         if "vggish" not in self.audio and self.vggish_postprocess is not None:
             object.__setattr__(self, "vggish_postprocess", None)  # irrelevant without VGGish
+        if not self.vggish_postprocess:
+            object.__setattr__(self, "vggish_quantize", None)  # no post-processing, no quantisation
+        elif self.vggish_quantize not in (None, "truncate", "round"):
+            raise ConfigError(f"unknown VGGish quantisation {self.vggish_quantize!r}", hint="choose from truncate, round")
+        if self.align is not None:
+            from depdet.pipeline.features.timeline import check_rule
+
+            check_rule(self.align)
         object.__setattr__(self, "fps", float(self.fps))
         object.__setattr__(self, "models", {str(k): str(v) for k, v in dict(self.models or {}).items()})
 
@@ -90,7 +110,8 @@ class FeatureSpec:
     def differences(self, other: "FeatureSpec") -> list[str]:
         """Field-by-field differences ``"name: mine vs other"``; unknown (None/empty) values are skipped."""
         diffs = []
-        for name in ("audio", "visual", "fps", "landmark_norm", "detector", "vggish_postprocess"):
+        for name in ("audio", "visual", "fps", "landmark_norm", "detector", "vggish_postprocess", "vggish_quantize",
+                     "align"):
             a, b = getattr(self, name), getattr(other, name)
             if a is None or b is None:
                 continue
@@ -116,6 +137,10 @@ class FeatureSpec:
             parts.append(f"--detector {self.detector}")
         if self.vggish_postprocess is not None:
             parts.append("--vggish-postprocess" if self.vggish_postprocess else "--no-vggish-postprocess")
+        if self.vggish_quantize:
+            parts.append(f"--vggish-quantize {self.vggish_quantize}")
+        if self.align:
+            parts.append(f"--align {self.align}")
         return {"command": " ".join(parts)}
 
     def to_dict(self) -> dict:
@@ -130,13 +155,19 @@ class FeatureSpec:
 
         Keys missing from an earlier version's dict take the values that version always used
         (``detector`` and ``vggish_postprocess`` were extraction options then, recorded beside the
-        spec; pass them in ``d`` when known), except ``models``, which stays unknown.
+        spec; pass them in ``d`` when known), except ``models``, which stays unknown. Before
+        ``align`` and ``vggish_quantize`` were recorded, depdet always cut to the common span and
+        rounded; a dict without them from features depdet extracted (a detector is named) gets
+        ``"common"`` and ``"round"``, one of features not made by depdet gets None.
         """
-        known = {"audio", "visual", "fps", "landmark_norm", "detector", "vggish_postprocess", "models", "dims_override"}
+        known = SPEC_KEYS
         unknown = set(d) - known - {"dims"}
         if unknown:
             raise ConfigError(f"unknown feature-spec keys {sorted(unknown)}")
         kw = {k: d[k] for k in known if k in d}
+        made_by_depdet = d.get("detector") is not None
+        kw.setdefault("align", "common" if made_by_depdet else None)
+        kw.setdefault("vggish_quantize", "round" if made_by_depdet else None)
         for k in ("audio", "visual"):
             if k in kw:
                 kw[k] = tuple([kw[k]] if isinstance(kw[k], str) else kw[k])
@@ -146,6 +177,10 @@ class FeatureSpec:
         extra = f", detector {self.detector}" if self.detector else ""
         if self.vggish_postprocess is not None:
             extra += f", VGGish post-processing {'on' if self.vggish_postprocess else 'off'}"
+        if self.vggish_quantize:
+            extra += f" ({self.vggish_quantize})"
+        if self.align:
+            extra += f", align {self.align}"
         norm = f", landmarks {self.landmark_norm}" if self.landmark_norm else ""
         return (f"visual={'+'.join(self.visual)} ({self.dims.get('visual')}), "
                 f"audio={'+'.join(self.audio)} ({self.dims.get('audio')}), {self.fps:g} rows/s{norm}{extra}")
@@ -166,4 +201,4 @@ DVLOG = FeatureSpec(audio=("egemaps",), visual=("landmarks",), fps=1.0)
 #: LMVD as the DepMamba family uses it: VGGish (128) and 68 landmarks (136), 1 row/s.
 LMVD = FeatureSpec(audio=("vggish",), visual=("landmarks",), fps=1.0)
 #: Released feature files (D-Vlog, LMVD) were not made by depdet: their detector and weights are unknown.
-RELEASED_UNKNOWN = {"detector": None, "vggish_postprocess": None, "models": {}}
+RELEASED_UNKNOWN = {"detector": None, "vggish_postprocess": None, "vggish_quantize": None, "align": None, "models": {}}

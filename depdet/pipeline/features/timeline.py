@@ -17,13 +17,16 @@ against the others:
   they are, moved;
 - a stream that ends early simply has fewer rows.
 
-The truncation rule (:func:`align`, the only place streams are cut or padded):
+The length rule (:func:`align`, the only place streams are cut or padded; ``depdet extract
+--align``, recorded in the feature spec):
 
-- ``"common"`` (default): keep rows up to the shortest stream's end on the shared timeline,
+- ``"union"`` (depdet's default): keep every row any stream has, ``T = max(T_v, T_a)``; rows a
+  stream lacks are zeros and invalid (per-stream validity masks), so no stream's data is lost.
+  (``extract_clip`` lets the sound extend the clip only by rows it covers at least half of, the
+  midpoint rule of a late start applied to the end, so an encoder's trailing padding adds no row.)
+- ``"common"``: keep rows up to the shortest stream's end on the shared timeline,
   ``T = min(T_v, T_a)``, as the reference loaders do (DepMamba, DynMultiDep, CAF-Mamba). A late
-  start is not cut: its leading rows stay, invalid.
-- ``"union"``: keep every row any stream has, ``T = max(T_v, T_a)``; rows a stream lacks are
-  zeros and invalid.
+  start is not cut: its leading rows stay, invalid. (depdet always used it before issue 22.)
 
 What was cut is returned per stream (rows, and seconds of timeline: rows / fps) with the rule used,
 and ``extract_clip`` records it in ``ClipFeatures.info["timeline"]`` (``depdet extract`` writes
@@ -40,8 +43,8 @@ import numpy as np
 from depdet.errors import ConfigError
 from depdet.extractors.base import StreamFeatures, first_row, row_of  # noqa: F401 (first_row: part of the rule here too)
 
-#: The truncation rules :func:`align` knows; the first is the default.
-RULES = ("common", "union")
+#: The length rules :func:`align` knows; the first is the default.
+RULES = ("union", "common")
 
 
 def check_rule(rule: str) -> str:
@@ -108,7 +111,7 @@ class Aligned:
         lengths: name -> rows before alignment (on the shared timeline, leading invalid rows included).
         dropped: name -> rows removed from the end of that stream.
         dropped_s: name -> seconds of timeline removed (``dropped / fps``).
-        rule: the rule applied (``"common"`` or ``"union"``).
+        rule: the rule applied (``"union"`` or ``"common"``).
         fps: rows per second of every stream.
     """
 
@@ -122,13 +125,13 @@ class Aligned:
     fps: float = 0.0
 
 
-def align(streams: dict[str, StreamFeatures], rule: str = "common") -> Aligned:
+def align(streams: dict[str, StreamFeatures], rule: str = "union") -> Aligned:
     """Give every stream the same number of rows, by ``rule`` (see the module docstring).
 
     Args:
         streams: name -> features on the shared timeline (row 0 at the origin), all at one rate.
-        rule: ``"common"`` (rows up to the shortest stream's end) or ``"union"`` (every row any
-            stream has; missing rows zeros and invalid).
+        rule: ``"union"`` (default: every row any stream has; missing rows zeros and invalid) or
+            ``"common"`` (rows up to the shortest stream's end).
 
     Returns:
         :class:`Aligned` with the common length, per-stream drops (rows and seconds) and the rule.
@@ -140,10 +143,10 @@ def align(streams: dict[str, StreamFeatures], rule: str = "common") -> Aligned:
     Examples:
         >>> a = StreamFeatures(np.zeros((5, 2)), np.ones(5, bool), 1.0)
         >>> v = StreamFeatures(np.zeros((4, 3)), np.ones(4, bool), 1.0)
-        >>> r = align({"audio": a, "visual": v})
+        >>> r = align({"audio": a, "visual": v}, rule="common")
         >>> r.T, r.dropped
         (4, {'audio': 1, 'visual': 0})
-        >>> r = align({"audio": a, "visual": v}, rule="union")
+        >>> r = align({"audio": a, "visual": v})
         >>> r.T, r.dropped, r.valid["visual"].tolist()
         (5, {'audio': 0, 'visual': 0}, [True, True, True, True, False])
     """

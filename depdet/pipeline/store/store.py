@@ -59,7 +59,7 @@ import numpy as np
 from depdet import __version__
 from depdet import fileio as dio
 from depdet.errors import ConfigError, DataError, output_error
-from depdet.pipeline.features.spec import FeatureSpec
+from depdet.pipeline.features.spec import SPEC_KEYS, FeatureSpec
 from depdet.pipeline.store import labels as lab
 from depdet.pipeline.store import layout as L
 
@@ -266,9 +266,8 @@ class FeatureStore:
         for k in ("detector", "vggish_postprocess"):
             if k not in spec_d and k in opts:
                 spec_d[k] = opts[k]
-        known = {"audio", "visual", "fps", "landmark_norm", "detector", "vggish_postprocess", "models", "dims_override"}
         try:
-            return FeatureSpec.from_dict({k: v for k, v in spec_d.items() if k in known})
+            return FeatureSpec.from_dict({k: v for k, v in spec_d.items() if k in SPEC_KEYS})
         except (ConfigError, TypeError) as e:
             raise DataError(f"malformed spec in {L.FEATURES_JSON} ({e})", path=self.root / L.FEATURES_JSON,
                             hint="run `depdet store index` on the folder") from e
@@ -632,8 +631,34 @@ class FeatureStore:
             counts[r.get("status", "?")] = counts.get(r.get("status", "?"), 0) + 1
         spec = self.spec()
         if spec is not None:
-            self._write_features_json(spec, {"samples": counts})
+            versions = extractor_versions(records)
+            note = mixed_versions_note(versions)
+            self._write_features_json(spec, {"samples": counts, "extractor_versions": versions,
+                                             **({"mixed_versions": note} if note else {})})
         return counts
+
+
+def extractor_versions(records: dict[str, dict]) -> dict[str, dict[str, int]]:
+    """Extractor name -> version -> how many usable samples were made with it (from the records)."""
+    out: dict[str, dict[str, int]] = {}
+    for r in records.values():
+        if r.get("status") not in USABLE:
+            continue
+        for name, d in (r.get("extractors") or {}).items():
+            v = str((d or {}).get("version"))
+            out.setdefault(name, {})
+            out[name][v] = out[name].get(v, 0) + 1
+    return out
+
+
+def mixed_versions_note(versions: dict[str, dict[str, int]]) -> str | None:
+    """One line when a folder's samples were made by different versions of an extractor (None: they were not)."""
+    mixed = {n: vs for n, vs in versions.items() if len(vs) > 1}
+    if not mixed:
+        return None
+    parts = [f"{n} " + ", ".join(f"version {v} in {k} sample(s)" for v, k in sorted(vs.items())) for n, vs in sorted(mixed.items())]
+    return ("this folder mixes features made by different extractor versions (" + "; ".join(parts)
+            + "): their values are not comparable; rerun `depdet extract` on the folder's videos to redo the old ones")
 
 
 def manifest_row(rec: dict) -> dict:
