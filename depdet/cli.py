@@ -33,6 +33,31 @@ app = typer.Typer(
 console = Console(stderr=True)
 out = Console()
 
+
+def _readable_metavars() -> None:
+    """Help pages show what a value looks like, not Typer's internal names (depdet's choice): a flag
+    (``--help``, ``--force``) shows no ``<bool>``, a bounded number shows ``<int>`` beside its
+    ``[x>=1]`` (not ``<int range>``), a repeatable value shows ``<path>`` (not ``<list[Path]>``).
+    Wraps Typer's ``display_type`` once; an explicit ``metavar=`` still wins."""
+    from typer.core import _TyperParameter
+
+    original = _TyperParameter.display_type
+    if getattr(original, "_depdet", False):
+        return
+
+    def display_type(self, ctx):
+        if getattr(self, "is_flag", False):
+            return ""
+        text = original(self, ctx)
+        text = re.sub(r"^<(\w+) range>$", r"<\1>", text)
+        return re.sub(r"^<list\[(\w+)\]>$", lambda m: f"<{m.group(1).lower()}>", text)
+
+    display_type._depdet = True  # type: ignore[attr-defined]
+    _TyperParameter.display_type = display_type
+
+
+_readable_metavars()
+
 _STATE = {"verbose": False}
 
 #: C0/C1 control characters and Unicode direction overrides: never sent to the terminal raw.
@@ -241,7 +266,7 @@ def extract(
     allow_partial: Annotated[bool, typer.Option("--allow-partial", metavar=" ", help="Keep the streams that could be extracted (e.g. no audio track, no face).")] = False,
     device: Annotated[str, typer.Option(parser=_device, metavar="DEVICE", help=f"Where VGGish runs: {_DEVICE_HELP}. dlib (landmarks) runs on the CPU.")] = "auto",
     threads: Annotated[Optional[int], typer.Option(min=1, help="Threads for torch in this process (with --workers 1); each worker process uses one (default: torch's).")] = None,
-    cluster: Annotated[Optional[str], typer.Option(help="Run on a Dask cluster: local:N (N single-threaded worker processes here), tcp://HOST:PORT (a running scheduler) or slurm:N (N jobs via dask-jobqueue and your Dask jobqueue config). Needs pip install -e \".[cluster]\"; -o must be reachable from every worker.")] = None,
+    cluster: Annotated[Optional[str], typer.Option(help="Run on a Dask cluster: local:N (N single-threaded worker processes here), tcp://HOST:PORT (a running scheduler) or slurm:N (N jobs via dask-jobqueue and your Dask jobqueue config). Needs pip install -e \".\\[cluster]\"; -o must be reachable from every worker.")] = None,
     shard: Annotated[Optional[str], typer.Option(help="K/N: only this shard's 1/N of the inputs (a stable hash of the id), for job arrays; shards run at once on one folder; afterwards `depdet store index OUT` builds the views.")] = None,
 ):
     """Extract aligned D-Vlog/LMVD-style features from raw videos into a feature store."""
@@ -675,7 +700,7 @@ def train(
     bucketing: Annotated[Optional[bool], typer.Option("--bucketing/--no-bucketing", metavar=" ", help="Batches of similar lengths (every item once per epoch, seeded; less padding, the same results in expectation; depdet's default). --no-bucketing: the references' random order.")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(min=0, help="Bound memory: split a batch whose padded rows (items x longest) exceed this into micro-batches with gradient accumulation; the optimiser still sees the whole batch, BatchNorm sees micro-batches (default: depdet's budget, which keeps paper-size DepMamba under 8 GB on a CPU; 0: never split).")] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch.")] = None,
-    cluster: Annotated[Optional[str], typer.Option(help="Fan the (seed, fold) runs out over a Dask cluster, one run per worker: local:N, tcp://HOST:PORT or slurm:N (pip install -e \".[cluster]\"); the data and run folders must be reachable from every worker.")] = None,
+    cluster: Annotated[Optional[str], typer.Option(help="Fan the (seed, fold) runs out over a Dask cluster, one run per worker: local:N, tcp://HOST:PORT or slurm:N (pip install -e \".\\[cluster]\"); the data and run folders must be reachable from every worker.")] = None,
 ):
     """Train a model (one or several seeds) and report test metrics beside the all-depressed baseline."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
