@@ -233,6 +233,60 @@ def _checkpoint_path(path: Path) -> Path:
     return path
 
 
+def _fold_path(path: str, width: int) -> str:
+    """``path`` in lines of at most ``width`` characters, broken only after a ``/`` (a single name
+    longer than ``width`` is left to the console to fold): a path reads, and copies, whole."""
+    lines, cur = [], ""
+    for part in re.split(r"(?<=/)", path):
+        if cur and len(cur) + len(part) > width:
+            lines.append(cur)
+            cur = ""
+        cur += part
+    lines.append(cur)
+    return "\n".join(ln for ln in lines if ln)
+
+
+def _print_failures(con, title: str, items) -> None:
+    """Failures as readable blocks at any width (80 columns included): the id on its own line, then
+    ``file:`` (the path as given, broken only after a '/'), ``error:`` (the reason without the path
+    repeated) and ``fix:`` on their own indented lines. ``items``: ``(id, file, error text)``."""
+    from rich.padding import Padding
+    from rich.table import Table
+
+    con.print(f"[bold red]{plain(title)}[/]", highlight=False)
+    label_w, indent = 6, 4
+    room = max(20, con.width - indent - label_w - 1)
+    for sid, file, error in items:
+        error = str(error or "")
+        for prefix in sorted({str(f) for f in file if f}, key=len, reverse=True):
+            if error.startswith(prefix + ": "):
+                error = error[len(prefix) + 2:]
+                break
+        m = re.search(r"\s*\(fix: (.*)\)$", error)
+        hint, error = (m.group(1), error[:m.start()]) if m else (None, error)
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True, width=label_w, style="dim")
+        grid.add_column(overflow="fold", ratio=1)
+        shown = next((str(f) for f in file if f), "")
+        if shown:
+            grid.add_row("file:", plain(_fold_path(shown, room), newlines=True))
+        grid.add_row("error:", plain(error))
+        if hint:
+            grid.add_row("fix:", plain(hint))
+        con.print(f"[red]{plain(sid)}[/]", highlight=False)
+        con.print(Padding(grid, (0, 0, 0, indent)), highlight=False)
+
+
+def _print_warning(con, subject: str, warnings) -> None:
+    """``warning <subject>:`` then each warning on its own line, indented, wrapped within the width
+    (a hanging indent instead of one line the terminal cuts anywhere)."""
+    from rich.padding import Padding
+
+    con.print(f"[yellow]warning[/] {plain(subject)}:", highlight=False)
+    for w in warnings:
+        con.print(Padding(plain(str(w)), (0, 0, 0, 4)), highlight=False)
+
+
 def _examples(*lines: str) -> str:
     """A command's help epilog: runnable examples."""
     return "Examples:\n\n" + "\n\n".join(f"  {ln}" for ln in lines)
@@ -322,7 +376,7 @@ def extract(
         elif event == "done" and state["task"] is not None:
             state["media"] += real_seconds(data) if data.get("status") != "failed" else 0.0
             el = _t.perf_counter() - state["t0"]
-            mark = "[red]failed[/]" if data["status"] == "failed" else plain(data["id"])
+            mark = f"[red]failed:[/] {plain(data['id'])}" if data["status"] == "failed" else plain(data["id"])
             progress.update(state["task"], advance=1, description=f"{mark}",
                             rtf=f"{state['media'] / el:.1f}x realtime" if el > 0 else "")
 
@@ -340,14 +394,11 @@ def extract(
                   "to build manifest.jsonl and labels.csv over all shards", highlight=False, markup=False)
     warned = [r for r in report.rows if r.get("warnings")]
     for r in warned:
-        console.print(f"[yellow]warning[/] {plain(r['id'])}: {plain('; '.join(map(str, r['warnings'])))}", highlight=False)
+        _print_warning(console, r["id"], r["warnings"])
     if report.failed:
-        table = Table(title=f"{len(report.failed)} failed", title_style="bold red")
-        table.add_column("id")
-        table.add_column("error", overflow="fold")
-        for r in report.failed:
-            table.add_row(plain(r["id"]), plain(r["error"] or ""))
-        console.print(table)
+        _print_failures(console, f"{len(report.failed)} failed", [
+            (r["id"], ((r.get("source") or {}).get("path"), (r.get("source") or {}).get("resolved")), r["error"])
+            for r in report.failed])
         raise typer.Exit(1)
 
 
@@ -774,7 +825,7 @@ def train(
     load_options = {"labels": str(Path(labels).resolve()) if labels else None, "skip_missing": bool(skip_missing)}
     with _progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("{task.fields[info]}")) as progress:
-        summary = Trainer(ds, cfg, rdir, progress=progress, log=lambda s: progress.console.print(s, highlight=False),
+        summary = Trainer(ds, cfg, rdir, progress=progress, log=lambda s: progress.console.print(plain(s), highlight=False),
                           command=_STATE.get("argv") or list(_sys.argv), load_options=load_options).run(
             cluster=cluster, load_args={"path": str(data), "layout": layout.value, "labels": labels,
                                         "skip_missing": skip_missing})
@@ -789,8 +840,11 @@ def _print_train_summary(summary: dict, rdir: Path) -> None:
     cols["all depressed"] = base
     if summary["test_mean_std"]:
         out.print(_metrics_table(f"test metrics ({summary['dataset']}{', SYNTHETIC' if summary['synthetic'] else ''})", cols))
-    out.print(f"checkpoint: {summary['checkpoint']} (run {summary['checkpoint_run']}, best on valid); "
-              f"metrics: {rdir / 'metrics.json'}", highlight=False)
+    # each path on its own line, broken only after a '/' when it is wider than the terminal
+    room = max(20, out.width - 2)
+    out.print(f"checkpoint (run {plain(summary['checkpoint_run'])}, best on valid):\n"
+              + plain(_fold_path(str(summary["checkpoint"]), room), newlines=True)
+              + "\nmetrics:\n" + plain(_fold_path(str(rdir / "metrics.json"), room), newlines=True), highlight=False)
 
 
 @app.command(epilog=_examples(
@@ -859,12 +913,8 @@ def _print_predictions(report) -> None:
     if any(r.status == "ok" for r in report.results):
         out.print(table)
     if report.failed:
-        ft = Table(title=f"{len(report.failed)} of {len(report.results)} failed", title_style="bold red")
-        ft.add_column("clip")
-        ft.add_column("error", overflow="fold")
-        for r in report.failed:
-            ft.add_row(plain(r.sample_id), plain(r.error or ""))
-        console.print(ft)
+        _print_failures(console, f"{len(report.failed)} of {len(report.results)} failed",
+                        [(r.sample_id, (r.source,), r.error) for r in report.failed])
 
 
 @app.command(epilog=_examples(

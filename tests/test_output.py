@@ -73,3 +73,108 @@ def test_the_cluster_extra_survives_in_extract_and_train_help(narrow, capsys):
     for cmd in ("extract", "train"):
         code, out, err = run_cli([cmd, "--help"], capsys)
         assert 'pip install -e ".[cluster]"' in " ".join(out.replace("│", " ").split()), cmd
+
+
+# ---------------------------------------------------------------- tables and warnings at 80 columns
+LONG_DIR = "some/very/long/folder/name/for/the/recordings/of/participant_0042"
+LONG_NAMES = ("session_2024_03_17_interview_recording", "second_session_recording_with_a_long_name")
+
+
+def _assert_narrow(text: str) -> None:
+    for line in text.splitlines():
+        assert len(line) <= WIDTH, f"{len(line)} columns: {line!r}"
+    assert "…" not in text, "a cell was cut short"
+
+
+def _assert_path_breaks_only_after_slash(text: str, path: str) -> None:
+    """``path`` shows whole, its lines broken only after a '/' (never inside a folder or file name)."""
+    lines = [ln.strip(" │┃") for ln in text.splitlines()]
+    first = path[:path.index("/", 1) + 1]  # "some/" or "/tmp/"
+    for k, ln in enumerate(lines):
+        start = ln.rfind(first) if first in ln else -1
+        if start < 0:
+            continue
+        acc, parts = ln[start:], [ln[start:]]
+        for nxt in lines[k + 1:]:
+            if acc == path or not path.startswith(acc):
+                break
+            last = nxt.split()[-1] if nxt.split() else ""
+            acc += last
+            parts.append(last)
+        if acc == path:
+            assert all(p.endswith("/") for p in parts[:-1]), parts
+            return
+    raise AssertionError(f"{path} not found whole in:\n{text}")
+
+
+@pytest.fixture()
+def broken_long_paths(tmp_path):
+    d = tmp_path / LONG_DIR
+    d.mkdir(parents=True)
+    for name in LONG_NAMES:
+        (d / f"{name}.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    return tmp_path
+
+
+def test_extract_failures_read_at_80_columns(broken_long_paths, tmp_path, narrow, capsys, monkeypatch):
+    monkeypatch.chdir(broken_long_paths)
+    code, out, err = run_cli(["extract", "some", "-o", tmp_path / "f", "--workers", "1"], capsys)
+    assert code == 1 and "2 failed" in err
+    _assert_narrow(out + err)
+    lines = [ln.strip() for ln in err.splitlines()]
+    for name in LONG_NAMES:
+        assert name in lines, f"id {name} not whole on its own line"
+        _assert_path_breaks_only_after_slash(err, f"{LONG_DIR}/{name}.mp4")
+    assert "fix: re-download" in " ".join(err.split())
+
+
+# ---------------------------------------------------------------- train: ETA and summary
+def test_eta_from_measured_epoch_times_by_hand():
+    from depdet.pipeline.training.eta import TrainEta, fmt_duration
+
+    eta = TrainEta(epochs=10, runs_left=3)
+    assert eta.text(1) == "" and eta.left(1) is None  # nothing measured yet
+    eta.epoch_done(9.0)  # the first epoch: warm-up, used alone
+    assert eta.left(1) == (81.0, 81.0 + 2 * 10 * 9.0)
+    eta.epoch_done(4.0)
+    eta.epoch_done(6.0)  # now the mean of epochs 2-3: 5 s
+    assert eta.per_epoch == 5.0 and eta.left(3) == (35.0, 35.0 + 2 * 50.0)
+    assert eta.text(3) == "5.0 s/epoch, run ETA 35 s, all 3 runs ETA 2 min 15 s"
+    eta.run_done()
+    eta.run_done()
+    assert eta.text(10) == "5.0 s/epoch"  # last epoch of the last run: nothing else left
+    assert TrainEta(10, 2, upper_bound=True).in_epoch(5, 20, 10.0) == "batch 5/20, epoch ETA 30 s"
+    bounded = TrainEta(10, 2, upper_bound=True)
+    bounded.epoch_done(2.0)
+    assert bounded.text(4) == "2.0 s/epoch, run ETA <= 12 s, all 2 runs ETA <= 32 s"
+    assert [fmt_duration(s) for s in (0, 0.2, 59, 61, 3599, 7440)] == ["0 s", "1 s", "59 s", "1 min 01 s",
+                                                                       "59 min 59 s", "2 h 04 min"]
+
+
+@pytest.fixture(scope="module")
+def syn(tmp_path_factory):
+    from depdet.pipeline.data.synth import SynthConfig, make_synthetic
+
+    root = tmp_path_factory.mktemp("out") / "syn"
+    make_synthetic(root, SynthConfig(n=24, max_len=20, length_scale=0.05, signal=3.0))
+    return root
+
+
+def test_train_shows_eta_and_a_summary_that_reads_at_80_columns(syn, tmp_path, narrow, capsys, one_torch_thread):
+    import csv
+
+    rdir = tmp_path / "a" / "rather" / "long" / "folder" / "for" / "the" / "runs" / "of" / "this" / "study" / "run1"
+    code, out, err = run_cli(["train", "--data", syn, "--model", "fusion_concat", "--epochs", "3", "--seeds", "1", "2",
+                              "--batch-size", "4", "--run-dir", rdir], capsys)
+    assert code == 0, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("seed")]
+    first = [ln for ln in lines if ln.startswith("seed1 ") and " 1/3 " in ln][0]
+    assert "run ETA" in first and "all 2 runs ETA" in first, first
+    last_run = [ln for ln in lines if ln.startswith("seed2 ")]
+    assert last_run and all("all 2 runs" not in ln for ln in last_run)  # the last run: only its own ETA
+    # the s/epoch shown is the mean of the epochs measured so far (log.csv), the first left out
+    secs = [float(r["seconds"]) for run in ("seed1", "seed2") for r in csv.DictReader(open(rdir / run / "log.csv"))]
+    shown = float(re.search(r"([\d.]+) s/epoch", last_run[-1]).group(1))
+    assert shown == pytest.approx(sum(secs[1:]) / len(secs[1:]), abs=0.006)
+    _assert_narrow(out)
+    _assert_path_breaks_only_after_slash(out, str(rdir / "metrics.json"))
