@@ -214,6 +214,10 @@ class _PlainProgress:
                                soft_wrap=True)
 
 
+#: In a log (not a terminal), the fewest seconds between two ``clip X: N/M s decoded`` lines of one clip.
+_CLIP_LOG_EVERY_S = 30.0
+
+
 def _progress(*columns):
     """A Rich progress bar on a terminal, :class:`_PlainProgress` lines otherwise."""
     from rich.progress import Progress
@@ -325,7 +329,6 @@ def extract(
 ):
     """Extract aligned D-Vlog/LMVD-style features from raw videos into a feature store."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-    from rich.table import Table
 
     from depdet.pipeline.extract import real_seconds, run_extract
     from depdet.pipeline.features.extract import ExtractOptions
@@ -362,11 +365,42 @@ def extract(
                   highlight=False)
     progress = _progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                          TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[rtf]}"))
-    state = {"task": None, "t0": None, "media": 0.0}
+    state = {"task": None, "t0": None, "media": 0.0, "clips": {}, "done": set(), "printed": {}}
+    import threading as _threading
+
+    lock = _threading.Lock()  # "progress" events come from a reader thread of the local pool
+
+    def on_clip(data):
+        """A clip being decoded: its own bar on a terminal (``312/3600 s decoded``, its ETA); in a
+        log, a line ``clip X: 312/3600 s decoded`` at most every _CLIP_LOG_EVERY_S per clip."""
+        import time as _t
+
+        sid, done, total = data["id"], data["decoded"], data["duration"]
+        text = f"clip {plain(sid)}: {done:.0f}/{total:.0f} s decoded"
+        with lock:
+            if sid in state["done"]:
+                return  # a late report of a finished clip
+            if isinstance(progress, _PlainProgress):
+                now = _t.monotonic()
+                if done < total and now - state["printed"].get(sid, -1e9) >= _CLIP_LOG_EVERY_S:
+                    state["printed"][sid] = now
+                    console.print(text, highlight=False, soft_wrap=True)
+                return
+            if sid not in state["clips"]:
+                state["clips"][sid] = progress.add_task(f"  clip {plain(sid)}", total=max(total, 1e-9), rtf="s decoded")
+            progress.update(state["clips"][sid], completed=min(done, total))
 
     def on_event(event, data):
         import time as _t
 
+        if event == "progress":
+            on_clip(data)
+            return
+        if event == "done":
+            with lock:
+                state["done"].add(data["id"])
+                if data["id"] in state["clips"]:
+                    progress.remove_task(state["clips"].pop(data["id"]))
         if event == "start":
             state["t0"] = _t.perf_counter()
             if data["skipped"]:

@@ -3,6 +3,7 @@ tables and warnings at 80 columns, progress inside a long clip, an ETA while tra
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
@@ -16,7 +17,7 @@ WIDTH = 80
 def narrow(monkeypatch):
     monkeypatch.setenv("COLUMNS", str(WIDTH))
     # the module-level consoles of depdet.cli were sized when first used: size them again
-    import depdet.cli as cli
+    from depdet import cli
 
     for con in (cli.console, cli.out):
         monkeypatch.setattr(con, "_width", WIDTH)
@@ -71,7 +72,7 @@ def test_help_has_no_markup_accident_odd_metavar_or_long_line(path, cmd, narrow,
 
 def test_the_cluster_extra_survives_in_extract_and_train_help(narrow, capsys):
     for cmd in ("extract", "train"):
-        code, out, err = run_cli([cmd, "--help"], capsys)
+        _, out, _ = run_cli([cmd, "--help"], capsys)
         assert 'pip install -e ".[cluster]"' in " ".join(out.replace("│", " ").split()), cmd
 
 
@@ -168,13 +169,88 @@ def test_train_shows_eta_and_a_summary_that_reads_at_80_columns(syn, tmp_path, n
                               "--batch-size", "4", "--run-dir", rdir], capsys)
     assert code == 0, err
     lines = [ln for ln in err.splitlines() if ln.startswith("seed")]
-    first = [ln for ln in lines if ln.startswith("seed1 ") and " 1/3 " in ln][0]
+    first = next(ln for ln in lines if ln.startswith("seed1 ") and " 1/3 " in ln)
     assert "run ETA" in first and "all 2 runs ETA" in first, first
     last_run = [ln for ln in lines if ln.startswith("seed2 ")]
     assert last_run and all("all 2 runs" not in ln for ln in last_run)  # the last run: only its own ETA
     # the s/epoch shown is the mean of the epochs measured so far (log.csv), the first left out
-    secs = [float(r["seconds"]) for run in ("seed1", "seed2") for r in csv.DictReader(open(rdir / run / "log.csv"))]
+    secs = []
+    for run in ("seed1", "seed2"):
+        with open(rdir / run / "log.csv") as f:
+            secs += [float(r["seconds"]) for r in csv.DictReader(f)]
     shown = float(re.search(r"([\d.]+) s/epoch", last_run[-1]).group(1))
     assert shown == pytest.approx(sum(secs[1:]) / len(secs[1:]), abs=0.006)
     _assert_narrow(out)
     _assert_path_breaks_only_after_slash(out, str(rdir / "metrics.json"))
+
+
+# ---------------------------------------------------------------- progress inside a clip
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """Two generated 6-s clips with sound (grey picture: no face, so --allow-partial keeps the audio)."""
+    from conftest import write_video
+
+    d = tmp_path_factory.mktemp("clips")
+    for name in ("first", "second"):
+        write_video(d / f"{name}.mp4", with_audio=True, seconds=6.0)
+    return d
+
+
+def test_media_decoders_report_increasing_seconds(clips):
+    from depdet.pipeline.media import iter_frames, load_audio, probe
+
+    path = clips / "first.mp4"
+    seen_v, seen_a = [], []
+    rows = list(iter_frames(path, 2.0, origin=probe(path).origin, on_progress=seen_v.append))
+    assert seen_v == [(k + 1) / 2.0 for k in range(len(rows))] and seen_v[-1] == pytest.approx(6.0, abs=0.5)
+    samples = load_audio(path, 16000, on_progress=seen_a.append)
+    assert seen_a == sorted(seen_a) and len(seen_a) > 10 and seen_a[-1] == pytest.approx(samples.size / 16000)
+
+
+def test_extract_clip_reports_decoded_seconds_up_to_the_duration(clips):
+    from depdet.pipeline.features.extract import ExtractOptions, extract_clip
+    from depdet.pipeline.features.spec import FeatureSpec
+    from depdet.pipeline.media import probe
+
+    path = clips / "first.mp4"
+    calls = []
+    extract_clip(path, FeatureSpec(), ExtractOptions(allow_partial=True), on_progress=lambda d, t: calls.append((d, t)))
+    duration = probe(path).duration
+    decoded = [d for d, _ in calls]
+    assert all(t == duration for _, t in calls)
+    assert decoded == sorted(decoded) and len(set(decoded)) == len(decoded)  # increasing
+    assert len(decoded) >= 5 and decoded[0] < duration / 2 and decoded[-1] == duration
+    assert all(b - a >= 1.0 for a, b in itertools.pairwise(decoded[:-1]))  # at most once per decoded second
+
+
+def test_extract_cli_logs_clip_progress(clips, tmp_path, narrow, capsys, monkeypatch):
+    import depdet.pipeline.extract as ex
+    from depdet import cli
+
+    monkeypatch.setattr(cli, "_CLIP_LOG_EVERY_S", 0.0)
+    monkeypatch.setattr(ex, "PROGRESS_EVERY_S", 0.0)
+    code, out, err = run_cli(["extract", clips, "-o", tmp_path / "f", "--workers", "1", "--allow-partial"], capsys)
+    assert code == 0, err
+    shown = re.findall(r"clip (\w+): (\d+)/(\d+) s decoded", err)
+    assert {s[0] for s in shown} == {"first", "second"}
+    assert all(int(d) < int(t) for _, d, t in shown)  # the clip's end is its 'done' line, not a progress line
+    first = [int(d) for sid, d, _ in shown if sid == "first"]
+    assert first == sorted(first) and len(first) >= 3
+    _assert_narrow(out)
+
+
+@pytest.mark.slow  # spawns two worker processes (~25 s on a loaded 2-core machine)
+def test_pool_workers_send_clip_progress_through_the_queue(clips, tmp_path):
+    from depdet.pipeline.extract import run_extract
+    from depdet.pipeline.features.extract import ExtractOptions
+    from depdet.pipeline.features.spec import FeatureSpec
+
+    events = []
+    run_extract([clips], tmp_path / "f", FeatureSpec(), options=ExtractOptions(allow_partial=True), workers=2,
+                on_event=lambda e, d: events.append((e, d)) if e == "progress" else None)
+    by_clip: dict = {}
+    for _, d in events:
+        by_clip.setdefault(d["id"], []).append(d["decoded"])
+    assert set(by_clip) == {"first", "second"}
+    for decoded in by_clip.values():  # from the worker processes: the first report and the clip's end at least
+        assert len(decoded) >= 2 and decoded == sorted(decoded) and decoded[-1] == pytest.approx(6.0, abs=0.2)

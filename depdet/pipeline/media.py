@@ -51,7 +51,7 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator, NamedTuple
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -340,7 +340,7 @@ def probe(path: str | Path) -> MediaInfo:
         )
 
 
-def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
+def load_audio(path: str | Path, sr: int = SAMPLE_RATE, on_progress: Callable[[float], None] | None = None) -> np.ndarray:
     """Decode the first audio track to float32 mono at ``sr`` Hz.
 
     Resampling and down-mixing are done by FFmpeg's resampler (``av.AudioResampler``), as
@@ -349,6 +349,8 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
     Args:
         path: video or audio file.
         sr: output sample rate in Hz.
+        on_progress: called with the seconds of audio decoded so far, after each decoded frame
+            (increasing; keep it cheap, or throttle it).
 
     Returns:
         1-D float32 array of samples.
@@ -369,11 +371,15 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
         stream = container.streams.audio[0]
         stream.thread_type = "AUTO"
         resampler = av.AudioResampler(format="flt", layout="mono", rate=int(sr))
+        n = 0
         try:
             for frame in container.decode(stream):
                 frame.pts = None  # let the resampler count samples; avoids gaps from odd timestamps
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray().reshape(-1))
+                    n += chunks[-1].size
+                if on_progress is not None:
+                    on_progress(n / sr)
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
         except av.FFmpegError as e:
@@ -539,7 +545,8 @@ def _planned_frames(container, stream, plan: _Plan, counts: dict) -> Iterator:
 
 
 def iter_frames(path: str | Path, fps: float, origin: float | None = None,
-                stats: dict | None = None, skip: bool = True) -> Iterator[Frame]:
+                stats: dict | None = None, skip: bool = True,
+                on_progress: Callable[[float], None] | None = None) -> Iterator[Frame]:
     """Yield the frame shown at each time ``k / fps``, for every ``k`` with ``k / fps < end``.
 
     Times are seconds after ``origin`` on the file's clock (the presentation timeline,
@@ -578,6 +585,8 @@ def iter_frames(path: str | Path, fps: float, origin: float | None = None,
             when full decoding took over), ``picture_rows`` and ``gap_rows`` (placeholder rows
             inside timestamp gaps longer than MAX_GAP_S).
         skip: decode only what the sampled frames need (see above); False decodes every packet.
+        on_progress: called with the seconds of the timeline done, ``(k + 1) / fps``, as row ``k`` is
+            yielded (increasing; keep it cheap, or throttle it).
 
     Yields:
         Frame(index=k, time=k/fps, image=RGB uint8 (H, W, 3) or None, source_time), for k = 0, 1, ...
@@ -597,6 +606,8 @@ def iter_frames(path: str | Path, fps: float, origin: float | None = None,
             for fr in _frame_rows(p, fps, origin, counts, out, plan=plan):
                 yield fr
                 done += 1
+                if on_progress is not None:
+                    on_progress(done / fps)
         except _PlanMismatch:
             out["decode"] = "fallback"
             counts = {"decoded": 0, "dropped_packets": 0}
@@ -604,7 +615,10 @@ def iter_frames(path: str | Path, fps: float, origin: float | None = None,
             if stats is not None:
                 stats.update(**out, **counts)
             return
-    yield from _frame_rows(p, fps, origin, counts, out, plan=None, from_row=done)
+    for fr in _frame_rows(p, fps, origin, counts, out, plan=None, from_row=done):
+        yield fr
+        if on_progress is not None:
+            on_progress((fr.index + 1) / fps)
     if stats is not None:
         stats.update(**out, **counts)
 

@@ -16,7 +16,7 @@ def fmt_duration(seconds: float) -> str:
     """``8 s``, ``3 min 05 s``, ``2 h 04 min``: short, and never ``0 s`` for work that is left."""
     if seconds is None or not math.isfinite(seconds):
         return "?"
-    s = max(0, int(math.ceil(seconds)))
+    s = max(0, math.ceil(seconds))
     if s < 60:
         return f"{s} s"
     if s < 3600:

@@ -578,8 +578,9 @@ class Trainer:
             self.log(f"warning: {warning}")
         runs = [(f"seed{seed}" if split.name == "own" else f"seed{seed}-{split.name}", seed, k)
                 for seed in self.cfg.seeds for k, split in enumerate(splits)]
-        from depdet.pipeline.training.eta import TrainEta  # time left in the progress (depdet's estimate)
+        from depdet.pipeline.training.eta import TrainEta
 
+        # time left, shown in the progress (depdet's estimate)
         self._eta = TrainEta(self.cfg.epochs, sum(not (self.run_dir / n / "result.json").exists() for n, _, _ in runs),
                              upper_bound=self.cfg.patience is not None)
         if cluster:
