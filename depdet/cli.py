@@ -933,8 +933,11 @@ def _print_predictions(report) -> None:
     title = "depdet screening results" + (" (DEMONSTRATION: synthetic training data, no clinical meaning)"
                                           if report.demonstration else "")
     table = Table(title=title, caption=SCREENING_DISCLAIMER, caption_justify="left")
+    # below 120 columns the warnings go under the table (indented lines), not into a column a few
+    # characters wide (depdet's layout choice)
+    inline = out.width >= 120
     for col, just in (("clip", "left"), ("duration", "right"), ("probability", "right"), ("result", "left"),
-                      ("face", "right"), ("speech", "right"), ("warnings", "left")):
+                      ("face", "right"), ("speech", "right"), ("warnings", "left"))[:7 if inline else 6]:
         table.add_column(col, justify=just, overflow="fold", no_wrap=col in ("duration", "probability", "face", "speech"))
     pct = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
     for r in report.results:
@@ -943,9 +946,13 @@ def _print_predictions(report) -> None:
         style = "bold red" if r.screening == ABOVE else "green"
         table.add_row(plain(r.sample_id), f"{r.duration:.1f}s" if r.duration is not None else "-", f"{r.probability:.3f}",
                       f"[{style}]{plain(r.screening)}[/] (threshold {r.threshold:.2f})", pct(r.face_coverage),
-                      pct(r.speech_coverage), plain("\n".join(map(str, r.warnings)), newlines=True) or "-")
+                      pct(r.speech_coverage), *([plain("\n".join(map(str, r.warnings)), newlines=True) or "-"]
+                                                if inline else []))
     if any(r.status == "ok" for r in report.results):
         out.print(table)
+        for r in report.results if not inline else ():
+            if r.status == "ok" and r.warnings:
+                _print_warning(out, r.sample_id, r.warnings)
     if report.failed:
         _print_failures(console, f"{len(report.failed)} of {len(report.results)} failed",
                         [(r.sample_id, (r.source,), r.error) for r in report.failed])

@@ -129,6 +129,25 @@ def test_extract_failures_read_at_80_columns(broken_long_paths, tmp_path, narrow
     assert "fix: re-download" in " ".join(err.split())
 
 
+def test_predict_table_warnings_and_failures_read_at_80_columns(narrow, capsys):
+    from depdet import cli
+    from depdet.pipeline.inference.predict import ClipResult, PredictReport
+
+    long_file = f"/data/{LONG_DIR}/{LONG_NAMES[0]}.mp4"
+    ok = ClipResult(sample_id=LONG_NAMES[1], source="x.mp4", duration=612.3, probability=0.734, threshold=0.41,
+                    face_coverage=0.93, speech_coverage=0.61,
+                    warnings=[f"face found in only 12% of the sampled frames ({long_file})", "speech in 3% of rows"])
+    bad = ClipResult(sample_id=LONG_NAMES[0], source=long_file, status="failed",
+                     error=f"{long_file}: not a readable media file (fix: re-encode it)")
+    cli._print_predictions(PredictReport([ok, bad], {}, 1.0, demonstration=True))
+    out, err = capsys.readouterr()
+    _assert_narrow(out + err)
+    assert "warning " + LONG_NAMES[1] + ":" in out and "    speech in 3% of rows" in out  # under the table, indented
+    assert "1 of 2 failed" in err and LONG_NAMES[0] in err.splitlines()
+    _assert_path_breaks_only_after_slash(err, long_file)
+    assert "    error: not a readable media file" in err and "    fix:   re-encode it" in err
+
+
 # ---------------------------------------------------------------- train: ETA and summary
 def test_eta_from_measured_epoch_times_by_hand():
     from depdet.pipeline.training.eta import TrainEta, fmt_duration
