@@ -1036,10 +1036,14 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed for data, training and clip.")] = 0,
     overwrite: Annotated[bool, typer.Option(metavar=" ", help="Replace a previous demo's outputs in --out.")] = False,
 ):
-    """End-to-end DEMONSTRATION on synthetic data (no clinical meaning): synth -> train -> predict -> report."""
+    """End-to-end DEMONSTRATION on synthetic data (no clinical meaning): synth -> train -> predict -> report.
+    With the defaults it takes a few minutes on a laptop CPU (about 3 CPU-minutes, mostly training;
+    longer on a busy machine)."""
     from depdet.pipeline.demo import DEMO_NOTICE, DemoConfig, run_demo
 
     console.print(f"[bold blue]{DEMO_NOTICE}[/]", highlight=False)
+    console.print("[dim]With the defaults this takes a few minutes on a laptop CPU (about 3 CPU-minutes, most of "
+                  "them training); longer on a busy machine.[/]", highlight=False)
     cfg = DemoConfig(model=model.value, n=samples, epochs=epochs, clip_seconds=clip_seconds, seed=seed)
     res = run_demo(out_dir, cfg, clip=clip, overwrite=overwrite, log=lambda s: console.print(plain(s), highlight=False))
     _print_predictions(res.predict_report)

@@ -273,3 +273,14 @@ def test_pool_workers_send_clip_progress_through_the_queue(clips, tmp_path):
     assert set(by_clip) == {"first", "second"}
     for decoded in by_clip.values():  # from the worker processes: the first report and the clip's end at least
         assert len(decoded) >= 2 and decoded == sorted(decoded) and decoded[-1] == pytest.approx(6.0, abs=0.2)
+
+
+def test_demo_wording_matches_its_measured_minutes(capsys, narrow):
+    """Measured (module docstring of depdet.pipeline.demo): ~2.7 CPU-minutes, 9-11 min on a loaded 2-core machine."""
+    import depdet.pipeline.demo as demo
+    from depdet.pipeline.inference import report
+
+    _, out, _ = run_cli(["demo", "--help"], capsys)
+    assert "a few minutes on a laptop CPU" in " ".join(out.replace("│", " ").split())
+    for text in (demo.__doc__, open(report.__file__).read()):
+        assert "trained for seconds" not in text and "in seconds;" not in text
