@@ -925,7 +925,7 @@ def evaluate(
 
 # ---------------------------------------------------------------- predict / demo (issue 5)
 def _print_predictions(report) -> None:
-    """One Rich table row per clip (disclaimer as caption), warnings, then a failures table."""
+    """One Rich table row per clip (disclaimer as caption), warnings, then the failures (:func:`_print_failures`)."""
     from rich.table import Table
 
     from depdet.pipeline.inference.predict import ABOVE
@@ -1017,7 +1017,7 @@ def predict(
     if report_path is not None:
         console.print(f"report: {plain(report_path)}", highlight=False)
     if report.failed:  # one red line + exit 1 through main()
-        raise DepdetError(f"{len(report.failed)} of {len(report.results)} input(s) failed", hint="see the failures table above")
+        raise DepdetError(f"{len(report.failed)} of {len(report.results)} input(s) failed", hint="see the failures listed above")
 
 
 class DemoModel(str, Enum):
@@ -1054,7 +1054,7 @@ def demo(
               f"clip:       {plain(res.clip)}", highlight=False)
     out.print(f"[bold blue]{DEMO_NOTICE}[/]", highlight=False)
     if res.predict_report.failed:
-        raise DepdetError("the demo clip could not be scored", hint="see the failures table above")
+        raise DepdetError("the demo clip could not be scored", hint="see the failure listed above")
 
 
 _INTERRUPTED = 130  # 128 + SIGINT

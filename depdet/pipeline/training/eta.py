@@ -60,10 +60,10 @@ class TrainEta:
     def text(self, epoch: int) -> str:
         """``4.1 s/epoch, run ETA 41 s, all 3 runs ETA 3 min 20 s`` after ``epoch`` of the current run
         (no run ETA after its last epoch, no command ETA in its last run)."""
-        left = self.left(epoch)
-        if left is None:
+        left, per = self.left(epoch), self.per_epoch
+        if left is None or per is None:
             return ""
-        le, per = "<= " if self.upper_bound else "", self.per_epoch
+        le = "<= " if self.upper_bound else ""
         parts = [f"{per:.1f} s/epoch" if per >= 1 else f"{per:.2f} s/epoch"]
         if epoch < self.epochs:
             parts.append(f"run ETA {le}{fmt_duration(left[0])}")
