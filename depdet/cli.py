@@ -55,6 +55,31 @@ def _readable_metavars() -> None:
     display_type._depdet = True  # type: ignore[attr-defined]
     _TyperParameter.display_type = display_type
 
+    # Typer's help tables make their columns with Rich's default overflow, "ellipsis": at 80 columns
+    # an option name or a preset name was cut ("--threshold-met…"). Fold instead: nothing is lost.
+    import rich.table
+    import rich.text
+    from typer import rich_utils
+
+    class _FoldingTable(rich.table.Table):
+        def add_row(self, *renderables, **kwargs):
+            while len(self.columns) < len(renderables):
+                self.add_column(overflow="fold")
+            return super().add_row(*renderables, **kwargs)
+
+    if getattr(rich_utils, "Table", None) is rich.table.Table:
+        rich_utils.Table = _FoldingTable
+    help_of = getattr(rich_utils, "_get_parameter_help", None)
+    if help_of is not None:  # the help cell's texts: folded too (a long word, e.g. a preset name)
+        def folded_help(*args, **kwargs):
+            cell = help_of(*args, **kwargs)
+            for part in getattr(cell, "renderables", ()):
+                if isinstance(part, rich.text.Text):
+                    part.overflow = "fold"
+            return cell
+
+        rich_utils._get_parameter_help = folded_help
+
 
 _readable_metavars()
 

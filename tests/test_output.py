@@ -62,6 +62,7 @@ def test_help_has_no_markup_accident_odd_metavar_or_long_line(path, cmd, narrow,
     assert code == 0, err
     for line in out.splitlines():
         assert len(line) <= WIDTH, f"{len(line)} columns: {line!r}"
+    assert "…" not in out, "a help cell was cut short (an option or preset name lost)"
     for odd in ("<bool>", " range>", "<list[", "<str range"):
         assert odd not in out, f"{' '.join(path) or 'depdet'} --help shows {odd!r}"
     flat = " ".join(out.replace("│", " ").split())
