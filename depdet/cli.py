@@ -33,6 +33,56 @@ app = typer.Typer(
 console = Console(stderr=True)
 out = Console()
 
+
+def _readable_metavars() -> None:
+    """Help pages show what a value looks like, not Typer's internal names (depdet's choice): a flag
+    (``--help``, ``--force``) shows no ``<bool>``, a bounded number shows ``<int>`` beside its
+    ``[x>=1]`` (not ``<int range>``), a repeatable value shows ``<path>`` (not ``<list[Path]>``).
+    Wraps Typer's ``display_type`` once; an explicit ``metavar=`` still wins."""
+    from typer.core import _TyperParameter
+
+    original = _TyperParameter.display_type
+    if getattr(original, "_depdet", False):
+        return
+
+    def display_type(self, ctx):
+        if getattr(self, "is_flag", False):
+            return ""
+        text = original(self, ctx)
+        text = re.sub(r"^<(\w+) range>$", r"<\1>", text)
+        return re.sub(r"^<list\[(\w+)\]>$", lambda m: f"<{m.group(1).lower()}>", text)
+
+    display_type._depdet = True  # type: ignore[attr-defined]
+    _TyperParameter.display_type = display_type
+
+    # Typer's help tables make their columns with Rich's default overflow, "ellipsis": at 80 columns
+    # an option name or a preset name was cut ("--threshold-met…"). Fold instead: nothing is lost.
+    import rich.table
+    import rich.text
+    from typer import rich_utils
+
+    class _FoldingTable(rich.table.Table):
+        def add_row(self, *renderables, **kwargs):
+            while len(self.columns) < len(renderables):
+                self.add_column(overflow="fold")
+            return super().add_row(*renderables, **kwargs)
+
+    if getattr(rich_utils, "Table", None) is rich.table.Table:
+        rich_utils.Table = _FoldingTable
+    help_of = getattr(rich_utils, "_get_parameter_help", None)
+    if help_of is not None:  # the help cell's texts: folded too (a long word, e.g. a preset name)
+        def folded_help(*args, **kwargs):
+            cell = help_of(*args, **kwargs)
+            for part in getattr(cell, "renderables", ()):
+                if isinstance(part, rich.text.Text):
+                    part.overflow = "fold"
+            return cell
+
+        rich_utils._get_parameter_help = folded_help
+
+
+_readable_metavars()
+
 _STATE = {"verbose": False}
 
 #: C0/C1 control characters and Unicode direction overrides: never sent to the terminal raw.
@@ -191,6 +241,10 @@ class _PlainProgress:
                                soft_wrap=True)
 
 
+#: In a log (not a terminal), the fewest seconds between two ``clip X: N/M s decoded`` lines of one clip.
+_CLIP_LOG_EVERY_S = 30.0
+
+
 def _progress(*columns):
     """A Rich progress bar on a terminal, :class:`_PlainProgress` lines otherwise."""
     from rich.progress import Progress
@@ -212,6 +266,60 @@ def _checkpoint_path(path: Path) -> Path:
         raise DepdetError("this folder holds no checkpoint.pt", path=path,
                           hint="pass a run folder written by `depdet train` (it has checkpoint.pt) or the .pt file")
     return path
+
+
+def _fold_path(path: str, width: int) -> str:
+    """``path`` in lines of at most ``width`` characters, broken only after a ``/`` (a single name
+    longer than ``width`` is left to the console to fold): a path reads, and copies, whole."""
+    lines, cur = [], ""
+    for part in re.split(r"(?<=/)", path):
+        if cur and len(cur) + len(part) > width:
+            lines.append(cur)
+            cur = ""
+        cur += part
+    lines.append(cur)
+    return "\n".join(ln for ln in lines if ln)
+
+
+def _print_failures(con, title: str, items) -> None:
+    """Failures as readable blocks at any width (80 columns included): the id on its own line, then
+    ``file:`` (the path as given, broken only after a '/'), ``error:`` (the reason without the path
+    repeated) and ``fix:`` on their own indented lines. ``items``: ``(id, file, error text)``."""
+    from rich.padding import Padding
+    from rich.table import Table
+
+    con.print(f"[bold red]{plain(title)}[/]", highlight=False)
+    label_w, indent = 6, 4
+    room = max(20, con.width - indent - label_w - 1)
+    for sid, file, error in items:
+        error = str(error or "")
+        for prefix in sorted({str(f) for f in file if f}, key=len, reverse=True):
+            if error.startswith(prefix + ": "):
+                error = error[len(prefix) + 2:]
+                break
+        m = re.search(r"\s*\(fix: (.*)\)$", error)
+        hint, error = (m.group(1), error[:m.start()]) if m else (None, error)
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True, width=label_w, style="dim")
+        grid.add_column(overflow="fold", ratio=1)
+        shown = next((str(f) for f in file if f), "")
+        if shown:
+            grid.add_row("file:", plain(_fold_path(shown, room), newlines=True))
+        grid.add_row("error:", plain(error))
+        if hint:
+            grid.add_row("fix:", plain(hint))
+        con.print(f"[red]{plain(sid)}[/]", highlight=False)
+        con.print(Padding(grid, (0, 0, 0, indent)), highlight=False)
+
+
+def _print_warning(con, subject: str, warnings) -> None:
+    """``warning <subject>:`` then each warning on its own line, indented, wrapped within the width
+    (a hanging indent instead of one line the terminal cuts anywhere)."""
+    from rich.padding import Padding
+
+    con.print(f"[yellow]warning[/] {plain(subject)}:", highlight=False)
+    for w in warnings:
+        con.print(Padding(plain(str(w)), (0, 0, 0, 4)), highlight=False)
 
 
 def _examples(*lines: str) -> str:
@@ -250,7 +358,7 @@ def extract(
     strict: Annotated[bool, typer.Option("--strict", metavar=" ", help="Exit 1 when any clip failed (default: exit 0 when at least one clip of this run is usable; failures are listed).")] = False,
     device: Annotated[str, typer.Option(parser=_device, metavar="DEVICE", help=f"Where VGGish runs: {_DEVICE_HELP}. dlib (landmarks) runs on the CPU.")] = "auto",
     threads: Annotated[Optional[int], typer.Option(min=1, help="Threads for torch in this process (with --workers 1); each worker process uses one (default: torch's).")] = None,
-    cluster: Annotated[Optional[str], typer.Option(help="Run on a Dask cluster: local:N (N single-threaded worker processes here), tcp://HOST:PORT (a running scheduler) or slurm:N (N jobs via dask-jobqueue and your Dask jobqueue config). Needs pip install -e \".[cluster]\"; -o must be reachable from every worker.")] = None,
+    cluster: Annotated[Optional[str], typer.Option(help="Run on a Dask cluster: local:N (N single-threaded worker processes here), tcp://HOST:PORT (a running scheduler) or slurm:N (N jobs via dask-jobqueue and your Dask jobqueue config). Needs pip install -e \".\\[cluster]\"; -o must be reachable from every worker.")] = None,
     shard: Annotated[Optional[str], typer.Option(help="K/N: only this shard's 1/N of the inputs (a stable hash of the id), for job arrays; shards run at once on one folder; afterwards `depdet store index OUT` builds the views.")] = None,
 ):
     """Extract aligned D-Vlog/LMVD-style features from raw videos into a feature store.
@@ -260,7 +368,6 @@ def extract(
     with the fix); 1 when none is, on a run-level error, or with --strict when any clip failed.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-    from rich.table import Table
 
     from depdet.pipeline.extract import real_seconds, run_extract
     from depdet.pipeline.features.extract import ExtractOptions
@@ -298,11 +405,42 @@ def extract(
                   highlight=False)
     progress = _progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                          TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[rtf]}"))
-    state = {"task": None, "t0": None, "media": 0.0}
+    state = {"task": None, "t0": None, "media": 0.0, "clips": {}, "done": set(), "printed": {}}
+    import threading as _threading
+
+    lock = _threading.Lock()  # "progress" events come from a reader thread of the local pool
+
+    def on_clip(data):
+        """A clip being decoded: its own bar on a terminal (``312/3600 s decoded``, its ETA); in a
+        log, a line ``clip X: 312/3600 s decoded`` at most every _CLIP_LOG_EVERY_S per clip."""
+        import time as _t
+
+        sid, done, total = data["id"], data["decoded"], data["duration"]
+        text = f"clip {plain(sid)}: {done:.0f}/{total:.0f} s decoded"
+        with lock:
+            if sid in state["done"]:
+                return  # a late report of a finished clip
+            if isinstance(progress, _PlainProgress):
+                now = _t.monotonic()
+                if done < total and now - state["printed"].get(sid, -1e9) >= _CLIP_LOG_EVERY_S:
+                    state["printed"][sid] = now
+                    console.print(text, highlight=False, soft_wrap=True)
+                return
+            if sid not in state["clips"]:
+                state["clips"][sid] = progress.add_task(f"  clip {plain(sid)}", total=max(total, 1e-9), rtf="s decoded")
+            progress.update(state["clips"][sid], completed=min(done, total))
 
     def on_event(event, data):
         import time as _t
 
+        if event == "progress":
+            on_clip(data)
+            return
+        if event == "done":
+            with lock:
+                state["done"].add(data["id"])
+                if data["id"] in state["clips"]:
+                    progress.remove_task(state["clips"].pop(data["id"]))
         if event == "start":
             state["t0"] = _t.perf_counter()
             if data["skipped"]:
@@ -332,7 +470,7 @@ def extract(
                   "to build manifest.jsonl and labels.csv over all shards", highlight=False, markup=False)
     warned = [r for r in report.rows if r.get("warnings")]
     for r in warned:
-        console.print(f"[yellow]warning[/] {plain(r['id'])}: {plain('; '.join(map(str, r['warnings'])))}", highlight=False)
+        _print_warning(console, r["id"], r["warnings"])
     for line in report.notes:
         console.print(f"[yellow]note:[/] {plain(line)}", highlight=False)
     if report.failed:
@@ -340,12 +478,10 @@ def extract(
 
         listed = write_failures(out_dir, report.failed, shard)  # the full list, whatever the count
         if len(report.failed) <= FAILURES_SHOWN:
-            table = Table(title=f"{len(report.failed)} failed (left out of the folder's samples; each error ends with its fix)",
-                          title_style="bold red")
-            table.add_column("id")
-            table.add_column("error", overflow="fold")
-            for r in report.failed:
-                table.add_row(plain(r["id"]), plain(r["error"] or ""))
+            _print_failures(console, f"{len(report.failed)} failed (left out of the folder's samples; each error "
+                                     "ends with its fix)", [
+                (r["id"], ((r.get("source") or {}).get("path"), (r.get("source") or {}).get("resolved")), r["error"])
+                for r in report.failed])
         else:  # thousands of failures: one row per reason (depdet's summary), the full list in the file
             groups = group_failures(report.failed)
             table = Table(title=f"{len(report.failed)} failed, {len(groups)} reason(s)", title_style="bold red")
@@ -357,7 +493,7 @@ def extract(
             if len(groups) > FAILURES_SHOWN:
                 table.add_row(str(sum(g[1] for g in groups[FAILURES_SHOWN:])),
                               f"{len(groups) - FAILURES_SHOWN} other reason(s)", "")
-        console.print(table)
+            console.print(table)
         console.print(f"failed inputs, one row each (id, source, error): {plain(listed)}", highlight=False)
     usable = ok + partial + len(report.skipped)
     if report.failed and (strict or not usable):
@@ -754,7 +890,7 @@ def train(
     bucketing: Annotated[Optional[bool], typer.Option("--bucketing/--no-bucketing", metavar=" ", help="Batches of similar lengths (every item once per epoch, seeded; less padding). Not the references' batches: other clips share a batch, which changes a clip's logits where padding leaks (padding='original', use_masks=False) and the BatchNorm batch statistics. Default: off in paper presets (the references' random order), on otherwise (depdet's).")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(min=0, help="Bound memory: split a batch whose padded rows (items x longest) exceed this into micro-batches with gradient accumulation; the optimiser still sees the whole batch's mean loss, but BatchNorm normalises over each micro-batch and leaking padding (padding='original', use_masks=False) is each micro-batch's own. Default: 0 (never split, the references' whole batches) in paper presets, else depdet's 12,288 (keeps paper-size DepMamba under 8 GB on a CPU).")] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch.")] = None,
-    cluster: Annotated[Optional[str], typer.Option(help="Fan the (seed, fold) runs out over a Dask cluster, one run per worker: local:N, tcp://HOST:PORT or slurm:N (pip install -e \".[cluster]\"); the data and run folders must be reachable from every worker.")] = None,
+    cluster: Annotated[Optional[str], typer.Option(help="Fan the (seed, fold) runs out over a Dask cluster, one run per worker: local:N, tcp://HOST:PORT or slurm:N (pip install -e \".\\[cluster]\"); the data and run folders must be reachable from every worker.")] = None,
 ):
     """Train a model (one or several seeds) and report test metrics beside the all-depressed baseline."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
@@ -834,7 +970,7 @@ def train(
         load_options["group_by"] = group_by
     with _progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("{task.fields[info]}")) as progress:
-        summary = Trainer(ds, cfg, rdir, progress=progress, log=lambda s: progress.console.print(s, highlight=False),
+        summary = Trainer(ds, cfg, rdir, progress=progress, log=lambda s: progress.console.print(plain(s), highlight=False),
                           command=_STATE.get("argv") or list(_sys.argv), load_options=load_options).run(
             cluster=cluster, load_args={"path": str(data), "layout": layout.value, "labels": labels,
                                         "skip_missing": skip_missing, "skip_invalid": skip_invalid, "group_by": group_by or "group"})
@@ -869,8 +1005,11 @@ def _print_train_summary(summary: dict, rdir: Path) -> None:
     cols["all depressed"] = base
     if summary["test_mean_std"]:
         out.print(_metrics_table(f"test metrics ({summary['dataset']}{', SYNTHETIC' if summary['synthetic'] else ''})", cols))
-    out.print(f"checkpoint: {summary['checkpoint']} (run {summary['checkpoint_run']}, best on valid); "
-              f"metrics: {rdir / 'metrics.json'}", highlight=False)
+    # each path on its own line, broken only after a '/' when it is wider than the terminal
+    room = max(20, out.width - 2)
+    out.print(f"checkpoint (run {plain(summary['checkpoint_run'])}, best on valid):\n"
+              + plain(_fold_path(str(summary["checkpoint"]), room), newlines=True)
+              + "\nmetrics:\n" + plain(_fold_path(str(rdir / "metrics.json"), room), newlines=True), highlight=False)
 
 
 @app.command(epilog=_examples(
@@ -977,7 +1116,7 @@ def _clip_cell(r) -> str:
 
 
 def _print_predictions(report) -> None:
-    """One Rich table row per clip (disclaimer as caption), warnings, then a failures table."""
+    """One Rich table row per clip (disclaimer as caption), warnings, then the failures (:func:`_print_failures`)."""
     from rich.table import Table
 
     from depdet.pipeline.inference.predict import ABOVE, BELOW
@@ -987,8 +1126,11 @@ def _print_predictions(report) -> None:
     table = Table(title=title, caption_justify="left",
                   caption=SCREENING_DISCLAIMER + " Result: the probability above or below the checkpoint's threshold; "
                   "indeterminate when its interval or its conformal set spans the threshold.")
+    # below 120 columns the warnings go under the table (indented lines), not into a column a few
+    # characters wide (depdet's layout choice)
+    inline = out.width >= 120
     for col, just in (("clip", "left"), ("duration", "right"), ("probability\n\\[interval]", "right"), ("result", "left"),
-                      ("face", "right"), ("speech", "right"), ("warnings", "left")):
+                      ("face", "right"), ("speech", "right"), ("warnings", "left"))[:7 if inline else 6]:
         table.add_column(col, justify=just, overflow="fold", no_wrap=col in ("duration", "face", "speech"),
                          min_width=13 if col == "result" else None)
     pct = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
@@ -1000,16 +1142,16 @@ def _print_predictions(report) -> None:
         prob = f"{r.probability:.3f}" + (f"\n[{iv[0]:.2f}, {iv[1]:.2f}]" if iv is not None else "")
         table.add_row(_clip_cell(r), f"{r.duration:.1f}s" if r.duration is not None else "-", prob,
                       f"[{style}]{plain(r.decision)}[/]\nthreshold\n{r.threshold:.2f}", pct(r.face_coverage),
-                      pct(r.speech_coverage), plain("\n".join(map(str, r.warnings)), newlines=True) or "-")
+                      pct(r.speech_coverage), *([plain("\n".join(map(str, r.warnings)), newlines=True) or "-"]
+                                                if inline else []))
     if any(r.status == "ok" for r in report.results):
         out.print(table)
+        for r in report.results if not inline else ():
+            if r.status == "ok" and r.warnings:
+                _print_warning(out, r.sample_id, r.warnings)
     if report.failed:
-        ft = Table(title=f"{len(report.failed)} of {len(report.results)} failed", title_style="bold red")
-        ft.add_column("clip")
-        ft.add_column("error", overflow="fold")
-        for r in report.failed:
-            ft.add_row(_clip_cell(r), plain(r.error or ""))
-        console.print(ft)
+        _print_failures(console, f"{len(report.failed)} of {len(report.results)} failed",
+                        [(r.sample_id, (r.source,), r.error) for r in report.failed])
 
 
 @app.command(epilog=_examples(
@@ -1073,7 +1215,7 @@ def predict(
     if report_path is not None:
         console.print(f"report: {plain(report_path)}", highlight=False)
     if report.failed:  # one red line + exit 1 through main()
-        raise DepdetError(f"{len(report.failed)} of {len(report.results)} input(s) failed", hint="see the failures table above")
+        raise DepdetError(f"{len(report.failed)} of {len(report.results)} input(s) failed", hint="see the failures listed above")
 
 
 class DemoModel(str, Enum):
@@ -1092,10 +1234,14 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed for data, training and clip.")] = 0,
     overwrite: Annotated[bool, typer.Option(metavar=" ", help="Replace a previous demo's outputs in --out.")] = False,
 ):
-    """End-to-end DEMONSTRATION on synthetic data (no clinical meaning): synth -> train -> predict -> report."""
+    """End-to-end DEMONSTRATION on synthetic data (no clinical meaning): synth -> train -> predict -> report.
+    With the defaults it takes a few minutes on a laptop CPU (about 3 CPU-minutes, mostly training;
+    longer on a busy machine)."""
     from depdet.pipeline.demo import DEMO_NOTICE, DemoConfig, run_demo
 
     console.print(f"[bold blue]{DEMO_NOTICE}[/]", highlight=False)
+    console.print("[dim]With the defaults this takes a few minutes on a laptop CPU (about 3 CPU-minutes, most of "
+                  "them training); longer on a busy machine.[/]", highlight=False)
     cfg = DemoConfig(model=model.value, n=samples, epochs=epochs, clip_seconds=clip_seconds, seed=seed)
     res = run_demo(out_dir, cfg, clip=clip, overwrite=overwrite, log=lambda s: console.print(plain(s), highlight=False))
     _print_predictions(res.predict_report)
@@ -1106,7 +1252,7 @@ def demo(
               f"clip:       {plain(res.clip)}", highlight=False)
     out.print(f"[bold blue]{DEMO_NOTICE}[/]", highlight=False)
     if res.predict_report.failed:
-        raise DepdetError("the demo clip could not be scored", hint="see the failures table above")
+        raise DepdetError("the demo clip could not be scored", hint="see the failure listed above")
 
 
 _INTERRUPTED = 130  # 128 + SIGINT

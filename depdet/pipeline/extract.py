@@ -26,6 +26,7 @@ import errno
 import functools
 import json
 import logging
+import math
 import multiprocessing as mp
 import os
 import re
@@ -77,8 +78,37 @@ def source_info(path: Path, given: str) -> dict:
             "sha256": dio.sha256_file(path)}
 
 
-def _process(job: dict) -> dict:
-    """Worker: extract one clip and write its unit into the store; returns the record (never raises)."""
+#: Fewest seconds of wall time between two in-clip progress reports of one clip (depdet's choice:
+#: often enough to watch an hour-long clip move, rare enough to cost nothing); the last one is always sent.
+PROGRESS_EVERY_S = 0.5
+
+#: Where a worker process of the local pool sends in-clip progress: ``f(id, decoded_s, duration_s)``
+#: (set by :func:`_worker_init` to put onto the pool's queue; None on a Dask worker: no channel there).
+_PROGRESS_SINK: Callable[[str, float, float], None] | None = None
+
+
+def _reporter(sid: str, sink: Callable[[str, float, float], None]) -> Callable[[float, float], None]:
+    """``extract_clip``'s ``on_progress`` for sample ``sid``: throttled to :data:`PROGRESS_EVERY_S`,
+    the clip's end always passed on; a failing sink never fails the extraction."""
+    last = [-math.inf]
+
+    def report(decoded: float, duration: float) -> None:
+        now = time.monotonic()
+        if decoded >= duration or now - last[0] >= PROGRESS_EVERY_S:
+            last[0] = now
+            try:
+                sink(sid, decoded, duration)
+            except Exception:  # progress is never worth a failed clip
+                log.debug("progress report failed", exc_info=True)
+
+    return report
+
+
+def _process(job: dict, progress: Callable[[str, float, float], None] | None = None) -> dict:
+    """Worker: extract one clip and write its unit into the store; returns the record (never raises).
+
+    ``progress``: in-clip progress ``f(id, decoded_s, duration_s)`` (default: this worker's
+    :data:`_PROGRESS_SINK`, if any)."""
     t0 = time.perf_counter()
     store = FeatureStore(job["out"], job["layout"])
     src = Path(job["path"])
@@ -93,7 +123,9 @@ def _process(job: dict) -> dict:
             raise MediaError(f"cannot read the file ({e.strerror})", path=src) from e
         spec = FeatureSpec.from_dict(job["spec"])
         options = ExtractOptions(**job["options"])
-        clip = extract_clip(src, spec, options, sample_id=job["id"])
+        sink = progress or _PROGRESS_SINK
+        clip = extract_clip(src, spec, options, sample_id=job["id"],
+                            on_progress=_reporter(job["id"], sink) if sink is not None else None)
         t1 = time.perf_counter()
         missing = list(clip.info.get("missing", []))
         keep = dict(clip.features)  # every layout file, a missing stream as zeros with its rows invalid
@@ -169,8 +201,12 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="depdet-parent-watchdog", daemon=True).start()
 
 
-def _worker_init(parent: int | None = None):
+def _worker_init(parent: int | None = None, progress_queue=None):
     import signal
+
+    global _PROGRESS_SINK
+    if progress_queue is not None:  # the local pool's channel for in-clip progress (see _run_pool)
+        _PROGRESS_SINK = lambda sid, done, total: progress_queue.put_nowait((sid, done, total))
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     if parent is not None:
@@ -191,8 +227,14 @@ class _DiskFull(Exception):
     """A worker found the output volume full: stop the batch."""
 
 
-def _run_pool(todo: list[dict], workers: int, finish: Callable[[dict], None]) -> None:
+def _run_pool(todo: list[dict], workers: int, finish: Callable[[dict], None],
+              progress: Callable[[str, float, float], None] | None = None) -> None:
     """Run the jobs in ``workers`` spawned processes, calling ``finish`` with each record.
+
+    In-clip progress (``progress(id, decoded_s, duration_s)``) comes back through one
+    ``multiprocessing`` queue handed to every worker at spawn, read by a thread of this process
+    (depdet's choice: one small message per report, at most every :data:`PROGRESS_EVERY_S` per
+    clip; no Manager process, no files to poll).
 
     The workers ignore SIGINT from birth (the disposition is inherited through spawn, so Python in
     them never installs its KeyboardInterrupt handler): a Ctrl-C reaches the main process only,
@@ -200,11 +242,33 @@ def _run_pool(todo: list[dict], workers: int, finish: Callable[[dict], None]) ->
     so an interrupted one leaves nothing half-written) and re-raises. Also on a stop requested by
     ``finish`` (a full disk), pending jobs are cancelled and running ones end.
     """
+    ctx = mp.get_context("spawn")  # no fork after torch/OpenMP initialisation
+    queue = reader = None
+    if progress is not None:
+        queue = ctx.Queue()
+
+        def read():
+            while (item := queue.get()) is not None:
+                try:
+                    progress(*item)
+                except Exception:  # a display error must not stop the batch
+                    log.debug("progress display failed", exc_info=True)
+
+        reader = threading.Thread(target=read, name="depdet-extract-progress", daemon=True)
+        reader.start()
+    pool = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(), queue))
+    futures = []
+    try:
+        _run_futures(pool, todo, futures, finish)
+    finally:
+        if queue is not None:
+            queue.put(None)
+            reader.join(timeout=5)
+
+
+def _run_futures(pool, todo: list[dict], futures: list, finish: Callable[[dict], None]) -> None:
     import signal
 
-    ctx = mp.get_context("spawn")  # no fork after torch/OpenMP initialisation
-    pool = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),))
-    futures = []
     try:
         main_thread = threading.current_thread() is threading.main_thread()
         old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
@@ -384,7 +448,10 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
         id_from: ``stem`` or ``relpath`` (see discover_inputs).
         wait: queue behind another run holding the folder instead of stopping.
         on_event: progress callback ``(event, data)``: ``start`` (total, skipped, todo), ``done``
-            (a record), ``end``.
+            (a record), ``end``, and ``progress`` (``id``, ``decoded``, ``duration``: seconds of a
+            clip decoded so far, while it runs, from this process or the local pool's workers, at
+            most every :data:`PROGRESS_EVERY_S` per clip; none from a Dask cluster). ``progress``
+            may come from another thread of this process.
 
     Returns:
         :class:`ExtractReport`.
@@ -502,6 +569,9 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
                 raise _DiskFull()
             finish(rec)
 
+        def on_clip_progress(sid: str, decoded: float, duration: float) -> None:
+            emit("progress", {"id": sid, "decoded": decoded, "duration": duration})
+
         views_error = None
         complete = False
         try:
@@ -512,9 +582,9 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
                         finish_or_stop(rec if error is None else _engine_failure(store, j, error))
             elif workers == 1:
                 for j in todo:
-                    finish_or_stop(_process(j))
-            elif todo:
-                _run_pool(todo, workers, finish_or_stop)  # workers die with this process, Ctrl-C stops them
+                    finish_or_stop(_process(j, progress=on_clip_progress))
+            elif todo:  # workers die with this process, Ctrl-C stops them
+                _run_pool(todo, workers, finish_or_stop, progress=on_clip_progress)
             complete = True
         except _DiskFull:
             pass

@@ -49,7 +49,7 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator, NamedTuple
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -339,7 +339,7 @@ def probe(path: str | Path) -> MediaInfo:
         )
 
 
-def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
+def load_audio(path: str | Path, sr: int = SAMPLE_RATE, on_progress: Callable[[float], None] | None = None) -> np.ndarray:
     """Decode the first audio track to float32 mono at ``sr`` Hz.
 
     Resampling is done by FFmpeg's resampler (``av.AudioResampler``, flushed at the end so no
@@ -353,6 +353,8 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
     Args:
         path: video or audio file.
         sr: output sample rate in Hz.
+        on_progress: called with the seconds of audio decoded so far, after each decoded frame
+            (increasing; keep it cheap, or throttle it).
 
     Returns:
         1-D float32 array of samples.
@@ -378,6 +380,7 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
             a = out.to_ndarray()
             return a.reshape(1, -1)[0] if a.shape[0] == 1 else a.mean(axis=0, dtype=np.float64).astype(np.float32)
 
+        n = 0
         try:
             for frame in container.decode(stream):
                 frame.pts = None  # let the resampler count samples; avoids gaps from odd timestamps
@@ -385,6 +388,9 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
                     resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=int(sr))
                 for out in resampler.resample(frame):
                     chunks.append(mono(out))
+                    n += chunks[-1].size
+                if on_progress is not None:
+                    on_progress(n / sr)
             if resampler is not None:
                 for out in resampler.resample(None):  # flush: the resampler's buffered tail
                     chunks.append(mono(out))
@@ -551,7 +557,8 @@ def _planned_frames(container, stream, plan: _Plan, counts: dict) -> Iterator:
 
 
 def iter_frames(path: str | Path, fps: float, origin: float | None = None,
-                stats: dict | None = None, skip: bool = True) -> Iterator[Frame]:
+                stats: dict | None = None, skip: bool = True,
+                on_progress: Callable[[float], None] | None = None) -> Iterator[Frame]:
     """Yield the frame shown at each time ``k / fps``, for every ``k`` with ``k / fps < end``.
 
     Times are seconds after ``origin`` on the file's clock (the presentation timeline,
@@ -590,6 +597,8 @@ def iter_frames(path: str | Path, fps: float, origin: float | None = None,
             when full decoding took over), ``picture_rows`` and ``gap_rows`` (placeholder rows
             inside timestamp gaps longer than MAX_GAP_S).
         skip: decode only what the sampled frames need (see above); False decodes every packet.
+        on_progress: called with the seconds of the timeline done, ``(k + 1) / fps``, as row ``k`` is
+            yielded (increasing; keep it cheap, or throttle it).
 
     Yields:
         Frame(index=k, time=k/fps, image=RGB uint8 (H, W, 3) or None, source_time), for k = 0, 1, ...
@@ -609,6 +618,8 @@ def iter_frames(path: str | Path, fps: float, origin: float | None = None,
             for fr in _frame_rows(p, fps, origin, counts, out, plan=plan):
                 yield fr
                 done += 1
+                if on_progress is not None:
+                    on_progress(done / fps)
         except _PlanMismatch:
             out["decode"] = "fallback"
             counts = {"decoded": 0, "dropped_packets": 0}
@@ -616,7 +627,10 @@ def iter_frames(path: str | Path, fps: float, origin: float | None = None,
             if stats is not None:
                 stats.update(**out, **counts)
             return
-    yield from _frame_rows(p, fps, origin, counts, out, plan=None, from_row=done)
+    for fr in _frame_rows(p, fps, origin, counts, out, plan=None, from_row=done):
+        yield fr
+        if on_progress is not None:
+            on_progress((fr.index + 1) / fps)
     if stats is not None:
         stats.update(**out, **counts)
 

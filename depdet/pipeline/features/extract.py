@@ -154,8 +154,42 @@ def _speech_on_timeline(audio: tuple[np.ndarray, int], start_s: float, fps: floa
     return act
 
 
+class _ClipProgress:
+    """The seconds of a clip decoded so far, over its streams: the least advanced stream that is still
+    being decoded (a finished or absent one counts as done), passed on to ``on_progress(decoded,
+    duration)`` each time it passes a whole second, and once more at the end. The two branches of
+    :func:`extract_clip` report from two threads; the lock keeps the values increasing."""
+
+    def __init__(self, on_progress, duration: float, streams: tuple[str, ...]):
+        import threading
+
+        self.on_progress, self.duration = on_progress, max(0.0, float(duration or 0.0))
+        self.pos = {s: 0.0 for s in streams}
+        self.sent = -1.0
+        self.lock = threading.Lock()
+
+    def update(self, stream: str, seconds: float) -> None:
+        with self.lock:
+            self.pos[stream] = max(self.pos[stream], float(seconds))
+            done = min(min(self.pos.values(), default=self.duration), self.duration) if self.duration else \
+                min(self.pos.values(), default=0.0)
+            if done >= self.sent + 1.0:  # whole seconds: an hour of video is at most 3,600 calls
+                self.sent = done
+                self.on_progress(done, self.duration)
+
+    def finish(self, stream: str) -> None:
+        self.update(stream, max(self.duration, self.pos[stream]))
+
+    def close(self) -> None:
+        with self.lock:
+            if self.sent < self.duration:
+                self.sent = self.duration
+                self.on_progress(self.duration, self.duration)
+
+
 def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | None = None,
-                 sample_id: str | None = None, rule: str | None = None) -> ClipFeatures:
+                 sample_id: str | None = None, rule: str | None = None,
+                 on_progress=None) -> ClipFeatures:
     """Extract one clip's features per ``spec``, on the clip's presentation timeline, and align them.
 
     Both streams are placed from their start times (``MediaInfo.video_start``/``audio_start``,
@@ -170,6 +204,10 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
         rule: timeline rule of :func:`~depdet.pipeline.features.timeline.align`: ``"union"``
             (every row any stream has) or ``"common"`` (rows up to the shortest stream's end, as
             the reference loaders). Default: ``spec.align`` (``"union"`` when the spec has none).
+        on_progress: ``f(decoded_seconds, duration_seconds)``, called while the clip decodes (at
+            most once per decoded second, increasing, ending with ``decoded == duration``; the
+            duration is the container's): the least advanced of the streams still decoding. It runs
+            in the decoding threads: keep it cheap.
 
     Returns:
         :class:`ClipFeatures` with ``features``/``valid`` for "visual" then "audio". With
@@ -200,12 +238,21 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
     audio = None
     vstats: dict = {}
     decoded: dict[str, float] = {}
+    progress = None
+    if on_progress is not None:
+        progress = _ClipProgress(on_progress, media.duration,
+                                 tuple(m for m, has in (("video", media.has_video), ("audio", media.has_audio)) if has))
 
     def audio_branch():
         if not media.has_audio:
             raise MediaError("no audio track", path=path,
                              hint="use a file with sound, or --allow-partial to keep the visual features")
-        samples = decode.load_audio(path, SAMPLE_RATE)
+        try:
+            samples = decode.load_audio(path, SAMPLE_RATE, on_progress=progress and (
+                lambda t: progress.update("audio", starts["audio"] + t)))
+        finally:
+            if progress is not None:
+                progress.finish("audio")
         if samples.size == 0:
             raise MediaError("the audio track is empty", path=path)
         decoded["audio"] = starts["audio"] + samples.size / SAMPLE_RATE
@@ -222,7 +269,13 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
         if not media.has_video:
             raise MediaError("no video stream (audio-only file)", path=path, hint="depdet needs a video with a face")
         lm = get_extractor("landmarks", detector=spec.detector or "hog")
-        raw = _landmarks_on_timeline(lm, decode.iter_frames(path, fps, origin=media.origin, stats=vstats), fps)
+        try:
+            raw = _landmarks_on_timeline(lm, decode.iter_frames(path, fps, origin=media.origin, stats=vstats,
+                                                                on_progress=progress and (
+                                                                    lambda t: progress.update("video", t))), fps)
+        finally:
+            if progress is not None:
+                progress.finish("video")
         if "end" in vstats:
             decoded["video"] = vstats["end"]
         if len(raw) == 0:
@@ -253,6 +306,8 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
             audio, streams["audio"] = audio_future.result()
         except DepdetError as e:
             errors["audio"] = e
+    if progress is not None:
+        progress.close()
 
     if errors and (not options.allow_partial or len(errors) == 2):
         raise next(iter(errors.values()))

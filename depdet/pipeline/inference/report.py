@@ -208,8 +208,8 @@ def render_report(report) -> str:
             "<h1>depdet screening report</h1>",
             f'<p class="disclaimer"><strong>{e(SCREENING_DISCLAIMER)}</strong></p>']
     if report.demonstration:
-        head.append('<p class="demo"><strong>DEMONSTRATION</strong>: the model was trained on synthetic data '
-                    "in seconds; these numbers have no clinical or scientific meaning.</p>")
+        head.append('<p class="demo"><strong>DEMONSTRATION</strong>: a small model trained for a few epochs on '
+                    "synthetic data; these numbers have no clinical or scientific meaning.</p>")
     elif ck.get("synthetic_training_data"):
         head.append('<p class="demo"><strong>SYNTHETIC TRAINING DATA</strong>: this checkpoint was trained on '
                     "synthetic random arrays; its probabilities mean nothing.</p>")

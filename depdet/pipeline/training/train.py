@@ -661,6 +661,11 @@ class Trainer:
         for warning in single_class_warnings(splits, self.labels):
             self.log(f"warning: {warning}")
         runs = [(name, seed, k) for k, (name, seed, _) in enumerate(plan)]
+        from depdet.pipeline.training.eta import TrainEta
+
+        # time left, shown in the progress (depdet's estimate)
+        self._eta = TrainEta(self.cfg.epochs, sum(not (self.run_dir / n / "result.json").exists() for n, _, _ in runs),
+                             upper_bound=self.cfg.patience is not None)
         if cluster:
             results = self._run_on_cluster(cluster, runs, load_args)
         else:
@@ -814,7 +819,7 @@ class Trainer:
             best_state = st["best_state"]
             log.truncate(st["epoch"])
             self.log(f"{name}: resumed after epoch {st['epoch']} (best so far: epoch {best_epoch})")
-        task = None
+        task, eta, info = None, getattr(self, "_eta", None), ""
         if self.progress is not None:
             task = self.progress.add_task(f"{name} {cfg.model}", total=n_epochs, completed=start_epoch - 1, info="")
         for epoch in range(start_epoch, n_epochs + 1):
@@ -827,9 +832,13 @@ class Trainer:
             torch.manual_seed(seed * 100_003 + epoch)  # dropout etc.: a function of (seed, epoch) -> exact resume
             model.train()
             total, count = 0.0, 0
-            for batch, views, vviews in self._epoch_plan(items, feats, seed, epoch):
+            plan = self._epoch_plan(items, feats, seed, epoch)
+            for k, (batch, views, vviews) in enumerate(plan, 1):
                 total_b, count_b = self._step(model, opt, scaler, batch, views, vviews, epoch)
                 total, count = total + total_b, count + count_b
+                if task is not None and eta is not None:  # the time left within a long epoch
+                    self.progress.update(task, info=" | ".join(filter(None, (
+                        info, eta.in_epoch(k, len(plan), time.perf_counter() - t0)))))
             if sched is not None:
                 sched.step()
             if not selecting:  # refit: no validation fold, the last epoch is the model
@@ -875,11 +884,16 @@ class Trainer:
             if tb is not None:
                 for k in ("train_loss", "valid_loss", "valid_f1", "valid_acc", "valid_auc"):
                     tb.add_scalar(k, float(row[k]), epoch)
+            if eta is not None:
+                eta.epoch_done(float(row["seconds"]))
             if task is not None:
-                self.progress.update(task, completed=epoch, info=f"loss {row['train_loss']} | valid F1 {vm['f1']:.3f} "
-                                     f"acc {vm['acc']:.3f} | best ep {best_epoch}")
+                info = f"loss {row['train_loss']} | valid F1 {vm['f1']:.3f} acc {vm['acc']:.3f} | best ep {best_epoch}"
+                self.progress.update(task, completed=epoch, info=" | ".join(filter(None, (
+                    info, eta.text(epoch) if eta is not None else ""))))
             if self.on_epoch_end is not None:
                 self.on_epoch_end(name, epoch, row)
+        if eta is not None:
+            eta.run_done()
         if tb is not None:
             tb.close()
         if best_state is None:
