@@ -4,7 +4,7 @@ A screening and research tool, **not a diagnosis**: every output reports probabi
 from models trained on research datasets, and none of them has clinical validity.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 SCREENING_DISCLAIMER = (
     "Research screening output, not a diagnosis: probabilities from a model trained on "

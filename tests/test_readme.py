@@ -43,7 +43,7 @@ def test_your_data_walkthrough_runs_as_written(grid_clips, tmp_path, capsys, mon
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     monkeypatch.chdir(tmp_path)
     commands = readme_block("<!-- readme:your-data -->")
-    assert [c.split()[1] for c in commands] == ["extract", "train", "evaluate", "predict"]
+    assert [c.split()[1] for c in commands] == ["extract", "train", "report", "predict"]
     for cmd in commands:
         argv = []
         for a in shlex.split(cmd):  # expand globs as the shell would
@@ -54,9 +54,14 @@ def test_your_data_walkthrough_runs_as_written(grid_clips, tmp_path, capsys, mon
     labels = (tmp_path / "features" / "labels.csv").read_text()
     assert "p01_vlog,depression" in labels and "p02_vlog,normal" in labels
     metrics = json.loads((tmp_path / "runs" / "mine" / "metrics.json").read_text())
-    assert metrics["n_runs"] == 4  # --folds 4 --seeds 1
-    ev = json.loads((tmp_path / "eval.json").read_text())
-    assert len(ev["predictions"]) == 8 and "baseline_all_depressed" in ev
+    assert metrics["n_runs"] == 8  # --folds 4 --seeds 1 2
+    head = metrics["headline"]  # pooled out-of-fold: every clip once per seed, with intervals
+    assert head["kind"] == "pooled out-of-fold" and head["n_predictions"] == 16 and "ci95" in head["metrics"]
+    page = (tmp_path / "runs" / "mine" / "report.html").read_text()
+    assert "out-of-fold" in page and "<img" in page
+    # the honest path: evaluating the run on its own clips is refused, naming them
+    code, _, err = run_cli(["evaluate", "-c", "runs/mine/checkpoint.pt", "-d", "features", "--fold", "all"], capsys)
+    assert code == 1 and "8 of the 8 clips" in " ".join(err.split()), err
     res = json.loads((tmp_path / "p01.json").read_text())
     assert res["results"][0]["status"] == "ok" and (tmp_path / "p01.html").exists()
 
@@ -138,4 +143,5 @@ def test_your_data_walkthrough_runs_on_a_real_world_folder(grid_clips, tmp_path,
     train_out = " ".join((ran[1][2] + ran[1][3]).split())
     assert "p05_vlog" in train_out and "failed" in train_out, train_out
     metrics = json.loads((tmp_path / "runs" / "mine" / "metrics.json").read_text())
-    assert metrics["n_runs"] == 4
+    assert metrics["n_runs"] == 8  # --folds 4 --seeds 1 2
+    assert metrics["headline"]["kind"] == "pooled out-of-fold"
