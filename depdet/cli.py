@@ -483,6 +483,8 @@ def extract(
                 (r["id"], ((r.get("source") or {}).get("path"), (r.get("source") or {}).get("resolved")), r["error"])
                 for r in report.failed])
         else:  # thousands of failures: one row per reason (depdet's summary), the full list in the file
+            from rich.table import Table
+
             groups = group_failures(report.failed)
             table = Table(title=f"{len(report.failed)} failed, {len(groups)} reason(s)", title_style="bold red")
             table.add_column("count", justify="right")
