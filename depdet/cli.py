@@ -778,9 +778,9 @@ def _metrics_table(title: str, columns: dict, width: Optional[int] = None):
     from rich.table import Table
 
     t = Table(title=title, title_justify="left")
-    t.add_column("metric")
+    t.add_column("metric", overflow="fold")
     for name in columns:
-        t.add_column(name, justify="right")
+        t.add_column(name, justify="right", overflow="fold")
     cols = list(columns.values())
     if any(c.get("ci95") for c in cols):
         b = next((c["bootstrap"] for c in cols if isinstance(c.get("bootstrap"), dict)), {})
@@ -989,8 +989,8 @@ def _print_train_summary(summary: dict, rdir: Path) -> None:
                 "all depressed (same clips)": head["baseline_all_depressed"]}
         out.print(_metrics_table(f"test metrics ({summary['dataset']}{', SYNTHETIC' if summary['synthetic'] else ''}; "
                                  f"{head['n_clips']} clips, 95% bootstrap intervals)", cols))
-        out.print(f"checkpoint: {summary['checkpoint']} (run {summary['checkpoint_run']}, best on valid); "
-                  f"metrics: {rdir / 'metrics.json'}", highlight=False)
+        _print_paths([(f"checkpoint (run {summary['checkpoint_run']}, best on valid)", summary["checkpoint"]),
+                      ("metrics", rdir / "metrics.json")])
         return
     if head:  # k-fold: pooled out-of-fold headline, per-fold mean ± SD beside it
         cols = {"pooled OOF (logit>0)": head["metrics"], "pooled OOF (calibrated)": head["metrics_calibrated"],
@@ -998,8 +998,8 @@ def _print_train_summary(summary: dict, rdir: Path) -> None:
                 "all depressed (same clips)": head["baseline_all_depressed"]}
         out.print(_metrics_table(f"out-of-fold metrics ({summary['dataset']}{', SYNTHETIC' if summary['synthetic'] else ''}; "
                                  f"{head['n_clips']} clips x {len(head['seeds'])} seed(s))", cols))
-        out.print(f"checkpoint: {summary['checkpoint']} ({summary['checkpoint_kind']}); out-of-fold predictions: "
-                  f"{summary['oof_predictions']}; metrics: {rdir / 'metrics.json'}", highlight=False)
+        _print_paths([(f"checkpoint ({summary['checkpoint_kind']})", summary["checkpoint"]),
+                      ("out-of-fold predictions", summary["oof_predictions"]), ("metrics", rdir / "metrics.json")])
         return
     cols = {f"model ({summary['n_runs']} run{'s' if summary['n_runs'] > 1 else ''}, logit>0)": summary["test_mean_std"],
             "model (calibrated thr.)": summary["test_calibrated_mean_std"]}
@@ -1007,11 +1007,15 @@ def _print_train_summary(summary: dict, rdir: Path) -> None:
     cols["all depressed"] = base
     if summary["test_mean_std"]:
         out.print(_metrics_table(f"test metrics ({summary['dataset']}{', SYNTHETIC' if summary['synthetic'] else ''})", cols))
-    # each path on its own line, broken only after a '/' when it is wider than the terminal
+    _print_paths([(f"checkpoint (run {summary['checkpoint_run']}, best on valid)", summary["checkpoint"]),
+                  ("metrics", rdir / "metrics.json")])
+
+
+def _print_paths(items) -> None:
+    """``label:`` then the path on its own line, broken only after a '/' when wider than the terminal."""
     room = max(20, out.width - 2)
-    out.print(f"checkpoint (run {plain(summary['checkpoint_run'])}, best on valid):\n"
-              + plain(_fold_path(str(summary["checkpoint"]), room), newlines=True)
-              + "\nmetrics:\n" + plain(_fold_path(str(rdir / "metrics.json"), room), newlines=True), highlight=False)
+    out.print("\n".join(f"{plain(label)}:\n" + plain(_fold_path(str(path), room), newlines=True)
+                        for label, path in items), highlight=False)
 
 
 @app.command(epilog=_examples(

@@ -336,7 +336,8 @@ def test_run_folder_records_what_was_run_and_config_rerun_reproduces_metrics(sma
 
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["preset_note"] == note and cfg["command"][-2:] == ["--run-dir", str(run)]
-    assert "train" in cfg["command"] and cfg["load"] == {"layout": "dvlog", "labels": None, "skip_missing": False}
+    assert "train" in cfg["command"] and cfg["load"] == {"layout": "dvlog", "labels": None, "skip_missing": False,
+                                                                  "skip_invalid": False}
     env = json.loads((run / "env.json").read_text())
     for k in ("depdet", "git", "torch", "numpy", "opensmile", "dlib", "scikit-learn", "av", "device", "torch_threads"):
         assert k in env, k

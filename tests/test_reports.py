@@ -101,7 +101,8 @@ def test_compare_refuses_other_clips_and_warns_on_other_features(runs, tmp_path,
     data = json.loads((other / "data.json").read_text())
     for row in data["fingerprint"]["samples"][:5]:
         row["sha256"] = {m: "0" * 64 for m in row["sha256"]}
-    data["splits"] = {"own": {"train": 1, "valid": 2, "test": 3}}
+    moved = next(r for r in data["fingerprint"]["samples"] if r["fold"] == "train")
+    moved["fold"] = "valid"  # another split of the same clips: one training clip in validation
     (other / "data.json").write_text(json.dumps(data))
     code, out, err = run_cli(["compare", runs["lr"], other], capsys)
     err = " ".join(err.split())

@@ -239,7 +239,8 @@ def _summary_rows(run: RunData) -> list[tuple[str, str]]:
             ("split sizes", json.dumps(run.splits) if run.splits else "–"),
             ("test clips", f"{len(run.y)} ({int(run.y.sum())} depressed, prevalence {run.y.mean():.3f})"),
             ("genders (test)", ", ".join(f"{g or '?'}: {run.gender.count(g)}" for g in sorted(set(run.gender)))),
-            ("predictions from", run.source),
+            ("predictions from", run.source + (" (pooled out-of-fold: each clip scored by the fold model that never "
+                                               "saw it)" if run.source == "oof_predictions.csv" else "")),
             ("dataset", f"{data.get('path', '?')} ({data.get('layout', '?')} layout)"
              + (" — SYNTHETIC" if data.get("synthetic") else "")),
             ("data fingerprint", (f"{fp.get('n', len(samples))} samples, SHA-256 {str(fp.get('sha256', '?'))[:16]}…; folds "

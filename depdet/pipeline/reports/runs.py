@@ -96,7 +96,13 @@ class RunData:
 
     @property
     def splits(self) -> dict:
-        return self.data.get("splits") or {}
+        """How the run split its clips, comparable across runs: a k-fold run's fold of each clip per seed
+        (``data.json`` ``kfold.assignment``), a fixed split's fold of each clip (its fingerprint rows)."""
+        kf = self.data.get("kfold") or {}
+        if kf.get("assignment"):
+            return {"kfold": {str(seed): {str(i): f for i, f in a.items()} for seed, a in kf["assignment"].items()}}
+        folds = {i: r.get("fold") for i, r in self.fingerprints.items() if r.get("fold")}
+        return {"fixed": folds} if folds else {}
 
 
 def _read_json(path: Path) -> dict:
@@ -249,8 +255,21 @@ def pair_check(a: RunData, b: RunData) -> list[str]:
     else:
         warnings.append(f"{a.name} vs {b.name}: no data fingerprint in {'both runs' if not (fa or fb) else 'one run'} "
                         "(data.json): the clips match by id only")
-    if a.splits and b.splits and a.splits != b.splits:
-        warnings.append(f"{a.name} vs {b.name}: the splits differ ({json.dumps(a.splits, sort_keys=True)} vs "
-                        f"{json.dumps(b.splits, sort_keys=True)}) although the test clips coincide: the models saw "
-                        "different training/validation data")
+    sa, sb = a.splits, b.splits
+    if sa and sb:
+        kind_a, kind_b = next(iter(sa)), next(iter(sb))
+        if kind_a != kind_b:
+            what = f"one is {kind_a}, the other {kind_b}"
+        elif kind_a == "kfold":  # the seeds both runs have: the same fold for every clip?
+            shared = sorted(set(sa["kfold"]) & set(sb["kfold"]))
+            what = ("no seed in common" if not shared else
+                    "other folds for seed(s) " + ", ".join(sd for sd in shared if sa["kfold"][sd] != sb["kfold"][sd])
+                    if any(sa["kfold"][sd] != sb["kfold"][sd] for sd in shared) else "")
+        else:
+            common = set(sa["fixed"]) & set(sb["fixed"])
+            moved = sorted(i for i in common if sa["fixed"][i] != sb["fixed"][i])
+            what = f"{len(moved)} clip(s) in other folds (e.g. {', '.join(moved[:3])})" if moved else ""
+        if what:
+            warnings.append(f"{a.name} vs {b.name}: the splits differ ({what}) although the test clips coincide: "
+                            "the models saw different training/validation data")
     return warnings
