@@ -49,7 +49,9 @@ def _procs_running() -> int:
 
 
 def _busy(n: int, seconds: float) -> list[subprocess.Popen]:
-    code = f"import time\nend = time.time() + {seconds}\nwhile time.time() < end:\n    pass\n"
+    # bounded in time, and ends when the bench process is gone (killed before it could stop them)
+    code = (f"import os, time\nend = time.time() + {seconds}\nparent = os.getppid()\n"
+            "while time.time() < end and os.getppid() == parent:\n    pass\n")
     return [subprocess.Popen([sys.executable, "-c", code]) for _ in range(n)]
 
 
