@@ -21,6 +21,8 @@ from rich.console import Console
 
 from depdet import SCREENING_DISCLAIMER, THIRD_PARTY_TERMS, __version__
 from depdet.errors import DepdetError, output_error
+from depdet import threads as thread_policy
+from depdet.threads import configure as configure_threads
 
 app = typer.Typer(
     name="depdet",
@@ -167,6 +169,8 @@ def info():
     out.print()
     for k, v in environment_report().items():
         out.print(f"{k:>22}: {v}", highlight=False)
+    configure_threads(None)
+    out.print(f"{'CPU threads':>22}: {thread_policy.summary()}", highlight=False, markup=False)
     out.print()
     for st in list_status():
         where = f" ({st.path})" if st.path else f" (install: depdet weights install {st.entry.name} --from ...)"
@@ -357,7 +361,7 @@ def extract(
     allow_partial: Annotated[bool, typer.Option("--allow-partial", metavar=" ", help="Keep the streams that could be extracted (e.g. no audio track, no face); the missing one is written as invalid rows.")] = False,
     strict: Annotated[bool, typer.Option("--strict", metavar=" ", help="Exit 1 when any clip failed (default: exit 0 when at least one clip of this run is usable; failures are listed).")] = False,
     device: Annotated[str, typer.Option(parser=_device, metavar="DEVICE", help=f"Where VGGish runs: {_DEVICE_HELP}. dlib (landmarks) runs on the CPU.")] = "auto",
-    threads: Annotated[Optional[int], typer.Option(min=1, help="Threads for torch in this process (with --workers 1); each worker process uses one (default: torch's).")] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="Threads for torch in this process (with --workers 1); each worker process uses one (default: depdet's, the cores available less the load; see `depdet info`).")] = None,
     cluster: Annotated[Optional[str], typer.Option(help="Run on a Dask cluster: local:N (N single-threaded worker processes here), tcp://HOST:PORT (a running scheduler) or slurm:N (N jobs via dask-jobqueue and your Dask jobqueue config). Needs pip install -e \".\\[cluster]\"; -o must be reachable from every worker.")] = None,
     shard: Annotated[Optional[str], typer.Option(help="K/N: only this shard's 1/N of the inputs (a stable hash of the id), for job arrays; shards run at once on one folder; afterwards `depdet store index OUT` builds the views.")] = None,
 ):
@@ -394,10 +398,8 @@ def extract(
 
         if not getattr(dlib, "DLIB_USE_CUDA", False):
             console.print("[yellow]note:[/] this dlib build has no CUDA: the CNN face detector runs on the CPU", highlight=False)
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    if threads or "vggish" in audio_names:  # torch runs here only for VGGish (with --workers 1)
+        configure_threads(threads)
     options = ExtractOptions(vggish_weights=str(vggish_weights) if vggish_weights else None, allow_partial=allow_partial,
                              device=dev)
     _check_output(out_dir, "output folder (-o)", folder=True)
@@ -891,7 +893,7 @@ def train(
     grad_clip: Annotated[Optional[float], typer.Option(help="Max gradient norm (default: none).")] = None,
     bucketing: Annotated[Optional[bool], typer.Option("--bucketing/--no-bucketing", metavar=" ", help="Batches of similar lengths (every item once per epoch, seeded; less padding). Not the references' batches: other clips share a batch, which changes a clip's logits where padding leaks (padding='original', use_masks=False) and the BatchNorm batch statistics. Default: off in paper presets (the references' random order), on otherwise (depdet's).")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(min=0, help="Bound memory: split a batch whose padded rows (items x longest) exceed this into micro-batches with gradient accumulation; the optimiser still sees the whole batch's mean loss, but BatchNorm normalises over each micro-batch and leaking padding (padding='original', use_masks=False) is each micro-batch's own. Default: 0 (never split, the references' whole batches) in paper presets, else depdet's 12,288 (keeps paper-size DepMamba under 8 GB on a CPU).")] = None,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch.")] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch (default: depdet's, the cores available less the load; a resumed run keeps its count; see `depdet info`).")] = None,
     cluster: Annotated[Optional[str], typer.Option(help="Fan the (seed, fold) runs out over a Dask cluster, one run per worker: local:N, tcp://HOST:PORT or slurm:N (pip install -e \".\\[cluster]\"); the data and run folders must be reachable from every worker.")] = None,
 ):
     """Train a model (one or several seeds) and report test metrics beside the all-depressed baseline."""
@@ -939,10 +941,7 @@ def train(
             raise ConfigError(f"--seeds takes integers, got {' '.join(tokens)!r}", hint="e.g. --seeds 1 2 3") from None
     elif extra:
         raise ConfigError(f"unexpected arguments {' '.join(extra)!r}", hint="see `depdet train --help`")
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    configure_threads(threads)
     pre = {"standardize": standardize, "landmark_zscore": landmark_zscore, "max_len": max_len, "crop_aug": crop_aug,
            "crop_min_len": crop_min_len}
     val = lambda e: None if e is None else e.value  # noqa: E731 - closed choices as their plain names
@@ -1033,6 +1032,7 @@ def evaluate(
     device: Annotated[str, typer.Option(parser=_device, metavar="DEVICE", help=_DEVICE_HELP + ".")] = "auto",
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", metavar=" ", help="Allow scikit-learn checkpoints (pickled; only files you trust).")] = False,
     allow_seen: Annotated[bool, typer.Option("--allow-seen", metavar=" ", help="Score clips the checkpoint's model(s) trained or were selected on (refused otherwise); every output marks them.")] = False,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch (default: depdet's, the cores available less the load; see `depdet info`).")] = None,
 ):
     """Evaluate a checkpoint: Rich table (beside the all-depressed baseline, per gender) and JSON."""
     from depdet import fileio as dio
@@ -1041,6 +1041,7 @@ def evaluate(
     from depdet.pipeline.training.train import evaluate as run_eval
 
     checkpoint, fold = _checkpoint_path(checkpoint), fold.value
+    configure_threads(threads)
     ck = load_checkpoint(checkpoint, "cpu", trust_pickle=trust_pickle)
     # only the evaluated fold is read and checked (a bad sample of another fold does not block it)
     ds = load_dataset(data, layout.value, labels=labels, skip_missing=skip_missing, skip_invalid=skip_invalid,
@@ -1173,7 +1174,7 @@ def predict(
     vggish_weights: Annotated[Optional[Path], typer.Option(help="VGGish checkpoint, for checkpoints trained on VGGish features.")] = None,
     allow_partial: Annotated[bool, typer.Option("--allow-partial", metavar=" ", help="Score clips that lack a stream (no audio track / no face) on what remains.")] = False,
     device: Annotated[str, typer.Option(parser=_device, metavar="DEVICE", help=f"Where the model and VGGish run: {_DEVICE_HELP}.")] = "auto",
-    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch (default: torch's).")] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch (default: depdet's, the cores available less the load; see `depdet info`).")] = None,
     evidence: Annotated[bool, typer.Option(metavar=" ", help="Compute the evidence timeline and modality shares.")] = True,
     window: Annotated[Optional[float], typer.Option(help="Occlusion window in seconds (default: 1 s, widened on long clips to cap the windows scored, one forward pass each; smaller is finer and slower).", min=0.001)] = None,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", metavar=" ", help="Allow scikit-learn checkpoints (pickled: only files you trust).")] = False,
@@ -1188,10 +1189,7 @@ def predict(
     if not inputs and features is None:
         raise DepdetError("nothing to predict", hint="give video files/folders or --data DIR")
     checkpoint = _checkpoint_path(checkpoint)
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    configure_threads(threads)
     if results is not None and results.suffix.lower() not in (".csv", ".json"):
         raise DepdetError(f"unsupported results format {results.suffix!r}", path=results, hint="use a .csv or .json file name")
     if results is not None:
@@ -1246,6 +1244,7 @@ def demo(
     from depdet.pipeline.demo import DEMO_NOTICE, DemoConfig, run_demo
 
     console.print(f"[bold blue]{DEMO_NOTICE}[/]", highlight=False)
+    configure_threads(None)
     console.print("[dim]With the defaults this takes a few minutes on a laptop CPU (about 3 CPU-minutes, most of "
                   "them training); longer on a busy machine.[/]", highlight=False)
     cfg = DemoConfig(model=model.value, n=samples, epochs=epochs, clip_seconds=clip_seconds, seed=seed)
@@ -1323,6 +1322,7 @@ def _dash_paths(args: list[str]) -> list[str]:
 def main(argv: Optional[list[str]] = None) -> None:
     """Console-script entry point: runs the app and turns DepdetError into one line + exit 1."""
     _STATE["argv"] = ["depdet", *[str(a) for a in argv]] if argv is not None else list(sys.argv)  # recorded by train
+    thread_policy.prepare_env()  # OMP_WAIT_POLICY=PASSIVE before torch's OpenMP runtime starts (depdet/threads.py)
     try:
         argv = _dash_paths([str(a) for a in (argv if argv is not None else sys.argv[1:])])
         # With standalone_mode=False, click *returns* the code of a typer.Exit instead of raising it.
@@ -1360,6 +1360,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         else:
             _say("internal error:", f"{type(e).__name__}: {e} (rerun with --verbose for the traceback)")
         sys.exit(2)
+    finally:
+        thread_policy.restore()  # run in-process (tests, notebooks): the caller's torch thread count back
 
 
 if __name__ == "__main__":

@@ -451,10 +451,24 @@ def test_realtime_factor_counts_real_media_only():
 
 
 # ================================================================ 5. orphaned workers / 8. SIGINT
-def _cli_proc(args, tmp_path, **kw):
+def _sigint_disposition(handler):
+    """A ``preexec_fn`` that gives the child this SIGINT disposition, whatever the test runner's is.
+
+    A child inherits an ignored SIGINT across exec: pytest started as a background job of a script
+    (``python -m pytest ... &`` inside ``bash -c``) runs with SIGINT ignored, and so would depdet.
+    The tests set it explicitly: SIG_DFL is a terminal's Ctrl-C, SIG_IGN is ``nohup``'s."""
+    import signal
+
+    return lambda: signal.signal(signal.SIGINT, handler)
+
+
+def _cli_proc(args, tmp_path, sigint=None, **kw):
+    import signal
+
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "COLUMNS": "200"}
     return subprocess.Popen([sys.executable, "-m", "depdet.cli", *map(str, args)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_disposition(signal.SIG_DFL if sigint is None else sigint), **kw)
 
 
 def _wait_for_workers(pid: int, n: int, timeout: float = 60.0, settle: float = 3.0) -> list:
@@ -506,11 +520,11 @@ def test_workers_exit_when_the_main_process_is_killed(many_clips, tmp_path):
             proc.kill()
 
 
-def _sigint_extract(clips: Path, out: Path, tmp_path: Path, after_first_record: bool):
+def _sigint_extract(clips: Path, out: Path, tmp_path: Path, after_first_record: bool, sigint=None):
     import signal
     import time
 
-    proc = _cli_proc(["extract", clips, "-o", out, "--workers", "2"], tmp_path, start_new_session=True)
+    proc = _cli_proc(["extract", clips, "-o", out, "--workers", "2"], tmp_path, sigint=sigint, start_new_session=True)
     try:
         # no settling time: a GRID clip takes well under a second, so in 3 s two workers can finish
         # all six (seen in CI) and neither "before any sample" nor "some but not all" would hold
@@ -552,6 +566,19 @@ def test_rerun_after_sigint_before_any_sample_finished(many_clips, tmp_path):
     assert code == 130 and not list(out.rglob("*_record.json"))
     again = _rerun(many_clips, out)
     assert again.returncode == 0, again.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_started_with_sigint_ignored_keeps_it_ignored(many_clips, tmp_path):
+    """POSIX convention (e.g. ``nohup depdet ...``, or a background job of a script): a program
+    started with SIGINT ignored keeps it ignored. depdet, its workers included, runs to the end."""
+    import signal
+
+    out = tmp_path / "f"
+    code, err = _sigint_extract(many_clips, out, tmp_path, after_first_record=True, sigint=signal.SIG_IGN)
+    assert code == 0, err[-2000:]
+    assert "interrupted" not in err
+    assert len(list(out.rglob("*_record.json"))) == 6
 
 
 # ================================================================ 6. full disk

@@ -32,11 +32,12 @@ Executors (:func:`make_executor`):
   small handshake frame at once): a peer that sends nothing within ``handshake_timeout`` seconds (10),
   or sends something else (an HTTP server, an SSH banner), ends in "not a Dask scheduler at ADDRESS".
 
-Thread caps: every worker runs ``initializer`` (depdet's: :data:`THREAD_ENV` and one OpenCV
-thread; torch, when a job loads it, then runs one thread, which also caps the CPU scan kernel: it
-uses ``torch.get_num_threads()``), BLAS pools are limited to one thread (threadpoolctl), and the
+Thread caps (depdet's thread policy, :mod:`depdet.threads`): every worker runs ``initializer``
+(depdet's: :func:`depdet.threads.worker_init`, one OpenMP / BLAS / OpenCV thread; torch, when a job
+loads it, then runs one thread, which also caps the CPU scan kernel: it uses
+``torch.get_num_threads()``), BLAS pools are limited to one thread (threadpoolctl), and the
 workers of ``local:N`` start with :data:`THREAD_ENV` (``OMP_NUM_THREADS`` /
-``OPENBLAS_NUM_THREADS`` / ``MKL_NUM_THREADS`` = 1).
+``OPENBLAS_NUM_THREADS`` / ``MKL_NUM_THREADS`` = 1) and the driver's ``OMP_WAIT_POLICY``.
 """
 
 from __future__ import annotations
@@ -54,11 +55,12 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 from depdet.errors import ConfigError, DepdetError
+from depdet.threads import WORKER_ENV, prepare_env
 
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = 'install the cluster extra: pip install -e ".[cluster]" (or pip install "dask[distributed]" dask-jobqueue)'
-THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+THREAD_ENV = WORKER_ENV  # one thread per worker process: depdet/threads.py
 #: ``allowed-failures`` of the schedulers depdet starts: a job may take down one worker and is
 #: retried elsewhere; the second worker death fails it (ours; Dask's default is 3).
 ALLOWED_FAILURES = 1
@@ -242,6 +244,7 @@ def _worker_plugin_class():
         def setup(self, worker):
             for k, v in THREAD_ENV.items():
                 os.environ.setdefault(k, v)
+            prepare_env()  # OMP_WAIT_POLICY, in force if torch is not loaded yet in this worker
             if self.initializer is not None:
                 self.initializer()
             cap_blas_threads()
@@ -280,7 +283,8 @@ class DaskExecutor(Executor):
             if s.kind == "local":
                 self.cluster = distributed.LocalCluster(
                     n_workers=s.n, threads_per_worker=1, processes=True, dashboard_address=None,
-                    silence_logs=logging.ERROR, env=dict(THREAD_ENV))
+                    silence_logs=logging.ERROR,
+                    env={**THREAD_ENV, **{k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ}})
             elif s.kind == "slurm":
                 try:
                     from dask_jobqueue import SLURMCluster

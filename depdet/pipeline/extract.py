@@ -30,7 +30,6 @@ import math
 import multiprocessing as mp
 import os
 import re
-import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -40,7 +39,8 @@ from typing import Callable, Iterable
 from depdet import __version__
 from depdet.errors import ConfigError, DataError, DepdetError, MediaError
 from depdet.pipeline.features.extract import ExtractOptions, extract_clip, resolve_spec
-from depdet.pipeline.executors import THREAD_ENV, Shard, make_executor, parse_shard
+from depdet.pipeline.executors import Shard, make_executor, parse_shard
+from depdet.threads import available_cores, worker_init
 from depdet.pipeline.features.spec import FeatureSpec
 from depdet.pipeline.media import ID_FROM, VIDEO_EXTENSIONS, check_file, discover_inputs, input_name, resolved
 from depdet.pipeline.store import FeatureStore, USABLE
@@ -211,15 +211,9 @@ def _worker_init(parent: int | None = None, progress_queue=None):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     if parent is not None:
         _exit_with_parent(parent)
-    os.environ.update(THREAD_ENV)  # one OpenMP / BLAS thread, torch's included when it is first loaded
-    try:
-        import cv2
-
-        cv2.setNumThreads(1)
-    except ImportError:
-        pass
-    if "torch" in sys.modules:  # loaded already (by the parent's main module): cap it now. Not imported
-        sys.modules["torch"].set_num_threads(1)  # otherwise: eGeMAPS + landmarks never need torch (~2 s CPU)
+    # depdet's thread policy for workers (depdet/threads.py): one OpenMP / BLAS / OpenCV thread, torch's
+    # included when it is first loaded (eGeMAPS + landmarks never import torch, ~2 s CPU)
+    worker_init()
 
 
 # ------------------------------------------------------------------------------------ the batch
@@ -553,7 +547,7 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
         emit("start", {"total": len(found), "skipped": len(skipped), "todo": len(todo), "media_seconds": 0.0})
         t0 = time.perf_counter()
         rows: list[dict] = []
-        workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+        workers = max(1, min(workers or available_cores()[0], len(todo) or 1))  # affinity and cgroup quota
 
         def finish(rec):
             rows.append(rec)

@@ -17,8 +17,9 @@ group (NCCL when the ranks train on CUDA, gloo on CPU). Then, in :class:`~depdet
   checkpoint selection, which every rank then computes identically;
 * only rank 0 writes the run folder (config, logs, ``last.pt``, ``best.pt``, ``result.json``,
   ``metrics.json``); resuming reads ``last.pt`` on every rank;
-* thread caps: each rank uses ``cores / local ranks`` torch threads (at least 1) unless ``--threads``
-  or ``OMP_NUM_THREADS`` says otherwise.
+* thread caps: each rank uses ``cores available / local ranks`` torch threads (at least 1; cores
+  from the affinity mask and the cgroup quota, :mod:`depdet.threads`) unless ``--threads`` or
+  ``OMP_NUM_THREADS`` says otherwise.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def from_env(device_type: str = "cpu") -> Dist | None:
         td.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
     d = Dist(td.get_rank(), td.get_world_size(), int(os.environ.get("LOCAL_RANK", "0") or 0),
              int(os.environ.get("LOCAL_WORLD_SIZE", str(size)) or size))
-    cap = max(1, (os.cpu_count() or 1) // d.local_size)
-    if not os.environ.get("OMP_NUM_THREADS") and torch.get_num_threads() > cap:
-        torch.set_num_threads(cap)
+    from depdet.threads import cap_for_ranks
+
+    cap_for_ranks(d.local_size)  # cores available (affinity, cgroup quota) / local ranks, unless the user chose
     return d

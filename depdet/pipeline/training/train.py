@@ -321,6 +321,12 @@ def scan_backend_info(device: torch.device) -> dict:
     return info
 
 
+def _thread_policy() -> dict:
+    from depdet.threads import describe
+
+    return describe()
+
+
 def environment_info(device: torch.device) -> dict:
     """Versions and hardware for env.json: depdet (and its git commit when run from a checkout), Python,
     torch, numpy, opensmile, dlib, scikit-learn, PyAV (installed versions; None = not installed), the
@@ -331,7 +337,7 @@ def environment_info(device: torch.device) -> dict:
             "scikit-learn": _dist_version("scikit-learn"), "av": _dist_version("av"),
             "platform": platform.platform(), "device": str(device),
             "torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
-            "cpu_count": os.cpu_count(), "scan": scan_backend_info(device)}
+            "cpu_count": os.cpu_count(), "thread_policy": _thread_policy(), "scan": scan_backend_info(device)}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda
@@ -571,6 +577,19 @@ class Trainer:
             create_model(self.cfg.model, self.ds.dims, **self.model_config)
         return plan
 
+    def _follow_recorded_threads(self) -> None:
+        """A resumed run continues with the torch thread count it started with (env.json) unless this
+        command chose one (--threads, OMP_NUM_THREADS): with depdet's load-aware default the count
+        could differ, and float sums differ with it in the last bits (depdet's choice)."""
+        from depdet.threads import follow_recorded
+
+        try:
+            n = json.loads((self.run_dir / "env.json").read_text()).get("torch_threads")
+        except (OSError, ValueError):
+            return
+        if follow_recorded(n, "the resumed run's recorded count (env.json)"):
+            self.log(f"{n} torch thread(s), as when the run started (env.json)")
+
     def _record_invocation(self, resuming: bool) -> None:
         """Append this invocation (time, command line, device, threads, scan backend) to commands.jsonl."""
         row = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resume": resuming, "command": self.command,
@@ -642,6 +661,7 @@ class Trainer:
             resuming = self.dist.broadcast(resuming)  # the run folder is ready: the other ranks go on
         if resuming:
             self.log(f"resuming the run in {self.run_dir}")
+            self._follow_recorded_threads()
         if self.is_main:
             self._record_invocation(resuming)
         split_rec = self._split_record(plan)
@@ -1265,9 +1285,11 @@ def kfold_summary(oof: list[dict], results: list[RunResult]) -> dict:
 
 
 def _train_worker_init() -> None:
-    """A Dask worker trains one run at a time: one torch thread (the CPU scan kernel follows it)."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    torch.set_num_threads(1)
+    """A Dask worker trains one run at a time: one torch thread (the CPU scan kernel follows it;
+    depdet's thread policy for workers, :func:`depdet.threads.worker_init`)."""
+    from depdet.threads import worker_init
+
+    worker_init()
 
 
 def _remote_run(job: dict) -> dict:
@@ -1331,10 +1353,12 @@ def rerun(config_path: str | Path, run_dir: str | Path | None = None, *, device:
     cfg = TrainConfig(**cfg_d)
     load = dict(d.get("load") or {})
     env_path = src / "env.json"
+    from depdet import threads as thread_policy
+
+    thread_policy.configure(threads)
     if threads is None and env_path.exists():
-        threads = json.loads(env_path.read_text()).get("torch_threads")
-    if threads:
-        torch.set_num_threads(int(threads))
+        thread_policy.follow_recorded(json.loads(env_path.read_text()).get("torch_threads"),
+                                      "the recorded run's count (env.json), for the same results")
     ds = load_dataset(d["data"]["path"], load.get("layout", d["data"].get("layout", "auto")), labels=load.get("labels"),
                       skip_missing=bool(load.get("skip_missing", False)),
                       skip_invalid=bool(load.get("skip_invalid", False)), group_by=load.get("group_by") or "group")
