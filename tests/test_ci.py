@@ -84,3 +84,21 @@ def test_the_readme_test_block_runs_two_suites():
     block = text.split("<!-- ci:test -->", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
     suites = [ln.split("#")[0].strip() for ln in block.splitlines() if ln.strip().startswith("python -m pytest")]
     assert suites == ["python -m pytest", "python -m pytest -m slow"]
+
+
+def test_a_failing_gate_does_not_stop_the_suites(tmp_path):
+    """`ruff ...` and `mypy ...` lines are gates: a failing one is reported and fails CI at the end, and the
+    suites after it still run (a fake `ruff` on PATH that finds one problem)."""
+    root = _fake_repo(tmp_path, ["ruff check .", f"python -m pytest {Q} t_pass.py"])
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ruff").write_text("#!/usr/bin/env bash\necho 'x.py:1:1: F401 unused'\necho 'Found 1 error.'\nexit 1\n")
+    (bin_dir / "ruff").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("PYTEST_ADDOPTS", None)
+    r = subprocess.run(["bash", str(root / ".ci" / "run")], cwd=root, env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode != 0, r.stdout
+    lines = _summary(r.stdout)
+    assert lines[0].startswith("== ruff check .: Found 1 error.") and lines[0].endswith("(exit 1)")
+    assert lines[1].endswith("(exit 0)") and "1 passed" in lines[1]
