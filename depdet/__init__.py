@@ -25,7 +25,19 @@ THIRD_PARTY_TERMS = {
 # The public Python API (depdet/api.py; README "Python API"), imported on first use so that
 # `import depdet` and the command line stay light (no torch until a call needs it).
 _API = ("extract", "train", "evaluate", "predict", "load_checkpoint", "FeatureStore", "FeatureSpec", "ExtractResult")
-__all__ = ["SCREENING_DISCLAIMER", "THIRD_PARTY_TERMS", "__version__", *_API]
+__all__ = [
+    "SCREENING_DISCLAIMER",
+    "THIRD_PARTY_TERMS",
+    "ExtractResult",
+    "FeatureSpec",
+    "FeatureStore",
+    "__version__",
+    "evaluate",
+    "extract",
+    "load_checkpoint",
+    "predict",
+    "train",
+]
 
 
 def __getattr__(name):

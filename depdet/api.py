@@ -41,11 +41,13 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
-__all__ = ["ExtractResult", "FeatureSpec", "FeatureStore", "evaluate", "extract", "load_checkpoint", "predict", "train"]
+# FeatureSpec and FeatureStore are the implementation classes, given by the module __getattr__ below
+__all__ = ["ExtractResult", "FeatureSpec", "FeatureStore", "evaluate", "extract", "load_checkpoint", "predict", "train"]  # noqa: F822
 
 #: Where each implementation name lives today (the one place to change when modules move).
 _IMPL = {
@@ -185,7 +187,8 @@ def extract(video_or_paths: str | Path | Iterable[str | Path], *, spec=None, lay
             allow_partial: bool = False, vggish_weights: str | Path | None = None, device: str = "auto",
             id_from: str = "stem", out: str | Path | None = None, workers: int | None = 1,
             labels: str | Path | None = None, force: bool = False, wait: bool = False,
-            on_event: Callable[[str, dict], None] | None = None):
+            on_event: Callable[[str, dict], None] | None = None, cluster: str | None = None,
+            shard: str | None = None):
     """Extract aligned per-clip features (and their validity masks) from videos.
 
     Args:
@@ -206,8 +209,8 @@ def extract(video_or_paths: str | Path | Iterable[str | Path], *, spec=None, lay
             resumable, with records, labels and views) and return the run's report.
         workers: with ``out``: processes (None: all cores). Without ``out`` clips are extracted
             one after the other in this process (a value above 1 is refused: use ``out``).
-        labels, force, wait, on_event: with ``out``, as ``depdet extract`` (see
-            :func:`~depdet.pipeline.extract.run_extract`).
+        labels, force, wait, on_event, cluster, shard: with ``out``, as ``depdet extract``'s
+            options (see :func:`~depdet.pipeline.extract.run_extract`).
 
     Returns:
         One video: an :class:`ExtractResult` (a failure raises). Several paths: a list of
@@ -248,22 +251,25 @@ def extract(video_or_paths: str | Path | Iterable[str | Path], *, spec=None, lay
         >>> [r["status"] for r in report.rows], depdet.FeatureStore.open(f"{tmp}/features").read("clip").T
         (['ok'], 3)
     """
-    given = {k: v for k, v in dict(fps=fps, audio=_names(audio), visual=_names(visual), landmark_norm=landmark_norm,
-                                   detector=detector, vggish_postprocess=vggish_postprocess,
-                                   vggish_quantize=vggish_quantize, align=align).items() if v is not None}
+    given = {"fps": fps, "audio": _names(audio), "visual": _names(visual), "landmark_norm": landmark_norm,
+             "detector": detector, "vggish_postprocess": vggish_postprocess, "vggish_quantize": vggish_quantize,
+             "align": align}
+    given = {k: v for k, v in given.items() if v is not None}
     spec = replace(spec, **given) if spec is not None else feature_spec(layout, **given)
     options = extract_options(spec, allow_partial=allow_partial, vggish_weights=vggish_weights, device=device)
     if out is not None:
         inputs = [video_or_paths] if isinstance(video_or_paths, (str, os.PathLike)) else list(video_or_paths)
         return _impl("run_extract")(inputs, out, spec, layout=layout, options=options, workers=workers, force=force,
-                                    labels=labels, id_from=id_from, wait=wait, on_event=on_event)
+                                    labels=labels, id_from=id_from, wait=wait, on_event=on_event, cluster=cluster,
+                                    shard=shard)
     from depdet.errors import ConfigError, DepdetError, MediaError
 
     if workers not in (None, 1):
         raise ConfigError(f"workers={workers} needs out=: without it clips are extracted in this process, one "
                           "after the other", hint="pass out=FOLDER to extract in parallel into a feature store")
-    if labels is not None or force or wait or on_event is not None:
-        raise ConfigError("labels, force, wait and on_event apply to a feature store", hint="pass out=FOLDER")
+    if labels is not None or force or wait or on_event is not None or cluster is not None or shard is not None:
+        raise ConfigError("labels, force, wait, on_event, cluster and shard apply to a feature store",
+                          hint="pass out=FOLDER")
     spec = _impl("resolve_spec")(spec, options)  # weight files located and hashed: fails before any clip
     extract_clip = _impl("extract_clip")
     if _is_one_video(video_or_paths):
@@ -283,7 +289,7 @@ def extract(video_or_paths: str | Path | Iterable[str | Path], *, spec=None, lay
             results.append(_result(extract_clip(path, spec, options, sample_id=sid), spec))
         except DepdetError as e:
             results.append(ExtractResult(sid, str(path), spec=spec, error=str(e)))
-        except Exception as e:  # a bug on one clip must not lose the batch (the CLI's rule)
+        except Exception as e:  # noqa: BLE001 - a bug on one clip must not lose the batch (the CLI's rule)
             results.append(ExtractResult(sid, str(path), spec=spec,
                                          error=f"{path}: unexpected {type(e).__name__}: {e} (please report a bug)"))
     return results
@@ -546,7 +552,7 @@ def predict(video_or_paths: str | Path | Iterable[str | Path] | None = None, che
 
     if checkpoint is None:
         raise ConfigError("no checkpoint given", hint="pass checkpoint=RUN/checkpoint.pt (or the run folder)")
-    if video_or_paths is None and data is None:
+    if not video_or_paths and data is None:
         raise DepdetError("nothing to predict", hint="give video files/folders or data=FEATURE_FOLDER")
     paths = [] if video_or_paths is None else (
         [video_or_paths] if isinstance(video_or_paths, (str, os.PathLike)) else list(video_or_paths))
