@@ -251,7 +251,7 @@ def extract(video_or_paths: str | Path | Iterable[str | Path], *, spec=None, lay
         >>> [r["status"] for r in report.rows], depdet.FeatureStore.open(f"{tmp}/features").read("clip").T
         (['ok'], 3)
     """
-    given = {"fps": fps, "audio": _names(audio), "visual": _names(visual), "landmark_norm": landmark_norm,
+    given: dict[str, Any] = {"fps": fps, "audio": _names(audio), "visual": _names(visual), "landmark_norm": landmark_norm,
              "detector": detector, "vggish_postprocess": vggish_postprocess, "vggish_quantize": vggish_quantize,
              "align": align}
     given = {k: v for k, v in given.items() if v is not None}
@@ -273,7 +273,7 @@ def extract(video_or_paths: str | Path | Iterable[str | Path], *, spec=None, lay
     spec = _impl("resolve_spec")(spec, options)  # weight files located and hashed: fails before any clip
     extract_clip = _impl("extract_clip")
     if _is_one_video(video_or_paths):
-        path = Path(video_or_paths)
+        path = Path(video_or_paths)  # type: ignore[arg-type]  # _is_one_video: a str or os.PathLike
         sid = None
         if id_from != "stem":
             sid = _impl("discover_inputs")([path], id_from=id_from)[0][0]
@@ -488,7 +488,7 @@ def evaluate(checkpoint, data: str | Path, *, fold: str = "test", allow_seen: bo
     """
     ck = checkpoint
     if isinstance(checkpoint, (str, os.PathLike)):
-        ck = load_checkpoint(checkpoint, trust_pickle=trust_pickle)
+        ck = load_checkpoint(Path(checkpoint), trust_pickle=trust_pickle)
     # only the evaluated fold is read and checked (a bad sample of another fold does not block it)
     ds = _impl("load_dataset")(data, layout, labels=labels, skip_missing=skip_missing, skip_invalid=skip_invalid,
                                folds=None if fold == "all" else (fold,))
