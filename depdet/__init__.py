@@ -22,28 +22,29 @@ THIRD_PARTY_TERMS = {
     "Mamba CUDA kernels (optional [cuda] extra)": "Apache-2.0.",
 }
 
-# The public API (as whisper exports load_model/transcribe), imported on first use so that
-# `import depdet` and the command line stay light.
-_API = {
-    "load_checkpoint": "depdet.pipeline.inference.checkpoint",
-    "Predictor": "depdet.pipeline.inference.predict",
-    "extract_clip": "depdet.pipeline.features.extract",
-    "FeatureSpec": "depdet.pipeline.features.spec",
-    "FeatureStore": "depdet.pipeline.store",
-    "load_dataset": "depdet.pipeline.data.datasets",
-    "train": "depdet.pipeline.training.train",
-    "evaluate": "depdet.pipeline.training.train",
-    "create_model": "depdet.models.registry",
-    "list_models": "depdet.models.registry",
-}
-__all__ = ["SCREENING_DISCLAIMER", "THIRD_PARTY_TERMS", "__version__", *_API]
+# The public Python API (depdet/api.py; README "Python API"), imported on first use so that
+# `import depdet` and the command line stay light (no torch until a call needs it).
+_API = ("extract", "train", "evaluate", "predict", "load_checkpoint", "FeatureStore", "FeatureSpec", "ExtractResult")
+__all__ = [
+    "SCREENING_DISCLAIMER",
+    "THIRD_PARTY_TERMS",
+    "ExtractResult",
+    "FeatureSpec",
+    "FeatureStore",
+    "__version__",
+    "evaluate",
+    "extract",
+    "load_checkpoint",
+    "predict",
+    "train",
+]
 
 
 def __getattr__(name):
     if name in _API:
-        import importlib
+        from depdet import api
 
-        value = getattr(importlib.import_module(_API[name]), name)
+        value = getattr(api, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'depdet' has no attribute {name!r}")

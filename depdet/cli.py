@@ -264,12 +264,9 @@ FAILURES_SHOWN = 10
 
 def _checkpoint_path(path: Path) -> Path:
     """``--checkpoint`` takes the file or the run folder that holds it (``RUN/checkpoint.pt``)."""
-    if path.is_dir():
-        if (path / "checkpoint.pt").is_file():
-            return path / "checkpoint.pt"
-        raise DepdetError("this folder holds no checkpoint.pt", path=path,
-                          hint="pass a run folder written by `depdet train` (it has checkpoint.pt) or the .pt file")
-    return path
+    from depdet.api import checkpoint_path
+
+    return checkpoint_path(path)
 
 
 def _fold_path(path: str, width: int) -> str:
@@ -373,9 +370,8 @@ def extract(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from depdet.pipeline.extract import real_seconds, run_extract
-    from depdet.pipeline.features.extract import ExtractOptions
-    from depdet.pipeline.features.spec import FeatureSpec
+    from depdet import api
+    from depdet.pipeline.extract import real_seconds
 
     if cluster and workers:
         raise DepdetError("--workers and --cluster do not go together", hint="with --cluster local:N, N is the worker count")
@@ -384,24 +380,19 @@ def extract(
 
         parse_cluster(cluster)
         import_distributed()  # says how to install the extra before any work
-    audio_names = _names(audio) or (("vggish",) if layout == Layout.lmvd else ("egemaps",))
-    spec = FeatureSpec(audio=audio_names, visual=_names(visual) or ("landmarks",), fps=fps,
-                       landmark_norm=landmark_norm.value, detector=detector.value, vggish_postprocess=vggish_postprocess,
-                       vggish_quantize=vggish_quantize.value, align=align.value)
-    dev = "cpu"
-    if "vggish" in audio_names:  # only VGGish runs on torch: eGeMAPS + landmarks never import it (~2 s CPU per process)
-        from depdet.pipeline.inference.scorer import resolve_device
-
-        dev = str(resolve_device(device))
+    spec = api.feature_spec(layout.value, fps=fps, audio=audio, visual=visual, landmark_norm=landmark_norm.value,
+                            detector=detector.value, vggish_postprocess=vggish_postprocess,
+                            vggish_quantize=vggish_quantize.value, align=align.value)
+    # only VGGish runs on torch: eGeMAPS + landmarks never import it (~2 s CPU per process)
+    options = api.extract_options(spec, allow_partial=allow_partial, vggish_weights=vggish_weights, device=device)
+    dev = options.device
     if dev.startswith("cuda") and detector.value == "cnn":
         import dlib
 
         if not getattr(dlib, "DLIB_USE_CUDA", False):
             console.print("[yellow]note:[/] this dlib build has no CUDA: the CNN face detector runs on the CPU", highlight=False)
-    if threads or "vggish" in audio_names:  # torch runs here only for VGGish (with --workers 1)
+    if threads or "vggish" in spec.audio:  # torch runs here only for VGGish (with --workers 1)
         configure_threads(threads)
-    options = ExtractOptions(vggish_weights=str(vggish_weights) if vggish_weights else None, allow_partial=allow_partial,
-                             device=dev)
     _check_output(out_dir, "output folder (-o)", folder=True)
     console.print(f"[bold]depdet extract[/] -> {plain(out_dir)} ({layout.value} layout; {plain(spec.describe())})",
                   highlight=False)
@@ -459,9 +450,10 @@ def extract(
                             rtf=f"{state['media'] / el:.1f}x realtime" if el > 0 else "")
 
     with progress:
-        report = run_extract(inputs, out_dir, spec, layout=layout.value, options=options, workers=workers,
-                             force=force, labels=labels, id_from=id_from.value, wait=wait, on_event=on_event,
-                             cluster=cluster, shard=shard)
+        report = api.extract(inputs, spec=spec, layout=layout.value, allow_partial=allow_partial,
+                             vggish_weights=vggish_weights, device=dev, out=out_dir, workers=workers, force=force,
+                             labels=labels, id_from=id_from.value, wait=wait, on_event=on_event, cluster=cluster,
+                             shard=shard)
     ok = sum(r["status"] == "ok" for r in report.rows)
     partial = sum(r["status"] == "partial" for r in report.rows)
     speed = f" ({report.realtime_factor:.1f}x realtime)" if report.media_seconds > 0 else ""
@@ -899,9 +891,9 @@ def train(
     """Train a model (one or several seeds) and report test metrics beside the all-depressed baseline."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
+    from depdet import api
     from depdet.errors import ConfigError
     from depdet.pipeline.data.datasets import load_dataset
-    from depdet.pipeline.training.train import TrainConfig, Trainer
 
     import sys as _sys
 
@@ -942,39 +934,35 @@ def train(
     elif extra:
         raise ConfigError(f"unexpected arguments {' '.join(extra)!r}", hint="see `depdet train --help`")
     configure_threads(threads)
-    pre = {"standardize": standardize, "landmark_zscore": landmark_zscore, "max_len": max_len, "crop_aug": crop_aug,
-           "crop_min_len": crop_min_len}
     val = lambda e: None if e is None else e.value  # noqa: E731 - closed choices as their plain names
-    cfg = TrainConfig.from_preset(val(preset), model=model, model_config=_parse_model_opts(model_opt), seeds=seed_list,
-                                  epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
-                                  optimizer=val(optimizer), scheduler=val(scheduler), patience=patience,
-                                  select=val(select), threshold_method=val(threshold_method), folds=folds,
-                                  train_gender=train_gender.value, test_gender=test_gender.value, preprocess=pre,
-                                  device=device, amp=amp, grad_clip=grad_clip, rescale_rows=rescale_rows,
-                                  bucketing=bucketing, max_tokens=max_tokens, refit=refit or None,
-                                  allow_group_overlap=allow_group_overlap or None)
+    cfg = api.train_config(val(preset), model=model, model_config=_parse_model_opts(model_opt), seeds=seed_list,
+                           epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
+                           optimizer=val(optimizer), scheduler=val(scheduler), patience=patience,
+                           select=val(select), threshold_method=val(threshold_method), folds=folds,
+                           train_gender=train_gender.value, test_gender=test_gender.value, standardize=standardize,
+                           landmark_zscore=landmark_zscore, max_len=max_len, crop_aug=crop_aug,
+                           crop_min_len=crop_min_len, device=device, amp=amp, grad_clip=grad_clip,
+                           rescale_rows=rescale_rows, bucketing=bucketing, max_tokens=max_tokens, refit=refit or None,
+                           allow_group_overlap=allow_group_overlap or None)
     ds = load_dataset(data, layout.value, labels=labels, skip_missing=skip_missing, skip_invalid=skip_invalid,
                       group_by=group_by or "group")
     for line in ds.report.lines():
         console.print(f"[dim]data:[/] {plain(line)}", highlight=False)
     if ds.info.get("synthetic"):
         console.print("[bold yellow]note:[/] this dataset is SYNTHETIC (depdet synth); results say nothing about depression.")
-    rdir = run_dir or Path("runs") / f"{cfg.preset or cfg.model}-{Path(data).resolve().name}"
+    rdir = run_dir or api.default_run_dir(cfg, data)
     console.print(f"run folder: {rdir}  model: {cfg.model}  preset: {cfg.preset or '-'}  seeds: {cfg.seeds}", highlight=False)
     if cfg.preset:
         from depdet.pipeline.training.presets import preset_note
 
         console.print(f"[dim]preset {cfg.preset}:[/] {preset_note(cfg.preset)}", highlight=False)
-    load_options = {"labels": str(Path(labels).resolve()) if labels else None, "skip_missing": bool(skip_missing),
-                    "skip_invalid": bool(skip_invalid)}
-    if group_by:
-        load_options["group_by"] = group_by
     with _progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("{task.fields[info]}")) as progress:
-        summary = Trainer(ds, cfg, rdir, progress=progress, log=lambda s: progress.console.print(plain(s), highlight=False),
-                          command=_STATE.get("argv") or list(_sys.argv), load_options=load_options).run(
-            cluster=cluster, load_args={"path": str(data), "layout": layout.value, "labels": labels,
-                                        "skip_missing": skip_missing, "skip_invalid": skip_invalid, "group_by": group_by or "group"})
+        summary = api.run_training(ds, cfg, rdir, data=data, layout=layout.value, labels=labels,
+                                   skip_missing=skip_missing, skip_invalid=skip_invalid, group_by=group_by,
+                                   cluster=cluster, progress=progress,
+                                   log=lambda s: progress.console.print(plain(s), highlight=False),
+                                   command=_STATE.get("argv") or list(_sys.argv))
     _print_train_summary(summary, rdir)
 
 
@@ -1035,28 +1023,22 @@ def evaluate(
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch (default: depdet's, the cores available less the load; see `depdet info`).")] = None,
 ):
     """Evaluate a checkpoint: Rich table (beside the all-depressed baseline, per gender) and JSON."""
+    from depdet import api
     from depdet import fileio as dio
-    from depdet.pipeline.inference.checkpoint import load_checkpoint
-    from depdet.pipeline.data.datasets import load_dataset
-    from depdet.pipeline.training.train import evaluate as run_eval
 
     checkpoint, fold = _checkpoint_path(checkpoint), fold.value
     configure_threads(threads)
-    ck = load_checkpoint(checkpoint, "cpu", trust_pickle=trust_pickle)
-    # only the evaluated fold is read and checked (a bad sample of another fold does not block it)
-    ds = load_dataset(data, layout.value, labels=labels, skip_missing=skip_missing, skip_invalid=skip_invalid,
-                      folds=None if fold == "all" else (fold,))
-    for line in ds.report.lines():
-        console.print(f"[dim]data:[/] {plain(line)}", highlight=False)
-    res = run_eval(ck, ds, fold=fold, device=device, allow_seen=allow_seen)
+    res = api.evaluate(checkpoint, data, fold=fold, allow_seen=allow_seen, layout=layout.value, labels=labels,
+                       skip_missing=skip_missing, skip_invalid=skip_invalid, device=device, trust_pickle=trust_pickle,
+                       log=lambda line: console.print(f"[dim]data:[/] {plain(line)}", highlight=False))
     path = out_json or checkpoint.with_name(f"{checkpoint.stem}.eval-{Path(data).resolve().name}-{fold}.json")
     existed = path.exists()
     dio.write_json(path, res)  # results first: a failure while printing can never lose them
     tag = " SYNTHETIC" if res["synthetic"] else ""
-    out.print(_metrics_table(f"{plain(ck.model_name)} on {plain(Path(data).name)}{tag}, fold {plain(fold)} (n={res['metrics']['n']}, "
+    out.print(_metrics_table(f"{plain(res['model'])} on {plain(Path(data).name)}{tag}, fold {plain(fold)} (n={res['metrics']['n']}, "
                              f"{res['metrics']['n_pos']} depressed)",
                              {"model (logit>0)": res["metrics"],
-                              f"calibrated (T={ck.temperature:.2f}, thr={ck.threshold:.2f})": res["metrics_calibrated"],
+                              f"calibrated (T={res['temperature']:.2f}, thr={res['threshold']:.2f})": res["metrics_calibrated"],
                               "all depressed": res["baseline_all_depressed"]}))
     (tn, fp), (fn, tp) = res["metrics"]["confusion"]
     out.print(f"confusion (logit>0): TN {tn}  FP {fp}  FN {fn}  TP {tp}", highlight=False)
@@ -1182,8 +1164,8 @@ def predict(
     conformal_level: Annotated[float, typer.Option(min=0.5, max=0.999, help="Coverage of each clip's split-conformal prediction set, calibrated on the checkpoint's validation (or out-of-fold) predictions; a set holding both outcomes makes the result indeterminate.")] = 0.9,
 ):
     """Screening probability, evidence and report for videos (research use, not a diagnosis)."""
-    from depdet.pipeline.features.extract import ExtractOptions
-    from depdet.pipeline.inference.predict import run_predict, write_results
+    from depdet import api
+    from depdet.pipeline.inference.predict import write_results
     from depdet.pipeline.inference.report import write_report
 
     if not inputs and features is None:
@@ -1196,18 +1178,14 @@ def predict(
         _check_output(results, "results file (--out)")
     if report_path is not None:
         _check_output(report_path, "report (--report)")
-    from depdet.pipeline.inference.scorer import resolve_device
-
-    dev = str(resolve_device(device))
-    options = ExtractOptions(vggish_weights=str(vggish_weights) if vggish_weights else None, allow_partial=allow_partial,
-                             device=dev)
     with console.status("predicting...") as status:
         def on_result(r):
             status.update(f"predicting... last: {plain(r.sample_id)} ({r.status}, {r.seconds:.1f}s)")
 
-        report = run_predict(inputs or [], checkpoint, features_dir=features, extract_options=options,
-                             evidence=evidence, window_s=window, trust_pickle=trust_pickle, device=dev,
-                             on_result=on_result, id_from=id_from.value, conformal_level=conformal_level)
+        report = api.predict(inputs or [], checkpoint, data=features, allow_partial=allow_partial,
+                             vggish_weights=vggish_weights, device=device, evidence=evidence, window=window,
+                             trust_pickle=trust_pickle, id_from=id_from.value, conformal_level=conformal_level,
+                             on_result=on_result)
     # results first: a failure while printing can never lose them
     if results is not None:
         write_results(results, report)
