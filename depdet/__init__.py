@@ -31,8 +31,8 @@ _API = {
     "FeatureSpec": "depdet.pipeline.features.spec",
     "FeatureStore": "depdet.pipeline.store",
     "load_dataset": "depdet.pipeline.data.datasets",
-    "train": "depdet.pipeline.training.train",
-    "evaluate": "depdet.pipeline.training.train",
+    "train": "depdet.pipeline.training.runs",
+    "evaluate": "depdet.pipeline.training.runs",
     "create_model": "depdet.models.registry",
     "list_models": "depdet.models.registry",
 }

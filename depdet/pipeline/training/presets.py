@@ -44,9 +44,9 @@ presets), and what the row counts assume:
 * ``fps``: rows per second of that dataset's features (1.0 for every preset here: D-Vlog and LMVD
   have one row per second). A preset counts in rows: ``crop_min_len`` (500/400), ``max_len`` (596)
   and JAMFN's fixed 596-step window (its model default). On features at another rate those numbers
-  mean other durations, so :class:`~depdet.pipeline.training.train.Trainer` refuses such a dataset
+  mean other durations, so :class:`~depdet.pipeline.training.runs.Trainer` refuses such a dataset
   (``ConfigError``) unless ``rescale_rows=True`` (CLI ``--rescale-rows``) asks it to multiply those
-  row counts by ``data fps / preset fps`` (see :func:`~depdet.pipeline.training.train.rows_for_fps`).
+  row counts by ``data fps / preset fps`` (see :func:`~depdet.pipeline.training.runs.rows_for_fps`).
 
 No preset here quotes a result; results come from a run folder (``metrics.json``), which records
 the preset, its note, the seeds and the split.
@@ -271,7 +271,7 @@ def resolve_preset(name: str) -> dict:
     import inspect
 
     from depdet.models.registry import get_entry
-    from depdet.pipeline.training.train import TrainConfig
+    from depdet.pipeline.training.runs import TrainConfig
 
     p = get_preset(name)
     cfg = TrainConfig.from_preset(name).to_dict()
