@@ -32,7 +32,7 @@ _API = {
     "FeatureStore": "depdet.pipeline.store",
     "load_dataset": "depdet.pipeline.data.datasets",
     "train": "depdet.pipeline.training.runs",
-    "evaluate": "depdet.pipeline.training.runs",
+    "evaluate": "depdet.pipeline.training.evaluation",
     "create_model": "depdet.models.registry",
     "list_models": "depdet.models.registry",
 }

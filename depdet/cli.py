@@ -695,7 +695,8 @@ def presets_cmd(
 
     from rich.table import Table
 
-    from depdet.pipeline.training.presets import get_preset, list_presets, resolve_preset
+    from depdet.pipeline.training.config import resolve_preset
+    from depdet.pipeline.training.presets import get_preset, list_presets
 
     if as_json:
         data = resolve_preset(name) if name else {n: resolve_preset(n) for n in list_presets()}
@@ -897,7 +898,8 @@ def train(
 
     from depdet.errors import ConfigError
     from depdet.pipeline.data.datasets import load_dataset
-    from depdet.pipeline.training.runs import TrainConfig, Trainer
+    from depdet.pipeline.training.config import TrainConfig
+    from depdet.pipeline.training.runs import Trainer
 
     import sys as _sys
 
@@ -914,7 +916,7 @@ def train(
                 or layout != DataLayout.auto or train_gender != "both" or test_gender != "both"):
             raise ConfigError(f"--config re-runs a run as recorded; other options given: {', '.join(sorted(given)) or ' '.join(ctx.args) or 'data/split options'}",
                               hint="give only --run-dir, --device and --threads with --config")
-        from depdet.pipeline.training.runs import rerun
+        from depdet.pipeline.training.rerun import rerun
 
         summary, rdir = rerun(config, run_dir=run_dir, device=None if device == "auto" else device, threads=threads,
                               command=_STATE.get("argv") or list(_sys.argv), console=console)
@@ -1032,7 +1034,7 @@ def evaluate(
     from depdet import fileio as dio
     from depdet.pipeline.inference.checkpoint import load_checkpoint
     from depdet.pipeline.data.datasets import load_dataset
-    from depdet.pipeline.training.runs import evaluate as run_eval
+    from depdet.pipeline.training.evaluation import evaluate as run_eval
 
     checkpoint, fold = _checkpoint_path(checkpoint), fold.value
     ck = load_checkpoint(checkpoint, "cpu", trust_pickle=trust_pickle)

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from conftest import run_cli
 from depdet.models import create_model
 from depdet.pipeline.data.batching import collate
-from depdet.pipeline.training.presets import PRESETS, get_preset, list_presets, resolve_preset
-from depdet.pipeline.training.runs import TrainConfig
+from depdet.pipeline.training.config import TrainConfig, resolve_preset
+from depdet.pipeline.training.presets import PRESETS, get_preset, list_presets
 
 RAW = {"landmark_zscore": False, "standardize": False, "max_len": None, "crop_aug": False, "crop_min_len": 500,
        "crop_attempts": 5}
@@ -395,7 +395,7 @@ def test_rerun_refuses_changed_data(small_synth, tmp_path, capsys):
     labels = data / "labels.csv"
     rows = labels.read_text().splitlines()
     assert rows
-    from depdet.pipeline.training.runs import data_fingerprint
+    from depdet.pipeline.training.provenance import data_fingerprint
     from depdet.pipeline.data.datasets import load_dataset
 
     want = json.loads((run / "data.json").read_text())["fingerprint"]["sha256"]
