@@ -16,8 +16,8 @@ from depdet.pipeline.training.provenance import sample_fingerprint
 
 def seen_mask(ckpt, samples) -> np.ndarray | None:
     """Which samples the checkpoint's model(s) trained or were selected on: id or feature fingerprint
-    (:func:`sample_fingerprint`) among those recorded in ``ckpt.info["seen"]``. None when the
-    checkpoint records nothing (written by an older depdet)."""
+    (:func:`~depdet.pipeline.training.provenance.sample_fingerprint`) among those recorded in
+    ``ckpt.info["seen"]``. None when the checkpoint records nothing (written by an older depdet)."""
     seen = ckpt.seen
     if not seen:
         return None
@@ -56,11 +56,7 @@ def evaluate(ckpt, dataset: Dataset, fold: str = "test", batch_size: int = 16, d
     Raises:
         DataError: a seen clip among those to score (unless ``allow_seen``), spec or dims mismatch.
     """
-    from depdet.pipeline.training.stats import (
-        summarize,
-        summarize_baseline,
-        summarize_groups,
-    )
+    from depdet.pipeline.training.stats import summarize, summarize_baseline, summarize_groups
 
     dataset.require_labels()
     check_spec(dataset.spec, ckpt.spec, where=dataset.root)  # every value-changing setting, field by field
@@ -76,13 +72,8 @@ def evaluate(ckpt, dataset: Dataset, fold: str = "test", batch_size: int = 16, d
                             hint="use --fold all for datasets without a split")
     samples = [dataset.samples[i] for i in idx]
     seen = seen_mask(ckpt, samples)
-    if seen is not None and seen.any() and not allow_seen:
-        ids = [s.id for s, k in zip(samples, seen) if k]
-        raise DataError(f"{len(ids)} of the {len(samples)} clips to score were seen by the checkpoint's model(s) in "
-                        f"training or selection (same id or same features): {', '.join(ids[:5])}"
-                        + (f" and {len(ids) - 5} more" if len(ids) > 5 else ""), path=dataset.root,
-                        hint="score clips the model never saw (e.g. --fold test of a fixed split, or the run's "
-                             "oof_predictions.csv for a k-fold run), or pass --allow-seen to score them anyway (marked)")
+    if not allow_seen:
+        _refuse_seen(samples, seen, dataset.root)
     scorer = Scorer.from_checkpoint(ckpt, device=resolve_device(device), batch_size=batch_size)
     logits = scorer.logits([s.features for s in samples], [s.valid for s in samples])
     y = np.array([s.label for s in samples])
@@ -107,3 +98,14 @@ def evaluate(ckpt, dataset: Dataset, fold: str = "test", batch_size: int = 16, d
                         for s, z, p, k in zip(samples, logits, prob, seen_l)],
     }
 
+
+def _refuse_seen(samples, seen, root) -> None:
+    """DataError naming the clips among ``samples`` that ``seen`` (:func:`seen_mask`) marks."""
+    if seen is None or not seen.any():
+        return
+    ids = [s.id for s, k in zip(samples, seen) if k]
+    raise DataError(f"{len(ids)} of the {len(samples)} clips to score were seen by the checkpoint's model(s) in "
+                    f"training or selection (same id or same features): {', '.join(ids[:5])}"
+                    + (f" and {len(ids) - 5} more" if len(ids) > 5 else ""), path=root,
+                    hint="score clips the model never saw (e.g. --fold test of a fixed split, or the run's "
+                         "oof_predictions.csv for a k-fold run), or pass --allow-seen to score them anyway (marked)")

@@ -16,6 +16,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -100,6 +101,33 @@ class _CsvLog:
         w.writeheader()
         w.writerows(self.rows)
         dio.write_text(self.path, buf.getvalue())
+
+
+@dataclass
+class _Best:
+    """A run's selection state (what ``last.pt`` records of it): the best score and epoch so far, the
+    epochs since (early stopping), the best epoch's weights, and the epoch a resumed run continues after."""
+
+    resumed_after: int = 0
+    score: float = -math.inf
+    best_epoch: int = 0
+    bad: int = 0
+    state: dict | None = None
+
+
+@dataclass
+class _Epoch:
+    """A finished epoch's training objects, for its log.csv row and resume state."""
+
+    model: Any
+    opt: Any
+    sched: Any
+    scaler: Any
+    last: Path
+    log: _CsvLog
+    epoch: int
+    train_loss: float
+    t0: float
 
 
 def _tensorboard(run_dir: Path):
@@ -223,89 +251,33 @@ class RunLoop:
         items = self._train_items(seed, split, feats)
         log = _CsvLog(rdir / "log.csv")
         tb = _tensorboard(rdir) if self.is_main else None
-        start_epoch, best_score, best_epoch, bad, best_state = 1, -math.inf, 0, 0, None
         last = rdir / "last.pt"
-        if last.exists():
-            st = torch.load(last, map_location="cpu", weights_only=True)
-            model.load_state_dict(st["model"])
-            opt.load_state_dict(st["optimizer"])
-            if sched is not None and st.get("scheduler"):
-                sched.load_state_dict(st["scheduler"])
-            if st.get("scaler"):
-                scaler.load_state_dict(st["scaler"])
-            start_epoch, best_score, best_epoch, bad = st["epoch"] + 1, st["best_score"], st["best_epoch"], st["bad_epochs"]
-            best_state = st["best_state"]
-            log.truncate(st["epoch"])
-            self.log(f"{name}: resumed after epoch {st['epoch']} (best so far: epoch {best_epoch})")
+        best = self._resume(name, last, model, opt, sched, scaler, log)
         task, eta, info = None, getattr(self, "_eta", None), ""
         if self.progress is not None:
-            task = self.progress.add_task(f"{name} {cfg.model}", total=n_epochs, completed=start_epoch - 1, info="")
-        for epoch in range(start_epoch, n_epochs + 1):
-            if selecting and cfg.patience is not None and bad >= cfg.patience:
+            task = self.progress.add_task(f"{name} {cfg.model}", total=n_epochs, completed=best.resumed_after, info="")
+        for epoch in range(best.resumed_after + 1, n_epochs + 1):
+            if selecting and cfg.patience is not None and best.bad >= cfg.patience:
                 break
             t0 = time.perf_counter()
-            reset_peak_rss()  # log.csv's peak_rss_gb is this epoch's (the process's peak where it cannot be reset)
-            if self.device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(self.device)
-            torch.manual_seed(seed * 100_003 + epoch)  # dropout etc.: a function of (seed, epoch) -> exact resume
-            model.train()
-            total, count = 0.0, 0
-            plan = self._epoch_plan(items, feats, seed, epoch)
-            for k, (batch, views, vviews) in enumerate(plan, 1):
-                total_b, count_b = self._step(model, opt, scaler, batch, views, vviews, epoch)
-                total, count = total + total_b, count + count_b
-                if task is not None and eta is not None:  # the time left within a long epoch
-                    self.progress.update(task, info=" | ".join(filter(None, (
-                        info, eta.in_epoch(k, len(plan), time.perf_counter() - t0)))))
+            train_loss = self._train_epoch(model, opt, scaler, items, feats, seed, epoch, task, eta, info, t0)
             if sched is not None:
                 sched.step()
+            run = _Epoch(model, opt, sched, scaler, last, log, epoch, train_loss, t0)
             if not selecting:  # refit: no validation fold, the last epoch is the model
-                best_epoch, best_state = epoch, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                row = {"epoch": epoch, "train_loss": f"{total / max(count, 1):.5f}", "best": 1,
-                       "lr": f"{opt.param_groups[0]['lr']:.3g}", "seconds": f"{time.perf_counter() - t0:.2f}",
-                       "peak_rss_gb": f"{peak_rss_gb():.2f}"}
-                state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                         "scheduler": sched.state_dict() if sched is not None else None,
-                         "scaler": scaler.state_dict() if self.amp else None, "epoch": epoch, "best_score": best_score,
-                         "best_epoch": best_epoch, "bad_epochs": 0, "best_state": best_state}
-                if self.is_main:
-                    with dio.atomic_path(last) as tmp:
-                        torch.save(state, tmp)
-                    log.add(row)
+                row = self._keep_last_epoch(run, best)
                 if task is not None:
                     self.progress.update(task, completed=epoch, info=f"loss {row['train_loss']} (refit, no selection)")
                 continue
-            logits, vloss = self._evaluate_torch(model, split.valid, feats)
-            vm = classification_metrics(self.labels[split.valid], apply_temperature(logits, 1.0))
-            score = selection_score(vm, cfg.select, vloss)
-            improved = score > best_score
-            if improved:
-                best_score, best_epoch, bad = score, epoch, 0
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            else:
-                bad += 1
-            row = {"epoch": epoch, "train_loss": f"{total / max(count, 1):.5f}", "valid_loss": f"{vloss:.5f}",
-                   "valid_acc": f"{vm['acc']:.4f}", "valid_precision": f"{vm['precision']:.4f}",
-                   "valid_recall": f"{vm['recall']:.4f}", "valid_f1": f"{vm['f1']:.4f}",
-                   "valid_weighted_f1": f"{vm['weighted_f1']:.4f}", "valid_auc": f"{vm['auc']:.4f}",
-                   "valid_score": f"{score:.4f}", "best": int(improved), "lr": f"{opt.param_groups[0]['lr']:.3g}",
-                   "seconds": f"{time.perf_counter() - t0:.2f}", "peak_rss_gb": f"{peak_rss_gb():.2f}",
-                   "peak_gpu_gb": (f"{torch.cuda.max_memory_allocated(self.device) / 1e9:.2f}"
-                                   if self.device.type == "cuda" else "")}
-            state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                     "scheduler": sched.state_dict() if sched is not None else None,
-                     "scaler": scaler.state_dict() if self.amp else None, "epoch": epoch, "best_score": best_score,
-                     "best_epoch": best_epoch, "bad_epochs": bad, "best_state": best_state}
-            if self.is_main:
-                save_checkpoint(last, state, what="the resume state")  # atomic; a full disk: one line
-                log.add(row)
+            row, vm = self._select_epoch(run, best, split, feats)
             if tb is not None:
                 for k in ("train_loss", "valid_loss", "valid_f1", "valid_acc", "valid_auc"):
                     tb.add_scalar(k, float(row[k]), epoch)
             if eta is not None:
                 eta.epoch_done(float(row["seconds"]))
             if task is not None:
-                info = f"loss {row['train_loss']} | valid F1 {vm['f1']:.3f} acc {vm['acc']:.3f} | best ep {best_epoch}"
+                info = (f"loss {row['train_loss']} | valid F1 {vm['f1']:.3f} acc {vm['acc']:.3f} "
+                        f"| best ep {best.best_epoch}")
                 self.progress.update(task, completed=epoch, info=" | ".join(filter(None, (
                     info, eta.text(epoch) if eta is not None else ""))))
             if self.on_epoch_end is not None:
@@ -314,11 +286,100 @@ class RunLoop:
             eta.run_done()
         if tb is not None:
             tb.close()
-        if best_state is None:
+        if best.state is None:
             raise DataError(f"{name}: no epoch was trained", hint="raise --epochs")
-        model.load_state_dict(best_state)
+        model.load_state_dict(best.state)
         model.eval()
-        return model, best_epoch
+        return model, best.best_epoch
+
+    def _resume(self, name: str, last: Path, model, opt, sched, scaler, log: _CsvLog) -> _Best:
+        """The selection state after the last finished epoch: restored from the resume state ``last``
+        (model, optimiser, scheduler, scaler, log.csv truncated to it), or a fresh one."""
+        best = _Best()
+        if not last.exists():
+            return best
+        st = torch.load(last, map_location="cpu", weights_only=True)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        if sched is not None and st.get("scheduler"):
+            sched.load_state_dict(st["scheduler"])
+        if st.get("scaler"):
+            scaler.load_state_dict(st["scaler"])
+        best.resumed_after, best.score = st["epoch"], st["best_score"]
+        best.best_epoch, best.bad = st["best_epoch"], st["bad_epochs"]
+        best.state = st["best_state"]
+        log.truncate(st["epoch"])
+        self.log(f"{name}: resumed after epoch {st['epoch']} (best so far: epoch {best.best_epoch})")
+        return best
+
+    def _train_epoch(self, model, opt, scaler, items, feats, seed, epoch, task, eta, info, t0) -> float:
+        """One epoch of optimiser steps over the epoch's batches; returns the mean training loss.
+        Resets the peak-memory counters (log.csv records the epoch's peaks) and seeds dropout etc. from
+        ``(seed, epoch)``."""
+        reset_peak_rss()  # log.csv's peak_rss_gb is this epoch's (the process's peak where it cannot be reset)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        torch.manual_seed(seed * 100_003 + epoch)  # dropout etc.: a function of (seed, epoch) -> exact resume
+        model.train()
+        total, count = 0.0, 0
+        plan = self._epoch_plan(items, feats, seed, epoch)
+        for k, (batch, views, vviews) in enumerate(plan, 1):
+            total_b, count_b = self._step(model, opt, scaler, batch, views, vviews, epoch)
+            total, count = total + total_b, count + count_b
+            if task is not None and eta is not None:  # the time left within a long epoch
+                self.progress.update(task, info=" | ".join(filter(None, (
+                    info, eta.in_epoch(k, len(plan), time.perf_counter() - t0)))))
+        return total / max(count, 1)
+
+    def _resume_state(self, run: _Epoch, best: _Best) -> dict:
+        """What ``last.pt`` holds after epoch ``run.epoch``: everything to continue exactly."""
+        return {"model": run.model.state_dict(), "optimizer": run.opt.state_dict(),
+                "scheduler": run.sched.state_dict() if run.sched is not None else None,
+                "scaler": run.scaler.state_dict() if self.amp else None, "epoch": run.epoch, "best_score": best.score,
+                "best_epoch": best.best_epoch, "bad_epochs": best.bad, "best_state": best.state}
+
+    def _keep_last_epoch(self, run: _Epoch, best: _Best) -> dict:
+        """The refit's epoch (no validation fold): the epoch's model is kept; the resume state and
+        log.csv row are written. Returns the row."""
+        best.best_epoch, best.state = run.epoch, {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
+        best.bad = 0
+        row = {"epoch": run.epoch, "train_loss": f"{run.train_loss:.5f}", "best": 1,
+               "lr": f"{run.opt.param_groups[0]['lr']:.3g}", "seconds": f"{time.perf_counter() - run.t0:.2f}",
+               "peak_rss_gb": f"{peak_rss_gb():.2f}"}
+        state = self._resume_state(run, best)
+        if self.is_main:
+            with dio.atomic_path(run.last) as tmp:
+                torch.save(state, tmp)
+            run.log.add(row)
+        return row
+
+    def _select_epoch(self, run: _Epoch, best: _Best, split: Split, feats: dict) -> tuple[dict, dict]:
+        """Validation after an epoch: the selection score, the best epoch so far (a strictly better
+        score) and the early-stopping count; writes the resume state and the log.csv row. Returns the
+        row and the validation metrics."""
+        model, epoch = run.model, run.epoch
+        logits, vloss = self._evaluate_torch(model, split.valid, feats)
+        vm = classification_metrics(self.labels[split.valid], apply_temperature(logits, 1.0))
+        score = selection_score(vm, self.cfg.select, vloss)
+        improved = score > best.score
+        if improved:
+            best.score, best.best_epoch, best.bad = score, epoch, 0
+            best.state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        else:
+            best.bad += 1
+        row = {"epoch": epoch, "train_loss": f"{run.train_loss:.5f}", "valid_loss": f"{vloss:.5f}",
+               "valid_acc": f"{vm['acc']:.4f}", "valid_precision": f"{vm['precision']:.4f}",
+               "valid_recall": f"{vm['recall']:.4f}", "valid_f1": f"{vm['f1']:.4f}",
+               "valid_weighted_f1": f"{vm['weighted_f1']:.4f}", "valid_auc": f"{vm['auc']:.4f}",
+               "valid_score": f"{score:.4f}", "best": int(improved), "lr": f"{run.opt.param_groups[0]['lr']:.3g}",
+               "seconds": f"{time.perf_counter() - run.t0:.2f}", "peak_rss_gb": f"{peak_rss_gb():.2f}",
+               "peak_gpu_gb": (f"{torch.cuda.max_memory_allocated(self.device) / 1e9:.2f}"
+                               if self.device.type == "cuda" else "")}
+        state = self._resume_state(run, best)
+        if self.is_main:
+            save_checkpoint(run.last, state, what="the resume state")  # atomic; a full disk: one line
+            run.log.add(row)
+        return row, vm
 
     def _finish(self, name, rdir, seed, split, model, pre, feats, best_epoch) -> RunResult:
         y = self.labels
@@ -374,7 +435,8 @@ class RunLoop:
 
     def _seen(self, idx: list[int]) -> dict:
         """What a checkpoint records of the clips its model trained or was selected on: their ids and
-        feature fingerprints (``evaluate`` refuses to score them; see :func:`seen_mask`)."""
+        feature fingerprints (``evaluate`` refuses to score them;
+        see :func:`~depdet.pipeline.training.evaluation.seen_mask`)."""
         fps = self.fingerprints()
         idx = sorted(set(int(i) for i in idx))
         return {"ids": [self.ds.samples[i].id for i in idx], "fingerprints": sorted({fps[i] for i in idx}),

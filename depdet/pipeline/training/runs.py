@@ -1,4 +1,11 @@
-"""Training and evaluation of any registry model on a loaded dataset, several seeds, resumable.
+"""Training runs of any registry model on a loaded dataset, several seeds (and folds), resumable:
+:class:`Trainer` and :func:`train`.
+
+The training package, by module: ``config`` (TrainConfig, presets resolved, row counts per fps),
+``runs`` (this one: a run folder, every (seed, fold) run, cluster fan-out, the summary), ``loop``
+(one run's epochs: steps, selection, early stopping, resume state), ``kfold`` (out-of-fold rows,
+k-fold summary, ensemble and refit checkpoints), ``rerun`` (re-running a run from its folder),
+``evaluation`` (a checkpoint on a dataset fold), ``provenance`` (env.json, data fingerprints).
 
 Run directory (SpeechBrain style, never overwritten silently)::
 
@@ -18,15 +25,16 @@ Run directory (SpeechBrain style, never overwritten silently)::
     runs/<name>/<run>/predictions.csv         per-sample valid/test logits and decisions
     runs/<name>/<run>/result.json             valid/test metrics, baseline, per gender (marks the run done)
     runs/<name>/metrics.json                  all runs + mean ± std + the all-depressed baseline; k-fold:
-                                              the pooled out-of-fold headline (:func:`kfold_summary`)
+                                              the pooled out-of-fold headline
+                                              (:func:`~depdet.pipeline.training.kfold.kfold_summary`)
     runs/<name>/oof_predictions.csv           k-fold: every clip once per seed, scored by the fold model
-                                              that never saw it (:func:`write_oof`)
+                                              that never saw it (:func:`~depdet.pipeline.training.kfold.write_oof`)
     runs/<name>/checkpoint.pt                 fixed split: copy of the run with the best *validation*
                                               score; k-fold: the ensemble of the fold models
                                               (``ensemble.pt``) or, with ``refit``, ``refit/final.pt``
 
 Every checkpoint records the ids and feature fingerprints of the clips it trained or was selected
-on (``info["seen"]``); :func:`evaluate` refuses them unless ``allow_seen``.
+on (``info["seen"]``); :func:`~depdet.pipeline.training.evaluation.evaluate` refuses them unless ``allow_seen``.
 
 ``<run>`` is ``seed<S>`` or ``seed<S>-fold<K>``. Rerunning the same command with the same config
 resumes: finished runs are skipped, an interrupted run continues from ``last.pt``. Training is
@@ -137,7 +145,8 @@ class Trainer(KFoldRuns, RunLoop):
 
     Raises:
         ConfigError: a preset's row counts assume another rate than ``dataset.spec.fps`` and
-            ``config.rescale_rows`` is off (:func:`rows_for_fps`); nothing is written then.
+            ``config.rescale_rows`` is off (:func:`~depdet.pipeline.training.config.rows_for_fps`);
+            nothing is written then.
     """
 
     def __init__(self, dataset: Dataset, config: TrainConfig, run_dir: str | Path, *, progress=None,
@@ -167,7 +176,8 @@ class Trainer(KFoldRuns, RunLoop):
         self._fingerprints: list[str] | None = None
 
     def fingerprints(self) -> list[str]:
-        """Each sample's feature fingerprint (:func:`sample_fingerprint`), computed once."""
+        """Each sample's feature fingerprint
+        (:func:`~depdet.pipeline.training.provenance.sample_fingerprint`), computed once."""
         if self._fingerprints is None:
             self._fingerprints = [sample_fingerprint(s) for s in self.ds.samples]
         return self._fingerprints
