@@ -46,6 +46,37 @@ def test_depmamba_paper_presets_resolve_to_the_values_their_notes_cite():
                                                                                   name.split("-")[1])
 
 
+def test_training_modules_import_one_way_presets_at_the_bottom():
+    """presets.py imports nothing from the training package (not even inside a function), and no
+    training module imports one that imports it back: config -> presets, runs -> loop/kfold/config,
+    rerun -> runs (issue 23: the presets <-> train circle)."""
+    import ast
+    from pathlib import Path
+
+    import depdet.pipeline.training as training
+
+    pkg = Path(training.__file__).parent
+    graph = {}
+    for path in pkg.glob("*.py"):
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                mod = node.module
+                if mod == "depdet.pipeline.training":
+                    deps |= {a.name for a in node.names}
+                elif mod.startswith("depdet.pipeline.training."):
+                    deps.add(mod.rsplit(".", 1)[1])
+        graph[path.stem] = deps - {path.stem}
+    assert graph["presets"] == set()
+    assert "presets" in graph["config"] and "train" not in graph  # train.py is split, not kept as a shim
+
+    def reaches(a, b, seen=()):
+        return b in graph.get(a, ()) or any(reaches(c, b, (*seen, a)) for c in graph.get(a, ()) if c not in seen)
+
+    circles = sorted((a, b) for a in graph for b in graph[a] if reaches(b, a))
+    assert circles == []
+
+
 def test_jamfn_dvlog_is_the_papers_section_4_2_recipe():
     r = resolve_preset("jamfn-dvlog")
     # Zhou et al. 2023 §4.2: Adam, batch 32, 30 epochs, lr 1e-4, weight decay 5e-4, eps 1e-8, patience 4; CE loss
