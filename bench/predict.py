@@ -102,7 +102,8 @@ def demo_checkpoint(workdir: Path) -> Path:
     from depdet.pipeline.data.datasets import load_dataset
     from depdet.pipeline.demo import DEMO_MODELS, DemoConfig
     from depdet.pipeline.data.synth import SynthConfig, make_synthetic
-    from depdet.pipeline.training.train import TrainConfig, train
+    from depdet.pipeline.training.config import TrainConfig
+    from depdet.pipeline.training.runs import train
 
     cfg = DemoConfig()
     make_synthetic(workdir / "data", SynthConfig(layout="dvlog", n=cfg.n, signal=cfg.signal, seed=0,

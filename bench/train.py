@@ -62,7 +62,8 @@ def _one(args) -> dict:
     from depdet.pipeline.data.batching import DEFAULT_MAX_TOKENS, split_by_tokens
     from depdet.pipeline.data.datasets import load_dataset
     from depdet.pipeline.environment import peak_rss_gb, reset_peak_rss
-    from depdet.pipeline.training.train import TrainConfig, Trainer
+    from depdet.pipeline.training.config import TrainConfig
+    from depdet.pipeline.training.runs import Trainer
 
     if args.threads:
         torch.set_num_threads(args.threads)

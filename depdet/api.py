@@ -59,9 +59,9 @@ _IMPL = {
     "run_extract": "depdet.pipeline.extract",
     "discover_inputs": "depdet.pipeline.media",
     "load_dataset": "depdet.pipeline.data.datasets",
-    "TrainConfig": "depdet.pipeline.training.train",
-    "Trainer": "depdet.pipeline.training.train",
-    "evaluate": "depdet.pipeline.training.train",
+    "TrainConfig": "depdet.pipeline.training.config",
+    "Trainer": "depdet.pipeline.training.runs",
+    "evaluate": "depdet.pipeline.training.evaluation",
     "load_checkpoint": "depdet.pipeline.inference.checkpoint",
     "resolve_device": "depdet.pipeline.inference.scorer",
     "run_predict": "depdet.pipeline.inference.predict",
@@ -301,7 +301,7 @@ PREPROCESS_OPTIONS = ("standardize", "landmark_zscore", "max_len", "crop_aug", "
 
 
 def train_config(preset: str | None = None, **options):
-    """A :class:`~depdet.pipeline.training.train.TrainConfig`: the preset's values, then every option
+    """A :class:`~depdet.pipeline.training.config.TrainConfig`: the preset's values, then every option
     that is not None on top (``depdet train``'s rule).
 
     ``options`` are TrainConfig fields (``model``, ``model_config``, ``seeds``, ``epochs``, ``lr``,

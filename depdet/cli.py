@@ -691,7 +691,8 @@ def presets_cmd(
 
     from rich.table import Table
 
-    from depdet.pipeline.training.presets import get_preset, list_presets, resolve_preset
+    from depdet.pipeline.training.config import resolve_preset
+    from depdet.pipeline.training.presets import get_preset, list_presets
 
     if as_json:
         data = resolve_preset(name) if name else {n: resolve_preset(n) for n in list_presets()}
@@ -910,7 +911,7 @@ def train(
                 or layout != DataLayout.auto or train_gender != "both" or test_gender != "both"):
             raise ConfigError(f"--config re-runs a run as recorded; other options given: {', '.join(sorted(given)) or ' '.join(ctx.args) or 'data/split options'}",
                               hint="give only --run-dir, --device and --threads with --config")
-        from depdet.pipeline.training.train import rerun
+        from depdet.pipeline.training.rerun import rerun
 
         summary, rdir = rerun(config, run_dir=run_dir, device=None if device == "auto" else device, threads=threads,
                               command=_STATE.get("argv") or list(_sys.argv), console=console)

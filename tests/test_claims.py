@@ -23,8 +23,8 @@ from conftest import REPO, run_cli
 from depdet.models import create_model
 from depdet.models.registry import model_card
 from depdet.pipeline.data.batching import DEFAULT_MAX_TOKENS, collate
-from depdet.pipeline.training.presets import PRESETS, list_presets, resolve_preset
-from depdet.pipeline.training.train import TrainConfig
+from depdet.pipeline.training.config import TrainConfig, resolve_preset
+from depdet.pipeline.training.presets import PRESETS, list_presets
 
 PAPER = [n for n in list_presets() if PRESETS[n]["kind"] == "paper"]
 FIXED = [n for n in list_presets() if n.endswith("-fixed")]

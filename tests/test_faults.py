@@ -141,7 +141,8 @@ def checkpoint(tmp_path_factory) -> Path:
     """A fusion_concat trained on synthetic D-Vlog-spec data (seconds on one thread)."""
     from depdet.pipeline.data.datasets import load_dataset
     from depdet.pipeline.data.synth import SynthConfig, make_synthetic
-    from depdet.pipeline.training.train import TrainConfig, train
+    from depdet.pipeline.training.config import TrainConfig
+    from depdet.pipeline.training.runs import train
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("ckpt")
@@ -701,7 +702,8 @@ def test_single_class_valid_and_test_folds_warn_and_json_has_null(tmp_path):
 
     from depdet.pipeline.data.datasets import load_dataset
     from depdet.pipeline.data.synth import SynthConfig, make_synthetic
-    from depdet.pipeline.training.train import TrainConfig, train
+    from depdet.pipeline.training.config import TrainConfig
+    from depdet.pipeline.training.runs import train
 
     torch.set_num_threads(1)
     make_synthetic(tmp_path / "data", SynthConfig(layout="dvlog", n=30, signal=3.0, seed=0, min_len=6, max_len=12))

@@ -319,7 +319,8 @@ def data_and_checkpoint(tmp_path_factory):
 
     from depdet.pipeline.data.datasets import load_dataset
     from depdet.pipeline.data.synth import SynthConfig, make_synthetic
-    from depdet.pipeline.training.train import TrainConfig, train
+    from depdet.pipeline.training.config import TrainConfig
+    from depdet.pipeline.training.runs import train
 
     n = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -26,7 +26,10 @@ from depdet.pipeline.inference.checkpoint import load_checkpoint
 from depdet.pipeline.inference.predict import Predictor, run_predict
 from depdet.pipeline.training.metrics import classification_metrics
 from depdet.pipeline.training.stats import headline_metrics
-from depdet.pipeline.training.train import TrainConfig, evaluate, kfold_summary, train
+from depdet.pipeline.training.config import TrainConfig
+from depdet.pipeline.training.evaluation import evaluate
+from depdet.pipeline.training.kfold import kfold_summary
+from depdet.pipeline.training.runs import train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -212,7 +215,7 @@ def test_kfold_metrics_are_the_pooled_oof_predictions(kfold_run):
 def test_kfold_summary_components_by_hand():
     """seed component = SD over seeds of each seed's pooled metric; fold component = mean over seeds of
     the SD over that seed's folds (hand-computed on a tiny case)."""
-    from depdet.pipeline.training.train import RunResult
+    from depdet.pipeline.training.loop import RunResult
 
     def rr(seed, fold, acc):
         return RunResult(f"s{seed}{fold}", seed, fold, 1, {}, {"acc": acc}, {}, {}, {}, 0.5, 1.0, "", 0.0)

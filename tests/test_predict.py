@@ -34,7 +34,8 @@ def checkpoint(tmp_path_factory) -> Path:
     """A fusion_concat trained here on synthetic D-Vlog-spec data (a few seconds on one thread)."""
     from depdet.pipeline.data.datasets import load_dataset
     from depdet.pipeline.data.synth import SynthConfig, make_synthetic
-    from depdet.pipeline.training.train import TrainConfig, train
+    from depdet.pipeline.training.config import TrainConfig
+    from depdet.pipeline.training.runs import train
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("ckpt")
@@ -163,7 +164,8 @@ def test_sklearn_checkpoint_needs_trust_and_gets_occlusion_evidence(tmp_path, gr
     from depdet.pipeline.data.datasets import load_dataset
     from depdet.pipeline.features.extract import extract_clip
     from depdet.pipeline.data.synth import SynthConfig, make_synthetic
-    from depdet.pipeline.training.train import TrainConfig, train
+    from depdet.pipeline.training.config import TrainConfig
+    from depdet.pipeline.training.runs import train
 
     make_synthetic(tmp_path / "data", SynthConfig(layout="dvlog", n=40, signal=3.0, seed=1, min_len=8, max_len=20))
     cfg = TrainConfig(model="lr", seeds=[0], device="cpu", amp=False, epochs=1)

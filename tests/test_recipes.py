@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from conftest import run_cli
 from depdet.models import create_model
 from depdet.pipeline.data.batching import collate
-from depdet.pipeline.training.presets import PRESETS, get_preset, list_presets, resolve_preset
-from depdet.pipeline.training.train import TrainConfig
+from depdet.pipeline.training.config import TrainConfig, resolve_preset
+from depdet.pipeline.training.presets import PRESETS, get_preset, list_presets
 
 RAW = {"landmark_zscore": False, "standardize": False, "max_len": None, "crop_aug": False, "crop_min_len": 500,
        "crop_attempts": 5}
@@ -44,6 +44,37 @@ def test_depmamba_paper_presets_resolve_to_the_values_their_notes_cite():
             assert cited in note, (name, cited)
         assert (r["fps"], r["dataset"], r["preset_fps"], r["preset_dataset"]) == (1.0, name.split("-")[1], 1.0,
                                                                                   name.split("-")[1])
+
+
+def test_training_modules_import_one_way_presets_at_the_bottom():
+    """presets.py imports nothing from the training package (not even inside a function), and no
+    training module imports one that imports it back: config -> presets, runs -> loop/kfold/config,
+    rerun -> runs (issue 23: the presets <-> train circle)."""
+    import ast
+    from pathlib import Path
+
+    import depdet.pipeline.training as training
+
+    pkg = Path(training.__file__).parent
+    graph = {}
+    for path in pkg.glob("*.py"):
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                mod = node.module
+                if mod == "depdet.pipeline.training":
+                    deps |= {a.name for a in node.names}
+                elif mod.startswith("depdet.pipeline.training."):
+                    deps.add(mod.rsplit(".", 1)[1])
+        graph[path.stem] = deps - {path.stem}
+    assert graph["presets"] == set()
+    assert "presets" in graph["config"] and "train" not in graph  # train.py is split, not kept as a shim
+
+    def reaches(a, b, seen=()):
+        return b in graph.get(a, ()) or any(reaches(c, b, (*seen, a)) for c in graph.get(a, ()) if c not in seen)
+
+    circles = sorted((a, b) for a in graph for b in graph[a] if reaches(b, a))
+    assert circles == []
 
 
 def test_jamfn_dvlog_is_the_papers_section_4_2_recipe():
@@ -396,7 +427,7 @@ def test_rerun_refuses_changed_data(small_synth, tmp_path, capsys):
     labels = data / "labels.csv"
     rows = labels.read_text().splitlines()
     assert rows
-    from depdet.pipeline.training.train import data_fingerprint
+    from depdet.pipeline.training.provenance import data_fingerprint
     from depdet.pipeline.data.datasets import load_dataset
 
     want = json.loads((run / "data.json").read_text())["fingerprint"]["sha256"]

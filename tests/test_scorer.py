@@ -18,7 +18,9 @@ from depdet.pipeline.data.synth import SynthConfig, make_synthetic
 from depdet.pipeline.inference.checkpoint import load_checkpoint
 from depdet.pipeline.inference.predict import Predictor, run_predict
 from depdet.pipeline.inference.scorer import Scorer
-from depdet.pipeline.training.train import TrainConfig, evaluate, train
+from depdet.pipeline.training.config import TrainConfig
+from depdet.pipeline.training.evaluation import evaluate
+from depdet.pipeline.training.runs import train
 
 CAP = 12  # rows; every synthetic sample below is 20-40 rows long
 
@@ -184,7 +186,7 @@ def test_no_second_scoring_path_in_the_package():
     import depdet
 
     pkg = Path(depdet.__file__).parent
-    allowed = {"pipeline/inference/scorer.py", "pipeline/training/train.py", "pipeline/data/batching.py"}
+    allowed = {"pipeline/inference/scorer.py", "pipeline/training/loop.py", "pipeline/data/batching.py"}
     offenders = []
     for path in pkg.rglob("*.py"):
         rel = path.relative_to(pkg).as_posix()
@@ -195,5 +197,5 @@ def test_no_second_scoring_path_in_the_package():
             if re.search(r"\b(collate|predict_proba)\(", code) and "def " not in code and "``" not in code:
                 offenders.append(f"{rel}:{n}: {line.strip()}")
     assert offenders == [], offenders
-    train_src = (pkg / "pipeline/training/train.py").read_text(encoding="utf-8")
+    train_src = (pkg / "pipeline/training/loop.py").read_text(encoding="utf-8")
     assert train_src.count("collate(") == 1  # the training mini-batches only

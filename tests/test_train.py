@@ -14,7 +14,9 @@ from depdet.pipeline.inference.checkpoint import load_checkpoint
 from depdet.pipeline.data.datasets import load_dataset
 from depdet.pipeline.training.presets import PRESETS, get_preset
 from depdet.pipeline.data.synth import SynthConfig, make_synthetic
-from depdet.pipeline.training.train import TrainConfig, evaluate, train
+from depdet.pipeline.training.config import TrainConfig
+from depdet.pipeline.training.evaluation import evaluate
+from depdet.pipeline.training.runs import train
 
 SMALL_RNN = {"hidden": 16, "d": 16}
 
@@ -228,7 +230,7 @@ def test_preset_on_data_at_another_rate_is_refused_with_both_rates_and_the_fix(f
 
 
 def test_rescale_rows_converts_the_row_counts_by_the_rate_ratio(five_fps, tmp_path):
-    from depdet.pipeline.training.train import rows_for_fps
+    from depdet.pipeline.training.config import rows_for_fps
 
     # the preset's own counts: 596 rows at 1 row/s -> 2980 at 5; crops >= 500 -> 2500; JAMFN's window too
     pre, mc, f = rows_for_fps(TrainConfig.from_preset("dvlog-replication", rescale_rows=True), 5.0)

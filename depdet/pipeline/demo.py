@@ -268,7 +268,8 @@ def run_demo(out: str | Path, config: DemoConfig | None = None, *, clip: str | P
     from depdet.pipeline.inference.predict import run_predict, write_results
     from depdet.pipeline.inference.report import write_report
     from depdet.pipeline.data.synth import SynthConfig, make_synthetic
-    from depdet.pipeline.training.train import TrainConfig, train
+    from depdet.pipeline.training.config import TrainConfig
+    from depdet.pipeline.training.runs import train
 
     cfg = config or DemoConfig()
     if cfg.model not in DEMO_MODELS:

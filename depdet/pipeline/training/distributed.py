@@ -2,7 +2,7 @@
 
 ``torchrun --nproc-per-node N -m depdet train ...`` starts N ranks with ``RANK`` / ``WORLD_SIZE`` /
 ``LOCAL_RANK`` / ``MASTER_ADDR`` in their environment; :func:`from_env` joins them into one process
-group (NCCL when the ranks train on CUDA, gloo on CPU). Then, in :class:`~depdet.pipeline.training.train.Trainer`:
+group (NCCL when the ranks train on CUDA, gloo on CPU). Then, in :class:`~depdet.pipeline.training.runs.Trainer`:
 
 * every rank builds the same model (same seed; rank 0's weights are broadcast as a check) and walks
   the same seeded batch order; each rank takes every N-th item of each global batch (the random

@@ -44,9 +44,9 @@ presets), and what the row counts assume:
 * ``fps``: rows per second of that dataset's features (1.0 for every preset here: D-Vlog and LMVD
   have one row per second). A preset counts in rows: ``crop_min_len`` (500/400), ``max_len`` (596)
   and JAMFN's fixed 596-step window (its model default). On features at another rate those numbers
-  mean other durations, so :class:`~depdet.pipeline.training.train.Trainer` refuses such a dataset
+  mean other durations, so :class:`~depdet.pipeline.training.runs.Trainer` refuses such a dataset
   (``ConfigError``) unless ``rescale_rows=True`` (CLI ``--rescale-rows``) asks it to multiply those
-  row counts by ``data fps / preset fps`` (see :func:`~depdet.pipeline.training.train.rows_for_fps`).
+  row counts by ``data fps / preset fps`` (see :func:`~depdet.pipeline.training.config.rows_for_fps`).
 
 No preset here quotes a result; results come from a run folder (``metrics.json``), which records
 the preset, its note, the seeds and the split.
@@ -263,26 +263,3 @@ def preset_note(name: str | None) -> str | None:
     """The note of preset ``name`` (None without a preset)."""
     return None if not name else get_preset(name)["note"]
 
-
-def resolve_preset(name: str) -> dict:
-    """Preset ``name`` resolved: every TrainConfig value (defaults filled in), ``preprocess`` with every
-    PreprocessConfig field, ``model_config`` with every model option and its default, and the metadata
-    (``note``, ``kind``, ``sources``, ``changes``, ``variant_of``, ``fps``, ``dataset``)."""
-    import inspect
-
-    from depdet.models.registry import get_entry
-    from depdet.pipeline.training.train import TrainConfig
-
-    p = get_preset(name)
-    cfg = TrainConfig.from_preset(name).to_dict()
-    fn = get_entry(cfg["model"]).fn
-    defaults = {k: v.default for k, v in inspect.signature(fn).parameters.items()
-                if k != "input_dims" and v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL) and v.default is not v.empty}
-    if not defaults:  # registry entry takes **cfg: the options are the model class's
-        from depdet.models.registry import model_options
-        defaults = {k: d for k, (d, _) in model_options(cfg["model"]).items()}
-    cfg["model_config"] = {**{k: (list(v) if isinstance(v, tuple) else v) for k, v in defaults.items()},
-                           **cfg["model_config"]}
-    cfg.update({k: p[k] for k in META_KEYS if k in p})
-    cfg["name"] = name
-    return cfg
