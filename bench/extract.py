@@ -58,7 +58,7 @@ STAGES = ["decode_audio", "sample_frames_1fps", "egemaps", "landmarks_1fps", "la
 # ----------------------------------------------------------------------------------- steps
 def decode_step(video: Path, skip: bool) -> dict:
     """Sample 1 fps with or without frame skipping; a digest of what was yielded."""
-    from depdet.pipeline import media
+    from depdet.pipeline.media import video as media
 
     stats: dict = {}
     h = hashlib.sha256()
@@ -81,7 +81,7 @@ def naive_step(video: Path, minutes: float | None) -> dict:
     import numpy as np
     import opensmile
 
-    from depdet.weights import require
+    from depdet.weights.registry import require
 
     limit = minutes * 60.0 if minutes else math.inf
     t0 = time.perf_counter()
@@ -154,7 +154,7 @@ def depdet_cli(inputs: Path, out: Path, workers: int) -> dict:
 def compare(minutes: float, sizes: list[str], naive_minutes: float | None) -> None:
     from _media import vlog
 
-    from depdet.pipeline import media
+    from depdet.pipeline.media import video as media
 
     print(f"# depdet extraction vs a naive script: {minutes:g}-min GRID vlogs, H.264 25 fps, keyframe every 2 s, AAC")
     print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
@@ -225,7 +225,7 @@ def compare(minutes: float, sizes: list[str], naive_minutes: float | None) -> No
 # ----------------------------------------------------------------------------------- stages
 def run_stage(stage: str, video: Path) -> dict:
     """One stage of the per-stage table (``--stages``) on the 640x480 vlog."""
-    from depdet.pipeline import media as decode
+    from depdet.pipeline.media import video as decode
 
     duration = decode.probe(video).duration
     t0 = time.perf_counter()
@@ -251,7 +251,7 @@ def run_stage(stage: str, video: Path) -> dict:
     elif stage == "vggish":
         import torch
 
-        from depdet import weights as W
+        from depdet.weights import registry as W
         from depdet.extractors import vggish as vg
         from depdet.fileio import sha256_file
 
@@ -267,7 +267,7 @@ def run_stage(stage: str, video: Path) -> dict:
         f = ex.extract(a, 16000, 1.0)
         extra.update(rows=len(f), note="random weights (official file not downloadable here)")
     elif stage == "end_to_end_dvlog_1fps":
-        from depdet.pipeline.features.extract import extract_clip
+        from depdet.pipeline.features.clip import extract_clip
         from depdet.pipeline.features.spec import DVLOG
 
         c = extract_clip(video, DVLOG)

@@ -27,7 +27,7 @@ THIRD_PARTY_TERMS = {
 _API = {
     "load_checkpoint": "depdet.pipeline.inference.checkpoint",
     "Predictor": "depdet.pipeline.inference.predict",
-    "extract_clip": "depdet.pipeline.features.extract",
+    "extract_clip": "depdet.pipeline.features.clip",
     "FeatureSpec": "depdet.pipeline.features.spec",
     "FeatureStore": "depdet.pipeline.store",
     "load_dataset": "depdet.pipeline.data.datasets",

@@ -1,4 +1,4 @@
-"""Tests for depdet.pipeline.media: probing, audio loading, frame sampling and bad-file errors."""
+"""Tests for depdet.pipeline.media.video: probing, audio loading, frame sampling and bad-file errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from depdet.errors import MediaError
-from depdet.pipeline import media as decode
+from depdet.pipeline.media import video as decode
 
 GRID = Path(__file__).resolve().parents[1].parent / "shared" / "media" / "grid"
 needs_grid = pytest.mark.skipif(not GRID.is_dir(), reason=f"GRID media folder {GRID} is absent")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from depdet.pipeline import media
+from depdet.pipeline.media import video as media
 
 GRID = Path(__file__).resolve().parents[1].parent / "shared" / "media" / "grid"
 needs_grid = pytest.mark.skipif(not GRID.is_dir(), reason=f"GRID media folder {GRID} is absent")

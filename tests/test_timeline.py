@@ -1,6 +1,6 @@
 """One presentation timeline: stream start times, late streams as invalid rows, the truncation rule.
 
-The clips are made here with PyAV: a drawn face (found by dlib, see ``depdet.pipeline.demo``) at 25
+The clips are made here with PyAV: a drawn face (found by dlib, see ``depdet.pipeline.demo.run``) at 25
 fps and a 16 kHz track of faint noise with a 220 Hz tone burst at a known time of the track. The
 track's first sample, or the first video frame, is put at a later presentation time through the
 stream timestamps, as phones and editors do; the container carries it (MP4 edit list, Matroska
@@ -17,8 +17,8 @@ import pytest
 
 from depdet.errors import ConfigError
 from depdet.extractors.base import StreamFeatures
-from depdet.pipeline import media
-from depdet.pipeline.features.extract import extract_clip
+from depdet.pipeline.media import video as media
+from depdet.pipeline.features.clip import extract_clip
 from depdet.pipeline.features.spec import FeatureSpec
 from depdet.pipeline.features.timeline import RULES, align, first_row, place, split_start
 
@@ -39,7 +39,7 @@ def write_clip(path: Path, *, video_at: float = 0.0, video_s: float = 6.0, audio
     ``face_from``: grey frames (no face) for the first seconds of the picture."""
     import av
 
-    from depdet.pipeline.demo import draw_face
+    from depdet.pipeline.demo.run import draw_face
 
     fmt = {".mp4": "mp4", ".mkv": "matroska"}[path.suffix]
     with av.open(str(path), "w", format=fmt) as c:

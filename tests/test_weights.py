@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from depdet import weights as W
+from depdet.weights import registry as W
 from depdet.cli import app
 from depdet.errors import WeightsError
 

@@ -297,7 +297,7 @@ def resolve_files(weights_path: str | Path | None = None, postprocess: bool = Tr
     Raises:
         WeightsError: as :func:`resolve_weights`.
     """
-    from depdet import weights as W
+    from depdet.weights import registry as W
     from depdet.errors import WeightsError
 
     names = ["vggish"] + (["vggish-pca"] if postprocess else [])
@@ -397,7 +397,7 @@ class Vggish(Extractor):
         """
         if int(sr) != SAMPLE_RATE:
             raise ExtractionError(f"VGGish needs {SAMPLE_RATE} Hz audio, got {sr} Hz",
-                                  hint="load it with depdet.pipeline.media.load_audio(path, 16000)")
+                                  hint="load it with depdet.pipeline.media.video.load_audio(path, 16000)")
         examples, valid = waveform_examples(np.asarray(audio, np.float32).reshape(-1), fps)
         emb = self.embed(examples)
         if self.pca is not None:
@@ -414,7 +414,7 @@ class Vggish(Extractor):
 
     def describe(self) -> dict:
         """Provenance: checkpoint and PCA paths with SHA-256, post-processing, final ReLU, hop."""
-        from depdet.weights import file_sha256
+        from depdet.weights.registry import file_sha256
 
         return {**super().describe(), "weights": str(self.weights_path), "weights_sha256": file_sha256(self.weights_path),
                 "pca": str(self.pca_path) if self.pca_path else None,

@@ -75,7 +75,7 @@ from depdet.pipeline.features.spec import check_spec
 from depdet.pipeline.training.metrics import SELECTION_CRITERIA, classification_metrics, mean_std, selection_score
 from depdet.pipeline.training.stats import headline_metrics, summarize, summarize_baseline, summarize_groups
 from depdet.pipeline.data.preprocess import PreprocessConfig, Preprocessor, random_crops
-from depdet.pipeline.environment import peak_rss_gb, reset_peak_rss
+from depdet.environment import peak_rss_gb, reset_peak_rss
 from depdet.pipeline.training.presets import OPTIMIZERS, SCHEDULERS, META_KEYS, get_preset, preset_note
 from depdet.pipeline.data.splits import (Split, filter_gender, fold_assignment, group_keys, group_overlap, kfold_splits,
                                          own_split)
@@ -626,7 +626,7 @@ class Trainer:
 
         Args:
             cluster: fan the (seed, fold) runs out over a Dask cluster (``local:N``,
-                ``tcp://HOST:PORT``, ``slurm:N``; see :mod:`depdet.pipeline.executors`), one run per
+                ``tcp://HOST:PORT``, ``slurm:N``; see :mod:`depdet.pipeline.orchestration.executors`), one run per
                 worker. Each worker loads the dataset itself (``load_args``: the arguments of
                 :func:`~depdet.pipeline.data.datasets.load_dataset`; default the folder and layout of
                 ``dataset``) and writes its run's sub-folder; this process writes the rest of the run
@@ -673,7 +673,7 @@ class Trainer:
         return self._summarise(results, plan)
 
     def _run_on_cluster(self, cluster: str, runs: list[tuple[str, int, int]], load_args: dict | None) -> list[RunResult]:
-        from depdet.pipeline.executors import DaskExecutor
+        from depdet.pipeline.orchestration.executors import DaskExecutor
 
         load_args = dict(load_args or {"path": str(self.ds.root), "layout": self.ds.layout})
         load_args["path"] = str(Path(load_args["path"]).resolve())

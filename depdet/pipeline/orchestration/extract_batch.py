@@ -2,14 +2,14 @@
 
 :func:`run_extract` is the whole batch:
 
-1. discover the inputs and their ids (:func:`~depdet.pipeline.media.discover_inputs`);
+1. discover the inputs and their ids (:func:`~depdet.pipeline.media.video.discover_inputs`);
 2. validate the ``--labels`` CSV against those ids and the folder's samples, before any work;
 3. take the folder's lock (:meth:`FeatureStore.lock`), fix or check the folder's one feature spec
    (every value-changing setting, weight files' SHA-256 included);
 4. refuse an id already in the folder that comes from another source (other path *and* other
    content); skip a sample whose record says it was made from the same source bytes with the same
    spec and whose files match the record; queue the rest;
-5. each worker extracts one clip (:func:`~depdet.pipeline.features.extract.extract_clip`) and writes
+5. each worker extracts one clip (:func:`~depdet.pipeline.features.clip.extract_clip`) and writes
    its unit (arrays + validity + record) itself: only the small record travels back;
 6. at the end (also after an interruption or a failure) the views (manifest.jsonl, labels.csv,
    features.json) are rebuilt from the records.
@@ -39,10 +39,10 @@ from typing import Callable, Iterable
 
 from depdet import __version__
 from depdet.errors import ConfigError, DataError, DepdetError, MediaError
-from depdet.pipeline.features.extract import ExtractOptions, extract_clip, resolve_spec
-from depdet.pipeline.executors import THREAD_ENV, Shard, make_executor, parse_shard
+from depdet.pipeline.features.clip import ExtractOptions, extract_clip, resolve_spec
+from depdet.pipeline.orchestration.executors import THREAD_ENV, Shard, make_executor, parse_shard
 from depdet.pipeline.features.spec import FeatureSpec
-from depdet.pipeline.media import ID_FROM, VIDEO_EXTENSIONS, check_file, discover_inputs, input_name, resolved
+from depdet.pipeline.media.video import ID_FROM, VIDEO_EXTENSIONS, check_file, discover_inputs, input_name, resolved
 from depdet.pipeline.store import FeatureStore, USABLE
 from depdet.pipeline.store import labels as lab
 from depdet.pipeline.store import layout as L
@@ -429,14 +429,14 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
     """Extract every input into the feature store ``out``.
 
     Args:
-        inputs: files, folders and list files (see :func:`~depdet.pipeline.media.discover_inputs`).
+        inputs: files, folders and list files (see :func:`~depdet.pipeline.media.video.discover_inputs`).
         out: output folder (created).
         spec: the feature spec (its weight hashes are filled in from the files found).
         layout: ``dvlog`` or ``lmvd``.
         options: extraction options that do not change values (weights location, partial policy).
         workers: processes (default: all cores; 1 runs in this process).
         cluster: run the clips on a Dask cluster instead: ``local:N``, ``tcp://HOST:PORT`` or
-            ``slurm:N`` (see :mod:`depdet.pipeline.executors`); workers write their units into
+            ``slurm:N`` (see :mod:`depdet.pipeline.orchestration.executors`); workers write their units into
             ``out`` (a folder every worker can reach), the driver only schedules and indexes.
         shard: ``"K/N"``: only the inputs whose id hashes to part K of N (job arrays). Shards of
             one folder run at once: each takes the folder lock *shared* (a non-shard run or

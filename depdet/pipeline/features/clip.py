@@ -5,7 +5,7 @@ Audio and video are placed on the clip's presentation timeline (origin: the earl
 :func:`depdet.pipeline.features.timeline.align` (the spec's ``align``: ``"union"`` by default, every
 row any stream has, the rows a stream lacks invalid; ``"common"`` cuts to the shortest stream's
 end). A stream that starts late gets invalid leading rows, never a shift; see
-:mod:`depdet.pipeline.features.timeline` for the rule and :mod:`depdet.pipeline.media` for the
+:mod:`depdet.pipeline.features.timeline` for the rule and :mod:`depdet.pipeline.media.video` for the
 stream start times.
 """
 
@@ -21,7 +21,7 @@ from depdet.errors import DepdetError, ExtractionError, MediaError
 from depdet.extractors.base import SAMPLE_RATE, StreamFeatures
 from depdet.pipeline.features.spec import FeatureSpec
 from depdet.pipeline.features.timeline import align, check_rule, concat_modality, first_row, place, split_start
-from depdet.pipeline.media import sanitize_id
+from depdet.pipeline.media.video import sanitize_id
 
 # Warning thresholds (also used by predict).
 MIN_ROWS_WARN = 10  # fewer rows than this: "clip too short"
@@ -59,7 +59,7 @@ def resolve_spec(spec: FeatureSpec, options: ExtractOptions | None = None) -> Fe
         WeightsError: a needed weight file is missing (names every file and how to install it).
     """
     from depdet.extractors import EXTRACTORS
-    from depdet.weights import file_sha256
+    from depdet.weights.registry import file_sha256
 
     options = options or ExtractOptions()
     models = {}
@@ -224,7 +224,7 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
     """
     from depdet.extractors import get_extractor
     from depdet.extractors.landmarks import row_zscore
-    from depdet.pipeline import media as decode
+    from depdet.pipeline.media import video as decode
 
     rule = check_rule(rule or spec.align or "union")
     options = options or ExtractOptions()
@@ -356,7 +356,7 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
                              "audio": media.audio_start + media.audio_duration if media.audio_duration else None},
         "decoded_duration": round(decoded_end, 3), "decoded_streams": {m: round(v, 3) for m, v in decoded.items()},
         "truncated": bool(truncation), "gap_rows": vstats.get("gap_rows", 0),
-        # how the video was decoded (depdet.pipeline.media.iter_frames): frames on the timeline, how
+        # how the video was decoded (depdet.pipeline.media.video.iter_frames): frames on the timeline, how
         # many the decoder produced, how many it was spared, packets never sent to it
         "video_decode": {k: vstats[k] for k in ("decode", "frames", "decoded", "skipped", "dropped_packets")
                          if k in vstats},

@@ -35,7 +35,7 @@ second of the stream, and a start a few milliseconds late does not cost a row. C
   those into invalid rows. Without ``origin`` the video's own first frame is t = 0, as for a
   video-only caller.
 - ``load_audio`` always returns samples from the track's first decoded sample; the caller places
-  them at ``info.audio_start`` (``depdet.pipeline.features.extract`` does: whole rows become
+  them at ``info.audio_start`` (``depdet.pipeline.features.clip`` does: whole rows become
   invalid leading rows, the sub-row remainder is zero-padded).
 
 Neither stream is ever shifted against the other: a late or short stream only gets invalid rows.
