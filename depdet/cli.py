@@ -183,7 +183,7 @@ Layout = _choices("Layout", __import__("depdet.pipeline.store.layout", fromlist=
 Detector = _choices("Detector", __import__("depdet.pipeline.features.spec", fromlist=["x"]).DETECTORS)
 LandmarkNorm = _choices("LandmarkNorm", __import__("depdet.pipeline.features.spec", fromlist=["x"]).LANDMARK_NORMS)
 _layout_help = __import__("depdet.pipeline.store.layout", fromlist=["x"]).describe
-IdFrom = _choices("IdFrom", __import__("depdet.pipeline.media.video", fromlist=["x"]).ID_FROM)
+IdFrom = _choices("IdFrom", __import__("depdet.pipeline.media.inputs", fromlist=["x"]).ID_FROM)
 Align = _choices("Align", __import__("depdet.pipeline.features.timeline", fromlist=["x"]).RULES)
 Quantize = _choices("Quantize", __import__("depdet.extractors.vggish", fromlist=["x"]).QUANTIZE_RULES)
 _train_vocab = __import__("depdet.pipeline.training.presets", fromlist=["x"])
@@ -1289,7 +1289,7 @@ def _dash_paths(args: list[str]) -> list[str]:
         return args
     import typer.main
 
-    from depdet.pipeline.media.video import LIST_EXTENSIONS, VIDEO_EXTENSIONS
+    from depdet.pipeline.media.inputs import LIST_EXTENSIONS, VIDEO_EXTENSIONS
 
     cmd = typer.main.get_command(app).commands[args[i]]  # type: ignore[attr-defined]
     known = {o for prm in cmd.params for o in (*getattr(prm, "opts", ()), *getattr(prm, "secondary_opts", ()))}

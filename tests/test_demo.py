@@ -26,7 +26,7 @@ def test_synth_voice_has_syllables_and_pauses():
 
 def test_drawn_clip_has_a_face_dlib_finds_and_voicing(tmp_path):
     """The decision behind the default demo clip: dlib's HOG detector finds the drawn face."""
-    from depdet.pipeline.media.video import probe
+    from depdet.pipeline.media.container import probe
     from depdet.pipeline.features.clip import extract_clip
     from depdet.pipeline.features.spec import DVLOG
 

@@ -13,7 +13,7 @@ from depdet.extractors.base import StreamFeatures
 from depdet.pipeline import store
 from depdet.pipeline.features.timeline import align, concat_modality
 from depdet.pipeline.features.clip import speech_activity
-from depdet.pipeline.media.video import discover_inputs
+from depdet.pipeline.media.inputs import discover_inputs
 from depdet.pipeline.features.spec import DVLOG, LMVD, FeatureSpec
 
 

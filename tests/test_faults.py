@@ -429,12 +429,13 @@ def test_tiny_file_declaring_ten_hours_is_refused_quickly(grid_clip, tmp_path, c
 
 
 def test_timestamp_gap_becomes_invalid_rows_not_repeated_frames(grid_clip, tmp_path):
-    from depdet.pipeline.media import video as media
+    from depdet.pipeline.media.container import probe
+    from depdet.pipeline.media.video import iter_frames
 
     times = [i / 25 for i in range(50)] + [40.0 + i / 25 for i in range(25)]  # 0-2 s, then 40-41 s
     p = _face_mp4(tmp_path / "gap.mp4", grid_clip, times)
     stats: dict = {}
-    frames = list(media.iter_frames(p, 1.0, origin=media.probe(p).origin, stats=stats))
+    frames = list(iter_frames(p, 1.0, origin=probe(p).origin, stats=stats))
     assert len(frames) == 41
     pictures = [f.index for f in frames if f.image is not None]
     assert pictures == [0, 1, 2, 3, 4, 40]  # 0-2 s decoded, repeated for at most MAX_GAP_S (3 s), then 40 s

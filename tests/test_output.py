@@ -217,7 +217,9 @@ def clips(tmp_path_factory):
 
 
 def test_media_decoders_report_increasing_seconds(clips):
-    from depdet.pipeline.media.video import iter_frames, load_audio, probe
+    from depdet.pipeline.media.audio import load_audio
+    from depdet.pipeline.media.container import probe
+    from depdet.pipeline.media.video import iter_frames
 
     path = clips / "first.mp4"
     seen_v, seen_a = [], []
@@ -230,7 +232,7 @@ def test_media_decoders_report_increasing_seconds(clips):
 def test_extract_clip_reports_decoded_seconds_up_to_the_duration(clips):
     from depdet.pipeline.features.clip import ExtractOptions, extract_clip
     from depdet.pipeline.features.spec import FeatureSpec
-    from depdet.pipeline.media.video import probe
+    from depdet.pipeline.media.container import probe
 
     path = clips / "first.mp4"
     calls = []

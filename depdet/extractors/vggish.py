@@ -397,7 +397,7 @@ class Vggish(Extractor):
         """
         if int(sr) != SAMPLE_RATE:
             raise ExtractionError(f"VGGish needs {SAMPLE_RATE} Hz audio, got {sr} Hz",
-                                  hint="load it with depdet.pipeline.media.video.load_audio(path, 16000)")
+                                  hint="load it with depdet.pipeline.media.audio.load_audio(path, 16000)")
         examples, valid = waveform_examples(np.asarray(audio, np.float32).reshape(-1), fps)
         emb = self.embed(examples)
         if self.pca is not None:

@@ -21,7 +21,7 @@ from depdet.errors import DepdetError, ExtractionError, MediaError
 from depdet.extractors.base import SAMPLE_RATE, StreamFeatures
 from depdet.pipeline.features.spec import FeatureSpec
 from depdet.pipeline.features.timeline import align, check_rule, concat_modality, first_row, place, split_start
-from depdet.pipeline.media.video import sanitize_id
+from depdet.pipeline.media.inputs import sanitize_id
 
 # Warning thresholds (also used by predict).
 MIN_ROWS_WARN = 10  # fewer rows than this: "clip too short"
@@ -224,12 +224,14 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
     """
     from depdet.extractors import get_extractor
     from depdet.extractors.landmarks import row_zscore
-    from depdet.pipeline.media import video as decode
+    from depdet.pipeline.media.video import MAX_GAP_S, iter_frames
+    from depdet.pipeline.media.audio import load_audio
+    from depdet.pipeline.media.container import probe
 
     rule = check_rule(rule or spec.align or "union")
     options = options or ExtractOptions()
     path = Path(path)
-    media = decode.probe(path)
+    media = probe(path)
     fps = spec.fps
     starts = {"visual": media.video_start, "audio": media.audio_start}
     info: dict = {"warnings": [], "missing": []}
@@ -248,7 +250,7 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
             raise MediaError("no audio track", path=path,
                              hint="use a file with sound, or --allow-partial to keep the visual features")
         try:
-            samples = decode.load_audio(path, SAMPLE_RATE, on_progress=progress and (
+            samples = load_audio(path, SAMPLE_RATE, on_progress=progress and (
                 lambda t: progress.update("audio", starts["audio"] + t)))
         finally:
             if progress is not None:
@@ -270,7 +272,7 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
             raise MediaError("no video stream (audio-only file)", path=path, hint="depdet needs a video with a face")
         lm = get_extractor("landmarks", detector=spec.detector or "hog")
         try:
-            raw = _landmarks_on_timeline(lm, decode.iter_frames(path, fps, origin=media.origin, stats=vstats,
+            raw = _landmarks_on_timeline(lm, iter_frames(path, fps, origin=media.origin, stats=vstats,
                                                                 on_progress=progress and (
                                                                     lambda t: progress.update("video", t))), fps)
         finally:
@@ -369,7 +371,7 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
         duration = decoded_end
     if vstats.get("gap_rows"):
         info["warnings"].append(f"{vstats['gap_rows']} rows inside timestamp gaps longer than "
-                                f"{decode.MAX_GAP_S:g} s are invalid (not repeated frames)")
+                                f"{MAX_GAP_S:g} s are invalid (not repeated frames)")
     if "visual" in aligned.valid:
         info["face_ratio"] = float(aligned.valid["visual"].mean()) if T else 0.0
     else:

@@ -408,7 +408,7 @@ def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *
         on_result: called after each clip.
         conformal_level: coverage of each result's conformal prediction set (default 0.90).
         id_from: how clip ids are made from video paths, ``stem`` or ``relpath``: the rule of
-            ``depdet extract`` (:func:`~depdet.pipeline.media.video.discover_inputs`), so that
+            ``depdet extract`` (:func:`~depdet.pipeline.media.inputs.discover_inputs`), so that
             ``vlogs/p01/vlog.mp4`` and ``vlogs/p02/vlog.mp4`` are told apart the same way.
 
     Returns:
@@ -418,7 +418,7 @@ def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *
         DepdetError: problems with the checkpoint, the inputs as a whole, or a spec mismatch.
     """
     t0 = time.perf_counter()
-    from depdet.pipeline.media.video import ID_FROM, discover_inputs
+    from depdet.pipeline.media.inputs import ID_FROM, discover_inputs
 
     if id_from not in ID_FROM:
         raise ConfigError(f"unknown --id-from {id_from!r}", hint=f"use one of {', '.join(ID_FROM)}")

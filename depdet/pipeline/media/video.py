@@ -1,12 +1,12 @@
-"""Decoding video and audio with PyAV (which bundles FFmpeg; no system ``ffmpeg`` is needed).
+"""Video frames on the clip's presentation timeline, and the timeline rule shared by audio and video.
 
-Three entry points:
+The media entry points (this package):
 
-- :func:`probe` opens a file and reports its streams (:class:`MediaInfo`), turning every way a file
+- :func:`~depdet.pipeline.media.container.probe` opens a file and reports its streams (:class:`~depdet.pipeline.media.container.MediaInfo`), turning every way a file
   can be unusable (missing, empty, unreadable, not media, corrupt) into a one-line
   :class:`~depdet.errors.MediaError`. It also reports where each stream starts on the clip's
   presentation timeline (below).
-- :func:`load_audio` returns the whole soundtrack as float32 mono at 16 kHz in [-1, 1], resampled
+- :func:`~depdet.pipeline.media.audio.load_audio` returns the whole soundtrack as float32 mono at 16 kHz in [-1, 1], resampled
   and down-mixed by FFmpeg's resampler (the same down-mix as ``ffmpeg -ac 1``).
 - :func:`iter_frames` walks the video stream and yields, for every ``k`` with ``k / fps <
   end``, the frame *shown* at time ``k / fps`` (the last frame whose timestamp is ``<= k /
@@ -43,23 +43,18 @@ Neither stream is ever shifted against the other: a late or short stream only ge
 
 from __future__ import annotations
 
-import errno
 import math
-import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, NamedTuple
+from typing import Callable, Iterator
 
 import numpy as np
 
 from depdet.errors import MediaError
-from depdet.extractors.base import SAMPLE_RATE, n_rows
-from depdet.extractors.base import first_row
-from depdet.ids import assign_ids, sanitize_id  # noqa: F401 (the one id rule; sanitize_id re-exported)
-
-#: Container extensions depdet looks for when given a folder (FFmpeg decides by content, not name).
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".mpg", ".mpeg", ".m4v")
+from depdet.extractors.base import first_row, n_rows
+from depdet.pipeline.media.container import (_CORRUPT_HINT, _open, _rot90_steps, _short, _video_stream,
+                                             check_file, decode_threading)
 
 
 #: Tolerance (s) when comparing sample times with frame timestamps (rounding of pts * time_base).
@@ -68,79 +63,6 @@ _EPS = 1e-6
 #: Longest time (s) a decoded frame is repeated for (ours): across a longer timestamp gap the rows
 #: after it are placeholders (invalid rows), not copies of the last frame.
 MAX_GAP_S = 3.0
-
-#: Fewest bytes per second of declared duration a media file may have (ours: ~0.5 kbit/s, far below
-#: any real audio+video stream); a file declaring more duration than that is refused by :func:`probe`.
-MIN_BYTES_PER_SECOND = 64
-
-#: FFmpeg decoder threading per video codec (depdet's choice, measured on 2 cores, same frames either
-#: way): H.264 slice threading took 30 % less wall and 14 % less CPU than "AUTO" (frame threading)
-#: when sampling a 10-min 720p vlog at 1 fps (8.3 vs 12.1 s, 13.4 vs 15.5 s CPU), and less than
-#: frame threading on 1080p too; for other codecs "AUTO" measured the same or better.
-DECODE_THREADING = {"h264": "SLICE"}
-
-
-def decode_threading(codec: str) -> str:
-    """The ``thread_type`` video frames of ``codec`` are decoded with (see :data:`DECODE_THREADING`)."""
-    return DECODE_THREADING.get(codec, "AUTO")
-
-
-_CORRUPT_HINT = "re-download or re-encode it, e.g. `ffmpeg -i IN -c:v libx264 -c:a aac OUT.mp4`"
-
-
-@dataclass(frozen=True)
-class MediaInfo:
-    """What :func:`probe` found in a media file.
-
-    Attributes:
-        path: the file.
-        size: size in bytes.
-        duration: seconds (container duration, else the longest stream's), 0.0 if unknown.
-        has_audio: an audio stream exists.
-        has_video: a video stream exists.
-        width: video width in pixels (0 without video).
-        height: video height in pixels (0 without video).
-        video_fps: average video frame rate (0.0 without video or if unknown).
-        container: FFmpeg demuxer name.
-        video_codec: video codec name, or ``""``.
-        audio_codec: audio codec name, or ``""``.
-        audio_rate: audio sample rate (0 without audio).
-        audio_channels: audio channel count (0 without audio).
-        rotation: clockwise degrees (0/90/180/270) the decoded picture is turned for display, from the
-            container's display matrix (phone videos); width/height and frames are already turned.
-        av_offset: ``audio_start - video_start``, seconds (positive: the sound starts after the
-            picture); 0.0 for single-stream files or when a start is unknown.
-        origin: the presentation timeline's origin, in seconds of the file's own clock: the
-            earliest start among the video stream and the first audio stream (0.0 when no stream
-            reports a start). Pass it to :func:`iter_frames`.
-        video_start: seconds after ``origin`` at which the picture starts (0.0 without video).
-        audio_start: seconds after ``origin`` at which the first audio sample plays (0.0 without
-            audio). A stream whose start is unknown (no ``start_time``; for video, no timestamp on
-            its first frame either) is taken to start at the origin.
-        video_duration, audio_duration: the durations the stream headers declare (0.0 unknown);
-            compared with what decodes to detect truncated files.
-    """
-
-    path: str
-    size: int
-    duration: float
-    has_audio: bool
-    has_video: bool
-    width: int = 0
-    height: int = 0
-    video_fps: float = 0.0
-    container: str = ""
-    video_codec: str = ""
-    audio_codec: str = ""
-    audio_rate: int = 0
-    audio_channels: int = 0
-    rotation: int = 0
-    av_offset: float = 0.0
-    origin: float = 0.0
-    video_start: float = 0.0
-    audio_start: float = 0.0
-    video_duration: float = 0.0
-    audio_duration: float = 0.0
 
 
 @dataclass
@@ -163,76 +85,6 @@ class Frame:
     source_time: float = 0.0
 
 
-def check_file(path: str | Path) -> Path:
-    """Raise MediaError unless ``path`` is a non-empty, readable regular file."""
-    p = Path(path)
-    try:
-        os.stat(p)
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise MediaError("symbolic link loop", path=p, hint="point the link at a real file") from None
-        if e.errno in (errno.EACCES, errno.EPERM):
-            raise MediaError("permission denied: the file or a folder above it is not readable", path=p,
-                             hint="fix its permissions, e.g. `chmod u+r FILE`") from None
-        if e.errno == errno.ENOENT:
-            raise MediaError("file not found" + (" (a broken symbolic link)" if p.is_symlink() else ""), path=p,
-                             hint="check the path") from None
-        raise MediaError(f"cannot open ({e.strerror or e})", path=p, hint="check the path") from None
-    if p.is_dir():
-        raise MediaError("is a folder, not a media file", path=p, hint="give a video file")
-    if not os.access(p, os.R_OK):
-        raise MediaError("permission denied: the file is not readable", path=p,
-                         hint="fix its permissions, e.g. `chmod u+r FILE`")
-    if p.stat().st_size == 0:
-        raise MediaError("file is empty (0 bytes)", path=p, hint="re-copy or re-download it")
-    return p
-
-
-_check_file = check_file
-
-
-def _open(path: Path):
-    """``av.open`` with FFmpeg errors turned into MediaError."""
-    import av
-
-    try:
-        return av.open(str(path), mode="r", metadata_errors="ignore")
-    except PermissionError as e:
-        raise MediaError("permission denied: the file is not readable", path=path,
-                         hint="fix its permissions, e.g. `chmod u+r FILE`") from e
-    except (av.FFmpegError, UnicodeDecodeError, ValueError) as e:
-        raise MediaError(f"not a readable media file, or corrupt/truncated ({_short(e)})", path=path,
-                         hint=_CORRUPT_HINT) from e
-
-
-def _short(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return text if len(text) <= 120 else text[:117] + "..."
-
-
-def _video_stream(container):
-    """First real video stream; cover art (``attached_pic`` disposition, e.g. in MP3/M4A) is not video."""
-    import av
-
-    pic = av.stream.Disposition.attached_pic
-    for s in container.streams.video:
-        if not (s.disposition & pic):
-            return s
-    return None
-
-
-def _rot90_steps(frame) -> int:
-    """Counter-clockwise quarter turns (np.rot90's k) that put a decoded frame upright.
-
-    PyAV's ``frame.rotation`` is the display matrix angle, counter-clockwise positive (FFmpeg's
-    ``av_display_rotation_get``); showing the frame upright means turning it by that angle, as
-    FFmpeg's autorotate does. Non-multiples of 90 degrees are rounded to the nearest quarter turn.
-    """
-    try:
-        angle = float(getattr(frame, "rotation", 0) or 0)
-    except (TypeError, ValueError):
-        return 0
-    return int(round(angle / 90.0)) % 4
 
 
 def _upright(frame) -> np.ndarray:
@@ -241,166 +93,6 @@ def _upright(frame) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(img, k)) if k else img
 
 
-def _stream_seconds(stream) -> float:
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    return 0.0
-
-
-def _start_seconds(stream) -> float | None:
-    """FFmpeg's start time of ``stream`` in seconds of the file's clock, or None when unknown."""
-    if stream is None or stream.start_time is None or stream.time_base is None:
-        return None
-    return float(stream.start_time * stream.time_base)
-
-
-def probe(path: str | Path) -> MediaInfo:
-    """Open a media file and describe its streams.
-
-    The first video frame (or the first audio frame of an audio-only file) is decoded too, so a
-    file whose header parses but whose data does not decode is reported here, not later.
-
-    Args:
-        path: video or audio file.
-
-    Returns:
-        MediaInfo for the file.
-
-    Raises:
-        MediaError: missing, empty, unreadable, not media, corrupt, or without any audio/video stream.
-    """
-    import av
-
-    p = _check_file(path)
-    with _open(p) as container:
-        vs = _video_stream(container)
-        as_ = container.streams.audio[0] if container.streams.audio else None
-        if vs is None and as_ is None:
-            raise MediaError("contains no audio or video stream", path=p, hint="give a video file with picture and sound")
-        duration = float(container.duration) / 1e6 if container.duration else 0.0
-        if duration <= 0:
-            duration = max(_stream_seconds(s) for s in (vs, as_) if s is not None)
-        size = p.stat().st_size
-        longest = max([duration] + [_stream_seconds(s) for s in (vs, as_) if s is not None])
-        if longest * MIN_BYTES_PER_SECOND > size:
-            raise MediaError(f"declares {longest:.0f} s of media in {size} bytes ({size / longest:.1f} bytes/s): "
-                             "corrupt or crafted timestamps", path=p, hint=_CORRUPT_HINT)
-        fps = 0.0
-        if vs is not None:
-            rate = vs.average_rate or vs.guessed_rate or vs.base_rate
-            fps = float(rate) if rate else 0.0
-        # Decode one frame of the main stream: catches garbage behind a valid-looking header.
-        k = 0
-        v_start = _start_seconds(vs)
-        a_start = _start_seconds(as_)
-        try:
-            got = False
-            for first in container.decode(vs if vs is not None else as_):
-                got = True
-                if vs is not None:
-                    k = _rot90_steps(first)
-                    if v_start is None and first.pts is not None and vs.time_base is not None:
-                        v_start = float(first.pts * vs.time_base)
-                break
-        except av.FFmpegError as e:
-            raise MediaError(f"corrupt media data ({_short(e)})", path=p, hint=_CORRUPT_HINT) from e
-        if not got:
-            raise MediaError("no frame could be decoded (corrupt or truncated)", path=p, hint=_CORRUPT_HINT)
-        known = [t for t in (v_start, a_start) if t is not None]
-        origin = min(known) if known else 0.0
-        video_start = v_start - origin if v_start is not None else 0.0
-        audio_start = a_start - origin if a_start is not None else 0.0
-        av_offset = audio_start - video_start if (vs is not None and as_ is not None) else 0.0
-        width = int(vs.codec_context.width) if vs is not None else 0
-        height = int(vs.codec_context.height) if vs is not None else 0
-        if k % 2:
-            width, height = height, width
-        return MediaInfo(
-            path=str(p),
-            size=p.stat().st_size,
-            duration=duration,
-            has_audio=as_ is not None,
-            has_video=vs is not None,
-            width=width,
-            height=height,
-            video_fps=fps,
-            container=container.format.name,
-            video_codec=vs.codec_context.name if vs is not None else "",
-            audio_codec=as_.codec_context.name if as_ is not None else "",
-            audio_rate=int(as_.codec_context.sample_rate or 0) if as_ is not None else 0,
-            audio_channels=int(as_.codec_context.channels or 0) if as_ is not None else 0,
-            rotation=(-90 * k) % 360,
-            av_offset=av_offset,
-            origin=origin,
-            video_start=video_start if vs is not None else 0.0,
-            audio_start=audio_start if as_ is not None else 0.0,
-            video_duration=_stream_seconds(vs) if vs is not None else 0.0,
-            audio_duration=_stream_seconds(as_) if as_ is not None else 0.0,
-        )
-
-
-def load_audio(path: str | Path, sr: int = SAMPLE_RATE, on_progress: Callable[[float], None] | None = None) -> np.ndarray:
-    """Decode the first audio track to float32 mono at ``sr`` Hz.
-
-    Resampling is done by FFmpeg's resampler (``av.AudioResampler``, flushed at the end so no
-    samples are lost: a clip of ``d`` seconds gives ``round(d * sr)`` samples, +-1). The down-mix is
-    depdet's: the mean of the channels, taken after resampling each channel (FFmpeg's own
-    ``-ac 1`` mixes stereo as ``(L + R) / sqrt(2)``, 3 dB louder than the mean, so a stereo file
-    would come out louder than the same sound in mono). A stereo file whose channels are equal thus
-    gives the mono file's samples (to float rounding). Values are clipped to [-1, 1] (lossy
-    decoders can overshoot).
-
-    Args:
-        path: video or audio file.
-        sr: output sample rate in Hz.
-        on_progress: called with the seconds of audio decoded so far, after each decoded frame
-            (increasing; keep it cheap, or throttle it).
-
-    Returns:
-        1-D float32 array of samples.
-
-    Raises:
-        MediaError: unusable file, no audio track, or audio that does not decode.
-    """
-    import av
-
-    p = _check_file(path)
-    if sr <= 0:
-        raise MediaError(f"invalid sample rate {sr}", path=p, hint="use a positive rate such as 16000")
-    chunks: list[np.ndarray] = []
-    with _open(p) as container:
-        if not container.streams.audio:
-            raise MediaError("has no audio track", path=p,
-                             hint="use a video with sound, or extract visual features only")
-        stream = container.streams.audio[0]
-        stream.thread_type = "AUTO"
-        resampler = None
-
-        def mono(out) -> np.ndarray:  # planar float (channels, n) -> the channel mean (depdet's down-mix)
-            a = out.to_ndarray()
-            return a.reshape(1, -1)[0] if a.shape[0] == 1 else a.mean(axis=0, dtype=np.float64).astype(np.float32)
-
-        n = 0
-        try:
-            for frame in container.decode(stream):
-                frame.pts = None  # let the resampler count samples; avoids gaps from odd timestamps
-                if resampler is None:  # keep every channel: the down-mix is ours (see above)
-                    resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=int(sr))
-                for out in resampler.resample(frame):
-                    chunks.append(mono(out))
-                    n += chunks[-1].size
-                if on_progress is not None:
-                    on_progress(n / sr)
-            if resampler is not None:
-                for out in resampler.resample(None):  # flush: the resampler's buffered tail
-                    chunks.append(mono(out))
-        except av.FFmpegError as e:
-            raise MediaError(f"audio track is corrupt or truncated ({_short(e)})", path=p, hint=_CORRUPT_HINT) from e
-    if not chunks or sum(len(c) for c in chunks) == 0:
-        raise MediaError("audio track holds no decodable samples", path=p, hint=_CORRUPT_HINT)
-    audio = np.concatenate(chunks).astype(np.float32, copy=False)
-    np.clip(audio, -1.0, 1.0, out=audio)
-    return audio
 
 
 def _shown(k: int, fps: float, until: float) -> bool:
@@ -608,7 +300,7 @@ def iter_frames(path: str | Path, fps: float, origin: float | None = None,
     """
     if not fps > 0:
         raise MediaError(f"invalid sampling rate fps={fps}", path=path, hint="use a positive fps such as 1 or 5")
-    p = _check_file(path)
+    p = check_file(path)
     plan = _decode_plan(p, fps, origin) if skip else None
     counts = {"decoded": 0, "dropped_packets": 0}
     out = {"decode": "full" if plan is None else "skip"}
@@ -724,104 +416,3 @@ def _frame_rows(p: Path, fps: float, origin: float | None, counts: dict, out: di
 def count_frames(duration: float, fps: float) -> int:
     """Number of sample times ``k / fps`` that fall before ``duration`` (``ceil(duration * fps)``)."""
     return n_rows(duration, fps)
-
-
-# ------------------------------------------------------------------------------------ inputs
-LIST_EXTENSIONS = (".txt", ".lst", ".list")
-
-
-#: How sample ids are derived from input paths (``--id-from``).
-ID_FROM = ("stem", "relpath")
-
-
-class Input(NamedTuple):
-    """One discovered video: its sample id, the file, and the path as the user named it."""
-
-    id: str
-    path: Path
-    given: str
-
-
-def _relpath_key(given: str) -> str:
-    """``p01/video.mpg`` -> ``p01/video``: the path as named, without extension, anchors or ``..``."""
-    parts = [q for q in Path(given).with_suffix("").parts if q not in ("/", ".", "..") and not q.endswith(":\\")]
-    return "/".join(parts) or Path(given).stem
-
-
-def input_name(path: Path, given: str, id_from: str = "stem") -> str:
-    """The name an input's id is made from (before :func:`sanitize_id`): its file stem, or for
-    ``relpath`` its relative path as named, without extension (``p01/vlog``)."""
-    return Path(path).stem if id_from == "stem" else _relpath_key(given)
-
-
-def resolved(f: Path) -> Path:
-    """``f.resolve()``, or its absolute path when it cannot be resolved (a symbolic link loop): the
-    input is kept and fails alone, with its own message, when it is opened."""
-    try:
-        return f.resolve()
-    except (OSError, RuntimeError):
-        return Path(os.path.abspath(f))
-
-
-def discover_inputs(paths: Iterable[str | Path], id_from: str = "stem") -> list[Input]:
-    """Expand files, folders (recursive) and list files into :class:`Input` (id, path, given) triples.
-
-    Ids (``id_from``):
-
-    * ``stem`` (default): the file stem, e.g. ``video`` for ``p01/video.mpg``;
-    * ``relpath``: the path relative to the parent of the folder named (a file named directly: its
-      folder and name; a list's lines: as written), without extension, e.g. ``p01_video`` for
-      ``p01/video.mpg`` however ``p01`` is spelled: use it when different folders hold files of the
-      same name.
-
-    The name becomes an id by the one rule of :mod:`depdet.ids` (letters and digits of
-    any script kept, NFC; other characters -> ``_``; no leading ``-``). Two inputs of a run never share
-    an id: ids equal ignoring case each get ``-<6 hex of SHA-1 of the shortest trailing part of their
-    paths that tells them apart>`` (``p01/vlog.mpg``), whatever the order of discovery (a labels CSV
-    keyed on the bare stem then no longer matches them: ``--id-from relpath`` avoids that).
-
-    Entries of a list file are not checked here: a missing, unreadable or looping one is kept and
-    fails alone (one line naming it) when the batch opens it, and the batch goes on.
-
-    Raises:
-        MediaError: a named path does not exist, or a named file has an unsupported extension.
-    """
-    if id_from not in ID_FROM:
-        raise ValueError(f"id_from must be one of {ID_FROM}, got {id_from!r}")
-    found: list[tuple[Path, str, str]] = []  # (path, relative key, as given)
-    for p in paths:
-        p = Path(p)
-        if not p.exists():
-            raise MediaError("no such file or folder", path=p)
-        if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS and not f.name.startswith("."):
-                    rel = f.relative_to(p).as_posix()
-                    found.append((f, rel, f"{p.resolve().name}/{rel}"))
-        elif p.suffix.lower() in LIST_EXTENSIONS:
-            try:
-                lines = p.read_text(encoding="utf-8").splitlines()
-            except (OSError, UnicodeDecodeError) as e:
-                raise MediaError(f"cannot read the list of inputs ({getattr(e, 'strerror', None) or e})", path=p,
-                                 hint="give a readable UTF-8 text file, one path per line") from None
-            for line in lines:
-                line = line.strip()
-                if not line or line.startswith("#"):
-                    continue
-                f = Path(line)
-                f = f if f.is_absolute() else (p.parent / f)
-                found.append((f, line, line))
-        elif p.suffix.lower() in VIDEO_EXTENSIONS:
-            found.append((p, p.name, f"{resolved(p).parent.name}/{p.name}"))
-        else:
-            raise MediaError(f"unsupported extension {p.suffix!r}",
-                             path=p, hint=f"use one of {' '.join(VIDEO_EXTENSIONS)} or a .txt list of paths")
-    seen: dict[Path, tuple[Path, str]] = {}
-    for f, _key, given in found:  # the same file named twice is one input
-        seen.setdefault(resolved(f), (f, given))
-    items = list(seen.items())
-    # a collision suffix hashes the path as found (what the person sees), not the symlink-resolved one
-    # the stem of the resolved file, as depdet always did (a symbolic link's target names the sample)
-    ids = assign_ids((input_name(r, given, id_from), f) for r, (f, given) in items)
-    out = [Input(sid, r, given) for sid, (r, (_, given)) in zip(ids, items)]
-    return sorted(out)

@@ -2,7 +2,7 @@
 
 :func:`run_extract` is the whole batch:
 
-1. discover the inputs and their ids (:func:`~depdet.pipeline.media.video.discover_inputs`);
+1. discover the inputs and their ids (:func:`~depdet.pipeline.media.inputs.discover_inputs`);
 2. validate the ``--labels`` CSV against those ids and the folder's samples, before any work;
 3. take the folder's lock (:meth:`FeatureStore.lock`), fix or check the folder's one feature spec
    (every value-changing setting, weight files' SHA-256 included);
@@ -42,7 +42,8 @@ from depdet.errors import ConfigError, DataError, DepdetError, MediaError
 from depdet.pipeline.features.clip import ExtractOptions, extract_clip, resolve_spec
 from depdet.pipeline.orchestration.executors import THREAD_ENV, Shard, make_executor, parse_shard
 from depdet.pipeline.features.spec import FeatureSpec
-from depdet.pipeline.media.video import ID_FROM, VIDEO_EXTENSIONS, check_file, discover_inputs, input_name, resolved
+from depdet.pipeline.media.container import check_file
+from depdet.pipeline.media.inputs import ID_FROM, VIDEO_EXTENSIONS, discover_inputs, input_name, resolved
 from depdet.pipeline.store import FeatureStore, USABLE
 from depdet.pipeline.store import labels as lab
 from depdet.pipeline.store import layout as L
@@ -429,7 +430,7 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
     """Extract every input into the feature store ``out``.
 
     Args:
-        inputs: files, folders and list files (see :func:`~depdet.pipeline.media.video.discover_inputs`).
+        inputs: files, folders and list files (see :func:`~depdet.pipeline.media.inputs.discover_inputs`).
         out: output folder (created).
         spec: the feature spec (its weight hashes are filled in from the files found).
         layout: ``dvlog`` or ``lmvd``.
