@@ -81,7 +81,7 @@ def naive_step(video: Path, minutes: float | None) -> dict:
     import numpy as np
     import opensmile
 
-    from depdet.weights.registry import require
+    from depdet.weights.lookup import require
 
     limit = minutes * 60.0 if minutes else math.inf
     t0 = time.perf_counter()

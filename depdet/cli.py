@@ -161,7 +161,7 @@ def info():
     """Show versions, optional accelerators, and the licence terms of third-party components."""
     from depdet.environment import environment_report
 
-    from depdet.weights.registry import list_status
+    from depdet.weights.lookup import list_status
 
     out.print(_version_text(), highlight=False, markup=False)
     out.print()
@@ -535,7 +535,7 @@ app.add_typer(weights_app, name="weights")
 
 
 def _print_weights():
-    from depdet.weights.registry import list_status, search_dirs
+    from depdet.weights.lookup import list_status, search_dirs
 
     out.print("[bold]Weight files[/] (searched: explicit path, " + ", ".join(plain(d) for d in search_dirs())
               + "; dlib models: the face-recognition-models package first)")
@@ -572,7 +572,8 @@ def weights_install(
     source: Annotated[str, typer.Option("--from", help="Local file, folder (installs this file and its companions, e.g. vggish + vggish-pca) or URL.")],
 ):
     """Copy or download a weight file into the cache ($DEPDET_WEIGHTS_DIR or ~/.cache/depdet/weights), verifying its checksum."""
-    from depdet.weights.registry import get_entry, install, install_from_dir
+    from depdet.weights.install import install, install_from_dir
+    from depdet.weights.registry import get_entry
 
     done = install_from_dir(name, source) if Path(source).is_dir() else {name: install(name, source)}
     for n, path in done.items():

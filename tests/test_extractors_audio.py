@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from depdet.weights import registry as W
+from depdet.weights import lookup as WL, registry as W
 from depdet.errors import ExtractionError, WeightsError
 from depdet.extractors import get_extractor
 from depdet.extractors import vggish as V
@@ -203,7 +203,7 @@ def test_vggish_extractor_end_to_end(trusting_registry, monkeypatch):
     from torchvggish import vggish_input
 
     ref, ckpt, pca_file, _ = trusting_registry
-    monkeypatch.setenv(W.ENV_DIR, str(ckpt.parent))
+    monkeypatch.setenv(WL.ENV_DIR, str(ckpt.parent))
     x = (np.random.default_rng(3).standard_normal(int(16000 * 2.4)) * 0.1).astype(np.float32)
     ext = get_extractor("vggish", postprocess=False)
     f = ext.extract(x, 16000, 1 / 0.96)  # at the native hop the rows are torchvggish's examples
@@ -227,7 +227,7 @@ def test_vggish_wrong_rate(trusting_registry):
 
 
 def test_vggish_missing_weights(tmp_path, monkeypatch):
-    monkeypatch.setenv(W.ENV_DIR, str(tmp_path))
+    monkeypatch.setenv(WL.ENV_DIR, str(tmp_path))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     with pytest.raises(WeightsError) as ei:
         get_extractor("vggish")

@@ -120,19 +120,19 @@ def test_kernel_cache_is_private_and_reused(kernel, tmp_path):
 
 
 def test_weights_from_an_untrusted_cache_are_refused(monkeypatch, tmp_path):
-    from depdet.weights import registry as W
+    from depdet.weights import lookup as WL, registry as W
     from depdet.errors import WeightsError
 
     d = tmp_path / "w"
     d.mkdir(mode=0o777)
     os.chmod(d, 0o777)
-    monkeypatch.setenv(W.ENV_DIR, str(d))
+    monkeypatch.setenv(WL.ENV_DIR, str(d))
     entry = W.get_entry("vggish")
     (d / entry.filename).write_bytes(b"planted")
     with pytest.raises(WeightsError, match="untrusted location"):
-        W.locate("vggish")
+        WL.locate("vggish")
     os.chmod(d, 0o755)
-    assert W.locate("vggish") == d / entry.filename
+    assert WL.locate("vggish") == d / entry.filename
 
 
 # ================================================================ shared: a small trained checkpoint

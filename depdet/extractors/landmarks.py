@@ -55,7 +55,7 @@ _LOCK = threading.Lock()
 def _predictor():
     import dlib
 
-    from depdet.weights.registry import require
+    from depdet.weights.lookup import require
 
     return dlib.shape_predictor(str(require("dlib-shape68")))
 
@@ -66,7 +66,7 @@ def _detector(kind: str):
 
     if kind == "hog":
         return dlib.get_frontal_face_detector()
-    from depdet.weights.registry import require
+    from depdet.weights.lookup import require
 
     return dlib.cnn_face_detection_model_v1(str(require("dlib-mmod")))
 
@@ -241,7 +241,7 @@ class Landmarks(Extractor):
 
     @classmethod
     def model_files(cls, detector: str = "hog", **_) -> dict:
-        from depdet.weights.registry import require
+        from depdet.weights.lookup import require
 
         files = {"dlib-shape68": require("dlib-shape68")}
         if detector == "cnn":
@@ -250,7 +250,7 @@ class Landmarks(Extractor):
 
     def describe(self) -> dict:
         """Provenance: detector, predictor file and its SHA-256, search parameters."""
-        from depdet.weights.registry import file_sha256, require
+        from depdet.weights.lookup import file_sha256, require
 
         pred = require("dlib-shape68")
         d = {**super().describe(), "backend": "dlib", "detector": self.detector, "predictor": pred.name,

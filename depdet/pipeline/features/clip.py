@@ -59,7 +59,7 @@ def resolve_spec(spec: FeatureSpec, options: ExtractOptions | None = None) -> Fe
         WeightsError: a needed weight file is missing (names every file and how to install it).
     """
     from depdet.extractors import EXTRACTORS
-    from depdet.weights.registry import file_sha256
+    from depdet.weights.lookup import file_sha256
 
     options = options or ExtractOptions()
     models = {}
