@@ -1,17 +1,88 @@
-"""What this installation can use: versions of the back ends and the optional accelerators."""
+"""The one environment inventory: what this installation runs with and can use.
+
+Two views of the same facts: :func:`environment_info` (versions, git commit, hardware, threads and
+the selective-scan path, as recorded in a run's ``env.json``) and :func:`environment_report` (the
+same versions as text lines for ``depdet info``). Also the process's peak resident memory
+(:func:`peak_rss_gb`), which training logs per epoch. Nothing is imported to read a version
+(``importlib.metadata``); torch and the scan kernel are imported only when asked about.
+"""
 
 from __future__ import annotations
 
 import importlib.metadata as md
 import importlib.util
+import os
 import platform
+from pathlib import Path
+
+
+def dist_version(name: str) -> str | None:
+    """Installed version of distribution ``name`` (None when not installed); nothing is imported."""
+    try:
+        return md.version(name)
+    except md.PackageNotFoundError:
+        return None
 
 
 def _ver(dist: str) -> str:
+    return dist_version(dist) or "not installed"
+
+
+def git_commit() -> dict | None:
+    """Commit and dirty flag of the checkout depdet is imported from (None when not a git checkout)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        return None
     try:
-        return md.version(dist)
-    except md.PackageNotFoundError:
-        return "not installed"
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+        return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip()), "path": str(root)}
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def scan_backend_info(device) -> dict:
+    """Which selective-scan path a model on ``device`` (a ``torch.device``) uses
+    (:func:`depdet.models.mamba.scan_backend`): ``cuda`` (mamba_ssm), ``kernel`` (depdet's compiled
+    CPU kernel) or ``chunked`` (PyTorch), and why."""
+    import torch
+
+    from depdet.models import mamba, scan_kernel
+
+    t = torch.empty(0, device=device)
+    info = {"backend": mamba.scan_backend(t), "env_DEPDET_SCAN": os.environ.get(scan_kernel.ENV_BACKEND)}
+    if device.type == "cpu":
+        info["kernel_library"] = scan_kernel.library_path()
+        info["kernel_build_error"] = scan_kernel.build_error()
+    return info
+
+
+def environment_info(device) -> dict:
+    """Versions and hardware for a run's ``env.json``: depdet (and its git commit when run from a
+    checkout), Python, torch, numpy, opensmile, dlib, scikit-learn, PyAV (installed versions; None =
+    not installed), the scan backend, device (a ``torch.device``), threads."""
+    import numpy as np
+    import torch
+
+    from depdet import __version__
+
+    info = {"depdet": __version__, "git": git_commit(), "python": platform.python_version(),
+            "torch": str(torch.__version__), "numpy": np.__version__,
+            "opensmile": dist_version("opensmile"), "dlib": dist_version("dlib") or dist_version("dlib-bin"),
+            "scikit-learn": dist_version("scikit-learn"), "av": dist_version("av"),
+            "platform": platform.platform(), "device": str(device),
+            "torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
+            "cpu_count": os.cpu_count(), "scan": scan_backend_info(device)}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+        info["cudnn"] = torch.backends.cudnn.version()
+    return info
 
 
 def mamba_kernels_available() -> bool:
@@ -33,6 +104,8 @@ def _cpu_scan_text() -> str:
 
 
 def environment_report() -> dict[str, str]:
+    """The versions of :func:`environment_info` as text lines for ``depdet info`` (``not installed``
+    when absent), with what the optional accelerators give on this machine."""
     import torch
 
     cuda = torch.cuda.is_available()
