@@ -53,9 +53,15 @@ import numpy as np
 
 from depdet.errors import MediaError
 from depdet.extractors.base import first_row, n_rows
-from depdet.pipeline.media.container import (_CORRUPT_HINT, _open, _rot90_steps, _short, _video_stream,
-                                             check_file, decode_threading)
-
+from depdet.pipeline.media.container import (
+    _CORRUPT_HINT,
+    _open,
+    _rot90_steps,
+    _short,
+    _video_stream,
+    check_file,
+    decode_threading,
+)
 
 #: Tolerance (s) when comparing sample times with frame timestamps (rounding of pts * time_base).
 _EPS = 1e-6
