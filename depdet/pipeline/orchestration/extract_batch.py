@@ -422,6 +422,70 @@ def _sweep_staged(store: FeatureStore) -> int:
     return n
 
 
+def _run_jobs(store: FeatureStore, out: Path, todo: list[dict], records: dict[str, dict], workers: int,
+              cluster: str | None, shard: Shard | None, emit: Callable[[str, dict], None]) -> list[dict]:
+    """Run the jobs (a Dask cluster, this process, or the local pool), record each finished sample in
+    ``records``, then rebuild the store's views (not for a shard). Returns the finished records.
+
+    Raises:
+        DepdetError: the output volume filled up (the batch stopped; finished samples are kept).
+    """
+    rows: list[dict] = []
+
+    def finish(rec):
+        rows.append(rec)
+        records[rec["id"]] = rec
+        emit("done", rec)
+
+    full: list[dict] = []
+
+    def finish_or_stop(rec):
+        if rec.get("disk_full"):  # not recorded: the sample's previous unit (if any) stays as it was
+            full.append(rec)
+            emit("done", rec)
+            raise _DiskFull()
+        finish(rec)
+
+    def on_clip_progress(sid: str, decoded: float, duration: float) -> None:
+        emit("progress", {"id": sid, "decoded": decoded, "duration": duration})
+
+    views_error = None
+    complete = False
+    try:
+        if todo and cluster is not None:
+            # a Dask cluster, behind the one executor interface
+            with make_executor(workers, cluster, initializer=_worker_init) as ex:
+                for j, rec, error in ex.run(_process, todo):
+                    finish_or_stop(rec if error is None else _engine_failure(store, j, error))
+        elif workers == 1:
+            for j in todo:
+                finish_or_stop(_process(j, progress=on_clip_progress))
+        elif todo:  # workers die with this process, Ctrl-C stops them
+            _run_pool(todo, workers, finish_or_stop, progress=on_clip_progress)
+        complete = True
+    except _DiskFull:
+        pass
+    finally:
+        if shard is None:  # a shard leaves the views to `depdet store index` (other shards are writing)
+            try:
+                if complete:
+                    _sweep_staged(store)
+                store.rebuild_views()
+            except OSError as e:
+                if not full:
+                    raise
+                views_error = e
+    if full:
+        left = len(todo) - len(rows) - 1
+        raise DepdetError(f"no space left on the output volume while writing {full[0]['id']!r}: the batch stopped "
+                          f"({len(rows)} sample(s) written, {left} not done)"
+                          + ("; the views could not be rebuilt either" if views_error else ""),
+                          path=out, hint="free space (or use another -o) and rerun the same command: finished "
+                                         "samples are kept and skipped"
+                                         + (", or run `depdet store index` on the folder" if views_error else ""))
+    return rows
+
+
 def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec, *, layout: str = "dvlog",
                 options: ExtractOptions | None = None, workers: int | None = None, force: bool = False,
                 labels: str | Path | None = None, id_from: str = "stem", wait: bool = False,
@@ -553,60 +617,8 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
         setup.close()  # a shard's setup lock: the folder's spec is settled, other shards may start
         emit("start", {"total": len(found), "skipped": len(skipped), "todo": len(todo), "media_seconds": 0.0})
         t0 = time.perf_counter()
-        rows: list[dict] = []
         workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
-
-        def finish(rec):
-            rows.append(rec)
-            records[rec["id"]] = rec
-            emit("done", rec)
-
-        full: list[dict] = []
-
-        def finish_or_stop(rec):
-            if rec.get("disk_full"):  # not recorded: the sample's previous unit (if any) stays as it was
-                full.append(rec)
-                emit("done", rec)
-                raise _DiskFull()
-            finish(rec)
-
-        def on_clip_progress(sid: str, decoded: float, duration: float) -> None:
-            emit("progress", {"id": sid, "decoded": decoded, "duration": duration})
-
-        views_error = None
-        complete = False
-        try:
-            if todo and cluster is not None:
-                # a Dask cluster, behind the one executor interface
-                with make_executor(workers, cluster, initializer=_worker_init) as ex:
-                    for j, rec, error in ex.run(_process, todo):
-                        finish_or_stop(rec if error is None else _engine_failure(store, j, error))
-            elif workers == 1:
-                for j in todo:
-                    finish_or_stop(_process(j, progress=on_clip_progress))
-            elif todo:  # workers die with this process, Ctrl-C stops them
-                _run_pool(todo, workers, finish_or_stop, progress=on_clip_progress)
-            complete = True
-        except _DiskFull:
-            pass
-        finally:
-            if shard is None:  # a shard leaves the views to `depdet store index` (other shards are writing)
-                try:
-                    if complete:
-                        _sweep_staged(store)
-                    store.rebuild_views()
-                except OSError as e:
-                    if not full:
-                        raise
-                    views_error = e
-        if full:
-            left = len(todo) - len(rows) - 1
-            raise DepdetError(f"no space left on the output volume while writing {full[0]['id']!r}: the batch stopped "
-                              f"({len(rows)} sample(s) written, {left} not done)"
-                              + ("; the views could not be rebuilt either" if views_error else ""),
-                              path=out, hint="free space (or use another -o) and rerun the same command: finished "
-                                             "samples are kept and skipped"
-                                             + (", or run `depdet store index` on the folder" if views_error else ""))
+        rows = _run_jobs(store, out, todo, records, workers, cluster, shard, emit)
     elapsed = time.perf_counter() - t0
     media_seconds = sum(real_seconds(r) for r in rows if r.get("status") in USABLE)
     from depdet.pipeline.store.store import extractor_versions, mixed_versions_note
