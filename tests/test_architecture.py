@@ -229,3 +229,19 @@ def test_the_walker_sees_function_level_and_relative_imports(tmp_path, monkeypat
     got = imports_of("depdet.pipeline.store.fake")
     assert set(got) == {"depdet.pipeline.training.train", "depdet.pipeline.store.layout"}, got
     assert unit("depdet.pipeline.training.train") not in ALLOWED[unit("depdet.pipeline.store.fake")]
+
+
+def test_one_environment_inventory():
+    """`depdet info` and a run's env.json read one module (depdet/environment.py) and agree.
+    TODO(lead): after merging the training branch, also check that training's env.json is
+    :func:`depdet.environment.environment_info`."""
+    import torch
+
+    from depdet.environment import environment_info, environment_report
+
+    assert "depdet.environment" in GRAPH["depdet.cli"]
+    info, report = environment_info(torch.device("cpu")), environment_report()
+    assert report["python"] == info["python"]
+    assert report["torch"].startswith(info["torch"])
+    for key, line in (("opensmile", "opensmile"), ("scikit-learn", "scikit-learn"), ("av", "av (FFmpeg)")):
+        assert report[line] == (info[key] or "not installed"), key
