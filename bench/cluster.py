@@ -38,7 +38,7 @@ def main() -> None:
 
     from _media import long_vlog
 
-    from depdet.pipeline.extract import run_extract
+    from depdet.pipeline.orchestration.extract_batch import run_extract
     from depdet.pipeline.features.spec import FeatureSpec
 
     video = long_vlog(args.minutes)

@@ -58,13 +58,13 @@ STAGES = ["decode_audio", "sample_frames_1fps", "egemaps", "landmarks_1fps", "la
 # ----------------------------------------------------------------------------------- steps
 def decode_step(video: Path, skip: bool) -> dict:
     """Sample 1 fps with or without frame skipping; a digest of what was yielded."""
-    from depdet.pipeline import media
+    from depdet.pipeline.media.video import iter_frames
 
     stats: dict = {}
     h = hashlib.sha256()
     n = 0
     t0 = time.perf_counter()
-    for fr in media.iter_frames(video, 1.0, stats=stats, skip=skip):
+    for fr in iter_frames(video, 1.0, stats=stats, skip=skip):
         h.update(f"{fr.index}:{fr.source_time!r}".encode())
         if fr.image is not None:
             h.update(fr.image.tobytes())
@@ -81,7 +81,7 @@ def naive_step(video: Path, minutes: float | None) -> dict:
     import numpy as np
     import opensmile
 
-    from depdet.weights import require
+    from depdet.weights.lookup import require
 
     limit = minutes * 60.0 if minutes else math.inf
     t0 = time.perf_counter()
@@ -154,7 +154,7 @@ def depdet_cli(inputs: Path, out: Path, workers: int) -> dict:
 def compare(minutes: float, sizes: list[str], naive_minutes: float | None) -> None:
     from _media import vlog
 
-    from depdet.pipeline import media
+    from depdet.pipeline.media.container import probe
 
     print(f"# depdet extraction vs a naive script: {minutes:g}-min GRID vlogs, H.264 25 fps, keyframe every 2 s, AAC")
     print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
@@ -166,7 +166,7 @@ def compare(minutes: float, sizes: list[str], naive_minutes: float | None) -> No
         t = time.perf_counter()
         video = vlog(minutes, w, h, gop=GOP)
         built = time.perf_counter() - t
-        dur = media.probe(video).duration
+        dur = probe(video).duration
         print(f"\n## {w}x{h}: {video.name}, {dur:.0f} s, {video.stat().st_size / 1e6:.0f} MB"
               + (f" (built in {built:.0f} s)" if built > 1 else " (cached)"), flush=True)
         full = in_child("decode_full", video)
@@ -225,20 +225,22 @@ def compare(minutes: float, sizes: list[str], naive_minutes: float | None) -> No
 # ----------------------------------------------------------------------------------- stages
 def run_stage(stage: str, video: Path) -> dict:
     """One stage of the per-stage table (``--stages``) on the 640x480 vlog."""
-    from depdet.pipeline import media as decode
+    from depdet.pipeline.media.audio import load_audio
+    from depdet.pipeline.media.container import probe
+    from depdet.pipeline.media.video import iter_frames
 
-    duration = decode.probe(video).duration
+    duration = probe(video).duration
     t0 = time.perf_counter()
     extra = {}
     if stage == "decode_audio":
-        a = decode.load_audio(video, 16000)
+        a = load_audio(video, 16000)
         extra["samples"] = int(a.size)
     elif stage.startswith("sample_frames"):
-        extra["frames"] = sum(1 for _ in decode.iter_frames(video, 1.0))
+        extra["frames"] = sum(1 for _ in iter_frames(video, 1.0))
     elif stage == "egemaps":
         from depdet.extractors import get_extractor
 
-        a = decode.load_audio(video, 16000)
+        a = load_audio(video, 16000)
         t0 = time.perf_counter()  # extractor only
         f = get_extractor("egemaps").extract(a, 16000, 1.0)
         extra["rows"] = len(f)
@@ -246,12 +248,12 @@ def run_stage(stage: str, video: Path) -> dict:
         from depdet.extractors import get_extractor
 
         fps = 5.0 if stage.endswith("5fps") else 1.0
-        f = get_extractor("landmarks").extract(decode.iter_frames(video, fps))
+        f = get_extractor("landmarks").extract(iter_frames(video, fps))
         extra.update(rows=len(f), face_ratio=round(float(f.valid.mean()), 4))
     elif stage == "vggish":
         import torch
 
-        from depdet import weights as W
+        from depdet.weights import registry as W
         from depdet.extractors import vggish as vg
         from depdet.fileio import sha256_file
 
@@ -261,13 +263,13 @@ def run_stage(stage: str, video: Path) -> dict:
         tmp = Path(tempfile.mkdtemp()) / W.get_entry("vggish").filename
         torch.save(vg._build_net().state_dict(), tmp)
         W.with_override("vggish", sha256=sha256_file(tmp), sha256_prefix="")
-        a = decode.load_audio(video, 16000)
+        a = load_audio(video, 16000)
         ex = vg.Vggish(weights_path=str(tmp), postprocess=False)
         t0 = time.perf_counter()
         f = ex.extract(a, 16000, 1.0)
         extra.update(rows=len(f), note="random weights (official file not downloadable here)")
     elif stage == "end_to_end_dvlog_1fps":
-        from depdet.pipeline.features.extract import extract_clip
+        from depdet.pipeline.features.clip import extract_clip
         from depdet.pipeline.features.spec import DVLOG
 
         c = extract_clip(video, DVLOG)

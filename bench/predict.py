@@ -100,7 +100,7 @@ def model_only(names: list[str], rows: int, repeat: int, evidence: bool, one_at_
 
 def demo_checkpoint(workdir: Path) -> Path:
     from depdet.pipeline.data.datasets import load_dataset
-    from depdet.pipeline.demo import DEMO_MODELS, DemoConfig
+    from depdet.pipeline.demo.run import DEMO_MODELS, DemoConfig
     from depdet.pipeline.data.synth import SynthConfig, make_synthetic
     from depdet.pipeline.training.config import TrainConfig
     from depdet.pipeline.training.runs import train
@@ -116,7 +116,7 @@ def demo_checkpoint(workdir: Path) -> Path:
 def end_to_end(checkpoint: Path, minutes: float) -> dict:
     from _media import long_vlog
 
-    from depdet.pipeline.features.extract import extract_clip
+    from depdet.pipeline.features.clip import extract_clip
     from depdet.pipeline.inference.predict import Predictor
 
     video = long_vlog(minutes)

@@ -53,11 +53,11 @@ __all__ = ["ExtractResult", "FeatureSpec", "FeatureStore", "evaluate", "extract"
 _IMPL = {
     "FeatureSpec": "depdet.pipeline.features.spec",
     "FeatureStore": "depdet.pipeline.store",
-    "ExtractOptions": "depdet.pipeline.features.extract",
-    "extract_clip": "depdet.pipeline.features.extract",
-    "resolve_spec": "depdet.pipeline.features.extract",
-    "run_extract": "depdet.pipeline.extract",
-    "discover_inputs": "depdet.pipeline.media",
+    "ExtractOptions": "depdet.pipeline.features.clip",
+    "extract_clip": "depdet.pipeline.features.clip",
+    "resolve_spec": "depdet.pipeline.features.clip",
+    "run_extract": "depdet.pipeline.orchestration.extract_batch",
+    "discover_inputs": "depdet.pipeline.media.inputs",
     "load_dataset": "depdet.pipeline.data.datasets",
     "TrainConfig": "depdet.pipeline.training.config",
     "Trainer": "depdet.pipeline.training.runs",
@@ -95,7 +95,7 @@ class ExtractResult:
         duration: media seconds.
         fps: rows per second.
         warnings: what to know about the clip (short, little face, mostly silence, a late stream...).
-        info: everything :func:`~depdet.pipeline.features.extract.extract_clip` records (timeline,
+        info: everything :func:`~depdet.pipeline.features.clip.extract_clip` records (timeline,
             media, face and speech ratios, missing streams).
         spec: the :class:`~depdet.pipeline.features.spec.FeatureSpec` used (with its weight files' SHA-256).
         error: None, or the one-line reason this clip failed (then ``features`` and ``valid`` are empty).
@@ -155,7 +155,7 @@ def feature_spec(layout: str = "dvlog", *, fps: float = 1.0, audio: str | Sequen
 
 def extract_options(spec, *, allow_partial: bool = False, vggish_weights: str | Path | None = None,
                     device: str = "auto"):
-    """:class:`~depdet.pipeline.features.extract.ExtractOptions` for ``spec`` (``depdet extract``'s rule).
+    """:class:`~depdet.pipeline.features.clip.ExtractOptions` for ``spec`` (``depdet extract``'s rule).
 
     ``device`` is resolved (``auto``: CUDA when available) only when the spec uses VGGish, the one
     extractor that runs on torch; otherwise it is ``cpu`` and torch is never imported.
@@ -227,7 +227,7 @@ def extract(video_or_paths: str | Path | Iterable[str | Path], *, spec=None, lay
         A generated 3-second clip (a drawn face and a synthetic voice, as ``depdet demo`` uses):
 
         >>> import tempfile, depdet
-        >>> from depdet.pipeline.demo import make_demo_clip
+        >>> from depdet.pipeline.demo.run import make_demo_clip
         >>> tmp = tempfile.mkdtemp()
         >>> video = make_demo_clip(f"{tmp}/clip.mp4", seconds=3)
         >>> clip = depdet.extract(video)

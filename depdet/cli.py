@@ -161,9 +161,9 @@ def _root(
 @app.command()
 def info():
     """Show versions, optional accelerators, and the licence terms of third-party components."""
-    from depdet.pipeline.environment import environment_report
+    from depdet.environment import environment_report
 
-    from depdet.weights import list_status
+    from depdet.weights.lookup import list_status
 
     out.print(_version_text(), highlight=False, markup=False)
     out.print()
@@ -187,7 +187,7 @@ Layout = _choices("Layout", __import__("depdet.pipeline.store.layout", fromlist=
 Detector = _choices("Detector", __import__("depdet.pipeline.features.spec", fromlist=["x"]).DETECTORS)
 LandmarkNorm = _choices("LandmarkNorm", __import__("depdet.pipeline.features.spec", fromlist=["x"]).LANDMARK_NORMS)
 _layout_help = __import__("depdet.pipeline.store.layout", fromlist=["x"]).describe
-IdFrom = _choices("IdFrom", __import__("depdet.pipeline.media", fromlist=["x"]).ID_FROM)
+IdFrom = _choices("IdFrom", __import__("depdet.pipeline.media.inputs", fromlist=["x"]).ID_FROM)
 Align = _choices("Align", __import__("depdet.pipeline.features.timeline", fromlist=["x"]).RULES)
 Quantize = _choices("Quantize", __import__("depdet.extractors.vggish", fromlist=["x"]).QUANTIZE_RULES)
 _train_vocab = __import__("depdet.pipeline.training.presets", fromlist=["x"])
@@ -371,12 +371,12 @@ def extract(
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from depdet import api
-    from depdet.pipeline.extract import real_seconds
+    from depdet.pipeline.orchestration.extract_batch import real_seconds
 
     if cluster and workers:
         raise DepdetError("--workers and --cluster do not go together", hint="with --cluster local:N, N is the worker count")
     if cluster:
-        from depdet.pipeline.executors import import_distributed, parse_cluster
+        from depdet.pipeline.orchestration.executors import import_distributed, parse_cluster
 
         parse_cluster(cluster)
         import_distributed()  # says how to install the extra before any work
@@ -468,7 +468,7 @@ def extract(
     for line in report.notes:
         console.print(f"[yellow]note:[/] {plain(line)}", highlight=False)
     if report.failed:
-        from depdet.pipeline.extract import group_failures, write_failures
+        from depdet.pipeline.orchestration.extract_batch import group_failures, write_failures
 
         listed = write_failures(out_dir, report.failed, shard)  # the full list, whatever the count
         if len(report.failed) <= FAILURES_SHOWN:
@@ -531,7 +531,7 @@ app.add_typer(weights_app, name="weights")
 
 
 def _print_weights():
-    from depdet.weights import list_status, search_dirs
+    from depdet.weights.lookup import list_status, search_dirs
 
     out.print("[bold]Weight files[/] (searched: explicit path, " + ", ".join(plain(d) for d in search_dirs())
               + "; dlib models: the face-recognition-models package first)")
@@ -568,7 +568,8 @@ def weights_install(
     source: Annotated[str, typer.Option("--from", help="Local file, folder (installs this file and its companions, e.g. vggish + vggish-pca) or URL.")],
 ):
     """Copy or download a weight file into the cache ($DEPDET_WEIGHTS_DIR or ~/.cache/depdet/weights), verifying its checksum."""
-    from depdet.weights import get_entry, install, install_from_dir
+    from depdet.weights.install import install, install_from_dir
+    from depdet.weights.registry import get_entry
 
     done = install_from_dir(name, source) if Path(source).is_dir() else {name: install(name, source)}
     for n, path in done.items():
@@ -920,7 +921,7 @@ def train(
     if data is None:
         raise ConfigError("no dataset given", hint="pass --data FOLDER (or --config RUN/config.yaml to re-run a run)")
     if cluster:
-        from depdet.pipeline.executors import import_distributed, parse_cluster
+        from depdet.pipeline.orchestration.executors import import_distributed, parse_cluster
 
         parse_cluster(cluster)
         import_distributed()
@@ -1220,7 +1221,7 @@ def demo(
     """End-to-end DEMONSTRATION on synthetic data (no clinical meaning): synth -> train -> predict -> report.
     With the defaults it takes a few minutes on a laptop CPU (about 3 CPU-minutes, mostly training;
     longer on a busy machine)."""
-    from depdet.pipeline.demo import DEMO_NOTICE, DemoConfig, run_demo
+    from depdet.pipeline.demo.run import DEMO_NOTICE, DemoConfig, run_demo
 
     console.print(f"[bold blue]{DEMO_NOTICE}[/]", highlight=False)
     configure_threads(None)
@@ -1273,7 +1274,7 @@ def _dash_paths(args: list[str]) -> list[str]:
         return args
     import typer.main
 
-    from depdet.pipeline.media import LIST_EXTENSIONS, VIDEO_EXTENSIONS
+    from depdet.pipeline.media.inputs import LIST_EXTENSIONS, VIDEO_EXTENSIONS
 
     cmd = typer.main.get_command(app).commands[args[i]]  # type: ignore[attr-defined]
     known = {o for prm in cmd.params for o in (*getattr(prm, "opts", ()), *getattr(prm, "secondary_opts", ()))}

@@ -84,7 +84,7 @@ def test_extract_one_video_gives_arrays_masks_and_metadata(clip):
     if not has_face:
         assert res.info["missing"] == ["visual"] and not res.features["visual"].any()
     # the same features as the implementation's own call with the same spec
-    from depdet.pipeline.features.extract import ExtractOptions, extract_clip
+    from depdet.pipeline.features.clip import ExtractOptions, extract_clip
 
     ref = extract_clip(path, res.spec, ExtractOptions(allow_partial=not has_face))
     for m in ("visual", "audio"):

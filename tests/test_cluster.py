@@ -16,8 +16,8 @@ import pytest
 
 from conftest import REPO, needs_grid, run_cli
 from depdet.errors import ConfigError, DepdetError
-from depdet.pipeline.executors import DaskExecutor, Shard, parse_cluster, parse_shard
-from depdet.pipeline.extract import run_extract
+from depdet.pipeline.orchestration.executors import DaskExecutor, Shard, parse_cluster, parse_shard
+from depdet.pipeline.orchestration.extract_batch import run_extract
 from depdet.pipeline.features.spec import FeatureSpec
 from depdet.pipeline.store import FeatureStore
 
@@ -192,7 +192,7 @@ def test_a_worker_killed_mid_batch_loses_nothing(tmp_path, videos, reference):
 @needs_grid
 @pytest.mark.slow
 def test_a_clip_that_crashes_its_worker_twice_is_reported_failed(tmp_path, videos, monkeypatch, capsys):
-    import depdet.pipeline.extract as ex
+    import depdet.pipeline.orchestration.extract_batch as ex
 
     src, ids = videos
     bad = ids[1]
@@ -200,7 +200,7 @@ def test_a_clip_that_crashes_its_worker_twice_is_reported_failed(tmp_path, video
     def crashing(job):  # pickled by value (a local function): runs in the Dask workers
         if job["id"] == bad:
             os._exit(3)  # the worker process dies, as on a segfault or the OOM killer
-        from depdet.pipeline.extract import _process
+        from depdet.pipeline.orchestration.extract_batch import _process
 
         return _process(job)
 

@@ -1,4 +1,4 @@
-"""Tests for depdet.pipeline.media: probing, audio loading, frame sampling and bad-file errors."""
+"""Tests for depdet.pipeline.media (container, audio, video): probing, audio loading, frame sampling and bad-file errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from depdet.errors import MediaError
-from depdet.pipeline import media as decode
+from depdet.pipeline.media.audio import load_audio
+from depdet.pipeline.media.container import probe
+from depdet.pipeline.media.video import count_frames, iter_frames
 
 GRID = Path(__file__).resolve().parents[1].parent / "shared" / "media" / "grid"
 needs_grid = pytest.mark.skipif(not GRID.is_dir(), reason=f"GRID media folder {GRID} is absent")
@@ -62,17 +64,17 @@ CONTAINERS = [("mp4", None, "libx264", "aac"), ("mkv", None, "mpeg4", "aac"), ("
 @pytest.mark.parametrize("ext,fmt,vcodec,acodec", CONTAINERS)
 def test_containers_decode(tmp_path, ext, fmt, vcodec, acodec):
     p = write_video(tmp_path / f"clip.{ext}", fmt=fmt, vcodec=vcodec, acodec=acodec)
-    info = decode.probe(p)
+    info = probe(p)
     assert info.has_video and info.has_audio
     assert (info.width, info.height) == (64, 48)
     assert info.video_fps == pytest.approx(25.0)
-    frames = list(decode.iter_frames(p, 5))
+    frames = list(iter_frames(p, 5))
     assert [f.index for f in frames] == list(range(5))
     assert all(f.image.shape == (48, 64, 3) and f.image.dtype == np.uint8 for f in frames)
     # frame shown at k/5 s is source frame 5k, whose grey level is 40k (lossy codec: approx)
     levels = [float(f.image.mean()) for f in frames]
     assert np.allclose(levels, [40 * k for k in range(5)], atol=6)
-    audio = decode.load_audio(p)
+    audio = load_audio(p)
     assert audio.dtype == np.float32 and audio.ndim == 1
     assert 0.85 * 16000 < len(audio) < 1.1 * 16000
     assert np.abs(audio).max() <= 1.0 and np.abs(audio).max() > 0.1
@@ -80,9 +82,9 @@ def test_containers_decode(tmp_path, ext, fmt, vcodec, acodec):
 
 def test_fps_at_or_above_source_rate_yields_every_frame(tmp_path):
     p = write_video(tmp_path / "c.mp4", vcodec="libx264", n_frames=10, audio=False)
-    frames = list(decode.iter_frames(p, 25))
+    frames = list(iter_frames(p, 25))
     assert [round(f.source_time, 3) for f in frames] == [round(i / 25, 3) for i in range(10)]
-    doubled = list(decode.iter_frames(p, 50))
+    doubled = list(iter_frames(p, 50))
     assert len(doubled) == 20
     assert [round(f.source_time, 3) for f in doubled[:4]] == [0.0, 0.0, 0.04, 0.04]
     assert doubled[0].image is doubled[1].image  # converted once, yielded twice
@@ -100,14 +102,14 @@ def test_only_needed_frames_are_converted(tmp_path, monkeypatch):
         return orig(self, *a, **k)
 
     monkeypatch.setattr(av.VideoFrame, "to_ndarray", counting)
-    frames = list(decode.iter_frames(p, 1))
+    frames = list(iter_frames(p, 1))
     assert len(frames) == 2 and len(calls) == 2
 
 
 @needs_grid
 @pytest.mark.parametrize("fps,expected", [(1, 3), (5, 15), (25, 75)])
 def test_grid_frame_counts(fps, expected):
-    frames = list(decode.iter_frames(grid_clip(), fps))
+    frames = list(iter_frames(grid_clip(), fps))
     assert len(frames) == expected
     assert [f.index for f in frames] == list(range(expected))
     assert all(abs(f.time - f.index / fps) < 1e-9 and f.source_time <= f.time + 1e-6 for f in frames)
@@ -116,14 +118,14 @@ def test_grid_frame_counts(fps, expected):
 
 @needs_grid
 def test_grid_probe_and_audio():
-    info = decode.probe(grid_clip())
+    info = probe(grid_clip())
     assert info.has_audio and info.has_video and (info.width, info.height) == (360, 288)
     assert info.video_fps == pytest.approx(25.0) and 2.9 < info.duration < 3.1
     assert abs(info.av_offset) < 0.05
-    audio = decode.load_audio(grid_clip())
+    audio = load_audio(grid_clip())
     assert audio.dtype == np.float32 and 2.9 * 16000 < len(audio) < 3.05 * 16000
     assert np.abs(audio).max() <= 1.0 and audio.std() > 0.01
-    a8 = decode.load_audio(grid_clip(), sr=8000)
+    a8 = load_audio(grid_clip(), sr=8000)
     assert abs(len(a8) - len(audio) / 2) < 50
 
 
@@ -147,10 +149,10 @@ def test_empty_file(tmp_path, op):
 
 def _run(op, p):
     if op == "probe":
-        return decode.probe(p)
+        return probe(p)
     if op == "audio":
-        return decode.load_audio(p)
-    return list(decode.iter_frames(p, 1))
+        return load_audio(p)
+    return list(iter_frames(p, 1))
 
 
 @pytest.mark.parametrize("op", ["probe", "audio", "frames"])
@@ -166,7 +168,7 @@ def test_text_file_with_video_extension(tmp_path):
     p = tmp_path / "notes.mkv"
     p.write_text("not a video\n" * 500)
     with pytest.raises(MediaError) as ei:
-        decode.probe(p)
+        probe(p)
     _assert_one_line(ei.value, p, "media")
 
 
@@ -186,7 +188,7 @@ def test_truncated_grid_mp4(tmp_path, op):
                 dst.mux(pk)
         for pk in vs.encode(None):
             dst.mux(pk)
-    assert len(list(decode.iter_frames(full, 25))) == 75
+    assert len(list(iter_frames(full, 25))) == 75
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
     with pytest.raises(MediaError) as ei:
@@ -200,28 +202,28 @@ def test_truncated_mpeg_stream_decodes_what_is_there(tmp_path):
     data = grid_clip().read_bytes()
     cut = tmp_path / "cut.mpg"
     cut.write_bytes(data[: len(data) // 3])
-    frames = list(decode.iter_frames(cut, 5))
+    frames = list(iter_frames(cut, 5))
     assert 3 <= len(frames) < 15
 
 
 def test_video_without_audio(tmp_path):
     p = write_video(tmp_path / "silent.mp4", audio=False)
-    info = decode.probe(p)
+    info = probe(p)
     assert info.has_video and not info.has_audio
-    assert len(list(decode.iter_frames(p, 5))) == 5
+    assert len(list(iter_frames(p, 5))) == 5
     with pytest.raises(MediaError) as ei:
-        decode.load_audio(p)
+        load_audio(p)
     _assert_one_line(ei.value, p, "no audio track")
 
 
 @pytest.mark.parametrize("name", ["voice.m4a", "voice.mp4"])
 def test_audio_only_file(tmp_path, name):
     p = write_video(tmp_path / name, video=False, fmt="mp4")
-    info = decode.probe(p)
+    info = probe(p)
     assert info.has_audio and not info.has_video and info.width == 0
-    assert len(decode.load_audio(p)) > 10000
+    assert len(load_audio(p)) > 10000
     with pytest.raises(MediaError) as ei:
-        list(decode.iter_frames(p, 1))
+        list(iter_frames(p, 1))
     _assert_one_line(ei.value, p, "no video track")
 
 
@@ -250,10 +252,10 @@ def test_cover_art_is_not_video(tmp_path):
             c.mux(pk)
     with av.open(str(p)) as c:
         assert len(c.streams.video) == 1  # the picture is there, as a stream
-    info = decode.probe(p)
+    info = probe(p)
     assert info.has_audio and not info.has_video
     with pytest.raises(MediaError, match="no video track"):
-        list(decode.iter_frames(p, 1))
+        list(iter_frames(p, 1))
 
 
 def _with_display_matrix(src: Path, dst: Path, matrix) -> Path:
@@ -290,13 +292,13 @@ def test_display_matrix_rotation(tmp_path, matrix, rotation, corner):
                 c.mux(pk)
         for pk in vs.encode(None):
             c.mux(pk)
-    plain = decode.probe(src)
+    plain = probe(src)
     assert (plain.width, plain.height, plain.rotation) == (96, 64, 0)
     rot = _with_display_matrix(src, tmp_path / "rot.mp4", matrix)
-    info = decode.probe(rot)
+    info = probe(rot)
     assert info.rotation == rotation
     assert (info.width, info.height) == ((64, 96) if rotation % 180 else (96, 64))
-    frame = next(iter(decode.iter_frames(rot, 25))).image
+    frame = next(iter(iter_frames(rot, 25))).image
     assert frame.shape == (info.height, info.width, 3) and frame.flags["C_CONTIGUOUS"]
     r, c_ = corner
     rows = slice(0, 16) if r == 0 else slice(-16, None)
@@ -306,9 +308,9 @@ def test_display_matrix_rotation(tmp_path, matrix, rotation, corner):
 
 def test_missing_file_and_folder(tmp_path):
     with pytest.raises(MediaError, match="not found"):
-        decode.probe(tmp_path / "nope.mp4")
+        probe(tmp_path / "nope.mp4")
     with pytest.raises(MediaError, match="folder"):
-        decode.load_audio(tmp_path)
+        load_audio(tmp_path)
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can read files without read permission")
@@ -317,7 +319,7 @@ def test_unreadable_file(tmp_path):
     p.chmod(0)
     try:
         with pytest.raises(MediaError) as ei:
-            decode.probe(p)
+            probe(p)
         _assert_one_line(ei.value, p, "permission")
     finally:
         p.chmod(0o644)
@@ -326,7 +328,7 @@ def test_unreadable_file(tmp_path):
 def test_unreadable_file_message(tmp_path, monkeypatch):
     """The permission check itself (runs as root too, where chmod 0 does not stop reading)."""
     p = write_video(tmp_path / "locked.mp4")
-    monkeypatch.setattr(decode.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
     for op in ("probe", "audio", "frames"):
         with pytest.raises(MediaError) as ei:
             _run(op, p)
@@ -336,10 +338,10 @@ def test_unreadable_file_message(tmp_path, monkeypatch):
 def test_invalid_fps(tmp_path):
     p = write_video(tmp_path / "c.mp4", audio=False)
     with pytest.raises(MediaError, match="fps"):
-        list(decode.iter_frames(p, 0))
+        list(iter_frames(p, 0))
 
 
 def test_count_frames():
-    assert decode.count_frames(3.0, 25) == 75
-    assert decode.count_frames(2.98, 1) == 3
-    assert decode.count_frames(0.0, 5) == 0
+    assert count_frames(3.0, 25) == 75
+    assert count_frames(2.98, 1) == 3
+    assert count_frames(0.0, 5) == 0

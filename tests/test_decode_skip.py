@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from depdet.pipeline import media
+from depdet.pipeline.media import video as media
+from depdet.pipeline.media.container import decode_threading
 
 GRID = Path(__file__).resolve().parents[1].parent / "shared" / "media" / "grid"
 needs_grid = pytest.mark.skipif(not GRID.is_dir(), reason=f"GRID media folder {GRID} is absent")
@@ -165,11 +166,11 @@ def test_without_timestamps_every_packet_is_decoded(tmp_path):
 
 @pytest.mark.parametrize("slices", [1, 4])
 def test_threaded_decoding_gives_the_pixels_of_a_single_threaded_decode(tmp_path, slices):
-    """iter_frames decodes H.264 with slice threading (media.DECODE_THREADING); with 1 and 4 slices
+    """iter_frames decodes H.264 with slice threading (media.container.DECODE_THREADING); with 1 and 4 slices
     per frame every yielded row is the frame a plain single-threaded decode has at that timestamp."""
     import av
 
-    assert media.decode_threading("h264") == "SLICE" and media.decode_threading("vp9") == "AUTO"
+    assert decode_threading("h264") == "SLICE" and decode_threading("vp9") == "AUTO"
     p = write_h264(tmp_path / f"s{slices}.mp4", n=150,
                    options={**X264, "x264-params": X264["x264-params"] + f":slices={slices}"})
     with av.open(str(p)) as c:

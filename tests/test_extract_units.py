@@ -12,8 +12,8 @@ from depdet.errors import DataError, MediaError
 from depdet.extractors.base import StreamFeatures
 from depdet.pipeline import store
 from depdet.pipeline.features.timeline import align, concat_modality
-from depdet.pipeline.features.extract import speech_activity
-from depdet.pipeline.media import discover_inputs
+from depdet.pipeline.features.clip import speech_activity
+from depdet.pipeline.media.inputs import discover_inputs
 from depdet.pipeline.features.spec import DVLOG, LMVD, FeatureSpec
 
 
@@ -185,11 +185,11 @@ def test_the_cli_and_extraction_workers_do_not_load_torch_until_a_job_needs_it()
     """Issue 11: importing torch costs ~2 s CPU per process; the CLI (every command) and the
     extraction workers (eGeMAPS + landmarks) do without it, and a worker that loads it later
     (VGGish) still runs one torch thread."""
-    out = _fresh_python("import sys, depdet.cli, depdet.pipeline.extract as e; print('torch' in sys.modules); "
+    out = _fresh_python("import sys, depdet.cli, depdet.pipeline.orchestration.extract_batch as e; print('torch' in sys.modules); "
                         "e._worker_init(); print('torch' in sys.modules); import torch; print(torch.get_num_threads())")
     assert out.split() == ["False", "False", "1"]
     # torch already loaded when the worker starts (an API user's main module): capped at once
-    out = _fresh_python("import torch, depdet.pipeline.extract as e; torch.set_num_threads(2); e._worker_init(); "
+    out = _fresh_python("import torch, depdet.pipeline.orchestration.extract_batch as e; torch.set_num_threads(2); e._worker_init(); "
                         "print(torch.get_num_threads())")
     assert out == "1"
 

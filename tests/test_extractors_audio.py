@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from depdet import weights as W
+from depdet.weights import lookup as WL, registry as W
 from depdet.errors import ExtractionError, WeightsError
 from depdet.extractors import get_extractor
 from depdet.extractors import vggish as V
@@ -27,7 +27,7 @@ needs_grid = pytest.mark.skipif(not GRID.is_dir(), reason=f"GRID media folder {G
 def grid_audio():
     if not GRID.is_dir():
         pytest.skip(f"GRID media folder {GRID} is absent")
-    from depdet.pipeline.media import load_audio
+    from depdet.pipeline.media.audio import load_audio
 
     return load_audio(sorted(GRID.glob("*.mpg"))[0], 16000)
 
@@ -203,7 +203,7 @@ def test_vggish_extractor_end_to_end(trusting_registry, monkeypatch):
     from torchvggish import vggish_input
 
     ref, ckpt, pca_file, _ = trusting_registry
-    monkeypatch.setenv(W.ENV_DIR, str(ckpt.parent))
+    monkeypatch.setenv(WL.ENV_DIR, str(ckpt.parent))
     x = (np.random.default_rng(3).standard_normal(int(16000 * 2.4)) * 0.1).astype(np.float32)
     ext = get_extractor("vggish", postprocess=False)
     f = ext.extract(x, 16000, 1 / 0.96)  # at the native hop the rows are torchvggish's examples
@@ -227,7 +227,7 @@ def test_vggish_wrong_rate(trusting_registry):
 
 
 def test_vggish_missing_weights(tmp_path, monkeypatch):
-    monkeypatch.setenv(W.ENV_DIR, str(tmp_path))
+    monkeypatch.setenv(WL.ENV_DIR, str(tmp_path))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     with pytest.raises(WeightsError) as ei:
         get_extractor("vggish")
@@ -303,7 +303,7 @@ def stereo_mono_twins(tmp_path_factory):
 
 
 def test_stereo_with_equal_channels_decodes_as_its_mono_twin(stereo_mono_twins):
-    from depdet.pipeline.media import load_audio
+    from depdet.pipeline.media.audio import load_audio
 
     mono, stereo = (load_audio(p, 16000) for p in stereo_mono_twins)
     assert mono.shape == stereo.shape
@@ -311,7 +311,7 @@ def test_stereo_with_equal_channels_decodes_as_its_mono_twin(stereo_mono_twins):
 
 
 def test_stereo_and_mono_twins_give_the_same_egemaps_loudness(stereo_mono_twins):
-    from depdet.pipeline.media import load_audio
+    from depdet.pipeline.media.audio import load_audio
 
     lm, ls = (Egemaps().extract(load_audio(p, 16000), 16000, 1.0).values[:, 0] for p in stereo_mono_twins)
     assert lm.min() > 0
@@ -320,7 +320,7 @@ def test_stereo_and_mono_twins_give_the_same_egemaps_loudness(stereo_mono_twins)
 
 
 def test_stereo_and_mono_twins_give_equal_vggish_embeddings(stereo_mono_twins, trusting_registry):
-    from depdet.pipeline.media import load_audio
+    from depdet.pipeline.media.audio import load_audio
 
     _, ckpt, _, _ = trusting_registry
     ext = get_extractor("vggish", weights_path=ckpt)
@@ -331,7 +331,7 @@ def test_stereo_and_mono_twins_give_equal_vggish_embeddings(stereo_mono_twins, t
 @pytest.mark.parametrize("sr,seconds", [(44100, 3.0), (48000, 2.3456), (22050, 1.01), (8000, 2.5)])
 def test_resampled_length_is_the_duration_at_16k(tmp_path, sr, seconds):
     """The resampler is flushed: no samples lost at the end (length = round(duration * 16 kHz) +- 1)."""
-    from depdet.pipeline.media import load_audio
+    from depdet.pipeline.media.audio import load_audio
 
     x = _speechlike(seconds, sr)
     a = load_audio(_write_wav(tmp_path / f"x{sr}.wav", x[None], sr), 16000)

@@ -26,7 +26,7 @@ def grid_frames():
     """Frames of two GRID clips at 5 fps and one at 1 fps."""
     if not GRID.is_dir():
         pytest.skip(f"GRID media folder {GRID} is absent")
-    from depdet.pipeline.media import iter_frames
+    from depdet.pipeline.media.video import iter_frames
 
     clips = _clips()
     return {"fps5": [list(iter_frames(c, 5)) for c in clips[:2]], "fps1": [list(iter_frames(c, 1)) for c in clips[2:6]]}
@@ -108,7 +108,7 @@ def test_tracking_avoids_full_frame_search(grid_landmarks):
 
 
 def test_no_face_rows_are_zero_and_invalid(grid_frames):
-    from depdet.pipeline.media import Frame
+    from depdet.pipeline.media.video import Frame
 
     real = grid_frames["fps1"][0][0]
     blank = Frame(index=1, time=1.0, image=np.full_like(real.image, 90))
@@ -123,7 +123,7 @@ def test_downscaled_full_search_maps_boxes_back(grid_frames):
     """A frame upscaled 3x (1080x864) is searched downscaled; the points land on the same face."""
     import cv2
 
-    from depdet.pipeline.media import Frame
+    from depdet.pipeline.media.video import Frame
 
     fr = grid_frames["fps1"][1][0]
     big = cv2.resize(fr.image, (1080, 864), interpolation=cv2.INTER_LINEAR)

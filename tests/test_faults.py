@@ -120,19 +120,19 @@ def test_kernel_cache_is_private_and_reused(kernel, tmp_path):
 
 
 def test_weights_from_an_untrusted_cache_are_refused(monkeypatch, tmp_path):
-    from depdet import weights as W
+    from depdet.weights import lookup as WL, registry as W
     from depdet.errors import WeightsError
 
     d = tmp_path / "w"
     d.mkdir(mode=0o777)
     os.chmod(d, 0o777)
-    monkeypatch.setenv(W.ENV_DIR, str(d))
+    monkeypatch.setenv(WL.ENV_DIR, str(d))
     entry = W.get_entry("vggish")
     (d / entry.filename).write_bytes(b"planted")
     with pytest.raises(WeightsError, match="untrusted location"):
-        W.locate("vggish")
+        WL.locate("vggish")
     os.chmod(d, 0o755)
-    assert W.locate("vggish") == d / entry.filename
+    assert WL.locate("vggish") == d / entry.filename
 
 
 # ================================================================ shared: a small trained checkpoint
@@ -431,12 +431,13 @@ def test_tiny_file_declaring_ten_hours_is_refused_quickly(grid_clip, tmp_path, c
 
 
 def test_timestamp_gap_becomes_invalid_rows_not_repeated_frames(grid_clip, tmp_path):
-    from depdet.pipeline import media
+    from depdet.pipeline.media.container import probe
+    from depdet.pipeline.media.video import iter_frames
 
     times = [i / 25 for i in range(50)] + [40.0 + i / 25 for i in range(25)]  # 0-2 s, then 40-41 s
     p = _face_mp4(tmp_path / "gap.mp4", grid_clip, times)
     stats: dict = {}
-    frames = list(media.iter_frames(p, 1.0, origin=media.probe(p).origin, stats=stats))
+    frames = list(iter_frames(p, 1.0, origin=probe(p).origin, stats=stats))
     assert len(frames) == 41
     pictures = [f.index for f in frames if f.image is not None]
     assert pictures == [0, 1, 2, 3, 4, 40]  # 0-2 s decoded, repeated for at most MAX_GAP_S (3 s), then 40 s
@@ -444,7 +445,7 @@ def test_timestamp_gap_becomes_invalid_rows_not_repeated_frames(grid_clip, tmp_p
 
 
 def test_realtime_factor_counts_real_media_only():
-    from depdet.pipeline.extract import ExtractReport, real_seconds
+    from depdet.pipeline.orchestration.extract_batch import ExtractReport, real_seconds
 
     rec = {"status": "ok", "duration": 36000.0, "media": {"real_seconds": 2.0}}
     assert real_seconds(rec) == 2.0
@@ -685,7 +686,7 @@ def test_predict_output_location_checked_before_work(checkpoint, grid_clip, tmp_
 
 
 def test_extract_output_folder_checked_before_work(grid_clip, tmp_path, capsys, monkeypatch):
-    from depdet.pipeline import extract as E
+    from depdet.pipeline.orchestration import extract_batch as E
 
     called = []
     monkeypatch.setattr(E, "run_extract", lambda *a, **k: called.append(1))

@@ -119,7 +119,7 @@ def test_train_cluster_at_an_http_server_ends_with_not_a_dask_scheduler(tmp_path
 def test_cluster_at_a_silent_peer_is_bounded():
     pytest.importorskip("distributed")
     from depdet.errors import DepdetError
-    from depdet.pipeline.executors import DaskExecutor
+    from depdet.pipeline.orchestration.executors import DaskExecutor
 
     with silent_server() as port:
         t0 = time.monotonic()
@@ -132,7 +132,7 @@ def test_cluster_at_a_silent_peer_is_bounded():
 def test_cluster_at_a_peer_that_answers_http_is_refused_at_once():
     pytest.importorskip("distributed")
     from depdet.errors import DepdetError
-    from depdet.pipeline.executors import DaskExecutor
+    from depdet.pipeline.orchestration.executors import DaskExecutor
 
     with silent_server(b"HTTP/1.0 400 Bad request\r\n\r\n") as port:
         t0 = time.monotonic()
@@ -145,7 +145,7 @@ def test_cluster_at_a_peer_that_answers_http_is_refused_at_once():
 def test_cluster_at_a_closed_port_is_bounded():
     pytest.importorskip("distributed")
     from depdet.errors import DepdetError
-    from depdet.pipeline.executors import DaskExecutor
+    from depdet.pipeline.orchestration.executors import DaskExecutor
 
     port = _free_port()
     t0 = time.monotonic()

@@ -18,7 +18,7 @@ from conftest import run_cli, write_video
 
 from depdet.errors import DataError
 from depdet.ids import MAX_ID_BYTES, assign_ids, sanitize_id
-from depdet.pipeline.media import discover_inputs
+from depdet.pipeline.media.inputs import discover_inputs
 from depdet.pipeline.store import check_id
 from depdet.pipeline.store.labels import match_labels
 

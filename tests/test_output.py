@@ -217,7 +217,9 @@ def clips(tmp_path_factory):
 
 
 def test_media_decoders_report_increasing_seconds(clips):
-    from depdet.pipeline.media import iter_frames, load_audio, probe
+    from depdet.pipeline.media.audio import load_audio
+    from depdet.pipeline.media.container import probe
+    from depdet.pipeline.media.video import iter_frames
 
     path = clips / "first.mp4"
     seen_v, seen_a = [], []
@@ -228,9 +230,9 @@ def test_media_decoders_report_increasing_seconds(clips):
 
 
 def test_extract_clip_reports_decoded_seconds_up_to_the_duration(clips):
-    from depdet.pipeline.features.extract import ExtractOptions, extract_clip
+    from depdet.pipeline.features.clip import ExtractOptions, extract_clip
     from depdet.pipeline.features.spec import FeatureSpec
-    from depdet.pipeline.media import probe
+    from depdet.pipeline.media.container import probe
 
     path = clips / "first.mp4"
     calls = []
@@ -244,7 +246,7 @@ def test_extract_clip_reports_decoded_seconds_up_to_the_duration(clips):
 
 
 def test_extract_cli_logs_clip_progress(clips, tmp_path, narrow, capsys, monkeypatch):
-    import depdet.pipeline.extract as ex
+    import depdet.pipeline.orchestration.extract_batch as ex
     from depdet import cli
 
     monkeypatch.setattr(cli, "_CLIP_LOG_EVERY_S", 0.0)
@@ -261,8 +263,8 @@ def test_extract_cli_logs_clip_progress(clips, tmp_path, narrow, capsys, monkeyp
 
 @pytest.mark.slow  # spawns two worker processes (~25 s on a loaded 2-core machine)
 def test_pool_workers_send_clip_progress_through_the_queue(clips, tmp_path):
-    from depdet.pipeline.extract import run_extract
-    from depdet.pipeline.features.extract import ExtractOptions
+    from depdet.pipeline.orchestration.extract_batch import run_extract
+    from depdet.pipeline.features.clip import ExtractOptions
     from depdet.pipeline.features.spec import FeatureSpec
 
     events = []
@@ -277,8 +279,8 @@ def test_pool_workers_send_clip_progress_through_the_queue(clips, tmp_path):
 
 
 def test_demo_wording_matches_its_measured_minutes(capsys, narrow):
-    """Measured (module docstring of depdet.pipeline.demo): ~2.7 CPU-minutes, 9-11 min on a loaded 2-core machine."""
-    import depdet.pipeline.demo as demo
+    """Measured (module docstring of depdet.pipeline.demo.run): ~2.7 CPU-minutes, 9-11 min on a loaded 2-core machine."""
+    import depdet.pipeline.demo.run as demo
     from depdet.pipeline.inference import report
 
     _, out, _ = run_cli(["demo", "--help"], capsys)

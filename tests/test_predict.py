@@ -59,7 +59,7 @@ def videos(tmp_path_factory, grid_clips) -> Path:
 
 def test_predict_grid_clip_applies_spec_preprocessing_and_calibration(checkpoint, grid_clip):
     from depdet.pipeline.inference.checkpoint import load_checkpoint
-    from depdet.pipeline.features.extract import extract_clip
+    from depdet.pipeline.features.clip import extract_clip
 
     pred = Predictor(checkpoint)
     res = pred.predict_clip(grid_clip)
@@ -124,7 +124,7 @@ def test_batch_with_a_corrupt_file_cli_json_csv_and_report(checkpoint, videos, t
 
 
 def test_predict_from_extracted_features_and_spec_mismatch(checkpoint, grid_clip, tmp_path, capsys):
-    from depdet.pipeline.extract import run_extract
+    from depdet.pipeline.orchestration.extract_batch import run_extract
     from depdet.pipeline.features.spec import DVLOG, FeatureSpec
 
     feats = tmp_path / "feats"
@@ -162,7 +162,7 @@ def test_bad_invocations_are_one_line_errors(checkpoint, grid_clip, tmp_path, ca
 def test_sklearn_checkpoint_needs_trust_and_gets_occlusion_evidence(tmp_path, grid_clip, capsys):
     from depdet.pipeline.inference.checkpoint import load_checkpoint
     from depdet.pipeline.data.datasets import load_dataset
-    from depdet.pipeline.features.extract import extract_clip
+    from depdet.pipeline.features.clip import extract_clip
     from depdet.pipeline.data.synth import SynthConfig, make_synthetic
     from depdet.pipeline.training.config import TrainConfig
     from depdet.pipeline.training.runs import train

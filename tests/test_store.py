@@ -6,7 +6,6 @@ Each test reproduces one case of the issue "The feature store and the data contr
 
 from __future__ import annotations
 
-import ast
 import csv
 import json
 import os
@@ -22,7 +21,7 @@ from conftest import REPO, run_cli, write_video
 from depdet.errors import ConfigError, DataError
 from depdet.pipeline.data.batching import collate
 from depdet.pipeline.data.datasets import load_dataset
-from depdet.pipeline.extract import run_extract
+from depdet.pipeline.orchestration.extract_batch import run_extract
 from depdet.pipeline.features.spec import DVLOG, FeatureSpec
 from depdet.pipeline.store import FeatureStore, StoreBusy
 
@@ -136,7 +135,7 @@ def test_no_stale_modality_after_partial_reextraction(grid_clips, tmp_path):
     run_extract([clip], out, DVLOG, workers=1)
     assert (out / "a" / "a_acoustic.npy").exists()
     write_video(clip, with_audio=False, with_face_clip=grid_clips[1])  # same path, new content without audio
-    from depdet.pipeline.features.extract import ExtractOptions
+    from depdet.pipeline.features.clip import ExtractOptions
 
     rep = run_extract([clip], out, DVLOG, workers=1, options=ExtractOptions(allow_partial=True))
     assert [r["status"] for r in rep.rows] == ["partial"]
@@ -151,7 +150,7 @@ def test_stored_validity_reaches_the_masks(grid_clips, tmp_path):
     clip = tmp_path / "halfface.mp4"
     write_video(clip, with_audio=True, with_face_clip=grid_clips[0], seconds=4.0, face_until=2.0)
     out = tmp_path / "F"
-    from depdet.pipeline.features.extract import ExtractOptions
+    from depdet.pipeline.features.clip import ExtractOptions
 
     run_extract([clip], out, DVLOG, workers=1, options=ExtractOptions(allow_partial=True))
     st = FeatureStore.open(out)
@@ -268,33 +267,8 @@ def test_spec_differences_name_every_value_changing_setting():
 
 # ---------------------------------------------------------------- one concept, one place
 PKG = REPO / "depdet"
-LAYERS = ["media", "features", "store", "data", "inference", "training"]
-
-
-def _imports(path: Path) -> set[str]:
-    mods = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            mods.add(node.module)
-            mods.update(f"{node.module}.{a.name}" for a in node.names)
-        elif isinstance(node, ast.Import):
-            mods.update(a.name for a in node.names)
-    return mods
-
-
-def test_lower_layers_never_import_higher_ones():
-    for sub in ("extractors", "weights", "models"):
-        for f in (PKG / sub).rglob("*.py"):
-            bad = [m for m in _imports(f) if m.startswith("depdet.pipeline") or m == "depdet.cli"]
-            assert not bad, f"{f.relative_to(REPO)} imports {bad}"
-    for i, layer in enumerate(LAYERS):
-        files = [PKG / "pipeline" / f"{layer}.py"] if (PKG / "pipeline" / f"{layer}.py").exists() else \
-            list((PKG / "pipeline" / layer).rglob("*.py"))
-        higher = [f"depdet.pipeline.{h}" for h in LAYERS[i + 1:]] + ["depdet.pipeline.extract", "depdet.pipeline.demo",
-                                                                        "depdet.cli"]
-        for f in files:
-            bad = [m for m in _imports(f) if any(m == h or m.startswith(h + ".") for h in higher)]
-            assert not bad, f"{f.relative_to(REPO)} ({layer}) imports higher layers {bad}"
+# The import direction between layers (formerly test_lower_layers_never_import_higher_ones here) is
+# checked for every module by tests/test_architecture.py.
 
 
 def _sources(exclude: set[str]) -> list[tuple[str, str]]:

@@ -1,6 +1,6 @@
 """One presentation timeline: stream start times, late streams as invalid rows, the truncation rule.
 
-The clips are made here with PyAV: a drawn face (found by dlib, see ``depdet.pipeline.demo``) at 25
+The clips are made here with PyAV: a drawn face (found by dlib, see ``depdet.pipeline.demo.run``) at 25
 fps and a 16 kHz track of faint noise with a 220 Hz tone burst at a known time of the track. The
 track's first sample, or the first video frame, is put at a later presentation time through the
 stream timestamps, as phones and editors do; the container carries it (MP4 edit list, Matroska
@@ -17,8 +17,9 @@ import pytest
 
 from depdet.errors import ConfigError
 from depdet.extractors.base import StreamFeatures
-from depdet.pipeline import media
-from depdet.pipeline.features.extract import extract_clip
+from depdet.pipeline.media.container import probe
+from depdet.pipeline.media.video import iter_frames
+from depdet.pipeline.features.clip import extract_clip
 from depdet.pipeline.features.spec import FeatureSpec
 from depdet.pipeline.features.timeline import RULES, align, first_row, place, split_start
 
@@ -39,7 +40,7 @@ def write_clip(path: Path, *, video_at: float = 0.0, video_s: float = 6.0, audio
     ``face_from``: grey frames (no face) for the first seconds of the picture."""
     import av
 
-    from depdet.pipeline.demo import draw_face
+    from depdet.pipeline.demo.run import draw_face
 
     fmt = {".mp4": "mp4", ".mkv": "matroska"}[path.suffix]
     with av.open(str(path), "w", format=fmt) as c:
@@ -104,34 +105,34 @@ def extracted(clips):
 # ------------------------------------------------------------------------------- decoding
 @pytest.mark.parametrize("ext", ["mp4", "mkv"])
 def test_probe_reports_stream_starts(clips, ext):
-    info = media.probe(clips[f"late_audio.{ext}"])
+    info = probe(clips[f"late_audio.{ext}"])
     assert info.origin == 0.0 and info.video_start == 0.0
     if ext == "mkv":
         assert info.audio_start == pytest.approx(2.0, abs=1e-9)
     else:  # the MP4 edit list starts the track at its AAC priming (1024 samples) before 2 s
         assert info.audio_start == pytest.approx(2.0 - 1024 / SR, abs=1e-9)
     assert info.av_offset == pytest.approx(info.audio_start - info.video_start)
-    late = media.probe(clips["late_video.mp4"])
+    late = probe(clips["late_video.mp4"])
     assert late.origin == 0.0 and late.audio_start == 0.0
     assert late.video_start == pytest.approx(1.0) and late.av_offset == pytest.approx(-1.0)
-    ref = media.probe(clips[f"ref.{ext}"])
+    ref = probe(clips[f"ref.{ext}"])
     assert (ref.origin, ref.video_start, ref.audio_start, ref.av_offset) == (0.0, 0.0, 0.0, 0.0)
 
 
 def test_iter_frames_on_the_shared_timeline(clips):
     p = clips["late_video.mp4"]
-    info = media.probe(p)
-    frames = list(media.iter_frames(p, FPS, origin=info.origin))
+    info = probe(p)
+    frames = list(iter_frames(p, FPS, origin=info.origin))
     assert [f.index for f in frames] == list(range(20))  # the picture ends at 4.0 s on the timeline
     assert [f.image is None for f in frames] == [True] * 5 + [False] * 15  # nothing shown before 1.0 s
     assert all(np.isnan(f.source_time) for f in frames[:5])
     assert frames[5].source_time == pytest.approx(1.0) and frames[5].time == pytest.approx(1.0)
-    own = list(media.iter_frames(p, FPS))  # without an origin: the video's own first frame is t = 0
+    own = list(iter_frames(p, FPS))  # without an origin: the video's own first frame is t = 0
     assert len(own) == 15 and own[0].image is not None and own[0].source_time == 0.0
     np.testing.assert_array_equal(own[0].image, frames[5].image)
     # Midpoint rule: with the picture starting at 1.2 s, row 2 ([1.0, 1.5) s) is mostly covered and
     # shows the first frame; row 1 ([0.5, 1.0) s) is not.
-    shifted = list(media.iter_frames(p, 2, origin=info.origin - 0.2))
+    shifted = list(iter_frames(p, 2, origin=info.origin - 0.2))
     assert [f.image is None for f in shifted[:3]] == [True, True, False]
     assert shifted[2].source_time == pytest.approx(1.2) and shifted[2].time == 1.0
     np.testing.assert_array_equal(shifted[2].image, own[0].image)

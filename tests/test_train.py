@@ -309,7 +309,7 @@ def test_bucketing_and_the_memory_budget_are_on_by_default_and_log_csv_records_p
 def test_peak_rss_window_resets():
     import numpy as np
 
-    from depdet.pipeline.environment import peak_rss_gb, reset_peak_rss
+    from depdet.environment import peak_rss_gb, reset_peak_rss
 
     big = np.ones(400_000_000 // 8)  # 400 MB touched
     high = peak_rss_gb()

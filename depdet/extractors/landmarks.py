@@ -55,7 +55,7 @@ _LOCK = threading.Lock()
 def _predictor():
     import dlib
 
-    from depdet.weights import require
+    from depdet.weights.lookup import require
 
     return dlib.shape_predictor(str(require("dlib-shape68")))
 
@@ -66,7 +66,7 @@ def _detector(kind: str):
 
     if kind == "hog":
         return dlib.get_frontal_face_detector()
-    from depdet.weights import require
+    from depdet.weights.lookup import require
 
     return dlib.cnn_face_detection_model_v1(str(require("dlib-mmod")))
 
@@ -197,7 +197,7 @@ class Landmarks(Extractor):
 
     # -- extractor ----------------------------------------------------------------------------
     def extract(self, frames: Iterable) -> StreamFeatures:
-        """Landmarks for each frame (``depdet.pipeline.media.Frame`` objects, in index order).
+        """Landmarks for each frame (``depdet.pipeline.media.video.Frame`` objects, in index order).
 
         Args:
             frames: iterable of frames with ``.index`` and ``.image`` (RGB uint8 H x W x 3).
@@ -216,7 +216,7 @@ class Landmarks(Extractor):
             img = fr.image
             if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
                 raise ExtractionError(f"frame {getattr(fr, 'index', '?')} is not an RGB uint8 image ({img.dtype}, {img.shape})",
-                                      hint="decode frames with depdet.pipeline.media.iter_frames")
+                                      hint="decode frames with depdet.pipeline.media.video.iter_frames")
             height, width = img.shape[:2]
             img = np.ascontiguousarray(img)
             box = self.find_face(img, prev)
@@ -241,7 +241,7 @@ class Landmarks(Extractor):
 
     @classmethod
     def model_files(cls, detector: str = "hog", **_) -> dict:
-        from depdet.weights import require
+        from depdet.weights.lookup import require
 
         files = {"dlib-shape68": require("dlib-shape68")}
         if detector == "cnn":
@@ -250,7 +250,7 @@ class Landmarks(Extractor):
 
     def describe(self) -> dict:
         """Provenance: detector, predictor file and its SHA-256, search parameters."""
-        from depdet.weights import file_sha256, require
+        from depdet.weights.lookup import file_sha256, require
 
         pred = require("dlib-shape68")
         d = {**super().describe(), "backend": "dlib", "detector": self.detector, "predictor": pred.name,

@@ -297,27 +297,27 @@ def resolve_files(weights_path: str | Path | None = None, postprocess: bool = Tr
     Raises:
         WeightsError: as :func:`resolve_weights`.
     """
-    from depdet import weights as W
+    from depdet.weights import lookup as WL, registry as W
     from depdet.errors import WeightsError
 
     names = ["vggish"] + (["vggish-pca"] if postprocess else [])
     if postprocess and pca_path is None and weights_path is not None:
-        explicit = W.locate("vggish", weights_path)
+        explicit = WL.locate("vggish", weights_path)
         sibling = (explicit or Path(weights_path)).parent / W.get_entry("vggish-pca").filename
         pca_path = sibling if sibling.is_file() else None
     explicit = {"vggish": weights_path, "vggish-pca": pca_path}
-    missing = [n for n in names if W.locate(n, explicit[n]) is None]
+    missing = [n for n in names if WL.locate(n, explicit[n]) is None]
     if missing:  # name every file needed, so the user installs them in one go
         files = [W.get_entry(n) for n in missing]
-        where = ", ".join(str(d) for d in W.search_dirs())
+        where = ", ".join(str(d) for d in WL.search_dirs())
         raise WeightsError(
             "VGGish needs " + " and ".join(f"{e.filename} ({e.name}, {e.url})" for e in files)
             + f", not found in {where}" + ("" if postprocess else " (post-processing off: the PCA file is not needed)"),
             hint=("download them, then `depdet weights install vggish --from DIR` installs every VGGish file found in DIR "
                   "(or pass --no-vggish-postprocess to skip the PCA file)") if postprocess
             else "download it, then `depdet weights install vggish --from FILE_OR_DIR`")
-    ckpt = W.require("vggish", weights_path)
-    pca = W.require("vggish-pca", pca_path) if postprocess else None
+    ckpt = WL.require("vggish", weights_path)
+    pca = WL.require("vggish-pca", pca_path) if postprocess else None
     return ckpt, pca
 
 
@@ -397,7 +397,7 @@ class Vggish(Extractor):
         """
         if int(sr) != SAMPLE_RATE:
             raise ExtractionError(f"VGGish needs {SAMPLE_RATE} Hz audio, got {sr} Hz",
-                                  hint="load it with depdet.pipeline.media.load_audio(path, 16000)")
+                                  hint="load it with depdet.pipeline.media.audio.load_audio(path, 16000)")
         examples, valid = waveform_examples(np.asarray(audio, np.float32).reshape(-1), fps)
         emb = self.embed(examples)
         if self.pca is not None:
@@ -414,7 +414,7 @@ class Vggish(Extractor):
 
     def describe(self) -> dict:
         """Provenance: checkpoint and PCA paths with SHA-256, post-processing, final ReLU, hop."""
-        from depdet.weights import file_sha256
+        from depdet.weights.lookup import file_sha256
 
         return {**super().describe(), "weights": str(self.weights_path), "weights_sha256": file_sha256(self.weights_path),
                 "pca": str(self.pca_path) if self.pca_path else None,

@@ -176,6 +176,71 @@ def _check_shape(path, arr: np.ndarray, dim: int | None) -> None:
         raise _NonFinite(f"{path}: {int((~finite).sum())} NaN/inf value(s) in an array of shape {tuple(arr.shape)}")
 
 
+def _add_sample(samples: list, report: "LoadReport", expected: dict, group_by: str, stored, meta: dict,
+                where) -> None:
+    """Check one stored sample's arrays (rank, columns, finite values) and append it to ``samples``;
+    an invalid one is listed in ``report.invalid`` instead. The first sample sets ``expected``'s
+    unknown column counts."""
+    bad = []
+    for m in MODALITIES:
+        try:
+            _check_shape(where(m), stored.features[m], expected[m])
+        except _NonFinite as e:
+            bad.append(str(e))
+        if expected[m] is None:
+            expected[m] = int(stored.features[m].shape[1])
+    if bad:  # every invalid sample is collected, then named together (or left out with skip_invalid)
+        report.invalid[stored.id] = "; ".join(bad)
+        return
+    for note in stored.notes:
+        if note.startswith("truncated:"):
+            import json
+
+            report.truncated[stored.id] = json.loads(note[len("truncated:"):])
+    dropped = ((stored.record or {}).get("timeline") or {}).get("dropped_rows") or {}
+    if any(dropped.values()):
+        report.truncated[stored.id] = {m: int(n) for m, n in dropped.items()}
+    label = meta.get("label")
+    if label is None:
+        report.unlabelled.append(stored.id)
+    feats = {m: np.ascontiguousarray(stored.features[m], dtype=np.float32) for m in MODALITIES}
+    samples.append(Sample(stored.id, feats, label, meta.get("gender") or "", meta.get("fold") or "",
+                          valid=stored.valid, record=stored.record, group=str(meta.get(group_by) or "").strip()))
+
+
+def _refuse_incomplete(report: "LoadReport", samples: list, root: Path, label_path, folds, group_by: str,
+                       skip_missing: bool, skip_invalid: bool) -> None:
+    """One DataError for what a load cannot go on with: missing files (unless ``skip_missing``),
+    non-finite arrays (unless ``skip_invalid``), an empty fold or folder, an empty ``--group-by`` column."""
+    if report.missing and not skip_missing:
+        n = len(report.skipped)
+        raise DataError(f"{n} id(s) have missing feature files: {'; '.join(report.missing[:4])}"
+                        + (f" and {len(report.missing) - 4} more" if len(report.missing) > 4 else ""),
+                        path=root, hint="restore the files, remove those rows from the labels, or pass --skip-missing")
+    if report.invalid and not skip_invalid:
+        bad = list(report.invalid.values())
+        raise DataError(f"{len(bad)} sample(s) have feature arrays with NaN or inf: " + "; ".join(bad[:20])
+                        + (f"; and {len(bad) - 20} more" if len(bad) > 20 else ""), path=root,
+                        hint="re-extract those samples, remove their rows, or pass --skip-invalid to leave them out")
+    if not samples and folds is not None and report.not_read:
+        raise DataError(f"no samples in fold {'/'.join(folds)!r}", path=label_path,
+                        hint="use --fold all for datasets without a split")
+    if not samples:
+        raise DataError("no samples could be loaded", path=root, hint="check that the feature files exist next to labels.csv")
+    if group_by != "group" and not any(s.group for s in samples):
+        raise DataError(f"no sample has a value in column {group_by!r} (--group-by)", path=label_path or root,
+                        hint="pass --labels CSV with that column (sample records keep only 'group'), or drop --group-by")
+
+
+def _released_spec(layout: str, expected: dict) -> FeatureSpec:
+    """The spec of a folder without one (released features, depdet 0.1.0): the layout's preset with
+    what is not known marked unknown, and the column counts found."""
+    base = LMVD if layout == "lmvd" else DVLOG
+    dims = {m: int(expected[m]) for m in MODALITIES}
+    return FeatureSpec(audio=base.audio, visual=base.visual, fps=base.fps, landmark_norm=base.landmark_norm,
+                       **RELEASED_UNKNOWN, dims_override={} if dims == base.dims else dims)
+
+
 def load_dataset(path: str | Path, layout: str = "auto", *, labels: str | Path | None = None,
                  skip_missing: bool = False, skip_invalid: bool = False, group_by: str = "group",
                  folds: tuple[str, ...] | None = None) -> Dataset:
@@ -221,33 +286,6 @@ def load_dataset(path: str | Path, layout: str = "auto", *, labels: str | Path |
         report.not_read += 1
         return False
 
-    def add(stored, meta: dict, where) -> None:
-        bad = []
-        for m in MODALITIES:
-            try:
-                _check_shape(where(m), stored.features[m], expected[m])
-            except _NonFinite as e:
-                bad.append(str(e))
-            if expected[m] is None:
-                expected[m] = int(stored.features[m].shape[1])
-        if bad:  # every invalid sample is collected, then named together (or left out with skip_invalid)
-            report.invalid[stored.id] = "; ".join(bad)
-            return
-        for note in stored.notes:
-            if note.startswith("truncated:"):
-                import json
-
-                report.truncated[stored.id] = json.loads(note[len("truncated:"):])
-        dropped = ((stored.record or {}).get("timeline") or {}).get("dropped_rows") or {}
-        if any(dropped.values()):
-            report.truncated[stored.id] = {m: int(n) for m, n in dropped.items()}
-        label = meta.get("label")
-        if label is None:
-            report.unlabelled.append(stored.id)
-        feats = {m: np.ascontiguousarray(stored.features[m], dtype=np.float32) for m in MODALITIES}
-        samples.append(Sample(stored.id, feats, label, meta.get("gender") or "", meta.get("fold") or "",
-                              valid=stored.valid, record=stored.record, group=str(meta.get(group_by) or "").strip()))
-
     if store.has_records():
         label_path = Path(labels) if labels is not None else root / "labels.csv"
         records = store.records()
@@ -267,7 +305,7 @@ def load_dataset(path: str | Path, layout: str = "auto", *, labels: str | Path |
                 continue
             stored = store.read(sid, dims=spec.dims if spec else None)
             meta = override[sid] if override is not None else stored.meta
-            add(stored, meta, lambda m, sid=sid: store.array_path(sid, m))
+            _add_sample(samples, report, expected, group_by, stored, meta, lambda m, sid=sid: store.array_path(sid, m))
         from depdet.pipeline.store.store import extractor_versions, mixed_versions_note
 
         mixed = mixed_versions_note(extractor_versions({sid: records[sid] for sid in ids}))
@@ -288,35 +326,15 @@ def load_dataset(path: str | Path, layout: str = "auto", *, labels: str | Path |
                 report.missing.extend(str(e).split("; "))
                 report.skipped.append(sid)
                 continue
-            add(stored, row, lambda m, sid=sid: store.array_path(sid, m))
+            _add_sample(samples, report, expected, group_by, stored, row, lambda m, sid=sid: store.array_path(sid, m))
         report.notes.append("no per-row validity stored in this folder (released features or depdet 0.1.0): "
                             "all-zero visual rows are taken as 'no face', every audio row as valid")
 
-    if report.missing and not skip_missing:
-        n = len(report.skipped)
-        raise DataError(f"{n} id(s) have missing feature files: {'; '.join(report.missing[:4])}"
-                        + (f" and {len(report.missing) - 4} more" if len(report.missing) > 4 else ""),
-                        path=root, hint="restore the files, remove those rows from the labels, or pass --skip-missing")
-    if report.invalid and not skip_invalid:
-        bad = list(report.invalid.values())
-        raise DataError(f"{len(bad)} sample(s) have feature arrays with NaN or inf: " + "; ".join(bad[:20])
-                        + (f"; and {len(bad) - 20} more" if len(bad) > 20 else ""), path=root,
-                        hint="re-extract those samples, remove their rows, or pass --skip-invalid to leave them out")
-    if not samples and folds is not None and report.not_read:
-        raise DataError(f"no samples in fold {'/'.join(folds)!r}", path=label_path,
-                        hint="use --fold all for datasets without a split")
-    if not samples:
-        raise DataError("no samples could be loaded", path=root, hint="check that the feature files exist next to labels.csv")
-    if group_by != "group" and not any(s.group for s in samples):
-        raise DataError(f"no sample has a value in column {group_by!r} (--group-by)", path=label_path or root,
-                        hint="pass --labels CSV with that column (sample records keep only 'group'), or drop --group-by")
+    _refuse_incomplete(report, samples, root, label_path, folds, group_by, skip_missing, skip_invalid)
     report.n_samples = len(samples)
 
     if spec is None:
-        base = LMVD if layout == "lmvd" else DVLOG
-        dims = {m: int(expected[m]) for m in MODALITIES}
-        spec = FeatureSpec(audio=base.audio, visual=base.visual, fps=base.fps, landmark_norm=base.landmark_norm,
-                           **RELEASED_UNKNOWN, dims_override={} if dims == base.dims else dims)
+        spec = _released_spec(layout, expected)
     info = store.info()
     fj = store.folder_info()
     if fj:

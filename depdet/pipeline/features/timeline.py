@@ -2,7 +2,7 @@
 
 The timeline. Row ``k`` covers ``[k / fps, (k + 1) / fps)`` seconds after the clip's presentation
 origin, the earliest start among the streams used (``MediaInfo.origin``, see
-:mod:`depdet.pipeline.media`); the row rule itself (``n_rows``, ``row_of``) lives in
+:mod:`depdet.pipeline.media.video`); the row rule itself (``n_rows``, ``row_of``) lives in
 :mod:`depdet.extractors.base`. Each stream is placed on it from its own start time, never shifted
 against the others:
 

@@ -208,7 +208,7 @@ class Predictor:
 
     Args:
         checkpoint: path of a checkpoint written by ``depdet train``.
-        extract_options: :class:`~depdet.pipeline.extract.ExtractOptions` for raw videos.
+        extract_options: :class:`~depdet.pipeline.orchestration.extract_batch.ExtractOptions` for raw videos.
         evidence: compute the timeline and modality shares (costs extra forward passes for
             models without attention / gates).
         window_s: occlusion window in seconds (default: :func:`~depdet.pipeline.inference.evidence.choose_window`).
@@ -349,7 +349,7 @@ class Predictor:
 
     def predict_clip(self, path: str | Path, sample_id: str | None = None) -> ClipResult:
         """Extract one video with the checkpoint's spec and score it (raises DepdetError on bad input)."""
-        from depdet.pipeline.features.extract import extract_clip
+        from depdet.pipeline.features.clip import extract_clip
 
         clip = extract_clip(path, self.spec, self.extract_options, sample_id=sample_id)
         return self._result(clip.sample_id, path, clip.features, clip.valid, clip.duration, clip.info)
@@ -408,7 +408,7 @@ def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *
         on_result: called after each clip.
         conformal_level: coverage of each result's conformal prediction set (default 0.90).
         id_from: how clip ids are made from video paths, ``stem`` or ``relpath``: the rule of
-            ``depdet extract`` (:func:`~depdet.pipeline.media.discover_inputs`), so that
+            ``depdet extract`` (:func:`~depdet.pipeline.media.inputs.discover_inputs`), so that
             ``vlogs/p01/vlog.mp4`` and ``vlogs/p02/vlog.mp4`` are told apart the same way.
 
     Returns:
@@ -418,7 +418,7 @@ def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *
         DepdetError: problems with the checkpoint, the inputs as a whole, or a spec mismatch.
     """
     t0 = time.perf_counter()
-    from depdet.pipeline.media import ID_FROM, discover_inputs
+    from depdet.pipeline.media.inputs import ID_FROM, discover_inputs
 
     if id_from not in ID_FROM:
         raise ConfigError(f"unknown --id-from {id_from!r}", hint=f"use one of {', '.join(ID_FROM)}")
@@ -460,7 +460,7 @@ def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *
             results.append(res)
             emit(res)
     else:
-        from depdet.pipeline.features.extract import resolve_spec
+        from depdet.pipeline.features.clip import resolve_spec
 
         # The weight files this machine would use, located (fails once, before the batch) and hashed: they must
         # be the files the checkpoint's training features were made with (unknown for released features).

@@ -32,7 +32,7 @@ from depdet.pipeline.data.batching import (
 )
 from depdet.pipeline.data.preprocess import Preprocessor, random_crops
 from depdet.pipeline.data.splits import Split, group_keys
-from depdet.pipeline.environment import peak_rss_gb, reset_peak_rss
+from depdet.environment import peak_rss_gb, reset_peak_rss
 from depdet.pipeline.inference.calibration import (
     apply_temperature,
     choose_threshold,

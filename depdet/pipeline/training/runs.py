@@ -90,12 +90,8 @@ from depdet.pipeline.training.kfold import (
 from depdet.pipeline.training.loop import RunLoop, RunResult
 from depdet.pipeline.training.metrics import mean_std
 from depdet.pipeline.training.presets import preset_note
-from depdet.pipeline.training.provenance import (
-    data_fingerprint,
-    environment_info,
-    sample_fingerprint,
-    scan_backend_info,
-)
+from depdet.environment import environment_info, scan_backend_info
+from depdet.pipeline.training.provenance import data_fingerprint, sample_fingerprint
 
 
 def _trained(run_dir: Path) -> bool:
@@ -299,7 +295,7 @@ class Trainer(KFoldRuns, RunLoop):
 
         Args:
             cluster: fan the (seed, fold) runs out over a Dask cluster (``local:N``,
-                ``tcp://HOST:PORT``, ``slurm:N``; see :mod:`depdet.pipeline.executors`), one run per
+                ``tcp://HOST:PORT``, ``slurm:N``; see :mod:`depdet.pipeline.orchestration.executors`), one run per
                 worker. Each worker loads the dataset itself (``load_args``: the arguments of
                 :func:`~depdet.pipeline.data.datasets.load_dataset`; default the folder and layout of
                 ``dataset``) and writes its run's sub-folder; this process writes the rest of the run
@@ -347,7 +343,7 @@ class Trainer(KFoldRuns, RunLoop):
         return self._summarise(results, plan)
 
     def _run_on_cluster(self, cluster: str, runs: list[tuple[str, int, int]], load_args: dict | None) -> list[RunResult]:
-        from depdet.pipeline.executors import DaskExecutor
+        from depdet.pipeline.orchestration.executors import DaskExecutor
 
         load_args = dict(load_args or {"path": str(self.ds.root), "layout": self.ds.layout})
         load_args["path"] = str(Path(load_args["path"]).resolve())

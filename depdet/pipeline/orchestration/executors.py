@@ -1,4 +1,4 @@
-"""Where batch jobs run: one interface over this process, a local process pool and a Dask cluster.
+"""Where batch jobs run: one interface over this process and a Dask cluster.
 
 Batch commands (``depdet extract``, ``depdet train --cluster``) hand a module-level function and a
 list of small, picklable job dicts to an :class:`Executor` and get ``(job, result, error)`` back in
@@ -8,8 +8,11 @@ returns only a small dict, so no large array travels back to the driver or throu
 Executors (:func:`make_executor`):
 
 * :class:`InProcess` (``workers=1``): in the calling process, one job after another.
-* :class:`LocalPool` (the default): a ``spawn`` process pool of this machine, ``initializer`` run
-  in every worker.
+* the local process pool (``depdet extract --workers N``, the default) is not an executor here:
+  it is :func:`depdet.pipeline.orchestration.extract_batch._run_pool`, which also carries in-clip
+  progress through a queue, ignores Ctrl-C in the workers and ends them with the main process
+  (depdet's choice: those belong to the batch, not to the generic interface). A generic
+  ``LocalPool`` executor stood here unused and was removed (issue 23).
 * :class:`DaskExecutor` (``--cluster SPEC``, needs ``pip install -e ".[cluster]"``):
 
   - ``local:N``: a Dask ``LocalCluster`` of N single-threaded worker processes on this machine;
@@ -42,9 +45,7 @@ workers of ``local:N`` start with :data:`THREAD_ENV` (``OMP_NUM_THREADS`` /
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import logging
-import multiprocessing as mp
 import os
 import re
 import socket
@@ -208,28 +209,6 @@ class InProcess(Executor):
             yield job, fn(job), None
 
 
-class LocalPool(Executor):
-    """A ``spawn`` process pool on this machine (no fork after torch/OpenMP initialisation)."""
-
-    name = "process pool"
-
-    def __init__(self, workers: int, initializer: Callable[[], None] | None = None):
-        self.workers = workers
-        self.initializer = initializer
-
-    def run(self, fn, jobs):
-        ctx = mp.get_context("spawn")
-        with cf.ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=self.initializer) as pool:
-            futures = {pool.submit(fn, j): j for j in jobs}
-            try:
-                for fut in cf.as_completed(futures):
-                    yield futures[fut], fut.result(), None
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
-
-
 def _worker_plugin_class():
     distributed = import_distributed()
 
@@ -380,12 +359,17 @@ def _has_n_workers(client) -> bool:
 
 def make_executor(workers: int, cluster: str | ClusterSpec | None = None,
                   initializer: Callable[[], None] | None = None) -> Executor:
-    """The executor for ``--cluster SPEC`` (Dask), else ``workers`` processes (1: this process)."""
+    """The executor for ``--cluster SPEC`` (Dask), else this process (``workers`` 1).
+
+    Raises:
+        ValueError: ``workers`` > 1 without a cluster (the local process pool is
+            :func:`~depdet.pipeline.orchestration.extract_batch._run_pool`).
+    """
     if cluster:
         return DaskExecutor(cluster, initializer)
     if workers <= 1:
         return InProcess()
-    return LocalPool(workers, initializer)
+    raise ValueError("a local pool of several workers is run_extract's own (_run_pool), not an executor")
 
 
 # ------------------------------------------------------------------------------------ shards

@@ -5,7 +5,7 @@ Audio and video are placed on the clip's presentation timeline (origin: the earl
 :func:`depdet.pipeline.features.timeline.align` (the spec's ``align``: ``"union"`` by default, every
 row any stream has, the rows a stream lacks invalid; ``"common"`` cuts to the shortest stream's
 end). A stream that starts late gets invalid leading rows, never a shift; see
-:mod:`depdet.pipeline.features.timeline` for the rule and :mod:`depdet.pipeline.media` for the
+:mod:`depdet.pipeline.features.timeline` for the rule and :mod:`depdet.pipeline.media.video` for the
 stream start times.
 """
 
@@ -21,7 +21,7 @@ from depdet.errors import DepdetError, ExtractionError, MediaError
 from depdet.extractors.base import SAMPLE_RATE, StreamFeatures
 from depdet.pipeline.features.spec import FeatureSpec
 from depdet.pipeline.features.timeline import align, check_rule, concat_modality, first_row, place, split_start
-from depdet.pipeline.media import sanitize_id
+from depdet.pipeline.media.inputs import sanitize_id
 
 # Warning thresholds (also used by predict).
 MIN_ROWS_WARN = 10  # fewer rows than this: "clip too short"
@@ -59,7 +59,7 @@ def resolve_spec(spec: FeatureSpec, options: ExtractOptions | None = None) -> Fe
         WeightsError: a needed weight file is missing (names every file and how to install it).
     """
     from depdet.extractors import EXTRACTORS
-    from depdet.weights import file_sha256
+    from depdet.weights.lookup import file_sha256
 
     options = options or ExtractOptions()
     models = {}
@@ -222,14 +222,12 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
         MediaError: undecodable input, or a needed stream absent (without ``allow_partial``).
         ExtractionError: no face in any sampled frame (without ``allow_partial``).
     """
-    from depdet.extractors import get_extractor
-    from depdet.extractors.landmarks import row_zscore
-    from depdet.pipeline import media as decode
+    from depdet.pipeline.media.container import probe
 
     rule = check_rule(rule or spec.align or "union")
     options = options or ExtractOptions()
     path = Path(path)
-    media = decode.probe(path)
+    media = probe(path)
     fps = spec.fps
     starts = {"visual": media.video_start, "audio": media.audio_start}
     info: dict = {"warnings": [], "missing": []}
@@ -243,63 +241,12 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
         progress = _ClipProgress(on_progress, media.duration,
                                  tuple(m for m, has in (("video", media.has_video), ("audio", media.has_audio)) if has))
 
-    def audio_branch():
-        if not media.has_audio:
-            raise MediaError("no audio track", path=path,
-                             hint="use a file with sound, or --allow-partial to keep the visual features")
-        try:
-            samples = decode.load_audio(path, SAMPLE_RATE, on_progress=progress and (
-                lambda t: progress.update("audio", starts["audio"] + t)))
-        finally:
-            if progress is not None:
-                progress.finish("audio")
-        if samples.size == 0:
-            raise MediaError("the audio track is empty", path=path)
-        decoded["audio"] = starts["audio"] + samples.size / SAMPLE_RATE
-        samples, rows = _pad_start(samples, starts["audio"], SAMPLE_RATE, fps)
-        parts = []
-        for name in spec.audio:
-            kw = ({"weights_path": options.vggish_weights, "postprocess": bool(spec.vggish_postprocess),
-                   "quantize": spec.vggish_quantize or "truncate", "device": options.device}
-                  if name == "vggish" else {})
-            parts.append(get_extractor(name, **kw).extract(samples, SAMPLE_RATE, fps))
-        return (samples, rows), place(concat_modality(parts), starts["audio"], offset_rows=rows)
-
-    def visual_branch():
-        if not media.has_video:
-            raise MediaError("no video stream (audio-only file)", path=path, hint="depdet needs a video with a face")
-        lm = get_extractor("landmarks", detector=spec.detector or "hog")
-        try:
-            raw = _landmarks_on_timeline(lm, decode.iter_frames(path, fps, origin=media.origin, stats=vstats,
-                                                                on_progress=progress and (
-                                                                    lambda t: progress.update("video", t))), fps)
-        finally:
-            if progress is not None:
-                progress.finish("video")
-        if "end" in vstats:
-            decoded["video"] = vstats["end"]
-        if len(raw) == 0:
-            raise MediaError("no frames could be decoded", path=path)
-        info["face_ratio"] = float(raw.valid.mean())
-        if not raw.valid.any():
-            raise ExtractionError(f"no face found in any of the {len(raw)} sampled frames", path=path,
-                                  hint="check the video shows a face, try --detector cnn, or use --allow-partial")
-        parts = []
-        for name in spec.visual:
-            if name == "landmarks":
-                vals = row_zscore(raw.values, raw.valid) if spec.landmark_norm == "row-zscore" else raw.values
-                parts.append(StreamFeatures(vals, raw.valid, fps, raw.info))
-            else:
-                parts.append(get_extractor(name).extract(raw, raw.info.get("width", media.width),
-                                                         raw.info.get("height", media.height)))
-        return concat_modality(parts)
-
     # The audio branch (FFmpeg decode + openSMILE/VGGish, native code that releases the GIL) runs in a
     # thread beside the visual branch (decode + dlib), so one clip uses two cores.
     with cf.ThreadPoolExecutor(1) as pool:
-        audio_future = pool.submit(audio_branch)
+        audio_future = pool.submit(_audio_stream, path, media, spec, options, progress, decoded)
         try:
-            streams["visual"] = visual_branch()
+            streams["visual"] = _visual_stream(path, media, spec, progress, decoded, vstats, info)
         except DepdetError as e:
             errors["visual"] = e
         try:
@@ -319,17 +266,103 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
         info["missing"].append(modality)
         info["warnings"].append(f"{modality} missing: {e.message}")
 
-    if rule == "union" and "audio" in streams and "audio" in decoded:
-        # depdet's rule for union: the sound extends the clip only by rows it covers at least half of
-        # (the row's midpoint before its end, as a late start is placed by the midpoint too), so an
-        # encoder's few ms of trailing padding (AAC: up to 1024 samples) add no row without a picture.
-        a = streams["audio"]
-        keep = max(first_row(decoded["audio"], fps), len(streams["visual"]) if "visual" in streams else 0)
-        if len(a) > keep:
-            streams["audio"] = StreamFeatures(a.values[:keep], a.valid[:keep], a.fps, a.info)
+    if rule == "union":
+        _trim_audio_tail(streams, decoded, fps)
     aligned = align(streams, rule)
+    features, valid = _both_modalities(aligned, spec.dims)
+
+    decoded_end = _record_timeline(info, media, aligned, starts, decoded, vstats, truncation, fps)
+    duration = media.duration
+    if truncation:
+        info["warnings"].append(f"truncated file: {truncation}; kept the {decoded_end:.1f} s that decode (--allow-partial)")
+        duration = decoded_end
+    _clip_warnings(info, aligned, starts, audio, vstats, fps)
+    info["warnings"].extend(_end_notes(aligned))
+    return ClipFeatures(sample_id or sanitize_id(path.stem), path, features, valid, duration, info)
+
+
+def _audio_stream(path: Path, media, spec: FeatureSpec, options: ExtractOptions, progress, decoded: dict):
+    """The audio modality of a clip: decode, pad to its start on the timeline, run the audio
+    extractors. Returns ``((samples, leading_rows), features)``; records the decoded end in ``decoded``."""
+    from depdet.extractors import get_extractor
+    from depdet.pipeline.media.audio import load_audio
+
+    if not media.has_audio:
+        raise MediaError("no audio track", path=path,
+                         hint="use a file with sound, or --allow-partial to keep the visual features")
+    start = media.audio_start
+    try:
+        samples = load_audio(path, SAMPLE_RATE, on_progress=progress and (
+            lambda t: progress.update("audio", start + t)))
+    finally:
+        if progress is not None:
+            progress.finish("audio")
+    if samples.size == 0:
+        raise MediaError("the audio track is empty", path=path)
+    decoded["audio"] = start + samples.size / SAMPLE_RATE
+    samples, rows = _pad_start(samples, start, SAMPLE_RATE, spec.fps)
+    parts = []
+    for name in spec.audio:
+        kw = ({"weights_path": options.vggish_weights, "postprocess": bool(spec.vggish_postprocess),
+               "quantize": spec.vggish_quantize or "truncate", "device": options.device}
+              if name == "vggish" else {})
+        parts.append(get_extractor(name, **kw).extract(samples, SAMPLE_RATE, spec.fps))
+    return (samples, rows), place(concat_modality(parts), start, offset_rows=rows)
+
+
+def _visual_stream(path: Path, media, spec: FeatureSpec, progress, decoded: dict, vstats: dict, info: dict):
+    """The visual modality of a clip: frames on the timeline -> landmarks (normalised per
+    ``spec.landmark_norm``) and the visual extractors built on them. Records the decoded end in
+    ``decoded``, the decoder's statistics in ``vstats`` and ``face_ratio`` in ``info``."""
+    from depdet.extractors import get_extractor
+    from depdet.extractors.landmarks import row_zscore
+    from depdet.pipeline.media.video import iter_frames
+
+    fps = spec.fps
+    if not media.has_video:
+        raise MediaError("no video stream (audio-only file)", path=path, hint="depdet needs a video with a face")
+    lm = get_extractor("landmarks", detector=spec.detector or "hog")
+    try:
+        raw = _landmarks_on_timeline(lm, iter_frames(path, fps, origin=media.origin, stats=vstats,
+                                                     on_progress=progress and (
+                                                         lambda t: progress.update("video", t))), fps)
+    finally:
+        if progress is not None:
+            progress.finish("video")
+    if "end" in vstats:
+        decoded["video"] = vstats["end"]
+    if len(raw) == 0:
+        raise MediaError("no frames could be decoded", path=path)
+    info["face_ratio"] = float(raw.valid.mean())
+    if not raw.valid.any():
+        raise ExtractionError(f"no face found in any of the {len(raw)} sampled frames", path=path,
+                              hint="check the video shows a face, try --detector cnn, or use --allow-partial")
+    parts = []
+    for name in spec.visual:
+        if name == "landmarks":
+            vals = row_zscore(raw.values, raw.valid) if spec.landmark_norm == "row-zscore" else raw.values
+            parts.append(StreamFeatures(vals, raw.valid, fps, raw.info))
+        else:
+            parts.append(get_extractor(name).extract(raw, raw.info.get("width", media.width),
+                                                     raw.info.get("height", media.height)))
+    return concat_modality(parts)
+
+
+def _trim_audio_tail(streams: dict, decoded: dict, fps: float) -> None:
+    """depdet's rule for union: the sound extends the clip only by rows it covers at least half of
+    (the row's midpoint before its end, as a late start is placed by the midpoint too), so an
+    encoder's few ms of trailing padding (AAC: up to 1024 samples) add no row without a picture."""
+    if "audio" not in streams or "audio" not in decoded:
+        return
+    a = streams["audio"]
+    keep = max(first_row(decoded["audio"], fps), len(streams["visual"]) if "visual" in streams else 0)
+    if len(a) > keep:
+        streams["audio"] = StreamFeatures(a.values[:keep], a.valid[:keep], a.fps, a.info)
+
+
+def _both_modalities(aligned, dims: dict) -> tuple[dict, dict]:
+    """Features and validity of both modalities, "visual" then "audio"; a missing one is all zeros and invalid."""
     T = aligned.T
-    dims = spec.dims
     features, valid = {}, {}
     for modality in ("visual", "audio"):
         if modality in aligned.values:
@@ -337,7 +370,13 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
         else:
             features[modality] = np.zeros((T, dims[modality]), np.float32)
             valid[modality] = np.zeros(T, bool)
+    return features, valid
 
+
+def _record_timeline(info: dict, media, aligned, starts: dict, decoded: dict, vstats: dict, truncation,
+                     fps: float) -> float:
+    """Fill ``info``'s lengths, timeline and media provenance; returns the decoded end (s)."""
+    T = aligned.T
     info["lengths"] = aligned.lengths
     info["dropped_rows"] = aligned.dropped
     info["timeline"] = {
@@ -356,20 +395,25 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
                              "audio": media.audio_start + media.audio_duration if media.audio_duration else None},
         "decoded_duration": round(decoded_end, 3), "decoded_streams": {m: round(v, 3) for m, v in decoded.items()},
         "truncated": bool(truncation), "gap_rows": vstats.get("gap_rows", 0),
-        # how the video was decoded (depdet.pipeline.media.iter_frames): frames on the timeline, how
+        # how the video was decoded (depdet.pipeline.media.video.iter_frames): frames on the timeline, how
         # many the decoder produced, how many it was spared, packets never sent to it
         "video_decode": {k: vstats[k] for k in ("decode", "frames", "decoded", "skipped", "dropped_packets")
                          if k in vstats},
         # what was really decoded: the decoded length without the placeholder rows of timestamp gaps
         "real_seconds": round(max(0.0, decoded_end - gap_s), 3),
     })
-    duration = media.duration
-    if truncation:
-        info["warnings"].append(f"truncated file: {truncation}; kept the {decoded_end:.1f} s that decode (--allow-partial)")
-        duration = decoded_end
+    return decoded_end
+
+
+def _clip_warnings(info: dict, aligned, starts: dict, audio, vstats: dict, fps: float) -> None:
+    """The clip's warnings (gaps, late starts, short clip, little face or speech) and its face and
+    speech ratios, in ``info``."""
+    from depdet.pipeline.media.video import MAX_GAP_S
+
+    T = aligned.T
     if vstats.get("gap_rows"):
         info["warnings"].append(f"{vstats['gap_rows']} rows inside timestamp gaps longer than "
-                                f"{decode.MAX_GAP_S:g} s are invalid (not repeated frames)")
+                                f"{MAX_GAP_S:g} s are invalid (not repeated frames)")
     if "visual" in aligned.valid:
         info["face_ratio"] = float(aligned.valid["visual"].mean()) if T else 0.0
     else:
@@ -386,8 +430,6 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
         info["warnings"].append(f"face in {info['face_ratio']:.0%} of the clip")
     if "audio" not in info["missing"] and info["speech_ratio"] < MIN_SPEECH_RATIO:
         info["warnings"].append(f"mostly silence: speech in {info['speech_ratio']:.0%} of the clip")
-    info["warnings"].extend(_end_notes(aligned))
-    return ClipFeatures(sample_id or sanitize_id(path.stem), path, features, valid, duration, info)
 
 
 def _end_notes(aligned) -> list[str]:

@@ -2,14 +2,14 @@
 
 :func:`run_extract` is the whole batch:
 
-1. discover the inputs and their ids (:func:`~depdet.pipeline.media.discover_inputs`);
+1. discover the inputs and their ids (:func:`~depdet.pipeline.media.inputs.discover_inputs`);
 2. validate the ``--labels`` CSV against those ids and the folder's samples, before any work;
 3. take the folder's lock (:meth:`FeatureStore.lock`), fix or check the folder's one feature spec
    (every value-changing setting, weight files' SHA-256 included);
 4. refuse an id already in the folder that comes from another source (other path *and* other
    content); skip a sample whose record says it was made from the same source bytes with the same
    spec and whose files match the record; queue the rest;
-5. each worker extracts one clip (:func:`~depdet.pipeline.features.extract.extract_clip`) and writes
+5. each worker extracts one clip (:func:`~depdet.pipeline.features.clip.extract_clip`) and writes
    its unit (arrays + validity + record) itself: only the small record travels back;
 6. at the end (also after an interruption or a failure) the views (manifest.jsonl, labels.csv,
    features.json) are rebuilt from the records.
@@ -38,11 +38,12 @@ from typing import Callable, Iterable
 
 from depdet import __version__
 from depdet.errors import ConfigError, DataError, DepdetError, MediaError
-from depdet.pipeline.features.extract import ExtractOptions, extract_clip, resolve_spec
-from depdet.pipeline.executors import Shard, make_executor, parse_shard
+from depdet.pipeline.features.clip import ExtractOptions, extract_clip, resolve_spec
+from depdet.pipeline.orchestration.executors import Shard, make_executor, parse_shard
 from depdet.threads import available_cores, worker_init
 from depdet.pipeline.features.spec import FeatureSpec
-from depdet.pipeline.media import ID_FROM, VIDEO_EXTENSIONS, check_file, discover_inputs, input_name, resolved
+from depdet.pipeline.media.container import check_file
+from depdet.pipeline.media.inputs import ID_FROM, VIDEO_EXTENSIONS, discover_inputs, input_name, resolved
 from depdet.pipeline.store import FeatureStore, USABLE
 from depdet.pipeline.store import labels as lab
 from depdet.pipeline.store import layout as L
@@ -415,6 +416,70 @@ def _sweep_staged(store: FeatureStore) -> int:
     return n
 
 
+def _run_jobs(store: FeatureStore, out: Path, todo: list[dict], records: dict[str, dict], workers: int,
+              cluster: str | None, shard: Shard | None, emit: Callable[[str, dict], None]) -> list[dict]:
+    """Run the jobs (a Dask cluster, this process, or the local pool), record each finished sample in
+    ``records``, then rebuild the store's views (not for a shard). Returns the finished records.
+
+    Raises:
+        DepdetError: the output volume filled up (the batch stopped; finished samples are kept).
+    """
+    rows: list[dict] = []
+
+    def finish(rec):
+        rows.append(rec)
+        records[rec["id"]] = rec
+        emit("done", rec)
+
+    full: list[dict] = []
+
+    def finish_or_stop(rec):
+        if rec.get("disk_full"):  # not recorded: the sample's previous unit (if any) stays as it was
+            full.append(rec)
+            emit("done", rec)
+            raise _DiskFull()
+        finish(rec)
+
+    def on_clip_progress(sid: str, decoded: float, duration: float) -> None:
+        emit("progress", {"id": sid, "decoded": decoded, "duration": duration})
+
+    views_error = None
+    complete = False
+    try:
+        if todo and cluster is not None:
+            # a Dask cluster, behind the one executor interface
+            with make_executor(workers, cluster, initializer=_worker_init) as ex:
+                for j, rec, error in ex.run(_process, todo):
+                    finish_or_stop(rec if error is None else _engine_failure(store, j, error))
+        elif workers == 1:
+            for j in todo:
+                finish_or_stop(_process(j, progress=on_clip_progress))
+        elif todo:  # workers die with this process, Ctrl-C stops them
+            _run_pool(todo, workers, finish_or_stop, progress=on_clip_progress)
+        complete = True
+    except _DiskFull:
+        pass
+    finally:
+        if shard is None:  # a shard leaves the views to `depdet store index` (other shards are writing)
+            try:
+                if complete:
+                    _sweep_staged(store)
+                store.rebuild_views()
+            except OSError as e:
+                if not full:
+                    raise
+                views_error = e
+    if full:
+        left = len(todo) - len(rows) - 1
+        raise DepdetError(f"no space left on the output volume while writing {full[0]['id']!r}: the batch stopped "
+                          f"({len(rows)} sample(s) written, {left} not done)"
+                          + ("; the views could not be rebuilt either" if views_error else ""),
+                          path=out, hint="free space (or use another -o) and rerun the same command: finished "
+                                         "samples are kept and skipped"
+                                         + (", or run `depdet store index` on the folder" if views_error else ""))
+    return rows
+
+
 def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec, *, layout: str = "dvlog",
                 options: ExtractOptions | None = None, workers: int | None = None, force: bool = False,
                 labels: str | Path | None = None, id_from: str = "stem", wait: bool = False,
@@ -423,14 +488,14 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
     """Extract every input into the feature store ``out``.
 
     Args:
-        inputs: files, folders and list files (see :func:`~depdet.pipeline.media.discover_inputs`).
+        inputs: files, folders and list files (see :func:`~depdet.pipeline.media.inputs.discover_inputs`).
         out: output folder (created).
         spec: the feature spec (its weight hashes are filled in from the files found).
         layout: ``dvlog`` or ``lmvd``.
         options: extraction options that do not change values (weights location, partial policy).
         workers: processes (default: all cores; 1 runs in this process).
         cluster: run the clips on a Dask cluster instead: ``local:N``, ``tcp://HOST:PORT`` or
-            ``slurm:N`` (see :mod:`depdet.pipeline.executors`); workers write their units into
+            ``slurm:N`` (see :mod:`depdet.pipeline.orchestration.executors`); workers write their units into
             ``out`` (a folder every worker can reach), the driver only schedules and indexes.
         shard: ``"K/N"``: only the inputs whose id hashes to part K of N (job arrays). Shards of
             one folder run at once: each takes the folder lock *shared* (a non-shard run or
@@ -546,60 +611,8 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
         setup.close()  # a shard's setup lock: the folder's spec is settled, other shards may start
         emit("start", {"total": len(found), "skipped": len(skipped), "todo": len(todo), "media_seconds": 0.0})
         t0 = time.perf_counter()
-        rows: list[dict] = []
         workers = max(1, min(workers or available_cores()[0], len(todo) or 1))  # affinity and cgroup quota
-
-        def finish(rec):
-            rows.append(rec)
-            records[rec["id"]] = rec
-            emit("done", rec)
-
-        full: list[dict] = []
-
-        def finish_or_stop(rec):
-            if rec.get("disk_full"):  # not recorded: the sample's previous unit (if any) stays as it was
-                full.append(rec)
-                emit("done", rec)
-                raise _DiskFull()
-            finish(rec)
-
-        def on_clip_progress(sid: str, decoded: float, duration: float) -> None:
-            emit("progress", {"id": sid, "decoded": decoded, "duration": duration})
-
-        views_error = None
-        complete = False
-        try:
-            if todo and cluster is not None:
-                # a Dask cluster, behind the one executor interface
-                with make_executor(workers, cluster, initializer=_worker_init) as ex:
-                    for j, rec, error in ex.run(_process, todo):
-                        finish_or_stop(rec if error is None else _engine_failure(store, j, error))
-            elif workers == 1:
-                for j in todo:
-                    finish_or_stop(_process(j, progress=on_clip_progress))
-            elif todo:  # workers die with this process, Ctrl-C stops them
-                _run_pool(todo, workers, finish_or_stop, progress=on_clip_progress)
-            complete = True
-        except _DiskFull:
-            pass
-        finally:
-            if shard is None:  # a shard leaves the views to `depdet store index` (other shards are writing)
-                try:
-                    if complete:
-                        _sweep_staged(store)
-                    store.rebuild_views()
-                except OSError as e:
-                    if not full:
-                        raise
-                    views_error = e
-        if full:
-            left = len(todo) - len(rows) - 1
-            raise DepdetError(f"no space left on the output volume while writing {full[0]['id']!r}: the batch stopped "
-                              f"({len(rows)} sample(s) written, {left} not done)"
-                              + ("; the views could not be rebuilt either" if views_error else ""),
-                              path=out, hint="free space (or use another -o) and rerun the same command: finished "
-                                             "samples are kept and skipped"
-                                             + (", or run `depdet store index` on the folder" if views_error else ""))
+        rows = _run_jobs(store, out, todo, records, workers, cluster, shard, emit)
     elapsed = time.perf_counter() - t0
     media_seconds = sum(real_seconds(r) for r in rows if r.get("status") in USABLE)
     from depdet.pipeline.store.store import extractor_versions, mixed_versions_note

@@ -1,0 +1,1 @@
+"""Media decoding and resampling: container probing, audio, video frames on the feature timeline, input discovery."""

@@ -1,0 +1,1 @@
+"""Batch orchestration: run_extract over many clips (resume, skip, failures, views) and the executors that run the jobs."""
