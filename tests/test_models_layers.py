@@ -22,11 +22,11 @@ VARIANTS = ("detector", "mamba")
 
 def _make(variant: str, **kw):
     """A masked BatchNorm over 3 channels with the semantics of the old ``variant`` class."""
-    if variant == "detector":
-        from depdet.models.detector import MaskedBatchNorm1d
-    else:
-        from depdet.models.mamba import MaskedBatchNorm1d
-    return MaskedBatchNorm1d(3, **kw)
+    from depdet.models.layers import MaskedBatchNorm1d
+
+    # the old depdet.models.detector class (Depression Detector, TAMFN) = min_valid_steps=1;
+    # the old depdet.models.mamba class (DepMamba and the models built on it) = min_valid_steps=2
+    return MaskedBatchNorm1d(3, min_valid_steps=1 if variant == "detector" else 2, **kw)
 
 
 def _stats(bn) -> dict:

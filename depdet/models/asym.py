@@ -58,8 +58,8 @@ from torch import nn
 
 from depdet.models.base import DepressionModel, ModelOutput, masked_mean
 from depdet.errors import ConfigError
-from depdet.models.depmamba import check_inputs, check_padding, pointwise_projections, union_mask
-from depdet.models.mamba import CollaborativeBiMamba, ResConvBlock, ResidualMamba
+from depdet.models.layers import ResConvBlock, ResidualMamba, check_inputs, check_padding, pointwise_projections, union_mask
+from depdet.models.mamba import CollaborativeBiMamba
 from depdet.models.registry import register_model
 
 

@@ -53,7 +53,7 @@ from torch import nn
 
 from depdet.models.base import DepressionModel, ModelOutput, masked_mean
 from depdet.errors import ConfigError
-from depdet.models.depmamba import check_inputs, check_padding
+from depdet.models.layers import check_inputs, check_padding
 from depdet.models.mamba import CollaborativeBiMamba
 from depdet.models.registry import register_model
 

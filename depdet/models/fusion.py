@@ -1,11 +1,8 @@
 """Recurrent per-modality encoders with pooled fusion: unimodal BiLSTMs, concat/add/mul fusion, TFN.
 
-This family holds the simple D-Vlog-style baselines and the masking helpers that the other
-non-Mamba families (JAMFN, MIMML, TAMFN, the Depression Detector) share:
-
-* :func:`seq_lengths` / :func:`run_rnn`: recurrent layers run on ``pack_padded_sequence`` so the
-  backward direction starts at each sample's own last row, never inside padding.
-* :func:`check_options`: entry points reject unknown options with a :class:`ConfigError`.
+This family holds the simple D-Vlog-style baselines. Their recurrent encoders run on packed
+sequences (:func:`depdet.models.layers.run_rnn`, shared with JAMFN, MIMML and TAMFN) so the
+backward direction starts at each sample's own last row, never inside padding.
 
 Registered models:
 
@@ -26,78 +23,13 @@ A modality that is entirely masked out for a sample pools to zeros; the logit st
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from depdet.errors import ConfigError
-from depdet.models.base import DepressionModel, ModelOutput, masked_mean
-from depdet.models.registry import register_model
-
-# ----------------------------------------------------------------------------- shared helpers
-
-
-def check_options(cls, name: str, cfg: dict, fixed: tuple[str, ...] = ()) -> None:
-    """Raise ConfigError if ``cfg`` has keys that ``cls.__init__`` does not take (or that are fixed).
-
-    Args:
-        cls: the model class whose keyword arguments are the valid options.
-        name: registered model name (for the message).
-        cfg: options given by the user.
-        fixed: options the entry point sets itself (not user-settable).
-    """
-    params = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "input_dims")]
-    valid = [p for p in params if p not in fixed]
-    unknown = sorted(set(cfg) - set(valid))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {unknown} for model {name!r}", hint=f"valid: {', '.join(valid)}")
-
-
-def require_positive(**values) -> None:
-    """Raise ConfigError unless every given value is a positive int."""
-    for k, v in values.items():
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ConfigError(f"option {k} must be a positive integer, got {v!r}")
-
-
-def require_prob(**values) -> None:
-    """Raise ConfigError unless every given value is in [0, 1)."""
-    for k, v in values.items():
-        if not isinstance(v, (int, float)) or not 0.0 <= float(v) < 1.0:
-            raise ConfigError(f"option {k} must be a number in [0, 1), got {v!r}")
-
-
-def seq_lengths(mask: torch.Tensor) -> torch.Tensor:
-    """Per-sample extent of a (B, L) mask: index of the last True row + 1 (0 if none).
-
-    Rows inside that extent that are masked (e.g. frames without a face) are kept as zero rows in
-    recurrent/convolutional layers and excluded from pooling and attention; only the tail after
-    the last valid row is treated as padding.
-    """
-    L = mask.shape[1]
-    pos = torch.arange(1, L + 1, device=mask.device).expand_as(mask)
-    return (pos * mask.long()).amax(dim=1) if L else mask.new_zeros(mask.shape[0], dtype=torch.long)
-
-
-def run_rnn(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Run a batch_first RNN on packed sequences; returns (B, L, H_out) with zeros past each length.
-
-    Samples of length 0 are run on one zero row (packing needs >= 1) and their output is zeroed.
-    """
-    B, L, _ = x.shape
-    lens = lengths.clamp(min=1).cpu()
-    packed = pack_padded_sequence(x, lens, batch_first=True, enforce_sorted=False)
-    out, _ = rnn(packed)
-    out, _ = pad_packed_sequence(out, batch_first=True, total_length=L)
-    return out * (lengths > 0).to(out.dtype).view(B, 1, 1)
-
-
-def zero_masked(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Zero rows of x (B, L, C) where mask (B, L) is False."""
-    return x * mask.unsqueeze(-1).to(x.dtype)
-
+from depdet.models.base import DepressionModel, ModelOutput, masked_mean, seq_lengths
+from depdet.models.layers import run_rnn, zero_masked
+from depdet.models.registry import check_options, register_model, require_positive, require_prob
 
 class RNNEncoder(nn.Module):
     """BiLSTM (or BiGRU) over one modality, masked pooling to a vector.

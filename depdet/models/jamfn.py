@@ -58,9 +58,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from depdet.errors import ConfigError
-from depdet.models.base import DepressionModel, ModelOutput, masked_softmax
-from depdet.models.fusion import check_options, require_positive, require_prob, run_rnn, seq_lengths, zero_masked
-from depdet.models.registry import register_model
+from depdet.models.base import DepressionModel, ModelOutput, masked_softmax, seq_lengths
+from depdet.models.layers import run_rnn, zero_masked
+from depdet.models.registry import check_options, register_model, require_positive, require_prob
 
 
 FUSIONS = ("elementwise", "attend_sum")

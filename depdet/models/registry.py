@@ -174,3 +174,36 @@ def model_card(name: str, input_dims: dict[str, int] | None = None, **cfg) -> di
         if fn is not None:
             card["parameter_breakdown"] = fn(dims, **cfg)
     return card
+
+
+# ---------------------------------------------------------------------------- option checks
+
+
+def check_options(cls, name: str, cfg: dict, fixed: tuple[str, ...] = ()) -> None:
+    """Raise ConfigError if ``cfg`` has keys that ``cls.__init__`` does not take (or that are fixed).
+
+    Args:
+        cls: the model class whose keyword arguments are the valid options.
+        name: registered model name (for the message).
+        cfg: options given by the user.
+        fixed: options the entry point sets itself (not user-settable).
+    """
+    params = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "input_dims")]
+    valid = [p for p in params if p not in fixed]
+    unknown = sorted(set(cfg) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {unknown} for model {name!r}", hint=f"valid: {', '.join(valid)}")
+
+
+def require_positive(**values) -> None:
+    """Raise ConfigError unless every given value is a positive int."""
+    for k, v in values.items():
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ConfigError(f"option {k} must be a positive integer, got {v!r}")
+
+
+def require_prob(**values) -> None:
+    """Raise ConfigError unless every given value is in [0, 1)."""
+    for k, v in values.items():
+        if not isinstance(v, (int, float)) or not 0.0 <= float(v) < 1.0:
+            raise ConfigError(f"option {k} must be a number in [0, 1), got {v!r}")

@@ -19,7 +19,7 @@ No official code exists. This follows the unofficial AllenYolk re-implementation
 the global average and the BiLSTM's backward direction. Here invalid positions are zeroed after
 every layer, conv output masks are propagated (:func:`depdet.models.detector.downsample_mask`),
 the global branch is a masked mean, BatchNorm training statistics use valid positions only
-(:class:`~depdet.models.detector.MaskedBatchNorm1d`; also makes batch size 1 trainable), the LSTMs run
+(:class:`~depdet.models.layers.MaskedBatchNorm1d`; also makes batch size 1 trainable), the LSTMs run
 on packed sequences, and the final means are over valid positions (union of the two streams' masks).
 ``use_masks=False`` reproduces the public, unmasked behaviour (every position treated as valid; then
 padding changes the output); the ``tamfn-dvlog`` preset uses it, the model's default (masked) is
@@ -33,17 +33,16 @@ import torch
 from torch import nn
 
 from depdet.errors import ConfigError
-from depdet.models.base import DepressionModel, ModelOutput, masked_mean
-from depdet.models.detector import ConvDownsample, MaskedBatchNorm1d
-from depdet.models.fusion import check_options, require_positive, require_prob, run_rnn, seq_lengths
-from depdet.models.registry import register_model
+from depdet.models.base import DepressionModel, ModelOutput, masked_mean, seq_lengths
+from depdet.models.layers import ConvDownsample, MaskedBatchNorm1d, run_rnn
+from depdet.models.registry import check_options, register_model, require_positive, require_prob
 
 
 class _ConvBNReLU(nn.Module):
     def __init__(self, cin, cout, k, dil, pad):
         super().__init__()
         self.conv = nn.Conv1d(cin, cout, k, padding=pad, dilation=dil)
-        self.bn = MaskedBatchNorm1d(cout)
+        self.bn = MaskedBatchNorm1d(cout, min_valid_steps=1)
 
     def forward(self, x, mask):  # x (B, C, L), mask (B, L)
         y = torch.relu(self.bn(self.conv(x), mask))
