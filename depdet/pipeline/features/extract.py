@@ -223,7 +223,7 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
         ExtractionError: no face in any sampled frame (without ``allow_partial``).
     """
     from depdet.extractors import get_extractor
-    from depdet.extractors.landmarks import row_zscore
+    from depdet.numerics import row_zscore
     from depdet.pipeline import media as decode
 
     rule = check_rule(rule or spec.align or "union")
