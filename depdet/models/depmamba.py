@@ -51,6 +51,7 @@ Where we follow what:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import torch
 from torch import nn
 
@@ -58,6 +59,20 @@ from depdet.models.base import DepressionModel, ModelOutput, masked_mean
 from depdet.models.layers import ResConvBlock, ResidualMamba, check_inputs, check_padding, pointwise_projections, union_mask
 from depdet.models.mamba import CollaborativeBiMamba
 from depdet.models.registry import register_model
+
+
+@dataclass(frozen=True)
+class DepMambaConfig:
+    """Options of :class:`DepMamba` and their defaults (stated here only; meanings: its ``Args``)."""
+
+    d_model: int = 256
+    d_state: int = 12
+    expand: float = 4
+    d_conv: int = 4
+    dropout: float = 0.1
+    padding: str = "fixed"
+    chunk_size: int = 64
+
 
 class DepMamba(DepressionModel):
     """DepMamba: 1x1 projections, CoSSM (CNN + collaborative Bi-Mamba), EnSSM (CNN + Bi-Mamba), mean, linear.
@@ -73,9 +88,11 @@ class DepMamba(DepressionModel):
         chunk_size: chunk length of the CPU scan.
     """
 
-    def __init__(self, input_dims: dict[str, int], d_model: int = 256, d_state: int = 12, expand: float = 4,
-                 d_conv: int = 4, dropout: float = 0.1, padding: str = "fixed", chunk_size: int = 64):
+    def __init__(self, input_dims, cfg: DepMambaConfig | None = None):
         super().__init__(input_dims)
+        cfg = DepMambaConfig() if cfg is None else cfg
+        d_model, d_state, expand, d_conv, dropout, padding, chunk_size = (cfg.d_model, cfg.d_state, cfg.expand,
+            cfg.d_conv, cfg.dropout, cfg.padding, cfg.chunk_size)
         leaky = check_padding(padding)
         self.padding = padding
         masked = not leaky
@@ -117,9 +134,8 @@ class DepMamba(DepressionModel):
 
 
 @register_model("depmamba", paper="Ye, Zhang, Shan, ICASSP 2025 (arXiv 2409.15936)", inputs="visual + audio",
-                description="DepMamba: CNN + collaborative Bi-Mamba (shared A) per modality, then CNN + Bi-Mamba")
-def depmamba(input_dims, d_model: int = 256, d_state: int = 12, expand: float = 4, d_conv: int = 4,
-             dropout: float = 0.1, padding: str = "fixed", chunk_size: int = 64) -> DepMamba:
+                description="DepMamba: CNN + collaborative Bi-Mamba (shared A) per modality, then CNN + Bi-Mamba",
+                config=DepMambaConfig)
+def depmamba(input_dims, **cfg) -> DepMamba:
     """DepMamba (d_state 12 for D-Vlog, 16 for LMVD; padding="original" for the public-code leak)."""
-    return DepMamba(input_dims, d_model=d_model, d_state=d_state, expand=expand, d_conv=d_conv,
-                    dropout=dropout, padding=padding, chunk_size=chunk_size)
+    return DepMamba(input_dims, DepMambaConfig(**cfg))

@@ -34,12 +34,29 @@ The masked layers (:class:`~depdet.models.layers.MaskedBatchNorm1d`, :func:`~dep
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import torch
 from torch import nn
 
 from depdet.models.base import DepressionModel, ModelOutput, masked_mean
 from depdet.models.layers import ConvDownsample, MaskedTransformerEncoder, safe_key_padding
-from depdet.models.registry import check_options, register_model, require_positive, require_prob
+from depdet.models.registry import register_model, require_positive, require_prob
+
+
+@dataclass(frozen=True)
+class DepressionDetectorConfig:
+    """Options of :class:`DepressionDetector` and their defaults (stated here only; meanings: its ``Args``)."""
+
+    d: int = 256
+    heads: int = 4
+    num_layers: int = 6
+    ff: int = 256
+    kernel: int = 16
+    stride: int = 4
+    padding: int = 8
+    dropout: float = 0.1
+    head_dropout: float = 0.5
+    use_masks: bool = True
 
 
 class DepressionDetector(DepressionModel):
@@ -58,10 +75,11 @@ class DepressionDetector(DepressionModel):
         use_masks: False reproduces the public code's unmasked behaviour (not padding-invariant).
     """
 
-    def __init__(self, input_dims, d: int = 256, heads: int = 4, num_layers: int = 6, ff: int = 256,
-                 kernel: int = 16, stride: int = 4, padding: int = 8, dropout: float = 0.1,
-                 head_dropout: float = 0.5, use_masks: bool = True):
+    def __init__(self, input_dims, cfg: DepressionDetectorConfig | None = None):
         super().__init__(input_dims)
+        cfg = DepressionDetectorConfig() if cfg is None else cfg
+        d, heads, num_layers, ff, kernel, stride, padding, dropout, head_dropout, use_masks = (cfg.d, cfg.heads,
+            cfg.num_layers, cfg.ff, cfg.kernel, cfg.stride, cfg.padding, cfg.dropout, cfg.head_dropout, cfg.use_masks)
         from depdet.errors import ConfigError
 
         if len(self.modalities) != 2:
@@ -110,8 +128,7 @@ class DepressionDetector(DepressionModel):
         return ModelOutput(logits=self.fc(self.drop(pooled)).squeeze(-1))
 
 
-@register_model("detector", paper="Yoon et al., AAAI 2022 (D-Vlog); AllenYolk re-implementation")
+@register_model("detector", paper="Yoon et al., AAAI 2022 (D-Vlog); AllenYolk re-implementation", config=DepressionDetectorConfig)
 def detector(input_dims, **cfg):
     """D-Vlog Depression Detector (cross-attention transformer), with key-padding masks."""
-    check_options(DepressionDetector, "detector", cfg)
-    return DepressionDetector(input_dims, **cfg)
+    return DepressionDetector(input_dims, DepressionDetectorConfig(**cfg))

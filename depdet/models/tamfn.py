@@ -29,13 +29,14 @@ text; sizes are options.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import torch
 from torch import nn
 
 from depdet.errors import ConfigError
 from depdet.models.base import DepressionModel, ModelOutput, masked_mean, seq_lengths
 from depdet.models.layers import ConvDownsample, MaskedBatchNorm1d, run_rnn
-from depdet.models.registry import check_options, register_model, require_positive, require_prob
+from depdet.models.registry import register_model, require_positive, require_prob
 
 
 class _ConvBNReLU(nn.Module):
@@ -91,6 +92,19 @@ class TAMF(nn.Module):
         return w[..., :1] * h1 + w[..., 1:] * h2, w
 
 
+@dataclass(frozen=True)
+class TAMFNConfig:
+    """Options of :class:`TAMFN` and their defaults (stated here only; meanings: its ``Args``)."""
+
+    d: int = 256
+    num_layers: int = 6
+    kernel: int = 16
+    stride: int = 4
+    padding: int = 8
+    head_dropout: float = 0.5
+    use_masks: bool = True
+
+
 class TAMFN(DepressionModel):
     """TAMFN (AllenYolk re-implementation, masked): GTCN streams + fusion stream + TAMF pairs.
 
@@ -103,9 +117,11 @@ class TAMFN(DepressionModel):
         use_masks: False treats every position as valid, as the public code (not padding-invariant).
     """
 
-    def __init__(self, input_dims, d: int = 256, num_layers: int = 6, kernel: int = 16, stride: int = 4,
-                 padding: int = 8, head_dropout: float = 0.5, use_masks: bool = True):
+    def __init__(self, input_dims, cfg: TAMFNConfig | None = None):
         super().__init__(input_dims)
+        cfg = TAMFNConfig() if cfg is None else cfg
+        d, num_layers, kernel, stride, padding, head_dropout, use_masks = (cfg.d, cfg.num_layers, cfg.kernel,
+            cfg.stride, cfg.padding, cfg.head_dropout, cfg.use_masks)
         if len(self.modalities) != 2:
             raise ConfigError(f"TAMFN needs exactly 2 modalities, got {list(self.modalities)}")
         require_positive(d=d, num_layers=num_layers, kernel=kernel, stride=stride)
@@ -142,8 +158,7 @@ class TAMFN(DepressionModel):
         return ModelOutput(logits=self.fc(self.drop(z)).squeeze(-1), aux=aux)
 
 
-@register_model("tamfn", paper="Zhou et al., IEEE TNSRE 2023 (TAMFN); AllenYolk re-implementation")
+@register_model("tamfn", paper="Zhou et al., IEEE TNSRE 2023 (TAMFN); AllenYolk re-implementation", config=TAMFNConfig)
 def tamfn(input_dims, **cfg):
     """TAMFN: gated temporal conv streams, inter-modal fusion stream, time-aware fusion pairs."""
-    check_options(TAMFN, "tamfn", cfg)
-    return TAMFN(input_dims, **cfg)
+    return TAMFN(input_dims, TAMFNConfig(**cfg))

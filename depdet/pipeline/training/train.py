@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import inspect
 import io
 import json
 import math
@@ -231,9 +230,9 @@ def _model_row_options(model: str, model_config: dict) -> dict[str, int]:
     """
     if model != "jamfn":
         return {}
-    from depdet.models.jamfn import JAMFN
+    from depdet.models.jamfn import JAMFNConfig
 
-    default = inspect.signature(JAMFN).parameters["max_len"].default
+    default = JAMFNConfig.max_len
     return {"max_len": int(model_config.get("max_len", default))}
 
 
