@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from depdet.errors import ConfigError
-from depdet.models.registry import create_model, get_entry, list_models, model_defaults, model_options, register_model
+from depdet.models.registry import (
+    create_model,
+    get_entry,
+    list_models,
+    model_defaults,
+    model_options,
+    register_model,
+)
 
 DVLOG = {"visual": 136, "audio": 25}
 

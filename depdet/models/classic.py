@@ -179,7 +179,9 @@ def _entry(estimator: str, doc: str):
 
 
 _PAPER = "classic baseline on pooled statistics (cf. LMVD ML baselines)"
-_CONFIG = {"config": PooledStatsClassifierConfig, "fixed": ("estimator",)}
-register_model("lr", paper=_PAPER, kind="sklearn", **_CONFIG)(_entry("lr", "Logistic regression on pooled mean/std/min/max."))
-register_model("svm", paper=_PAPER, kind="sklearn", **_CONFIG)(_entry("svm", "RBF SVM (Platt probabilities) on pooled mean/std/min/max."))
-register_model("rf", paper=_PAPER, kind="sklearn", **_CONFIG)(_entry("rf", "Random forest on pooled mean/std/min/max."))
+register_model("lr", paper=_PAPER, kind="sklearn", config=PooledStatsClassifierConfig, fixed=("estimator",))(
+    _entry("lr", "Logistic regression on pooled mean/std/min/max."))
+register_model("svm", paper=_PAPER, kind="sklearn", config=PooledStatsClassifierConfig, fixed=("estimator",))(
+    _entry("svm", "RBF SVM (Platt probabilities) on pooled mean/std/min/max."))
+register_model("rf", paper=_PAPER, kind="sklearn", config=PooledStatsClassifierConfig, fixed=("estimator",))(
+    _entry("rf", "Random forest on pooled mean/std/min/max."))

@@ -28,9 +28,20 @@ from depdet.models.base import DepressionModel, seq_lengths
 from depdet.models.mamba import BiMamba
 
 __all__ = [
-    "MaskedBatchNorm1d", "downsample_mask", "safe_key_padding", "ConvDownsample", "MaskedTransformerEncoder",
-    "run_rnn", "zero_masked", "ResConvBlock", "ResidualMamba", "PADDING_MODES", "pointwise_projections",
-    "check_padding", "check_inputs", "union_mask",
+    "PADDING_MODES",
+    "ConvDownsample",
+    "MaskedBatchNorm1d",
+    "MaskedTransformerEncoder",
+    "ResConvBlock",
+    "ResidualMamba",
+    "check_inputs",
+    "check_padding",
+    "downsample_mask",
+    "pointwise_projections",
+    "run_rnn",
+    "safe_key_padding",
+    "union_mask",
+    "zero_masked",
 ]
 
 
@@ -68,7 +79,7 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
             raise ValueError(f"min_valid_steps must be 1 or 2, got {min_valid_steps!r}")
         self.min_valid_steps = int(min_valid_steps)
 
-    def extra_repr(self) -> str:  # noqa: D102
+    def extra_repr(self) -> str:
         return f"{super().extra_repr()}, min_valid_steps={self.min_valid_steps}"
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
@@ -107,7 +118,7 @@ def downsample_mask(mask: torch.Tensor, kernel: int, stride: int, padding: int, 
     Returns:
         (B, L_out) bool mask, ``L_out = (L + 2p - dil*(k-1) - 1) // s + 1``.
     """
-    B, L = mask.shape
+    _, L = mask.shape
     eff = dilation * (kernel - 1) + 1
     L_out = (L + 2 * padding - eff) // stride + 1
     x = F.pad(mask.float().unsqueeze(1), (padding, padding))
@@ -234,7 +245,7 @@ class ResidualMamba(nn.Module):
         self.mamba = BiMamba(d_model, leaky_padding=not masked, **mamba_kw)
         self.norm = nn.LayerNorm(d_model, eps=1e-6)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:  # noqa: D102
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         y = x + self.norm(self.mamba(x, mask))
         return y if (mask is None or not self.masked) else y * mask[..., None].to(y.dtype)
 

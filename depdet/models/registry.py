@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from depdet.errors import ConfigError
 
@@ -36,7 +36,7 @@ class ModelEntry:
     inputs: str
     kind: str = "torch"
     description: str = ""
-    config: type | None = None
+    config: Any = None  # the config dataclass (register_model requires one)
     fixed: tuple[str, ...] = ()
 
 
@@ -91,7 +91,7 @@ def model_defaults(name: str) -> dict[str, object]:
     for f in dataclasses.fields(entry.config):
         if f.name in entry.fixed:
             continue
-        out[f.name] = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        out[f.name] = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[operator]
     return out
 
 
