@@ -61,7 +61,7 @@ from depdet.models.base import DepressionModel, ModelOutput, masked_mean
 from depdet.errors import ConfigError
 from depdet.models.layers import ResConvBlock, ResidualMamba, check_inputs, check_padding, pointwise_projections, union_mask
 from depdet.models.mamba import CollaborativeBiMamba
-from depdet.models.registry import register_model
+from depdet.models.registry import register_model, require_heads_divide
 
 
 INTERACTIONS = ("exchange", "shared_a", "none")
@@ -76,9 +76,7 @@ class MaskedCrossAttention(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int = 4, dropout: float = 0.1, block: int = 1024):
         super().__init__()
-        if d_model % n_heads:
-            raise ConfigError(f"d_model {d_model} is not divisible by n_heads {n_heads}",
-                              hint="pick n_heads dividing d_model")
+        require_heads_divide(d_model, n_heads)
         self.h, self.block = n_heads, block
         self.q = nn.Linear(d_model, d_model)
         self.kv = nn.Linear(d_model, 2 * d_model)

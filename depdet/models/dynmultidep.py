@@ -53,10 +53,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from depdet.models.base import DepressionModel, ModelOutput, masked_mean
-from depdet.errors import ConfigError
 from depdet.models.layers import check_inputs, check_padding
 from depdet.models.mamba import CollaborativeBiMamba
-from depdet.models.registry import register_model
+from depdet.models.registry import register_model, require_heads_divide
 
 
 def diff_softmax(logits: torch.Tensor, temp: float = 1.0, hard: bool = False, dim: int = -1) -> torch.Tensor:
@@ -79,9 +78,7 @@ class LocalWindowAttention(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int = 4, window: int = 8, dropout: float = 0.1):
         super().__init__()
-        if d_model % n_heads:
-            raise ConfigError(f"d_model {d_model} is not divisible by n_heads {n_heads}",
-                              hint="pick n_heads dividing d_model")
+        require_heads_divide(d_model, n_heads)
         self.h, self.w = n_heads, window
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)

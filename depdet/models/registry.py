@@ -208,3 +208,9 @@ def require_prob(**values) -> None:
     for k, v in values.items():
         if not isinstance(v, (int, float)) or not 0.0 <= float(v) < 1.0:
             raise ConfigError(f"option {k} must be a number in [0, 1), got {v!r}")
+
+
+def require_heads_divide(d_model: int, n_heads: int) -> None:
+    """Raise ConfigError unless ``n_heads`` divides ``d_model`` (multi-head attention widths)."""
+    if d_model % n_heads:
+        raise ConfigError(f"d_model {d_model} is not divisible by n_heads {n_heads}", hint="pick n_heads dividing d_model")
