@@ -145,7 +145,6 @@ def cases(data: Path) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
 
 def plain_dlib(img: np.ndarray) -> np.ndarray | None:
     """(68, 2) points by dlib as its example does: HOG on the full image, 1 up-sampling, largest box."""
-    import dlib
 
     from depdet.extractors.landmarks import _detector, _predictor
 

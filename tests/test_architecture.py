@@ -23,9 +23,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PKG = REPO / "depdet"
 
-#: The base modules every unit may import: errors, atomic file writes, the id rule, the thread policy,
+#: The base modules every unit may import: errors, atomic file writes, the id rule, the thread policy, the row z-score,
 #: the package root (version, disclaimers).
-BASE = {"depdet", "depdet.errors", "depdet.fileio", "depdet.ids", "depdet.threads"}
+BASE = {"depdet", "depdet.errors", "depdet.fileio", "depdet.ids", "depdet.threads", "depdet.numerics"}
 
 #: unit -> the units it may import (itself always allowed). The order of the rows is the data path.
 ALLOWED: dict[str, set[str]] = {

@@ -11,7 +11,7 @@ from depdet.errors import ConfigError
 from depdet.extractors import EXTRACTORS, get_extractor
 from depdet.extractors.base import StreamFeatures
 from depdet.extractors.headpose import FACE_MODEL_3D, camera_matrix, solve_pose
-from depdet.extractors.landmarks import row_zscore
+from depdet.numerics import row_zscore
 from depdet.pipeline.features.spec import EXTRACTOR_DIMS, EXTRACTOR_MODALITY
 
 GRID = Path(__file__).resolve().parents[1].parent / "shared" / "media" / "grid"

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from depdet.models import mamba as M
+from depdet.models.base import seq_lengths
 
 torch.set_num_threads(1)
 
@@ -184,7 +185,7 @@ def test_causal_conv_fallback_matches_truncated_conv1d():
 # ---- masks, flips, blocks ------------------------------------------------------------------------
 def test_flip_within_valid_span():
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0]], dtype=torch.bool)
-    lengths = M.lengths_from_mask(mask)
+    lengths = seq_lengths(mask)
     assert lengths.tolist() == [3, 5, 0]
     x = torch.arange(15.0).view(3, 1, 5)
     idx = M.flip_index(lengths, 5)
@@ -247,7 +248,9 @@ def test_collaborative_bimamba_shares_only_A():
 
 def test_masked_batchnorm_ignores_padding_in_train_stats():
     torch.manual_seed(0)
-    bn1, bn2 = M.MaskedBatchNorm1d(3), M.MaskedBatchNorm1d(3)
+    from depdet.models.layers import MaskedBatchNorm1d
+
+    bn1, bn2 = MaskedBatchNorm1d(3), MaskedBatchNorm1d(3)
     x = torch.randn(2, 3, 10)
     mask = torch.ones(2, 10, dtype=torch.bool)
     mask[0, 6:] = False

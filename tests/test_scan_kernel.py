@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from depdet.models import mamba as M
+from depdet.models.base import seq_lengths
 from depdet.models import scan_kernel as K
 
 torch.set_num_threads(1)
@@ -378,7 +379,7 @@ def test_bimamba_in_place_backward_branch_equals_the_gather_flip_formulation(mon
         mf = mask[:, None, :].float()
         xi = xi * mf
         y_f = blk.fwd(xi, z, A, mask, 64)
-        idx = M.flip_index(M.lengths_from_mask(mask), 23)
+        idx = M.flip_index(seq_lengths(mask), 23)
         y_b = M.flip_within(blk.bwd(M.flip_within(xi, idx), M.flip_within(z, idx), A_b,
                                     torch.gather(mask, 1, idx), 64), idx)
         y = (0.5 * y_f + 0.5 * y_b) * mf

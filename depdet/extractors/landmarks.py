@@ -3,7 +3,7 @@
 Per sampled frame: find the face, then fit dlib's 68-point shape predictor (iBUG 300-W layout, as
 OpenFace's ``x_0..x_67, y_0..y_67``). Output row = ``[x0..x67, y0..y67]`` in raw pixel coordinates
 of the full frame; a frame without a face is a row of zeros with ``valid=False``. The per-frame
-z-score that D-Vlog/DepMamba apply is :func:`row_zscore`, applied by the pipeline per spec.
+z-score that D-Vlog/DepMamba apply is :func:`depdet.numerics.row_zscore`, applied by the pipeline per spec.
 
 Face finding, cheapest first:
 
@@ -69,31 +69,6 @@ def _detector(kind: str):
     from depdet.weights.lookup import require
 
     return dlib.cnn_face_detection_model_v1(str(require("dlib-mmod")))
-
-
-def row_zscore(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Z-score each valid row across its own values; invalid rows stay 0.
-
-    This is ``sklearn.preprocessing.scale(row)`` per frame (population std; a constant row becomes
-    zeros), as DepMamba's LMVD conversion does: it removes each frame's translation and scale.
-
-    Args:
-        values: (T, D) array (raw landmark pixels).
-        valid: (T,) bool.
-
-    Returns:
-        (T, D) float32.
-    """
-    v = np.asarray(values, np.float64)
-    ok = np.asarray(valid, bool)
-    out = np.zeros_like(v)
-    if ok.any():
-        rows = v[ok]
-        mu = rows.mean(axis=1, keepdims=True)
-        sd = rows.std(axis=1, keepdims=True)
-        sd[sd == 0] = 1.0
-        out[ok] = (rows - mu) / sd
-    return out.astype(np.float32)
 
 
 def _rects(det, kind: str, img: np.ndarray, upsample: int) -> list[tuple[float, float, float, float]]:

@@ -51,6 +51,7 @@ No result of ASYM's is reproduced or claimed by depdet.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import math
 
 import torch
@@ -58,9 +59,9 @@ from torch import nn
 
 from depdet.models.base import DepressionModel, ModelOutput, masked_mean
 from depdet.errors import ConfigError
-from depdet.models.depmamba import check_inputs, check_padding, pointwise_projections, union_mask
-from depdet.models.mamba import CollaborativeBiMamba, ResConvBlock, ResidualMamba
-from depdet.models.registry import register_model
+from depdet.models.layers import ResConvBlock, ResidualMamba, check_inputs, check_padding, pointwise_projections, union_mask
+from depdet.models.mamba import CollaborativeBiMamba
+from depdet.models.registry import register_model, require_heads_divide
 
 
 INTERACTIONS = ("exchange", "shared_a", "none")
@@ -75,9 +76,7 @@ class MaskedCrossAttention(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int = 4, dropout: float = 0.1, block: int = 1024):
         super().__init__()
-        if d_model % n_heads:
-            raise ConfigError(f"d_model {d_model} is not divisible by n_heads {n_heads}",
-                              hint="pick n_heads dividing d_model")
+        require_heads_divide(d_model, n_heads)
         self.h, self.block = n_heads, block
         self.q = nn.Linear(d_model, d_model)
         self.kv = nn.Linear(d_model, 2 * d_model)
@@ -100,6 +99,24 @@ class MaskedCrossAttention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(bsz, Lq, d))
 
 
+@dataclass(frozen=True)
+class ASYMConfig:
+    """Options of :class:`ASYM` and their defaults (stated here only; meanings: its ``Args``)."""
+
+    d_model: int = 256
+    d_state: int = 12
+    expand: float = 4
+    d_conv: int = 4
+    n_heads: int = 4
+    scales: tuple = (1, 3, 5)
+    n_enhance: int = 2
+    dropout: float = 0.1
+    padding: str = "fixed"
+    chunk_size: int = 64
+    attn_block: int = 1024
+    interact: str = "exchange"
+
+
 class ASYM(DepressionModel):
     """ASYM re-implementation from the abstract (see module docstring for every choice).
 
@@ -119,10 +136,13 @@ class ASYM(DepressionModel):
             mean), ``"shared_a"`` (A/A_b shared across modalities, DepMamba's form) or ``"none"``.
     """
 
-    def __init__(self, input_dims: dict[str, int], d_model: int = 256, d_state: int = 12, expand: float = 4,
-                 d_conv: int = 4, n_heads: int = 4, scales=(1, 3, 5), n_enhance: int = 2, dropout: float = 0.1,
-                 padding: str = "fixed", chunk_size: int = 64, attn_block: int = 1024, interact: str = "exchange"):
+    def __init__(self, input_dims, cfg: ASYMConfig | None = None):
         super().__init__(input_dims)
+        cfg = ASYMConfig() if cfg is None else cfg
+        d_model, d_state, expand, d_conv, n_heads, scales = (cfg.d_model, cfg.d_state, cfg.expand, cfg.d_conv,
+                                                             cfg.n_heads, cfg.scales)
+        n_enhance, dropout, padding, chunk_size, attn_block, interact = (cfg.n_enhance, cfg.dropout, cfg.padding,
+                                                                        cfg.chunk_size, cfg.attn_block, cfg.interact)
         leaky = check_padding(padding)
         if interact not in INTERACTIONS:
             raise ConfigError(f"interact must be one of {INTERACTIONS}, got {interact!r}")
@@ -200,11 +220,7 @@ class ASYM(DepressionModel):
 
 @register_model("asym", paper="ASYM, Front. Psychiatry 17:1704005 (2026); no public code", inputs="visual + audio",
                 description="ASYM: CNN + interacting Bi-Mamba, cross-attention, modality gate then multi-scale "
-                            "branches, Bi-Mamba enhancer")
-def asym(input_dims, d_model: int = 256, d_state: int = 12, expand: float = 4, d_conv: int = 4, n_heads: int = 4,
-         scales: tuple = (1, 3, 5), n_enhance: int = 2, dropout: float = 0.1, padding: str = "fixed",
-         chunk_size: int = 64, attn_block: int = 1024, interact: str = "exchange") -> ASYM:
+                            "branches, Bi-Mamba enhancer", config=ASYMConfig)
+def asym(input_dims, **cfg) -> ASYM:
     """ASYM re-implemented from the abstract (every design choice is depdet's, documented in the module)."""
-    return ASYM(input_dims, d_model=d_model, d_state=d_state, expand=expand, d_conv=d_conv, n_heads=n_heads,
-                scales=scales, n_enhance=n_enhance, dropout=dropout, padding=padding, chunk_size=chunk_size,
-                attn_block=attn_block, interact=interact)
+    return ASYM(input_dims, ASYMConfig(**cfg))

@@ -63,3 +63,16 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor, dim: int = -1) -> t
     scores = scores.masked_fill(~mask, float("-inf"))
     out = torch.softmax(scores, dim=dim)
     return torch.nan_to_num(out, nan=0.0)
+
+
+def seq_lengths(mask: torch.Tensor) -> torch.Tensor:
+    """Per-sample extent of a (B, L) mask: index of the last True row + 1 (0 if none).
+
+    Rows inside that extent that are masked (e.g. frames without a face) are kept as zero rows in
+    recurrent/convolutional layers and excluded from pooling and attention; only the tail after
+    the last valid row is treated as padding.
+    """
+    L = mask.shape[1]
+    pos = torch.arange(1, L + 1, device=mask.device).expand_as(mask)
+    return (pos * mask.long()).amax(dim=1) if L else mask.new_zeros(mask.shape[0], dtype=torch.long)
+

@@ -21,6 +21,7 @@ These are registry entries of kind ``"sklearn"``: ``fit(features_list, labels)``
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import numpy as np
 
 from depdet.errors import ConfigError, DataError
@@ -59,6 +60,19 @@ def pooled_statistics(features: dict, input_dims: dict[str, int], masks: dict | 
     return np.concatenate([np.asarray(p, dtype=np.float64) for p in parts])
 
 
+@dataclass(frozen=True)
+class PooledStatsClassifierConfig:
+    """Options of :class:`PooledStatsClassifier` and their defaults (stated here only; meanings: its ``Args``)."""
+
+    estimator: str = "lr"
+    C: float = 1.0
+    kernel: str = "rbf"
+    n_estimators: int = 200
+    max_depth: int | None = None
+    class_weight: str | None = None
+    seed: int = 0
+
+
 class PooledStatsClassifier:
     """A scikit-learn classifier on pooled statistics (kind ``"sklearn"`` in the registry).
 
@@ -75,9 +89,10 @@ class PooledStatsClassifier:
 
     ESTIMATORS = ("lr", "svm", "rf")
 
-    def __init__(self, input_dims, estimator: str = "lr", C: float = 1.0, kernel: str = "rbf",
-                 n_estimators: int = 200, max_depth: int | None = None, class_weight: str | None = None,
-                 seed: int = 0):
+    def __init__(self, input_dims, cfg: PooledStatsClassifierConfig | None = None):
+        cfg = PooledStatsClassifierConfig() if cfg is None else cfg
+        estimator, C, kernel, n_estimators, max_depth, class_weight, seed = (cfg.estimator, cfg.C, cfg.kernel,
+            cfg.n_estimators, cfg.max_depth, cfg.class_weight, cfg.seed)
         if estimator not in self.ESTIMATORS:
             raise ConfigError(f"estimator must be one of {self.ESTIMATORS}, got {estimator!r}")
         if not C > 0:
@@ -155,16 +170,8 @@ class PooledStatsClassifier:
 
 
 def _entry(estimator: str, doc: str):
-    import inspect
-
-    allowed = [p for p in inspect.signature(PooledStatsClassifier.__init__).parameters
-               if p not in ("self", "input_dims", "estimator")]
-
     def entry(input_dims, **cfg):
-        unknown = sorted(set(cfg) - set(allowed))
-        if unknown:
-            raise ConfigError(f"unknown option(s) {unknown} for model {estimator!r}", hint=f"valid: {', '.join(allowed)}")
-        return PooledStatsClassifier(input_dims, estimator=estimator, **cfg)
+        return PooledStatsClassifier(input_dims, PooledStatsClassifierConfig(estimator=estimator, **cfg))
 
     entry.__doc__ = doc
     entry.__name__ = estimator
@@ -172,6 +179,9 @@ def _entry(estimator: str, doc: str):
 
 
 _PAPER = "classic baseline on pooled statistics (cf. LMVD ML baselines)"
-register_model("lr", paper=_PAPER, kind="sklearn")(_entry("lr", "Logistic regression on pooled mean/std/min/max."))
-register_model("svm", paper=_PAPER, kind="sklearn")(_entry("svm", "RBF SVM (Platt probabilities) on pooled mean/std/min/max."))
-register_model("rf", paper=_PAPER, kind="sklearn")(_entry("rf", "Random forest on pooled mean/std/min/max."))
+register_model("lr", paper=_PAPER, kind="sklearn", config=PooledStatsClassifierConfig, fixed=("estimator",))(
+    _entry("lr", "Logistic regression on pooled mean/std/min/max."))
+register_model("svm", paper=_PAPER, kind="sklearn", config=PooledStatsClassifierConfig, fixed=("estimator",))(
+    _entry("svm", "RBF SVM (Platt probabilities) on pooled mean/std/min/max."))
+register_model("rf", paper=_PAPER, kind="sklearn", config=PooledStatsClassifierConfig, fixed=("estimator",))(
+    _entry("rf", "Random forest on pooled mean/std/min/max."))

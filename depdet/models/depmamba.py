@@ -22,7 +22,7 @@ Where we follow what:
 
   - **batch padding** enters no conv, scan or BatchNorm statistic: the backward scan runs over each
     sample's own reversed valid span, BatchNorm uses masked train-mode statistics
-    (:class:`MaskedBatchNorm1d`), so a clip's logit does not depend on its batch's padding; in eval
+    (:class:`~depdet.models.layers.MaskedBatchNorm1d`), so a clip's logit does not depend on its batch's padding; in eval
     mode a clip in a padded batch gets its logit alone, to float rounding (``tests/test_models_mamba.py``
     padding invariance, eval and train mode; ``tests/test_depmamba_parity.py``: equal to the
     official code's logit of each sample alone, within 1e-5);
@@ -51,56 +51,27 @@ Where we follow what:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import torch
 from torch import nn
 
-from depdet.errors import ConfigError, DataError
 from depdet.models.base import DepressionModel, ModelOutput, masked_mean
-from depdet.models.mamba import CollaborativeBiMamba, ResConvBlock, ResidualMamba
+from depdet.models.layers import ResConvBlock, ResidualMamba, check_inputs, check_padding, pointwise_projections, union_mask
+from depdet.models.mamba import CollaborativeBiMamba
 from depdet.models.registry import register_model
 
-PADDING_MODES = ("fixed", "original")
 
+@dataclass(frozen=True)
+class DepMambaConfig:
+    """Options of :class:`DepMamba` and their defaults (stated here only; meanings: its ``Args``)."""
 
-def pointwise_projections(input_dims: dict[str, int], d_model: int) -> nn.ModuleDict:
-    """Per-modality 1x1 convolutions (no bias, Xavier-uniform) to ``d_model`` channels, as DepMamba's."""
-    proj = nn.ModuleDict()
-    for m, dim in input_dims.items():
-        conv = nn.Conv1d(dim, d_model, 1, bias=False)
-        nn.init.xavier_uniform_(conv.weight)
-        proj[m] = conv
-    return proj
-
-
-def check_padding(padding: str) -> bool:
-    """Validate a ``padding`` option; returns True for the leaky ``"original"`` behaviour."""
-    if padding not in PADDING_MODES:
-        raise ConfigError(f"padding must be one of {PADDING_MODES}, got {padding!r}",
-                          hint='use padding="fixed" (default) or padding="original" (public-code behaviour)')
-    return padding == "original"
-
-
-def check_inputs(model: DepressionModel, inputs: dict, masks: dict) -> None:
-    """Raise :class:`DataError` when a batch does not match the model's ``input_dims``."""
-    for m, dim in model.input_dims.items():
-        if m not in inputs or m not in masks:
-            raise DataError(f"batch has no {m!r} features or mask (model {type(model).__name__} expects "
-                            f"{list(model.input_dims)})", hint="collate every modality, visual first")
-        x, mk = inputs[m], masks[m]
-        if x.dim() != 3 or x.shape[-1] != dim:
-            raise DataError(f"{m} features have shape {tuple(x.shape)}, expected (B, L, {dim})",
-                            hint="build the model with the dataset's feature sizes (input_dims)")
-        if tuple(mk.shape) != tuple(x.shape[:2]):
-            raise DataError(f"{m} mask has shape {tuple(mk.shape)}, expected {tuple(x.shape[:2])}",
-                            hint="masks are (B, L) booleans matching the padded features")
-
-
-def union_mask(masks: dict[str, torch.Tensor], modalities) -> torch.Tensor:
-    """Logical OR of the per-modality masks (B, L)."""
-    out = masks[modalities[0]].bool()
-    for m in modalities[1:]:
-        out = out | masks[m].bool()
-    return out
+    d_model: int = 256
+    d_state: int = 12
+    expand: float = 4
+    d_conv: int = 4
+    dropout: float = 0.1
+    padding: str = "fixed"
+    chunk_size: int = 64
 
 
 class DepMamba(DepressionModel):
@@ -117,9 +88,11 @@ class DepMamba(DepressionModel):
         chunk_size: chunk length of the CPU scan.
     """
 
-    def __init__(self, input_dims: dict[str, int], d_model: int = 256, d_state: int = 12, expand: float = 4,
-                 d_conv: int = 4, dropout: float = 0.1, padding: str = "fixed", chunk_size: int = 64):
+    def __init__(self, input_dims, cfg: DepMambaConfig | None = None):
         super().__init__(input_dims)
+        cfg = DepMambaConfig() if cfg is None else cfg
+        d_model, d_state, expand, d_conv, dropout, padding, chunk_size = (cfg.d_model, cfg.d_state, cfg.expand,
+            cfg.d_conv, cfg.dropout, cfg.padding, cfg.chunk_size)
         leaky = check_padding(padding)
         self.padding = padding
         masked = not leaky
@@ -161,9 +134,8 @@ class DepMamba(DepressionModel):
 
 
 @register_model("depmamba", paper="Ye, Zhang, Shan, ICASSP 2025 (arXiv 2409.15936)", inputs="visual + audio",
-                description="DepMamba: CNN + collaborative Bi-Mamba (shared A) per modality, then CNN + Bi-Mamba")
-def depmamba(input_dims, d_model: int = 256, d_state: int = 12, expand: float = 4, d_conv: int = 4,
-             dropout: float = 0.1, padding: str = "fixed", chunk_size: int = 64) -> DepMamba:
+                description="DepMamba: CNN + collaborative Bi-Mamba (shared A) per modality, then CNN + Bi-Mamba",
+                config=DepMambaConfig)
+def depmamba(input_dims, **cfg) -> DepMamba:
     """DepMamba (d_state 12 for D-Vlog, 16 for LMVD; padding="original" for the public-code leak)."""
-    return DepMamba(input_dims, d_model=d_model, d_state=d_state, expand=expand, d_conv=d_conv,
-                    dropout=dropout, padding=padding, chunk_size=chunk_size)
+    return DepMamba(input_dims, DepMambaConfig(**cfg))

@@ -45,6 +45,7 @@ Our choices where the paper gives no detail (documented, not from any source):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import math
 
 import torch
@@ -52,10 +53,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from depdet.models.base import DepressionModel, ModelOutput, masked_mean
-from depdet.errors import ConfigError
-from depdet.models.depmamba import check_inputs, check_padding
+from depdet.models.layers import check_inputs, check_padding
 from depdet.models.mamba import CollaborativeBiMamba
-from depdet.models.registry import register_model
+from depdet.models.registry import register_model, require_heads_divide
 
 
 def diff_softmax(logits: torch.Tensor, temp: float = 1.0, hard: bool = False, dim: int = -1) -> torch.Tensor:
@@ -78,9 +78,7 @@ class LocalWindowAttention(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int = 4, window: int = 8, dropout: float = 0.1):
         super().__init__()
-        if d_model % n_heads:
-            raise ConfigError(f"d_model {d_model} is not divisible by n_heads {n_heads}",
-                              hint="pick n_heads dividing d_model")
+        require_heads_divide(d_model, n_heads)
         self.h, self.w = n_heads, window
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
@@ -120,6 +118,24 @@ class LocalTransformerExpert(nn.Module):
         return x * mask[..., None].to(x.dtype)
 
 
+@dataclass(frozen=True)
+class DynMultiDepConfig:
+    """Options of :class:`DynMultiDep` and their defaults (stated here only; meanings: its ``Args``)."""
+
+    d_model: int = 256
+    d_state: int = 12
+    expand: float = 4
+    d_conv: int = 4
+    n_heads: int = 4
+    window: int = 8
+    gate_hidden: int = 64
+    temp: float = 1.0
+    hard_gate: bool = True
+    dropout: float = 0.1
+    padding: str = "fixed"
+    chunk_size: int = 64
+
+
 class DynMultiDep(DepressionModel):
     """DynMultiDep: per-modality Mamba + local Transformer experts with long-short routing, then DynMM.
 
@@ -135,10 +151,13 @@ class DynMultiDep(DepressionModel):
         chunk_size: chunk length of the CPU scan.
     """
 
-    def __init__(self, input_dims: dict[str, int], d_model: int = 256, d_state: int = 12, expand: float = 4,
-                 d_conv: int = 4, n_heads: int = 4, window: int = 8, gate_hidden: int = 64, temp: float = 1.0,
-                 hard_gate: bool = True, dropout: float = 0.1, padding: str = "fixed", chunk_size: int = 64):
+    def __init__(self, input_dims, cfg: DynMultiDepConfig | None = None):
         super().__init__(input_dims)
+        cfg = DynMultiDepConfig() if cfg is None else cfg
+        d_model, d_state, expand, d_conv, n_heads, window = (cfg.d_model, cfg.d_state, cfg.expand, cfg.d_conv,
+                                                             cfg.n_heads, cfg.window)
+        gate_hidden, temp, hard_gate, dropout, padding, chunk_size = (cfg.gate_hidden, cfg.temp, cfg.hard_gate,
+                                                                      cfg.dropout, cfg.padding, cfg.chunk_size)
         leaky = check_padding(padding)
         self.padding, self.temp, self.hard_gate = padding, float(temp), bool(hard_gate)
         M = len(self.modalities)
@@ -191,12 +210,8 @@ class DynMultiDep(DepressionModel):
 
 @register_model("dynmultidep", paper="Li et al., J. Imaging 2026, 12(1), 29", inputs="visual + audio",
                 description="DynMultiDep: Mamba + local-window Transformer experts with long-short routing, DynMM "
-                            "gating (the paper's action units and eye gaze inputs are absent)")
-def dynmultidep(input_dims, d_model: int = 256, d_state: int = 12, expand: float = 4, d_conv: int = 4,
-                n_heads: int = 4, window: int = 8, gate_hidden: int = 64, temp: float = 1.0,
-                hard_gate: bool = True, dropout: float = 0.1, padding: str = "fixed",
-                chunk_size: int = 64) -> DynMultiDep:
+                            "gating (the paper's action units and eye gaze inputs are absent)",
+                config=DynMultiDepConfig)
+def dynmultidep(input_dims, **cfg) -> DynMultiDep:
     """DynMultiDep as the paper describes it (the public code is broken; see the module docstring)."""
-    return DynMultiDep(input_dims, d_model=d_model, d_state=d_state, expand=expand, d_conv=d_conv,
-                       n_heads=n_heads, window=window, gate_hidden=gate_hidden, temp=temp,
-                       hard_gate=hard_gate, dropout=dropout, padding=padding, chunk_size=chunk_size)
+    return DynMultiDep(input_dims, DynMultiDepConfig(**cfg))

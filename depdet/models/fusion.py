@@ -1,11 +1,8 @@
 """Recurrent per-modality encoders with pooled fusion: unimodal BiLSTMs, concat/add/mul fusion, TFN.
 
-This family holds the simple D-Vlog-style baselines and the masking helpers that the other
-non-Mamba families (JAMFN, MIMML, TAMFN, the Depression Detector) share:
-
-* :func:`seq_lengths` / :func:`run_rnn`: recurrent layers run on ``pack_padded_sequence`` so the
-  backward direction starts at each sample's own last row, never inside padding.
-* :func:`check_options`: entry points reject unknown options with a :class:`ConfigError`.
+This family holds the simple D-Vlog-style baselines. Their recurrent encoders run on packed
+sequences (:func:`depdet.models.layers.run_rnn`, shared with JAMFN, MIMML and TAMFN) so the
+backward direction starts at each sample's own last row, never inside padding.
 
 Registered models:
 
@@ -26,78 +23,14 @@ A modality that is entirely masked out for a sample pools to zeros; the logit st
 
 from __future__ import annotations
 
-import inspect
-
+from dataclasses import dataclass
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from depdet.errors import ConfigError
-from depdet.models.base import DepressionModel, ModelOutput, masked_mean
-from depdet.models.registry import register_model
-
-# ----------------------------------------------------------------------------- shared helpers
-
-
-def check_options(cls, name: str, cfg: dict, fixed: tuple[str, ...] = ()) -> None:
-    """Raise ConfigError if ``cfg`` has keys that ``cls.__init__`` does not take (or that are fixed).
-
-    Args:
-        cls: the model class whose keyword arguments are the valid options.
-        name: registered model name (for the message).
-        cfg: options given by the user.
-        fixed: options the entry point sets itself (not user-settable).
-    """
-    params = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "input_dims")]
-    valid = [p for p in params if p not in fixed]
-    unknown = sorted(set(cfg) - set(valid))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {unknown} for model {name!r}", hint=f"valid: {', '.join(valid)}")
-
-
-def require_positive(**values) -> None:
-    """Raise ConfigError unless every given value is a positive int."""
-    for k, v in values.items():
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ConfigError(f"option {k} must be a positive integer, got {v!r}")
-
-
-def require_prob(**values) -> None:
-    """Raise ConfigError unless every given value is in [0, 1)."""
-    for k, v in values.items():
-        if not isinstance(v, (int, float)) or not 0.0 <= float(v) < 1.0:
-            raise ConfigError(f"option {k} must be a number in [0, 1), got {v!r}")
-
-
-def seq_lengths(mask: torch.Tensor) -> torch.Tensor:
-    """Per-sample extent of a (B, L) mask: index of the last True row + 1 (0 if none).
-
-    Rows inside that extent that are masked (e.g. frames without a face) are kept as zero rows in
-    recurrent/convolutional layers and excluded from pooling and attention; only the tail after
-    the last valid row is treated as padding.
-    """
-    L = mask.shape[1]
-    pos = torch.arange(1, L + 1, device=mask.device).expand_as(mask)
-    return (pos * mask.long()).amax(dim=1) if L else mask.new_zeros(mask.shape[0], dtype=torch.long)
-
-
-def run_rnn(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Run a batch_first RNN on packed sequences; returns (B, L, H_out) with zeros past each length.
-
-    Samples of length 0 are run on one zero row (packing needs >= 1) and their output is zeroed.
-    """
-    B, L, _ = x.shape
-    lens = lengths.clamp(min=1).cpu()
-    packed = pack_padded_sequence(x, lens, batch_first=True, enforce_sorted=False)
-    out, _ = rnn(packed)
-    out, _ = pad_packed_sequence(out, batch_first=True, total_length=L)
-    return out * (lengths > 0).to(out.dtype).view(B, 1, 1)
-
-
-def zero_masked(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Zero rows of x (B, L, C) where mask (B, L) is False."""
-    return x * mask.unsqueeze(-1).to(x.dtype)
-
+from depdet.models.base import DepressionModel, ModelOutput, masked_mean, seq_lengths
+from depdet.models.layers import run_rnn, zero_masked
+from depdet.models.registry import register_model, require_positive, require_prob
 
 class RNNEncoder(nn.Module):
     """BiLSTM (or BiGRU) over one modality, masked pooling to a vector.
@@ -141,6 +74,17 @@ class RNNEncoder(nn.Module):
 # ----------------------------------------------------------------------------- models
 
 
+@dataclass(frozen=True)
+class UnimodalBiLSTMConfig:
+    """Options of :class:`UnimodalBiLSTM` and their defaults (stated here only; meanings: its ``Args``)."""
+
+    modality: str = "audio"
+    hidden: int = 128
+    num_layers: int = 2
+    dropout: float = 0.2
+    pool: str = "mean"
+
+
 class UnimodalBiLSTM(DepressionModel):
     """Unimodal BiLSTM baseline: one modality, BiLSTM, pooling, Linear -> 1 logit.
 
@@ -155,9 +99,11 @@ class UnimodalBiLSTM(DepressionModel):
         pool: ``"mean"`` (default, masked) or ``"last"`` (as the LMVD baseline's last step).
     """
 
-    def __init__(self, input_dims, modality: str = "audio", hidden: int = 128, num_layers: int = 2,
-                 dropout: float = 0.2, pool: str = "mean"):
+    def __init__(self, input_dims, cfg: UnimodalBiLSTMConfig | None = None):
         super().__init__(input_dims)
+        cfg = UnimodalBiLSTMConfig() if cfg is None else cfg
+        modality, hidden, num_layers, dropout, pool = (cfg.modality, cfg.hidden, cfg.num_layers, cfg.dropout,
+            cfg.pool)
         if modality not in self.input_dims:
             raise ConfigError(f"needs the {modality!r} modality", hint=f"use features that include {modality} "
                               f"(input_dims has {', '.join(self.input_dims)})")
@@ -171,6 +117,17 @@ class UnimodalBiLSTM(DepressionModel):
     def forward(self, inputs, masks) -> ModelOutput:
         h = self.encoder(inputs[self.modality], masks[self.modality])
         return ModelOutput(logits=self.head(self.drop(h)).squeeze(-1))
+
+
+@dataclass(frozen=True)
+class PooledFusionConfig:
+    """Options of :class:`PooledFusion` and their defaults (stated here only; meanings: its ``Args``)."""
+
+    op: str = "concat"
+    hidden: int = 64
+    num_layers: int = 1
+    d: int = 128
+    dropout: float = 0.2
 
 
 class PooledFusion(DepressionModel):
@@ -190,9 +147,10 @@ class PooledFusion(DepressionModel):
 
     OPS = ("concat", "add", "mul")
 
-    def __init__(self, input_dims, op: str = "concat", hidden: int = 64, num_layers: int = 1, d: int = 128,
-                 dropout: float = 0.2):
+    def __init__(self, input_dims, cfg: PooledFusionConfig | None = None):
         super().__init__(input_dims)
+        cfg = PooledFusionConfig() if cfg is None else cfg
+        op, hidden, num_layers, d, dropout = (cfg.op, cfg.hidden, cfg.num_layers, cfg.d, cfg.dropout)
         if op not in self.OPS:
             raise ConfigError(f"fusion op must be one of {self.OPS}, got {op!r}")
         require_positive(hidden=hidden, num_layers=num_layers, d=d)
@@ -220,6 +178,16 @@ class PooledFusion(DepressionModel):
         return ModelOutput(logits=self.head(z).squeeze(-1), modality_weights=share)
 
 
+@dataclass(frozen=True)
+class TFNConfig:
+    """Options of :class:`TFN` and their defaults (stated here only; meanings: its ``Args``)."""
+
+    hidden: int = 64
+    d: int = 32
+    post_hidden: int = 64
+    dropout: float = 0.2
+
+
 class TFN(DepressionModel):
     """Tensor Fusion Network on pooled per-modality embeddings.
 
@@ -235,8 +203,10 @@ class TFN(DepressionModel):
         dropout: dropout on the fused tensor.
     """
 
-    def __init__(self, input_dims, hidden: int = 64, d: int = 32, post_hidden: int = 64, dropout: float = 0.2):
+    def __init__(self, input_dims, cfg: TFNConfig | None = None):
         super().__init__(input_dims)
+        cfg = TFNConfig() if cfg is None else cfg
+        hidden, d, post_hidden, dropout = (cfg.hidden, cfg.d, cfg.post_hidden, cfg.dropout)
         require_positive(hidden=hidden, d=d, post_hidden=post_hidden)
         require_prob(dropout=dropout)
         self.encoders = nn.ModuleDict({m: RNNEncoder(D, hidden) for m, D in self.input_dims.items()})
@@ -259,24 +229,21 @@ class TFN(DepressionModel):
 _DVLOG_PAPER = "baseline (D-Vlog / LMVD style)"
 
 
-@register_model("bilstm_audio", paper=_DVLOG_PAPER, inputs="audio")
+@register_model("bilstm_audio", paper=_DVLOG_PAPER, inputs="audio", config=UnimodalBiLSTMConfig, fixed=("modality",))
 def bilstm_audio(input_dims, **cfg):
     """Unimodal BiLSTM on the audio stream."""
-    check_options(UnimodalBiLSTM, "bilstm_audio", cfg, fixed=("modality",))
-    return UnimodalBiLSTM(input_dims, modality="audio", **cfg)
+    return UnimodalBiLSTM(input_dims, UnimodalBiLSTMConfig(modality="audio", **cfg))
 
 
-@register_model("bilstm_visual", paper=_DVLOG_PAPER, inputs="visual")
+@register_model("bilstm_visual", paper=_DVLOG_PAPER, inputs="visual", config=UnimodalBiLSTMConfig, fixed=("modality",))
 def bilstm_visual(input_dims, **cfg):
     """Unimodal BiLSTM on the visual (landmark) stream."""
-    check_options(UnimodalBiLSTM, "bilstm_visual", cfg, fixed=("modality",))
-    return UnimodalBiLSTM(input_dims, modality="visual", **cfg)
+    return UnimodalBiLSTM(input_dims, UnimodalBiLSTMConfig(modality="visual", **cfg))
 
 
 def _fusion_entry(op: str):
     def entry(input_dims, **cfg):
-        check_options(PooledFusion, f"fusion_{op}", cfg, fixed=("op",))
-        return PooledFusion(input_dims, op=op, **cfg)
+        return PooledFusion(input_dims, PooledFusionConfig(op=op, **cfg))
 
     entry.__doc__ = f"Per-modality BiLSTM + pooled {op} fusion."
     entry.__name__ = f"fusion_{op}"
@@ -284,11 +251,11 @@ def _fusion_entry(op: str):
 
 
 for _op in PooledFusion.OPS:
-    register_model(f"fusion_{_op}", paper=_DVLOG_PAPER + "; MMFformer fusion options")(_fusion_entry(_op))
+    register_model(f"fusion_{_op}", paper=_DVLOG_PAPER + "; MMFformer fusion options", config=PooledFusionConfig,
+                   fixed=("op",))(_fusion_entry(_op))
 
 
-@register_model("tfn", paper="Zadeh et al., EMNLP 2017 (Tensor Fusion Network)")
+@register_model("tfn", paper="Zadeh et al., EMNLP 2017 (Tensor Fusion Network)", config=TFNConfig)
 def tfn(input_dims, **cfg):
     """Tensor Fusion Network: outer product of pooled [h;1] embeddings."""
-    check_options(TFN, "tfn", cfg)
-    return TFN(input_dims, **cfg)
+    return TFN(input_dims, TFNConfig(**cfg))

@@ -53,18 +53,35 @@ of the fused features (norm of its attended features, summed over scales, normal
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from depdet.errors import ConfigError
-from depdet.models.base import DepressionModel, ModelOutput, masked_softmax
-from depdet.models.fusion import check_options, require_positive, require_prob, run_rnn, seq_lengths, zero_masked
-from depdet.models.registry import register_model
+from depdet.models.base import DepressionModel, ModelOutput, masked_softmax, seq_lengths
+from depdet.models.layers import run_rnn, zero_masked
+from depdet.models.registry import register_model, require_positive, require_prob
 
 
 FUSIONS = ("elementwise", "attend_sum")
 HEADS = ("ce2", "bce")
+
+
+@dataclass(frozen=True)
+class JAMFNConfig:
+    """Options of :class:`JAMFN` and their defaults (stated here only; meanings: its ``Args``)."""
+
+    hidden: int = 200
+    lstm_layers: int = 6
+    channels: int = 512
+    kernels: tuple = (1, 3, 5)
+    max_len: int = 596
+    jaf: str = "fixed"
+    fusion: str = "elementwise"
+    head: str = "ce2"
+    dropout: float = 0.0
+    conv_act: str = "relu"
 
 
 class JAMFN(DepressionModel):
@@ -86,10 +103,12 @@ class JAMFN(DepressionModel):
             ``jamfn-dvlog`` preset) after each scale's convolution.
     """
 
-    def __init__(self, input_dims, hidden: int = 200, lstm_layers: int = 6, channels: int = 512,
-                 kernels: tuple = (1, 3, 5), max_len: int = 596, jaf: str = "fixed", fusion: str = "elementwise",
-                 head: str = "ce2", dropout: float = 0.0, conv_act: str = "relu"):
+    def __init__(self, input_dims, cfg: JAMFNConfig | None = None):
         super().__init__(input_dims)
+        cfg = JAMFNConfig() if cfg is None else cfg
+        hidden, lstm_layers, channels, kernels, max_len, jaf, fusion, head, dropout, conv_act = (cfg.hidden,
+            cfg.lstm_layers, cfg.channels, cfg.kernels, cfg.max_len, cfg.jaf, cfg.fusion, cfg.head, cfg.dropout,
+            cfg.conv_act)
         require_positive(hidden=hidden, lstm_layers=lstm_layers, channels=channels, max_len=max_len)
         require_prob(dropout=dropout)
         kernels = tuple(kernels)
@@ -188,17 +207,18 @@ class JAMFN(DepressionModel):
         return super().loss(output, labels)
 
 
-def jamfn_param_breakdown(input_dims: dict[str, int], hidden: int = 200, lstm_layers: int = 6, channels: int = 512,
-                          kernels: tuple = (1, 3, 5), max_len: int = 596, jaf: str = "fixed",
-                          fusion: str = "elementwise", head: str = "ce2", **_ignored) -> dict[str, int]:
+def jamfn_param_breakdown(input_dims: dict[str, int], **cfg) -> dict[str, int]:
     """Analytic parameter count of :class:`JAMFN` by part (used by ``depdet models jamfn`` and the tests).
 
     Per modality m (input D_m), per direction: LSTM layer 1 has ``4H(D_m + H) + 8H`` (two bias
     vectors), layers 2..N have ``4H(2H + H) + 8H``; conv k: ``H*C*k + C``. Per scale: M score FCs
     ``C + 1`` and FC_3 ``J^2 + J`` with J = M*max_len (fixed) or M (pointwise). Head (Eq. 14):
     ``(F + 1) * n`` with F = max_len*C (elementwise) or C (attend_sum), n = 2 (ce2) or 1 (bce).
+    ``cfg``: :class:`JAMFNConfig` fields (defaults for the rest).
     """
-    H, C, M = hidden, channels, len(input_dims)
+    c = JAMFNConfig(**cfg)
+    lstm_layers, kernels, max_len, jaf, fusion, head = c.lstm_layers, c.kernels, c.max_len, c.jaf, c.fusion, c.head
+    H, C, M = c.hidden, c.channels, len(input_dims)
     parts: dict[str, int] = {}
     for m, D in input_dims.items():
         parts[f"bilstm_{m}"] = 2 * (4 * H * (D + H) + 8 * H) + 2 * (lstm_layers - 1) * (4 * H * (2 * H + H) + 8 * H)
@@ -218,8 +238,7 @@ def jamfn_param_count(input_dims: dict[str, int], **cfg) -> int:
     return sum(jamfn_param_breakdown(input_dims, **cfg).values())
 
 
-@register_model("jamfn", paper="Zhou et al., Interspeech 2023 (JAMFN)")
+@register_model("jamfn", paper="Zhou et al., Interspeech 2023 (JAMFN)", config=JAMFNConfig)
 def jamfn(input_dims, **cfg):
     """Joint attention multi-scale fusion network: BiLSTMs, k=1/3/5 convs, joint attention fusion (Eq. 12)."""
-    check_options(JAMFN, "jamfn", cfg)
-    return JAMFN(input_dims, **cfg)
+    return JAMFN(input_dims, JAMFNConfig(**cfg))

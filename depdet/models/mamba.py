@@ -57,12 +57,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from depdet.models import scan_kernel
+from depdet.models.base import seq_lengths
 
 __all__ = [
     "selective_scan", "selective_scan_ref", "selective_scan_chunked", "selective_scan_cpu", "scan_backend",
     "causal_conv1d",
-    "use_cuda_scan", "use_cuda_conv", "lengths_from_mask", "flip_index", "flip_within",
-    "MambaMixer", "BiMamba", "CollaborativeBiMamba", "MaskedBatchNorm1d", "ResConvBlock", "ResidualMamba",
+    "use_cuda_scan", "use_cuda_conv", "flip_index", "flip_within",
+    "MambaMixer", "BiMamba", "CollaborativeBiMamba",
     "MAX_CHUNK_EXPONENT",
 ]
 
@@ -425,13 +426,6 @@ def causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
 # --------------------------------------------------------------------------------------------------
 # Masks and per-sample flips
 # --------------------------------------------------------------------------------------------------
-def lengths_from_mask(mask: torch.Tensor) -> torch.Tensor:
-    """Per-sample valid length = index of the last True + 1 (0 for an all-False row); mask (B, L)."""
-    L = mask.shape[1]
-    pos = torch.arange(1, L + 1, device=mask.device).expand_as(mask)
-    return (pos * mask.long()).amax(1)
-
-
 def flip_index(lengths: torch.Tensor, L: int) -> torch.Tensor:
     """(B, L) gather index that reverses each sample's first ``lengths[b]`` steps, leaving the rest."""
     t = torch.arange(L, device=lengths.device).expand(lengths.shape[0], L)
@@ -559,7 +553,7 @@ def _bidirectional(xi, z, fwd, bwd, A, A_b, mask, leaky, chunk_size):
     mf = mask[:, None, :].to(xi.dtype)
     xi = xi * mf
     y_f = fwd(xi, z, A, mask, chunk_size, mask_u=False)
-    y_b = bwd(xi, z, A_b, mask, chunk_size, reverse_lengths=lengths_from_mask(mask), mask_u=False)
+    y_b = bwd(xi, z, A_b, mask, chunk_size, reverse_lengths=seq_lengths(mask), mask_u=False)
     return (y_f + y_b) * (0.5 * mf)
 
 
@@ -630,79 +624,3 @@ class CollaborativeBiMamba(nn.Module):
             y = _bidirectional(xi, z, self.fwd[i], self.bwd[i], A, A_b, m, self.leaky_padding, self.chunk_size)
             outs.append(self.out_proj[i](y.transpose(1, 2)))
         return outs
-
-
-# --------------------------------------------------------------------------------------------------
-# Shared layers for the Mamba-based models
-# --------------------------------------------------------------------------------------------------
-class MaskedBatchNorm1d(nn.BatchNorm1d):
-    """BatchNorm1d whose train-mode statistics use only the valid steps of ``mask`` (B, L).
-
-    Without a mask (or in eval mode) it is exactly ``nn.BatchNorm1d``. With a mask in train mode the
-    batch mean/variance and the running-stat updates come from valid steps only, so padding never
-    changes the statistics. Fewer than two valid steps: the running statistics are used, no update.
-    """
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:  # noqa: D102
-        if mask is None or not self.training:
-            return super().forward(x)
-        m = mask[:, None, :].to(x.dtype)
-        n = m.sum()
-        if float(n) < 2:
-            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
-        mean = (x * m).sum((0, 2)) / n
-        var = (((x - mean[None, :, None]) ** 2) * m).sum((0, 2)) / n
-        if self.track_running_stats:
-            with torch.no_grad():
-                self.num_batches_tracked += 1
-                mom = (1.0 / float(self.num_batches_tracked)) if self.momentum is None else self.momentum
-                self.running_mean.mul_(1 - mom).add_(mom * mean.detach())
-                self.running_var.mul_(1 - mom).add_(mom * var.detach() * n / (n - 1))
-        y = (x - mean[None, :, None]) / torch.sqrt(var[None, :, None] + self.eps)
-        if self.affine:
-            y = y * self.weight[None, :, None] + self.bias[None, :, None]
-        return y
-
-
-class ResConvBlock(nn.Module):
-    """DepMamba's (MM)CNNEncoderLayer: Conv1d(k3, no bias) -> BN -> ReLU -> Dropout, plus a residual.
-
-    The residual is the identity when sizes match, else a 1x1 conv. Conv weights Xavier-uniform. With
-    ``masked=True`` the BN uses masked statistics (:class:`MaskedBatchNorm1d`) and padded steps are
-    zeroed on output, so the conv of the next block sees zeros there, exactly like the conv padding.
-    """
-
-    def __init__(self, d_in: int, d_out: int, kernel_size: int = 3, dropout: float = 0.1, masked: bool = True):
-        super().__init__()
-        self.masked = masked
-        self.conv = nn.Conv1d(d_in, d_out, kernel_size, padding=kernel_size // 2, bias=False)
-        nn.init.xavier_uniform_(self.conv.weight)
-        self.bn = MaskedBatchNorm1d(d_out)
-        self.drop = nn.Dropout(dropout)
-        self.res = None
-        if d_in != d_out:
-            self.res = nn.Conv1d(d_in, d_out, 1, bias=False)
-            nn.init.xavier_uniform_(self.res.weight)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, L, C) -> (B, L, C_out)."""
-        xt = x.transpose(1, 2)
-        m = mask if self.masked else None
-        y = self.drop(F.relu(self.bn(self.conv(xt), m)))
-        y = y + (xt if self.res is None else self.res(xt))
-        y = y.transpose(1, 2)
-        return y if m is None else y * m[..., None].to(y.dtype)
-
-
-class ResidualMamba(nn.Module):
-    """``x + LN(mamba(x))`` (DepMamba's MambaEncoderLayer; LayerNorm eps 1e-6), padding zeroed."""
-
-    def __init__(self, d_model: int, masked: bool = True, **mamba_kw):
-        super().__init__()
-        self.masked = masked
-        self.mamba = BiMamba(d_model, leaky_padding=not masked, **mamba_kw)
-        self.norm = nn.LayerNorm(d_model, eps=1e-6)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:  # noqa: D102
-        y = x + self.norm(self.mamba(x, mask))
-        return y if (mask is None or not self.masked) else y * mask[..., None].to(y.dtype)

@@ -44,6 +44,7 @@ weights) is **depdet's choice**; the abstract does not give it:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import itertools
 
 import torch
@@ -51,9 +52,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from depdet.errors import ConfigError
-from depdet.models.base import DepressionModel, ModelOutput, masked_mean, masked_softmax
-from depdet.models.fusion import check_options, require_positive, require_prob, run_rnn, seq_lengths, zero_masked
-from depdet.models.registry import register_model
+from depdet.models.base import DepressionModel, ModelOutput, masked_mean, masked_softmax, seq_lengths
+from depdet.models.layers import run_rnn, zero_masked
+from depdet.models.registry import register_model, require_positive, require_prob
 
 
 FUSIONS = ("gated", "late")
@@ -82,6 +83,19 @@ class GatedEncoder(nn.Module):
         return g * h_gru + (1 - g) * h_cnn, g.mean(-1)
 
 
+@dataclass(frozen=True)
+class MIMMLConfig:
+    """Options of :class:`MIMML` and their defaults (stated here only; meanings: its ``Args``)."""
+
+    hidden: int = 64
+    proj_dim: int = 64
+    temperature: float = 0.1
+    lambda_aux: float = 0.3
+    lambda_mi: float = 0.1
+    dropout: float = 0.2
+    fusion: str = "gated"
+
+
 class MIMML(DepressionModel):
     """MIMML (see the module docstring).
 
@@ -99,9 +113,11 @@ class MIMML(DepressionModel):
             modality, attention over modalities).
     """
 
-    def __init__(self, input_dims, hidden: int = 64, proj_dim: int = 64, temperature: float = 0.1,
-                 lambda_aux: float = 0.3, lambda_mi: float = 0.1, dropout: float = 0.2, fusion: str = "gated"):
+    def __init__(self, input_dims, cfg: MIMMLConfig | None = None):
         super().__init__(input_dims)
+        cfg = MIMMLConfig() if cfg is None else cfg
+        hidden, proj_dim, temperature, lambda_aux, lambda_mi, dropout, fusion = (cfg.hidden, cfg.proj_dim,
+            cfg.temperature, cfg.lambda_aux, cfg.lambda_mi, cfg.dropout, cfg.fusion)
         if fusion not in FUSIONS:
             raise ConfigError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
         self.fusion = fusion
@@ -178,8 +194,7 @@ class MIMML(DepressionModel):
         return total
 
 
-@register_model("mimml", paper="MIMML, IEEE TBME 2025 (evaluated on DAIC-WOZ/CMD)", inputs="visual + audio (+ text)")
+@register_model("mimml", paper="MIMML, IEEE TBME 2025 (evaluated on DAIC-WOZ/CMD)", inputs="visual + audio (+ text)", config=MIMMLConfig)
 def mimml(input_dims, **cfg):
     """Gated BiGRU/CNN multimodal fusion, multi-task heads, InfoNCE mutual-information term."""
-    check_options(MIMML, "mimml", cfg)
-    return MIMML(input_dims, **cfg)
+    return MIMML(input_dims, MIMMLConfig(**cfg))

@@ -19,7 +19,7 @@ No official code exists. This follows the unofficial AllenYolk re-implementation
 the global average and the BiLSTM's backward direction. Here invalid positions are zeroed after
 every layer, conv output masks are propagated (:func:`depdet.models.detector.downsample_mask`),
 the global branch is a masked mean, BatchNorm training statistics use valid positions only
-(:class:`~depdet.models.detector.MaskedBatchNorm1d`; also makes batch size 1 trainable), the LSTMs run
+(:class:`~depdet.models.layers.MaskedBatchNorm1d`; also makes batch size 1 trainable), the LSTMs run
 on packed sequences, and the final means are over valid positions (union of the two streams' masks).
 ``use_masks=False`` reproduces the public, unmasked behaviour (every position treated as valid; then
 padding changes the output); the ``tamfn-dvlog`` preset uses it, the model's default (masked) is
@@ -29,21 +29,21 @@ text; sizes are options.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import torch
 from torch import nn
 
 from depdet.errors import ConfigError
-from depdet.models.base import DepressionModel, ModelOutput, masked_mean
-from depdet.models.detector import ConvDownsample, MaskedBatchNorm1d
-from depdet.models.fusion import check_options, require_positive, require_prob, run_rnn, seq_lengths
-from depdet.models.registry import register_model
+from depdet.models.base import DepressionModel, ModelOutput, masked_mean, seq_lengths
+from depdet.models.layers import ConvDownsample, MaskedBatchNorm1d, run_rnn
+from depdet.models.registry import register_model, require_positive, require_prob
 
 
 class _ConvBNReLU(nn.Module):
     def __init__(self, cin, cout, k, dil, pad):
         super().__init__()
         self.conv = nn.Conv1d(cin, cout, k, padding=pad, dilation=dil)
-        self.bn = MaskedBatchNorm1d(cout)
+        self.bn = MaskedBatchNorm1d(cout, min_valid_steps=1)
 
     def forward(self, x, mask):  # x (B, C, L), mask (B, L)
         y = torch.relu(self.bn(self.conv(x), mask))
@@ -92,6 +92,19 @@ class TAMF(nn.Module):
         return w[..., :1] * h1 + w[..., 1:] * h2, w
 
 
+@dataclass(frozen=True)
+class TAMFNConfig:
+    """Options of :class:`TAMFN` and their defaults (stated here only; meanings: its ``Args``)."""
+
+    d: int = 256
+    num_layers: int = 6
+    kernel: int = 16
+    stride: int = 4
+    padding: int = 8
+    head_dropout: float = 0.5
+    use_masks: bool = True
+
+
 class TAMFN(DepressionModel):
     """TAMFN (AllenYolk re-implementation, masked): GTCN streams + fusion stream + TAMF pairs.
 
@@ -104,9 +117,11 @@ class TAMFN(DepressionModel):
         use_masks: False treats every position as valid, as the public code (not padding-invariant).
     """
 
-    def __init__(self, input_dims, d: int = 256, num_layers: int = 6, kernel: int = 16, stride: int = 4,
-                 padding: int = 8, head_dropout: float = 0.5, use_masks: bool = True):
+    def __init__(self, input_dims, cfg: TAMFNConfig | None = None):
         super().__init__(input_dims)
+        cfg = TAMFNConfig() if cfg is None else cfg
+        d, num_layers, kernel, stride, padding, head_dropout, use_masks = (cfg.d, cfg.num_layers, cfg.kernel,
+            cfg.stride, cfg.padding, cfg.head_dropout, cfg.use_masks)
         if len(self.modalities) != 2:
             raise ConfigError(f"TAMFN needs exactly 2 modalities, got {list(self.modalities)}")
         require_positive(d=d, num_layers=num_layers, kernel=kernel, stride=stride)
@@ -143,8 +158,7 @@ class TAMFN(DepressionModel):
         return ModelOutput(logits=self.fc(self.drop(z)).squeeze(-1), aux=aux)
 
 
-@register_model("tamfn", paper="Zhou et al., IEEE TNSRE 2023 (TAMFN); AllenYolk re-implementation")
+@register_model("tamfn", paper="Zhou et al., IEEE TNSRE 2023 (TAMFN); AllenYolk re-implementation", config=TAMFNConfig)
 def tamfn(input_dims, **cfg):
     """TAMFN: gated temporal conv streams, inter-modal fusion stream, time-aware fusion pairs."""
-    check_options(TAMFN, "tamfn", cfg)
-    return TAMFN(input_dims, **cfg)
+    return TAMFN(input_dims, TAMFNConfig(**cfg))

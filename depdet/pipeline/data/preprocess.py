@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from depdet.errors import ConfigError
+from depdet.numerics import row_zscore
 from depdet.pipeline.features.spec import EXTRACTOR_DIMS, FeatureSpec
 
 
@@ -64,15 +65,6 @@ def landmark_columns(spec: FeatureSpec, visual_dim: int) -> tuple[int, int] | No
         start += EXTRACTOR_DIMS[name]
     stop = start + EXTRACTOR_DIMS["landmarks"]
     return (start, stop) if stop <= visual_dim else None
-
-
-def row_zscore(values: np.ndarray) -> np.ndarray:
-    """Z-score each row across its columns; all-zero / constant rows become zeros."""
-    v = np.asarray(values, dtype=np.float64)
-    mu = v.mean(axis=1, keepdims=True)
-    sd = v.std(axis=1, keepdims=True)
-    out = np.where(sd > 1e-12, (v - mu) / np.where(sd > 1e-12, sd, 1.0), 0.0)
-    return out.astype(np.float32)
 
 
 def _valid_of(valid: dict | None, m: str, T: int) -> np.ndarray:

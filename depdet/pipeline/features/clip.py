@@ -315,7 +315,7 @@ def _visual_stream(path: Path, media, spec: FeatureSpec, progress, decoded: dict
     ``spec.landmark_norm``) and the visual extractors built on them. Records the decoded end in
     ``decoded``, the decoder's statistics in ``vstats`` and ``face_ratio`` in ``info``."""
     from depdet.extractors import get_extractor
-    from depdet.extractors.landmarks import row_zscore
+    from depdet.numerics import row_zscore
     from depdet.pipeline.media.video import iter_frames
 
     fps = spec.fps

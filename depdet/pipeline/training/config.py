@@ -7,7 +7,6 @@ tables, OPTIMIZERS, SCHEDULERS, META_KEYS); presets.py imports nothing from trai
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import asdict, dataclass, field, fields
 
@@ -172,9 +171,9 @@ def _model_row_options(model: str, model_config: dict) -> dict[str, int]:
     """
     if model != "jamfn":
         return {}
-    from depdet.models.jamfn import JAMFN
+    from depdet.models.jamfn import JAMFNConfig
 
-    default = inspect.signature(JAMFN).parameters["max_len"].default
+    default = JAMFNConfig.max_len
     return {"max_len": int(model_config.get("max_len", default))}
 
 
@@ -225,18 +224,11 @@ def resolve_preset(name: str) -> dict:
     """Preset ``name`` resolved: every TrainConfig value (defaults filled in), ``preprocess`` with every
     PreprocessConfig field, ``model_config`` with every model option and its default, and the metadata
     (``note``, ``kind``, ``sources``, ``changes``, ``variant_of``, ``fps``, ``dataset``)."""
-    import inspect
-
-    from depdet.models.registry import get_entry
+    from depdet.models.registry import model_defaults
 
     p = get_preset(name)
     cfg = TrainConfig.from_preset(name).to_dict()
-    fn = get_entry(cfg["model"]).fn
-    defaults = {k: v.default for k, v in inspect.signature(fn).parameters.items()
-                if k != "input_dims" and v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL) and v.default is not v.empty}
-    if not defaults:  # registry entry takes **cfg: the options are the model class's
-        from depdet.models.registry import model_options
-        defaults = {k: d for k, (d, _) in model_options(cfg["model"]).items()}
+    defaults = model_defaults(cfg["model"])  # the model's config dataclass fields and defaults
     cfg["model_config"] = {**{k: (list(v) if isinstance(v, tuple) else v) for k, v in defaults.items()},
                            **cfg["model_config"]}
     cfg.update({k: p[k] for k in META_KEYS if k in p})

@@ -36,3 +36,15 @@ def data_fingerprint(dataset: Dataset) -> dict:
     total = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
     return {"n": len(rows), "sha256": total, "samples": rows}
 
+def sample_fingerprint(smp) -> str:
+    """One clip's feature fingerprint: SHA-256 over its modalities' SHA-256 (each from the store's record,
+    or of its float32 array for released folders without records), as :func:`data_fingerprint` takes them."""
+    files = (smp.record or {}).get("files") or {}
+    shas = {}
+    for m, a in smp.features.items():
+        f = files.get(m)
+        shas[m] = f["sha256"] if f and f.get("sha256") else \
+            hashlib.sha256(np.ascontiguousarray(a, dtype=np.float32).tobytes()).hexdigest()
+    return hashlib.sha256(json.dumps(shas, sort_keys=True).encode()).hexdigest()
+
+
