@@ -65,16 +65,18 @@ class Dist:
     def reduce_gradients(self, model: torch.nn.Module, extra: list[float]) -> list[float]:
         """Sum the gradients (and the floats ``extra``) over the ranks, in one all-reduce."""
         params = [p for p in model.parameters() if p.requires_grad]
+        grads: list[torch.Tensor] = []  # each parameter's .grad tensor (a zero one where it had none)
         for p in params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
-        flat = torch.cat([p.grad.reshape(-1) for p in params] +
-                         [torch.tensor(extra, dtype=params[0].grad.dtype, device=params[0].grad.device)])
+            grads.append(p.grad)
+        flat = torch.cat([g.reshape(-1) for g in grads] +
+                         [torch.tensor(extra, dtype=grads[0].dtype, device=grads[0].device)])
         torch.distributed.all_reduce(flat, op=torch.distributed.ReduceOp.SUM)
         off = 0
-        for p in params:
-            n = p.numel()
-            p.grad.copy_(flat[off:off + n].view_as(p.grad))
+        for g in grads:
+            n = g.numel()
+            g.copy_(flat[off:off + n].view_as(g))
             off += n
         return [float(v) for v in flat[off:].cpu()]
 

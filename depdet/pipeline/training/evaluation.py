@@ -94,8 +94,8 @@ def evaluate(ckpt, dataset: Dataset, fold: str = "test", batch_size: int = 16, d
         "metrics_calibrated": summarize(y, prob, ckpt.threshold, groups=groups),
         "baseline_all_depressed": summarize_baseline(y, groups=groups),
         "per_gender": summarize_groups(y, raw, [s.gender for s in samples], groups=groups),
-        "predictions": [{"id": s.id, "label": int(s.label), "logit": float(z), "probability": float(p), "seen": k}
-                        for s, z, p, k in zip(samples, logits, prob, seen_l)],
+        "predictions": [{"id": s.id, "label": int(label), "logit": float(z), "probability": float(p), "seen": k}
+                        for s, label, z, p, k in zip(samples, y, logits, prob, seen_l)],
     }
 
 

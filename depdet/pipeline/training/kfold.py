@@ -23,14 +23,15 @@ from depdet.pipeline.inference.calibration import (
 )
 from depdet.pipeline.inference.checkpoint import build_checkpoint, save_checkpoint
 from depdet.pipeline.inference.uncertainty import CalibrationSet
-from depdet.pipeline.training.loop import RunResult, _seed_everything
+from depdet.pipeline.training.loop import RunLoop, RunResult, _seed_everything
 from depdet.pipeline.training.metrics import mean_std
 from depdet.pipeline.training.stats import headline_metrics
 
 
-class KFoldRuns:
+class KFoldRuns(RunLoop):
     """The k-fold half of :class:`~depdet.pipeline.training.runs.Trainer` (a mixin; attributes set by
-    ``Trainer.__init__``, the run methods from :class:`~depdet.pipeline.training.loop.RunLoop`)."""
+    ``Trainer.__init__`` and declared on :class:`~depdet.pipeline.training.loop.RunLoop`, whose run
+    methods it uses)."""
 
     def _oof_rows(self, results: list[RunResult]) -> list[dict]:
         """The out-of-fold predictions of a k-fold run, read back from each run's predictions.csv (so a

@@ -14,9 +14,10 @@ import io
 import json
 import math
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -47,6 +48,14 @@ from depdet.pipeline.training.stats import (
     summarize_baseline,
     summarize_groups,
 )
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from depdet.pipeline.data.datasets import Dataset
+    from depdet.pipeline.data.preprocess import PreprocessConfig
+    from depdet.pipeline.training.config import TrainConfig
+    from depdet.pipeline.training.distributed import Dist
 
 LOG_COLUMNS = ("epoch", "train_loss", "valid_loss", "valid_acc", "valid_precision", "valid_recall", "valid_f1",
                "valid_weighted_f1", "valid_auc", "valid_score", "best", "lr", "seconds", "peak_rss_gb", "peak_gpu_gb")
@@ -140,6 +149,28 @@ def _tensorboard(run_dir: Path):
 
 class RunLoop:
     """The per-run half of :class:`~depdet.pipeline.training.runs.Trainer` (a mixin; see the module)."""
+
+    # What the mixin reads: set by ``Trainer.__init__`` (runs.py) unless said otherwise. Declared here
+    # (annotations only, no values) so that these methods are type-checked against the Trainer's types.
+    ds: Dataset
+    cfg: TrainConfig
+    run_dir: Path
+    pre_cfg: PreprocessConfig  # the config's preprocessing at the data's rate (config.rows_for_fps)
+    model_config: dict
+    row_scale: float
+    kind: str  # the registry entry's kind: "torch" or "sklearn"
+    device: torch.device
+    amp: bool
+    progress: Progress | None
+    log: Callable[[str], None]
+    on_epoch_end: Callable[[str, int, dict], None] | None
+    dist: Dist | None  # under torchrun (distributed.py), else None
+    is_main: bool
+    labels: np.ndarray
+    genders: list[str]
+    groups: list[str]
+    fingerprints: Callable[[], list[str]]  # Trainer.fingerprints
+    valid: dict[int, dict[str, np.ndarray]]  # set by _prepare: the per-row validity of the split's samples
 
     # -- one run -----------------------------------------------------------------------
     def _run_one(self, name: str, seed: int, split: Split) -> RunResult:
@@ -266,7 +297,7 @@ class RunLoop:
             run = _Epoch(model, opt, sched, scaler, last, log, epoch, train_loss, t0)
             if not selecting:  # refit: no validation fold, the last epoch is the model
                 row = self._keep_last_epoch(run, best)
-                if task is not None:
+                if task is not None and self.progress is not None:
                     self.progress.update(task, completed=epoch, info=f"loss {row['train_loss']} (refit, no selection)")
                 continue
             row, vm = self._select_epoch(run, best, split, feats)
@@ -275,7 +306,7 @@ class RunLoop:
                     tb.add_scalar(k, float(row[k]), epoch)
             if eta is not None:
                 eta.epoch_done(float(row["seconds"]))
-            if task is not None:
+            if task is not None and self.progress is not None:
                 info = (f"loss {row['train_loss']} | valid F1 {vm['f1']:.3f} acc {vm['acc']:.3f} "
                         f"| best ep {best.best_epoch}")
                 self.progress.update(task, completed=epoch, info=" | ".join(filter(None, (
@@ -326,7 +357,7 @@ class RunLoop:
         for k, (batch, views, vviews) in enumerate(plan, 1):
             total_b, count_b = self._step(model, opt, scaler, batch, views, vviews, epoch)
             total, count = total + total_b, count + count_b
-            if task is not None and eta is not None:  # the time left within a long epoch
+            if task is not None and eta is not None and self.progress is not None:  # the time left within a long epoch
                 self.progress.update(task, info=" | ".join(filter(None, (
                     info, eta.in_epoch(k, len(plan), time.perf_counter() - t0)))))
         return total / max(count, 1)
@@ -433,13 +464,13 @@ class RunLoop:
         self.log(f"{name}: best epoch {best_epoch}, valid score {score:.3f}; {t}")
         return res
 
-    def _seen(self, idx: list[int]) -> dict:
+    def _seen(self, idx: Iterable[int]) -> dict:
         """What a checkpoint records of the clips its model trained or was selected on: their ids and
         feature fingerprints (``evaluate`` refuses to score them;
         see :func:`~depdet.pipeline.training.evaluation.seen_mask`)."""
         fps = self.fingerprints()
-        idx = sorted(set(int(i) for i in idx))
-        return {"ids": [self.ds.samples[i].id for i in idx], "fingerprints": sorted({fps[i] for i in idx}),
+        order = sorted(set(int(i) for i in idx))
+        return {"ids": [self.ds.samples[i].id for i in order], "fingerprints": sorted({fps[i] for i in order}),
                 "what": "clips the model was trained or selected (validation) on"}
 
     def _full_model_config(self) -> dict:
@@ -461,7 +492,7 @@ class RunLoop:
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["id", "fold", "label", "gender", "logit", "pred", "probability_calibrated", "pred_calibrated"])
         for fold, idx, logits in parts:
-            probs = apply_temperature(np.asarray(logits, dtype=np.float64), temperature) if len(idx) else []
+            probs = apply_temperature(np.asarray(logits, dtype=np.float64), temperature) if len(idx) else np.zeros(0)
             for i, z, p in zip(idx, logits, probs):
                 w.writerow([self.ds.samples[i].id, fold, int(self.labels[i]), self.genders[i], repr(float(z)),
                             int(z > 0), repr(float(p)), int(p >= threshold)])

@@ -211,7 +211,7 @@ class Trainer(KFoldRuns, RunLoop):
         dio.write_json(self.run_dir / "env.json", environment_info(self.device))
         return False
 
-    def _validate(self) -> list[Split]:
+    def _validate(self) -> list[tuple[str, int, Split]]:
         """Everything that can fail on the configuration or the data, before the run folder is touched:
         the splits (fold sizes, gender filters) and the model's options (built once on the meta device)."""
         plan = self.plan()
@@ -274,7 +274,7 @@ class Trainer(KFoldRuns, RunLoop):
         sample's group, and the groups found in two folds of a fixed split (allowed by the config)."""
         rec: dict = {"splits": {name: split.sizes() for name, _, split in plan}}
         if self.cfg.folds:
-            first = {}
+            first: dict[int, list[Split]] = {}
             for name, seed, split in plan:
                 first.setdefault(seed, []).append(split)
             rec["kfold"] = {"method": "StratifiedGroupKFold" if any(self.groups) else "StratifiedKFold",
@@ -369,7 +369,7 @@ class Trainer(KFoldRuns, RunLoop):
         if self.dist is not None:
             self.dist.barrier()  # rank 0 has written every run's predictions.csv, which the headline reads
         tests = [r.test for r in results if r.test]
-        summary = {
+        summary: dict[str, object] = {  # metrics.json: a JSON object of mixed values
             "model": self.cfg.model, "preset": self.cfg.preset, "dataset": self.ds.name,
             "synthetic": bool(self.ds.info.get("synthetic", False)), "n_runs": len(results),
             "select": self.cfg.select, "threshold_method": self.cfg.threshold_method,
@@ -404,6 +404,7 @@ class Trainer(KFoldRuns, RunLoop):
                     "n_predictions": len(rows), "n_clips": len({r["id"] for r in rows}),
                     "seeds": sorted({r["seed"] for r in rows}), **_oof_headline(rows)}
         if not self.is_main:
+            assert self.dist is not None  # only the torchrun ranks other than 0 are not the main process
             if self.cfg.folds and self.cfg.refit:
                 self._refit(results, oof, summary)  # every rank trains its share
             self.dist.barrier()  # rank 0 writes the summary

@@ -211,7 +211,7 @@ def operating_points(y, prob) -> dict:
     from sklearn.metrics import roc_curve
 
     y, p = _as_arrays(y, prob)
-    out = {"sensitivity_at_specificity": {}, "specificity_at_sensitivity": {}}
+    out: dict[str, dict[str, float]] = {"sensitivity_at_specificity": {}, "specificity_at_sensitivity": {}}
     both = 0 < y.sum() < len(y)
     if both:
         fpr, tpr, _ = roc_curve(y, p, drop_intermediate=False)
