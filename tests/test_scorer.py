@@ -99,12 +99,15 @@ def test_capped_clip_evidence_explains_the_scored_rows(capped_ckpt, dataset, dat
 def test_the_cap_changes_the_logits_so_the_agreement_test_can_fail(capped_ckpt, dataset):
     ck = load_checkpoint(capped_ckpt)
     feats, valid = [s.features for s in dataset.samples], [s.valid for s in dataset.samples]
-    capped = ck.scorer().logits(feats, valid)
+    capped = Scorer.from_checkpoint(ck).logits(feats, valid)
     whole = Scorer(ck.model, "torch", ck.preprocessor, max_len=None).logits(feats, valid)
     assert np.abs(capped - whole).max() > 1e-3
-    # the checkpoint's thin wrappers are the scorer
-    np.testing.assert_array_equal(ck.predict_logits(feats, valid), capped)
-    np.testing.assert_allclose(ck.predict_proba(feats, valid), 1 / (1 + np.exp(-capped / ck.temperature)), atol=1e-12)
+    # the scorer module's checkpoint helpers are the scorer
+    from depdet.pipeline.inference.scorer import checkpoint_logits, checkpoint_probabilities
+
+    np.testing.assert_array_equal(checkpoint_logits(ck, feats, valid), capped)
+    np.testing.assert_allclose(checkpoint_probabilities(ck, feats, valid), 1 / (1 + np.exp(-capped / ck.temperature)),
+                               atol=1e-12)
 
 
 def test_training_metrics_are_the_scorers(capped_ckpt, dataset):
@@ -136,7 +139,7 @@ def test_occlusion_batches_give_the_same_timeline(capped_ckpt, dataset):
     from depdet.pipeline.inference.evidence import occlusion_timeline
 
     ck = load_checkpoint(capped_ckpt)
-    sc = ck.scorer()
+    sc = Scorer.from_checkpoint(ck)
     inputs, masks = sc.prepare(dataset.samples[0].features, dataset.samples[0].valid)
     one, w1 = occlusion_timeline(sc, inputs, masks, fps=1.0, batch_size=1)
     many, w2 = occlusion_timeline(sc, inputs, masks, fps=1.0, batch_size=5)

@@ -230,9 +230,9 @@ class Predictor:
         self.evidence = evidence
         self.window_s = window_s
         self.model = self.ckpt.model
-        from depdet.pipeline.inference.scorer import resolve_device
+        from depdet.pipeline.inference.scorer import Scorer, resolve_device
 
-        self.scorer = self.ckpt.scorer(device=resolve_device(device))  # the same scorer `evaluate` and training use
+        self.scorer = Scorer.from_checkpoint(self.ckpt, device=resolve_device(device))  # the same scorer `evaluate` and training use
         self.synthetic = bool((self.ckpt.info or {}).get("synthetic", False))
         # the validation (or out-of-fold) predictions the checkpoint was calibrated on: interval and conformal set
         self.calibration = U.CalibrationSet.from_dict((self.ckpt.info or {}).get("calibration_set"))
