@@ -1177,7 +1177,7 @@ def predict(
     """Screening probability, evidence and report for videos (research use, not a diagnosis)."""
     from depdet.pipeline.features.extract import ExtractOptions
     from depdet.pipeline.inference.predict import run_predict, write_results
-    from depdet.pipeline.inference.report import write_report
+    from depdet.pipeline.reports.predict_report import write_report
 
     if not inputs and features is None:
         raise DepdetError("nothing to predict", hint="give video files/folders or --data DIR")

@@ -279,7 +279,7 @@ def test_pool_workers_send_clip_progress_through_the_queue(clips, tmp_path):
 def test_demo_wording_matches_its_measured_minutes(capsys, narrow):
     """Measured (module docstring of depdet.pipeline.demo): ~2.7 CPU-minutes, 9-11 min on a loaded 2-core machine."""
     import depdet.pipeline.demo as demo
-    from depdet.pipeline.inference import report
+    from depdet.pipeline.reports import predict_report as report
 
     _, out, _ = run_cli(["demo", "--help"], capsys)
     assert "a few minutes on a laptop CPU" in " ".join(out.replace("│", " ").split())

@@ -183,7 +183,7 @@ def test_sklearn_checkpoint_needs_trust_and_gets_occlusion_evidence(tmp_path, gr
 
 def test_distribution_check_flags_far_features_and_saturated_logits(checkpoint, grid_clip, tmp_path):
     from depdet.pipeline.inference.predict import distribution_check, write_results
-    from depdet.pipeline.inference.report import write_report
+    from depdet.pipeline.reports.predict_report import write_report
 
     pred = Predictor(checkpoint, evidence=False)
     rng = np.random.default_rng(0)
