@@ -22,9 +22,15 @@ import torch
 
 from depdet import SCREENING_DISCLAIMER
 from depdet.errors import ConfigError, DataError
-from depdet.pipeline.inference.predict import ABOVE, BELOW, INDETERMINATE, SCHEMA, Predictor, calibrate, run_predict
+from depdet.pipeline.inference.calibration import apply_temperature
+from depdet.pipeline.inference.predict import ABOVE, BELOW, INDETERMINATE, SCHEMA, Predictor, run_predict
 from depdet.pipeline.inference.scorer import checkpoint_logits
 from conftest import needs_grid, run_cli
+
+
+def calibrate(logit, temperature):
+    """The one calibration (calibration.apply_temperature) of one logit, as a float."""
+    return float(apply_temperature(logit, temperature))
 
 pytestmark = needs_grid
 

@@ -87,7 +87,8 @@ def test_capped_clip_evidence_explains_the_scored_rows(capped_ckpt, dataset, dat
     inputs, masks = pred.scorer.prepare(s.features, s.valid)
     assert inputs["visual"].shape[1] == CAP
     assert len(ev.timeline) == CAP and all(len(c) == CAP for c in ev.coverage.values())  # 1 row/s
-    again = compute_evidence(pred.scorer, inputs, masks, fps=pred.spec.fps, temperature=pred.temperature)
+    again = compute_evidence(pred.scorer.batch_logits, inputs, masks, output=pred.scorer.forward(inputs, masks),
+                             fps=pred.spec.fps, temperature=pred.temperature)
     np.testing.assert_array_equal(ev.timeline, again.timeline)
     # the reported row count is what was scored, and the cut is said
     res = run_predict(checkpoint=capped_ckpt, features_dir=data_root, evidence=False).results
@@ -141,8 +142,8 @@ def test_occlusion_batches_give_the_same_timeline(capped_ckpt, dataset):
     ck = load_checkpoint(capped_ckpt)
     sc = Scorer.from_checkpoint(ck)
     inputs, masks = sc.prepare(dataset.samples[0].features, dataset.samples[0].valid)
-    one, w1 = occlusion_timeline(sc, inputs, masks, fps=1.0, batch_size=1)
-    many, w2 = occlusion_timeline(sc, inputs, masks, fps=1.0, batch_size=5)
+    one, w1 = occlusion_timeline(sc.batch_logits, inputs, masks, fps=1.0, batch_size=1)
+    many, w2 = occlusion_timeline(sc.batch_logits, inputs, masks, fps=1.0, batch_size=5)
     assert w1 == w2 == 1.0 and one.shape == (CAP,)
     np.testing.assert_allclose(one, many, atol=1e-6)
     assert np.abs(one).max() > 0
