@@ -131,7 +131,7 @@ def test_extract_failures_read_at_80_columns(broken_long_paths, tmp_path, narrow
 
 
 def test_predict_table_warnings_and_failures_read_at_80_columns(narrow, capsys):
-    from depdet import cli
+    from depdet.pipeline.reports import console as show
     from depdet.pipeline.inference.predict import ClipResult, PredictReport
 
     long_file = f"/data/{LONG_DIR}/{LONG_NAMES[0]}.mp4"
@@ -140,7 +140,7 @@ def test_predict_table_warnings_and_failures_read_at_80_columns(narrow, capsys):
                     warnings=[f"face found in only 12% of the sampled frames ({long_file})", "speech in 3% of rows"])
     bad = ClipResult(sample_id=LONG_NAMES[0], source=long_file, status="failed",
                      error=f"{long_file}: not a readable media file (fix: re-encode it)")
-    cli._print_predictions(PredictReport([ok, bad], {}, 1.0, demonstration=True))
+    show.print_predictions(PredictReport([ok, bad], {}, 1.0, demonstration=True))
     out, err = capsys.readouterr()
     _assert_narrow(out + err)
     assert "warning " + LONG_NAMES[1] + ":" in out and "    speech in 3% of rows" in out  # under the table, indented
@@ -245,9 +245,9 @@ def test_extract_clip_reports_decoded_seconds_up_to_the_duration(clips):
 
 def test_extract_cli_logs_clip_progress(clips, tmp_path, narrow, capsys, monkeypatch):
     import depdet.pipeline.extract as ex
-    from depdet import cli
+    from depdet.pipeline.reports import console as show
 
-    monkeypatch.setattr(cli, "_CLIP_LOG_EVERY_S", 0.0)
+    monkeypatch.setattr(show, "CLIP_LOG_EVERY_S", 0.0)
     monkeypatch.setattr(ex, "PROGRESS_EVERY_S", 0.0)
     code, out, err = run_cli(["extract", clips, "-o", tmp_path / "f", "--workers", "1", "--allow-partial"], capsys)
     assert code == 0, err

@@ -462,7 +462,7 @@ def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *
         DepdetError: problems with the checkpoint, the inputs as a whole, or a spec mismatch.
     """
     t0 = time.perf_counter()
-    from depdet.pipeline.media import ID_FROM, discover_inputs
+    from depdet.pipeline.media import ID_FROM
 
     if id_from not in ID_FROM:
         raise ConfigError(f"unknown --id-from {id_from!r}", hint=f"use one of {', '.join(ID_FROM)}")
@@ -487,35 +487,48 @@ def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *
         emit(res)
 
     if features_dir is not None:
-        if list(paths):
-            raise ConfigError("give either video paths or --features, not both")
-        if id_from != "stem":
-            raise ConfigError("--id-from applies to video paths; with --data the clips keep the folder's sample ids")
-        from depdet.pipeline.data.datasets import load_dataset
-
-        # the one loader: records, stored validity, SHA-256 checks; a sample with NaN/inf arrays fails alone
-        ds = load_dataset(features_dir, skip_invalid=True)
-        check_spec(ds.spec, pred.spec, where=Path(features_dir) / "features.json")
-        for s in ds.samples:
-            run_one(s.id, (s.record or {}).get("source", {}).get("path", s.id), lambda s=s: pred.predict_stored(s))
-        for sid, why in ds.report.invalid.items():
-            res = ClipResult(sid, sid, "failed", f"invalid feature arrays: {why} (re-extract this sample)",
-                             threshold=pred.threshold)
-            results.append(res)
-            emit(res)
+        jobs, invalid = _stored_jobs(pred, features_dir, paths, id_from)
     else:
-        from depdet.pipeline.features.extract import resolve_spec
-
-        # The weight files this machine would use, located (fails once, before the batch) and hashed: they must
-        # be the files the checkpoint's training features were made with (unknown for released features).
-        check_spec(resolve_spec(pred.spec, extract_options), pred.spec, where=pred.path)
-        inputs = discover_inputs(paths, id_from=id_from)
-        if not inputs:
-            raise DataError("no video files found", path=", ".join(map(str, paths)),
-                            hint="give video files or folders that contain them")
-        for sid, path, _ in inputs:
-            run_one(sid, path, lambda sid=sid, path=path: pred.predict_clip(path, sid))
+        jobs, invalid = _video_jobs(pred, paths, extract_options, id_from), []
+    for sid, source, fn in jobs:
+        run_one(sid, source, fn)
+    for res in invalid:
+        results.append(res)
+        emit(res)
     return PredictReport(results, pred.describe(), time.perf_counter() - t0, demonstration)
+
+
+def _stored_jobs(pred: Predictor, features_dir, paths, id_from: str) -> tuple[list, list[ClipResult]]:
+    """``(id, source, score it)`` per sample of a feature folder, and the failures of its invalid samples."""
+    from depdet.pipeline.data.datasets import load_dataset
+
+    if list(paths):
+        raise ConfigError("give either video paths or --features, not both")
+    if id_from != "stem":
+        raise ConfigError("--id-from applies to video paths; with --data the clips keep the folder's sample ids")
+    # the one loader: records, stored validity, SHA-256 checks; a sample with NaN/inf arrays fails alone
+    ds = load_dataset(features_dir, skip_invalid=True)
+    check_spec(ds.spec, pred.spec, where=Path(features_dir) / "features.json")
+    jobs = [(s.id, (s.record or {}).get("source", {}).get("path", s.id), lambda s=s: pred.predict_stored(s))
+            for s in ds.samples]
+    invalid = [ClipResult(sid, sid, "failed", f"invalid feature arrays: {why} (re-extract this sample)",
+                          threshold=pred.threshold) for sid, why in ds.report.invalid.items()]
+    return jobs, invalid
+
+
+def _video_jobs(pred: Predictor, paths, extract_options, id_from: str) -> list:
+    """``(id, path, extract and score it)`` per video found in ``paths``."""
+    from depdet.pipeline.features.extract import resolve_spec
+    from depdet.pipeline.media import discover_inputs
+
+    # The weight files this machine would use, located (fails once, before the batch) and hashed: they must
+    # be the files the checkpoint's training features were made with (unknown for released features).
+    check_spec(resolve_spec(pred.spec, extract_options), pred.spec, where=pred.path)
+    inputs = discover_inputs(paths, id_from=id_from)
+    if not inputs:
+        raise DataError("no video files found", path=", ".join(map(str, paths)),
+                        hint="give video files or folders that contain them")
+    return [(sid, path, lambda sid=sid, path=path: pred.predict_clip(path, sid)) for sid, path, _ in inputs]
 
 
 # ---------------------------------------------------------------------- writers
