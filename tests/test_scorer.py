@@ -201,3 +201,18 @@ def test_no_second_scoring_path_in_the_package():
     assert offenders == [], offenders
     train_src = (pkg / "pipeline/training/train.py").read_text(encoding="utf-8")
     assert train_src.count("collate(") == 1  # the training mini-batches only
+
+
+def test_inference_imports_run_one_way():
+    """checkpoint.py (data) and evidence.py (explanations) never import the scorer: the scorer scores a
+    loaded checkpoint, and evidence is handed a plain logits_fn (issue 23: no circle)."""
+    import ast
+
+    import depdet
+
+    pkg = Path(depdet.__file__).parent / "pipeline" / "inference"
+    for name in ("checkpoint.py", "evidence.py", "calibration.py", "uncertainty.py"):
+        tree = ast.parse((pkg / name).read_text(encoding="utf-8"))
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not any(m.endswith("inference.scorer") or m.endswith("inference.predict") for m in imported), name
