@@ -24,7 +24,7 @@ from depdet import SCREENING_DISCLAIMER, THIRD_PARTY_TERMS, __version__
 from depdet.errors import DepdetError, output_error
 from depdet.pipeline.reports import console as show  # every table, summary and progress display
 from depdet.pipeline.reports.console import _CONTROL, console, out, plain
-from depdet.pipeline.training.options import parse_model_opts
+from depdet.pipeline.training.options import parse_dims, parse_model_opts
 
 app = typer.Typer(
     name="depdet",
@@ -349,22 +349,6 @@ def weights_install(
 # ---------------------------------------------------------------- models (issue 3)
 
 
-def _parse_dims(text: str) -> dict[str, int]:
-    """Parse ``visual=136,audio=128`` into an ordered dims dict (visual first, then audio, then others)."""
-    from depdet.errors import ConfigError
-
-    dims: dict[str, int] = {}
-    for part in (p.strip() for p in text.split(",") if p.strip()):
-        name, sep, value = part.partition("=")
-        if not sep or not name.strip() or not value.strip().isdigit() or int(value) < 1:
-            raise ConfigError(f"bad --dims entry {part!r}", hint="write e.g. --dims visual=136,audio=128")
-        dims[name.strip()] = int(value)
-    if not dims:
-        raise ConfigError("--dims is empty", hint="write e.g. --dims visual=136,audio=128")
-    order = [m for m in ("visual", "audio") if m in dims] + [m for m in dims if m not in ("visual", "audio")]
-    return {m: dims[m] for m in order}
-
-
 @app.command("models")
 def models_cmd(
     name: Annotated[Optional[str], typer.Argument(help="A model name: print its card (paper, what follows the paper or "
@@ -380,7 +364,7 @@ def models_cmd(
 
     from depdet.models import list_models
 
-    parsed = _parse_dims(dims)
+    parsed = parse_dims(dims)
     if name is not None:
         from depdet.models.registry import model_card
 

@@ -39,6 +39,25 @@ def parse_model_opts(items: list[str] | None) -> dict:
     return out
 
 
+def parse_dims(text: str) -> dict[str, int]:
+    """``--dims visual=136,audio=128`` (``depdet models``) as an ordered dims dict (visual first, then audio, then others).
+
+    Examples:
+        >>> parse_dims("audio=25,visual=136")
+        {'visual': 136, 'audio': 25}
+    """
+    dims: dict[str, int] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip() or not value.strip().isdigit() or int(value) < 1:
+            raise ConfigError(f"bad --dims entry {part!r}", hint="write e.g. --dims visual=136,audio=128")
+        dims[name.strip()] = int(value)
+    if not dims:
+        raise ConfigError("--dims is empty", hint="write e.g. --dims visual=136,audio=128")
+    order = [m for m in ("visual", "audio") if m in dims] + [m for m in dims if m not in ("visual", "audio")]
+    return {m: dims[m] for m in order}
+
+
 def parse_seeds(seeds: str | None, extra: list[str]) -> list[int] | None:
     """``--seeds 1 2 3``: the option's value plus the extra arguments after it (None: the preset's seeds).
 
