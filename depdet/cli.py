@@ -483,7 +483,7 @@ def train(
     from depdet.errors import ConfigError
     from depdet.pipeline.training import options as O
 
-    opts = {k: (v.value if isinstance(v, Enum) else v) for k, v in ctx.params.items()}
+    opts = {k: (v.value if isinstance(v, Enum) else v) for k, v in locals().items() if k != "ctx"}  # the options as given
     argv = _STATE.get("argv") or list(sys.argv)
     if config is not None:
         from depdet.pipeline.training.train import rerun
