@@ -285,3 +285,19 @@ def test_demo_wording_matches_its_measured_minutes(capsys, narrow):
     assert "a few minutes on a laptop CPU" in " ".join(out.replace("│", " ").split())
     for text in (demo.__doc__, open(report.__file__).read()):
         assert "trained for seconds" not in text and "in seconds;" not in text
+
+
+def test_extract_with_more_failures_than_shown_prints_one_row_per_reason(tmp_path, capsys):
+    """Over FAILURES_SHOWN failures: one table row per reason and the full list in failures.csv (this path
+    raised NameError: Table was never imported in cli.extract before the presentation moved, issue 23)."""
+    from depdet.pipeline.reports.console import FAILURES_SHOWN
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for i in range(FAILURES_SHOWN + 1):
+        (bad / f"b{i:02d}.mp4").write_text("not a video")
+    code, _, err = run_cli(["extract", bad, "-o", tmp_path / "f", "--workers", "1"], capsys)
+    assert code == 1, err
+    assert f"{FAILURES_SHOWN + 1} failed, 1 reason(s)" in err and "internal error" not in err
+    assert "exit 1: no clip of this run could be extracted" in err
+    assert len((tmp_path / "f" / "failures.csv").read_text().splitlines()) == FAILURES_SHOWN + 2  # header + rows
