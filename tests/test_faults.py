@@ -197,12 +197,12 @@ def test_predict_hostile_names_writes_results_and_report(checkpoint, hostile_inp
 
 
 def test_predict_writes_results_before_printing(checkpoint, grid_clip, tmp_path, capsys, monkeypatch):
-    from depdet import cli
+    from depdet.pipeline.reports import console as show
 
     def broken_console(_report):
         raise RuntimeError("the terminal went away")
 
-    monkeypatch.setattr(cli, "_print_predictions", broken_console)
+    monkeypatch.setattr(show, "print_predictions", broken_console)
     res, rep = tmp_path / "r.csv", tmp_path / "r.html"
     code, _, err = run_cli(["predict", grid_clip, "-c", checkpoint, "--out", res, "--report", rep, "--no-evidence"],
                            capsys)

@@ -261,13 +261,15 @@ def test_ensemble_checkpoint_loads_and_predicts(kfold_run, grouped, tmp_path, ca
     ds = load_dataset(data)
     res = evaluate(ck, ds, fold="all", allow_seen=True)
     # the ensemble's probability is the mean of its members' calibrated probabilities
-    sc = ck.scorer()
+    from depdet.pipeline.inference.scorer import Scorer, checkpoint_probabilities
+
+    sc = Scorer.from_checkpoint(ck)
     members = sc.member_probabilities([s.features for s in ds.samples[:5]], [s.valid for s in ds.samples[:5]])
     assert members.shape == (8, 5)
     np.testing.assert_allclose([p["probability"] for p in res["predictions"][:5]], members.mean(axis=0), atol=1e-6)
     for m, member in zip(members, ck.members):
-        np.testing.assert_allclose(m, member.predict_proba([s.features for s in ds.samples[:5]],
-                                                           [s.valid for s in ds.samples[:5]]), atol=1e-9)
+        np.testing.assert_allclose(m, checkpoint_probabilities(member, [s.features for s in ds.samples[:5]],
+                                                                   [s.valid for s in ds.samples[:5]]), atol=1e-9)
     # its threshold is the run's method on the pooled OOF probabilities
     from depdet.pipeline.inference.calibration import choose_threshold
 

@@ -131,7 +131,7 @@ def test_extract_failures_read_at_80_columns(broken_long_paths, tmp_path, narrow
 
 
 def test_predict_table_warnings_and_failures_read_at_80_columns(narrow, capsys):
-    from depdet import cli
+    from depdet.pipeline.reports import console as show
     from depdet.pipeline.inference.predict import ClipResult, PredictReport
 
     long_file = f"/data/{LONG_DIR}/{LONG_NAMES[0]}.mp4"
@@ -140,7 +140,7 @@ def test_predict_table_warnings_and_failures_read_at_80_columns(narrow, capsys):
                     warnings=[f"face found in only 12% of the sampled frames ({long_file})", "speech in 3% of rows"])
     bad = ClipResult(sample_id=LONG_NAMES[0], source=long_file, status="failed",
                      error=f"{long_file}: not a readable media file (fix: re-encode it)")
-    cli._print_predictions(PredictReport([ok, bad], {}, 1.0, demonstration=True))
+    show.print_predictions(PredictReport([ok, bad], {}, 1.0, demonstration=True))
     out, err = capsys.readouterr()
     _assert_narrow(out + err)
     assert "warning " + LONG_NAMES[1] + ":" in out and "    speech in 3% of rows" in out  # under the table, indented
@@ -247,9 +247,9 @@ def test_extract_clip_reports_decoded_seconds_up_to_the_duration(clips):
 
 def test_extract_cli_logs_clip_progress(clips, tmp_path, narrow, capsys, monkeypatch):
     import depdet.pipeline.orchestration.extract_batch as ex
-    from depdet import cli
+    from depdet.pipeline.reports import console as show
 
-    monkeypatch.setattr(cli, "_CLIP_LOG_EVERY_S", 0.0)
+    monkeypatch.setattr(show, "CLIP_LOG_EVERY_S", 0.0)
     monkeypatch.setattr(ex, "PROGRESS_EVERY_S", 0.0)
     code, out, err = run_cli(["extract", clips, "-o", tmp_path / "f", "--workers", "1", "--allow-partial"], capsys)
     assert code == 0, err
@@ -281,9 +281,25 @@ def test_pool_workers_send_clip_progress_through_the_queue(clips, tmp_path):
 def test_demo_wording_matches_its_measured_minutes(capsys, narrow):
     """Measured (module docstring of depdet.pipeline.demo.run): ~2.7 CPU-minutes, 9-11 min on a loaded 2-core machine."""
     import depdet.pipeline.demo.run as demo
-    from depdet.pipeline.inference import report
+    from depdet.pipeline.reports import predict_report as report
 
     _, out, _ = run_cli(["demo", "--help"], capsys)
     assert "a few minutes on a laptop CPU" in " ".join(out.replace("│", " ").split())
     for text in (demo.__doc__, open(report.__file__).read()):
         assert "trained for seconds" not in text and "in seconds;" not in text
+
+
+def test_extract_with_more_failures_than_shown_prints_one_row_per_reason(tmp_path, capsys):
+    """Over FAILURES_SHOWN failures: one table row per reason and the full list in failures.csv (this path
+    raised NameError: Table was never imported in cli.extract before the presentation moved, issue 23)."""
+    from depdet.pipeline.reports.console import FAILURES_SHOWN
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for i in range(FAILURES_SHOWN + 1):
+        (bad / f"b{i:02d}.mp4").write_text("not a video")
+    code, _, err = run_cli(["extract", bad, "-o", tmp_path / "f", "--workers", "1"], capsys)
+    assert code == 1, err
+    assert f"{FAILURES_SHOWN + 1} failed, 1 reason(s)" in err and "internal error" not in err
+    assert "exit 1: no clip of this run could be extracted" in err
+    assert len((tmp_path / "f" / "failures.csv").read_text().splitlines()) == FAILURES_SHOWN + 2  # header + rows

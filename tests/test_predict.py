@@ -22,8 +22,15 @@ import torch
 
 from depdet import SCREENING_DISCLAIMER
 from depdet.errors import ConfigError, DataError
-from depdet.pipeline.inference.predict import ABOVE, BELOW, INDETERMINATE, SCHEMA, Predictor, calibrate, run_predict
+from depdet.pipeline.inference.calibration import apply_temperature
+from depdet.pipeline.inference.predict import ABOVE, BELOW, INDETERMINATE, SCHEMA, Predictor, run_predict
+from depdet.pipeline.inference.scorer import checkpoint_logits
 from conftest import needs_grid, run_cli
+
+
+def calibrate(logit, temperature):
+    """The one calibration (calibration.apply_temperature) of one logit, as a float."""
+    return float(apply_temperature(logit, temperature))
 
 pytestmark = needs_grid
 
@@ -67,7 +74,7 @@ def test_predict_grid_clip_applies_spec_preprocessing_and_calibration(checkpoint
     ck = load_checkpoint(checkpoint)
     # the same features through the trainer's own inference path give the same logit
     clip = extract_clip(grid_clip, ck.spec)
-    ref = ck.predict_logits([clip.features])[0]
+    ref = checkpoint_logits(ck, [clip.features])[0]
     assert res.logit == pytest.approx(ref, abs=1e-5)
     assert res.probability == pytest.approx(calibrate(ref, ck.temperature), abs=1e-9)
     assert res.threshold == ck.threshold
@@ -174,7 +181,7 @@ def test_sklearn_checkpoint_needs_trust_and_gets_occlusion_evidence(tmp_path, gr
     assert code == 1 and "--trust-pickle" in " ".join(err.split())
     res = Predictor(ckpt, trust_pickle=True).predict_clip(grid_clip)
     ck = load_checkpoint(ckpt, trust_pickle=True)
-    ref = ck.predict_logits([extract_clip(grid_clip, ck.spec).features])[0]
+    ref = checkpoint_logits(ck, [extract_clip(grid_clip, ck.spec).features])[0]
     assert res.logit == pytest.approx(ref, abs=1e-6)
     assert res.probability == pytest.approx(calibrate(ref, ck.temperature), abs=1e-9)
     assert res.evidence.timeline_method == "occlusion" and len(res.evidence.timeline) == res.rows
@@ -184,7 +191,7 @@ def test_sklearn_checkpoint_needs_trust_and_gets_occlusion_evidence(tmp_path, gr
 
 def test_distribution_check_flags_far_features_and_saturated_logits(checkpoint, grid_clip, tmp_path):
     from depdet.pipeline.inference.predict import distribution_check, write_results
-    from depdet.pipeline.inference.report import write_report
+    from depdet.pipeline.reports.predict_report import write_report
 
     pred = Predictor(checkpoint, evidence=False)
     rng = np.random.default_rng(0)

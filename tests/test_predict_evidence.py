@@ -21,12 +21,23 @@ import torch
 from depdet import SCREENING_DISCLAIMER
 from depdet.models.base import DepressionModel, ModelOutput, masked_softmax
 from depdet.pipeline.inference.evidence import compute_evidence, modality_masking, occlusion_timeline, per_second
-from depdet.pipeline.inference.predict import (ABOVE, BELOW, CSV_COLUMNS, SCHEMA, ClipResult, PredictReport, calibrate,
+from depdet.pipeline.inference.calibration import apply_temperature
+from depdet.pipeline.inference.predict import (ABOVE, BELOW, CSV_COLUMNS, SCHEMA, ClipResult, PredictReport,
                                      check_spec, write_results)
-from depdet.pipeline.inference.report import render_report, write_report
+from depdet.pipeline.reports.predict_report import render_report, write_report
 from depdet.pipeline.inference.scorer import Scorer
 from depdet.pipeline.features.spec import DVLOG, LMVD, FeatureSpec
 from depdet.errors import ConfigError
+
+
+def calibrate(logit, temperature):
+    """The one calibration (calibration.apply_temperature) of one logit, as a float."""
+    return float(apply_temperature(logit, temperature))
+
+
+def _evidence(sc, x, m, **kw):
+    """compute_evidence as predict calls it: the scorer's batch_logits and its forward output."""
+    return compute_evidence(sc.batch_logits, x, m, output=sc.forward(x, m), **kw)
 
 
 class SumModel(DepressionModel):
@@ -65,13 +76,13 @@ def test_occlusion_finds_the_second_that_matters():
     model = SumModel({"visual": 3, "audio": 2}).eval()
     x, m = _batch(T=6)
     x["audio"][0, 4, 0] = 1.5  # only second 4 carries signal
-    tl, win = occlusion_timeline(Scorer(model), x, m, fps=1.0)
+    tl, win = occlusion_timeline(Scorer(model).batch_logits, x, m, fps=1.0)
     assert win == 1.0 and tl.shape == (6,)
     p_full, p_without = 1 / (1 + math.exp(-3.0)), 0.5
     assert tl[4] == pytest.approx(p_full - p_without, abs=1e-6)
     assert np.allclose(np.delete(tl, 4), 0.0)
     # temperature changes the size of the effect exactly as calibration does
-    tl2, _ = occlusion_timeline(Scorer(model), x, m, fps=1.0, temperature=2.0)
+    tl2, _ = occlusion_timeline(Scorer(model).batch_logits, x, m, fps=1.0, temperature=2.0)
     assert tl2[4] == pytest.approx(1 / (1 + math.exp(-1.5)) - 0.5, abs=1e-6)
 
 
@@ -79,13 +90,13 @@ def test_occlusion_windows_widen_for_long_inputs_and_cover_every_second():
     model = SumModel({"visual": 3, "audio": 2}).eval()
     x, m = _batch(T=10)
     x["visual"][0, 7, 0] = 1.0
-    tl, win = occlusion_timeline(Scorer(model), x, m, fps=1.0, max_windows=4)
+    tl, win = occlusion_timeline(Scorer(model).batch_logits, x, m, fps=1.0, max_windows=4)
     assert win == 3.0 and tl.shape == (10,)
     assert tl[6] == tl[7] == tl[8] > 0 and np.allclose(tl[:6], 0) and tl[9] == 0
     # 2 rows per second: a row at index 5 is second 2
     x2, m2 = _batch(T=8)
     x2["audio"][0, 5, 0] = 1.0
-    tl3, _ = occlusion_timeline(Scorer(model), x2, m2, fps=2.0)
+    tl3, _ = occlusion_timeline(Scorer(model).batch_logits, x2, m2, fps=2.0)
     assert tl3.shape == (4,) and tl3.argmax() == 2
 
 
@@ -111,13 +122,13 @@ def test_occlusion_default_cap_and_batches_follow_the_scorer():
     model = CountingSumModel({"visual": 3, "audio": 2}).eval()
     x, m = _batch(T=20)
     x["visual"][0, 13, 0] = 1.0
-    tl, win = occlusion_timeline(Scorer(model, batch_size=6), x, m, fps=1.0)
+    tl, win = occlusion_timeline(Scorer(model).batch_logits, x, m, fps=1.0, batch_size=6)
     assert win == 1.0 and model.batches == [1, 6, 6, 6, 2]  # the full clip, then 20 windows 6 at a time
     model.batches.clear()
-    tl2, _ = occlusion_timeline(Scorer(model), x, m, fps=1.0, batch_size=20)
+    tl2, _ = occlusion_timeline(Scorer(model).batch_logits, x, m, fps=1.0, batch_size=20)
     assert model.batches == [1, 20] and np.array_equal(tl, tl2)
     with pytest.raises(ValueError, match="batch_size"):
-        occlusion_timeline(Scorer(model), x, m, fps=1.0, batch_size=0)
+        occlusion_timeline(Scorer(model).batch_logits, x, m, fps=1.0, batch_size=0)
 
 
 def test_evidence_reuses_the_prediction_forward():
@@ -130,10 +141,10 @@ def test_evidence_reuses_the_prediction_forward():
     sc = Scorer(model, batch_size=8)
     out = sc.forward(x, m)
     model.batches.clear()
-    ev = compute_evidence(sc, x, m, fps=1.0, output=out)
+    ev = compute_evidence(sc.batch_logits, x, m, fps=1.0, output=out)
     assert model.batches == [8, 8, 4, 2]  # 20 windows, then visual-masked and audio-masked together
     assert ev.modality_effects == pytest.approx({"visual": 1.0, "audio": 1.0})
-    tl, _ = occlusion_timeline(sc, x, m, fps=1.0)
+    tl, _ = occlusion_timeline(sc.batch_logits, x, m, fps=1.0)
     assert np.array_equal(ev.timeline, tl)
 
 
@@ -142,14 +153,14 @@ def test_modality_masking_shares():
     x, m = _batch()
     x["visual"][0, :, 0] = 0.5  # visual contributes 3, audio 2 * 1.5 = 3 -> logit 6
     x["audio"][0, 1, 0] = 1.5
-    shares, effects = modality_masking(Scorer(model), x, m)
+    shares, effects = modality_masking(Scorer(model).batch_logits, x, m)
     assert effects == pytest.approx({"visual": 3.0, "audio": 3.0})
     assert shares == pytest.approx({"visual": 0.5, "audio": 0.5})
     x["visual"].zero_()
-    shares, _ = modality_masking(Scorer(model), x, m)
+    shares, _ = modality_masking(Scorer(model).batch_logits, x, m)
     assert shares == pytest.approx({"visual": 0.0, "audio": 1.0})
     x["audio"].zero_()
-    shares, _ = modality_masking(Scorer(model), x, m)
+    shares, _ = modality_masking(Scorer(model).batch_logits, x, m)
     assert shares == {"visual": None, "audio": None}  # the output does not move: undefined, not faked
 
 
@@ -158,7 +169,7 @@ def test_attention_and_gate_weights_are_used_when_the_model_has_them():
     x, m = _batch(T=4)
     x["visual"][0, 2, 0] = 5.0
     m["visual"][0, 3] = m["audio"][0, 3] = False  # padding row
-    ev = compute_evidence(Scorer(model), x, m, fps=1.0)
+    ev = _evidence(Scorer(model), x, m, fps=1.0)
     assert ev.timeline_method == "attention" and ev.window_s is None
     assert ev.timeline.sum() == pytest.approx(1.0) and ev.timeline.argmax() == 2 and ev.timeline[3] == 0
     assert ev.modality_method == "model_weights" and ev.modality_shares == pytest.approx({"visual": 0.3, "audio": 0.7})
@@ -170,7 +181,7 @@ def test_evidence_without_weights_uses_occlusion_and_masking_and_is_json_ready()
     x, m = _batch(T=5)
     x["audio"][0, 0, 0] = 1.0
     valid = {"visual": np.array([1, 1, 0, 0, 1], bool), "audio": np.ones(5, bool)}
-    ev = compute_evidence(Scorer(model), x, m, fps=1.0, valid=valid)
+    ev = _evidence(Scorer(model), x, m, fps=1.0, valid=valid)
     assert ev.timeline_method == "occlusion" and ev.modality_method == "masking"
     assert ev.coverage["visual"].tolist() == [1, 1, 0, 0, 1]
     d = json.loads(json.dumps(ev.to_dict()))
@@ -180,7 +191,11 @@ def test_evidence_without_weights_uses_occlusion_and_masking_and_is_json_ready()
 def test_calibration_applies_temperature():
     assert calibrate(0.0, 1.0) == 0.5
     assert calibrate(2.0, 2.0) == pytest.approx(1 / (1 + math.exp(-1)))
-    assert calibrate(-800, 1.0) == pytest.approx(0.0) and calibrate(800, 1.0) == pytest.approx(1.0)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning at the extremes
+        assert calibrate(-800, 1.0) == pytest.approx(0.0) and calibrate(800, 1.0) == pytest.approx(1.0)
     with pytest.raises(ConfigError):
         calibrate(1.0, 0.0)
 
@@ -199,7 +214,7 @@ def _report(with_failure=True, evidence=True):
     model = SumModel({"visual": 3, "audio": 2}).eval()
     x, m = _batch(T=6)
     x["audio"][0, 2, 0] = 0.4
-    ev = compute_evidence(Scorer(model), x, m, fps=1.0) if evidence else None
+    ev = _evidence(Scorer(model), x, m, fps=1.0) if evidence else None
     ok = ClipResult("clip_a", "/data/clip a.mp4", "ok", None, 6.2, 6, 0.8, calibrate(0.8, 1.0), 0.6, 0.9, 0.5,
                     ["mostly silence: speech in 10% of the clip"], ev)
     low = ClipResult("clip_b", "/data/clip_b.mp4", "ok", None, 6.0, 6, -1.0, calibrate(-1.0, 1.0), 0.6, 1.0, 0.8, [], ev)
@@ -288,7 +303,8 @@ def test_pooled_model_evidence_masks_windows_and_modalities():
     f = {"visual": np.zeros((5, 3), np.float32), "audio": np.zeros((5, 2), np.float32)}
     f["audio"][3, 0] = 2.0
     f["visual"][1, 0] = 1.0
-    ev = compute_evidence_pooled(Scorer(PooledToy(), "sklearn"), f, fps=1.0)
+    sc = Scorer(PooledToy(), "sklearn")
+    ev = compute_evidence_pooled(lambda batch, masks: sc.logits(batch, masks, preprocessed=True), f, fps=1.0)
     p = lambda z: 1 / (1 + math.exp(-z))  # noqa: E731
     assert ev.timeline_method == "occlusion" and ev.timeline.shape == (5,)
     assert ev.timeline[3] == pytest.approx(p(3.0) - p(1.0), abs=1e-6)

@@ -155,7 +155,7 @@ def test_metrics_tables_show_intervals_when_present():
     """The train summary's mean ± SD columns and evaluate's point columns show a ci95 when they carry one."""
     from rich.console import Console
 
-    from depdet.cli import _metrics_table
+    from depdet.pipeline.reports.console import metrics_table as _metrics_table
 
     cols = {"model": {"f1": {"mean": 0.7, "std": 0.02, "ci95": [0.64, 0.76]}, "auc": {"mean": 0.8, "std": 0.01}},
             "calibrated": {"f1": 0.71, "ci95": {"f1": [0.65, 0.77]}},

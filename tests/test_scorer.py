@@ -89,7 +89,8 @@ def test_capped_clip_evidence_explains_the_scored_rows(capped_ckpt, dataset, dat
     inputs, masks = pred.scorer.prepare(s.features, s.valid)
     assert inputs["visual"].shape[1] == CAP
     assert len(ev.timeline) == CAP and all(len(c) == CAP for c in ev.coverage.values())  # 1 row/s
-    again = compute_evidence(pred.scorer, inputs, masks, fps=pred.spec.fps, temperature=pred.temperature)
+    again = compute_evidence(pred.scorer.batch_logits, inputs, masks, output=pred.scorer.forward(inputs, masks),
+                             fps=pred.spec.fps, temperature=pred.temperature)
     np.testing.assert_array_equal(ev.timeline, again.timeline)
     # the reported row count is what was scored, and the cut is said
     res = run_predict(checkpoint=capped_ckpt, features_dir=data_root, evidence=False).results
@@ -101,12 +102,15 @@ def test_capped_clip_evidence_explains_the_scored_rows(capped_ckpt, dataset, dat
 def test_the_cap_changes_the_logits_so_the_agreement_test_can_fail(capped_ckpt, dataset):
     ck = load_checkpoint(capped_ckpt)
     feats, valid = [s.features for s in dataset.samples], [s.valid for s in dataset.samples]
-    capped = ck.scorer().logits(feats, valid)
+    capped = Scorer.from_checkpoint(ck).logits(feats, valid)
     whole = Scorer(ck.model, "torch", ck.preprocessor, max_len=None).logits(feats, valid)
     assert np.abs(capped - whole).max() > 1e-3
-    # the checkpoint's thin wrappers are the scorer
-    np.testing.assert_array_equal(ck.predict_logits(feats, valid), capped)
-    np.testing.assert_allclose(ck.predict_proba(feats, valid), 1 / (1 + np.exp(-capped / ck.temperature)), atol=1e-12)
+    # the scorer module's checkpoint helpers are the scorer
+    from depdet.pipeline.inference.scorer import checkpoint_logits, checkpoint_probabilities
+
+    np.testing.assert_array_equal(checkpoint_logits(ck, feats, valid), capped)
+    np.testing.assert_allclose(checkpoint_probabilities(ck, feats, valid), 1 / (1 + np.exp(-capped / ck.temperature)),
+                               atol=1e-12)
 
 
 def test_training_metrics_are_the_scorers(capped_ckpt, dataset):
@@ -138,10 +142,10 @@ def test_occlusion_batches_give_the_same_timeline(capped_ckpt, dataset):
     from depdet.pipeline.inference.evidence import occlusion_timeline
 
     ck = load_checkpoint(capped_ckpt)
-    sc = ck.scorer()
+    sc = Scorer.from_checkpoint(ck)
     inputs, masks = sc.prepare(dataset.samples[0].features, dataset.samples[0].valid)
-    one, w1 = occlusion_timeline(sc, inputs, masks, fps=1.0, batch_size=1)
-    many, w2 = occlusion_timeline(sc, inputs, masks, fps=1.0, batch_size=5)
+    one, w1 = occlusion_timeline(sc.batch_logits, inputs, masks, fps=1.0, batch_size=1)
+    many, w2 = occlusion_timeline(sc.batch_logits, inputs, masks, fps=1.0, batch_size=5)
     assert w1 == w2 == 1.0 and one.shape == (CAP,)
     np.testing.assert_allclose(one, many, atol=1e-6)
     assert np.abs(one).max() > 0
@@ -199,3 +203,18 @@ def test_no_second_scoring_path_in_the_package():
     assert offenders == [], offenders
     train_src = (pkg / "pipeline/training/loop.py").read_text(encoding="utf-8")
     assert train_src.count("collate(") == 1  # the training mini-batches only
+
+
+def test_inference_imports_run_one_way():
+    """checkpoint.py (data) and evidence.py (explanations) never import the scorer: the scorer scores a
+    loaded checkpoint, and evidence is handed a plain logits_fn (issue 23: no circle)."""
+    import ast
+
+    import depdet
+
+    pkg = Path(depdet.__file__).parent / "pipeline" / "inference"
+    for name in ("checkpoint.py", "evidence.py", "calibration.py", "uncertainty.py"):
+        tree = ast.parse((pkg / name).read_text(encoding="utf-8"))
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not any(m.endswith("inference.scorer") or m.endswith("inference.predict") for m in imported), name

@@ -70,7 +70,9 @@ def test_strong_signal_is_learned_and_checkpoint_roundtrips(strong, tmp_path):
         evaluate(ck, other, fold="test")
     assert res["metrics"]["f1"] == pytest.approx(run["test"]["f1"])
     test = [s for s in strong.samples if s.fold == "test"]
-    probs = ck.predict_proba([s.features for s in test], [s.valid for s in test])
+    from depdet.pipeline.inference.scorer import checkpoint_probabilities
+
+    probs = checkpoint_probabilities(ck, [s.features for s in test], [s.valid for s in test])
     assert np.allclose(probs, [p["probability"] for p in res["predictions"]], atol=1e-6)
     # Preprocessor + collate as the predict agent uses them give the same logits
     from depdet.pipeline.data.batching import collate

@@ -266,7 +266,7 @@ def run_demo(out: str | Path, config: DemoConfig | None = None, *, clip: str | P
     """
     from depdet.pipeline.data.datasets import load_dataset
     from depdet.pipeline.inference.predict import run_predict, write_results
-    from depdet.pipeline.inference.report import write_report
+    from depdet.pipeline.reports.predict_report import write_report
     from depdet.pipeline.data.synth import SynthConfig, make_synthetic
     from depdet.pipeline.training.config import TrainConfig
     from depdet.pipeline.training.runs import train

@@ -53,9 +53,32 @@ def fit_temperature(logits, labels, max_iter: int = 100) -> float:
 
 
 def apply_temperature(logits, temperature: float) -> np.ndarray:
-    """Calibrated probabilities ``sigmoid(logits / temperature)``."""
+    """Calibrated probabilities ``sigmoid(logits / temperature)``: the one calibration of a logit.
+
+    Training's validation, ``evaluate``, an ensemble's members and ``predict`` all use it.
+
+    Args:
+        logits: uncalibrated logits, any shape (a scalar gives a 0-d array: ``float()`` it).
+        temperature: the fitted temperature, positive.
+
+    Returns:
+        float64 probabilities, the shape of ``logits`` (exactly 0 or 1 where ``|logit / T|`` is
+        beyond float64's range: no overflow warning).
+
+    Raises:
+        ConfigError: a temperature that is not positive.
+
+    Examples:
+        >>> round(float(apply_temperature(2.0, 2.0)), 6)  # sigmoid(1)
+        0.731059
+    """
+    if not float(temperature) > 0:
+        from depdet.errors import ConfigError
+
+        raise ConfigError(f"calibration temperature must be positive, got {temperature}")
     z = np.asarray(logits, dtype=np.float64) / float(temperature)
-    return 1.0 / (1.0 + np.exp(-z))
+    with np.errstate(over="ignore"):  # exp(800) = inf gives 1 / inf = 0 exactly, the right limit
+        return 1.0 / (1.0 + np.exp(-z))
 
 
 def choose_threshold(probs, labels, method: str = "youden") -> float:

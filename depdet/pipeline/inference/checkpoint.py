@@ -25,6 +25,10 @@ checkpoint, and the file loads with ``weights_only=True`` too.
 
 ``info["seen"]`` (``ids``, ``fingerprints``) lists the clips a checkpoint's model(s) trained or
 were selected on; ``evaluate`` refuses to score them (train.py :func:`seen_mask`).
+
+This module holds the data only (writing, validating, loading). Scoring a loaded checkpoint is
+:mod:`~depdet.pipeline.inference.scorer`'s (``Scorer.from_checkpoint``, :func:`checkpoint_logits`,
+:func:`checkpoint_probabilities`), which imports this module, never the reverse.
 """
 
 from __future__ import annotations
@@ -42,10 +46,9 @@ from depdet import __version__
 from depdet.errors import ConfigError, DataError, DepdetError, output_error
 from depdet.models.registry import create_model, get_entry
 from depdet import fileio as dio
-from depdet.pipeline.inference.calibration import T_MAX, T_MIN, apply_temperature
+from depdet.pipeline.inference.calibration import T_MAX, T_MIN
 from depdet.pipeline.data.preprocess import Preprocessor
 from depdet.pipeline.features.spec import FeatureSpec
-from depdet.pipeline.inference.scorer import Scorer
 
 FORMAT = "depdet-checkpoint"
 FORMAT_VERSION = 2  # newest this depdet reads; single-model files are still written as 1
@@ -159,47 +162,6 @@ class LoadedCheckpoint:
         or None for checkpoints written before depdet recorded them."""
         s = (self.info or {}).get("seen")
         return s if isinstance(s, dict) else None
-
-    def scorer(self, *, device: str | torch.device = "cpu", amp: bool = False, batch_size: int = 8) -> Scorer:
-        """This checkpoint's :class:`~depdet.pipeline.inference.scorer.Scorer` (cap, preprocessing, batching).
-
-        Args:
-            device, amp, batch_size: as for :class:`Scorer` (the torch model is moved to ``device``).
-
-        Returns:
-            ``Scorer.from_checkpoint(self, ...)``.
-        """
-        return Scorer.from_checkpoint(self, device=device, amp=amp, batch_size=batch_size)
-
-    def predict_logits(self, features_list: list[dict], valid_list: list[dict] | None = None, batch_size: int = 8,
-                       device: str | torch.device = "cpu", preprocessed: bool = False, amp: bool = False) -> np.ndarray:
-        """Uncalibrated logits for raw (or already ``preprocessed``) per-sample feature dicts.
-
-        A thin wrapper of :meth:`Scorer.logits`, which applies the training-time length cap
-        (``preprocessor.config.max_len``: first rows) when set.
-
-        Args:
-            features_list: per-sample modality -> (T, D) arrays.
-            valid_list: per-sample modality -> (T,) bool validity (None: every row valid).
-            batch_size, device, amp: scoring options (see :class:`Scorer`).
-            preprocessed: the features are already preprocessed.
-
-        Returns:
-            ``(N,)`` float64 logits.
-        """
-        return self.scorer(device=device, amp=amp, batch_size=batch_size).logits(
-            features_list, valid_list, preprocessed=preprocessed)
-
-    def predict_proba(self, features_list: list[dict], valid_list: list[dict] | None = None, **kw) -> np.ndarray:
-        """Calibrated probabilities ``sigmoid(logit / temperature)``; compare with ``threshold``.
-
-        Args:
-            features_list, valid_list, kw: as :meth:`predict_logits`.
-
-        Returns:
-            ``(N,)`` probabilities.
-        """
-        return apply_temperature(self.predict_logits(features_list, valid_list, **kw), self.temperature)
 
 
 #: Largest input feature size a checkpoint may declare (VGGish is 128, landmarks 136; ours, generous).

@@ -2,8 +2,12 @@
 
 Two questions are answered for a single sample already on the model's input form, as
 :meth:`Scorer.prepare <depdet.pipeline.inference.scorer.Scorer.prepare>` gives it (capped,
-preprocessed, collated to a batch of one); every forward pass, original or altered, goes through
-the same :class:`~depdet.pipeline.inference.scorer.Scorer` as the prediction itself:
+preprocessed, collated to a batch of one). Every altered copy is scored by ``logits_fn``, a plain
+callable the caller passes: ``logits_fn(inputs, masks) -> logits``, in predict the bound
+:meth:`Scorer.batch_logits <depdet.pipeline.inference.scorer.Scorer.batch_logits>` (torch) or
+``Scorer.logits(..., preprocessed=True)`` (sklearn kind) of the scorer that made the prediction, so
+the copies go through the same scoring as the prediction itself. This module never imports the
+scorer (the inference path runs one way: prepare -> score -> explain -> calibrate -> report):
 
 * **Timeline** (per second of the clip). Models that return ``ModelOutput.temporal_weights``
   (attention / joint-attention pooling) are explained by those weights, summed per second: the
@@ -25,12 +29,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from depdet.extractors.base import n_rows, row_of
-from depdet.pipeline.inference.scorer import Scorer
+
+#: ``logits_fn(inputs, masks) -> (B,) logits`` of a collated batch (torch tensors in and out).
+TorchLogitsFn = Callable[[dict, dict], torch.Tensor]
+#: ``logits_fn(features_list, valid_list) -> (N,) logits`` of preprocessed numpy samples (sklearn kind).
+PooledLogitsFn = Callable[[list, list], np.ndarray]
+#: Occluded copies per forward pass when the caller gives no batch size (the scorer's default, 8: on 2 CPU
+#: cores 8 copies of a 600-row clip per forward ran 10-30 % faster per copy than 32).
+DEFAULT_BATCH = 8
 
 #: Occlusion runs at most this many windows per clip by default; longer clips use wider windows
 #: (depdet's choice: 1-s windows up to 30 s, 20-s windows on a 10-minute clip). Each window costs one
@@ -111,9 +123,9 @@ def _expand(inputs: dict, masks: dict, n: int) -> tuple[dict, dict]:
             {k: m.expand(n, *m.shape[1:]).clone() for k, m in masks.items()})
 
 
-def _require(scorer: Scorer, kind: str, fn: str) -> None:
-    if not isinstance(scorer, Scorer) or scorer.kind != kind:
-        raise TypeError(f"{fn}() takes a Scorer of kind {kind!r} (wrap the model: Scorer(model, {kind!r}))")
+def _require(logits_fn, fn: str) -> None:
+    if not callable(logits_fn):
+        raise TypeError(f"{fn}() takes a callable logits_fn(inputs, masks), e.g. Scorer(model).batch_logits")
 
 
 def choose_window(seconds: int, window_s: float | None = None, max_windows: int = DEFAULT_MAX_WINDOWS) -> float:
@@ -126,17 +138,18 @@ def choose_window(seconds: int, window_s: float | None = None, max_windows: int 
 
 
 @torch.no_grad()
-def occlusion_timeline(scorer: Scorer, inputs: dict, masks: dict, *, fps: float, temperature: float = 1.0,
+def occlusion_timeline(logits_fn: TorchLogitsFn, inputs: dict, masks: dict, *, fps: float, temperature: float = 1.0,
                        window_s: float | None = None, max_windows: int = DEFAULT_MAX_WINDOWS,
-                       batch_size: int | None = None, full_logit: torch.Tensor | None = None
+                       batch_size: int = DEFAULT_BATCH, full_logit: torch.Tensor | None = None
                        ) -> tuple[np.ndarray, float]:
     """Per-second probability change when each time window is removed (zeroed and masked out).
 
-    The occluded copies are built ``batch_size`` at a time and each batch is one forward pass of
-    ``scorer`` (memory stays bounded by one batch however many windows a clip has).
+    The occluded copies are built ``batch_size`` at a time and each batch is one call of
+    ``logits_fn`` (memory stays bounded by one batch however many windows a clip has).
 
     Args:
-        scorer: a torch-kind :class:`Scorer` (device, autocast and eval mode come from it).
+        logits_fn: ``(inputs, masks) -> (B,)`` logits, e.g. a torch-kind ``Scorer.batch_logits``
+            (device, autocast and eval mode come from it).
         inputs: modality -> ``(1, L, D)`` tensor.
         masks: modality -> ``(1, L)`` bool tensor.
         fps: rows per second.
@@ -144,22 +157,21 @@ def occlusion_timeline(scorer: Scorer, inputs: dict, masks: dict, *, fps: float,
         window_s: window length in seconds (default: see :func:`choose_window`).
         max_windows: cap on the number of windows when ``window_s`` is None.
         full_logit: ``(1,)`` logit of the unaltered input, when already computed (saves a forward).
-        batch_size: occluded copies evaluated per forward pass (default: the scorer's
-            ``batch_size``, 8: on 2 CPU cores 8 copies of a 600-row clip per forward ran
-            10-30 % faster per copy than 32, whose activations no longer fit the caches).
+        batch_size: occluded copies evaluated per forward pass (default :data:`DEFAULT_BATCH`;
+            predict passes its scorer's ``batch_size``).
 
     Returns:
         ``(timeline (S,), window_s)`` with ``S = ceil(L / fps)`` seconds.
     """
-    _require(scorer, "torch", "occlusion_timeline")
+    _require(logits_fn, "occlusion_timeline")
     L = next(iter(masks.values())).shape[1]
     S = n_rows(L / fps, 1.0)
     win = choose_window(S, window_s, max_windows)
-    batch_size = scorer.batch_size if batch_size is None else int(batch_size)
+    batch_size = int(batch_size)
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     if full_logit is None:
-        full_logit = scorer.batch_logits(inputs, masks)
+        full_logit = logits_fn(inputs, masks)
     p_full = torch.sigmoid(full_logit.reshape(-1)[:1].float() / temperature)[0]
     starts = np.arange(0.0, S, win)
     deltas = np.zeros(len(starts))
@@ -171,7 +183,7 @@ def occlusion_timeline(scorer: Scorer, inputs: dict, masks: dict, *, fps: float,
             for k in x:
                 x[k][i, r0:r1] = 0
                 m[k][i, r0:r1] = False
-        p = torch.sigmoid(scorer.batch_logits(x, m) / temperature)
+        p = torch.sigmoid(logits_fn(x, m) / temperature)
         deltas[b0:b0 + len(chunk)] = (p_full - p).cpu().numpy()
     timeline = np.zeros(S)
     for s, d in zip(starts, deltas):
@@ -180,13 +192,13 @@ def occlusion_timeline(scorer: Scorer, inputs: dict, masks: dict, *, fps: float,
 
 
 @torch.no_grad()
-def modality_masking(scorer: Scorer, inputs: dict, masks: dict, *, temperature: float = 1.0,
+def modality_masking(logits_fn: TorchLogitsFn, inputs: dict, masks: dict, *, temperature: float = 1.0,
                      full_logit: torch.Tensor | None = None) -> tuple[dict, dict]:
     """Mask each modality out in turn (zeroed and masked, as padding is); the masked copies are
-    scored together, one forward pass.
+    scored together, one call of ``logits_fn``.
 
     Args:
-        scorer: a torch-kind :class:`Scorer`.
+        logits_fn: ``(inputs, masks) -> (B,)`` logits, as for :func:`occlusion_timeline`.
         inputs: modality -> ``(1, L, D)`` tensor.
         masks: modality -> ``(1, L)`` bool tensor.
         temperature: calibration temperature.
@@ -195,16 +207,16 @@ def modality_masking(scorer: Scorer, inputs: dict, masks: dict, *, temperature: 
     Returns:
         ``(shares, effects)`` as in :class:`Evidence`.
     """
-    _require(scorer, "torch", "modality_masking")
+    _require(logits_fn, "modality_masking")
     if full_logit is None:
-        full_logit = scorer.batch_logits(inputs, masks)
+        full_logit = logits_fn(inputs, masks)
     full = full_logit.reshape(-1)[0].float() / temperature
     names = list(inputs)
     x, m = _expand(inputs, masks, len(names))
     for i, k in enumerate(names):  # copy i has modality names[i] removed
         x[k][i].zero_()
         m[k][i].zero_()
-    masked = scorer.batch_logits(x, m) / temperature
+    masked = logits_fn(x, m) / temperature
     effects = {k: float(full - masked[i]) for i, k in enumerate(names)}
     total = sum(abs(v) for v in effects.values())
     if not total > 1e-12 or not math.isfinite(total):
@@ -213,13 +225,14 @@ def modality_masking(scorer: Scorer, inputs: dict, masks: dict, *, temperature: 
 
 
 @torch.no_grad()
-def compute_evidence(scorer: Scorer, inputs: dict, masks: dict, *, fps: float, temperature: float = 1.0,
-                     window_s: float | None = None, max_windows: int = DEFAULT_MAX_WINDOWS,
-                     batch_size: int | None = None, output=None, valid: dict | None = None) -> Evidence:
+def compute_evidence(logits_fn: TorchLogitsFn, inputs: dict, masks: dict, *, output, fps: float,
+                     temperature: float = 1.0, window_s: float | None = None, max_windows: int = DEFAULT_MAX_WINDOWS,
+                     batch_size: int = DEFAULT_BATCH, valid: dict | None = None) -> Evidence:
     """Explain one sample's prediction (timeline + modality shares + coverage).
 
     Args:
-        scorer: the torch-kind :class:`Scorer` that made the prediction.
+        logits_fn: ``(inputs, masks) -> (B,)`` logits of the model that made the prediction
+            (``Scorer.batch_logits``), for the altered copies.
         inputs: modality -> ``(1, L, D)`` tensor, exactly what the prediction used
             (``scorer.prepare(features, valid)``).
         masks: modality -> ``(1, L)`` bool tensor (from the same call).
@@ -228,19 +241,18 @@ def compute_evidence(scorer: Scorer, inputs: dict, masks: dict, *, fps: float, t
         window_s: occlusion window (seconds); default 1 s, widened so a clip has at most
             ``max_windows`` windows.
         max_windows: occlusion window cap when ``window_s`` is None.
-        batch_size: occluded copies per forward pass (default: the scorer's).
-        output: ``scorer.forward(inputs, masks)``, if already computed.
+        batch_size: occluded copies per forward pass.
+        output: the prediction's own model output for ``(inputs, masks)`` (``Scorer.forward``): its
+            logit, and its ``temporal_weights`` / ``modality_weights`` when the model has them.
         valid: modality -> ``(T,)`` bool validity from extraction (face found, audio present) for
             the coverage plot; defaults to the input masks.
 
     Returns:
         :class:`Evidence`.
     """
-    _require(scorer, "torch", "compute_evidence")
+    _require(logits_fn, "compute_evidence")
     if next(iter(inputs.values())).shape[0] != 1:
         raise ValueError("compute_evidence explains one sample at a time (batch of 1)")
-    if output is None:
-        output = scorer.forward(inputs, masks)
     full_logit = output.logits.reshape(-1)[:1].float()  # the unaltered input's, reused by both methods below
     L = next(iter(masks.values())).shape[1]
     valid_any = torch.stack([m[0] for m in masks.values()]).any(0).cpu().numpy()
@@ -253,7 +265,7 @@ def compute_evidence(scorer: Scorer, inputs: dict, masks: dict, *, fps: float, t
         timeline = per_second(w / total if total > 0 else w, fps, "sum")
         t_method, t_unit, win = "attention", "share of the model's temporal attention (sums to 1)", None
     else:
-        timeline, win = occlusion_timeline(scorer, inputs, masks, fps=fps, temperature=temperature,
+        timeline, win = occlusion_timeline(logits_fn, inputs, masks, fps=fps, temperature=temperature,
                                            window_s=window_s, max_windows=max_windows, batch_size=batch_size,
                                            full_logit=full_logit)
         t_method = "occlusion"
@@ -268,7 +280,7 @@ def compute_evidence(scorer: Scorer, inputs: dict, masks: dict, *, fps: float, t
         shares = {n: (float(v / total) if total > 0 else None) for n, v in zip(names, vals)}
         m_method, effects = "model_weights", {}
     else:
-        shares, effects = modality_masking(scorer, inputs, masks, temperature=temperature, full_logit=full_logit)
+        shares, effects = modality_masking(logits_fn, inputs, masks, temperature=temperature, full_logit=full_logit)
         m_method = "masking"
 
     if valid is None:
@@ -277,20 +289,21 @@ def compute_evidence(scorer: Scorer, inputs: dict, masks: dict, *, fps: float, t
     return Evidence(t_method, timeline, t_unit, win, m_method, shares, effects, coverage, fps)
 
 
-def compute_evidence_pooled(scorer: Scorer, features: dict[str, np.ndarray], *, fps: float, temperature: float = 1.0,
+def compute_evidence_pooled(logits_fn: PooledLogitsFn, features: dict[str, np.ndarray], *, fps: float,
+                            temperature: float = 1.0,
                             window_s: float | None = None, max_windows: int = DEFAULT_MAX_WINDOWS,
                             valid: dict | None = None) -> Evidence:
     """Evidence for registry models of kind ``"sklearn"`` (pooled statistics, no tensors).
 
     Those models pool over the rows their masks mark valid, so removing a window means marking its
     rows invalid in every modality and masking a modality out means marking all of its rows
-    invalid: the same two questions as for torch models. Every variant is scored by
-    ``scorer.logits(..., preprocessed=True)``, the adapter the prediction itself went through (the
-    window variants in one call).
+    invalid: the same two questions as for torch models. Every variant is scored by ``logits_fn``; in
+    predict that is ``Scorer.logits(..., preprocessed=True)``, the adapter the prediction itself
+    went through (the window variants in one call).
 
     Args:
-        scorer: the sklearn-kind :class:`Scorer` that made the prediction (its model has
-            ``predict_proba(list_of_feature_dicts, list_of_masks) -> (N,)``).
+        logits_fn: ``(features_list, valid_list) -> (N,)`` logits of preprocessed samples, from the
+            sklearn-kind scorer that made the prediction.
         features: modality -> (T, D), already preprocessed as for the prediction
             (``scorer.prepare(features, valid)[0]``).
         fps, temperature, window_s, max_windows, valid: as :func:`compute_evidence`.
@@ -298,14 +311,14 @@ def compute_evidence_pooled(scorer: Scorer, features: dict[str, np.ndarray], *, 
     Returns:
         :class:`Evidence` (``timeline_method="occlusion"``, ``modality_method="masking"``).
     """
-    _require(scorer, "sklearn", "compute_evidence_pooled")
+    _require(logits_fn, "compute_evidence_pooled")
     T = next(iter(features.values())).shape[0]
     if valid is None:
         valid = {k: np.ones(T, bool) for k in features}
     valid = {k: np.asarray(v, dtype=bool)[:T] for k, v in valid.items()}
 
     def logits(batch: list[dict], masks: list[dict]) -> np.ndarray:
-        return scorer.logits(batch, masks, preprocessed=True) / temperature
+        return np.asarray(logits_fn(batch, masks)) / temperature
 
     sig = lambda z: 1.0 / (1.0 + np.exp(-z))  # noqa: E731
     S = n_rows(T / fps, 1.0)

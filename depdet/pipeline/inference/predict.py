@@ -1,11 +1,22 @@
 """``depdet predict``: raw video (or extracted features) to a calibrated screening probability.
 
 For each clip: extraction with the **checkpoint's own** feature spec (extractors, rate, landmark
-normalisation), the checkpoint's preprocessing, the model, then calibration as fitted on the
-validation split at training time::
+normalisation), then one pass in one direction (:meth:`Predictor.predict_features`):
 
-    p = sigmoid(logit / T)            # T: temperature stored in the checkpoint
-    above = p >= threshold            # threshold chosen on validation, stored in the checkpoint
+1. **prepare** once: the checkpoint's :class:`~depdet.pipeline.inference.scorer.Scorer` caps,
+   preprocesses and collates the clip (``Scorer.prepare``);
+2. **score**: one forward pass of those inputs (an ensemble: each member's calibrated probability);
+3. **explain**: :mod:`~depdet.pipeline.inference.evidence` alters copies of the same inputs and
+   scores them through a plain ``logits_fn`` it is handed (it never imports the scorer);
+4. **calibrate**: the temperature (:func:`~depdet.pipeline.inference.calibration.apply_temperature`,
+   the one calibration), then the interval and conformal set
+   (:func:`~depdet.pipeline.inference.uncertainty.describe`) as fitted on the validation split at
+   training time::
+
+       p = sigmoid(logit / T)            # T: temperature stored in the checkpoint
+       above = p >= threshold            # threshold chosen on validation, stored in the checkpoint
+
+5. **report**: warnings and checks around the numbers, a :class:`ClipResult`.
 
 Results report the probability with its uncertainty (``probability_interval`` and a conformal
 ``prediction_set``: :mod:`~depdet.pipeline.inference.uncertainty`) and only "above / below screening
@@ -63,7 +74,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -77,6 +87,7 @@ from depdet.errors import ConfigError, DataError, DepdetError
 from depdet import fileio as dio
 from depdet.pipeline.features.spec import FeatureSpec, check_spec  # noqa: F401 (check_spec: public here too)
 from depdet.pipeline.inference import uncertainty as U
+from depdet.pipeline.inference.calibration import apply_temperature
 
 log = logging.getLogger(__name__)
 
@@ -86,17 +97,6 @@ ABOVE, BELOW, INDETERMINATE = (U.DECISION_TEXT[k] for k in (U.ABOVE, U.BELOW, U.
 CSV_COLUMNS = ("id", "source", "status", "duration_s", "rows", "probability", "probability_interval_low",
                "probability_interval_high", "interval_method", "prediction_set", "threshold", "screening",
                "face_coverage", "speech_coverage", "warnings", "error", "disclaimer")
-
-
-def calibrate(logit: float, temperature: float) -> float:
-    """Calibrated probability ``sigmoid(logit / temperature)`` (numerically safe)."""
-    if not temperature > 0:
-        raise ConfigError(f"calibration temperature must be positive, got {temperature}")
-    z = float(logit) / float(temperature)
-    if z >= 0:
-        return 1.0 / (1.0 + math.exp(-z))
-    e = math.exp(z)
-    return e / (1.0 + e)
 
 
 @dataclass
@@ -203,6 +203,20 @@ def distribution_check(preprocessor, features: dict, valid: dict | None, logit: 
     return checks, warnings
 
 
+@dataclass
+class _Scored:
+    """One clip after steps 1-2 of the pass: what the model saw and what it said."""
+
+    features: dict  # the clip's aligned features as given (before the cap and preprocessing)
+    valid: dict | None
+    rows: int  # rows the model sees (the cap applied)
+    logit: float = float("nan")
+    inputs: dict | None = None  # the prepared inputs (Scorer.prepare): capped, preprocessed, collated
+    masks: dict | None = None
+    output: object | None = None  # the torch model's ModelOutput for ``inputs`` (its weights explain it)
+    members: np.ndarray | None = None  # an ensemble's members' calibrated probabilities
+
+
 class Predictor:
     """A loaded checkpoint ready to score clips.
 
@@ -230,9 +244,9 @@ class Predictor:
         self.evidence = evidence
         self.window_s = window_s
         self.model = self.ckpt.model
-        from depdet.pipeline.inference.scorer import resolve_device
+        from depdet.pipeline.inference.scorer import Scorer, resolve_device
 
-        self.scorer = self.ckpt.scorer(device=resolve_device(device))  # the same scorer `evaluate` and training use
+        self.scorer = Scorer.from_checkpoint(self.ckpt, device=resolve_device(device))  # the same scorer `evaluate` and training use
         self.synthetic = bool((self.ckpt.info or {}).get("synthetic", False))
         # the validation (or out-of-fold) predictions the checkpoint was calibrated on: interval and conformal set
         self.calibration = U.CalibrationSet.from_dict((self.ckpt.info or {}).get("calibration_set"))
@@ -261,9 +275,11 @@ class Predictor:
                 "spec": self.spec.to_dict(), "temperature": self.temperature, "threshold": self.threshold,
                 "synthetic_training_data": self.synthetic, "training": training}
 
-    # ------------------------------------------------------------------ scoring
-    def score(self, features: dict[str, np.ndarray], valid: dict[str, np.ndarray] | None = None):
-        """Logit, calibrated probability and evidence for one sample's aligned features.
+    # ------------------------------------------------------------------ the pass: prepare -> score -> explain -> calibrate -> report
+    def predict_features(self, sample_id: str, source, features: dict[str, np.ndarray],
+                         valid: dict[str, np.ndarray] | None = None, duration: float | None = None,
+                         info: dict | None = None) -> ClipResult:
+        """One clip's aligned features through the whole pass, in one direction (module doc, steps 1-5).
 
         Everything between the features and the logit is the checkpoint's
         :class:`~depdet.pipeline.inference.scorer.Scorer` (length cap, preprocessing, collation,
@@ -271,21 +287,22 @@ class Predictor:
         evidence explains exactly those inputs (capped clips: the scored rows only).
 
         Args:
+            sample_id, source: the clip's id and where it came from (recorded in the result).
             features: modality -> (T, D) float32 as extraction writes them (before preprocessing).
             valid: modality -> (T,) bool validity from extraction (None: every row valid).
-
-        Returns:
-            ``(logit, probability, evidence or None)``.
+            duration: media duration in seconds.
+            info: extraction's ``face_ratio``, ``speech_ratio`` and ``warnings``.
 
         Raises:
             DataError: features whose shape does not fit the checkpoint's feature spec.
         """
-        logit, p, ev, _ = self._score(features, valid)
-        return logit, p, ev
+        scored = self._prepare_and_score(features, valid)          # 1-2
+        evidence = self._explain(scored)                           # 3
+        p, unc = self._calibrate(scored)                           # 4
+        return self._report(sample_id, source, scored, evidence, p, unc, duration, info or {})  # 5
 
-    def _score(self, features: dict[str, np.ndarray], valid: dict[str, np.ndarray] | None = None):
-        """:meth:`score` plus an ensemble's members' calibrated probabilities (None for one model)."""
-        from depdet.pipeline.inference.evidence import compute_evidence, compute_evidence_pooled
+    def _prepare_and_score(self, features: dict[str, np.ndarray], valid: dict[str, np.ndarray] | None) -> _Scored:
+        """Steps 1-2: check the shapes, prepare the clip once (cap, preprocess, collate), one forward pass."""
         from depdet.pipeline.inference.scorer import probability_to_logit
 
         dims = self.spec.dims
@@ -293,37 +310,42 @@ class Predictor:
             if arr.ndim != 2 or (m in dims and arr.shape[1] != dims[m]):
                 raise DataError(f"{m} features have shape {arr.shape}, the checkpoint expects (T, {dims.get(m)})",
                                 hint="re-extract with the checkpoint's feature spec")
-        if self.scorer.kind == "ensemble":  # mean of the fold models' calibrated probabilities; no occlusion evidence
-            members = self.scorer.member_probabilities([features], [valid])[:, 0]
-            logit = float(probability_to_logit(members.mean(keepdims=True))[0])  # the scorer's own rule
-            return logit, calibrate(logit, self.temperature), None, members
-        inputs, masks = self.scorer.prepare(features, valid)
-        ev = None
+        scored = _Scored(features, valid, rows=self.scorer.input_length(features))
+        if self.scorer.kind == "ensemble":  # each member prepares its own copy; the mean of their calibrated probabilities
+            scored.members = self.scorer.member_probabilities([features], [valid])[:, 0]
+            scored.logit = float(probability_to_logit(scored.members.mean(keepdims=True))[0])  # the scorer's own rule
+            return scored
+        scored.inputs, scored.masks = self.scorer.prepare(features, valid)
         if self.scorer.kind == "sklearn":  # pooled-statistics baselines: numpy in, probability -> logit
-            logit = float(self.scorer.logits([inputs], [masks], preprocessed=True)[0])
-            if self.evidence:
-                ev = compute_evidence_pooled(self.scorer, inputs, fps=self.spec.fps, temperature=self.temperature,
-                                             window_s=self.window_s, valid=masks)
-            return logit, calibrate(logit, self.temperature), ev, None
-        out = self.scorer.forward(inputs, masks)
-        logit = float(out.logits.reshape(-1)[0])
-        if self.evidence:
-            ev = compute_evidence(self.scorer, inputs, masks, fps=self.spec.fps, temperature=self.temperature,
-                                  window_s=self.window_s, output=out)
-        return logit, calibrate(logit, self.temperature), ev, None
+            scored.logit = float(self.scorer.logits([scored.inputs], [scored.masks], preprocessed=True)[0])
+            return scored
+        scored.output = self.scorer.forward(scored.inputs, scored.masks)
+        scored.logit = float(scored.output.logits.reshape(-1)[0])
+        return scored
 
-    def member_probabilities(self, features: dict[str, np.ndarray], valid: dict[str, np.ndarray] | None = None) -> np.ndarray:
-        """An ensemble checkpoint's members' calibrated probabilities for one clip (``(members,)``); a
-        single-model checkpoint gives its one probability."""
-        if self.scorer.kind == "ensemble":
-            return self.scorer.member_probabilities([features], [valid])[:, 0]
-        return np.array([calibrate(float(self.scorer.logits([features], [valid])[0]), self.temperature)])
+    def _explain(self, scored: _Scored):
+        """Step 3: the evidence of the prepared inputs (None when off, and for ensembles), scored through
+        a plain ``logits_fn`` of this checkpoint's scorer."""
+        from depdet.pipeline.inference.evidence import compute_evidence, compute_evidence_pooled
 
-    def _result(self, sample_id, source, features, valid, duration, info) -> ClipResult:
-        """Score one clip and wrap it with its provenance and warnings (``rows``: the rows scored)."""
-        logit, p, ev, members = self._score(features, valid)
-        unc = U.describe(p, calibration=self.calibration, members=members, level=self.conformal_level)
-        rows = self.scorer.input_length(features)
+        if not self.evidence or self.scorer.kind == "ensemble":
+            return None
+        kw = {"fps": self.spec.fps, "temperature": self.temperature, "window_s": self.window_s}
+        if self.scorer.kind == "sklearn":
+            return compute_evidence_pooled(lambda batch, masks: self.scorer.logits(batch, masks, preprocessed=True),
+                                           scored.inputs, valid=scored.masks, **kw)
+        return compute_evidence(self.scorer.batch_logits, scored.inputs, scored.masks, output=scored.output,
+                                batch_size=self.scorer.batch_size, **kw)
+
+    def _calibrate(self, scored: _Scored) -> tuple[float, U.Uncertainty]:
+        """Step 4: the calibrated probability, its interval and its conformal set."""
+        p = float(apply_temperature(scored.logit, self.temperature))
+        return p, U.describe(p, calibration=self.calibration, members=scored.members, level=self.conformal_level)
+
+    def _report(self, sample_id, source, scored: _Scored, evidence, p: float, unc: U.Uncertainty,
+                duration, info: dict) -> ClipResult:
+        """Step 5: the numbers with their provenance, checks and warnings (``rows``: the rows scored)."""
+        features, valid, rows = scored.features, scored.valid, scored.rows
         aligned = min(int(a.shape[0]) for a in features.values())  # rows every modality has
         warnings = list(info.get("warnings", []))
         if rows < aligned:
@@ -333,7 +355,7 @@ class Predictor:
         # an ensemble's check uses its first member's preprocessor (fitted on that fold's training clips)
         checks, found = distribution_check(self.ckpt.preprocessor, {m: a[:rows] for m, a in features.items()},
                                            None if valid is None else {m: v[:rows] for m, v in valid.items()},
-                                           logit, self.temperature)
+                                           scored.logit, self.temperature)
         warnings += found
         if self.scorer.kind == "ensemble" and self.evidence:
             warnings.append(f"ensemble checkpoint ({len(self.ckpt.members)} fold models): the probability is their mean; "
@@ -343,16 +365,37 @@ class Predictor:
         if unc.interval is None and unc.prediction_set is None:
             warnings.append("the checkpoint records no calibration set (written by depdet < 0.2): no probability "
                             "interval or conformal set; retrain to get them")
-        return ClipResult(sample_id, str(source), "ok", None, duration, rows, logit, p, self.threshold,
-                          info.get("face_ratio"), info.get("speech_ratio"), warnings, ev, checks=checks,
+        return ClipResult(sample_id, str(source), "ok", None, duration, rows, scored.logit, p, self.threshold,
+                          info.get("face_ratio"), info.get("speech_ratio"), warnings, evidence, checks=checks,
                           uncertainty=unc, calibration_source=self.calibration.source if self.calibration else None)
+
+    def score(self, features: dict[str, np.ndarray], valid: dict[str, np.ndarray] | None = None):
+        """Logit, calibrated probability and evidence for one sample's aligned features (steps 1-4,
+        without the interval: :meth:`predict_features` gives the whole result).
+
+        Returns:
+            ``(logit, probability, evidence or None)``.
+
+        Raises:
+            DataError: features whose shape does not fit the checkpoint's feature spec.
+        """
+        scored = self._prepare_and_score(features, valid)
+        evidence = self._explain(scored)
+        return scored.logit, float(apply_temperature(scored.logit, self.temperature)), evidence
+
+    def member_probabilities(self, features: dict[str, np.ndarray], valid: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """An ensemble checkpoint's members' calibrated probabilities for one clip (``(members,)``); a
+        single-model checkpoint gives its one probability."""
+        if self.scorer.kind == "ensemble":
+            return self.scorer.member_probabilities([features], [valid])[:, 0]
+        return np.array([float(apply_temperature(float(self.scorer.logits([features], [valid])[0]), self.temperature))])
 
     def predict_clip(self, path: str | Path, sample_id: str | None = None) -> ClipResult:
         """Extract one video with the checkpoint's spec and score it (raises DepdetError on bad input)."""
         from depdet.pipeline.features.clip import extract_clip
 
         clip = extract_clip(path, self.spec, self.extract_options, sample_id=sample_id)
-        return self._result(clip.sample_id, path, clip.features, clip.valid, clip.duration, clip.info)
+        return self.predict_features(clip.sample_id, path, clip.features, clip.valid, clip.duration, clip.info)
 
     def predict_stored(self, sample) -> ClipResult:
         """Score one sample of a feature folder (a :class:`~depdet.pipeline.data.datasets.Sample`)."""
@@ -361,7 +404,8 @@ class Predictor:
         info = {"face_ratio": rec.get("face_ratio", float(sample.valid["visual"].mean()) if T else None),
                 "speech_ratio": rec.get("speech_ratio"), "warnings": list(rec.get("warnings", []))}
         source = (rec.get("source") or {}).get("path") or sample.id
-        return self._result(sample.id, source, sample.features, sample.valid, rec.get("duration", T / self.spec.fps), info)
+        return self.predict_features(sample.id, source, sample.features, sample.valid,
+                                     rec.get("duration", T / self.spec.fps), info)
 
 
 # ---------------------------------------------------------------------- batch
@@ -418,7 +462,7 @@ def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *
         DepdetError: problems with the checkpoint, the inputs as a whole, or a spec mismatch.
     """
     t0 = time.perf_counter()
-    from depdet.pipeline.media.inputs import ID_FROM, discover_inputs
+    from depdet.pipeline.media.inputs import ID_FROM
 
     if id_from not in ID_FROM:
         raise ConfigError(f"unknown --id-from {id_from!r}", hint=f"use one of {', '.join(ID_FROM)}")
@@ -443,35 +487,48 @@ def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *
         emit(res)
 
     if features_dir is not None:
-        if list(paths):
-            raise ConfigError("give either video paths or --features, not both")
-        if id_from != "stem":
-            raise ConfigError("--id-from applies to video paths; with --data the clips keep the folder's sample ids")
-        from depdet.pipeline.data.datasets import load_dataset
-
-        # the one loader: records, stored validity, SHA-256 checks; a sample with NaN/inf arrays fails alone
-        ds = load_dataset(features_dir, skip_invalid=True)
-        check_spec(ds.spec, pred.spec, where=Path(features_dir) / "features.json")
-        for s in ds.samples:
-            run_one(s.id, (s.record or {}).get("source", {}).get("path", s.id), lambda s=s: pred.predict_stored(s))
-        for sid, why in ds.report.invalid.items():
-            res = ClipResult(sid, sid, "failed", f"invalid feature arrays: {why} (re-extract this sample)",
-                             threshold=pred.threshold)
-            results.append(res)
-            emit(res)
+        jobs, invalid = _stored_jobs(pred, features_dir, paths, id_from)
     else:
-        from depdet.pipeline.features.clip import resolve_spec
-
-        # The weight files this machine would use, located (fails once, before the batch) and hashed: they must
-        # be the files the checkpoint's training features were made with (unknown for released features).
-        check_spec(resolve_spec(pred.spec, extract_options), pred.spec, where=pred.path)
-        inputs = discover_inputs(paths, id_from=id_from)
-        if not inputs:
-            raise DataError("no video files found", path=", ".join(map(str, paths)),
-                            hint="give video files or folders that contain them")
-        for sid, path, _ in inputs:
-            run_one(sid, path, lambda sid=sid, path=path: pred.predict_clip(path, sid))
+        jobs, invalid = _video_jobs(pred, paths, extract_options, id_from), []
+    for sid, source, fn in jobs:
+        run_one(sid, source, fn)
+    for res in invalid:
+        results.append(res)
+        emit(res)
     return PredictReport(results, pred.describe(), time.perf_counter() - t0, demonstration)
+
+
+def _stored_jobs(pred: Predictor, features_dir, paths, id_from: str) -> tuple[list, list[ClipResult]]:
+    """``(id, source, score it)`` per sample of a feature folder, and the failures of its invalid samples."""
+    from depdet.pipeline.data.datasets import load_dataset
+
+    if list(paths):
+        raise ConfigError("give either video paths or --features, not both")
+    if id_from != "stem":
+        raise ConfigError("--id-from applies to video paths; with --data the clips keep the folder's sample ids")
+    # the one loader: records, stored validity, SHA-256 checks; a sample with NaN/inf arrays fails alone
+    ds = load_dataset(features_dir, skip_invalid=True)
+    check_spec(ds.spec, pred.spec, where=Path(features_dir) / "features.json")
+    jobs = [(s.id, (s.record or {}).get("source", {}).get("path", s.id), lambda s=s: pred.predict_stored(s))
+            for s in ds.samples]
+    invalid = [ClipResult(sid, sid, "failed", f"invalid feature arrays: {why} (re-extract this sample)",
+                          threshold=pred.threshold) for sid, why in ds.report.invalid.items()]
+    return jobs, invalid
+
+
+def _video_jobs(pred: Predictor, paths, extract_options, id_from: str) -> list:
+    """``(id, path, extract and score it)`` per video found in ``paths``."""
+    from depdet.pipeline.features.clip import resolve_spec
+    from depdet.pipeline.media.inputs import discover_inputs
+
+    # The weight files this machine would use, located (fails once, before the batch) and hashed: they must
+    # be the files the checkpoint's training features were made with (unknown for released features).
+    check_spec(resolve_spec(pred.spec, extract_options), pred.spec, where=pred.path)
+    inputs = discover_inputs(paths, id_from=id_from)
+    if not inputs:
+        raise DataError("no video files found", path=", ".join(map(str, paths)),
+                        hint="give video files or folders that contain them")
+    return [(sid, path, lambda sid=sid, path=path: pred.predict_clip(path, sid)) for sid, path, _ in inputs]
 
 
 # ---------------------------------------------------------------------- writers

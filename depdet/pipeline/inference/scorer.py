@@ -35,7 +35,9 @@ from depdet.errors import ConfigError
 from depdet.pipeline.data.batching import collate, sample_length
 from depdet.pipeline.data.preprocess import Preprocessor
 
-if TYPE_CHECKING:  # checkpoint.py imports this module; the reverse import is for annotations only
+from depdet.pipeline.inference.calibration import apply_temperature
+
+if TYPE_CHECKING:  # one way: the scorer scores a loaded checkpoint; checkpoint.py never imports this module
     from depdet.pipeline.inference.checkpoint import LoadedCheckpoint
 
 KINDS = ("torch", "sklearn")  # of one model; an ensemble checkpoint's scorer is an EnsembleScorer
@@ -275,8 +277,6 @@ class EnsembleScorer:
 
     def member_probabilities(self, features_list: list[dict], valid_list: list[dict | None] | None = None) -> np.ndarray:
         """``(members, N)`` calibrated probabilities, ``sigmoid(logit_m / T_m)`` per member."""
-        from depdet.pipeline.inference.calibration import apply_temperature
-
         return np.stack([apply_temperature(sc.logits(features_list, valid_list), t)
                          for sc, t in zip(self.members, self.temperatures)]) if features_list else \
             np.zeros((len(self.members), 0))
@@ -289,6 +289,41 @@ class EnsembleScorer:
         if not features_list:
             return np.zeros(0)
         return probability_to_logit(self.member_probabilities(features_list, valid_list).mean(axis=0))
+
+
+def checkpoint_logits(ckpt: "LoadedCheckpoint", features_list: list[dict], valid_list: list[dict] | None = None, *,
+                      batch_size: int = 8, device: str | torch.device = "cpu", preprocessed: bool = False,
+                      amp: bool = False) -> np.ndarray:
+    """Uncalibrated logits of a loaded checkpoint for raw (or already ``preprocessed``) samples.
+
+    ``Scorer.from_checkpoint(ckpt, ...).logits(...)``: the training-time length cap
+    (``preprocessor.config.max_len``: first rows) applies when set.
+
+    Args:
+        ckpt: a :class:`~depdet.pipeline.inference.checkpoint.LoadedCheckpoint`.
+        features_list: per-sample modality -> (T, D) arrays.
+        valid_list: per-sample modality -> (T,) bool validity (None: every row valid).
+        batch_size, device, amp: scoring options (see :class:`Scorer`).
+        preprocessed: the features are already preprocessed.
+
+    Returns:
+        ``(N,)`` float64 logits.
+    """
+    return Scorer.from_checkpoint(ckpt, device=device, amp=amp, batch_size=batch_size).logits(
+        features_list, valid_list, preprocessed=preprocessed)
+
+
+def checkpoint_probabilities(ckpt: "LoadedCheckpoint", features_list: list[dict], valid_list: list[dict] | None = None,
+                             **kw) -> np.ndarray:
+    """Calibrated probabilities ``sigmoid(logit / temperature)`` of a loaded checkpoint; compare with its ``threshold``.
+
+    Args:
+        ckpt, features_list, valid_list, kw: as :func:`checkpoint_logits`.
+
+    Returns:
+        ``(N,)`` probabilities.
+    """
+    return apply_temperature(checkpoint_logits(ckpt, features_list, valid_list, **kw), ckpt.temperature)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
