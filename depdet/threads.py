@@ -79,13 +79,13 @@ def _cgroup_quota(proc_cgroup: str = "/proc/self/cgroup", root: str = "/sys/fs/c
                 for base in (os.path.join(root, d, rel), os.path.join(root, d)):
                     try:
                         with open(os.path.join(base, "cpu.cfs_quota_us")) as fh:
-                            quota = int(fh.read())
+                            quota_us = int(fh.read())
                         with open(os.path.join(base, "cpu.cfs_period_us")) as fh:
-                            period = int(fh.read())
+                            period_us = int(fh.read())
                     except (OSError, ValueError):
                         continue
-                    if quota > 0 and period > 0:
-                        return quota / period, "cgroup v1 cpu.cfs_quota_us"
+                    if quota_us > 0 and period_us > 0:
+                        return quota_us / period_us, "cgroup v1 cpu.cfs_quota_us"
                     return None
     return None
 

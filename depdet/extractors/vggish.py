@@ -305,8 +305,8 @@ def resolve_files(weights_path: str | Path | None = None, postprocess: bool = Tr
         explicit = WL.locate("vggish", weights_path)
         sibling = (explicit or Path(weights_path)).parent / W.get_entry("vggish-pca").filename
         pca_path = sibling if sibling.is_file() else None
-    explicit = {"vggish": weights_path, "vggish-pca": pca_path}
-    missing = [n for n in names if WL.locate(n, explicit[n]) is None]
+    given = {"vggish": weights_path, "vggish-pca": pca_path}
+    missing = [n for n in names if WL.locate(n, given[n]) is None]
     if missing:  # name every file needed, so the user installs them in one go
         files = [W.get_entry(n) for n in missing]
         where = ", ".join(str(d) for d in WL.search_dirs())
@@ -330,7 +330,7 @@ def _cached_network(path: str, final_relu: bool, device: str = "cpu"):
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_pca(path: str):
+def _cached_pca(path: str) -> tuple[np.ndarray, np.ndarray]:
     return load_pca(path)
 
 

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -60,7 +61,7 @@ from torch import nn
 from depdet.models.base import DepressionModel, ModelOutput, masked_mean
 from depdet.errors import ConfigError
 from depdet.models.layers import ResConvBlock, ResidualMamba, check_inputs, check_padding, pointwise_projections, union_mask
-from depdet.models.mamba import CollaborativeBiMamba
+from depdet.models.mamba import CollaborativeBiMamba, MambaKw
 from depdet.models.registry import register_model, require_heads_divide
 
 
@@ -151,7 +152,7 @@ class ASYM(DepressionModel):
         if not self.scales or any(k < 1 or k % 2 == 0 for k in self.scales):
             raise ConfigError(f"scales must be odd positive kernel sizes, got {scales}", hint="e.g. scales=(1, 3, 5)")
         M = len(self.modalities)
-        mk = dict(d_state=d_state, d_conv=d_conv, expand=expand, chunk_size=chunk_size)
+        mk = MambaKw(d_state=d_state, d_conv=d_conv, expand=expand, chunk_size=chunk_size)
         self.proj = pointwise_projections(self.input_dims, d_model)
         self.cnn = nn.ModuleDict({m: ResConvBlock(d_model, d_model, 3, dropout, True) for m in self.modalities})
         if interact == "shared_a":
@@ -188,8 +189,8 @@ class ASYM(DepressionModel):
             for m in mods:
                 others = [h[o] for o in mods if o != m]
                 mix = (h[m] + sum(others) / len(others)) * fl[m] if others else h[m]
-                layer = self.mamba[m]
-                new[m] = (h[m] + layer.norm(layer.mamba(mix, ms[m]))) * fl[m]
+                res = cast(ResidualMamba, self.mamba[m])  # built as such
+                new[m] = (h[m] + res.norm(res.mamba(mix, ms[m]))) * fl[m]
             h = new
         else:
             h = {m: self.mamba[m](h[m], ms[m]) * fl[m] for m in mods}

@@ -57,7 +57,7 @@ from torch import nn
 
 from depdet.models.base import DepressionModel, ModelOutput, masked_mean
 from depdet.models.layers import ResConvBlock, ResidualMamba, check_inputs, check_padding, pointwise_projections, union_mask
-from depdet.models.mamba import CollaborativeBiMamba
+from depdet.models.mamba import CollaborativeBiMamba, MambaKw
 from depdet.models.registry import register_model
 
 
@@ -96,7 +96,7 @@ class DepMamba(DepressionModel):
         leaky = check_padding(padding)
         self.padding = padding
         masked = not leaky
-        mk = dict(d_state=d_state, d_conv=d_conv, expand=expand, chunk_size=chunk_size)
+        mk = MambaKw(d_state=d_state, d_conv=d_conv, expand=expand, chunk_size=chunk_size)
         self.proj = pointwise_projections(self.input_dims, d_model)
         self.co_cnn = nn.ModuleDict({m: ResConvBlock(d_model, d_model, 3, dropout, masked) for m in self.modalities})
         self.co_mamba = CollaborativeBiMamba(d_model, len(self.modalities), leaky_padding=leaky, **mk)

@@ -54,6 +54,8 @@ of the fused features (norm of its attended features, summed over scales, normal
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -158,16 +160,16 @@ class JAMFN(DepressionModel):
         B, L = masks[mods[0]].shape
         feats = {}
         for m in mods:
-            h = run_rnn(self.lstm[m], zero_masked(inputs[m], masks[m]), seq_lengths(masks[m]))
+            h = run_rnn(cast(nn.LSTM, self.lstm[m]), zero_masked(inputs[m], masks[m]), seq_lengths(masks[m]))
             h = h[..., : self.hidden] + h[..., self.hidden:]  # Eq. 4: add the two directions of the last layer
             feats[m] = zero_masked(h, masks[m]).transpose(1, 2)  # (B, hidden, L)
         dtype, dev = feats[mods[0]].dtype, feats[mods[0]].device
-        z = 0.0
+        z = torch.zeros((), dtype=dtype, device=dev)  # 0 + part below, as a tensor from the start
         att_sum = torch.zeros(B, L, dtype=dtype, device=dev)
         norms = torch.zeros(B, len(mods), dtype=dtype, device=dev)
         for s in range(len(self.kernels)):
-            c = {m: self._act(self.convs[m][s](feats[m])).transpose(1, 2) for m in mods}  # (B, L, C) = X_m
-            scores = [self.score[s][m](c[m]).squeeze(-1) * masks[m].to(dtype) for m in mods]  # T_m (B, L)
+            c = {m: self._act(cast(nn.ModuleList, self.convs[m])[s](feats[m])).transpose(1, 2) for m in mods}  # (B, L, C) = X_m
+            scores = [cast(nn.ModuleDict, self.score[s])[m](c[m]).squeeze(-1) * masks[m].to(dtype) for m in mods]  # T_m (B, L)
             if self.jaf == "fixed":
                 pad = self.max_len - L
                 joint = self.joint[s](torch.cat([F.pad(sc, (0, pad)) for sc in scores], dim=-1))  # Eq. 9-10

@@ -82,7 +82,7 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, min_valid_steps={self.min_valid_steps}"
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if mask is None or not self.training:
             return super().forward(x)
         m = mask[:, None, :].to(x.dtype)
@@ -92,6 +92,9 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
         mean = (x * m).sum((0, 2)) / n
         var = (((x - mean[None, :, None]) ** 2) * m).sum((0, 2)) / n
         if self.track_running_stats:
+            # _BatchNorm registers these buffers whenever track_running_stats is set
+            assert self.num_batches_tracked is not None and self.running_mean is not None \
+                and self.running_var is not None
             with torch.no_grad():
                 self.num_batches_tracked += 1
                 mom = (1.0 / float(self.num_batches_tracked)) if self.momentum is None else self.momentum

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -201,8 +202,8 @@ def _chunk_bounds(delta: torch.Tensor, A: torch.Tensor, chunk_size: int) -> list
     by the sum over the chunk's later steps of ``max_{b,d} |delta[b,d,t]| * max_n |A[d,n]|``.
     """
     L = delta.shape[-1]
-    rate = (delta.detach().abs() * A.detach().abs().amax(-1)[:, None]).amax(dim=(0, 1))  # (L,)
-    rate = rate.cpu().tolist()
+    rate_t = (delta.detach().abs() * A.detach().abs().amax(-1)[:, None]).amax(dim=(0, 1))  # (L,)
+    rate: list[float] = rate_t.cpu().tolist()
     bounds = []
     start = 0
     while start < L:
@@ -445,7 +446,7 @@ def _a_log_init(d_inner: int, d_state: int) -> nn.Parameter:
     # S4D-real: A = -[1, 2, ..., N] for every channel, stored as log(-A).
     a = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(d_inner, 1)
     p = nn.Parameter(torch.log(a))
-    p._no_weight_decay = True
+    p._no_weight_decay = True  # type: ignore[attr-defined]  # Mamba's flag on a Parameter; not in torch's stubs
     return p
 
 
@@ -469,9 +470,9 @@ class _ScanBranch(nn.Module):
         dt = dt.clamp(min=dt_init_floor)
         with torch.no_grad():
             self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
-        self.dt_proj.bias._no_reinit = True
+        self.dt_proj.bias._no_reinit = True  # type: ignore[attr-defined]  # Mamba's flag; not in torch's stubs
         self.D = nn.Parameter(torch.ones(d_inner))
-        self.D._no_weight_decay = True
+        self.D._no_weight_decay = True  # type: ignore[attr-defined]  # Mamba's flag; not in torch's stubs
 
     def forward(self, x, z, A, mask, chunk_size: int, reverse_lengths=None, mask_u: bool = True):
         """x, z (B, d_inner, L); A (d_inner, N); mask (B, L) bool or None -> y (B, d_inner, L).
@@ -555,6 +556,15 @@ def _bidirectional(xi, z, fwd, bwd, A, A_b, mask, leaky, chunk_size):
     y_f = fwd(xi, z, A, mask, chunk_size, mask_u=False)
     y_b = bwd(xi, z, A_b, mask, chunk_size, reverse_lengths=seq_lengths(mask), mask_u=False)
     return (y_f + y_b) * (0.5 * mf)
+
+
+class MambaKw(TypedDict):
+    """The Mamba sizes a model passes on to every :class:`BiMamba` / :class:`CollaborativeBiMamba` it builds."""
+
+    d_state: int
+    d_conv: int
+    expand: float
+    chunk_size: int
 
 
 class BiMamba(nn.Module):

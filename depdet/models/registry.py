@@ -115,7 +115,8 @@ def _arg_docs(doc: str | None) -> dict[str, str]:
     if not doc:
         return out
     lines = doc.expandtabs().splitlines()
-    inside, indent, current = False, None, []
+    current: list[str] = []
+    inside, indent = False, None
     for line in lines:
         stripped = line.strip()
         if stripped in ("Args:", "Arguments:", "Parameters:"):
@@ -173,7 +174,7 @@ def model_card(name: str, input_dims: dict[str, int] | None = None, **cfg) -> di
     entry = get_entry(name)
     dims = dict(input_dims or {"visual": 136, "audio": 25})
     module = sys.modules[entry.fn.__module__]
-    card = {"name": name, "paper": entry.paper, "inputs": entry.inputs, "kind": entry.kind,
+    card: dict[str, Any] = {"name": name, "paper": entry.paper, "inputs": entry.inputs, "kind": entry.kind,
             "description": entry.description, "dims": dims, "config": dict(cfg),
             "about": (module.__doc__ or "").strip(),
             "options": [{"name": k, "default": d, "meaning": m} for k, (d, m) in model_options(name, dims).items()],

@@ -210,7 +210,8 @@ def _load() -> ctypes.CDLL | None:
             if lib.depdet_scan_abi() != ABI:
                 raise RuntimeError("stale kernel library (ABI mismatch)")
             i64, ptr, cint = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
-            opts = [ptr] * 4 + [cint, ptr, ptr]   # strides, u, delta, dbias, softplus, mask, lengths
+            # every argument is a simple C scalar; the explicit type keeps the concatenated lists argtypes-typed
+            opts: list[type[ctypes._SimpleCData]] = [ptr] * 4 + [cint, ptr, ptr]   # strides, u, delta, dbias, softplus, mask, lengths
             lib.depdet_scan_fwd.argtypes = [i64] * 4 + opts + [ptr] * 7 + [cint]
             lib.depdet_scan_fwd.restype = cint
             lib.depdet_scan_bwd.argtypes = [i64] * 4 + opts + [ptr] * 15 + [cint]

@@ -30,6 +30,8 @@ text; sizes are options.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -147,9 +149,10 @@ class TAMFN(DepressionModel):
         mf = ms[a] | ms[v]
         xa, xv = hs[a], hs[v]
         xf = torch.zeros_like(xa)
+        gtcn_a, gtcn_v = cast(nn.ModuleList, self.gtcn[a]), cast(nn.ModuleList, self.gtcn[v])  # built as such
         for i in range(len(self.ife)):
-            xa = self.gtcn[a][i](xa, ms[a])
-            xv = self.gtcn[v][i](xv, ms[v])
+            xa = gtcn_a[i](xa, ms[a])
+            xv = gtcn_v[i](xv, ms[v])
             xf = self.ife[i](xf + xa + xv, mf)
         xa, xv, xf = xa.transpose(1, 2), xv.transpose(1, 2), xf.transpose(1, 2)
         pairs = {"av": self.tamf_av(xa, xv, mf), "af": self.tamf_af(xa, xf, mf), "fv": self.tamf_fv(xf, xv, mf)}

@@ -60,7 +60,8 @@ def collate(samples: list[dict], valid: list[dict | None] | None = None,
             a = torch.as_tensor(np.asarray(s[m][:T], dtype=np.float32))
             if a.shape[1] != D:
                 raise ValueError(f"sample {i} has {a.shape[1]} {m} columns, sample 0 has {D}")
-            v = valid[i].get(m) if valid is not None and valid[i] is not None else None
+            vi = valid[i] if valid is not None else None
+            v = vi.get(m) if vi is not None else None
             if v is None:
                 x[i, :T] = a
                 mask[i, :T] = True
@@ -138,7 +139,8 @@ def split_by_tokens(lengths, max_tokens: int | None) -> list[list[int]]:
     lengths = [int(x) for x in lengths]
     if max_tokens is None or not lengths:
         return [list(range(len(lengths)))]
-    out, cur = [], []
+    out: list[list[int]] = []
+    cur: list[int] = []
     for i in sorted(range(len(lengths)), key=lambda j: -lengths[j]):
         longest = lengths[cur[0]] if cur else lengths[i]
         if cur and (len(cur) + 1) * longest > max_tokens:

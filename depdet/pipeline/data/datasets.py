@@ -316,7 +316,9 @@ def load_dataset(path: str | Path, layout: str = "auto", *, labels: str | Path |
             report.notes.append("labels.csv differs from the sample records (edited by hand?): the records' labels "
                                 "were used; set labels with `depdet extract ... --labels CSV` or pass --labels")
     else:
-        label_path, rows = (Path(labels), override) if override is not None else store.legacy_labels()
+        # override is set exactly when labels is (line above); both tested so the types narrow
+        label_path, rows = ((Path(labels), override) if labels is not None and override is not None
+                            else store.legacy_labels())
         for sid, row in rows.items():
             if not wanted(row):
                 continue

@@ -56,7 +56,7 @@ def group_overlap(split: "Split", groups) -> dict[str, list[str]]:
             if g:
                 where.setdefault(g, set()).add(fold)
     order = {"train": 0, "valid": 1, "test": 2}
-    return {g: sorted(f, key=order.get) for g, f in sorted(where.items()) if len(f) > 1}
+    return {g: sorted(f, key=order.__getitem__) for g, f in sorted(where.items()) if len(f) > 1}
 
 
 def own_split(dataset, allow_group_overlap: bool = False) -> Split:
@@ -66,7 +66,7 @@ def own_split(dataset, allow_group_overlap: bool = False) -> Split:
         DataError: samples without a fold, an empty train/valid fold, or (unless
             ``allow_group_overlap``) a group found in two folds (the offending groups are named).
     """
-    folds = {"train": [], "valid": [], "test": []}
+    folds: dict[str, list[int]] = {"train": [], "valid": [], "test": []}
     unknown = []
     for i, s in enumerate(dataset.samples):
         if s.fold in folds:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -218,14 +219,15 @@ def make_synthetic(out: str | Path, config: SynthConfig | None = None, *, overwr
                 lengths_before["audio"] = int(T) - 1  # one row short, like 12 of D-Vlog's 14 mismatched ids
                 n_trunc += 1
             Tc = min(lengths_before.values())
-            rec = {"status": "ok", "error": None, "source": {"synthetic": True, "generator": f"depdet {__version__} synth",
-                                                              "seed": [cfg.seed, i]},
-                   "spec": spec.to_dict(), "duration": float(T), "fps": spec.fps, "T": Tc,
-                   "dims": {"visual": shape.visual_dim, "audio": shape.audio_dim},
-                   "timeline": {"lengths_before_alignment": lengths_before,
-                                "dropped_rows": {m: n - Tc for m, n in lengths_before.items()}, "rule": "common"},
-                   "meta": {"label": lab, "gender": genders[i], "fold": fold}, "warnings": [], "missing": [],
-                   "depdet_version": __version__}
+            rec: dict[str, Any] = {
+                "status": "ok", "error": None,
+                "source": {"synthetic": True, "generator": f"depdet {__version__} synth", "seed": [cfg.seed, i]},
+                "spec": spec.to_dict(), "duration": float(T), "fps": spec.fps, "T": Tc,
+                "dims": {"visual": shape.visual_dim, "audio": shape.audio_dim},
+                "timeline": {"lengths_before_alignment": lengths_before,
+                             "dropped_rows": {m: n - Tc for m, n in lengths_before.items()}, "rule": "common"},
+                "meta": {"label": lab, "gender": genders[i], "fold": fold}, "warnings": [], "missing": [],
+                "depdet_version": __version__}
             store.write_unit(sid, {"visual": visual[:Tc], "audio": audio[:Tc]},
                              {"visual": face_found[:Tc], "audio": np.ones(Tc, bool)}, rec)
         store.rebuild_views()

@@ -181,7 +181,7 @@ def make_demo_clip(path: str | Path, seconds: float = 20.0, *, fps: int = 25, wi
 #: Small, fast configurations (about 10 CPU-seconds per epoch for jamfn with the defaults). jamfn is the default because it has
 #: its own temporal attention and modality weights, so the report shows the model's own evidence;
 #: fusion_concat is explained by occlusion instead.
-DEMO_MODELS = {
+DEMO_MODELS: dict[str, dict[str, int | str]] = {
     "jamfn": {"hidden": 16, "lstm_layers": 1, "channels": 32, "jaf": "pointwise"},
     "fusion_concat": {"hidden": 16, "d": 16},
 }

@@ -262,9 +262,9 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
     if truncation and not options.allow_partial:
         raise MediaError(f"truncated: {truncation}", path=path,
                          hint="re-download or re-copy the file, or pass --allow-partial to keep what decodes")
-    for modality, e in errors.items():
+    for modality, err in errors.items():
         info["missing"].append(modality)
-        info["warnings"].append(f"{modality} missing: {e.message}")
+        info["warnings"].append(f"{modality} missing: {err.message}")
 
     if rule == "union":
         _trim_audio_tail(streams, decoded, fps)

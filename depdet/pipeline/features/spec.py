@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 from depdet.errors import ConfigError
 from depdet.extractors import EXTRACTOR_DIMS, EXTRACTOR_MODALITY, MODALITIES
@@ -201,4 +202,5 @@ DVLOG = FeatureSpec(audio=("egemaps",), visual=("landmarks",), fps=1.0)
 #: LMVD as the DepMamba family uses it: VGGish (128) and 68 landmarks (136), 1 row/s.
 LMVD = FeatureSpec(audio=("vggish",), visual=("landmarks",), fps=1.0)
 #: Released feature files (D-Vlog, LMVD) were not made by depdet: their detector and weights are unknown.
-RELEASED_UNKNOWN = {"detector": None, "vggish_postprocess": None, "vggish_quantize": None, "align": None, "models": {}}
+RELEASED_UNKNOWN: dict[str, Any] = {"detector": None, "vggish_postprocess": None, "vggish_quantize": None,
+                                    "align": None, "models": {}}

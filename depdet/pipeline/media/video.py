@@ -401,6 +401,7 @@ def _frame_rows(p: Path, fps: float, origin: float | None, counts: dict, out: di
                         if k >= from_row:
                             yield Frame(index=k, time=k / fps, image=None, source_time=math.nan)
                         k += 1
+                assert base is not None  # set with t0 at the first frame
                 ft = ts - base
                 fd = float(frame.duration * tb) if getattr(frame, "duration", None) and tb is not None else default_dur
                 if prev is not None:

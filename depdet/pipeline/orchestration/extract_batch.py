@@ -252,12 +252,13 @@ def _run_pool(todo: list[dict], workers: int, finish: Callable[[dict], None],
         reader = threading.Thread(target=read, name="depdet-extract-progress", daemon=True)
         reader.start()
     pool = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(), queue))
-    futures = []
+    futures: list[cf.Future] = []
     try:
         _run_futures(pool, todo, futures, finish)
     finally:
         if queue is not None:
             queue.put(None)
+        if reader is not None:  # set together with queue
             reader.join(timeout=5)
 
 

@@ -97,7 +97,8 @@ def _npy_bytes(array: np.ndarray) -> bytes:
 
 def _npz_bytes(valid: dict[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
-    np.savez(buf, **{m: np.asarray(v, dtype=bool) for m, v in valid.items()})
+    # numpy stubs type savez(**kwds) as the allow_pickle bool; the keywords are array names here.
+    np.savez(buf, **{m: np.asarray(v, dtype=bool) for m, v in valid.items()})  # type: ignore[arg-type]
     return buf.getvalue()
 
 
