@@ -66,7 +66,7 @@ _IMPL = {
     "resolve_device": "depdet.pipeline.inference.scorer",
     "run_predict": "depdet.pipeline.inference.predict",
     "write_results": "depdet.pipeline.inference.predict",
-    "write_report": "depdet.pipeline.inference.report",
+    "write_report": "depdet.pipeline.reports.predict_report",
 }
 
 
@@ -415,7 +415,8 @@ def load_checkpoint(path: str | Path, *, map_location: str = "cpu", trust_pickle
     Returns:
         A :class:`~depdet.pipeline.inference.checkpoint.LoadedCheckpoint`: ``model`` (eval mode),
         ``model_name``, ``spec`` (the features it needs), ``preprocessor``, ``temperature``,
-        ``threshold``, ``metrics``, ``info``, and ``scorer()`` / ``predict_logits()``.
+        ``threshold``, ``metrics``, ``info``; score features with
+        :func:`depdet.pipeline.inference.scorer.checkpoint_logits` (or ``depdet.predict``).
 
     Examples:
         >>> import tempfile, depdet
@@ -429,7 +430,8 @@ def load_checkpoint(path: str | Path, *, map_location: str = "cpu", trust_pickle
         ('fusion_concat', {'visual': 136, 'audio': 25}, True, True)
         >>> store = depdet.FeatureStore.open(f"{tmp}/data")
         >>> sample = store.read(sorted(store.records())[0])
-        >>> ck.predict_logits([sample.features]).shape
+        >>> from depdet.pipeline.inference.scorer import checkpoint_logits
+        >>> checkpoint_logits(ck, [sample.features]).shape
         (1,)
     """
     return _impl("load_checkpoint")(checkpoint_path(path), map_location, trust_pickle=trust_pickle)
