@@ -84,7 +84,7 @@ def vlog(minutes: float = 10.0, width: int = 640, height: int = 480, gop: int | 
             else:
                 oc.mux(pk)
 
-        for frames, pcm in itertools.cycle(clips):
+        for frames, _pcm in itertools.cycle(clips):
             for img in frames:
                 if written >= seg:
                     break

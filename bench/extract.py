@@ -188,7 +188,7 @@ def compare(minutes: float, sizes: list[str], naive_minutes: float | None) -> No
                 except OSError:
                     shutil.copy(video, dst)
             batch = depdet_cli(batch_dir, tmp / "many", BATCH_WORKERS)
-            rows = [json.loads(l) for l in (tmp / "many" / "manifest.jsonl").read_text().splitlines()]
+            rows = [json.loads(line) for line in (tmp / "many" / "manifest.jsonl").read_text().splitlines()]
             assert len(rows) == BATCH and all(r["status"] == "ok" for r in rows), rows
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -280,7 +280,7 @@ def run_stage(stage: str, video: Path) -> dict:
                            capture_output=True, text=True)
         if r.returncode:
             raise RuntimeError(r.stderr[-2000:])
-        rows = [json.loads(l) for l in (out / "manifest.jsonl").read_text().splitlines()]
+        rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
         extra.update(T=rows[0]["T"], note="includes Python/torch start-up, SHA-256 and writing")
     else:
         raise SystemExit(f"unknown stage {stage}")

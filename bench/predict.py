@@ -70,7 +70,7 @@ def model_only(names: list[str], rows: int, repeat: int, evidence: bool, one_at_
         n_params = sum(p.numel() for p in model.parameters())
         sc = Scorer(model)
         with torch.no_grad():
-            fwd = _median_time(lambda: model(inputs, masks), repeat)
+            fwd = _median_time(lambda model=model: model(inputs, masks), repeat)
             row = {"model": name, "params": n_params, "rows": rows, "forward_s": round(fwd, 4)}
             if evidence:
                 t0 = time.perf_counter()

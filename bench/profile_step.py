@@ -60,11 +60,11 @@ class _TimedLib:
         fn = getattr(self._lib, name)
         if name in ("depdet_scan_abi", "depdet_scan_bwd_parts"):
             return fn
-        for prefix, label in (("depdet_scan_", SCAN), ("depdet_conv_", CONV_KERNEL)):
-            if name.startswith(prefix):
-                break
-        else:
+        match = next(((p, lab) for p, lab in (("depdet_scan_", SCAN), ("depdet_conv_", CONV_KERNEL))
+                      if name.startswith(p)), None)
+        if match is None:
             return fn
+        prefix, label = match
         from torch.profiler import record_function
 
         def call(*args):
@@ -123,7 +123,7 @@ def main() -> None:
 
     print(f"depdet from {os.path.dirname(depdet.__file__)}")
     print(f"DepMamba train step: {cfg}, dims {dims}, batch {bsz} x {L} rows"
-          f"{' (ragged lengths 23..%d)' % L if a.ragged else ''}, scan backend {backend}, "
+          f"{f' (ragged lengths 23..{L})' if a.ragged else ''}, scan backend {backend}, "
           f"torch {torch.__version__}, threads {torch.get_num_threads()}")
     step()  # warm-up (kernel build/load, allocator)
     times = []

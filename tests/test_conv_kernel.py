@@ -38,7 +38,7 @@ def _assert_matches(monkeypatch, x, w, b, activation, reverse, atol=1e-5):
     y_k, g_k = _values_and_grads(lambda *a: K.causal_conv1d_kernel(*a, activation, reverse), x, w, b)
     torch.testing.assert_close(y_k, y_ref, rtol=1e-5, atol=atol)
     for name, a, r in zip(("x", "weight", "bias"), g_k, g_ref):
-        torch.testing.assert_close(a, r, rtol=1e-5, atol=atol, msg=lambda m: f"grad {name}: {m}")
+        torch.testing.assert_close(a, r, rtol=1e-5, atol=atol, msg=lambda m, name=name: f"grad {name}: {m}")
 
 
 @needs_kernel
@@ -164,7 +164,7 @@ def test_bimamba_forward_backward_agree_on_kernel_and_chunked(monkeypatch, leaky
     b, gb = _grads_of(fn, params, "chunked", monkeypatch)
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
     for n in params:
-        torch.testing.assert_close(ga[n], gb[n], rtol=1e-4, atol=1e-4, msg=lambda m: f"grad {n}: {m}")
+        torch.testing.assert_close(ga[n], gb[n], rtol=1e-4, atol=1e-4, msg=lambda m, n=n: f"grad {n}: {m}")
 
 
 @needs_kernel
@@ -188,4 +188,4 @@ def test_depmamba_forward_backward_agree_on_kernel_and_chunked(monkeypatch):
     conv = [n for n in params if "conv1d" in n]
     assert conv, "no depthwise conv parameters found"
     for n in params:
-        torch.testing.assert_close(ga[n], gb[n], rtol=1e-3, atol=1e-4, msg=lambda m: f"grad {n}: {m}")
+        torch.testing.assert_close(ga[n], gb[n], rtol=1e-3, atol=1e-4, msg=lambda m, n=n: f"grad {n}: {m}")

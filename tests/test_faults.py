@@ -726,7 +726,7 @@ def test_single_class_valid_and_test_folds_warn_and_json_has_null(tmp_path):
     for f in (tmp_path / "run").rglob("*.json"):
         text = f.read_text()
         assert "NaN" not in text and "Infinity" not in text, f
-        json.loads(text, parse_constant=lambda c: pytest.fail(f"{f}: bare {c}"))
+        json.loads(text, parse_constant=lambda c, f=f: pytest.fail(f"{f}: bare {c}"))
 
 
 def test_labels_csv_ids_outside_the_dataset_folder_are_refused(tmp_path):

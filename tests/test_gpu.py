@@ -37,7 +37,7 @@ def test_chunked_scan_on_cuda_matches_the_cpu_reference(L):
     g_ref = torch.autograd.grad(y_ref, [ref_in[k] for k in names], g)
     g_gpu = torch.autograd.grad(y_gpu, [gpu_in[k] for k in names], g.float().cuda())
     for name, a, b in zip(names, g_gpu, g_ref):
-        torch.testing.assert_close(a.double().cpu(), b, rtol=2e-3, atol=2e-3, msg=lambda m: f"grad {name}: {m}")
+        torch.testing.assert_close(a.double().cpu(), b, rtol=2e-3, atol=2e-3, msg=lambda m, name=name: f"grad {name}: {m}")
 
 
 def test_mamba_ssm_kernel_matches_the_reference_when_installed():
@@ -74,4 +74,4 @@ def test_depmamba_on_cuda_matches_cpu_logits_and_grads():
     torch.testing.assert_close(out_gpu.cpu(), out_cpu, rtol=1e-3, atol=1e-3)
     for n, p in gm.named_parameters():
         if n in g_cpu:
-            torch.testing.assert_close(p.grad.cpu(), g_cpu[n], rtol=1e-2, atol=1e-3, msg=lambda m: f"grad {n}: {m}")
+            torch.testing.assert_close(p.grad.cpu(), g_cpu[n], rtol=1e-2, atol=1e-3, msg=lambda m, n=n: f"grad {n}: {m}")

@@ -50,7 +50,7 @@ def test_chunked_matches_sequential_outputs_and_grads(L, opts, chunk):
     g_ref = torch.autograd.grad(y_ref, [args[k] for k in names], g)
     g_chk = torch.autograd.grad(y_chk, [args[k] for k in names], g)
     for name, a, b in zip(names, g_chk, g_ref):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=lambda m: f"grad {name}: {m}")
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=lambda m, name=name: f"grad {name}: {m}")
 
 
 def test_mildly_negative_deltas_match():

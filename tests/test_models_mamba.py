@@ -64,7 +64,7 @@ def test_padding_invariance_train_mode_batchnorm(name):
     out_b = b(*_pad(inputs, masks, 30)).logits
     torch.testing.assert_close(out_b, out_a, rtol=1e-5, atol=1e-5)
     for (n, x), (_, y) in zip(a.named_buffers(), b.named_buffers()):
-        torch.testing.assert_close(y, x, rtol=1e-5, atol=1e-6, msg=lambda m: f"{n}: {m}")
+        torch.testing.assert_close(y, x, rtol=1e-5, atol=1e-6, msg=lambda m, n=n: f"{n}: {m}")
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -148,7 +148,7 @@ def test_predict_from_extracted_features_and_spec_mismatch(checkpoint, grid_clip
         run_predict(checkpoint=checkpoint, features_dir=other)
     code, _, err = run_cli(["predict", "--features", other, "-c", checkpoint], capsys)
     assert code == 1 and "landmark_norm" in err and "features.json" in err
-    assert len([l for l in err.splitlines() if l.strip()]) <= 3  # one (wrapped) line
+    assert len([line for line in err.splitlines() if line.strip()]) <= 3  # one (wrapped) line
 
 
 def test_bad_invocations_are_one_line_errors(checkpoint, grid_clip, tmp_path, capsys):

@@ -48,7 +48,7 @@ def _assert_kernel_matches_reference(x):
     torch.testing.assert_close(y_k, y_ref, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(h_k, h_ref, rtol=1e-4, atol=1e-5)
     for name in names:
-        torch.testing.assert_close(g_k[name], g_ref[name], rtol=1e-4, atol=1e-4, msg=lambda m: f"grad {name}: {m}")
+        torch.testing.assert_close(g_k[name], g_ref[name], rtol=1e-4, atol=1e-4, msg=lambda m, name=name: f"grad {name}: {m}")
 
 
 @needs_kernel
@@ -223,7 +223,7 @@ def _assert_same(a, b, names, rtol=1e-4, atol=1e-4):
     torch.testing.assert_close(ya, yb, rtol=rtol, atol=1e-5)
     torch.testing.assert_close(ha, hb, rtol=rtol, atol=1e-5)
     for name in names:
-        torch.testing.assert_close(ga[name], gb[name], rtol=rtol, atol=atol, msg=lambda m: f"grad {name}: {m}")
+        torch.testing.assert_close(ga[name], gb[name], rtol=rtol, atol=atol, msg=lambda m, name=name: f"grad {name}: {m}")
 
 
 def _flipped_reference(x, lengths, mask=None):
@@ -388,4 +388,4 @@ def test_bimamba_in_place_backward_branch_equals_the_gather_flip_formulation(mon
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(xg.grad, xr.grad, rtol=1e-4, atol=1e-5)
     for n, p in blk.named_parameters():
-        torch.testing.assert_close(g_got[n], p.grad, rtol=1e-4, atol=1e-5, msg=lambda m: f"grad {n}: {m}")
+        torch.testing.assert_close(g_got[n], p.grad, rtol=1e-4, atol=1e-5, msg=lambda m, n=n: f"grad {n}: {m}")

@@ -212,7 +212,7 @@ def test_a_folder_written_by_depdet_010_loads_and_migrates(grid_clips, tmp_path,
     out = tmp_path / "old"
     rng = np.random.default_rng(0)
     rows = []
-    for i, sid in enumerate(["x", "y"]):
+    for sid in ["x", "y"]:
         v = rng.normal(size=(5, 136)).astype(np.float32)
         v[1] = 0  # no face
         np.save(out / sid / f"{sid}_visual.npy", v) if (out / sid).mkdir(parents=True) is None else None

@@ -118,7 +118,7 @@ class FeatureSpec:
                 continue
             same = math.isclose(a, b, rel_tol=1e-9) if name == "fps" else a == b
             if not same:
-                fmt = (lambda v: "+".join(v)) if name in ("audio", "visual") else (lambda v: f"{v:g}" if name == "fps" else str(v))
+                fmt = (lambda v: "+".join(v)) if name in ("audio", "visual") else (lambda v, name=name: f"{v:g}" if name == "fps" else str(v))
                 diffs.append(f"{name} {fmt(a)} vs {fmt(b)}")
         if self.models and other.models:
             for k in sorted(set(self.models) | set(other.models)):

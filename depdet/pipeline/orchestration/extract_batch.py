@@ -207,7 +207,10 @@ def _worker_init(parent: int | None = None, progress_queue=None):
 
     global _PROGRESS_SINK
     if progress_queue is not None:  # the local pool's channel for in-clip progress (see _run_pool)
-        _PROGRESS_SINK = lambda sid, done, total: progress_queue.put_nowait((sid, done, total))
+        def sink(sid: str, done: float, total: float) -> None:
+            progress_queue.put_nowait((sid, done, total))
+
+        _PROGRESS_SINK = sink
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     if parent is not None:

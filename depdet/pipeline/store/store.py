@@ -223,7 +223,7 @@ class FeatureStore:
                         fh.seek(0)
                         holder = fh.read().strip() or "another process"
                         raise StoreBusy(f"another depdet run is writing to this folder ({holder})", path=self.root,
-                                        hint="wait for it to finish, pass --wait to queue behind it, or use another -o folder")
+                                        hint="wait for it to finish, pass --wait to queue behind it, or use another -o folder") from None
                     time.sleep(poll_s)
             fh.seek(0)
             fh.truncate()

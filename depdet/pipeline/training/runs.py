@@ -275,7 +275,7 @@ class Trainer(KFoldRuns, RunLoop):
         rec: dict = {"splits": {name: split.sizes() for name, _, split in plan}}
         if self.cfg.folds:
             first: dict[int, list[Split]] = {}
-            for name, seed, split in plan:
+            for _name, seed, split in plan:
                 first.setdefault(seed, []).append(split)
             rec["kfold"] = {"method": "StratifiedGroupKFold" if any(self.groups) else "StratifiedKFold",
                             "k": int(self.cfg.folds), "shuffle": True, "random_state": "the seed",
