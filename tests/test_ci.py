@@ -78,12 +78,13 @@ def test_a_failing_non_suite_line_stops_ci(tmp_path):
     assert "1 passed" not in r.stdout
 
 
-def test_the_readme_test_block_runs_two_suites():
-    """The real README: its ci:test block holds the default and the slow suite, both run by CI."""
+def test_the_readme_test_block_runs_the_gates_and_two_suites():
+    """The real README: its ci:test block holds the style and type gates, the default and the slow suite,
+    all run by CI."""
     text = (REPO / "README.md").read_text()
     block = text.split("<!-- ci:test -->", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
-    suites = [ln.split("#")[0].strip() for ln in block.splitlines() if ln.strip().startswith("python -m pytest")]
-    assert suites == ["python -m pytest", "python -m pytest -m slow"]
+    lines = [ln.split("#")[0].strip() for ln in block.splitlines() if ln.strip() and not ln.startswith(".")]
+    assert lines == ["ruff check .", "ruff format --check .", "mypy", "python -m pytest", "python -m pytest -m slow"]
 
 
 def test_a_failing_gate_does_not_stop_the_suites(tmp_path):
