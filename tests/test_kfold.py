@@ -261,9 +261,13 @@ def test_ensemble_checkpoint_loads_and_predicts(kfold_run, grouped, tmp_path, ca
     ds = load_dataset(data)
     res = evaluate(ck, ds, fold="all", allow_seen=True)
     # the ensemble's probability is the mean of its members' calibrated probabilities
-    from depdet.pipeline.inference.scorer import Scorer, checkpoint_probabilities
+    from depdet.pipeline.inference.scorer import EnsembleScorer, Scorer, checkpoint_probabilities
 
     sc = Scorer.from_checkpoint(ck)
+    # an ensemble checkpoint gets an EnsembleScorer of single-model Scorers (of_single refuses the ensemble itself)
+    assert isinstance(sc, EnsembleScorer) and all(type(m) is Scorer for m in sc.members)
+    with pytest.raises(ValueError, match="EnsembleScorer"):
+        Scorer.of_single(ck)
     members = sc.member_probabilities([s.features for s in ds.samples[:5]], [s.valid for s in ds.samples[:5]])
     assert members.shape == (8, 5)
     np.testing.assert_allclose([p["probability"] for p in res["predictions"][:5]], members.mean(axis=0), atol=1e-6)

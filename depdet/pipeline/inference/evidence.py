@@ -277,8 +277,9 @@ def compute_evidence(logits_fn: TorchLogitsFn, inputs: dict, masks: dict, *, out
         vals = np.clip(np.nan_to_num(vals), 0, None)
         names = list(inputs)
         total = vals.sum()
-        shares = {n: (float(v / total) if total > 0 else None) for n, v in zip(names, vals)}
-        m_method, effects = "model_weights", {}
+        shares: dict[str, float | None] = {n: (float(v / total) if total > 0 else None) for n, v in zip(names, vals)}
+        effects: dict[str, float] = {}
+        m_method = "model_weights"
     else:
         shares, effects = modality_masking(logits_fn, inputs, masks, temperature=temperature, full_logit=full_logit)
         m_method = "masking"
@@ -341,8 +342,8 @@ def compute_evidence_pooled(logits_fn: PooledLogitsFn, features: dict[str, np.nd
         v = {m: (np.zeros_like(a) if m == k else a) for m, a in valid.items()}
         effects[k] = float(full - logits([features], [v])[0])
     total = sum(abs(x) for x in effects.values())
-    shares = ({k: None for k in effects} if not (total > 1e-12 and math.isfinite(total))
-              else {k: abs(x) / total for k, x in effects.items()})
+    shares: dict[str, float | None] = ({k: None for k in effects} if not (total > 1e-12 and math.isfinite(total))
+                                       else {k: abs(x) / total for k, x in effects.items()})
     coverage = {k: per_second(np.asarray(v, dtype=np.float64), fps, "mean") for k, v in valid.items()}
     unit = f"probability change when the {win:g}-s window is removed (+ = raised the probability)"
     return Evidence("occlusion", timeline, unit, win, "masking", shares, effects, coverage, fps)

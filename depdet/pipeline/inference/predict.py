@@ -78,7 +78,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 
@@ -88,6 +88,11 @@ from depdet import fileio as dio
 from depdet.pipeline.features.spec import FeatureSpec, check_spec  # noqa: F401 (check_spec: public here too)
 from depdet.pipeline.inference import uncertainty as U
 from depdet.pipeline.inference.calibration import apply_temperature
+
+if TYPE_CHECKING:
+    from depdet.models.base import ModelOutput
+    from depdet.pipeline.inference.evidence import Evidence
+    from depdet.pipeline.inference.scorer import EnsembleScorer, Scorer
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +120,7 @@ class ClipResult:
     face_coverage: float | None = None
     speech_coverage: float | None = None
     warnings: list[str] = field(default_factory=list)
-    evidence: object | None = None  # depdet.pipeline.inference.evidence.Evidence
+    evidence: Evidence | None = None
     seconds: float = 0.0
     checks: dict = field(default_factory=dict)  # distribution check (see distribution_check)
     uncertainty: U.Uncertainty | None = None  # interval and conformal set (see uncertainty.describe)
@@ -213,7 +218,7 @@ class _Scored:
     logit: float = float("nan")
     inputs: dict | None = None  # the prepared inputs (Scorer.prepare): capped, preprocessed, collated
     masks: dict | None = None
-    output: object | None = None  # the torch model's ModelOutput for ``inputs`` (its weights explain it)
+    output: ModelOutput | None = None  # the torch model's output for ``inputs`` (its weights explain it)
     members: np.ndarray | None = None  # an ensemble's members' calibrated probabilities
 
 
@@ -246,7 +251,8 @@ class Predictor:
         self.model = self.ckpt.model
         from depdet.pipeline.inference.scorer import Scorer, resolve_device
 
-        self.scorer = Scorer.from_checkpoint(self.ckpt, device=resolve_device(device))  # the same scorer `evaluate` and training use
+        # the same scorer `evaluate` and training use
+        self.scorer: Scorer | EnsembleScorer = Scorer.from_checkpoint(self.ckpt, device=resolve_device(device))
         self.synthetic = bool((self.ckpt.info or {}).get("synthetic", False))
         # the validation (or out-of-fold) predictions the checkpoint was calibrated on: interval and conformal set
         self.calibration = U.CalibrationSet.from_dict((self.ckpt.info or {}).get("calibration_set"))
@@ -303,39 +309,45 @@ class Predictor:
 
     def _prepare_and_score(self, features: dict[str, np.ndarray], valid: dict[str, np.ndarray] | None) -> _Scored:
         """Steps 1-2: check the shapes, prepare the clip once (cap, preprocess, collate), one forward pass."""
-        from depdet.pipeline.inference.scorer import probability_to_logit
+        from depdet.pipeline.inference.scorer import EnsembleScorer, probability_to_logit
 
         dims = self.spec.dims
         for m, arr in features.items():
             if arr.ndim != 2 or (m in dims and arr.shape[1] != dims[m]):
                 raise DataError(f"{m} features have shape {arr.shape}, the checkpoint expects (T, {dims.get(m)})",
                                 hint="re-extract with the checkpoint's feature spec")
-        scored = _Scored(features, valid, rows=self.scorer.input_length(features))
-        if self.scorer.kind == "ensemble":  # each member prepares its own copy; the mean of their calibrated probabilities
-            scored.members = self.scorer.member_probabilities([features], [valid])[:, 0]
-            scored.logit = float(probability_to_logit(scored.members.mean(keepdims=True))[0])  # the scorer's own rule
+        scorer = self.scorer
+        scored = _Scored(features, valid, rows=scorer.input_length(features))
+        if isinstance(scorer, EnsembleScorer):  # each member prepares its own copy; the mean of their calibrated probabilities
+            scored.members = members = scorer.member_probabilities([features], [valid])[:, 0]
+            scored.logit = float(probability_to_logit(members.mean(keepdims=True))[0])  # the scorer's own rule
             return scored
-        scored.inputs, scored.masks = self.scorer.prepare(features, valid)
-        if self.scorer.kind == "sklearn":  # pooled-statistics baselines: numpy in, probability -> logit
-            scored.logit = float(self.scorer.logits([scored.inputs], [scored.masks], preprocessed=True)[0])
+        scored.inputs, scored.masks = inputs, masks = scorer.prepare(features, valid)
+        if scorer.kind == "sklearn":  # pooled-statistics baselines: numpy in, probability -> logit
+            scored.logit = float(scorer.logits([inputs], [masks], preprocessed=True)[0])
             return scored
-        scored.output = self.scorer.forward(scored.inputs, scored.masks)
-        scored.logit = float(scored.output.logits.reshape(-1)[0])
+        scored.output = output = scorer.forward(inputs, masks)
+        scored.logit = float(output.logits.reshape(-1)[0])
         return scored
 
     def _explain(self, scored: _Scored):
         """Step 3: the evidence of the prepared inputs (None when off, and for ensembles), scored through
         a plain ``logits_fn`` of this checkpoint's scorer."""
         from depdet.pipeline.inference.evidence import compute_evidence, compute_evidence_pooled
+        from depdet.pipeline.inference.scorer import EnsembleScorer
 
-        if not self.evidence or self.scorer.kind == "ensemble":
+        scorer = self.scorer
+        if not self.evidence or isinstance(scorer, EnsembleScorer):
             return None
-        kw = {"fps": self.spec.fps, "temperature": self.temperature, "window_s": self.window_s}
-        if self.scorer.kind == "sklearn":
-            return compute_evidence_pooled(lambda batch, masks: self.scorer.logits(batch, masks, preprocessed=True),
-                                           scored.inputs, valid=scored.masks, **kw)
-        return compute_evidence(self.scorer.batch_logits, scored.inputs, scored.masks, output=scored.output,
-                                batch_size=self.scorer.batch_size, **kw)
+        # a single model's scored clip always has its prepared inputs (and a torch model's output): step 2
+        assert scored.inputs is not None and scored.masks is not None
+        fps, temperature, window_s = self.spec.fps, self.temperature, self.window_s
+        if scorer.kind == "sklearn":
+            return compute_evidence_pooled(lambda batch, masks: scorer.logits(batch, masks, preprocessed=True),
+                                           scored.inputs, valid=scored.masks, fps=fps, temperature=temperature,
+                                           window_s=window_s)
+        return compute_evidence(scorer.batch_logits, scored.inputs, scored.masks, output=scored.output,
+                                batch_size=scorer.batch_size, fps=fps, temperature=temperature, window_s=window_s)
 
     def _calibrate(self, scored: _Scored) -> tuple[float, U.Uncertainty]:
         """Step 4: the calibrated probability, its interval and its conformal set."""
@@ -386,7 +398,9 @@ class Predictor:
     def member_probabilities(self, features: dict[str, np.ndarray], valid: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """An ensemble checkpoint's members' calibrated probabilities for one clip (``(members,)``); a
         single-model checkpoint gives its one probability."""
-        if self.scorer.kind == "ensemble":
+        from depdet.pipeline.inference.scorer import EnsembleScorer
+
+        if isinstance(self.scorer, EnsembleScorer):
             return self.scorer.member_probabilities([features], [valid])[:, 0]
         return np.array([float(apply_temperature(float(self.scorer.logits([features], [valid])[0]), self.temperature))])
 

@@ -24,6 +24,7 @@ sklearn-kind models get no cap, because the trainer fits them on whole sequences
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,7 @@ from depdet.pipeline.data.preprocess import Preprocessor
 from depdet.pipeline.inference.calibration import apply_temperature
 
 if TYPE_CHECKING:  # one way: the scorer scores a loaded checkpoint; checkpoint.py never imports this module
+    from depdet.models.base import ModelOutput
     from depdet.pipeline.inference.checkpoint import LoadedCheckpoint
 
 KINDS = ("torch", "sklearn")  # of one model; an ensemble checkpoint's scorer is an EnsembleScorer
@@ -102,7 +104,7 @@ class Scorer:
 
     @classmethod
     def from_checkpoint(cls, ckpt: "LoadedCheckpoint", *, device: str | torch.device = "cpu", amp: bool = False,
-                        batch_size: int = 8) -> "Scorer":
+                        batch_size: int = 8) -> Scorer | EnsembleScorer:
         """The scorer of a loaded checkpoint: its model, kind, preprocessor and length cap.
 
         Args:
@@ -110,10 +112,21 @@ class Scorer:
             device, amp, batch_size: as for :class:`Scorer`.
 
         Returns:
-            A :class:`Scorer` (the checkpoint's torch model is moved to ``device``).
+            A :class:`Scorer` (the checkpoint's torch model is moved to ``device``), or an
+            :class:`EnsembleScorer` for an ensemble checkpoint. Both offer ``kind``, ``batch_size``,
+            ``input_length`` and ``logits``; only a :class:`Scorer` prepares and forwards one model.
         """
         if ckpt.kind == "ensemble":
             return EnsembleScorer.from_checkpoint(ckpt, device=device, amp=amp, batch_size=batch_size)
+        return cls.of_single(ckpt, device=device, amp=amp, batch_size=batch_size)
+
+    @classmethod
+    def of_single(cls, ckpt: LoadedCheckpoint, *, device: str | torch.device = "cpu", amp: bool = False,
+                  batch_size: int = 8) -> Scorer:
+        """The scorer of a single-model checkpoint (an ensemble's member, which is never itself an ensemble:
+        the checkpoint loader refuses nested ensembles)."""
+        if ckpt.kind == "ensemble":
+            raise ValueError("an ensemble checkpoint is scored by an EnsembleScorer (Scorer.from_checkpoint)")
         pre = ckpt.preprocessor
         return cls(ckpt.model, ckpt.kind, pre, max_len=pre.config.max_len if pre is not None else None,
                    device=device, amp=amp, batch_size=batch_size)
@@ -177,7 +190,7 @@ class Scorer:
             self.model.train(was_training)
 
     @torch.no_grad()
-    def forward(self, inputs: dict, masks: dict):
+    def forward(self, inputs: dict, masks: dict) -> ModelOutput:
         """The torch model's output for a collated batch (eval mode, no gradients, autocast when on).
 
         Args:
@@ -209,7 +222,7 @@ class Scorer:
         return self.forward(inputs, masks).logits.reshape(-1).float()
 
     # ------------------------------------------------------------------ many samples
-    def logits(self, features_list: list[dict], valid_list: list[dict | None] | None = None, *,
+    def logits(self, features_list: Sequence[dict], valid_list: Sequence[dict | None] | None = None, *,
                preprocessed: bool = False) -> np.ndarray:
         """Uncalibrated logits of the depressed class, one per sample, in input order.
 
@@ -268,20 +281,21 @@ class EnsembleScorer:
     @classmethod
     def from_checkpoint(cls, ckpt: "LoadedCheckpoint", *, device: str | torch.device = "cpu", amp: bool = False,
                         batch_size: int = 8) -> "EnsembleScorer":
-        return cls([Scorer.from_checkpoint(m, device=device, amp=amp, batch_size=batch_size) for m in ckpt.members],
+        return cls([Scorer.of_single(m, device=device, amp=amp, batch_size=batch_size) for m in ckpt.members],
                    [m.temperature for m in ckpt.members])
 
     def input_length(self, features: dict) -> int:
         """Rows of ``features`` the members see (they share the training config, hence the cap)."""
         return self.members[0].input_length(features)
 
-    def member_probabilities(self, features_list: list[dict], valid_list: list[dict | None] | None = None) -> np.ndarray:
+    def member_probabilities(self, features_list: Sequence[dict],
+                             valid_list: Sequence[dict | None] | None = None) -> np.ndarray:
         """``(members, N)`` calibrated probabilities, ``sigmoid(logit_m / T_m)`` per member."""
         return np.stack([apply_temperature(sc.logits(features_list, valid_list), t)
                          for sc, t in zip(self.members, self.temperatures)]) if features_list else \
             np.zeros((len(self.members), 0))
 
-    def logits(self, features_list: list[dict], valid_list: list[dict | None] | None = None, *,
+    def logits(self, features_list: Sequence[dict], valid_list: Sequence[dict | None] | None = None, *,
                preprocessed: bool = False) -> np.ndarray:
         """Logit of the mean member probability, one per sample (``(N,)`` float64)."""
         if preprocessed:
@@ -291,7 +305,8 @@ class EnsembleScorer:
         return probability_to_logit(self.member_probabilities(features_list, valid_list).mean(axis=0))
 
 
-def checkpoint_logits(ckpt: "LoadedCheckpoint", features_list: list[dict], valid_list: list[dict] | None = None, *,
+def checkpoint_logits(ckpt: "LoadedCheckpoint", features_list: Sequence[dict],
+                      valid_list: Sequence[dict | None] | None = None, *,
                       batch_size: int = 8, device: str | torch.device = "cpu", preprocessed: bool = False,
                       amp: bool = False) -> np.ndarray:
     """Uncalibrated logits of a loaded checkpoint for raw (or already ``preprocessed``) samples.
@@ -313,8 +328,8 @@ def checkpoint_logits(ckpt: "LoadedCheckpoint", features_list: list[dict], valid
         features_list, valid_list, preprocessed=preprocessed)
 
 
-def checkpoint_probabilities(ckpt: "LoadedCheckpoint", features_list: list[dict], valid_list: list[dict] | None = None,
-                             **kw) -> np.ndarray:
+def checkpoint_probabilities(ckpt: "LoadedCheckpoint", features_list: Sequence[dict],
+                             valid_list: Sequence[dict | None] | None = None, **kw) -> np.ndarray:
     """Calibrated probabilities ``sigmoid(logit / temperature)`` of a loaded checkpoint; compare with its ``threshold``.
 
     Args:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 
 from depdet import SCREENING_DISCLAIMER
 
@@ -229,7 +229,7 @@ _METRIC_ROWS = (("acc", "accuracy"), ("precision", "precision (depressed)"), ("r
 
 def _metric(column: dict, key: str):
     """``column[key]``; ``a/b`` reads ``column[a][b]`` (the operating points)."""
-    v = column
+    v: Any = column
     for part in key.split("/"):
         v = v.get(part) if isinstance(v, dict) else None
     return v
@@ -265,7 +265,7 @@ def metrics_table(title: str, columns: dict, width: Optional[int] = None):
         t.add_column(name, justify="right", overflow="fold")
     cols = list(columns.values())
     if any(c.get("ci95") for c in cols):
-        b = next((c["bootstrap"] for c in cols if isinstance(c.get("bootstrap"), dict)), {})
+        b: dict = next((c["bootstrap"] for c in cols if isinstance(c.get("bootstrap"), dict)), {})
         t.caption = (f"\\[lo, hi]: 95% percentile bootstrap interval ({b.get('n_boot', 2000):,} resamples of the "
                      f"{b.get('unit', 'clip')}s; depdet's choice)")
         t.caption_justify = "left"
@@ -338,8 +338,10 @@ def print_predictions(report) -> None:
     # below 120 columns the warnings go under the table (indented lines), not into a column a few
     # characters wide (depdet's layout choice)
     inline = out.width >= 120
-    for col, just in (("clip", "left"), ("duration", "right"), ("probability\n\\[interval]", "right"), ("result", "left"),
-                      ("face", "right"), ("speech", "right"), ("warnings", "left"))[:7 if inline else 6]:
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("clip", "left"), ("duration", "right"), ("probability\n\\[interval]", "right"), ("result", "left"),
+        ("face", "right"), ("speech", "right"), ("warnings", "left"))
+    for col, just in columns[:7 if inline else 6]:
         table.add_column(col, justify=just, overflow="fold", no_wrap=col in ("duration", "face", "speech"),
                          min_width=13 if col == "result" else None)
     pct = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731

@@ -16,6 +16,7 @@ import base64
 import html
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -76,10 +77,11 @@ def build(run: RunData, *, n_boot: int = 2000, seed: int = 0) -> dict:
     if len(run.seeds) > 1:
         per = [summarize(y, run.prob[j], 0.5, n_boot=0) for j in range(len(run.seeds))]
         rep["per_seed"] = [{"seed": s, **{k: m.get(k) for k, _ in ROWS}} for s, m in zip(run.seeds, per)]
-    cal = {"uncalibrated": {"label": "sigmoid(logit) (the papers' probability)", "prob": p}}
-    if run.prob_calibrated is not None:
+    cal: dict[str, dict[str, Any]] = {"uncalibrated": {"label": "sigmoid(logit) (the papers' probability)", "prob": p}}
+    p_calibrated = run.mean_prob_calibrated  # None when the run's files lack calibrated probabilities
+    if p_calibrated is not None:
         cal["calibrated"] = {"label": "temperature-scaled (temperature fitted on each run's validation fold)",
-                             "prob": run.mean_prob_calibrated}
+                             "prob": p_calibrated}
     for c in cal.values():
         ci, _ = bootstrap_ci(y, c["prob"], groups=groups, n_boot=n_boot, seed=seed, metrics=("brier",))
         c.update(brier=float(np.mean((c["prob"] - y) ** 2)), brier_ci=ci["brier"],

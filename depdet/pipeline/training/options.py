@@ -10,6 +10,7 @@ re-run (``--config``) takes only ``--run-dir``, ``--device`` and ``--threads``.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from depdet.errors import ConfigError
@@ -87,7 +88,7 @@ def check_rerun_options(opts: dict, extra: list[str]) -> None:
                           hint="give only --run-dir, --device and --threads with --config")
 
 
-def build_train_config(opts: dict, extra: list[str] = ()):
+def build_train_config(opts: dict, extra: Sequence[str] = ()):
     """The :class:`~depdet.pipeline.training.config.TrainConfig` of ``depdet train``'s options.
 
     Args:
