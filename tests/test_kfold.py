@@ -379,10 +379,15 @@ def test_extract_labels_keeps_the_group_column(grid_clips, tmp_path, capsys):
 def test_ensemble_predictions_carry_an_interval_and_a_conformal_set(kfold_run, grouped, tmp_path, capsys):
     data, _ = grouped
     out = tmp_path / "p.json"
-    code, stdout, err = run_cli(["predict", "-d", str(data), "-c", str(kfold_run), "-o", str(out), "--no-evidence"],
-                                capsys)
+    code, stdout, err = run_cli(["predict", "-d", str(data), "-c", str(kfold_run), "-o", str(out), "--no-evidence",
+                                 "--report", str(tmp_path / "p.html")], capsys)
     assert code == 0, err
     doc = json.loads(out.read_text())
+    # the checkpoint says what it was calibrated on and its out-of-fold numbers, in the JSON and the page
+    assert doc["checkpoint"]["calibrated_on"] == "pooled out-of-fold predictions"
+    assert doc["checkpoint"]["training"]["headline"]["kind"] == "pooled out-of-fold"
+    page = (tmp_path / "p.html").read_text()
+    assert "fitted on pooled out-of-fold predictions" in page and "Pooled out-of-fold (" in page
     for r in doc["results"]:
         lo, hi = r["probability_interval"]
         members = r["member_probabilities"]

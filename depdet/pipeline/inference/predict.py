@@ -31,7 +31,7 @@ Output schema (``--out results.json``, ``schema: "depdet.predict/1"``)::
       "disclaimer": str,                      # depdet.SCREENING_DISCLAIMER
       "demonstration": bool,                  # true for `depdet demo` (no clinical meaning)
       "depdet_version": str, "created": ISO-8601 UTC str,
-      "checkpoint": {"path", "sha256", "model", "spec" (FeatureSpec dict), "temperature", "threshold",
+      "checkpoint": {"path", "sha256", "model", "kind", "calibrated_on", "spec" (FeatureSpec dict), "temperature", "threshold",
                      "synthetic_training_data": bool,
                      "training": {"dataset", "data_path", "synthetic", "n_clips", "split_sizes", "split", "seed",
                                   "preset", "test": {n, acc, f1, weighted_f1, auc}, "test_baseline_all_depressed"}},
@@ -276,8 +276,16 @@ class Predictor:
                     "test_baseline_all_depressed": {k: base.get(k) for k in ("acc", "f1") if k in base} or None}
         if self.ckpt.kind == "ensemble":
             training["members"] = len(self.ckpt.members)
+        head = metrics.get("headline") or {}
+        if head.get("metrics"):  # a k-fold run's pooled out-of-fold numbers (ensemble or refit checkpoint)
+            hm, hb = head["metrics"], head.get("baseline_all_depressed") or {}
+            training["headline"] = {"kind": head.get("kind"), "n": hm.get("n"),
+                                    **{k: hm.get(k) for k in ("acc", "f1", "auc")},
+                                    "baseline_all_depressed": {k: hb.get(k) for k in ("acc", "f1")}}
+        cal = (info.get("calibration_set") or {}).get("source")
         return {"path": str(self.path), "sha256": dio.sha256_file(self.path), "model": self.ckpt.model_name,
-                "kind": self.ckpt.kind,
+                "kind": self.ckpt.kind, "calibrated_on": "pooled out-of-fold predictions" if cal and cal.startswith(
+                    "out-of-fold") else "the validation split",
                 "spec": self.spec.to_dict(), "temperature": self.temperature, "threshold": self.threshold,
                 "synthetic_training_data": self.synthetic, "training": training}
 

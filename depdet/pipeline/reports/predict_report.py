@@ -217,7 +217,7 @@ def render_report(report) -> str:
     head.append(f'<p class="muted">Model <code>{e(str(ck.get("model")))}</code> from <code>{e(str(ck.get("path")))}</code>; '
                 f"features: visual={e('+'.join(spec.get('visual', [])))}, audio={e('+'.join(spec.get('audio', [])))}, "
                 f"{spec.get('fps', '?')} rows/s; calibration temperature {ck.get('temperature', 1.0):.3f}, "
-                f"threshold {ck.get('threshold', float('nan')):.3f} (both fitted on the validation split).</p>")
+                f"threshold {ck.get('threshold', float('nan')):.3f} (both fitted on {e(ck.get('calibrated_on') or 'the validation split')}).</p>")
     tr = ck.get("training") or {}
     if tr:
         sizes = tr.get("split_sizes") or {}
@@ -232,6 +232,12 @@ def render_report(report) -> str:
             what += (f". Test split ({test.get('n', '?')} clips): F1 {_fmt(test.get('f1'))}, accuracy {_fmt(test.get('acc'))}, "
                      f"ROC-AUC {_fmt(test.get('auc'))}; the all-depressed baseline on the same split: F1 "
                      f"{_fmt(base.get('f1'))}, accuracy {_fmt(base.get('acc'))}")
+        elif tr.get("headline"):
+            h, hb = tr["headline"], tr["headline"].get("baseline_all_depressed") or {}
+            what += (f". Pooled out-of-fold ({h.get('n', '?')} predictions, each clip scored by a fold model that never "
+                     f"saw it): F1 {_fmt(h.get('f1'))}, accuracy {_fmt(h.get('acc'))}, ROC-AUC {_fmt(h.get('auc'))}; "
+                     f"the all-depressed baseline on the same predictions: F1 {_fmt(hb.get('f1'))}, accuracy "
+                     f"{_fmt(hb.get('acc'))}")
         else:
             what += ". No test split was evaluated"
         head.append(f'<p class="muted">Checkpoint {what}.</p>')
