@@ -543,7 +543,7 @@ def evaluate(
     from depdet import api
     from depdet import fileio as dio
 
-    checkpoint, fold = _checkpoint_path(checkpoint), fold
+    checkpoint = _checkpoint_path(checkpoint)
     thread_policy.configure(threads)
     ck = api.load_checkpoint(checkpoint, trust_pickle=trust_pickle)
     # only the evaluated fold is read and checked (a bad sample of another fold does not block it)
