@@ -14,9 +14,9 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from enum import Enum
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, TypedDict, cast
 
 import typer
 
@@ -56,7 +56,8 @@ def _readable_metavars() -> None:
         return re.sub(r"^<list\[(\w+)\]>$", lambda m: f"<{m.group(1).lower()}>", text)
 
     display_type._depdet = True  # type: ignore[attr-defined]
-    _TyperParameter.display_type = display_type
+    # setattr: a deliberate patch of Typer's method (mypy refuses a plain assignment to a method)
+    setattr(_TyperParameter, "display_type", display_type)  # noqa: B010
 
     # Typer's help tables make their columns with Rich's default overflow, "ellipsis": at 80 columns
     # an option name or a preset name was cut ("--threshold-met…"). Fold instead: nothing is lost.
@@ -71,7 +72,7 @@ def _readable_metavars() -> None:
             return super().add_row(*renderables, **kwargs)
 
     if getattr(rich_utils, "Table", None) is rich.table.Table:
-        rich_utils.Table = _FoldingTable
+        setattr(rich_utils, "Table", _FoldingTable)  # noqa: B010 - a deliberate patch (mypy refuses assigning to a class)
     help_of = getattr(rich_utils, "_get_parameter_help", None)
     if help_of is not None:  # the help cell's texts: folded too (a long word, e.g. a preset name)
         def folded_help(*args, **kwargs):
@@ -86,7 +87,12 @@ def _readable_metavars() -> None:
 
 _readable_metavars()
 
-_STATE = {"verbose": False}
+class _State(TypedDict, total=False):
+    verbose: bool  # --verbose: tracebacks on errors
+    argv: list[str]  # the command line as given (recorded by train)
+
+
+_STATE: _State = {"verbose": False}
 
 
 def _check_output(path: Path, what: str, *, folder: bool = False) -> None:
@@ -144,27 +150,48 @@ def info():
 
 
 # ---------------------------------------------------------------- extract (issue 2)
-def _choices(name: str, values) -> type[Enum]:
-    """A closed choice for Typer, built from the registry that defines it (one list, one place)."""
-    return Enum(name, {v.replace("-", "_"): v for v in values}, type=str)
+def _choices(values: Iterable[str]) -> Any:
+    """A closed choice for Typer, built from the registry that defines it (one list, one place): a
+    ``Literal`` of the registry's names, so the command receives the chosen name as a plain ``str``
+    and the help page lists the names. For mypy each choice below is ``str`` (a ``Literal`` built at
+    run time cannot be a static type); Typer checks the value against the registry."""
+    return Literal.__getitem__(tuple(values))
 
 
-Layout = _choices("Layout", __import__("depdet.pipeline.store.layout", fromlist=["x"]).LAYOUTS)
-Detector = _choices("Detector", __import__("depdet.pipeline.features.spec", fromlist=["x"]).DETECTORS)
-LandmarkNorm = _choices("LandmarkNorm", __import__("depdet.pipeline.features.spec", fromlist=["x"]).LANDMARK_NORMS)
 _layout_help = __import__("depdet.pipeline.store.layout", fromlist=["x"]).describe
-IdFrom = _choices("IdFrom", __import__("depdet.pipeline.media.inputs", fromlist=["x"]).ID_FROM)
-Align = _choices("Align", __import__("depdet.pipeline.features.timeline", fromlist=["x"]).RULES)
-Quantize = _choices("Quantize", __import__("depdet.extractors.vggish", fromlist=["x"]).QUANTIZE_RULES)
 _train_vocab = __import__("depdet.pipeline.training.presets", fromlist=["x"])
-Preset = _choices("Preset", _train_vocab.list_presets())
-Optimizer = _choices("Optimizer", _train_vocab.OPTIMIZERS)
-Scheduler = _choices("Scheduler", _train_vocab.SCHEDULERS)
-Select = _choices("Select", __import__("depdet.pipeline.training.metrics", fromlist=["x"]).SELECTION_CRITERIA)
-ThresholdMethod = _choices("ThresholdMethod", __import__("depdet.pipeline.inference.calibration", fromlist=["x"]).THRESHOLD_METHODS)
-Gender = _choices("Gender", __import__("depdet.pipeline.data.splits", fromlist=["x"]).GENDERS)
-Fold = _choices("Fold", __import__("depdet.pipeline.store.labels", fromlist=["x"]).FOLDS + ("all",))
-DataLayout = _choices("DataLayout", ("auto",) + __import__("depdet.pipeline.store.layout", fromlist=["x"]).LAYOUTS)
+if TYPE_CHECKING:
+    Layout = str
+    Detector = str
+    LandmarkNorm = str
+    IdFrom = str
+    Align = str
+    Quantize = str
+    Preset = str
+    Optimizer = str
+    Scheduler = str
+    Select = str
+    ThresholdMethod = str
+    Gender = str
+    Fold = str
+    DataLayout = str
+    DemoModel = str
+else:
+    Layout = _choices(__import__("depdet.pipeline.store.layout", fromlist=["x"]).LAYOUTS)
+    Detector = _choices(__import__("depdet.pipeline.features.spec", fromlist=["x"]).DETECTORS)
+    LandmarkNorm = _choices(__import__("depdet.pipeline.features.spec", fromlist=["x"]).LANDMARK_NORMS)
+    IdFrom = _choices(__import__("depdet.pipeline.media.inputs", fromlist=["x"]).ID_FROM)
+    Align = _choices(__import__("depdet.pipeline.features.timeline", fromlist=["x"]).RULES)
+    Quantize = _choices(__import__("depdet.extractors.vggish", fromlist=["x"]).QUANTIZE_RULES)
+    Preset = _choices(_train_vocab.list_presets())
+    Optimizer = _choices(_train_vocab.OPTIMIZERS)
+    Scheduler = _choices(_train_vocab.SCHEDULERS)
+    Select = _choices(__import__("depdet.pipeline.training.metrics", fromlist=["x"]).SELECTION_CRITERIA)
+    ThresholdMethod = _choices(__import__("depdet.pipeline.inference.calibration", fromlist=["x"]).THRESHOLD_METHODS)
+    Gender = _choices(__import__("depdet.pipeline.data.splits", fromlist=["x"]).GENDERS)
+    Fold = _choices(__import__("depdet.pipeline.store.labels", fromlist=["x"]).FOLDS + ("all",))
+    DataLayout = _choices(("auto",) + __import__("depdet.pipeline.store.layout", fromlist=["x"]).LAYOUTS)
+    DemoModel = _choices(__import__("depdet.pipeline.demo.run", fromlist=["x"]).DEMO_MODELS)
 _DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N"
 
 
@@ -218,18 +245,18 @@ def _names(value: Optional[str]) -> Optional[tuple[str, ...]]:
 def extract(
     inputs: Annotated[list[Path], typer.Argument(help="Video files, folders (searched recursively) or .txt lists of paths.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created; resumable).")],
-    layout: Annotated[Layout, typer.Option(help="On-disk layout: " + " or ".join(map(_layout_help, ("dvlog", "lmvd"))) + ".")] = Layout.dvlog,
+    layout: Annotated[Layout, typer.Option(help="On-disk layout: " + " or ".join(map(_layout_help, ("dvlog", "lmvd"))) + ".")] = "dvlog",
     fps: Annotated[float, typer.Option(help="Output rows per second for every stream (D-Vlog: 1).")] = 1.0,
     audio: Annotated[Optional[str], typer.Option(help="Audio extractors, comma-separated: egemaps, vggish. Default: egemaps for dvlog, vggish for lmvd.")] = None,
     visual: Annotated[str, typer.Option(help="Visual extractors, comma-separated: landmarks[,headpose].")] = "landmarks",
-    landmark_norm: Annotated[LandmarkNorm, typer.Option(help="Per-frame z-score of the 136 landmark values (as D-Vlog/DepMamba), or raw pixels.")] = LandmarkNorm.row_zscore,
-    detector: Annotated[Detector, typer.Option(help="Face detector: dlib HOG (fast) or MMOD CNN (slower, more robust).")] = Detector.hog,
+    landmark_norm: Annotated[LandmarkNorm, typer.Option(help="Per-frame z-score of the 136 landmark values (as D-Vlog/DepMamba), or raw pixels.")] = "row-zscore",
+    detector: Annotated[Detector, typer.Option(help="Face detector: dlib HOG (fast) or MMOD CNN (slower, more robust).")] = "hog",
     vggish_weights: Annotated[Optional[Path], typer.Option(help="VGGish checkpoint (default: $DEPDET_WEIGHTS_DIR or the cache; see `depdet weights`).")] = None,
     vggish_postprocess: Annotated[bool, typer.Option(metavar=" ", help="Apply VGGish's PCA + 8-bit quantisation (as the AudioSet release).")] = True,
-    vggish_quantize: Annotated[Quantize, typer.Option(help="VGGish 8-bit quantisation: truncate (Google's reference) or round (torchvggish).")] = Quantize.truncate,
-    align: Annotated[Align, typer.Option(help="Stream lengths: union keeps every row any stream has (the rows a stream lacks invalid); common cuts to the shortest stream's end (the reference loaders' rule).")] = Align.union,
+    vggish_quantize: Annotated[Quantize, typer.Option(help="VGGish 8-bit quantisation: truncate (Google's reference) or round (torchvggish).")] = "truncate",
+    align: Annotated[Align, typer.Option(help="Stream lengths: union keeps every row any stream has (the rows a stream lacks invalid); common cuts to the shortest stream's end (the reference loaders' rule).")] = "union",
     labels: Annotated[Optional[Path], typer.Option(help="CSV with index,label[,gender,fold,group]: sets those samples' metadata (checked before any work).")] = None,
-    id_from: Annotated[IdFrom, typer.Option(help="Sample ids from the file stem, or from the relative path as given (p01/video.mpg -> p01_video) when folders hold files of the same name. Letters of any script are kept; other characters become _ (see README, Identity).")] = IdFrom.stem,
+    id_from: Annotated[IdFrom, typer.Option(help="Sample ids from the file stem, or from the relative path as given (p01/video.mpg -> p01_video) when folders hold files of the same name. Letters of any script are kept; other characters become _ (see README, Identity).")] = "stem",
     workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: all cores).", min=1)] = None,
     force: Annotated[bool, typer.Option("--force", metavar=" ", help="Redo samples already extracted; with settings that differ from the folder's, re-extract every sample of the folder.")] = False,
     wait: Annotated[bool, typer.Option("--wait", metavar=" ", help="If another depdet run is writing to the folder, wait for it instead of stopping.")] = False,
@@ -252,20 +279,20 @@ def extract(
     if cluster and workers:
         raise DepdetError("--workers and --cluster do not go together", hint="with --cluster local:N, N is the worker count")
     _check_cluster(cluster)
-    spec = api.feature_spec(layout.value, fps=fps, audio=audio, visual=visual, landmark_norm=landmark_norm.value,
-                            detector=detector.value, vggish_postprocess=vggish_postprocess,
-                            vggish_quantize=vggish_quantize.value, align=align.value)
+    spec = api.feature_spec(layout, fps=fps, audio=audio, visual=visual, landmark_norm=landmark_norm,
+                            detector=detector, vggish_postprocess=vggish_postprocess,
+                            vggish_quantize=vggish_quantize, align=align)
     # only VGGish runs on torch: eGeMAPS + landmarks never import it (~2 s CPU per process)
     dev = api.extract_options(spec, allow_partial=allow_partial, vggish_weights=vggish_weights, device=device).device
-    _cnn_note(dev, detector.value)
+    _cnn_note(dev, detector)
     if threads or "vggish" in spec.audio:  # torch runs here only for VGGish (with --workers 1)
         thread_policy.configure(threads)
     _check_output(out_dir, "output folder (-o)", folder=True)
-    show.print_extract_start(out_dir, layout.value, spec)
+    show.print_extract_start(out_dir, layout, spec)
     with show.ExtractProgress() as shown:
-        report = api.extract(inputs, spec=spec, layout=layout.value, allow_partial=allow_partial,
+        report = api.extract(inputs, spec=spec, layout=layout, allow_partial=allow_partial,
                              vggish_weights=vggish_weights, device=dev, out=out_dir, workers=workers, force=force,
-                             labels=labels, id_from=id_from.value, wait=wait, on_event=shown.on_event, cluster=cluster,
+                             labels=labels, id_from=id_from, wait=wait, on_event=shown.on_event, cluster=cluster,
                              shard=shard)
     outcome = extract_outcome(report, out_dir, shard=shard, strict=strict)
     show.print_extract_summary(report, outcome, out_dir, shard)
@@ -394,7 +421,7 @@ def presets_cmd(
 def synth(
     out_pos: Annotated[Optional[Path], typer.Argument(hidden=True, help="Output folder (old spelling of -o/--out).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (must be new or empty).")] = None,
-    layout: Annotated[Layout, typer.Option(help="dvlog (961 samples, folds 647/102/212) or lmvd (1823, 8:1:1).")] = Layout.dvlog,
+    layout: Annotated[Layout, typer.Option(help="dvlog (961 samples, folds 647/102/212) or lmvd (1823, 8:1:1).")] = "dvlog",
     n: Annotated[Optional[int], typer.Option(help="Number of samples (default: the real dataset's size).", min=6)] = None,
     signal: Annotated[float, typer.Option(help="Planted temporal signal strength (0 = none, 1 moderate, 3 easy).", min=0.0)] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -406,10 +433,11 @@ def synth(
     """Write a SYNTHETIC dataset in the D-Vlog or LMVD layout (for tests and benchmarks)."""
     from depdet.pipeline.data.synth import SynthConfig, make_synthetic
 
-    if (out_dir is None) == (out_pos is None):
+    target = out_dir if out_dir is not None else out_pos
+    if target is None or (out_dir is not None and out_pos is not None):  # none, or both
         raise DepdetError("give the output folder once, as -o/--out DIR", hint="e.g. depdet synth -o syn/")
-    out_dir = out_dir or out_pos
-    s = make_synthetic(out_dir, SynthConfig(layout=layout.value, n=n, signal=signal, seed=seed, max_len=max_len,
+    out_dir = target
+    s = make_synthetic(out_dir, SynthConfig(layout=layout, n=n, signal=signal, seed=seed, max_len=max_len,
                                             min_len=min_len, length_scale=length_scale), overwrite=overwrite)
     show.print_synth(s, out_dir, signal)
 
@@ -430,7 +458,7 @@ def train(
                                                    "only --run-dir (default RUN-rerun), --device and --threads may be given with it.")] = None,
     run_dir: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/<preset or model>-<data folder name>). Rerun to resume.")] = None,
     seeds: Annotated[Optional[str], typer.Option(help="Seeds, e.g. --seeds 1 2 3 (one run each; mean ± std reported).")] = None,
-    layout: Annotated[DataLayout, typer.Option(help="Dataset layout.")] = DataLayout.auto,
+    layout: Annotated[DataLayout, typer.Option(help="Dataset layout.")] = "auto",
     labels: Annotated[Optional[Path], typer.Option(help="Labels CSV (index,label[,gender,fold,group]) overriding the folder's.")] = None,
     skip_missing: Annotated[bool, typer.Option("--skip-missing", metavar=" ", help="Leave out ids whose feature files are missing (listed) instead of failing.")] = False,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", metavar=" ", help="Leave out ids whose feature arrays hold NaN or inf (listed) instead of failing.")] = False,
@@ -447,8 +475,8 @@ def train(
     refit: Annotated[bool, typer.Option("--refit", metavar=" ", help="With --folds: train one final model on all clips for the median of the folds' selected epochs (temperature and threshold from the out-of-fold predictions) as checkpoint.pt; without it, checkpoint.pt is the ensemble of the fold models.")] = False,
     group_by: Annotated[Optional[str], typer.Option("--group-by", metavar="COL", help="Labels column naming each clip's group (person, channel) for grouped splits (default: group).")] = None,
     allow_group_overlap: Annotated[bool, typer.Option("--allow-group-overlap", metavar=" ", help="Accept a fixed split (fold column) that puts one group in two folds (refused otherwise; recorded).")] = False,
-    train_gender: Annotated[Gender, typer.Option(help="Train on this gender only (both: everyone).")] = Gender.both,
-    test_gender: Annotated[Gender, typer.Option(help="Validate/test on this gender only.")] = Gender.both,
+    train_gender: Annotated[Gender, typer.Option(help="Train on this gender only (both: everyone).")] = "both",
+    test_gender: Annotated[Gender, typer.Option(help="Validate/test on this gender only.")] = "both",
     standardize: Annotated[Optional[bool], typer.Option("--standardize/--no-standardize", metavar=" ", help="Per-column z-score with training-fold statistics (default on).")] = None,
     landmark_zscore: Annotated[Optional[bool], typer.Option("--landmark-zscore/--no-landmark-zscore", metavar=" ", help="Per-row z-score of landmark columns (default on; idempotent).")] = None,
     max_len: Annotated[Optional[int], typer.Option(min=1, help="Length cap: random window in training, first rows in evaluation (default: none).")] = None,
@@ -468,7 +496,7 @@ def train(
     from depdet.errors import ConfigError
     from depdet.pipeline.training import options as O
 
-    opts = {k: (v.value if isinstance(v, Enum) else v) for k, v in locals().items() if k != "ctx"}  # the options as given
+    opts = {k: v for k, v in locals().items() if k != "ctx"}  # the options as given
     argv = _STATE.get("argv") or list(sys.argv)
     if config is not None:
         from depdet.pipeline.training.rerun import rerun
@@ -500,9 +528,9 @@ def train(
 def evaluate(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Checkpoint written by `depdet train` (.pt), or its run folder.")],
     data: Annotated[Path, typer.Option("--data", "-d", help="Labelled dataset folder (same feature spec).")],
-    fold: Annotated[Fold, typer.Option(help="Which fold to evaluate (all: every sample, for datasets without folds).")] = Fold.test,
+    fold: Annotated[Fold, typer.Option(help="Which fold to evaluate (all: every sample, for datasets without folds).")] = "test",
     out_json: Annotated[Optional[Path], typer.Option("--out", "-o", help="JSON output (default: <checkpoint>.eval-<data>-<fold>.json).")] = None,
-    layout: Annotated[DataLayout, typer.Option(help="Dataset layout.")] = DataLayout.auto,
+    layout: Annotated[DataLayout, typer.Option(help="Dataset layout.")] = "auto",
     labels: Annotated[Optional[Path], typer.Option(help="Labels CSV overriding the folder's.")] = None,
     skip_missing: Annotated[bool, typer.Option("--skip-missing", metavar=" ", help="Leave out ids whose feature files are missing.")] = False,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", metavar=" ", help="Leave out ids whose feature arrays hold NaN or inf (listed) instead of failing.")] = False,
@@ -515,11 +543,11 @@ def evaluate(
     from depdet import api
     from depdet import fileio as dio
 
-    checkpoint, fold = _checkpoint_path(checkpoint), fold.value
+    checkpoint = _checkpoint_path(checkpoint)
     thread_policy.configure(threads)
     ck = api.load_checkpoint(checkpoint, trust_pickle=trust_pickle)
     # only the evaluated fold is read and checked (a bad sample of another fold does not block it)
-    res = api.evaluate(ck, data, fold=fold, allow_seen=allow_seen, layout=layout.value, labels=labels,
+    res = api.evaluate(ck, data, fold=fold, allow_seen=allow_seen, layout=layout, labels=labels,
                        skip_missing=skip_missing, skip_invalid=skip_invalid, device=device,
                        log=lambda line: console.print(f"[dim]data:[/] {plain(line)}", highlight=False))
     path = out_json or checkpoint.with_name(f"{checkpoint.stem}.eval-{Path(data).resolve().name}-{fold}.json")
@@ -581,8 +609,8 @@ def report(
     "depdet predict videos/ -c runs/mine/checkpoint.pt --out results.csv --device cuda",
     "depdet predict --data features/ -c runs/mine/ --out results.json   (already extracted features)"))
 def predict(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Checkpoint written by `depdet train`, or its run folder (its feature spec, preprocessing, calibration and threshold are used).")],
     inputs: Annotated[Optional[list[Path]], typer.Argument(help="Video files, folders (recursive) or .txt lists of paths.")] = None,
-    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Checkpoint written by `depdet train`, or its run folder (its feature spec, preprocessing, calibration and threshold are used).")] = ...,
     results: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write all results to this .csv or .json file.")] = None,
     report_path: Annotated[Optional[Path], typer.Option("--report", help="Write a self-contained HTML report (plots per clip, summary for a batch).")] = None,
     features: Annotated[Optional[Path], typer.Option("--data", "-d", "--features", help="Predict from a feature folder (`depdet extract` output) instead of raw videos (--features: the old spelling).")] = None,
@@ -593,7 +621,7 @@ def predict(
     evidence: Annotated[bool, typer.Option(metavar=" ", help="Compute the evidence timeline and modality shares.")] = True,
     window: Annotated[Optional[float], typer.Option(help="Occlusion window in seconds (default: 1 s, widened on long clips to cap the windows scored, one forward pass each; smaller is finer and slower).", min=0.001)] = None,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", metavar=" ", help="Allow scikit-learn checkpoints (pickled: only files you trust).")] = False,
-    id_from: Annotated[IdFrom, typer.Option(help="Clip ids from the file stem, or from the relative path as given (p01/video.mp4 -> p01_video), the rule of `depdet extract`.")] = IdFrom.stem,
+    id_from: Annotated[IdFrom, typer.Option(help="Clip ids from the file stem, or from the relative path as given (p01/video.mp4 -> p01_video), the rule of `depdet extract`.")] = "stem",
     conformal_level: Annotated[float, typer.Option(min=0.5, max=0.999, help="Coverage of each clip's split-conformal prediction set, calibrated on the checkpoint's validation (or out-of-fold) predictions; a set holding both outcomes makes the result indeterminate.")] = 0.9,
 ):
     """Screening probability, evidence and report for videos (research use, not a diagnosis)."""
@@ -617,7 +645,7 @@ def predict(
 
         report = api.predict(inputs or None, checkpoint, data=features, allow_partial=allow_partial,
                              vggish_weights=vggish_weights, device=device, evidence=evidence, window=window,
-                             trust_pickle=trust_pickle, id_from=id_from.value, conformal_level=conformal_level,
+                             trust_pickle=trust_pickle, id_from=id_from, conformal_level=conformal_level,
                              on_result=on_result)
     # results first: a failure while printing can never lose them
     if results is not None:
@@ -633,16 +661,11 @@ def predict(
         raise DepdetError(f"{len(report.failed)} of {len(report.results)} input(s) failed", hint="see the failures listed above")
 
 
-class DemoModel(str, Enum):
-    jamfn = "jamfn"
-    fusion_concat = "fusion_concat"
-
-
 @app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's data, model, clip, results and report.")] = Path("depdet-demo"),
     clip: Annotated[Optional[Path], typer.Option(help="Predict on this video instead of the generated drawn-face clip.")] = None,
-    model: Annotated[DemoModel, typer.Option(help="Small model to train (jamfn: own attention/gates; fusion_concat: occlusion evidence).")] = DemoModel.jamfn,
+    model: Annotated[DemoModel, typer.Option(help="Small model to train (jamfn: own attention/gates; fusion_concat: occlusion evidence).")] = "jamfn",
     samples: Annotated[int, typer.Option(help="Synthetic samples.", min=12)] = 160,
     epochs: Annotated[int, typer.Option(help="Training epochs.", min=1)] = 15,
     clip_seconds: Annotated[float, typer.Option(help="Length of the generated clip (s).", min=1.0)] = 30.0,
@@ -653,15 +676,17 @@ def demo(
     With the defaults it takes a few minutes on a laptop CPU (about 3 CPU-minutes, mostly training;
     longer on a busy machine)."""
     from depdet.pipeline.demo.run import DEMO_NOTICE, DemoConfig, run_demo
+    if TYPE_CHECKING:
+        from depdet.pipeline.inference.predict import PredictReport
 
     console.print(f"[bold blue]{DEMO_NOTICE}[/]", highlight=False)
     thread_policy.configure(None)
     console.print("[dim]With the defaults this takes a few minutes on a laptop CPU (about 3 CPU-minutes, most of "
                   "them training); longer on a busy machine.[/]", highlight=False)
-    cfg = DemoConfig(model=model.value, n=samples, epochs=epochs, clip_seconds=clip_seconds, seed=seed)
+    cfg = DemoConfig(model=model, n=samples, epochs=epochs, clip_seconds=clip_seconds, seed=seed)
     res = run_demo(out_dir, cfg, clip=clip, overwrite=overwrite, log=lambda s: console.print(plain(s), highlight=False))
     show.print_demo(res, DEMO_NOTICE)
-    if res.predict_report.failed:
+    if cast("PredictReport", res.predict_report).failed:  # DemoResult types the field as object
         raise DepdetError("the demo clip could not be scored", hint="see the failure listed above")
 
 
