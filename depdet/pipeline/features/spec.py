@@ -22,6 +22,13 @@ SPEC_KEYS = frozenset({"audio", "visual", "fps", "landmark_norm", "detector", "v
                        "align", "models", "dims_override"})
 
 
+def _show(name: str, value) -> str:
+    """A spec field's value as ``differences`` prints it: extractor lists joined, the rate as a number."""
+    if name in ("audio", "visual"):
+        return "+".join(value)
+    return f"{value:g}" if name == "fps" else str(value)
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
     """Everything that decides the values of one row of each modality.
@@ -118,8 +125,7 @@ class FeatureSpec:
                 continue
             same = math.isclose(a, b, rel_tol=1e-9) if name == "fps" else a == b
             if not same:
-                fmt = (lambda v: "+".join(v)) if name in ("audio", "visual") else (lambda v, name=name: f"{v:g}" if name == "fps" else str(v))
-                diffs.append(f"{name} {fmt(a)} vs {fmt(b)}")
+                diffs.append(f"{name} {_show(name, a)} vs {_show(name, b)}")
         if self.models and other.models:
             for k in sorted(set(self.models) | set(other.models)):
                 a, b = self.models.get(k), other.models.get(k)
