@@ -38,8 +38,8 @@ def main() -> None:
 
     from _media import long_vlog
 
-    from depdet.pipeline.orchestration.extract_batch import run_extract
     from depdet.pipeline.features.spec import FeatureSpec
+    from depdet.pipeline.orchestration.extract_batch import run_extract
 
     video = long_vlog(args.minutes)
     tmp = Path(tempfile.mkdtemp(prefix="depdet-bench-cluster-"))

@@ -253,9 +253,9 @@ def run_stage(stage: str, video: Path) -> dict:
     elif stage == "vggish":
         import torch
 
-        from depdet.weights import registry as W
         from depdet.extractors import vggish as vg
         from depdet.fileio import sha256_file
+        from depdet.weights import registry as W
 
         # Speed does not depend on the weight values: time the network on a seeded random init
         # saved with the official key names (the official file cannot be downloaded here).

@@ -49,9 +49,9 @@ def model_only(names: list[str], rows: int, repeat: int, evidence: bool, one_at_
     import torch
 
     from depdet.models import create_model, get_entry
+    from depdet.pipeline.features.spec import DVLOG
     from depdet.pipeline.inference.evidence import compute_evidence
     from depdet.pipeline.inference.scorer import Scorer
-    from depdet.pipeline.features.spec import DVLOG
 
     dims = DVLOG.dims
     g = torch.Generator().manual_seed(0)
@@ -103,8 +103,8 @@ def model_only(names: list[str], rows: int, repeat: int, evidence: bool, one_at_
 
 def demo_checkpoint(workdir: Path) -> Path:
     from depdet.pipeline.data.datasets import load_dataset
-    from depdet.pipeline.demo.run import DEMO_MODELS, DemoConfig
     from depdet.pipeline.data.synth import SynthConfig, make_synthetic
+    from depdet.pipeline.demo.run import DEMO_MODELS, DemoConfig
     from depdet.pipeline.training.config import TrainConfig
     from depdet.pipeline.training.runs import train
 

@@ -58,10 +58,10 @@ def _one(args) -> dict:
     import numpy as np
     import torch
 
+    from depdet.environment import peak_rss_gb, reset_peak_rss
     from depdet.models import create_model
     from depdet.pipeline.data.batching import DEFAULT_MAX_TOKENS, split_by_tokens
     from depdet.pipeline.data.datasets import load_dataset
-    from depdet.environment import peak_rss_gb, reset_peak_rss
     from depdet.pipeline.training.config import TrainConfig
     from depdet.pipeline.training.runs import Trainer
 

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, TypedDict, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypedDict, cast
 
 import typer
 
@@ -204,7 +204,7 @@ def _device(value: str) -> str:
     return value
 
 
-def _check_cluster(cluster: Optional[str]) -> None:
+def _check_cluster(cluster: str | None) -> None:
     """``--cluster``: its form, and the Dask extra installed, checked before any work."""
     if cluster:
         from depdet.pipeline.orchestration.executors import import_distributed, parse_cluster
@@ -234,7 +234,7 @@ def _examples(*lines: str) -> str:
     return "Examples:\n\n" + "\n\n".join(f"  {ln}" for ln in lines)
 
 
-def _names(value: Optional[str]) -> Optional[tuple[str, ...]]:
+def _names(value: str | None) -> tuple[str, ...] | None:
     return None if value is None else tuple(v.strip() for v in value.split(",") if v.strip())
 
 
@@ -247,25 +247,25 @@ def extract(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created; resumable).")],
     layout: Annotated[Layout, typer.Option(help="On-disk layout: " + " or ".join(map(_layout_help, ("dvlog", "lmvd"))) + ".")] = "dvlog",
     fps: Annotated[float, typer.Option(help="Output rows per second for every stream (D-Vlog: 1).")] = 1.0,
-    audio: Annotated[Optional[str], typer.Option(help="Audio extractors, comma-separated: egemaps, vggish. Default: egemaps for dvlog, vggish for lmvd.")] = None,
+    audio: Annotated[str | None, typer.Option(help="Audio extractors, comma-separated: egemaps, vggish. Default: egemaps for dvlog, vggish for lmvd.")] = None,
     visual: Annotated[str, typer.Option(help="Visual extractors, comma-separated: landmarks[,headpose].")] = "landmarks",
     landmark_norm: Annotated[LandmarkNorm, typer.Option(help="Per-frame z-score of the 136 landmark values (as D-Vlog/DepMamba), or raw pixels.")] = "row-zscore",
     detector: Annotated[Detector, typer.Option(help="Face detector: dlib HOG (fast) or MMOD CNN (slower, more robust).")] = "hog",
-    vggish_weights: Annotated[Optional[Path], typer.Option(help="VGGish checkpoint (default: $DEPDET_WEIGHTS_DIR or the cache; see `depdet weights`).")] = None,
+    vggish_weights: Annotated[Path | None, typer.Option(help="VGGish checkpoint (default: $DEPDET_WEIGHTS_DIR or the cache; see `depdet weights`).")] = None,
     vggish_postprocess: Annotated[bool, typer.Option(metavar=" ", help="Apply VGGish's PCA + 8-bit quantisation (as the AudioSet release).")] = True,
     vggish_quantize: Annotated[Quantize, typer.Option(help="VGGish 8-bit quantisation: truncate (Google's reference) or round (torchvggish).")] = "truncate",
     align: Annotated[Align, typer.Option(help="Stream lengths: union keeps every row any stream has (the rows a stream lacks invalid); common cuts to the shortest stream's end (the reference loaders' rule).")] = "union",
-    labels: Annotated[Optional[Path], typer.Option(help="CSV with index,label[,gender,fold,group]: sets those samples' metadata (checked before any work).")] = None,
+    labels: Annotated[Path | None, typer.Option(help="CSV with index,label[,gender,fold,group]: sets those samples' metadata (checked before any work).")] = None,
     id_from: Annotated[IdFrom, typer.Option(help="Sample ids from the file stem, or from the relative path as given (p01/video.mpg -> p01_video) when folders hold files of the same name. Letters of any script are kept; other characters become _ (see README, Identity).")] = "stem",
-    workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: all cores).", min=1)] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: all cores).", min=1)] = None,
     force: Annotated[bool, typer.Option("--force", metavar=" ", help="Redo samples already extracted; with settings that differ from the folder's, re-extract every sample of the folder.")] = False,
     wait: Annotated[bool, typer.Option("--wait", metavar=" ", help="If another depdet run is writing to the folder, wait for it instead of stopping.")] = False,
     allow_partial: Annotated[bool, typer.Option("--allow-partial", metavar=" ", help="Keep the streams that could be extracted (e.g. no audio track, no face); the missing one is written as invalid rows.")] = False,
     strict: Annotated[bool, typer.Option("--strict", metavar=" ", help="Exit 1 when any clip failed (default: exit 0 when at least one clip of this run is usable; failures are listed).")] = False,
     device: Annotated[str, typer.Option(parser=_device, metavar="DEVICE", help=f"Where VGGish runs: {_DEVICE_HELP}. dlib (landmarks) runs on the CPU.")] = "auto",
-    threads: Annotated[Optional[int], typer.Option(min=1, help="Threads for torch in this process (with --workers 1); each worker process uses one (default: depdet's, the cores available less the load; see `depdet info`).")] = None,
-    cluster: Annotated[Optional[str], typer.Option(help="Run on a Dask cluster: local:N (N single-threaded worker processes here), tcp://HOST:PORT (a running scheduler) or slurm:N (N jobs via dask-jobqueue and your Dask jobqueue config). Needs pip install -e \".\\[cluster]\"; -o must be reachable from every worker.")] = None,
-    shard: Annotated[Optional[str], typer.Option(help="K/N: only this shard's 1/N of the inputs (a stable hash of the id), for job arrays; shards run at once on one folder; afterwards `depdet store index OUT` builds the views.")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="Threads for torch in this process (with --workers 1); each worker process uses one (default: depdet's, the cores available less the load; see `depdet info`).")] = None,
+    cluster: Annotated[str | None, typer.Option(help="Run on a Dask cluster: local:N (N single-threaded worker processes here), tcp://HOST:PORT (a running scheduler) or slurm:N (N jobs via dask-jobqueue and your Dask jobqueue config). Needs pip install -e \".\\[cluster]\"; -o must be reachable from every worker.")] = None,
+    shard: Annotated[str | None, typer.Option(help="K/N: only this shard's 1/N of the inputs (a stable hash of the id), for job arrays; shards run at once on one folder; afterwards `depdet store index OUT` builds the views.")] = None,
 ):
     """Extract aligned D-Vlog/LMVD-style features from raw videos into a feature store.
 
@@ -362,12 +362,12 @@ def weights_install(
 
 @app.command("models")
 def models_cmd(
-    name: Annotated[Optional[str], typer.Argument(help="A model name: print its card (paper, what follows the paper or "
+    name: Annotated[str | None, typer.Argument(help="A model name: print its card (paper, what follows the paper or "
                                                    "the public code, depdet's own choices, every option, parameters).")] = None,
     dims: Annotated[str, typer.Option("--dims", help="Feature sizes to count parameters for, e.g. visual=136,audio=128 "
                                       "(default: D-Vlog, visual=136,audio=25).")] = "visual=136,audio=25",
     pattern: Annotated[str, typer.Option("--filter", help="Glob on model names, e.g. '*mamba*'.")] = "*",
-    model_opt: Annotated[Optional[list[str]], typer.Option(help="With NAME: count parameters with option KEY=VALUE (repeatable).")] = None,
+    model_opt: Annotated[list[str] | None, typer.Option(help="With NAME: count parameters with option KEY=VALUE (repeatable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", metavar=" ", help="With NAME: the card as JSON.")] = False,
 ):
     """List the registered models (paper, inputs, parameter count, kind), or print one model's card."""
@@ -395,7 +395,7 @@ def models_cmd(
 
 @app.command("presets")
 def presets_cmd(
-    name: Annotated[Optional[str], typer.Argument(help="A preset: print it resolved (every value, the note, the fps and dataset it assumes).")] = None,
+    name: Annotated[str | None, typer.Argument(help="A preset: print it resolved (every value, the note, the fps and dataset it assumes).")] = None,
     as_json: Annotated[bool, typer.Option("--json", metavar=" ", help="JSON: TrainConfig field names as keys, preprocessing under "
                                           "'preprocess', model options under 'model_config' (all presets without NAME).")] = False,
 ):
@@ -419,14 +419,14 @@ def presets_cmd(
 
 @app.command(epilog=_examples("depdet synth -o syn/", "depdet synth -o syn_lmvd/ --layout lmvd --n 200 --signal 3"))
 def synth(
-    out_pos: Annotated[Optional[Path], typer.Argument(hidden=True, help="Output folder (old spelling of -o/--out).")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (must be new or empty).")] = None,
+    out_pos: Annotated[Path | None, typer.Argument(hidden=True, help="Output folder (old spelling of -o/--out).")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (must be new or empty).")] = None,
     layout: Annotated[Layout, typer.Option(help="dvlog (961 samples, folds 647/102/212) or lmvd (1823, 8:1:1).")] = "dvlog",
-    n: Annotated[Optional[int], typer.Option(help="Number of samples (default: the real dataset's size).", min=6)] = None,
+    n: Annotated[int | None, typer.Option(help="Number of samples (default: the real dataset's size).", min=6)] = None,
     signal: Annotated[float, typer.Option(help="Planted temporal signal strength (0 = none, 1 moderate, 3 easy).", min=0.0)] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    max_len: Annotated[Optional[int], typer.Option(help="Longest sequence in rows (default: the real maximum).")] = None,
-    min_len: Annotated[Optional[int], typer.Option(help="Shortest sequence in rows (default: the real minimum).")] = None,
+    max_len: Annotated[int | None, typer.Option(help="Longest sequence in rows (default: the real maximum).")] = None,
+    min_len: Annotated[int | None, typer.Option(help="Shortest sequence in rows (default: the real minimum).")] = None,
     length_scale: Annotated[float, typer.Option(help="Scale the drawn lengths before clipping (< 1 for short test sets).")] = 1.0,
     overwrite: Annotated[bool, typer.Option("--overwrite", metavar=" ", help="Write into a non-empty folder.")] = False,
 ):
@@ -448,49 +448,49 @@ def synth(
     "depdet train --config runs/depmamba-dvlog-dvlog/config.yaml   (re-run a run from its own folder)"))
 def train(
     ctx: typer.Context,
-    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset folder: D-Vlog, LMVD or `depdet extract` output.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Registry model (see `depdet models`); default: the preset's.")] = None,
-    preset: Annotated[Optional[Preset], typer.Option(help="A recipe (see `depdet presets NAME` for all values and the note): paper presets "
+    data: Annotated[Path | None, typer.Option("--data", "-d", help="Dataset folder: D-Vlog, LMVD or `depdet extract` output.")] = None,
+    model: Annotated[str | None, typer.Option(help="Registry model (see `depdet models`); default: the preset's.")] = None,
+    preset: Annotated[Preset | None, typer.Option(help="A recipe (see `depdet presets NAME` for all values and the note): paper presets "
                                                   + ", ".join(n for n in __import__("depdet.pipeline.training.presets", fromlist=["x"]).list_presets() if not n.endswith("-fixed"))
                                                   + " reproduce the paper's public code (or text), its batches included (random order, whole batches); depdet's variants: "
                                                   + ", ".join(n for n in __import__("depdet.pipeline.training.presets", fromlist=["x"]).list_presets() if n.endswith("-fixed")) + " (their changes: padding fix, normalisation, AMP, length buckets, micro-batches).")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="Re-run a run from its own folder: RUN/config.yaml (or config.json); "
+    config: Annotated[Path | None, typer.Option("--config", help="Re-run a run from its own folder: RUN/config.yaml (or config.json); "
                                                    "only --run-dir (default RUN-rerun), --device and --threads may be given with it.")] = None,
-    run_dir: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/<preset or model>-<data folder name>). Rerun to resume.")] = None,
-    seeds: Annotated[Optional[str], typer.Option(help="Seeds, e.g. --seeds 1 2 3 (one run each; mean ± std reported).")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<preset or model>-<data folder name>). Rerun to resume.")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Seeds, e.g. --seeds 1 2 3 (one run each; mean ± std reported).")] = None,
     layout: Annotated[DataLayout, typer.Option(help="Dataset layout.")] = "auto",
-    labels: Annotated[Optional[Path], typer.Option(help="Labels CSV (index,label[,gender,fold,group]) overriding the folder's.")] = None,
+    labels: Annotated[Path | None, typer.Option(help="Labels CSV (index,label[,gender,fold,group]) overriding the folder's.")] = None,
     skip_missing: Annotated[bool, typer.Option("--skip-missing", metavar=" ", help="Leave out ids whose feature files are missing (listed) instead of failing.")] = False,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", metavar=" ", help="Leave out ids whose feature arrays hold NaN or inf (listed) instead of failing.")] = False,
-    epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs (default: the preset's, else 120).")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: the preset's, else 1e-4).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Batch size (default: the preset's, else 16).")] = None,
-    weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay (default: the preset's, else 0).")] = None,
-    optimizer: Annotated[Optional[Optimizer], typer.Option(help="Optimiser (default: the preset's, else adam).")] = None,
-    scheduler: Annotated[Optional[Scheduler], typer.Option(help="Learning-rate schedule (cosine: AllenYolk's) (default: the preset's, else none).")] = None,
-    patience: Annotated[Optional[int], typer.Option(min=1, help="Early-stopping patience in epochs (default: none).")] = None,
-    select: Annotated[Optional[Select], typer.Option(help="Checkpoint criterion on valid (depmamba: mean of acc/P/R/F1) (default: the preset's, else depmamba).")] = None,
-    threshold_method: Annotated[Optional[ThresholdMethod], typer.Option(help="Decision threshold chosen on valid (fixed: 0.5) (default: the preset's, else youden).")] = None,
-    folds: Annotated[Optional[int], typer.Option(min=3, help="Stratified K-fold CV instead of the dataset's own folds: each of the K runs tests on one fold, validates on the next and trains on the other K-2; grouped (no group in two folds) when the labels have groups; each seed draws its own folds. Writes RUN/oof_predictions.csv; the headline metrics are pooled out-of-fold (default: the dataset's folds).")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (default: the preset's, else 120).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (default: the preset's, else 1e-4).")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Batch size (default: the preset's, else 16).")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="Weight decay (default: the preset's, else 0).")] = None,
+    optimizer: Annotated[Optimizer | None, typer.Option(help="Optimiser (default: the preset's, else adam).")] = None,
+    scheduler: Annotated[Scheduler | None, typer.Option(help="Learning-rate schedule (cosine: AllenYolk's) (default: the preset's, else none).")] = None,
+    patience: Annotated[int | None, typer.Option(min=1, help="Early-stopping patience in epochs (default: none).")] = None,
+    select: Annotated[Select | None, typer.Option(help="Checkpoint criterion on valid (depmamba: mean of acc/P/R/F1) (default: the preset's, else depmamba).")] = None,
+    threshold_method: Annotated[ThresholdMethod | None, typer.Option(help="Decision threshold chosen on valid (fixed: 0.5) (default: the preset's, else youden).")] = None,
+    folds: Annotated[int | None, typer.Option(min=3, help="Stratified K-fold CV instead of the dataset's own folds: each of the K runs tests on one fold, validates on the next and trains on the other K-2; grouped (no group in two folds) when the labels have groups; each seed draws its own folds. Writes RUN/oof_predictions.csv; the headline metrics are pooled out-of-fold (default: the dataset's folds).")] = None,
     refit: Annotated[bool, typer.Option("--refit", metavar=" ", help="With --folds: train one final model on all clips for the median of the folds' selected epochs (temperature and threshold from the out-of-fold predictions) as checkpoint.pt; without it, checkpoint.pt is the ensemble of the fold models.")] = False,
-    group_by: Annotated[Optional[str], typer.Option("--group-by", metavar="COL", help="Labels column naming each clip's group (person, channel) for grouped splits (default: group).")] = None,
+    group_by: Annotated[str | None, typer.Option("--group-by", metavar="COL", help="Labels column naming each clip's group (person, channel) for grouped splits (default: group).")] = None,
     allow_group_overlap: Annotated[bool, typer.Option("--allow-group-overlap", metavar=" ", help="Accept a fixed split (fold column) that puts one group in two folds (refused otherwise; recorded).")] = False,
     train_gender: Annotated[Gender, typer.Option(help="Train on this gender only (both: everyone).")] = "both",
     test_gender: Annotated[Gender, typer.Option(help="Validate/test on this gender only.")] = "both",
-    standardize: Annotated[Optional[bool], typer.Option("--standardize/--no-standardize", metavar=" ", help="Per-column z-score with training-fold statistics (default on).")] = None,
-    landmark_zscore: Annotated[Optional[bool], typer.Option("--landmark-zscore/--no-landmark-zscore", metavar=" ", help="Per-row z-score of landmark columns (default on; idempotent).")] = None,
-    max_len: Annotated[Optional[int], typer.Option(min=1, help="Length cap: random window in training, first rows in evaluation (default: none).")] = None,
-    crop_aug: Annotated[Optional[bool], typer.Option("--crop-aug/--no-crop-aug", metavar=" ", help="DepMamba's random crops added to the training set (preset default).")] = None,
-    crop_min_len: Annotated[Optional[int], typer.Option(help="Shortest crop kept (DepMamba: 500 D-Vlog, 400 LMVD).")] = None,
+    standardize: Annotated[bool | None, typer.Option("--standardize/--no-standardize", metavar=" ", help="Per-column z-score with training-fold statistics (default on).")] = None,
+    landmark_zscore: Annotated[bool | None, typer.Option("--landmark-zscore/--no-landmark-zscore", metavar=" ", help="Per-row z-score of landmark columns (default on; idempotent).")] = None,
+    max_len: Annotated[int | None, typer.Option(min=1, help="Length cap: random window in training, first rows in evaluation (default: none).")] = None,
+    crop_aug: Annotated[bool | None, typer.Option("--crop-aug/--no-crop-aug", metavar=" ", help="DepMamba's random crops added to the training set (preset default).")] = None,
+    crop_min_len: Annotated[int | None, typer.Option(help="Shortest crop kept (DepMamba: 500 D-Vlog, 400 LMVD).")] = None,
     rescale_rows: Annotated[bool, typer.Option("--rescale-rows", metavar=" ", help="Data at another rate than the preset's (all presets: 1 row/s): multiply its row counts (max_len, crop_min_len, JAMFN's window) by data fps / preset fps instead of refusing.")] = False,
-    model_opt: Annotated[Optional[list[str]], typer.Option(help="Model option KEY=VALUE (repeatable), e.g. --model-opt d_state=16.")] = None,
+    model_opt: Annotated[list[str] | None, typer.Option(help="Model option KEY=VALUE (repeatable), e.g. --model-opt d_state=16.")] = None,
     device: Annotated[str, typer.Option(parser=_device, metavar="DEVICE", help=_DEVICE_HELP + ".")] = "auto",
-    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", metavar=" ", help="float16 autocast on CUDA (default: the preset's; on without a preset).")] = None,
-    grad_clip: Annotated[Optional[float], typer.Option(help="Max gradient norm (default: none).")] = None,
-    bucketing: Annotated[Optional[bool], typer.Option("--bucketing/--no-bucketing", metavar=" ", help="Batches of similar lengths (every item once per epoch, seeded; less padding). Not the references' batches: other clips share a batch, which changes a clip's logits where padding leaks (padding='original', use_masks=False) and the BatchNorm batch statistics. Default: off in paper presets (the references' random order), on otherwise (depdet's).")] = None,
-    max_tokens: Annotated[Optional[int], typer.Option(min=0, help="Bound memory: split a batch whose padded rows (items x longest) exceed this into micro-batches with gradient accumulation; the optimiser still sees the whole batch's mean loss, but BatchNorm normalises over each micro-batch and leaking padding (padding='original', use_masks=False) is each micro-batch's own. Default: 0 (never split, the references' whole batches) in paper presets, else depdet's 12,288 (keeps paper-size DepMamba under 8 GB on a CPU).")] = None,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch (default: depdet's, the cores available less the load; a resumed run keeps its count; see `depdet info`).")] = None,
-    cluster: Annotated[Optional[str], typer.Option(help="Fan the (seed, fold) runs out over a Dask cluster, one run per worker: local:N, tcp://HOST:PORT or slurm:N (pip install -e \".\\[cluster]\"); the data and run folders must be reachable from every worker.")] = None,
+    amp: Annotated[bool | None, typer.Option("--amp/--no-amp", metavar=" ", help="float16 autocast on CUDA (default: the preset's; on without a preset).")] = None,
+    grad_clip: Annotated[float | None, typer.Option(help="Max gradient norm (default: none).")] = None,
+    bucketing: Annotated[bool | None, typer.Option("--bucketing/--no-bucketing", metavar=" ", help="Batches of similar lengths (every item once per epoch, seeded; less padding). Not the references' batches: other clips share a batch, which changes a clip's logits where padding leaks (padding='original', use_masks=False) and the BatchNorm batch statistics. Default: off in paper presets (the references' random order), on otherwise (depdet's).")] = None,
+    max_tokens: Annotated[int | None, typer.Option(min=0, help="Bound memory: split a batch whose padded rows (items x longest) exceed this into micro-batches with gradient accumulation; the optimiser still sees the whole batch's mean loss, but BatchNorm normalises over each micro-batch and leaking padding (padding='original', use_masks=False) is each micro-batch's own. Default: 0 (never split, the references' whole batches) in paper presets, else depdet's 12,288 (keeps paper-size DepMamba under 8 GB on a CPU).")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch (default: depdet's, the cores available less the load; a resumed run keeps its count; see `depdet info`).")] = None,
+    cluster: Annotated[str | None, typer.Option(help="Fan the (seed, fold) runs out over a Dask cluster, one run per worker: local:N, tcp://HOST:PORT or slurm:N (pip install -e \".\\[cluster]\"); the data and run folders must be reachable from every worker.")] = None,
 ):
     """Train a model (one or several seeds) and report test metrics beside the all-depressed baseline."""
     from depdet.errors import ConfigError
@@ -529,15 +529,15 @@ def evaluate(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Checkpoint written by `depdet train` (.pt), or its run folder.")],
     data: Annotated[Path, typer.Option("--data", "-d", help="Labelled dataset folder (same feature spec).")],
     fold: Annotated[Fold, typer.Option(help="Which fold to evaluate (all: every sample, for datasets without folds).")] = "test",
-    out_json: Annotated[Optional[Path], typer.Option("--out", "-o", help="JSON output (default: <checkpoint>.eval-<data>-<fold>.json).")] = None,
+    out_json: Annotated[Path | None, typer.Option("--out", "-o", help="JSON output (default: <checkpoint>.eval-<data>-<fold>.json).")] = None,
     layout: Annotated[DataLayout, typer.Option(help="Dataset layout.")] = "auto",
-    labels: Annotated[Optional[Path], typer.Option(help="Labels CSV overriding the folder's.")] = None,
+    labels: Annotated[Path | None, typer.Option(help="Labels CSV overriding the folder's.")] = None,
     skip_missing: Annotated[bool, typer.Option("--skip-missing", metavar=" ", help="Leave out ids whose feature files are missing.")] = False,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", metavar=" ", help="Leave out ids whose feature arrays hold NaN or inf (listed) instead of failing.")] = False,
     device: Annotated[str, typer.Option(parser=_device, metavar="DEVICE", help=_DEVICE_HELP + ".")] = "auto",
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", metavar=" ", help="Allow scikit-learn checkpoints (pickled; only files you trust).")] = False,
     allow_seen: Annotated[bool, typer.Option("--allow-seen", metavar=" ", help="Score clips the checkpoint's model(s) trained or were selected on (refused otherwise); every output marks them.")] = False,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch (default: depdet's, the cores available less the load; see `depdet info`).")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch (default: depdet's, the cores available less the load; see `depdet info`).")] = None,
 ):
     """Evaluate a checkpoint: Rich table (beside the all-depressed baseline, per gender) and JSON."""
     from depdet import api
@@ -610,16 +610,16 @@ def report(
     "depdet predict --data features/ -c runs/mine/ --out results.json   (already extracted features)"))
 def predict(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Checkpoint written by `depdet train`, or its run folder (its feature spec, preprocessing, calibration and threshold are used).")],
-    inputs: Annotated[Optional[list[Path]], typer.Argument(help="Video files, folders (recursive) or .txt lists of paths.")] = None,
-    results: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write all results to this .csv or .json file.")] = None,
-    report_path: Annotated[Optional[Path], typer.Option("--report", help="Write a self-contained HTML report (plots per clip, summary for a batch).")] = None,
-    features: Annotated[Optional[Path], typer.Option("--data", "-d", "--features", help="Predict from a feature folder (`depdet extract` output) instead of raw videos (--features: the old spelling).")] = None,
-    vggish_weights: Annotated[Optional[Path], typer.Option(help="VGGish checkpoint, for checkpoints trained on VGGish features.")] = None,
+    inputs: Annotated[list[Path] | None, typer.Argument(help="Video files, folders (recursive) or .txt lists of paths.")] = None,
+    results: Annotated[Path | None, typer.Option("--out", "-o", help="Write all results to this .csv or .json file.")] = None,
+    report_path: Annotated[Path | None, typer.Option("--report", help="Write a self-contained HTML report (plots per clip, summary for a batch).")] = None,
+    features: Annotated[Path | None, typer.Option("--data", "-d", "--features", help="Predict from a feature folder (`depdet extract` output) instead of raw videos (--features: the old spelling).")] = None,
+    vggish_weights: Annotated[Path | None, typer.Option(help="VGGish checkpoint, for checkpoints trained on VGGish features.")] = None,
     allow_partial: Annotated[bool, typer.Option("--allow-partial", metavar=" ", help="Score clips that lack a stream (no audio track / no face) on what remains.")] = False,
     device: Annotated[str, typer.Option(parser=_device, metavar="DEVICE", help=f"Where the model and VGGish run: {_DEVICE_HELP}.")] = "auto",
-    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch (default: depdet's, the cores available less the load; see `depdet info`).")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch (default: depdet's, the cores available less the load; see `depdet info`).")] = None,
     evidence: Annotated[bool, typer.Option(metavar=" ", help="Compute the evidence timeline and modality shares.")] = True,
-    window: Annotated[Optional[float], typer.Option(help="Occlusion window in seconds (default: 1 s, widened on long clips to cap the windows scored, one forward pass each; smaller is finer and slower).", min=0.001)] = None,
+    window: Annotated[float | None, typer.Option(help="Occlusion window in seconds (default: 1 s, widened on long clips to cap the windows scored, one forward pass each; smaller is finer and slower).", min=0.001)] = None,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", metavar=" ", help="Allow scikit-learn checkpoints (pickled: only files you trust).")] = False,
     id_from: Annotated[IdFrom, typer.Option(help="Clip ids from the file stem, or from the relative path as given (p01/video.mp4 -> p01_video), the rule of `depdet extract`.")] = "stem",
     conformal_level: Annotated[float, typer.Option(min=0.5, max=0.999, help="Coverage of each clip's split-conformal prediction set, calibrated on the checkpoint's validation (or out-of-fold) predictions; a set holding both outcomes makes the result indeterminate.")] = 0.9,
@@ -664,7 +664,7 @@ def predict(
 @app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's data, model, clip, results and report.")] = Path("depdet-demo"),
-    clip: Annotated[Optional[Path], typer.Option(help="Predict on this video instead of the generated drawn-face clip.")] = None,
+    clip: Annotated[Path | None, typer.Option(help="Predict on this video instead of the generated drawn-face clip.")] = None,
     model: Annotated[DemoModel, typer.Option(help="Small model to train (jamfn: own attention/gates; fusion_concat: occlusion evidence).")] = "jamfn",
     samples: Annotated[int, typer.Option(help="Synthetic samples.", min=12)] = 160,
     epochs: Annotated[int, typer.Option(help="Training epochs.", min=1)] = 15,
@@ -749,7 +749,7 @@ def _dash_paths(args: list[str]) -> list[str]:
     return out_args
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: runs the app and turns DepdetError into one line + exit 1."""
     _STATE["argv"] = ["depdet", *[str(a) for a in argv]] if argv is not None else list(sys.argv)  # recorded by train
     thread_policy.prepare_env()  # OMP_WAIT_POLICY=PASSIVE before torch's OpenMP runtime starts (depdet/threads.py)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-
 REPO = Path(__file__).resolve().parents[1]
 PKG = REPO / "depdet"
 

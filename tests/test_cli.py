@@ -6,7 +6,6 @@ import re
 import shutil
 
 import pytest
-
 from conftest import run_cli
 
 MAIN = ["extract", "train", "evaluate", "predict", "synth"]

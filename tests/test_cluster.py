@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import REPO, needs_grid, run_cli
+
 from depdet.errors import ConfigError, DepdetError
+from depdet.pipeline.features.spec import FeatureSpec
 from depdet.pipeline.orchestration.executors import DaskExecutor, Shard, parse_cluster, parse_shard
 from depdet.pipeline.orchestration.extract_batch import run_extract
-from depdet.pipeline.features.spec import FeatureSpec
 from depdet.pipeline.store import FeatureStore
 
 distributed = pytest.importorskip("distributed")

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from depdet.errors import ConfigError, DataError
 from depdet import fileio as dio
+from depdet.errors import ConfigError, DataError
+from depdet.numerics import row_zscore
 from depdet.pipeline.data.batching import collate
 from depdet.pipeline.data.datasets import load_dataset
-from depdet.numerics import row_zscore
 from depdet.pipeline.data.preprocess import PreprocessConfig, Preprocessor, random_crops
-from depdet.pipeline.features.spec import DVLOG, LMVD, FeatureSpec
 from depdet.pipeline.data.splits import Split, filter_gender, kfold_splits, own_split
 from depdet.pipeline.data.synth import DVLOG_SHAPE, LMVD_SHAPE, SynthConfig, make_synthetic, plan_folds, sample_lengths
+from depdet.pipeline.features.spec import DVLOG, LMVD, FeatureSpec
 
 
 @pytest.fixture(scope="module")

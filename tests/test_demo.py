@@ -9,12 +9,11 @@ import re
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 
 from depdet import SCREENING_DISCLAIMER
 from depdet.errors import DataError
-from conftest import run_cli
 from depdet.pipeline.demo.run import DemoConfig, make_demo_clip, run_demo, synth_voice
-
 
 
 def test_synth_voice_has_syllables_and_pauses():
@@ -26,9 +25,9 @@ def test_synth_voice_has_syllables_and_pauses():
 
 def test_drawn_clip_has_a_face_dlib_finds_and_voicing(tmp_path):
     """The decision behind the default demo clip: dlib's HOG detector finds the drawn face."""
-    from depdet.pipeline.media.container import probe
     from depdet.pipeline.features.clip import extract_clip
     from depdet.pipeline.features.spec import DVLOG
+    from depdet.pipeline.media.container import probe
 
     clip = make_demo_clip(tmp_path / "c.mp4", 6.0, seed=0)
     info = probe(clip)

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import needs_grid, run_cli
+from conftest import write_video as _write_video
 
 from depdet.cli import main
 from depdet.pipeline.data.datasets import load_dataset
 from depdet.pipeline.store.store import FeatureStore
-from conftest import needs_grid, run_cli, write_video as _write_video
 
 pytestmark = needs_grid
 

@@ -11,10 +11,10 @@ import pytest
 from depdet.errors import DataError, MediaError
 from depdet.extractors.base import StreamFeatures
 from depdet.pipeline import store
-from depdet.pipeline.features.timeline import align, concat_modality
 from depdet.pipeline.features.clip import speech_activity
-from depdet.pipeline.media.inputs import discover_inputs
 from depdet.pipeline.features.spec import DVLOG, LMVD, FeatureSpec
+from depdet.pipeline.features.timeline import align, concat_modality
+from depdet.pipeline.media.inputs import discover_inputs
 
 
 def sf(T, D, fps=1.0, valid=None):

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from depdet.weights import lookup as WL, registry as W
 from depdet.errors import ExtractionError, WeightsError
 from depdet.extractors import get_extractor
 from depdet.extractors import vggish as V
 from depdet.extractors.egemaps import EGEMAPS_COLUMNS, Egemaps, mean_per_window
+from depdet.weights import lookup as WL
+from depdet.weights import registry as W
 
 GRID = Path(__file__).resolve().parents[1].parent / "shared" / "media" / "grid"
 needs_grid = pytest.mark.skipif(not GRID.is_dir(), reason=f"GRID media folder {GRID} is absent")

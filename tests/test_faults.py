@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import run_cli
 
 IS_ROOT = hasattr(os, "getuid") and os.getuid() == 0
@@ -120,8 +119,9 @@ def test_kernel_cache_is_private_and_reused(kernel, tmp_path):
 
 
 def test_weights_from_an_untrusted_cache_are_refused(monkeypatch, tmp_path):
-    from depdet.weights import lookup as WL, registry as W
     from depdet.errors import WeightsError
+    from depdet.weights import lookup as WL
+    from depdet.weights import registry as W
 
     d = tmp_path / "w"
     d.mkdir(mode=0o777)

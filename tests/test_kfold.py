@@ -24,12 +24,12 @@ from depdet.pipeline.data.splits import (
 from depdet.pipeline.data.synth import SynthConfig, make_synthetic
 from depdet.pipeline.inference.checkpoint import load_checkpoint
 from depdet.pipeline.inference.predict import Predictor, run_predict
-from depdet.pipeline.training.metrics import classification_metrics
-from depdet.pipeline.training.stats import headline_metrics
 from depdet.pipeline.training.config import TrainConfig
 from depdet.pipeline.training.evaluation import evaluate
 from depdet.pipeline.training.kfold import kfold_summary
+from depdet.pipeline.training.metrics import classification_metrics
 from depdet.pipeline.training.runs import train
+from depdet.pipeline.training.stats import headline_metrics
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

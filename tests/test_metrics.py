@@ -9,8 +9,13 @@ import pytest
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 from depdet.pipeline.inference.calibration import apply_temperature, choose_threshold, fit_temperature
-from depdet.pipeline.training.metrics import (all_depressed_baseline, classification_metrics, mean_std, per_group,
-                                     selection_score)
+from depdet.pipeline.training.metrics import (
+    all_depressed_baseline,
+    classification_metrics,
+    mean_std,
+    per_group,
+    selection_score,
+)
 
 
 def _from_confusion(tp, fp, tn, fn):

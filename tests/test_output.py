@@ -7,7 +7,6 @@ import itertools
 import re
 
 import pytest
-
 from conftest import run_cli
 
 WIDTH = 80
@@ -131,8 +130,8 @@ def test_extract_failures_read_at_80_columns(broken_long_paths, tmp_path, narrow
 
 
 def test_predict_table_warnings_and_failures_read_at_80_columns(narrow, capsys):
-    from depdet.pipeline.reports import console as show
     from depdet.pipeline.inference.predict import ClipResult, PredictReport
+    from depdet.pipeline.reports import console as show
 
     long_file = f"/data/{LONG_DIR}/{LONG_NAMES[0]}.mp4"
     ok = ClipResult(sample_id=LONG_NAMES[1], source="x.mp4", duration=612.3, probability=0.734, threshold=0.41,
@@ -263,9 +262,9 @@ def test_extract_cli_logs_clip_progress(clips, tmp_path, narrow, capsys, monkeyp
 
 @pytest.mark.slow  # spawns two worker processes (~25 s on a loaded 2-core machine)
 def test_pool_workers_send_clip_progress_through_the_queue(clips, tmp_path):
-    from depdet.pipeline.orchestration.extract_batch import run_extract
     from depdet.pipeline.features.clip import ExtractOptions
     from depdet.pipeline.features.spec import FeatureSpec
+    from depdet.pipeline.orchestration.extract_batch import run_extract
 
     events = []
     run_extract([clips], tmp_path / "f", FeatureSpec(), options=ExtractOptions(allow_partial=True), workers=2,

@@ -16,16 +16,16 @@ import re
 import shutil
 from pathlib import Path
 
-import pytest
 import numpy as np
+import pytest
 import torch
+from conftest import needs_grid, run_cli
 
 from depdet import SCREENING_DISCLAIMER
 from depdet.errors import ConfigError, DataError
 from depdet.pipeline.inference.calibration import apply_temperature
 from depdet.pipeline.inference.predict import ABOVE, BELOW, INDETERMINATE, SCHEMA, Predictor, run_predict
 from depdet.pipeline.inference.scorer import checkpoint_logits
-from conftest import needs_grid, run_cli
 
 
 def calibrate(logit, temperature):
@@ -65,8 +65,8 @@ def videos(tmp_path_factory, grid_clips) -> Path:
 
 
 def test_predict_grid_clip_applies_spec_preprocessing_and_calibration(checkpoint, grid_clip):
-    from depdet.pipeline.inference.checkpoint import load_checkpoint
     from depdet.pipeline.features.clip import extract_clip
+    from depdet.pipeline.inference.checkpoint import load_checkpoint
 
     pred = Predictor(checkpoint)
     res = pred.predict_clip(grid_clip)
@@ -131,8 +131,8 @@ def test_batch_with_a_corrupt_file_cli_json_csv_and_report(checkpoint, videos, t
 
 
 def test_predict_from_extracted_features_and_spec_mismatch(checkpoint, grid_clip, tmp_path, capsys):
-    from depdet.pipeline.orchestration.extract_batch import run_extract
     from depdet.pipeline.features.spec import DVLOG, FeatureSpec
+    from depdet.pipeline.orchestration.extract_batch import run_extract
 
     feats = tmp_path / "feats"
     run_extract([grid_clip], feats, DVLOG, workers=1)
@@ -167,10 +167,10 @@ def test_bad_invocations_are_one_line_errors(checkpoint, grid_clip, tmp_path, ca
 
 
 def test_sklearn_checkpoint_needs_trust_and_gets_occlusion_evidence(tmp_path, grid_clip, capsys):
-    from depdet.pipeline.inference.checkpoint import load_checkpoint
     from depdet.pipeline.data.datasets import load_dataset
-    from depdet.pipeline.features.clip import extract_clip
     from depdet.pipeline.data.synth import SynthConfig, make_synthetic
+    from depdet.pipeline.features.clip import extract_clip
+    from depdet.pipeline.inference.checkpoint import load_checkpoint
     from depdet.pipeline.training.config import TrainConfig
     from depdet.pipeline.training.runs import train
 

@@ -19,15 +19,23 @@ import pytest
 import torch
 
 from depdet import SCREENING_DISCLAIMER
-from depdet.models.base import DepressionModel, ModelOutput, masked_softmax
-from depdet.pipeline.inference.evidence import compute_evidence, modality_masking, occlusion_timeline, per_second
-from depdet.pipeline.inference.calibration import apply_temperature
-from depdet.pipeline.inference.predict import (ABOVE, BELOW, CSV_COLUMNS, SCHEMA, ClipResult, PredictReport,
-                                     check_spec, write_results)
-from depdet.pipeline.reports.predict_report import render_report, write_report
-from depdet.pipeline.inference.scorer import Scorer
-from depdet.pipeline.features.spec import DVLOG, LMVD, FeatureSpec
 from depdet.errors import ConfigError
+from depdet.models.base import DepressionModel, ModelOutput, masked_softmax
+from depdet.pipeline.features.spec import DVLOG, LMVD, FeatureSpec
+from depdet.pipeline.inference.calibration import apply_temperature
+from depdet.pipeline.inference.evidence import compute_evidence, modality_masking, occlusion_timeline, per_second
+from depdet.pipeline.inference.predict import (
+    ABOVE,
+    BELOW,
+    CSV_COLUMNS,
+    SCHEMA,
+    ClipResult,
+    PredictReport,
+    check_spec,
+    write_results,
+)
+from depdet.pipeline.inference.scorer import Scorer
+from depdet.pipeline.reports.predict_report import render_report, write_report
 
 
 def calibrate(logit, temperature):

@@ -8,7 +8,6 @@ import shlex
 import shutil
 
 import pytest
-
 from conftest import REPO, needs_grid, run_cli
 
 pytestmark = needs_grid

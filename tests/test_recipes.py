@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import run_cli
+
 from depdet.models import create_model
 from depdet.pipeline.data.batching import collate
 from depdet.pipeline.training.config import TrainConfig, resolve_preset
@@ -427,8 +427,8 @@ def test_rerun_refuses_changed_data(small_synth, tmp_path, capsys):
     labels = data / "labels.csv"
     rows = labels.read_text().splitlines()
     assert rows
-    from depdet.pipeline.training.provenance import data_fingerprint
     from depdet.pipeline.data.datasets import load_dataset
+    from depdet.pipeline.training.provenance import data_fingerprint
 
     want = json.loads((run / "data.json").read_text())["fingerprint"]["sha256"]
     assert data_fingerprint(load_dataset(data))["sha256"] == want

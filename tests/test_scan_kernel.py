@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from depdet.models import mamba as M
-from depdet.models.base import seq_lengths
 from depdet.models import scan_kernel as K
+from depdet.models.base import seq_lengths
 
 torch.set_num_threads(1)
 

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import REPO, run_cli, write_video
+
 from depdet.errors import ConfigError, DataError
 from depdet.pipeline.data.batching import collate
 from depdet.pipeline.data.datasets import load_dataset
-from depdet.pipeline.orchestration.extract_batch import run_extract
 from depdet.pipeline.features.spec import DVLOG, FeatureSpec
+from depdet.pipeline.orchestration.extract_batch import run_extract
 from depdet.pipeline.store import FeatureStore, StoreBusy
 
 

@@ -17,11 +17,11 @@ import pytest
 
 from depdet.errors import ConfigError
 from depdet.extractors.base import StreamFeatures
-from depdet.pipeline.media.container import probe
-from depdet.pipeline.media.video import iter_frames
 from depdet.pipeline.features.clip import extract_clip
 from depdet.pipeline.features.spec import FeatureSpec
 from depdet.pipeline.features.timeline import RULES, align, first_row, place, split_start
+from depdet.pipeline.media.container import probe
+from depdet.pipeline.media.video import iter_frames
 
 SR = 16000
 SRC_FPS = 25

@@ -10,12 +10,12 @@ import torch
 
 from depdet.errors import ConfigError, DataError
 from depdet.models import list_models
-from depdet.pipeline.inference.checkpoint import load_checkpoint
 from depdet.pipeline.data.datasets import load_dataset
-from depdet.pipeline.training.presets import PRESETS, get_preset
 from depdet.pipeline.data.synth import SynthConfig, make_synthetic
+from depdet.pipeline.inference.checkpoint import load_checkpoint
 from depdet.pipeline.training.config import TrainConfig
 from depdet.pipeline.training.evaluation import evaluate
+from depdet.pipeline.training.presets import PRESETS, get_preset
 from depdet.pipeline.training.runs import train
 
 SMALL_RNN = {"hidden": 16, "d": 16}

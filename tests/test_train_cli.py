@@ -11,8 +11,8 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from depdet.cli import main
 
 TRAIN_ARGS = ["--model", "fusion_concat", "--model-opt", "hidden=16", "--model-opt", "d=16", "--lr", "3e-3",

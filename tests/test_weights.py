@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from depdet.weights import install as WI, lookup as WL, registry as W
 from depdet.cli import app
 from depdet.errors import WeightsError
+from depdet.weights import install as WI
+from depdet.weights import lookup as WL
+from depdet.weights import registry as W
 
 
 @pytest.fixture
@@ -192,6 +194,7 @@ def test_cli_refuses_mismatch(wdir, tmp_path):
 
 def test_vggish_error_names_every_file_and_install_from_a_folder_takes_both(wdir, tmp_path, capsys):
     from conftest import run_cli
+
     from depdet.extractors.vggish import resolve_files
 
     with pytest.raises(WeightsError) as e:

@@ -36,7 +36,7 @@ EGEMAPS_COLUMNS = (
 )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _smile():
     """One openSMILE engine per process (construction parses the config: ~0.1 s)."""
     import opensmile

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -51,7 +51,7 @@ TRACK_MARGIN = 0.6
 _LOCK = threading.Lock()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _predictor():
     import dlib
 
@@ -60,7 +60,7 @@ def _predictor():
     return dlib.shape_predictor(str(require("dlib-shape68")))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _detector(kind: str):
     import dlib
 

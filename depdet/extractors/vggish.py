@@ -297,8 +297,9 @@ def resolve_files(weights_path: str | Path | None = None, postprocess: bool = Tr
     Raises:
         WeightsError: as :func:`resolve_weights`.
     """
-    from depdet.weights import lookup as WL, registry as W
     from depdet.errors import WeightsError
+    from depdet.weights import lookup as WL
+    from depdet.weights import registry as W
 
     names = ["vggish"] + (["vggish-pca"] if postprocess else [])
     if postprocess and pca_path is None and weights_path is not None:

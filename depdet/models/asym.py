@@ -51,19 +51,25 @@ No result of ASYM's is reproduced or claimed by depdet.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import math
+from dataclasses import dataclass
 from typing import cast
 
 import torch
 from torch import nn
 
-from depdet.models.base import DepressionModel, ModelOutput, masked_mean
 from depdet.errors import ConfigError
-from depdet.models.layers import ResConvBlock, ResidualMamba, check_inputs, check_padding, pointwise_projections, union_mask
+from depdet.models.base import DepressionModel, ModelOutput, masked_mean
+from depdet.models.layers import (
+    ResConvBlock,
+    ResidualMamba,
+    check_inputs,
+    check_padding,
+    pointwise_projections,
+    union_mask,
+)
 from depdet.models.mamba import CollaborativeBiMamba, MambaKw
 from depdet.models.registry import register_model, require_heads_divide
-
 
 INTERACTIONS = ("exchange", "shared_a", "none")
 

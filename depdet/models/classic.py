@@ -22,6 +22,7 @@ These are registry entries of kind ``"sklearn"``: ``fit(features_list, labels)``
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from depdet.errors import ConfigError, DataError
@@ -134,7 +135,7 @@ class PooledStatsClassifier:
         masks_list = masks_list if masks_list is not None else [None] * len(features_list)
         return np.stack([pooled_statistics(f, self.input_dims, mk) for f, mk in zip(features_list, masks_list)])
 
-    def fit(self, features_list, labels, masks_list=None) -> "PooledStatsClassifier":
+    def fit(self, features_list, labels, masks_list=None) -> PooledStatsClassifier:
         """Fit on a list of per-sample feature dicts and 0/1 labels."""
         y = np.asarray(labels).astype(int).ravel()
         if len(y) != len(features_list):

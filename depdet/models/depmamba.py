@@ -52,11 +52,19 @@ Where we follow what:
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from depdet.models.base import DepressionModel, ModelOutput, masked_mean
-from depdet.models.layers import ResConvBlock, ResidualMamba, check_inputs, check_padding, pointwise_projections, union_mask
+from depdet.models.layers import (
+    ResConvBlock,
+    ResidualMamba,
+    check_inputs,
+    check_padding,
+    pointwise_projections,
+    union_mask,
+)
 from depdet.models.mamba import CollaborativeBiMamba, MambaKw
 from depdet.models.registry import register_model
 

@@ -35,6 +35,7 @@ The masked layers (:class:`~depdet.models.layers.MaskedBatchNorm1d`, :func:`~dep
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import torch
 from torch import nn
 

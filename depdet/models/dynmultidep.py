@@ -45,8 +45,8 @@ Our choices where the paper gives no detail (documented, not from any source):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F

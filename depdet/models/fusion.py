@@ -24,6 +24,7 @@ A modality that is entirely masked out for a sample pools to zeros; the logit st
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -31,6 +32,7 @@ from depdet.errors import ConfigError
 from depdet.models.base import DepressionModel, ModelOutput, masked_mean, seq_lengths
 from depdet.models.layers import run_rnn, zero_masked
 from depdet.models.registry import register_model, require_positive, require_prob
+
 
 class RNNEncoder(nn.Module):
     """BiLSTM (or BiGRU) over one modality, masked pooling to a vector.

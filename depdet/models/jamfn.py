@@ -65,7 +65,6 @@ from depdet.models.base import DepressionModel, ModelOutput, masked_softmax, seq
 from depdet.models.layers import run_rnn, zero_masked
 from depdet.models.registry import register_model, require_positive, require_prob
 
-
 FUSIONS = ("elementwise", "attend_sum")
 HEADS = ("ce2", "bce")
 

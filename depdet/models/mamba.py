@@ -50,7 +50,7 @@ inside the scan (fused in the CPU kernel), and the kernel reads and writes the t
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache
 from typing import TypedDict
 
 import torch
@@ -77,7 +77,7 @@ MAX_CHUNK_EXPONENT = 32.0
 # --------------------------------------------------------------------------------------------------
 # Optional CUDA kernels (lazy, guarded imports)
 # --------------------------------------------------------------------------------------------------
-@lru_cache(maxsize=None)
+@cache
 def _cuda_selective_scan_fn():
     """``mamba_ssm``'s ``selective_scan_fn`` or None when the package or its extension is missing."""
     try:
@@ -87,7 +87,7 @@ def _cuda_selective_scan_fn():
     return selective_scan_fn
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cuda_causal_conv1d_fn():
     """``causal_conv1d``'s ``causal_conv1d_fn`` or None when not importable."""
     try:

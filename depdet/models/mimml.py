@@ -44,8 +44,8 @@ weights) is **depdet's choice**; the abstract does not give it:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import itertools
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +55,6 @@ from depdet.errors import ConfigError
 from depdet.models.base import DepressionModel, ModelOutput, masked_mean, masked_softmax, seq_lengths
 from depdet.models.layers import run_rnn, zero_masked
 from depdet.models.registry import register_model, require_positive, require_prob
-
 
 FUSIONS = ("gated", "late")
 

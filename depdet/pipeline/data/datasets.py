@@ -176,7 +176,7 @@ def _check_shape(path, arr: np.ndarray, dim: int | None) -> None:
         raise _NonFinite(f"{path}: {int((~finite).sum())} NaN/inf value(s) in an array of shape {tuple(arr.shape)}")
 
 
-def _add_sample(samples: list, report: "LoadReport", expected: dict, group_by: str, stored, meta: dict,
+def _add_sample(samples: list, report: LoadReport, expected: dict, group_by: str, stored, meta: dict,
                 where) -> None:
     """Check one stored sample's arrays (rank, columns, finite values) and append it to ``samples``;
     an invalid one is listed in ``report.invalid`` instead. The first sample sets ``expected``'s
@@ -208,7 +208,7 @@ def _add_sample(samples: list, report: "LoadReport", expected: dict, group_by: s
                           valid=stored.valid, record=stored.record, group=str(meta.get(group_by) or "").strip()))
 
 
-def _refuse_incomplete(report: "LoadReport", samples: list, root: Path, label_path, folds, group_by: str,
+def _refuse_incomplete(report: LoadReport, samples: list, root: Path, label_path, folds, group_by: str,
                        skip_missing: bool, skip_invalid: bool) -> None:
     """One DataError for what a load cannot go on with: missing files (unless ``skip_missing``),
     non-finite arrays (unless ``skip_invalid``), an empty fold or folder, an empty ``--group-by`` column."""

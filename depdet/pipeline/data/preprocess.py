@@ -46,7 +46,7 @@ class PreprocessConfig:
     crop_attempts: int = 5
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PreprocessConfig":
+    def from_dict(cls, d: dict) -> PreprocessConfig:
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -110,7 +110,7 @@ class Preprocessor:
             out[m] = a
         return out
 
-    def fit(self, samples: list[dict], valid: list[dict | None] | None = None) -> "Preprocessor":
+    def fit(self, samples: list[dict], valid: list[dict | None] | None = None) -> Preprocessor:
         """Compute standardisation statistics from training feature dicts (valid rows only).
 
         Args:
@@ -172,7 +172,7 @@ class Preprocessor:
                 "std": {m: v.tolist() for m, v in self.std.items()}}
 
     @classmethod
-    def from_state_dict(cls, d: dict) -> "Preprocessor":
+    def from_state_dict(cls, d: dict) -> Preprocessor:
         """Rebuild a fitted preprocessor from :meth:`state_dict` output."""
         p = cls(PreprocessConfig.from_dict(d["config"]), FeatureSpec.from_dict(d["spec"]), d["dims"])
         p.mean = {m: np.asarray(v, dtype=np.float32) for m, v in d.get("mean", {}).items()}

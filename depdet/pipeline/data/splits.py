@@ -46,7 +46,7 @@ def group_keys(groups, ids) -> list[str]:
     return [f"group:{g}" if g else f"id:{i}" for g, i in zip(groups, ids)]
 
 
-def group_overlap(split: "Split", groups) -> dict[str, list[str]]:
+def group_overlap(split: Split, groups) -> dict[str, list[str]]:
     """Groups (non-empty values only) found in more than one of the split's train/valid/test folds:
     group -> the folds it is in."""
     where: dict[str, set] = {}

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from depdet import __version__
-from depdet.errors import ConfigError, DataError
 from depdet import fileio as dio
+from depdet.errors import ConfigError, DataError
 from depdet.pipeline.features.spec import DVLOG, LMVD, RELEASED_UNKNOWN, FeatureSpec
 from depdet.pipeline.store import FeatureStore
 

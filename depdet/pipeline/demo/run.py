@@ -24,15 +24,15 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from depdet.errors import ConfigError, DataError
 from depdet import fileio as dio
+from depdet.errors import ConfigError, DataError
 from depdet.extractors.base import SAMPLE_RATE
 
 DEMO_NOTICE = ("DEMONSTRATION ONLY: model trained on synthetic random data; the clip is a drawn cartoon "
@@ -265,9 +265,9 @@ def run_demo(out: str | Path, config: DemoConfig | None = None, *, clip: str | P
         :class:`DemoResult`.
     """
     from depdet.pipeline.data.datasets import load_dataset
+    from depdet.pipeline.data.synth import SynthConfig, make_synthetic
     from depdet.pipeline.inference.predict import run_predict, write_results
     from depdet.pipeline.reports.predict_report import write_report
-    from depdet.pipeline.data.synth import SynthConfig, make_synthetic
     from depdet.pipeline.training.config import TrainConfig
     from depdet.pipeline.training.runs import train
 

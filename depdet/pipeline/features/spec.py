@@ -111,11 +111,11 @@ class FeatureSpec:
     def extractors(self) -> tuple[str, ...]:
         return tuple(self.visual) + tuple(self.audio)
 
-    def with_models(self, models: dict) -> "FeatureSpec":
+    def with_models(self, models: dict) -> FeatureSpec:
         """This spec with the SHA-256 of the weight files actually used."""
         return replace(self, models=dict(models))
 
-    def differences(self, other: "FeatureSpec") -> list[str]:
+    def differences(self, other: FeatureSpec) -> list[str]:
         """Field-by-field differences ``"name: mine vs other"``; unknown (None/empty) values are skipped."""
         diffs = []
         for name in ("audio", "visual", "fps", "landmark_norm", "detector", "vggish_postprocess", "vggish_quantize",
@@ -157,7 +157,7 @@ class FeatureSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "FeatureSpec":
+    def from_dict(cls, d: dict) -> FeatureSpec:
         """Rebuild from :meth:`to_dict` output; dicts of earlier depdet versions lack the newer keys.
 
         Keys missing from an earlier version's dict take the values that version always used

@@ -43,12 +43,12 @@ import numpy as np
 import torch
 
 from depdet import __version__
+from depdet import fileio as dio
 from depdet.errors import ConfigError, DataError, DepdetError, output_error
 from depdet.models.registry import create_model, get_entry
-from depdet import fileio as dio
-from depdet.pipeline.inference.calibration import T_MAX, T_MIN
 from depdet.pipeline.data.preprocess import Preprocessor
 from depdet.pipeline.features.spec import FeatureSpec
+from depdet.pipeline.inference.calibration import T_MAX, T_MIN
 
 FORMAT = "depdet-checkpoint"
 FORMAT_VERSION = 2  # newest this depdet reads; single-model files are still written as 1

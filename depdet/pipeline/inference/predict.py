@@ -75,16 +75,17 @@ import csv
 import io
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from depdet import SCREENING_DISCLAIMER, __version__
-from depdet.errors import ConfigError, DataError, DepdetError
 from depdet import fileio as dio
+from depdet.errors import ConfigError, DataError, DepdetError
 from depdet.pipeline.features.spec import FeatureSpec, check_spec  # noqa: F401 (check_spec: public here too)
 from depdet.pipeline.inference import uncertainty as U
 from depdet.pipeline.inference.calibration import apply_temperature

@@ -32,10 +32,8 @@ import numpy as np
 import torch
 
 from depdet.errors import ConfigError
-
 from depdet.pipeline.data.batching import collate, sample_length
 from depdet.pipeline.data.preprocess import Preprocessor
-
 from depdet.pipeline.inference.calibration import apply_temperature
 
 if TYPE_CHECKING:  # one way: the scorer scores a loaded checkpoint; checkpoint.py never imports this module
@@ -103,7 +101,7 @@ class Scorer:
             self.model.to(self.device)
 
     @classmethod
-    def from_checkpoint(cls, ckpt: "LoadedCheckpoint", *, device: str | torch.device = "cpu", amp: bool = False,
+    def from_checkpoint(cls, ckpt: LoadedCheckpoint, *, device: str | torch.device = "cpu", amp: bool = False,
                         batch_size: int = 8) -> Scorer | EnsembleScorer:
         """The scorer of a loaded checkpoint: its model, kind, preprocessor and length cap.
 
@@ -279,8 +277,8 @@ class EnsembleScorer:
         self.device = scorers[0].device
 
     @classmethod
-    def from_checkpoint(cls, ckpt: "LoadedCheckpoint", *, device: str | torch.device = "cpu", amp: bool = False,
-                        batch_size: int = 8) -> "EnsembleScorer":
+    def from_checkpoint(cls, ckpt: LoadedCheckpoint, *, device: str | torch.device = "cpu", amp: bool = False,
+                        batch_size: int = 8) -> EnsembleScorer:
         return cls([Scorer.of_single(m, device=device, amp=amp, batch_size=batch_size) for m in ckpt.members],
                    [m.temperature for m in ckpt.members])
 
@@ -305,7 +303,7 @@ class EnsembleScorer:
         return probability_to_logit(self.member_probabilities(features_list, valid_list).mean(axis=0))
 
 
-def checkpoint_logits(ckpt: "LoadedCheckpoint", features_list: Sequence[dict],
+def checkpoint_logits(ckpt: LoadedCheckpoint, features_list: Sequence[dict],
                       valid_list: Sequence[dict | None] | None = None, *,
                       batch_size: int = 8, device: str | torch.device = "cpu", preprocessed: bool = False,
                       amp: bool = False) -> np.ndarray:
@@ -328,7 +326,7 @@ def checkpoint_logits(ckpt: "LoadedCheckpoint", features_list: Sequence[dict],
         features_list, valid_list, preprocessed=preprocessed)
 
 
-def checkpoint_probabilities(ckpt: "LoadedCheckpoint", features_list: Sequence[dict],
+def checkpoint_probabilities(ckpt: LoadedCheckpoint, features_list: Sequence[dict],
                              valid_list: Sequence[dict | None] | None = None, **kw) -> np.ndarray:
     """Calibrated probabilities ``sigmoid(logit / temperature)`` of a loaded checkpoint; compare with its ``threshold``.
 

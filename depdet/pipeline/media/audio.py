@@ -7,8 +7,8 @@ The samples start at the track's first decoded sample; the caller places them at
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

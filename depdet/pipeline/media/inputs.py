@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
 
 from depdet.errors import MediaError
 from depdet.ids import assign_ids, sanitize_id  # noqa: F401 (the one id rule; sanitize_id re-exported)

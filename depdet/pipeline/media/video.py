@@ -44,10 +44,10 @@ Neither stream is ever shifted against the other: a late or short stream only ge
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 

@@ -52,8 +52,9 @@ import socket
 import struct
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from depdet.errors import ConfigError, DepdetError
 from depdet.threads import WORKER_ENV, prepare_env
@@ -186,7 +187,7 @@ class Executor:
     name = "?"
     workers = 1
 
-    def __enter__(self) -> "Executor":
+    def __enter__(self) -> Executor:
         return self
 
     def __exit__(self, *exc) -> None:

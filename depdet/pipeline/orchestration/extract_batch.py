@@ -32,21 +32,21 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 from depdet import __version__
 from depdet.errors import ConfigError, DataError, DepdetError, MediaError
 from depdet.pipeline.features.clip import ExtractOptions, extract_clip, resolve_spec
-from depdet.pipeline.orchestration.executors import Shard, make_executor, parse_shard
-from depdet.threads import available_cores, worker_init
 from depdet.pipeline.features.spec import FeatureSpec
 from depdet.pipeline.media.container import check_file
 from depdet.pipeline.media.inputs import ID_FROM, VIDEO_EXTENSIONS, discover_inputs, input_name, resolved
-from depdet.pipeline.store import FeatureStore, USABLE
+from depdet.pipeline.orchestration.executors import Shard, make_executor, parse_shard
+from depdet.pipeline.store import USABLE, FeatureStore
 from depdet.pipeline.store import labels as lab
 from depdet.pipeline.store import layout as L
+from depdet.threads import available_cores, worker_init
 
 log = logging.getLogger(__name__)
 

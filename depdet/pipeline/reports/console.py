@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from rich.console import Console, JustifyMethod
 
@@ -253,7 +253,7 @@ def _fmt(v, ci=None, sep: str = " ") -> str:
     return text
 
 
-def metrics_table(title: str, columns: dict, width: Optional[int] = None):
+def metrics_table(title: str, columns: dict, width: int | None = None):
     """One row per metric that some column has; a column's ``ci95`` ({metric: [lo, hi]}), when present,
     is shown beside each value (below it when the table would not fit ``width``, default the terminal's,
     on one line)."""
@@ -598,7 +598,7 @@ def print_extract_start(out_dir: Path, layout: str, spec) -> None:
                   highlight=False)
 
 
-def print_extract_summary(report, outcome, out_dir: Path, shard: Optional[str]) -> None:
+def print_extract_summary(report, outcome, out_dir: Path, shard: str | None) -> None:
     """``depdet extract``'s end: counts and speed, the shard note, warnings, notes, the failures (one
     block each up to :data:`FAILURES_SHOWN`, else one row per reason) and the exit-1 reason, if any.
 

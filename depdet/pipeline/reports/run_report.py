@@ -128,7 +128,7 @@ def figures(rep: dict) -> dict[str, bytes]:
     fig, ax = plt.subplots(figsize=(4.6, 4.3))
     if both:
         if several:
-            for j, s in enumerate(run.seeds):
+            for j in range(len(run.seeds)):
                 f, t, _ = roc_curve(y, run.prob[j])
                 ax.plot(f, t, color="#4C72B0", alpha=0.25, lw=1, label="single seeds" if j == 0 else None)
         f, t, _ = roc_curve(y, run.mean_prob)
@@ -146,7 +146,7 @@ def figures(rep: dict) -> dict[str, bytes]:
     prev = float(y.mean()) if len(y) else 0.0
     if both:
         if several:
-            for j, s in enumerate(run.seeds):
+            for j in range(len(run.seeds)):
                 pr, rc, _ = precision_recall_curve(y, run.prob[j])
                 ax.step(rc, pr, where="post", color="#DD8452", alpha=0.25, lw=1, label="single seeds" if j == 0 else None)
         pr, rc, _ = precision_recall_curve(y, run.mean_prob)

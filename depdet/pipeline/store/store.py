@@ -50,9 +50,9 @@ import os
 import socket
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -149,7 +149,7 @@ class FeatureStore:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, root: str | Path, layout: str = "auto") -> "FeatureStore":
+    def open(cls, root: str | Path, layout: str = "auto") -> FeatureStore:
         """An existing folder; ``layout="auto"`` reads it from features.json or the folders."""
         root = Path(root)
         if not root.is_dir():
@@ -159,7 +159,7 @@ class FeatureStore:
         return cls(root, layout)
 
     @classmethod
-    def create(cls, root: str | Path, layout: str) -> "FeatureStore":
+    def create(cls, root: str | Path, layout: str) -> FeatureStore:
         """Create (or reopen) a folder to extract into, proving it is writable; one-line DataError if not."""
         root = Path(root)
         L.check_layout(layout)

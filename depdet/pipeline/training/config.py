@@ -136,7 +136,7 @@ class TrainConfig:
                               hint="pass --preset NAME, or drop --rescale-rows and give --max-len/--crop-min-len in rows")
 
     @classmethod
-    def from_preset(cls, preset: str | None, **overrides) -> "TrainConfig":
+    def from_preset(cls, preset: str | None, **overrides) -> TrainConfig:
         """Preset values, then every non-None override on top."""
         base: dict = {}
         if preset:

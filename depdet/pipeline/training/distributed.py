@@ -25,8 +25,8 @@ group (NCCL when the ranks train on CUDA, gloo on CPU). Then, in :class:`~depdet
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch

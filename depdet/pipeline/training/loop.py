@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from depdet import fileio as dio
+from depdet.environment import peak_rss_gb, reset_peak_rss
 from depdet.errors import DataError
 from depdet.models.registry import create_model
 from depdet.pipeline.data.batching import (
@@ -33,7 +34,6 @@ from depdet.pipeline.data.batching import (
 )
 from depdet.pipeline.data.preprocess import Preprocessor, random_crops
 from depdet.pipeline.data.splits import Split, group_keys
-from depdet.environment import peak_rss_gb, reset_peak_rss
 from depdet.pipeline.inference.calibration import (
     apply_temperature,
     choose_threshold,

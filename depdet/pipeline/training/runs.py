@@ -56,15 +56,16 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from depdet import __version__
 from depdet import fileio as dio
+from depdet.environment import environment_info, scan_backend_info
 from depdet.errors import ConfigError, DepdetError
 from depdet.models.registry import create_model, get_entry
 from depdet.pipeline.data.datasets import Dataset
@@ -90,7 +91,6 @@ from depdet.pipeline.training.kfold import (
 from depdet.pipeline.training.loop import RunLoop, RunResult
 from depdet.pipeline.training.metrics import mean_std
 from depdet.pipeline.training.presets import preset_note
-from depdet.environment import environment_info, scan_backend_info
 from depdet.pipeline.training.provenance import data_fingerprint, sample_fingerprint
 
 
