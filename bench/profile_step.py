@@ -33,11 +33,22 @@ import argparse
 import os
 import time
 
-MATMUL = ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear", "aten::baddbmm",
-          "MmBackward0", "AddmmBackward0", "BmmBackward0", "LinearBackward0", "UnsafeViewBackward0")
-CONV = ("conv", "Conv")   # aten::convolution, aten::_convolution, mkldnn_convolution, convolution_backward...
+MATMUL = (
+    "aten::mm",
+    "aten::addmm",
+    "aten::bmm",
+    "aten::matmul",
+    "aten::linear",
+    "aten::baddbmm",
+    "MmBackward0",
+    "AddmmBackward0",
+    "BmmBackward0",
+    "LinearBackward0",
+    "UnsafeViewBackward0",
+)
+CONV = ("conv", "Conv")  # aten::convolution, aten::_convolution, mkldnn_convolution, convolution_backward...
 SCAN = "scan_kernel::"
-CONV_KERNEL = "conv_kernel::"   # the compiled depthwise conv's calls: "conv" puts them in "convolution"
+CONV_KERNEL = "conv_kernel::"  # the compiled depthwise conv's calls: "conv" puts them in "convolution"
 
 
 def group_of(name: str) -> str:
@@ -60,16 +71,18 @@ class _TimedLib:
         fn = getattr(self._lib, name)
         if name in ("depdet_scan_abi", "depdet_scan_bwd_parts"):
             return fn
-        match = next(((p, lab) for p, lab in (("depdet_scan_", SCAN), ("depdet_conv_", CONV_KERNEL))
-                      if name.startswith(p)), None)
+        match = next(
+            ((p, lab) for p, lab in (("depdet_scan_", SCAN), ("depdet_conv_", CONV_KERNEL)) if name.startswith(p)), None
+        )
         if match is None:
             return fn
         prefix, label = match
         from torch.profiler import record_function
 
         def call(*args):
-            with record_function(label + name[len(prefix):]):
+            with record_function(label + name[len(prefix) :]):
                 return fn(*args)
+
         return call
 
 
@@ -77,8 +90,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: what torch picks)")
     ap.add_argument("--repeat", type=int, default=3, help="timed steps; the best is reported")
-    ap.add_argument("--padding", choices=("original", "fixed"), default=None,
-                    help="model padding mode (default: the depmamba-dvlog preset's)")
+    ap.add_argument(
+        "--padding",
+        choices=("original", "fixed"),
+        default=None,
+        help="model padding mode (default: the depmamba-dvlog preset's)",
+    )
     ap.add_argument("--ragged", action="store_true", help="per-sample lengths 23..596 instead of all 596")
     ap.add_argument("--top", type=int, default=12, help="'other' ops to list")
     ap.add_argument("--batch", type=int, default=None)
@@ -122,9 +139,11 @@ def main() -> None:
         opt.step()
 
     print(f"depdet from {os.path.dirname(depdet.__file__)}")
-    print(f"DepMamba train step: {cfg}, dims {dims}, batch {bsz} x {L} rows"
-          f"{f' (ragged lengths 23..{L})' if a.ragged else ''}, scan backend {backend}, "
-          f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(
+        f"DepMamba train step: {cfg}, dims {dims}, batch {bsz} x {L} rows"
+        f"{f' (ragged lengths 23..{L})' if a.ragged else ''}, scan backend {backend}, "
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}"
+    )
     step()  # warm-up (kernel build/load, allocator)
     times = []
     for _ in range(a.repeat):
@@ -154,8 +173,9 @@ def main() -> None:
     mc = groups.get("matrix products", 0.0) + groups.get("convolution", 0.0)
     rest = total - mc
     print(f"{'matmul + conv':<20s} {mc:8.2f}")
-    print(f"{'all but matmul+conv':<20s} {rest:8.2f}  (target: below matmul + conv: "
-          f"{'met' if rest < mc else 'not met'})")
+    print(
+        f"{'all but matmul+conv':<20s} {rest:8.2f}  (target: below matmul + conv: {'met' if rest < mc else 'not met'})"
+    )
     print(f"\ntop {a.top} 'other' ops (self CPU time):")
     for secs, n, key in sorted(other, reverse=True)[: a.top]:
         print(f"  {key:<40s} {secs:7.3f} s  {n:5d} calls")

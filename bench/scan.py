@@ -75,8 +75,10 @@ def _one(args) -> dict:
         torch.manual_seed(0)
         model = create_model("depmamba", {"visual": 136, "audio": 25}, d_state=12).to(dev).train()
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-        inputs = {"visual": torch.randn(args.batch, args.L, 136, device=dev),
-                  "audio": torch.randn(args.batch, args.L, 25, device=dev)}
+        inputs = {
+            "visual": torch.randn(args.batch, args.L, 136, device=dev),
+            "audio": torch.randn(args.batch, args.L, 25, device=dev),
+        }
         masks = {m: torch.ones(args.batch, args.L, dtype=torch.bool, device=dev) for m in inputs}
         labels = (torch.arange(args.batch, device=dev) % 2).float()
 
@@ -104,14 +106,19 @@ def _one(args) -> dict:
 
             if not scan_kernel.available():
                 return {"skipped": f"CPU kernel not built: {scan_kernel.build_error()}"}
-        fn = {"ref": M.selective_scan_ref, "chunked": M.selective_scan_chunked, "kernel": M.selective_scan_cpu,
-              "cuda": M.selective_scan}[args.what]
+        fn = {
+            "ref": M.selective_scan_ref,
+            "chunked": M.selective_scan_chunked,
+            "kernel": M.selective_scan_cpu,
+            "cuda": M.selective_scan,
+        }[args.what]
         if args.what == "cuda" and not M.use_cuda_scan(u):
             return {"skipped": "mamba_ssm kernel not importable"}
 
         def step():
             y = fn(u, delta, A, B, C, D, z, bias, True)
             y.sum().backward()
+
     if dev.type == "cuda":
         step()  # warm-up (kernel selection)
         torch.cuda.synchronize()
@@ -156,10 +163,14 @@ def main() -> None:
 
     import torch
 
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"threads {a.threads}, CUDA {'yes: ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no'}")
-    print("memory: peak RSS of a fresh subprocess minus its RSS before the timed call (getrusage ru_maxrss);"
-          " on CUDA torch.cuda.max_memory_allocated")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"threads {a.threads}, CUDA {'yes: ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no'}"
+    )
+    print(
+        "memory: peak RSS of a fresh subprocess minus its RSS before the timed call (getrusage ru_maxrss);"
+        " on CUDA torch.cuda.max_memory_allocated"
+    )
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
     for dev in devices:
@@ -177,21 +188,34 @@ def main() -> None:
                 elif ref_batch != 16:  # also at the loop's (reduced) batch: the like-for-like ratio
                     batches = [16, ref_batch]
                 for batch in batches:
-                    cfg = dict(what=what, device=dev, batch=batch, L=L, d_inner=1024, d_state=16, repeat=1,
-                               threads=a.threads)
+                    cfg = dict(
+                        what=what, device=dev, batch=batch, L=L, d_inner=1024, d_state=16, repeat=1, threads=a.threads
+                    )
                     r = _run(cfg, a.timeout)
                     rows.append((dev, what, batch, L, r))
-                    print(f"scan fwd+bwd  {dev:4s} {what:8s} B={batch:2d} L={L:5d}: " + (
-                        r.get("error") or r.get("skipped") or
-                        f"{r['seconds']:8.2f} s  {r['tokens_per_s']:10.0f} tokens/s  peak +{r['peak_extra_mib']:8.0f} MiB"),
-                        flush=True)
+                    print(
+                        f"scan fwd+bwd  {dev:4s} {what:8s} B={batch:2d} L={L:5d}: "
+                        + (
+                            r.get("error")
+                            or r.get("skipped")
+                            or f"{r['seconds']:8.2f} s  {r['tokens_per_s']:10.0f} tokens/s  peak +{r['peak_extra_mib']:8.0f} MiB"
+                        ),
+                        flush=True,
+                    )
     for what in ("ref", "chunked", "kernel"):  # overhead-bound regime: small per-step tensors
-        r = _run(dict(what=what, device="cpu", batch=2, L=1000, d_inner=64, d_state=16, repeat=1,
-                      threads=a.threads), a.timeout)
+        r = _run(
+            dict(what=what, device="cpu", batch=2, L=1000, d_inner=64, d_state=16, repeat=1, threads=a.threads),
+            a.timeout,
+        )
         rows.append(("cpu-small", what, 2, 1000, r))
-        print(f"scan fwd+bwd  small {what:8s} B= 2 L= 1000 d_inner=64: " + (
-            r.get("error") or f"{r['seconds']:8.2f} s  {r['tokens_per_s']:10.0f} tokens/s  "
-                              f"peak +{r['peak_extra_mib']:8.0f} MiB"), flush=True)
+        print(
+            f"scan fwd+bwd  small {what:8s} B= 2 L= 1000 d_inner=64: "
+            + (
+                r.get("error")
+                or f"{r['seconds']:8.2f} s  {r['tokens_per_s']:10.0f} tokens/s  peak +{r['peak_extra_mib']:8.0f} MiB"
+            ),
+            flush=True,
+        )
     for dev in devices + ["cpu-small"]:
         for L in sorted({LL for *_, LL, _ in rows}):
             here = [(w, b, r) for d, w, b, LL, r in rows if d == dev and LL == L and "seconds" in r]
@@ -202,12 +226,17 @@ def main() -> None:
             for fast in ("chunked", "kernel", "cuda"):
                 for b, r in [(b, r) for w, b, r in here if w == fast]:
                     note = "same batch" if b == rb else f"B={b} vs the loop at B={rb}"
-                    print(f"speed-up {fast} vs reference ({dev}, L={L}, {note}): "
-                          f"{r['tokens_per_s'] / rr['tokens_per_s']:.2f}x (tokens/s ratio)")
+                    print(
+                        f"speed-up {fast} vs reference ({dev}, L={L}, {note}): "
+                        f"{r['tokens_per_s'] / rr['tokens_per_s']:.2f}x (tokens/s ratio)"
+                    )
     for dev in devices:
         for fast in ("chunked", "kernel", "cuda"):
-            mem = [(LL, r["peak_extra_mib"]) for d, w, b, LL, r in rows
-                   if d == dev and w == fast and b == 16 and "seconds" in r]
+            mem = [
+                (LL, r["peak_extra_mib"])
+                for d, w, b, LL, r in rows
+                if d == dev and w == fast and b == 16 and "seconds" in r
+            ]
             if len(mem) >= 2:
                 (l0, m0), (l1, m1) = mem[0], mem[-1]
                 print(f"{fast} memory growth ({dev}): x{m1 / max(m0, 1e-9):.2f} for x{l1 / l0:.1f} length")
@@ -215,9 +244,15 @@ def main() -> None:
         for dev, scan in [("cpu", "kernel"), ("cpu", "chunked")] + [("cuda", "auto")] * ("cuda" in devices):
             cfg = dict(what="depmamba", device=dev, batch=16, L=596, repeat=1, threads=a.threads, scan=scan)
             r = _run(cfg, a.timeout)
-            print(f"DepMamba train step {dev} scan={scan} (D-Vlog dims, B=16, L=596): " + (
-                r.get("error") or f"{r['seconds']:.2f} s/step  {r['tokens_per_s']:.0f} tokens/s  "
-                                  f"peak +{r['peak_extra_mib']:.0f} MiB"), flush=True)
+            print(
+                f"DepMamba train step {dev} scan={scan} (D-Vlog dims, B=16, L=596): "
+                + (
+                    r.get("error")
+                    or f"{r['seconds']:.2f} s/step  {r['tokens_per_s']:.0f} tokens/s  "
+                    f"peak +{r['peak_extra_mib']:.0f} MiB"
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -70,8 +70,9 @@ def _one(args) -> dict:
     bucketing, max_tokens = VARIANTS[args.variant]
     if max_tokens is None:
         max_tokens = args.max_tokens or DEFAULT_MAX_TOKENS
-    cfg = TrainConfig.from_preset(args.preset, epochs=1, seeds=[1], device="cpu", bucketing=bucketing,
-                                  max_tokens=max_tokens)
+    cfg = TrainConfig.from_preset(
+        args.preset, epochs=1, seeds=[1], device="cpu", bucketing=bucketing, max_tokens=max_tokens
+    )
     ds = load_dataset(args.data)
     with tempfile.TemporaryDirectory(prefix="depdet-bench-run-") as rd:
         tr = Trainer(ds, cfg, rd)
@@ -121,7 +122,7 @@ def _one(args) -> dict:
         if largest not in chosen:
             xs = np.array([m[0] for m in mem], dtype=float)
             ys = np.array([m[1] for m in mem], dtype=float)
-            slope, icpt = (np.polyfit(xs, ys, 1) if len(set(xs.tolist())) > 1 else (0.0, float(ys.max())))
+            slope, icpt = np.polyfit(xs, ys, 1) if len(set(xs.tolist())) > 1 else (0.0, float(ys.max()))
             predicted = float(icpt + slope * costs[largest][1])
             free = _meminfo_gb("MemAvailable") + peak_rss_gb()
             if predicted < 0.8 * free:
@@ -137,14 +138,27 @@ def _one(args) -> dict:
         per_row = secs / max(1, sum(r for _, r in timed))
         peak = max([base_gb] + [m[1] for m in mem])
         return {
-            "variant": args.variant, "preset": args.preset, "bucketing": bucketing, "max_tokens": max_tokens,
-            "model": cfg.model, "params": sum(p.numel() for p in model.parameters()),
-            "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
-            "batches": n, "items": len(items), "real_rows": real_rows, "padded_rows": padded_rows,
-            "micro_batches": sum(c[2] for c in costs), "largest_forward_rows": costs[largest][1],
-            "timed_batches": len(timed), "timed_s": secs, "measured": bool(args.full),
+            "variant": args.variant,
+            "preset": args.preset,
+            "bucketing": bucketing,
+            "max_tokens": max_tokens,
+            "model": cfg.model,
+            "params": sum(p.numel() for p in model.parameters()),
+            "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine(),
+            "batches": n,
+            "items": len(items),
+            "real_rows": real_rows,
+            "padded_rows": padded_rows,
+            "micro_batches": sum(c[2] for c in costs),
+            "largest_forward_rows": costs[largest][1],
+            "timed_batches": len(timed),
+            "timed_s": secs,
+            "measured": bool(args.full),
             "epoch_s": wall if args.full else per_row * padded_rows,
-            "peak_rss_gb": peak, "largest": largest_note, "largest_predicted_gb": predicted,
+            "peak_rss_gb": peak,
+            "largest": largest_note,
+            "largest_predicted_gb": predicted,
             "data_rss_gb": base_gb,
         }
 
@@ -153,8 +167,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="depmamba-dvlog")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    ap.add_argument("--full-epoch", nargs="*", default=[], choices=list(VARIANTS), metavar="VARIANT",
-                    help="Run every batch of these variants' epoch (default: a timed sample).")
+    ap.add_argument(
+        "--full-epoch",
+        nargs="*",
+        default=[],
+        choices=list(VARIANTS),
+        metavar="VARIANT",
+        help="Run every batch of these variants' epoch (default: a timed sample).",
+    )
     ap.add_argument("--batches", type=int, default=8, help="Timed batches per sampled variant.")
     ap.add_argument("--max-tokens", type=int, default=None, help="Budget of bucketed+max-tokens (default: depdet's).")
     ap.add_argument("--data", help="Existing D-Vlog-layout folder (default: synthesise 961 samples in a temp dir).")
@@ -175,14 +195,29 @@ def main() -> None:
         args.data = str(Path(tmp.name) / "dvlog")
         t = time.perf_counter()
         s = make_synthetic(args.data, SynthConfig(layout="dvlog", signal=1.0, seed=0))
-        print(f"synthetic D-Vlog-size set: {s['n']} clips, lengths {s['lengths']} ({time.perf_counter() - t:.1f} s to write)",
-              flush=True)
-    print(f"{platform.node()}: {os.cpu_count()} CPUs, {_meminfo_gb('MemTotal'):.1f} GB RAM, load average "
-          f"{os.getloadavg()[0]:.1f}; preset {args.preset}", flush=True)
+        print(
+            f"synthetic D-Vlog-size set: {s['n']} clips, lengths {s['lengths']} ({time.perf_counter() - t:.1f} s to write)",
+            flush=True,
+        )
+    print(
+        f"{platform.node()}: {os.cpu_count()} CPUs, {_meminfo_gb('MemTotal'):.1f} GB RAM, load average "
+        f"{os.getloadavg()[0]:.1f}; preset {args.preset}",
+        flush=True,
+    )
     results = []
     for v in args.variants:
-        cmd = [sys.executable, __file__, "--variant", v, "--preset", args.preset, "--data", args.data,
-               "--batches", str(args.batches)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--variant",
+            v,
+            "--preset",
+            args.preset,
+            "--data",
+            args.data,
+            "--batches",
+            str(args.batches),
+        ]
         for flag, val in (("--threads", args.threads), ("--max-tokens", args.max_tokens)):
             if val:
                 cmd += [flag, str(val)]
@@ -195,18 +230,26 @@ def main() -> None:
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
         results.append(r)
-        kind = "measured" if r["measured"] else f"estimated from {r['timed_batches']} timed batches ({r['timed_s']:.0f} s)"
-        print(f"{v:>20}: {r['batches']} batches ({r['micro_batches']} forwards), padded rows {r['padded_rows']:,} = "
-              f"{r['padded_rows'] / r['real_rows']:.2f}x the real {r['real_rows']:,}; epoch {r['epoch_s']:.0f} s "
-              f"({r['epoch_s'] / 60:.1f} min, {kind}); peak RSS {r['peak_rss_gb']:.2f} GB (data loaded: "
-              f"{r['data_rss_gb']:.2f} GB; largest forward {r['largest_forward_rows']:,} rows {r['largest']})", flush=True)
+        kind = (
+            "measured" if r["measured"] else f"estimated from {r['timed_batches']} timed batches ({r['timed_s']:.0f} s)"
+        )
+        print(
+            f"{v:>20}: {r['batches']} batches ({r['micro_batches']} forwards), padded rows {r['padded_rows']:,} = "
+            f"{r['padded_rows'] / r['real_rows']:.2f}x the real {r['real_rows']:,}; epoch {r['epoch_s']:.0f} s "
+            f"({r['epoch_s'] / 60:.1f} min, {kind}); peak RSS {r['peak_rss_gb']:.2f} GB (data loaded: "
+            f"{r['data_rss_gb']:.2f} GB; largest forward {r['largest_forward_rows']:,} rows {r['largest']})",
+            flush=True,
+        )
     by = {r["variant"]: r for r in results}
     if "random" in by:
         for v in ("bucketed", "bucketed+max-tokens"):
             if v in by:
-                print(f"{v} vs random: {by['random']['epoch_s'] / by[v]['epoch_s']:.2f}x faster per epoch, padded rows "
-                      f"{by[v]['padded_rows'] / by['random']['padded_rows']:.2f}x, peak RSS "
-                      f"{by[v]['peak_rss_gb']:.2f} vs {by['random']['peak_rss_gb']:.2f} GB", flush=True)
+                print(
+                    f"{v} vs random: {by['random']['epoch_s'] / by[v]['epoch_s']:.2f}x faster per epoch, padded rows "
+                    f"{by[v]['padded_rows'] / by['random']['padded_rows']:.2f}x, peak RSS "
+                    f"{by[v]['peak_rss_gb']:.2f} vs {by['random']['peak_rss_gb']:.2f} GB",
+                    flush=True,
+                )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     if tmp is not None:

@@ -131,10 +131,18 @@ def _names(value) -> tuple[str, ...] | None:
     return tuple(value) or None
 
 
-def feature_spec(layout: str = "dvlog", *, fps: float = 1.0, audio: str | Sequence[str] | None = None,
-                 visual: str | Sequence[str] | None = "landmarks", landmark_norm: str = "row-zscore",
-                 detector: str = "hog", vggish_postprocess: bool = True, vggish_quantize: str = "truncate",
-                 align: str = "union"):
+def feature_spec(
+    layout: str = "dvlog",
+    *,
+    fps: float = 1.0,
+    audio: str | Sequence[str] | None = None,
+    visual: str | Sequence[str] | None = "landmarks",
+    landmark_norm: str = "row-zscore",
+    detector: str = "hog",
+    vggish_postprocess: bool = True,
+    vggish_quantize: str = "truncate",
+    align: str = "union",
+):
     """The :class:`~depdet.pipeline.features.spec.FeatureSpec` of ``depdet extract``'s options.
 
     ``audio`` defaults to ``egemaps`` for the ``dvlog`` layout and ``vggish`` for ``lmvd`` (the
@@ -148,13 +156,21 @@ def feature_spec(layout: str = "dvlog", *, fps: float = 1.0, audio: str | Sequen
         {'visual': 142, 'audio': 25}
     """
     audio_names = _names(audio) or (("vggish",) if layout == "lmvd" else ("egemaps",))
-    return _impl("FeatureSpec")(audio=audio_names, visual=_names(visual) or ("landmarks",), fps=fps,
-                                landmark_norm=landmark_norm, detector=detector, vggish_postprocess=vggish_postprocess,
-                                vggish_quantize=vggish_quantize, align=align)
+    return _impl("FeatureSpec")(
+        audio=audio_names,
+        visual=_names(visual) or ("landmarks",),
+        fps=fps,
+        landmark_norm=landmark_norm,
+        detector=detector,
+        vggish_postprocess=vggish_postprocess,
+        vggish_quantize=vggish_quantize,
+        align=align,
+    )
 
 
-def extract_options(spec, *, allow_partial: bool = False, vggish_weights: str | Path | None = None,
-                    device: str = "auto"):
+def extract_options(
+    spec, *, allow_partial: bool = False, vggish_weights: str | Path | None = None, device: str = "auto"
+):
     """:class:`~depdet.pipeline.features.clip.ExtractOptions` for ``spec`` (``depdet extract``'s rule).
 
     ``device`` is resolved (``auto``: CUDA when available) only when the spec uses VGGish, the one
@@ -163,8 +179,9 @@ def extract_options(spec, *, allow_partial: bool = False, vggish_weights: str | 
     dev = "cpu"
     if "vggish" in spec.audio:
         dev = str(_impl("resolve_device")(device))
-    return _impl("ExtractOptions")(vggish_weights=str(vggish_weights) if vggish_weights else None,
-                                   allow_partial=bool(allow_partial), device=dev)
+    return _impl("ExtractOptions")(
+        vggish_weights=str(vggish_weights) if vggish_weights else None, allow_partial=bool(allow_partial), device=dev
+    )
 
 
 def _is_one_video(video_or_paths) -> bool:
@@ -176,19 +193,45 @@ def _is_one_video(video_or_paths) -> bool:
 
 
 def _result(clip, spec) -> ExtractResult:
-    return ExtractResult(clip.sample_id, str(clip.path), dict(clip.features), dict(clip.valid), float(clip.duration),
-                         float(spec.fps), list(clip.info.get("warnings", [])), dict(clip.info), spec)
+    return ExtractResult(
+        clip.sample_id,
+        str(clip.path),
+        dict(clip.features),
+        dict(clip.valid),
+        float(clip.duration),
+        float(spec.fps),
+        list(clip.info.get("warnings", [])),
+        dict(clip.info),
+        spec,
+    )
 
 
-def extract(video_or_paths: str | Path | Iterable[str | Path], *, spec=None, layout: str = "dvlog",
-            fps: float | None = None, audio: str | Sequence[str] | None = None,
-            visual: str | Sequence[str] | None = None, landmark_norm: str | None = None, detector: str | None = None,
-            vggish_postprocess: bool | None = None, vggish_quantize: str | None = None, align: str | None = None,
-            allow_partial: bool = False, vggish_weights: str | Path | None = None, device: str = "auto",
-            id_from: str = "stem", out: str | Path | None = None, workers: int | None = 1,
-            labels: str | Path | None = None, force: bool = False, wait: bool = False,
-            on_event: Callable[[str, dict], None] | None = None, cluster: str | None = None,
-            shard: str | None = None):
+def extract(
+    video_or_paths: str | Path | Iterable[str | Path],
+    *,
+    spec=None,
+    layout: str = "dvlog",
+    fps: float | None = None,
+    audio: str | Sequence[str] | None = None,
+    visual: str | Sequence[str] | None = None,
+    landmark_norm: str | None = None,
+    detector: str | None = None,
+    vggish_postprocess: bool | None = None,
+    vggish_quantize: str | None = None,
+    align: str | None = None,
+    allow_partial: bool = False,
+    vggish_weights: str | Path | None = None,
+    device: str = "auto",
+    id_from: str = "stem",
+    out: str | Path | None = None,
+    workers: int | None = 1,
+    labels: str | Path | None = None,
+    force: bool = False,
+    wait: bool = False,
+    on_event: Callable[[str, dict], None] | None = None,
+    cluster: str | None = None,
+    shard: str | None = None,
+):
     """Extract aligned per-clip features (and their validity masks) from videos.
 
     Args:
@@ -251,25 +294,47 @@ def extract(video_or_paths: str | Path | Iterable[str | Path], *, spec=None, lay
         >>> [r["status"] for r in report.rows], depdet.FeatureStore.open(f"{tmp}/features").read("clip").T
         (['ok'], 3)
     """
-    given: dict[str, Any] = {"fps": fps, "audio": _names(audio), "visual": _names(visual), "landmark_norm": landmark_norm,
-             "detector": detector, "vggish_postprocess": vggish_postprocess, "vggish_quantize": vggish_quantize,
-             "align": align}
+    given: dict[str, Any] = {
+        "fps": fps,
+        "audio": _names(audio),
+        "visual": _names(visual),
+        "landmark_norm": landmark_norm,
+        "detector": detector,
+        "vggish_postprocess": vggish_postprocess,
+        "vggish_quantize": vggish_quantize,
+        "align": align,
+    }
     given = {k: v for k, v in given.items() if v is not None}
     spec = replace(spec, **given) if spec is not None else feature_spec(layout, **given)
     options = extract_options(spec, allow_partial=allow_partial, vggish_weights=vggish_weights, device=device)
     if out is not None:
         inputs = [video_or_paths] if isinstance(video_or_paths, (str, os.PathLike)) else list(video_or_paths)
-        return _impl("run_extract")(inputs, out, spec, layout=layout, options=options, workers=workers, force=force,
-                                    labels=labels, id_from=id_from, wait=wait, on_event=on_event, cluster=cluster,
-                                    shard=shard)
+        return _impl("run_extract")(
+            inputs,
+            out,
+            spec,
+            layout=layout,
+            options=options,
+            workers=workers,
+            force=force,
+            labels=labels,
+            id_from=id_from,
+            wait=wait,
+            on_event=on_event,
+            cluster=cluster,
+            shard=shard,
+        )
     from depdet.errors import ConfigError, DepdetError, MediaError
 
     if workers not in (None, 1):
-        raise ConfigError(f"workers={workers} needs out=: without it clips are extracted in this process, one "
-                          "after the other", hint="pass out=FOLDER to extract in parallel into a feature store")
+        raise ConfigError(
+            f"workers={workers} needs out=: without it clips are extracted in this process, one after the other",
+            hint="pass out=FOLDER to extract in parallel into a feature store",
+        )
     if labels is not None or force or wait or on_event is not None or cluster is not None or shard is not None:
-        raise ConfigError("labels, force, wait, on_event, cluster and shard apply to a feature store",
-                          hint="pass out=FOLDER")
+        raise ConfigError(
+            "labels, force, wait, on_event, cluster and shard apply to a feature store", hint="pass out=FOLDER"
+        )
     spec = _impl("resolve_spec")(spec, options)  # weight files located and hashed: fails before any clip
     extract_clip = _impl("extract_clip")
     if _is_one_video(video_or_paths):
@@ -281,8 +346,11 @@ def extract(video_or_paths: str | Path | Iterable[str | Path], *, spec=None, lay
     paths = [video_or_paths] if isinstance(video_or_paths, (str, os.PathLike)) else list(video_or_paths)
     found = _impl("discover_inputs")(paths, id_from=id_from)
     if not found:
-        raise MediaError("no video files found", path=", ".join(map(str, paths)),
-                         hint="give video files, folders that hold them, or .txt lists of paths")
+        raise MediaError(
+            "no video files found",
+            path=", ".join(map(str, paths)),
+            hint="give video files, folders that hold them, or .txt lists of paths",
+        )
     results = []
     for sid, path, _given in found:
         try:
@@ -290,8 +358,11 @@ def extract(video_or_paths: str | Path | Iterable[str | Path], *, spec=None, lay
         except DepdetError as e:
             results.append(ExtractResult(sid, str(path), spec=spec, error=str(e)))
         except Exception as e:  # noqa: BLE001 - a bug on one clip must not lose the batch (the CLI's rule)
-            results.append(ExtractResult(sid, str(path), spec=spec,
-                                         error=f"{path}: unexpected {type(e).__name__}: {e} (please report a bug)"))
+            results.append(
+                ExtractResult(
+                    sid, str(path), spec=spec, error=f"{path}: unexpected {type(e).__name__}: {e} (please report a bug)"
+                )
+            )
     return results
 
 
@@ -322,26 +393,52 @@ def default_run_dir(config, data: str | Path) -> Path:
     return rule(config, data)
 
 
-def run_training(dataset, config, run_dir: str | Path, *, data: str | Path, layout: str = "auto",
-                 labels: str | Path | None = None, skip_missing: bool = False, skip_invalid: bool = False,
-                 group_by: str | None = None, cluster: str | None = None, progress=None,
-                 log: Callable[[str], None] | None = None, command: list[str] | None = None) -> dict:
+def run_training(
+    dataset,
+    config,
+    run_dir: str | Path,
+    *,
+    data: str | Path,
+    layout: str = "auto",
+    labels: str | Path | None = None,
+    skip_missing: bool = False,
+    skip_invalid: bool = False,
+    group_by: str | None = None,
+    cluster: str | None = None,
+    progress=None,
+    log: Callable[[str], None] | None = None,
+    command: list[str] | None = None,
+) -> dict:
     """Train ``config`` on the loaded ``dataset`` into ``run_dir``, recording how the data were loaded
     (so that ``depdet train --config RUN/config.yaml`` re-runs it); returns the summary (metrics.json)."""
     from depdet.pipeline.training.options import load_records
 
-    load_options, load_args = load_records(data, layout=layout, labels=labels, skip_missing=skip_missing,
-                                           skip_invalid=skip_invalid, group_by=group_by)
-    trainer = _impl("Trainer")(dataset, config, run_dir, progress=progress, log=log, command=command,
-                               load_options=load_options)
+    load_options, load_args = load_records(
+        data, layout=layout, labels=labels, skip_missing=skip_missing, skip_invalid=skip_invalid, group_by=group_by
+    )
+    trainer = _impl("Trainer")(
+        dataset, config, run_dir, progress=progress, log=log, command=command, load_options=load_options
+    )
     return trainer.run(cluster=cluster, load_args=load_args)
 
 
-def train(data: str | Path, *, model: str | None = None, preset: str | None = None, run_dir: str | Path | None = None,
-          folds: int | None = None, seeds: int | Sequence[int] | None = None, layout: str = "auto",
-          labels: str | Path | None = None, skip_missing: bool = False, skip_invalid: bool = False,
-          group_by: str | None = None, cluster: str | None = None, log: Callable[[str], None] | None = None,
-          **options) -> dict:
+def train(
+    data: str | Path,
+    *,
+    model: str | None = None,
+    preset: str | None = None,
+    run_dir: str | Path | None = None,
+    folds: int | None = None,
+    seeds: int | Sequence[int] | None = None,
+    layout: str = "auto",
+    labels: str | Path | None = None,
+    skip_missing: bool = False,
+    skip_invalid: bool = False,
+    group_by: str | None = None,
+    cluster: str | None = None,
+    log: Callable[[str], None] | None = None,
+    **options,
+) -> dict:
     """Train a model on a feature folder (one run per seed, or per seed and fold) and report its metrics.
 
     Args:
@@ -380,14 +477,26 @@ def train(data: str | Path, *, model: str | None = None, preset: str | None = No
     """
     options.update(model=model, folds=folds, seeds=seeds)
     cfg = train_config(preset, **options)
-    ds = _impl("load_dataset")(data, layout, labels=labels, skip_missing=skip_missing, skip_invalid=skip_invalid,
-                               group_by=group_by or "group")
+    ds = _impl("load_dataset")(
+        data, layout, labels=labels, skip_missing=skip_missing, skip_invalid=skip_invalid, group_by=group_by or "group"
+    )
     for line in ds.report.lines():
         (log or (lambda s: None))(f"data: {line}")
     rdir = Path(run_dir) if run_dir is not None else default_run_dir(cfg, data)
-    return run_training(ds, cfg, rdir, data=data, layout=layout, labels=labels, skip_missing=skip_missing,
-                        skip_invalid=skip_invalid, group_by=group_by, cluster=cluster, log=log,
-                        command=[f"depdet.train({str(data)!r}, model={model!r}, preset={preset!r}, ...)"])
+    return run_training(
+        ds,
+        cfg,
+        rdir,
+        data=data,
+        layout=layout,
+        labels=labels,
+        skip_missing=skip_missing,
+        skip_invalid=skip_invalid,
+        group_by=group_by,
+        cluster=cluster,
+        log=log,
+        command=[f"depdet.train({str(data)!r}, model={model!r}, preset={preset!r}, ...)"],
+    )
 
 
 # ------------------------------------------------------------------------------------------ checkpoints
@@ -399,8 +508,11 @@ def checkpoint_path(path: str | Path) -> Path:
     if path.is_dir():
         if (path / "checkpoint.pt").is_file():
             return path / "checkpoint.pt"
-        raise DepdetError("this folder holds no checkpoint.pt", path=path,
-                          hint="pass a run folder written by `depdet train` (it has checkpoint.pt) or the .pt file")
+        raise DepdetError(
+            "this folder holds no checkpoint.pt",
+            path=path,
+            hint="pass a run folder written by `depdet train` (it has checkpoint.pt) or the .pt file",
+        )
     return path
 
 
@@ -438,10 +550,21 @@ def load_checkpoint(path: str | Path, *, map_location: str = "cpu", trust_pickle
 
 
 # ------------------------------------------------------------------------------------------ evaluate
-def evaluate(checkpoint, data: str | Path, *, fold: str = "test", allow_seen: bool = False, layout: str = "auto",
-             labels: str | Path | None = None, skip_missing: bool = False, skip_invalid: bool = False,
-             device: str = "auto", trust_pickle: bool = False, batch_size: int = 16,
-             log: Callable[[str], None] | None = None) -> dict:
+def evaluate(
+    checkpoint,
+    data: str | Path,
+    *,
+    fold: str = "test",
+    allow_seen: bool = False,
+    layout: str = "auto",
+    labels: str | Path | None = None,
+    skip_missing: bool = False,
+    skip_invalid: bool = False,
+    device: str = "auto",
+    trust_pickle: bool = False,
+    batch_size: int = 16,
+    log: Callable[[str], None] | None = None,
+) -> dict:
     """Score a checkpoint on one fold of a labelled feature folder (``depdet evaluate``).
 
     Args:
@@ -485,19 +608,37 @@ def evaluate(checkpoint, data: str | Path, *, fold: str = "test", allow_seen: bo
     if isinstance(checkpoint, (str, os.PathLike)):
         ck = load_checkpoint(Path(checkpoint), trust_pickle=trust_pickle)
     # only the evaluated fold is read and checked (a bad sample of another fold does not block it)
-    ds = _impl("load_dataset")(data, layout, labels=labels, skip_missing=skip_missing, skip_invalid=skip_invalid,
-                               folds=None if fold == "all" else (fold,))
+    ds = _impl("load_dataset")(
+        data,
+        layout,
+        labels=labels,
+        skip_missing=skip_missing,
+        skip_invalid=skip_invalid,
+        folds=None if fold == "all" else (fold,),
+    )
     for line in ds.report.lines():
         (log or (lambda s: None))(line)
     return _impl("evaluate")(ck, ds, fold=fold, batch_size=batch_size, device=device, allow_seen=allow_seen)
 
 
 # ------------------------------------------------------------------------------------------ predict
-def predict(video_or_paths: str | Path | Iterable[str | Path] | None = None, checkpoint: str | Path | None = None, *,
-            data: str | Path | None = None, allow_partial: bool = False, vggish_weights: str | Path | None = None,
-            device: str = "auto", evidence: bool = True, window: float | None = None, trust_pickle: bool = False,
-            id_from: str = "stem", conformal_level: float = 0.9, out: str | Path | None = None,
-            report: str | Path | None = None, on_result: Callable | None = None):
+def predict(
+    video_or_paths: str | Path | Iterable[str | Path] | None = None,
+    checkpoint: str | Path | None = None,
+    *,
+    data: str | Path | None = None,
+    allow_partial: bool = False,
+    vggish_weights: str | Path | None = None,
+    device: str = "auto",
+    evidence: bool = True,
+    window: float | None = None,
+    trust_pickle: bool = False,
+    id_from: str = "stem",
+    conformal_level: float = 0.9,
+    out: str | Path | None = None,
+    report: str | Path | None = None,
+    on_result: Callable | None = None,
+):
     """Screening probabilities for videos (or an extracted feature folder) with a trained checkpoint.
 
     Each clip is extracted with the checkpoint's own feature spec, preprocessed and scored as in
@@ -549,14 +690,28 @@ def predict(video_or_paths: str | Path | Iterable[str | Path] | None = None, che
         raise ConfigError("no checkpoint given", hint="pass checkpoint=RUN/checkpoint.pt (or the run folder)")
     if not video_or_paths and data is None:
         raise DepdetError("nothing to predict", hint="give video files/folders or data=FEATURE_FOLDER")
-    paths = [] if video_or_paths is None else (
-        [video_or_paths] if isinstance(video_or_paths, (str, os.PathLike)) else list(video_or_paths))
+    paths = (
+        []
+        if video_or_paths is None
+        else ([video_or_paths] if isinstance(video_or_paths, (str, os.PathLike)) else list(video_or_paths))
+    )
     dev = str(_impl("resolve_device")(device))
-    options = _impl("ExtractOptions")(vggish_weights=str(vggish_weights) if vggish_weights else None,
-                                      allow_partial=allow_partial, device=dev)
-    result = _impl("run_predict")(paths, checkpoint_path(checkpoint), features_dir=data, extract_options=options,
-                                  evidence=evidence, window_s=window, trust_pickle=trust_pickle, device=dev,
-                                  on_result=on_result, id_from=id_from, conformal_level=conformal_level)
+    options = _impl("ExtractOptions")(
+        vggish_weights=str(vggish_weights) if vggish_weights else None, allow_partial=allow_partial, device=dev
+    )
+    result = _impl("run_predict")(
+        paths,
+        checkpoint_path(checkpoint),
+        features_dir=data,
+        extract_options=options,
+        evidence=evidence,
+        window_s=window,
+        trust_pickle=trust_pickle,
+        device=dev,
+        on_result=on_result,
+        id_from=id_from,
+        conformal_level=conformal_level,
+    )
     if out is not None:
         _impl("write_results")(out, result)
     if report is not None:

@@ -75,6 +75,7 @@ def _readable_metavars() -> None:
         setattr(rich_utils, "Table", _FoldingTable)  # noqa: B010 - a deliberate patch (mypy refuses assigning to a class)
     help_of = getattr(rich_utils, "_get_parameter_help", None)
     if help_of is not None:  # the help cell's texts: folded too (a long word, e.g. a preset name)
+
         def folded_help(*args, **kwargs):
             cell = help_of(*args, **kwargs)
             for part in getattr(cell, "renderables", ()):
@@ -86,6 +87,7 @@ def _readable_metavars() -> None:
 
 
 _readable_metavars()
+
 
 class _State(TypedDict, total=False):
     verbose: bool  # --verbose: tracebacks on errors
@@ -117,8 +119,11 @@ def _check_output(path: Path, what: str, *, folder: bool = False) -> None:
         os.close(fd)
         os.unlink(tmp)
     except OSError as e:
-        raise DepdetError(f"{what} is not writable: cannot create files in {probe} ({e.strerror or e})", path=p,
-                          hint="choose a writable location") from None
+        raise DepdetError(
+            f"{what} is not writable: cannot create files in {probe} ({e.strerror or e})",
+            path=p,
+            hint="choose a writable location",
+        ) from None
 
 
 def _version_text() -> str:
@@ -135,12 +140,24 @@ def _version_callback(value: bool):
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", metavar=" ", callback=_version_callback, is_eager=True,
-                                          help="Show the version (licence terms: `depdet info`).")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", metavar=" ", help="Show tracebacks and debug logs.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            metavar=" ",
+            callback=_version_callback,
+            is_eager=True,
+            help="Show the version (licence terms: `depdet info`).",
+        ),
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", metavar=" ", help="Show tracebacks and debug logs.")
+    ] = False,
 ):
     _STATE["verbose"] = verbose
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 @app.command()
@@ -219,7 +236,9 @@ def _cnn_note(device: str, detector: str) -> None:
         import dlib
 
         if not getattr(dlib, "DLIB_USE_CUDA", False):
-            console.print("[yellow]note:[/] this dlib build has no CUDA: the CNN face detector runs on the CPU", highlight=False)
+            console.print(
+                "[yellow]note:[/] this dlib build has no CUDA: the CNN face detector runs on the CPU", highlight=False
+            )
 
 
 def _checkpoint_path(path: Path) -> Path:
@@ -238,34 +257,126 @@ def _names(value: str | None) -> tuple[str, ...] | None:
     return None if value is None else tuple(v.strip() for v in value.split(",") if v.strip())
 
 
-@app.command(epilog=_examples(
-    "depdet extract videos/ -o features/ --labels labels.csv",
-    "depdet extract vlogs/* -o features/ --id-from relpath --fps 1 --workers 2",
-    "depdet extract videos/ -o lmvd_features/ --layout lmvd --device cuda   (VGGish on the GPU)"))
+@app.command(
+    epilog=_examples(
+        "depdet extract videos/ -o features/ --labels labels.csv",
+        "depdet extract vlogs/* -o features/ --id-from relpath --fps 1 --workers 2",
+        "depdet extract videos/ -o lmvd_features/ --layout lmvd --device cuda   (VGGish on the GPU)",
+    )
+)
 def extract(
-    inputs: Annotated[list[Path], typer.Argument(help="Video files, folders (searched recursively) or .txt lists of paths.")],
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Video files, folders (searched recursively) or .txt lists of paths.")
+    ],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created; resumable).")],
-    layout: Annotated[Layout, typer.Option(help="On-disk layout: " + " or ".join(map(_layout_help, ("dvlog", "lmvd"))) + ".")] = "dvlog",
+    layout: Annotated[
+        Layout, typer.Option(help="On-disk layout: " + " or ".join(map(_layout_help, ("dvlog", "lmvd"))) + ".")
+    ] = "dvlog",
     fps: Annotated[float, typer.Option(help="Output rows per second for every stream (D-Vlog: 1).")] = 1.0,
-    audio: Annotated[str | None, typer.Option(help="Audio extractors, comma-separated: egemaps, vggish. Default: egemaps for dvlog, vggish for lmvd.")] = None,
-    visual: Annotated[str, typer.Option(help="Visual extractors, comma-separated: landmarks[,headpose].")] = "landmarks",
-    landmark_norm: Annotated[LandmarkNorm, typer.Option(help="Per-frame z-score of the 136 landmark values (as D-Vlog/DepMamba), or raw pixels.")] = "row-zscore",
-    detector: Annotated[Detector, typer.Option(help="Face detector: dlib HOG (fast) or MMOD CNN (slower, more robust).")] = "hog",
-    vggish_weights: Annotated[Path | None, typer.Option(help="VGGish checkpoint (default: $DEPDET_WEIGHTS_DIR or the cache; see `depdet weights`).")] = None,
-    vggish_postprocess: Annotated[bool, typer.Option(metavar=" ", help="Apply VGGish's PCA + 8-bit quantisation (as the AudioSet release).")] = True,
-    vggish_quantize: Annotated[Quantize, typer.Option(help="VGGish 8-bit quantisation: truncate (Google's reference) or round (torchvggish).")] = "truncate",
-    align: Annotated[Align, typer.Option(help="Stream lengths: union keeps every row any stream has (the rows a stream lacks invalid); common cuts to the shortest stream's end (the reference loaders' rule).")] = "union",
-    labels: Annotated[Path | None, typer.Option(help="CSV with index,label[,gender,fold,group]: sets those samples' metadata (checked before any work).")] = None,
-    id_from: Annotated[IdFrom, typer.Option(help="Sample ids from the file stem, or from the relative path as given (p01/video.mpg -> p01_video) when folders hold files of the same name. Letters of any script are kept; other characters become _ (see README, Identity).")] = "stem",
+    audio: Annotated[
+        str | None,
+        typer.Option(
+            help="Audio extractors, comma-separated: egemaps, vggish. Default: egemaps for dvlog, vggish for lmvd."
+        ),
+    ] = None,
+    visual: Annotated[
+        str, typer.Option(help="Visual extractors, comma-separated: landmarks[,headpose].")
+    ] = "landmarks",
+    landmark_norm: Annotated[
+        LandmarkNorm,
+        typer.Option(help="Per-frame z-score of the 136 landmark values (as D-Vlog/DepMamba), or raw pixels."),
+    ] = "row-zscore",
+    detector: Annotated[
+        Detector, typer.Option(help="Face detector: dlib HOG (fast) or MMOD CNN (slower, more robust).")
+    ] = "hog",
+    vggish_weights: Annotated[
+        Path | None,
+        typer.Option(help="VGGish checkpoint (default: $DEPDET_WEIGHTS_DIR or the cache; see `depdet weights`)."),
+    ] = None,
+    vggish_postprocess: Annotated[
+        bool, typer.Option(metavar=" ", help="Apply VGGish's PCA + 8-bit quantisation (as the AudioSet release).")
+    ] = True,
+    vggish_quantize: Annotated[
+        Quantize, typer.Option(help="VGGish 8-bit quantisation: truncate (Google's reference) or round (torchvggish).")
+    ] = "truncate",
+    align: Annotated[
+        Align,
+        typer.Option(
+            help="Stream lengths: union keeps every row any stream has (the rows a stream lacks invalid); common cuts to the shortest stream's end (the reference loaders' rule)."
+        ),
+    ] = "union",
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            help="CSV with index,label[,gender,fold,group]: sets those samples' metadata (checked before any work)."
+        ),
+    ] = None,
+    id_from: Annotated[
+        IdFrom,
+        typer.Option(
+            help="Sample ids from the file stem, or from the relative path as given (p01/video.mpg -> p01_video) when folders hold files of the same name. Letters of any script are kept; other characters become _ (see README, Identity)."
+        ),
+    ] = "stem",
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: all cores).", min=1)] = None,
-    force: Annotated[bool, typer.Option("--force", metavar=" ", help="Redo samples already extracted; with settings that differ from the folder's, re-extract every sample of the folder.")] = False,
-    wait: Annotated[bool, typer.Option("--wait", metavar=" ", help="If another depdet run is writing to the folder, wait for it instead of stopping.")] = False,
-    allow_partial: Annotated[bool, typer.Option("--allow-partial", metavar=" ", help="Keep the streams that could be extracted (e.g. no audio track, no face); the missing one is written as invalid rows.")] = False,
-    strict: Annotated[bool, typer.Option("--strict", metavar=" ", help="Exit 1 when any clip failed (default: exit 0 when at least one clip of this run is usable; failures are listed).")] = False,
-    device: Annotated[str, typer.Option(parser=_device, metavar="DEVICE", help=f"Where VGGish runs: {_DEVICE_HELP}. dlib (landmarks) runs on the CPU.")] = "auto",
-    threads: Annotated[int | None, typer.Option(min=1, help="Threads for torch in this process (with --workers 1); each worker process uses one (default: depdet's, the cores available less the load; see `depdet info`).")] = None,
-    cluster: Annotated[str | None, typer.Option(help="Run on a Dask cluster: local:N (N single-threaded worker processes here), tcp://HOST:PORT (a running scheduler) or slurm:N (N jobs via dask-jobqueue and your Dask jobqueue config). Needs pip install -e \".\\[cluster]\"; -o must be reachable from every worker.")] = None,
-    shard: Annotated[str | None, typer.Option(help="K/N: only this shard's 1/N of the inputs (a stable hash of the id), for job arrays; shards run at once on one folder; afterwards `depdet store index OUT` builds the views.")] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            metavar=" ",
+            help="Redo samples already extracted; with settings that differ from the folder's, re-extract every sample of the folder.",
+        ),
+    ] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            metavar=" ",
+            help="If another depdet run is writing to the folder, wait for it instead of stopping.",
+        ),
+    ] = False,
+    allow_partial: Annotated[
+        bool,
+        typer.Option(
+            "--allow-partial",
+            metavar=" ",
+            help="Keep the streams that could be extracted (e.g. no audio track, no face); the missing one is written as invalid rows.",
+        ),
+    ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            metavar=" ",
+            help="Exit 1 when any clip failed (default: exit 0 when at least one clip of this run is usable; failures are listed).",
+        ),
+    ] = False,
+    device: Annotated[
+        str,
+        typer.Option(
+            parser=_device,
+            metavar="DEVICE",
+            help=f"Where VGGish runs: {_DEVICE_HELP}. dlib (landmarks) runs on the CPU.",
+        ),
+    ] = "auto",
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Threads for torch in this process (with --workers 1); each worker process uses one (default: depdet's, the cores available less the load; see `depdet info`).",
+        ),
+    ] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            help='Run on a Dask cluster: local:N (N single-threaded worker processes here), tcp://HOST:PORT (a running scheduler) or slurm:N (N jobs via dask-jobqueue and your Dask jobqueue config). Needs pip install -e ".\\[cluster]"; -o must be reachable from every worker.'
+        ),
+    ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="K/N: only this shard's 1/N of the inputs (a stable hash of the id), for job arrays; shards run at once on one folder; afterwards `depdet store index OUT` builds the views."
+        ),
+    ] = None,
 ):
     """Extract aligned D-Vlog/LMVD-style features from raw videos into a feature store.
 
@@ -277,11 +388,21 @@ def extract(
     from depdet.pipeline.orchestration.outcome import extract_outcome
 
     if cluster and workers:
-        raise DepdetError("--workers and --cluster do not go together", hint="with --cluster local:N, N is the worker count")
+        raise DepdetError(
+            "--workers and --cluster do not go together", hint="with --cluster local:N, N is the worker count"
+        )
     _check_cluster(cluster)
-    spec = api.feature_spec(layout, fps=fps, audio=audio, visual=visual, landmark_norm=landmark_norm,
-                            detector=detector, vggish_postprocess=vggish_postprocess,
-                            vggish_quantize=vggish_quantize, align=align)
+    spec = api.feature_spec(
+        layout,
+        fps=fps,
+        audio=audio,
+        visual=visual,
+        landmark_norm=landmark_norm,
+        detector=detector,
+        vggish_postprocess=vggish_postprocess,
+        vggish_quantize=vggish_quantize,
+        align=align,
+    )
     # only VGGish runs on torch: eGeMAPS + landmarks never import it (~2 s CPU per process)
     dev = api.extract_options(spec, allow_partial=allow_partial, vggish_weights=vggish_weights, device=device).device
     _cnn_note(dev, detector)
@@ -290,10 +411,23 @@ def extract(
     _check_output(out_dir, "output folder (-o)", folder=True)
     show.print_extract_start(out_dir, layout, spec)
     with show.ExtractProgress() as shown:
-        report = api.extract(inputs, spec=spec, layout=layout, allow_partial=allow_partial,
-                             vggish_weights=vggish_weights, device=dev, out=out_dir, workers=workers, force=force,
-                             labels=labels, id_from=id_from, wait=wait, on_event=shown.on_event, cluster=cluster,
-                             shard=shard)
+        report = api.extract(
+            inputs,
+            spec=spec,
+            layout=layout,
+            allow_partial=allow_partial,
+            vggish_weights=vggish_weights,
+            device=dev,
+            out=out_dir,
+            workers=workers,
+            force=force,
+            labels=labels,
+            id_from=id_from,
+            wait=wait,
+            on_event=shown.on_event,
+            cluster=cluster,
+            shard=shard,
+        )
     outcome = extract_outcome(report, out_dir, shard=shard, strict=strict)
     show.print_extract_summary(report, outcome, out_dir, shard)
     if outcome.exit_reason:
@@ -301,15 +435,18 @@ def extract(
 
 
 # ---------------------------------------------------------------- store
-store_app = typer.Typer(help="Inspect and maintain a feature folder (the records are the source of truth).",
-                        no_args_is_help=True)
+store_app = typer.Typer(
+    help="Inspect and maintain a feature folder (the records are the source of truth).", no_args_is_help=True
+)
 app.add_typer(store_app, name="store")
 
 
 @store_app.command("index")
 def store_index(
     folder: Annotated[Path, typer.Argument(help="A feature folder written by `depdet extract` (or `depdet synth`).")],
-    wait: Annotated[bool, typer.Option("--wait", metavar=" ", help="Wait for a run that is writing to the folder.")] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", metavar=" ", help="Wait for a run that is writing to the folder.")
+    ] = False,
 ):
     """Rebuild manifest.jsonl, labels.csv and features.json from the sample records."""
     from depdet.pipeline.store import FeatureStore
@@ -318,15 +455,21 @@ def store_index(
     with store.lock(wait=wait):
         migrated = store.migrate_legacy()
         if not store.has_records():
-            raise DepdetError("no sample records in this folder", path=folder,
-                              hint="it was not written by `depdet extract`; released D-Vlog/LMVD folders need no index")
+            raise DepdetError(
+                "no sample records in this folder",
+                path=folder,
+                hint="it was not written by `depdet extract`; released D-Vlog/LMVD folders need no index",
+            )
         counts = store.rebuild_views()
     show.print_store_index(folder, counts, migrated)
 
 
 # ---------------------------------------------------------------- weights (issue 2)
-weights_app = typer.Typer(help="List, verify and install model weight files (offline-first): with no subcommand, lists them.",
-                          no_args_is_help=False, invoke_without_command=True)
+weights_app = typer.Typer(
+    help="List, verify and install model weight files (offline-first): with no subcommand, lists them.",
+    no_args_is_help=False,
+    invoke_without_command=True,
+)
 app.add_typer(weights_app, name="weights")
 
 
@@ -346,7 +489,13 @@ def weights_list():
 @weights_app.command("install")
 def weights_install(
     name: Annotated[str, typer.Argument(help="Registry name, e.g. vggish, vggish-pca (see `depdet weights`).")],
-    source: Annotated[str, typer.Option("--from", help="Local file, folder (installs this file and its companions, e.g. vggish + vggish-pca) or URL.")],
+    source: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            help="Local file, folder (installs this file and its companions, e.g. vggish + vggish-pca) or URL.",
+        ),
+    ],
 ):
     """Copy or download a weight file into the cache ($DEPDET_WEIGHTS_DIR or ~/.cache/depdet/weights), verifying its checksum."""
     from depdet.weights.install import install, install_from_dir
@@ -362,12 +511,25 @@ def weights_install(
 
 @app.command("models")
 def models_cmd(
-    name: Annotated[str | None, typer.Argument(help="A model name: print its card (paper, what follows the paper or "
-                                                   "the public code, depdet's own choices, every option, parameters).")] = None,
-    dims: Annotated[str, typer.Option("--dims", help="Feature sizes to count parameters for, e.g. visual=136,audio=128 "
-                                      "(default: D-Vlog, visual=136,audio=25).")] = "visual=136,audio=25",
+    name: Annotated[
+        str | None,
+        typer.Argument(
+            help="A model name: print its card (paper, what follows the paper or "
+            "the public code, depdet's own choices, every option, parameters)."
+        ),
+    ] = None,
+    dims: Annotated[
+        str,
+        typer.Option(
+            "--dims",
+            help="Feature sizes to count parameters for, e.g. visual=136,audio=128 "
+            "(default: D-Vlog, visual=136,audio=25).",
+        ),
+    ] = "visual=136,audio=25",
     pattern: Annotated[str, typer.Option("--filter", help="Glob on model names, e.g. '*mamba*'.")] = "*",
-    model_opt: Annotated[list[str] | None, typer.Option(help="With NAME: count parameters with option KEY=VALUE (repeatable).")] = None,
+    model_opt: Annotated[
+        list[str] | None, typer.Option(help="With NAME: count parameters with option KEY=VALUE (repeatable).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", metavar=" ", help="With NAME: the card as JSON.")] = False,
 ):
     """List the registered models (paper, inputs, parameter count, kind), or print one model's card."""
@@ -395,9 +557,19 @@ def models_cmd(
 
 @app.command("presets")
 def presets_cmd(
-    name: Annotated[str | None, typer.Argument(help="A preset: print it resolved (every value, the note, the fps and dataset it assumes).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", metavar=" ", help="JSON: TrainConfig field names as keys, preprocessing under "
-                                          "'preprocess', model options under 'model_config' (all presets without NAME).")] = False,
+    name: Annotated[
+        str | None,
+        typer.Argument(help="A preset: print it resolved (every value, the note, the fps and dataset it assumes)."),
+    ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            metavar=" ",
+            help="JSON: TrainConfig field names as keys, preprocessing under "
+            "'preprocess', model options under 'model_config' (all presets without NAME).",
+        ),
+    ] = False,
 ):
     """List the training presets (paper recipes and depdet's variants), or print one resolved."""
     import json as _json
@@ -419,15 +591,23 @@ def presets_cmd(
 
 @app.command(epilog=_examples("depdet synth -o syn/", "depdet synth -o syn_lmvd/ --layout lmvd --n 200 --signal 3"))
 def synth(
-    out_pos: Annotated[Path | None, typer.Argument(hidden=True, help="Output folder (old spelling of -o/--out).")] = None,
+    out_pos: Annotated[
+        Path | None, typer.Argument(hidden=True, help="Output folder (old spelling of -o/--out).")
+    ] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (must be new or empty).")] = None,
-    layout: Annotated[Layout, typer.Option(help="dvlog (961 samples, folds 647/102/212) or lmvd (1823, 8:1:1).")] = "dvlog",
+    layout: Annotated[
+        Layout, typer.Option(help="dvlog (961 samples, folds 647/102/212) or lmvd (1823, 8:1:1).")
+    ] = "dvlog",
     n: Annotated[int | None, typer.Option(help="Number of samples (default: the real dataset's size).", min=6)] = None,
-    signal: Annotated[float, typer.Option(help="Planted temporal signal strength (0 = none, 1 moderate, 3 easy).", min=0.0)] = 1.0,
+    signal: Annotated[
+        float, typer.Option(help="Planted temporal signal strength (0 = none, 1 moderate, 3 easy).", min=0.0)
+    ] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     max_len: Annotated[int | None, typer.Option(help="Longest sequence in rows (default: the real maximum).")] = None,
     min_len: Annotated[int | None, typer.Option(help="Shortest sequence in rows (default: the real minimum).")] = None,
-    length_scale: Annotated[float, typer.Option(help="Scale the drawn lengths before clipping (< 1 for short test sets).")] = 1.0,
+    length_scale: Annotated[
+        float, typer.Option(help="Scale the drawn lengths before clipping (< 1 for short test sets).")
+    ] = 1.0,
     overwrite: Annotated[bool, typer.Option("--overwrite", metavar=" ", help="Write into a non-empty folder.")] = False,
 ):
     """Write a SYNTHETIC dataset in the D-Vlog or LMVD layout (for tests and benchmarks)."""
@@ -437,60 +617,218 @@ def synth(
     if target is None or (out_dir is not None and out_pos is not None):  # none, or both
         raise DepdetError("give the output folder once, as -o/--out DIR", hint="e.g. depdet synth -o syn/")
     out_dir = target
-    s = make_synthetic(out_dir, SynthConfig(layout=layout, n=n, signal=signal, seed=seed, max_len=max_len,
-                                            min_len=min_len, length_scale=length_scale), overwrite=overwrite)
+    s = make_synthetic(
+        out_dir,
+        SynthConfig(
+            layout=layout, n=n, signal=signal, seed=seed, max_len=max_len, min_len=min_len, length_scale=length_scale
+        ),
+        overwrite=overwrite,
+    )
     show.print_synth(s, out_dir, signal)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False}, epilog=_examples(
-    "depdet train --data features/ --model fusion_concat --folds 5 --seeds 1 2 3",
-    "depdet train --data dvlog/ --preset depmamba-dvlog --device cuda",
-    "depdet train --config runs/depmamba-dvlog-dvlog/config.yaml   (re-run a run from its own folder)"))
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": False},
+    epilog=_examples(
+        "depdet train --data features/ --model fusion_concat --folds 5 --seeds 1 2 3",
+        "depdet train --data dvlog/ --preset depmamba-dvlog --device cuda",
+        "depdet train --config runs/depmamba-dvlog-dvlog/config.yaml   (re-run a run from its own folder)",
+    ),
+)
 def train(
     ctx: typer.Context,
-    data: Annotated[Path | None, typer.Option("--data", "-d", help="Dataset folder: D-Vlog, LMVD or `depdet extract` output.")] = None,
-    model: Annotated[str | None, typer.Option(help="Registry model (see `depdet models`); default: the preset's.")] = None,
-    preset: Annotated[Preset | None, typer.Option(help="A recipe (see `depdet presets NAME` for all values and the note): paper presets "
-                                                  + ", ".join(n for n in __import__("depdet.pipeline.training.presets", fromlist=["x"]).list_presets() if not n.endswith("-fixed"))
-                                                  + " reproduce the paper's public code (or text), its batches included (random order, whole batches); depdet's variants: "
-                                                  + ", ".join(n for n in __import__("depdet.pipeline.training.presets", fromlist=["x"]).list_presets() if n.endswith("-fixed")) + " (their changes: padding fix, normalisation, AMP, length buckets, micro-batches).")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="Re-run a run from its own folder: RUN/config.yaml (or config.json); "
-                                                   "only --run-dir (default RUN-rerun), --device and --threads may be given with it.")] = None,
-    run_dir: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<preset or model>-<data folder name>). Rerun to resume.")] = None,
-    seeds: Annotated[str | None, typer.Option(help="Seeds, e.g. --seeds 1 2 3 (one run each; mean ± std reported).")] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", "-d", help="Dataset folder: D-Vlog, LMVD or `depdet extract` output.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Registry model (see `depdet models`); default: the preset's.")
+    ] = None,
+    preset: Annotated[
+        Preset | None,
+        typer.Option(
+            help="A recipe (see `depdet presets NAME` for all values and the note): paper presets "
+            + ", ".join(
+                n
+                for n in __import__("depdet.pipeline.training.presets", fromlist=["x"]).list_presets()
+                if not n.endswith("-fixed")
+            )
+            + " reproduce the paper's public code (or text), its batches included (random order, whole batches); depdet's variants: "
+            + ", ".join(
+                n
+                for n in __import__("depdet.pipeline.training.presets", fromlist=["x"]).list_presets()
+                if n.endswith("-fixed")
+            )
+            + " (their changes: padding fix, normalisation, AMP, length buckets, micro-batches)."
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Re-run a run from its own folder: RUN/config.yaml (or config.json); "
+            "only --run-dir (default RUN-rerun), --device and --threads may be given with it.",
+        ),
+    ] = None,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(help="Run folder (default: runs/<preset or model>-<data folder name>). Rerun to resume."),
+    ] = None,
+    seeds: Annotated[
+        str | None, typer.Option(help="Seeds, e.g. --seeds 1 2 3 (one run each; mean ± std reported).")
+    ] = None,
     layout: Annotated[DataLayout, typer.Option(help="Dataset layout.")] = "auto",
-    labels: Annotated[Path | None, typer.Option(help="Labels CSV (index,label[,gender,fold,group]) overriding the folder's.")] = None,
-    skip_missing: Annotated[bool, typer.Option("--skip-missing", metavar=" ", help="Leave out ids whose feature files are missing (listed) instead of failing.")] = False,
-    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", metavar=" ", help="Leave out ids whose feature arrays hold NaN or inf (listed) instead of failing.")] = False,
+    labels: Annotated[
+        Path | None, typer.Option(help="Labels CSV (index,label[,gender,fold,group]) overriding the folder's.")
+    ] = None,
+    skip_missing: Annotated[
+        bool,
+        typer.Option(
+            "--skip-missing",
+            metavar=" ",
+            help="Leave out ids whose feature files are missing (listed) instead of failing.",
+        ),
+    ] = False,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option(
+            "--skip-invalid",
+            metavar=" ",
+            help="Leave out ids whose feature arrays hold NaN or inf (listed) instead of failing.",
+        ),
+    ] = False,
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (default: the preset's, else 120).")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate (default: the preset's, else 1e-4).")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Batch size (default: the preset's, else 16).")] = None,
     weight_decay: Annotated[float | None, typer.Option(help="Weight decay (default: the preset's, else 0).")] = None,
     optimizer: Annotated[Optimizer | None, typer.Option(help="Optimiser (default: the preset's, else adam).")] = None,
-    scheduler: Annotated[Scheduler | None, typer.Option(help="Learning-rate schedule (cosine: AllenYolk's) (default: the preset's, else none).")] = None,
-    patience: Annotated[int | None, typer.Option(min=1, help="Early-stopping patience in epochs (default: none).")] = None,
-    select: Annotated[Select | None, typer.Option(help="Checkpoint criterion on valid (depmamba: mean of acc/P/R/F1) (default: the preset's, else depmamba).")] = None,
-    threshold_method: Annotated[ThresholdMethod | None, typer.Option(help="Decision threshold chosen on valid (fixed: 0.5) (default: the preset's, else youden).")] = None,
-    folds: Annotated[int | None, typer.Option(min=3, help="Stratified K-fold CV instead of the dataset's own folds: each of the K runs tests on one fold, validates on the next and trains on the other K-2; grouped (no group in two folds) when the labels have groups; each seed draws its own folds. Writes RUN/oof_predictions.csv; the headline metrics are pooled out-of-fold (default: the dataset's folds).")] = None,
-    refit: Annotated[bool, typer.Option("--refit", metavar=" ", help="With --folds: train one final model on all clips for the median of the folds' selected epochs (temperature and threshold from the out-of-fold predictions) as checkpoint.pt; without it, checkpoint.pt is the ensemble of the fold models.")] = False,
-    group_by: Annotated[str | None, typer.Option("--group-by", metavar="COL", help="Labels column naming each clip's group (person, channel) for grouped splits (default: group).")] = None,
-    allow_group_overlap: Annotated[bool, typer.Option("--allow-group-overlap", metavar=" ", help="Accept a fixed split (fold column) that puts one group in two folds (refused otherwise; recorded).")] = False,
+    scheduler: Annotated[
+        Scheduler | None,
+        typer.Option(help="Learning-rate schedule (cosine: AllenYolk's) (default: the preset's, else none)."),
+    ] = None,
+    patience: Annotated[
+        int | None, typer.Option(min=1, help="Early-stopping patience in epochs (default: none).")
+    ] = None,
+    select: Annotated[
+        Select | None,
+        typer.Option(
+            help="Checkpoint criterion on valid (depmamba: mean of acc/P/R/F1) (default: the preset's, else depmamba)."
+        ),
+    ] = None,
+    threshold_method: Annotated[
+        ThresholdMethod | None,
+        typer.Option(help="Decision threshold chosen on valid (fixed: 0.5) (default: the preset's, else youden)."),
+    ] = None,
+    folds: Annotated[
+        int | None,
+        typer.Option(
+            min=3,
+            help="Stratified K-fold CV instead of the dataset's own folds: each of the K runs tests on one fold, validates on the next and trains on the other K-2; grouped (no group in two folds) when the labels have groups; each seed draws its own folds. Writes RUN/oof_predictions.csv; the headline metrics are pooled out-of-fold (default: the dataset's folds).",
+        ),
+    ] = None,
+    refit: Annotated[
+        bool,
+        typer.Option(
+            "--refit",
+            metavar=" ",
+            help="With --folds: train one final model on all clips for the median of the folds' selected epochs (temperature and threshold from the out-of-fold predictions) as checkpoint.pt; without it, checkpoint.pt is the ensemble of the fold models.",
+        ),
+    ] = False,
+    group_by: Annotated[
+        str | None,
+        typer.Option(
+            "--group-by",
+            metavar="COL",
+            help="Labels column naming each clip's group (person, channel) for grouped splits (default: group).",
+        ),
+    ] = None,
+    allow_group_overlap: Annotated[
+        bool,
+        typer.Option(
+            "--allow-group-overlap",
+            metavar=" ",
+            help="Accept a fixed split (fold column) that puts one group in two folds (refused otherwise; recorded).",
+        ),
+    ] = False,
     train_gender: Annotated[Gender, typer.Option(help="Train on this gender only (both: everyone).")] = "both",
     test_gender: Annotated[Gender, typer.Option(help="Validate/test on this gender only.")] = "both",
-    standardize: Annotated[bool | None, typer.Option("--standardize/--no-standardize", metavar=" ", help="Per-column z-score with training-fold statistics (default on).")] = None,
-    landmark_zscore: Annotated[bool | None, typer.Option("--landmark-zscore/--no-landmark-zscore", metavar=" ", help="Per-row z-score of landmark columns (default on; idempotent).")] = None,
-    max_len: Annotated[int | None, typer.Option(min=1, help="Length cap: random window in training, first rows in evaluation (default: none).")] = None,
-    crop_aug: Annotated[bool | None, typer.Option("--crop-aug/--no-crop-aug", metavar=" ", help="DepMamba's random crops added to the training set (preset default).")] = None,
-    crop_min_len: Annotated[int | None, typer.Option(help="Shortest crop kept (DepMamba: 500 D-Vlog, 400 LMVD).")] = None,
-    rescale_rows: Annotated[bool, typer.Option("--rescale-rows", metavar=" ", help="Data at another rate than the preset's (all presets: 1 row/s): multiply its row counts (max_len, crop_min_len, JAMFN's window) by data fps / preset fps instead of refusing.")] = False,
-    model_opt: Annotated[list[str] | None, typer.Option(help="Model option KEY=VALUE (repeatable), e.g. --model-opt d_state=16.")] = None,
+    standardize: Annotated[
+        bool | None,
+        typer.Option(
+            "--standardize/--no-standardize",
+            metavar=" ",
+            help="Per-column z-score with training-fold statistics (default on).",
+        ),
+    ] = None,
+    landmark_zscore: Annotated[
+        bool | None,
+        typer.Option(
+            "--landmark-zscore/--no-landmark-zscore",
+            metavar=" ",
+            help="Per-row z-score of landmark columns (default on; idempotent).",
+        ),
+    ] = None,
+    max_len: Annotated[
+        int | None,
+        typer.Option(min=1, help="Length cap: random window in training, first rows in evaluation (default: none)."),
+    ] = None,
+    crop_aug: Annotated[
+        bool | None,
+        typer.Option(
+            "--crop-aug/--no-crop-aug",
+            metavar=" ",
+            help="DepMamba's random crops added to the training set (preset default).",
+        ),
+    ] = None,
+    crop_min_len: Annotated[
+        int | None, typer.Option(help="Shortest crop kept (DepMamba: 500 D-Vlog, 400 LMVD).")
+    ] = None,
+    rescale_rows: Annotated[
+        bool,
+        typer.Option(
+            "--rescale-rows",
+            metavar=" ",
+            help="Data at another rate than the preset's (all presets: 1 row/s): multiply its row counts (max_len, crop_min_len, JAMFN's window) by data fps / preset fps instead of refusing.",
+        ),
+    ] = False,
+    model_opt: Annotated[
+        list[str] | None, typer.Option(help="Model option KEY=VALUE (repeatable), e.g. --model-opt d_state=16.")
+    ] = None,
     device: Annotated[str, typer.Option(parser=_device, metavar="DEVICE", help=_DEVICE_HELP + ".")] = "auto",
-    amp: Annotated[bool | None, typer.Option("--amp/--no-amp", metavar=" ", help="float16 autocast on CUDA (default: the preset's; on without a preset).")] = None,
+    amp: Annotated[
+        bool | None,
+        typer.Option(
+            "--amp/--no-amp", metavar=" ", help="float16 autocast on CUDA (default: the preset's; on without a preset)."
+        ),
+    ] = None,
     grad_clip: Annotated[float | None, typer.Option(help="Max gradient norm (default: none).")] = None,
-    bucketing: Annotated[bool | None, typer.Option("--bucketing/--no-bucketing", metavar=" ", help="Batches of similar lengths (every item once per epoch, seeded; less padding). Not the references' batches: other clips share a batch, which changes a clip's logits where padding leaks (padding='original', use_masks=False) and the BatchNorm batch statistics. Default: off in paper presets (the references' random order), on otherwise (depdet's).")] = None,
-    max_tokens: Annotated[int | None, typer.Option(min=0, help="Bound memory: split a batch whose padded rows (items x longest) exceed this into micro-batches with gradient accumulation; the optimiser still sees the whole batch's mean loss, but BatchNorm normalises over each micro-batch and leaking padding (padding='original', use_masks=False) is each micro-batch's own. Default: 0 (never split, the references' whole batches) in paper presets, else depdet's 12,288 (keeps paper-size DepMamba under 8 GB on a CPU).")] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch (default: depdet's, the cores available less the load; a resumed run keeps its count; see `depdet info`).")] = None,
-    cluster: Annotated[str | None, typer.Option(help="Fan the (seed, fold) runs out over a Dask cluster, one run per worker: local:N, tcp://HOST:PORT or slurm:N (pip install -e \".\\[cluster]\"); the data and run folders must be reachable from every worker.")] = None,
+    bucketing: Annotated[
+        bool | None,
+        typer.Option(
+            "--bucketing/--no-bucketing",
+            metavar=" ",
+            help="Batches of similar lengths (every item once per epoch, seeded; less padding). Not the references' batches: other clips share a batch, which changes a clip's logits where padding leaks (padding='original', use_masks=False) and the BatchNorm batch statistics. Default: off in paper presets (the references' random order), on otherwise (depdet's).",
+        ),
+    ] = None,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Bound memory: split a batch whose padded rows (items x longest) exceed this into micro-batches with gradient accumulation; the optimiser still sees the whole batch's mean loss, but BatchNorm normalises over each micro-batch and leaking padding (padding='original', use_masks=False) is each micro-batch's own. Default: 0 (never split, the references' whole batches) in paper presets, else depdet's 12,288 (keeps paper-size DepMamba under 8 GB on a CPU).",
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="CPU threads for torch (default: depdet's, the cores available less the load; a resumed run keeps its count; see `depdet info`).",
+        ),
+    ] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            help='Fan the (seed, fold) runs out over a Dask cluster, one run per worker: local:N, tcp://HOST:PORT or slurm:N (pip install -e ".\\[cluster]"); the data and run folders must be reachable from every worker.'
+        ),
+    ] = None,
 ):
     """Train a model (one or several seeds) and report test metrics beside the all-depressed baseline."""
     from depdet.errors import ConfigError
@@ -502,8 +840,14 @@ def train(
         from depdet.pipeline.training.rerun import rerun
 
         O.check_rerun_options(opts, list(ctx.args))
-        summary, rdir = rerun(config, run_dir=run_dir, device=None if device == "auto" else device, threads=threads,
-                              command=argv, console=console)
+        summary, rdir = rerun(
+            config,
+            run_dir=run_dir,
+            device=None if device == "auto" else device,
+            threads=threads,
+            command=argv,
+            console=console,
+        )
         show.print_train_summary(summary, rdir)
         return
     if data is None:
@@ -517,27 +861,70 @@ def train(
     from depdet.pipeline.training.runs import Trainer
 
     with show.train_progress() as progress:
-        summary = Trainer(ds, cfg, rdir, progress=progress, log=lambda s: progress.console.print(plain(s), highlight=False),
-                          command=argv, load_options=load_options).run(cluster=cluster, load_args=load_args)
+        summary = Trainer(
+            ds,
+            cfg,
+            rdir,
+            progress=progress,
+            log=lambda s: progress.console.print(plain(s), highlight=False),
+            command=argv,
+            load_options=load_options,
+        ).run(cluster=cluster, load_args=load_args)
     show.print_train_summary(summary, rdir)
 
 
-@app.command(epilog=_examples(
-    "depdet evaluate --checkpoint runs/mine/ --data features/ --fold test",
-    "depdet evaluate -c runs/mine/checkpoint.pt -d other_features/ --fold all --out eval.json"))
+@app.command(
+    epilog=_examples(
+        "depdet evaluate --checkpoint runs/mine/ --data features/ --fold test",
+        "depdet evaluate -c runs/mine/checkpoint.pt -d other_features/ --fold all --out eval.json",
+    )
+)
 def evaluate(
-    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Checkpoint written by `depdet train` (.pt), or its run folder.")],
+    checkpoint: Annotated[
+        Path, typer.Option("--checkpoint", "-c", help="Checkpoint written by `depdet train` (.pt), or its run folder.")
+    ],
     data: Annotated[Path, typer.Option("--data", "-d", help="Labelled dataset folder (same feature spec).")],
-    fold: Annotated[Fold, typer.Option(help="Which fold to evaluate (all: every sample, for datasets without folds).")] = "test",
-    out_json: Annotated[Path | None, typer.Option("--out", "-o", help="JSON output (default: <checkpoint>.eval-<data>-<fold>.json).")] = None,
+    fold: Annotated[
+        Fold, typer.Option(help="Which fold to evaluate (all: every sample, for datasets without folds).")
+    ] = "test",
+    out_json: Annotated[
+        Path | None, typer.Option("--out", "-o", help="JSON output (default: <checkpoint>.eval-<data>-<fold>.json).")
+    ] = None,
     layout: Annotated[DataLayout, typer.Option(help="Dataset layout.")] = "auto",
     labels: Annotated[Path | None, typer.Option(help="Labels CSV overriding the folder's.")] = None,
-    skip_missing: Annotated[bool, typer.Option("--skip-missing", metavar=" ", help="Leave out ids whose feature files are missing.")] = False,
-    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", metavar=" ", help="Leave out ids whose feature arrays hold NaN or inf (listed) instead of failing.")] = False,
+    skip_missing: Annotated[
+        bool, typer.Option("--skip-missing", metavar=" ", help="Leave out ids whose feature files are missing.")
+    ] = False,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option(
+            "--skip-invalid",
+            metavar=" ",
+            help="Leave out ids whose feature arrays hold NaN or inf (listed) instead of failing.",
+        ),
+    ] = False,
     device: Annotated[str, typer.Option(parser=_device, metavar="DEVICE", help=_DEVICE_HELP + ".")] = "auto",
-    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", metavar=" ", help="Allow scikit-learn checkpoints (pickled; only files you trust).")] = False,
-    allow_seen: Annotated[bool, typer.Option("--allow-seen", metavar=" ", help="Score clips the checkpoint's model(s) trained or were selected on (refused otherwise); every output marks them.")] = False,
-    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch (default: depdet's, the cores available less the load; see `depdet info`).")] = None,
+    trust_pickle: Annotated[
+        bool,
+        typer.Option(
+            "--trust-pickle", metavar=" ", help="Allow scikit-learn checkpoints (pickled; only files you trust)."
+        ),
+    ] = False,
+    allow_seen: Annotated[
+        bool,
+        typer.Option(
+            "--allow-seen",
+            metavar=" ",
+            help="Score clips the checkpoint's model(s) trained or were selected on (refused otherwise); every output marks them.",
+        ),
+    ] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="CPU threads for torch (default: depdet's, the cores available less the load; see `depdet info`).",
+        ),
+    ] = None,
 ):
     """Evaluate a checkpoint: Rich table (beside the all-depressed baseline, per gender) and JSON."""
     from depdet import api
@@ -547,9 +934,18 @@ def evaluate(
     thread_policy.configure(threads)
     ck = api.load_checkpoint(checkpoint, trust_pickle=trust_pickle)
     # only the evaluated fold is read and checked (a bad sample of another fold does not block it)
-    res = api.evaluate(ck, data, fold=fold, allow_seen=allow_seen, layout=layout, labels=labels,
-                       skip_missing=skip_missing, skip_invalid=skip_invalid, device=device,
-                       log=lambda line: console.print(f"[dim]data:[/] {plain(line)}", highlight=False))
+    res = api.evaluate(
+        ck,
+        data,
+        fold=fold,
+        allow_seen=allow_seen,
+        layout=layout,
+        labels=labels,
+        skip_missing=skip_missing,
+        skip_invalid=skip_invalid,
+        device=device,
+        log=lambda line: console.print(f"[dim]data:[/] {plain(line)}", highlight=False),
+    )
     path = out_json or checkpoint.with_name(f"{checkpoint.stem}.eval-{Path(data).resolve().name}-{fold}.json")
     existed = path.exists()
     dio.write_json(path, res)  # results first: a failure while printing can never lose them
@@ -557,12 +953,19 @@ def evaluate(
 
 
 # ---------------------------------------------------------------- compare / report (issue 21)
-@app.command(epilog=_examples(
-    "depdet compare runs/depmamba-dvlog runs/jamfn-dvlog",
-    "depdet compare runs/a runs/b runs/c --json > comparison.json"))
+@app.command(
+    epilog=_examples(
+        "depdet compare runs/depmamba-dvlog runs/jamfn-dvlog",
+        "depdet compare runs/a runs/b runs/c --json > comparison.json",
+    )
+)
 def compare(
-    runs: Annotated[list[Path], typer.Argument(help="Two or more run folders written by `depdet train`, tested on the same clips.")],
-    as_json: Annotated[bool, typer.Option("--json", metavar=" ", help="Print the comparison as JSON instead of tables.")] = False,
+    runs: Annotated[
+        list[Path], typer.Argument(help="Two or more run folders written by `depdet train`, tested on the same clips.")
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", metavar=" ", help="Print the comparison as JSON instead of tables.")
+    ] = False,
     n_boot: Annotated[int, typer.Option("--n-boot", min=100, help="Bootstrap resamples.")] = 2000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
 ):
@@ -581,12 +984,20 @@ def compare(
         out.print(table)
 
 
-@app.command(epilog=_examples(
-    "depdet report runs/depmamba-dvlog -o report.html",
-    "depdet report runs/depmamba-dvlog -o results.md   (Markdown, figures in results_figures/)"))
+@app.command(
+    epilog=_examples(
+        "depdet report runs/depmamba-dvlog -o report.html",
+        "depdet report runs/depmamba-dvlog -o results.md   (Markdown, figures in results_figures/)",
+    )
+)
 def report(
     run: Annotated[Path, typer.Argument(help="A run folder written by `depdet train`.")],
-    out_path: Annotated[Path, typer.Option("--out", "-o", help="report.html (self-contained page) or report.md (Markdown + PNG figures beside it).")],
+    out_path: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="report.html (self-contained page) or report.md (Markdown + PNG figures beside it)."
+        ),
+    ],
     n_boot: Annotated[int, typer.Option("--n-boot", min=100, help="Bootstrap resamples.")] = 2000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
 ):
@@ -594,7 +1005,9 @@ def report(
     from depdet.pipeline.reports.run_report import write_run_report
 
     if out_path.suffix.lower() not in (".html", ".htm", ".md"):
-        raise DepdetError(f"unsupported report format {out_path.suffix!r}", path=out_path, hint="use a .html or .md file name")
+        raise DepdetError(
+            f"unsupported report format {out_path.suffix!r}", path=out_path, hint="use a .html or .md file name"
+        )
     _check_output(out_path, "report (-o)")
     path = write_run_report(run, out_path, n_boot=n_boot, seed=seed)
     out.print(f"report: {plain(path)}", highlight=False)
@@ -604,25 +1017,92 @@ def report(
 # ---------------------------------------------------------------- predict / demo (issue 5)
 
 
-@app.command(epilog=_examples(
-    "depdet predict clip.mp4 --checkpoint runs/mine/ --report report.html",
-    "depdet predict videos/ -c runs/mine/checkpoint.pt --out results.csv --device cuda",
-    "depdet predict --data features/ -c runs/mine/ --out results.json   (already extracted features)"))
+@app.command(
+    epilog=_examples(
+        "depdet predict clip.mp4 --checkpoint runs/mine/ --report report.html",
+        "depdet predict videos/ -c runs/mine/checkpoint.pt --out results.csv --device cuda",
+        "depdet predict --data features/ -c runs/mine/ --out results.json   (already extracted features)",
+    )
+)
 def predict(
-    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Checkpoint written by `depdet train`, or its run folder (its feature spec, preprocessing, calibration and threshold are used).")],
-    inputs: Annotated[list[Path] | None, typer.Argument(help="Video files, folders (recursive) or .txt lists of paths.")] = None,
-    results: Annotated[Path | None, typer.Option("--out", "-o", help="Write all results to this .csv or .json file.")] = None,
-    report_path: Annotated[Path | None, typer.Option("--report", help="Write a self-contained HTML report (plots per clip, summary for a batch).")] = None,
-    features: Annotated[Path | None, typer.Option("--data", "-d", "--features", help="Predict from a feature folder (`depdet extract` output) instead of raw videos (--features: the old spelling).")] = None,
-    vggish_weights: Annotated[Path | None, typer.Option(help="VGGish checkpoint, for checkpoints trained on VGGish features.")] = None,
-    allow_partial: Annotated[bool, typer.Option("--allow-partial", metavar=" ", help="Score clips that lack a stream (no audio track / no face) on what remains.")] = False,
-    device: Annotated[str, typer.Option(parser=_device, metavar="DEVICE", help=f"Where the model and VGGish run: {_DEVICE_HELP}.")] = "auto",
-    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch (default: depdet's, the cores available less the load; see `depdet info`).")] = None,
-    evidence: Annotated[bool, typer.Option(metavar=" ", help="Compute the evidence timeline and modality shares.")] = True,
-    window: Annotated[float | None, typer.Option(help="Occlusion window in seconds (default: 1 s, widened on long clips to cap the windows scored, one forward pass each; smaller is finer and slower).", min=0.001)] = None,
-    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", metavar=" ", help="Allow scikit-learn checkpoints (pickled: only files you trust).")] = False,
-    id_from: Annotated[IdFrom, typer.Option(help="Clip ids from the file stem, or from the relative path as given (p01/video.mp4 -> p01_video), the rule of `depdet extract`.")] = "stem",
-    conformal_level: Annotated[float, typer.Option(min=0.5, max=0.999, help="Coverage of each clip's split-conformal prediction set, calibrated on the checkpoint's validation (or out-of-fold) predictions; a set holding both outcomes makes the result indeterminate.")] = 0.9,
+    checkpoint: Annotated[
+        Path,
+        typer.Option(
+            "--checkpoint",
+            "-c",
+            help="Checkpoint written by `depdet train`, or its run folder (its feature spec, preprocessing, calibration and threshold are used).",
+        ),
+    ],
+    inputs: Annotated[
+        list[Path] | None, typer.Argument(help="Video files, folders (recursive) or .txt lists of paths.")
+    ] = None,
+    results: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write all results to this .csv or .json file.")
+    ] = None,
+    report_path: Annotated[
+        Path | None,
+        typer.Option("--report", help="Write a self-contained HTML report (plots per clip, summary for a batch)."),
+    ] = None,
+    features: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            "-d",
+            "--features",
+            help="Predict from a feature folder (`depdet extract` output) instead of raw videos (--features: the old spelling).",
+        ),
+    ] = None,
+    vggish_weights: Annotated[
+        Path | None, typer.Option(help="VGGish checkpoint, for checkpoints trained on VGGish features.")
+    ] = None,
+    allow_partial: Annotated[
+        bool,
+        typer.Option(
+            "--allow-partial",
+            metavar=" ",
+            help="Score clips that lack a stream (no audio track / no face) on what remains.",
+        ),
+    ] = False,
+    device: Annotated[
+        str, typer.Option(parser=_device, metavar="DEVICE", help=f"Where the model and VGGish run: {_DEVICE_HELP}.")
+    ] = "auto",
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="CPU threads for torch (default: depdet's, the cores available less the load; see `depdet info`).",
+        ),
+    ] = None,
+    evidence: Annotated[
+        bool, typer.Option(metavar=" ", help="Compute the evidence timeline and modality shares.")
+    ] = True,
+    window: Annotated[
+        float | None,
+        typer.Option(
+            help="Occlusion window in seconds (default: 1 s, widened on long clips to cap the windows scored, one forward pass each; smaller is finer and slower).",
+            min=0.001,
+        ),
+    ] = None,
+    trust_pickle: Annotated[
+        bool,
+        typer.Option(
+            "--trust-pickle", metavar=" ", help="Allow scikit-learn checkpoints (pickled: only files you trust)."
+        ),
+    ] = False,
+    id_from: Annotated[
+        IdFrom,
+        typer.Option(
+            help="Clip ids from the file stem, or from the relative path as given (p01/video.mp4 -> p01_video), the rule of `depdet extract`."
+        ),
+    ] = "stem",
+    conformal_level: Annotated[
+        float,
+        typer.Option(
+            min=0.5,
+            max=0.999,
+            help="Coverage of each clip's split-conformal prediction set, calibrated on the checkpoint's validation (or out-of-fold) predictions; a set holding both outcomes makes the result indeterminate.",
+        ),
+    ] = 0.9,
 ):
     """Screening probability, evidence and report for videos (research use, not a diagnosis)."""
     from depdet import api
@@ -634,19 +1114,32 @@ def predict(
     checkpoint = _checkpoint_path(checkpoint)
     thread_policy.configure(threads)
     if results is not None and results.suffix.lower() not in (".csv", ".json"):
-        raise DepdetError(f"unsupported results format {results.suffix!r}", path=results, hint="use a .csv or .json file name")
+        raise DepdetError(
+            f"unsupported results format {results.suffix!r}", path=results, hint="use a .csv or .json file name"
+        )
     if results is not None:
         _check_output(results, "results file (--out)")
     if report_path is not None:
         _check_output(report_path, "report (--report)")
     with console.status("predicting...") as status:
+
         def on_result(r):
             status.update(f"predicting... last: {plain(r.sample_id)} ({r.status}, {r.seconds:.1f}s)")
 
-        report = api.predict(inputs or None, checkpoint, data=features, allow_partial=allow_partial,
-                             vggish_weights=vggish_weights, device=device, evidence=evidence, window=window,
-                             trust_pickle=trust_pickle, id_from=id_from, conformal_level=conformal_level,
-                             on_result=on_result)
+        report = api.predict(
+            inputs or None,
+            checkpoint,
+            data=features,
+            allow_partial=allow_partial,
+            vggish_weights=vggish_weights,
+            device=device,
+            evidence=evidence,
+            window=window,
+            trust_pickle=trust_pickle,
+            id_from=id_from,
+            conformal_level=conformal_level,
+            on_result=on_result,
+        )
     # results first: a failure while printing can never lose them
     if results is not None:
         write_results(results, report)
@@ -658,14 +1151,23 @@ def predict(
     if report_path is not None:
         console.print(f"report: {plain(report_path)}", highlight=False)
     if report.failed:  # one red line + exit 1 through main()
-        raise DepdetError(f"{len(report.failed)} of {len(report.results)} input(s) failed", hint="see the failures listed above")
+        raise DepdetError(
+            f"{len(report.failed)} of {len(report.results)} input(s) failed", hint="see the failures listed above"
+        )
 
 
 @app.command()
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's data, model, clip, results and report.")] = Path("depdet-demo"),
-    clip: Annotated[Path | None, typer.Option(help="Predict on this video instead of the generated drawn-face clip.")] = None,
-    model: Annotated[DemoModel, typer.Option(help="Small model to train (jamfn: own attention/gates; fusion_concat: occlusion evidence).")] = "jamfn",
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for the demo's data, model, clip, results and report.")
+    ] = Path("depdet-demo"),
+    clip: Annotated[
+        Path | None, typer.Option(help="Predict on this video instead of the generated drawn-face clip.")
+    ] = None,
+    model: Annotated[
+        DemoModel,
+        typer.Option(help="Small model to train (jamfn: own attention/gates; fusion_concat: occlusion evidence)."),
+    ] = "jamfn",
     samples: Annotated[int, typer.Option(help="Synthetic samples.", min=12)] = 160,
     epochs: Annotated[int, typer.Option(help="Training epochs.", min=1)] = 15,
     clip_seconds: Annotated[float, typer.Option(help="Length of the generated clip (s).", min=1.0)] = 30.0,
@@ -676,13 +1178,17 @@ def demo(
     With the defaults it takes a few minutes on a laptop CPU (about 3 CPU-minutes, mostly training;
     longer on a busy machine)."""
     from depdet.pipeline.demo.run import DEMO_NOTICE, DemoConfig, run_demo
+
     if TYPE_CHECKING:
         from depdet.pipeline.inference.predict import PredictReport
 
     console.print(f"[bold blue]{DEMO_NOTICE}[/]", highlight=False)
     thread_policy.configure(None)
-    console.print("[dim]With the defaults this takes a few minutes on a laptop CPU (about 3 CPU-minutes, most of "
-                  "them training); longer on a busy machine.[/]", highlight=False)
+    console.print(
+        "[dim]With the defaults this takes a few minutes on a laptop CPU (about 3 CPU-minutes, most of "
+        "them training); longer on a busy machine.[/]",
+        highlight=False,
+    )
     cfg = DemoConfig(model=model, n=samples, epochs=epochs, clip_seconds=clip_seconds, seed=seed)
     res = run_demo(out_dir, cfg, clip=clip, overwrite=overwrite, log=lambda s: console.print(plain(s), highlight=False))
     show.print_demo(res, DEMO_NOTICE)
@@ -730,20 +1236,29 @@ def _dash_paths(args: list[str]) -> list[str]:
     known = {o for prm in cmd.params for o in (*getattr(prm, "opts", ()), *getattr(prm, "secondary_opts", ()))}
     known.add("--help")
     out_args = list(args[: i + 1])
-    for j, tok in enumerate(args[i + 1:], i + 1):
+    for j, tok in enumerate(args[i + 1 :], i + 1):
         if tok == "--":
             out_args += args[j:]
             break
-        if (not tok.startswith("-") or tok == "-" or tok in known
-                or (tok.startswith("--") and tok.split("=", 1)[0] in known)):
+        if (
+            not tok.startswith("-")
+            or tok == "-"
+            or tok in known
+            or (tok.startswith("--") and tok.split("=", 1)[0] in known)
+        ):
             out_args.append(tok)
         elif os.path.lexists(tok):
-            console.print(f"[yellow]note:[/] {plain(tok)} is read as the file {plain('./' + tok)} (a file of that name "
-                          "exists; it is not an option)", highlight=False)
+            console.print(
+                f"[yellow]note:[/] {plain(tok)} is read as the file {plain('./' + tok)} (a file of that name "
+                "exists; it is not an option)",
+                highlight=False,
+            )
             out_args.append(f"./{tok}")
         elif Path(tok).suffix.lower() in (*VIDEO_EXTENSIONS, *LIST_EXTENSIONS):
-            raise DepdetError(f"no such file {tok!r} (a name that starts with '-' is read as a file, not as options)",
-                              hint=f"check the name; write it as ./{tok}, or after -- (depdet {args[i]} ... -- {tok})")
+            raise DepdetError(
+                f"no such file {tok!r} (a name that starts with '-' is read as a file, not as options)",
+                hint=f"check the name; write it as ./{tok}, or after -- (depdet {args[i]} ... -- {tok})",
+            )
         else:
             out_args.append(tok)
     return out_args

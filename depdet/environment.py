@@ -39,8 +39,12 @@ def git_commit() -> dict | None:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
         if head.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip()), "path": str(root)}
     except (OSError, subprocess.SubprocessError):
         return None
@@ -78,13 +82,24 @@ def environment_info(device) -> dict:
 
     from depdet import __version__
 
-    info = {"depdet": __version__, "git": git_commit(), "python": platform.python_version(),
-            "torch": str(torch.__version__), "numpy": np.__version__,
-            "opensmile": dist_version("opensmile"), "dlib": dist_version("dlib") or dist_version("dlib-bin"),
-            "scikit-learn": dist_version("scikit-learn"), "av": dist_version("av"),
-            "platform": platform.platform(), "device": str(device),
-            "torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
-            "cpu_count": os.cpu_count(), "thread_policy": thread_policy(), "scan": scan_backend_info(device)}
+    info = {
+        "depdet": __version__,
+        "git": git_commit(),
+        "python": platform.python_version(),
+        "torch": str(torch.__version__),
+        "numpy": np.__version__,
+        "opensmile": dist_version("opensmile"),
+        "dlib": dist_version("dlib") or dist_version("dlib-bin"),
+        "scikit-learn": dist_version("scikit-learn"),
+        "av": dist_version("av"),
+        "platform": platform.platform(),
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "cpu_count": os.cpu_count(),
+        "thread_policy": thread_policy(),
+        "scan": scan_backend_info(device),
+    }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda
@@ -119,7 +134,8 @@ def environment_report() -> dict[str, str]:
     return {
         "python": platform.python_version(),
         "torch": f"{torch.__version__} (CUDA {'available: ' + torch.cuda.get_device_name(0) if cuda else 'not available'})",
-        "mamba-ssm kernels": _ver("mamba-ssm") + ("" if mamba_kernels_available() else " (on a GPU the chunked PyTorch scan is used)"),
+        "mamba-ssm kernels": _ver("mamba-ssm")
+        + ("" if mamba_kernels_available() else " (on a GPU the chunked PyTorch scan is used)"),
         "selective scan on CPU": _cpu_scan_text(),
         "opensmile": _ver("opensmile"),
         "dlib": _ver("dlib-bin") if _ver("dlib-bin") != "not installed" else _ver("dlib"),

@@ -58,12 +58,18 @@ class OutputError(DepdetError):
 
 
 #: The OSError numbers that mean "this output cannot be written here", with the words depdet prints.
-OUTPUT_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EROFS: "read-only file system",
-                 errno.EACCES: "permission denied", errno.EPERM: "operation not permitted"}
+OUTPUT_ERRNOS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
 if hasattr(errno, "EDQUOT"):
     OUTPUT_ERRNOS[errno.EDQUOT] = "disk quota exceeded"
-_FIX = {errno.ENOSPC: "free space on that volume or choose another output folder",
-        errno.EROFS: "choose an output folder on a writable volume"}
+_FIX = {
+    errno.ENOSPC: "free space on that volume or choose another output folder",
+    errno.EROFS: "choose an output folder on a writable volume",
+}
 
 
 def output_error(e: BaseException, path: str | Path | None = None, what: str = "the output") -> OutputError | None:
@@ -79,11 +85,15 @@ def output_error(e: BaseException, path: str | Path | None = None, what: str = "
     if isinstance(e, OSError) and e.errno in OUTPUT_ERRNOS:
         reason, code = OUTPUT_ERRNOS[e.errno], e.errno
         path = path if path is not None else e.filename
-    elif isinstance(e, RuntimeError) and any(k in str(e) for k in ("unexpected pos", "PytorchStreamWriter failed",
-                                                                     "file write failed")):
+    elif isinstance(e, RuntimeError) and any(
+        k in str(e) for k in ("unexpected pos", "PytorchStreamWriter failed", "file write failed")
+    ):
         reason, code = "the file write failed (a full disk gives this)", errno.ENOSPC
     else:
         return None
     fix = _FIX.get(code, "check the folder's permissions or choose another output folder")
-    return OutputError(f"cannot write {what}: {reason}", path=path,
-                       hint=f"{fix}; nothing was left half-written, earlier outputs are intact")
+    return OutputError(
+        f"cannot write {what}: {reason}",
+        path=path,
+        hint=f"{fix}; nothing was left half-written, earlier outputs are intact",
+    )

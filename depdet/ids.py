@@ -46,8 +46,9 @@ MAX_ID_BYTES = 200
 #: Names an id may not take: they are folders of the layouts.
 RESERVED_IDS = frozenset({"audio", "visual", "valid", "records", "label"})
 #: Windows device names (reserved as a file name's part before the first dot, in any case).
-WINDOWS_DEVICES = frozenset({"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
-                             *(f"lpt{i}" for i in range(1, 10))})
+WINDOWS_DEVICES = frozenset(
+    {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
+)
 _JOINERS = "\u200c\u200d"  # zero-width non-joiner / joiner: part of words in Persian, Indic scripts...
 _HASH = 6
 
@@ -110,14 +111,23 @@ def check_id(sample_id: str, *, where=None) -> str:
     Raises:
         DataError: the id is not acceptable.
     """
-    ok = (isinstance(sample_id, str) and sample_id and _starts(sample_id[0]) and all(map(_kept, sample_id))
-          and ".." not in sample_id and sample_id not in RESERVED_IDS
-          and len(sample_id.encode("utf-8", "surrogatepass")) <= MAX_ID_BYTES
-          and not any(0xD800 <= ord(c) <= 0xDFFF for c in sample_id))
+    ok = (
+        isinstance(sample_id, str)
+        and sample_id
+        and _starts(sample_id[0])
+        and all(map(_kept, sample_id))
+        and ".." not in sample_id
+        and sample_id not in RESERVED_IDS
+        and len(sample_id.encode("utf-8", "surrogatepass")) <= MAX_ID_BYTES
+        and not any(0xD800 <= ord(c) <= 0xDFFF for c in sample_id)
+    )
     if not ok:
-        raise DataError(f"invalid sample id {sample_id!r}", path=where,
-                        hint="ids are file names of letters and digits (any script) and ._-, starting with a letter "
-                             f"or digit, at most {MAX_ID_BYTES} bytes (not audio/visual/valid/records/label)")
+        raise DataError(
+            f"invalid sample id {sample_id!r}",
+            path=where,
+            hint="ids are file names of letters and digits (any script) and ._-, starting with a letter "
+            f"or digit, at most {MAX_ID_BYTES} bytes (not audio/visual/valid/records/label)",
+        )
     return sample_id
 
 
@@ -164,8 +174,10 @@ def assign_ids(named: Iterable[tuple[str, Path]]) -> list[str]:
     for i, sid in enumerate(ids):
         j = seen.setdefault(sid.casefold(), i)
         if j != i:
-            raise DataError(f"two inputs would get the same sample id {sid!r}: {named[j][1]} and {named[i][1]}",
-                            hint="rename one of the files (or use --id-from relpath)")
+            raise DataError(
+                f"two inputs would get the same sample id {sid!r}: {named[j][1]} and {named[i][1]}",
+                hint="rename one of the files (or use --id-from relpath)",
+            )
     return ids
 
 

@@ -161,9 +161,11 @@ def prepare_env() -> None:
     if user is None and not loaded:
         os.environ["OMP_WAIT_POLICY"] = WAIT_POLICY
     if _state["wait_policy"] is None:
-        _state["wait_policy"] = {"value": user or (None if loaded else WAIT_POLICY),
-                                 "set_by": "user" if user is not None else ("nobody: torch was loaded first" if loaded else "depdet"),
-                                 "in_force": not loaded}
+        _state["wait_policy"] = {
+            "value": user or (None if loaded else WAIT_POLICY),
+            "set_by": "user" if user is not None else ("nobody: torch was loaded first" if loaded else "depdet"),
+            "in_force": not loaded,
+        }
 
 
 def _torch_default() -> int:
@@ -245,11 +247,21 @@ def worker_init() -> None:
 def describe() -> dict:
     """The policy in force, for ``depdet info`` and env.json."""
     cores, why = available_cores()
-    wp = _state["wait_policy"] or {"value": os.environ.get("OMP_WAIT_POLICY"), "set_by": "user" if "OMP_WAIT_POLICY" in os.environ else "nobody",
-                                    "in_force": None}
-    out = {"threads": None, "source": None, "cores": cores, "cores_from": why,
-           "omp_wait_policy": wp.get("value"), "omp_wait_policy_set_by": wp.get("set_by"),
-           "omp_wait_policy_in_force": wp.get("in_force"), "gomp_spincount": os.environ.get("GOMP_SPINCOUNT")}
+    wp = _state["wait_policy"] or {
+        "value": os.environ.get("OMP_WAIT_POLICY"),
+        "set_by": "user" if "OMP_WAIT_POLICY" in os.environ else "nobody",
+        "in_force": None,
+    }
+    out = {
+        "threads": None,
+        "source": None,
+        "cores": cores,
+        "cores_from": why,
+        "omp_wait_policy": wp.get("value"),
+        "omp_wait_policy_set_by": wp.get("set_by"),
+        "omp_wait_policy_in_force": wp.get("in_force"),
+        "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
+    }
     if _state["decision"]:
         out.update(_state["decision"])
     if "torch" in sys.modules:
@@ -277,10 +289,17 @@ def summary() -> str:
     """One line for ``depdet info``: the policy in force."""
     d = describe()
     wp = d["omp_wait_policy"]
-    wait = (f"OMP_WAIT_POLICY={wp} ({d['omp_wait_policy_set_by']})" if wp else "OpenMP's default wait policy (spin, then sleep)")
+    wait = (
+        f"OMP_WAIT_POLICY={wp} ({d['omp_wait_policy_set_by']})"
+        if wp
+        else "OpenMP's default wait policy (spin, then sleep)"
+    )
     if d["omp_wait_policy_in_force"] is False:
         wait += ", not in force: torch was loaded before depdet set it"
     head = f"{d['threads']} torch thread(s), {d['source']}" if d["threads"] else "not chosen yet"
-    load = ("" if d.get("runnable_others") is None else
-            f", {d['runnable_others']:g} other runnable thread(s) on {d.get('kernel_cpus', '?')} CPUs")
+    load = (
+        ""
+        if d.get("runnable_others") is None
+        else f", {d['runnable_others']:g} other runnable thread(s) on {d.get('kernel_cpus', '?')} CPUs"
+    )
     return f"{head}; {d['cores']} core(s) available ({d['cores_from']}){load}; {wait}"

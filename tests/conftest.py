@@ -54,10 +54,19 @@ def run_cli(args, capsys):
     return code, cap.out, cap.err
 
 
-def write_video(path: Path, with_audio: bool, with_face_clip: Path | None = None, seconds: float = 2.0,
-                face_until: float | None = None, face_from: float | None = None, audio_start: float = 0.0,
-                audio_seconds: float | None = None, channels: int = 1, silent: bool = False,
-                codec: str = "libx264"):
+def write_video(
+    path: Path,
+    with_audio: bool,
+    with_face_clip: Path | None = None,
+    seconds: float = 2.0,
+    face_until: float | None = None,
+    face_from: float | None = None,
+    audio_start: float = 0.0,
+    audio_seconds: float | None = None,
+    channels: int = 1,
+    silent: bool = False,
+    codec: str = "libx264",
+):
     """A small clip (H.264 by default, ``codec="libx265"`` for HEVC; the container from the suffix):
     frames copied from a GRID clip (a face) or a flat grey image (no face).
 
@@ -95,7 +104,7 @@ def write_video(path: Path, with_audio: bool, with_face_clip: Path | None = None
             pcm = (0.3 * np.sin(2 * np.pi * 180 * t) * 32767 * (not silent)).astype(np.int16)
             a0 = round(audio_start * 16000)
             for k in range(0, pcm.size, 1024):
-                chunk = pcm[k:k + 1024]
+                chunk = pcm[k : k + 1024]
                 data = np.repeat(chunk, channels).reshape(1, -1)  # packed s16: L R L R ...
                 af = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format="s16", layout=layout)
                 af.sample_rate, af.pts, af.time_base = 16000, a0 + k, Fraction(1, 16000)

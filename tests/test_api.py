@@ -20,8 +20,15 @@ from depdet.errors import ConfigError, DepdetError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-SMALL = {"model": "fusion_concat", "model_config": {"hidden": 8, "d": 8}, "epochs": 2, "seeds": 0, "device": "cpu",
-         "lr": 3e-3, "batch_size": 16}
+SMALL = {
+    "model": "fusion_concat",
+    "model_config": {"hidden": 8, "d": 8},
+    "epochs": 2,
+    "seeds": 0,
+    "device": "cpu",
+    "lr": 3e-3,
+    "batch_size": 16,
+}
 
 _DOCTESTS = [t for t in doctest.DocTestFinder().find(api) if t.examples]
 
@@ -42,10 +49,19 @@ def test_docstring_example(test):
 
 
 def test_import_depdet_does_not_import_torch():
-    code = ("import sys, depdet; assert callable(depdet.extract) and depdet.FeatureStore.__name__ == 'FeatureStore'; "
-            "print('torch' in sys.modules, sorted(m for m in sys.modules if m.startswith('depdet.pipeline.training')))")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
-                         env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    code = (
+        "import sys, depdet; assert callable(depdet.extract) and depdet.FeatureStore.__name__ == 'FeatureStore'; "
+        "print('torch' in sys.modules, sorted(m for m in sys.modules if m.startswith('depdet.pipeline.training')))"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.split()[0] == "False", res.stdout
 
@@ -54,7 +70,10 @@ def test_public_names_and_implementation_table():
     assert set(depdet.__all__) >= {"extract", "train", "evaluate", "predict", "load_checkpoint", "FeatureStore"}
     for name in depdet.__all__:
         assert getattr(depdet, name) is not None
-    assert depdet.train is api.train and depdet.FeatureStore is importlib.import_module(api._IMPL["FeatureStore"]).FeatureStore
+    assert (
+        depdet.train is api.train
+        and depdet.FeatureStore is importlib.import_module(api._IMPL["FeatureStore"]).FeatureStore
+    )
     for name, module in api._IMPL.items():  # every implementation path the API names resolves
         assert getattr(importlib.import_module(module), name) is not None, f"{module}.{name}"
     with pytest.raises(AttributeError):
@@ -135,7 +154,10 @@ def trained(tmp_path_factory):
 
 def test_train_returns_metrics_json_and_records_a_rerunnable_config(trained):
     root, summary, lines = trained
-    assert json.loads((root / "run" / "metrics.json").read_text())["runs"][0]["test"]["n"] == summary["runs"][0]["test"]["n"]
+    assert (
+        json.loads((root / "run" / "metrics.json").read_text())["runs"][0]["test"]["n"]
+        == summary["runs"][0]["test"]["n"]
+    )
     assert Path(summary["checkpoint"]) == root / "run" / "checkpoint.pt"
     cfg = json.loads((root / "run" / "config.json").read_text())
     assert cfg["config"]["model"] == "fusion_concat" and cfg["config"]["epochs"] == 2 and cfg["config"]["seeds"] == [0]
@@ -159,8 +181,9 @@ def test_evaluate_and_predict_agree_on_the_same_clips(trained):
     # the loaded-checkpoint form gives the same numbers
     ck = depdet.load_checkpoint(root / "run" / "checkpoint.pt")
     assert depdet.evaluate(ck, root / "data", device="cpu")["predictions"] == res["predictions"]
-    report = depdet.predict(checkpoint=root / "run", data=root / "data", evidence=False, device="cpu",
-                            out=root / "results.json")
+    report = depdet.predict(
+        checkpoint=root / "run", data=root / "data", evidence=False, device="cpu", out=root / "results.json"
+    )
     by_id = {r.sample_id: r for r in report.results}
     for p in res["predictions"]:
         assert by_id[p["id"]].probability == pytest.approx(p["probability"], abs=1e-6)
@@ -178,8 +201,13 @@ def test_predict_a_video_with_a_failure_in_the_batch(trained, clip, tmp_path):
     root, _, _ = trained
     path, has_face = clip
     (tmp_path / "broken.mp4").write_bytes(b"not a video")
-    report = depdet.predict([path, tmp_path / "broken.mp4"], checkpoint=root / "run", allow_partial=not has_face,
-                            evidence=False, device="cpu")
+    report = depdet.predict(
+        [path, tmp_path / "broken.mp4"],
+        checkpoint=root / "run",
+        allow_partial=not has_face,
+        evidence=False,
+        device="cpu",
+    )
     status = {r.sample_id: r.status for r in report.results}
     assert status == {"talk": "ok", "broken": "failed"} and len(report.failed) == 1
     ok = next(r for r in report.results if r.status == "ok")

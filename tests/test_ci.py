@@ -25,15 +25,17 @@ def _fake_repo(tmp_path: Path, test_lines: list[str]) -> Path:
     fence = "```"
     (root / "README.md").write_text(
         "# fake\n\n<!-- ci:setup -->\n" + fence + "bash\necho set-up ran\n" + fence + "\n\n"
-        "<!-- ci:test -->\n" + fence + "bash\n" + "\n".join(test_lines) + "\n" + fence + "\n")
+        "<!-- ci:test -->\n" + fence + "bash\n" + "\n".join(test_lines) + "\n" + fence + "\n"
+    )
     return root
 
 
 def _run_ci(root: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("PYTEST_ADDOPTS", None)
-    return subprocess.run(["bash", str(root / ".ci" / "run")], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        ["bash", str(root / ".ci" / "run")], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def _summary(out: str) -> list[str]:
@@ -44,8 +46,10 @@ Q = "-q -p no:cacheprovider"
 
 
 def test_a_failing_suite_does_not_hide_the_next_and_ci_fails_at_the_end(tmp_path):
-    root = _fake_repo(tmp_path, [f"python -m pytest {Q} t_fail.py   # first suite", "",
-                                 f"python -m pytest {Q} t_pass.py   # second suite"])
+    root = _fake_repo(
+        tmp_path,
+        [f"python -m pytest {Q} t_fail.py   # first suite", "", f"python -m pytest {Q} t_pass.py   # second suite"],
+    )
     r = _run_ci(root)
     assert r.returncode != 0, r.stdout
     lines = _summary(r.stdout)
@@ -64,7 +68,9 @@ def test_all_passing_suites_pass(tmp_path):
 
 
 def test_a_suite_that_collects_nothing_fails(tmp_path):
-    root = _fake_repo(tmp_path, [f"python -m pytest {Q} t_pass.py -k nothing_matches", f"python -m pytest {Q} t_pass.py"])
+    root = _fake_repo(
+        tmp_path, [f"python -m pytest {Q} t_pass.py -k nothing_matches", f"python -m pytest {Q} t_pass.py"]
+    )
     r = _run_ci(root)
     assert r.returncode != 0, r.stdout
     first = _summary(r.stdout)[0]
@@ -97,8 +103,9 @@ def test_a_failing_gate_does_not_stop_the_suites(tmp_path):
     (bin_dir / "ruff").chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("PYTEST_ADDOPTS", None)
-    r = subprocess.run(["bash", str(root / ".ci" / "run")], cwd=root, env=env, capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run(
+        ["bash", str(root / ".ci" / "run")], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
     assert r.returncode != 0, r.stdout
     lines = _summary(r.stdout)
     assert lines[0].startswith("== ruff check .: Found 1 error.") and lines[0].endswith("(exit 1)")

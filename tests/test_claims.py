@@ -74,8 +74,9 @@ def test_explicit_options_override_a_paper_presets_batches():
 
 
 def test_no_text_claims_bucketing_gives_the_same_results_in_expectation():
-    pattern = re.compile(r"same\s+(?:results\s+)?in\s+expectation|results\s+in\s+expectation|in\s+expectation\s+every",
-                         re.IGNORECASE)
+    pattern = re.compile(
+        r"same\s+(?:results\s+)?in\s+expectation|results\s+in\s+expectation|in\s+expectation\s+every", re.IGNORECASE
+    )
     bad = [f for f, t in _texts().items() if pattern.search(t)]
     assert not bad, bad
 
@@ -103,8 +104,10 @@ def test_which_clips_share_a_batch_changes_a_clips_training_logit_as_the_notes_s
         with torch.no_grad():
             assert abs(_partners_logit(model, a, short) - _partners_logit(model, a, long_)) > 1e-4, padding
     # without batch statistics and with masking, the partners do not matter (no BatchNorm in either)
-    for name, cfg in (("jamfn", dict(hidden=4, lstm_layers=1, channels=4, jaf="pointwise")),
-                      ("dynmultidep", dict(d_model=8, d_state=4, expand=2, dropout=0.0, padding="fixed"))):
+    for name, cfg in (
+        ("jamfn", dict(hidden=4, lstm_layers=1, channels=4, jaf="pointwise")),
+        ("dynmultidep", dict(d_model=8, d_state=4, expand=2, dropout=0.0, padding="fixed")),
+    ):
         torch.manual_seed(0)
         model = create_model(name, dims, **cfg).train()
         with torch.no_grad():
@@ -144,8 +147,11 @@ def test_jamfn_paper_preset_has_no_activation_the_paper_does_not_state():
     assert c.model_config.get("conv_act") == "none"
     note = PRESETS["jamfn-dvlog"]["note"]
     assert "conv_act='none'" in note and "Eq. 6" in note
-    model = create_model("jamfn", {"visual": 6, "audio": 3}, **{**c.model_config, "hidden": 4, "lstm_layers": 1,
-                                                                "channels": 4, "max_len": 10})
+    model = create_model(
+        "jamfn",
+        {"visual": 6, "audio": 3},
+        **{**c.model_config, "hidden": 4, "lstm_layers": 1, "channels": 4, "max_len": 10},
+    )
     x = torch.tensor([-1.0, 2.0])
     assert torch.equal(model._act(x), x)  # X_m of Eq. 7-12 is the convolution's output itself
     relu = create_model("jamfn", {"visual": 6, "audio": 3}, hidden=4, lstm_layers=1, channels=4, max_len=10)
@@ -161,7 +167,9 @@ def test_tamfn_note_agrees_with_its_config():
     assert "no option" not in p["note"] and "depdet's tamfn masks padding" not in p["note"]
     # the config really is the unmasked behaviour: padding changes the output
     rng = np.random.default_rng(0)
-    smp = [{"visual": rng.normal(size=(40, 6)).astype(np.float32), "audio": rng.normal(size=(40, 3)).astype(np.float32)}]
+    smp = [
+        {"visual": rng.normal(size=(40, 6)).astype(np.float32), "audio": rng.normal(size=(40, 3)).astype(np.float32)}
+    ]
     torch.manual_seed(0)
     model = create_model("tamfn", {"visual": 6, "audio": 3}, d=8, num_layers=1, use_masks=False).eval()
     with torch.no_grad():
@@ -238,8 +246,9 @@ def test_fixed_invalid_rows_values_never_reach_the_output_but_are_not_cut_out(na
     matter; (2) the rows still occupy time steps (convolutions see zeros there, the union mask keeps a
     row where another modality is valid), so the logit is not the one of the clip with them cut out."""
     torch.manual_seed(0)
-    model = create_model(name, {"visual": 6, "audio": 3}, d_model=8, d_state=4, expand=2, dropout=0.0,
-                         padding="fixed").train(training)
+    model = create_model(
+        name, {"visual": 6, "audio": 3}, d_model=8, d_state=4, expand=2, dropout=0.0, padding="fixed"
+    ).train(training)
     (s0, v0), (s1, v1) = _noface(12, [4, 5], 1), _noface(12, [4, 5], 1, garbage=7.0)
     with torch.no_grad():
         a = model(*collate([s0], [v0])).logits
@@ -258,8 +267,25 @@ def test_train_with_a_paper_preset_records_the_references_batches(tmp_path, caps
 
     data = tmp_path / "syn"
     make_synthetic(data, SynthConfig(n=16, min_len=10, max_len=20, signal=3.0, seed=1))
-    args = ["train", "--data", data, "--preset", "dvlog-replication", "--model", "fusion_concat", "--model-opt",
-            "hidden=4", "--epochs", "1", "--seeds", "0", "--device", "cpu", "--threads", "1"]
+    args = [
+        "train",
+        "--data",
+        data,
+        "--preset",
+        "dvlog-replication",
+        "--model",
+        "fusion_concat",
+        "--model-opt",
+        "hidden=4",
+        "--epochs",
+        "1",
+        "--seeds",
+        "0",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    ]
     code, _, err = run_cli(args + ["--run-dir", tmp_path / "paper"], capsys)
     assert code == 0, err
     recorded = json.loads((tmp_path / "paper" / "config.json").read_text())["config"]

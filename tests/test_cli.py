@@ -85,11 +85,26 @@ def test_a_failed_train_does_not_block_the_corrected_command(syn, tmp_path, caps
 
 
 def test_checkpoint_option_takes_the_run_folder(syn, tmp_path, capsys, one_torch_thread):
-    code, _, err = run_cli(["train", "--data", syn, "--model", "fusion_concat", "--epochs", "1", "--seeds", "1",
-                            "--run-dir", tmp_path / "r"], capsys)
+    code, _, err = run_cli(
+        [
+            "train",
+            "--data",
+            syn,
+            "--model",
+            "fusion_concat",
+            "--epochs",
+            "1",
+            "--seeds",
+            "1",
+            "--run-dir",
+            tmp_path / "r",
+        ],
+        capsys,
+    )
     assert code == 0, err
-    code, out, err = run_cli(["evaluate", "--checkpoint", tmp_path / "r", "--data", syn, "--out", tmp_path / "e.json"],
-                             capsys)
+    code, out, err = run_cli(
+        ["evaluate", "--checkpoint", tmp_path / "r", "--data", syn, "--out", tmp_path / "e.json"], capsys
+    )
     assert code == 0, err and (tmp_path / "e.json").exists()
     code, out, err = run_cli(["evaluate", "--checkpoint", tmp_path, "--data", syn], capsys)
     assert code == 1 and "holds no checkpoint.pt" in err

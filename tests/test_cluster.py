@@ -164,8 +164,11 @@ def test_local_dask_cluster_gives_the_same_store_as_the_local_path(tmp_path, vid
 def _worker_pids() -> list[int]:
     import psutil
 
-    return [p.pid for p in psutil.Process().children(recursive=True)
-            if any("spawn" in a or "forkserver" in a for a in p.cmdline())]
+    return [
+        p.pid
+        for p in psutil.Process().children(recursive=True)
+        if any("spawn" in a or "forkserver" in a for a in p.cmdline())
+    ]
 
 
 @needs_grid
@@ -215,8 +218,9 @@ def test_a_clip_that_crashes_its_worker_twice_is_reported_failed(tmp_path, video
 
 
 def _start(args, env, log):
-    return subprocess.Popen([sys.executable, "-m", *args], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 @pytest.fixture
@@ -225,15 +229,44 @@ def tcp_cluster(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     sched_file = tmp_path / "scheduler.json"
     log = open(tmp_path / "dask.log", "w")
-    procs = [_start(["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                     "--scheduler-file", str(sched_file)], env, log)]
+    procs = [
+        _start(
+            [
+                "distributed.cli.dask_scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(sched_file),
+            ],
+            env,
+            log,
+        )
+    ]
     deadline = time.time() + 60
     while not sched_file.exists() and time.time() < deadline:
         time.sleep(0.2)
     address = json.loads(sched_file.read_text())["address"]
     for _ in range(2):
-        procs.append(_start(["distributed.cli.dask_worker", address, "--nthreads", "1", "--nworkers", "1",
-                             "--no-dashboard", "--host", "127.0.0.1"], env, log))
+        procs.append(
+            _start(
+                [
+                    "distributed.cli.dask_worker",
+                    address,
+                    "--nthreads",
+                    "1",
+                    "--nworkers",
+                    "1",
+                    "--no-dashboard",
+                    "--host",
+                    "127.0.0.1",
+                ],
+                env,
+                log,
+            )
+        )
     with distributed.Client(address, timeout="30s") as c:
         c.wait_for_workers(2, timeout=60)
     try:
@@ -289,8 +322,10 @@ def test_dask_executor_reports_a_job_that_keeps_killing_workers():
         return {"id": job["id"], "x": job["x"] * 2}
 
     with DaskExecutor("local:2") as ex:
-        got = {j["id"]: (r, e) for j, r, e in ex.run(job_fn, [{"id": i, "x": n} for n, i in enumerate("ab")]
-                                                         + [{"id": "bad", "x": 0}])}
+        got = {
+            j["id"]: (r, e)
+            for j, r, e in ex.run(job_fn, [{"id": i, "x": n} for n, i in enumerate("ab")] + [{"id": "bad", "x": 0}])
+        }
     assert got["a"] == ({"id": "a", "x": 0}, None) and got["b"] == ({"id": "b", "x": 2}, None)
     assert got["bad"][0] is None and "died 2 time(s)" in got["bad"][1]
 
@@ -302,8 +337,25 @@ def test_train_on_a_local_cluster_gives_the_sequential_metrics(tmp_path, capsys)
 
     syn = tmp_path / "syn"
     main(["synth", str(syn), "--n", "40", "--max-len", "40", "--length-scale", "0.1", "--signal", "3", "--seed", "2"])
-    args = ["train", "--data", syn, "--model", "fusion_concat", "--model-opt", "hidden=16", "--model-opt", "d=16",
-            "--lr", "3e-3", "--batch-size", "8", "--threads", "1", "--epochs", "3"]
+    args = [
+        "train",
+        "--data",
+        syn,
+        "--model",
+        "fusion_concat",
+        "--model-opt",
+        "hidden=16",
+        "--model-opt",
+        "d=16",
+        "--lr",
+        "3e-3",
+        "--batch-size",
+        "8",
+        "--threads",
+        "1",
+        "--epochs",
+        "3",
+    ]
     code, _, err = run_cli([*args, "--run-dir", tmp_path / "seq", "--seeds", "1", "2"], capsys)
     assert code == 0, err
     code, _, err = run_cli([*args, "--run-dir", tmp_path / "dask", "--cluster", "local:2", "--seeds", "1", "2"], capsys)
@@ -315,7 +367,9 @@ def test_train_on_a_local_cluster_gives_the_sequential_metrics(tmp_path, capsys)
         assert a["best_epoch"] == b["best_epoch"]
     assert seq["test_mean_std"] == dk["test_mean_std"] and seq["checkpoint_run"] == dk["checkpoint_run"]
     assert (tmp_path / "dask" / "seed2" / "best.pt").exists() and (tmp_path / "dask" / "checkpoint.pt").exists()
-    code, out, err = run_cli([*args, "--run-dir", tmp_path / "dask", "--cluster", "local:2", "--seeds", "1", "2"], capsys)
+    code, out, err = run_cli(
+        [*args, "--run-dir", tmp_path / "dask", "--cluster", "local:2", "--seeds", "1", "2"], capsys
+    )
     assert code == 0, err  # a rerun resumes: both runs are found finished on the workers, metrics unchanged
     assert json.loads((tmp_path / "dask" / "metrics.json").read_text())["test_mean_std"] == dk["test_mean_std"]
 
@@ -329,17 +383,61 @@ def test_torchrun_two_ranks_give_the_weights_of_one_process_with_the_same_global
     syn = tmp_path / "syn"
     main(["synth", str(syn), "--n", "30", "--max-len", "30", "--length-scale", "0.1", "--signal", "3", "--seed", "4"])
     # no batch norm, no dropout: the step of a global batch does not depend on how it is split over ranks
-    args = ["train", "--data", str(syn), "--model", "fusion_concat", "--model-opt", "hidden=8", "--model-opt", "d=8",
-            "--model-opt", "dropout=0", "--lr", "3e-3", "--batch-size", "7", "--epochs", "3", "--threads", "1",
-            "--seeds", "1"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
-    one = subprocess.run([sys.executable, "-m", "depdet", *args, "--run-dir", str(tmp_path / "one")], env=env,
-                         capture_output=True, text=True, timeout=300)
+    args = [
+        "train",
+        "--data",
+        str(syn),
+        "--model",
+        "fusion_concat",
+        "--model-opt",
+        "hidden=8",
+        "--model-opt",
+        "d=8",
+        "--model-opt",
+        "dropout=0",
+        "--lr",
+        "3e-3",
+        "--batch-size",
+        "7",
+        "--epochs",
+        "3",
+        "--threads",
+        "1",
+        "--seeds",
+        "1",
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+    }
+    one = subprocess.run(
+        [sys.executable, "-m", "depdet", *args, "--run-dir", str(tmp_path / "one")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert one.returncode == 0, one.stderr[-2000:]
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                          "--standalone", "-m", "depdet", *args, "--run-dir", str(tmp_path / "two")],
-                         env=env, capture_output=True, text=True, timeout=300)
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--standalone",
+            "-m",
+            "depdet",
+            *args,
+            "--run-dir",
+            str(tmp_path / "two"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert two.returncode == 0, (two.stdout[-2000:], two.stderr[-3000:])
     a = torch.load(tmp_path / "one" / "seed1" / "best.pt", map_location="cpu", weights_only=False)["state_dict"]
     b = torch.load(tmp_path / "two" / "seed1" / "best.pt", map_location="cpu", weights_only=False)["state_dict"]

@@ -67,9 +67,9 @@ def test_kernel_reads_strided_x_and_gradient(monkeypatch, layout, reverse):
     MambaMixer passes without a mask) and a view sliced along d and t; the same values as a copy."""
     g = torch.Generator().manual_seed(3)
     if layout == "time_major":
-        x = torch.randn(2, 45, 12, generator=g).transpose(1, 2)[:, :6]   # strides (540, 1, 12)
+        x = torch.randn(2, 45, 12, generator=g).transpose(1, 2)[:, :6]  # strides (540, 1, 12)
     else:
-        x = torch.randn(2, 12, 90, generator=g)[:, ::2, ::2]             # strides (1080, 180, 2)
+        x = torch.randn(2, 12, 90, generator=g)[:, ::2, ::2]  # strides (1080, 180, 2)
     assert not x.is_contiguous() and x.shape == (2, 6, 45)
     w, b = torch.randn(6, 4, generator=g), torch.randn(6, generator=g)
     _assert_matches(monkeypatch, x, w, b, "silu", reverse)
@@ -132,7 +132,7 @@ def test_dispatch_kernel_on_cpu_float32_only(monkeypatch):
     monkeypatch.setenv(K.ENV_BACKEND, "kernel")
     y = M.causal_conv1d(x, w, b, "silu", reverse=True)
     assert calls == [torch.float32]
-    M.causal_conv1d(x.double(), w.double(), b.double(), "silu")   # float64: the F.conv1d path
+    M.causal_conv1d(x.double(), w.double(), b.double(), "silu")  # float64: the F.conv1d path
     assert calls == [torch.float32]
     monkeypatch.setenv(K.ENV_BACKEND, "chunked")
     y_ref = M.causal_conv1d(x, w, b, "silu", reverse=True)
@@ -179,7 +179,7 @@ def test_depmamba_forward_backward_agree_on_kernel_and_chunked(monkeypatch):
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
 
     def loss():
-        torch.manual_seed(1)   # the same dropout masks on both paths
+        torch.manual_seed(1)  # the same dropout masks on both paths
         return model.loss(model(inputs, masks), labels)
 
     a, ga = _grads_of(loss, params, "kernel", monkeypatch)

@@ -42,6 +42,7 @@ def _write_dvlog(root, rows, shapes):
 
 # ------------------------------------------------------------------ synth
 
+
 def test_synth_plan_reproduces_real_splits():
     plan = plan_folds(DVLOG_SHAPE, 961)
     assert Counter(f for f, _ in plan) == {"train": 647, "valid": 102, "test": 212}
@@ -83,13 +84,16 @@ def test_synth_lmvd_ids_are_zero_padded_strings(tmp_path):
     make_synthetic(tmp_path / "lmvd", SynthConfig(layout="lmvd", n=24, max_len=40, length_scale=0.1))
     ds = load_dataset(tmp_path / "lmvd")
     assert ds.layout == "lmvd" and not ds.spec.differences(LMVD)
-    assert (tmp_path / "lmvd" / "visual" / f"{ds.samples[0].id}_visual.npy").exists()  # DepMamba's name, written and read
+    assert (
+        tmp_path / "lmvd" / "visual" / f"{ds.samples[0].id}_visual.npy"
+    ).exists()  # DepMamba's name, written and read
     ids = {s.id for s in ds.samples}
     assert "001" in ids and "0602" in ids  # depressed 001.., normal 0602..
     assert all(s.label == 1 for s in ds.samples if s.id.startswith("00") and len(s.id) == 3)
 
 
 # ------------------------------------------------------------------ loaders
+
 
 def test_lmvd_label_files_and_depdet_visual_names(tmp_path):
     root = tmp_path / "lmvd"
@@ -108,8 +112,11 @@ def test_lmvd_label_files_and_depdet_visual_names(tmp_path):
 
 
 def test_missing_files_are_listed_or_skipped(tmp_path):
-    _write_dvlog(tmp_path, [("0", "depression", "f", "train"), ("1", "normal", "m", "train"), ("2", "normal", "f", "valid")],
-                 {"0": ((5, 25), (5, 136)), "1": None, "2": ((5, 25), (5, 136))})
+    _write_dvlog(
+        tmp_path,
+        [("0", "depression", "f", "train"), ("1", "normal", "m", "train"), ("2", "normal", "f", "valid")],
+        {"0": ((5, 25), (5, 136)), "1": None, "2": ((5, 25), (5, 136))},
+    )
     with pytest.raises(DataError) as e:
         load_dataset(tmp_path)
     msg = str(e.value)
@@ -118,11 +125,19 @@ def test_missing_files_are_listed_or_skipped(tmp_path):
     assert [s.id for s in ds.samples] == ["0", "2"] and ds.report.skipped == ["1"] and len(ds.report.missing) == 2
 
 
-@pytest.mark.parametrize("bad, expected", [(((5, 25), (5, 130)), r"expected shape \(T, 136\), found \(5, 130\)"),
-                                           (((5, 24), (5, 136)), r"expected shape \(T, 25\), found \(5, 24\)")])
+@pytest.mark.parametrize(
+    "bad, expected",
+    [
+        (((5, 25), (5, 130)), r"expected shape \(T, 136\), found \(5, 130\)"),
+        (((5, 24), (5, 136)), r"expected shape \(T, 25\), found \(5, 24\)"),
+    ],
+)
 def test_wrong_dims_name_file_expected_and_found(tmp_path, bad, expected):
-    _write_dvlog(tmp_path, [("0", "depression", "f", "train"), ("1", "normal", "m", "train")],
-                 {"0": ((5, 25), (5, 136)), "1": bad})
+    _write_dvlog(
+        tmp_path,
+        [("0", "depression", "f", "train"), ("1", "normal", "m", "train")],
+        {"0": ((5, 25), (5, 136)), "1": bad},
+    )
     with pytest.raises(DataError, match=expected) as e:
         load_dataset(tmp_path)
     assert "/1/1_" in str(e.value)
@@ -150,8 +165,11 @@ def test_empty_and_bad_labels(tmp_path):
     dio.write_text(tmp_path / "labels.csv", "")
     with pytest.raises(DataError, match="labels file is empty"):
         load_dataset(tmp_path)
-    _write_dvlog(tmp_path, [("0", "", "f", "train"), ("1", "normal", "m", "train")],
-                 {"0": ((5, 25), (5, 136)), "1": ((5, 25), (5, 136))})
+    _write_dvlog(
+        tmp_path,
+        [("0", "", "f", "train"), ("1", "normal", "m", "train")],
+        {"0": ((5, 25), (5, 136)), "1": ((5, 25), (5, 136))},
+    )
     ds = load_dataset(tmp_path)  # extract output may have empty labels: loading works ...
     assert ds.report.unlabelled == ["0"]
     with pytest.raises(DataError, match="have no label.*fix: fill the label column"):
@@ -167,6 +185,7 @@ def test_not_a_dataset(tmp_path):
 
 
 # ------------------------------------------------------------------ splits
+
 
 def test_own_split_and_gender_filter(dvlog_dir):
     ds = load_dataset(dvlog_dir)
@@ -196,6 +215,7 @@ def test_kfold_is_stratified_disjoint_and_seeded():
 
 # ------------------------------------------------------------------ preprocessing and batching
 
+
 def test_row_zscore_idempotent_and_zero_rows_kept():
     x = np.random.default_rng(0).normal(5, 3, size=(6, 136)).astype(np.float32)
     x[2] = 0
@@ -207,14 +227,22 @@ def test_row_zscore_idempotent_and_zero_rows_kept():
 
 def test_standardisation_uses_training_samples_only_and_roundtrips():
     rng = np.random.default_rng(0)
-    train = [{"visual": rng.normal(size=(10, 136)).astype(np.float32), "audio": rng.normal(3, 2, size=(10, 25)).astype(np.float32)}
-             for _ in range(4)]
+    train = [
+        {
+            "visual": rng.normal(size=(10, 136)).astype(np.float32),
+            "audio": rng.normal(3, 2, size=(10, 25)).astype(np.float32),
+        }
+        for _ in range(4)
+    ]
     valid = [{"visual": np.ones(10, bool), "audio": np.ones(10, bool)} for _ in train]
     valid[0]["visual"][:3] = False  # no-face rows: excluded from the statistics and zero after transform
     train[0]["visual"][:3] = 1e6  # whatever their values
     valid[1]["audio"][5:] = False  # no-audio rows likewise
     train[1]["audio"][5:] = -1e6
-    other = {"visual": rng.normal(size=(8, 136)).astype(np.float32), "audio": rng.normal(100, 1, size=(8, 25)).astype(np.float32)}
+    other = {
+        "visual": rng.normal(size=(8, 136)).astype(np.float32),
+        "audio": rng.normal(100, 1, size=(8, 25)).astype(np.float32),
+    }
     pre = Preprocessor(PreprocessConfig(), DVLOG, {"visual": 136, "audio": 25}).fit(train, valid)
     audio = np.concatenate([t["audio"][v["audio"]] for t, v in zip(train, valid)])
     assert np.allclose(pre.mean["audio"], audio.mean(0), atol=1e-4)

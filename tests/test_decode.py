@@ -21,8 +21,9 @@ def grid_clip() -> Path:
     return sorted(GRID.glob("*.mpg"))[0]
 
 
-def write_video(path: Path, *, fmt=None, vcodec="mpeg4", acodec="aac", video=True, audio=True,
-                n_frames=25, rate=25, size=(64, 48)) -> Path:
+def write_video(
+    path: Path, *, fmt=None, vcodec="mpeg4", acodec="aac", video=True, audio=True, n_frames=25, rate=25, size=(64, 48)
+) -> Path:
     """Write a small synthetic clip: frame i is filled with grey level 8*i; a 440 Hz tone."""
     import av
 
@@ -47,7 +48,7 @@ def write_video(path: Path, *, fmt=None, vcodec="mpeg4", acodec="aac", video=Tru
             fs = as_.codec_context.frame_size or 1024
             x = (0.3 * np.sin(2 * np.pi * 440 * np.arange(sr * n_frames // rate) / sr)).astype(np.float32)
             for i in range(0, len(x) - fs + 1, fs):
-                f = av.AudioFrame.from_ndarray(x[None, i:i + fs].copy(), format="flt", layout="mono")
+                f = av.AudioFrame.from_ndarray(x[None, i : i + fs].copy(), format="flt", layout="mono")
                 f.sample_rate, f.pts = sr, i
                 for p in as_.encode(f):
                     c.mux(p)
@@ -56,9 +57,15 @@ def write_video(path: Path, *, fmt=None, vcodec="mpeg4", acodec="aac", video=Tru
     return path
 
 
-CONTAINERS = [("mp4", None, "libx264", "aac"), ("mkv", None, "mpeg4", "aac"), ("webm", None, "libvpx-vp9", "libopus"),
-              ("mov", None, "mpeg4", "aac"), ("avi", None, "mpeg4", "mp2"), ("mpg", None, "mpeg1video", "mp2"),
-              ("m4v", "mp4", "libx264", "aac")]
+CONTAINERS = [
+    ("mp4", None, "libx264", "aac"),
+    ("mkv", None, "mpeg4", "aac"),
+    ("webm", None, "libvpx-vp9", "libopus"),
+    ("mov", None, "mpeg4", "aac"),
+    ("avi", None, "mpeg4", "mp2"),
+    ("mpg", None, "mpeg1video", "mp2"),
+    ("m4v", "mp4", "libx264", "aac"),
+]
 
 
 @pytest.mark.parametrize("ext,fmt,vcodec,acodec", CONTAINERS)
@@ -130,6 +137,7 @@ def test_grid_probe_and_audio():
 
 
 # ------------------------------------------------------------------ bad files
+
 
 def _assert_one_line(err: MediaError, path: Path, *words):
     text = str(err)
@@ -244,7 +252,7 @@ def test_cover_art_is_not_video(tmp_path):
         fs = a.codec_context.frame_size or 1152
         x = (0.1 * np.sin(np.arange(fs * 20) / 5)).astype(np.float32)
         for i in range(20):
-            f = av.AudioFrame.from_ndarray(x[None, i * fs:(i + 1) * fs].copy(), format="flt", layout="mono")
+            f = av.AudioFrame.from_ndarray(x[None, i * fs : (i + 1) * fs].copy(), format="flt", layout="mono")
             f.sample_rate, f.pts = 16000, i * fs
             for pk in a.encode(f):
                 c.mux(pk)
@@ -266,17 +274,20 @@ def _with_display_matrix(src: Path, dst: Path, matrix) -> Path:
     i = data.find(b"tkhd")
     assert i > 0 and data[i + 4] == 0
     off = i + 4 + 4 + 5 * 4 + 8 + 4 * 2  # type, version/flags, 5 u32 fields, reserved, layer..reserved
-    assert struct.unpack(">9i", data[off:off + 36]) == (0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
-    data[off:off + 36] = struct.pack(">9i", *matrix)
+    assert struct.unpack(">9i", data[off : off + 36]) == (0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+    data[off : off + 36] = struct.pack(">9i", *matrix)
     dst.write_bytes(bytes(data))
     return dst
 
 
-@pytest.mark.parametrize("matrix,rotation,corner", [
-    ((0, 0x10000, 0, -0x10000, 0, 0, 0, 0, 0x40000000), 90, (0, -1)),  # QuickTime "rotate 90" (phone portrait)
-    ((0, -0x10000, 0, 0x10000, 0, 0, 0, 0, 0x40000000), 270, (-1, 0)),
-    ((-0x10000, 0, 0, 0, -0x10000, 0, 0, 0, 0x40000000), 180, (-1, -1)),
-])
+@pytest.mark.parametrize(
+    "matrix,rotation,corner",
+    [
+        ((0, 0x10000, 0, -0x10000, 0, 0, 0, 0, 0x40000000), 90, (0, -1)),  # QuickTime "rotate 90" (phone portrait)
+        ((0, -0x10000, 0, 0x10000, 0, 0, 0, 0, 0x40000000), 270, (-1, 0)),
+        ((-0x10000, 0, 0, 0, -0x10000, 0, 0, 0, 0x40000000), 180, (-1, -1)),
+    ],
+)
 def test_display_matrix_rotation(tmp_path, matrix, rotation, corner):
     """Frames come out upright: a white block stored top-left ends where a player shows it."""
     import av

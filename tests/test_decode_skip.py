@@ -24,8 +24,9 @@ needs_grid = pytest.mark.skipif(not GRID.is_dir(), reason=f"GRID media folder {G
 X264 = {"preset": "veryfast", "g": "50", "x264-params": "bframes=3:b-adapt=0:b-pyramid=normal:scenecut=0"}
 
 
-def write_h264(path: Path, n: int = 250, start: int = 0, jumps: dict[int, int] | None = None,
-               options: dict | None = None) -> Path:
+def write_h264(
+    path: Path, n: int = 250, start: int = 0, jumps: dict[int, int] | None = None, options: dict | None = None
+) -> Path:
     """Moving-gradient H.264 clip, 320x240 at 25 fps; frame i at pts ``start + i`` (1/25 s units)
     plus the sum of ``jumps[j]`` for j <= i (timestamp gaps)."""
     import av
@@ -38,7 +39,7 @@ def write_h264(path: Path, n: int = 250, start: int = 0, jumps: dict[int, int] |
         pts = start
         for i in range(n):
             img = np.stack([(xx + 2 * i) % 256, (yy + i) % 256, ((xx + yy) // 2 + 3 * i) % 256], -1).astype(np.uint8)
-            img[100:140, (2 * i) % 280:(2 * i) % 280 + 40] = 255
+            img[100:140, (2 * i) % 280 : (2 * i) % 280 + 40] = 255
             pts += jumps.get(i, 0)
             f = av.VideoFrame.from_ndarray(img, format="rgb24")
             f.pts, f.time_base = pts, Fraction(1, 25)
@@ -171,8 +172,9 @@ def test_threaded_decoding_gives_the_pixels_of_a_single_threaded_decode(tmp_path
     import av
 
     assert decode_threading("h264") == "SLICE" and decode_threading("vp9") == "AUTO"
-    p = write_h264(tmp_path / f"s{slices}.mp4", n=150,
-                   options={**X264, "x264-params": X264["x264-params"] + f":slices={slices}"})
+    p = write_h264(
+        tmp_path / f"s{slices}.mp4", n=150, options={**X264, "x264-params": X264["x264-params"] + f":slices={slices}"}
+    )
     with av.open(str(p)) as c:
         s = c.streams.video[0]
         s.thread_count = 1

@@ -46,8 +46,10 @@ def test_drawn_clip_has_a_face_dlib_finds_and_voicing(tmp_path):
 def test_demo_end_to_end_small(tmp_path, capsys):
     torch.set_num_threads(1)
     out = tmp_path / "demo"
-    code, so, se = run_cli(["demo", "--out", out, "--model", "fusion_concat", "--samples", "40", "--epochs", "2",
-                            "--clip-seconds", "12"], capsys)
+    code, so, se = run_cli(
+        ["demo", "--out", out, "--model", "fusion_concat", "--samples", "40", "--epochs", "2", "--clip-seconds", "12"],
+        capsys,
+    )
     assert code == 0, se
     text = " ".join((so + se).split())
     assert "DEMONSTRATION" in text and "demo_clip" in text

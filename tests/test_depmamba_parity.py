@@ -34,10 +34,18 @@ from depdet.models import create_model, scan_kernel
 PARITY_DIR = Path(os.environ.get("DEPDET_PARITY_DIR", REPO.parent / "shared" / "reference" / "parity"))
 #: file -> (audio dim, d_state, sha256) as listed in the fixtures' README
 FIXTURES = {
-    "dvlog": ("depmamba_official_dvlog_d32.pt", 25, 12,
-              "f789c46f301e44cadc76d71f99d187c47a6bbb8ecc449a464c0e7c6a21f7dc04"),
-    "lmvd": ("depmamba_official_lmvd_d32.pt", 128, 16,
-             "7a4de622a77b659ddf1e4a5f83068ee8632b305a9390f739d481d5be42cf8da4"),
+    "dvlog": (
+        "depmamba_official_dvlog_d32.pt",
+        25,
+        12,
+        "f789c46f301e44cadc76d71f99d187c47a6bbb8ecc449a464c0e7c6a21f7dc04",
+    ),
+    "lmvd": (
+        "depmamba_official_lmvd_d32.pt",
+        128,
+        16,
+        "7a4de622a77b659ddf1e4a5f83068ee8632b305a9390f739d481d5be42cf8da4",
+    ),
 }
 WIDTH = 32
 VISUAL = 136
@@ -49,8 +57,10 @@ def _load(dataset: str) -> dict:
     name, _, _, sha = FIXTURES[dataset]
     path = PARITY_DIR / name
     if not path.is_file():
-        pytest.skip(f"parity fixture {path} not found (the ../shared folder beside the checkout; "
-                    "set DEPDET_PARITY_DIR to point elsewhere)")
+        pytest.skip(
+            f"parity fixture {path} not found (the ../shared folder beside the checkout; "
+            "set DEPDET_PARITY_DIR to point elsewhere)"
+        )
     data = path.read_bytes()
     assert hashlib.sha256(data).hexdigest() == sha, f"{path} is not the recorded fixture"
     return torch.load(path, weights_only=True)
@@ -70,20 +80,31 @@ def _rename(key: str) -> str | None:
         (r"cossm_encoder\.cnn_layers\.0\.([va])_(?:conv|net\.0)\.(.*)", lambda m: f"co_cnn.{MOD[m[1]]}.conv.{m[2]}"),
         (r"cossm_encoder\.cnn_layers\.0\.([va])_(?:bn|net\.1)\.(.*)", lambda m: f"co_cnn.{MOD[m[1]]}.bn.{m[2]}"),
         (r"cossm_encoder\.mamba_layers\.0\.mamba\.(A_log|A_b_log)", r"co_mamba.\1"),
-        (r"cossm_encoder\.mamba_layers\.0\.mamba\.([va])_(in_proj|out_proj)\.(.*)",
-         lambda m: f"co_mamba.{m[2]}.{IDX[m[1]]}.{m[3]}"),
-        (r"cossm_encoder\.mamba_layers\.0\.mamba\.([va])_D(_b)?",
-         lambda m: f"co_mamba.{'bwd' if m[2] else 'fwd'}.{IDX[m[1]]}.D"),
-        (r"cossm_encoder\.mamba_layers\.0\.mamba\.([va])_(conv1d|x_proj|dt_proj)(_b)?\.(.*)",
-         lambda m: f"co_mamba.{'bwd' if m[3] else 'fwd'}.{IDX[m[1]]}.{m[2]}.{m[4]}"),
+        (
+            r"cossm_encoder\.mamba_layers\.0\.mamba\.([va])_(in_proj|out_proj)\.(.*)",
+            lambda m: f"co_mamba.{m[2]}.{IDX[m[1]]}.{m[3]}",
+        ),
+        (
+            r"cossm_encoder\.mamba_layers\.0\.mamba\.([va])_D(_b)?",
+            lambda m: f"co_mamba.{'bwd' if m[2] else 'fwd'}.{IDX[m[1]]}.D",
+        ),
+        (
+            r"cossm_encoder\.mamba_layers\.0\.mamba\.([va])_(conv1d|x_proj|dt_proj)(_b)?\.(.*)",
+            lambda m: f"co_mamba.{'bwd' if m[3] else 'fwd'}.{IDX[m[1]]}.{m[2]}.{m[4]}",
+        ),
         (r"cossm_encoder\.mamba_layers\.0\.norm1\.norm\.(.*)", r"co_norm.audio.\1"),  # norm1 = audio
         (r"cossm_encoder\.mamba_layers\.0\.norm2\.norm\.(.*)", r"co_norm.visual.\1"),  # norm2 = visual
         (r"enssm_encoder\.cnn_layers\.0\.(?:conv1|net\.0)\.(.*)", r"en_cnn.conv.\1"),
         (r"enssm_encoder\.cnn_layers\.0\.(?:bn1|net\.1)\.(.*)", r"en_cnn.bn.\1"),
-        (r"enssm_encoder\.mamba_layers\.0\.mamba\.(A_log|A_b_log|in_proj\.weight|out_proj\.weight)", r"en_mamba.mamba.\1"),
+        (
+            r"enssm_encoder\.mamba_layers\.0\.mamba\.(A_log|A_b_log|in_proj\.weight|out_proj\.weight)",
+            r"en_mamba.mamba.\1",
+        ),
         (r"enssm_encoder\.mamba_layers\.0\.mamba\.D(_b)?", lambda m: f"en_mamba.mamba.{'bwd' if m[1] else 'fwd'}.D"),
-        (r"enssm_encoder\.mamba_layers\.0\.mamba\.(conv1d|x_proj|dt_proj)(_b)?\.(.*)",
-         lambda m: f"en_mamba.mamba.{'bwd' if m[2] else 'fwd'}.{m[1]}.{m[3]}"),
+        (
+            r"enssm_encoder\.mamba_layers\.0\.mamba\.(conv1d|x_proj|dt_proj)(_b)?\.(.*)",
+            lambda m: f"en_mamba.mamba.{'bwd' if m[2] else 'fwd'}.{m[1]}.{m[3]}",
+        ),
         (r"enssm_encoder\.mamba_layers\.0\.norm1\.norm\.(.*)", r"en_mamba.norm.\1"),
         (r"output\.(.*)", r"head.\1"),
     ]
@@ -127,8 +148,15 @@ def official_to_depdet(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tens
 def _model(fx: dict, dataset: str, padding: str, chunk_size: int, dropout: float = 0.1):
     _, audio, d_state, _ = FIXTURES[dataset]
     assert fx["meta"]["d_state"] == d_state and fx["meta"]["audio_dim"] == audio and fx["meta"]["width"] == WIDTH
-    model = create_model("depmamba", {"visual": VISUAL, "audio": audio}, d_model=WIDTH, d_state=d_state,
-                         padding=padding, chunk_size=chunk_size, dropout=dropout)
+    model = create_model(
+        "depmamba",
+        {"visual": VISUAL, "audio": audio},
+        d_model=WIDTH,
+        d_state=d_state,
+        padding=padding,
+        chunk_size=chunk_size,
+        dropout=dropout,
+    )
     model.load_state_dict(official_to_depdet(fx["official_state_dict"]), strict=True)
     return model
 
@@ -161,7 +189,7 @@ def test_eval_logits_match_the_official_code(dataset, chunk_size):
     with torch.no_grad():
         got = orig(*_batch(x, mask)).logits
         torch.testing.assert_close(got, fx["eval_logits"], rtol=0, atol=1e-5)
-        alone = torch.cat([orig(*_batch(x[b:b + 1, :n], mask[b:b + 1, :n])).logits for b, n in enumerate(lengths)])
+        alone = torch.cat([orig(*_batch(x[b : b + 1, :n], mask[b : b + 1, :n])).logits for b, n in enumerate(lengths)])
         torch.testing.assert_close(alone, fx["each_sample_alone"], rtol=0, atol=1e-5)
         got = fixed(*_batch(x, mask)).logits
         torch.testing.assert_close(got, fx["each_sample_alone"], rtol=0, atol=1e-5)

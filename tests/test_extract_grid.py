@@ -20,7 +20,6 @@ from depdet.pipeline.store.store import FeatureStore
 pytestmark = needs_grid
 
 
-
 def manifest(out: Path) -> dict:
     return {r["id"]: r for r in map(json.loads, (out / "manifest.jsonl").read_text().splitlines())}
 
@@ -93,8 +92,9 @@ def test_rerun_skips_everything_and_force_redoes(dvlog_run, capsys):
 
 def test_fps5_shapes(tmp_path, grid_clip, capsys):
     out = tmp_path / "f5"
-    code, so, se = run_cli(["extract", grid_clip, "-o", out, "--fps", "5", "--visual", "landmarks,headpose",
-                            "--workers", "1"], capsys)
+    code, so, se = run_cli(
+        ["extract", grid_clip, "-o", out, "--fps", "5", "--visual", "landmarks,headpose", "--workers", "1"], capsys
+    )
     assert code == 0, se
     sid = grid_clip.stem
     a = np.load(out / sid / f"{sid}_acoustic.npy")
@@ -110,7 +110,7 @@ def _write_audio_only(path: Path):
         aus = oc.add_stream("aac", rate=16000, layout="mono")
         pcm = (0.2 * np.sin(np.arange(32000) / 10) * 32767).astype(np.int16)
         for k in range(0, pcm.size, 1024):
-            af = av.AudioFrame.from_ndarray(pcm[k:k + 1024].reshape(1, -1), format="s16", layout="mono")
+            af = av.AudioFrame.from_ndarray(pcm[k : k + 1024].reshape(1, -1), format="s16", layout="mono")
             af.sample_rate, af.pts, af.time_base = 16000, k, Fraction(1, 16000)
             oc.mux(aus.encode(af))
         oc.mux(aus.encode(None))
@@ -137,8 +137,14 @@ def test_bad_inputs_are_reported_while_good_ones_succeed(bad_batch, tmp_path, ca
     m = manifest(out)
     assert m["good"]["status"] == "ok"
     assert (out / "good" / "good_visual.npy").exists()
-    expected = {"empty": "empty", "truncated": "", "notavideo": "", "noaudio": "no audio track",
-                "audioonly": "audio-only", "noface": "no face"}
+    expected = {
+        "empty": "empty",
+        "truncated": "",
+        "notavideo": "",
+        "noaudio": "no audio track",
+        "audioonly": "audio-only",
+        "noface": "no face",
+    }
     for sid, phrase in expected.items():
         row = m[sid]
         assert row["status"] == "failed", sid
@@ -155,7 +161,9 @@ def test_bad_inputs_are_reported_while_good_ones_succeed(bad_batch, tmp_path, ca
 
 def test_allow_partial_keeps_visual_when_audio_is_missing(bad_batch, tmp_path, capsys):
     out = tmp_path / "out"
-    code, so, se = run_cli(["extract", bad_batch / "noaudio.mp4", "-o", out, "--allow-partial", "--workers", "1"], capsys)
+    code, so, se = run_cli(
+        ["extract", bad_batch / "noaudio.mp4", "-o", out, "--allow-partial", "--workers", "1"], capsys
+    )
     assert code == 0, se
     row = manifest(out)["noaudio"]
     assert row["status"] == "partial" and row["missing"] == ["audio"]
@@ -167,15 +175,32 @@ def test_allow_partial_keeps_visual_when_audio_is_missing(bad_batch, tmp_path, c
         assert not z["audio"].any() and z["visual"].all()
 
 
-@pytest.mark.parametrize("layout,files", [
-    ("dvlog", ("noface/noface_visual.npy", "noface/noface_acoustic.npy")),
-    ("lmvd", ("visual/noface_visual.npy", "audio/noface.npy")),
-])
+@pytest.mark.parametrize(
+    "layout,files",
+    [
+        ("dvlog", ("noface/noface_visual.npy", "noface/noface_acoustic.npy")),
+        ("lmvd", ("visual/noface_visual.npy", "audio/noface.npy")),
+    ],
+)
 def test_allow_partial_writes_every_layout_file_for_a_faceless_clip(bad_batch, tmp_path, capsys, layout, files):
     """Issue 22 item 3: a D-Vlog / LMVD reader finds both files of a faceless clip (visual rows invalid)."""
     out = tmp_path / "out"
-    code, so, se = run_cli(["extract", bad_batch / "noface.mp4", "-o", out, "--allow-partial", "--workers", "1",
-                            "--layout", layout, "--audio", "egemaps"], capsys)
+    code, so, se = run_cli(
+        [
+            "extract",
+            bad_batch / "noface.mp4",
+            "-o",
+            out,
+            "--allow-partial",
+            "--workers",
+            "1",
+            "--layout",
+            layout,
+            "--audio",
+            "egemaps",
+        ],
+        capsys,
+    )
     assert code == 0, se
     row = manifest(out)["noface"]
     assert row["status"] == "partial" and row["missing"] == ["visual"]
@@ -197,8 +222,9 @@ def test_batch_exit_code_rule(bad_batch, tmp_path, capsys):
     assert text.count("no face found") == 1 and "--allow-partial" in text
     code, so, se = run_cli(["extract", *inputs, "-o", out, "--workers", "1", "--strict"], capsys)
     assert code == 1 and "--strict" in se  # the failed clip is retried, fails again: --strict stops
-    code, so, se = run_cli(["extract", bad_batch / "noface.mp4", bad_batch / "empty.mp4", "-o", tmp_path / "o2",
-                            "--workers", "1"], capsys)
+    code, so, se = run_cli(
+        ["extract", bad_batch / "noface.mp4", bad_batch / "empty.mp4", "-o", tmp_path / "o2", "--workers", "1"], capsys
+    )
     assert code == 1 and "no clip of this run could be extracted" in " ".join(se.split())
 
 
@@ -207,8 +233,12 @@ def test_unwritable_output_is_one_clear_line(grid_clip, tmp_path, capsys):
     blocker.write_text("x")
     code, so, se = run_cli(["extract", grid_clip, "-o", blocker / "sub"], capsys)
     assert code == 1
-    assert "output folder (-o) is not writable" in se and "is not a folder" in se and str(blocker / "sub") in se \
+    assert (
+        "output folder (-o) is not writable" in se
+        and "is not a folder" in se
+        and str(blocker / "sub") in se
         and "Traceback" not in se
+    )
 
 
 def test_unknown_extractor_is_one_clear_line(grid_clip, tmp_path, capsys):

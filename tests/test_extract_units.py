@@ -18,8 +18,9 @@ from depdet.pipeline.media.inputs import discover_inputs
 
 
 def sf(T, D, fps=1.0, valid=None):
-    return StreamFeatures(np.arange(T * D, dtype=np.float32).reshape(T, D),
-                          np.ones(T, bool) if valid is None else valid, fps)
+    return StreamFeatures(
+        np.arange(T * D, dtype=np.float32).reshape(T, D), np.ones(T, bool) if valid is None else valid, fps
+    )
 
 
 def test_align_truncates_to_common_span_and_reports_drops():
@@ -102,8 +103,15 @@ def _unit(st, sid, status="ok", duration=3.0, meta=None):
     T = 4
     feats = {"visual": np.ones((T, 136), np.float32), "audio": np.ones((T, 25), np.float32)}
     valid = {"visual": np.ones(T, bool), "audio": np.ones(T, bool)}
-    rec = {"status": status, "duration": duration, "T": T, "dims": {"visual": 136, "audio": 25},
-           "spec": DVLOG.to_dict(), "meta": meta or {}, "source": {"path": f"{sid}.mp4"}}
+    rec = {
+        "status": status,
+        "duration": duration,
+        "T": T,
+        "dims": {"visual": 136, "audio": 25},
+        "spec": DVLOG.to_dict(),
+        "meta": meta or {},
+        "source": {"path": f"{sid}.mp4"},
+    }
     return st.write_unit(sid, feats, valid, rec) if status != "failed" else st.write_failed(sid, rec)
 
 
@@ -113,7 +121,11 @@ def test_views_are_rebuilt_from_records(tmp_path):
     _unit(st, "a", status="failed", meta={"label": 0})
     _unit(st, "c", duration=12.345, meta={"label": 0, "gender": "m", "fold": "test"})
     st.rebuild_views()
-    assert [json.loads(line)["id"] for line in (tmp_path / "manifest.jsonl").read_text().splitlines()] == ["a", "b", "c"]
+    assert [json.loads(line)["id"] for line in (tmp_path / "manifest.jsonl").read_text().splitlines()] == [
+        "a",
+        "b",
+        "c",
+    ]
     got = list(csv.DictReader(open(tmp_path / "labels.csv")))
     assert [r["index"] for r in got] == ["b", "c"]  # failed samples are not listed
     assert got[0] == {"index": "b", "label": "depression", "duration": "3.00", "gender": "f", "fold": "train"}
@@ -153,7 +165,7 @@ def test_speech_activity_detects_a_tone_and_not_silence():
     sr, fps = 16000, 1.0
     t = np.arange(4 * sr) / sr
     audio = np.zeros_like(t, dtype=np.float32)
-    audio[sr:3 * sr] = 0.3 * np.sin(2 * np.pi * 200 * t[sr:3 * sr])
+    audio[sr : 3 * sr] = 0.3 * np.sin(2 * np.pi * 200 * t[sr : 3 * sr])
     act = speech_activity(audio, sr, fps, 4)
     assert act.tolist() == [False, True, True, False]
 
@@ -185,12 +197,16 @@ def test_the_cli_and_extraction_workers_do_not_load_torch_until_a_job_needs_it()
     """Issue 11: importing torch costs ~2 s CPU per process; the CLI (every command) and the
     extraction workers (eGeMAPS + landmarks) do without it, and a worker that loads it later
     (VGGish) still runs one torch thread."""
-    out = _fresh_python("import sys, depdet.cli, depdet.pipeline.orchestration.extract_batch as e; print('torch' in sys.modules); "
-                        "e._worker_init(); print('torch' in sys.modules); import torch; print(torch.get_num_threads())")
+    out = _fresh_python(
+        "import sys, depdet.cli, depdet.pipeline.orchestration.extract_batch as e; print('torch' in sys.modules); "
+        "e._worker_init(); print('torch' in sys.modules); import torch; print(torch.get_num_threads())"
+    )
     assert out.split() == ["False", "False", "1"]
     # torch already loaded when the worker starts (an API user's main module): capped at once
-    out = _fresh_python("import torch, depdet.pipeline.orchestration.extract_batch as e; torch.set_num_threads(2); e._worker_init(); "
-                        "print(torch.get_num_threads())")
+    out = _fresh_python(
+        "import torch, depdet.pipeline.orchestration.extract_batch as e; torch.set_num_threads(2); e._worker_init(); "
+        "print(torch.get_num_threads())"
+    )
     assert out == "1"
 
 
@@ -199,7 +215,10 @@ def test_spec_records_align_and_quantisation_and_reads_older_dicts():
     s = FeatureSpec(audio=("vggish",), visual=("landmarks",))
     assert (s.align, s.vggish_quantize) == ("union", "truncate")
     assert FeatureSpec.from_dict(json.loads(json.dumps(s.to_dict()))) == s
-    assert "--align union" in s.extract_options()["command"] and "--vggish-quantize truncate" in s.extract_options()["command"]
+    assert (
+        "--align union" in s.extract_options()["command"]
+        and "--vggish-quantize truncate" in s.extract_options()["command"]
+    )
     assert "align union" in s.describe() and "(truncate)" in s.describe()
     # a dict written before these keys existed: what that depdet did (common span, rounding)
     old = {k: v for k, v in s.to_dict().items() if k not in ("align", "vggish_quantize")}
@@ -207,8 +226,9 @@ def test_spec_records_align_and_quantisation_and_reads_older_dicts():
     assert (o.align, o.vggish_quantize) == ("common", "round")
     assert sorted(s.differences(o)) == ["align union vs common", "vggish_quantize truncate vs round"]
     # features not made by depdet (no detector): unknown, never a difference
-    released = FeatureSpec.from_dict({"audio": ["vggish"], "visual": ["landmarks"], "detector": None,
-                                      "vggish_postprocess": None})
+    released = FeatureSpec.from_dict(
+        {"audio": ["vggish"], "visual": ["landmarks"], "detector": None, "vggish_postprocess": None}
+    )
     assert released.align is None and released.vggish_quantize is None and not s.differences(released)
     assert FeatureSpec(audio=("egemaps",)).vggish_quantize is None  # no VGGish, no quantisation
     assert FeatureSpec(audio=("vggish",), vggish_postprocess=False).vggish_quantize is None
@@ -224,9 +244,12 @@ def test_a_folder_mixing_extractor_versions_says_so(tmp_path):
     for sid, ver in (("a", "1"), ("b", "2"), ("c", "2")):
         rec = _unit(st, sid, meta={"label": int(sid == "a")})
         rec["extractors"] = {"egemaps": {"name": "egemaps", "version": ver}, "landmarks": {"version": "2"}}
-        st.write_unit(sid, {m: np.ones((4, d), np.float32) for m, d in (("visual", 136), ("audio", 25))},
-                      {m: np.ones(4, bool) for m in ("visual", "audio")},
-                      {k: v for k, v in rec.items() if k not in ("files", "valid_file", "schema", "id")})
+        st.write_unit(
+            sid,
+            {m: np.ones((4, d), np.float32) for m, d in (("visual", 136), ("audio", 25))},
+            {m: np.ones(4, bool) for m in ("visual", "audio")},
+            {k: v for k, v in rec.items() if k not in ("files", "valid_file", "schema", "id")},
+        )
     st.rebuild_views()
     fj = json.loads((tmp_path / "features.json").read_text())
     assert fj["extractor_versions"]["egemaps"] == {"1": 1, "2": 2}

@@ -279,8 +279,9 @@ def _write_wav(path: Path, channels: np.ndarray, sr: int) -> Path:
     with av.open(str(path), "w") as oc:
         s = oc.add_stream("pcm_s16le", rate=sr, layout=layout)
         for k in range(0, pcm.shape[1], 1024):
-            f = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm[:, k:k + 1024].T.reshape(1, -1)), format="s16",
-                                           layout=layout)
+            f = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(pcm[:, k : k + 1024].T.reshape(1, -1)), format="s16", layout=layout
+            )
             f.sample_rate, f.pts, f.time_base = sr, k, Fraction(1, sr)
             for p in s.encode(f):
                 oc.mux(p)

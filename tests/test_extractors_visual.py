@@ -222,9 +222,11 @@ def test_full_resolution_retry_finds_a_face_the_downscaled_search_loses(grid_fra
     src = cv2.resize(grid_frames["fps1"][0][0].image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
     canvas = np.zeros((1080, 1920, 3), np.uint8)
     y0, x0 = 400, 900
-    canvas[y0:y0 + src.shape[0], x0:x0 + src.shape[1]] = src
-    frames = [SimpleNamespace(index=0, time=0.0, image=canvas),
-              SimpleNamespace(index=1, time=1.0, image=np.zeros_like(canvas))]
+    canvas[y0 : y0 + src.shape[0], x0 : x0 + src.shape[1]] = src
+    frames = [
+        SimpleNamespace(index=0, time=0.0, image=canvas),
+        SimpleNamespace(index=1, time=1.0, image=np.zeros_like(canvas)),
+    ]
     without = get_extractor("landmarks", track=False, full_res_retry=False).extract(frames)
     assert without.valid.tolist() == [False, False]
     lm = get_extractor("landmarks", track=False)

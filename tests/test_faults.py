@@ -46,10 +46,12 @@ def _planted_library(path: Path, marker: Path) -> None:
     """A shared library whose constructor writes ``marker`` (the attack of the issue) and that
     exports a plausible ``depdet_scan_abi``."""
     src = path.with_suffix(".c")
-    src.write_text('#include <stdio.h>\n'
-                   f'__attribute__((constructor)) static void pwn(void) {{ FILE *f = fopen("{marker}", "w"); '
-                   'if (f) { fputs("ran", f); fclose(f); } }\n'
-                   'int depdet_scan_abi(void) { return 5; }\n')
+    src.write_text(
+        "#include <stdio.h>\n"
+        f'__attribute__((constructor)) static void pwn(void) {{ FILE *f = fopen("{marker}", "w"); '
+        'if (f) { fputs("ran", f); fclose(f); } }\n'
+        "int depdet_scan_abi(void) { return 5; }\n"
+    )
     subprocess.run(["gcc", "-shared", "-fPIC", str(src), "-o", str(path)], check=True, capture_output=True)
     src.unlink()
 
@@ -70,8 +72,9 @@ def test_old_predictable_temp_fallback_is_never_loaded(kernel, tmp_path):
     assert stat.S_IMODE(lib.parent.stat().st_mode) == 0o700
 
 
-@pytest.mark.parametrize("case", ["no digest", "wrong digest", "group-writable file", "world-writable folder",
-                                  "symlink", "other owner"])
+@pytest.mark.parametrize(
+    "case", ["no digest", "wrong digest", "group-writable file", "world-writable folder", "symlink", "other owner"]
+)
 def test_cached_kernel_loaded_only_when_ours_private_and_digest_matches(kernel, tmp_path, case):
     K = kernel
     cc = K._compiler()
@@ -147,8 +150,17 @@ def checkpoint(tmp_path_factory) -> Path:
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("ckpt")
     make_synthetic(root / "data", SynthConfig(layout="dvlog", n=36, signal=3.0, seed=0, min_len=8, max_len=20))
-    cfg = TrainConfig(model="fusion_concat", model_config={"hidden": 8, "d": 8}, lr=3e-3, batch_size=16, epochs=2,
-                      seeds=[0], device="cpu", amp=False, select="loss")
+    cfg = TrainConfig(
+        model="fusion_concat",
+        model_config={"hidden": 8, "d": 8},
+        lr=3e-3,
+        batch_size=16,
+        epochs=2,
+        seeds=[0],
+        device="cpu",
+        amp=False,
+        select="loss",
+    )
     summary = train(load_dataset(root / "data"), cfg, root / "run")
     return Path(summary["checkpoint"])
 
@@ -187,8 +199,9 @@ def test_extract_prints_hostile_names_literally(hostile_inputs, tmp_path, capsys
 
 def test_predict_hostile_names_writes_results_and_report(checkpoint, hostile_inputs, tmp_path, capsys):
     res, rep = tmp_path / "r[/x].json", tmp_path / "rep[/bold].html"
-    code, out, err = run_cli(["predict", hostile_inputs, "-c", checkpoint, "--out", res, "--report", rep,
-                              "--no-evidence"], capsys)
+    code, out, err = run_cli(
+        ["predict", hostile_inputs, "-c", checkpoint, "--out", res, "--report", rep, "--no-evidence"], capsys
+    )
     assert code == 1 and "MarkupError" not in err and "internal error" not in err, err
     _no_raw_controls(out + err)
     doc = json.loads(res.read_text())
@@ -204,8 +217,9 @@ def test_predict_writes_results_before_printing(checkpoint, grid_clip, tmp_path,
 
     monkeypatch.setattr(show, "print_predictions", broken_console)
     res, rep = tmp_path / "r.csv", tmp_path / "r.html"
-    code, _, err = run_cli(["predict", grid_clip, "-c", checkpoint, "--out", res, "--report", rep, "--no-evidence"],
-                           capsys)
+    code, _, err = run_cli(
+        ["predict", grid_clip, "-c", checkpoint, "--out", res, "--report", rep, "--no-evidence"], capsys
+    )
     assert code == 2 and "the terminal went away" in err
     assert res.is_file() and rep.is_file()  # nothing computed was lost
 
@@ -226,9 +240,10 @@ def test_plain_escapes_markup_and_controls():
     for s in ("[/x]", "[/bold]", "a\\", "[bold]x[/]", "tab\there", "\x1b]8;;http://x\x07link", "\u202eevil"):
         con.print(plain(s), end="")
         text = con.export_text()
-        assert not any(ord(c) < 32 or 0x7f <= ord(c) < 0xa0 or c == "\u202e" for c in text), repr(text)
-        assert s.replace("\x1b", "").replace("\x07", "").replace("\t", "").replace("\u202e", "")[:3] in \
-            text.replace("\\x1b", "").replace("\\x07", "").replace("\\x09", "").replace("\\u202e", "")
+        assert not any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 or c == "\u202e" for c in text), repr(text)
+        assert s.replace("\x1b", "").replace("\x07", "").replace("\t", "").replace("\u202e", "")[:3] in text.replace(
+            "\\x1b", ""
+        ).replace("\\x07", "").replace("\\x09", "").replace("\\u202e", "")
 
 
 # ================================================================ 7. hostile or broken checkpoints
@@ -256,7 +271,7 @@ def test_oversized_config_is_refused_before_allocating(checkpoint, tmp_path, cas
     from depdet.errors import DataError
     from depdet.pipeline.inference.checkpoint import load_checkpoint
 
-    hidden = 6000 if case == "hidden=6000" else 10 ** 6
+    hidden = 6000 if case == "hidden=6000" else 10**6
     bad = _tamper(checkpoint, tmp_path / "big.pt", config=lambda c: {**c, "hidden": hidden})
     before = _rss_mb()
     with pytest.raises(DataError, match="weights do not fit"):
@@ -264,11 +279,31 @@ def test_oversized_config_is_refused_before_allocating(checkpoint, tmp_path, cas
     assert _rss_mb() - before < 200  # max RSS grew by less than 200 MB (was 2.5 GB / a 16 TB attempt)
 
 
-@pytest.mark.parametrize("case", ["empty", "truncated", "garbage", "a list", "no model key", "model not a str",
-                                  "no state_dict", "state_dict of strings", "input_dims negative",
-                                  "threshold NaN", "threshold 2", "threshold str", "temperature 0",
-                                  "temperature inf", "unknown kind", "config not a dict", "spec malformed",
-                                  "preprocessor malformed", "unknown model", "unknown config key"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "empty",
+        "truncated",
+        "garbage",
+        "a list",
+        "no model key",
+        "model not a str",
+        "no state_dict",
+        "state_dict of strings",
+        "input_dims negative",
+        "threshold NaN",
+        "threshold 2",
+        "threshold str",
+        "temperature 0",
+        "temperature inf",
+        "unknown kind",
+        "config not a dict",
+        "spec malformed",
+        "preprocessor malformed",
+        "unknown model",
+        "unknown config key",
+    ],
+)
 def test_malformed_checkpoint_is_one_line_exit_1(checkpoint, tmp_path, capsys, case):
     p = tmp_path / "bad.pt"
     raw = checkpoint.read_bytes()
@@ -282,14 +317,21 @@ def test_malformed_checkpoint_is_one_line_exit_1(checkpoint, tmp_path, capsys, c
         torch.save([1, 2, 3], p)
     else:
         changes = {
-            "no model key": {"model": KeyError}, "model not a str": {"model": 3},
-            "no state_dict": {"state_dict": KeyError}, "state_dict of strings": {"state_dict": {"w": "x"}},
+            "no model key": {"model": KeyError},
+            "model not a str": {"model": 3},
+            "no state_dict": {"state_dict": KeyError},
+            "state_dict of strings": {"state_dict": {"w": "x"}},
             "input_dims negative": {"input_dims": {"visual": -1, "audio": 25}},
-            "threshold NaN": {"threshold": float("nan")}, "threshold 2": {"threshold": 2.0},
-            "threshold str": {"threshold": "0.5"}, "temperature 0": {"temperature": 0.0},
-            "temperature inf": {"temperature": float("inf")}, "unknown kind": {"kind": "onnx"},
-            "config not a dict": {"config": [1]}, "spec malformed": {"spec": {"fps": "fast"}},
-            "preprocessor malformed": {"preprocessor": {"x": 1}}, "unknown model": {"model": "gpt"},
+            "threshold NaN": {"threshold": float("nan")},
+            "threshold 2": {"threshold": 2.0},
+            "threshold str": {"threshold": "0.5"},
+            "temperature 0": {"temperature": 0.0},
+            "temperature inf": {"temperature": float("inf")},
+            "unknown kind": {"kind": "onnx"},
+            "config not a dict": {"config": [1]},
+            "spec malformed": {"spec": {"fps": "fast"}},
+            "preprocessor malformed": {"preprocessor": {"x": 1}},
+            "unknown model": {"model": "gpt"},
             "unknown config key": {"config": lambda c: {**c, "bogus": 1}},
         }[case]
         _tamper(checkpoint, p, **changes)
@@ -310,8 +352,9 @@ def test_predict_refuses_nan_threshold_checkpoint(checkpoint, grid_clip, tmp_pat
 def test_json_outputs_use_null_for_undefined_numbers(tmp_path):
     from depdet import fileio as dio
 
-    dio.write_json(tmp_path / "m.json", {"auc": float("nan"), "x": np.float32("inf"), "a": np.array([1.0, np.nan]),
-                                         "ok": 0.5})
+    dio.write_json(
+        tmp_path / "m.json", {"auc": float("nan"), "x": np.float32("inf"), "a": np.array([1.0, np.nan]), "ok": 0.5}
+    )
     text = (tmp_path / "m.json").read_text()
     assert "NaN" not in text and "Infinity" not in text
     assert json.loads(text) == {"auc": None, "x": None, "a": [1.0, None], "ok": 0.5}
@@ -358,7 +401,7 @@ def _face_mp4(path: Path, grid_clip: Path, times: list[float], faststart: bool =
             rng = np.random.default_rng(0)
             pcm = (rng.standard_normal(int(audio_s * 16000)) * 3000).astype(np.int16)
             for k in range(0, pcm.size, 1024):
-                af = av.AudioFrame.from_ndarray(pcm[k:k + 1024].reshape(1, -1), format="s16", layout="mono")
+                af = av.AudioFrame.from_ndarray(pcm[k : k + 1024].reshape(1, -1), format="s16", layout="mono")
                 af.sample_rate, af.pts, af.time_base = 16000, k, Fraction(1, 16000)
                 oc.mux(aus.encode(af))
             oc.mux(aus.encode(None))
@@ -401,8 +444,9 @@ def test_every_cut_of_a_faststart_mp4_fails_in_extract(full_mp4, tmp_path, capsy
 
 
 def test_truncated_mp4_kept_with_real_duration_under_allow_partial(truncated_mp4, tmp_path, capsys):
-    code, out, err = run_cli(["extract", truncated_mp4, "-o", tmp_path / "f", "--workers", "1", "--allow-partial"],
-                             capsys)
+    code, out, err = run_cli(
+        ["extract", truncated_mp4, "-o", tmp_path / "f", "--workers", "1", "--allow-partial"], capsys
+    )
     assert code == 0, err
     rec = json.loads(next((tmp_path / "f").rglob("*_record.json")).read_text())
     m = rec["media"]
@@ -468,9 +512,15 @@ def _cli_proc(args, tmp_path, sigint=None, **kw):
     import signal
 
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "COLUMNS": "200"}
-    return subprocess.Popen([sys.executable, "-m", "depdet.cli", *map(str, args)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_sigint_disposition(signal.SIG_DFL if sigint is None else sigint), **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "depdet.cli", *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_sigint_disposition(signal.SIG_DFL if sigint is None else sigint),
+        **kw,
+    )
 
 
 def _wait_for_workers(pid: int, n: int, timeout: float = 60.0, settle: float = 3.0) -> list:
@@ -481,8 +531,11 @@ def _wait_for_workers(pid: int, n: int, timeout: float = 60.0, settle: float = 3
     t0 = time.time()
     while time.time() - t0 < timeout:
         try:
-            kids = [c for c in psutil.Process(pid).children(recursive=True)
-                    if "resource_tracker" not in " ".join(c.cmdline())]
+            kids = [
+                c
+                for c in psutil.Process(pid).children(recursive=True)
+                if "resource_tracker" not in " ".join(c.cmdline())
+            ]
         except psutil.NoSuchProcess:
             break
         if len(kids) >= n:
@@ -543,9 +596,13 @@ def _sigint_extract(clips: Path, out: Path, tmp_path: Path, after_first_record: 
 
 
 def _rerun(clips: Path, out: Path):
-    return subprocess.run([sys.executable, "-m", "depdet.cli", "extract", clips, "-o", out, "--workers", "2"],
-                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "depdet.cli", "extract", clips, "-o", out, "--workers", "2"],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_sigint_prints_interrupted_rerun_to_resume(many_clips, tmp_path):
@@ -607,7 +664,9 @@ def test_full_disk_fails_the_clip_stops_the_batch_and_rerun_resumes(grid_clips, 
     code, _, err = run_cli(["extract", src, "-o", out, "--workers", "1"], capsys)
     assert code == 1 and "internal error" not in err
     line = " ".join(err.split())
-    assert "no space left on the output volume" in line and "the batch stopped (1 sample(s) written, 1 not done)" in line
+    assert (
+        "no space left on the output volume" in line and "the batch stopped (1 sample(s) written, 1 not done)" in line
+    )
     manifest = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
     assert [(r["id"], r["status"]) for r in manifest] == [("c0", "ok")]  # views rebuilt from what completed
     assert not list(out.rglob(".*.tmp"))  # no staged leftovers
@@ -717,8 +776,16 @@ def test_single_class_valid_and_test_folds_warn_and_json_has_null(tmp_path):
         w.writeheader()
         w.writerows(rows)
     logged = []
-    cfg = TrainConfig(model="fusion_concat", model_config={"hidden": 4, "d": 4}, epochs=1, batch_size=8, seeds=[0],
-                      device="cpu", amp=False, select="loss")
+    cfg = TrainConfig(
+        model="fusion_concat",
+        model_config={"hidden": 4, "d": 4},
+        epochs=1,
+        batch_size=8,
+        seeds=[0],
+        device="cpu",
+        amp=False,
+        select="loss",
+    )
     train(load_dataset(tmp_path / "data", labels=tmp_path / "one.csv"), cfg, tmp_path / "run", log=logged.append)
     warnings = [s for s in logged if s.startswith("warning:")]
     assert any("valid fold holds one class only" in s for s in warnings), logged

@@ -32,8 +32,11 @@ def _free_port() -> int:
 def http_server():
     """``python -m http.server PORT --bind 127.0.0.1`` on a free port, stopped afterwards."""
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -77,8 +80,15 @@ def silent_server(greeting: bytes = b""):
 def _depdet(args, cwd, timeout=90):
     env = {**__import__("os").environ, "PYTHONPATH": str(REPO)}
     t0 = time.monotonic()
-    p = subprocess.run([sys.executable, "-m", "depdet", *map(str, args)], cwd=cwd, env=env, capture_output=True,
-                       text=True, timeout=timeout, check=False)
+    p = subprocess.run(
+        [sys.executable, "-m", "depdet", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     return p.returncode, p.stdout + p.stderr, time.monotonic() - t0
 
 
@@ -94,8 +104,9 @@ def junk_clip(tmp_path) -> Path:
 def test_extract_cluster_at_an_http_server_ends_with_not_a_dask_scheduler(junk_clip, tmp_path):
     pytest.importorskip("distributed")
     with http_server() as port:
-        code, text, took = _depdet(["extract", junk_clip, "-o", tmp_path / "s", "--cluster", f"tcp://127.0.0.1:{port}"],
-                                   tmp_path)
+        code, text, took = _depdet(
+            ["extract", junk_clip, "-o", tmp_path / "s", "--cluster", f"tcp://127.0.0.1:{port}"], tmp_path
+        )
     assert code == 1, text
     assert f"not a Dask scheduler at tcp://127.0.0.1:{port}" in text, text
     assert "internal error" not in text and "MemoryError" not in text
@@ -109,8 +120,22 @@ def test_train_cluster_at_an_http_server_ends_with_not_a_dask_scheduler(tmp_path
 
     make_synthetic(tmp_path / "d", SynthConfig(n=12, length_scale=0.05, seed=1))
     with http_server() as port:
-        code, text, took = _depdet(["train", "--data", tmp_path / "d", "--model", "fusion_concat", "--epochs", "1", "--run-dir", tmp_path / "r",
-                                    "--cluster", f"tcp://127.0.0.1:{port}"], tmp_path)
+        code, text, took = _depdet(
+            [
+                "train",
+                "--data",
+                tmp_path / "d",
+                "--model",
+                "fusion_concat",
+                "--epochs",
+                "1",
+                "--run-dir",
+                tmp_path / "r",
+                "--cluster",
+                f"tcp://127.0.0.1:{port}",
+            ],
+            tmp_path,
+        )
     assert code == 1, text
     assert f"not a Dask scheduler at tcp://127.0.0.1:{port}" in text, text
     assert took < 60, took
@@ -171,8 +196,9 @@ def _labels_csv(out: Path) -> dict[str, dict]:
 def test_merge_meta_keeps_on_empty_and_erases_on_dash(tmp_path):
     from depdet.pipeline.store.labels import merge_meta, read_label_table
 
-    rows = read_label_table(_labels([("a", "", "", ""), ("b", "-", "-", "-"), ("c", "normal", "", "test")],
-                                     tmp_path / "l.csv"))
+    rows = read_label_table(
+        _labels([("a", "", "", ""), ("b", "-", "-", "-"), ("c", "normal", "", "test")], tmp_path / "l.csv")
+    )
     old = {"label": 1, "gender": "f", "fold": "train"}
     assert merge_meta(old, rows["a"]) == (old, ["label", "gender", "fold"])
     assert merge_meta(old, rows["b"]) == ({"label": None, "gender": "", "fold": ""}, [])
@@ -187,8 +213,19 @@ def test_empty_label_cell_never_erases_a_stored_label(grid_clip, tmp_path, capsy
     clips.mkdir()
     shutil.copy(grid_clip, clips / "a.mpg")
     out = tmp_path / "s"
-    code, _, err = run_cli(["extract", clips, "-o", out, "--workers", "1",
-                            "--labels", _labels([("a", "depression", "f", "train")], tmp_path / "l1.csv")], capsys)
+    code, _, err = run_cli(
+        [
+            "extract",
+            clips,
+            "-o",
+            out,
+            "--workers",
+            "1",
+            "--labels",
+            _labels([("a", "depression", "f", "train")], tmp_path / "l1.csv"),
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert _labels_csv(out)["a"]["label"] == "depression"
     # `a,` (an empty label) for an id that has one: kept, and the run says so
@@ -217,8 +254,20 @@ def _synth(path: Path, n: int = 12) -> Path:
     return path
 
 
-TRAIN = ["--model", "fusion_concat", "--model-opt", "hidden=16", "--model-opt", "d=16", "--batch-size", "8",
-         "--threads", "1", "--epochs", "1"]
+TRAIN = [
+    "--model",
+    "fusion_concat",
+    "--model-opt",
+    "hidden=16",
+    "--model-opt",
+    "d=16",
+    "--batch-size",
+    "8",
+    "--threads",
+    "1",
+    "--epochs",
+    "1",
+]
 
 
 @pytest.mark.parametrize("fault", ["enforce", "enospc"])
@@ -326,8 +375,17 @@ def data_and_checkpoint(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("nan")
     make_synthetic(root / "data", SynthConfig(layout="dvlog", n=40, signal=3.0, seed=0, min_len=8, max_len=20))
-    cfg = TrainConfig(model="fusion_concat", model_config={"hidden": 8, "d": 8}, lr=3e-3, batch_size=16, epochs=1,
-                      seeds=[0], device="cpu", amp=False, select="loss")
+    cfg = TrainConfig(
+        model="fusion_concat",
+        model_config={"hidden": 8, "d": 8},
+        lr=3e-3,
+        batch_size=16,
+        epochs=1,
+        seeds=[0],
+        device="cpu",
+        amp=False,
+        select="loss",
+    )
     summary = train(load_dataset(root / "data"), cfg, root / "run")
     torch.set_num_threads(n)
     return root / "data", Path(summary["checkpoint"])
@@ -373,8 +431,9 @@ def test_nan_check_names_every_bad_file_and_skip_invalid_leaves_them_out(data_an
     assert any("3 ids left out: invalid feature arrays" in line for line in ds.report.lines())
 
 
-def test_a_bad_train_sample_blocks_neither_evaluate_test_nor_predict_of_the_others(data_and_checkpoint, tmp_path, capsys,
-                                                                                    one_torch_thread):
+def test_a_bad_train_sample_blocks_neither_evaluate_test_nor_predict_of_the_others(
+    data_and_checkpoint, tmp_path, capsys, one_torch_thread
+):
     import json
 
     data, bad = _poison(data_and_checkpoint[0], tmp_path / "d", {"train": 1})
@@ -386,8 +445,22 @@ def test_a_bad_train_sample_blocks_neither_evaluate_test_nor_predict_of_the_othe
     code, so, se = run_cli(["evaluate", "-c", ck, "-d", data, "--fold", "train", "-o", tmp_path / "t.json"], capsys)
     assert code == 1 and f"{bad[0]}_visual.npy" in " ".join(se.split()), se
     # (the train fold is the checkpoint's own: scoring it needs --allow-seen, and is marked)
-    code, so, se = run_cli(["evaluate", "-c", ck, "-d", data, "--fold", "train", "-o", tmp_path / "t.json",
-                            "--skip-invalid", "--allow-seen"], capsys)
+    code, so, se = run_cli(
+        [
+            "evaluate",
+            "-c",
+            ck,
+            "-d",
+            data,
+            "--fold",
+            "train",
+            "-o",
+            tmp_path / "t.json",
+            "--skip-invalid",
+            "--allow-seen",
+        ],
+        capsys,
+    )
     assert code == 0 and "1 ids left out: invalid feature arrays" in " ".join((so + se).split()), se
     # predict -d: the other 39 are predicted, the bad one is a failed row
     code, so, se = run_cli(["predict", "-c", ck, "-d", data, "-o", tmp_path / "p.csv", "--no-evidence"], capsys)

@@ -19,8 +19,16 @@ pytestmark = [pytest.mark.cuda, cuda]
 def _inputs(L, b=2, d=32, n=16, seed=0, device="cpu"):
     g = torch.Generator().manual_seed(seed)
     t = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
-    x = dict(u=t(b, d, L), delta=t(b, d, L), A=-torch.rand(d, n, generator=g, dtype=torch.float64) * 3 - 0.1,
-             B=t(b, n, L), C=t(b, n, L), D=t(d), z=t(b, d, L), delta_bias=t(d))
+    x = dict(
+        u=t(b, d, L),
+        delta=t(b, d, L),
+        A=-torch.rand(d, n, generator=g, dtype=torch.float64) * 3 - 0.1,
+        B=t(b, n, L),
+        C=t(b, n, L),
+        D=t(d),
+        z=t(b, d, L),
+        delta_bias=t(d),
+    )
     return {k: v.to(device) for k, v in x.items()}
 
 
@@ -37,7 +45,9 @@ def test_chunked_scan_on_cuda_matches_the_cpu_reference(L):
     g_ref = torch.autograd.grad(y_ref, [ref_in[k] for k in names], g)
     g_gpu = torch.autograd.grad(y_gpu, [gpu_in[k] for k in names], g.float().cuda())
     for name, a, b in zip(names, g_gpu, g_ref):
-        torch.testing.assert_close(a.double().cpu(), b, rtol=2e-3, atol=2e-3, msg=lambda m, name=name: f"grad {name}: {m}")
+        torch.testing.assert_close(
+            a.double().cpu(), b, rtol=2e-3, atol=2e-3, msg=lambda m, name=name: f"grad {name}: {m}"
+        )
 
 
 def test_mamba_ssm_kernel_matches_the_reference_when_installed():
@@ -45,8 +55,9 @@ def test_mamba_ssm_kernel_matches_the_reference_when_installed():
     if fn is None:
         pytest.skip("mamba-ssm is not installed (the optional [cuda] extra)")
     x = _inputs(300)
-    y_ref = M.selective_scan_ref(x["u"], x["delta"], x["A"], x["B"], x["C"], D=x["D"], z=x["z"],
-                                 delta_bias=x["delta_bias"], delta_softplus=True)
+    y_ref = M.selective_scan_ref(
+        x["u"], x["delta"], x["A"], x["B"], x["C"], D=x["D"], z=x["z"], delta_bias=x["delta_bias"], delta_softplus=True
+    )
     c = {k: v.float().cuda() for k, v in x.items()}
     y = fn(c["u"], c["delta"], c["A"], c["B"], c["C"], c["D"], c["z"], c["delta_bias"], True)
     torch.testing.assert_close(y.double().cpu(), y_ref, rtol=1e-3, atol=1e-3)
@@ -74,4 +85,6 @@ def test_depmamba_on_cuda_matches_cpu_logits_and_grads():
     torch.testing.assert_close(out_gpu.cpu(), out_cpu, rtol=1e-3, atol=1e-3)
     for n, p in gm.named_parameters():
         if n in g_cpu:
-            torch.testing.assert_close(p.grad.cpu(), g_cpu[n], rtol=1e-2, atol=1e-3, msg=lambda m, n=n: f"grad {n}: {m}")
+            torch.testing.assert_close(
+                p.grad.cpu(), g_cpu[n], rtol=1e-2, atol=1e-3, msg=lambda m, n=n: f"grad {n}: {m}"
+            )

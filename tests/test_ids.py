@@ -27,13 +27,34 @@ NFD_ZOE = unicodedata.normalize("NFD", "Zoë")
 
 
 # ------------------------------------------------------------------------------- the rule
-@pytest.mark.parametrize("name, sid", [
-    ("0602", "0602"), ("17", "17"), ("clip_01", "clip_01"), ("my clip (1)", "my_clip_1"),  # ASCII: as before
-    ("p01/vlog", "p01_vlog"), ("_x_", "x"), (NFC_ZOE, NFC_ZOE), (NFD_ZOE, NFC_ZOE), ("日本 clip", "日本_clip"),
-    ("Ελένη", "Ελένη"), ("-dash", "dash"), ("--x", "x"), ("a..b", "a_b"), ("..", "clip"), ("", "clip"),
-    ('a/b\\c:d*e?f"g<h>i|j', "a_b_c_d_e_f_g_h_i_j"), ("x\x00y\x1bz", "x_y_z"), ("a\u202eb", "a_b"),
-    ("audio", "audio_"), ("CON.x", "CON_.x"), ("nul", "nul_"), (".hidden", "hidden"), ("trail. ", "trail"),
-])
+@pytest.mark.parametrize(
+    "name, sid",
+    [
+        ("0602", "0602"),
+        ("17", "17"),
+        ("clip_01", "clip_01"),
+        ("my clip (1)", "my_clip_1"),  # ASCII: as before
+        ("p01/vlog", "p01_vlog"),
+        ("_x_", "x"),
+        (NFC_ZOE, NFC_ZOE),
+        (NFD_ZOE, NFC_ZOE),
+        ("日本 clip", "日本_clip"),
+        ("Ελένη", "Ελένη"),
+        ("-dash", "dash"),
+        ("--x", "x"),
+        ("a..b", "a_b"),
+        ("..", "clip"),
+        ("", "clip"),
+        ('a/b\\c:d*e?f"g<h>i|j', "a_b_c_d_e_f_g_h_i_j"),
+        ("x\x00y\x1bz", "x_y_z"),
+        ("a\u202eb", "a_b"),
+        ("audio", "audio_"),
+        ("CON.x", "CON_.x"),
+        ("nul", "nul_"),
+        (".hidden", "hidden"),
+        ("trail. ", "trail"),
+    ],
+)
 def test_sanitize_id(name, sid):
     assert sanitize_id(name) == sid
     assert check_id(sid) == sid  # every id the rule makes is one the store accepts
@@ -47,8 +68,9 @@ def test_long_names_are_cut_in_bytes_with_a_hash():
     assert sanitize_id("x" * 200) == "x" * 200  # the old limit: such ids do not change
 
 
-@pytest.mark.parametrize("bad", ["../x", "a/b", "/abs", "-x", ".x", "_x", "a..b", "audio", "x y", "", "é" * 101,
-                                 "a\x00b", "a\\b", "a:b"])
+@pytest.mark.parametrize(
+    "bad", ["../x", "a/b", "/abs", "-x", ".x", "_x", "a..b", "audio", "x y", "", "é" * 101, "a\x00b", "a\\b", "a:b"]
+)
 def test_check_id_refuses_path_unsafe_ids(bad):
     with pytest.raises(DataError, match="invalid sample id"):
         check_id(bad)
@@ -56,8 +78,13 @@ def test_check_id_refuses_path_unsafe_ids(bad):
 
 def test_assign_ids_never_collide_and_do_not_depend_on_order(tmp_path):
     named = [("vlog", tmp_path / "vlogs" / f"p0{i}" / "vlog.mpg") for i in (1, 2, 3)]
-    named += [("p 01", tmp_path / "p 01.mp4"), ("p_01", tmp_path / "p_01.mp4"), ("Clip", tmp_path / "Clip.mp4"),
-              ("clip", tmp_path / "x" / "clip.mp4"), ("solo", tmp_path / "solo.mp4")]
+    named += [
+        ("p 01", tmp_path / "p 01.mp4"),
+        ("p_01", tmp_path / "p_01.mp4"),
+        ("Clip", tmp_path / "Clip.mp4"),
+        ("clip", tmp_path / "x" / "clip.mp4"),
+        ("solo", tmp_path / "solo.mp4"),
+    ]
     ids = assign_ids(named)
     assert len({i.casefold() for i in ids}) == len(ids)  # distinct, even on a case-insensitive disk
     assert ids[-1] == "solo"
@@ -100,14 +127,31 @@ def test_nfc_and_nfd_spellings_and_case_are_two_files_two_ids(tmp_path):
 
 
 def test_match_labels_by_id_name_or_rule_with_hints():
-    inputs = [(NFC_ZOE, NFC_ZOE, "v/Zoë.mp4"), ("日本_clip", "日本 clip", "v/日本 clip.mp4"),
-              ("p_01-aaaaaa", "p 01", "v/p 01.mp4"), ("p_01-bbbbbb", "p_01", "v/p_01.mp4"),
-              ("vlog-111111", "vlog", "p01/vlog.mp4"), ("vlog-222222", "vlog", "p02/vlog.mp4")]
-    table = {NFD_ZOE: {"_line": 2}, "日本 clip": {"_line": 3}, "p 01": {"_line": 4}, "p_01": {"_line": 5},
-             "vlog-222222": {"_line": 6}, "old": {"_line": 7}}
+    inputs = [
+        (NFC_ZOE, NFC_ZOE, "v/Zoë.mp4"),
+        ("日本_clip", "日本 clip", "v/日本 clip.mp4"),
+        ("p_01-aaaaaa", "p 01", "v/p 01.mp4"),
+        ("p_01-bbbbbb", "p_01", "v/p_01.mp4"),
+        ("vlog-111111", "vlog", "p01/vlog.mp4"),
+        ("vlog-222222", "vlog", "p02/vlog.mp4"),
+    ]
+    table = {
+        NFD_ZOE: {"_line": 2},
+        "日本 clip": {"_line": 3},
+        "p 01": {"_line": 4},
+        "p_01": {"_line": 5},
+        "vlog-222222": {"_line": 6},
+        "old": {"_line": 7},
+    }
     got = match_labels(table, inputs, stored={"old"})
-    assert {k: v["_line"] for k, v in got.items()} == {NFC_ZOE: 2, "日本_clip": 3, "p_01-aaaaaa": 4,
-                                                        "p_01-bbbbbb": 5, "vlog-222222": 6, "old": 7}
+    assert {k: v["_line"] for k, v in got.items()} == {
+        NFC_ZOE: 2,
+        "日本_clip": 3,
+        "p_01-aaaaaa": 4,
+        "p_01-bbbbbb": 5,
+        "vlog-222222": 6,
+        "old": 7,
+    }
     assert set(match_labels({"Zoë.mp4": {"_line": 2}}, inputs)) == {NFC_ZOE}  # the file name, with extension
     with pytest.raises(DataError, match=r"'Zoe' \(did you mean 'Zoë'\?\)"):
         match_labels({"Zoe": {"_line": 2}}, inputs)
@@ -135,7 +179,9 @@ def test_extract_vlogs_star_keeps_every_sample(clip, tmp_path, capsys):
         (vlogs / f"p0{i}").mkdir(parents=True)
         shutil.copy(clip, vlogs / f"p0{i}" / "vlog.mp4")
     out = tmp_path / "feats"
-    code, so, se = run_cli(["extract", *sorted(vlogs.iterdir()), "-o", out, "--workers", "1", "--allow-partial"], capsys)
+    code, so, se = run_cli(
+        ["extract", *sorted(vlogs.iterdir()), "-o", out, "--workers", "1", "--allow-partial"], capsys
+    )
     assert code == 0, se
     ids = _store_ids(out)
     assert len(ids) == 3 and all(i.startswith("vlog-") for i in ids), ids
@@ -144,20 +190,26 @@ def test_extract_vlogs_star_keeps_every_sample(clip, tmp_path, capsys):
     assert sources == {f"p0{i}/vlog.mp4" for i in (1, 2, 3)}
     # relpath: the folder names are the ids
     out2 = tmp_path / "feats2"
-    code, so, se = run_cli(["extract", *sorted(vlogs.iterdir()), "-o", out2, "--workers", "1", "--allow-partial",
-                            "--id-from", "relpath"], capsys)
+    code, so, se = run_cli(
+        ["extract", *sorted(vlogs.iterdir()), "-o", out2, "--workers", "1", "--allow-partial", "--id-from", "relpath"],
+        capsys,
+    )
     assert code == 0, se
     assert _store_ids(out2) == ["p01_vlog", "p02_vlog", "p03_vlog"]
     # the same videos again under the other ids, into the first folder: refused before any work
     before = sorted(p.name for p in out.iterdir())
-    code, so, se = run_cli(["extract", *sorted(vlogs.iterdir()), "-o", out, "--workers", "1", "--allow-partial",
-                            "--id-from", "relpath"], capsys)
+    code, so, se = run_cli(
+        ["extract", *sorted(vlogs.iterdir()), "-o", out, "--workers", "1", "--allow-partial", "--id-from", "relpath"],
+        capsys,
+    )
     msg = " ".join(se.split())
     assert code == 1 and "3 input(s) are already in the folder under another sample id" in msg, se
     assert "this run's id: 'p01_vlog'" in msg and "--id-from" in msg
     assert sorted(p.name for p in out.iterdir()) == before
     # rerun with the folder's own rule: everything skipped
-    code, so, se = run_cli(["extract", *sorted(vlogs.iterdir()), "-o", out, "--workers", "1", "--allow-partial"], capsys)
+    code, so, se = run_cli(
+        ["extract", *sorted(vlogs.iterdir()), "-o", out, "--workers", "1", "--allow-partial"], capsys
+    )
     assert code == 0 and "3 skipped" in so, se
 
 
@@ -168,8 +220,10 @@ def test_extract_unicode_and_dash_names_with_labels_on_real_names(clip, tmp_path
     for n in names:
         shutil.copy(clip, src / n)
     labels = tmp_path / "labels.csv"
-    labels.write_text(f"index,label\n{NFD_ZOE},depression\n日本 clip,normal\n-dash,normal\np 01,depression\n"
-                      "p_01,normal\n", encoding="utf-8")
+    labels.write_text(
+        f"index,label\n{NFD_ZOE},depression\n日本 clip,normal\n-dash,normal\np 01,depression\np_01,normal\n",
+        encoding="utf-8",
+    )
     out = tmp_path / "feats"
     code, _, se = run_cli(["extract", src, "-o", out, "--workers", "1", "--allow-partial", "--labels", labels], capsys)
     assert code == 0, se
@@ -185,8 +239,9 @@ def test_extract_unicode_and_dash_names_with_labels_on_real_names(clip, tmp_path
     # a near miss in the labels file: one line naming it, with a hint; nothing written
     bad = tmp_path / "bad.csv"
     bad.write_text("index,label\nZoe,depression\n", encoding="utf-8")
-    code, _so, se = run_cli(["extract", src, "-o", tmp_path / "feats_bad", "--workers", "1", "--allow-partial",
-                            "--labels", bad], capsys)
+    code, _so, se = run_cli(
+        ["extract", src, "-o", tmp_path / "feats_bad", "--workers", "1", "--allow-partial", "--labels", bad], capsys
+    )
     assert code == 1 and "did you mean 'Zoë'" in " ".join(se.split())
     assert not (tmp_path / "feats_bad" / "manifest.jsonl").exists()
 
@@ -226,8 +281,17 @@ def checkpoint(tmp_path_factory) -> Path:
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("ckpt")
     make_synthetic(root / "data", SynthConfig(layout="dvlog", n=24, signal=3.0, seed=0, min_len=4, max_len=8))
-    cfg = TrainConfig(model="fusion_concat", model_config={"hidden": 8, "d": 8}, lr=3e-3, batch_size=8, epochs=1,
-                      seeds=[0], device="cpu", amp=False, select="loss")
+    cfg = TrainConfig(
+        model="fusion_concat",
+        model_config={"hidden": 8, "d": 8},
+        lr=3e-3,
+        batch_size=8,
+        epochs=1,
+        seeds=[0],
+        device="cpu",
+        amp=False,
+        select="loss",
+    )
     try:
         return Path(train(load_dataset(root / "data"), cfg, root / "run")["checkpoint"])
     finally:
@@ -239,7 +303,16 @@ def test_predict_id_from_relpath_and_source(clip, checkpoint, tmp_path, capsys):
     for i in (1, 2):
         (vlogs / f"p0{i}").mkdir(parents=True)
         shutil.copy(clip, vlogs / f"p0{i}" / "vlog.mp4")
-    args = ["predict", *sorted(vlogs.iterdir()), "-c", checkpoint, "--allow-partial", "--no-evidence", "--device", "cpu"]
+    args = [
+        "predict",
+        *sorted(vlogs.iterdir()),
+        "-c",
+        checkpoint,
+        "--allow-partial",
+        "--no-evidence",
+        "--device",
+        "cpu",
+    ]
     code, _, se = run_cli([*args, "--id-from", "relpath", "--out", tmp_path / "r.json"], capsys)
     assert code == 0, se
     doc = json.loads((tmp_path / "r.json").read_text())

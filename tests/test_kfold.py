@@ -33,8 +33,22 @@ from depdet.pipeline.training.stats import headline_metrics
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TRAIN_ARGS = ["--model", "fusion_concat", "--model-opt", "hidden=8", "--model-opt", "d=8", "--lr", "3e-3",
-              "--batch-size", "8", "--threads", "1", "--epochs", "2"]
+TRAIN_ARGS = [
+    "--model",
+    "fusion_concat",
+    "--model-opt",
+    "hidden=8",
+    "--model-opt",
+    "d=8",
+    "--lr",
+    "3e-3",
+    "--batch-size",
+    "8",
+    "--threads",
+    "1",
+    "--epochs",
+    "2",
+]
 
 
 def _rows(path) -> list[dict]:
@@ -75,12 +89,28 @@ def kfold_run(grouped, tmp_path_factory):
     """`train --folds 4 --seeds 1 2` on the grouped data, through the CLI."""
     data, labels = grouped
     run = tmp_path_factory.mktemp("kfold_run") / "run"
-    main(["train", "-d", str(data), "--labels", str(labels), *TRAIN_ARGS, "--folds", "4", "--seeds", "1", "2",
-          "--run-dir", str(run)])  # exits (SystemExit) only on failure
+    main(
+        [
+            "train",
+            "-d",
+            str(data),
+            "--labels",
+            str(labels),
+            *TRAIN_ARGS,
+            "--folds",
+            "4",
+            "--seeds",
+            "1",
+            "2",
+            "--run-dir",
+            str(run),
+        ]
+    )  # exits (SystemExit) only on failure
     return run
 
 
 # ------------------------------------------------------------------ splits
+
 
 def test_grouped_kfold_keeps_groups_and_strata_and_differs_per_seed():
     rng = np.random.default_rng(0)
@@ -99,7 +129,11 @@ def test_grouped_kfold_keeps_groups_and_strata_and_differs_per_seed():
         for g in set(groups):  # no group in two folds
             assert len({fold_of[i] for i, gg in enumerate(groups) if gg == g}) == 1
         for s in splits:  # valid is the next fold, train the rest: no overlap, nothing lost
-            assert not (set(s.train) & set(s.valid)) and not (set(s.train) & set(s.test)) and not (set(s.valid) & set(s.test))
+            assert (
+                not (set(s.train) & set(s.valid))
+                and not (set(s.train) & set(s.test))
+                and not (set(s.valid) & set(s.test))
+            )
             assert group_overlap(s, groups) == {}
         rates = [y[list(t)].mean() for t in tests]
         assert max(rates) - min(rates) < 0.35, rates  # stratification roughly kept
@@ -126,11 +160,38 @@ def test_fixed_split_with_a_group_in_two_folds_is_refused(grouped, tmp_path, cap
     name = next(iter(over))
     assert name in str(e.value) and "--allow-group-overlap" in str(e.value)
     # through the CLI: one line, non-zero, nothing trained; with the option: proceeds and is recorded
-    code, _, err = run_cli(["train", "-d", str(data), "--labels", str(labels), *TRAIN_ARGS, "--epochs", "1",
-                            "--run-dir", str(tmp_path / "r")], capsys)
+    code, _, err = run_cli(
+        [
+            "train",
+            "-d",
+            str(data),
+            "--labels",
+            str(labels),
+            *TRAIN_ARGS,
+            "--epochs",
+            "1",
+            "--run-dir",
+            str(tmp_path / "r"),
+        ],
+        capsys,
+    )
     assert code == 1 and "more than one fold" in err and not (tmp_path / "r").exists()
-    code, _, err = run_cli(["train", "-d", str(data), "--labels", str(labels), *TRAIN_ARGS, "--epochs", "1",
-                            "--allow-group-overlap", "--run-dir", str(tmp_path / "r")], capsys)
+    code, _, err = run_cli(
+        [
+            "train",
+            "-d",
+            str(data),
+            "--labels",
+            str(labels),
+            *TRAIN_ARGS,
+            "--epochs",
+            "1",
+            "--allow-group-overlap",
+            "--run-dir",
+            str(tmp_path / "r"),
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert json.loads((tmp_path / "r" / "config.json").read_text())["config"]["allow_group_overlap"] is True
     assert json.loads((tmp_path / "r" / "data.json").read_text())["group_overlap_allowed"] == over
@@ -166,6 +227,7 @@ def test_group_column_kept_by_extract_records_and_group_by(grouped, tmp_path):
 
 # ------------------------------------------------------------------ the k-fold run
 
+
 def test_kfold_run_writes_complete_oof_without_group_leaks(kfold_run, grouped):
     data, labels = grouped
     ds = load_dataset(data, labels=labels)
@@ -190,7 +252,9 @@ def test_kfold_run_writes_complete_oof_without_group_leaks(kfold_run, grouped):
     for r in rows[::7]:
         ck = torch.load(kfold_run / f"seed{r['seed']}-{r['fold']}" / "best.pt", weights_only=True)
         assert r["id"] not in ck["info"]["seen"]["ids"]
-        assert len(ck["info"]["seen"]["ids"]) + sum(1 for q in rows if q["seed"] == r["seed"] and q["fold"] == r["fold"]) == len(ds)
+        assert len(ck["info"]["seen"]["ids"]) + sum(
+            1 for q in rows if q["seed"] == r["seed"] and q["fold"] == r["fold"]
+        ) == len(ds)
 
 
 def test_kfold_metrics_are_the_pooled_oof_predictions(kfold_run):
@@ -202,8 +266,9 @@ def test_kfold_metrics_are_the_pooled_oof_predictions(kfold_run):
     assert head["kind"] == "pooled out-of-fold" and head["n_predictions"] == len(rows) and head["seeds"] == [1, 2]
     ref = classification_metrics(y, 1 / (1 + np.exp(-z)))
     assert head["metrics"]["f1"] == pytest.approx(ref["f1"]) and head["metrics"]["auc"] == pytest.approx(ref["auc"])
-    cal = classification_metrics(y, np.array([float(r["probability"]) for r in rows]),
-                                 np.array([float(r["threshold"]) for r in rows]))
+    cal = classification_metrics(
+        y, np.array([float(r["probability"]) for r in rows]), np.array([float(r["threshold"]) for r in rows])
+    )
     assert head["metrics_calibrated"]["acc"] == pytest.approx(cal["acc"])
     assert head["baseline_all_depressed"]["f1"] == pytest.approx(classification_metrics(y, np.ones(len(y)))["f1"])
     assert m["per_fold_mean_std"]["acc"]["n"] == 8 and m["test_mean_std"] == m["per_fold_mean_std"]
@@ -222,11 +287,25 @@ def test_kfold_summary_components_by_hand():
 
     oof = []
     # seed 1: fold0 2 right of 2, fold1 1 of 2 -> pooled 0.75; seed 2: both folds 1 of 2 -> 0.5
-    for seed, fold, labels, logits in ((1, "fold0", [1, 0], [1, -1]), (1, "fold1", [1, 0], [1, 1]),
-                                       (2, "fold0", [1, 0], [-1, -1]), (2, "fold1", [1, 0], [1, 1])):
+    for seed, fold, labels, logits in (
+        (1, "fold0", [1, 0], [1, -1]),
+        (1, "fold1", [1, 0], [1, 1]),
+        (2, "fold0", [1, 0], [-1, -1]),
+        (2, "fold1", [1, 0], [1, 1]),
+    ):
         for j, (yy, zz) in enumerate(zip(labels, logits)):
-            oof.append({"id": f"{fold}{j}", "label": yy, "group": "", "seed": seed, "fold": fold,
-                        "probability": 1 / (1 + np.exp(-zz)), "logit": zz, "threshold": 0.5})
+            oof.append(
+                {
+                    "id": f"{fold}{j}",
+                    "label": yy,
+                    "group": "",
+                    "seed": seed,
+                    "fold": fold,
+                    "probability": 1 / (1 + np.exp(-zz)),
+                    "logit": zz,
+                    "threshold": 0.5,
+                }
+            )
     results = [rr(1, "fold0", 1.0), rr(1, "fold1", 0.5), rr(2, "fold0", 0.5), rr(2, "fold1", 0.5)]
     s = kfold_summary(oof, results)
     assert s["per_seed_pooled"]["1"]["acc"] == 0.75 and s["per_seed_pooled"]["2"]["acc"] == 0.5
@@ -239,13 +318,27 @@ def test_kfold_summary_components_by_hand():
 
 def test_evaluate_refuses_seen_clips_of_the_kfold_run(kfold_run, grouped, tmp_path, capsys):
     data, _ = grouped
-    code, _, err = run_cli(["evaluate", "-c", str(kfold_run), "-d", str(data), "--fold", "all",
-                            "--out", str(tmp_path / "e.json")], capsys)
+    code, _, err = run_cli(
+        ["evaluate", "-c", str(kfold_run), "-d", str(data), "--fold", "all", "--out", str(tmp_path / "e.json")], capsys
+    )
     text = " ".join(err.split())
     assert code == 1 and "48 of the 48 clips to score were seen" in text and "--allow-seen" in text
     assert not (tmp_path / "e.json").exists()
-    code, _, err = run_cli(["evaluate", "-c", str(kfold_run), "-d", str(data), "--fold", "all", "--allow-seen",
-                              "--out", str(tmp_path / "e.json")], capsys)
+    code, _, err = run_cli(
+        [
+            "evaluate",
+            "-c",
+            str(kfold_run),
+            "-d",
+            str(data),
+            "--fold",
+            "all",
+            "--allow-seen",
+            "--out",
+            str(tmp_path / "e.json"),
+        ],
+        capsys,
+    )
     assert code == 0, err
     res = json.loads((tmp_path / "e.json").read_text())
     assert res["kind"] == "ensemble" and res["n_seen"] == 48 and all(p["seen"] for p in res["predictions"])
@@ -272,21 +365,30 @@ def test_ensemble_checkpoint_loads_and_predicts(kfold_run, grouped, tmp_path, ca
     assert members.shape == (8, 5)
     np.testing.assert_allclose([p["probability"] for p in res["predictions"][:5]], members.mean(axis=0), atol=1e-6)
     for m, member in zip(members, ck.members):
-        np.testing.assert_allclose(m, checkpoint_probabilities(member, [s.features for s in ds.samples[:5]],
-                                                                   [s.valid for s in ds.samples[:5]]), atol=1e-9)
+        np.testing.assert_allclose(
+            m,
+            checkpoint_probabilities(member, [s.features for s in ds.samples[:5]], [s.valid for s in ds.samples[:5]]),
+            atol=1e-9,
+        )
     # its threshold is the run's method on the pooled OOF probabilities
     from depdet.pipeline.inference.calibration import choose_threshold
 
     rows = _rows(kfold_run / "oof_predictions.csv")
-    assert ck.threshold == pytest.approx(choose_threshold(np.array([float(r["probability"]) for r in rows]),
-                                                          np.array([int(r["label"]) for r in rows]), "youden"))
+    assert ck.threshold == pytest.approx(
+        choose_threshold(
+            np.array([float(r["probability"]) for r in rows]), np.array([int(r["label"]) for r in rows]), "youden"
+        )
+    )
     # predict -d features/ scores every clip with the ensemble, the same probabilities as evaluate
     rep = run_predict([], kfold_run / "checkpoint.pt", features_dir=data, evidence=False)
     assert not rep.failed and len(rep.results) == len(ds)
     got = {r.sample_id: r.probability for r in rep.results}
-    np.testing.assert_allclose([got[p["id"]] for p in res["predictions"]], [p["probability"] for p in res["predictions"]],
-                               atol=1e-6)
-    assert Predictor(kfold_run / "checkpoint.pt").member_probabilities(ds.samples[0].features, ds.samples[0].valid).shape == (8,)
+    np.testing.assert_allclose(
+        [got[p["id"]] for p in res["predictions"]], [p["probability"] for p in res["predictions"]], atol=1e-6
+    )
+    assert Predictor(kfold_run / "checkpoint.pt").member_probabilities(
+        ds.samples[0].features, ds.samples[0].valid
+    ).shape == (8,)
     code, _, err = run_cli(["predict", "-d", str(data), "-c", str(kfold_run), "-o", str(tmp_path / "p.csv")], capsys)
     assert code == 0, err
     assert "ensemble checkpoint (8 fold models)" in (tmp_path / "p.csv").read_text()
@@ -295,8 +397,17 @@ def test_ensemble_checkpoint_loads_and_predicts(kfold_run, grouped, tmp_path, ca
 def test_refit_trains_on_all_clips_with_the_median_epoch(grouped, tmp_path):
     data, labels = grouped
     ds = load_dataset(data, labels=labels)
-    cfg = TrainConfig(model="fusion_concat", model_config={"hidden": 8, "d": 8}, lr=3e-3, batch_size=8, epochs=3,
-                      seeds=[1], folds=3, refit=True, eval_batch_size=32)
+    cfg = TrainConfig(
+        model="fusion_concat",
+        model_config={"hidden": 8, "d": 8},
+        lr=3e-3,
+        batch_size=8,
+        epochs=3,
+        seeds=[1],
+        folds=3,
+        refit=True,
+        eval_batch_size=32,
+    )
     summary = train(ds, cfg, tmp_path / "r")
     fold_epochs = [r["best_epoch"] for r in summary["runs"]]
     ck = load_checkpoint(tmp_path / "r" / "checkpoint.pt")
@@ -318,7 +429,9 @@ def test_refit_trains_on_all_clips_with_the_median_epoch(grouped, tmp_path):
     z = np.array([float(r["logit"]) for r in rows])
     y = np.array([int(r["label"]) for r in rows])
     T = fit_temperature(z, y)
-    assert ck.temperature == pytest.approx(T) and ck.threshold == pytest.approx(choose_threshold(apply_temperature(z, T), y, "youden"))
+    assert ck.temperature == pytest.approx(T) and ck.threshold == pytest.approx(
+        choose_threshold(apply_temperature(z, T), y, "youden")
+    )
     with pytest.raises(DataError, match="were seen"):
         evaluate(ck, ds, fold="all")
     # resume: the refit is skipped, the summary the same
@@ -336,14 +449,23 @@ def test_refit_needs_folds():
 def test_fixed_split_checkpoint_refuses_its_training_clips_by_id_and_by_features(grouped, tmp_path):
     data, labels = grouped
     ds = load_dataset(data, labels=labels)
-    cfg = TrainConfig(model="fusion_concat", model_config={"hidden": 8, "d": 8}, lr=3e-3, batch_size=8, epochs=1,
-                      seeds=[1], eval_batch_size=32)
+    cfg = TrainConfig(
+        model="fusion_concat",
+        model_config={"hidden": 8, "d": 8},
+        lr=3e-3,
+        batch_size=8,
+        epochs=1,
+        seeds=[1],
+        eval_batch_size=32,
+    )
     train(ds, cfg, tmp_path / "r")
     ck = load_checkpoint(tmp_path / "r" / "checkpoint.pt")
     n_train = sum(1 for s in ds.samples if s.fold in ("train", "valid"))
     assert len(ck.info["seen"]["ids"]) == n_train
     assert evaluate(ck, ds, fold="test")["n_seen"] == 0  # the held-out fold is scored
-    with pytest.raises(DataError, match=f"{sum(s.fold == 'valid' for s in ds.samples)} of the .* clips to score were seen"):
+    with pytest.raises(
+        DataError, match=f"{sum(s.fold == 'valid' for s in ds.samples)} of the .* clips to score were seen"
+    ):
         evaluate(ck, ds, fold="valid")
     # the same features under other ids are still seen: with no ids recorded, the fingerprints find them
     ck.info["seen"]["ids"] = []
@@ -376,11 +498,25 @@ def test_extract_labels_keeps_the_group_column(grid_clips, tmp_path, capsys):
 
 # ------------------------------------------------------------------ prediction uncertainty
 
+
 def test_ensemble_predictions_carry_an_interval_and_a_conformal_set(kfold_run, grouped, tmp_path, capsys):
     data, _ = grouped
     out = tmp_path / "p.json"
-    code, stdout, err = run_cli(["predict", "-d", str(data), "-c", str(kfold_run), "-o", str(out), "--no-evidence",
-                                 "--report", str(tmp_path / "p.html")], capsys)
+    code, stdout, err = run_cli(
+        [
+            "predict",
+            "-d",
+            str(data),
+            "-c",
+            str(kfold_run),
+            "-o",
+            str(out),
+            "--no-evidence",
+            "--report",
+            str(tmp_path / "p.html"),
+        ],
+        capsys,
+    )
     assert code == 0, err
     doc = json.loads(out.read_text())
     # the checkpoint says what it was calibrated on and its out-of-fold numbers, in the JSON and the page
@@ -404,8 +540,15 @@ def test_ensemble_predictions_carry_an_interval_and_a_conformal_set(kfold_run, g
 def test_fixed_split_checkpoint_records_its_validation_calibration_set(grouped, tmp_path):
     data, _ = grouped
     ds = load_dataset(data)
-    cfg = TrainConfig(model="fusion_concat", model_config={"hidden": 8, "d": 8}, lr=3e-3, batch_size=8, epochs=2,
-                      seeds=[1], eval_batch_size=32)
+    cfg = TrainConfig(
+        model="fusion_concat",
+        model_config={"hidden": 8, "d": 8},
+        lr=3e-3,
+        batch_size=8,
+        epochs=2,
+        seeds=[1],
+        eval_batch_size=32,
+    )
     summary = train(ds, cfg, tmp_path / "run")
     ck = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     cal = ck.info["calibration_set"]

@@ -18,8 +18,16 @@ torch.set_num_threads(1)
 def _inputs(L, b=2, d=6, n=4, seed=0, delta_scale=1.0):
     g = torch.Generator().manual_seed(seed)
     t = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
-    return dict(u=t(b, d, L), delta=t(b, d, L) * delta_scale, A=-torch.rand(d, n, generator=g) * 3 - 0.1,
-                B=t(b, n, L), C=t(b, n, L), D=t(d), z=t(b, d, L), delta_bias=t(d))
+    return dict(
+        u=t(b, d, L),
+        delta=t(b, d, L) * delta_scale,
+        A=-torch.rand(d, n, generator=g) * 3 - 0.1,
+        B=t(b, n, L),
+        C=t(b, n, L),
+        D=t(d),
+        z=t(b, d, L),
+        delta_bias=t(d),
+    )
 
 
 OPTIONS = [  # (use D, use z, use delta_bias, softplus)
@@ -40,12 +48,18 @@ def test_chunked_matches_sequential_outputs_and_grads(L, opts, chunk):
         x["delta"] = x["delta"].abs() * 0.5
         x["delta_bias"] = x["delta_bias"].abs() * 0.1
     args = {k: v.clone().requires_grad_() for k, v in x.items()}
-    kw = dict(D=args["D"] if use_D else None, z=args["z"] if use_z else None,
-              delta_bias=args["delta_bias"] if use_bias else None, delta_softplus=softplus)
+    kw = dict(
+        D=args["D"] if use_D else None,
+        z=args["z"] if use_z else None,
+        delta_bias=args["delta_bias"] if use_bias else None,
+        delta_softplus=softplus,
+    )
     y_ref = M.selective_scan_ref(args["u"], args["delta"], args["A"], args["B"], args["C"], **kw)
     y_chk = M.selective_scan_chunked(args["u"], args["delta"], args["A"], args["B"], args["C"], chunk_size=chunk, **kw)
     torch.testing.assert_close(y_chk, y_ref, rtol=1e-4, atol=1e-5)
-    names = ["u", "delta", "A", "B", "C"] + [k for k, on in (("D", use_D), ("z", use_z), ("delta_bias", use_bias)) if on]
+    names = ["u", "delta", "A", "B", "C"] + [
+        k for k, on in (("D", use_D), ("z", use_z), ("delta_bias", use_bias)) if on
+    ]
     g = torch.randn_like(y_ref)
     g_ref = torch.autograd.grad(y_ref, [args[k] for k in names], g)
     g_chk = torch.autograd.grad(y_chk, [args[k] for k in names], g)
@@ -69,19 +83,37 @@ def test_grads_through_last_state_and_single_chunk_autograd_form():
     for fn in (M.selective_scan_ref, M.selective_scan_chunked):
         args = {k: v.clone().requires_grad_() for k, v in x.items()}
         kw = dict(chunk_size=16) if fn is M.selective_scan_chunked else {}
-        y, h = fn(args["u"], args["delta"], args["A"], args["B"], args["C"], args["D"], args["z"],
-                  args["delta_bias"], True, return_last_state=True, **kw)
+        y, h = fn(
+            args["u"],
+            args["delta"],
+            args["A"],
+            args["B"],
+            args["C"],
+            args["D"],
+            args["z"],
+            args["delta_bias"],
+            True,
+            return_last_state=True,
+            **kw,
+        )
         (y.square().sum() + (h * 3).sum()).backward()
         grads.append([args[k].grad for k in ("u", "delta", "A", "B", "C", "delta_bias")])
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
     # the plain-autograd chunk (M._scan_chunk) agrees with the sequential reference on one chunk
     d = torch.nn.functional.softplus(x["delta"][..., :10])
-    y1, h1 = M._scan_chunk(x["u"][..., :10].transpose(1, 2), d.transpose(1, 2), x["A"],
-                           x["B"][..., :10].transpose(1, 2), x["C"][..., :10].transpose(1, 2), torch.zeros(2, 6, 4))
+    y1, h1 = M._scan_chunk(
+        x["u"][..., :10].transpose(1, 2),
+        d.transpose(1, 2),
+        x["A"],
+        x["B"][..., :10].transpose(1, 2),
+        x["C"][..., :10].transpose(1, 2),
+        torch.zeros(2, 6, 4),
+    )
     y1 = y1.transpose(1, 2)
-    y2, h2 = M.selective_scan_ref(x["u"][..., :10], d, x["A"], x["B"][..., :10], x["C"][..., :10],
-                                  return_last_state=True)
+    y2, h2 = M.selective_scan_ref(
+        x["u"][..., :10], d, x["A"], x["B"][..., :10], x["C"][..., :10], return_last_state=True
+    )
     torch.testing.assert_close(y1, y2, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(h1, h2, rtol=1e-4, atol=1e-5)
 
@@ -102,10 +134,12 @@ def test_steep_decays_split_chunks_and_stay_exact():
 
 def test_last_state_matches():
     x = _inputs(77)
-    _, h_ref = M.selective_scan_ref(x["u"], x["delta"], x["A"], x["B"], x["C"], delta_softplus=True,
-                                    return_last_state=True)
-    _, h_chk = M.selective_scan_chunked(x["u"], x["delta"], x["A"], x["B"], x["C"], delta_softplus=True,
-                                        return_last_state=True, chunk_size=16)
+    _, h_ref = M.selective_scan_ref(
+        x["u"], x["delta"], x["A"], x["B"], x["C"], delta_softplus=True, return_last_state=True
+    )
+    _, h_chk = M.selective_scan_chunked(
+        x["u"], x["delta"], x["A"], x["B"], x["C"], delta_softplus=True, return_last_state=True, chunk_size=16
+    )
     torch.testing.assert_close(h_chk, h_ref, rtol=1e-4, atol=1e-5)
 
 
@@ -116,9 +150,14 @@ def test_zero_delta_passes_state_unchanged():
     d2[..., 5:9] = 0
     u2 = x["u"].clone()
     u2[..., 5:9] = 123.0  # ignored: delta 0 means no input enters the state
-    _, h1 = M.selective_scan_chunked(x["u"][..., [*range(5), *range(9, 20)]], d[..., [*range(5), *range(9, 20)]],
-                                     x["A"], x["B"][..., [*range(5), *range(9, 20)]],
-                                     x["C"][..., [*range(5), *range(9, 20)]], return_last_state=True)
+    _, h1 = M.selective_scan_chunked(
+        x["u"][..., [*range(5), *range(9, 20)]],
+        d[..., [*range(5), *range(9, 20)]],
+        x["A"],
+        x["B"][..., [*range(5), *range(9, 20)]],
+        x["C"][..., [*range(5), *range(9, 20)]],
+        return_last_state=True,
+    )
     _, h2 = M.selective_scan_chunked(u2, d2, x["A"], x["B"], x["C"], return_last_state=True)
     torch.testing.assert_close(h1, h2, rtol=1e-5, atol=1e-6)
 
@@ -156,8 +195,12 @@ def test_dispatch_uses_kernel_only_on_cuda(monkeypatch):
     # CPU tensors: never the kernel, even when importable
     assert not M.use_cuda_scan(x["u"]) and not M.use_cuda_conv(x["u"])
     y = M.selective_scan(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True)
-    torch.testing.assert_close(y, M.selective_scan_ref(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"],
-                                                       x["delta_bias"], True), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        y,
+        M.selective_scan_ref(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True),
+        rtol=1e-4,
+        atol=1e-5,
+    )
     assert calls == []
     assert M.use_cuda_scan(types.SimpleNamespace(is_cuda=True))
     assert M.use_cuda_conv(types.SimpleNamespace(is_cuda=True))
@@ -178,8 +221,10 @@ def test_causal_conv_fallback_matches_truncated_conv1d():
     # causal: output at t does not depend on inputs after t
     x2 = x.clone()
     x2[..., 7:] = 5.0
-    assert torch.equal(M.causal_conv1d(x2, conv.weight.squeeze(1), conv.bias)[..., :7],
-                       M.causal_conv1d(x, conv.weight.squeeze(1), conv.bias)[..., :7])
+    assert torch.equal(
+        M.causal_conv1d(x2, conv.weight.squeeze(1), conv.bias)[..., :7],
+        M.causal_conv1d(x, conv.weight.squeeze(1), conv.bias)[..., :7],
+    )
 
 
 # ---- masks, flips, blocks ------------------------------------------------------------------------
@@ -194,8 +239,10 @@ def test_flip_within_valid_span():
 
 
 def _pad(x, mask, k):
-    return (torch.cat([x, torch.randn(x.shape[0], k, x.shape[2]) * 0], 1),
-            torch.cat([mask, torch.zeros(mask.shape[0], k, dtype=torch.bool)], 1))
+    return (
+        torch.cat([x, torch.randn(x.shape[0], k, x.shape[2]) * 0], 1),
+        torch.cat([mask, torch.zeros(mask.shape[0], k, dtype=torch.bool)], 1),
+    )
 
 
 @pytest.mark.parametrize("cls", [M.BiMamba, M.MambaMixer])

@@ -30,8 +30,11 @@ def _make(variant: str, **kw):
 
 
 def _stats(bn) -> dict:
-    return {"running_mean": bn.running_mean.tolist(), "running_var": bn.running_var.tolist(),
-            "num_batches_tracked": int(bn.num_batches_tracked)}
+    return {
+        "running_mean": bn.running_mean.tolist(),
+        "running_var": bn.running_var.tolist(),
+        "num_batches_tracked": int(bn.num_batches_tracked),
+    }
 
 
 def _scenario(variant: str, momentum_none: bool = False) -> dict:
@@ -48,8 +51,12 @@ def _scenario(variant: str, momentum_none: bool = False) -> dict:
     none = torch.zeros(2, 6, dtype=torch.bool)
     out: dict = {}
     bn.train()
-    steps = [("train_partial", x[0], partial), ("train_nomask", x[1], None), ("train_allvalid", x[2],
-             torch.ones(2, 6, dtype=torch.bool)), ("train_partial2", x[3], partial)]
+    steps = [
+        ("train_partial", x[0], partial),
+        ("train_nomask", x[1], None),
+        ("train_allvalid", x[2], torch.ones(2, 6, dtype=torch.bool)),
+        ("train_partial2", x[3], partial),
+    ]
     if not momentum_none:
         steps += [("train_one_valid", x[1], one), ("train_no_valid", x[2], none)]
     for name, xi, m in steps:
@@ -57,8 +64,13 @@ def _scenario(variant: str, momentum_none: bool = False) -> dict:
         bn.weight.grad = bn.bias.grad = None
         y = bn(xi, m)
         (y * torch.arange(1, 37, dtype=y.dtype).view(2, 3, 6)).sum().backward()
-        out[name] = {"y": y.detach().tolist(), "grad_x": xi.grad.tolist(), "grad_weight": bn.weight.grad.tolist(),
-                     "grad_bias": bn.bias.grad.tolist(), **_stats(bn)}
+        out[name] = {
+            "y": y.detach().tolist(),
+            "grad_x": xi.grad.tolist(),
+            "grad_weight": bn.weight.grad.tolist(),
+            "grad_bias": bn.bias.grad.tolist(),
+            **_stats(bn),
+        }
     if not momentum_none:
         bn.eval()
         with torch.no_grad():
@@ -79,8 +91,13 @@ def _close(a, b, path=""):
         for k in a:
             _close(a[k], b[k], f"{path}/{k}")
     elif isinstance(a, list):
-        torch.testing.assert_close(torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64),
-                                   rtol=1e-5, atol=1e-6, msg=lambda m: f"{path}: {m}")
+        torch.testing.assert_close(
+            torch.tensor(a, dtype=torch.float64),
+            torch.tensor(b, dtype=torch.float64),
+            rtol=1e-5,
+            atol=1e-6,
+            msg=lambda m: f"{path}: {m}",
+        )
     else:
         assert a == b, path
 

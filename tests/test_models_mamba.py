@@ -28,8 +28,10 @@ def _batch(dims, lengths, L=None, seed=0):
 
 
 def _pad(inputs, masks, k):
-    return ({m: torch.cat([x, torch.zeros(x.shape[0], k, x.shape[2])], 1) for m, x in inputs.items()},
-            {m: torch.cat([x, torch.zeros(x.shape[0], k, dtype=torch.bool)], 1) for m, x in masks.items()})
+    return (
+        {m: torch.cat([x, torch.zeros(x.shape[0], k, x.shape[2])], 1) for m, x in inputs.items()},
+        {m: torch.cat([x, torch.zeros(x.shape[0], k, dtype=torch.bool)], 1) for m, x in masks.items()},
+    )
 
 
 def _model(name, dims, seed=0, **cfg):
@@ -182,7 +184,7 @@ def test_local_window_attention_respects_masks_and_window():
     y = att(x, mask)
     x2 = x.clone()
     x2[0, 9:] = 100.0  # masked keys: no effect on anything
-    x2[0, 0] = -50.0   # outside the window of steps >= 3
+    x2[0, 0] = -50.0  # outside the window of steps >= 3
     y2 = att(x2, mask)
     torch.testing.assert_close(y2[0, 3:9], y[0, 3:9])
     assert not torch.allclose(y2[0, :2], y[0, :2])

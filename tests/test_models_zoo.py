@@ -196,8 +196,9 @@ def test_pooled_statistics_use_valid_rows_only():
     np.testing.assert_allclose(s[9:], [0, 0, 0, 0, 0])  # no valid audio row -> zeros, flag 0
     s0 = pooled_statistics({"visual": v, "audio": a}, {"visual": 2, "audio": 1})  # no masks: every row counts
     np.testing.assert_allclose(s0[:2], [4 / 3, 8 / 3])
-    s2 = pooled_statistics({"visual": v, "audio": a}, {"visual": 2, "audio": 1},
-                           masks={"visual": np.array([True, True, False])})
+    s2 = pooled_statistics(
+        {"visual": v, "audio": a}, {"visual": 2, "audio": 1}, masks={"visual": np.array([True, True, False])}
+    )
     np.testing.assert_allclose(s2[:2], [0.5, 1.0])
 
 
@@ -234,8 +235,10 @@ def test_jamfn_parameter_count_dvlog():
     assert sum(p.numel() for p in model.parameters()) == expected
     assert sum(p.numel() for p in reading.parameters()) == 16_652_031
     # the formula also matches other configurations
-    for cfg in (dict(hidden=8, lstm_layers=2, channels=6, kernels=(1, 3), max_len=20, jaf="pointwise", fusion="attend_sum"),
-                dict(hidden=8, lstm_layers=2, channels=6, kernels=(1, 3), max_len=20, head="bce")):
+    for cfg in (
+        dict(hidden=8, lstm_layers=2, channels=6, kernels=(1, 3), max_len=20, jaf="pointwise", fusion="attend_sum"),
+        dict(hidden=8, lstm_layers=2, channels=6, kernels=(1, 3), max_len=20, head="bce"),
+    ):
         small = create_model("jamfn", DIMS[1], **cfg)
         assert sum(p.numel() for p in small.parameters()) == jamfn_param_count(DIMS[1], **cfg)
 
@@ -328,8 +331,9 @@ def test_detector_defaults_follow_allenyolk_34d94ab():
     assert m.drop.p == 0.5
 
 
-@pytest.mark.parametrize("name,cfg", [("detector", dict(d=32, heads=2, num_layers=1, ff=32)),
-                                      ("tamfn", dict(d=16, num_layers=1))])
+@pytest.mark.parametrize(
+    "name,cfg", [("detector", dict(d=32, heads=2, num_layers=1, ff=32)), ("tamfn", dict(d=16, num_layers=1))]
+)
 def test_public_unmasked_behaviour_is_not_padding_invariant_ours_is(name, cfg):
     """The public code (AllenYolk) has no masks; use_masks=False reproduces that, and padding then
     changes the output; the default (masked) model does not change."""
@@ -356,7 +360,7 @@ def test_downsample_mask_matches_conv_and_lengths():
     assert out.shape[1] == conv(torch.zeros(1, 1, 50)).shape[-1]
     assert out[0].all()
     assert out[1].sum() == (13 + 16 - 16) // 4 + 1  # the length the sample has on its own
-    assert not out[1, 13 // 4 + 1:].any()
+    assert not out[1, 13 // 4 + 1 :].any()
     # output j sees input rows 4j-8 .. 4j+7: rows 20..23 are touched by j = 4..7, but run alone (24 rows)
     # the conv has only (24 + 16 - 16) // 4 + 1 = 7 outputs, so j = 7 exists only in a padded batch
     assert out[2].nonzero().flatten().tolist() == [4, 5, 6]
@@ -394,7 +398,7 @@ def test_tamfn_exposes_time_aware_weights():
         out = m(inputs, masks)
     w = out.aux["tamf_weights"]
     assert set(w) == {"av", "af", "fv"} and w["av"].shape == (2, 30 // 4 + 1, 2)
-    assert (w["av"][1, 9 // 4 + 1:] == 0).all()  # zero past the sample's downsampled length
+    assert (w["av"][1, 9 // 4 + 1 :] == 0).all()  # zero past the sample's downsampled length
 
 
 def test_rnn_pool_last_uses_last_valid_row():

@@ -90,13 +90,13 @@ def _assert_narrow(text: str) -> None:
 def _assert_path_breaks_only_after_slash(text: str, path: str) -> None:
     """``path`` shows whole, its lines broken only after a '/' (never inside a folder or file name)."""
     lines = [ln.strip(" │┃") for ln in text.splitlines()]
-    first = path[:path.index("/", 1) + 1]  # "some/" or "/tmp/"
+    first = path[: path.index("/", 1) + 1]  # "some/" or "/tmp/"
     for k, ln in enumerate(lines):
         start = ln.rfind(first) if first in ln else -1
         if start < 0:
             continue
         acc, parts = ln[start:], [ln[start:]]
-        for nxt in lines[k + 1:]:
+        for nxt in lines[k + 1 :]:
             if acc == path or not path.startswith(acc):
                 break
             last = nxt.split()[-1] if nxt.split() else ""
@@ -134,11 +134,22 @@ def test_predict_table_warnings_and_failures_read_at_80_columns(narrow, capsys):
     from depdet.pipeline.reports import console as show
 
     long_file = f"/data/{LONG_DIR}/{LONG_NAMES[0]}.mp4"
-    ok = ClipResult(sample_id=LONG_NAMES[1], source="x.mp4", duration=612.3, probability=0.734, threshold=0.41,
-                    face_coverage=0.93, speech_coverage=0.61,
-                    warnings=[f"face found in only 12% of the sampled frames ({long_file})", "speech in 3% of rows"])
-    bad = ClipResult(sample_id=LONG_NAMES[0], source=long_file, status="failed",
-                     error=f"{long_file}: not a readable media file (fix: re-encode it)")
+    ok = ClipResult(
+        sample_id=LONG_NAMES[1],
+        source="x.mp4",
+        duration=612.3,
+        probability=0.734,
+        threshold=0.41,
+        face_coverage=0.93,
+        speech_coverage=0.61,
+        warnings=[f"face found in only 12% of the sampled frames ({long_file})", "speech in 3% of rows"],
+    )
+    bad = ClipResult(
+        sample_id=LONG_NAMES[0],
+        source=long_file,
+        status="failed",
+        error=f"{long_file}: not a readable media file (fix: re-encode it)",
+    )
     show.print_predictions(PredictReport([ok, bad], {}, 1.0, demonstration=True))
     out, err = capsys.readouterr()
     _assert_narrow(out + err)
@@ -167,8 +178,14 @@ def test_eta_from_measured_epoch_times_by_hand():
     bounded = TrainEta(10, 2, upper_bound=True)
     bounded.epoch_done(2.0)
     assert bounded.text(4) == "2.0 s/epoch, run ETA <= 12 s, all 2 runs ETA <= 32 s"
-    assert [fmt_duration(s) for s in (0, 0.2, 59, 61, 3599, 7440)] == ["0 s", "1 s", "59 s", "1 min 01 s",
-                                                                       "59 min 59 s", "2 h 04 min"]
+    assert [fmt_duration(s) for s in (0, 0.2, 59, 61, 3599, 7440)] == [
+        "0 s",
+        "1 s",
+        "59 s",
+        "1 min 01 s",
+        "59 min 59 s",
+        "2 h 04 min",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -184,8 +201,25 @@ def test_train_shows_eta_and_a_summary_that_reads_at_80_columns(syn, tmp_path, n
     import csv
 
     rdir = tmp_path / "a" / "rather" / "long" / "folder" / "for" / "the" / "runs" / "of" / "this" / "study" / "run1"
-    code, out, err = run_cli(["train", "--data", syn, "--model", "fusion_concat", "--epochs", "3", "--seeds", "1", "2",
-                              "--batch-size", "4", "--run-dir", rdir], capsys)
+    code, out, err = run_cli(
+        [
+            "train",
+            "--data",
+            syn,
+            "--model",
+            "fusion_concat",
+            "--epochs",
+            "3",
+            "--seeds",
+            "1",
+            "2",
+            "--batch-size",
+            "4",
+            "--run-dir",
+            rdir,
+        ],
+        capsys,
+    )
     assert code == 0, err
     lines = [ln for ln in err.splitlines() if ln.startswith("seed")]
     first = next(ln for ln in lines if ln.startswith("seed1 ") and " 1/3 " in ln)
@@ -267,8 +301,14 @@ def test_pool_workers_send_clip_progress_through_the_queue(clips, tmp_path):
     from depdet.pipeline.orchestration.extract_batch import run_extract
 
     events = []
-    run_extract([clips], tmp_path / "f", FeatureSpec(), options=ExtractOptions(allow_partial=True), workers=2,
-                on_event=lambda e, d: events.append((e, d)) if e == "progress" else None)
+    run_extract(
+        [clips],
+        tmp_path / "f",
+        FeatureSpec(),
+        options=ExtractOptions(allow_partial=True),
+        workers=2,
+        on_event=lambda e, d: events.append((e, d)) if e == "progress" else None,
+    )
     by_clip: dict = {}
     for _, d in events:
         by_clip.setdefault(d["id"], []).append(d["decoded"])

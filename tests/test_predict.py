@@ -32,8 +32,8 @@ def calibrate(logit, temperature):
     """The one calibration (calibration.apply_temperature) of one logit, as a float."""
     return float(apply_temperature(logit, temperature))
 
-pytestmark = needs_grid
 
+pytestmark = needs_grid
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +47,17 @@ def checkpoint(tmp_path_factory) -> Path:
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("ckpt")
     make_synthetic(root / "data", SynthConfig(layout="dvlog", n=48, signal=3.0, seed=0, min_len=8, max_len=30))
-    cfg = TrainConfig(model="fusion_concat", model_config={"hidden": 8, "d": 8}, lr=3e-3, batch_size=16, epochs=3,
-                      seeds=[0], device="cpu", amp=False, select="loss")
+    cfg = TrainConfig(
+        model="fusion_concat",
+        model_config={"hidden": 8, "d": 8},
+        lr=3e-3,
+        batch_size=16,
+        epochs=3,
+        seeds=[0],
+        device="cpu",
+        amp=False,
+        select="loss",
+    )
     summary = train(load_dataset(root / "data"), cfg, root / "run")
     return Path(summary["checkpoint"])
 
@@ -195,7 +204,10 @@ def test_distribution_check_flags_far_features_and_saturated_logits(checkpoint, 
 
     pred = Predictor(checkpoint, evidence=False)
     rng = np.random.default_rng(0)
-    near = {"visual": rng.normal(size=(20, 136)).astype(np.float32), "audio": rng.normal(size=(20, 25)).astype(np.float32)}
+    near = {
+        "visual": rng.normal(size=(20, 136)).astype(np.float32),
+        "audio": rng.normal(size=(20, 25)).astype(np.float32),
+    }
     pre = pred.ckpt.preprocessor
     near = {m: (a * pre.std[m] + pre.mean[m]).astype(np.float32) for m, a in near.items()}  # like the training data
     checks, warns = distribution_check(pre, near, None, 0.3, 1.0)
@@ -217,7 +229,12 @@ def test_distribution_check_flags_far_features_and_saturated_logits(checkpoint, 
     d = json.loads(write_results(tmp_path / "r.json", report).read_text())
     assert d["results"][0]["distribution"]["thresholds"]["z"] == 5.0
     tr = d["checkpoint"]["training"]
-    assert tr["synthetic"] is True and tr["n_clips"] == 48 and tr["test"]["n"] > 0 and "f1" in tr["test_baseline_all_depressed"]
+    assert (
+        tr["synthetic"] is True
+        and tr["n_clips"] == 48
+        and tr["test"]["n"] > 0
+        and "f1" in tr["test_baseline_all_depressed"]
+    )
     html = write_report(tmp_path / "r.html", report).read_text()
     assert "trained on <code>dvlog</code> (SYNTHETIC), 48 clips" in html and "all-depressed baseline" in html
     assert "of rows with voice activity" in html and "Distance from the training data" in html

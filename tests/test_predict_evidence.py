@@ -64,8 +64,11 @@ class AttnModel(DepressionModel):
         m = masks["visual"] | masks["audio"]
         w = masked_softmax(inputs["visual"][..., 0], m)
         B = w.shape[0]
-        return ModelOutput(logits=(w * inputs["audio"][..., 0]).sum(1), temporal_weights=w,
-                           modality_weights=torch.tensor([[0.3, 0.7]]).expand(B, 2))
+        return ModelOutput(
+            logits=(w * inputs["audio"][..., 0]).sum(1),
+            temporal_weights=w,
+            modality_weights=torch.tensor([[0.3, 0.7]]).expand(B, 2),
+        )
 
 
 def _batch(T=6, D=(3, 2)):
@@ -223,14 +226,38 @@ def _report(with_failure=True, evidence=True):
     x, m = _batch(T=6)
     x["audio"][0, 2, 0] = 0.4
     ev = _evidence(Scorer(model), x, m, fps=1.0) if evidence else None
-    ok = ClipResult("clip_a", "/data/clip a.mp4", "ok", None, 6.2, 6, 0.8, calibrate(0.8, 1.0), 0.6, 0.9, 0.5,
-                    ["mostly silence: speech in 10% of the clip"], ev)
-    low = ClipResult("clip_b", "/data/clip_b.mp4", "ok", None, 6.0, 6, -1.0, calibrate(-1.0, 1.0), 0.6, 1.0, 0.8, [], ev)
+    ok = ClipResult(
+        "clip_a",
+        "/data/clip a.mp4",
+        "ok",
+        None,
+        6.2,
+        6,
+        0.8,
+        calibrate(0.8, 1.0),
+        0.6,
+        0.9,
+        0.5,
+        ["mostly silence: speech in 10% of the clip"],
+        ev,
+    )
+    low = ClipResult(
+        "clip_b", "/data/clip_b.mp4", "ok", None, 6.0, 6, -1.0, calibrate(-1.0, 1.0), 0.6, 1.0, 0.8, [], ev
+    )
     res = [ok, low]
     if with_failure:
-        res.append(ClipResult("bad", "/data/bad.mp4", "failed", "/data/bad.mp4: not a media file (fix: ...)", threshold=0.6))
-    ck = {"path": "m.pt", "sha256": "0" * 64, "model": "toy", "spec": DVLOG.to_dict(), "temperature": 1.0, "threshold": 0.6,
-          "synthetic_training_data": False}
+        res.append(
+            ClipResult("bad", "/data/bad.mp4", "failed", "/data/bad.mp4: not a media file (fix: ...)", threshold=0.6)
+        )
+    ck = {
+        "path": "m.pt",
+        "sha256": "0" * 64,
+        "model": "toy",
+        "spec": DVLOG.to_dict(),
+        "temperature": 1.0,
+        "threshold": 0.6,
+        "synthetic_training_data": False,
+    }
     return PredictReport(res, ck, 1.0)
 
 
@@ -239,12 +266,39 @@ def test_json_output_schema(tmp_path):
     doc = json.loads(path.read_text())
     assert doc["schema"] == SCHEMA and doc["disclaimer"] == SCREENING_DISCLAIMER
     assert doc["n_clips"] == 3 and doc["n_failed"] == 1 and doc["demonstration"] is False
-    assert set(doc["checkpoint"]) == {"path", "sha256", "model", "spec", "temperature", "threshold",
-                                      "synthetic_training_data"}
-    keys = {"id", "source", "status", "error", "duration_s", "rows", "logit", "probability", "threshold",
-            "screening", "face_coverage", "speech_coverage", "warnings", "distribution", "evidence",
-            "probability_interval", "interval_method", "prediction_set", "conformal_level", "n_calibration",
-            "calibration_source", "member_probabilities"}
+    assert set(doc["checkpoint"]) == {
+        "path",
+        "sha256",
+        "model",
+        "spec",
+        "temperature",
+        "threshold",
+        "synthetic_training_data",
+    }
+    keys = {
+        "id",
+        "source",
+        "status",
+        "error",
+        "duration_s",
+        "rows",
+        "logit",
+        "probability",
+        "threshold",
+        "screening",
+        "face_coverage",
+        "speech_coverage",
+        "warnings",
+        "distribution",
+        "evidence",
+        "probability_interval",
+        "interval_method",
+        "prediction_set",
+        "conformal_level",
+        "n_calibration",
+        "calibration_source",
+        "member_probabilities",
+    }
     for r in doc["results"]:
         assert set(r) == keys
     a, b, bad = doc["results"]
@@ -252,8 +306,16 @@ def test_json_output_schema(tmp_path):
     assert a["probability"] == pytest.approx(calibrate(0.8, 1.0), abs=1e-6)
     assert bad["status"] == "failed" and bad["probability"] is None and "bad.mp4" in bad["error"]
     ev = a["evidence"]
-    assert set(ev) == {"timeline_method", "timeline_unit", "window_s", "timeline", "modality_method",
-                       "modality_shares", "modality_effects", "coverage"}
+    assert set(ev) == {
+        "timeline_method",
+        "timeline_unit",
+        "window_s",
+        "timeline",
+        "modality_method",
+        "modality_shares",
+        "modality_effects",
+        "coverage",
+    }
     assert len(ev["timeline"]) == 6 and set(ev["coverage"]) == {"visual", "audio"}
     # no word a reader could take for a diagnosis
     text = json.dumps(doc["results"]).lower()
@@ -300,8 +362,9 @@ class PooledToy:
     """sklearn-kind stand-in: p = sigmoid(sum over valid rows of the first audio column + visual column 0)."""
 
     def predict_proba(self, batch, masks):
-        z = np.array([f["audio"][mk["audio"], 0].sum() + f["visual"][mk["visual"], 0].sum()
-                      for f, mk in zip(batch, masks)])
+        z = np.array(
+            [f["audio"][mk["audio"], 0].sum() + f["visual"][mk["visual"], 0].sum() for f, mk in zip(batch, masks)]
+        )
         return 1 / (1 + np.exp(-z))
 
 

@@ -87,8 +87,16 @@ def real_world_folder(root, grid_clips) -> dict[str, str]:
         made[f"p{i:02d}_vlog"] = None
     clip("p05", "vlog.mp4", with_audio=True, seconds=3.0)  # no face at all
     clip("p06", "vlog.mp4", with_audio=True, with_face_clip=grid_clips[4], seconds=6.0, face_from=3.2)
-    clip("p07", "IMG_0007.mov", with_audio=True, with_face_clip=grid_clips[5], seconds=5.0, audio_start=2.4,
-         audio_seconds=2.6, codec="libx265")
+    clip(
+        "p07",
+        "IMG_0007.mov",
+        with_audio=True,
+        with_face_clip=grid_clips[5],
+        seconds=5.0,
+        audio_start=2.4,
+        audio_seconds=2.6,
+        codec="libx265",
+    )
     clip("p08", "vlog.mp4", with_audio=True, with_face_clip=grid_clips[6], seconds=3.0, channels=2)
     clip("p09", "vlog.mp4", with_audio=True, with_face_clip=grid_clips[7], seconds=3.0, silent=True)
     labels = {sid: ("depression" if k % 2 == 0 else "normal") for k, sid in enumerate(sorted(made))}
@@ -112,8 +120,7 @@ def run_readme_commands(commands, capsys) -> list[tuple[str, int, str, str]]:
 
 
 @pytest.mark.slow
-def test_your_data_walkthrough_runs_on_a_real_world_folder(grid_clips, tmp_path, capsys, monkeypatch,
-                                                             one_torch_thread):
+def test_your_data_walkthrough_runs_on_a_real_world_folder(grid_clips, tmp_path, capsys, monkeypatch, one_torch_thread):
     """Issue 22 item 1: the worked example, verbatim, on a folder with a faceless clip, a late face, late
     audio (HEVC .mov), a stereo clip and a silent track: every step runs, and says what it left out."""
     labels = real_world_folder(tmp_path, grid_clips)

@@ -20,8 +20,14 @@ from depdet.pipeline.data.batching import collate
 from depdet.pipeline.training.config import TrainConfig, resolve_preset
 from depdet.pipeline.training.presets import PRESETS, get_preset, list_presets
 
-RAW = {"landmark_zscore": False, "standardize": False, "max_len": None, "crop_aug": False, "crop_min_len": 500,
-       "crop_attempts": 5}
+RAW = {
+    "landmark_zscore": False,
+    "standardize": False,
+    "max_len": None,
+    "crop_aug": False,
+    "crop_min_len": 500,
+    "crop_attempts": 5,
+}
 
 
 # ------------------------------------------------------------------------------ presets
@@ -36,14 +42,39 @@ def test_depmamba_paper_presets_resolve_to_the_values_their_notes_cite():
         assert r["model_config"]["padding"] == "original" and r["model_config"]["d_state"] == d_state
         assert (r["model_config"]["expand"], r["model_config"]["d_conv"], r["model_config"]["dropout"]) == (4, 4, 0.1)
         assert r["preprocess"] == {**RAW, "crop_aug": True, "crop_min_len": crop}
-        assert (r["optimizer"], r["lr"], r["weight_decay"], r["batch_size"], r["epochs"], r["scheduler"], r["patience"],
-                r["select"], r["amp"], r["grad_clip"]) == ("adam", 1e-4, 0.0, 16, 120, "none", None, "depmamba", False, None)
+        assert (
+            r["optimizer"],
+            r["lr"],
+            r["weight_decay"],
+            r["batch_size"],
+            r["epochs"],
+            r["scheduler"],
+            r["patience"],
+            r["select"],
+            r["amp"],
+            r["grad_clip"],
+        ) == ("adam", 1e-4, 0.0, 16, 120, "none", None, "depmamba", False, None)
         note = r["note"]
-        for cited in ("lr 1e-4", "batch 16", "120 epochs", "no scheduler", "float32", "padding='original'",
-                      f"d_state {d_state}", f">= {crop}", "no standardisation", "strictly better", "seeds 1, 2, 3"):
+        for cited in (
+            "lr 1e-4",
+            "batch 16",
+            "120 epochs",
+            "no scheduler",
+            "float32",
+            "padding='original'",
+            f"d_state {d_state}",
+            f">= {crop}",
+            "no standardisation",
+            "strictly better",
+            "seeds 1, 2, 3",
+        ):
             assert cited in note, (name, cited)
-        assert (r["fps"], r["dataset"], r["preset_fps"], r["preset_dataset"]) == (1.0, name.split("-")[1], 1.0,
-                                                                                  name.split("-")[1])
+        assert (r["fps"], r["dataset"], r["preset_fps"], r["preset_dataset"]) == (
+            1.0,
+            name.split("-")[1],
+            1.0,
+            name.split("-")[1],
+        )
 
 
 def test_training_modules_import_one_way_presets_at_the_bottom():
@@ -81,14 +112,32 @@ def test_jamfn_dvlog_is_the_papers_section_4_2_recipe():
     r = resolve_preset("jamfn-dvlog")
     # Zhou et al. 2023 §4.2: Adam, batch 32, 30 epochs, lr 1e-4, weight decay 5e-4, eps 1e-8, patience 4; CE loss
     assert (r["optimizer"], r["batch_size"], r["epochs"], r["lr"], r["weight_decay"], r["patience"]) == (
-        "adam", 32, 30, 1e-4, 5e-4, 4)
+        "adam",
+        32,
+        30,
+        1e-4,
+        5e-4,
+        4,
+    )
     assert torch.optim.Adam([torch.zeros(1, requires_grad=True)]).defaults["eps"] == 1e-8  # the eps the note cites
     mc = r["model_config"]
     assert (mc["fusion"], mc["head"], mc["hidden"], mc["lstm_layers"], mc["channels"], list(mc["kernels"])) == (
-        "elementwise", "ce2", 200, 6, 512, [1, 3, 5])
+        "elementwise",
+        "ce2",
+        200,
+        6,
+        512,
+        [1, 3, 5],
+    )
     assert r["preprocess"] == RAW and r["amp"] is False
-    for cited in ("batch 32, 30 epochs, lr 1e-4, weight decay 5e-4", "eps 1e-8", "patience 4", "cross-entropy",
-                  "weighted P/R/F1", "select='loss', depdet's choice"):
+    for cited in (
+        "batch 32, 30 epochs, lr 1e-4, weight decay 5e-4",
+        "eps 1e-8",
+        "patience 4",
+        "cross-entropy",
+        "weighted P/R/F1",
+        "select='loss', depdet's choice",
+    ):
         assert cited in r["note"], cited
     assert "not public" not in r["note"] and "Borrowed" not in r["note"]
 
@@ -117,12 +166,21 @@ def test_fixed_presets_differ_from_their_paper_preset_exactly_in_the_listed_chan
         diff = {k for k in a if a[k] != b[k]}
         assert diff == {"model_config", "preprocess", "amp", "preset", "bucketing", "max_tokens"}, n
         assert (a["bucketing"], b["bucketing"], b["max_tokens"]) == (True, False, 0), n
-        assert {k for k in a["preprocess"] if a["preprocess"][k] != b["preprocess"][k]} == {"standardize", "landmark_zscore"}
+        assert {k for k in a["preprocess"] if a["preprocess"][k] != b["preprocess"][k]} == {
+            "standardize",
+            "landmark_zscore",
+        }
         assert {k for k in a["model_config"] if a["model_config"][k] != b["model_config"][k]} == {"padding"}
         assert a["model_config"]["padding"] == "fixed" and a["amp"] is True
         text = " ".join(p["changes"])
-        for word in ("padding='fixed'", "standardize=True", "landmark_zscore=True", "amp=True", "bucketing=True",
-                     "max_tokens="):
+        for word in (
+            "padding='fixed'",
+            "standardize=True",
+            "landmark_zscore=True",
+            "amp=True",
+            "bucketing=True",
+            "max_tokens=",
+        ):
             assert word in text
         assert base["note"] in p["note"]
 
@@ -153,8 +211,9 @@ def test_cli_model_card_lists_options_and_jamfn_parameter_breakdown(capsys):
     for opt in ("fusion", "head", "jaf", "max_len", "conv_act"):
         assert opt in out
     assert "17,261,824" in out and "head: 610,306" in out and "jaf_fc3: 4,266,168" in out
-    code, out, err = run_cli(["models", "jamfn", "--json", "--model-opt", "fusion=\"attend_sum\"",
-                              "--model-opt", "head=\"bce\""], capsys)
+    code, out, err = run_cli(
+        ["models", "jamfn", "--json", "--model-opt", 'fusion="attend_sum"', "--model-opt", 'head="bce"'], capsys
+    )
     assert code == 0, err
     card = json.loads(out)
     assert card["parameters"] == 16_652_031 and card["parameter_breakdown"]["head"] == 513
@@ -203,8 +262,16 @@ def _cnn(block, x, training):
     """MMCNNEncoderLayer: Conv1d(k3, no bias) -> plain BatchNorm over every position -> ReLU (+ identity)."""
     xt = x.transpose(1, 2)
     bn = block.bn
-    y = F.batch_norm(block.conv(xt), bn.running_mean.clone(), bn.running_var.clone(), bn.weight, bn.bias,
-                     training, bn.momentum, bn.eps)
+    y = F.batch_norm(
+        block.conv(xt),
+        bn.running_mean.clone(),
+        bn.running_var.clone(),
+        bn.weight,
+        bn.bias,
+        training,
+        bn.momentum,
+        bn.eps,
+    )
     return (F.relu(y) + xt).transpose(1, 2)
 
 
@@ -217,8 +284,10 @@ def _public_depmamba(model, x_cat, dv, training):
         h = model.proj[m](xs[i].transpose(1, 2)).transpose(1, 2)
         hs.append(_cnn(model.co_cnn[m], h, training))
     cm = model.co_mamba
-    outs = [_bimamba_v2(cm.in_proj[i], cm.fwd[i], cm.bwd[i], cm.A_log, cm.A_b_log, cm.out_proj[i], h)
-            for i, h in enumerate(hs)]
+    outs = [
+        _bimamba_v2(cm.in_proj[i], cm.fwd[i], cm.bwd[i], cm.A_log, cm.A_b_log, cm.out_proj[i], h)
+        for i, h in enumerate(hs)
+    ]
     hs = [h + model.co_norm[m](o) for m, h, o in zip(model.modalities, hs, outs)]
     h = _cnn(model.en_cnn, torch.cat(hs, -1), training)
     em = model.en_mamba.mamba
@@ -301,8 +370,11 @@ def test_jamfn_default_fusion_follows_eq_12_on_a_hand_computed_example():
     valid row (its padded row holds 100s): weights [1, 0] -> F = [[1, 3], [0, 0]], z_1 = 1 + 2*3 = 7.
     """
     dims = {"visual": 3, "audio": 2}
-    model = create_model("jamfn", dims, hidden=2, lstm_layers=1, channels=2, kernels=(1,), max_len=2,
-                         conv_act="none").double().eval()
+    model = (
+        create_model("jamfn", dims, hidden=2, lstm_layers=1, channels=2, kernels=(1,), max_len=2, conv_act="none")
+        .double()
+        .eval()
+    )
     XV = torch.tensor([[[0.0, 1.0], [1.0, 0.0]], [[0.0, 1.0], [100.0, 100.0]]], dtype=torch.float64)  # (B, L, H)
     XA = torch.tensor([[[1.0, 2.0], [3.0, 4.0]], [[1.0, 2.0], [100.0, 100.0]]], dtype=torch.float64)
     model.convs["visual"][0].register_forward_hook(lambda mod, inp, out: XV.transpose(1, 2))
@@ -319,21 +391,24 @@ def test_jamfn_default_fusion_follows_eq_12_on_a_hand_computed_example():
     with torch.no_grad():
         out = model(inputs, masks)
     e = math.e
-    a0, a1 = 1 / (1 + e ** 2), e ** 2 / (1 + e ** 2)
+    a0, a1 = 1 / (1 + e**2), e**2 / (1 + e**2)
     v0, v1 = e / (1 + e), 1 / (1 + e)
     F_out = [[a0 * 1 + v0 * 0, a0 * 2 + v0 * 1], [a1 * 3 + v1 * 1, a1 * 4 + v1 * 0]]
     z1 = F_out[0][0] + 2 * F_out[0][1] + 3 * F_out[1][0] + 4 * F_out[1][1]
     assert z1 == pytest.approx(24.884883, abs=1e-6)
     torch.testing.assert_close(out.aux["class_logits"], torch.tensor([[0.0, z1], [0.0, 7.0]], dtype=torch.float64))
     torch.testing.assert_close(out.logits, torch.tensor([z1, 7.0], dtype=torch.float64))  # z_1 - z_0
-    torch.testing.assert_close(out.temporal_weights[0], torch.tensor([(a0 + v0) / 2, (a1 + v1) / 2], dtype=torch.float64))
+    torch.testing.assert_close(
+        out.temporal_weights[0], torch.tensor([(a0 + v0) / 2, (a1 + v1) / 2], dtype=torch.float64)
+    )
     y = torch.tensor([1.0, 0.0])
     loss = model.loss(out, y)  # two-class cross-entropy (§3.4)
     want = (-math.log(1 / (1 + math.exp(-z1))) - math.log(1 / (1 + math.exp(7.0)))) / 2
     assert float(loss) == pytest.approx(want, rel=1e-6)  # the loss is computed in float32
     # depdet's time-reduction reading is another model: it sums over time before the FC (H -> classes)
-    reading = create_model("jamfn", dims, hidden=2, lstm_layers=1, channels=2, kernels=(1,), max_len=2,
-                           fusion="attend_sum")
+    reading = create_model(
+        "jamfn", dims, hidden=2, lstm_layers=1, channels=2, kernels=(1,), max_len=2, fusion="attend_sum"
+    )
     assert reading.fc.in_features == 2 and model.fc.in_features == 4
 
 
@@ -356,9 +431,34 @@ def _rows(path):
 
 def test_run_folder_records_what_was_run_and_config_rerun_reproduces_metrics(small_synth, tmp_path, capsys):
     run = tmp_path / "run"
-    args = ["train", "--data", small_synth, "--preset", "jamfn-dvlog", "--epochs", "3", "--seeds", "1", "2",
-            "--model-opt", "hidden=4", "--model-opt", "lstm_layers=1", "--model-opt", "channels=4",
-            "--model-opt", "max_len=40", "--batch-size", "8", "--threads", "1", "--device", "cpu", "--run-dir", run]
+    args = [
+        "train",
+        "--data",
+        small_synth,
+        "--preset",
+        "jamfn-dvlog",
+        "--epochs",
+        "3",
+        "--seeds",
+        "1",
+        "2",
+        "--model-opt",
+        "hidden=4",
+        "--model-opt",
+        "lstm_layers=1",
+        "--model-opt",
+        "channels=4",
+        "--model-opt",
+        "max_len=40",
+        "--batch-size",
+        "8",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--run-dir",
+        run,
+    ]
     code, out, err = run_cli(args, capsys)
     assert code == 0, err
     note = PRESETS["jamfn-dvlog"]["note"]
@@ -367,8 +467,12 @@ def test_run_folder_records_what_was_run_and_config_rerun_reproduces_metrics(sma
 
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["preset_note"] == note and cfg["command"][-2:] == ["--run-dir", str(run)]
-    assert "train" in cfg["command"] and cfg["load"] == {"layout": "dvlog", "labels": None, "skip_missing": False,
-                                                                  "skip_invalid": False}
+    assert "train" in cfg["command"] and cfg["load"] == {
+        "layout": "dvlog",
+        "labels": None,
+        "skip_missing": False,
+        "skip_invalid": False,
+    }
     env = json.loads((run / "env.json").read_text())
     for k in ("depdet", "git", "torch", "numpy", "opensmile", "dlib", "scikit-learn", "av", "device", "torch_threads"):
         assert k in env, k
@@ -410,7 +514,10 @@ def test_run_folder_records_what_was_run_and_config_rerun_reproduces_metrics(sma
             assert r1[key] == r2[key], key
     for seed in ("seed1", "seed2"):
         assert (run / seed / "predictions.csv").read_text() == (again / seed / "predictions.csv").read_text()
-    assert json.loads((again / "config.json").read_text())["config"] == json.loads((run / "config.json").read_text())["config"]
+    assert (
+        json.loads((again / "config.json").read_text())["config"]
+        == json.loads((run / "config.json").read_text())["config"]
+    )
     # --config re-runs as recorded: other training options are refused
     code, out, err = run_cli(["train", "--config", run / "config.yaml", "--epochs", "9"], capsys)
     assert code == 1 and "--config re-runs a run as recorded" in err
@@ -451,13 +558,16 @@ def test_asym_default_interacts_across_modalities_inside_the_bimamba_stage():
     """Abstract: "features from each modality are interactively enhanced using CNN and Bi-Mamba blocks"."""
     dims = {"visual": 6, "audio": 3}
     rng = np.random.default_rng(0)
-    samples = [{"visual": rng.normal(size=(8, 6)).astype(np.float32), "audio": rng.normal(size=(8, 3)).astype(np.float32)}]
+    samples = [
+        {"visual": rng.normal(size=(8, 6)).astype(np.float32), "audio": rng.normal(size=(8, 3)).astype(np.float32)}
+    ]
     other = [{"visual": samples[0]["visual"], "audio": rng.normal(size=(8, 3)).astype(np.float32)}]
 
     def visual_mamba_input(interact):
         torch.manual_seed(0)
-        model = create_model("asym", dims, d_model=8, d_state=4, expand=2, n_heads=2, n_enhance=1,
-                             interact=interact).eval()
+        model = create_model(
+            "asym", dims, d_model=8, d_state=4, expand=2, n_heads=2, n_enhance=1, interact=interact
+        ).eval()
         seen = []
         model.mamba["visual"].mamba.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].detach()))
         with torch.no_grad():
@@ -469,12 +579,16 @@ def test_asym_default_interacts_across_modalities_inside_the_bimamba_stage():
     assert (a - b).abs().max() > 1e-4  # the visual Bi-Mamba reads the audio stream
     a, b = visual_mamba_input("none")
     torch.testing.assert_close(a, b)  # depdet's earlier reading: no coupling in this stage
-    assert create_model("asym", dims, d_model=8, d_state=4, expand=2, n_heads=2, interact="shared_a").co_mamba.A_log.shape
+    assert create_model(
+        "asym", dims, d_model=8, d_state=4, expand=2, n_heads=2, interact="shared_a"
+    ).co_mamba.A_log.shape
 
 
 def test_mimml_and_asym_cards_label_depdets_choices(capsys):
-    for name, words in (("mimml", ("multimodal feature fusion", "depdet's choice", "fusion", "late")),
-                        ("asym", ("interactively enhanced", "depdet's choice", "interact", "exchange"))):
+    for name, words in (
+        ("mimml", ("multimodal feature fusion", "depdet's choice", "fusion", "late")),
+        ("asym", ("interactively enhanced", "depdet's choice", "interact", "exchange")),
+    ):
         code, out, err = run_cli(["models", name], capsys)
         assert code == 0, err
         for w in words:

@@ -11,8 +11,21 @@ from depdet.errors import ConfigError
 from depdet.models import create_model, get_entry, list_models
 
 DVLOG = {"visual": 136, "audio": 25}
-ZOO = ("bilstm_audio", "bilstm_visual", "detector", "fusion_add", "fusion_concat", "fusion_mul", "jamfn",
-       "lr", "mimml", "rf", "svm", "tamfn", "tfn")
+ZOO = (
+    "bilstm_audio",
+    "bilstm_visual",
+    "detector",
+    "fusion_add",
+    "fusion_concat",
+    "fusion_mul",
+    "jamfn",
+    "lr",
+    "mimml",
+    "rf",
+    "svm",
+    "tamfn",
+    "tfn",
+)
 
 
 def test_zoo_models_are_registered_with_metadata():
@@ -44,29 +57,35 @@ def test_unknown_option_is_config_error(name):
         create_model(name, DVLOG, not_an_option=3)
 
 
-@pytest.mark.parametrize("name,cfg", [
-    ("fusion_concat", {"op": "add"}),  # the op is fixed by the registered name
-    ("bilstm_audio", {"modality": "visual"}),
-    ("lr", {"estimator": "rf"}),
-])
+@pytest.mark.parametrize(
+    "name,cfg",
+    [
+        ("fusion_concat", {"op": "add"}),  # the op is fixed by the registered name
+        ("bilstm_audio", {"modality": "visual"}),
+        ("lr", {"estimator": "rf"}),
+    ],
+)
 def test_fixed_options_are_rejected(name, cfg):
     with pytest.raises(ConfigError, match="unknown option"):
         create_model(name, DVLOG, **cfg)
 
 
-@pytest.mark.parametrize("name,cfg", [
-    ("jamfn", {"jaf": "global"}),
-    ("jamfn", {"kernels": (1, 2)}),
-    ("jamfn", {"hidden": 0}),
-    ("detector", {"d": 30, "heads": 4}),
-    ("detector", {"dropout": 1.5}),
-    ("tamfn", {"num_layers": -1}),
-    ("mimml", {"temperature": 0.0}),
-    ("mimml", {"lambda_mi": -1.0}),
-    ("tfn", {"d": "big"}),
-    ("svm", {"kernel": "cubic"}),
-    ("lr", {"C": 0}),
-])
+@pytest.mark.parametrize(
+    "name,cfg",
+    [
+        ("jamfn", {"jaf": "global"}),
+        ("jamfn", {"kernels": (1, 2)}),
+        ("jamfn", {"hidden": 0}),
+        ("detector", {"d": 30, "heads": 4}),
+        ("detector", {"dropout": 1.5}),
+        ("tamfn", {"num_layers": -1}),
+        ("mimml", {"temperature": 0.0}),
+        ("mimml", {"lambda_mi": -1.0}),
+        ("tfn", {"d": "big"}),
+        ("svm", {"kernel": "cubic"}),
+        ("lr", {"C": 0}),
+    ],
+)
 def test_invalid_option_values_are_config_errors(name, cfg):
     with pytest.raises(ConfigError):
         create_model(name, DVLOG, **cfg)

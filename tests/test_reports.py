@@ -17,8 +17,22 @@ from depdet.pipeline.training.stats import delong_test, paired_bootstrap
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TORCH = ["--model", "fusion_concat", "--model-opt", "hidden=8", "--model-opt", "d=8", "--lr", "3e-3", "--batch-size", "16",
-         "--threads", "1", "--epochs", "2"]
+TORCH = [
+    "--model",
+    "fusion_concat",
+    "--model-opt",
+    "hidden=8",
+    "--model-opt",
+    "d=8",
+    "--lr",
+    "3e-3",
+    "--batch-size",
+    "16",
+    "--threads",
+    "1",
+    "--epochs",
+    "2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +40,15 @@ def runs(tmp_path_factory):
     """Run folders: lr (seed 1), fusion_concat (seeds 1 2), lr 3-fold."""
     root = tmp_path_factory.mktemp("reports")
     syn = root / "data"
-    main(["synth", str(syn), "--n", "90", "--max-len", "40", "--length-scale", "0.08", "--signal", "0.3", "--seed", "3"])
+    main(
+        ["synth", str(syn), "--n", "90", "--max-len", "40", "--length-scale", "0.08", "--signal", "0.3", "--seed", "3"]
+    )
     out = {"syn": syn}
-    for name, data, args in (("lr", syn, ["--model", "lr", "--seeds", "1"]),
-                             ("torch", syn, [*TORCH, "--seeds", "1", "2"]),
-                             ("kfold", syn, ["--model", "lr", "--seeds", "1", "--folds", "3"])):
+    for name, data, args in (
+        ("lr", syn, ["--model", "lr", "--seeds", "1"]),
+        ("torch", syn, [*TORCH, "--seeds", "1", "2"]),
+        ("kfold", syn, ["--model", "lr", "--seeds", "1", "--folds", "3"]),
+    ):
         try:
             main(["train", "--data", str(data), *args, "--run-dir", str(root / name)])
         except SystemExit as e:
@@ -63,8 +81,17 @@ def test_oof_predictions_file_is_read_like_the_per_run_files(runs, tmp_path):
         for sub in sorted(dst.glob("seed*/predictions.csv")):
             for row in csv.DictReader(sub.read_text().splitlines()):
                 if row["fold"] == "test":
-                    w.writerow([row["id"], row["label"], f"g{int(row['id']) // 2}", 1, sub.parent.name.split("-")[1],
-                                row["probability_calibrated"], row["logit"]])
+                    w.writerow(
+                        [
+                            row["id"],
+                            row["label"],
+                            f"g{int(row['id']) // 2}",
+                            1,
+                            sub.parent.name.split("-")[1],
+                            row["probability_calibrated"],
+                            row["logit"],
+                        ]
+                    )
     oof = load_run(dst)
     assert oof.source == "oof_predictions.csv" and oof.ids == src.ids
     assert np.allclose(oof.prob, src.prob) and np.array_equal(oof.y, src.y)
@@ -116,12 +143,27 @@ def test_report_html_and_markdown(runs, tmp_path, capsys):
     code, out, err = run_cli(["report", runs["torch"], "-o", html_path], capsys)
     assert code == 0, err
     text = html_path.read_text()
-    for needle in ("<h2>Run</h2>", "Preset note", "Test metrics", "all depressed [95% CI]", "ROC curve",
-                   "precision-recall curve", "<h2>Calibration</h2>", "reliability plot", "ECE (10 bins)", "Brier",
-                   "Per gender", "\\begin{tabular}", "| Metric |", "SYNTHETIC DATA", "Single seeds",
-                   "sensitivity at specificity", "data fingerprint"):
+    for needle in (
+        "<h2>Run</h2>",
+        "Preset note",
+        "Test metrics",
+        "all depressed [95% CI]",
+        "ROC curve",
+        "precision-recall curve",
+        "<h2>Calibration</h2>",
+        "reliability plot",
+        "ECE (10 bins)",
+        "Brier",
+        "Per gender",
+        "\\begin{tabular}",
+        "| Metric |",
+        "SYNTHETIC DATA",
+        "Single seeds",
+        "sensitivity at specificity",
+        "data fingerprint",
+    ):
         assert needle in text, needle
-    assert text.count("data:image/png;base64,") == 3 and "src=\"http" not in text  # self-contained
+    assert text.count("data:image/png;base64,") == 3 and 'src="http' not in text  # self-contained
     r = load_run(runs["torch"])
     from depdet.pipeline.training.stats import summarize
 
@@ -157,9 +199,11 @@ def test_metrics_tables_show_intervals_when_present():
 
     from depdet.pipeline.reports.console import metrics_table as _metrics_table
 
-    cols = {"model": {"f1": {"mean": 0.7, "std": 0.02, "ci95": [0.64, 0.76]}, "auc": {"mean": 0.8, "std": 0.01}},
-            "calibrated": {"f1": 0.71, "ci95": {"f1": [0.65, 0.77]}},
-            "all depressed": {"f1": 0.734}}
+    cols = {
+        "model": {"f1": {"mean": 0.7, "std": 0.02, "ci95": [0.64, 0.76]}, "auc": {"mean": 0.8, "std": 0.01}},
+        "calibrated": {"f1": 0.71, "ci95": {"f1": [0.65, 0.77]}},
+        "all depressed": {"f1": 0.734},
+    }
     con = Console(width=200, record=True)
     con.print(_metrics_table("t", cols, width=200))
     text = con.export_text()

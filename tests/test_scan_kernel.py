@@ -26,14 +26,33 @@ def unloaded(monkeypatch):
 def _inputs(L, b=2, d=6, n=4, seed=0):
     g = torch.Generator().manual_seed(seed)
     t = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
-    return dict(u=t(b, d, L), delta=t(b, d, L), A=-torch.rand(d, n, generator=g) * 3 - 0.1,
-                B=t(b, n, L), C=t(b, n, L), D=t(d), z=t(b, d, L), delta_bias=t(d))
+    return dict(
+        u=t(b, d, L),
+        delta=t(b, d, L),
+        A=-torch.rand(d, n, generator=g) * 3 - 0.1,
+        B=t(b, n, L),
+        C=t(b, n, L),
+        D=t(d),
+        z=t(b, d, L),
+        delta_bias=t(d),
+    )
 
 
 def _run(fn, x, names, **kw):
     args = {k: v.clone().requires_grad_() for k, v in x.items()}
-    y, h = fn(args["u"], args["delta"], args["A"], args["B"], args["C"], args.get("D"), args.get("z"),
-              args.get("delta_bias"), True, return_last_state=True, **kw)
+    y, h = fn(
+        args["u"],
+        args["delta"],
+        args["A"],
+        args["B"],
+        args["C"],
+        args.get("D"),
+        args.get("z"),
+        args.get("delta_bias"),
+        True,
+        return_last_state=True,
+        **kw,
+    )
     gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
     gh = torch.randn(h.shape, generator=torch.Generator().manual_seed(2))
     grads = torch.autograd.grad((y * gy).sum() + (h * gh).sum(), [args[k] for k in names])
@@ -48,7 +67,9 @@ def _assert_kernel_matches_reference(x):
     torch.testing.assert_close(y_k, y_ref, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(h_k, h_ref, rtol=1e-4, atol=1e-5)
     for name in names:
-        torch.testing.assert_close(g_k[name], g_ref[name], rtol=1e-4, atol=1e-4, msg=lambda m, name=name: f"grad {name}: {m}")
+        torch.testing.assert_close(
+            g_k[name], g_ref[name], rtol=1e-4, atol=1e-4, msg=lambda m, name=name: f"grad {name}: {m}"
+        )
 
 
 @needs_kernel
@@ -74,8 +95,9 @@ def test_kernel_gate_saturates_without_nan():
     x = _inputs(20, n=4)
     x["z"] = torch.linspace(-200, 200, 20).expand(2, 6, 20).contiguous()
     args = {k: v.clone().requires_grad_() for k, v in x.items()}
-    y = M.selective_scan_cpu(args["u"], args["delta"], args["A"], args["B"], args["C"], args["D"], args["z"],
-                             args["delta_bias"], True)
+    y = M.selective_scan_cpu(
+        args["u"], args["delta"], args["A"], args["B"], args["C"], args["D"], args["z"], args["delta_bias"], True
+    )
     y.sum().backward()
     assert torch.isfinite(y).all() and all(torch.isfinite(args[k].grad).all() for k in args)
     ref = M.selective_scan_ref(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True)
@@ -122,11 +144,13 @@ def test_kernel_zero_delta_passes_state_and_empty_sequence():
     delta = torch.full_like(x["delta"], 0.3)
     delta[..., 5:] = 0.0  # masked steps: state unchanged
     _, h_full = M.selective_scan_cpu(x["u"], delta, x["A"], x["B"], x["C"], return_last_state=True)
-    _, h_five = M.selective_scan_cpu(x["u"][..., :5], delta[..., :5], x["A"], x["B"][..., :5], x["C"][..., :5],
-                                     return_last_state=True)
+    _, h_five = M.selective_scan_cpu(
+        x["u"][..., :5], delta[..., :5], x["A"], x["B"][..., :5], x["C"][..., :5], return_last_state=True
+    )
     torch.testing.assert_close(h_full, h_five)
-    y0, h0 = M.selective_scan_cpu(x["u"][..., :0], x["delta"][..., :0], x["A"], x["B"][..., :0], x["C"][..., :0],
-                                  return_last_state=True)
+    y0, h0 = M.selective_scan_cpu(
+        x["u"][..., :0], x["delta"][..., :0], x["A"], x["B"][..., :0], x["C"][..., :0], return_last_state=True
+    )
     assert y0.shape == (2, 6, 0) and (h0 == 0).all()
 
 
@@ -152,8 +176,12 @@ def test_no_compiler_falls_back_to_chunked(monkeypatch, tmp_path, unloaded):
     assert not K.available() and "no C compiler" in K.build_error()
     assert M.scan_backend(x["u"]) == "chunked"
     y = M.selective_scan(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True)
-    torch.testing.assert_close(y, M.selective_scan_ref(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"],
-                                                       x["delta_bias"], True), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        y,
+        M.selective_scan_ref(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True),
+        rtol=1e-4,
+        atol=1e-5,
+    )
     monkeypatch.setenv(K.ENV_BACKEND, "kernel")
     with pytest.raises(RuntimeError, match="cannot be built"):
         M.scan_backend(x["u"])
@@ -198,7 +226,7 @@ def test_models_agree_on_kernel_and_chunked_paths(monkeypatch):
 @needs_kernel
 def test_unwritable_cache_builds_in_temp_folder(monkeypatch, tmp_path, unloaded):
     blocker = tmp_path / "not-a-folder"
-    blocker.write_text("x")   # the cache path runs through a file: mkdir fails even for root
+    blocker.write_text("x")  # the cache path runs through a file: mkdir fails even for root
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
     monkeypatch.setattr(K.tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
@@ -210,8 +238,19 @@ def test_unwritable_cache_builds_in_temp_folder(monkeypatch, tmp_path, unloaded)
 def _run_opts(fn, x, names, **kw):
     """Like _run, with the options (mask, reverse_lengths, delta_softplus, layouts) passed through."""
     args = {k: v.clone().requires_grad_() for k, v in x.items()}
-    y, h = fn(args["u"], args["delta"], args["A"], args["B"], args["C"], args.get("D"), args.get("z"),
-              args.get("delta_bias"), kw.pop("delta_softplus", True), return_last_state=True, **kw)
+    y, h = fn(
+        args["u"],
+        args["delta"],
+        args["A"],
+        args["B"],
+        args["C"],
+        args.get("D"),
+        args.get("z"),
+        args.get("delta_bias"),
+        kw.pop("delta_softplus", True),
+        return_last_state=True,
+        **kw,
+    )
     gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
     gh = torch.randn(h.shape, generator=torch.Generator().manual_seed(2))
     grads = torch.autograd.grad((y * gy).sum() + (h * gh).sum(), [args[k] for k in names])
@@ -223,12 +262,15 @@ def _assert_same(a, b, names, rtol=1e-4, atol=1e-4):
     torch.testing.assert_close(ya, yb, rtol=rtol, atol=1e-5)
     torch.testing.assert_close(ha, hb, rtol=rtol, atol=1e-5)
     for name in names:
-        torch.testing.assert_close(ga[name], gb[name], rtol=rtol, atol=atol, msg=lambda m, name=name: f"grad {name}: {m}")
+        torch.testing.assert_close(
+            ga[name], gb[name], rtol=rtol, atol=atol, msg=lambda m, name=name: f"grad {name}: {m}"
+        )
 
 
 def _flipped_reference(x, lengths, mask=None):
     """The meaning of reverse_lengths (and mask), spelled out: gather-flip every input within each
     sample's span, mask delta after bias + softplus, run the sequential loop, gather-flip y back."""
+
     def fn(u, delta, A, B, C, D, z, delta_bias, softplus, return_last_state):
         L = u.shape[-1]
         d = M._prep_delta(delta, delta_bias, softplus)
@@ -238,6 +280,7 @@ def _flipped_reference(x, lengths, mask=None):
         f = lambda t: None if t is None else M.flip_within(t, idx)  # noqa: E731
         y, h = M.selective_scan_ref(f(u), f(d), A, f(B), f(C), D, f(z), return_last_state=True)
         return M.flip_within(y, idx), h
+
     return fn
 
 
@@ -283,8 +326,8 @@ def test_kernel_fused_bias_and_softplus_match_pytorch(softplus):
     if softplus:
         x["delta"] = torch.linspace(-30, 30, 40).expand(2, 6, 40).contiguous()
         x["delta_bias"] = torch.tensor([-3.0, 0.0, 0.5, 2.0, -19.5, 1e-3])
-        x["A"] = x["A"] * 0.01   # keep exp(delta A) away from 0 so every step's gradient matters
-    else:   # the bias alone (positive step sizes, a stable scan)
+        x["A"] = x["A"] * 0.01  # keep exp(delta A) away from 0 so every step's gradient matters
+    else:  # the bias alone (positive step sizes, a stable scan)
         x["delta"] = torch.rand(2, 6, 40, generator=torch.Generator().manual_seed(4))
         x["delta_bias"] = torch.tensor([0.0, 0.5, 1e-3, 0.1, 0.2, 1.0])
     names = list(x)
@@ -294,16 +337,21 @@ def test_kernel_fused_bias_and_softplus_match_pytorch(softplus):
 
 @needs_kernel
 def test_kernel_softplus_is_accurate():
-    x = torch.cat([torch.linspace(-90, 90, 16 * 1024), torch.linspace(-1e-3, 1e-3, 16 * 64),
-                   torch.tensor([19.99, 20.0, 20.01, -20.0, 0.0, -0.0, 1e-30, -1e-30] * 2)])
+    x = torch.cat(
+        [
+            torch.linspace(-90, 90, 16 * 1024),
+            torch.linspace(-1e-3, 1e-3, 16 * 64),
+            torch.tensor([19.99, 20.0, 20.01, -20.0, 0.0, -0.0, 1e-30, -1e-30] * 2),
+        ]
+    )
     out = torch.empty_like(x)
     K._load().depdet_scan_softplus(x.data_ptr(), out.data_ptr(), x.numel())
     want = F.softplus(x.double())
-    normal = want > 2e-38   # below, exp() is clamped at exp(-87.3) (no denormals): absolute error < 2e-38
+    normal = want > 2e-38  # below, exp() is clamped at exp(-87.3) (no denormals): absolute error < 2e-38
     rel = ((out.double() - want) / want)[normal].abs()
     assert rel.max() < 1e-6, float(rel.max())
     assert (out.double() - want)[~normal].abs().max() < 2e-38
-    assert torch.equal(out[x > 20], x[x > 20])   # PyTorch's threshold: identity above 20
+    assert torch.equal(out[x > 20], x[x > 20])  # PyTorch's threshold: identity above 20
 
 
 @needs_kernel
@@ -318,12 +366,13 @@ def test_kernel_reads_time_major_views_without_copies_and_writes_time_major(d):
     tm = dict(x)
     for k in ("u", "delta"):
         tm[k] = x[k].transpose(1, 2).contiguous().transpose(1, 2)
-    zz = torch.cat([x["u"].transpose(1, 2), x["z"].transpose(1, 2)], -1)   # (B, L, 2D)
+    zz = torch.cat([x["u"].transpose(1, 2), x["z"].transpose(1, 2)], -1)  # (B, L, 2D)
     tm["z"] = zz[..., d:].transpose(1, 2)
     assert not tm["u"].is_contiguous() and tm["z"].stride() == (29 * 2 * d, 1, 2 * d)
 
-    def leafs(t):   # a leaf with the same strides (clone() keeps them)
+    def leafs(t):  # a leaf with the same strides (clone() keeps them)
         return {k: v.detach().clone() for k, v in t.items()}
+
     lt = leafs(tm)
     assert lt["z"].stride(1) == 1 and lt["u"].stride(1) == 1
     got = _run_opts(M.selective_scan_cpu, lt, names, time_major_out=True)
@@ -340,7 +389,7 @@ def test_causal_conv_reverse_is_the_conv_of_the_reversed_span():
     full = M.causal_conv1d(x, w, b, None, reverse=True)
     torch.testing.assert_close(full, M.causal_conv1d(x.flip(-1), w, b, None).flip(-1))
     lengths = torch.tensor([11, 6, 1])
-    xz = x * (torch.arange(11)[None] < lengths[:, None])[:, None]   # rows past each span zeroed
+    xz = x * (torch.arange(11)[None] < lengths[:, None])[:, None]  # rows past each span zeroed
     idx = M.flip_index(lengths, 11)
     want = M.flip_within(M.causal_conv1d(M.flip_within(xz, idx), w, b, "silu"), idx)
     got = M.causal_conv1d(xz, w, b, "silu", reverse=True)
@@ -360,7 +409,7 @@ def test_bimamba_in_place_backward_branch_equals_the_gather_flip_formulation(mon
     blk = M.BiMamba(16, d_state=12, expand=2, leaky_padding=leaky)
     x = torch.randn(3, 23, 16)
     mask = torch.arange(23)[None] < torch.tensor([23, 14, 5])[:, None]
-    mask[0, 4] = False   # an invalid row inside a span
+    mask[0, 4] = False  # an invalid row inside a span
     x = x * mask[..., None]
     xg = x.clone().requires_grad_()
     got = blk(xg, mask)
@@ -380,8 +429,9 @@ def test_bimamba_in_place_backward_branch_equals_the_gather_flip_formulation(mon
         xi = xi * mf
         y_f = blk.fwd(xi, z, A, mask, 64)
         idx = M.flip_index(seq_lengths(mask), 23)
-        y_b = M.flip_within(blk.bwd(M.flip_within(xi, idx), M.flip_within(z, idx), A_b,
-                                    torch.gather(mask, 1, idx), 64), idx)
+        y_b = M.flip_within(
+            blk.bwd(M.flip_within(xi, idx), M.flip_within(z, idx), A_b, torch.gather(mask, 1, idx), 64), idx
+        )
         y = (0.5 * y_f + 0.5 * y_b) * mf
     want = blk.out_proj(y.transpose(1, 2))
     (want * torch.linspace(-1, 1, 16)).sum().backward()

@@ -43,8 +43,18 @@ def dataset(data_root):
 @pytest.fixture(scope="module")
 def capped_ckpt(dataset, tmp_path_factory) -> Path:
     torch.set_num_threads(1)
-    cfg = TrainConfig(model="fusion_concat", model_config={"hidden": 8, "d": 8}, lr=3e-3, batch_size=8, epochs=2,
-                      seeds=[0], device="cpu", amp=False, select="loss", preprocess={"max_len": CAP})
+    cfg = TrainConfig(
+        model="fusion_concat",
+        model_config={"hidden": 8, "d": 8},
+        lr=3e-3,
+        batch_size=8,
+        epochs=2,
+        seeds=[0],
+        device="cpu",
+        amp=False,
+        select="loss",
+        preprocess={"max_len": CAP},
+    )
     return Path(train(dataset, cfg, tmp_path_factory.mktemp("run") / "capped")["checkpoint"])
 
 
@@ -89,8 +99,14 @@ def test_capped_clip_evidence_explains_the_scored_rows(capped_ckpt, dataset, dat
     inputs, masks = pred.scorer.prepare(s.features, s.valid)
     assert inputs["visual"].shape[1] == CAP
     assert len(ev.timeline) == CAP and all(len(c) == CAP for c in ev.coverage.values())  # 1 row/s
-    again = compute_evidence(pred.scorer.batch_logits, inputs, masks, output=pred.scorer.forward(inputs, masks),
-                             fps=pred.spec.fps, temperature=pred.temperature)
+    again = compute_evidence(
+        pred.scorer.batch_logits,
+        inputs,
+        masks,
+        output=pred.scorer.forward(inputs, masks),
+        fps=pred.spec.fps,
+        temperature=pred.temperature,
+    )
     np.testing.assert_array_equal(ev.timeline, again.timeline)
     # the reported row count is what was scored, and the cut is said
     res = run_predict(checkpoint=capped_ckpt, features_dir=data_root, evidence=False).results
@@ -109,8 +125,9 @@ def test_the_cap_changes_the_logits_so_the_agreement_test_can_fail(capped_ckpt, 
     from depdet.pipeline.inference.scorer import checkpoint_logits, checkpoint_probabilities
 
     np.testing.assert_array_equal(checkpoint_logits(ck, feats, valid), capped)
-    np.testing.assert_allclose(checkpoint_probabilities(ck, feats, valid), 1 / (1 + np.exp(-capped / ck.temperature)),
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        checkpoint_probabilities(ck, feats, valid), 1 / (1 + np.exp(-capped / ck.temperature)), atol=1e-12
+    )
 
 
 def test_training_metrics_are_the_scorers(capped_ckpt, dataset):
@@ -123,7 +140,9 @@ def test_training_metrics_are_the_scorers(capped_ckpt, dataset):
         stored = ck.metrics[fold]
         nums = {k for k, v in stored.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         assert {"auc", "f1", "acc"} <= nums
-        assert {k: res["metrics"][k] for k in nums} == pytest.approx({k: stored[k] for k in nums}, abs=1e-9, nan_ok=True)
+        assert {k: res["metrics"][k] for k in nums} == pytest.approx(
+            {k: stored[k] for k in nums}, abs=1e-9, nan_ok=True
+        )
 
 
 def test_batching_keeps_input_order_and_matches_one_by_one(capped_ckpt, dataset):

@@ -50,10 +50,20 @@ def _naive(y, p, thr):
     P, R, F, _ = precision_recall_fscore_support(y, pred, average="binary", zero_division=0)
     wP, wR, wF, _ = precision_recall_fscore_support(y, pred, average="weighted", zero_division=0, labels=[0, 1])
     tn = int(((y == 0) & (pred == 0)).sum())
-    return {"acc": accuracy_score(y, pred), "precision": P, "recall": R, "f1": F, "specificity": tn / (y == 0).sum(),
-            "weighted_precision": wP, "weighted_recall": wR, "weighted_f1": wF,
-            "macro_f1": f1_score(y, pred, average="macro", zero_division=0), "auc": roc_auc_score(y, p),
-            "pr_auc": average_precision_score(y, p), "brier": brier_score_loss(y, p)}
+    return {
+        "acc": accuracy_score(y, pred),
+        "precision": P,
+        "recall": R,
+        "f1": F,
+        "specificity": tn / (y == 0).sum(),
+        "weighted_precision": wP,
+        "weighted_recall": wR,
+        "weighted_f1": wF,
+        "macro_f1": f1_score(y, pred, average="macro", zero_division=0),
+        "auc": roc_auc_score(y, p),
+        "pr_auc": average_precision_score(y, p),
+        "brier": brier_score_loss(y, p),
+    }
 
 
 @pytest.mark.parametrize("grouped", [False, True])
@@ -111,7 +121,7 @@ def test_one_class_resamples_are_dropped_and_counted():
     p = np.array([0.9, 0.8, 0.7, 0.2, 0.1])
     ci, info = bootstrap_ci(y, p, n_boot=1000, seed=0)
     # P(no negative in 5 draws) = 0.8^5 = 0.328; P(no positive) = 0.2^5
-    assert info["n_one_class"] == pytest.approx(1000 * (0.8 ** 5 + 0.2 ** 5), abs=60)
+    assert info["n_one_class"] == pytest.approx(1000 * (0.8**5 + 0.2**5), abs=60)
     assert info["n_used"] + info["n_one_class"] == 1000
     assert ci["auc"] is None and "no interval: 3" in info["note"]  # a third dropped: too few to say
     y = np.array([1] * 27 + [0] * 3)

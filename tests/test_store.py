@@ -59,9 +59,25 @@ def test_same_id_from_another_source_is_refused_and_id_from_relpath_keeps_both(p
     assert _labels_csv(out)["video"]["label"] == "depression"
     # the fix the message names: ids from the relative path
     out2 = tmp_path / "G"
-    lab2 = _labels([("p01_video", "depression", "f", "train"), ("p02_video", "normal", "m", "test")], tmp_path / "l2.csv")
-    code, so, se = run_cli(["extract", people / "p01", people / "p02", "-o", out2, "--id-from", "relpath",
-                            "--labels", lab2, "--workers", "1"], capsys)
+    lab2 = _labels(
+        [("p01_video", "depression", "f", "train"), ("p02_video", "normal", "m", "test")], tmp_path / "l2.csv"
+    )
+    code, so, se = run_cli(
+        [
+            "extract",
+            people / "p01",
+            people / "p02",
+            "-o",
+            out2,
+            "--id-from",
+            "relpath",
+            "--labels",
+            lab2,
+            "--workers",
+            "1",
+        ],
+        capsys,
+    )
     assert code == 0, se
     rows = _labels_csv(out2)
     assert rows["p01_video"]["label"] == "depression" and rows["p02_video"]["label"] == "normal"
@@ -71,8 +87,14 @@ def test_same_id_from_another_source_is_refused_and_id_from_relpath_keeps_both(p
 
 def test_labels_are_checked_before_any_work(grid_clips, tmp_path, capsys):
     out = tmp_path / "F"
-    bad = _labels([(grid_clips[0].stem, "depression", "f", "train"), ("nobody", "normal", "m", "test"),
-                   ("other", "normal", "m", "test")], tmp_path / "bad.csv")
+    bad = _labels(
+        [
+            (grid_clips[0].stem, "depression", "f", "train"),
+            ("nobody", "normal", "m", "test"),
+            ("other", "normal", "m", "test"),
+        ],
+        tmp_path / "bad.csv",
+    )
     code, so, se = run_cli(["extract", grid_clips[0], "-o", out, "--labels", bad], capsys)
     text = " ".join(se.split())
     assert code == 1 and "2 id(s) in the labels file match no input" in text and "line 3: 'nobody'" in text
@@ -217,17 +239,51 @@ def test_a_folder_written_by_depdet_010_loads_and_migrates(grid_clips, tmp_path,
         v[1] = 0  # no face
         np.save(out / sid / f"{sid}_visual.npy", v) if (out / sid).mkdir(parents=True) is None else None
         np.save(out / sid / f"{sid}_acoustic.npy", rng.normal(size=(5, 25)).astype(np.float32))
-        rows.append({"id": sid, "source": f"/videos/{sid}.mp4", "stem": sid, "status": "ok", "error": None,
-                     "config_hash": "0" * 16, "layout": "dvlog", "depdet_version": "0.1.0", "size": 10, "sha256": "a" * 64,
-                     "duration": 5.0, "fps": 1.0, "T": 5, "dims": {"visual": 136, "audio": 25},
-                     "files": {"visual": f"{sid}/{sid}_visual.npy", "audio": f"{sid}/{sid}_acoustic.npy"},
-                     "spec": {"audio": ["egemaps"], "visual": ["landmarks"], "fps": 1.0, "landmark_norm": "row-zscore",
-                              "dims_override": {}, "dims": {"visual": 136, "audio": 25}},
-                     "options": {"detector": "hog", "vggish_postprocess": True}, "warnings": [], "missing": []})
+        rows.append(
+            {
+                "id": sid,
+                "source": f"/videos/{sid}.mp4",
+                "stem": sid,
+                "status": "ok",
+                "error": None,
+                "config_hash": "0" * 16,
+                "layout": "dvlog",
+                "depdet_version": "0.1.0",
+                "size": 10,
+                "sha256": "a" * 64,
+                "duration": 5.0,
+                "fps": 1.0,
+                "T": 5,
+                "dims": {"visual": 136, "audio": 25},
+                "files": {"visual": f"{sid}/{sid}_visual.npy", "audio": f"{sid}/{sid}_acoustic.npy"},
+                "spec": {
+                    "audio": ["egemaps"],
+                    "visual": ["landmarks"],
+                    "fps": 1.0,
+                    "landmark_norm": "row-zscore",
+                    "dims_override": {},
+                    "dims": {"visual": 136, "audio": 25},
+                },
+                "options": {"detector": "hog", "vggish_postprocess": True},
+                "warnings": [],
+                "missing": [],
+            }
+        )
     (out / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (out / "labels.csv").write_text("index,label,duration,gender,fold\nx,depression,5.00,f,train\ny,normal,5.00,m,test\n")
-    (out / "features.json").write_text(json.dumps({"spec": rows[0]["spec"], "layout": "dvlog", "options": rows[0]["options"],
-                                                   "config_hash": "0" * 16, "depdet_version": "0.1.0"}))
+    (out / "labels.csv").write_text(
+        "index,label,duration,gender,fold\nx,depression,5.00,f,train\ny,normal,5.00,m,test\n"
+    )
+    (out / "features.json").write_text(
+        json.dumps(
+            {
+                "spec": rows[0]["spec"],
+                "layout": "dvlog",
+                "options": rows[0]["options"],
+                "config_hash": "0" * 16,
+                "depdet_version": "0.1.0",
+            }
+        )
+    )
     ds = load_dataset(out)
     assert [s.label for s in ds.samples] == [1, 0] and ds.spec.detector == "hog"
     assert ds.samples[0].valid["visual"].tolist() == [True, False, True, True, True]
@@ -242,8 +298,13 @@ def test_a_folder_written_by_depdet_010_loads_and_migrates(grid_clips, tmp_path,
 
 def test_store_index_rebuilds_deleted_views(grid_clips, tmp_path, capsys):
     out = tmp_path / "F"
-    run_extract(grid_clips[:2], out, DVLOG, workers=1,
-                labels=_labels([(grid_clips[0].stem, "normal", "m", "valid")], tmp_path / "l.csv"))
+    run_extract(
+        grid_clips[:2],
+        out,
+        DVLOG,
+        workers=1,
+        labels=_labels([(grid_clips[0].stem, "normal", "m", "valid")], tmp_path / "l.csv"),
+    )
     saved = {n: (out / n).read_text() for n in ("manifest.jsonl", "labels.csv")}
     for n in saved:
         (out / n).unlink()
@@ -282,17 +343,20 @@ def _sources(exclude: set[str]) -> list[tuple[str, str]]:
     return out
 
 
-@pytest.mark.parametrize("pattern, home", [
-    ("_acoustic", {"pipeline/store/layout.py"}),                      # layout paths
-    ("_visual.npy", {"pipeline/store/layout.py"}),
-    ("manifest.jsonl\"", {"pipeline/store/layout.py"}),
-    ("\"healthy\"", {"pipeline/store/labels.py"}),                    # the label vocabulary
-    ("\"control\"", {"pipeline/store/labels.py"}),
-    ("!= 0, axis=1)", {"pipeline/store/layout.py"}),                 # the legacy mask rule
-    ("abs().sum(-1) > 0", set()),
-    ("math.ceil(duration", {"extractors/base.py"}),                  # the row rule
-    ("* fps + 1e-9", set()),
-])
+@pytest.mark.parametrize(
+    "pattern, home",
+    [
+        ("_acoustic", {"pipeline/store/layout.py"}),  # layout paths
+        ("_visual.npy", {"pipeline/store/layout.py"}),
+        ('manifest.jsonl"', {"pipeline/store/layout.py"}),
+        ('"healthy"', {"pipeline/store/labels.py"}),  # the label vocabulary
+        ('"control"', {"pipeline/store/labels.py"}),
+        ("!= 0, axis=1)", {"pipeline/store/layout.py"}),  # the legacy mask rule
+        ("abs().sum(-1) > 0", set()),
+        ("math.ceil(duration", {"extractors/base.py"}),  # the row rule
+        ("* fps + 1e-9", set()),
+    ],
+)
 def test_no_second_copy_of_a_rule(pattern, home):
     found = {rel for rel, code in _sources(set()) if pattern in code}
     assert found <= home, f"{pattern!r} appears outside {home}: {sorted(found - home)}"
@@ -304,7 +368,7 @@ def test_samples_of_an_older_extractor_version_are_redone(grid_clips, tmp_path):
     out = tmp_path / "F"
     run_extract(grid_clips[:1], out, DVLOG, workers=1)
     st = FeatureStore.open(out)
-    (sid, path), = [(s, st.record_path(s)) for s in st.records()]
+    ((sid, path),) = [(s, st.record_path(s)) for s in st.records()]
     rec = json.loads(path.read_text())
     assert rec["extractors"]["egemaps"]["version"] == "2"
     rec["extractors"]["egemaps"]["version"] = "1"

@@ -26,15 +26,18 @@ def _clean_state():
     tp._state.update(saved)
 
 
-@pytest.mark.parametrize("cores,cpus,others,want", [
-    (2, 2, 0, 2),   # quiet: one thread per core
-    (2, 2, 1, 1),   # one busy process on 2 cores: a second thread would share its core
-    (2, 2, 3, 1),   # the machine: 3 busy processes
-    (4, 4, 1, 3),
-    (8, 8, 3, 5),
-    (2, 64, 8, 2),   # a 2-CPU quota on a 64-CPU host with free CPUs
-    (2, 64, 63, 1),  # ... and on a full one
-])
+@pytest.mark.parametrize(
+    "cores,cpus,others,want",
+    [
+        (2, 2, 0, 2),  # quiet: one thread per core
+        (2, 2, 1, 1),  # one busy process on 2 cores: a second thread would share its core
+        (2, 2, 3, 1),  # the machine: 3 busy processes
+        (4, 4, 1, 3),
+        (8, 8, 3, 5),
+        (2, 64, 8, 2),  # a 2-CPU quota on a 64-CPU host with free CPUs
+        (2, 64, 63, 1),  # ... and on a full one
+    ],
+)
 def test_default_threads_is_the_free_part_of_the_available_cores(monkeypatch, cores, cpus, others, want):
     monkeypatch.setattr(tp, "available_cores", lambda: (cores, "test"))
     monkeypatch.setattr(tp, "runnable_others", lambda: float(others))
@@ -96,19 +99,25 @@ def _fresh(code: str, **env) -> str:
 
 
 def test_the_cli_sets_the_passive_wait_policy_before_torch_starts_unless_the_user_chose():
-    code = ("import os, sys; from depdet import threads as t; import depdet.cli; t.prepare_env(); "
-            "d = t.describe(); print(os.environ.get('OMP_WAIT_POLICY'), d['omp_wait_policy_set_by'], "
-            "d['omp_wait_policy_in_force'])")
+    code = (
+        "import os, sys; from depdet import threads as t; import depdet.cli; t.prepare_env(); "
+        "d = t.describe(); print(os.environ.get('OMP_WAIT_POLICY'), d['omp_wait_policy_set_by'], "
+        "d['omp_wait_policy_in_force'])"
+    )
     assert _fresh(code) == "PASSIVE depdet True"
     assert _fresh(code, OMP_WAIT_POLICY="ACTIVE") == "ACTIVE user True"
-    late = _fresh("import os, torch; from depdet import threads as t; t.prepare_env(); d = t.describe(); "
-                  "print(os.environ.get('OMP_WAIT_POLICY'), d['omp_wait_policy_in_force'])")
+    late = _fresh(
+        "import os, torch; from depdet import threads as t; t.prepare_env(); d = t.describe(); "
+        "print(os.environ.get('OMP_WAIT_POLICY'), d['omp_wait_policy_in_force'])"
+    )
     assert late == "None False"  # torch (libgomp) was loaded first: nothing set, and said so
 
 
 def test_worker_processes_get_the_wait_policy_and_one_thread():
-    out = _fresh("import os; from depdet import threads as t; t.prepare_env(); t.worker_init(); import torch; "
-                 "print(os.environ['OMP_WAIT_POLICY'], os.environ['OMP_NUM_THREADS'], torch.get_num_threads())")
+    out = _fresh(
+        "import os; from depdet import threads as t; t.prepare_env(); t.worker_init(); import torch; "
+        "print(os.environ['OMP_WAIT_POLICY'], os.environ['OMP_NUM_THREADS'], torch.get_num_threads())"
+    )
     assert out == "PASSIVE 1 1"
 
 
@@ -149,8 +158,21 @@ def test_env_json_and_info_record_the_policy_and_a_resumed_run_keeps_its_count(t
     data = tmp_path / "syn"
     make_synthetic(data, SynthConfig(n=24, min_len=20, max_len=40, seed=0))
     run = tmp_path / "run"
-    args = ["train", "--data", data, "--model", "fusion_concat", "--epochs", "1", "--seeds", "1", "--device", "cpu",
-            "--run-dir", run]
+    args = [
+        "train",
+        "--data",
+        data,
+        "--model",
+        "fusion_concat",
+        "--epochs",
+        "1",
+        "--seeds",
+        "1",
+        "--device",
+        "cpu",
+        "--run-dir",
+        run,
+    ]
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     code, out, err = run_cli([*args, "--threads", "1"], capsys)
     assert code == 0, err

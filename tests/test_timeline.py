@@ -33,8 +33,15 @@ BURST = (1.0, 2.0)  # seconds of the audio track holding the tone
 AUDIO_S = 4.9  # track length; with AAC's frame padding it ends mid-row, away from row boundaries
 
 
-def write_clip(path: Path, *, video_at: float = 0.0, video_s: float = 6.0, audio_at: float = 0.0,
-               audio_s: float = AUDIO_S, face_from: float = 0.0) -> Path:
+def write_clip(
+    path: Path,
+    *,
+    video_at: float = 0.0,
+    video_s: float = 6.0,
+    audio_at: float = 0.0,
+    audio_s: float = AUDIO_S,
+    face_from: float = 0.0,
+) -> Path:
     """A drawn face at 25 fps whose first frame is presented at ``video_at`` s, and a mono AAC track
     whose first sample is presented at ``audio_at`` s (tone burst during ``BURST`` of the track).
     ``face_from``: grey frames (no face) for the first seconds of the picture."""
@@ -51,8 +58,11 @@ def write_clip(path: Path, *, video_at: float = 0.0, video_s: float = 6.0, audio
         aus.layout = "mono"
         v0 = round(video_at * SRC_FPS)
         for i in range(round(video_s * SRC_FPS)):
-            img = draw_face(W, H, i / SRC_FPS, 0.3, False) if i / SRC_FPS >= face_from \
+            img = (
+                draw_face(W, H, i / SRC_FPS, 0.3, False)
+                if i / SRC_FPS >= face_from
                 else np.full((H, W, 3), 128, np.uint8)
+            )
             vf = av.VideoFrame.from_ndarray(img, format="rgb24")
             vf.pts, vf.time_base = v0 + i, Fraction(1, SRC_FPS)
             for p in vs.encode(vf):
@@ -67,7 +77,7 @@ def write_clip(path: Path, *, video_at: float = 0.0, video_s: float = 6.0, audio
         pcm = np.clip(x * 32767, -32768, 32767).astype(np.int16)
         a0 = round(audio_at * SR)
         for k in range(0, n, 1024):
-            af = av.AudioFrame.from_ndarray(pcm[None, k:k + 1024].copy(), format="s16", layout="mono")
+            af = av.AudioFrame.from_ndarray(pcm[None, k : k + 1024].copy(), format="s16", layout="mono")
             af.sample_rate, af.pts, af.time_base = SR, a0 + k, Fraction(1, SR)
             for p in aus.encode(af):
                 c.mux(p)
@@ -158,9 +168,13 @@ def test_late_audio_gets_invalid_rows_and_lands_where_it_plays(extracted, ext):
     assert tl["dropped_rows"] == {"visual": 0, "audio": 5}
     assert tl["dropped_seconds"] == {"visual": 0.0, "audio": pytest.approx(1.0)}
     assert c.info["lengths"] == tl["lengths_before_alignment"] and c.info["dropped_rows"] == tl["dropped_rows"]
-    assert "audio starts 2.00 s late: first 10 rows audio-invalid" in c.info["warnings"] \
-        or "audio starts 1.94 s late: first 10 rows audio-invalid" in c.info["warnings"], c.info["warnings"]
-    assert "--align common cut the last 5 rows (1 s) of the audio, where the other stream had ended" in c.info["warnings"]
+    assert (
+        "audio starts 2.00 s late: first 10 rows audio-invalid" in c.info["warnings"]
+        or "audio starts 1.94 s late: first 10 rows audio-invalid" in c.info["warnings"]
+    ), c.info["warnings"]
+    assert (
+        "--align common cut the last 5 rows (1 s) of the audio, where the other stream had ended" in c.info["warnings"]
+    )
 
 
 @pytest.mark.parametrize("ext", ["mp4", "mkv"])
@@ -223,8 +237,9 @@ def test_union_keeps_a_late_face_that_common_cuts(extracted):
     assert not av_[:12].any() and av_[12:19].all() and not av_[20:].any()
     w = u.info["warnings"]
     assert "face in 47% of the clip" in w, w
-    assert "audio starts 2.40 s late: first 12 rows audio-invalid" in w or \
-        any(x.startswith("audio starts 2.3") and x.endswith("first 12 rows audio-invalid") for x in w), w
+    assert "audio starts 2.40 s late: first 12 rows audio-invalid" in w or any(
+        x.startswith("audio starts 2.3") and x.endswith("first 12 rows audio-invalid") for x in w
+    ), w
     assert any(x.startswith("audio ends") and "rows audio-invalid" in x for x in w), w
     assert not any("differ" in x or "only" in x or "cut" in x for x in w), w  # no cut the user did not ask for
     assert u.info["timeline"]["rule"] == "union" and u.info["timeline"]["dropped_rows"] == {"visual": 0, "audio": 0}
@@ -237,8 +252,9 @@ def test_unknown_rule_fails_before_decoding(tmp_path):
 
 # ------------------------------------------------------------------------------- the rule itself
 def sf(T, D=2, fps=1.0, valid=None):
-    return StreamFeatures(np.arange(1, T * D + 1, dtype=np.float32).reshape(T, D),
-                          np.ones(T, bool) if valid is None else valid, fps)
+    return StreamFeatures(
+        np.arange(1, T * D + 1, dtype=np.float32).reshape(T, D), np.ones(T, bool) if valid is None else valid, fps
+    )
 
 
 def test_common_keeps_rows_up_to_the_shortest_end():

@@ -32,8 +32,9 @@ def strong(tmp_path_factory):
 
 
 def _cfg(**kw):
-    base = dict(model="fusion_concat", model_config=SMALL_RNN, lr=3e-3, batch_size=8, epochs=6, seeds=[1],
-                eval_batch_size=32)
+    base = dict(
+        model="fusion_concat", model_config=SMALL_RNN, lr=3e-3, batch_size=8, epochs=6, seeds=[1], eval_batch_size=32
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -47,8 +48,16 @@ def test_strong_signal_is_learned_and_checkpoint_roundtrips(strong, tmp_path):
     assert run["test"]["auc"] > 0.85
     assert summary["synthetic"] is True
     # run folder contents
-    for name in ("config.json", "env.json", "data.json", "metrics.json", "checkpoint.pt", "seed1/log.csv",
-                 "seed1/best.pt", "seed1/result.json"):
+    for name in (
+        "config.json",
+        "env.json",
+        "data.json",
+        "metrics.json",
+        "checkpoint.pt",
+        "seed1/log.csv",
+        "seed1/best.pt",
+        "seed1/result.json",
+    ):
         assert (tmp_path / "run" / name).exists(), name
     assert not (tmp_path / "run" / "seed1" / "last.pt").exists()
     log = (tmp_path / "run" / "seed1" / "log.csv").read_text().splitlines()
@@ -65,6 +74,7 @@ def test_strong_signal_is_learned_and_checkpoint_roundtrips(strong, tmp_path):
     import dataclasses
 
     from depdet.errors import ConfigError
+
     other = dataclasses.replace(strong, spec=dataclasses.replace(strong.spec, fps=5.0))
     with pytest.raises(ConfigError, match="fps 5 vs checkpoint 1"):
         evaluate(ck, other, fold="test")
@@ -76,6 +86,7 @@ def test_strong_signal_is_learned_and_checkpoint_roundtrips(strong, tmp_path):
     assert np.allclose(probs, [p["probability"] for p in res["predictions"]], atol=1e-6)
     # Preprocessor + collate as the predict agent uses them give the same logits
     from depdet.pipeline.data.batching import collate
+
     inputs, masks = collate([ck.preprocessor.transform(test[0].features, test[0].valid)], [test[0].valid])
     with torch.no_grad():
         z = float(ck.model(inputs, masks).logits[0])
@@ -92,7 +103,9 @@ def test_interrupted_run_resumes_exactly(strong, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         train(strong, cfg, tmp_path / "cut", on_epoch_end=stop)
-    assert (tmp_path / "cut" / "seed2" / "last.pt").exists() and not (tmp_path / "cut" / "seed2" / "result.json").exists()
+    assert (tmp_path / "cut" / "seed2" / "last.pt").exists() and not (
+        tmp_path / "cut" / "seed2" / "result.json"
+    ).exists()
     lines = []
     again = train(strong, cfg, tmp_path / "cut", log=lines.append)
     assert any("resumed after epoch 2" in s for s in lines)
@@ -128,9 +141,16 @@ def test_sklearn_model_kfold_and_trusted_loading(strong, tmp_path):
 
 
 def test_depmamba_trains_with_crops_and_seeded_selection(strong, tmp_path):
-    cfg = TrainConfig(model="depmamba", model_config={"d_model": 16, "d_state": 4, "expand": 2}, lr=3e-3,
-                      batch_size=16, epochs=2, seeds=[1], preprocess={"crop_aug": True, "crop_min_len": 30},
-                      select="depmamba")
+    cfg = TrainConfig(
+        model="depmamba",
+        model_config={"d_model": 16, "d_state": 4, "expand": 2},
+        lr=3e-3,
+        batch_size=16,
+        epochs=2,
+        seeds=[1],
+        preprocess={"crop_aug": True, "crop_min_len": 30},
+        select="depmamba",
+    )
     s = train(strong, cfg, tmp_path / "dm")
     assert s["runs"][0]["best_epoch"] in (1, 2)
     ck = load_checkpoint(tmp_path / "dm" / "checkpoint.pt")
@@ -146,9 +166,21 @@ def test_presets_name_registered_models_and_overrides():
     c = TrainConfig.from_preset("depmamba-dvlog", epochs=3, preprocess={"crop_aug": False})
     # the paper preset: the public code's padding behaviour and loader (no standardisation), float32
     assert (c.lr, c.batch_size, c.epochs, c.select, c.model_config, c.amp) == (
-        1e-4, 16, 3, "depmamba", {"d_state": 12, "padding": "original"}, False)
-    assert c.preprocess == {"landmark_zscore": False, "standardize": False, "max_len": None, "crop_aug": False,
-                            "crop_min_len": 500, "crop_attempts": 5}
+        1e-4,
+        16,
+        3,
+        "depmamba",
+        {"d_state": 12, "padding": "original"},
+        False,
+    )
+    assert c.preprocess == {
+        "landmark_zscore": False,
+        "standardize": False,
+        "max_len": None,
+        "crop_aug": False,
+        "crop_min_len": 500,
+        "crop_attempts": 5,
+    }
     assert TrainConfig.from_preset("depmamba-lmvd").model_config == {"d_state": 16, "padding": "original"}
     assert TrainConfig.from_preset("depmamba-dvlog", model="jamfn").model_config == {}
     assert get_preset("jamfn-dvlog")["model"] == "jamfn"
@@ -169,6 +201,7 @@ def test_training_refuses_unlabelled_data(tmp_path, strong):
     edited = tmp_path / "edited.csv"
     edited.write_text("\n".join([text[0], ",".join(parts)] + text[2:]) + "\n")
     from depdet.errors import DataError
+
     with pytest.raises(DataError, match="no label"):
         train(load_dataset(root, labels=edited), _cfg(), tmp_path / "r")
     # labels.csv is a view of the records: a hand edit is noticed and reported, the records' labels win
@@ -212,7 +245,9 @@ def five_fps(tmp_path_factory):
 
 
 def _replication(**kw):
-    base = dict(model="fusion_concat", model_config=SMALL_RNN, epochs=1, seeds=[0], batch_size=8, device="cpu", amp=False)
+    base = dict(
+        model="fusion_concat", model_config=SMALL_RNN, epochs=1, seeds=[0], batch_size=8, device="cpu", amp=False
+    )
     base.update(kw)
     return TrainConfig.from_preset("dvlog-replication", **base)
 
@@ -225,8 +260,16 @@ def test_preset_on_data_at_another_rate_is_refused_with_both_rates_and_the_fix(f
     assert "--fps 1" in msg and "--rescale-rows" in msg
     assert not (tmp_path / "r").exists()  # refused before anything is written
     # without a preset nothing is assumed: the same options in rows train as given
-    plain = TrainConfig(model="fusion_concat", model_config=SMALL_RNN, epochs=1, seeds=[0], batch_size=8,
-                        device="cpu", amp=False, preprocess={"max_len": 4})
+    plain = TrainConfig(
+        model="fusion_concat",
+        model_config=SMALL_RNN,
+        epochs=1,
+        seeds=[0],
+        batch_size=8,
+        device="cpu",
+        amp=False,
+        preprocess={"max_len": 4},
+    )
     train(five_fps, plain, tmp_path / "plain")
     assert load_checkpoint(tmp_path / "plain" / "checkpoint.pt").preprocessor.config.max_len == 4
 
@@ -239,7 +282,9 @@ def test_rescale_rows_converts_the_row_counts_by_the_rate_ratio(five_fps, tmp_pa
     assert (f, pre.max_len, pre.crop_min_len, mc) == (5.0, 2980, 2500, {})
     pre, mc, f = rows_for_fps(TrainConfig.from_preset("jamfn-dvlog", rescale_rows=True), 5.0)
     assert mc == {"conv_act": "none", "max_len": 2980} and pre.max_len is None
-    pre, mc, f = rows_for_fps(TrainConfig.from_preset("jamfn-dvlog", model_config={"max_len": 100}, rescale_rows=True), 2.0)
+    pre, mc, f = rows_for_fps(
+        TrainConfig.from_preset("jamfn-dvlog", model_config={"max_len": 100}, rescale_rows=True), 2.0
+    )
     assert mc["max_len"] == 200
     pre, mc, f = rows_for_fps(TrainConfig.from_preset("depmamba-lmvd"), 1.0)  # same rate: untouched
     assert (f, pre.crop_min_len, mc) == (1.0, 400, {"d_state": 16, "padding": "original"})
@@ -258,9 +303,27 @@ def test_rescale_rows_converts_the_row_counts_by_the_rate_ratio(five_fps, tmp_pa
 def test_cli_rescale_rows_flag(five_fps, tmp_path, capsys):
     from conftest import run_cli
 
-    args = ["train", "--data", five_fps.root, "--preset", "dvlog-replication", "--model", "fusion_concat",
-            "--model-opt", "hidden=8", "--model-opt", "d=8", "--epochs", "1", "--seeds", "0", "--device", "cpu",
-            "--threads", "1"]
+    args = [
+        "train",
+        "--data",
+        five_fps.root,
+        "--preset",
+        "dvlog-replication",
+        "--model",
+        "fusion_concat",
+        "--model-opt",
+        "hidden=8",
+        "--model-opt",
+        "d=8",
+        "--epochs",
+        "1",
+        "--seeds",
+        "0",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    ]
     code, _, err = run_cli(args + ["--run-dir", tmp_path / "no"], capsys)
     assert code != 0 and "--rescale-rows" in " ".join(err.split())
     code, _, err = run_cli(args + ["--run-dir", tmp_path / "yes", "--rescale-rows"], capsys)
@@ -295,13 +358,30 @@ def test_bucketing_and_the_memory_budget_are_on_by_default_and_log_csv_records_p
 
     cfg = TrainConfig(model="fusion_concat")
     assert cfg.bucketing is True and cfg.max_tokens == DEFAULT_MAX_TOKENS
-    assert TrainConfig.from_preset("depmamba-dvlog-fixed").bucketing is True  # paper presets: the references' (issue 21)
+    assert (
+        TrainConfig.from_preset("depmamba-dvlog-fixed").bucketing is True
+    )  # paper presets: the references' (issue 21)
     summary = train(strong, _cfg(epochs=2), tmp_path / "default")
     rows = list(_csv.DictReader(open(tmp_path / "default" / summary["runs"][0]["name"] / "log.csv")))
     assert len(rows) == 2 and all(0.05 < float(r["peak_rss_gb"]) < 64 for r in rows)
     assert all(r["peak_gpu_gb"] == "" for r in rows)  # CPU run
-    args = ["train", "--data", strong.root, "--model", "fusion_concat", "--model-opt", "hidden=8", "--epochs", "1",
-            "--seeds", "0", "--device", "cpu", "--threads", "1"]
+    args = [
+        "train",
+        "--data",
+        strong.root,
+        "--model",
+        "fusion_concat",
+        "--model-opt",
+        "hidden=8",
+        "--epochs",
+        "1",
+        "--seeds",
+        "0",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    ]
     code, _, err = run_cli(args + ["--run-dir", tmp_path / "ref", "--no-bucketing", "--max-tokens", "0"], capsys)
     assert code == 0, err
     recorded = json.loads((tmp_path / "ref" / "config.json").read_text())["config"]

@@ -15,8 +15,20 @@ from conftest import run_cli
 
 from depdet.cli import main
 
-TRAIN_ARGS = ["--model", "fusion_concat", "--model-opt", "hidden=16", "--model-opt", "d=16", "--lr", "3e-3",
-              "--batch-size", "8", "--threads", "1"]
+TRAIN_ARGS = [
+    "--model",
+    "fusion_concat",
+    "--model-opt",
+    "hidden=16",
+    "--model-opt",
+    "d=16",
+    "--lr",
+    "3e-3",
+    "--batch-size",
+    "8",
+    "--threads",
+    "1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +40,10 @@ def synth_dir(tmp_path_factory):
 
 def test_synth_train_evaluate(synth_dir, tmp_path, capsys):
     run = tmp_path / "run"
-    code, out, err = run_cli(["train", "--data", str(synth_dir), *TRAIN_ARGS, "--epochs", "5", "--seeds", "1", "2",
-                           "--run-dir", str(run)], capsys)
+    code, out, err = run_cli(
+        ["train", "--data", str(synth_dir), *TRAIN_ARGS, "--epochs", "5", "--seeds", "1", "2", "--run-dir", str(run)],
+        capsys,
+    )
     assert code == 0, err
     assert "SYNTHETIC" in err and "all depressed" in out and "±" in out
     metrics = json.loads((run / "metrics.json").read_text())
@@ -37,21 +51,37 @@ def test_synth_train_evaluate(synth_dir, tmp_path, capsys):
     assert metrics["test_mean_std"]["f1"]["n"] == 2
     assert metrics["test_mean_std"]["f1"]["mean"] > metrics["baseline_all_depressed"]["f1"]
     out_json = tmp_path / "eval.json"
-    code, out, err = run_cli(["evaluate", "--checkpoint", str(run / "checkpoint.pt"), "--data", str(synth_dir),
-                           "--out", str(out_json)], capsys)
+    code, out, err = run_cli(
+        ["evaluate", "--checkpoint", str(run / "checkpoint.pt"), "--data", str(synth_dir), "--out", str(out_json)],
+        capsys,
+    )
     assert code == 0, err
     assert "confusion" in out and "per gender" in out and "all depressed" in out
     res = json.loads(out_json.read_text())
     assert res["synthetic"] and res["fold"] == "test" and len(res["predictions"]) == res["metrics"]["n"]
-    assert res["metrics"]["f1"] == pytest.approx(metrics["runs"][[r["name"] for r in metrics["runs"]].index(
-        metrics["checkpoint_run"])]["test"]["f1"])
+    assert res["metrics"]["f1"] == pytest.approx(
+        metrics["runs"][[r["name"] for r in metrics["runs"]].index(metrics["checkpoint_run"])]["test"]["f1"]
+    )
 
 
 @pytest.mark.slow  # two training subprocesses: ~20-35 s on the shared 2-core machine
 def test_killed_run_resumes_from_its_checkpoint(synth_dir, tmp_path):
     run = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "depdet", "train", "--data", str(synth_dir), *TRAIN_ARGS, "--epochs", "15",
-           "--seeds", "3", "--run-dir", str(run)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "depdet",
+        "train",
+        "--data",
+        str(synth_dir),
+        *TRAIN_ARGS,
+        "--epochs",
+        "15",
+        "--seeds",
+        "3",
+        "--run-dir",
+        str(run),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     log = run / "seed3" / "log.csv"
@@ -70,8 +100,12 @@ def test_killed_run_resumes_from_its_checkpoint(synth_dir, tmp_path):
         proc.wait()
     done = len(log.read_text().splitlines()) - 1
     assert done < 15 and (run / "seed3" / "last.pt").exists()
-    res = subprocess.run(cmd[:cmd.index("--epochs") + 1] + [str(done + 2)] + cmd[cmd.index("--epochs") + 2:],
-                         capture_output=True, text=True, env=env)
+    res = subprocess.run(
+        cmd[: cmd.index("--epochs") + 1] + [str(done + 2)] + cmd[cmd.index("--epochs") + 2 :],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     # a different --epochs is a different config: refused, never overwritten
     assert res.returncode == 1 and "different configuration" in res.stderr
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
@@ -95,21 +129,27 @@ def _broken(tmp_path, which):
     elif which == "dims":
         np.save(d / "4" / "4_acoustic.npy", np.zeros((9, 24), np.float32))
     elif which == "labels":
-        (d / "labels.csv").write_text("index,label,duration,gender,fold\n" + "".join(
-            f"{i},,1.0,f,train\n" for i in range(12)))
+        (d / "labels.csv").write_text(
+            "index,label,duration,gender,fold\n" + "".join(f"{i},,1.0,f,train\n" for i in range(12))
+        )
     return d
 
 
-@pytest.mark.parametrize("which, message", [
-    ("missing", "3_visual.npy"),
-    ("dims", r"4_acoustic.npy: expected shape (T, 25), found (9, 24)"),
-    ("labels", "12 of 12 samples have no label"),
-    ("changed", "4_acoustic.npy: file does not match its sample record"),
-])
+@pytest.mark.parametrize(
+    "which, message",
+    [
+        ("missing", "3_visual.npy"),
+        ("dims", r"4_acoustic.npy: expected shape (T, 25), found (9, 24)"),
+        ("labels", "12 of 12 samples have no label"),
+        ("changed", "4_acoustic.npy: file does not match its sample record"),
+    ],
+)
 def test_broken_dataset_gives_one_line_error(tmp_path, capsys, which, message):
     d = _broken(tmp_path, which)
     capsys.readouterr()
-    code, out, err = run_cli(["train", "--data", str(d), *TRAIN_ARGS, "--epochs", "1", "--run-dir", str(tmp_path / "r")], capsys)
+    code, out, err = run_cli(
+        ["train", "--data", str(d), *TRAIN_ARGS, "--epochs", "1", "--run-dir", str(tmp_path / "r")], capsys
+    )
     assert code == 1
     text = " ".join(err.split())
     assert message in text and "fix:" in text and "Traceback" not in err
@@ -117,8 +157,22 @@ def test_broken_dataset_gives_one_line_error(tmp_path, capsys, which, message):
 
 
 def test_bad_seeds_and_unknown_model(synth_dir, tmp_path, capsys):
-    code, _, err = run_cli(["train", "--data", str(synth_dir), "--model", "fusion_concat", "--seeds", "a", "--run-dir",
-                         str(tmp_path / "r")], capsys)
+    code, _, err = run_cli(
+        [
+            "train",
+            "--data",
+            str(synth_dir),
+            "--model",
+            "fusion_concat",
+            "--seeds",
+            "a",
+            "--run-dir",
+            str(tmp_path / "r"),
+        ],
+        capsys,
+    )
     assert code == 1 and "--seeds takes integers" in err
-    code, _, err = run_cli(["train", "--data", str(synth_dir), "--model", "nope", "--run-dir", str(tmp_path / "r")], capsys)
+    code, _, err = run_cli(
+        ["train", "--data", str(synth_dir), "--model", "nope", "--run-dir", str(tmp_path / "r")], capsys
+    )
     assert code == 1 and "unknown model 'nope'" in err

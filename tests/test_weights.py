@@ -214,7 +214,10 @@ def test_vggish_error_names_every_file_and_install_from_a_folder_takes_both(wdir
     code, out, err = run_cli(["weights", "install", "vggish", "--from", folder], capsys)
     assert code == 0, err
     assert "installed vggish ->" in out and "installed vggish-pca ->" in out
-    assert resolve_files(None, postprocess=True) == (wdir / "vggish-10086976.pth", wdir / "vggish_pca_params-970ea276.pth")
+    assert resolve_files(None, postprocess=True) == (
+        wdir / "vggish-10086976.pth",
+        wdir / "vggish_pca_params-970ea276.pth",
+    )
     code, out, err = run_cli(["info"], capsys)
     assert "weights vggish: ok" in out and "weights vggish-pca: ok" in out
     code, out, err = run_cli(["weights", "install", "vggish", "--from", tmp_path], capsys)

@@ -39,8 +39,10 @@ class _Registry(dict):
         module, cls_name = _WHERE[name]
         cls = getattr(importlib.import_module(module), cls_name)
         if cls.dim != EXTRACTOR_DIMS[name] or cls.modality != EXTRACTOR_MODALITY[name] or cls.name != name:
-            raise AssertionError(f"extractor {name}: dim/modality {cls.dim}/{cls.modality} disagree with "
-                                 f"EXTRACTOR_DIMS/EXTRACTOR_MODALITY ({EXTRACTOR_DIMS[name]}/{EXTRACTOR_MODALITY[name]})")
+            raise AssertionError(
+                f"extractor {name}: dim/modality {cls.dim}/{cls.modality} disagree with "
+                f"EXTRACTOR_DIMS/EXTRACTOR_MODALITY ({EXTRACTOR_DIMS[name]}/{EXTRACTOR_MODALITY[name]})"
+            )
         self[name] = cls
         return cls
 
@@ -97,4 +99,13 @@ def columns_of(visual: tuple[str, ...], audio: tuple[str, ...]) -> dict[str, lis
     return cols
 
 
-__all__ = ["columns_of", "EXTRACTORS", "EXTRACTOR_DIMS", "EXTRACTOR_MODALITY", "MODALITIES", "Extractor", "StreamFeatures", "get_extractor"]
+__all__ = [
+    "columns_of",
+    "EXTRACTORS",
+    "EXTRACTOR_DIMS",
+    "EXTRACTOR_MODALITY",
+    "MODALITIES",
+    "Extractor",
+    "StreamFeatures",
+    "get_extractor",
+]

@@ -59,7 +59,6 @@ def first_row(start_s: float, fps: float) -> int:
     return n_rows(start_s - 0.5 / fps, fps)
 
 
-
 @dataclass
 class StreamFeatures:
     """One stream's features on the output timeline."""

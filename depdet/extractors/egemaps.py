@@ -27,12 +27,31 @@ from depdet.extractors.base import Extractor, StreamFeatures, n_rows, row_of
 
 #: Column names of eGeMAPSv02 LLDs (openSMILE 3.x / opensmile-python 2.x order).
 EGEMAPS_COLUMNS = (
-    "Loudness_sma3", "alphaRatio_sma3", "hammarbergIndex_sma3", "slope0-500_sma3", "slope500-1500_sma3",
-    "spectralFlux_sma3", "mfcc1_sma3", "mfcc2_sma3", "mfcc3_sma3", "mfcc4_sma3",
-    "F0semitoneFrom27.5Hz_sma3nz", "jitterLocal_sma3nz", "shimmerLocaldB_sma3nz", "HNRdBACF_sma3nz",
-    "logRelF0-H1-H2_sma3nz", "logRelF0-H1-A3_sma3nz", "F1frequency_sma3nz", "F1bandwidth_sma3nz",
-    "F1amplitudeLogRelF0_sma3nz", "F2frequency_sma3nz", "F2bandwidth_sma3nz", "F2amplitudeLogRelF0_sma3nz",
-    "F3frequency_sma3nz", "F3bandwidth_sma3nz", "F3amplitudeLogRelF0_sma3nz",
+    "Loudness_sma3",
+    "alphaRatio_sma3",
+    "hammarbergIndex_sma3",
+    "slope0-500_sma3",
+    "slope500-1500_sma3",
+    "spectralFlux_sma3",
+    "mfcc1_sma3",
+    "mfcc2_sma3",
+    "mfcc3_sma3",
+    "mfcc4_sma3",
+    "F0semitoneFrom27.5Hz_sma3nz",
+    "jitterLocal_sma3nz",
+    "shimmerLocaldB_sma3nz",
+    "HNRdBACF_sma3nz",
+    "logRelF0-H1-H2_sma3nz",
+    "logRelF0-H1-A3_sma3nz",
+    "F1frequency_sma3nz",
+    "F1bandwidth_sma3nz",
+    "F1amplitudeLogRelF0_sma3nz",
+    "F2frequency_sma3nz",
+    "F2bandwidth_sma3nz",
+    "F2amplitudeLogRelF0_sma3nz",
+    "F3frequency_sma3nz",
+    "F3bandwidth_sma3nz",
+    "F3amplitudeLogRelF0_sma3nz",
 )
 
 
@@ -41,8 +60,9 @@ def _smile():
     """One openSMILE engine per process (construction parses the config: ~0.1 s)."""
     import opensmile
 
-    return opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
-                           feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
+    return opensmile.Smile(
+        feature_set=opensmile.FeatureSet.eGeMAPSv02, feature_level=opensmile.FeatureLevel.LowLevelDescriptors
+    )
 
 
 def window_rows(n_samples: int, sr: int, fps: float) -> int:
@@ -110,8 +130,12 @@ class Egemaps(Extractor):
         audio = np.asarray(audio, np.float32).reshape(-1)
         T = window_rows(len(audio), sr, fps)
         if T == 0:
-            return StreamFeatures(np.zeros((0, self.dim), np.float32), np.zeros(0, bool), fps,
-                                  {"columns": list(self.columns), "lld_frames": 0})
+            return StreamFeatures(
+                np.zeros((0, self.dim), np.float32),
+                np.zeros(0, bool),
+                fps,
+                {"columns": list(self.columns), "lld_frames": 0},
+            )
         smile = _smile()
         try:
             with warnings.catch_warnings(record=True) as caught:
@@ -121,14 +145,20 @@ class Egemaps(Extractor):
             raise ExtractionError(f"openSMILE eGeMAPS failed: {e}", hint="check the audio decodes (depdet info)") from e
         cols = tuple(df.columns)
         if cols != self.columns:
-            raise ExtractionError(f"openSMILE returned unexpected eGeMAPS columns ({len(cols)})",
-                                  hint="install opensmile>=2.5 (eGeMAPSv02 LLDs)")
+            raise ExtractionError(
+                f"openSMILE returned unexpected eGeMAPS columns ({len(cols)})",
+                hint="install opensmile>=2.5 (eGeMAPSv02 LLDs)",
+            )
         start = df.index.get_level_values("start").total_seconds().to_numpy()
         end = df.index.get_level_values("end").total_seconds().to_numpy()
         centres = (start + end) / 2.0
         values, valid = mean_per_window(df.to_numpy(np.float64), centres, fps, T)
-        info = {"columns": list(self.columns), "lld_frames": int(len(df)), "hop_s": 0.01,
-                "unvoiced_f0": "0 in unvoiced frames (averaged in)"}
+        info = {
+            "columns": list(self.columns),
+            "lld_frames": int(len(df)),
+            "hop_s": 0.01,
+            "unvoiced_f0": "0 in unvoiced frames (averaged in)",
+        }
         if caught:
             info["warnings"] = sorted({str(w.message) for w in caught})
         return StreamFeatures(values, valid, fps, info)
@@ -141,6 +171,11 @@ class Egemaps(Extractor):
             ver = opensmile.__version__
         except Exception:  # pragma: no cover
             ver = "unknown"
-        return {**super().describe(), "backend": f"opensmile {ver}", "feature_set": "eGeMAPSv02",
-                "feature_level": "LowLevelDescriptors", "lld_hop_s": 0.01,
-                "aggregation": "mean of LLD frames whose centre falls in [k/fps,(k+1)/fps); unvoiced F0 = 0 included"}
+        return {
+            **super().describe(),
+            "backend": f"opensmile {ver}",
+            "feature_set": "eGeMAPSv02",
+            "feature_level": "LowLevelDescriptors",
+            "lld_hop_s": 0.01,
+            "aggregation": "mean of LLD frames whose centre falls in [k/fps,(k+1)/fps); unvoiced F0 = 0 included",
+        }

@@ -70,8 +70,9 @@ def solve_pose(points_2d: np.ndarray, width: int, height: int) -> np.ndarray | N
     nose = img[idx.index(30)]
     rvec0 = np.zeros((3, 1))
     tvec0 = np.array([[(nose[0] - K[0, 2]) * tz / K[0, 0]], [(nose[1] - K[1, 2]) * tz / K[1, 1]], [tz]])
-    ok, rvec, tvec = cv2.solvePnP(obj, img, K, np.zeros(4), rvec0, tvec0, useExtrinsicGuess=True,
-                                  flags=cv2.SOLVEPNP_ITERATIVE)
+    ok, rvec, tvec = cv2.solvePnP(
+        obj, img, K, np.zeros(4), rvec0, tvec0, useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE
+    )
     if not ok or not np.all(np.isfinite(rvec)) or not np.all(np.isfinite(tvec)) or tvec[2, 0] <= 0:
         return None
     R, _ = cv2.Rodrigues(rvec)
@@ -108,7 +109,9 @@ class Headpose(Extractor):
         if vals.ndim != 2 or vals.shape[1] != 136:
             raise ExtractionError(f"head pose needs (T, 136) raw landmarks, got {vals.shape}")
         if not (width and height):
-            raise ExtractionError("head pose needs the frame size", hint="pass width and height from the landmarks info")
+            raise ExtractionError(
+                "head pose needs the frame size", hint="pass width and height from the landmarks info"
+            )
         T = len(vals)
         out = np.zeros((T, 6), np.float32)
         valid = np.zeros(T, bool)
@@ -122,6 +125,10 @@ class Headpose(Extractor):
 
     def describe(self) -> dict:
         """Provenance: solver, model points, camera guess."""
-        return {**super().describe(), "backend": "opencv solvePnP SOLVEPNP_ITERATIVE",
-                "model_points": sorted(FACE_MODEL_3D), "camera": "focal=width, centre=image centre",
-                "angles": "degrees, RQDecomp3x3 (pitch x, yaw y, roll z)"}
+        return {
+            **super().describe(),
+            "backend": "opencv solvePnP SOLVEPNP_ITERATIVE",
+            "model_points": sorted(FACE_MODEL_3D),
+            "camera": "focal=width, centre=image centre",
+            "angles": "degrees, RQDecomp3x3 (pitch x, yaw y, roll z)",
+        }

@@ -100,7 +100,7 @@ class Landmarks(Extractor):
     name = "landmarks"
     modality = "visual"
     dim = 2 * N_POINTS
-    version = "2"   # 2: the full-resolution retry (step 3)
+    version = "2"  # 2: the full-resolution retry (step 3)
     columns = tuple(f"x_{i}" for i in range(N_POINTS)) + tuple(f"y_{i}" for i in range(N_POINTS))
 
     def __init__(self, detector: str = "hog", max_side: int = 640, track: bool = True, full_res_retry: bool = True):
@@ -126,7 +126,7 @@ class Landmarks(Extractor):
         box = _largest(_rects(self._det, self.detector, np.ascontiguousarray(small), FULL_UPSAMPLE[self.detector]))
         if box is not None:
             return tuple(c / s for c in box)
-        if s < 1.0 and self.full_res_retry:   # step 3 (ours): a near-threshold face lost to the downscaling
+        if s < 1.0 and self.full_res_retry:  # step 3 (ours): a near-threshold face lost to the downscaling
             self.stats["full_res_retries"] += 1
             return _largest(_rects(self._det, self.detector, img, 0))
         return None
@@ -190,8 +190,10 @@ class Landmarks(Extractor):
         for fr in frames:
             img = fr.image
             if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-                raise ExtractionError(f"frame {getattr(fr, 'index', '?')} is not an RGB uint8 image ({img.dtype}, {img.shape})",
-                                      hint="decode frames with depdet.pipeline.media.video.iter_frames")
+                raise ExtractionError(
+                    f"frame {getattr(fr, 'index', '?')} is not an RGB uint8 image ({img.dtype}, {img.shape})",
+                    hint="decode frames with depdet.pipeline.media.video.iter_frames",
+                )
             height, width = img.shape[:2]
             img = np.ascontiguousarray(img)
             box = self.find_face(img, prev)
@@ -209,8 +211,13 @@ class Landmarks(Extractor):
         fps = 0.0
         if len(times) > 1 and times[1] is not None and times[0] is not None and times[1] > times[0]:
             fps = 1.0 / (times[1] - times[0])
-        info = {"face_ratio": float(valid_arr.mean()) if len(valid_arr) else 0.0, "width": int(width),
-                "height": int(height), "detector": self.detector, **self.stats}
+        info = {
+            "face_ratio": float(valid_arr.mean()) if len(valid_arr) else 0.0,
+            "width": int(width),
+            "height": int(height),
+            "detector": self.detector,
+            **self.stats,
+        }
         self.stats = {"full_searches": 0, "tracked": 0, "full_res_retries": 0}
         return StreamFeatures(values, valid_arr, fps, info)
 
@@ -228,10 +235,17 @@ class Landmarks(Extractor):
         from depdet.weights.lookup import file_sha256, require
 
         pred = require("dlib-shape68")
-        d = {**super().describe(), "backend": "dlib", "detector": self.detector, "predictor": pred.name,
-             "predictor_sha256": file_sha256(pred), "max_side": self.max_side, "track": self.track,
-             "full_res_retry": self.full_res_retry,
-             "layout": "[x0..x67, y0..y67] raw pixels; zeros where no face"}
+        d = {
+            **super().describe(),
+            "backend": "dlib",
+            "detector": self.detector,
+            "predictor": pred.name,
+            "predictor_sha256": file_sha256(pred),
+            "max_side": self.max_side,
+            "track": self.track,
+            "full_res_retry": self.full_res_retry,
+            "layout": "[x0..x67, y0..y67] raw pixels; zeros where no face",
+        }
         if self.detector == "cnn":
             d["detector_model"] = require("dlib-mmod").name
         return d

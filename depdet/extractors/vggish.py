@@ -71,8 +71,13 @@ def hz_to_mel(hz):
 
 
 @functools.lru_cache(maxsize=4)
-def mel_matrix(n_bins: int = FFT_SIZE // 2 + 1, sr: int = SAMPLE_RATE, n_mels: int = NUM_BANDS,
-               fmin: float = MEL_MIN_HZ, fmax: float = MEL_MAX_HZ) -> np.ndarray:
+def mel_matrix(
+    n_bins: int = FFT_SIZE // 2 + 1,
+    sr: int = SAMPLE_RATE,
+    n_mels: int = NUM_BANDS,
+    fmin: float = MEL_MIN_HZ,
+    fmax: float = MEL_MAX_HZ,
+) -> np.ndarray:
     """(n_bins, n_mels) weights turning an STFT magnitude row into mel bands.
 
     Band ``m`` is a triangle, linear in mel, rising from edge ``m`` to centre ``m + 1`` and falling to
@@ -151,8 +156,13 @@ def _build_net(final_relu: bool = True):
                     layers += [nn.Conv2d(c_in, v, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
                     c_in = v
             self.features = nn.Sequential(*layers)
-            fc = [nn.Linear(512 * 6 * 4, 4096), nn.ReLU(inplace=True), nn.Linear(4096, 4096), nn.ReLU(inplace=True),
-                  nn.Linear(4096, EMBEDDING_SIZE)]
+            fc = [
+                nn.Linear(512 * 6 * 4, 4096),
+                nn.ReLU(inplace=True),
+                nn.Linear(4096, 4096),
+                nn.ReLU(inplace=True),
+                nn.Linear(4096, EMBEDDING_SIZE),
+            ]
             if final_relu:
                 fc.append(nn.ReLU(inplace=True))
             self.embeddings = nn.Sequential(*fc)
@@ -177,8 +187,13 @@ def _torch_load(path: Path):
 
     core = getattr(np, "_core", None) or np.core
     recon = core.multiarray._reconstruct
-    allow = [recon, (recon, "numpy.core.multiarray._reconstruct"), (recon, "numpy._core.multiarray._reconstruct"),
-             np.ndarray, np.dtype]
+    allow = [
+        recon,
+        (recon, "numpy.core.multiarray._reconstruct"),
+        (recon, "numpy._core.multiarray._reconstruct"),
+        np.ndarray,
+        np.dtype,
+    ]
     allow += [type(np.dtype(t)) for t in ("f4", "f8", "i8")]
     with torch.serialization.safe_globals(allow):
         return torch.load(str(path), map_location="cpu", weights_only=True)
@@ -196,8 +211,11 @@ def load_network(path: str | Path, final_relu: bool = True):
     try:
         state = _torch_load(path)
     except Exception as e:
-        raise WeightsError(f"cannot read the VGGish checkpoint ({type(e).__name__}: {str(e)[:120]})", path=path,
-                           hint="reinstall it: `depdet weights install vggish --from URL_OR_FILE`") from e
+        raise WeightsError(
+            f"cannot read the VGGish checkpoint ({type(e).__name__}: {str(e)[:120]})",
+            path=path,
+            hint="reinstall it: `depdet weights install vggish --from URL_OR_FILE`",
+        ) from e
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     want = expected_state_shapes()
@@ -207,8 +225,11 @@ def load_network(path: str | Path, final_relu: bool = True):
     if got != want:
         missing = sorted(set(want) - set(got))
         bad = sorted(k for k in want if k in got and got[k] != want[k])
-        raise WeightsError(f"not a VGGish state dict (missing {missing[:3]}, wrong shapes {bad[:3]})", path=path,
-                           hint="use vggish-10086976.pth from torchvggish v0.1")
+        raise WeightsError(
+            f"not a VGGish state dict (missing {missing[:3]}, wrong shapes {bad[:3]})",
+            path=path,
+            hint="use vggish-10086976.pth from torchvggish v0.1",
+        )
     net = _build_net(final_relu)
     net.load_state_dict({k: torch.as_tensor(v, dtype=torch.float32) for k, v in state.items()})
     net.eval()
@@ -227,11 +248,17 @@ def load_pca(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         mat = np.asarray(params["pca_eigen_vectors"], np.float64)
         means = np.asarray(params["pca_means"], np.float64).reshape(-1)
     except Exception as e:
-        raise WeightsError(f"cannot read the VGGish PCA parameters ({type(e).__name__}: {str(e)[:120]})", path=path,
-                           hint="reinstall them: `depdet weights install vggish-pca --from URL_OR_FILE`") from e
+        raise WeightsError(
+            f"cannot read the VGGish PCA parameters ({type(e).__name__}: {str(e)[:120]})",
+            path=path,
+            hint="reinstall them: `depdet weights install vggish-pca --from URL_OR_FILE`",
+        ) from e
     if mat.shape != (EMBEDDING_SIZE, EMBEDDING_SIZE) or means.shape != (EMBEDDING_SIZE,):
-        raise WeightsError(f"PCA parameters have shapes {mat.shape}/{means.shape}, expected (128, 128)/(128,)",
-                           path=path, hint="use vggish_pca_params-970ea276.pth from torchvggish v0.1")
+        raise WeightsError(
+            f"PCA parameters have shapes {mat.shape}/{means.shape}, expected (128, 128)/(128,)",
+            path=path,
+            hint="use vggish_pca_params-970ea276.pth from torchvggish v0.1",
+        )
     return mat, means
 
 
@@ -251,8 +278,9 @@ def check_quantize(quantize) -> str | None:
     return str(quantize)
 
 
-def postprocess(embeddings: np.ndarray, pca_matrix: np.ndarray, pca_means: np.ndarray,
-                quantize: str | bool | None = "truncate") -> np.ndarray:
+def postprocess(
+    embeddings: np.ndarray, pca_matrix: np.ndarray, pca_means: np.ndarray, quantize: str | bool | None = "truncate"
+) -> np.ndarray:
     """AudioSet post-processing: PCA (with whitening) then, if ``quantize``, clip to [-2, 2] and
     map to 8-bit levels 0..255 (returned as float).
 
@@ -271,8 +299,9 @@ def postprocess(embeddings: np.ndarray, pca_matrix: np.ndarray, pca_means: np.nd
 
 
 # ------------------------------------------------------------------------------- weights
-def resolve_weights(weights_path: str | Path | None = None, postprocess: bool = True,
-                    pca_path: str | Path | None = None) -> Path:
+def resolve_weights(
+    weights_path: str | Path | None = None, postprocess: bool = True, pca_path: str | Path | None = None
+) -> Path:
     """Find and verify the VGGish checkpoint (and, with ``postprocess``, the PCA file too).
 
     Search order: ``weights_path`` (a file, or a folder holding ``vggish-10086976.pth``),
@@ -288,8 +317,9 @@ def resolve_weights(weights_path: str | Path | None = None, postprocess: bool = 
     return resolve_files(weights_path, postprocess, pca_path)[0]
 
 
-def resolve_files(weights_path: str | Path | None = None, postprocess: bool = True,
-                  pca_path: str | Path | None = None) -> tuple[Path, Path | None]:
+def resolve_files(
+    weights_path: str | Path | None = None, postprocess: bool = True, pca_path: str | Path | None = None
+) -> tuple[Path, Path | None]:
     """Checkpoint and PCA paths (PCA None without ``postprocess``), verified.
 
     The PCA file is looked for next to an explicit checkpoint first, then in the search folders.
@@ -312,11 +342,17 @@ def resolve_files(weights_path: str | Path | None = None, postprocess: bool = Tr
         files = [W.get_entry(n) for n in missing]
         where = ", ".join(str(d) for d in WL.search_dirs())
         raise WeightsError(
-            "VGGish needs " + " and ".join(f"{e.filename} ({e.name}, {e.url})" for e in files)
-            + f", not found in {where}" + ("" if postprocess else " (post-processing off: the PCA file is not needed)"),
-            hint=("download them, then `depdet weights install vggish --from DIR` installs every VGGish file found in DIR "
-                  "(or pass --no-vggish-postprocess to skip the PCA file)") if postprocess
-            else "download it, then `depdet weights install vggish --from FILE_OR_DIR`")
+            "VGGish needs "
+            + " and ".join(f"{e.filename} ({e.name}, {e.url})" for e in files)
+            + f", not found in {where}"
+            + ("" if postprocess else " (post-processing off: the PCA file is not needed)"),
+            hint=(
+                "download them, then `depdet weights install vggish --from DIR` installs every VGGish file found in DIR "
+                "(or pass --no-vggish-postprocess to skip the PCA file)"
+            )
+            if postprocess
+            else "download it, then `depdet weights install vggish --from FILE_OR_DIR`",
+        )
     ckpt = WL.require("vggish", weights_path)
     pca = WL.require("vggish-pca", pca_path) if postprocess else None
     return ckpt, pca
@@ -358,9 +394,16 @@ class Vggish(Extractor):
     version = "2"  # 2: quantisation truncates (Google's reference) by default; channel-mean down-mix
     columns = tuple(f"vggish_{i:03d}" for i in range(EMBEDDING_SIZE))
 
-    def __init__(self, weights_path: str | Path | None = None, postprocess: bool = True, final_relu: bool = True,
-                 pca_path: str | Path | None = None, batch_size: int = 32, device: str = "cpu",
-                 quantize: str = "truncate"):
+    def __init__(
+        self,
+        weights_path: str | Path | None = None,
+        postprocess: bool = True,
+        final_relu: bool = True,
+        pca_path: str | Path | None = None,
+        batch_size: int = 32,
+        device: str = "cpu",
+        quantize: str = "truncate",
+    ):
         self.postprocess = bool(postprocess)
         self.quantize = check_quantize(quantize)
         self.device = str(device)
@@ -378,7 +421,7 @@ class Vggish(Extractor):
         outs = []
         with torch.inference_mode():
             for i in range(0, len(examples), self.batch_size):
-                xb = torch.from_numpy(np.ascontiguousarray(examples[i:i + self.batch_size], np.float32))[:, None]
+                xb = torch.from_numpy(np.ascontiguousarray(examples[i : i + self.batch_size], np.float32))[:, None]
                 outs.append(self.net(xb.to(self.device)).cpu().numpy())
         return np.concatenate(outs) if outs else np.zeros((0, EMBEDDING_SIZE), np.float32)
 
@@ -397,15 +440,21 @@ class Vggish(Extractor):
             ExtractionError: wrong sample rate.
         """
         if int(sr) != SAMPLE_RATE:
-            raise ExtractionError(f"VGGish needs {SAMPLE_RATE} Hz audio, got {sr} Hz",
-                                  hint="load it with depdet.pipeline.media.audio.load_audio(path, 16000)")
+            raise ExtractionError(
+                f"VGGish needs {SAMPLE_RATE} Hz audio, got {sr} Hz",
+                hint="load it with depdet.pipeline.media.audio.load_audio(path, 16000)",
+            )
         examples, valid = waveform_examples(np.asarray(audio, np.float32).reshape(-1), fps)
         emb = self.embed(examples)
         if self.pca is not None:
             emb = postprocess(emb, *self.pca, quantize=self.quantize)
-        info = {"example_s": EXAMPLE_FRAMES * STFT_HOP / SAMPLE_RATE, "hop_s": 1.0 / fps,
-                "native_hop_s": NATIVE_HOP_SECONDS, "postprocess": self.postprocess,
-                "quantize": self.quantize if self.postprocess else None}
+        info = {
+            "example_s": EXAMPLE_FRAMES * STFT_HOP / SAMPLE_RATE,
+            "hop_s": 1.0 / fps,
+            "native_hop_s": NATIVE_HOP_SECONDS,
+            "postprocess": self.postprocess,
+            "quantize": self.quantize if self.postprocess else None,
+        }
         return StreamFeatures(emb.astype(np.float32), valid, fps, info)
 
     @classmethod
@@ -417,9 +466,15 @@ class Vggish(Extractor):
         """Provenance: checkpoint and PCA paths with SHA-256, post-processing, final ReLU, hop."""
         from depdet.weights.lookup import file_sha256
 
-        return {**super().describe(), "weights": str(self.weights_path), "weights_sha256": file_sha256(self.weights_path),
-                "pca": str(self.pca_path) if self.pca_path else None,
-                "pca_sha256": file_sha256(self.pca_path) if self.pca_path else None,
-                "postprocess": self.postprocess, "quantize": self.quantize if self.postprocess else None,
-                "final_relu": self.final_relu,
-                "example_s": 0.96, "hop": "1/fps (LMVD native: 0.96 s)"}
+        return {
+            **super().describe(),
+            "weights": str(self.weights_path),
+            "weights_sha256": file_sha256(self.weights_path),
+            "pca": str(self.pca_path) if self.pca_path else None,
+            "pca_sha256": file_sha256(self.pca_path) if self.pca_path else None,
+            "postprocess": self.postprocess,
+            "quantize": self.quantize if self.postprocess else None,
+            "final_relu": self.final_relu,
+            "example_s": 0.96,
+            "hop": "1/fps (LMVD native: 0.96 s)",
+        }

@@ -99,7 +99,7 @@ class MaskedCrossAttention(nn.Module):
         keep = ctx_mask[:, None, None, :]
         outs = []
         for s in range(0, Lq, self.block):
-            sc = q[:, :, s:s + self.block] @ k.transpose(-1, -2) / math.sqrt(dh)
+            sc = q[:, :, s : s + self.block] @ k.transpose(-1, -2) / math.sqrt(dh)
             a = torch.nan_to_num(torch.softmax(sc.masked_fill(~keep, float("-inf")), -1), nan=0.0)
             outs.append(self.drop(a) @ v)
         y = torch.cat(outs, 2) if outs else q
@@ -146,10 +146,22 @@ class ASYM(DepressionModel):
     def __init__(self, input_dims, cfg: ASYMConfig | None = None):
         super().__init__(input_dims)
         cfg = ASYMConfig() if cfg is None else cfg
-        d_model, d_state, expand, d_conv, n_heads, scales = (cfg.d_model, cfg.d_state, cfg.expand, cfg.d_conv,
-                                                             cfg.n_heads, cfg.scales)
-        n_enhance, dropout, padding, chunk_size, attn_block, interact = (cfg.n_enhance, cfg.dropout, cfg.padding,
-                                                                        cfg.chunk_size, cfg.attn_block, cfg.interact)
+        d_model, d_state, expand, d_conv, n_heads, scales = (
+            cfg.d_model,
+            cfg.d_state,
+            cfg.expand,
+            cfg.d_conv,
+            cfg.n_heads,
+            cfg.scales,
+        )
+        n_enhance, dropout, padding, chunk_size, attn_block, interact = (
+            cfg.n_enhance,
+            cfg.dropout,
+            cfg.padding,
+            cfg.chunk_size,
+            cfg.attn_block,
+            cfg.interact,
+        )
         leaky = check_padding(padding)
         if interact not in INTERACTIONS:
             raise ConfigError(f"interact must be one of {INTERACTIONS}, got {interact!r}")
@@ -166,8 +178,9 @@ class ASYM(DepressionModel):
             self.co_norm = nn.ModuleDict({m: nn.LayerNorm(d_model, eps=1e-6) for m in self.modalities})
         else:
             self.mamba = nn.ModuleDict({m: ResidualMamba(d_model, masked=not leaky, **mk) for m in self.modalities})
-        self.cross = nn.ModuleDict({m: MaskedCrossAttention(d_model, n_heads, dropout, attn_block)
-                                    for m in self.modalities})
+        self.cross = nn.ModuleDict(
+            {m: MaskedCrossAttention(d_model, n_heads, dropout, attn_block) for m in self.modalities}
+        )
         self.cross_norm = nn.ModuleDict({m: nn.LayerNorm(d_model) for m in self.modalities})
         self.modality_gate = nn.Linear(M * d_model, M)
         self.branches = nn.ModuleList(nn.Conv1d(M * d_model, d_model, k, padding=k // 2) for k in self.scales)
@@ -210,24 +223,32 @@ class ASYM(DepressionModel):
         pooled = torch.cat([masked_mean(c[m], ms[m]) for m in mods], -1)
         present = torch.stack([ms[m].any(1) for m in mods], 1)
         allowed = present | ~present.any(1, keepdim=True)
-        w = torch.softmax(self.modality_gate(pooled).masked_fill(~allowed, float("-inf")), -1)   # (B, M)
+        w = torch.softmax(self.modality_gate(pooled).masked_fill(~allowed, float("-inf")), -1)  # (B, M)
         cat = torch.cat([c[m] * w[:, i, None, None] for i, m in enumerate(mods)], -1)
         full = union_mask(masks, mods)
         ff = full[..., None].float()
         cat_t = (cat * ff).transpose(1, 2)
-        bw = torch.softmax(self.branch_gate(pooled), -1)                                        # (B, S)
+        bw = torch.softmax(self.branch_gate(pooled), -1)  # (B, S)
         fused = sum(bw[:, i, None, None] * br(cat_t) for i, br in enumerate(self.branches))
         x = fused.transpose(1, 2) * ff
         for layer in self.enhance:
             x = layer(x, full)
         emb = masked_mean(x, full)
-        return ModelOutput(logits=self.head(self.drop(emb)).squeeze(-1), modality_weights=w,
-                           aux={"branch_weights": bw, "embedding": emb})
+        return ModelOutput(
+            logits=self.head(self.drop(emb)).squeeze(-1),
+            modality_weights=w,
+            aux={"branch_weights": bw, "embedding": emb},
+        )
 
 
-@register_model("asym", paper="ASYM, Front. Psychiatry 17:1704005 (2026); no public code", inputs="visual + audio",
-                description="ASYM: CNN + interacting Bi-Mamba, cross-attention, modality gate then multi-scale "
-                            "branches, Bi-Mamba enhancer", config=ASYMConfig)
+@register_model(
+    "asym",
+    paper="ASYM, Front. Psychiatry 17:1704005 (2026); no public code",
+    inputs="visual + audio",
+    description="ASYM: CNN + interacting Bi-Mamba, cross-attention, modality gate then multi-scale "
+    "branches, Bi-Mamba enhancer",
+    config=ASYMConfig,
+)
 def asym(input_dims, **cfg) -> ASYM:
     """ASYM re-implemented from the abstract (every design choice is depdet's, documented in the module)."""
     return ASYM(input_dims, ASYMConfig(**cfg))

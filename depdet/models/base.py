@@ -75,4 +75,3 @@ def seq_lengths(mask: torch.Tensor) -> torch.Tensor:
     L = mask.shape[1]
     pos = torch.arange(1, L + 1, device=mask.device).expand_as(mask)
     return (pos * mask.long()).amax(dim=1) if L else mask.new_zeros(mask.shape[0], dtype=torch.long)
-

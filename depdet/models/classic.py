@@ -45,14 +45,21 @@ def pooled_statistics(features: dict, input_dims: dict[str, int], masks: dict | 
     parts = []
     for m, D in input_dims.items():
         if m not in features:
-            raise DataError(f"sample lacks modality {m!r} (has {sorted(features)})",
-                            hint="give every sample the modalities the model was built for")
+            raise DataError(
+                f"sample lacks modality {m!r} (has {sorted(features)})",
+                hint="give every sample the modalities the model was built for",
+            )
         x = np.asarray(features[m], dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != D:
-            raise DataError(f"modality {m!r} has shape {x.shape}, expected (T, {D})",
-                            hint="use features extracted with the model's feature spec")
-        valid = (np.ones(len(x), bool) if masks is None or masks.get(m) is None
-                 else np.asarray(masks[m], dtype=bool)[: len(x)])
+            raise DataError(
+                f"modality {m!r} has shape {x.shape}, expected (T, {D})",
+                hint="use features extracted with the model's feature spec",
+            )
+        valid = (
+            np.ones(len(x), bool)
+            if masks is None or masks.get(m) is None
+            else np.asarray(masks[m], dtype=bool)[: len(x)]
+        )
         rows = x[valid]
         if len(rows):
             parts += [rows.mean(0), rows.std(0), rows.min(0), rows.max(0), [1.0]]
@@ -92,8 +99,15 @@ class PooledStatsClassifier:
 
     def __init__(self, input_dims, cfg: PooledStatsClassifierConfig | None = None):
         cfg = PooledStatsClassifierConfig() if cfg is None else cfg
-        estimator, C, kernel, n_estimators, max_depth, class_weight, seed = (cfg.estimator, cfg.C, cfg.kernel,
-            cfg.n_estimators, cfg.max_depth, cfg.class_weight, cfg.seed)
+        estimator, C, kernel, n_estimators, max_depth, class_weight, seed = (
+            cfg.estimator,
+            cfg.C,
+            cfg.kernel,
+            cfg.n_estimators,
+            cfg.max_depth,
+            cfg.class_weight,
+            cfg.seed,
+        )
         if estimator not in self.ESTIMATORS:
             raise ConfigError(f"estimator must be one of {self.ESTIMATORS}, got {estimator!r}")
         if not C > 0:
@@ -104,8 +118,15 @@ class PooledStatsClassifier:
             raise ConfigError(f"class_weight must be None or 'balanced', got {class_weight!r}")
         self.input_dims = {str(k): int(v) for k, v in input_dims.items()}
         self.modalities = tuple(self.input_dims)
-        self.config = dict(estimator=estimator, C=float(C), kernel=kernel, n_estimators=int(n_estimators),
-                           max_depth=max_depth, class_weight=class_weight, seed=int(seed))
+        self.config = dict(
+            estimator=estimator,
+            C=float(C),
+            kernel=kernel,
+            n_estimators=int(n_estimators),
+            max_depth=max_depth,
+            class_weight=class_weight,
+            seed=int(seed),
+        )
         self.pipeline = None
 
     def _make(self):
@@ -126,8 +147,13 @@ class PooledStatsClassifier:
             svc = SVC(C=c["C"], kernel=c["kernel"], class_weight=c["class_weight"], random_state=c["seed"])
             clf = CalibratedClassifierCV(svc, method="sigmoid", cv=5, ensemble=False)
         else:
-            clf = RandomForestClassifier(n_estimators=c["n_estimators"], max_depth=c["max_depth"],
-                                         class_weight=c["class_weight"], random_state=c["seed"], n_jobs=1)
+            clf = RandomForestClassifier(
+                n_estimators=c["n_estimators"],
+                max_depth=c["max_depth"],
+                class_weight=c["class_weight"],
+                random_state=c["seed"],
+                n_jobs=1,
+            )
         return make_pipeline(StandardScaler(), clf)
 
     def featurize(self, features_list, masks_list=None) -> np.ndarray:
@@ -141,11 +167,15 @@ class PooledStatsClassifier:
         if len(y) != len(features_list):
             raise DataError(f"{len(features_list)} samples but {len(y)} labels", hint="pass one label per sample")
         if set(np.unique(y)) != {0, 1}:
-            raise DataError("training labels must contain both classes 0 and 1",
-                            hint="use a training split with depressed and normal samples")
+            raise DataError(
+                "training labels must contain both classes 0 and 1",
+                hint="use a training split with depressed and normal samples",
+            )
         if self.config["estimator"] == "svm" and np.bincount(y).min() < 5:
-            raise DataError("the SVM's probability calibration needs >= 5 samples of each class",
-                            hint="use more training samples or estimator lr/rf")
+            raise DataError(
+                "the SVM's probability calibration needs >= 5 samples of each class",
+                hint="use more training samples or estimator lr/rf",
+            )
         self.pipeline = self._make().fit(self.featurize(features_list, masks_list), y)
         return self
 
@@ -162,10 +192,15 @@ class PooledStatsClassifier:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore from :meth:`state_dict` (input dims and config must match)."""
-        if state.get("input_dims") != self.input_dims or state.get("config", {}).get("estimator") != self.config["estimator"]:
-            raise ConfigError("checkpoint was made for another classifier or other feature dims",
-                              hint=f"build the model with input_dims={state.get('input_dims')} and "
-                                   f"estimator={state.get('config', {}).get('estimator')}")
+        if (
+            state.get("input_dims") != self.input_dims
+            or state.get("config", {}).get("estimator") != self.config["estimator"]
+        ):
+            raise ConfigError(
+                "checkpoint was made for another classifier or other feature dims",
+                hint=f"build the model with input_dims={state.get('input_dims')} and "
+                f"estimator={state.get('config', {}).get('estimator')}",
+            )
         self.config = dict(state["config"])
         self.pipeline = state["pipeline"]
 
@@ -181,8 +216,11 @@ def _entry(estimator: str, doc: str):
 
 _PAPER = "classic baseline on pooled statistics (cf. LMVD ML baselines)"
 register_model("lr", paper=_PAPER, kind="sklearn", config=PooledStatsClassifierConfig, fixed=("estimator",))(
-    _entry("lr", "Logistic regression on pooled mean/std/min/max."))
+    _entry("lr", "Logistic regression on pooled mean/std/min/max.")
+)
 register_model("svm", paper=_PAPER, kind="sklearn", config=PooledStatsClassifierConfig, fixed=("estimator",))(
-    _entry("svm", "RBF SVM (Platt probabilities) on pooled mean/std/min/max."))
+    _entry("svm", "RBF SVM (Platt probabilities) on pooled mean/std/min/max.")
+)
 register_model("rf", paper=_PAPER, kind="sklearn", config=PooledStatsClassifierConfig, fixed=("estimator",))(
-    _entry("rf", "Random forest on pooled mean/std/min/max."))
+    _entry("rf", "Random forest on pooled mean/std/min/max.")
+)

@@ -99,8 +99,15 @@ class DepMamba(DepressionModel):
     def __init__(self, input_dims, cfg: DepMambaConfig | None = None):
         super().__init__(input_dims)
         cfg = DepMambaConfig() if cfg is None else cfg
-        d_model, d_state, expand, d_conv, dropout, padding, chunk_size = (cfg.d_model, cfg.d_state, cfg.expand,
-            cfg.d_conv, cfg.dropout, cfg.padding, cfg.chunk_size)
+        d_model, d_state, expand, d_conv, dropout, padding, chunk_size = (
+            cfg.d_model,
+            cfg.d_state,
+            cfg.expand,
+            cfg.d_conv,
+            cfg.dropout,
+            cfg.padding,
+            cfg.chunk_size,
+        )
         leaky = check_padding(padding)
         self.padding = padding
         masked = not leaky
@@ -141,9 +148,13 @@ class DepMamba(DepressionModel):
         return ModelOutput(logits=self.head(pooled).squeeze(-1), aux={"embedding": pooled})
 
 
-@register_model("depmamba", paper="Ye, Zhang, Shan, ICASSP 2025 (arXiv 2409.15936)", inputs="visual + audio",
-                description="DepMamba: CNN + collaborative Bi-Mamba (shared A) per modality, then CNN + Bi-Mamba",
-                config=DepMambaConfig)
+@register_model(
+    "depmamba",
+    paper="Ye, Zhang, Shan, ICASSP 2025 (arXiv 2409.15936)",
+    inputs="visual + audio",
+    description="DepMamba: CNN + collaborative Bi-Mamba (shared A) per modality, then CNN + Bi-Mamba",
+    config=DepMambaConfig,
+)
 def depmamba(input_dims, **cfg) -> DepMamba:
     """DepMamba (d_state 12 for D-Vlog, 16 for LMVD; padding="original" for the public-code leak)."""
     return DepMamba(input_dims, DepMambaConfig(**cfg))

@@ -79,8 +79,18 @@ class DepressionDetector(DepressionModel):
     def __init__(self, input_dims, cfg: DepressionDetectorConfig | None = None):
         super().__init__(input_dims)
         cfg = DepressionDetectorConfig() if cfg is None else cfg
-        d, heads, num_layers, ff, kernel, stride, padding, dropout, head_dropout, use_masks = (cfg.d, cfg.heads,
-            cfg.num_layers, cfg.ff, cfg.kernel, cfg.stride, cfg.padding, cfg.dropout, cfg.head_dropout, cfg.use_masks)
+        d, heads, num_layers, ff, kernel, stride, padding, dropout, head_dropout, use_masks = (
+            cfg.d,
+            cfg.heads,
+            cfg.num_layers,
+            cfg.ff,
+            cfg.kernel,
+            cfg.stride,
+            cfg.padding,
+            cfg.dropout,
+            cfg.head_dropout,
+            cfg.use_masks,
+        )
         from depdet.errors import ConfigError
 
         if len(self.modalities) != 2:
@@ -90,8 +100,12 @@ class DepressionDetector(DepressionModel):
         if d % heads:
             raise ConfigError(f"d={d} must be divisible by heads={heads}")
         self.use_masks = bool(use_masks)
-        self.down = nn.ModuleDict({m: ConvDownsample(D, d, kernel, stride, padding) for m, D in self.input_dims.items()})
-        self.enc = nn.ModuleDict({m: MaskedTransformerEncoder(d, heads, ff, num_layers, dropout) for m in self.modalities})
+        self.down = nn.ModuleDict(
+            {m: ConvDownsample(D, d, kernel, stride, padding) for m, D in self.input_dims.items()}
+        )
+        self.enc = nn.ModuleDict(
+            {m: MaskedTransformerEncoder(d, heads, ff, num_layers, dropout) for m in self.modalities}
+        )
         self.q = nn.ModuleDict({m: nn.Linear(d, d) for m in self.modalities})
         self.k = nn.ModuleDict({m: nn.Linear(d, d) for m in self.modalities})
         self.v = nn.ModuleDict({m: nn.Linear(d, d) for m in self.modalities})
@@ -113,8 +127,9 @@ class DepressionDetector(DepressionModel):
         outs = {}
         for m, o in ((a, b), (b, a)):
             kpm = safe_key_padding(ms[o]) if self.use_masks else None
-            y, _ = self.cross[m](self.q[m](hs[m]), self.k[o](hs[o]), self.v[o](hs[o]), key_padding_mask=kpm,
-                                 need_weights=False)
+            y, _ = self.cross[m](
+                self.q[m](hs[m]), self.k[o](hs[o]), self.v[o](hs[o]), key_padding_mask=kpm, need_weights=False
+            )
             if self.use_masks:  # query rows invalid, or no valid key at all -> zeros
                 y = y * (ms[m] & ms[o].any(1, keepdim=True)).unsqueeze(-1).to(y.dtype)
             outs[m] = y
@@ -129,7 +144,9 @@ class DepressionDetector(DepressionModel):
         return ModelOutput(logits=self.fc(self.drop(pooled)).squeeze(-1))
 
 
-@register_model("detector", paper="Yoon et al., AAAI 2022 (D-Vlog); AllenYolk re-implementation", config=DepressionDetectorConfig)
+@register_model(
+    "detector", paper="Yoon et al., AAAI 2022 (D-Vlog); AllenYolk re-implementation", config=DepressionDetectorConfig
+)
 def detector(input_dims, **cfg):
     """D-Vlog Depression Detector (cross-attention transformer), with key-padding masks."""
     return DepressionDetector(input_dims, DepressionDetectorConfig(**cfg))

@@ -89,10 +89,10 @@ class LocalWindowAttention(nn.Module):
         """x (B, L, d), mask (B, L) bool -> (B, L, d)."""
         bsz, L, d = x.shape
         dh, w = d // self.h, self.w
-        q, k, v = self.qkv(x).view(bsz, L, 3, self.h, dh).permute(2, 0, 3, 1, 4)   # (B, H, L, dh) each
-        kw = F.pad(k, (0, 0, w, w)).unfold(2, 2 * w + 1, 1)                      # (B, H, L, dh, W)
+        q, k, v = self.qkv(x).view(bsz, L, 3, self.h, dh).permute(2, 0, 3, 1, 4)  # (B, H, L, dh) each
+        kw = F.pad(k, (0, 0, w, w)).unfold(2, 2 * w + 1, 1)  # (B, H, L, dh, W)
         vw = F.pad(v, (0, 0, w, w)).unfold(2, 2 * w + 1, 1)
-        keep = F.pad(mask, (w, w), value=False).unfold(1, 2 * w + 1, 1)          # (B, L, W)
+        keep = F.pad(mask, (w, w), value=False).unfold(1, 2 * w + 1, 1)  # (B, L, W)
         scores = torch.einsum("bhld,bhldw->bhlw", q, kw) / math.sqrt(dh) + self.rel_bias[None, :, None, :]
         scores = scores.masked_fill(~keep[:, None], float("-inf"))
         attn = torch.nan_to_num(torch.softmax(scores, -1), nan=0.0)
@@ -107,8 +107,12 @@ class LocalTransformerExpert(nn.Module):
         super().__init__()
         self.attn = LocalWindowAttention(d_model, n_heads, window, dropout)
         self.norm1 = nn.LayerNorm(d_model)
-        self.ff = nn.Sequential(nn.Linear(d_model, d_ff or 2 * d_model), nn.GELU(), nn.Dropout(dropout),
-                                nn.Linear(d_ff or 2 * d_model, d_model))
+        self.ff = nn.Sequential(
+            nn.Linear(d_model, d_ff or 2 * d_model),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(d_ff or 2 * d_model, d_model),
+        )
         self.norm2 = nn.LayerNorm(d_model)
         self.drop = nn.Dropout(dropout)
 
@@ -154,27 +158,44 @@ class DynMultiDep(DepressionModel):
     def __init__(self, input_dims, cfg: DynMultiDepConfig | None = None):
         super().__init__(input_dims)
         cfg = DynMultiDepConfig() if cfg is None else cfg
-        d_model, d_state, expand, d_conv, n_heads, window = (cfg.d_model, cfg.d_state, cfg.expand, cfg.d_conv,
-                                                             cfg.n_heads, cfg.window)
-        gate_hidden, temp, hard_gate, dropout, padding, chunk_size = (cfg.gate_hidden, cfg.temp, cfg.hard_gate,
-                                                                      cfg.dropout, cfg.padding, cfg.chunk_size)
+        d_model, d_state, expand, d_conv, n_heads, window = (
+            cfg.d_model,
+            cfg.d_state,
+            cfg.expand,
+            cfg.d_conv,
+            cfg.n_heads,
+            cfg.window,
+        )
+        gate_hidden, temp, hard_gate, dropout, padding, chunk_size = (
+            cfg.gate_hidden,
+            cfg.temp,
+            cfg.hard_gate,
+            cfg.dropout,
+            cfg.padding,
+            cfg.chunk_size,
+        )
         leaky = check_padding(padding)
         self.padding, self.temp, self.hard_gate = padding, float(temp), bool(hard_gate)
         M = len(self.modalities)
         self.inp = nn.ModuleDict({m: nn.Linear(dim, d_model) for m, dim in self.input_dims.items()})
-        self.long = CollaborativeBiMamba(d_model, M, d_state=d_state, d_conv=d_conv, expand=expand,
-                                         leaky_padding=leaky, chunk_size=chunk_size)
+        self.long = CollaborativeBiMamba(
+            d_model, M, d_state=d_state, d_conv=d_conv, expand=expand, leaky_padding=leaky, chunk_size=chunk_size
+        )
         self.long_norm = nn.ModuleDict({m: nn.LayerNorm(d_model, eps=1e-6) for m in self.modalities})
-        self.short = nn.ModuleDict({m: LocalTransformerExpert(d_model, n_heads, window, dropout=dropout)
-                                    for m in self.modalities})
+        self.short = nn.ModuleDict(
+            {m: LocalTransformerExpert(d_model, n_heads, window, dropout=dropout) for m in self.modalities}
+        )
         self.router = nn.ModuleDict({m: nn.Linear(2 * d_model, 2) for m in self.modalities})
-        self.modality_gate = nn.Sequential(nn.Linear(M * d_model, gate_hidden), nn.ReLU(), nn.Dropout(dropout),
-                                           nn.Linear(gate_hidden, M))
-        self.fusion_gate = nn.Sequential(nn.Linear(M * d_model, gate_hidden), nn.ReLU(), nn.Dropout(dropout),
-                                         nn.Linear(gate_hidden, 2))
+        self.modality_gate = nn.Sequential(
+            nn.Linear(M * d_model, gate_hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(gate_hidden, M)
+        )
+        self.fusion_gate = nn.Sequential(
+            nn.Linear(M * d_model, gate_hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(gate_hidden, 2)
+        )
         self.heavy = nn.Sequential(nn.Linear(M * d_model, d_model), nn.ReLU())
-        self.head = nn.Sequential(nn.Linear(d_model, gate_hidden), nn.ReLU(), nn.Dropout(dropout),
-                                  nn.Linear(gate_hidden, 1))
+        self.head = nn.Sequential(
+            nn.Linear(d_model, gate_hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(gate_hidden, 1)
+        )
         for name, p in self.named_parameters():  # public reset_weights(): Xavier outside the Mamba blocks
             if p.dim() >= 2 and not name.startswith("long.") and "rel_bias" not in name:
                 nn.init.xavier_uniform_(p)
@@ -190,28 +211,34 @@ class DynMultiDep(DepressionModel):
         for m, x, lo, mk, f in zip(self.modalities, xs, longs, ms, fl):
             lo = (x + self.long_norm[m](lo)) * f
             sh = self.short[m](x, mk)
-            g = torch.softmax(self.router[m](torch.cat([lo, sh], -1)), -1)        # (B, L, 2)
+            g = torch.softmax(self.router[m](torch.cat([lo, sh], -1)), -1)  # (B, L, 2)
             routes.append(g * f)
             pooled.append(masked_mean((g[..., :1] * lo + g[..., 1:] * sh) * f, mk))
         e = torch.cat(pooled, -1)
-        present = torch.stack([mk.any(1) for mk in ms], 1)                          # (B, M)
+        present = torch.stack([mk.any(1) for mk in ms], 1)  # (B, M)
         logits_m = self.modality_gate(e)
-        allowed = present | ~present.any(1, keepdim=True)                            # nothing present: all allowed
+        allowed = present | ~present.any(1, keepdim=True)  # nothing present: all allowed
         w = diff_softmax(logits_m.masked_fill(~allowed, float("-inf")), self.temp, self.hard_gate)
         weighted = [wi[:, None] * p for wi, p in zip(w.unbind(1), pooled)]
         light = torch.stack(weighted, 0).sum(0)
         heavy = self.heavy(torch.cat(weighted, -1))
         fw = diff_softmax(self.fusion_gate(e), self.temp, self.hard_gate)
         fused = fw[:, :1] * light + fw[:, 1:] * heavy
-        return ModelOutput(logits=self.head(fused).squeeze(-1), modality_weights=w,
-                           aux={"router_weights": torch.stack(routes, 1), "fusion_weights": fw,
-                                "embedding": fused})
+        return ModelOutput(
+            logits=self.head(fused).squeeze(-1),
+            modality_weights=w,
+            aux={"router_weights": torch.stack(routes, 1), "fusion_weights": fw, "embedding": fused},
+        )
 
 
-@register_model("dynmultidep", paper="Li et al., J. Imaging 2026, 12(1), 29", inputs="visual + audio",
-                description="DynMultiDep: Mamba + local-window Transformer experts with long-short routing, DynMM "
-                            "gating (the paper's action units and eye gaze inputs are absent)",
-                config=DynMultiDepConfig)
+@register_model(
+    "dynmultidep",
+    paper="Li et al., J. Imaging 2026, 12(1), 29",
+    inputs="visual + audio",
+    description="DynMultiDep: Mamba + local-window Transformer experts with long-short routing, DynMM "
+    "gating (the paper's action units and eye gaze inputs are absent)",
+    config=DynMultiDepConfig,
+)
 def dynmultidep(input_dims, **cfg) -> DynMultiDep:
     """DynMultiDep as the paper describes it (the public code is broken; see the module docstring)."""
     return DynMultiDep(input_dims, DynMultiDepConfig(**cfg))

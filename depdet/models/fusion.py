@@ -47,14 +47,27 @@ class RNNEncoder(nn.Module):
             last valid row concatenated with the backward state at the first row).
     """
 
-    def __init__(self, in_dim: int, hidden: int, num_layers: int = 1, dropout: float = 0.0,
-                 cell: str = "lstm", pool: str = "mean"):
+    def __init__(
+        self,
+        in_dim: int,
+        hidden: int,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        cell: str = "lstm",
+        pool: str = "mean",
+    ):
         super().__init__()
         if pool not in ("mean", "last"):
             raise ConfigError(f"pool must be 'mean' or 'last', got {pool!r}")
         rnn_cls = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
-        self.rnn = rnn_cls(in_dim, hidden, num_layers=num_layers, batch_first=True, bidirectional=True,
-                           dropout=dropout if num_layers > 1 else 0.0)
+        self.rnn = rnn_cls(
+            in_dim,
+            hidden,
+            num_layers=num_layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
         self.hidden, self.pool = hidden, pool
         self.out_dim = 2 * hidden
 
@@ -69,7 +82,7 @@ class RNNEncoder(nn.Module):
         lengths = seq_lengths(mask)
         idx = (lengths - 1).clamp(min=0)
         fwd = h[torch.arange(h.shape[0]), idx, : self.hidden]
-        bwd = h[:, 0, self.hidden:]
+        bwd = h[:, 0, self.hidden :]
         return torch.cat([fwd, bwd], dim=-1) * (lengths > 0).to(h.dtype).unsqueeze(-1)
 
 
@@ -104,11 +117,12 @@ class UnimodalBiLSTM(DepressionModel):
     def __init__(self, input_dims, cfg: UnimodalBiLSTMConfig | None = None):
         super().__init__(input_dims)
         cfg = UnimodalBiLSTMConfig() if cfg is None else cfg
-        modality, hidden, num_layers, dropout, pool = (cfg.modality, cfg.hidden, cfg.num_layers, cfg.dropout,
-            cfg.pool)
+        modality, hidden, num_layers, dropout, pool = (cfg.modality, cfg.hidden, cfg.num_layers, cfg.dropout, cfg.pool)
         if modality not in self.input_dims:
-            raise ConfigError(f"needs the {modality!r} modality", hint=f"use features that include {modality} "
-                              f"(input_dims has {', '.join(self.input_dims)})")
+            raise ConfigError(
+                f"needs the {modality!r} modality",
+                hint=f"use features that include {modality} (input_dims has {', '.join(self.input_dims)})",
+            )
         require_positive(hidden=hidden, num_layers=num_layers)
         require_prob(dropout=dropout)
         self.modality = modality
@@ -158,7 +172,9 @@ class PooledFusion(DepressionModel):
         require_positive(hidden=hidden, num_layers=num_layers, d=d)
         require_prob(dropout=dropout)
         self.op = op
-        self.encoders = nn.ModuleDict({m: RNNEncoder(D, hidden, num_layers, dropout) for m, D in self.input_dims.items()})
+        self.encoders = nn.ModuleDict(
+            {m: RNNEncoder(D, hidden, num_layers, dropout) for m, D in self.input_dims.items()}
+        )
         self.proj = nn.ModuleDict({m: nn.Linear(2 * hidden, d) for m in self.input_dims})
         fused = d * len(self.modalities) if op == "concat" else d
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(fused, d), nn.ReLU(), nn.Linear(d, 1))
@@ -214,7 +230,9 @@ class TFN(DepressionModel):
         self.encoders = nn.ModuleDict({m: RNNEncoder(D, hidden) for m, D in self.input_dims.items()})
         self.proj = nn.ModuleDict({m: nn.Sequential(nn.Linear(2 * hidden, d), nn.ReLU()) for m in self.input_dims})
         size = (d + 1) ** len(self.modalities)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(size, post_hidden), nn.ReLU(), nn.Linear(post_hidden, 1))
+        self.head = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(size, post_hidden), nn.ReLU(), nn.Linear(post_hidden, 1)
+        )
 
     def forward(self, inputs, masks) -> ModelOutput:
         z = None
@@ -253,8 +271,9 @@ def _fusion_entry(op: str):
 
 
 for _op in PooledFusion.OPS:
-    register_model(f"fusion_{_op}", paper=_DVLOG_PAPER + "; MMFformer fusion options", config=PooledFusionConfig,
-                   fixed=("op",))(_fusion_entry(_op))
+    register_model(
+        f"fusion_{_op}", paper=_DVLOG_PAPER + "; MMFformer fusion options", config=PooledFusionConfig, fixed=("op",)
+    )(_fusion_entry(_op))
 
 
 @register_model("tfn", paper="Zadeh et al., EMNLP 2017 (Tensor Fusion Network)", config=TFNConfig)

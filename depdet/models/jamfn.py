@@ -107,9 +107,18 @@ class JAMFN(DepressionModel):
     def __init__(self, input_dims, cfg: JAMFNConfig | None = None):
         super().__init__(input_dims)
         cfg = JAMFNConfig() if cfg is None else cfg
-        hidden, lstm_layers, channels, kernels, max_len, jaf, fusion, head, dropout, conv_act = (cfg.hidden,
-            cfg.lstm_layers, cfg.channels, cfg.kernels, cfg.max_len, cfg.jaf, cfg.fusion, cfg.head, cfg.dropout,
-            cfg.conv_act)
+        hidden, lstm_layers, channels, kernels, max_len, jaf, fusion, head, dropout, conv_act = (
+            cfg.hidden,
+            cfg.lstm_layers,
+            cfg.channels,
+            cfg.kernels,
+            cfg.max_len,
+            cfg.jaf,
+            cfg.fusion,
+            cfg.head,
+            cfg.dropout,
+            cfg.conv_act,
+        )
         require_positive(hidden=hidden, lstm_layers=lstm_layers, channels=channels, max_len=max_len)
         require_prob(dropout=dropout)
         kernels = tuple(kernels)
@@ -118,22 +127,37 @@ class JAMFN(DepressionModel):
         if jaf not in ("fixed", "pointwise"):
             raise ConfigError(f"jaf must be 'fixed' or 'pointwise', got {jaf!r}")
         if fusion not in FUSIONS:
-            raise ConfigError(f"fusion must be one of {FUSIONS}, got {fusion!r}",
-                              hint="elementwise = the paper's Eq. 12-14; attend_sum = depdet's time reduction")
+            raise ConfigError(
+                f"fusion must be one of {FUSIONS}, got {fusion!r}",
+                hint="elementwise = the paper's Eq. 12-14; attend_sum = depdet's time reduction",
+            )
         if head not in HEADS:
-            raise ConfigError(f"head must be one of {HEADS}, got {head!r}",
-                              hint="ce2 = two logits + cross-entropy (paper); bce = one logit")
+            raise ConfigError(
+                f"head must be one of {HEADS}, got {head!r}",
+                hint="ce2 = two logits + cross-entropy (paper); bce = one logit",
+            )
         if conv_act not in ("relu", "none"):
             raise ConfigError(f"conv_act must be 'relu' or 'none', got {conv_act!r}")
         self.hidden, self.kernels, self.max_len, self.jaf = hidden, kernels, max_len, jaf
         self.fusion, self.head_kind, self.channels = fusion, head, channels
         self.conv_act = conv_act
         M = len(self.modalities)
-        self.lstm = nn.ModuleDict({m: nn.LSTM(D, hidden, num_layers=lstm_layers, batch_first=True, bidirectional=True,
-                                              dropout=dropout if lstm_layers > 1 else 0.0)
-                                   for m, D in self.input_dims.items()})
-        self.convs = nn.ModuleDict({m: nn.ModuleList(nn.Conv1d(hidden, channels, k, padding=k // 2) for k in kernels)
-                                    for m in self.modalities})
+        self.lstm = nn.ModuleDict(
+            {
+                m: nn.LSTM(
+                    D,
+                    hidden,
+                    num_layers=lstm_layers,
+                    batch_first=True,
+                    bidirectional=True,
+                    dropout=dropout if lstm_layers > 1 else 0.0,
+                )
+                for m, D in self.input_dims.items()
+            }
+        )
+        self.convs = nn.ModuleDict(
+            {m: nn.ModuleList(nn.Conv1d(hidden, channels, k, padding=k // 2) for k in kernels) for m in self.modalities}
+        )
         # JAF, one per scale: per-modality score FC (Eqs. 7-8), then the joint FC_3 over M*L (Eq. 10) or M per step
         self.score = nn.ModuleList(nn.ModuleDict({m: nn.Linear(channels, 1) for m in self.modalities}) for _ in kernels)
         joint = M * max_len if jaf == "fixed" else M
@@ -160,15 +184,19 @@ class JAMFN(DepressionModel):
         feats = {}
         for m in mods:
             h = run_rnn(cast(nn.LSTM, self.lstm[m]), zero_masked(inputs[m], masks[m]), seq_lengths(masks[m]))
-            h = h[..., : self.hidden] + h[..., self.hidden:]  # Eq. 4: add the two directions of the last layer
+            h = h[..., : self.hidden] + h[..., self.hidden :]  # Eq. 4: add the two directions of the last layer
             feats[m] = zero_masked(h, masks[m]).transpose(1, 2)  # (B, hidden, L)
         dtype, dev = feats[mods[0]].dtype, feats[mods[0]].device
         z = torch.zeros((), dtype=dtype, device=dev)  # 0 + part below, as a tensor from the start
         att_sum = torch.zeros(B, L, dtype=dtype, device=dev)
         norms = torch.zeros(B, len(mods), dtype=dtype, device=dev)
         for s in range(len(self.kernels)):
-            c = {m: self._act(cast(nn.ModuleList, self.convs[m])[s](feats[m])).transpose(1, 2) for m in mods}  # (B, L, C) = X_m
-            scores = [cast(nn.ModuleDict, self.score[s])[m](c[m]).squeeze(-1) * masks[m].to(dtype) for m in mods]  # T_m (B, L)
+            c = {
+                m: self._act(cast(nn.ModuleList, self.convs[m])[s](feats[m])).transpose(1, 2) for m in mods
+            }  # (B, L, C) = X_m
+            scores = [
+                cast(nn.ModuleDict, self.score[s])[m](c[m]).squeeze(-1) * masks[m].to(dtype) for m in mods
+            ]  # T_m (B, L)
             if self.jaf == "fixed":
                 pad = self.max_len - L
                 joint = self.joint[s](torch.cat([F.pad(sc, (0, pad)) for sc in scores], dim=-1))  # Eq. 9-10

@@ -93,8 +93,9 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
         var = (((x - mean[None, :, None]) ** 2) * m).sum((0, 2)) / n
         if self.track_running_stats:
             # _BatchNorm registers these buffers whenever track_running_stats is set
-            assert self.num_batches_tracked is not None and self.running_mean is not None \
-                and self.running_var is not None
+            assert (
+                self.num_batches_tracked is not None and self.running_mean is not None and self.running_var is not None
+            )
             with torch.no_grad():
                 self.num_batches_tracked += 1
                 mom = (1.0 / float(self.num_batches_tracked)) if self.momentum is None else self.momentum
@@ -169,7 +170,8 @@ class MaskedTransformerEncoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(
             nn.TransformerEncoderLayer(d, heads, dim_feedforward=ff, dropout=dropout, batch_first=True)
-            for _ in range(layers))
+            for _ in range(layers)
+        )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         if mask is None:
@@ -181,7 +183,6 @@ class MaskedTransformerEncoder(nn.Module):
         for layer in self.layers:
             x = layer(x, src_key_padding_mask=kpm) * keep
         return x
-
 
 
 # ------------------------------------------------------------------------------------------------
@@ -203,7 +204,6 @@ def run_rnn(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor) -> torch.Te
 def zero_masked(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Zero rows of x (B, L, C) where mask (B, L) is False."""
     return x * mask.unsqueeze(-1).to(x.dtype)
-
 
 
 # ------------------------------------------------------------------------------------------------
@@ -269,8 +269,10 @@ def pointwise_projections(input_dims: dict[str, int], d_model: int) -> nn.Module
 def check_padding(padding: str) -> bool:
     """Validate a ``padding`` option; returns True for the leaky ``"original"`` behaviour."""
     if padding not in PADDING_MODES:
-        raise ConfigError(f"padding must be one of {PADDING_MODES}, got {padding!r}",
-                          hint='use padding="fixed" (default) or padding="original" (public-code behaviour)')
+        raise ConfigError(
+            f"padding must be one of {PADDING_MODES}, got {padding!r}",
+            hint='use padding="fixed" (default) or padding="original" (public-code behaviour)',
+        )
     return padding == "original"
 
 
@@ -278,15 +280,21 @@ def check_inputs(model: DepressionModel, inputs: dict, masks: dict) -> None:
     """Raise :class:`DataError` when a batch does not match the model's ``input_dims``."""
     for m, dim in model.input_dims.items():
         if m not in inputs or m not in masks:
-            raise DataError(f"batch has no {m!r} features or mask (model {type(model).__name__} expects "
-                            f"{list(model.input_dims)})", hint="collate every modality, visual first")
+            raise DataError(
+                f"batch has no {m!r} features or mask (model {type(model).__name__} expects {list(model.input_dims)})",
+                hint="collate every modality, visual first",
+            )
         x, mk = inputs[m], masks[m]
         if x.dim() != 3 or x.shape[-1] != dim:
-            raise DataError(f"{m} features have shape {tuple(x.shape)}, expected (B, L, {dim})",
-                            hint="build the model with the dataset's feature sizes (input_dims)")
+            raise DataError(
+                f"{m} features have shape {tuple(x.shape)}, expected (B, L, {dim})",
+                hint="build the model with the dataset's feature sizes (input_dims)",
+            )
         if tuple(mk.shape) != tuple(x.shape[:2]):
-            raise DataError(f"{m} mask has shape {tuple(mk.shape)}, expected {tuple(x.shape[:2])}",
-                            hint="masks are (B, L) booleans matching the padded features")
+            raise DataError(
+                f"{m} mask has shape {tuple(mk.shape)}, expected {tuple(x.shape[:2])}",
+                hint="masks are (B, L) booleans matching the padded features",
+            )
 
 
 def union_mask(masks: dict[str, torch.Tensor], modalities) -> torch.Tensor:
@@ -295,5 +303,3 @@ def union_mask(masks: dict[str, torch.Tensor], modalities) -> torch.Tensor:
     for m in modalities[1:]:
         out = out | masks[m].bool()
     return out
-
-

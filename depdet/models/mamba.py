@@ -61,17 +61,25 @@ from depdet.models import scan_kernel
 from depdet.models.base import seq_lengths
 
 __all__ = [
-    "selective_scan", "selective_scan_ref", "selective_scan_chunked", "selective_scan_cpu", "scan_backend",
+    "selective_scan",
+    "selective_scan_ref",
+    "selective_scan_chunked",
+    "selective_scan_cpu",
+    "scan_backend",
     "causal_conv1d",
-    "use_cuda_scan", "use_cuda_conv", "flip_index", "flip_within",
-    "MambaMixer", "BiMamba", "CollaborativeBiMamba",
+    "use_cuda_scan",
+    "use_cuda_conv",
+    "flip_index",
+    "flip_within",
+    "MambaMixer",
+    "BiMamba",
+    "CollaborativeBiMamba",
     "MAX_CHUNK_EXPONENT",
 ]
 
 #: Largest |exponent| allowed inside one chunk of the chunked scan. exp(32) ~ 8e13 leaves ample
 #: float32 head-room for the inputs; exponent rounding error stays ~32 * 6e-8 ~ 2e-6 relative.
 MAX_CHUNK_EXPONENT = 32.0
-
 
 
 # --------------------------------------------------------------------------------------------------
@@ -127,8 +135,9 @@ def _finish(y, u, D, z, dtype):
     return y.to(dtype)
 
 
-def _with_options(scan, u, delta, A, B, C, D, z, delta_bias, delta_softplus, mask, reverse_lengths,
-                  return_last_state, **kw):
+def _with_options(
+    scan, u, delta, A, B, C, D, z, delta_bias, delta_softplus, mask, reverse_lengths, return_last_state, **kw
+):
     """The PyTorch meaning of the ``mask`` and ``reverse_lengths`` options around any scan ``scan``.
 
     ``mask`` (B, L) bool: delta (after bias and softplus) is 0 at False steps. ``reverse_lengths``
@@ -142,13 +151,26 @@ def _with_options(scan, u, delta, A, B, C, D, z, delta_bias, delta_softplus, mas
         return scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state=return_last_state, **kw)
     idx = flip_index(reverse_lengths.to(u.device), u.shape[-1])
     f = lambda x: None if x is None else flip_within(x, idx)  # noqa: E731
-    out = scan(f(u), f(delta), A, f(B), f(C), D, f(z), delta_bias, delta_softplus,
-               return_last_state=return_last_state, **kw)
+    out = scan(
+        f(u), f(delta), A, f(B), f(C), D, f(z), delta_bias, delta_softplus, return_last_state=return_last_state, **kw
+    )
     return (flip_within(out[0], idx), out[1]) if return_last_state else flip_within(out, idx)
 
 
-def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                       return_last_state=False, mask=None, reverse_lengths=None):
+def selective_scan_ref(
+    u,
+    delta,
+    A,
+    B,
+    C,
+    D=None,
+    z=None,
+    delta_bias=None,
+    delta_softplus=False,
+    return_last_state=False,
+    mask=None,
+    reverse_lengths=None,
+):
     """Sequential selective scan (reference), one Python step per time step.
 
     Computes ``h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t``, ``y_t = C_t . h_t + D u_t``, then
@@ -175,8 +197,21 @@ def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
         ``(B, D, L)`` outputs in ``u``'s dtype (and the last state if asked).
     """
     if mask is not None or reverse_lengths is not None:
-        return _with_options(selective_scan_ref, u, delta, A, B, C, D, z, delta_bias, delta_softplus, mask,
-                             reverse_lengths, return_last_state)
+        return _with_options(
+            selective_scan_ref,
+            u,
+            delta,
+            A,
+            B,
+            C,
+            D,
+            z,
+            delta_bias,
+            delta_softplus,
+            mask,
+            reverse_lengths,
+            return_last_state,
+        )
     dtype = u.dtype
     u = u.float()
     delta = _prep_delta(delta, delta_bias, delta_softplus)
@@ -298,7 +333,7 @@ class _ChunkedScan(torch.autograd.Function):
             gA.add_((h * dc[..., None]).sum((0, 1)))
             gdelta[:, a:b] = h.mul_(A).sum(-1) + g_du * uc
             gu[:, a:b] = g_du * dc
-            carry = torch.exp(dc[:, 0, :, None] * A) * G[:, 0]   # into the incoming state: alpha_0 G_0
+            carry = torch.exp(dc[:, 0, :, None] * A) * G[:, 0]  # into the incoming state: alpha_0 G_0
             del h, e, G
         return gu, gdelta, gA, gB, gC, None
 
@@ -309,8 +344,21 @@ def _scan_chunk(u, delta, A, Bt, Ct, h0):
     return (h * Ct[:, :, None]).sum(-1), h[:, -1]
 
 
-def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                           return_last_state=False, chunk_size: int = 64, mask=None, reverse_lengths=None):
+def selective_scan_chunked(
+    u,
+    delta,
+    A,
+    B,
+    C,
+    D=None,
+    z=None,
+    delta_bias=None,
+    delta_softplus=False,
+    return_last_state=False,
+    chunk_size: int = 64,
+    mask=None,
+    reverse_lengths=None,
+):
     """Chunked parallel selective scan: same arguments and result as :func:`selective_scan_ref`.
 
     Args:
@@ -321,8 +369,22 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     from the stored chunk-boundary state, so memory grows linearly in L with a small constant.
     """
     if mask is not None or reverse_lengths is not None:
-        return _with_options(selective_scan_chunked, u, delta, A, B, C, D, z, delta_bias, delta_softplus, mask,
-                             reverse_lengths, return_last_state, chunk_size=chunk_size)
+        return _with_options(
+            selective_scan_chunked,
+            u,
+            delta,
+            A,
+            B,
+            C,
+            D,
+            z,
+            delta_bias,
+            delta_softplus,
+            mask,
+            reverse_lengths,
+            return_last_state,
+            chunk_size=chunk_size,
+        )
     dtype = u.dtype
     u = u.float()
     delta = _prep_delta(delta, delta_bias, delta_softplus)
@@ -332,16 +394,34 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
         y, h = u.new_zeros(bsz, dim, 0), u.new_zeros(bsz, dim, A.shape[1])
     else:
         bounds = _chunk_bounds(delta, A, chunk_size)
-        yT, h = _ChunkedScan.apply(u.transpose(1, 2).contiguous(), delta.transpose(1, 2).contiguous(), A,
-                                   B.float().transpose(1, 2).contiguous(), C.float().transpose(1, 2).contiguous(),
-                                   bounds)
+        yT, h = _ChunkedScan.apply(
+            u.transpose(1, 2).contiguous(),
+            delta.transpose(1, 2).contiguous(),
+            A,
+            B.float().transpose(1, 2).contiguous(),
+            C.float().transpose(1, 2).contiguous(),
+            bounds,
+        )
         y = yT.transpose(1, 2)
     out = _finish(y, u, D, z, dtype)
     return (out, h) if return_last_state else out
 
 
-def selective_scan_cpu(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                       return_last_state=False, mask=None, reverse_lengths=None, time_major_out=False):
+def selective_scan_cpu(
+    u,
+    delta,
+    A,
+    B,
+    C,
+    D=None,
+    z=None,
+    delta_bias=None,
+    delta_softplus=False,
+    return_last_state=False,
+    mask=None,
+    reverse_lengths=None,
+    time_major_out=False,
+):
     """The sequential recurrence in compiled C (:mod:`depdet.models.scan_kernel`); CPU tensors only.
 
     Same arguments and result as :func:`selective_scan_ref`; delta_bias, softplus, mask, the
@@ -351,9 +431,20 @@ def selective_scan_cpu(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
     Raises RuntimeError when the kernel cannot be built (no C compiler).
     """
     dtype = u.dtype
-    y, h = scan_kernel.selective_scan_kernel(u, delta, A.float(), B.float().transpose(1, 2),
-                                             C.float().transpose(1, 2), D, z, delta_bias, delta_softplus,
-                                             mask, reverse_lengths, time_major_out)
+    y, h = scan_kernel.selective_scan_kernel(
+        u,
+        delta,
+        A.float(),
+        B.float().transpose(1, 2),
+        C.float().transpose(1, 2),
+        D,
+        z,
+        delta_bias,
+        delta_softplus,
+        mask,
+        reverse_lengths,
+        time_major_out,
+    )
     out = y.to(dtype)
     return (out, h) if return_last_state else out
 
@@ -362,18 +453,41 @@ def scan_backend(t: torch.Tensor) -> str:
     """The path :func:`selective_scan` takes for tensor ``t``: ``"cuda"``, ``"kernel"`` or ``"chunked"``."""
     if use_cuda_scan(t):
         return "cuda"
-    return scan_kernel.backend(t)   # "chunked" for any non-CPU tensor
+    return scan_kernel.backend(t)  # "chunked" for any non-CPU tensor
 
 
 def _cuda_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, return_last_state=False):
     fn = _cuda_selective_scan_fn()
     kw = {"return_last_state": True} if return_last_state else {}
-    return fn(u.contiguous(), delta.contiguous(), A.contiguous(), B.contiguous(), C.contiguous(),
-              D, None if z is None else z.contiguous(), delta_bias, delta_softplus, **kw)
+    return fn(
+        u.contiguous(),
+        delta.contiguous(),
+        A.contiguous(),
+        B.contiguous(),
+        C.contiguous(),
+        D,
+        None if z is None else z.contiguous(),
+        delta_bias,
+        delta_softplus,
+        **kw,
+    )
 
 
-def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                   chunk_size: int = 64, mask=None, reverse_lengths=None, time_major_out=False):
+def selective_scan(
+    u,
+    delta,
+    A,
+    B,
+    C,
+    D=None,
+    z=None,
+    delta_bias=None,
+    delta_softplus=False,
+    chunk_size: int = 64,
+    mask=None,
+    reverse_lengths=None,
+    time_major_out=False,
+):
     """Selective scan on the fastest available path: ``mamba_ssm`` on CUDA, the compiled kernel on
     CPU (when a C compiler is present; ``$DEPDET_SCAN`` overrides), else the chunked PyTorch scan.
 
@@ -384,17 +498,47 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     if path == "cuda":
         if mask is None and reverse_lengths is None:
             return _cuda_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
-        return _with_options(_cuda_scan, u, delta, A, B, C, D, z, delta_bias, delta_softplus, mask,
-                             reverse_lengths, False)
+        return _with_options(
+            _cuda_scan, u, delta, A, B, C, D, z, delta_bias, delta_softplus, mask, reverse_lengths, False
+        )
     if path == "kernel":
-        return selective_scan_cpu(u, delta, A, B, C, D, z, delta_bias, delta_softplus, mask=mask,
-                                  reverse_lengths=reverse_lengths, time_major_out=time_major_out)
-    return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_size=chunk_size,
-                                  mask=mask, reverse_lengths=reverse_lengths)
+        return selective_scan_cpu(
+            u,
+            delta,
+            A,
+            B,
+            C,
+            D,
+            z,
+            delta_bias,
+            delta_softplus,
+            mask=mask,
+            reverse_lengths=reverse_lengths,
+            time_major_out=time_major_out,
+        )
+    return selective_scan_chunked(
+        u,
+        delta,
+        A,
+        B,
+        C,
+        D,
+        z,
+        delta_bias,
+        delta_softplus,
+        chunk_size=chunk_size,
+        mask=mask,
+        reverse_lengths=reverse_lengths,
+    )
 
 
-def causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                  activation: str | None = "silu", reverse: bool = False) -> torch.Tensor:
+def causal_conv1d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    activation: str | None = "silu",
+    reverse: bool = False,
+) -> torch.Tensor:
     """Depthwise causal conv over time: x (B, D, L), weight (D, K) -> (B, D, L), SiLU if asked.
 
     ``reverse=True``: the causal conv of the time-reversed sequence, written back in time order,
@@ -413,12 +557,16 @@ def causal_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
         if reverse:
             return fn(x.flip(-1).contiguous(), weight.contiguous(), bias, activation=activation).flip(-1)
         return fn(x.contiguous(), weight.contiguous(), bias, activation=activation)
-    if (x.dtype == weight.dtype == torch.float32 and (bias is None or bias.dtype == torch.float32)
-            and activation in (None, "silu", "swish") and scan_kernel.backend(x) == "kernel"):
+    if (
+        x.dtype == weight.dtype == torch.float32
+        and (bias is None or bias.dtype == torch.float32)
+        and activation in (None, "silu", "swish")
+        and scan_kernel.backend(x) == "kernel"
+    ):
         return scan_kernel.causal_conv1d_kernel(x, weight, bias, activation, reverse)
     k = weight.shape[-1]
     if reverse:
-        y = F.conv1d(x, weight.flip(-1).unsqueeze(1), bias, padding=k - 1, groups=x.shape[1])[..., k - 1:]
+        y = F.conv1d(x, weight.flip(-1).unsqueeze(1), bias, padding=k - 1, groups=x.shape[1])[..., k - 1 :]
     else:
         y = F.conv1d(x, weight.unsqueeze(1), bias, padding=k - 1, groups=x.shape[1])[..., : x.shape[-1]]
     return F.silu(y) if activation in ("silu", "swish") else y
@@ -457,14 +605,22 @@ class _ScanBranch(nn.Module):
     (1e-3 .. 0.1), weights uniform in +-dt_rank^-0.5.
     """
 
-    def __init__(self, d_inner: int, d_state: int, d_conv: int, dt_rank: int,
-                 dt_min: float = 1e-3, dt_max: float = 0.1, dt_init_floor: float = 1e-4):
+    def __init__(
+        self,
+        d_inner: int,
+        d_state: int,
+        d_conv: int,
+        dt_rank: int,
+        dt_min: float = 1e-3,
+        dt_max: float = 0.1,
+        dt_init_floor: float = 1e-4,
+    ):
         super().__init__()
         self.d_state, self.dt_rank = d_state, dt_rank
         self.conv1d = nn.Conv1d(d_inner, d_inner, d_conv, groups=d_inner, padding=d_conv - 1, bias=True)
         self.x_proj = nn.Linear(d_inner, dt_rank + 2 * d_state, bias=False)
         self.dt_proj = nn.Linear(dt_rank, d_inner, bias=True)
-        std = dt_rank ** -0.5
+        std = dt_rank**-0.5
         nn.init.uniform_(self.dt_proj.weight, -std, std)
         dt = torch.exp(torch.rand(d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
         dt = dt.clamp(min=dt_init_floor)
@@ -494,12 +650,24 @@ class _ScanBranch(nn.Module):
         # contiguous rows); dt_proj's bias, the softplus and the mask (the state passes masked
         # steps unchanged) are applied inside the scan (fused in the CPU kernel)
         bsz = xc.shape[0]
-        dbl = torch.bmm(self.x_proj.weight.expand(bsz, -1, -1), xc)   # (B, R + 2N, L)
+        dbl = torch.bmm(self.x_proj.weight.expand(bsz, -1, -1), xc)  # (B, R + 2N, L)
         dt, Bm, Cm = torch.split(dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)
         delta = torch.bmm(self.dt_proj.weight.expand(bsz, -1, -1), dt)  # (B, d_inner, L)
-        return selective_scan(xc, delta, A, Bm, Cm, self.D, z,
-                              delta_bias=self.dt_proj.bias, delta_softplus=True, chunk_size=chunk_size, mask=mask,
-                              reverse_lengths=reverse_lengths, time_major_out=True)
+        return selective_scan(
+            xc,
+            delta,
+            A,
+            Bm,
+            Cm,
+            self.D,
+            z,
+            delta_bias=self.dt_proj.bias,
+            delta_softplus=True,
+            chunk_size=chunk_size,
+            mask=mask,
+            reverse_lengths=reverse_lengths,
+            time_major_out=True,
+        )
 
 
 def _dims(d_model, expand, dt_rank):
@@ -516,8 +684,9 @@ class MambaMixer(nn.Module):
         chunk_size: chunk length of the PyTorch scan.
     """
 
-    def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: float = 2,
-                 dt_rank="auto", chunk_size: int = 64):
+    def __init__(
+        self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: float = 2, dt_rank="auto", chunk_size: int = 64
+    ):
         super().__init__()
         self.d_inner, dt_rank = _dims(d_model, expand, dt_rank)
         self.chunk_size = chunk_size
@@ -545,12 +714,12 @@ def _bidirectional(xi, z, fwd, bwd, A, A_b, mask, leaky, chunk_size):
     it are zeroed first, as :class:`_ScanBranch` requires). No flipped copies are made.
     """
     bsz, _, L = xi.shape
-    xi = xi.contiguous()   # one (B, D, L) copy for both convs (forward and backward), not one in each
+    xi = xi.contiguous()  # one (B, D, L) copy for both convs (forward and backward), not one in each
     if leaky or mask is None:
         rev = torch.full((bsz,), L, dtype=torch.int64, device=xi.device)
         y_f = fwd(xi, z, A, None, chunk_size)
         y_b = bwd(xi, z, A_b, None, chunk_size, reverse_lengths=rev)
-        return (y_f + y_b) * 0.5     # = 0.5 y_f + 0.5 y_b exactly (scaling by 0.5 is exact)
+        return (y_f + y_b) * 0.5  # = 0.5 y_f + 0.5 y_b exactly (scaling by 0.5 is exact)
     mf = mask[:, None, :].to(xi.dtype)
     xi = xi * mf
     y_f = fwd(xi, z, A, mask, chunk_size, mask_u=False)
@@ -579,8 +748,16 @@ class BiMamba(nn.Module):
         chunk_size: chunk length of the PyTorch scan.
     """
 
-    def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: float = 2,
-                 dt_rank="auto", leaky_padding: bool = False, chunk_size: int = 64):
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: float = 2,
+        dt_rank="auto",
+        leaky_padding: bool = False,
+        chunk_size: int = 64,
+    ):
         super().__init__()
         self.d_inner, dt_rank = _dims(d_model, expand, dt_rank)
         self.leaky_padding, self.chunk_size = leaky_padding, chunk_size
@@ -594,8 +771,17 @@ class BiMamba(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, L, d_model), mask (B, L) bool (True = real step) -> (B, L, d_model)."""
         xi, z = self.in_proj(x).transpose(1, 2).chunk(2, dim=1)
-        y = _bidirectional(xi, z, self.fwd, self.bwd, -torch.exp(self.A_log.float()),
-                           -torch.exp(self.A_b_log.float()), mask, self.leaky_padding, self.chunk_size)
+        y = _bidirectional(
+            xi,
+            z,
+            self.fwd,
+            self.bwd,
+            -torch.exp(self.A_log.float()),
+            -torch.exp(self.A_b_log.float()),
+            mask,
+            self.leaky_padding,
+            self.chunk_size,
+        )
         return self.out_proj(y.transpose(1, 2))
 
 
@@ -612,8 +798,17 @@ class CollaborativeBiMamba(nn.Module):
         Other arguments as :class:`BiMamba`.
     """
 
-    def __init__(self, d_model: int, n_modalities: int = 2, d_state: int = 16, d_conv: int = 4,
-                 expand: float = 2, dt_rank="auto", leaky_padding: bool = False, chunk_size: int = 64):
+    def __init__(
+        self,
+        d_model: int,
+        n_modalities: int = 2,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: float = 2,
+        dt_rank="auto",
+        leaky_padding: bool = False,
+        chunk_size: int = 64,
+    ):
         super().__init__()
         self.d_inner, dt_rank = _dims(d_model, expand, dt_rank)
         self.leaky_padding, self.chunk_size = leaky_padding, chunk_size

@@ -115,8 +115,15 @@ class MIMML(DepressionModel):
     def __init__(self, input_dims, cfg: MIMMLConfig | None = None):
         super().__init__(input_dims)
         cfg = MIMMLConfig() if cfg is None else cfg
-        hidden, proj_dim, temperature, lambda_aux, lambda_mi, dropout, fusion = (cfg.hidden, cfg.proj_dim,
-            cfg.temperature, cfg.lambda_aux, cfg.lambda_mi, cfg.dropout, cfg.fusion)
+        hidden, proj_dim, temperature, lambda_aux, lambda_mi, dropout, fusion = (
+            cfg.hidden,
+            cfg.proj_dim,
+            cfg.temperature,
+            cfg.lambda_aux,
+            cfg.lambda_mi,
+            cfg.dropout,
+            cfg.fusion,
+        )
         if fusion not in FUSIONS:
             raise ConfigError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
         self.fusion = fusion
@@ -193,7 +200,12 @@ class MIMML(DepressionModel):
         return total
 
 
-@register_model("mimml", paper="MIMML, IEEE TBME 2025 (evaluated on DAIC-WOZ/CMD)", inputs="visual + audio (+ text)", config=MIMMLConfig)
+@register_model(
+    "mimml",
+    paper="MIMML, IEEE TBME 2025 (evaluated on DAIC-WOZ/CMD)",
+    inputs="visual + audio (+ text)",
+    config=MIMMLConfig,
+)
 def mimml(input_dims, **cfg):
     """Gated BiGRU/CNN multimodal fusion, multi-task heads, InfoNCE mutual-information term."""
     return MIMML(input_dims, MIMMLConfig(**cfg))

@@ -44,8 +44,16 @@ class ModelEntry:
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, *, paper: str, config: type, inputs: str = "visual + audio", kind: str = "torch",
-                   description: str = "", fixed: tuple[str, ...] = ()):
+def register_model(
+    name: str,
+    *,
+    paper: str,
+    config: type,
+    inputs: str = "visual + audio",
+    kind: str = "torch",
+    description: str = "",
+    fixed: tuple[str, ...] = (),
+):
     """Decorator registering a model entry point under ``name``.
 
     Args:
@@ -61,8 +69,16 @@ def register_model(name: str, *, paper: str, config: type, inputs: str = "visual
     def deco(fn):
         if name in _REGISTRY:
             raise RuntimeError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelEntry(name, fn, paper, inputs, kind, description or (fn.__doc__ or "").strip().split("\n")[0],
-                                     config, tuple(fixed))
+        _REGISTRY[name] = ModelEntry(
+            name,
+            fn,
+            paper,
+            inputs,
+            kind,
+            description or (fn.__doc__ or "").strip().split("\n")[0],
+            config,
+            tuple(fixed),
+        )
         return fn
 
     return deco
@@ -80,7 +96,9 @@ def list_models(pattern: str = "*") -> list[str]:
 def get_entry(name: str) -> ModelEntry:
     _ensure_loaded()
     if name not in _REGISTRY:
-        raise ConfigError(f"unknown model {name!r}", hint=f"choose from {', '.join(sorted(_REGISTRY))} (see `depdet models`)")
+        raise ConfigError(
+            f"unknown model {name!r}", hint=f"choose from {', '.join(sorted(_REGISTRY))} (see `depdet models`)"
+        )
     return _REGISTRY[name]
 
 
@@ -158,8 +176,12 @@ def model_options(name: str, input_dims: dict[str, int] | None = None) -> dict[s
     with torch.device("meta"):
         model = entry.fn(dict(dims))
     cls = type(model)
-    docs = {**_arg_docs(entry.config.__doc__), **_arg_docs(cls.__doc__), **_arg_docs(cls.__init__.__doc__),
-            **_arg_docs(entry.fn.__doc__)}
+    docs = {
+        **_arg_docs(entry.config.__doc__),
+        **_arg_docs(cls.__doc__),
+        **_arg_docs(cls.__init__.__doc__),
+        **_arg_docs(entry.fn.__doc__),
+    }
     return {k: (d, docs.get(k, "")) for k, d in model_defaults(name).items()}
 
 
@@ -175,11 +197,19 @@ def model_card(name: str, input_dims: dict[str, int] | None = None, **cfg) -> di
     entry = get_entry(name)
     dims = dict(input_dims or {"visual": 136, "audio": 25})
     module = sys.modules[entry.fn.__module__]
-    card: dict[str, Any] = {"name": name, "paper": entry.paper, "inputs": entry.inputs, "kind": entry.kind,
-            "description": entry.description, "dims": dims, "config": dict(cfg),
-            "about": (module.__doc__ or "").strip(),
-            "options": [{"name": k, "default": d, "meaning": m} for k, (d, m) in model_options(name, dims).items()],
-            "parameters": None, "parameter_breakdown": None}
+    card: dict[str, Any] = {
+        "name": name,
+        "paper": entry.paper,
+        "inputs": entry.inputs,
+        "kind": entry.kind,
+        "description": entry.description,
+        "dims": dims,
+        "config": dict(cfg),
+        "about": (module.__doc__ or "").strip(),
+        "options": [{"name": k, "default": d, "meaning": m} for k, (d, m) in model_options(name, dims).items()],
+        "parameters": None,
+        "parameter_breakdown": None,
+    }
     if entry.kind == "torch":
         try:
             with torch.device("meta"):
@@ -215,4 +245,6 @@ def require_prob(**values) -> None:
 def require_heads_divide(d_model: int, n_heads: int) -> None:
     """Raise ConfigError unless ``n_heads`` divides ``d_model`` (multi-head attention widths)."""
     if d_model % n_heads:
-        raise ConfigError(f"d_model {d_model} is not divisible by n_heads {n_heads}", hint="pick n_heads dividing d_model")
+        raise ConfigError(
+            f"d_model {d_model} is not divisible by n_heads {n_heads}", hint="pick n_heads dividing d_model"
+        )

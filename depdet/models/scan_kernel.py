@@ -60,8 +60,16 @@ __all__ = ["available", "backend", "build_error", "library_path", "selective_sca
 
 SOURCE = Path(__file__).with_name("scan_kernel.c")
 ABI = 8
-FLAGS = ["-O3", "-fPIC", "-shared", "-pthread", "-std=c11", "-fno-math-errno", "-fno-trapping-math",
-         "-ffp-contract=fast"]
+FLAGS = [
+    "-O3",
+    "-fPIC",
+    "-shared",
+    "-pthread",
+    "-std=c11",
+    "-fno-math-errno",
+    "-fno-trapping-math",
+    "-ffp-contract=fast",
+]
 ENV_BACKEND = "DEPDET_SCAN"
 
 _lock = threading.Lock()
@@ -95,8 +103,11 @@ def _cpu_id() -> str:
 def library_name(cc: str) -> str:
     """``scan_kernel-<key>.so``: the key hashes the source, compiler, flags and CPU."""
     src = SOURCE.read_bytes()
-    key = hashlib.sha256(b"\0".join([src, cc.encode(), " ".join(FLAGS + _ARCH).encode(), _cpu_id().encode(),
-                                     platform.machine().encode()])).hexdigest()[:16]
+    key = hashlib.sha256(
+        b"\0".join(
+            [src, cc.encode(), " ".join(FLAGS + _ARCH).encode(), _cpu_id().encode(), platform.machine().encode()]
+        )
+    ).hexdigest()[:16]
     return f"scan_kernel-{key}.so"
 
 
@@ -152,7 +163,7 @@ def _build(cc: str) -> Path:
     try:
         folder = private_dir(kernel_dir())
         persistent = True
-    except OSError as e:   # not writable, or not ours: build in a private temp folder instead
+    except OSError as e:  # not writable, or not ours: build in a private temp folder instead
         log.info("kernel cache %s not used (%s); building in a private temp folder", kernel_dir(), e)
         folder, persistent = _temp_build_dir(), False
     out = folder / name
@@ -165,7 +176,7 @@ def _build(cc: str) -> Path:
     os.close(fd)
     try:
         errors = []
-        for extra in (_ARCH, []):   # -march=native is not known to every compiler/arch
+        for extra in (_ARCH, []):  # -march=native is not known to every compiler/arch
             cmd = cc.split() + FLAGS + extra + [str(SOURCE), "-o", tmp]
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
             if p.returncode == 0:
@@ -211,7 +222,11 @@ def _load() -> ctypes.CDLL | None:
                 raise RuntimeError("stale kernel library (ABI mismatch)")
             i64, ptr, cint = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
             # every argument is a simple C scalar; the explicit type keeps the concatenated lists argtypes-typed
-            opts: list[type[ctypes._SimpleCData]] = [ptr] * 4 + [cint, ptr, ptr]   # strides, u, delta, dbias, softplus, mask, lengths
+            opts: list[type[ctypes._SimpleCData]] = [ptr] * 4 + [
+                cint,
+                ptr,
+                ptr,
+            ]  # strides, u, delta, dbias, softplus, mask, lengths
             lib.depdet_scan_fwd.argtypes = [i64] * 4 + opts + [ptr] * 7 + [cint]
             lib.depdet_scan_fwd.restype = cint
             lib.depdet_scan_bwd.argtypes = [i64] * 4 + opts + [ptr] * 15 + [cint]
@@ -222,7 +237,7 @@ def _load() -> ctypes.CDLL | None:
             lib.depdet_scan_exp.restype = None
             lib.depdet_scan_softplus.argtypes = [ptr, ptr, i64]
             lib.depdet_scan_softplus.restype = None
-            conv = [i64] * 4 + [ptr] * 4 + [cint, cint]   # B, D, L, K, strides, x, weight, bias, silu, reverse
+            conv = [i64] * 4 + [ptr] * 4 + [cint, cint]  # B, D, L, K, strides, x, weight, bias, silu, reverse
             lib.depdet_conv_fwd.argtypes = conv + [ptr, cint]
             lib.depdet_conv_fwd.restype = cint
             lib.depdet_conv_bwd.argtypes = conv + [ptr] * 4 + [cint]
@@ -324,10 +339,27 @@ class _KernelScan(torch.autograd.Function):
         y = u.new_empty(bsz, L, dim).transpose(1, 2) if time_major else _like(u)
         h = u.new_zeros(bsz, dim, N + pad)
         ctx.mask_u8 = None if mask is None else mask.contiguous().view(torch.uint8)
-        if L and lib.depdet_scan_fwd(bsz, dim, L, N + pad, _strides(u, delta, z, y), _ptr(u), _ptr(delta),
-                                     _ptr(delta_bias), int(softplus), _ptr(ctx.mask_u8), _ptr(lengths), _ptr(Ap),
-                                     _ptr(Bp), _ptr(Cp), _ptr(D), _ptr(z), _ptr(y), _ptr(h),
-                                     torch.get_num_threads()):
+        if L and lib.depdet_scan_fwd(
+            bsz,
+            dim,
+            L,
+            N + pad,
+            _strides(u, delta, z, y),
+            _ptr(u),
+            _ptr(delta),
+            _ptr(delta_bias),
+            int(softplus),
+            _ptr(ctx.mask_u8),
+            _ptr(lengths),
+            _ptr(Ap),
+            _ptr(Bp),
+            _ptr(Cp),
+            _ptr(D),
+            _ptr(z),
+            _ptr(y),
+            _ptr(h),
+            torch.get_num_threads(),
+        ):
             raise MemoryError("CPU scan kernel: out of memory")
         ctx.save_for_backward(u, delta, Ap, Bp, Cp, D, z, delta_bias, lengths)
         ctx.N, ctx.softplus = N, bool(softplus)
@@ -351,19 +383,55 @@ class _KernelScan(torch.autograd.Function):
         gbias = None if delta_bias is None else torch.zeros_like(delta_bias)
         gB = Bt.new_zeros(parts, *Bt.shape)
         gC = Ct.new_zeros(parts, *Ct.shape)
-        if L and lib.depdet_scan_bwd(bsz, dim, L, Np, _strides(u, delta, z, None, gy, gu, gdelta, gz), _ptr(u),
-                                     _ptr(delta), _ptr(delta_bias), int(ctx.softplus), _ptr(ctx.mask_u8),
-                                     _ptr(lengths), _ptr(A), _ptr(Bt), _ptr(Ct), _ptr(D), _ptr(z), _ptr(gy),
-                                     _ptr(gh), _ptr(gu), _ptr(gdelta), _ptr(gA), _ptr(gB), _ptr(gC), _ptr(gD),
-                                     _ptr(gz), _ptr(gbias), threads):
+        if L and lib.depdet_scan_bwd(
+            bsz,
+            dim,
+            L,
+            Np,
+            _strides(u, delta, z, None, gy, gu, gdelta, gz),
+            _ptr(u),
+            _ptr(delta),
+            _ptr(delta_bias),
+            int(ctx.softplus),
+            _ptr(ctx.mask_u8),
+            _ptr(lengths),
+            _ptr(A),
+            _ptr(Bt),
+            _ptr(Ct),
+            _ptr(D),
+            _ptr(z),
+            _ptr(gy),
+            _ptr(gh),
+            _ptr(gu),
+            _ptr(gdelta),
+            _ptr(gA),
+            _ptr(gB),
+            _ptr(gC),
+            _ptr(gD),
+            _ptr(gz),
+            _ptr(gbias),
+            threads,
+        ):
             raise MemoryError("CPU scan kernel: out of memory")
         gB = gB[0] if parts == 1 else gB.sum(0)
         gC = gC[0] if parts == 1 else gC.sum(0)
         return gu, gdelta, gA[:, :N], gB[..., :N], gC[..., :N], gD, gz, gbias, None, None, None, None
 
 
-def selective_scan_kernel(u, delta, A, Bt, Ct, D=None, z=None, delta_bias=None, delta_softplus=False,
-                          mask=None, reverse_lengths=None, time_major_out=False):
+def selective_scan_kernel(
+    u,
+    delta,
+    A,
+    Bt,
+    Ct,
+    D=None,
+    z=None,
+    delta_bias=None,
+    delta_softplus=False,
+    mask=None,
+    reverse_lengths=None,
+    time_major_out=False,
+):
     """Run the compiled scan on CPU tensors (float32 inside); returns ``(y (B, D, L), last state (B, D, N))``.
 
     Args:
@@ -394,11 +462,13 @@ def selective_scan_kernel(u, delta, A, Bt, Ct, D=None, z=None, delta_bias=None, 
         mask = mask.to(torch.bool).contiguous()
     if reverse_lengths is not None:
         reverse_lengths = reverse_lengths.to(torch.int64).contiguous()
-    if any(x is not None and x.device.type != "cpu" for x in (u, delta, A, Bt, Ct, D, z, delta_bias, mask,
-                                                             reverse_lengths)):
+    if any(
+        x is not None and x.device.type != "cpu" for x in (u, delta, A, Bt, Ct, D, z, delta_bias, mask, reverse_lengths)
+    ):
         raise ValueError("the CPU scan kernel takes CPU tensors")
-    return _KernelScan.apply(u, delta, A, Bt, Ct, D, z, delta_bias, mask, reverse_lengths, bool(delta_softplus),
-                             bool(time_major_out))
+    return _KernelScan.apply(
+        u, delta, A, Bt, Ct, D, z, delta_bias, mask, reverse_lengths, bool(delta_softplus), bool(time_major_out)
+    )
 
 
 class _KernelConv(torch.autograd.Function):
@@ -411,8 +481,20 @@ class _KernelConv(torch.autograd.Function):
         lib = _load()
         bsz, dim, L = x.shape
         y = x.new_empty(bsz, dim, L)
-        if y.numel() and lib.depdet_conv_fwd(bsz, dim, L, weight.shape[1], _strides(x), _ptr(x), _ptr(weight),
-                                             _ptr(bias), int(silu), int(reverse), _ptr(y), torch.get_num_threads()):
+        if y.numel() and lib.depdet_conv_fwd(
+            bsz,
+            dim,
+            L,
+            weight.shape[1],
+            _strides(x),
+            _ptr(x),
+            _ptr(weight),
+            _ptr(bias),
+            int(silu),
+            int(reverse),
+            _ptr(y),
+            torch.get_num_threads(),
+        ):
             raise MemoryError("CPU conv kernel: out of memory")
         ctx.save_for_backward(x, weight, bias)
         ctx.silu, ctx.reverse = bool(silu), bool(reverse)
@@ -428,9 +510,23 @@ class _KernelConv(torch.autograd.Function):
         gx = x.new_empty(bsz, dim, L)
         gw = torch.zeros_like(weight)
         gb = None if bias is None else torch.zeros_like(bias)
-        if x.numel() and lib.depdet_conv_bwd(bsz, dim, L, weight.shape[1], _strides(x, gy), _ptr(x), _ptr(weight),
-                                             _ptr(bias), int(ctx.silu), int(ctx.reverse), _ptr(gy), _ptr(gx),
-                                             _ptr(gw), _ptr(gb), torch.get_num_threads()):
+        if x.numel() and lib.depdet_conv_bwd(
+            bsz,
+            dim,
+            L,
+            weight.shape[1],
+            _strides(x, gy),
+            _ptr(x),
+            _ptr(weight),
+            _ptr(bias),
+            int(ctx.silu),
+            int(ctx.reverse),
+            _ptr(gy),
+            _ptr(gx),
+            _ptr(gw),
+            _ptr(gb),
+            torch.get_num_threads(),
+        ):
             raise MemoryError("CPU conv kernel: out of memory")
         return gx, gw, gb, None, None
 
@@ -452,9 +548,17 @@ def causal_conv1d_kernel(x, weight, bias=None, activation="silu", reverse=False)
     ts = (x, weight) if bias is None else (x, weight, bias)
     if any(t.device.type != "cpu" or t.dtype != torch.float32 for t in ts):
         raise ValueError("the CPU conv kernel takes CPU float32 tensors")
-    if x.dim() != 3 or weight.dim() != 2 or weight.shape[0] != x.shape[1] or weight.shape[1] < 1 or \
-            (bias is not None and bias.shape != (x.shape[1],)):
-        raise ValueError(f"conv shapes: x {tuple(x.shape)}, weight {tuple(weight.shape)}, "
-                         f"bias {None if bias is None else tuple(bias.shape)}")
-    return _KernelConv.apply(x, weight.contiguous(), None if bias is None else bias.contiguous(),
-                             activation is not None, bool(reverse))
+    if (
+        x.dim() != 3
+        or weight.dim() != 2
+        or weight.shape[0] != x.shape[1]
+        or weight.shape[1] < 1
+        or (bias is not None and bias.shape != (x.shape[1],))
+    ):
+        raise ValueError(
+            f"conv shapes: x {tuple(x.shape)}, weight {tuple(weight.shape)}, "
+            f"bias {None if bias is None else tuple(bias.shape)}"
+        )
+    return _KernelConv.apply(
+        x, weight.contiguous(), None if bias is None else bias.contiguous(), activation is not None, bool(reverse)
+    )

@@ -122,14 +122,23 @@ class TAMFN(DepressionModel):
     def __init__(self, input_dims, cfg: TAMFNConfig | None = None):
         super().__init__(input_dims)
         cfg = TAMFNConfig() if cfg is None else cfg
-        d, num_layers, kernel, stride, padding, head_dropout, use_masks = (cfg.d, cfg.num_layers, cfg.kernel,
-            cfg.stride, cfg.padding, cfg.head_dropout, cfg.use_masks)
+        d, num_layers, kernel, stride, padding, head_dropout, use_masks = (
+            cfg.d,
+            cfg.num_layers,
+            cfg.kernel,
+            cfg.stride,
+            cfg.padding,
+            cfg.head_dropout,
+            cfg.use_masks,
+        )
         if len(self.modalities) != 2:
             raise ConfigError(f"TAMFN needs exactly 2 modalities, got {list(self.modalities)}")
         require_positive(d=d, num_layers=num_layers, kernel=kernel, stride=stride)
         require_prob(head_dropout=head_dropout)
         self.use_masks = bool(use_masks)
-        self.down = nn.ModuleDict({m: ConvDownsample(D, d, kernel, stride, padding) for m, D in self.input_dims.items()})
+        self.down = nn.ModuleDict(
+            {m: ConvDownsample(D, d, kernel, stride, padding) for m, D in self.input_dims.items()}
+        )
         self.gtcn = nn.ModuleDict({m: nn.ModuleList(ResBlock(d) for _ in range(num_layers)) for m in self.modalities})
         self.ife = nn.ModuleList(ResBlock(d) for _ in range(num_layers))
         self.tamf_av = TAMF(d)

@@ -40,8 +40,11 @@ def install(name: str, source: str | Path, *, dest_dir: str | Path | None = None
         try:
             private_dir(dest)
         except PermissionError as e:
-            raise WeightsError(f"refused to install into an untrusted cache folder: {e}", path=dest,
-                               hint=f"make it yours with mode 0700, or set {ENV_DIR} to a folder of yours") from e
+            raise WeightsError(
+                f"refused to install into an untrusted cache folder: {e}",
+                path=dest,
+                hint=f"make it yours with mode 0700, or set {ENV_DIR} to a folder of yours",
+            ) from e
         except OSError:
             pass  # reported below as "cannot write"
     src = str(source)
@@ -53,8 +56,11 @@ def install(name: str, source: str | Path, *, dest_dir: str | Path | None = None
                     with urllib.request.urlopen(src, timeout=timeout) as resp, open(tmp, "wb") as fh:
                         shutil.copyfileobj(resp, fh, length=1 << 20)
                 except OSError as e:  # URLError, HTTPError, timeouts
-                    raise WeightsError(f"download of {entry.name} failed ({e})", path=src,
-                                       hint="check the network, or download it yourself and use --from FILE") from e
+                    raise WeightsError(
+                        f"download of {entry.name} failed ({e})",
+                        path=src,
+                        hint="check the network, or download it yourself and use --from FILE",
+                    ) from e
             else:
                 sp = Path(src).expanduser()
                 if not sp.is_file():
@@ -62,17 +68,23 @@ def install(name: str, source: str | Path, *, dest_dir: str | Path | None = None
                 try:
                     shutil.copyfile(sp, tmp)
                 except OSError as e:
-                    raise WeightsError(f"cannot copy ({e.strerror})", path=sp, hint="check permissions and free space") from e
+                    raise WeightsError(
+                        f"cannot copy ({e.strerror})", path=sp, hint="check permissions and free space"
+                    ) from e
             if tmp.stat().st_size == 0:
                 raise WeightsError(f"{entry.name}: source is empty", path=src, hint=f"get the file from {entry.url}")
             digest = sha256_file(tmp)
             if not entry.matches(digest):
                 want = entry.sha256 or f"{entry.sha256_prefix}..."
-                raise WeightsError(f"refused {entry.name}: sha256 {digest[:16]}... does not match the expected {want}",
-                                   path=src, hint=f"get the official file from {entry.url}")
+                raise WeightsError(
+                    f"refused {entry.name}: sha256 {digest[:16]}... does not match the expected {want}",
+                    path=src,
+                    hint=f"get the official file from {entry.url}",
+                )
     except PermissionError as e:
-        raise WeightsError(f"cannot write {target} ({e.strerror})", path=dest,
-                           hint=f"set {ENV_DIR} to a writable folder") from e
+        raise WeightsError(
+            f"cannot write {target} ({e.strerror})", path=dest, hint=f"set {ENV_DIR} to a writable folder"
+        ) from e
     os.chmod(target, os.stat(target).st_mode & 0o7755)  # never group/world-writable, whatever the umask
     return target
 
@@ -86,8 +98,11 @@ def install_from_dir(name: str, folder: str | Path, *, dest_dir: str | Path | No
     folder = Path(folder)
     entry = get_entry(name)
     if not (folder / entry.filename).is_file():
-        raise WeightsError(f"{entry.filename} ({entry.name}) is not in this folder", path=folder,
-                           hint=f"download it from {entry.url} into the folder, or pass --from the file itself")
+        raise WeightsError(
+            f"{entry.filename} ({entry.name}) is not in this folder",
+            path=folder,
+            hint=f"download it from {entry.url} into the folder, or pass --from the file itself",
+        )
     done = {name: install(name, folder / entry.filename, dest_dir=dest_dir)}
     for other in COMPANIONS.get(name, ()):
         f = folder / get_entry(other).filename

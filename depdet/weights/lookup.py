@@ -32,6 +32,7 @@ from depdet.weights.registry import WeightFile, get_entry
 
 ENV_DIR = "DEPDET_WEIGHTS_DIR"
 
+
 @dataclass(frozen=True)
 class WeightStatus:
     """Result of checking one registry entry on this machine."""
@@ -108,8 +109,11 @@ def locate(name: str, explicit: str | Path | None = None) -> Path | None:
         p = Path(explicit).expanduser()
         p = p / entry.filename if p.is_dir() else p
         if not p.is_file():
-            raise WeightsError(f"{entry.name} weights not found", path=p,
-                               hint=f"check the path, or run `depdet weights install {entry.name} --from {entry.url}`")
+            raise WeightsError(
+                f"{entry.name} weights not found",
+                path=p,
+                hint=f"check the path, or run `depdet weights install {entry.name} --from {entry.url}`",
+            )
         return p
     searched = set(d / entry.filename for d in search_dirs())
     for p in candidates(name):
@@ -117,9 +121,12 @@ def locate(name: str, explicit: str | Path | None = None) -> Path | None:
             if p in searched:  # a cache folder: only files nobody else can have planted or changed
                 problem = untrusted(p, allow_root=True)
                 if problem:
-                    raise WeightsError(f"refused to load {entry.name} weights from an untrusted location: {problem}",
-                                       path=p, hint="make the file and its folder yours and not writable by others "
-                                                    "(chmod go-w), or reinstall with `depdet weights install`")
+                    raise WeightsError(
+                        f"refused to load {entry.name} weights from an untrusted location: {problem}",
+                        path=p,
+                        hint="make the file and its folder yours and not writable by others "
+                        "(chmod go-w), or reinstall with `depdet weights install`",
+                    )
             return p
     return None
 
@@ -175,7 +182,8 @@ def require(name: str, explicit: str | Path | None = None) -> Path:
         want = entry.sha256 or f"{entry.sha256_prefix}..."
         raise WeightsError(
             f"{entry.name} checksum mismatch: sha256 {digest[:16]}... but expected {want}",
-            path=path, hint=f"delete it and run `depdet weights install {entry.name} --from {entry.url}`",
+            path=path,
+            hint=f"delete it and run `depdet weights install {entry.name} --from {entry.url}`",
         )
     return path
 

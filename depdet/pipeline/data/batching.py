@@ -27,8 +27,9 @@ def sample_length(features: dict, max_len: int | None = None) -> int:
     return min(T, int(max_len)) if max_len is not None else T
 
 
-def collate(samples: list[dict], valid: list[dict | None] | None = None,
-            max_len: int | None = None) -> tuple[dict, dict]:
+def collate(
+    samples: list[dict], valid: list[dict | None] | None = None, max_len: int | None = None
+) -> tuple[dict, dict]:
     """Pad a list of feature dicts to the longest sample.
 
     Args:
@@ -80,7 +81,9 @@ def collate(samples: list[dict], valid: list[dict | None] | None = None,
 POOL_BATCHES = 50
 
 
-def bucketed_batches(lengths, batch_size: int, rng: np.random.Generator, pool_batches: int = POOL_BATCHES) -> list[list[int]]:
+def bucketed_batches(
+    lengths, batch_size: int, rng: np.random.Generator, pool_batches: int = POOL_BATCHES
+) -> list[list[int]]:
     """One epoch of batches of similar lengths: every item exactly once, in a seeded order.
 
     Items are shuffled, split into pools of ``pool_batches * batch_size``, each pool is sorted by
@@ -105,16 +108,16 @@ def bucketed_batches(lengths, batch_size: int, rng: np.random.Generator, pool_ba
     pool = max(1, int(pool_batches)) * int(batch_size)
     batches = []
     for s in range(0, len(order), pool):
-        chunk = order[s:s + pool]
+        chunk = order[s : s + pool]
         chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-        batches += [chunk[b:b + batch_size].tolist() for b in range(0, len(chunk), batch_size)]
+        batches += [chunk[b : b + batch_size].tolist() for b in range(0, len(chunk), batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def random_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[list[int]]:
     """The reference order: one permutation cut into consecutive batches."""
     order = rng.permutation(n)
-    return [order[b:b + batch_size].tolist() for b in range(0, n, batch_size)]
+    return [order[b : b + batch_size].tolist() for b in range(0, n, batch_size)]
 
 
 #: Default ``max_tokens`` of training (depdet's choice): a batch is split into micro-batches above

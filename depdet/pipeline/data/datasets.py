@@ -83,32 +83,50 @@ class LoadReport:
     notes: list[str] = field(default_factory=list)  # e.g. "validity derived", "labels.csv differs from the records"
 
     def to_dict(self) -> dict:
-        return {"n_samples": self.n_samples, "n_truncated": len(self.truncated), "truncated": self.truncated,
-                "missing": self.missing, "skipped": self.skipped, "unlabelled": self.unlabelled,
-                "failed": self.failed, "invalid": self.invalid, "not_read": self.not_read, "notes": self.notes}
+        return {
+            "n_samples": self.n_samples,
+            "n_truncated": len(self.truncated),
+            "truncated": self.truncated,
+            "missing": self.missing,
+            "skipped": self.skipped,
+            "unlabelled": self.unlabelled,
+            "failed": self.failed,
+            "invalid": self.invalid,
+            "not_read": self.not_read,
+            "notes": self.notes,
+        }
 
     def lines(self) -> list[str]:
         """Human-readable summary lines."""
         out = [f"{self.n_samples} samples loaded"]
         if self.truncated:
             big = sum(1 for d in self.truncated.values() if max(d.values()) > 1)
-            out.append(f"{len(self.truncated)} ids had audio/visual length mismatches, truncated to the shorter "
-                       f"stream ({big} by more than one row)")
+            out.append(
+                f"{len(self.truncated)} ids had audio/visual length mismatches, truncated to the shorter "
+                f"stream ({big} by more than one row)"
+            )
         if self.skipped:
-            out.append(f"{len(self.skipped)} ids skipped for missing files: {', '.join(self.skipped[:10])}"
-                       + (" ..." if len(self.skipped) > 10 else ""))
+            out.append(
+                f"{len(self.skipped)} ids skipped for missing files: {', '.join(self.skipped[:10])}"
+                + (" ..." if len(self.skipped) > 10 else "")
+            )
         if self.unlabelled:
             out.append(f"{len(self.unlabelled)} ids have no label")
         if self.invalid:
-            out.append(f"{len(self.invalid)} ids left out: invalid feature arrays (--skip-invalid): "
-                       + "; ".join(f"{k}: {v}" for k, v in list(self.invalid.items())[:10])
-                       + (f" and {len(self.invalid) - 10} more" if len(self.invalid) > 10 else ""))
+            out.append(
+                f"{len(self.invalid)} ids left out: invalid feature arrays (--skip-invalid): "
+                + "; ".join(f"{k}: {v}" for k, v in list(self.invalid.items())[:10])
+                + (f" and {len(self.invalid) - 10} more" if len(self.invalid) > 10 else "")
+            )
         if self.not_read:
             out.append(f"{self.not_read} samples of other folds not read (not needed by this command)")
         if self.failed:
-            out.append(f"{len(self.failed)} ids left out: their extraction failed ({', '.join(self.failed[:5])}"
-                       + (" ..." if len(self.failed) > 5 else "") + "; their errors are in the folder's "
-                       "manifest.jsonl, and `depdet extract` lists them with the fix)")
+            out.append(
+                f"{len(self.failed)} ids left out: their extraction failed ({', '.join(self.failed[:5])}"
+                + (" ..." if len(self.failed) > 5 else "")
+                + "; their errors are in the folder's "
+                "manifest.jsonl, and `depdet extract` lists them with the fix)"
+            )
         return out + list(self.notes)
 
 
@@ -152,10 +170,12 @@ class Dataset:
                 f"{len(ids)} of {len(self.samples)} samples have no label (e.g. {', '.join(ids[:5])})",
                 path=self.label_path or self.root,
                 hint="fill the label column (depression/normal or 1/0), e.g. rerun `depdet extract ... --labels "
-                     "labels.csv`, or remove unlabelled rows")
+                "labels.csv`, or remove unlabelled rows",
+            )
 
 
 # ------------------------------------------------------------------ loading
+
 
 class _NonFinite(Exception):
     """An array holds NaN or inf (collected for every sample, then reported together)."""
@@ -164,20 +184,27 @@ class _NonFinite(Exception):
 def _check_shape(path, arr: np.ndarray, dim: int | None) -> None:
     exp = f"(T, {dim})" if dim else "(T, D)"
     if arr.ndim != 2:
-        raise DataError(f"expected shape {exp}, found {tuple(arr.shape)}", path=path,
-                        hint="each feature file must be a 2-D array of rows x features")
+        raise DataError(
+            f"expected shape {exp}, found {tuple(arr.shape)}",
+            path=path,
+            hint="each feature file must be a 2-D array of rows x features",
+        )
     if dim is not None and arr.shape[1] != dim:
-        raise DataError(f"expected shape {exp}, found {tuple(arr.shape)}", path=path,
-                        hint="all files of a modality need the same columns; re-extract with the same feature spec")
+        raise DataError(
+            f"expected shape {exp}, found {tuple(arr.shape)}",
+            path=path,
+            hint="all files of a modality need the same columns; re-extract with the same feature spec",
+        )
     if arr.shape[0] == 0:
-        raise DataError(f"empty feature array, shape {tuple(arr.shape)}", path=path, hint="re-extract this sample or remove its row")
+        raise DataError(
+            f"empty feature array, shape {tuple(arr.shape)}", path=path, hint="re-extract this sample or remove its row"
+        )
     finite = np.isfinite(arr)
     if not finite.all():
         raise _NonFinite(f"{path}: {int((~finite).sum())} NaN/inf value(s) in an array of shape {tuple(arr.shape)}")
 
 
-def _add_sample(samples: list, report: LoadReport, expected: dict, group_by: str, stored, meta: dict,
-                where) -> None:
+def _add_sample(samples: list, report: LoadReport, expected: dict, group_by: str, stored, meta: dict, where) -> None:
     """Check one stored sample's arrays (rank, columns, finite values) and append it to ``samples``;
     an invalid one is listed in ``report.invalid`` instead. The first sample sets ``expected``'s
     unknown column counts."""
@@ -196,7 +223,7 @@ def _add_sample(samples: list, report: LoadReport, expected: dict, group_by: str
         if note.startswith("truncated:"):
             import json
 
-            report.truncated[stored.id] = json.loads(note[len("truncated:"):])
+            report.truncated[stored.id] = json.loads(note[len("truncated:") :])
     dropped = ((stored.record or {}).get("timeline") or {}).get("dropped_rows") or {}
     if any(dropped.values()):
         report.truncated[stored.id] = {m: int(n) for m, n in dropped.items()}
@@ -204,32 +231,65 @@ def _add_sample(samples: list, report: LoadReport, expected: dict, group_by: str
     if label is None:
         report.unlabelled.append(stored.id)
     feats = {m: np.ascontiguousarray(stored.features[m], dtype=np.float32) for m in MODALITIES}
-    samples.append(Sample(stored.id, feats, label, meta.get("gender") or "", meta.get("fold") or "",
-                          valid=stored.valid, record=stored.record, group=str(meta.get(group_by) or "").strip()))
+    samples.append(
+        Sample(
+            stored.id,
+            feats,
+            label,
+            meta.get("gender") or "",
+            meta.get("fold") or "",
+            valid=stored.valid,
+            record=stored.record,
+            group=str(meta.get(group_by) or "").strip(),
+        )
+    )
 
 
-def _refuse_incomplete(report: LoadReport, samples: list, root: Path, label_path, folds, group_by: str,
-                       skip_missing: bool, skip_invalid: bool) -> None:
+def _refuse_incomplete(
+    report: LoadReport,
+    samples: list,
+    root: Path,
+    label_path,
+    folds,
+    group_by: str,
+    skip_missing: bool,
+    skip_invalid: bool,
+) -> None:
     """One DataError for what a load cannot go on with: missing files (unless ``skip_missing``),
     non-finite arrays (unless ``skip_invalid``), an empty fold or folder, an empty ``--group-by`` column."""
     if report.missing and not skip_missing:
         n = len(report.skipped)
-        raise DataError(f"{n} id(s) have missing feature files: {'; '.join(report.missing[:4])}"
-                        + (f" and {len(report.missing) - 4} more" if len(report.missing) > 4 else ""),
-                        path=root, hint="restore the files, remove those rows from the labels, or pass --skip-missing")
+        raise DataError(
+            f"{n} id(s) have missing feature files: {'; '.join(report.missing[:4])}"
+            + (f" and {len(report.missing) - 4} more" if len(report.missing) > 4 else ""),
+            path=root,
+            hint="restore the files, remove those rows from the labels, or pass --skip-missing",
+        )
     if report.invalid and not skip_invalid:
         bad = list(report.invalid.values())
-        raise DataError(f"{len(bad)} sample(s) have feature arrays with NaN or inf: " + "; ".join(bad[:20])
-                        + (f"; and {len(bad) - 20} more" if len(bad) > 20 else ""), path=root,
-                        hint="re-extract those samples, remove their rows, or pass --skip-invalid to leave them out")
+        raise DataError(
+            f"{len(bad)} sample(s) have feature arrays with NaN or inf: "
+            + "; ".join(bad[:20])
+            + (f"; and {len(bad) - 20} more" if len(bad) > 20 else ""),
+            path=root,
+            hint="re-extract those samples, remove their rows, or pass --skip-invalid to leave them out",
+        )
     if not samples and folds is not None and report.not_read:
-        raise DataError(f"no samples in fold {'/'.join(folds)!r}", path=label_path,
-                        hint="use --fold all for datasets without a split")
+        raise DataError(
+            f"no samples in fold {'/'.join(folds)!r}",
+            path=label_path,
+            hint="use --fold all for datasets without a split",
+        )
     if not samples:
-        raise DataError("no samples could be loaded", path=root, hint="check that the feature files exist next to labels.csv")
+        raise DataError(
+            "no samples could be loaded", path=root, hint="check that the feature files exist next to labels.csv"
+        )
     if group_by != "group" and not any(s.group for s in samples):
-        raise DataError(f"no sample has a value in column {group_by!r} (--group-by)", path=label_path or root,
-                        hint="pass --labels CSV with that column (sample records keep only 'group'), or drop --group-by")
+        raise DataError(
+            f"no sample has a value in column {group_by!r} (--group-by)",
+            path=label_path or root,
+            hint="pass --labels CSV with that column (sample records keep only 'group'), or drop --group-by",
+        )
 
 
 def _released_spec(layout: str, expected: dict) -> FeatureSpec:
@@ -237,13 +297,26 @@ def _released_spec(layout: str, expected: dict) -> FeatureSpec:
     what is not known marked unknown, and the column counts found."""
     base = LMVD if layout == "lmvd" else DVLOG
     dims = {m: int(expected[m]) for m in MODALITIES}
-    return FeatureSpec(audio=base.audio, visual=base.visual, fps=base.fps, landmark_norm=base.landmark_norm,
-                       **RELEASED_UNKNOWN, dims_override={} if dims == base.dims else dims)
+    return FeatureSpec(
+        audio=base.audio,
+        visual=base.visual,
+        fps=base.fps,
+        landmark_norm=base.landmark_norm,
+        **RELEASED_UNKNOWN,
+        dims_override={} if dims == base.dims else dims,
+    )
 
 
-def load_dataset(path: str | Path, layout: str = "auto", *, labels: str | Path | None = None,
-                 skip_missing: bool = False, skip_invalid: bool = False, group_by: str = "group",
-                 folds: tuple[str, ...] | None = None) -> Dataset:
+def load_dataset(
+    path: str | Path,
+    layout: str = "auto",
+    *,
+    labels: str | Path | None = None,
+    skip_missing: bool = False,
+    skip_invalid: bool = False,
+    group_by: str = "group",
+    folds: tuple[str, ...] | None = None,
+) -> Dataset:
     """Load and validate a feature folder.
 
     Args:
@@ -311,14 +384,20 @@ def load_dataset(path: str | Path, layout: str = "auto", *, labels: str | Path |
         mixed = mixed_versions_note(extractor_versions({sid: records[sid] for sid in ids}))
         if mixed:
             report.notes.append(mixed)
-        if override is None and (root / "labels.csv").exists() and \
-                (root / "labels.csv").read_text(encoding="utf-8") != store.labels_view(records):
-            report.notes.append("labels.csv differs from the sample records (edited by hand?): the records' labels "
-                                "were used; set labels with `depdet extract ... --labels CSV` or pass --labels")
+        if (
+            override is None
+            and (root / "labels.csv").exists()
+            and (root / "labels.csv").read_text(encoding="utf-8") != store.labels_view(records)
+        ):
+            report.notes.append(
+                "labels.csv differs from the sample records (edited by hand?): the records' labels "
+                "were used; set labels with `depdet extract ... --labels CSV` or pass --labels"
+            )
     else:
         # override is set exactly when labels is (line above); both tested so the types narrow
-        label_path, rows = ((Path(labels), override) if labels is not None and override is not None
-                            else store.legacy_labels())
+        label_path, rows = (
+            (Path(labels), override) if labels is not None and override is not None else store.legacy_labels()
+        )
         for sid, row in rows.items():
             if not wanted(row):
                 continue
@@ -329,8 +408,10 @@ def load_dataset(path: str | Path, layout: str = "auto", *, labels: str | Path |
                 report.skipped.append(sid)
                 continue
             _add_sample(samples, report, expected, group_by, stored, row, lambda m, sid=sid: store.array_path(sid, m))
-        report.notes.append("no per-row validity stored in this folder (released features or depdet 0.1.0): "
-                            "all-zero visual rows are taken as 'no face', every audio row as valid")
+        report.notes.append(
+            "no per-row validity stored in this folder (released features or depdet 0.1.0): "
+            "all-zero visual rows are taken as 'no face', every audio row as valid"
+        )
 
     _refuse_incomplete(report, samples, root, label_path, folds, group_by, skip_missing, skip_invalid)
     report.n_samples = len(samples)
@@ -341,5 +422,6 @@ def load_dataset(path: str | Path, layout: str = "auto", *, labels: str | Path |
     fj = store.folder_info()
     if fj:
         info.setdefault("features_json", {k: v for k, v in fj.items() if k != "spec"})
-    return Dataset(root=root, layout=layout, spec=spec, samples=samples, report=report, info=info,
-                   label_path=label_path)
+    return Dataset(
+        root=root, layout=layout, spec=spec, samples=samples, report=report, info=info, label_path=label_path
+    )

@@ -50,7 +50,9 @@ class PreprocessConfig:
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:
-            raise ConfigError(f"unknown preprocessing option(s) {sorted(unknown)}", hint=f"valid: {', '.join(sorted(names))}")
+            raise ConfigError(
+                f"unknown preprocessing option(s) {sorted(unknown)}", hint=f"valid: {', '.join(sorted(names))}"
+            )
         return cls(**d)
 
 
@@ -153,8 +155,10 @@ class Preprocessor:
             raise RuntimeError("Preprocessor.transform() called before fit()")
         for m, a in features.items():
             if m in self.dims and np.shape(a)[1] != self.dims[m]:
-                raise ConfigError(f"{m} features have {np.shape(a)[1]} columns, the model expects {self.dims[m]}",
-                                  hint="extract with the checkpoint's feature spec")
+                raise ConfigError(
+                    f"{m} features have {np.shape(a)[1]} columns, the model expects {self.dims[m]}",
+                    hint="extract with the checkpoint's feature spec",
+                )
         out = self._normalise_rows(features, valid)
         if self.config.standardize:
             for m, a in out.items():
@@ -167,9 +171,13 @@ class Preprocessor:
 
     def state_dict(self) -> dict:
         """Plain types only (lists of floats), safe for ``torch.load(weights_only=True)``."""
-        return {"config": asdict(self.config), "spec": self.spec.to_dict(), "dims": dict(self.dims),
-                "mean": {m: v.tolist() for m, v in self.mean.items()},
-                "std": {m: v.tolist() for m, v in self.std.items()}}
+        return {
+            "config": asdict(self.config),
+            "spec": self.spec.to_dict(),
+            "dims": dict(self.dims),
+            "mean": {m: v.tolist() for m, v in self.mean.items()},
+            "std": {m: v.tolist() for m, v in self.std.items()},
+        }
 
     @classmethod
     def from_state_dict(cls, d: dict) -> Preprocessor:
@@ -180,7 +188,9 @@ class Preprocessor:
         return p
 
 
-def random_crops(lengths: list[int], rng: np.random.Generator, min_len: int, attempts: int = 5) -> list[tuple[int, int, int]]:
+def random_crops(
+    lengths: list[int], rng: np.random.Generator, min_len: int, attempts: int = 5
+) -> list[tuple[int, int, int]]:
     """DepMamba-style crops: ``(parent_index, start, length)`` for each kept crop (see module doc)."""
     crops = []
     for i, T in enumerate(lengths):

@@ -74,21 +74,29 @@ def own_split(dataset, allow_group_overlap: bool = False) -> Split:
         else:
             unknown.append(s.id)
     if unknown:
-        raise DataError(f"{len(unknown)} sample(s) have no train/valid/test fold (e.g. {', '.join(unknown[:5])})",
-                        path=dataset.root / "labels.csv", hint="fill the fold column or use --folds K for stratified k-fold")
+        raise DataError(
+            f"{len(unknown)} sample(s) have no train/valid/test fold (e.g. {', '.join(unknown[:5])})",
+            path=dataset.root / "labels.csv",
+            hint="fill the fold column or use --folds K for stratified k-fold",
+        )
     for f in ("train", "valid"):
         if not folds[f]:
-            raise DataError(f"the dataset has no '{f}' samples", path=dataset.root / "labels.csv",
-                            hint="fill the fold column (train/valid/test) or use --folds K")
+            raise DataError(
+                f"the dataset has no '{f}' samples",
+                path=dataset.root / "labels.csv",
+                hint="fill the fold column (train/valid/test) or use --folds K",
+            )
     split = Split("own", folds["train"], folds["valid"], folds["test"])
     over = group_overlap(split, [getattr(s, "group", "") for s in dataset.samples])
     if over and not allow_group_overlap:
         names = [f"{g} ({'/'.join(f)})" for g, f in list(over.items())[:5]]
-        raise DataError(f"{len(over)} group(s) have clips in more than one fold: {', '.join(names)}"
-                        + (f" and {len(over) - 5} more" if len(over) > 5 else ""),
-                        path=dataset.label_path or (dataset.root / "labels.csv"),
-                        hint="put each group's clips in one fold, use --folds K (grouped k-fold), or pass "
-                             "--allow-group-overlap to proceed (recorded in the run)")
+        raise DataError(
+            f"{len(over)} group(s) have clips in more than one fold: {', '.join(names)}"
+            + (f" and {len(over) - 5} more" if len(over) > 5 else ""),
+            path=dataset.label_path or (dataset.root / "labels.csv"),
+            hint="put each group's clips in one fold, use --folds K (grouped k-fold), or pass "
+            "--allow-group-overlap to proceed (recorded in the run)",
+        )
     return split
 
 
@@ -107,8 +115,9 @@ def kfold_splits(labels, k: int, seed: int, groups=None) -> list[Split]:
         raise ConfigError(f"--folds {k} is too small", hint="use at least 3 (train, valid and test folds)")
     counts = np.bincount(y, minlength=2)
     if counts.min() < k:
-        raise DataError(f"only {counts.min()} samples in the smaller class, fewer than --folds {k}",
-                        hint="use fewer folds")
+        raise DataError(
+            f"only {counts.min()} samples in the smaller class, fewer than --folds {k}", hint="use fewer folds"
+        )
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold  # heavy: imported on use
 
     if groups is not None:
@@ -144,13 +153,17 @@ def filter_gender(split: Split, genders, train_gender: str = "both", test_gender
             raise ConfigError(f"unknown gender filter {g!r}", hint="use both, f or m")
     genders = list(genders)
     if (train_gender != "both" or test_gender != "both") and not any(genders):
-        raise DataError("gender filter requested but the dataset has no gender column",
-                        hint="D-Vlog's labels.csv has one; LMVD does not")
+        raise DataError(
+            "gender filter requested but the dataset has no gender column",
+            hint="D-Vlog's labels.csv has one; LMVD does not",
+        )
 
     def keep(idx, g):
         return idx if g == "both" else [i for i in idx if genders[i] == g]
 
-    out = Split(split.name, keep(split.train, train_gender), keep(split.valid, test_gender), keep(split.test, test_gender))
+    out = Split(
+        split.name, keep(split.train, train_gender), keep(split.valid, test_gender), keep(split.test, test_gender)
+    )
     if not out.train or not out.valid:
         raise DataError(f"gender filter left an empty fold {out.sizes()}", hint="use a wider filter")
     return out

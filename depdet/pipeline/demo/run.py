@@ -35,8 +35,10 @@ from depdet import fileio as dio
 from depdet.errors import ConfigError, DataError
 from depdet.extractors.base import SAMPLE_RATE
 
-DEMO_NOTICE = ("DEMONSTRATION ONLY: model trained on synthetic random data; the clip is a drawn cartoon "
-               "face with a synthesised voice. No result here has any clinical or scientific meaning.")
+DEMO_NOTICE = (
+    "DEMONSTRATION ONLY: model trained on synthetic random data; the clip is a drawn cartoon "
+    "face with a synthesised voice. No result here has any clinical or scientific meaning."
+)
 
 AUDIO_SR = SAMPLE_RATE  # the rate depdet decodes to, so the clip needs no resampling
 
@@ -65,7 +67,7 @@ def synth_voice(seconds: float, sr: int = AUDIO_SR, seed: int = 0) -> tuple[np.n
     while pos < n:
         dur = int(rng.uniform(0.15, 0.30) * sr)
         seg = np.sin(np.linspace(0, np.pi, max(dur, 2))) ** 0.6
-        env[pos:pos + dur] = seg[: max(0, min(dur, n - pos))]
+        env[pos : pos + dur] = seg[: max(0, min(dur, n - pos))]
         pos += dur + int(rng.uniform(0.05, 0.15) * sr)
         k += 1
         if k == next_pause:
@@ -82,7 +84,7 @@ def synth_voice(seconds: float, sr: int = AUDIO_SR, seed: int = 0) -> tuple[np.n
         ok = fh < sr / 2 - 200
         # resonance gain of harmonic h: sum of three formant peaks (bandwidth ~ 80-120 Hz)
         gain = sum(1.0 / (1.0 + ((fh - formants[:, j]) / (60 + 30 * j)) ** 2) for j in range(3))
-        src += ok * gain * np.sin(h * phase) / h ** 0.5
+        src += ok * gain * np.sin(h * phase) / h**0.5
     audio = src * env
     audio += 0.003 * rng.normal(size=n)  # room noise so silence is not digital zero
     audio = 0.6 * audio / (np.abs(audio).max() + 1e-9)
@@ -118,8 +120,9 @@ def draw_face(width: int, height: int, t: float, mouth_open: float, blink: bool)
     return cv2.GaussianBlur(img, (5, 5), 0)
 
 
-def make_demo_clip(path: str | Path, seconds: float = 20.0, *, fps: int = 25, width: int = 360, height: int = 288,
-                   seed: int = 0) -> Path:
+def make_demo_clip(
+    path: str | Path, seconds: float = 20.0, *, fps: int = 25, width: int = 360, height: int = 288, seed: int = 0
+) -> Path:
     """Write the demonstration clip (drawn face + synthetic voice) as an MP4, atomically.
 
     Args:
@@ -155,14 +158,14 @@ def make_demo_clip(path: str | Path, seconds: float = 20.0, *, fps: int = 25, wi
             for k in range(n_frames):
                 t = k / fps
                 i0 = int(t * AUDIO_SR)
-                mouth = float(env[i0:i0 + AUDIO_SR // fps].mean()) if i0 < len(env) else 0.0
+                mouth = float(env[i0 : i0 + AUDIO_SR // fps].mean()) if i0 < len(env) else 0.0
                 blink = any(k - b in (0, 1, 2) for b in blink_at if abs(k - b) < 3)
                 frame = av.VideoFrame.from_ndarray(draw_face(width, height, t, mouth, blink), format="rgb24")
                 frame.pts = k
                 for packet in vs.encode(frame):
                     container.mux(packet)
                 while a_pos < min(len(pcm), int((k + 1) / fps * AUDIO_SR)):
-                    chunk = pcm[a_pos:a_pos + a_chunk]
+                    chunk = pcm[a_pos : a_pos + a_chunk]
                     af = av.AudioFrame.from_ndarray(chunk[None, :], format="s16", layout="mono")
                     af.sample_rate = AUDIO_SR
                     af.pts = a_pos
@@ -231,8 +234,9 @@ class DemoResult:
 def _prepare_out(out: Path, overwrite: bool) -> None:
     if out.exists() and any(out.iterdir()):
         if not overwrite:
-            raise DataError("demo folder exists and is not empty", path=out,
-                            hint="choose another --out folder or pass --overwrite")
+            raise DataError(
+                "demo folder exists and is not empty", path=out, hint="choose another --out folder or pass --overwrite"
+            )
         import shutil
 
         # remove only what a previous demo wrote (recognised by its own marker files)
@@ -245,13 +249,22 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
                 (out / name).unlink()
         left = [p.name for p in out.iterdir()]
         if left:
-            raise DataError(f"demo folder holds files the demo did not write: {', '.join(sorted(left)[:5])}", path=out,
-                            hint="choose another --out folder")
+            raise DataError(
+                f"demo folder holds files the demo did not write: {', '.join(sorted(left)[:5])}",
+                path=out,
+                hint="choose another --out folder",
+            )
     out.mkdir(parents=True, exist_ok=True)
 
 
-def run_demo(out: str | Path, config: DemoConfig | None = None, *, clip: str | Path | None = None,
-             overwrite: bool = False, log: Callable[[str], None] | None = None) -> DemoResult:
+def run_demo(
+    out: str | Path,
+    config: DemoConfig | None = None,
+    *,
+    clip: str | Path | None = None,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> DemoResult:
     """Synthetic data -> small model -> predict + report on a clip, in ``out``.
 
     Args:
@@ -285,15 +298,28 @@ def run_demo(out: str | Path, config: DemoConfig | None = None, *, clip: str | P
     t0 = time.perf_counter()
     data = out / "data"
     say(f"1/4 synthetic dataset: {cfg.n} samples of {cfg.min_len}-{cfg.max_len} s (random arrays, D-Vlog feature spec)")
-    make_synthetic(data, SynthConfig(layout="dvlog", n=cfg.n, signal=cfg.signal, seed=cfg.seed,
-                                     min_len=cfg.min_len, max_len=cfg.max_len))
+    make_synthetic(
+        data,
+        SynthConfig(
+            layout="dvlog", n=cfg.n, signal=cfg.signal, seed=cfg.seed, min_len=cfg.min_len, max_len=cfg.max_len
+        ),
+    )
     ds = load_dataset(data)
     times["synth"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     say(f"2/4 training {cfg.model} ({cfg.epochs} epochs, calibration on the validation split)")
-    tcfg = TrainConfig(model=cfg.model, model_config=dict(DEMO_MODELS[cfg.model]), lr=cfg.lr, batch_size=cfg.batch_size,
-                       epochs=cfg.epochs, seeds=[cfg.seed], device="cpu", amp=False, select="loss")
+    tcfg = TrainConfig(
+        model=cfg.model,
+        model_config=dict(DEMO_MODELS[cfg.model]),
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        epochs=cfg.epochs,
+        seeds=[cfg.seed],
+        device="cpu",
+        amp=False,
+        select="loss",
+    )
     summary = train(ds, tcfg, out / "run", log=lambda s: say("    " + s))
     checkpoint = Path(summary["checkpoint"])
     times["train"] = time.perf_counter() - t0

@@ -64,8 +64,13 @@ def resolve_spec(spec: FeatureSpec, options: ExtractOptions | None = None) -> Fe
     options = options or ExtractOptions()
     models = {}
     for name in spec.extractors:
-        kw = {"weights_path": options.vggish_weights, "postprocess": bool(spec.vggish_postprocess)} if name == "vggish" \
-            else {"detector": spec.detector or "hog"} if name == "landmarks" else {}
+        kw = (
+            {"weights_path": options.vggish_weights, "postprocess": bool(spec.vggish_postprocess)}
+            if name == "vggish"
+            else {"detector": spec.detector or "hog"}
+            if name == "landmarks"
+            else {}
+        )
         for key, path in EXTRACTORS[name].model_files(**kw).items():
             models[key] = file_sha256(path)
     return spec.with_models(models)
@@ -150,7 +155,7 @@ def _speech_on_timeline(audio: tuple[np.ndarray, int], start_s: float, fps: floa
     act = np.zeros(T, bool)
     if T > rows:
         act[rows:] = speech_activity(samples, SAMPLE_RATE, fps, T - rows)
-    act[:first_row(start_s, fps)] = False
+    act[: first_row(start_s, fps)] = False
     return act
 
 
@@ -171,8 +176,11 @@ class _ClipProgress:
     def update(self, stream: str, seconds: float) -> None:
         with self.lock:
             self.pos[stream] = max(self.pos[stream], float(seconds))
-            done = min(min(self.pos.values(), default=self.duration), self.duration) if self.duration else \
-                min(self.pos.values(), default=0.0)
+            done = (
+                min(min(self.pos.values(), default=self.duration), self.duration)
+                if self.duration
+                else min(self.pos.values(), default=0.0)
+            )
             if done >= self.sent + 1.0:  # whole seconds: an hour of video is at most 3,600 calls
                 self.sent = done
                 self.on_progress(done, self.duration)
@@ -187,9 +195,14 @@ class _ClipProgress:
                 self.on_progress(self.duration, self.duration)
 
 
-def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | None = None,
-                 sample_id: str | None = None, rule: str | None = None,
-                 on_progress=None) -> ClipFeatures:
+def extract_clip(
+    path: str | Path,
+    spec: FeatureSpec,
+    options: ExtractOptions | None = None,
+    sample_id: str | None = None,
+    rule: str | None = None,
+    on_progress=None,
+) -> ClipFeatures:
     """Extract one clip's features per ``spec``, on the clip's presentation timeline, and align them.
 
     Both streams are placed from their start times (``MediaInfo.video_start``/``audio_start``,
@@ -238,8 +251,11 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
     decoded: dict[str, float] = {}
     progress = None
     if on_progress is not None:
-        progress = _ClipProgress(on_progress, media.duration,
-                                 tuple(m for m, has in (("video", media.has_video), ("audio", media.has_audio)) if has))
+        progress = _ClipProgress(
+            on_progress,
+            media.duration,
+            tuple(m for m, has in (("video", media.has_video), ("audio", media.has_audio)) if has),
+        )
 
     # The audio branch (FFmpeg decode + openSMILE/VGGish, native code that releases the GIL) runs in a
     # thread beside the visual branch (decode + dlib), so one clip uses two cores.
@@ -260,8 +276,11 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
         raise next(iter(errors.values()))
     truncation = _truncation(media, decoded)
     if truncation and not options.allow_partial:
-        raise MediaError(f"truncated: {truncation}", path=path,
-                         hint="re-download or re-copy the file, or pass --allow-partial to keep what decodes")
+        raise MediaError(
+            f"truncated: {truncation}",
+            path=path,
+            hint="re-download or re-copy the file, or pass --allow-partial to keep what decodes",
+        )
     for modality, err in errors.items():
         info["missing"].append(modality)
         info["warnings"].append(f"{modality} missing: {err.message}")
@@ -274,7 +293,9 @@ def extract_clip(path: str | Path, spec: FeatureSpec, options: ExtractOptions | 
     decoded_end = _record_timeline(info, media, aligned, starts, decoded, vstats, truncation, fps)
     duration = media.duration
     if truncation:
-        info["warnings"].append(f"truncated file: {truncation}; kept the {decoded_end:.1f} s that decode (--allow-partial)")
+        info["warnings"].append(
+            f"truncated file: {truncation}; kept the {decoded_end:.1f} s that decode (--allow-partial)"
+        )
         duration = decoded_end
     _clip_warnings(info, aligned, starts, audio, vstats, fps)
     info["warnings"].extend(_end_notes(aligned))
@@ -288,12 +309,14 @@ def _audio_stream(path: Path, media, spec: FeatureSpec, options: ExtractOptions,
     from depdet.pipeline.media.audio import load_audio
 
     if not media.has_audio:
-        raise MediaError("no audio track", path=path,
-                         hint="use a file with sound, or --allow-partial to keep the visual features")
+        raise MediaError(
+            "no audio track", path=path, hint="use a file with sound, or --allow-partial to keep the visual features"
+        )
     start = media.audio_start
     try:
-        samples = load_audio(path, SAMPLE_RATE, on_progress=progress and (
-            lambda t: progress.update("audio", start + t)))
+        samples = load_audio(
+            path, SAMPLE_RATE, on_progress=progress and (lambda t: progress.update("audio", start + t))
+        )
     finally:
         if progress is not None:
             progress.finish("audio")
@@ -303,9 +326,16 @@ def _audio_stream(path: Path, media, spec: FeatureSpec, options: ExtractOptions,
     samples, rows = _pad_start(samples, start, SAMPLE_RATE, spec.fps)
     parts = []
     for name in spec.audio:
-        kw = ({"weights_path": options.vggish_weights, "postprocess": bool(spec.vggish_postprocess),
-               "quantize": spec.vggish_quantize or "truncate", "device": options.device}
-              if name == "vggish" else {})
+        kw = (
+            {
+                "weights_path": options.vggish_weights,
+                "postprocess": bool(spec.vggish_postprocess),
+                "quantize": spec.vggish_quantize or "truncate",
+                "device": options.device,
+            }
+            if name == "vggish"
+            else {}
+        )
         parts.append(get_extractor(name, **kw).extract(samples, SAMPLE_RATE, spec.fps))
     return (samples, rows), place(concat_modality(parts), start, offset_rows=rows)
 
@@ -323,9 +353,17 @@ def _visual_stream(path: Path, media, spec: FeatureSpec, progress, decoded: dict
         raise MediaError("no video stream (audio-only file)", path=path, hint="depdet needs a video with a face")
     lm = get_extractor("landmarks", detector=spec.detector or "hog")
     try:
-        raw = _landmarks_on_timeline(lm, iter_frames(path, fps, origin=media.origin, stats=vstats,
-                                                     on_progress=progress and (
-                                                         lambda t: progress.update("video", t))), fps)
+        raw = _landmarks_on_timeline(
+            lm,
+            iter_frames(
+                path,
+                fps,
+                origin=media.origin,
+                stats=vstats,
+                on_progress=progress and (lambda t: progress.update("video", t)),
+            ),
+            fps,
+        )
     finally:
         if progress is not None:
             progress.finish("video")
@@ -335,16 +373,22 @@ def _visual_stream(path: Path, media, spec: FeatureSpec, progress, decoded: dict
         raise MediaError("no frames could be decoded", path=path)
     info["face_ratio"] = float(raw.valid.mean())
     if not raw.valid.any():
-        raise ExtractionError(f"no face found in any of the {len(raw)} sampled frames", path=path,
-                              hint="check the video shows a face, try --detector cnn, or use --allow-partial")
+        raise ExtractionError(
+            f"no face found in any of the {len(raw)} sampled frames",
+            path=path,
+            hint="check the video shows a face, try --detector cnn, or use --allow-partial",
+        )
     parts = []
     for name in spec.visual:
         if name == "landmarks":
             vals = row_zscore(raw.values, raw.valid) if spec.landmark_norm == "row-zscore" else raw.values
             parts.append(StreamFeatures(vals, raw.valid, fps, raw.info))
         else:
-            parts.append(get_extractor(name).extract(raw, raw.info.get("width", media.width),
-                                                     raw.info.get("height", media.height)))
+            parts.append(
+                get_extractor(name).extract(
+                    raw, raw.info.get("width", media.width), raw.info.get("height", media.height)
+                )
+            )
     return concat_modality(parts)
 
 
@@ -373,35 +417,61 @@ def _both_modalities(aligned, dims: dict) -> tuple[dict, dict]:
     return features, valid
 
 
-def _record_timeline(info: dict, media, aligned, starts: dict, decoded: dict, vstats: dict, truncation,
-                     fps: float) -> float:
+def _record_timeline(
+    info: dict, media, aligned, starts: dict, decoded: dict, vstats: dict, truncation, fps: float
+) -> float:
     """Fill ``info``'s lengths, timeline and media provenance; returns the decoded end (s)."""
     T = aligned.T
     info["lengths"] = aligned.lengths
     info["dropped_rows"] = aligned.dropped
     info["timeline"] = {
-        "origin": media.origin, "starts": {m: starts[m] for m in aligned.lengths},
+        "origin": media.origin,
+        "starts": {m: starts[m] for m in aligned.lengths},
         "first_rows": {m: first_row(starts[m], fps) for m in aligned.lengths},
-        "lengths_before_alignment": dict(aligned.lengths), "dropped_rows": dict(aligned.dropped),
-        "dropped_seconds": dict(aligned.dropped_s), "rule": aligned.rule, "T": T, "fps": fps,
+        "lengths_before_alignment": dict(aligned.lengths),
+        "dropped_rows": dict(aligned.dropped),
+        "dropped_seconds": dict(aligned.dropped_s),
+        "rule": aligned.rule,
+        "T": T,
+        "fps": fps,
     }
-    info["media"] = {k: getattr(media, k) for k in ("duration", "container", "video_codec", "audio_codec", "width",
-                                                    "height", "video_fps", "audio_rate", "audio_channels", "rotation")}
+    info["media"] = {
+        k: getattr(media, k)
+        for k in (
+            "duration",
+            "container",
+            "video_codec",
+            "audio_codec",
+            "width",
+            "height",
+            "video_fps",
+            "audio_rate",
+            "audio_channels",
+            "rotation",
+        )
+    }
     decoded_end = max(decoded.values()) if decoded else 0.0
     gap_s = vstats.get("gap_rows", 0) / fps
-    info["media"].update({
-        "declared_duration": media.duration,
-        "declared_streams": {"video": media.video_start + media.video_duration if media.video_duration else None,
-                             "audio": media.audio_start + media.audio_duration if media.audio_duration else None},
-        "decoded_duration": round(decoded_end, 3), "decoded_streams": {m: round(v, 3) for m, v in decoded.items()},
-        "truncated": bool(truncation), "gap_rows": vstats.get("gap_rows", 0),
-        # how the video was decoded (depdet.pipeline.media.video.iter_frames): frames on the timeline, how
-        # many the decoder produced, how many it was spared, packets never sent to it
-        "video_decode": {k: vstats[k] for k in ("decode", "frames", "decoded", "skipped", "dropped_packets")
-                         if k in vstats},
-        # what was really decoded: the decoded length without the placeholder rows of timestamp gaps
-        "real_seconds": round(max(0.0, decoded_end - gap_s), 3),
-    })
+    info["media"].update(
+        {
+            "declared_duration": media.duration,
+            "declared_streams": {
+                "video": media.video_start + media.video_duration if media.video_duration else None,
+                "audio": media.audio_start + media.audio_duration if media.audio_duration else None,
+            },
+            "decoded_duration": round(decoded_end, 3),
+            "decoded_streams": {m: round(v, 3) for m, v in decoded.items()},
+            "truncated": bool(truncation),
+            "gap_rows": vstats.get("gap_rows", 0),
+            # how the video was decoded (depdet.pipeline.media.video.iter_frames): frames on the timeline, how
+            # many the decoder produced, how many it was spared, packets never sent to it
+            "video_decode": {
+                k: vstats[k] for k in ("decode", "frames", "decoded", "skipped", "dropped_packets") if k in vstats
+            },
+            # what was really decoded: the decoded length without the placeholder rows of timestamp gaps
+            "real_seconds": round(max(0.0, decoded_end - gap_s), 3),
+        }
+    )
     return decoded_end
 
 
@@ -412,18 +482,23 @@ def _clip_warnings(info: dict, aligned, starts: dict, audio, vstats: dict, fps: 
 
     T = aligned.T
     if vstats.get("gap_rows"):
-        info["warnings"].append(f"{vstats['gap_rows']} rows inside timestamp gaps longer than "
-                                f"{MAX_GAP_S:g} s are invalid (not repeated frames)")
+        info["warnings"].append(
+            f"{vstats['gap_rows']} rows inside timestamp gaps longer than "
+            f"{MAX_GAP_S:g} s are invalid (not repeated frames)"
+        )
     if "visual" in aligned.valid:
         info["face_ratio"] = float(aligned.valid["visual"].mean()) if T else 0.0
     else:
         info.setdefault("face_ratio", 0.0)
-    info["speech_ratio"] = float(_speech_on_timeline(audio, starts["audio"], fps, T).mean()) if audio is not None and T else 0.0
+    info["speech_ratio"] = (
+        float(_speech_on_timeline(audio, starts["audio"], fps, T).mean()) if audio is not None and T else 0.0
+    )
     for m, k in info["timeline"]["first_rows"].items():
         if k:
             name = "video" if m == "visual" else "audio"
-            info["warnings"].append(f"{name} starts {starts[m]:.2f} s late: first {k} row{'s' if k > 1 else ''} "
-                                    f"{m}-invalid")
+            info["warnings"].append(
+                f"{name} starts {starts[m]:.2f} s late: first {k} row{'s' if k > 1 else ''} {m}-invalid"
+            )
     if T < MIN_ROWS_WARN:
         info["warnings"].append(f"clip too short: {T} rows at {fps:g}/s (models were trained on minutes)")
     if "visual" not in info["missing"] and info["face_ratio"] < MIN_FACE_RATIO:
@@ -448,8 +523,10 @@ def _end_notes(aligned) -> list[str]:
             notes.append(f"{names[m]} ends {k / aligned.fps:g} s early: last {k} rows {m}-invalid")
         elif aligned.rule == "common" and aligned.dropped.get(m, 0) > 1:
             k = aligned.dropped[m]
-            notes.append(f"--align common cut the last {k} rows ({k / aligned.fps:g} s) of the {names[m]}, "
-                         "where the other stream had ended")
+            notes.append(
+                f"--align common cut the last {k} rows ({k / aligned.fps:g} s) of the {names[m]}, "
+                "where the other stream had ended"
+            )
     return notes
 
 
@@ -461,11 +538,14 @@ def _truncation(media, decoded: dict[str, float]) -> str | None:
     legitimately end at different times: a stream without its own duration is not compared with the
     container's alone). Short by more than max(TRUNCATION_TOLERANCE_S, 2 %) is truncated.
     """
+
     def short(end: float, want: float) -> bool:
         return want > 0 and end < want - max(TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE_FRACTION * want)
 
-    declared = {"video": media.video_start + media.video_duration if media.video_duration else 0.0,
-                "audio": media.audio_start + media.audio_duration if media.audio_duration else 0.0}
+    declared = {
+        "video": media.video_start + media.video_duration if media.video_duration else 0.0,
+        "audio": media.audio_start + media.audio_duration if media.audio_duration else 0.0,
+    }
     for m, end in decoded.items():
         if short(end, declared[m]):
             return f"the {m} decodes to {end:.1f} s of the {declared[m]:.1f} s the file declares"

@@ -18,8 +18,20 @@ from depdet.extractors.landmarks import DETECTORS  # noqa: F401 (the detectors a
 
 LANDMARK_NORMS = ("row-zscore", "none")
 #: Every key of :meth:`FeatureSpec.to_dict` that :meth:`FeatureSpec.from_dict` reads.
-SPEC_KEYS = frozenset({"audio", "visual", "fps", "landmark_norm", "detector", "vggish_postprocess", "vggish_quantize",
-                       "align", "models", "dims_override"})
+SPEC_KEYS = frozenset(
+    {
+        "audio",
+        "visual",
+        "fps",
+        "landmark_norm",
+        "detector",
+        "vggish_postprocess",
+        "vggish_quantize",
+        "align",
+        "models",
+        "dims_override",
+    }
+)
 
 
 def _show(name: str, value) -> str:
@@ -78,8 +90,10 @@ class FeatureSpec:
                     known = sorted(k for k, v in EXTRACTOR_MODALITY.items() if v == mod)
                     raise ConfigError(f"unknown {mod} extractor {n!r}", hint=f"choose from {', '.join(known)}")
         if not (isinstance(self.fps, (int, float)) and math.isfinite(self.fps) and self.fps > 0):
-            raise ConfigError(f"--fps must be a positive number of rows per second, got {self.fps}",
-                              hint="D-Vlog and LMVD use --fps 1")
+            raise ConfigError(
+                f"--fps must be a positive number of rows per second, got {self.fps}",
+                hint="D-Vlog and LMVD use --fps 1",
+            )
         if self.landmark_norm not in LANDMARK_NORMS + (None,):
             raise ConfigError(f"landmark_norm must be one of {', '.join(LANDMARK_NORMS)}, got {self.landmark_norm!r}")
         if self.detector not in DETECTORS + (None,):
@@ -89,7 +103,9 @@ class FeatureSpec:
         if not self.vggish_postprocess:
             object.__setattr__(self, "vggish_quantize", None)  # no post-processing, no quantisation
         elif self.vggish_quantize not in (None, "truncate", "round"):
-            raise ConfigError(f"unknown VGGish quantisation {self.vggish_quantize!r}", hint="choose from truncate, round")
+            raise ConfigError(
+                f"unknown VGGish quantisation {self.vggish_quantize!r}", hint="choose from truncate, round"
+            )
         if self.align is not None:
             from depdet.pipeline.features.timeline import check_rule
 
@@ -118,8 +134,16 @@ class FeatureSpec:
     def differences(self, other: FeatureSpec) -> list[str]:
         """Field-by-field differences ``"name: mine vs other"``; unknown (None/empty) values are skipped."""
         diffs = []
-        for name in ("audio", "visual", "fps", "landmark_norm", "detector", "vggish_postprocess", "vggish_quantize",
-                     "align"):
+        for name in (
+            "audio",
+            "visual",
+            "fps",
+            "landmark_norm",
+            "detector",
+            "vggish_postprocess",
+            "vggish_quantize",
+            "align",
+        ):
             a, b = getattr(self, name), getattr(other, name)
             if a is None or b is None:
                 continue
@@ -189,18 +213,23 @@ class FeatureSpec:
         if self.align:
             extra += f", align {self.align}"
         norm = f", landmarks {self.landmark_norm}" if self.landmark_norm else ""
-        return (f"visual={'+'.join(self.visual)} ({self.dims.get('visual')}), "
-                f"audio={'+'.join(self.audio)} ({self.dims.get('audio')}), {self.fps:g} rows/s{norm}{extra}")
+        return (
+            f"visual={'+'.join(self.visual)} ({self.dims.get('visual')}), "
+            f"audio={'+'.join(self.audio)} ({self.dims.get('audio')}), {self.fps:g} rows/s{norm}{extra}"
+        )
 
 
 def check_spec(data_spec: FeatureSpec, ckpt_spec: FeatureSpec, *, where) -> None:
     """Raise a one-line ConfigError when features made with ``data_spec`` cannot feed a checkpoint."""
     diffs = data_spec.differences(ckpt_spec)
     if diffs:
-        raise ConfigError("feature spec mismatch between these features and the checkpoint: "
-                          + "; ".join(d.replace(" vs ", " vs checkpoint ", 1) for d in diffs),
-                          path=where, hint="re-extract with the checkpoint's spec (or predict from the raw video, "
-                                           f"which uses it automatically): {ckpt_spec.extract_options()['command']}")
+        raise ConfigError(
+            "feature spec mismatch between these features and the checkpoint: "
+            + "; ".join(d.replace(" vs ", " vs checkpoint ", 1) for d in diffs),
+            path=where,
+            hint="re-extract with the checkpoint's spec (or predict from the raw video, "
+            f"which uses it automatically): {ckpt_spec.extract_options()['command']}",
+        )
 
 
 #: The released D-Vlog features: eGeMAPS LLD means (25) and 68 landmarks (136), 1 row/s.
@@ -208,5 +237,10 @@ DVLOG = FeatureSpec(audio=("egemaps",), visual=("landmarks",), fps=1.0)
 #: LMVD as the DepMamba family uses it: VGGish (128) and 68 landmarks (136), 1 row/s.
 LMVD = FeatureSpec(audio=("vggish",), visual=("landmarks",), fps=1.0)
 #: Released feature files (D-Vlog, LMVD) were not made by depdet: their detector and weights are unknown.
-RELEASED_UNKNOWN: dict[str, Any] = {"detector": None, "vggish_postprocess": None, "vggish_quantize": None,
-                                    "align": None, "models": {}}
+RELEASED_UNKNOWN: dict[str, Any] = {
+    "detector": None,
+    "vggish_postprocess": None,
+    "vggish_quantize": None,
+    "align": None,
+    "models": {},
+}

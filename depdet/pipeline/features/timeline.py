@@ -168,8 +168,16 @@ def align(streams: dict[str, StreamFeatures], rule: str = "union") -> Aligned:
             values[k] = np.concatenate([s.values, np.zeros((pad, s.values.shape[1]), np.float32)])
             valid[k] = np.concatenate([s.valid, np.zeros(pad, bool)])
     dropped = {k: max(0, n - T) for k, n in lengths.items()}
-    return Aligned(T=T, values=values, valid=valid, lengths=lengths, dropped=dropped,
-                   dropped_s={k: n / fps for k, n in dropped.items()}, rule=rule, fps=fps)
+    return Aligned(
+        T=T,
+        values=values,
+        valid=valid,
+        lengths=lengths,
+        dropped=dropped,
+        dropped_s={k: n / fps for k, n in dropped.items()},
+        rule=rule,
+        fps=fps,
+    )
 
 
 def concat_modality(parts: list[StreamFeatures]) -> StreamFeatures:

@@ -71,19 +71,39 @@ def _plain(obj):
     return obj
 
 
-def build_checkpoint(model, model_name: str, config: dict, spec: FeatureSpec, preprocessor: Preprocessor, *,
-                     threshold: float = 0.5, temperature: float = 1.0, metrics: dict | None = None,
-                     info: dict | None = None) -> dict:
+def build_checkpoint(
+    model,
+    model_name: str,
+    config: dict,
+    spec: FeatureSpec,
+    preprocessor: Preprocessor,
+    *,
+    threshold: float = 0.5,
+    temperature: float = 1.0,
+    metrics: dict | None = None,
+    info: dict | None = None,
+) -> dict:
     """Assemble the checkpoint dict for a trained model (torch or sklearn kind)."""
     kind = get_entry(model_name).kind
     ckpt = {
-        "format": FORMAT, "format_version": SINGLE_VERSION, "model": model_name, "kind": kind,
-        "config": _plain(dict(config)), "input_dims": dict(model.input_dims) if hasattr(model, "input_dims") else dict(preprocessor.dims),
-        "spec": spec.to_dict(), "preprocessor": preprocessor.state_dict(),
-        "threshold": float(threshold), "temperature": float(temperature),
+        "format": FORMAT,
+        "format_version": SINGLE_VERSION,
+        "model": model_name,
+        "kind": kind,
+        "config": _plain(dict(config)),
+        "input_dims": dict(model.input_dims) if hasattr(model, "input_dims") else dict(preprocessor.dims),
+        "spec": spec.to_dict(),
+        "preprocessor": preprocessor.state_dict(),
+        "threshold": float(threshold),
+        "temperature": float(temperature),
         "metrics": _plain(metrics or {}),
-        "info": _plain({"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                        "torch_version": str(torch.__version__), **(info or {})}),
+        "info": _plain(
+            {
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "torch_version": str(torch.__version__),
+                **(info or {}),
+            }
+        ),
         "depdet_version": __version__,
     }
     if kind == "torch":
@@ -93,8 +113,9 @@ def build_checkpoint(model, model_name: str, config: dict, spec: FeatureSpec, pr
     return ckpt
 
 
-def build_ensemble(members: list[dict], *, threshold: float, info: dict | None = None,
-                   metrics: dict | None = None) -> dict:
+def build_ensemble(
+    members: list[dict], *, threshold: float, info: dict | None = None, metrics: dict | None = None
+) -> dict:
     """One checkpoint dict holding several single-model checkpoint dicts (same model and feature spec)."""
     if not members:
         raise ValueError("an ensemble needs at least one member")
@@ -102,14 +123,28 @@ def build_ensemble(members: list[dict], *, threshold: float, info: dict | None =
     for m in members[1:]:
         if m["model"] != first["model"] or m["spec"] != first["spec"] or m["input_dims"] != first["input_dims"]:
             raise ValueError("ensemble members differ in model, feature spec or input dims")
-    return {"format": FORMAT, "format_version": ENSEMBLE_VERSION, "kind": "ensemble", "model": first["model"],
-            "input_dims": dict(first["input_dims"]), "spec": dict(first["spec"]),
-            "threshold": float(threshold), "temperature": 1.0, "members": list(members),
-            "metrics": _plain(metrics or {}),
-            "info": _plain({"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                            "torch_version": str(torch.__version__), "n_members": len(members),
-                            "combination": "mean of the members' calibrated probabilities", **(info or {})}),
-            "depdet_version": __version__}
+    return {
+        "format": FORMAT,
+        "format_version": ENSEMBLE_VERSION,
+        "kind": "ensemble",
+        "model": first["model"],
+        "input_dims": dict(first["input_dims"]),
+        "spec": dict(first["spec"]),
+        "threshold": float(threshold),
+        "temperature": 1.0,
+        "members": list(members),
+        "metrics": _plain(metrics or {}),
+        "info": _plain(
+            {
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "torch_version": str(torch.__version__),
+                "n_members": len(members),
+                "combination": "mean of the members' calibrated probabilities",
+                **(info or {}),
+            }
+        ),
+        "depdet_version": __version__,
+    }
 
 
 def save_checkpoint(path: str | Path, ckpt: dict, *, what: str = "the checkpoint") -> Path:
@@ -178,8 +213,9 @@ def _validate(ckpt, bad) -> dict:
     if not isinstance(version, int) or isinstance(version, bool):
         raise bad(f"format_version {version!r} is not an integer")
     if version > FORMAT_VERSION:
-        raise DataError(f"checkpoint format {version} is newer than this depdet ({FORMAT_VERSION})",
-                        hint="upgrade depdet")
+        raise DataError(
+            f"checkpoint format {version} is newer than this depdet ({FORMAT_VERSION})", hint="upgrade depdet"
+        )
     if ckpt.get("kind") == "ensemble":
         return _validate_ensemble(ckpt, bad)
     for key, types in (("model", str), ("input_dims", dict), ("spec", dict), ("preprocessor", dict)):
@@ -275,15 +311,20 @@ def _build_checked(name: str, dims: dict, config: dict, state_dict: dict, bad, p
             parts.append(f"{len(missing)} missing, e.g. {missing[0]}")
         if extra:
             parts.append(f"{len(extra)} unexpected, e.g. {extra[0]}")
-        raise DataError(f"weights do not fit model {name!r} built from the checkpoint's config ({'; '.join(parts)})",
-                        path=path, hint="the config or the model code changed since training; retrain or use the "
-                                        "matching depdet version")
+        raise DataError(
+            f"weights do not fit model {name!r} built from the checkpoint's config ({'; '.join(parts)})",
+            path=path,
+            hint="the config or the model code changed since training; retrain or use the matching depdet version",
+        )
     model = create_model(name, dims, **config)
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as e:
-        raise DataError(f"weights do not fit model {name!r} ({str(e).splitlines()[0][:200]})", path=path,
-                        hint="the model code changed since training; retrain or use the matching depdet version") from e
+        raise DataError(
+            f"weights do not fit model {name!r} ({str(e).splitlines()[0][:200]})",
+            path=path,
+            hint="the model code changed since training; retrain or use the matching depdet version",
+        ) from e
     return model
 
 
@@ -301,13 +342,19 @@ def _load_refusal(e: BaseException, path: Path) -> DataError:
 
         m = re.search(r"(?:unsupported )?GLOBAL ([\w.]+)", text)
         what = f"a Python object ({m.group(1)})" if m else "Python objects other than tensors and plain data"
-        return DataError(f"refused: not a depdet checkpoint: it holds {what} that only a full unpickle could load, "
-                         "and a full unpickle can run arbitrary code; depdet loads checkpoints weights-only, always",
-                         path=path, hint="use a checkpoint written by `depdet train` (tensors and plain data only); "
-                                         "do not load this file unless you know where it came from")
+        return DataError(
+            f"refused: not a depdet checkpoint: it holds {what} that only a full unpickle could load, "
+            "and a full unpickle can run arbitrary code; depdet loads checkpoints weights-only, always",
+            path=path,
+            hint="use a checkpoint written by `depdet train` (tensors and plain data only); "
+            "do not load this file unless you know where it came from",
+        )
     text = text[:200] or type(e).__name__
-    return DataError(f"not a depdet checkpoint: cannot read it ({type(e).__name__}: {text}); truncated or corrupt",
-                     path=path, hint="pass a checkpoint written by `depdet train`")
+    return DataError(
+        f"not a depdet checkpoint: cannot read it ({type(e).__name__}: {text}); truncated or corrupt",
+        path=path,
+        hint="pass a checkpoint written by `depdet train`",
+    )
 
 
 def load_checkpoint(path: str | Path, map_location="cpu", *, trust_pickle: bool = False) -> LoadedCheckpoint:
@@ -343,14 +390,26 @@ def load_checkpoint(path: str | Path, map_location="cpu", *, trust_pickle: bool 
         raise _load_refusal(e, path) from e
     c = _validate(ckpt, bad)
     if c["kind"] == "ensemble":
-        members = [_load_validated(m, map_location, trust_pickle, path,
-                                   lambda why, j=j: bad(f"member {j}: {why}")) for j, m in enumerate(c["members"])]
+        members = [
+            _load_validated(m, map_location, trust_pickle, path, lambda why, j=j: bad(f"member {j}: {why}"))
+            for j, m in enumerate(c["members"])
+        ]
         first = members[0]
         return LoadedCheckpoint(
-            model=None, model_name=c["model"], kind="ensemble", config=first.config, input_dims=dict(c["input_dims"]),
-            spec=first.spec, preprocessor=first.preprocessor, threshold=float(c.get("threshold", 0.5)),
-            temperature=1.0, metrics=c.get("metrics", {}),
-            info={**c.get("info", {}), "depdet_version": c.get("depdet_version")}, path=path, members=members)
+            model=None,
+            model_name=c["model"],
+            kind="ensemble",
+            config=first.config,
+            input_dims=dict(c["input_dims"]),
+            spec=first.spec,
+            preprocessor=first.preprocessor,
+            threshold=float(c.get("threshold", 0.5)),
+            temperature=1.0,
+            metrics=c.get("metrics", {}),
+            info={**c.get("info", {}), "depdet_version": c.get("depdet_version")},
+            path=path,
+            members=members,
+        )
     return _load_validated(c, map_location, trust_pickle, path, bad)
 
 
@@ -364,8 +423,11 @@ def _load_validated(c: dict, map_location, trust_pickle: bool, path: Path, bad) 
         model.eval()
     else:
         if not trust_pickle:
-            raise ConfigError(f"checkpoint holds a pickled scikit-learn model ({name})", path=path,
-                              hint="unpickling runs code: only if you trust this file, pass --trust-pickle (trust_pickle=True)")
+            raise ConfigError(
+                f"checkpoint holds a pickled scikit-learn model ({name})",
+                path=path,
+                hint="unpickling runs code: only if you trust this file, pass --trust-pickle (trust_pickle=True)",
+            )
         try:
             model = create_model(name, c["input_dims"], **config)
         except (ConfigError, TypeError, ValueError) as e:
@@ -385,8 +447,16 @@ def _load_validated(c: dict, map_location, trust_pickle: bool, path: Path, bad) 
         raise bad(f"malformed feature spec or preprocessor ({type(e).__name__}: {e})") from e
     ckpt = c
     return LoadedCheckpoint(
-        model=model, model_name=name, kind=kind, config=config, input_dims=dict(ckpt["input_dims"]),
-        spec=spec, preprocessor=pre,
-        threshold=float(ckpt.get("threshold", 0.5)), temperature=float(ckpt.get("temperature", 1.0)),
-        metrics=ckpt.get("metrics", {}), info={**ckpt.get("info", {}), "depdet_version": ckpt.get("depdet_version")},
-        path=path)
+        model=model,
+        model_name=name,
+        kind=kind,
+        config=config,
+        input_dims=dict(ckpt["input_dims"]),
+        spec=spec,
+        preprocessor=pre,
+        threshold=float(ckpt.get("threshold", 0.5)),
+        temperature=float(ckpt.get("temperature", 1.0)),
+        metrics=ckpt.get("metrics", {}),
+        info={**ckpt.get("info", {}), "depdet_version": ckpt.get("depdet_version")},
+        path=path,
+    )

@@ -87,7 +87,9 @@ class Evidence:
             "window_s": self.window_s,
             "timeline": [round(float(v), 6) for v in self.timeline],
             "modality_method": self.modality_method,
-            "modality_shares": {k: (None if v is None else round(float(v), 6)) for k, v in self.modality_shares.items()},
+            "modality_shares": {
+                k: (None if v is None else round(float(v), 6)) for k, v in self.modality_shares.items()
+            },
             "modality_effects": {k: round(float(v), 6) for k, v in self.modality_effects.items()},
             "coverage": {k: [round(float(x), 4) for x in v] for k, v in self.coverage.items()},
         }
@@ -119,8 +121,10 @@ def per_second(values: np.ndarray, fps: float, reduce: str = "sum") -> np.ndarra
 
 
 def _expand(inputs: dict, masks: dict, n: int) -> tuple[dict, dict]:
-    return ({k: v.expand(n, *v.shape[1:]).clone() for k, v in inputs.items()},
-            {k: m.expand(n, *m.shape[1:]).clone() for k, m in masks.items()})
+    return (
+        {k: v.expand(n, *v.shape[1:]).clone() for k, v in inputs.items()},
+        {k: m.expand(n, *m.shape[1:]).clone() for k, m in masks.items()},
+    )
 
 
 def _require(logits_fn, fn: str) -> None:
@@ -138,10 +142,18 @@ def choose_window(seconds: int, window_s: float | None = None, max_windows: int 
 
 
 @torch.no_grad()
-def occlusion_timeline(logits_fn: TorchLogitsFn, inputs: dict, masks: dict, *, fps: float, temperature: float = 1.0,
-                       window_s: float | None = None, max_windows: int = DEFAULT_MAX_WINDOWS,
-                       batch_size: int = DEFAULT_BATCH, full_logit: torch.Tensor | None = None
-                       ) -> tuple[np.ndarray, float]:
+def occlusion_timeline(
+    logits_fn: TorchLogitsFn,
+    inputs: dict,
+    masks: dict,
+    *,
+    fps: float,
+    temperature: float = 1.0,
+    window_s: float | None = None,
+    max_windows: int = DEFAULT_MAX_WINDOWS,
+    batch_size: int = DEFAULT_BATCH,
+    full_logit: torch.Tensor | None = None,
+) -> tuple[np.ndarray, float]:
     """Per-second probability change when each time window is removed (zeroed and masked out).
 
     The occluded copies are built ``batch_size`` at a time and each batch is one call of
@@ -176,7 +188,7 @@ def occlusion_timeline(logits_fn: TorchLogitsFn, inputs: dict, masks: dict, *, f
     starts = np.arange(0.0, S, win)
     deltas = np.zeros(len(starts))
     for b0 in range(0, len(starts), batch_size):
-        chunk = starts[b0:b0 + batch_size]
+        chunk = starts[b0 : b0 + batch_size]
         x, m = _expand(inputs, masks, len(chunk))
         for i, s in enumerate(chunk):
             r0, r1 = int(round(s * fps)), min(L, int(round((s + win) * fps)))
@@ -184,16 +196,22 @@ def occlusion_timeline(logits_fn: TorchLogitsFn, inputs: dict, masks: dict, *, f
                 x[k][i, r0:r1] = 0
                 m[k][i, r0:r1] = False
         p = torch.sigmoid(logits_fn(x, m) / temperature)
-        deltas[b0:b0 + len(chunk)] = (p_full - p).cpu().numpy()
+        deltas[b0 : b0 + len(chunk)] = (p_full - p).cpu().numpy()
     timeline = np.zeros(S)
     for s, d in zip(starts, deltas):
-        timeline[int(s):int(min(S, s + win))] = d
+        timeline[int(s) : int(min(S, s + win))] = d
     return timeline, win
 
 
 @torch.no_grad()
-def modality_masking(logits_fn: TorchLogitsFn, inputs: dict, masks: dict, *, temperature: float = 1.0,
-                     full_logit: torch.Tensor | None = None) -> tuple[dict, dict]:
+def modality_masking(
+    logits_fn: TorchLogitsFn,
+    inputs: dict,
+    masks: dict,
+    *,
+    temperature: float = 1.0,
+    full_logit: torch.Tensor | None = None,
+) -> tuple[dict, dict]:
     """Mask each modality out in turn (zeroed and masked, as padding is); the masked copies are
     scored together, one call of ``logits_fn``.
 
@@ -225,9 +243,19 @@ def modality_masking(logits_fn: TorchLogitsFn, inputs: dict, masks: dict, *, tem
 
 
 @torch.no_grad()
-def compute_evidence(logits_fn: TorchLogitsFn, inputs: dict, masks: dict, *, output, fps: float,
-                     temperature: float = 1.0, window_s: float | None = None, max_windows: int = DEFAULT_MAX_WINDOWS,
-                     batch_size: int = DEFAULT_BATCH, valid: dict | None = None) -> Evidence:
+def compute_evidence(
+    logits_fn: TorchLogitsFn,
+    inputs: dict,
+    masks: dict,
+    *,
+    output,
+    fps: float,
+    temperature: float = 1.0,
+    window_s: float | None = None,
+    max_windows: int = DEFAULT_MAX_WINDOWS,
+    batch_size: int = DEFAULT_BATCH,
+    valid: dict | None = None,
+) -> Evidence:
     """Explain one sample's prediction (timeline + modality shares + coverage).
 
     Args:
@@ -265,9 +293,17 @@ def compute_evidence(logits_fn: TorchLogitsFn, inputs: dict, masks: dict, *, out
         timeline = per_second(w / total if total > 0 else w, fps, "sum")
         t_method, t_unit, win = "attention", "share of the model's temporal attention (sums to 1)", None
     else:
-        timeline, win = occlusion_timeline(logits_fn, inputs, masks, fps=fps, temperature=temperature,
-                                           window_s=window_s, max_windows=max_windows, batch_size=batch_size,
-                                           full_logit=full_logit)
+        timeline, win = occlusion_timeline(
+            logits_fn,
+            inputs,
+            masks,
+            fps=fps,
+            temperature=temperature,
+            window_s=window_s,
+            max_windows=max_windows,
+            batch_size=batch_size,
+            full_logit=full_logit,
+        )
         t_method = "occlusion"
         t_unit = f"probability change when the {win:g}-s window is removed (+ = raised the probability)"
 
@@ -290,10 +326,16 @@ def compute_evidence(logits_fn: TorchLogitsFn, inputs: dict, masks: dict, *, out
     return Evidence(t_method, timeline, t_unit, win, m_method, shares, effects, coverage, fps)
 
 
-def compute_evidence_pooled(logits_fn: PooledLogitsFn, features: dict[str, np.ndarray], *, fps: float,
-                            temperature: float = 1.0,
-                            window_s: float | None = None, max_windows: int = DEFAULT_MAX_WINDOWS,
-                            valid: dict | None = None) -> Evidence:
+def compute_evidence_pooled(
+    logits_fn: PooledLogitsFn,
+    features: dict[str, np.ndarray],
+    *,
+    fps: float,
+    temperature: float = 1.0,
+    window_s: float | None = None,
+    max_windows: int = DEFAULT_MAX_WINDOWS,
+    valid: dict | None = None,
+) -> Evidence:
     """Evidence for registry models of kind ``"sklearn"`` (pooled statistics, no tensors).
 
     Those models pool over the rows their masks mark valid, so removing a window means marking its
@@ -336,14 +378,17 @@ def compute_evidence_pooled(logits_fn: PooledLogitsFn, features: dict[str, np.nd
     deltas = sig(full) - sig(logits([features] * len(variants), variants)) if variants else np.zeros(0)
     timeline = np.zeros(S)
     for s, d in zip(starts, deltas):
-        timeline[int(s):int(min(S, s + win))] = d
+        timeline[int(s) : int(min(S, s + win))] = d
     effects = {}
     for k in features:
         v = {m: (np.zeros_like(a) if m == k else a) for m, a in valid.items()}
         effects[k] = float(full - logits([features], [v])[0])
     total = sum(abs(x) for x in effects.values())
-    shares: dict[str, float | None] = ({k: None for k in effects} if not (total > 1e-12 and math.isfinite(total))
-                                       else {k: abs(x) / total for k, x in effects.items()})
+    shares: dict[str, float | None] = (
+        {k: None for k in effects}
+        if not (total > 1e-12 and math.isfinite(total))
+        else {k: abs(x) / total for k, x in effects.items()}
+    )
     coverage = {k: per_second(np.asarray(v, dtype=np.float64), fps, "mean") for k, v in valid.items()}
     unit = f"probability change when the {win:g}-s window is removed (+ = raised the probability)"
     return Evidence("occlusion", timeline, unit, win, "masking", shares, effects, coverage, fps)

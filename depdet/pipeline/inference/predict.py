@@ -100,9 +100,25 @@ log = logging.getLogger(__name__)
 SCHEMA = "depdet.predict/1"
 #: What a result reads (the decision rule and its words live in :mod:`~depdet.pipeline.inference.uncertainty`).
 ABOVE, BELOW, INDETERMINATE = (U.DECISION_TEXT[k] for k in (U.ABOVE, U.BELOW, U.INDETERMINATE))
-CSV_COLUMNS = ("id", "source", "status", "duration_s", "rows", "probability", "probability_interval_low",
-               "probability_interval_high", "interval_method", "prediction_set", "threshold", "screening",
-               "face_coverage", "speech_coverage", "warnings", "error", "disclaimer")
+CSV_COLUMNS = (
+    "id",
+    "source",
+    "status",
+    "duration_s",
+    "rows",
+    "probability",
+    "probability_interval_low",
+    "probability_interval_high",
+    "interval_method",
+    "prediction_set",
+    "threshold",
+    "screening",
+    "face_coverage",
+    "speech_coverage",
+    "warnings",
+    "error",
+    "disclaimer",
+)
 
 
 @dataclass
@@ -146,18 +162,30 @@ class ClipResult:
         """One entry of the JSON ``results`` list (schema in the module docstring)."""
         r = lambda v, n=6: None if v is None else round(float(v), n)  # noqa: E731
         return {
-            "id": self.sample_id, "source": self.source, "status": self.status, "error": self.error,
-            "duration_s": r(self.duration, 3), "rows": self.rows, "logit": r(self.logit),
-            "probability": r(self.probability), **self._uncertainty_dict(),
-            "threshold": r(self.threshold), "screening": self.screening,
-            "face_coverage": r(self.face_coverage, 4), "speech_coverage": r(self.speech_coverage, 4),
+            "id": self.sample_id,
+            "source": self.source,
+            "status": self.status,
+            "error": self.error,
+            "duration_s": r(self.duration, 3),
+            "rows": self.rows,
+            "logit": r(self.logit),
+            "probability": r(self.probability),
+            **self._uncertainty_dict(),
+            "threshold": r(self.threshold),
+            "screening": self.screening,
+            "face_coverage": r(self.face_coverage, 4),
+            "speech_coverage": r(self.speech_coverage, 4),
             "warnings": list(self.warnings),
             "distribution": self.checks or None,
             "evidence": self.evidence.to_dict() if self.evidence is not None else None,
         }
 
     def _uncertainty_dict(self) -> dict:
-        u = self.uncertainty.to_dict() if self.uncertainty is not None else U.Uncertainty(None, None, None, None).to_dict()
+        u = (
+            self.uncertainty.to_dict()
+            if self.uncertainty is not None
+            else U.Uncertainty(None, None, None, None).to_dict()
+        )
         return {**u, "calibration_source": self.calibration_source}
 
 
@@ -171,7 +199,9 @@ FAR_FRACTION = 0.05
 SATURATED_LOGIT = 12.0
 
 
-def distribution_check(preprocessor, features: dict, valid: dict | None, logit: float, temperature: float) -> tuple[dict, list[str]]:
+def distribution_check(
+    preprocessor, features: dict, valid: dict | None, logit: float, temperature: float
+) -> tuple[dict, list[str]]:
     """How far one clip's features lie from the checkpoint's training statistics, and whether the logit saturated.
 
     Uses the per-column mean/std the checkpoint stores (training fold, valid rows), on the clip's
@@ -181,8 +211,14 @@ def distribution_check(preprocessor, features: dict, valid: dict | None, logit: 
         ``(checks, warnings)``: ``checks[modality] = {"mean_abs_z", "frac_beyond"}`` (None without
         statistics), ``checks["saturated"]``, ``checks["thresholds"]``; one warning line per finding.
     """
-    checks: dict = {"thresholds": {"mean_abs_z": FAR_MEAN_ABS_Z, "z": FAR_Z, "fraction": FAR_FRACTION,
-                                   "saturated_logit": SATURATED_LOGIT}}
+    checks: dict = {
+        "thresholds": {
+            "mean_abs_z": FAR_MEAN_ABS_Z,
+            "z": FAR_Z,
+            "fraction": FAR_FRACTION,
+            "saturated_logit": SATURATED_LOGIT,
+        }
+    }
     warnings = []
     mean = getattr(preprocessor, "mean", {}) or {}
     zs = preprocessor.transform(features, valid) if preprocessor is not None and mean else None  # z-scores
@@ -190,7 +226,7 @@ def distribution_check(preprocessor, features: dict, valid: dict | None, logit: 
         if zs is None or m not in mean:
             checks[m] = None
             continue
-        v = np.ones(len(a), bool) if valid is None or valid.get(m) is None else np.asarray(valid[m], bool)[:len(a)]
+        v = np.ones(len(a), bool) if valid is None or valid.get(m) is None else np.asarray(valid[m], bool)[: len(a)]
         if not v.any():
             checks[m] = None
             continue
@@ -198,14 +234,18 @@ def distribution_check(preprocessor, features: dict, valid: dict | None, logit: 
         stats = {"mean_abs_z": round(float(z.mean()), 3), "frac_beyond": round(float((z > FAR_Z).mean()), 4)}
         checks[m] = stats
         if stats["mean_abs_z"] > FAR_MEAN_ABS_Z or stats["frac_beyond"] > FAR_FRACTION:
-            warnings.append(f"{m} features are far outside the checkpoint's training data (mean |z| "
-                            f"{stats['mean_abs_z']:.1f}, {stats['frac_beyond']:.0%} of values beyond {FAR_Z:g} SD): "
-                            "the model is extrapolating; were these features made like the training features?")
+            warnings.append(
+                f"{m} features are far outside the checkpoint's training data (mean |z| "
+                f"{stats['mean_abs_z']:.1f}, {stats['frac_beyond']:.0%} of values beyond {FAR_Z:g} SD): "
+                "the model is extrapolating; were these features made like the training features?"
+            )
     z = abs(float(logit) / float(temperature or 1.0))
     checks["saturated"] = bool(z > SATURATED_LOGIT)
     if checks["saturated"]:
-        warnings.append(f"saturated output (calibrated logit {float(logit) / float(temperature or 1.0):+.1f}): the "
-                        "probability is pinned at 0 or 1 and carries no graded information")
+        warnings.append(
+            f"saturated output (calibrated logit {float(logit) / float(temperature or 1.0):+.1f}): the "
+            "probability is pinned at 0 or 1 and carries no graded information"
+        )
     return checks, warnings
 
 
@@ -236,9 +276,17 @@ class Predictor:
         device: where the model runs: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N``.
     """
 
-    def __init__(self, checkpoint: str | Path, *, extract_options=None, evidence: bool = True,
-                 window_s: float | None = None, trust_pickle: bool = False, device: str = "cpu",
-                 conformal_level: float = U.DEFAULT_LEVEL):
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        *,
+        extract_options=None,
+        evidence: bool = True,
+        window_s: float | None = None,
+        trust_pickle: bool = False,
+        device: str = "cpu",
+        conformal_level: float = U.DEFAULT_LEVEL,
+    ):
         from depdet.pipeline.inference.checkpoint import load_checkpoint
 
         self.path = Path(checkpoint)
@@ -258,8 +306,10 @@ class Predictor:
         # the validation (or out-of-fold) predictions the checkpoint was calibrated on: interval and conformal set
         self.calibration = U.CalibrationSet.from_dict((self.ckpt.info or {}).get("calibration_set"))
         if not 0.0 < conformal_level < 1.0:
-            raise ConfigError(f"conformal level must be between 0 and 1, got {conformal_level}",
-                              hint="e.g. 0.9 for a 90% prediction set")
+            raise ConfigError(
+                f"conformal level must be between 0 and 1, got {conformal_level}",
+                hint="e.g. 0.9 for a 90% prediction set",
+            )
         self.conformal_level = float(conformal_level)
         if hasattr(self.model, "eval"):
             self.model.eval()
@@ -269,31 +319,55 @@ class Predictor:
         info, metrics = self.ckpt.info or {}, self.ckpt.metrics or {}
         sizes = info.get("split_sizes") or {}
         test, base = metrics.get("test") or {}, metrics.get("baseline_all_depressed") or {}
-        training = {"dataset": info.get("dataset"), "data_path": info.get("data_path"), "synthetic": self.synthetic,
-                    "n_clips": sum(int(v) for v in sizes.values()) if sizes else None, "split_sizes": sizes or None,
-                    "split": info.get("split"), "seed": info.get("seed"),
-                    "preset": (info.get("train_config") or {}).get("preset"),
-                    "test": {k: test.get(k) for k in ("n", "acc", "f1", "weighted_f1", "auc") if k in test} or None,
-                    "test_baseline_all_depressed": {k: base.get(k) for k in ("acc", "f1") if k in base} or None}
+        training = {
+            "dataset": info.get("dataset"),
+            "data_path": info.get("data_path"),
+            "synthetic": self.synthetic,
+            "n_clips": sum(int(v) for v in sizes.values()) if sizes else None,
+            "split_sizes": sizes or None,
+            "split": info.get("split"),
+            "seed": info.get("seed"),
+            "preset": (info.get("train_config") or {}).get("preset"),
+            "test": {k: test.get(k) for k in ("n", "acc", "f1", "weighted_f1", "auc") if k in test} or None,
+            "test_baseline_all_depressed": {k: base.get(k) for k in ("acc", "f1") if k in base} or None,
+        }
         if self.ckpt.kind == "ensemble":
             training["members"] = len(self.ckpt.members)
         head = metrics.get("headline") or {}
         if head.get("metrics"):  # a k-fold run's pooled out-of-fold numbers (ensemble or refit checkpoint)
             hm, hb = head["metrics"], head.get("baseline_all_depressed") or {}
-            training["headline"] = {"kind": head.get("kind"), "n": hm.get("n"),
-                                    **{k: hm.get(k) for k in ("acc", "f1", "auc")},
-                                    "baseline_all_depressed": {k: hb.get(k) for k in ("acc", "f1")}}
+            training["headline"] = {
+                "kind": head.get("kind"),
+                "n": hm.get("n"),
+                **{k: hm.get(k) for k in ("acc", "f1", "auc")},
+                "baseline_all_depressed": {k: hb.get(k) for k in ("acc", "f1")},
+            }
         cal = (info.get("calibration_set") or {}).get("source")
-        return {"path": str(self.path), "sha256": dio.sha256_file(self.path), "model": self.ckpt.model_name,
-                "kind": self.ckpt.kind, "calibrated_on": "pooled out-of-fold predictions" if cal and cal.startswith(
-                    "out-of-fold") else "the validation split",
-                "spec": self.spec.to_dict(), "temperature": self.temperature, "threshold": self.threshold,
-                "synthetic_training_data": self.synthetic, "training": training}
+        return {
+            "path": str(self.path),
+            "sha256": dio.sha256_file(self.path),
+            "model": self.ckpt.model_name,
+            "kind": self.ckpt.kind,
+            "calibrated_on": "pooled out-of-fold predictions"
+            if cal and cal.startswith("out-of-fold")
+            else "the validation split",
+            "spec": self.spec.to_dict(),
+            "temperature": self.temperature,
+            "threshold": self.threshold,
+            "synthetic_training_data": self.synthetic,
+            "training": training,
+        }
 
     # ------------------------------------------------------------------ the pass: prepare -> score -> explain -> calibrate -> report
-    def predict_features(self, sample_id: str, source, features: dict[str, np.ndarray],
-                         valid: dict[str, np.ndarray] | None = None, duration: float | None = None,
-                         info: dict | None = None) -> ClipResult:
+    def predict_features(
+        self,
+        sample_id: str,
+        source,
+        features: dict[str, np.ndarray],
+        valid: dict[str, np.ndarray] | None = None,
+        duration: float | None = None,
+        info: dict | None = None,
+    ) -> ClipResult:
         """One clip's aligned features through the whole pass, in one direction (module doc, steps 1-5).
 
         Everything between the features and the logit is the checkpoint's
@@ -311,9 +385,9 @@ class Predictor:
         Raises:
             DataError: features whose shape does not fit the checkpoint's feature spec.
         """
-        scored = self._prepare_and_score(features, valid)          # 1-2
-        evidence = self._explain(scored)                           # 3
-        p, unc = self._calibrate(scored)                           # 4
+        scored = self._prepare_and_score(features, valid)  # 1-2
+        evidence = self._explain(scored)  # 3
+        p, unc = self._calibrate(scored)  # 4
         return self._report(sample_id, source, scored, evidence, p, unc, duration, info or {})  # 5
 
     def _prepare_and_score(self, features: dict[str, np.ndarray], valid: dict[str, np.ndarray] | None) -> _Scored:
@@ -323,11 +397,15 @@ class Predictor:
         dims = self.spec.dims
         for m, arr in features.items():
             if arr.ndim != 2 or (m in dims and arr.shape[1] != dims[m]):
-                raise DataError(f"{m} features have shape {arr.shape}, the checkpoint expects (T, {dims.get(m)})",
-                                hint="re-extract with the checkpoint's feature spec")
+                raise DataError(
+                    f"{m} features have shape {arr.shape}, the checkpoint expects (T, {dims.get(m)})",
+                    hint="re-extract with the checkpoint's feature spec",
+                )
         scorer = self.scorer
         scored = _Scored(features, valid, rows=scorer.input_length(features))
-        if isinstance(scorer, EnsembleScorer):  # each member prepares its own copy; the mean of their calibrated probabilities
+        if isinstance(
+            scorer, EnsembleScorer
+        ):  # each member prepares its own copy; the mean of their calibrated probabilities
             scored.members = members = scorer.member_probabilities([features], [valid])[:, 0]
             scored.logit = float(probability_to_logit(members.mean(keepdims=True))[0])  # the scorer's own rule
             return scored
@@ -352,43 +430,82 @@ class Predictor:
         assert scored.inputs is not None and scored.masks is not None
         fps, temperature, window_s = self.spec.fps, self.temperature, self.window_s
         if scorer.kind == "sklearn":
-            return compute_evidence_pooled(lambda batch, masks: scorer.logits(batch, masks, preprocessed=True),
-                                           scored.inputs, valid=scored.masks, fps=fps, temperature=temperature,
-                                           window_s=window_s)
-        return compute_evidence(scorer.batch_logits, scored.inputs, scored.masks, output=scored.output,
-                                batch_size=scorer.batch_size, fps=fps, temperature=temperature, window_s=window_s)
+            return compute_evidence_pooled(
+                lambda batch, masks: scorer.logits(batch, masks, preprocessed=True),
+                scored.inputs,
+                valid=scored.masks,
+                fps=fps,
+                temperature=temperature,
+                window_s=window_s,
+            )
+        return compute_evidence(
+            scorer.batch_logits,
+            scored.inputs,
+            scored.masks,
+            output=scored.output,
+            batch_size=scorer.batch_size,
+            fps=fps,
+            temperature=temperature,
+            window_s=window_s,
+        )
 
     def _calibrate(self, scored: _Scored) -> tuple[float, U.Uncertainty]:
         """Step 4: the calibrated probability, its interval and its conformal set."""
         p = float(apply_temperature(scored.logit, self.temperature))
         return p, U.describe(p, calibration=self.calibration, members=scored.members, level=self.conformal_level)
 
-    def _report(self, sample_id, source, scored: _Scored, evidence, p: float, unc: U.Uncertainty,
-                duration, info: dict) -> ClipResult:
+    def _report(
+        self, sample_id, source, scored: _Scored, evidence, p: float, unc: U.Uncertainty, duration, info: dict
+    ) -> ClipResult:
         """Step 5: the numbers with their provenance, checks and warnings (``rows``: the rows scored)."""
         features, valid, rows = scored.features, scored.valid, scored.rows
         aligned = min(int(a.shape[0]) for a in features.values())  # rows every modality has
         warnings = list(info.get("warnings", []))
         if rows < aligned:
             fps = float(self.spec.fps)
-            warnings.append(f"only the first {rows} of {aligned} rows ({rows / fps:g} s of {aligned / fps:g} s) were "
-                            "scored: the checkpoint's length cap (max_len)")
+            warnings.append(
+                f"only the first {rows} of {aligned} rows ({rows / fps:g} s of {aligned / fps:g} s) were "
+                "scored: the checkpoint's length cap (max_len)"
+            )
         # an ensemble's check uses its first member's preprocessor (fitted on that fold's training clips)
-        checks, found = distribution_check(self.ckpt.preprocessor, {m: a[:rows] for m, a in features.items()},
-                                           None if valid is None else {m: v[:rows] for m, v in valid.items()},
-                                           scored.logit, self.temperature)
+        checks, found = distribution_check(
+            self.ckpt.preprocessor,
+            {m: a[:rows] for m, a in features.items()},
+            None if valid is None else {m: v[:rows] for m, v in valid.items()},
+            scored.logit,
+            self.temperature,
+        )
         warnings += found
         if self.scorer.kind == "ensemble" and self.evidence:
-            warnings.append(f"ensemble checkpoint ({len(self.ckpt.members)} fold models): the probability is their mean; "
-                            "no evidence timeline is computed for ensembles")
+            warnings.append(
+                f"ensemble checkpoint ({len(self.ckpt.members)} fold models): the probability is their mean; "
+                "no evidence timeline is computed for ensembles"
+            )
         if self.synthetic:
             warnings.append("checkpoint trained on SYNTHETIC data: the probability is meaningless")
         if unc.interval is None and unc.prediction_set is None:
-            warnings.append("the checkpoint records no calibration set (written by depdet < 0.2): no probability "
-                            "interval or conformal set; retrain to get them")
-        return ClipResult(sample_id, str(source), "ok", None, duration, rows, scored.logit, p, self.threshold,
-                          info.get("face_ratio"), info.get("speech_ratio"), warnings, evidence, checks=checks,
-                          uncertainty=unc, calibration_source=self.calibration.source if self.calibration else None)
+            warnings.append(
+                "the checkpoint records no calibration set (written by depdet < 0.2): no probability "
+                "interval or conformal set; retrain to get them"
+            )
+        return ClipResult(
+            sample_id,
+            str(source),
+            "ok",
+            None,
+            duration,
+            rows,
+            scored.logit,
+            p,
+            self.threshold,
+            info.get("face_ratio"),
+            info.get("speech_ratio"),
+            warnings,
+            evidence,
+            checks=checks,
+            uncertainty=unc,
+            calibration_source=self.calibration.source if self.calibration else None,
+        )
 
     def score(self, features: dict[str, np.ndarray], valid: dict[str, np.ndarray] | None = None):
         """Logit, calibrated probability and evidence for one sample's aligned features (steps 1-4,
@@ -404,7 +521,9 @@ class Predictor:
         evidence = self._explain(scored)
         return scored.logit, float(apply_temperature(scored.logit, self.temperature)), evidence
 
-    def member_probabilities(self, features: dict[str, np.ndarray], valid: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    def member_probabilities(
+        self, features: dict[str, np.ndarray], valid: dict[str, np.ndarray] | None = None
+    ) -> np.ndarray:
         """An ensemble checkpoint's members' calibrated probabilities for one clip (``(members,)``); a
         single-model checkpoint gives its one probability."""
         from depdet.pipeline.inference.scorer import EnsembleScorer
@@ -424,11 +543,15 @@ class Predictor:
         """Score one sample of a feature folder (a :class:`~depdet.pipeline.data.datasets.Sample`)."""
         rec = sample.record or {}
         T = sample.length
-        info = {"face_ratio": rec.get("face_ratio", float(sample.valid["visual"].mean()) if T else None),
-                "speech_ratio": rec.get("speech_ratio"), "warnings": list(rec.get("warnings", []))}
+        info = {
+            "face_ratio": rec.get("face_ratio", float(sample.valid["visual"].mean()) if T else None),
+            "speech_ratio": rec.get("speech_ratio"),
+            "warnings": list(rec.get("warnings", [])),
+        }
         source = (rec.get("source") or {}).get("path") or sample.id
-        return self.predict_features(sample.id, source, sample.features, sample.valid,
-                                     rec.get("duration", T / self.spec.fps), info)
+        return self.predict_features(
+            sample.id, source, sample.features, sample.valid, rec.get("duration", T / self.spec.fps), info
+        )
 
 
 # ---------------------------------------------------------------------- batch
@@ -448,18 +571,33 @@ class PredictReport:
     def to_dict(self) -> dict:
         """The JSON document described in the module docstring."""
         return {
-            "schema": SCHEMA, "disclaimer": SCREENING_DISCLAIMER, "demonstration": self.demonstration,
-            "depdet_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "checkpoint": self.checkpoint, "n_clips": len(self.results), "n_failed": len(self.failed),
+            "schema": SCHEMA,
+            "disclaimer": SCREENING_DISCLAIMER,
+            "demonstration": self.demonstration,
+            "depdet_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "checkpoint": self.checkpoint,
+            "n_clips": len(self.results),
+            "n_failed": len(self.failed),
             "results": [r.to_dict() for r in self.results],
         }
 
 
-def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *, features_dir: str | Path | None = None,
-                extract_options=None, evidence: bool = True, window_s: float | None = None,
-                demonstration: bool = False, trust_pickle: bool = False, device: str = "cpu",
-                on_result: Callable[[ClipResult], None] | None = None, id_from: str = "stem",
-                conformal_level: float = U.DEFAULT_LEVEL) -> PredictReport:
+def run_predict(
+    paths: Iterable[str | Path] = (),
+    checkpoint: str | Path = "",
+    *,
+    features_dir: str | Path | None = None,
+    extract_options=None,
+    evidence: bool = True,
+    window_s: float | None = None,
+    demonstration: bool = False,
+    trust_pickle: bool = False,
+    device: str = "cpu",
+    on_result: Callable[[ClipResult], None] | None = None,
+    id_from: str = "stem",
+    conformal_level: float = U.DEFAULT_LEVEL,
+) -> PredictReport:
     """Predict every input; per-clip failures are recorded, never raised.
 
     Args:
@@ -489,8 +627,15 @@ def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *
 
     if id_from not in ID_FROM:
         raise ConfigError(f"unknown --id-from {id_from!r}", hint=f"use one of {', '.join(ID_FROM)}")
-    pred = Predictor(checkpoint, extract_options=extract_options, evidence=evidence, window_s=window_s,
-                     trust_pickle=trust_pickle, device=device, conformal_level=conformal_level)
+    pred = Predictor(
+        checkpoint,
+        extract_options=extract_options,
+        evidence=evidence,
+        window_s=window_s,
+        trust_pickle=trust_pickle,
+        device=device,
+        conformal_level=conformal_level,
+    )
     emit = on_result or (lambda r: None)
     results: list[ClipResult] = []
 
@@ -502,9 +647,13 @@ def run_predict(paths: Iterable[str | Path] = (), checkpoint: str | Path = "", *
             res = ClipResult(sid, str(source), "failed", str(e), threshold=pred.threshold)
         except Exception as e:  # a bug on one clip must not lose the batch
             log.debug("unexpected failure on %s", source, exc_info=True)
-            res = ClipResult(sid, str(source), "failed",
-                             f"{source}: unexpected {type(e).__name__}: {e} (rerun with --verbose and report a bug)",
-                             threshold=pred.threshold)
+            res = ClipResult(
+                sid,
+                str(source),
+                "failed",
+                f"{source}: unexpected {type(e).__name__}: {e} (rerun with --verbose and report a bug)",
+                threshold=pred.threshold,
+            )
         res.seconds = time.perf_counter() - t1
         results.append(res)
         emit(res)
@@ -532,10 +681,16 @@ def _stored_jobs(pred: Predictor, features_dir, paths, id_from: str) -> tuple[li
     # the one loader: records, stored validity, SHA-256 checks; a sample with NaN/inf arrays fails alone
     ds = load_dataset(features_dir, skip_invalid=True)
     check_spec(ds.spec, pred.spec, where=Path(features_dir) / "features.json")
-    jobs = [(s.id, (s.record or {}).get("source", {}).get("path", s.id), lambda s=s: pred.predict_stored(s))
-            for s in ds.samples]
-    invalid = [ClipResult(sid, sid, "failed", f"invalid feature arrays: {why} (re-extract this sample)",
-                          threshold=pred.threshold) for sid, why in ds.report.invalid.items()]
+    jobs = [
+        (s.id, (s.record or {}).get("source", {}).get("path", s.id), lambda s=s: pred.predict_stored(s))
+        for s in ds.samples
+    ]
+    invalid = [
+        ClipResult(
+            sid, sid, "failed", f"invalid feature arrays: {why} (re-extract this sample)", threshold=pred.threshold
+        )
+        for sid, why in ds.report.invalid.items()
+    ]
     return jobs, invalid
 
 
@@ -549,8 +704,11 @@ def _video_jobs(pred: Predictor, paths, extract_options, id_from: str) -> list:
     check_spec(resolve_spec(pred.spec, extract_options), pred.spec, where=pred.path)
     inputs = discover_inputs(paths, id_from=id_from)
     if not inputs:
-        raise DataError("no video files found", path=", ".join(map(str, paths)),
-                        hint="give video files or folders that contain them")
+        raise DataError(
+            "no video files found",
+            path=", ".join(map(str, paths)),
+            hint="give video files or folders that contain them",
+        )
     return [(sid, path, lambda sid=sid, path=path: pred.predict_clip(path, sid)) for sid, path, _ in inputs]
 
 
@@ -560,16 +718,23 @@ def results_csv(report: PredictReport) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
     w.writeheader()
-    disclaimer = SCREENING_DISCLAIMER + (" DEMONSTRATION ONLY: synthetic training data, no clinical meaning."
-                                         if report.demonstration else "")
+    disclaimer = SCREENING_DISCLAIMER + (
+        " DEMONSTRATION ONLY: synthetic training data, no clinical meaning." if report.demonstration else ""
+    )
     for r in report.results:
         d = r.to_dict()
         lo, hi = d["probability_interval"] or (None, None)
         pset = d["prediction_set"]
-        w.writerow({**{k: d.get(k) for k in CSV_COLUMNS if k in d}, "warnings": "; ".join(r.warnings),
-                    "probability_interval_low": lo, "probability_interval_high": hi,
-                    "prediction_set": None if pset is None else " ".join(map(str, pset)) or "empty",
-                    "disclaimer": disclaimer})
+        w.writerow(
+            {
+                **{k: d.get(k) for k in CSV_COLUMNS if k in d},
+                "warnings": "; ".join(r.warnings),
+                "probability_interval_low": lo,
+                "probability_interval_high": hi,
+                "prediction_set": None if pset is None else " ".join(map(str, pset)) or "empty",
+                "disclaimer": disclaimer,
+            }
+        )
     return buf.getvalue()
 
 
@@ -582,5 +747,7 @@ def write_results(path: str | Path, report: PredictReport) -> Path:
     elif suffix == ".csv":
         dio.write_text(path, results_csv(report))
     else:
-        raise ConfigError(f"unsupported results format {path.suffix!r}", path=path, hint="use a .csv or .json file name")
+        raise ConfigError(
+            f"unsupported results format {path.suffix!r}", path=path, hint="use a .csv or .json file name"
+        )
     return path

@@ -81,9 +81,17 @@ class Scorer:
         ValueError: unknown ``kind``, or a non-positive ``batch_size`` / ``max_len``.
     """
 
-    def __init__(self, model, kind: str = "torch", preprocessor: Preprocessor | None = None, *,
-                 max_len: int | None = None, device: str | torch.device = "cpu", amp: bool = False,
-                 batch_size: int = 8):
+    def __init__(
+        self,
+        model,
+        kind: str = "torch",
+        preprocessor: Preprocessor | None = None,
+        *,
+        max_len: int | None = None,
+        device: str | torch.device = "cpu",
+        amp: bool = False,
+        batch_size: int = 8,
+    ):
         if kind not in KINDS:
             raise ValueError(f"unknown model kind {kind!r} (expected one of {KINDS})")
         if not int(batch_size) > 0:
@@ -101,8 +109,9 @@ class Scorer:
             self.model.to(self.device)
 
     @classmethod
-    def from_checkpoint(cls, ckpt: LoadedCheckpoint, *, device: str | torch.device = "cpu", amp: bool = False,
-                        batch_size: int = 8) -> Scorer | EnsembleScorer:
+    def from_checkpoint(
+        cls, ckpt: LoadedCheckpoint, *, device: str | torch.device = "cpu", amp: bool = False, batch_size: int = 8
+    ) -> Scorer | EnsembleScorer:
         """The scorer of a loaded checkpoint: its model, kind, preprocessor and length cap.
 
         Args:
@@ -119,15 +128,23 @@ class Scorer:
         return cls.of_single(ckpt, device=device, amp=amp, batch_size=batch_size)
 
     @classmethod
-    def of_single(cls, ckpt: LoadedCheckpoint, *, device: str | torch.device = "cpu", amp: bool = False,
-                  batch_size: int = 8) -> Scorer:
+    def of_single(
+        cls, ckpt: LoadedCheckpoint, *, device: str | torch.device = "cpu", amp: bool = False, batch_size: int = 8
+    ) -> Scorer:
         """The scorer of a single-model checkpoint (an ensemble's member, which is never itself an ensemble:
         the checkpoint loader refuses nested ensembles)."""
         if ckpt.kind == "ensemble":
             raise ValueError("an ensemble checkpoint is scored by an EnsembleScorer (Scorer.from_checkpoint)")
         pre = ckpt.preprocessor
-        return cls(ckpt.model, ckpt.kind, pre, max_len=pre.config.max_len if pre is not None else None,
-                   device=device, amp=amp, batch_size=batch_size)
+        return cls(
+            ckpt.model,
+            ckpt.kind,
+            pre,
+            max_len=pre.config.max_len if pre is not None else None,
+            device=device,
+            amp=amp,
+            batch_size=batch_size,
+        )
 
     # ------------------------------------------------------------------ per-sample steps
     def input_length(self, features: dict) -> int:
@@ -144,9 +161,9 @@ class Scorer:
     def _sample(self, features: dict, valid: dict | None, preprocessed: bool) -> tuple[dict, dict | None]:
         """One sample capped (first ``max_len`` rows), then preprocessed unless it already is."""
         if self.max_len is not None:
-            features = {m: a[:self.max_len] for m, a in features.items()}
+            features = {m: a[: self.max_len] for m, a in features.items()}
             if valid is not None:
-                valid = {m: (None if v is None else np.asarray(v)[:self.max_len]) for m, v in valid.items()}
+                valid = {m: (None if v is None else np.asarray(v)[: self.max_len]) for m, v in valid.items()}
         if self.preprocessor is not None and not preprocessed:
             features = self.preprocessor.transform(features, valid)
         return features, valid
@@ -168,8 +185,10 @@ class Scorer:
         feats, v = self._sample(features, valid, preprocessed)
         if self.kind == "sklearn":
             v = v or {}
-            full = {m: (np.ones(len(a), bool) if v.get(m) is None else np.asarray(v[m], dtype=bool)[:len(a)])
-                    for m, a in feats.items()}
+            full = {
+                m: (np.ones(len(a), bool) if v.get(m) is None else np.asarray(v[m], dtype=bool)[: len(a)])
+                for m, a in feats.items()
+            }
             return feats, full
         inputs, masks = collate([feats], [v], self.max_len)
         return self._to_device(inputs, masks)
@@ -220,8 +239,13 @@ class Scorer:
         return self.forward(inputs, masks).logits.reshape(-1).float()
 
     # ------------------------------------------------------------------ many samples
-    def logits(self, features_list: Sequence[dict], valid_list: Sequence[dict | None] | None = None, *,
-               preprocessed: bool = False) -> np.ndarray:
+    def logits(
+        self,
+        features_list: Sequence[dict],
+        valid_list: Sequence[dict | None] | None = None,
+        *,
+        preprocessed: bool = False,
+    ) -> np.ndarray:
         """Uncalibrated logits of the depressed class, one per sample, in input order.
 
         Args:
@@ -248,7 +272,7 @@ class Scorer:
         order = np.argsort([-sample_length(f) for f in feats], kind="stable")  # similar lengths together
         out = np.zeros(len(feats))
         for s in range(0, len(feats), self.batch_size):
-            idx = order[s:s + self.batch_size]
+            idx = order[s : s + self.batch_size]
             inputs, masks = collate([feats[i] for i in idx], [valids[i] for i in idx], self.max_len)
             out[idx] = self.batch_logits(inputs, masks).cpu().numpy()
         return out
@@ -277,24 +301,40 @@ class EnsembleScorer:
         self.device = scorers[0].device
 
     @classmethod
-    def from_checkpoint(cls, ckpt: LoadedCheckpoint, *, device: str | torch.device = "cpu", amp: bool = False,
-                        batch_size: int = 8) -> EnsembleScorer:
-        return cls([Scorer.of_single(m, device=device, amp=amp, batch_size=batch_size) for m in ckpt.members],
-                   [m.temperature for m in ckpt.members])
+    def from_checkpoint(
+        cls, ckpt: LoadedCheckpoint, *, device: str | torch.device = "cpu", amp: bool = False, batch_size: int = 8
+    ) -> EnsembleScorer:
+        return cls(
+            [Scorer.of_single(m, device=device, amp=amp, batch_size=batch_size) for m in ckpt.members],
+            [m.temperature for m in ckpt.members],
+        )
 
     def input_length(self, features: dict) -> int:
         """Rows of ``features`` the members see (they share the training config, hence the cap)."""
         return self.members[0].input_length(features)
 
-    def member_probabilities(self, features_list: Sequence[dict],
-                             valid_list: Sequence[dict | None] | None = None) -> np.ndarray:
+    def member_probabilities(
+        self, features_list: Sequence[dict], valid_list: Sequence[dict | None] | None = None
+    ) -> np.ndarray:
         """``(members, N)`` calibrated probabilities, ``sigmoid(logit_m / T_m)`` per member."""
-        return np.stack([apply_temperature(sc.logits(features_list, valid_list), t)
-                         for sc, t in zip(self.members, self.temperatures)]) if features_list else \
-            np.zeros((len(self.members), 0))
+        return (
+            np.stack(
+                [
+                    apply_temperature(sc.logits(features_list, valid_list), t)
+                    for sc, t in zip(self.members, self.temperatures)
+                ]
+            )
+            if features_list
+            else np.zeros((len(self.members), 0))
+        )
 
-    def logits(self, features_list: Sequence[dict], valid_list: Sequence[dict | None] | None = None, *,
-               preprocessed: bool = False) -> np.ndarray:
+    def logits(
+        self,
+        features_list: Sequence[dict],
+        valid_list: Sequence[dict | None] | None = None,
+        *,
+        preprocessed: bool = False,
+    ) -> np.ndarray:
         """Logit of the mean member probability, one per sample (``(N,)`` float64)."""
         if preprocessed:
             raise ValueError("an ensemble's members each preprocess the raw features: pass them unprocessed")
@@ -303,10 +343,16 @@ class EnsembleScorer:
         return probability_to_logit(self.member_probabilities(features_list, valid_list).mean(axis=0))
 
 
-def checkpoint_logits(ckpt: LoadedCheckpoint, features_list: Sequence[dict],
-                      valid_list: Sequence[dict | None] | None = None, *,
-                      batch_size: int = 8, device: str | torch.device = "cpu", preprocessed: bool = False,
-                      amp: bool = False) -> np.ndarray:
+def checkpoint_logits(
+    ckpt: LoadedCheckpoint,
+    features_list: Sequence[dict],
+    valid_list: Sequence[dict | None] | None = None,
+    *,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+    preprocessed: bool = False,
+    amp: bool = False,
+) -> np.ndarray:
     """Uncalibrated logits of a loaded checkpoint for raw (or already ``preprocessed``) samples.
 
     ``Scorer.from_checkpoint(ckpt, ...).logits(...)``: the training-time length cap
@@ -323,11 +369,13 @@ def checkpoint_logits(ckpt: LoadedCheckpoint, features_list: Sequence[dict],
         ``(N,)`` float64 logits.
     """
     return Scorer.from_checkpoint(ckpt, device=device, amp=amp, batch_size=batch_size).logits(
-        features_list, valid_list, preprocessed=preprocessed)
+        features_list, valid_list, preprocessed=preprocessed
+    )
 
 
-def checkpoint_probabilities(ckpt: LoadedCheckpoint, features_list: Sequence[dict],
-                             valid_list: Sequence[dict | None] | None = None, **kw) -> np.ndarray:
+def checkpoint_probabilities(
+    ckpt: LoadedCheckpoint, features_list: Sequence[dict], valid_list: Sequence[dict | None] | None = None, **kw
+) -> np.ndarray:
     """Calibrated probabilities ``sigmoid(logit / temperature)`` of a loaded checkpoint; compare with its ``threshold``.
 
     Args:

@@ -38,8 +38,11 @@ DEFAULT_LEVEL = 0.90
 
 ABOVE, BELOW, INDETERMINATE = "above", "below", "indeterminate"
 #: What users read for each decision (probabilities, never verdicts).
-DECISION_TEXT = {ABOVE: "above screening threshold", BELOW: "below screening threshold",
-                 INDETERMINATE: "indeterminate (uncertainty spans the threshold)"}
+DECISION_TEXT = {
+    ABOVE: "above screening threshold",
+    BELOW: "below screening threshold",
+    INDETERMINATE: "indeterminate (uncertainty spans the threshold)",
+}
 
 
 def conformal_quantile(probabilities, labels, level: float = DEFAULT_LEVEL) -> float:
@@ -103,10 +106,14 @@ class Uncertainty:
 
     def to_dict(self) -> dict:
         r = lambda v: None if v is None or not math.isfinite(v) else round(float(v), 6)  # noqa: E731
-        return {"probability_interval": None if self.interval is None else [r(self.interval[0]), r(self.interval[1])],
-                "interval_method": self.method, "prediction_set": self.prediction_set, "conformal_level": self.level,
-                "n_calibration": self.n_calibration,
-                "member_probabilities": None if self.members is None else [r(m) for m in self.members]}
+        return {
+            "probability_interval": None if self.interval is None else [r(self.interval[0]), r(self.interval[1])],
+            "interval_method": self.method,
+            "prediction_set": self.prediction_set,
+            "conformal_level": self.level,
+            "n_calibration": self.n_calibration,
+            "member_probabilities": None if self.members is None else [r(m) for m in self.members],
+        }
 
 
 @dataclass
@@ -121,16 +128,23 @@ class CalibrationSet:
     def from_dict(cls, d: dict | None) -> CalibrationSet | None:
         if not d or not d.get("probabilities"):
             return None
-        return cls(np.asarray(d["probabilities"], dtype=np.float64), np.asarray(d["labels"]).astype(int),
-                   str(d.get("source", "valid")))
+        return cls(
+            np.asarray(d["probabilities"], dtype=np.float64),
+            np.asarray(d["labels"]).astype(int),
+            str(d.get("source", "valid")),
+        )
 
     def to_dict(self) -> dict:
-        return {"probabilities": [float(v) for v in self.probabilities], "labels": [int(v) for v in self.labels],
-                "source": self.source}
+        return {
+            "probabilities": [float(v) for v in self.probabilities],
+            "labels": [int(v) for v in self.labels],
+            "source": self.source,
+        }
 
 
-def describe(probability: float, *, calibration: CalibrationSet | None = None, members=None,
-             level: float = DEFAULT_LEVEL) -> Uncertainty:
+def describe(
+    probability: float, *, calibration: CalibrationSet | None = None, members=None, level: float = DEFAULT_LEVEL
+) -> Uncertainty:
     """The interval and conformal set of one calibrated ``probability``.
 
     Args:

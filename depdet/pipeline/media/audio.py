@@ -17,7 +17,9 @@ from depdet.extractors.base import SAMPLE_RATE
 from depdet.pipeline.media.container import _CORRUPT_HINT, _open, _short, check_file
 
 
-def load_audio(path: str | Path, sr: int = SAMPLE_RATE, on_progress: Callable[[float], None] | None = None) -> np.ndarray:
+def load_audio(
+    path: str | Path, sr: int = SAMPLE_RATE, on_progress: Callable[[float], None] | None = None
+) -> np.ndarray:
     """Decode the first audio track to float32 mono at ``sr`` Hz.
 
     Resampling is done by FFmpeg's resampler (``av.AudioResampler``, flushed at the end so no
@@ -48,8 +50,9 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE, on_progress: Callable[[f
     chunks: list[np.ndarray] = []
     with _open(p) as container:
         if not container.streams.audio:
-            raise MediaError("has no audio track", path=p,
-                             hint="use a video with sound, or extract visual features only")
+            raise MediaError(
+                "has no audio track", path=p, hint="use a video with sound, or extract visual features only"
+            )
         stream = container.streams.audio[0]
         stream.thread_type = "AUTO"
         resampler = None

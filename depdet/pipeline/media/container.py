@@ -91,8 +91,6 @@ class MediaInfo:
     audio_duration: float = 0.0
 
 
-
-
 def check_file(path: str | Path) -> Path:
     """Raise MediaError unless ``path`` is a non-empty, readable regular file."""
     p = Path(path)
@@ -102,17 +100,24 @@ def check_file(path: str | Path) -> Path:
         if e.errno == errno.ELOOP:
             raise MediaError("symbolic link loop", path=p, hint="point the link at a real file") from None
         if e.errno in (errno.EACCES, errno.EPERM):
-            raise MediaError("permission denied: the file or a folder above it is not readable", path=p,
-                             hint="fix its permissions, e.g. `chmod u+r FILE`") from None
+            raise MediaError(
+                "permission denied: the file or a folder above it is not readable",
+                path=p,
+                hint="fix its permissions, e.g. `chmod u+r FILE`",
+            ) from None
         if e.errno == errno.ENOENT:
-            raise MediaError("file not found" + (" (a broken symbolic link)" if p.is_symlink() else ""), path=p,
-                             hint="check the path") from None
+            raise MediaError(
+                "file not found" + (" (a broken symbolic link)" if p.is_symlink() else ""),
+                path=p,
+                hint="check the path",
+            ) from None
         raise MediaError(f"cannot open ({e.strerror or e})", path=p, hint="check the path") from None
     if p.is_dir():
         raise MediaError("is a folder, not a media file", path=p, hint="give a video file")
     if not os.access(p, os.R_OK):
-        raise MediaError("permission denied: the file is not readable", path=p,
-                         hint="fix its permissions, e.g. `chmod u+r FILE`")
+        raise MediaError(
+            "permission denied: the file is not readable", path=p, hint="fix its permissions, e.g. `chmod u+r FILE`"
+        )
     if p.stat().st_size == 0:
         raise MediaError("file is empty (0 bytes)", path=p, hint="re-copy or re-download it")
     return p
@@ -128,11 +133,13 @@ def _open(path: Path):
     try:
         return av.open(str(path), mode="r", metadata_errors="ignore")
     except PermissionError as e:
-        raise MediaError("permission denied: the file is not readable", path=path,
-                         hint="fix its permissions, e.g. `chmod u+r FILE`") from e
+        raise MediaError(
+            "permission denied: the file is not readable", path=path, hint="fix its permissions, e.g. `chmod u+r FILE`"
+        ) from e
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as e:
-        raise MediaError(f"not a readable media file, or corrupt/truncated ({_short(e)})", path=path,
-                         hint=_CORRUPT_HINT) from e
+        raise MediaError(
+            f"not a readable media file, or corrupt/truncated ({_short(e)})", path=path, hint=_CORRUPT_HINT
+        ) from e
 
 
 def _short(e: BaseException) -> str:
@@ -163,7 +170,6 @@ def _rot90_steps(frame) -> int:
     except (TypeError, ValueError):
         return 0
     return int(round(angle / 90.0)) % 4
-
 
 
 def _stream_seconds(stream) -> float:
@@ -201,15 +207,21 @@ def probe(path: str | Path) -> MediaInfo:
         vs = _video_stream(container)
         as_ = container.streams.audio[0] if container.streams.audio else None
         if vs is None and as_ is None:
-            raise MediaError("contains no audio or video stream", path=p, hint="give a video file with picture and sound")
+            raise MediaError(
+                "contains no audio or video stream", path=p, hint="give a video file with picture and sound"
+            )
         duration = float(container.duration) / 1e6 if container.duration else 0.0
         if duration <= 0:
             duration = max(_stream_seconds(s) for s in (vs, as_) if s is not None)
         size = p.stat().st_size
         longest = max([duration] + [_stream_seconds(s) for s in (vs, as_) if s is not None])
         if longest * MIN_BYTES_PER_SECOND > size:
-            raise MediaError(f"declares {longest:.0f} s of media in {size} bytes ({size / longest:.1f} bytes/s): "
-                             "corrupt or crafted timestamps", path=p, hint=_CORRUPT_HINT)
+            raise MediaError(
+                f"declares {longest:.0f} s of media in {size} bytes ({size / longest:.1f} bytes/s): "
+                "corrupt or crafted timestamps",
+                path=p,
+                hint=_CORRUPT_HINT,
+            )
         fps = 0.0
         if vs is not None:
             rate = vs.average_rate or vs.guessed_rate or vs.base_rate

@@ -87,8 +87,11 @@ def discover_inputs(paths: Iterable[str | Path], id_from: str = "stem") -> list[
             try:
                 lines = p.read_text(encoding="utf-8").splitlines()
             except (OSError, UnicodeDecodeError) as e:
-                raise MediaError(f"cannot read the list of inputs ({getattr(e, 'strerror', None) or e})", path=p,
-                                 hint="give a readable UTF-8 text file, one path per line") from None
+                raise MediaError(
+                    f"cannot read the list of inputs ({getattr(e, 'strerror', None) or e})",
+                    path=p,
+                    hint="give a readable UTF-8 text file, one path per line",
+                ) from None
             for line in lines:
                 line = line.strip()
                 if not line or line.startswith("#"):
@@ -99,8 +102,11 @@ def discover_inputs(paths: Iterable[str | Path], id_from: str = "stem") -> list[
         elif p.suffix.lower() in VIDEO_EXTENSIONS:
             found.append((p, p.name, f"{resolved(p).parent.name}/{p.name}"))
         else:
-            raise MediaError(f"unsupported extension {p.suffix!r}",
-                             path=p, hint=f"use one of {' '.join(VIDEO_EXTENSIONS)} or a .txt list of paths")
+            raise MediaError(
+                f"unsupported extension {p.suffix!r}",
+                path=p,
+                hint=f"use one of {' '.join(VIDEO_EXTENSIONS)} or a .txt list of paths",
+            )
     seen: dict[Path, tuple[Path, str]] = {}
     for f, _key, given in found:  # the same file named twice is one input
         seen.setdefault(resolved(f), (f, given))

@@ -91,14 +91,10 @@ class Frame:
     source_time: float = 0.0
 
 
-
-
 def _upright(frame) -> np.ndarray:
     img = frame.to_ndarray(format="rgb24")
     k = _rot90_steps(frame)
     return np.ascontiguousarray(np.rot90(img, k)) if k else img
-
-
 
 
 def _shown(k: int, fps: float, until: float) -> bool:
@@ -254,9 +250,14 @@ def _planned_frames(container, stream, plan: _Plan, counts: dict) -> Iterator:
             raise _PlanMismatch
 
 
-def iter_frames(path: str | Path, fps: float, origin: float | None = None,
-                stats: dict | None = None, skip: bool = True,
-                on_progress: Callable[[float], None] | None = None) -> Iterator[Frame]:
+def iter_frames(
+    path: str | Path,
+    fps: float,
+    origin: float | None = None,
+    stats: dict | None = None,
+    skip: bool = True,
+    on_progress: Callable[[float], None] | None = None,
+) -> Iterator[Frame]:
     """Yield the frame shown at each time ``k / fps``, for every ``k`` with ``k / fps < end``.
 
     Times are seconds after ``origin`` on the file's clock (the presentation timeline,
@@ -333,8 +334,9 @@ def iter_frames(path: str | Path, fps: float, origin: float | None = None,
         stats.update(**out, **counts)
 
 
-def _frame_rows(p: Path, fps: float, origin: float | None, counts: dict, out: dict, plan: _Plan | None,
-                from_row: int = 0) -> Iterator[Frame]:
+def _frame_rows(
+    p: Path, fps: float, origin: float | None, counts: dict, out: dict, plan: _Plan | None, from_row: int = 0
+) -> Iterator[Frame]:
     """The rows of :func:`iter_frames` from decoded frames (``plan`` None: every packet decoded) or
     from :func:`_planned_frames`; rows before ``from_row`` are walked but neither converted nor
     yielded. Fills ``out`` with ``end``, ``frames``, ``skipped``, ``picture_rows``, ``gap_rows``."""
@@ -343,8 +345,9 @@ def _frame_rows(p: Path, fps: float, origin: float | None, counts: dict, out: di
     with _open(p) as container:
         stream = _video_stream(container)
         if stream is None:
-            raise MediaError("has no video track (audio only?)", path=p,
-                             hint="give a video file, or extract audio features only")
+            raise MediaError(
+                "has no video track (audio only?)", path=p, hint="give a video file, or extract audio features only"
+            )
         stream.thread_type = decode_threading(stream.codec_context.name)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(25)
         default_dur = 1.0 / float(rate)
@@ -379,10 +382,12 @@ def _frame_rows(p: Path, fps: float, origin: float | None, counts: dict, out: di
             k = k_end
 
         if plan is None:
+
             def source():
                 for f in container.decode(stream):
                     counts["decoded"] += 1
                     yield f
+
             frames = source()
         else:
             frames = _planned_frames(container, stream, plan, counts)
@@ -411,8 +416,11 @@ def _frame_rows(p: Path, fps: float, origin: float | None, counts: dict, out: di
                     yield from emit(prev, ft)
                 prev = (frame, ft, fd)
         except av.FFmpegError as e:
-            raise MediaError(f"video is corrupt or truncated (decoding failed after {counts['decoded']} frames: "
-                             f"{_short(e)})", path=p, hint=_CORRUPT_HINT) from e
+            raise MediaError(
+                f"video is corrupt or truncated (decoding failed after {counts['decoded']} frames: {_short(e)})",
+                path=p,
+                hint=_CORRUPT_HINT,
+            ) from e
         if prev is None:
             raise MediaError("no video frame could be decoded (corrupt or truncated)", path=p, hint=_CORRUPT_HINT)
         end = prev[1] + min(prev[2], MAX_GAP_S)  # a crafted last-frame duration is bounded too

@@ -61,7 +61,9 @@ from depdet.threads import WORKER_ENV, prepare_env
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = 'install the cluster extra: pip install -e ".[cluster]" (or pip install "dask[distributed]" dask-jobqueue)'
+INSTALL_HINT = (
+    'install the cluster extra: pip install -e ".[cluster]" (or pip install "dask[distributed]" dask-jobqueue)'
+)
 THREAD_ENV = WORKER_ENV  # one thread per worker process: depdet/threads.py
 #: ``allowed-failures`` of the schedulers depdet starts: a job may take down one worker and is
 #: retried elsewhere; the second worker death fails it (ours; Dask's default is 3).
@@ -94,9 +96,11 @@ def parse_cluster(text: str) -> ClusterSpec:
         return ClusterSpec(m.group(1), int(m.group(2)))
     if re.fullmatch(r"tcp://[^\s:/]+:\d+", t):
         return ClusterSpec("tcp", 0, t)
-    raise ConfigError(f"unknown --cluster {text!r}",
-                      hint="use local:N (N worker processes here), tcp://HOST:PORT (a running Dask scheduler) "
-                           "or slurm:N (N Slurm jobs via dask-jobqueue)")
+    raise ConfigError(
+        f"unknown --cluster {text!r}",
+        hint="use local:N (N worker processes here), tcp://HOST:PORT (a running Dask scheduler) "
+        "or slurm:N (N Slurm jobs via dask-jobqueue)",
+    )
 
 
 #: The largest first frame a Dask scheduler's handshake may announce (it is a few hundred bytes;
@@ -105,9 +109,11 @@ _MAX_HANDSHAKE = 1 << 20
 
 
 def _not_dask(address: str, why: str) -> ConfigError:
-    return ConfigError(f"not a Dask scheduler at {address} ({why})",
-                       hint="give the address `dask scheduler` prints (tcp://HOST:8786 by default), not a web or "
-                            "dashboard port; start one with `dask scheduler` and workers with `dask worker ADDRESS`")
+    return ConfigError(
+        f"not a Dask scheduler at {address} ({why})",
+        hint="give the address `dask scheduler` prints (tcp://HOST:8786 by default), not a web or "
+        "dashboard port; start one with `dask scheduler` and workers with `dask worker ADDRESS`",
+    )
 
 
 def probe_scheduler(address: str, connect_timeout: float = 30.0, handshake_timeout: float = 10.0) -> bool:
@@ -128,7 +134,7 @@ def probe_scheduler(address: str, connect_timeout: float = 30.0, handshake_timeo
         ConfigError: "not a Dask scheduler at ADDRESS": it sent nothing in time, closed the
             connection, or sent something that is not a Dask handshake.
     """
-    host, port = address[len("tcp://"):].rsplit(":", 1)
+    host, port = address[len("tcp://") :].rsplit(":", 1)
     deadline = time.monotonic() + connect_timeout
     while True:
         try:
@@ -163,7 +169,9 @@ def import_distributed():
     try:
         import distributed
     except ImportError as e:
-        raise ConfigError(f"--cluster needs Dask distributed, which is not installed ({e})", hint=INSTALL_HINT) from None
+        raise ConfigError(
+            f"--cluster needs Dask distributed, which is not installed ({e})", hint=INSTALL_HINT
+        ) from None
     return distributed
 
 
@@ -235,9 +243,14 @@ def _worker_plugin_class():
 class DaskExecutor(Executor):
     """Jobs as Dask tasks on ``local:N``, ``tcp://HOST:PORT`` or ``slurm:N`` (see the module docstring)."""
 
-    def __init__(self, spec: ClusterSpec | str, initializer: Callable[[], None] | None = None,
-                 allowed_failures: int = ALLOWED_FAILURES, connect_timeout: float = 30.0,
-                 handshake_timeout: float = 10.0):
+    def __init__(
+        self,
+        spec: ClusterSpec | str,
+        initializer: Callable[[], None] | None = None,
+        allowed_failures: int = ALLOWED_FAILURES,
+        connect_timeout: float = 30.0,
+        handshake_timeout: float = 10.0,
+    ):
         self.spec = parse_cluster(spec) if isinstance(spec, str) else spec
         self.connect_timeout = connect_timeout
         self.handshake_timeout = handshake_timeout
@@ -258,30 +271,45 @@ class DaskExecutor(Executor):
                 logging.getLogger(name).setLevel(logging.WARNING)
         # worker-saturation 1.0: a worker holds only the task it runs (no queued ones), so a clip that kills its
         # worker charges no innocent queued clip with a "died on a worker" failure (depdet's choice)
-        with dask.config.set({"distributed.scheduler.allowed-failures": self.allowed_failures,
-                              "distributed.scheduler.worker-saturation": 1.0}):
+        with dask.config.set(
+            {
+                "distributed.scheduler.allowed-failures": self.allowed_failures,
+                "distributed.scheduler.worker-saturation": 1.0,
+            }
+        ):
             if s.kind == "local":
                 self.cluster = distributed.LocalCluster(
-                    n_workers=s.n, threads_per_worker=1, processes=True, dashboard_address=None,
+                    n_workers=s.n,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
                     silence_logs=logging.ERROR,
-                    env={**THREAD_ENV, **{k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ}})
+                    env={
+                        **THREAD_ENV,
+                        **{k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ},
+                    },
+                )
             elif s.kind == "slurm":
                 try:
                     from dask_jobqueue import SLURMCluster
                 except ImportError as e:
-                    raise ConfigError(f"--cluster slurm:N needs dask-jobqueue, which is not installed ({e})",
-                                      hint=INSTALL_HINT) from None
+                    raise ConfigError(
+                        f"--cluster slurm:N needs dask-jobqueue, which is not installed ({e})", hint=INSTALL_HINT
+                    ) from None
                 try:
                     self.cluster = SLURMCluster()
                 except (ValueError, TypeError, KeyError) as e:
-                    raise ConfigError(f"dask-jobqueue cannot build a Slurm cluster from your Dask config ({e})",
-                                      path="~/.config/dask/jobqueue.yaml",
-                                      hint="set jobqueue.slurm cores, memory, walltime (and processes = cores), "
-                                           "as the dask-jobqueue documentation describes") from None
+                    raise ConfigError(
+                        f"dask-jobqueue cannot build a Slurm cluster from your Dask config ({e})",
+                        path="~/.config/dask/jobqueue.yaml",
+                        hint="set jobqueue.slurm cores, memory, walltime (and processes = cores), "
+                        "as the dask-jobqueue documentation describes",
+                    ) from None
                 self.cluster.scale(jobs=s.n)
             unreachable = SchedulerLost(
                 f"cannot reach the Dask scheduler {s} (no connection within {self.connect_timeout:g} s)",
-                hint="start it with `dask scheduler` (and workers with `dask worker ADDRESS`) or check the address")
+                hint="start it with `dask scheduler` (and workers with `dask worker ADDRESS`) or check the address",
+            )
             if s.kind == "tcp" and not probe_scheduler(s.address, self.connect_timeout, self.handshake_timeout):
                 raise unreachable
             try:
@@ -290,17 +318,21 @@ class DaskExecutor(Executor):
                     self.client = distributed.Client(self.cluster if self.cluster is not None else s.address, **kw)
             except (OSError, TimeoutError) as e:
                 self.close()
-                raise SchedulerLost(f"cannot reach the Dask scheduler {s} ({e})",
-                                    hint="start it with `dask scheduler` (and workers with `dask worker ADDRESS`) "
-                                         "or check the address") from None
+                raise SchedulerLost(
+                    f"cannot reach the Dask scheduler {s} ({e})",
+                    hint="start it with `dask scheduler` (and workers with `dask worker ADDRESS`) or check the address",
+                ) from None
             except Exception as e:  # a peer that passed the probe but then spoke no Dask
                 self.close()
                 if s.kind != "tcp":
                     raise
                 raise _not_dask(s.address, f"the Dask handshake failed: {type(e).__name__}: {e}") from None
         if s.kind == "tcp":
-            self.workers = len(self.client.scheduler_info(n_workers=-1).get("workers", {})) if _has_n_workers(self.client) \
+            self.workers = (
+                len(self.client.scheduler_info(n_workers=-1).get("workers", {}))
+                if _has_n_workers(self.client)
                 else len(self.client.scheduler_info().get("workers", {}))
+            )
         self.client.register_plugin(_worker_plugin_class()(self.initializer), name="depdet-worker-setup")
         return self
 
@@ -321,10 +353,13 @@ class DaskExecutor(Executor):
         for i, job in enumerate(jobs):
             key = f"depdet-{fn.__name__.strip('_')}-{job.get('id', i)}-{tag}"
             futures[client.submit(fn, job, key=key, pure=False)] = job
+
         def lost(why: str) -> SchedulerLost:
-            return SchedulerLost(f"lost the Dask scheduler {self.spec} while jobs were running ({why})",
-                                 hint="finished work is kept on disk: restart the scheduler and workers "
-                                      "and rerun the same command to resume")
+            return SchedulerLost(
+                f"lost the Dask scheduler {self.spec} while jobs were running ({why})",
+                hint="finished work is kept on disk: restart the scheduler and workers "
+                "and rerun the same command to resume",
+            )
 
         try:
             for fut in distributed.as_completed(list(futures)):
@@ -332,7 +367,10 @@ class DaskExecutor(Executor):
                 if fut.status == "finished":
                     try:
                         result = fut.result()
-                    except (distributed.comm.CommClosedError, OSError) as e:  # the scheduler died as the result was fetched
+                    except (
+                        distributed.comm.CommClosedError,
+                        OSError,
+                    ) as e:  # the scheduler died as the result was fetched
                         raise lost(f"{type(e).__name__} fetching a finished result") from e
                     yield job, result, None
                 elif fut.status == "cancelled" or client.status not in ("running", "connecting", "newly-created"):
@@ -340,9 +378,11 @@ class DaskExecutor(Executor):
                 else:
                     exc = fut.exception()
                     if isinstance(exc, distributed.KilledWorker):
-                        msg = (f"its Dask worker died {self.allowed_failures + 1 if self.spec.kind != 'tcp' else 'repeatedly'} "
-                               "time(s) while running it (killed, out of memory, or a crash in native code); "
-                               "given up, not retried further")
+                        msg = (
+                            f"its Dask worker died {self.allowed_failures + 1 if self.spec.kind != 'tcp' else 'repeatedly'} "
+                            "time(s) while running it (killed, out of memory, or a crash in native code); "
+                            "given up, not retried further"
+                        )
                     else:
                         msg = f"{type(exc).__name__}: {exc}"
                     yield job, None, msg
@@ -358,8 +398,9 @@ def _has_n_workers(client) -> bool:
     return "n_workers" in inspect.signature(client.scheduler_info).parameters
 
 
-def make_executor(workers: int, cluster: str | ClusterSpec | None = None,
-                  initializer: Callable[[], None] | None = None) -> Executor:
+def make_executor(
+    workers: int, cluster: str | ClusterSpec | None = None, initializer: Callable[[], None] | None = None
+) -> Executor:
     """The executor for ``--cluster SPEC`` (Dask), else this process (``workers`` 1).
 
     Raises:
@@ -396,7 +437,8 @@ def parse_shard(text: str | Shard | None) -> Shard | None:
         return text
     m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
     if not m or not (1 <= int(m.group(1)) <= int(m.group(2))):
-        raise ConfigError(f"--shard {text!r} is not K/N with 1 <= K <= N",
-                          hint="e.g. --shard 1/4 ... --shard 4/4 (in a Slurm array: --shard $SLURM_ARRAY_TASK_ID/N "
-                               "with --array=1-N)")
+        raise ConfigError(
+            f"--shard {text!r} is not K/N with 1 <= K <= N",
+            hint="e.g. --shard 1/4 ... --shard 4/4 (in a Slurm array: --shard $SLURM_ARRAY_TASK_ID/N with --array=1-N)",
+        )
     return Shard(int(m.group(1)), int(m.group(2)))

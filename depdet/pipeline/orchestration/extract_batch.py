@@ -63,8 +63,11 @@ def _describe(name: str, options_json: str) -> dict:
 
 def _extractor_options(name: str, spec: FeatureSpec, options: ExtractOptions) -> dict:
     if name == "vggish":
-        return {"weights_path": options.vggish_weights, "postprocess": bool(spec.vggish_postprocess),
-                "quantize": spec.vggish_quantize or "truncate"}
+        return {
+            "weights_path": options.vggish_weights,
+            "postprocess": bool(spec.vggish_postprocess),
+            "quantize": spec.vggish_quantize or "truncate",
+        }
     if name == "landmarks":
         return {"detector": spec.detector or "hog"}
     return {}
@@ -75,8 +78,13 @@ def source_info(path: Path, given: str) -> dict:
     from depdet import fileio as dio
 
     st = path.stat()
-    return {"path": given, "resolved": str(resolved(path)), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-            "sha256": dio.sha256_file(path)}
+    return {
+        "path": given,
+        "resolved": str(resolved(path)),
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "sha256": dio.sha256_file(path),
+    }
 
 
 #: Fewest seconds of wall time between two in-clip progress reports of one clip (depdet's choice:
@@ -113,9 +121,15 @@ def _process(job: dict, progress: Callable[[str, float, float], None] | None = N
     t0 = time.perf_counter()
     store = FeatureStore(job["out"], job["layout"])
     src = Path(job["path"])
-    rec = {"status": "failed", "error": None, "source": {"path": job["given"], "resolved": str(src)},
-           "meta": job["meta"], "spec": job["spec"], "depdet_version": __version__,
-           "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    rec = {
+        "status": "failed",
+        "error": None,
+        "source": {"path": job["given"], "resolved": str(src)},
+        "meta": job["meta"],
+        "spec": job["spec"],
+        "depdet_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     try:
         check_file(src)  # missing, unreadable, a link loop, empty: one line naming the file
         try:
@@ -125,32 +139,51 @@ def _process(job: dict, progress: Callable[[str, float, float], None] | None = N
         spec = FeatureSpec.from_dict(job["spec"])
         options = ExtractOptions(**job["options"])
         sink = progress or _PROGRESS_SINK
-        clip = extract_clip(src, spec, options, sample_id=job["id"],
-                            on_progress=_reporter(job["id"], sink) if sink is not None else None)
+        clip = extract_clip(
+            src,
+            spec,
+            options,
+            sample_id=job["id"],
+            on_progress=_reporter(job["id"], sink) if sink is not None else None,
+        )
         t1 = time.perf_counter()
         missing = list(clip.info.get("missing", []))
         keep = dict(clip.features)  # every layout file, a missing stream as zeros with its rows invalid
-        rec.update({
-            "status": "partial" if missing else "ok", "duration": round(clip.duration, 3), "fps": spec.fps,
-            "T": clip.T, "dims": {m: int(a.shape[1]) for m, a in clip.features.items()},
-            "timeline": {"lengths_before_alignment": clip.info.get("lengths"),
-                         "dropped_rows": clip.info.get("dropped_rows"), **(clip.info.get("timeline") or {})},
-            "valid_fraction": {m: round(float(v.mean()), 4) if len(v) else 0.0 for m, v in clip.valid.items()},
-            "face_ratio": round(clip.info.get("face_ratio", 0.0), 4),
-            "speech_ratio": round(clip.info.get("speech_ratio", 0.0), 4),
-            "missing": missing, "warnings": clip.info.get("warnings", []),
-            "media": clip.info.get("media"),
-            "extractors": {n: _describe(n, json.dumps(_extractor_options(n, spec, options), sort_keys=True))
-                           for n in spec.extractors},
-        })
+        rec.update(
+            {
+                "status": "partial" if missing else "ok",
+                "duration": round(clip.duration, 3),
+                "fps": spec.fps,
+                "T": clip.T,
+                "dims": {m: int(a.shape[1]) for m, a in clip.features.items()},
+                "timeline": {
+                    "lengths_before_alignment": clip.info.get("lengths"),
+                    "dropped_rows": clip.info.get("dropped_rows"),
+                    **(clip.info.get("timeline") or {}),
+                },
+                "valid_fraction": {m: round(float(v.mean()), 4) if len(v) else 0.0 for m, v in clip.valid.items()},
+                "face_ratio": round(clip.info.get("face_ratio", 0.0), 4),
+                "speech_ratio": round(clip.info.get("speech_ratio", 0.0), 4),
+                "missing": missing,
+                "warnings": clip.info.get("warnings", []),
+                "media": clip.info.get("media"),
+                "extractors": {
+                    n: _describe(n, json.dumps(_extractor_options(n, spec, options), sort_keys=True))
+                    for n in spec.extractors
+                },
+            }
+        )
         rec["timings"] = {"extract_s": round(t1 - t0, 3), "total_s": round(time.perf_counter() - t0, 3)}
         return store.write_unit(job["id"], keep, clip.valid, rec)
     except DepdetError as e:
         rec["error"] = str(e)
     except OSError as e:
         if e.errno in _DISK_FULL:  # nothing recorded: a previous unit of this sample is left intact
-            rec.update(error=f"{job['out']}: no space left on the output volume ({e.strerror or e})",
-                       disk_full=True, timings={"total_s": round(time.perf_counter() - t0, 3)})
+            rec.update(
+                error=f"{job['out']}: no space left on the output volume ({e.strerror or e})",
+                disk_full=True,
+                timings={"total_s": round(time.perf_counter() - t0, 3)},
+            )
             return {"id": job["id"], **rec}
         rec["error"] = f"{src}: cannot write the features ({e.strerror or e})"
     except Exception as e:  # an unexpected bug must not kill the batch either
@@ -207,6 +240,7 @@ def _worker_init(parent: int | None = None, progress_queue=None):
 
     global _PROGRESS_SINK
     if progress_queue is not None:  # the local pool's channel for in-clip progress (see _run_pool)
+
         def sink(sid: str, done: float, total: float) -> None:
             progress_queue.put_nowait((sid, done, total))
 
@@ -225,8 +259,12 @@ class _DiskFull(Exception):
     """A worker found the output volume full: stop the batch."""
 
 
-def _run_pool(todo: list[dict], workers: int, finish: Callable[[dict], None],
-              progress: Callable[[str, float, float], None] | None = None) -> None:
+def _run_pool(
+    todo: list[dict],
+    workers: int,
+    finish: Callable[[dict], None],
+    progress: Callable[[str, float, float], None] | None = None,
+) -> None:
     """Run the jobs in ``workers`` spawned processes, calling ``finish`` with each record.
 
     In-clip progress (``progress(id, decoded_s, duration_s)``) comes back through one
@@ -360,8 +398,12 @@ def _same_source(rec: dict, path: Path) -> tuple[bool, dict | None]:
         st = path.stat()
     except OSError:
         return False, None
-    if src.get("resolved") == str(resolved(path)) and src.get("size") == st.st_size and src.get("mtime_ns") == st.st_mtime_ns \
-            and src.get("sha256"):
+    if (
+        src.get("resolved") == str(resolved(path))
+        and src.get("size") == st.st_size
+        and src.get("mtime_ns") == st.st_mtime_ns
+        and src.get("sha256")
+    ):
         return True, None  # same file, untouched since it was hashed
     info = source_info(path, src.get("path") or str(path))
     return info["sha256"] == src.get("sha256"), info
@@ -377,24 +419,40 @@ def _check_renamed(store: FeatureStore, records: dict[str, dict], found) -> None
         src = (rec.get("source") or {}).get("resolved")
         if src and rid not in ours and rec.get("status") in USABLE:
             held.setdefault(src, []).append(rid)
-    twice = [f"{given} is sample {' and '.join(map(repr, held[str(path)]))} (this run's id: {sid!r})"
-             for sid, path, given in found if str(path) in held]
+    twice = [
+        f"{given} is sample {' and '.join(map(repr, held[str(path)]))} (this run's id: {sid!r})"
+        for sid, path, given in found
+        if str(path) in held
+    ]
     if twice:
         first = held[str(next(p for _, p, _ in found if str(p) in held))][0]
-        where = (store.root / first if store.layout == "dvlog" else  # lmvd: the sample's files, not its folders
-                 ", ".join(store.rel(p) for p in L.unit_paths(store.root, store.layout, first) if p.exists()))
-        raise DataError(f"{len(twice)} input(s) are already in the folder under another sample id, and would be "
-                        "stored twice: " + "; ".join(twice[:4]) + (f"; and {len(twice) - 4} more" if len(twice) > 4 else ""),
-                        path=store.root, hint="rerun with the --id-from the folder was made with, extract into a new -o "
-                        f"folder, or delete the old samples' files (e.g. {where}) and rerun")
+        where = (
+            store.root / first
+            if store.layout == "dvlog"
+            # lmvd: the sample's files, not its folders
+            else ", ".join(store.rel(p) for p in L.unit_paths(store.root, store.layout, first) if p.exists())
+        )
+        raise DataError(
+            f"{len(twice)} input(s) are already in the folder under another sample id, and would be "
+            "stored twice: " + "; ".join(twice[:4]) + (f"; and {len(twice) - 4} more" if len(twice) > 4 else ""),
+            path=store.root,
+            hint="rerun with the --id-from the folder was made with, extract into a new -o "
+            f"folder, or delete the old samples' files (e.g. {where}) and rerun",
+        )
 
 
 def _engine_failure(store: FeatureStore, job: dict, error: str) -> dict:
     """Record a job the execution engine gave up on (its worker kept dying): failed, metadata kept."""
-    rec = {"status": "failed", "error": f"{job['path']}: {error}",
-           "source": {"path": job["given"], "resolved": job["path"]}, "meta": job["meta"], "spec": job["spec"],
-           "depdet_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-           "timings": {}}
+    rec = {
+        "status": "failed",
+        "error": f"{job['path']}: {error}",
+        "source": {"path": job["given"], "resolved": job["path"]},
+        "meta": job["meta"],
+        "spec": job["spec"],
+        "depdet_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "timings": {},
+    }
     try:
         return store.write_failed(job["id"], rec)
     except OSError as e:
@@ -420,8 +478,16 @@ def _sweep_staged(store: FeatureStore) -> int:
     return n
 
 
-def _run_jobs(store: FeatureStore, out: Path, todo: list[dict], records: dict[str, dict], workers: int,
-              cluster: str | None, shard: Shard | None, emit: Callable[[str, dict], None]) -> list[dict]:
+def _run_jobs(
+    store: FeatureStore,
+    out: Path,
+    todo: list[dict],
+    records: dict[str, dict],
+    workers: int,
+    cluster: str | None,
+    shard: Shard | None,
+    emit: Callable[[str, dict], None],
+) -> list[dict]:
     """Run the jobs (a Dask cluster, this process, or the local pool), record each finished sample in
     ``records``, then rebuild the store's views (not for a shard). Returns the finished records.
 
@@ -475,20 +541,33 @@ def _run_jobs(store: FeatureStore, out: Path, todo: list[dict], records: dict[st
                 views_error = e
     if full:
         left = len(todo) - len(rows) - 1
-        raise DepdetError(f"no space left on the output volume while writing {full[0]['id']!r}: the batch stopped "
-                          f"({len(rows)} sample(s) written, {left} not done)"
-                          + ("; the views could not be rebuilt either" if views_error else ""),
-                          path=out, hint="free space (or use another -o) and rerun the same command: finished "
-                                         "samples are kept and skipped"
-                                         + (", or run `depdet store index` on the folder" if views_error else ""))
+        raise DepdetError(
+            f"no space left on the output volume while writing {full[0]['id']!r}: the batch stopped "
+            f"({len(rows)} sample(s) written, {left} not done)"
+            + ("; the views could not be rebuilt either" if views_error else ""),
+            path=out,
+            hint="free space (or use another -o) and rerun the same command: finished "
+            "samples are kept and skipped" + (", or run `depdet store index` on the folder" if views_error else ""),
+        )
     return rows
 
 
-def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec, *, layout: str = "dvlog",
-                options: ExtractOptions | None = None, workers: int | None = None, force: bool = False,
-                labels: str | Path | None = None, id_from: str = "stem", wait: bool = False,
-                on_event: Callable[[str, dict], None] | None = None, cluster: str | None = None,
-                shard: str | Shard | None = None) -> ExtractReport:
+def run_extract(
+    inputs: Iterable[str | Path],
+    out: str | Path,
+    spec: FeatureSpec,
+    *,
+    layout: str = "dvlog",
+    options: ExtractOptions | None = None,
+    workers: int | None = None,
+    force: bool = False,
+    labels: str | Path | None = None,
+    id_from: str = "stem",
+    wait: bool = False,
+    on_event: Callable[[str, dict], None] | None = None,
+    cluster: str | None = None,
+    shard: str | Shard | None = None,
+) -> ExtractReport:
     """Extract every input into the feature store ``out``.
 
     Args:
@@ -528,8 +607,11 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
         raise ConfigError(f"unknown --id-from {id_from!r}", hint=f"use one of {', '.join(ID_FROM)}")
     found = discover_inputs(inputs, id_from=id_from)
     if not found:
-        raise MediaError("no video files found", path=", ".join(map(str, inputs)),
-                         hint=f"supported extensions: {' '.join(VIDEO_EXTENSIONS)}")
+        raise MediaError(
+            "no video files found",
+            path=", ".join(map(str, inputs)),
+            hint=f"supported extensions: {' '.join(VIDEO_EXTENSIONS)}",
+        )
     shard = parse_shard(shard)
     user = lab.read_label_table(labels) if labels else {}
     spec = resolve_spec(spec, options)  # weight files located and hashed: fails before the batch if missing
@@ -542,8 +624,12 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
         records = store.records()
         _check_renamed(store, records, found)
         if user:  # keyed by sample id: ids, file names or names the id rule maps to an id (did-you-mean hints)
-            user = lab.match_labels(user, [(sid, input_name(path, given, id_from), given) for sid, path, given in found],
-                                    records, where=Path(labels) if labels else out)
+            user = lab.match_labels(
+                user,
+                [(sid, input_name(path, given, id_from), given) for sid, path, given in found],
+                records,
+                where=Path(labels) if labels else out,
+            )
         if shard is not None:  # every shard checks the whole labels file, and takes its own part of the inputs
             found = [f for f in found if shard.owns(f[0])]
         respec = store.check_spec(spec, force=force)
@@ -568,8 +654,16 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
 
         def job(sid: str, path: Path, given: str) -> dict:
             queued.add(sid)
-            return {"id": sid, "path": str(path), "given": given, "out": str(out), "layout": layout,
-                    "spec": spec.to_dict(), "options": asdict(options), "meta": meta_for(sid)}
+            return {
+                "id": sid,
+                "path": str(path),
+                "given": given,
+                "out": str(out),
+                "layout": layout,
+                "spec": spec.to_dict(),
+                "options": asdict(options),
+                "meta": meta_for(sid),
+            }
 
         for sid, path, given in found:
             rec = records.get(sid)
@@ -578,12 +672,20 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
                 continue
             same, _ = _same_source(rec, path) if (rec.get("source") or {}).get("sha256") else (False, None)
             if not same and (rec.get("source") or {}).get("resolved") != str(resolved(path)):
-                conflicts.append(f"id {sid!r} is already in the folder from {(rec.get('source') or {}).get('resolved')}, "
-                                 f"and this run's {path} is a different file")
+                conflicts.append(
+                    f"id {sid!r} is already in the folder from {(rec.get('source') or {}).get('resolved')}, "
+                    f"and this run's {path} is a different file"
+                )
                 continue
-            done = (same and not force and not respec and rec.get("status") in USABLE
-                    and not FeatureSpec.from_dict(rec["spec"]).differences(spec) and current(rec)
-                    and store.unit_intact(rec))
+            done = (
+                same
+                and not force
+                and not respec
+                and rec.get("status") in USABLE
+                and not FeatureSpec.from_dict(rec["spec"]).differences(spec)
+                and current(rec)
+                and store.unit_intact(rec)
+            )
             if done:
                 skipped.append(sid)
                 if sid in user and meta_for(sid) != rec.get("meta"):
@@ -591,10 +693,14 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
             else:
                 todo.append(job(sid, path, given))
         if conflicts:
-            raise DataError(f"{len(conflicts)} sample id conflict(s): " + "; ".join(conflicts[:4])
-                            + (f"; and {len(conflicts) - 4} more" if len(conflicts) > 4 else ""), path=out,
-                            hint="derive ids from the relative path with --id-from relpath, rename the files, "
-                                 "or extract into another -o folder")
+            raise DataError(
+                f"{len(conflicts)} sample id conflict(s): "
+                + "; ".join(conflicts[:4])
+                + (f"; and {len(conflicts) - 4} more" if len(conflicts) > 4 else ""),
+                path=out,
+                hint="derive ids from the relative path with --id-from relpath, rename the files, "
+                "or extract into another -o folder",
+            )
         for sid, rec in records.items():
             if sid in queued or sid in skipped or (shard is not None and not shard.owns(sid)):
                 continue
@@ -608,10 +714,15 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
 
         if kept_by_empty:
             shown = [f"line {user[sid]['_line']}: {sid} ({'/'.join(f)})" for sid, f in sorted(kept_by_empty.items())]
-            emit("note", {"message": f"{len(shown)} row(s) of the labels file have an empty cell where the folder "
-                                     f"has a stored value: kept ({', '.join(shown[:5])}"
-                                     + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")
-                                     + f"); to erase a stored value, write {lab.ERASE!r} in the cell"})
+            emit(
+                "note",
+                {
+                    "message": f"{len(shown)} row(s) of the labels file have an empty cell where the folder "
+                    f"has a stored value: kept ({', '.join(shown[:5])}"
+                    + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")
+                    + f"); to erase a stored value, write {lab.ERASE!r} in the cell"
+                },
+            )
         setup.close()  # a shard's setup lock: the folder's spec is settled, other shards may start
         emit("start", {"total": len(found), "skipped": len(skipped), "todo": len(todo), "media_seconds": 0.0})
         t0 = time.perf_counter()
@@ -623,5 +734,6 @@ def run_extract(inputs: Iterable[str | Path], out: str | Path, spec: FeatureSpec
 
     note = mixed_versions_note(extractor_versions(records))
     emit("end", {})
-    return ExtractReport(rows, skipped, [r for r in rows if r.get("status") == "failed"], elapsed, media_seconds,
-                         [note] if note else [])
+    return ExtractReport(
+        rows, skipped, [r for r in rows if r.get("status") == "failed"], elapsed, media_seconds, [note] if note else []
+    )

@@ -22,8 +22,13 @@ from depdet.pipeline.training.stats import (
 )
 
 #: Metrics shown by the compare table, in order.
-TABLE_METRICS = (("f1", "F1"), ("auc", "ROC-AUC"), ("acc", "accuracy"), ("weighted_f1", "weighted F1"),
-                 ("brier", "Brier"))
+TABLE_METRICS = (
+    ("f1", "F1"),
+    ("auc", "ROC-AUC"),
+    ("acc", "accuracy"),
+    ("weighted_f1", "weighted F1"),
+    ("brier", "Brier"),
+)
 
 
 def _strip(m: dict) -> dict:
@@ -56,21 +61,46 @@ def compare_runs(paths, *, n_boot: int = 2000, seed: int = 0) -> dict:
     groups = ref.groups if all(r.groups == ref.groups for r in runs) else None
     if any(r.groups for r in runs) and groups is None:
         warnings.append("the runs record different clip groups: intervals and paired tests resample clips")
-    notes = [("probabilities: sigmoid(logit), decision at 0.5 (the papers' logit > 0); a run with several seeds "
-             "is scored on the per-clip mean probability over its seeds (depdet's choice)"),
-             (f"intervals: 95% percentile bootstrap, {n_boot:,} resamples of the {'groups' if groups else 'clips'}, "
-             f"seed {seed}"),
-             ("F1 difference: paired bootstrap (same resamples for both runs), two-sided p from the tail of the "
-             "resampled differences beyond 0; ROC-AUC difference: DeLong's test (clips treated as independent)"),
-             "p-values are per pair, not corrected for multiple comparisons"]
+    notes = [
+        (
+            "probabilities: sigmoid(logit), decision at 0.5 (the papers' logit > 0); a run with several seeds "
+            "is scored on the per-clip mean probability over its seeds (depdet's choice)"
+        ),
+        (
+            f"intervals: 95% percentile bootstrap, {n_boot:,} resamples of the {'groups' if groups else 'clips'}, "
+            f"seed {seed}"
+        ),
+        (
+            "F1 difference: paired bootstrap (same resamples for both runs), two-sided p from the tail of the "
+            "resampled differences beyond 0; ROC-AUC difference: DeLong's test (clips treated as independent)"
+        ),
+        "p-values are per pair, not corrected for multiple comparisons",
+    ]
     out_runs = []
     for name, r in zip(names, runs):
         m = summarize(r.y, r.mean_prob, 0.5, groups=groups, n_boot=n_boot, seed=seed)
-        per_seed = [{"seed": s, **{k: summarize(r.y, r.prob[j], 0.5, n_boot=0)[k] for k, _ in TABLE_METRICS}}
-                    for j, s in enumerate(r.seeds)] if len(r.seeds) > 1 else []
-        out_runs.append({"name": name, "path": str(r.path), "model": r.model, "preset": r.preset, "seeds": r.seeds,
-                         "source": r.source, "n": len(r.y), "n_pos": int(r.y.sum()), "metrics": _strip(m),
-                         "per_seed": per_seed})
+        per_seed = (
+            [
+                {"seed": s, **{k: summarize(r.y, r.prob[j], 0.5, n_boot=0)[k] for k, _ in TABLE_METRICS}}
+                for j, s in enumerate(r.seeds)
+            ]
+            if len(r.seeds) > 1
+            else []
+        )
+        out_runs.append(
+            {
+                "name": name,
+                "path": str(r.path),
+                "model": r.model,
+                "preset": r.preset,
+                "seeds": r.seeds,
+                "source": r.source,
+                "n": len(r.y),
+                "n_pos": int(r.y.sum()),
+                "metrics": _strip(m),
+                "per_seed": per_seed,
+            }
+        )
     pairs = []
     for (i, a), (j, b) in combinations(enumerate(runs), 2):
         f1 = paired_bootstrap(a.y, a.mean_prob, b.mean_prob, metric="f1", groups=groups, n_boot=n_boot, seed=seed)
@@ -79,9 +109,15 @@ def compare_runs(paths, *, n_boot: int = 2000, seed: int = 0) -> dict:
         except ValueError as e:  # one class only
             auc = {"error": str(e)}
         pairs.append({"a": names[i], "b": names[j], "f1": f1, "auc": auc})
-    return {"n": len(ref.y), "n_pos": int(ref.y.sum()), "runs": out_runs,
-            "baseline_all_depressed": _strip(summarize_baseline(ref.y, groups=groups, n_boot=n_boot, seed=seed)),
-            "pairs": pairs, "warnings": warnings, "notes": notes}
+    return {
+        "n": len(ref.y),
+        "n_pos": int(ref.y.sum()),
+        "runs": out_runs,
+        "baseline_all_depressed": _strip(summarize_baseline(ref.y, groups=groups, n_boot=n_boot, seed=seed)),
+        "pairs": pairs,
+        "warnings": warnings,
+        "notes": notes,
+    }
 
 
 def jsonable(obj):
@@ -114,7 +150,7 @@ def _ci(m: dict, key: str) -> str:
 def _p(p, digits: int = 3) -> str:
     if p is None or p != p:
         return "-"
-    return f"<{10 ** -digits:.{digits}f}" if p < 10 ** -digits else f"{p:.{digits}f}"
+    return f"<{10**-digits:.{digits}f}" if p < 10**-digits else f"{p:.{digits}f}"
 
 
 def render_tables(result: dict):
@@ -122,20 +158,30 @@ def render_tables(result: dict):
     from rich.markup import escape
     from rich.table import Table
 
-    t = Table(title=f"Test metrics, {result['n']} clips ({result['n_pos']} depressed): value and 95% interval",
-              title_justify="left", caption="; ".join(result["notes"][:2]), caption_justify="left")
+    t = Table(
+        title=f"Test metrics, {result['n']} clips ({result['n_pos']} depressed): value and 95% interval",
+        title_justify="left",
+        caption="; ".join(result["notes"][:2]),
+        caption_justify="left",
+    )
     t.add_column("run", overflow="fold", min_width=12, max_width=24)
     for _, label in TABLE_METRICS:
         t.add_column(label, justify="right")
     for r in result["runs"]:
         seeds = r["seeds"]
-        label = f"{escape(r['name'])}\n[dim]{escape(r['model'])}, seed{'s' if len(seeds) > 1 else ''} " \
-                f"{','.join(map(str, seeds))}[/]"
+        label = (
+            f"{escape(r['name'])}\n[dim]{escape(r['model'])}, seed{'s' if len(seeds) > 1 else ''} "
+            f"{','.join(map(str, seeds))}[/]"
+        )
         t.add_row(label, *[escape(_ci(r["metrics"], k)) for k, _ in TABLE_METRICS])
     b = result["baseline_all_depressed"]
     t.add_row("[italic]all depressed[/]", *[escape(_ci(b, k)) if k in b else "-" for k, _ in TABLE_METRICS])
-    p = Table(title="Paired differences (first minus second run)", title_justify="left",
-              caption=result["notes"][2] + "; " + result["notes"][3], caption_justify="left")
+    p = Table(
+        title="Paired differences (first minus second run)",
+        title_justify="left",
+        caption=result["notes"][2] + "; " + result["notes"][3],
+        caption_justify="left",
+    )
     p.add_column("first", overflow="fold", max_width=16)
     p.add_column("second", overflow="fold", max_width=16)
     p.add_column("ΔF1 [95% CI]", justify="right")
@@ -147,6 +193,12 @@ def render_tables(result: dict):
         ci = f1.get("ci95")
         d_f1 = f"{f1['difference']:+.3f}" + (escape(f"\n[{ci[0]:+.2f}, {ci[1]:+.2f}]") if ci else "")
         d_auc = "-" if "error" in auc else f"{auc['difference']:+.3f}\n({auc['se']:.3f})"
-        p.add_row(escape(pr["a"]), escape(pr["b"]), d_f1, _p(f1.get("p_value"), 4), d_auc,
-                  "-" if "error" in auc else _p(auc["p_value"]))
+        p.add_row(
+            escape(pr["a"]),
+            escape(pr["b"]),
+            d_f1,
+            _p(f1.get("p_value"), 4),
+            d_auc,
+            "-" if "error" in auc else _p(auc["p_value"]),
+        )
     return t, p

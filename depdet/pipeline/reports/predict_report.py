@@ -95,10 +95,17 @@ def plot_coverage(evidence) -> bytes:
     grid = np.zeros((len(names), max(S, 1)))
     for i, n in enumerate(names):
         c = np.asarray(evidence.coverage[n], dtype=float)
-        grid[i, :len(c)] = c
+        grid[i, : len(c)] = c
     fig, ax = plt.subplots(figsize=(9, 0.7 + 0.45 * len(names)))
-    im = ax.imshow(grid, aspect="auto", cmap="Greens", vmin=0, vmax=1, interpolation="nearest",
-                   extent=(0, max(S, 1), len(names) - 0.5, -0.5))
+    im = ax.imshow(
+        grid,
+        aspect="auto",
+        cmap="Greens",
+        vmin=0,
+        vmax=1,
+        interpolation="nearest",
+        extent=(0, max(S, 1), len(names) - 0.5, -0.5),
+    )
     ax.set_yticks(range(len(names)), [f"{n} ({float(np.mean(evidence.coverage[n])) if S else 0:.0%})" for n in names])
     ax.set_xlabel("time (s)")
     fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01, label="valid")
@@ -137,60 +144,83 @@ def _uncertainty_rows(r) -> str:
         return "<tr><th>uncertainty</th><td>not available (the checkpoint records no calibration set)</td></tr>"
     out = ""
     if u.interval is not None:
-        out += (f"<tr><th>probability interval</th><td>[{_fmt(u.interval[0])}, {_fmt(u.interval[1])}] "
-                f"<span class=\"muted\">({e(u.method or '')}"
-                + (f", {u.n_calibration} calibration clips" if u.n_calibration else "")
-                + (f", {len(u.members)} models" if u.members and len(u.members) > 1 else "") + ")</span></td></tr>")
+        out += (
+            f"<tr><th>probability interval</th><td>[{_fmt(u.interval[0])}, {_fmt(u.interval[1])}] "
+            f'<span class="muted">({e(u.method or "")}'
+            + (f", {u.n_calibration} calibration clips" if u.n_calibration else "")
+            + (f", {len(u.members)} models" if u.members and len(u.members) > 1 else "")
+            + ")</span></td></tr>"
+        )
     if u.prediction_set is not None:
         names = {0: "below", 1: "above"}
         words = " and ".join(names[k] for k in u.prediction_set) or "neither (an atypical clip)"
-        out += (f"<tr><th>conformal set ({u.level:.0%})</th><td>{e(words)} "
-                f"<span class=\"muted\">(split-conformal on {e(r.calibration_source or 'validation')} predictions; "
-                "both outcomes: indeterminate)</span></td></tr>")
+        out += (
+            f"<tr><th>conformal set ({u.level:.0%})</th><td>{e(words)} "
+            f'<span class="muted">(split-conformal on {e(r.calibration_source or "validation")} predictions; '
+            "both outcomes: indeterminate)</span></td></tr>"
+        )
     return out
 
 
 def _clip_section(r) -> str:
     e = html.escape
-    parts = [f'<section class="clip" id="clip-{e(r.sample_id)}"><h2>{e(r.sample_id)}</h2>',
-             f'<p class="muted">{e(str(r.source))}</p>']
+    parts = [
+        f'<section class="clip" id="clip-{e(r.sample_id)}"><h2>{e(r.sample_id)}</h2>',
+        f'<p class="muted">{e(str(r.source))}</p>',
+    ]
     if r.status != "ok":
         parts.append(f'<p class="fail">Failed: {e(r.error or "")}</p></section>')
         return "".join(parts)
     cls = r.decision or ""
-    parts.append("<table>"
-                 f"<tr><th>calibrated probability</th><td>{_fmt(r.probability)}</td></tr>"
-                 + _uncertainty_rows(r) +
-                 f"<tr><th>screening threshold</th><td>{_fmt(r.threshold)}</td></tr>"
-                 f'<tr><th>result</th><td class="{cls}">{e(r.screening)}</td></tr>'
-                 f"<tr><th>duration</th><td>{'–' if r.duration is None else f'{r.duration:.1f} s'} ({r.rows} rows)</td></tr>"
-                 f"<tr><th>face coverage</th><td>{_fmt(r.face_coverage, True)} of sampled frames with a face found</td></tr>"
-                 f"<tr><th>speech coverage</th><td>{_fmt(r.speech_coverage, True)} of rows with voice activity "
-                 "(short-time energy, an indicator, not a speech detector)</td></tr></table>")
+    parts.append(
+        "<table>"
+        f"<tr><th>calibrated probability</th><td>{_fmt(r.probability)}</td></tr>"
+        + _uncertainty_rows(r)
+        + f"<tr><th>screening threshold</th><td>{_fmt(r.threshold)}</td></tr>"
+        f'<tr><th>result</th><td class="{cls}">{e(r.screening)}</td></tr>'
+        f"<tr><th>duration</th><td>{'–' if r.duration is None else f'{r.duration:.1f} s'} ({r.rows} rows)</td></tr>"
+        f"<tr><th>face coverage</th><td>{_fmt(r.face_coverage, True)} of sampled frames with a face found</td></tr>"
+        f"<tr><th>speech coverage</th><td>{_fmt(r.speech_coverage, True)} of rows with voice activity "
+        "(short-time energy, an indicator, not a speech detector)</td></tr></table>"
+    )
     dist = r.checks or {}
     far = {m: v for m, v in dist.items() if isinstance(v, dict) and "frac_beyond" in v}
     if far:
-        parts.append('<p class="muted">Distance from the training data (valid rows, in training standard deviations): '
-                     + "; ".join(f"{e(m)} mean |z| {v['mean_abs_z']:.2f}, {v['frac_beyond']:.1%} beyond "
-                                 f"{dist['thresholds']['z']:g} SD" for m, v in far.items())
-                     + (". <strong>Saturated output.</strong>" if dist.get("saturated") else ".") + "</p>")
+        parts.append(
+            '<p class="muted">Distance from the training data (valid rows, in training standard deviations): '
+            + "; ".join(
+                f"{e(m)} mean |z| {v['mean_abs_z']:.2f}, {v['frac_beyond']:.1%} beyond {dist['thresholds']['z']:g} SD"
+                for m, v in far.items()
+            )
+            + (". <strong>Saturated output.</strong>" if dist.get("saturated") else ".")
+            + "</p>"
+        )
     if r.warnings:
         parts.append("<ul>" + "".join(f'<li class="warn">{e(w)}</li>' for w in r.warnings) + "</ul>")
     ev = r.evidence
     if ev is not None:
-        parts.append(f"<h3>Evidence timeline</h3><p class=\"muted\">{e(ev.timeline_unit)}.</p>")
+        parts.append(f'<h3>Evidence timeline</h3><p class="muted">{e(ev.timeline_unit)}.</p>')
         parts.append(_img(plot_timeline(ev), f"evidence timeline for {r.sample_id}"))
         eff = ""
         if ev.modality_effects:
-            eff = " Logit change when masked out: " + ", ".join(f"{k} {v:+.3f}" for k, v in ev.modality_effects.items()) + "."
-        how = ("the model's own modality weights" if ev.modality_method == "model_weights"
-               else "each modality masked out in turn, share of the absolute change in the calibrated logit")
-        parts.append(f"<h3>Modality shares</h3><p class=\"muted\">From {e(how)}.{e(eff)}</p>")
+            eff = (
+                " Logit change when masked out: "
+                + ", ".join(f"{k} {v:+.3f}" for k, v in ev.modality_effects.items())
+                + "."
+            )
+        how = (
+            "the model's own modality weights"
+            if ev.modality_method == "model_weights"
+            else "each modality masked out in turn, share of the absolute change in the calibrated logit"
+        )
+        parts.append(f'<h3>Modality shares</h3><p class="muted">From {e(how)}.{e(eff)}</p>')
         parts.append(_img(plot_modality_shares(ev), f"modality shares for {r.sample_id}"))
-        parts.append("<h3>Feature coverage</h3><p class=\"muted\">Per second, the fraction of rows whose features are "
-                     "valid: visual, a face was found in the sampled frame; audio, the audio track covers the row "
-                     "and its features could be computed (silence counts as covered, unlike speech coverage above)."
-                     "</p>")
+        parts.append(
+            '<h3>Feature coverage</h3><p class="muted">Per second, the fraction of rows whose features are '
+            "valid: visual, a face was found in the sampled frame; audio, the audio track covers the row "
+            "and its features could be computed (silence counts as covered, unlike speech coverage above)."
+            "</p>"
+        )
         parts.append(_img(plot_coverage(ev), f"feature coverage for {r.sample_id}"))
     else:
         parts.append('<p class="muted">No evidence computed for this clip.</p>')
@@ -203,41 +233,58 @@ def render_report(report) -> str:
     e = html.escape
     ck = report.checkpoint
     results = report.results
-    head = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>depdet screening report</title>"
-            f"<style>{_CSS}</style></head><body>",
-            "<h1>depdet screening report</h1>",
-            f'<p class="disclaimer"><strong>{e(SCREENING_DISCLAIMER)}</strong></p>']
+    head = [
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>depdet screening report</title>'
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>depdet screening report</h1>",
+        f'<p class="disclaimer"><strong>{e(SCREENING_DISCLAIMER)}</strong></p>',
+    ]
     if report.demonstration:
-        head.append('<p class="demo"><strong>DEMONSTRATION</strong>: a small model trained for a few epochs on '
-                    "synthetic data; these numbers have no clinical or scientific meaning.</p>")
+        head.append(
+            '<p class="demo"><strong>DEMONSTRATION</strong>: a small model trained for a few epochs on '
+            "synthetic data; these numbers have no clinical or scientific meaning.</p>"
+        )
     elif ck.get("synthetic_training_data"):
-        head.append('<p class="demo"><strong>SYNTHETIC TRAINING DATA</strong>: this checkpoint was trained on '
-                    "synthetic random arrays; its probabilities mean nothing.</p>")
+        head.append(
+            '<p class="demo"><strong>SYNTHETIC TRAINING DATA</strong>: this checkpoint was trained on '
+            "synthetic random arrays; its probabilities mean nothing.</p>"
+        )
     spec = ck.get("spec", {})
-    head.append(f'<p class="muted">Model <code>{e(str(ck.get("model")))}</code> from <code>{e(str(ck.get("path")))}</code>; '
-                f"features: visual={e('+'.join(spec.get('visual', [])))}, audio={e('+'.join(spec.get('audio', [])))}, "
-                f"{spec.get('fps', '?')} rows/s; calibration temperature {ck.get('temperature', 1.0):.3f}, "
-                f"threshold {ck.get('threshold', float('nan')):.3f} (both fitted on {e(ck.get('calibrated_on') or 'the validation split')}).</p>")
+    head.append(
+        f'<p class="muted">Model <code>{e(str(ck.get("model")))}</code> from <code>{e(str(ck.get("path")))}</code>; '
+        f"features: visual={e('+'.join(spec.get('visual', [])))}, audio={e('+'.join(spec.get('audio', [])))}, "
+        f"{spec.get('fps', '?')} rows/s; calibration temperature {ck.get('temperature', 1.0):.3f}, "
+        f"threshold {ck.get('threshold', float('nan')):.3f} (both fitted on {e(ck.get('calibrated_on') or 'the validation split')}).</p>"
+    )
     tr = ck.get("training") or {}
     if tr:
         sizes = tr.get("split_sizes") or {}
         test, base = tr.get("test") or {}, tr.get("test_baseline_all_depressed") or {}
-        what = (f"trained on <code>{e(str(tr.get('dataset')))}</code>"
-                + (" (SYNTHETIC)" if tr.get("synthetic") else "")
-                + (f", {tr['n_clips']} clips (" + ", ".join(f"{e(str(k))} {v}" for k, v in sizes.items()) + ")"
-                   if tr.get("n_clips") else "")
-                + (f", recipe <code>{e(str(tr['preset']))}</code>" if tr.get("preset") else ", no preset")
-                + (f", seed {tr['seed']}" if tr.get("seed") is not None else ""))
+        what = (
+            f"trained on <code>{e(str(tr.get('dataset')))}</code>"
+            + (" (SYNTHETIC)" if tr.get("synthetic") else "")
+            + (
+                f", {tr['n_clips']} clips (" + ", ".join(f"{e(str(k))} {v}" for k, v in sizes.items()) + ")"
+                if tr.get("n_clips")
+                else ""
+            )
+            + (f", recipe <code>{e(str(tr['preset']))}</code>" if tr.get("preset") else ", no preset")
+            + (f", seed {tr['seed']}" if tr.get("seed") is not None else "")
+        )
         if test:
-            what += (f". Test split ({test.get('n', '?')} clips): F1 {_fmt(test.get('f1'))}, accuracy {_fmt(test.get('acc'))}, "
-                     f"ROC-AUC {_fmt(test.get('auc'))}; the all-depressed baseline on the same split: F1 "
-                     f"{_fmt(base.get('f1'))}, accuracy {_fmt(base.get('acc'))}")
+            what += (
+                f". Test split ({test.get('n', '?')} clips): F1 {_fmt(test.get('f1'))}, accuracy {_fmt(test.get('acc'))}, "
+                f"ROC-AUC {_fmt(test.get('auc'))}; the all-depressed baseline on the same split: F1 "
+                f"{_fmt(base.get('f1'))}, accuracy {_fmt(base.get('acc'))}"
+            )
         elif tr.get("headline"):
             h, hb = tr["headline"], tr["headline"].get("baseline_all_depressed") or {}
-            what += (f". Pooled out-of-fold ({h.get('n', '?')} predictions, each clip scored by a fold model that never "
-                     f"saw it): F1 {_fmt(h.get('f1'))}, accuracy {_fmt(h.get('acc'))}, ROC-AUC {_fmt(h.get('auc'))}; "
-                     f"the all-depressed baseline on the same predictions: F1 {_fmt(hb.get('f1'))}, accuracy "
-                     f"{_fmt(hb.get('acc'))}")
+            what += (
+                f". Pooled out-of-fold ({h.get('n', '?')} predictions, each clip scored by a fold model that never "
+                f"saw it): F1 {_fmt(h.get('f1'))}, accuracy {_fmt(h.get('acc'))}, ROC-AUC {_fmt(h.get('auc'))}; "
+                f"the all-depressed baseline on the same predictions: F1 {_fmt(hb.get('f1'))}, accuracy "
+                f"{_fmt(hb.get('acc'))}"
+            )
         else:
             what += ". No test split was evaluated"
         head.append(f'<p class="muted">Checkpoint {what}.</p>')
@@ -251,15 +298,21 @@ def render_report(report) -> str:
             if r.status == "ok":
                 cls = r.decision or ""
                 iv = r.uncertainty.interval if r.uncertainty is not None else None
-                rows.append(f'<tr><td><a href="#clip-{e(r.sample_id)}">{e(r.sample_id)}</a></td>'
-                            f"<td>{_fmt(r.probability)}{'' if iv is None else f' [{iv[0]:.2f}, {iv[1]:.2f}]'}</td>"
-                            f"<td class=\"{cls}\">{e(r.screening)}</td>"
-                            f"<td>{_fmt(r.face_coverage, True)}</td><td>{_fmt(r.speech_coverage, True)}</td>"
-                            f"<td>{len(r.warnings)}</td></tr>")
+                rows.append(
+                    f'<tr><td><a href="#clip-{e(r.sample_id)}">{e(r.sample_id)}</a></td>'
+                    f"<td>{_fmt(r.probability)}{'' if iv is None else f' [{iv[0]:.2f}, {iv[1]:.2f}]'}</td>"
+                    f'<td class="{cls}">{e(r.screening)}</td>'
+                    f"<td>{_fmt(r.face_coverage, True)}</td><td>{_fmt(r.speech_coverage, True)}</td>"
+                    f"<td>{len(r.warnings)}</td></tr>"
+                )
             else:
-                rows.append(f'<tr><td>{e(r.sample_id)}</td><td colspan="5" class="fail">failed: {e(r.error or "")}</td></tr>')
-        body.append("<table><tr><th>clip</th><th>probability [interval]</th><th>result</th><th>face</th><th>speech</th>"
-                    "<th>warnings</th></tr>" + "".join(rows) + "</table>")
+                rows.append(
+                    f'<tr><td>{e(r.sample_id)}</td><td colspan="5" class="fail">failed: {e(r.error or "")}</td></tr>'
+                )
+        body.append(
+            "<table><tr><th>clip</th><th>probability [interval]</th><th>result</th><th>face</th><th>speech</th>"
+            "<th>warnings</th></tr>" + "".join(rows) + "</table>"
+        )
         if any(r.status == "ok" for r in results):
             body.append(_img(plot_batch(results, ck.get("threshold")), "probabilities of all clips"))
     body += [_clip_section(r) for r in results]

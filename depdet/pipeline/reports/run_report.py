@@ -34,9 +34,18 @@ from depdet.pipeline.training.stats import (
 )
 
 #: (key, label) of the metrics table, in order.
-ROWS = (("acc", "Accuracy"), ("precision", "Precision (depressed)"), ("recall", "Recall / sensitivity"),
-        ("specificity", "Specificity"), ("f1", "F1 (depressed, binary)"), ("weighted_f1", "Weighted F1"),
-        ("macro_f1", "Macro F1"), ("auc", "ROC-AUC"), ("pr_auc", "PR-AUC (average precision)"), ("brier", "Brier score"))
+ROWS = (
+    ("acc", "Accuracy"),
+    ("precision", "Precision (depressed)"),
+    ("recall", "Recall / sensitivity"),
+    ("specificity", "Specificity"),
+    ("f1", "F1 (depressed, binary)"),
+    ("weighted_f1", "Weighted F1"),
+    ("macro_f1", "Macro F1"),
+    ("auc", "ROC-AUC"),
+    ("pr_auc", "PR-AUC (average precision)"),
+    ("brier", "Brier score"),
+)
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1000px;color:#222;padding:0 1em}
@@ -80,12 +89,18 @@ def build(run: RunData, *, n_boot: int = 2000, seed: int = 0) -> dict:
     cal: dict[str, dict[str, Any]] = {"uncalibrated": {"label": "sigmoid(logit) (the papers' probability)", "prob": p}}
     p_calibrated = run.mean_prob_calibrated  # None when the run's files lack calibrated probabilities
     if p_calibrated is not None:
-        cal["calibrated"] = {"label": "temperature-scaled (temperature fitted on each run's validation fold)",
-                             "prob": p_calibrated}
+        cal["calibrated"] = {
+            "label": "temperature-scaled (temperature fitted on each run's validation fold)",
+            "prob": p_calibrated,
+        }
     for c in cal.values():
         ci, _ = bootstrap_ci(y, c["prob"], groups=groups, n_boot=n_boot, seed=seed, metrics=("brier",))
-        c.update(brier=float(np.mean((c["prob"] - y) ** 2)), brier_ci=ci["brier"],
-                 ece=expected_calibration_error(y, c["prob"]), reliability=reliability_table(y, c["prob"]))
+        c.update(
+            brier=float(np.mean((c["prob"] - y) ** 2)),
+            brier_ci=ci["brier"],
+            ece=expected_calibration_error(y, c["prob"]),
+            reliability=reliability_table(y, c["prob"]),
+        )
     rep["calibration"] = cal
     rep["per_gender"] = summarize_groups(y, p, run.gender, groups=groups, n_boot=n_boot, seed=seed)
     return rep
@@ -148,7 +163,9 @@ def figures(rep: dict) -> dict[str, bytes]:
         if several:
             for j in range(len(run.seeds)):
                 pr, rc, _ = precision_recall_curve(y, run.prob[j])
-                ax.step(rc, pr, where="post", color="#DD8452", alpha=0.25, lw=1, label="single seeds" if j == 0 else None)
+                ax.step(
+                    rc, pr, where="post", color="#DD8452", alpha=0.25, lw=1, label="single seeds" if j == 0 else None
+                )
         pr, rc, _ = precision_recall_curve(y, run.mean_prob)
         ax.step(rc, pr, where="post", color="#DD8452", lw=2, label=f"{main_label} (AP {m['pr_auc']:.3f})")
     ax.axhline(prev, color="#999", ls="--", lw=1, label=f"prevalence {prev:.2f} (all depressed)")
@@ -167,11 +184,22 @@ def figures(rep: dict) -> dict[str, bytes]:
     cal = rep["calibration"]
     for i, (name, c) in enumerate(cal.items()):
         rows = [r for r in c["reliability"] if r["n"]]
-        ax.plot([r["mean_probability"] for r in rows], [r["fraction_positive"] for r in rows], marker="o",
-                color=colors[name], label=f"{name} (ECE {c['ece']:.3f})")
+        ax.plot(
+            [r["mean_probability"] for r in rows],
+            [r["fraction_positive"] for r in rows],
+            marker="o",
+            color=colors[name],
+            label=f"{name} (ECE {c['ece']:.3f})",
+        )
         lo = np.array([r["lo"] for r in c["reliability"]])
-        hx.bar(lo + width * (0.1 + 0.4 * i), [r["n"] for r in c["reliability"]], width=width * 0.4, align="edge",
-               color=colors[name], alpha=0.8)
+        hx.bar(
+            lo + width * (0.1 + 0.4 * i),
+            [r["n"] for r in c["reliability"]],
+            width=width * 0.4,
+            align="edge",
+            color=colors[name],
+            alpha=0.8,
+        )
     ax.set_ylabel("fraction depressed")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(f"Reliability ({ECE_BINS} equal-width bins), test clips", fontsize=10)
@@ -189,19 +217,35 @@ def figures(rep: dict) -> dict[str, bytes]:
 def markdown_table(rep: dict) -> str:
     """The metrics beside the all-depressed baseline as a Markdown table."""
     m, b, run = rep["metrics"], rep["baseline"], rep["run"]
-    what = "mean probability over seeds " + ", ".join(map(str, run.seeds)) if len(run.seeds) > 1 else f"seed {run.seeds[0]}"
+    what = (
+        "mean probability over seeds " + ", ".join(map(str, run.seeds))
+        if len(run.seeds) > 1
+        else f"seed {run.seeds[0]}"
+    )
     lines = [f"| Metric | {run.model} ({what}) | All depressed |", "|---|---:|---:|"]
     lines += [f"| {label} | {_with_ci(m, k)} | {_with_ci(b, k) if k in b else '–'} |" for k, label in ROWS]
     lines.append("")
-    lines.append(f"Test set: {len(run.y)} clips, {int(run.y.sum())} depressed. Values with 95% percentile bootstrap "
-                 f"intervals ({rep['n_boot']:,} resamples of the {m['bootstrap']['unit']}s, seed {rep['seed']}); "
-                 "decision at probability 0.5 (logit > 0).")
+    lines.append(
+        f"Test set: {len(run.y)} clips, {int(run.y.sum())} depressed. Values with 95% percentile bootstrap "
+        f"intervals ({rep['n_boot']:,} resamples of the {m['bootstrap']['unit']}s, seed {rep['seed']}); "
+        "decision at probability 0.5 (logit > 0)."
+    )
     return "\n".join(lines)
 
 
 def _tex(s: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"), ("_", r"\_"),
-                 ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\textasciicircum{}")):
+    for a, b in (
+        ("\\", r"\textbackslash{}"),
+        ("&", r"\&"),
+        ("%", r"\%"),
+        ("$", r"\$"),
+        ("#", r"\#"),
+        ("_", r"\_"),
+        ("{", r"\{"),
+        ("}", r"\}"),
+        ("~", r"\textasciitilde{}"),
+        ("^", r"\textasciicircum{}"),
+    ):
         s = s.replace(a, b) if a != "\\" else s.replace(a, "\x00")
     return s.replace("\x00", r"\textbackslash{}")
 
@@ -209,12 +253,24 @@ def _tex(s: str) -> str:
 def latex_table(rep: dict) -> str:
     """The same table for LaTeX (booktabs)."""
     m, b, run = rep["metrics"], rep["baseline"], rep["run"]
-    lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{lrr}", r"\toprule",
-             f"Metric & {_tex(run.model)} & All depressed \\\\", r"\midrule"]
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\begin{tabular}{lrr}",
+        r"\toprule",
+        f"Metric & {_tex(run.model)} & All depressed \\\\",
+        r"\midrule",
+    ]
     lines += [f"{_tex(label)} & {_with_ci(m, k)} & {_with_ci(b, k) if k in b else '--'} \\\\" for k, label in ROWS]
-    lines += [r"\bottomrule", r"\end{tabular}",
-              (f"\\caption{{Test set: {len(run.y)} clips, {int(run.y.sum())} depressed. 95\\% percentile bootstrap "
-              f"intervals ({rep['n_boot']} resamples). Decision at probability 0.5.}}"), r"\end{table}"]
+    lines += [
+        r"\bottomrule",
+        r"\end{tabular}",
+        (
+            f"\\caption{{Test set: {len(run.y)} clips, {int(run.y.sum())} depressed. 95\\% percentile bootstrap "
+            f"intervals ({rep['n_boot']} resamples). Decision at probability 0.5.}}"
+        ),
+        r"\end{table}",
+    ]
     return "\n".join(lines).replace("–", "--")
 
 
@@ -232,28 +288,60 @@ def _summary_rows(run: RunData) -> list[tuple[str, str]]:
         for how in (s.get("sha256_of") or {}).values():
             kinds[how] = kinds.get(how, 0) + 1
     git = env.get("git") or {}
-    rows = [("model", run.model),
-            ("preset", run.preset or "none (options given on the command line)"),
-            ("seeds", ", ".join(map(str, run.seeds)) + (" (headline: per-clip mean probability over the seeds)"
-                                                         if len(run.seeds) > 1 else "")),
-            ("split", ("stratified {}-fold cross-validation (each clip tested once per seed)".format(cfg["folds"]))
-             if cfg.get("folds") else "the dataset's own folds"),
-            ("split sizes", json.dumps(run.splits) if run.splits else "–"),
-            ("test clips", f"{len(run.y)} ({int(run.y.sum())} depressed, prevalence {run.y.mean():.3f})"),
-            ("genders (test)", ", ".join(f"{g or '?'}: {run.gender.count(g)}" for g in sorted(set(run.gender)))),
-            ("predictions from", run.source + (" (pooled out-of-fold: each clip scored by the fold model that never "
-                                               "saw it)" if run.source == "oof_predictions.csv" else "")),
-            ("dataset", f"{data.get('path', '?')} ({data.get('layout', '?')} layout)"
-             + (" — SYNTHETIC" if data.get("synthetic") else "")),
-            ("data fingerprint", (f"{fp.get('n', len(samples))} samples, SHA-256 {str(fp.get('sha256', '?'))[:16]}…; folds "
-                                  + ", ".join(f"{k} {v}" for k, v in sorted(folds.items()))
-                                  + "; feature hashes of " + ", ".join(f"{k} ({v})" for k, v in sorted(kinds.items())))
-             if fp else "– (no data.json)"),
-            ("selection / threshold", f"{cfg.get('select', '?')} on valid / {cfg.get('threshold_method', '?')}"),
-            ("depdet", f"{env.get('depdet', (run.config or {}).get('depdet_version', '?'))}"
-             + (f", git {str(git.get('commit'))[:12]}{' (uncommitted changes)' if git.get('dirty') else ''}"
-                if git.get("commit") else "")),
-            ("report made by", f"depdet {__version__}")]
+    rows = [
+        ("model", run.model),
+        ("preset", run.preset or "none (options given on the command line)"),
+        (
+            "seeds",
+            ", ".join(map(str, run.seeds))
+            + (" (headline: per-clip mean probability over the seeds)" if len(run.seeds) > 1 else ""),
+        ),
+        (
+            "split",
+            ("stratified {}-fold cross-validation (each clip tested once per seed)".format(cfg["folds"]))
+            if cfg.get("folds")
+            else "the dataset's own folds",
+        ),
+        ("split sizes", json.dumps(run.splits) if run.splits else "–"),
+        ("test clips", f"{len(run.y)} ({int(run.y.sum())} depressed, prevalence {run.y.mean():.3f})"),
+        ("genders (test)", ", ".join(f"{g or '?'}: {run.gender.count(g)}" for g in sorted(set(run.gender)))),
+        (
+            "predictions from",
+            run.source
+            + (
+                " (pooled out-of-fold: each clip scored by the fold model that never saw it)"
+                if run.source == "oof_predictions.csv"
+                else ""
+            ),
+        ),
+        (
+            "dataset",
+            f"{data.get('path', '?')} ({data.get('layout', '?')} layout)"
+            + (" — SYNTHETIC" if data.get("synthetic") else ""),
+        ),
+        (
+            "data fingerprint",
+            (
+                f"{fp.get('n', len(samples))} samples, SHA-256 {str(fp.get('sha256', '?'))[:16]}…; folds "
+                + ", ".join(f"{k} {v}" for k, v in sorted(folds.items()))
+                + "; feature hashes of "
+                + ", ".join(f"{k} ({v})" for k, v in sorted(kinds.items()))
+            )
+            if fp
+            else "– (no data.json)",
+        ),
+        ("selection / threshold", f"{cfg.get('select', '?')} on valid / {cfg.get('threshold_method', '?')}"),
+        (
+            "depdet",
+            f"{env.get('depdet', (run.config or {}).get('depdet_version', '?'))}"
+            + (
+                f", git {str(git.get('commit'))[:12]}{' (uncommitted changes)' if git.get('dirty') else ''}"
+                if git.get("commit")
+                else ""
+            ),
+        ),
+        ("report made by", f"depdet {__version__}"),
+    ]
     return rows
 
 
@@ -262,21 +350,30 @@ def _summary_rows(run: RunData) -> list[tuple[str, str]]:
 
 def _metrics_html(rep: dict) -> str:
     m, b = rep["metrics"], rep["baseline"]
-    rows = "".join(f"<tr><td>{html.escape(label)}</td><td class=num>{_with_ci(m, k)}</td>"
-                   f"<td class=num>{_with_ci(b, k) if k in b else '–'}</td></tr>" for k, label in ROWS)
-    ops = "".join(f"<tr><td>{html.escape(lbl)} {t}</td><td class=num>{_num(m[key][t])}</td></tr>"
-                  for key, lbl in (("sensitivity_at_specificity", "sensitivity at specificity ≥"),
-                                   ("specificity_at_sensitivity", "specificity at sensitivity ≥"))
-                  for t in m.get(key, {}))
+    rows = "".join(
+        f"<tr><td>{html.escape(label)}</td><td class=num>{_with_ci(m, k)}</td>"
+        f"<td class=num>{_with_ci(b, k) if k in b else '–'}</td></tr>"
+        for k, label in ROWS
+    )
+    ops = "".join(
+        f"<tr><td>{html.escape(lbl)} {t}</td><td class=num>{_num(m[key][t])}</td></tr>"
+        for key, lbl in (
+            ("sensitivity_at_specificity", "sensitivity at specificity ≥"),
+            ("specificity_at_sensitivity", "specificity at sensitivity ≥"),
+        )
+        for t in m.get(key, {})
+    )
     (tn, fp), (fn, tp) = m["confusion"]
-    return (f"<table><tr><th>metric</th><th>model [95% CI]</th><th>all depressed [95% CI]</th></tr>{rows}</table>"
-            f"<p class=muted>Confusion at 0.5: TN {tn}, FP {fp}, FN {fn}, TP {tp}. Intervals: percentile bootstrap, "
-            f"{rep['n_boot']:,} resamples of the {m['bootstrap']['unit']}s (seed {rep['seed']}); "
-            f"{m['bootstrap']['n_one_class']} resample(s) with one class only were dropped. The all-depressed rule "
-            "calls every clip depressed: its recall is 1 and its ROC-AUC 0.5 by definition.</p>"
-            "<h3>Screening operating points</h3><table><tr><th>operating point</th><th>value</th></tr>"
-            f"{ops}</table><p class=muted>Read off this test set's own ROC curve (the best point meeting the "
-            "target): they describe these clips and are optimistic for a threshold fixed in advance.</p>")
+    return (
+        f"<table><tr><th>metric</th><th>model [95% CI]</th><th>all depressed [95% CI]</th></tr>{rows}</table>"
+        f"<p class=muted>Confusion at 0.5: TN {tn}, FP {fp}, FN {fn}, TP {tp}. Intervals: percentile bootstrap, "
+        f"{rep['n_boot']:,} resamples of the {m['bootstrap']['unit']}s (seed {rep['seed']}); "
+        f"{m['bootstrap']['n_one_class']} resample(s) with one class only were dropped. The all-depressed rule "
+        "calls every clip depressed: its recall is 1 and its ROC-AUC 0.5 by definition.</p>"
+        "<h3>Screening operating points</h3><table><tr><th>operating point</th><th>value</th></tr>"
+        f"{ops}</table><p class=muted>Read off this test set's own ROC curve (the best point meeting the "
+        "target): they describe these clips and are optimistic for a threshold fixed in advance.</p>"
+    )
 
 
 def _per_seed_html(rep: dict) -> str:
@@ -285,33 +382,48 @@ def _per_seed_html(rep: dict) -> str:
         return ""
     keys = ("acc", "f1", "weighted_f1", "auc", "pr_auc", "brier")
     head = "".join(f"<th>{html.escape(dict(ROWS)[k])}</th>" for k in keys)
-    rows = "".join(f"<tr><td>{r['seed']}</td>" + "".join(f"<td class=num>{_num(r[k])}</td>" for k in keys) + "</tr>"
-                   for r in per)
-    mean = "".join(f"<td class=num>{_num(float(np.nanmean([r[k] for r in per])))} ± "
-                   f"{_num(float(np.nanstd([r[k] for r in per], ddof=1)))}</td>" for k in keys)
-    return (f"<h3>Single seeds</h3><table><tr><th>seed</th>{head}</tr>{rows}<tr><td>mean ± SD</td>{mean}</tr></table>"
-            "<p class=muted>Each seed's own predictions at 0.5; the headline table above scores the per-clip mean "
-            "probability over the seeds.</p>")
+    rows = "".join(
+        f"<tr><td>{r['seed']}</td>" + "".join(f"<td class=num>{_num(r[k])}</td>" for k in keys) + "</tr>" for r in per
+    )
+    mean = "".join(
+        f"<td class=num>{_num(float(np.nanmean([r[k] for r in per])))} ± "
+        f"{_num(float(np.nanstd([r[k] for r in per], ddof=1)))}</td>"
+        for k in keys
+    )
+    return (
+        f"<h3>Single seeds</h3><table><tr><th>seed</th>{head}</tr>{rows}<tr><td>mean ± SD</td>{mean}</tr></table>"
+        "<p class=muted>Each seed's own predictions at 0.5; the headline table above scores the per-clip mean "
+        "probability over the seeds.</p>"
+    )
 
 
 def _calibration_html(rep: dict) -> str:
-    rows = "".join(f"<tr><td>{html.escape(n)}</td><td>{html.escape(c['label'])}</td>"
-                   f"<td class=num>{_num(c['brier'])}"
-                   + (f" [{_num(c['brier_ci'][0])}, {_num(c['brier_ci'][1])}]" if c["brier_ci"] else "")
-                   + f"</td><td class=num>{_num(c['ece'])}</td></tr>" for n, c in rep["calibration"].items())
+    rows = "".join(
+        f"<tr><td>{html.escape(n)}</td><td>{html.escape(c['label'])}</td>"
+        f"<td class=num>{_num(c['brier'])}"
+        + (f" [{_num(c['brier_ci'][0])}, {_num(c['brier_ci'][1])}]" if c["brier_ci"] else "")
+        + f"</td><td class=num>{_num(c['ece'])}</td></tr>"
+        for n, c in rep["calibration"].items()
+    )
     rel = []
     for n, c in rep["calibration"].items():
-        cells = "".join(f"<tr><td>{r['lo']:.1f}–{r['hi']:.1f}</td><td class=num>{r['n']}</td>"
-                        f"<td class=num>{_num(r['mean_probability'])}</td><td class=num>{_num(r['fraction_positive'])}</td></tr>"
-                        for r in c["reliability"])
-        rel.append(f"<details><summary>Reliability table, {html.escape(n)}</summary><table><tr><th>bin</th><th>clips</th>"
-                   f"<th>mean probability</th><th>fraction depressed</th></tr>{cells}</table></details>")
-    return (f"<table><tr><th>probabilities</th><th>what</th><th>Brier score [95% CI]</th><th>ECE ({ECE_BINS} bins)</th></tr>"
-            f"{rows}</table><p class=muted>Brier score: mean squared difference between probability and label (lower "
-            "is better; always answering the prevalence scores prevalence × (1 − prevalence) = "
-            f"{_num(float(rep['run'].y.mean() * (1 - rep['run'].y.mean())))}). ECE: the clip-weighted mean gap between "
-            f"mean probability and fraction depressed over {ECE_BINS} equal-width bins (depdet's binning).</p>"
-            + "".join(rel))
+        cells = "".join(
+            f"<tr><td>{r['lo']:.1f}–{r['hi']:.1f}</td><td class=num>{r['n']}</td>"
+            f"<td class=num>{_num(r['mean_probability'])}</td><td class=num>{_num(r['fraction_positive'])}</td></tr>"
+            for r in c["reliability"]
+        )
+        rel.append(
+            f"<details><summary>Reliability table, {html.escape(n)}</summary><table><tr><th>bin</th><th>clips</th>"
+            f"<th>mean probability</th><th>fraction depressed</th></tr>{cells}</table></details>"
+        )
+    return (
+        f"<table><tr><th>probabilities</th><th>what</th><th>Brier score [95% CI]</th><th>ECE ({ECE_BINS} bins)</th></tr>"
+        f"{rows}</table><p class=muted>Brier score: mean squared difference between probability and label (lower "
+        "is better; always answering the prevalence scores prevalence × (1 − prevalence) = "
+        f"{_num(float(rep['run'].y.mean() * (1 - rep['run'].y.mean())))}). ECE: the clip-weighted mean gap between "
+        f"mean probability and fraction depressed over {ECE_BINS} equal-width bins (depdet's binning).</p>"
+        + "".join(rel)
+    )
 
 
 def _gender_html(rep: dict) -> str:
@@ -322,14 +434,22 @@ def _gender_html(rep: dict) -> str:
     head = "".join(f"<th>{html.escape(dict(ROWS)[k])}</th>" for k in keys)
     rows = ""
     for g, m in per.items():
-        rows += (f"<tr><td>{html.escape(g)} (n={m['n']}, {m['n_pos']} depressed)</td>"
-                 + "".join(f"<td class=num>{_with_ci(m, k, sep='<br>')}</td>" for k in keys) + "</tr>")
+        rows += (
+            f"<tr><td>{html.escape(g)} (n={m['n']}, {m['n_pos']} depressed)</td>"
+            + "".join(f"<td class=num>{_with_ci(m, k, sep='<br>')}</td>" for k in keys)
+            + "</tr>"
+        )
         b = m["baseline"]
-        rows += ("<tr class=muted><td>&nbsp;&nbsp;all depressed</td>"
-                 + "".join(f"<td class=num>{_with_ci(b, k, sep='<br>') if k in b else '–'}</td>" for k in keys) + "</tr>")
-    return (f"<div class=wide><table><tr><th>gender</th>{head}</tr>{rows}</table></div><p class=muted>Intervals are "
-            "wide on small "
-            "groups; a difference between genders needs its own test.</p>")
+        rows += (
+            "<tr class=muted><td>&nbsp;&nbsp;all depressed</td>"
+            + "".join(f"<td class=num>{_with_ci(b, k, sep='<br>') if k in b else '–'}</td>" for k in keys)
+            + "</tr>"
+        )
+    return (
+        f"<div class=wide><table><tr><th>gender</th>{head}</tr>{rows}</table></div><p class=muted>Intervals are "
+        "wide on small "
+        "groups; a difference between genders needs its own test.</p>"
+    )
 
 
 def render_html(rep: dict, figs: dict[str, bytes]) -> str:
@@ -340,28 +460,49 @@ def render_html(rep: dict, figs: dict[str, bytes]) -> str:
         return f'<img alt="{e(alt)}" src="data:image/png;base64,{base64.b64encode(figs[key]).decode()}">'
 
     note = (run.config or {}).get("preset_note") or ""
-    parts = [(f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>depdet results: {e(run.name)}</title>"
-             f"<style>{_CSS}</style></head><body>"),
-             f"<h1>Results: {e(run.name)}</h1>",
-             f'<p class="disclaimer"><strong>{e(SCREENING_DISCLAIMER)}</strong></p>']
+    parts = [
+        (
+            f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>depdet results: {e(run.name)}</title>"
+            f"<style>{_CSS}</style></head><body>"
+        ),
+        f"<h1>Results: {e(run.name)}</h1>",
+        f'<p class="disclaimer"><strong>{e(SCREENING_DISCLAIMER)}</strong></p>',
+    ]
     if run.data.get("synthetic"):
-        parts.append('<p class="synthetic"><strong>SYNTHETIC DATA</strong>: this run was trained and tested on '
-                     "depdet synth arrays; its numbers say nothing about depression.</p>")
-    parts.append("<h2>Run</h2><table>" + "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _summary_rows(run))
-                 + "</table>")
-    parts.append(f"<details><summary>Full training configuration (config.json)</summary><pre>"
-                 f"{e(json.dumps(run.train_config, indent=1, sort_keys=True))}</pre></details>")
-    parts.append("<h2>Preset note</h2>" + (f"<p>{e(note)}</p>" if note else "<p>No preset: the options above are the "
-                                                                              "user's own.</p>"))
+        parts.append(
+            '<p class="synthetic"><strong>SYNTHETIC DATA</strong>: this run was trained and tested on '
+            "depdet synth arrays; its numbers say nothing about depression.</p>"
+        )
+    parts.append(
+        "<h2>Run</h2><table>"
+        + "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _summary_rows(run))
+        + "</table>"
+    )
+    parts.append(
+        f"<details><summary>Full training configuration (config.json)</summary><pre>"
+        f"{e(json.dumps(run.train_config, indent=1, sort_keys=True))}</pre></details>"
+    )
+    parts.append(
+        "<h2>Preset note</h2>"
+        + (f"<p>{e(note)}</p>" if note else "<p>No preset: the options above are the user's own.</p>")
+    )
     parts.append("<h2>Test metrics</h2>" + _metrics_html(rep) + _per_seed_html(rep))
-    parts.append("<h2>ROC and precision-recall curves</h2><div class=figs>" + img("roc", "ROC curve")
-                 + img("pr", "precision-recall curve") + "</div>")
+    parts.append(
+        "<h2>ROC and precision-recall curves</h2><div class=figs>"
+        + img("roc", "ROC curve")
+        + img("pr", "precision-recall curve")
+        + "</div>"
+    )
     parts.append("<h2>Calibration</h2>" + img("calibration", "reliability plot") + _calibration_html(rep))
     parts.append("<h2>Per gender</h2>" + _gender_html(rep))
-    parts.append("<h2>Tables for the paper</h2><h3>Markdown</h3><pre>" + e(markdown_table(rep)) + "</pre>"
-                 "<h3>LaTeX (booktabs)</h3><pre>" + e(latex_table(rep)) + "</pre>")
-    parts.append(f'<hr><p class="muted">{e(SCREENING_DISCLAIMER)} Made by depdet {e(__version__)} from '
-                 f"{e(str(run.path))}.</p></body></html>")
+    parts.append(
+        "<h2>Tables for the paper</h2><h3>Markdown</h3><pre>" + e(markdown_table(rep)) + "</pre>"
+        "<h3>LaTeX (booktabs)</h3><pre>" + e(latex_table(rep)) + "</pre>"
+    )
+    parts.append(
+        f'<hr><p class="muted">{e(SCREENING_DISCLAIMER)} Made by depdet {e(__version__)} from '
+        f"{e(str(run.path))}.</p></body></html>"
+    )
     return "".join(parts)
 
 
@@ -371,33 +512,83 @@ def render_markdown(rep: dict, fig_dir: str) -> str:
     note = (run.config or {}).get("preset_note") or "No preset: the options are the user's own."
     lines = [f"# Results: {run.name}", "", f"> **{SCREENING_DISCLAIMER}**", ""]
     if run.data.get("synthetic"):
-        lines += [("> **SYNTHETIC DATA**: trained and tested on depdet synth arrays; the numbers say nothing about "
-                  "depression."), ""]
+        lines += [
+            (
+                "> **SYNTHETIC DATA**: trained and tested on depdet synth arrays; the numbers say nothing about "
+                "depression."
+            ),
+            "",
+        ]
     lines += ["## Run", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {str(v).replace('|', '/')} |" for k, v in _summary_rows(run)]
-    lines += ["", "## Preset note", "", note, "", "## Test metrics", "", markdown_table(rep), "",
-              "Screening operating points (read off this test set's ROC curve; optimistic for a threshold fixed in "
-              "advance): " + "; ".join(f"{lbl} {t}: {_num(m[key][t])}" for key, lbl in (
-                  ("sensitivity_at_specificity", "sensitivity at specificity ≥"),
-                  ("specificity_at_sensitivity", "specificity at sensitivity ≥")) for t in m.get(key, {})) + ".", ""]
+    lines += [
+        "",
+        "## Preset note",
+        "",
+        note,
+        "",
+        "## Test metrics",
+        "",
+        markdown_table(rep),
+        "",
+        "Screening operating points (read off this test set's ROC curve; optimistic for a threshold fixed in "
+        "advance): "
+        + "; ".join(
+            f"{lbl} {t}: {_num(m[key][t])}"
+            for key, lbl in (
+                ("sensitivity_at_specificity", "sensitivity at specificity ≥"),
+                ("specificity_at_sensitivity", "specificity at sensitivity ≥"),
+            )
+            for t in m.get(key, {})
+        )
+        + ".",
+        "",
+    ]
     if rep.get("per_seed"):
-        lines += ["Single seeds (each at 0.5): " + "; ".join(
-            f"seed {r['seed']}: F1 {_num(r['f1'])}, ROC-AUC {_num(r['auc'])}" for r in rep["per_seed"]) + ".", ""]
-    lines += ["## ROC and precision-recall curves", "", f"![ROC curve]({fig_dir}/roc.png) ![PR curve]({fig_dir}/pr.png)",
-              "", "## Calibration", "", f"![Reliability plot]({fig_dir}/calibration.png)", "",
-              "| probabilities | Brier score [95% CI] | ECE (10 bins) |", "|---|---:|---:|"]
+        lines += [
+            "Single seeds (each at 0.5): "
+            + "; ".join(f"seed {r['seed']}: F1 {_num(r['f1'])}, ROC-AUC {_num(r['auc'])}" for r in rep["per_seed"])
+            + ".",
+            "",
+        ]
+    lines += [
+        "## ROC and precision-recall curves",
+        "",
+        f"![ROC curve]({fig_dir}/roc.png) ![PR curve]({fig_dir}/pr.png)",
+        "",
+        "## Calibration",
+        "",
+        f"![Reliability plot]({fig_dir}/calibration.png)",
+        "",
+        "| probabilities | Brier score [95% CI] | ECE (10 bins) |",
+        "|---|---:|---:|",
+    ]
     for n, c in rep["calibration"].items():
         ci = f" [{_num(c['brier_ci'][0])}, {_num(c['brier_ci'][1])}]" if c["brier_ci"] else ""
         lines.append(f"| {n}: {c['label']} | {_num(c['brier'])}{ci} | {_num(c['ece'])} |")
     lines += ["", "## Per gender", ""]
     if rep["per_gender"]:
         lines += ["| gender | n | F1 | ROC-AUC | accuracy | all-depressed F1 |", "|---|---:|---:|---:|---:|---:|"]
-        lines += [f"| {g} | {pm['n']} | {_with_ci(pm, 'f1')} | {_with_ci(pm, 'auc')} | {_with_ci(pm, 'acc')} | "
-                  f"{_with_ci(pm['baseline'], 'f1')} |" for g, pm in rep["per_gender"].items()]
+        lines += [
+            f"| {g} | {pm['n']} | {_with_ci(pm, 'f1')} | {_with_ci(pm, 'auc')} | {_with_ci(pm, 'acc')} | "
+            f"{_with_ci(pm['baseline'], 'f1')} |"
+            for g, pm in rep["per_gender"].items()
+        ]
     else:
         lines.append("No gender is recorded for the test clips.")
-    lines += ["", "## LaTeX table", "", "```latex", latex_table(rep), "```", "", "---", "",
-              f"*{SCREENING_DISCLAIMER}* Made by depdet {__version__} from `{run.path}`.", ""]
+    lines += [
+        "",
+        "## LaTeX table",
+        "",
+        "```latex",
+        latex_table(rep),
+        "```",
+        "",
+        "---",
+        "",
+        f"*{SCREENING_DISCLAIMER}* Made by depdet {__version__} from `{run.path}`.",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -121,8 +121,11 @@ def _read_csv(path: Path, needed: set[str]) -> list[dict]:
             reader = csv.DictReader(f)
             missing = needed - set(reader.fieldnames or [])
             if missing:
-                raise DataError(f"missing column(s) {', '.join(sorted(missing))}", path=path,
-                                hint="a predictions file written by depdet train is needed")
+                raise DataError(
+                    f"missing column(s) {', '.join(sorted(missing))}",
+                    path=path,
+                    hint="a predictions file written by depdet train is needed",
+                )
             return list(reader)
     except OSError as e:
         raise DataError(f"cannot read the predictions ({e.strerror or e})", path=path) from None
@@ -145,15 +148,21 @@ def _per_seed(rows: list[tuple[int, str, int, str, str, float, float | None]], p
     for seed, cid, label, gender, group, p, pc in rows:
         d = by_seed.setdefault(seed, {})
         if cid in d:
-            raise DataError(f"clip {cid!r} is tested twice for seed {seed}", path=path,
-                            hint="each clip must be in the test fold of exactly one run per seed")
+            raise DataError(
+                f"clip {cid!r} is tested twice for seed {seed}",
+                path=path,
+                hint="each clip must be in the test fold of exactly one run per seed",
+            )
         d[cid] = (label, gender, group, p, pc)
     seeds = sorted(by_seed)
     ids = sorted(by_seed[seeds[0]])
     for s in seeds[1:]:
         if sorted(by_seed[s]) != ids:
-            raise DataError(f"seed {s} was tested on other clips than seed {seeds[0]}", path=path,
-                            hint="the seeds of one run must share their test clips")
+            raise DataError(
+                f"seed {s} was tested on other clips than seed {seeds[0]}",
+                path=path,
+                hint="the seeds of one run must share their test clips",
+            )
     first = by_seed[seeds[0]]
     y = np.array([first[i][0] for i in ids], dtype=int)
     for s in seeds[1:]:
@@ -201,30 +210,64 @@ def load_run(path: str | Path) -> RunData:
             else:
                 p = _float(r.get("probability"), oof, "probability")
             seed = int(_float(r["seed"], oof, "seed"))
-            rows.append((seed, r["id"], int(_float(r["label"], oof, "label")), r.get("gender") or "",
-                         r.get("group") or "", p, cal.get((seed, r["id"]))))
+            rows.append(
+                (
+                    seed,
+                    r["id"],
+                    int(_float(r["label"], oof, "label")),
+                    r.get("gender") or "",
+                    r.get("group") or "",
+                    p,
+                    cal.get((seed, r["id"])),
+                )
+            )
         source = "oof_predictions.csv"
     else:
         subs = _sub_runs(root)
         if not subs:
-            raise DataError("no predictions in this folder (no oof_predictions.csv, no <run>/predictions.csv)",
-                            path=root, hint="pass a run folder written by depdet train")
+            raise DataError(
+                "no predictions in this folder (no oof_predictions.csv, no <run>/predictions.csv)",
+                path=root,
+                hint="pass a run folder written by depdet train",
+            )
         for seed, p_path in subs:
             for r in _read_csv(p_path, {"id", "fold", "label", "logit"}):
                 if r["fold"] != "test":
                     continue
                 pc = r.get("probability_calibrated")
-                rows.append((seed, r["id"], int(_float(r["label"], p_path, "label")), r.get("gender") or "",
-                             r.get("group") or "", float(_sigmoid(np.array(_float(r["logit"], p_path, "logit")))),
-                             None if pc in (None, "") else _float(pc, p_path, "probability_calibrated")))
+                rows.append(
+                    (
+                        seed,
+                        r["id"],
+                        int(_float(r["label"], p_path, "label")),
+                        r.get("gender") or "",
+                        r.get("group") or "",
+                        float(_sigmoid(np.array(_float(r["logit"], p_path, "logit")))),
+                        None if pc in (None, "") else _float(pc, p_path, "probability_calibrated"),
+                    )
+                )
         source = f"test rows of {len(subs)} predictions.csv file(s)"
     if not rows:
-        raise DataError("the run has no test predictions (no test fold was evaluated)", path=root,
-                        hint="report and compare need test predictions: train with a test fold or --folds K")
+        raise DataError(
+            "the run has no test predictions (no test fold was evaluated)",
+            path=root,
+            hint="report and compare need test predictions: train with a test fold or --folds K",
+        )
     seeds, ids, y, gender, groups, prob, cal = _per_seed(rows, root)
-    run = RunData(path=root, ids=ids, y=y, gender=gender, groups=groups, seeds=seeds, prob=prob,
-                  prob_calibrated=cal, source=source, config=_read_json(root / "config.json"),
-                  data=_read_json(root / "data.json"), env=_read_json(root / "env.json"))
+    run = RunData(
+        path=root,
+        ids=ids,
+        y=y,
+        gender=gender,
+        groups=groups,
+        seeds=seeds,
+        prob=prob,
+        prob_calibrated=cal,
+        source=source,
+        config=_read_json(root / "config.json"),
+        data=_read_json(root / "data.json"),
+        env=_read_json(root / "env.json"),
+    )
     if not any(run.gender):  # oof_predictions.csv has no gender column: data.json's fingerprint has it
         fp = run.fingerprints
         run.gender = [str((fp.get(i) or {}).get("gender") or "") for i in ids]
@@ -236,25 +279,34 @@ def pair_check(a: RunData, b: RunData) -> list[str]:
     warnings when their feature files (data fingerprints) or splits differ on those clips."""
     if a.ids != b.ids:
         only_a, only_b = sorted(set(a.ids) - set(b.ids)), sorted(set(b.ids) - set(a.ids))
-        raise DataError(f"runs {a.path} and {b.path} were tested on different clips ({len(a.ids)} vs {len(b.ids)}; "
-                        f"{len(only_a)} only in the first, e.g. {', '.join(only_a[:3]) or '-'}; {len(only_b)} only in "
-                        f"the second, e.g. {', '.join(only_b[:3]) or '-'}): a paired comparison needs the same clips",
-                        hint="compare runs evaluated on the same test clips")
+        raise DataError(
+            f"runs {a.path} and {b.path} were tested on different clips ({len(a.ids)} vs {len(b.ids)}; "
+            f"{len(only_a)} only in the first, e.g. {', '.join(only_a[:3]) or '-'}; {len(only_b)} only in "
+            f"the second, e.g. {', '.join(only_b[:3]) or '-'}): a paired comparison needs the same clips",
+            hint="compare runs evaluated on the same test clips",
+        )
     if not np.array_equal(a.y, b.y):
         bad = [i for i, u, v in zip(a.ids, a.y, b.y) if u != v]
-        raise DataError(f"runs {a.path} and {b.path} label the same clips differently ({len(bad)} clip(s), e.g. "
-                        f"{', '.join(bad[:3])})", hint="compare runs trained on the same labels")
+        raise DataError(
+            f"runs {a.path} and {b.path} label the same clips differently ({len(bad)} clip(s), e.g. "
+            f"{', '.join(bad[:3])})",
+            hint="compare runs trained on the same labels",
+        )
     warnings = []
     fa, fb = a.fingerprints, b.fingerprints
     if fa and fb:
         diff = [i for i in a.ids if (fa.get(i) or {}).get("sha256") != (fb.get(i) or {}).get("sha256")]
         if diff:
-            warnings.append(f"{a.name} vs {b.name}: {len(diff)} of {len(a.ids)} test clips have other feature files "
-                            f"(data fingerprints differ, e.g. {', '.join(diff[:3])}): the difference is of the whole "
-                            "pipelines, not of the models alone")
+            warnings.append(
+                f"{a.name} vs {b.name}: {len(diff)} of {len(a.ids)} test clips have other feature files "
+                f"(data fingerprints differ, e.g. {', '.join(diff[:3])}): the difference is of the whole "
+                "pipelines, not of the models alone"
+            )
     else:
-        warnings.append(f"{a.name} vs {b.name}: no data fingerprint in {'both runs' if not (fa or fb) else 'one run'} "
-                        "(data.json): the clips match by id only")
+        warnings.append(
+            f"{a.name} vs {b.name}: no data fingerprint in {'both runs' if not (fa or fb) else 'one run'} "
+            "(data.json): the clips match by id only"
+        )
     sa, sb = a.splits, b.splits
     if sa and sb:
         kind_a, kind_b = next(iter(sa)), next(iter(sb))
@@ -262,14 +314,20 @@ def pair_check(a: RunData, b: RunData) -> list[str]:
             what = f"one is {kind_a}, the other {kind_b}"
         elif kind_a == "kfold":  # the seeds both runs have: the same fold for every clip?
             shared = sorted(set(sa["kfold"]) & set(sb["kfold"]))
-            what = ("no seed in common" if not shared else
-                    "other folds for seed(s) " + ", ".join(sd for sd in shared if sa["kfold"][sd] != sb["kfold"][sd])
-                    if any(sa["kfold"][sd] != sb["kfold"][sd] for sd in shared) else "")
+            what = (
+                "no seed in common"
+                if not shared
+                else "other folds for seed(s) " + ", ".join(sd for sd in shared if sa["kfold"][sd] != sb["kfold"][sd])
+                if any(sa["kfold"][sd] != sb["kfold"][sd] for sd in shared)
+                else ""
+            )
         else:
             common = set(sa["fixed"]) & set(sb["fixed"])
             moved = sorted(i for i in common if sa["fixed"][i] != sb["fixed"][i])
             what = f"{len(moved)} clip(s) in other folds (e.g. {', '.join(moved[:3])})" if moved else ""
         if what:
-            warnings.append(f"{a.name} vs {b.name}: the splits differ ({what}) although the test clips coincide: "
-                            "the models saw different training/validation data")
+            warnings.append(
+                f"{a.name} vs {b.name}: the splits differ ({what}) although the test clips coincide: "
+                "the models saw different training/validation data"
+            )
     return warnings

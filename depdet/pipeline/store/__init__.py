@@ -9,6 +9,21 @@ from depdet.pipeline.store.labels import format_label, parse_label, read_label_t
 from depdet.pipeline.store.layout import FEATURES_JSON, LABELS, LAYOUTS, MANIFEST, check_id, derive_valid, detect_layout
 from depdet.pipeline.store.store import RECORD_SCHEMA, USABLE, FeatureStore, StoreBusy, StoredSample, manifest_row
 
-__all__ = ["FEATURES_JSON", "LABELS", "LAYOUTS", "MANIFEST", "RECORD_SCHEMA", "USABLE", "FeatureStore", "StoreBusy",
-           "StoredSample", "check_id", "derive_valid", "detect_layout", "format_label", "manifest_row", "parse_label",
-           "read_label_table"]
+__all__ = [
+    "FEATURES_JSON",
+    "LABELS",
+    "LAYOUTS",
+    "MANIFEST",
+    "RECORD_SCHEMA",
+    "USABLE",
+    "FeatureStore",
+    "StoreBusy",
+    "StoredSample",
+    "check_id",
+    "derive_valid",
+    "detect_layout",
+    "format_label",
+    "manifest_row",
+    "parse_label",
+    "read_label_table",
+]

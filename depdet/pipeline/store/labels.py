@@ -111,11 +111,17 @@ def read_label_table(path: str | Path, *, require_label: bool = True) -> dict[st
     fields = [(f or "").strip().lower() for f in (reader.fieldnames or [])]
     key = "index" if "index" in fields else "id" if "id" in fields else None
     if key is None:
-        raise DataError(f"labels file has no 'index' column (header: {','.join(fields)})", path=path,
-                        hint="first line should be index,label,duration,gender,fold (D-Vlog) or index,label,fold (LMVD)")
+        raise DataError(
+            f"labels file has no 'index' column (header: {','.join(fields)})",
+            path=path,
+            hint="first line should be index,label,duration,gender,fold (D-Vlog) or index,label,fold (LMVD)",
+        )
     if require_label and "label" not in fields:
-        raise DataError(f"labels file has no 'label' column (header: {','.join(fields)})", path=path,
-                        hint="add a label column (depression/normal or 1/0)")
+        raise DataError(
+            f"labels file has no 'label' column (header: {','.join(fields)})",
+            path=path,
+            hint="add a label column (depression/normal or 1/0)",
+        )
     rows: dict[str, dict] = {}
     bad: list[str] = []
     for n, raw in enumerate(reader, 2):
@@ -140,9 +146,11 @@ def read_label_table(path: str | Path, *, require_label: bool = True) -> dict[st
         entry.update({k: v for k, v in row.items() if k not in (key, "label", "gender", "fold")})
         rows[sid] = entry
     if bad:
-        raise DataError(f"{len(bad)} bad row(s): " + "; ".join(bad[:8]) + (f"; and {len(bad) - 8} more" if len(bad) > 8 else ""),
-                        path=path, hint="labels are depression/normal or 1/0, gender f/m, fold train/valid/test; "
-                                        "one row per id")
+        raise DataError(
+            f"{len(bad)} bad row(s): " + "; ".join(bad[:8]) + (f"; and {len(bad) - 8} more" if len(bad) > 8 else ""),
+            path=path,
+            hint="labels are depression/normal or 1/0, gender f/m, fold train/valid/test; one row per id",
+        )
     if not rows:
         raise DataError("labels file has a header but no rows", path=path, hint="add one row per sample")
     return rows
@@ -187,13 +195,21 @@ def read_lmvd_label_dir(folder: str | Path) -> dict[str, dict]:
             raise DataError(f"line 1: {e}", path=f, hint="the file's one line is 1 or 0") from e
         rows[m["id"]] = {"label": label, "gender": "", "fold": "", "_line": 1}
     if not rows:
-        raise DataError("no <id>_Depression.csv / <id>_Normal.csv files found", path=folder,
-                        hint="point --data at the LMVD folder that holds label/ or provide labels.csv")
+        raise DataError(
+            "no <id>_Depression.csv / <id>_Normal.csv files found",
+            path=folder,
+            hint="point --data at the LMVD folder that holds label/ or provide labels.csv",
+        )
     return rows
 
 
-def match_labels(table: dict[str, dict], inputs: Iterable[tuple[str, str, str]], stored: Iterable[str] = (), *,
-                 where: str | Path | None = None) -> dict[str, dict]:
+def match_labels(
+    table: dict[str, dict],
+    inputs: Iterable[tuple[str, str, str]],
+    stored: Iterable[str] = (),
+    *,
+    where: str | Path | None = None,
+) -> dict[str, dict]:
     """Key a labels table (:func:`read_label_table`) by sample id: which sample each ``index`` means.
 
     The matcher of ``depdet extract --labels`` (depdet's rule, the id rule of :mod:`~depdet.ids`).
@@ -242,8 +258,11 @@ def match_labels(table: dict[str, dict], inputs: Iterable[tuple[str, str, str]],
         elif k in by_name:
             hits = sorted(set(by_name[k]))
             if len(hits) > 1:
-                ambiguous.append(f"line {row['_line']}: {key!r} is the name of " + " and ".join(
-                    f"{inputs[i][2]} (id {inputs[i][0]})" for i in hits[:3]) + (" and more" if len(hits) > 3 else ""))
+                ambiguous.append(
+                    f"line {row['_line']}: {key!r} is the name of "
+                    + " and ".join(f"{inputs[i][2]} (id {inputs[i][0]})" for i in hits[:3])
+                    + (" and more" if len(hits) > 3 else "")
+                )
                 continue
             sid = inputs[hits[0]][0]
         else:
@@ -253,26 +272,39 @@ def match_labels(table: dict[str, dict], inputs: Iterable[tuple[str, str, str]],
                 continue
             if not sids:
                 near = suggest(k, [*by_id, *(inputs[i][1] for i in range(len(inputs)))])
-                unknown.append(f"line {row['_line']}: {key!r}" + (f" (did you mean {' or '.join(map(repr, near))}?)"
-                                                                   if near else ""))
+                unknown.append(
+                    f"line {row['_line']}: {key!r}"
+                    + (f" (did you mean {' or '.join(map(repr, near))}?)" if near else "")
+                )
                 continue
             sid = sids[0]
         if sid in out:
-            twice.append(f"lines {out[sid]['_line']} ({first[sid]!r}) and {row['_line']} ({key!r}) both name sample {sid!r}")
+            twice.append(
+                f"lines {out[sid]['_line']} ({first[sid]!r}) and {row['_line']} ({key!r}) both name sample {sid!r}"
+            )
             continue
         out[sid], first[sid] = row, key
     problems = []
     if unknown:
-        problems.append(f"{len(unknown)} id(s) in the labels file match no input and no sample of the folder: "
-                        + ", ".join(unknown[:8]) + (f" and {len(unknown) - 8} more" if len(unknown) > 8 else ""))
+        problems.append(
+            f"{len(unknown)} id(s) in the labels file match no input and no sample of the folder: "
+            + ", ".join(unknown[:8])
+            + (f" and {len(unknown) - 8} more" if len(unknown) > 8 else "")
+        )
     if ambiguous:
-        problems.append(f"{len(ambiguous)} id(s) name more than one input: " + "; ".join(ambiguous[:4])
-                        + (f"; and {len(ambiguous) - 4} more" if len(ambiguous) > 4 else ""))
+        problems.append(
+            f"{len(ambiguous)} id(s) name more than one input: "
+            + "; ".join(ambiguous[:4])
+            + (f"; and {len(ambiguous) - 4} more" if len(ambiguous) > 4 else "")
+        )
     if twice:
         problems.append("; ".join(twice[:4]) + (f"; and {len(twice) - 4} more" if len(twice) > 4 else ""))
     if problems:
-        raise DataError("; ".join(problems), path=where,
-                        hint="key rows by the sample ids `depdet extract` prints, or by the file names (stems; with "
-                             "--id-from relpath the relative paths, e.g. p01/vlog); same-named files in different "
-                             "folders: use --id-from relpath")
+        raise DataError(
+            "; ".join(problems),
+            path=where,
+            hint="key rows by the sample ids `depdet extract` prints, or by the file names (stems; with "
+            "--id-from relpath the relative paths, e.g. p01/vlog); same-named files in different "
+            "folders: use --id-from relpath",
+        )
     return out

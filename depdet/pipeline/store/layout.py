@@ -75,12 +75,20 @@ def legacy_array_paths(root: Path, layout: str, sample_id: str, modality: str) -
 
 def valid_path(root: Path, layout: str, sample_id: str) -> Path:
     root = Path(root)
-    return root / sample_id / f"{sample_id}_valid.npz" if check_layout(layout) == "dvlog" else root / "valid" / f"{sample_id}.npz"
+    return (
+        root / sample_id / f"{sample_id}_valid.npz"
+        if check_layout(layout) == "dvlog"
+        else root / "valid" / f"{sample_id}.npz"
+    )
 
 
 def record_path(root: Path, layout: str, sample_id: str) -> Path:
     root = Path(root)
-    return root / sample_id / f"{sample_id}_record.json" if check_layout(layout) == "dvlog" else root / "records" / f"{sample_id}.json"
+    return (
+        root / sample_id / f"{sample_id}_record.json"
+        if check_layout(layout) == "dvlog"
+        else root / "records" / f"{sample_id}.json"
+    )
 
 
 def record_files(root: Path, layout: str) -> list[tuple[str, Path]]:
@@ -119,8 +127,11 @@ def detect_layout(root: Path) -> str:
         return "lmvd"
     if (root / LABELS).exists():
         return "dvlog"
-    raise DataError("not a D-Vlog, LMVD or depdet-extract folder (no labels.csv, no audio/ + visual/ folders)",
-                    path=root, hint="point --data at the folder holding labels.csv (D-Vlog) or audio/ and visual/ (LMVD)")
+    raise DataError(
+        "not a D-Vlog, LMVD or depdet-extract folder (no labels.csv, no audio/ + visual/ folders)",
+        path=root,
+        hint="point --data at the folder holding labels.csv (D-Vlog) or audio/ and visual/ (LMVD)",
+    )
 
 
 def derive_valid(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -130,5 +141,6 @@ def derive_valid(features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     convention, which depdet 0.1.0 followed too); audio rows are all taken as valid (nothing on
     disk says otherwise). Folders written by this depdet store the extractors' validity instead.
     """
-    return {m: (np.any(np.asarray(a) != 0, axis=1) if m == "visual" else np.ones(len(a), bool))
-            for m, a in features.items()}
+    return {
+        m: (np.any(np.asarray(a) != 0, axis=1) if m == "visual" else np.ones(len(a), bool)) for m, a in features.items()
+    }

@@ -128,8 +128,11 @@ def _load_json(path: Path) -> dict:
     try:
         d = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise DataError(f"unreadable sample record ({e})", path=path,
-                        hint="rerun `depdet extract` on this folder (it redoes the sample) or delete the record") from e
+        raise DataError(
+            f"unreadable sample record ({e})",
+            path=path,
+            hint="rerun `depdet extract` on this folder (it redoes the sample) or delete the record",
+        ) from e
     if not isinstance(d, dict) or d.get("schema") != RECORD_SCHEMA or "id" not in d:
         raise DataError("not a depdet sample record", path=path, hint="delete it or rerun `depdet extract`")
     return d
@@ -170,13 +173,19 @@ class FeatureStore:
                 tmp.write_bytes(b"")
             probe.unlink()
         except OSError as e:
-            raise DataError(f"output folder is not writable ({e.strerror})", path=root,
-                            hint="choose another -o folder or fix its permissions") from e
+            raise DataError(
+                f"output folder is not writable ({e.strerror})",
+                path=root,
+                hint="choose another -o folder or fix its permissions",
+            ) from e
         store = cls(root, layout)
         existing = store.folder_info().get("layout")
         if existing and existing != layout:
-            raise ConfigError(f"this folder holds the {existing} layout, not {layout}", path=root,
-                              hint=f"use --layout {existing}, or a new -o folder")
+            raise ConfigError(
+                f"this folder holds the {existing} layout, not {layout}",
+                path=root,
+                hint=f"use --layout {existing}, or a new -o folder",
+            )
         return store
 
     # ------------------------------------------------------------------ paths (all through layout.py)
@@ -222,13 +231,19 @@ class FeatureStore:
                     if not wait:
                         fh.seek(0)
                         holder = fh.read().strip() or "another process"
-                        raise StoreBusy(f"another depdet run is writing to this folder ({holder})", path=self.root,
-                                        hint="wait for it to finish, pass --wait to queue behind it, or use another -o folder") from None
+                        raise StoreBusy(
+                            f"another depdet run is writing to this folder ({holder})",
+                            path=self.root,
+                            hint="wait for it to finish, pass --wait to queue behind it, or use another -o folder",
+                        ) from None
                     time.sleep(poll_s)
             fh.seek(0)
             fh.truncate()
-            fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
-                     + (" (a shard run; other shards may hold the lock too)" if shared else "") + "\n")
+            fh.write(
+                f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+                + (" (a shard run; other shards may hold the lock too)" if shared else "")
+                + "\n"
+            )
             fh.flush()
             yield
         finally:
@@ -253,8 +268,11 @@ class FeatureStore:
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
         except ValueError as e:
-            raise DataError(f"{L.FEATURES_JSON} is not valid JSON ({e})", path=path,
-                            hint="run `depdet store index` on the folder to rebuild it from the records") from e
+            raise DataError(
+                f"{L.FEATURES_JSON} is not valid JSON ({e})",
+                path=path,
+                hint="run `depdet store index` on the folder to rebuild it from the records",
+            ) from e
         return d if isinstance(d, dict) else {}
 
     def spec(self) -> FeatureSpec | None:
@@ -270,8 +288,11 @@ class FeatureStore:
         try:
             return FeatureSpec.from_dict({k: v for k, v in spec_d.items() if k in SPEC_KEYS})
         except (ConfigError, TypeError) as e:
-            raise DataError(f"malformed spec in {L.FEATURES_JSON} ({e})", path=self.root / L.FEATURES_JSON,
-                            hint="run `depdet store index` on the folder") from e
+            raise DataError(
+                f"malformed spec in {L.FEATURES_JSON} ({e})",
+                path=self.root / L.FEATURES_JSON,
+                hint="run `depdet store index` on the folder",
+            ) from e
 
     def check_spec(self, spec: FeatureSpec, *, force: bool = False) -> bool:
         """Make sure this folder holds features of ``spec`` only.
@@ -295,22 +316,32 @@ class FeatureStore:
                 self._write_features_json(spec)  # known model hashes where the folder had none
             return False
         if not force:
-            raise ConfigError("this folder holds features made with other settings: "
-                              + "; ".join(d.replace(" vs ", " (this run) vs ", 1) + " (folder)" for d in diffs),
-                              path=self.root, hint="extract into a new -o folder, or pass --force to re-extract "
-                                                   "every sample of this folder with the new settings")
+            raise ConfigError(
+                "this folder holds features made with other settings: "
+                + "; ".join(d.replace(" vs ", " (this run) vs ", 1) + " (folder)" for d in diffs),
+                path=self.root,
+                hint="extract into a new -o folder, or pass --force to re-extract "
+                "every sample of this folder with the new settings",
+            )
         self._write_features_json(spec)
         return True
 
     def _write_features_json(self, spec: FeatureSpec, extra: dict | None = None) -> None:
         from depdet.extractors import columns_of
 
-        dio.write_json(self.root / L.FEATURES_JSON, {
-            "schema": "depdet.features/1", "spec": spec.to_dict(), "layout": self.layout,
-            "columns": columns_of(spec.visual, spec.audio), "depdet_version": __version__,
-            "note": "features extracted by depdet from raw videos; each sample's record holds its provenance "
-                    "(manifest.jsonl and labels.csv are views of the records: `depdet store index` rebuilds them)",
-            **(extra or {})})
+        dio.write_json(
+            self.root / L.FEATURES_JSON,
+            {
+                "schema": "depdet.features/1",
+                "spec": spec.to_dict(),
+                "layout": self.layout,
+                "columns": columns_of(spec.visual, spec.audio),
+                "depdet_version": __version__,
+                "note": "features extracted by depdet from raw videos; each sample's record holds its provenance "
+                "(manifest.jsonl and labels.csv are views of the records: `depdet store index` rebuilds them)",
+                **(extra or {}),
+            },
+        )
 
     # ------------------------------------------------------------------ records
     def has_records(self) -> bool:
@@ -393,8 +424,13 @@ class FeatureStore:
             vdata = _npz_bytes(valid)
             vtarget = self.valid_path(sid)
             staged.append((_stage(vtarget, vdata), vtarget))
-            rec = {"schema": RECORD_SCHEMA, "id": sid, **record, "files": files,
-                   "valid_file": {"path": self.rel(vtarget), "sha256": _sha(vdata)}}
+            rec = {
+                "schema": RECORD_SCHEMA,
+                "id": sid,
+                **record,
+                "files": files,
+                "valid_file": {"path": self.rel(vtarget), "sha256": _sha(vdata)},
+            }
             rtarget = self.record_path(sid)
             rtmp = _stage(rtarget, (json.dumps(rec, indent=1, default=str) + "\n").encode("utf-8"))
             staged.append((rtmp, rtarget))
@@ -452,11 +488,17 @@ class FeatureStore:
         try:
             data = path.read_bytes()
         except OSError as e:
-            raise DataError(f"missing or unreadable feature file ({e.strerror})", path=path,
-                            hint="rerun `depdet extract` on this folder to redo the sample") from e
+            raise DataError(
+                f"missing or unreadable feature file ({e.strerror})",
+                path=path,
+                hint="rerun `depdet extract` on this folder to redo the sample",
+            ) from e
         if sha is not None and _sha(data) != sha:
-            raise DataError("file does not match its sample record (changed, or an interrupted write)", path=path,
-                            hint="rerun `depdet extract` on this folder: it redoes the sample")
+            raise DataError(
+                "file does not match its sample record (changed, or an interrupted write)",
+                path=path,
+                hint="rerun `depdet extract` on this folder: it redoes the sample",
+            )
         return data
 
     def read(self, sid: str, dims: dict[str, int] | None = None, *, verify: bool = True) -> StoredSample:
@@ -478,24 +520,32 @@ class FeatureStore:
         T = int(rec.get("T", min((a.shape[0] for a in feats.values()), default=0)))
         vf = rec.get("valid_file")
         if vf is None:
-            raise DataError("sample record lists no validity file", path=self.record_path(sid), hint="rerun `depdet extract`")
+            raise DataError(
+                "sample record lists no validity file", path=self.record_path(sid), hint="rerun `depdet extract`"
+            )
         with np.load(io.BytesIO(self._read_verified(self.root / vf["path"], vf["sha256"] if verify else None))) as z:
             valid = {m: np.asarray(z[m], dtype=bool) for m in z.files}
         rdims = {**(dims or {}), **(rec.get("dims") or {})}
         for m in ("visual", "audio"):
             if m not in feats:
                 if m not in rdims:
-                    raise DataError(f"sample {sid!r} has no {m} file and its size is unknown", path=self.record_path(sid))
+                    raise DataError(
+                        f"sample {sid!r} has no {m} file and its size is unknown", path=self.record_path(sid)
+                    )
                 feats[m] = np.zeros((T, int(rdims[m])), np.float32)
                 valid[m] = np.zeros(T, bool)
         for m, a in feats.items():
             if a.shape[0] != T or valid.get(m) is None or valid[m].shape != (T,):
-                raise DataError(f"sample {sid!r}: {m} has {a.shape[0]} rows / validity "
-                                f"{None if valid.get(m) is None else valid[m].shape}, the record says T={T}",
-                                path=self.record_path(sid), hint="rerun `depdet extract` with --force for this sample")
+                raise DataError(
+                    f"sample {sid!r}: {m} has {a.shape[0]} rows / validity "
+                    f"{None if valid.get(m) is None else valid[m].shape}, the record says T={T}",
+                    path=self.record_path(sid),
+                    hint="rerun `depdet extract` with --force for this sample",
+                )
         meta = dict(rec.get("meta") or {})
-        return StoredSample(sid, {m: feats[m] for m in ("visual", "audio")}, {m: valid[m] for m in ("visual", "audio")},
-                            meta, rec)
+        return StoredSample(
+            sid, {m: feats[m] for m in ("visual", "audio")}, {m: valid[m] for m in ("visual", "audio")}, meta, rec
+        )
 
     def read_legacy(self, sid: str) -> StoredSample:
         """A sample of a folder without records: arrays by the layout's names, validity derived."""
@@ -509,8 +559,11 @@ class FeatureStore:
                 continue
             feats[m] = _load_npy_bytes(self._read_verified(path, None), path)
             if feats[m].ndim != 2:
-                raise DataError(f"expected shape (T, D), found {tuple(feats[m].shape)}", path=path,
-                                hint="each feature file must be a 2-D array of rows x features")
+                raise DataError(
+                    f"expected shape (T, D), found {tuple(feats[m].shape)}",
+                    path=path,
+                    hint="each feature file must be a 2-D array of rows x features",
+                )
         if missing:
             raise FileNotFoundError("; ".join(missing))
         T = min(a.shape[0] for a in feats.values())
@@ -528,12 +581,18 @@ class FeatureStore:
                 return path, lab.read_label_table(path)
             if (self.root / L.LMVD_LABEL_DIR).is_dir():
                 return self.root / L.LMVD_LABEL_DIR, lab.read_lmvd_label_dir(self.root / L.LMVD_LABEL_DIR)
-            raise DataError("no labels found (labels.csv, lmvd_labels.csv or label/<id>_Depression.csv)", path=self.root,
-                            hint="add labels.csv with index,label,fold or pass --labels")
+            raise DataError(
+                "no labels found (labels.csv, lmvd_labels.csv or label/<id>_Depression.csv)",
+                path=self.root,
+                hint="add labels.csv with index,label,fold or pass --labels",
+            )
         path = self.root / L.LABELS
         if not path.exists():
-            raise DataError("labels.csv not found", path=self.root,
-                            hint="a D-Vlog folder needs labels.csv (index,label,duration,gender,fold)")
+            raise DataError(
+                "labels.csv not found",
+                path=self.root,
+                hint="a D-Vlog folder needs labels.csv (index,label,duration,gender,fold)",
+            )
         return path, lab.read_label_table(path)
 
     def info(self) -> dict:
@@ -553,8 +612,11 @@ class FeatureStore:
         try:
             rows = [json.loads(line) for line in mpath.read_text(encoding="utf-8").splitlines() if line.strip()]
         except ValueError as e:
-            raise DataError(f"manifest.jsonl of an earlier depdet is not valid JSON lines ({e})", path=mpath,
-                            hint="delete the broken line, or extract into a new folder") from e
+            raise DataError(
+                f"manifest.jsonl of an earlier depdet is not valid JSON lines ({e})",
+                path=mpath,
+                hint="delete the broken line, or extract into a new folder",
+            ) from e
         if not any(r.get("status") in USABLE and r.get("id") for r in rows):
             return 0  # e.g. the empty views of a run stopped before its first sample: nothing to migrate
         labels = {}
@@ -577,19 +639,36 @@ class FeatureStore:
             for k in ("detector", "vggish_postprocess"):
                 if k not in row_spec and k in (row.get("options") or {}):
                     row_spec[k] = row["options"][k]
-            rec = {"status": row["status"], "error": None, "meta": meta,
-                   "source": {"path": row.get("source"), "resolved": row.get("source"), "size": row.get("size"),
-                              "sha256": row.get("sha256")},
-                   "spec": row_spec, "duration": row.get("duration"), "fps": row.get("fps"), "T": sample.T,
-                   "dims": {m: int(a.shape[1]) for m, a in sample.features.items()},
-                   "timeline": {"lengths_before_alignment": row.get("lengths_before_alignment"),
-                                "dropped_rows": row.get("dropped_rows")},
-                   "face_ratio": row.get("face_ratio"), "speech_ratio": row.get("speech_ratio"),
-                   "missing": row.get("missing", []),
-                   "warnings": list(row.get("warnings", [])) + [
-                       "migrated from a depdet 0.1.0 folder: per-row validity derived (all-zero visual rows = no face; "
-                       "audio rows all valid)"],
-                   "depdet_version": row.get("depdet_version"), "migrated": True}
+            rec = {
+                "status": row["status"],
+                "error": None,
+                "meta": meta,
+                "source": {
+                    "path": row.get("source"),
+                    "resolved": row.get("source"),
+                    "size": row.get("size"),
+                    "sha256": row.get("sha256"),
+                },
+                "spec": row_spec,
+                "duration": row.get("duration"),
+                "fps": row.get("fps"),
+                "T": sample.T,
+                "dims": {m: int(a.shape[1]) for m, a in sample.features.items()},
+                "timeline": {
+                    "lengths_before_alignment": row.get("lengths_before_alignment"),
+                    "dropped_rows": row.get("dropped_rows"),
+                },
+                "face_ratio": row.get("face_ratio"),
+                "speech_ratio": row.get("speech_ratio"),
+                "missing": row.get("missing", []),
+                "warnings": list(row.get("warnings", []))
+                + [
+                    "migrated from a depdet 0.1.0 folder: per-row validity derived (all-zero visual rows = no face; "
+                    "audio rows all valid)"
+                ],
+                "depdet_version": row.get("depdet_version"),
+                "migrated": True,
+            }
             self.write_unit(sid, feats, sample.valid, rec)
             n += 1
         return n
@@ -610,8 +689,16 @@ class FeatureStore:
             label = lab.format_label(meta.get("label"), self.layout)
             extra = [meta.get("group") or ""] if grouped else []
             if self.layout == "dvlog":
-                w.writerow([sid, label, f"{float(r.get('duration') or 0.0):.2f}", meta.get("gender") or "", meta.get("fold") or ""]
-                           + extra)
+                w.writerow(
+                    [
+                        sid,
+                        label,
+                        f"{float(r.get('duration') or 0.0):.2f}",
+                        meta.get("gender") or "",
+                        meta.get("fold") or "",
+                    ]
+                    + extra
+                )
             else:
                 w.writerow([sid, label, meta.get("fold") or ""] + extra)
         return buf.getvalue()
@@ -634,8 +721,9 @@ class FeatureStore:
         if spec is not None:
             versions = extractor_versions(records)
             note = mixed_versions_note(versions)
-            self._write_features_json(spec, {"samples": counts, "extractor_versions": versions,
-                                             **({"mixed_versions": note} if note else {})})
+            self._write_features_json(
+                spec, {"samples": counts, "extractor_versions": versions, **({"mixed_versions": note} if note else {})}
+            )
         return counts
 
 
@@ -657,19 +745,44 @@ def mixed_versions_note(versions: dict[str, dict[str, int]]) -> str | None:
     mixed = {n: vs for n, vs in versions.items() if len(vs) > 1}
     if not mixed:
         return None
-    parts = [f"{n} " + ", ".join(f"version {v} in {k} sample(s)" for v, k in sorted(vs.items())) for n, vs in sorted(mixed.items())]
-    return ("this folder mixes features made by different extractor versions (" + "; ".join(parts)
-            + "): their values are not comparable; rerun `depdet extract` on the folder's videos to redo the old ones")
+    parts = [
+        f"{n} " + ", ".join(f"version {v} in {k} sample(s)" for v, k in sorted(vs.items()))
+        for n, vs in sorted(mixed.items())
+    ]
+    return (
+        "this folder mixes features made by different extractor versions ("
+        + "; ".join(parts)
+        + "): their values are not comparable; rerun `depdet extract` on the folder's videos to redo the old ones"
+    )
 
 
 def manifest_row(rec: dict) -> dict:
     """The manifest view of one record: provenance in one line (arrays' hashes included)."""
     src = rec.get("source") or {}
-    keys = ("id", "status", "error", "duration", "fps", "T", "dims", "face_ratio", "speech_ratio", "missing",
-            "warnings", "meta")
+    keys = (
+        "id",
+        "status",
+        "error",
+        "duration",
+        "fps",
+        "T",
+        "dims",
+        "face_ratio",
+        "speech_ratio",
+        "missing",
+        "warnings",
+        "meta",
+    )
     row = {k: rec.get(k) for k in keys}
-    row.update({"source": src.get("path"), "resolved": src.get("resolved"), "size": src.get("size"),
-                "sha256": src.get("sha256"), "record": None})
+    row.update(
+        {
+            "source": src.get("path"),
+            "resolved": src.get("resolved"),
+            "size": src.get("size"),
+            "sha256": src.get("sha256"),
+            "record": None,
+        }
+    )
     row["timeline"] = rec.get("timeline")
     row["extractors"] = {n: (d or {}).get("version") for n, d in (rec.get("extractors") or {}).items()}
     row["files"] = {m: f["path"] for m, f in (rec.get("files") or {}).items()}
@@ -683,4 +796,6 @@ def _load_npy_bytes(data: bytes, path: Path) -> np.ndarray:
     try:
         return np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
-        raise DataError(f"cannot read feature array ({e})", path=path, hint="re-extract or re-download this file") from e
+        raise DataError(
+            f"cannot read feature array ({e})", path=path, hint="re-extract or re-download this file"
+        ) from e

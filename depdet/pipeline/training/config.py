@@ -114,9 +114,14 @@ class TrainConfig:
         if self.scheduler not in SCHEDULERS:
             raise ConfigError(f"unknown scheduler {self.scheduler!r}", hint="use none or cosine")
         if self.select not in SELECTION_CRITERIA:
-            raise ConfigError(f"unknown selection criterion {self.select!r}", hint=f"choose from {', '.join(SELECTION_CRITERIA)}")
+            raise ConfigError(
+                f"unknown selection criterion {self.select!r}", hint=f"choose from {', '.join(SELECTION_CRITERIA)}"
+            )
         if self.threshold_method not in THRESHOLD_METHODS:
-            raise ConfigError(f"unknown threshold method {self.threshold_method!r}", hint=f"choose from {', '.join(THRESHOLD_METHODS)}")
+            raise ConfigError(
+                f"unknown threshold method {self.threshold_method!r}",
+                hint=f"choose from {', '.join(THRESHOLD_METHODS)}",
+            )
         for k in ("lr", "batch_size", "epochs", "eval_batch_size"):
             if not getattr(self, k) > 0:
                 raise ConfigError(f"{k} must be positive, got {getattr(self, k)}")
@@ -129,11 +134,15 @@ class TrainConfig:
             if not self.preset_fps > 0:
                 raise ConfigError(f"preset_fps must be positive, got {self.preset_fps}")
         if self.refit and not self.folds:
-            raise ConfigError("--refit needs --folds K (it refits on all clips after a k-fold run)",
-                              hint="add --folds K, or drop --refit")
+            raise ConfigError(
+                "--refit needs --folds K (it refits on all clips after a k-fold run)",
+                hint="add --folds K, or drop --refit",
+            )
         if self.rescale_rows and self.preset_fps is None:
-            raise ConfigError("--rescale-rows converts a preset's row counts, but no preset (and no preset fps) is given",
-                              hint="pass --preset NAME, or drop --rescale-rows and give --max-len/--crop-min-len in rows")
+            raise ConfigError(
+                "--rescale-rows converts a preset's row counts, but no preset (and no preset fps) is given",
+                hint="pass --preset NAME, or drop --rescale-rows and give --max-len/--crop-min-len in rows",
+            )
 
     @classmethod
     def from_preset(cls, preset: str | None, **overrides) -> TrainConfig:
@@ -208,7 +217,8 @@ def rows_for_fps(config: TrainConfig, fps: float) -> tuple[PreprocessConfig, dic
             f"({config.preset_dataset or 'its dataset'}) but this dataset has {float(fps):g} rows/s, so its crop/length "
             "settings would mean other durations",
             hint=f"extract at --fps {config.preset_fps:g}, or pass --rescale-rows to multiply its row counts "
-                 f"(crop_min_len, max_len, JAMFN's window) by {factor:g}")
+            f"(crop_min_len, max_len, JAMFN's window) by {factor:g}",
+        )
 
     def scale(n: int) -> int:
         return max(1, int(round(n * factor)))
@@ -229,8 +239,10 @@ def resolve_preset(name: str) -> dict:
     p = get_preset(name)
     cfg = TrainConfig.from_preset(name).to_dict()
     defaults = model_defaults(cfg["model"])  # the model's config dataclass fields and defaults
-    cfg["model_config"] = {**{k: (list(v) if isinstance(v, tuple) else v) for k, v in defaults.items()},
-                           **cfg["model_config"]}
+    cfg["model_config"] = {
+        **{k: (list(v) if isinstance(v, tuple) else v) for k, v in defaults.items()},
+        **cfg["model_config"],
+    }
     cfg.update({k: p[k] for k in META_KEYS if k in p})
     cfg["name"] = name
     return cfg

@@ -60,7 +60,7 @@ class Dist:
 
     def share(self, items: list) -> list:
         """This rank's share of a global batch / index list: every N-th item from position ``rank``."""
-        return items[self.rank::self.size]
+        return items[self.rank :: self.size]
 
     def reduce_gradients(self, model: torch.nn.Module, extra: list[float]) -> list[float]:
         """Sum the gradients (and the floats ``extra``) over the ranks, in one all-reduce."""
@@ -70,13 +70,14 @@ class Dist:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
             grads.append(p.grad)
-        flat = torch.cat([g.reshape(-1) for g in grads] +
-                         [torch.tensor(extra, dtype=grads[0].dtype, device=grads[0].device)])
+        flat = torch.cat(
+            [g.reshape(-1) for g in grads] + [torch.tensor(extra, dtype=grads[0].dtype, device=grads[0].device)]
+        )
         torch.distributed.all_reduce(flat, op=torch.distributed.ReduceOp.SUM)
         off = 0
         for g in grads:
             n = g.numel()
-            g.copy_(flat[off:off + n].view_as(g))
+            g.copy_(flat[off : off + n].view_as(g))
             off += n
         return [float(v) for v in flat[off:].cpu()]
 
@@ -101,8 +102,12 @@ def from_env(device_type: str = "cpu") -> Dist | None:
 
     if not td.is_initialized():
         td.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-    d = Dist(td.get_rank(), td.get_world_size(), int(os.environ.get("LOCAL_RANK", "0") or 0),
-             int(os.environ.get("LOCAL_WORLD_SIZE", str(size)) or size))
+    d = Dist(
+        td.get_rank(),
+        td.get_world_size(),
+        int(os.environ.get("LOCAL_RANK", "0") or 0),
+        int(os.environ.get("LOCAL_WORLD_SIZE", str(size)) or size),
+    )
     from depdet.threads import cap_for_ranks
 
     cap_for_ranks(d.local_size)  # cores available (affinity, cgroup quota) / local ranks, unless the user chose

@@ -76,5 +76,7 @@ class TrainEta:
         """``batch 7/20, epoch ETA 12 s``: the epoch's elapsed time scaled by the batches left."""
         if done_batches <= 0 or n_batches <= 0:
             return ""
-        return (f"batch {done_batches}/{n_batches}, epoch ETA "
-                f"{fmt_duration(elapsed * (n_batches - done_batches) / done_batches)}")
+        return (
+            f"batch {done_batches}/{n_batches}, epoch ETA "
+            f"{fmt_duration(elapsed * (n_batches - done_batches) / done_batches)}"
+        )

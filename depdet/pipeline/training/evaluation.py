@@ -25,8 +25,9 @@ def seen_mask(ckpt, samples) -> np.ndarray | None:
     return np.array([s.id in ids or sample_fingerprint(s) in fps for s in samples], dtype=bool)
 
 
-def evaluate(ckpt, dataset: Dataset, fold: str = "test", batch_size: int = 16, device: str = "auto",
-             allow_seen: bool = False) -> dict:
+def evaluate(
+    ckpt, dataset: Dataset, fold: str = "test", batch_size: int = 16, device: str = "auto", allow_seen: bool = False
+) -> dict:
     """Metrics of a loaded checkpoint on a dataset fold.
 
     The logits come from the checkpoint's :class:`~depdet.pipeline.inference.scorer.Scorer`, the
@@ -61,15 +62,21 @@ def evaluate(ckpt, dataset: Dataset, fold: str = "test", batch_size: int = 16, d
     dataset.require_labels()
     check_spec(dataset.spec, ckpt.spec, where=dataset.root)  # every value-changing setting, field by field
     if dataset.dims != ckpt.input_dims:
-        raise DataError(f"dataset feature dims {dataset.dims} differ from the checkpoint's {ckpt.input_dims}",
-                        path=dataset.root, hint="evaluate on features extracted with the checkpoint's feature spec")
+        raise DataError(
+            f"dataset feature dims {dataset.dims} differ from the checkpoint's {ckpt.input_dims}",
+            path=dataset.root,
+            hint="evaluate on features extracted with the checkpoint's feature spec",
+        )
     if fold == "all":
         idx = list(range(len(dataset)))
     else:
         idx = [i for i, s in enumerate(dataset.samples) if s.fold == fold]
         if not idx:
-            raise DataError(f"no samples in fold {fold!r}", path=dataset.root / "labels.csv",
-                            hint="use --fold all for datasets without a split")
+            raise DataError(
+                f"no samples in fold {fold!r}",
+                path=dataset.root / "labels.csv",
+                hint="use --fold all for datasets without a split",
+            )
     samples = [dataset.samples[i] for i in idx]
     seen = seen_mask(ckpt, samples)
     if not allow_seen:
@@ -84,18 +91,26 @@ def evaluate(ckpt, dataset: Dataset, fold: str = "test", batch_size: int = 16, d
     groups = group_keys([s.group for s in samples], [s.id for s in samples]) if any(s.group for s in samples) else None
     seen_l = [bool(k) for k in seen] if seen is not None else [None] * len(samples)
     return {
-        "checkpoint": str(ckpt.path), "model": ckpt.model_name, "kind": ckpt.kind, "data": str(dataset.root), "fold": fold,
+        "checkpoint": str(ckpt.path),
+        "model": ckpt.model_name,
+        "kind": ckpt.kind,
+        "data": str(dataset.root),
+        "fold": fold,
         "synthetic": bool(dataset.info.get("synthetic", False)),
-        "threshold": ckpt.threshold, "temperature": ckpt.temperature,
-        "seen_check": "ids and feature fingerprints" if seen is not None else
-                      "unavailable: the checkpoint records no training clips (older depdet)",
+        "threshold": ckpt.threshold,
+        "temperature": ckpt.temperature,
+        "seen_check": "ids and feature fingerprints"
+        if seen is not None
+        else "unavailable: the checkpoint records no training clips (older depdet)",
         "n_seen": int(seen.sum()) if seen is not None else None,
         "metrics": summarize(y, raw, 0.5, groups=groups),
         "metrics_calibrated": summarize(y, prob, ckpt.threshold, groups=groups),
         "baseline_all_depressed": summarize_baseline(y, groups=groups),
         "per_gender": summarize_groups(y, raw, [s.gender for s in samples], groups=groups),
-        "predictions": [{"id": s.id, "label": int(label), "logit": float(z), "probability": float(p), "seen": k}
-                        for s, label, z, p, k in zip(samples, y, logits, prob, seen_l)],
+        "predictions": [
+            {"id": s.id, "label": int(label), "logit": float(z), "probability": float(p), "seen": k}
+            for s, label, z, p, k in zip(samples, y, logits, prob, seen_l)
+        ],
     }
 
 
@@ -104,8 +119,11 @@ def _refuse_seen(samples, seen, root) -> None:
     if seen is None or not seen.any():
         return
     ids = [s.id for s, k in zip(samples, seen) if k]
-    raise DataError(f"{len(ids)} of the {len(samples)} clips to score were seen by the checkpoint's model(s) in "
-                    f"training or selection (same id or same features): {', '.join(ids[:5])}"
-                    + (f" and {len(ids) - 5} more" if len(ids) > 5 else ""), path=root,
-                    hint="score clips the model never saw (e.g. --fold test of a fixed split, or the run's "
-                         "oof_predictions.csv for a k-fold run), or pass --allow-seen to score them anyway (marked)")
+    raise DataError(
+        f"{len(ids)} of the {len(samples)} clips to score were seen by the checkpoint's model(s) in "
+        f"training or selection (same id or same features): {', '.join(ids[:5])}"
+        + (f" and {len(ids) - 5} more" if len(ids) > 5 else ""),
+        path=root,
+        hint="score clips the model never saw (e.g. --fold test of a fixed split, or the run's "
+        "oof_predictions.csv for a k-fold run), or pass --allow-seen to score them anyway (marked)",
+    )

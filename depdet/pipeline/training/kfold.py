@@ -44,10 +44,20 @@ class KFoldRuns(RunLoop):
                     if p["fold"] != "test":
                         continue
                     i = index[p["id"]]
-                    rows.append({"id": p["id"], "label": int(p["label"]), "group": self.groups[i],
-                                 "gender": self.genders[i], "seed": r.seed, "fold": r.fold,
-                                 "probability": float(p["probability_calibrated"]), "logit": float(p["logit"]),
-                                 "threshold": float(r.threshold), "temperature": float(r.temperature)})
+                    rows.append(
+                        {
+                            "id": p["id"],
+                            "label": int(p["label"]),
+                            "group": self.groups[i],
+                            "gender": self.genders[i],
+                            "seed": r.seed,
+                            "fold": r.fold,
+                            "probability": float(p["probability_calibrated"]),
+                            "logit": float(p["logit"]),
+                            "threshold": float(r.threshold),
+                            "temperature": float(r.temperature),
+                        }
+                    )
         return rows
 
     def _ensemble(self, results: list[RunResult], oof: list[dict], summary: dict) -> Path:
@@ -58,21 +68,33 @@ class KFoldRuns(RunLoop):
         y = np.array([r["label"] for r in oof])
         prob = np.array([r["probability"] for r in oof])
         thr = choose_threshold(prob, y, self.cfg.threshold_method)
-        members = [torch.load(self.run_dir / r.name / "best.pt", map_location="cpu", weights_only=True) for r in results]
-        info = {"dataset": self.ds.name, "data_path": str(self.ds.root), "synthetic": bool(self.ds.info.get("synthetic", False)),
-                "split": f"{self.cfg.folds}-fold x seeds {self.cfg.seeds}", "run": "ensemble",
-                "members": [r.name for r in results], "threshold_method": self.cfg.threshold_method,
-                "threshold_from": "pooled out-of-fold calibrated probabilities (all seeds)",
-                "train_config": self.cfg.to_dict(), "seen": self._seen(range(len(self.ds))),
-                "split_sizes": {"all": len(self.ds)},
-                # each OOF probability is one fold model's; the ensemble averages the members, so the conformal
-                # coverage predict reports from this set is approximate for the ensemble (said in its output)
-                "calibration_set": CalibrationSet(prob, y, "out-of-fold (fold models; the ensemble averages "
-                                                  "them: coverage approximate)").to_dict()}
+        members = [
+            torch.load(self.run_dir / r.name / "best.pt", map_location="cpu", weights_only=True) for r in results
+        ]
+        info = {
+            "dataset": self.ds.name,
+            "data_path": str(self.ds.root),
+            "synthetic": bool(self.ds.info.get("synthetic", False)),
+            "split": f"{self.cfg.folds}-fold x seeds {self.cfg.seeds}",
+            "run": "ensemble",
+            "members": [r.name for r in results],
+            "threshold_method": self.cfg.threshold_method,
+            "threshold_from": "pooled out-of-fold calibrated probabilities (all seeds)",
+            "train_config": self.cfg.to_dict(),
+            "seen": self._seen(range(len(self.ds))),
+            "split_sizes": {"all": len(self.ds)},
+            # each OOF probability is one fold model's; the ensemble averages the members, so the conformal
+            # coverage predict reports from this set is approximate for the ensemble (said in its output)
+            "calibration_set": CalibrationSet(
+                prob, y, "out-of-fold (fold models; the ensemble averages them: coverage approximate)"
+            ).to_dict(),
+        }
         metrics = {k: summary[k] for k in ("headline", "per_fold_mean_std", "variance") if k in summary}
         path = self.run_dir / "ensemble.pt"
         save_checkpoint(path, build_ensemble(members, threshold=thr, info=info, metrics=metrics))
-        self.log(f"checkpoint.pt: ensemble of {len(members)} fold models, threshold {thr:.3f} on the pooled OOF probabilities")
+        self.log(
+            f"checkpoint.pt: ensemble of {len(members)} fold models, threshold {thr:.3f} on the pooled OOF probabilities"
+        )
         return path
 
     def _refit(self, results: list[RunResult], oof: list[dict], summary: dict) -> Path:
@@ -101,24 +123,52 @@ class KFoldRuns(RunLoop):
         z = np.array([r["logit"] for r in oof])
         T = fit_temperature(z, y)
         thr = choose_threshold(apply_temperature(z, T), y, self.cfg.threshold_method)
-        info = {"dataset": self.ds.name, "data_path": str(self.ds.root), "synthetic": bool(self.ds.info.get("synthetic", False)),
-                "seed": seed, "split": "refit", "split_sizes": split.sizes(), "best_epoch": epochs, "run": "refit",
-                "refit": {"epochs": epochs, "fold_selected_epochs": fold_epochs,
-                          "epochs_rule": "median of the folds' selected epochs, rounded half up (depdet's choice)",
-                          "selection": "none (every clip trains; the last epoch is kept)",
-                          "temperature_threshold_from": "pooled out-of-fold logits of the k-fold runs (all seeds)"},
-                "select": "none", "threshold_method": self.cfg.threshold_method,
-                "train_config": self.cfg.to_dict(), "row_scale": self.row_scale, "seen": self._seen(split.train),
-                "calibration_set": CalibrationSet(apply_temperature(z, T), y, "out-of-fold (fold models; the refit "
-                                                  "model is another: coverage approximate)").to_dict()}
+        info = {
+            "dataset": self.ds.name,
+            "data_path": str(self.ds.root),
+            "synthetic": bool(self.ds.info.get("synthetic", False)),
+            "seed": seed,
+            "split": "refit",
+            "split_sizes": split.sizes(),
+            "best_epoch": epochs,
+            "run": "refit",
+            "refit": {
+                "epochs": epochs,
+                "fold_selected_epochs": fold_epochs,
+                "epochs_rule": "median of the folds' selected epochs, rounded half up (depdet's choice)",
+                "selection": "none (every clip trains; the last epoch is kept)",
+                "temperature_threshold_from": "pooled out-of-fold logits of the k-fold runs (all seeds)",
+            },
+            "select": "none",
+            "threshold_method": self.cfg.threshold_method,
+            "train_config": self.cfg.to_dict(),
+            "row_scale": self.row_scale,
+            "seen": self._seen(split.train),
+            "calibration_set": CalibrationSet(
+                apply_temperature(z, T),
+                y,
+                "out-of-fold (fold models; the refit model is another: coverage approximate)",
+            ).to_dict(),
+        }
         metrics = {k: summary[k] for k in ("headline", "per_fold_mean_std", "variance") if k in summary}
-        ckpt = build_checkpoint(model, self.cfg.model, self._full_model_config(), self.ds.spec, pre, threshold=thr,
-                                temperature=T, metrics=metrics, info=info)
+        ckpt = build_checkpoint(
+            model,
+            self.cfg.model,
+            self._full_model_config(),
+            self.ds.spec,
+            pre,
+            threshold=thr,
+            temperature=T,
+            metrics=metrics,
+            info=info,
+        )
         if self.is_main:
             save_checkpoint(path, ckpt)
             (rdir / "last.pt").unlink(missing_ok=True)
-        self.log(f"refit: {epochs} epoch(s) on all {len(split.train)} clips (median of the folds' {fold_epochs}); "
-                 f"temperature {T:.2f}, threshold {thr:.3f} from the OOF predictions")
+        self.log(
+            f"refit: {epochs} epoch(s) on all {len(split.train)} clips (median of the folds' {fold_epochs}); "
+            f"temperature {T:.2f}, threshold {thr:.3f} from the OOF predictions"
+        )
         return path
 
 
@@ -134,8 +184,19 @@ def write_oof(path: Path, rows: list[dict]) -> None:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(OOF_COLUMNS)
     for r in rows:
-        w.writerow([r["id"], r["label"], r["group"], r["seed"], r["fold"], repr(float(r["probability"])),
-                    repr(float(r["logit"])), repr(float(r["threshold"])), int(r["probability"] >= r["threshold"])])
+        w.writerow(
+            [
+                r["id"],
+                r["label"],
+                r["group"],
+                r["seed"],
+                r["fold"],
+                repr(float(r["probability"])),
+                repr(float(r["logit"])),
+                repr(float(r["threshold"])),
+                int(r["probability"] >= r["threshold"]),
+            ]
+        )
     dio.write_text(path, buf.getvalue())
 
 
@@ -151,9 +212,14 @@ def _oof_headline(rows: list[dict]) -> dict:
     z = np.array([r["logit"] for r in rows], dtype=float)
     groups = group_keys([r["group"] for r in rows], [r["id"] for r in rows])
     raw = headline_metrics(y, apply_temperature(z, 1.0), 0.5, groups)
-    cal = headline_metrics(y, np.array([r["probability"] for r in rows]), np.array([r["threshold"] for r in rows]), groups)
-    return {"metrics": raw["metrics"], "metrics_calibrated": cal["metrics"],
-            "baseline_all_depressed": raw["baseline_all_depressed"]}
+    cal = headline_metrics(
+        y, np.array([r["probability"] for r in rows]), np.array([r["threshold"] for r in rows]), groups
+    )
+    return {
+        "metrics": raw["metrics"],
+        "metrics_calibrated": cal["metrics"],
+        "baseline_all_depressed": raw["baseline_all_depressed"],
+    }
 
 
 def kfold_summary(oof: list[dict], results: list[RunResult]) -> dict:
@@ -191,17 +257,26 @@ def kfold_summary(oof: list[dict], results: list[RunResult]) -> dict:
     head = _oof_headline(oof)
     n_clips = len({r["id"] for r in oof})
     return {
-        "headline": {"kind": "pooled out-of-fold",
-                     "definition": "all out-of-fold predictions pooled: every clip once per seed, each scored by the "
-                                   "fold model that never saw it in training or selection",
-                     "n_predictions": len(oof), "n_clips": n_clips, "seeds": seeds, **head},
+        "headline": {
+            "kind": "pooled out-of-fold",
+            "definition": "all out-of-fold predictions pooled: every clip once per seed, each scored by the "
+            "fold model that never saw it in training or selection",
+            "n_predictions": len(oof),
+            "n_clips": n_clips,
+            "seeds": seeds,
+            **head,
+        },
         "per_fold_mean_std": mean_std([r.test for r in results if r.test]),
         "per_seed_pooled": per_seed,
-        "variance": {"metrics": "test metrics at logit > 0",
-                     "total": mean_std([r.test for r in results if r.test]),
-                     "seed_component": seed_c, "fold_component": fold_c,
-                     "definitions": {"total": "SD over all fold x seed runs",
-                                     "seed_component": "SD over seeds of each seed's pooled out-of-fold metric",
-                                     "fold_component": "mean over seeds of the SD over that seed's folds"}},
+        "variance": {
+            "metrics": "test metrics at logit > 0",
+            "total": mean_std([r.test for r in results if r.test]),
+            "seed_component": seed_c,
+            "fold_component": fold_c,
+            "definitions": {
+                "total": "SD over all fold x seed runs",
+                "seed_component": "SD over seeds of each seed's pooled out-of-fold metric",
+                "fold_component": "mean over seeds of the SD over that seed's folds",
+            },
+        },
     }
-

@@ -57,17 +57,32 @@ if TYPE_CHECKING:
     from depdet.pipeline.training.config import TrainConfig
     from depdet.pipeline.training.distributed import Dist
 
-LOG_COLUMNS = ("epoch", "train_loss", "valid_loss", "valid_acc", "valid_precision", "valid_recall", "valid_f1",
-               "valid_weighted_f1", "valid_auc", "valid_score", "best", "lr", "seconds", "peak_rss_gb", "peak_gpu_gb")
+LOG_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "valid_loss",
+    "valid_acc",
+    "valid_precision",
+    "valid_recall",
+    "valid_f1",
+    "valid_weighted_f1",
+    "valid_auc",
+    "valid_score",
+    "best",
+    "lr",
+    "seconds",
+    "peak_rss_gb",
+    "peak_gpu_gb",
+)
 
 
 def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
-    np.random.seed(seed % (2 ** 32))
+    np.random.seed(seed % (2**32))
 
 
 def _window(f: dict, start: int, length: int) -> dict:
-    return {m: a[start:start + length] for m, a in f.items()}
+    return {m: a[start : start + length] for m, a in f.items()}
 
 
 @dataclass
@@ -198,8 +213,9 @@ class RunLoop:
         """The preprocessor fitted on ``split``'s training fold and the transformed features of every
         sample the split uses (their validity in ``self.valid``)."""
         samples = self.ds.samples
-        pre = Preprocessor(self.pre_cfg, self.ds.spec, self.ds.dims).fit([samples[i].features for i in split.train],
-                                                                       [samples[i].valid for i in split.train])
+        pre = Preprocessor(self.pre_cfg, self.ds.spec, self.ds.dims).fit(
+            [samples[i].features for i in split.train], [samples[i].valid for i in split.train]
+        )
         used = set(split.train) | set(split.valid) | set(split.test)
         self.valid = {i: samples[i].valid for i in used}
         return pre, {i: pre.transform(samples[i].features, samples[i].valid) for i in used}
@@ -213,8 +229,11 @@ class RunLoop:
         rng = np.random.default_rng([seed, 2, epoch])
         max_len = self.pre_cfg.max_len
         lengths = [n if max_len is None else min(n, max_len) for _, _, n in items]
-        order = (bucketed_batches(lengths, self.cfg.batch_size, rng) if self.cfg.bucketing
-                 else random_batches(len(items), self.cfg.batch_size, rng))
+        order = (
+            bucketed_batches(lengths, self.cfg.batch_size, rng)
+            if self.cfg.bucketing
+            else random_batches(len(items), self.cfg.batch_size, rng)
+        )
         plan = []
         for order_b in order:
             batch = [items[j] for j in order_b]
@@ -229,7 +248,9 @@ class RunLoop:
 
     def _train_items(self, seed: int, split: Split, feats: dict) -> list[tuple[int, int, int]]:
         """(sample index, start, length) views: whole training samples plus seeded crops."""
-        items = [(i, 0, feats[i]["visual" if "visual" in feats[i] else next(iter(feats[i]))].shape[0]) for i in split.train]
+        items = [
+            (i, 0, feats[i]["visual" if "visual" in feats[i] else next(iter(feats[i]))].shape[0]) for i in split.train
+        ]
         if self.pre_cfg.crop_aug:
             rng = np.random.default_rng([seed, 1])
             crops = random_crops([n for _, _, n in items], rng, self.pre_cfg.crop_min_len, self.pre_cfg.crop_attempts)
@@ -241,18 +262,28 @@ class RunLoop:
         opt = opt_cls(model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         sched = None
         if self.cfg.scheduler == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.cfg.epochs // 5), eta_min=self.cfg.lr / 20)
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+                opt, T_max=max(1, self.cfg.epochs // 5), eta_min=self.cfg.lr / 20
+            )
         return opt, sched
 
     def _scorer(self, model) -> Scorer:
         """The scorer of ``model`` on this run's (already preprocessed) features: cap, device, AMP, batch size."""
-        return Scorer(model, self.kind, None, max_len=self.pre_cfg.max_len, device=self.device, amp=self.amp,
-                      batch_size=self.cfg.eval_batch_size)
+        return Scorer(
+            model,
+            self.kind,
+            None,
+            max_len=self.pre_cfg.max_len,
+            device=self.device,
+            amp=self.amp,
+            batch_size=self.cfg.eval_batch_size,
+        )
 
     def _logits(self, model, idx: list[int], feats: dict) -> np.ndarray:
         """Logits of samples ``idx`` through the scorer (the same path as ``evaluate`` and ``predict``).
 
         Under torchrun each rank scores a share and the logits are gathered in ``idx`` order."""
+
         def score(ids):
             return self._scorer(model).logits([feats[i] for i in ids], [self.valid[i] for i in ids], preprocessed=True)
 
@@ -263,11 +294,16 @@ class RunLoop:
         logits = self._logits(model, idx, feats)
         yv = self.labels[idx].astype(np.float64)
         z = torch.as_tensor(logits)
-        loss = float(torch.nn.functional.binary_cross_entropy_with_logits(z, torch.as_tensor(yv))) if len(idx) else float("nan")
+        loss = (
+            float(torch.nn.functional.binary_cross_entropy_with_logits(z, torch.as_tensor(yv)))
+            if len(idx)
+            else float("nan")
+        )
         return logits, loss
 
-    def _train_torch(self, name: str, rdir: Path, seed: int, split: Split, feats: dict, pre: Preprocessor,
-                     epochs: int | None = None):
+    def _train_torch(
+        self, name: str, rdir: Path, seed: int, split: Split, feats: dict, pre: Preprocessor, epochs: int | None = None
+    ):
         """Train one model; with ``epochs`` given and an empty validation fold (the refit), every epoch
         is trained and the last one kept (no selection, no early stopping)."""
         cfg = self.cfg
@@ -307,10 +343,15 @@ class RunLoop:
             if eta is not None:
                 eta.epoch_done(float(row["seconds"]))
             if task is not None and self.progress is not None:
-                info = (f"loss {row['train_loss']} | valid F1 {vm['f1']:.3f} acc {vm['acc']:.3f} "
-                        f"| best ep {best.best_epoch}")
-                self.progress.update(task, completed=epoch, info=" | ".join(filter(None, (
-                    info, eta.text(epoch) if eta is not None else ""))))
+                info = (
+                    f"loss {row['train_loss']} | valid F1 {vm['f1']:.3f} acc {vm['acc']:.3f} "
+                    f"| best ep {best.best_epoch}"
+                )
+                self.progress.update(
+                    task,
+                    completed=epoch,
+                    info=" | ".join(filter(None, (info, eta.text(epoch) if eta is not None else ""))),
+                )
             if self.on_epoch_end is not None:
                 self.on_epoch_end(name, epoch, row)
         if eta is not None:
@@ -358,25 +399,41 @@ class RunLoop:
             total_b, count_b = self._step(model, opt, scaler, batch, views, vviews, epoch)
             total, count = total + total_b, count + count_b
             if task is not None and eta is not None and self.progress is not None:  # the time left within a long epoch
-                self.progress.update(task, info=" | ".join(filter(None, (
-                    info, eta.in_epoch(k, len(plan), time.perf_counter() - t0)))))
+                self.progress.update(
+                    task, info=" | ".join(filter(None, (info, eta.in_epoch(k, len(plan), time.perf_counter() - t0))))
+                )
         return total / max(count, 1)
 
     def _resume_state(self, run: _Epoch, best: _Best) -> dict:
         """What ``last.pt`` holds after epoch ``run.epoch``: everything to continue exactly."""
-        return {"model": run.model.state_dict(), "optimizer": run.opt.state_dict(),
-                "scheduler": run.sched.state_dict() if run.sched is not None else None,
-                "scaler": run.scaler.state_dict() if self.amp else None, "epoch": run.epoch, "best_score": best.score,
-                "best_epoch": best.best_epoch, "bad_epochs": best.bad, "best_state": best.state}
+        return {
+            "model": run.model.state_dict(),
+            "optimizer": run.opt.state_dict(),
+            "scheduler": run.sched.state_dict() if run.sched is not None else None,
+            "scaler": run.scaler.state_dict() if self.amp else None,
+            "epoch": run.epoch,
+            "best_score": best.score,
+            "best_epoch": best.best_epoch,
+            "bad_epochs": best.bad,
+            "best_state": best.state,
+        }
 
     def _keep_last_epoch(self, run: _Epoch, best: _Best) -> dict:
         """The refit's epoch (no validation fold): the epoch's model is kept; the resume state and
         log.csv row are written. Returns the row."""
-        best.best_epoch, best.state = run.epoch, {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
+        best.best_epoch, best.state = (
+            run.epoch,
+            {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()},
+        )
         best.bad = 0
-        row = {"epoch": run.epoch, "train_loss": f"{run.train_loss:.5f}", "best": 1,
-               "lr": f"{run.opt.param_groups[0]['lr']:.3g}", "seconds": f"{time.perf_counter() - run.t0:.2f}",
-               "peak_rss_gb": f"{peak_rss_gb():.2f}"}
+        row = {
+            "epoch": run.epoch,
+            "train_loss": f"{run.train_loss:.5f}",
+            "best": 1,
+            "lr": f"{run.opt.param_groups[0]['lr']:.3g}",
+            "seconds": f"{time.perf_counter() - run.t0:.2f}",
+            "peak_rss_gb": f"{peak_rss_gb():.2f}",
+        }
         state = self._resume_state(run, best)
         if self.is_main:
             with dio.atomic_path(run.last) as tmp:
@@ -398,14 +455,25 @@ class RunLoop:
             best.state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         else:
             best.bad += 1
-        row = {"epoch": epoch, "train_loss": f"{run.train_loss:.5f}", "valid_loss": f"{vloss:.5f}",
-               "valid_acc": f"{vm['acc']:.4f}", "valid_precision": f"{vm['precision']:.4f}",
-               "valid_recall": f"{vm['recall']:.4f}", "valid_f1": f"{vm['f1']:.4f}",
-               "valid_weighted_f1": f"{vm['weighted_f1']:.4f}", "valid_auc": f"{vm['auc']:.4f}",
-               "valid_score": f"{score:.4f}", "best": int(improved), "lr": f"{run.opt.param_groups[0]['lr']:.3g}",
-               "seconds": f"{time.perf_counter() - run.t0:.2f}", "peak_rss_gb": f"{peak_rss_gb():.2f}",
-               "peak_gpu_gb": (f"{torch.cuda.max_memory_allocated(self.device) / 1e9:.2f}"
-                               if self.device.type == "cuda" else "")}
+        row = {
+            "epoch": epoch,
+            "train_loss": f"{run.train_loss:.5f}",
+            "valid_loss": f"{vloss:.5f}",
+            "valid_acc": f"{vm['acc']:.4f}",
+            "valid_precision": f"{vm['precision']:.4f}",
+            "valid_recall": f"{vm['recall']:.4f}",
+            "valid_f1": f"{vm['f1']:.4f}",
+            "valid_weighted_f1": f"{vm['weighted_f1']:.4f}",
+            "valid_auc": f"{vm['auc']:.4f}",
+            "valid_score": f"{score:.4f}",
+            "best": int(improved),
+            "lr": f"{run.opt.param_groups[0]['lr']:.3g}",
+            "seconds": f"{time.perf_counter() - run.t0:.2f}",
+            "peak_rss_gb": f"{peak_rss_gb():.2f}",
+            "peak_gpu_gb": (
+                f"{torch.cuda.max_memory_allocated(self.device) / 1e9:.2f}" if self.device.type == "cuda" else ""
+            ),
+        }
         state = self._resume_state(run, best)
         if self.is_main:
             save_checkpoint(run.last, state, what="the resume state")  # atomic; a full disk: one line
@@ -432,35 +500,84 @@ class RunLoop:
             t_prob = apply_temperature(t_logits, T)
             test_cal = summarize(y[split.test], t_prob, thr, groups=keys)
             base = summarize_baseline(y[split.test], groups=keys)
-            genders = summarize_groups(y[split.test], apply_temperature(t_logits, 1.0),
-                                       [self.genders[i] for i in split.test], groups=keys)
-        score = selection_score(valid, self.cfg.select,
-                                float(torch.nn.functional.binary_cross_entropy_with_logits(
-                                    torch.as_tensor(v_logits), torch.as_tensor(y[split.valid], dtype=torch.float64))))
-        metrics = {"valid": valid, "valid_calibrated": valid_cal, "test": test, "test_calibrated": test_cal,
-                   "baseline_all_depressed": base, "per_gender": genders}
-        info = {"dataset": self.ds.name, "data_path": str(self.ds.root), "synthetic": bool(self.ds.info.get("synthetic", False)),
-                "seed": seed, "split": split.name, "split_sizes": split.sizes(), "best_epoch": best_epoch,
-                "select": self.cfg.select, "threshold_method": self.cfg.threshold_method, "run": name,
-                "train_config": self.cfg.to_dict(), "row_scale": self.row_scale,
-                "seen": self._seen(list(split.train) + list(split.valid)),
-                # what the temperature and threshold were fitted on: predict's interval and conformal set use it
-                "calibration_set": CalibrationSet(v_prob, y[split.valid], "valid").to_dict()}
-        ckpt = build_checkpoint(model, self.cfg.model, self._full_model_config(), self.ds.spec, pre, threshold=thr,
-                                temperature=T, metrics=metrics, info=info)
+            genders = summarize_groups(
+                y[split.test], apply_temperature(t_logits, 1.0), [self.genders[i] for i in split.test], groups=keys
+            )
+        score = selection_score(
+            valid,
+            self.cfg.select,
+            float(
+                torch.nn.functional.binary_cross_entropy_with_logits(
+                    torch.as_tensor(v_logits), torch.as_tensor(y[split.valid], dtype=torch.float64)
+                )
+            ),
+        )
+        metrics = {
+            "valid": valid,
+            "valid_calibrated": valid_cal,
+            "test": test,
+            "test_calibrated": test_cal,
+            "baseline_all_depressed": base,
+            "per_gender": genders,
+        }
+        info = {
+            "dataset": self.ds.name,
+            "data_path": str(self.ds.root),
+            "synthetic": bool(self.ds.info.get("synthetic", False)),
+            "seed": seed,
+            "split": split.name,
+            "split_sizes": split.sizes(),
+            "best_epoch": best_epoch,
+            "select": self.cfg.select,
+            "threshold_method": self.cfg.threshold_method,
+            "run": name,
+            "train_config": self.cfg.to_dict(),
+            "row_scale": self.row_scale,
+            "seen": self._seen(list(split.train) + list(split.valid)),
+            # what the temperature and threshold were fitted on: predict's interval and conformal set use it
+            "calibration_set": CalibrationSet(v_prob, y[split.valid], "valid").to_dict(),
+        }
+        ckpt = build_checkpoint(
+            model,
+            self.cfg.model,
+            self._full_model_config(),
+            self.ds.spec,
+            pre,
+            threshold=thr,
+            temperature=T,
+            metrics=metrics,
+            info=info,
+        )
         if self.is_main:
             save_checkpoint(rdir / "best.pt", ckpt)
-            self._write_predictions(rdir / "predictions.csv",
-                                    [("valid", split.valid, v_logits), ("test", split.test, t_logits)], T, thr)
-        res = RunResult(name=name, seed=seed, fold=split.name, best_epoch=best_epoch, valid=valid, test=test,
-                        test_calibrated=test_cal, baseline=base, per_gender=genders, threshold=thr, temperature=T,
-                        checkpoint=str(rdir / "best.pt"), valid_score=float(score))
+            self._write_predictions(
+                rdir / "predictions.csv", [("valid", split.valid, v_logits), ("test", split.test, t_logits)], T, thr
+            )
+        res = RunResult(
+            name=name,
+            seed=seed,
+            fold=split.name,
+            best_epoch=best_epoch,
+            valid=valid,
+            test=test,
+            test_calibrated=test_cal,
+            baseline=base,
+            per_gender=genders,
+            threshold=thr,
+            temperature=T,
+            checkpoint=str(rdir / "best.pt"),
+            valid_score=float(score),
+        )
         if not self.is_main:
             return res
         dio.write_json(rdir / "result.json", res.to_dict())
         if (rdir / "last.pt").exists():
             (rdir / "last.pt").unlink()  # resume state no longer needed; best.pt holds the result
-        t = f"test F1 {test['f1']:.3f} acc {test['acc']:.3f} (all-depressed F1 {base['f1']:.3f})" if test else "no test fold"
+        t = (
+            f"test F1 {test['f1']:.3f} acc {test['acc']:.3f} (all-depressed F1 {base['f1']:.3f})"
+            if test
+            else "no test fold"
+        )
         self.log(f"{name}: best epoch {best_epoch}, valid score {score:.3f}; {t}")
         return res
 
@@ -470,8 +587,11 @@ class RunLoop:
         see :func:`~depdet.pipeline.training.evaluation.seen_mask`)."""
         fps = self.fingerprints()
         order = sorted(set(int(i) for i in idx))
-        return {"ids": [self.ds.samples[i].id for i in order], "fingerprints": sorted({fps[i] for i in order}),
-                "what": "clips the model was trained or selected (validation) on"}
+        return {
+            "ids": [self.ds.samples[i].id for i in order],
+            "fingerprints": sorted({fps[i] for i in order}),
+            "what": "clips the model was trained or selected (validation) on",
+        }
 
     def _full_model_config(self) -> dict:
         """The model options trained with, every default written out, so a checkpoint rebuilds the same
@@ -494,8 +614,18 @@ class RunLoop:
         for fold, idx, logits in parts:
             probs = apply_temperature(np.asarray(logits, dtype=np.float64), temperature) if len(idx) else np.zeros(0)
             for i, z, p in zip(idx, logits, probs):
-                w.writerow([self.ds.samples[i].id, fold, int(self.labels[i]), self.genders[i], repr(float(z)),
-                            int(z > 0), repr(float(p)), int(p >= threshold)])
+                w.writerow(
+                    [
+                        self.ds.samples[i].id,
+                        fold,
+                        int(self.labels[i]),
+                        self.genders[i],
+                        repr(float(z)),
+                        int(z > 0),
+                        repr(float(p)),
+                        int(p >= threshold),
+                    ]
+                )
         dio.write_text(path, buf.getvalue())
 
     def _boot_groups(self, idx) -> list[str] | None:
@@ -522,8 +652,13 @@ class RunLoop:
         mine = self.dist.share(idx) if self.dist is not None else idx
         opt.zero_grad(set_to_none=True)
         local = 0.0
-        parts = split_by_tokens([min(int(np.shape(a)[0]) for a in views[k].values()) for k in mine],
-                                self.cfg.max_tokens or None) if mine else []
+        parts = (
+            split_by_tokens(
+                [min(int(np.shape(a)[0]) for a in views[k].values()) for k in mine], self.cfg.max_tokens or None
+            )
+            if mine
+            else []
+        )
         for part in parts:
             ks = [mine[j] for j in part]
             inputs, masks = collate([views[k] for k in ks], [vviews[k] for k in ks])
@@ -534,18 +669,21 @@ class RunLoop:
                 out = model(inputs, masks)
                 loss = model.loss(out, yb)
             if self.dist is None and not torch.isfinite(loss):
-                raise DataError(f"training loss became {float(loss)} at epoch {epoch}",
-                                hint="lower --lr, keep --standardize on, or check the features for huge values")
+                raise DataError(
+                    f"training loss became {float(loss)} at epoch {epoch}",
+                    hint="lower --lr, keep --standardize on, or check the features for huge values",
+                )
             scaler.scale(loss * (len(ks) / len(batch))).backward()
             local += float(loss.detach()) * len(ks)
         batch_sum = self.dist.reduce_gradients(model, [local])[0] if self.dist is not None else local
         if not math.isfinite(batch_sum):
-            raise DataError(f"training loss became {batch_sum / len(batch)} at epoch {epoch}",
-                            hint="lower --lr, keep --standardize on, or check the features for huge values")
+            raise DataError(
+                f"training loss became {batch_sum / len(batch)} at epoch {epoch}",
+                hint="lower --lr, keep --standardize on, or check the features for huge values",
+            )
         if self.cfg.grad_clip:
             scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.grad_clip)
         scaler.step(opt)
         scaler.update()
         return batch_sum, len(batch)
-

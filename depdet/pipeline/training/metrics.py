@@ -105,8 +105,22 @@ def selection_score(metrics: dict, criterion: str, loss: float | None = None) ->
     return -math.inf if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
 
-SUMMARY_KEYS = ("acc", "precision", "recall", "f1", "specificity", "weighted_precision", "weighted_recall",
-                "weighted_f1", "macro_f1", "auc", "pr_auc", "brier", "ece", "depmamba_score")
+SUMMARY_KEYS = (
+    "acc",
+    "precision",
+    "recall",
+    "f1",
+    "specificity",
+    "weighted_precision",
+    "weighted_recall",
+    "weighted_f1",
+    "macro_f1",
+    "auc",
+    "pr_auc",
+    "brier",
+    "ece",
+    "depmamba_score",
+)
 
 
 def mean_std(runs: list[dict], keys=SUMMARY_KEYS) -> dict[str, dict]:
@@ -117,6 +131,9 @@ def mean_std(runs: list[dict], keys=SUMMARY_KEYS) -> dict[str, dict]:
         vals = vals[~np.isnan(vals)]
         if len(vals) == 0:
             continue
-        out[k] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
-                  "n": int(len(vals))}
+        out[k] = {
+            "mean": float(vals.mean()),
+            "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
+            "n": int(len(vals)),
+        }
     return out

@@ -16,9 +16,33 @@ from pathlib import Path
 from depdet.errors import ConfigError
 
 #: Options a re-run (``--config RUN/config.yaml``) takes from the recorded run, never from the command line.
-RERUN_RECORDED = ("data", "model", "preset", "seeds", "labels", "epochs", "lr", "batch_size", "weight_decay", "optimizer",
-                  "scheduler", "patience", "select", "threshold_method", "folds", "standardize", "landmark_zscore",
-                  "max_len", "crop_aug", "crop_min_len", "model_opt", "amp", "grad_clip", "bucketing", "max_tokens")
+RERUN_RECORDED = (
+    "data",
+    "model",
+    "preset",
+    "seeds",
+    "labels",
+    "epochs",
+    "lr",
+    "batch_size",
+    "weight_decay",
+    "optimizer",
+    "scheduler",
+    "patience",
+    "select",
+    "threshold_method",
+    "folds",
+    "standardize",
+    "landmark_zscore",
+    "max_len",
+    "crop_aug",
+    "crop_min_len",
+    "model_opt",
+    "amp",
+    "grad_clip",
+    "bucketing",
+    "max_tokens",
+)
 
 
 def parse_model_opts(items: list[str] | None) -> dict:
@@ -80,12 +104,23 @@ def parse_seeds(seeds: str | None, extra: list[str]) -> list[int] | None:
 def check_rerun_options(opts: dict, extra: list[str]) -> None:
     """Refuse a ``--config`` re-run given any option the recorded run fixes (data, model, training, split)."""
     given = [k for k in RERUN_RECORDED if opts.get(k) is not None]
-    if (given or extra or opts.get("skip_missing") or opts.get("skip_invalid") or opts.get("rescale_rows")
-            or opts.get("refit") or opts.get("group_by") or opts.get("allow_group_overlap")
-            or opts.get("layout", "auto") != "auto" or opts.get("train_gender", "both") != "both"
-            or opts.get("test_gender", "both") != "both"):
-        raise ConfigError(f"--config re-runs a run as recorded; other options given: {', '.join(sorted(given)) or ' '.join(extra) or 'data/split options'}",
-                          hint="give only --run-dir, --device and --threads with --config")
+    if (
+        given
+        or extra
+        or opts.get("skip_missing")
+        or opts.get("skip_invalid")
+        or opts.get("rescale_rows")
+        or opts.get("refit")
+        or opts.get("group_by")
+        or opts.get("allow_group_overlap")
+        or opts.get("layout", "auto") != "auto"
+        or opts.get("train_gender", "both") != "both"
+        or opts.get("test_gender", "both") != "both"
+    ):
+        raise ConfigError(
+            f"--config re-runs a run as recorded; other options given: {', '.join(sorted(given)) or ' '.join(extra) or 'data/split options'}",
+            hint="give only --run-dir, --device and --threads with --config",
+        )
 
 
 def build_train_config(opts: dict, extra: Sequence[str] = ()):
@@ -104,15 +139,32 @@ def build_train_config(opts: dict, extra: Sequence[str] = ()):
     """
     seed_list = parse_seeds(opts.get("seeds"), list(extra))
     return make_train_config(
-        opts.get("preset"), model=opts.get("model"), model_config=parse_model_opts(opts.get("model_opt")), seeds=seed_list,
-        epochs=opts.get("epochs"), lr=opts.get("lr"), batch_size=opts.get("batch_size"),
-        weight_decay=opts.get("weight_decay"), optimizer=opts.get("optimizer"), scheduler=opts.get("scheduler"),
-        patience=opts.get("patience"), select=opts.get("select"), threshold_method=opts.get("threshold_method"),
-        folds=opts.get("folds"), train_gender=opts.get("train_gender", "both"), test_gender=opts.get("test_gender", "both"),
-        **{k: opts.get(k) for k in PREPROCESS_OPTIONS}, device=opts.get("device", "auto"), amp=opts.get("amp"),
-        grad_clip=opts.get("grad_clip"), rescale_rows=bool(opts.get("rescale_rows")), bucketing=opts.get("bucketing"),
-        max_tokens=opts.get("max_tokens"), refit=opts.get("refit") or None,
-        allow_group_overlap=opts.get("allow_group_overlap") or None)
+        opts.get("preset"),
+        model=opts.get("model"),
+        model_config=parse_model_opts(opts.get("model_opt")),
+        seeds=seed_list,
+        epochs=opts.get("epochs"),
+        lr=opts.get("lr"),
+        batch_size=opts.get("batch_size"),
+        weight_decay=opts.get("weight_decay"),
+        optimizer=opts.get("optimizer"),
+        scheduler=opts.get("scheduler"),
+        patience=opts.get("patience"),
+        select=opts.get("select"),
+        threshold_method=opts.get("threshold_method"),
+        folds=opts.get("folds"),
+        train_gender=opts.get("train_gender", "both"),
+        test_gender=opts.get("test_gender", "both"),
+        **{k: opts.get(k) for k in PREPROCESS_OPTIONS},
+        device=opts.get("device", "auto"),
+        amp=opts.get("amp"),
+        grad_clip=opts.get("grad_clip"),
+        rescale_rows=bool(opts.get("rescale_rows")),
+        bucketing=opts.get("bucketing"),
+        max_tokens=opts.get("max_tokens"),
+        refit=opts.get("refit") or None,
+        allow_group_overlap=opts.get("allow_group_overlap") or None,
+    )
 
 
 #: The preprocessing flags ``depdet train`` and ``depdet.train`` take beside the TrainConfig fields.
@@ -146,23 +198,44 @@ def load_training_data(opts: dict):
     data, labels, group_by = opts["data"], opts.get("labels"), opts.get("group_by")
     skip_missing, skip_invalid = bool(opts.get("skip_missing")), bool(opts.get("skip_invalid"))
     layout = opts.get("layout", "auto")
-    ds = load_dataset(data, layout, labels=labels, skip_missing=skip_missing, skip_invalid=skip_invalid,
-                      group_by=group_by or "group")
-    return (ds, *load_records(data, layout=layout, labels=labels, skip_missing=skip_missing,
-                              skip_invalid=skip_invalid, group_by=group_by))
+    ds = load_dataset(
+        data, layout, labels=labels, skip_missing=skip_missing, skip_invalid=skip_invalid, group_by=group_by or "group"
+    )
+    return (
+        ds,
+        *load_records(
+            data, layout=layout, labels=labels, skip_missing=skip_missing, skip_invalid=skip_invalid, group_by=group_by
+        ),
+    )
 
 
-def load_records(data, *, layout: str = "auto", labels=None, skip_missing: bool = False, skip_invalid: bool = False,
-                 group_by: str | None = None) -> tuple[dict, dict]:
+def load_records(
+    data,
+    *,
+    layout: str = "auto",
+    labels=None,
+    skip_missing: bool = False,
+    skip_invalid: bool = False,
+    group_by: str | None = None,
+) -> tuple[dict, dict]:
     """How a run's data were loaded: ``(load_options, load_args)``: the options recorded in the run
     (labels resolved, skip flags, ``group_by`` when given: ``depdet train --config`` loads it again), and
     the arguments a worker passes to ``load_dataset`` to load the same data (``--cluster``)."""
-    load_options = {"labels": str(Path(labels).resolve()) if labels else None, "skip_missing": bool(skip_missing),
-                    "skip_invalid": bool(skip_invalid)}
+    load_options = {
+        "labels": str(Path(labels).resolve()) if labels else None,
+        "skip_missing": bool(skip_missing),
+        "skip_invalid": bool(skip_invalid),
+    }
     if group_by:
         load_options["group_by"] = group_by
-    load_args = {"path": str(data), "layout": layout, "labels": labels, "skip_missing": skip_missing,
-                 "skip_invalid": skip_invalid, "group_by": group_by or "group"}
+    load_args = {
+        "path": str(data),
+        "layout": layout,
+        "labels": labels,
+        "skip_missing": skip_missing,
+        "skip_invalid": skip_invalid,
+        "group_by": group_by or "group",
+    }
     return load_options, load_args
 
 

@@ -28,13 +28,20 @@ def data_fingerprint(dataset: Dataset) -> dict:
             else:
                 shas[m] = hashlib.sha256(np.ascontiguousarray(a, dtype=np.float32).tobytes()).hexdigest()
                 how[m] = "array"
-        row = {"id": smp.id, "label": smp.label, "gender": smp.gender, "fold": smp.fold, "sha256": shas,
-               "sha256_of": how}
+        row = {
+            "id": smp.id,
+            "label": smp.label,
+            "gender": smp.gender,
+            "fold": smp.fold,
+            "sha256": shas,
+            "sha256_of": how,
+        }
         if smp.group:  # only when set: fingerprints of data without groups stay as before
             row["group"] = smp.group
         rows.append(row)
     total = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
     return {"n": len(rows), "sha256": total, "samples": rows}
+
 
 def sample_fingerprint(smp) -> str:
     """One clip's feature fingerprint: SHA-256 over its modalities' SHA-256 (each from the store's record,
@@ -43,8 +50,9 @@ def sample_fingerprint(smp) -> str:
     shas = {}
     for m, a in smp.features.items():
         f = files.get(m)
-        shas[m] = f["sha256"] if f and f.get("sha256") else \
-            hashlib.sha256(np.ascontiguousarray(a, dtype=np.float32).tobytes()).hexdigest()
+        shas[m] = (
+            f["sha256"]
+            if f and f.get("sha256")
+            else hashlib.sha256(np.ascontiguousarray(a, dtype=np.float32).tobytes()).hexdigest()
+        )
     return hashlib.sha256(json.dumps(shas, sort_keys=True).encode()).hexdigest()
-
-

@@ -18,7 +18,9 @@ def read_run_config(path: str | Path) -> dict:
     if path.is_dir():
         path = path / ("config.yaml" if (path / "config.yaml").exists() else "config.json")
     if not path.exists():
-        raise ConfigError("no run config here", path=path, hint="pass RUN/config.yaml of a folder written by depdet train")
+        raise ConfigError(
+            "no run config here", path=path, hint="pass RUN/config.yaml of a folder written by depdet train"
+        )
     text = path.read_text()
     try:
         if path.suffix in (".yaml", ".yml"):
@@ -35,8 +37,15 @@ def read_run_config(path: str | Path) -> dict:
     return d
 
 
-def rerun(config_path: str | Path, run_dir: str | Path | None = None, *, device: str | None = None,
-          threads: int | None = None, command: list[str] | None = None, console=None) -> tuple[dict, Path]:
+def rerun(
+    config_path: str | Path,
+    run_dir: str | Path | None = None,
+    *,
+    device: str | None = None,
+    threads: int | None = None,
+    command: list[str] | None = None,
+    console=None,
+) -> tuple[dict, Path]:
     """Re-run a run from its own folder: the recorded TrainConfig on the recorded data (same path,
     layout, labels file and ``skip_missing``), with the recorded torch thread count unless ``threads``
     is given. The data must have the recorded fingerprint (else a DataError). Returns the summary
@@ -59,23 +68,33 @@ def rerun(config_path: str | Path, run_dir: str | Path | None = None, *, device:
 
     thread_policy.configure(threads)
     if threads is None and env_path.exists():
-        thread_policy.follow_recorded(json.loads(env_path.read_text()).get("torch_threads"),
-                                      "the recorded run's count (env.json), for the same results")
-    ds = load_dataset(d["data"]["path"], load.get("layout", d["data"].get("layout", "auto")), labels=load.get("labels"),
-                      skip_missing=bool(load.get("skip_missing", False)),
-                      skip_invalid=bool(load.get("skip_invalid", False)), group_by=load.get("group_by") or "group")
+        thread_policy.follow_recorded(
+            json.loads(env_path.read_text()).get("torch_threads"),
+            "the recorded run's count (env.json), for the same results",
+        )
+    ds = load_dataset(
+        d["data"]["path"],
+        load.get("layout", d["data"].get("layout", "auto")),
+        labels=load.get("labels"),
+        skip_missing=bool(load.get("skip_missing", False)),
+        skip_invalid=bool(load.get("skip_invalid", False)),
+        group_by=load.get("group_by") or "group",
+    )
     data_json = src / "data.json"
     if data_json.exists():
         want = (json.loads(data_json.read_text()).get("fingerprint") or {}).get("sha256")
         got = data_fingerprint(ds)["sha256"]
         if want and want != got:
-            raise DataError("the data differ from the recorded run's (data fingerprint changed)", path=ds.root,
-                            hint=f"compare {data_json} 'fingerprint' with the folder's records")
+            raise DataError(
+                "the data differ from the recorded run's (data fingerprint changed)",
+                path=ds.root,
+                hint=f"compare {data_json} 'fingerprint' with the folder's records",
+            )
     rdir = Path(run_dir) if run_dir is not None else src.parent / f"{src.name}-rerun"
     log = (lambda s: console.print(s, highlight=False)) if console is not None else None
     if log and cfg.preset:
         log(f"re-running {src} into {rdir}; preset {cfg.preset}: {preset_note(cfg.preset)}")
-    summary = Trainer(ds, cfg, rdir, log=log, command=command,
-                      load_options={k: v for k, v in load.items() if k != "layout"}).run()
+    summary = Trainer(
+        ds, cfg, rdir, log=log, command=command, load_options={k: v for k, v in load.items() if k != "layout"}
+    ).run()
     return summary, rdir
-

@@ -118,9 +118,11 @@ def single_class_warnings(splits, labels) -> list[str]:
             if len(classes) == 1:
                 what = "depressed" if classes[0] == 1 else "not depressed"
                 where = "" if split.name == "own" else f" of split {split.name}"
-                out.append(f"the {fold} fold{where} holds one class only ({len(idx)} samples, all {what}): "
-                           "ROC-AUC is undefined (null in the JSON)"
-                           + ("; the threshold and temperature fall back to 0.5 and 1" if fold == "valid" else ""))
+                out.append(
+                    f"the {fold} fold{where} holds one class only ({len(idx)} samples, all {what}): "
+                    "ROC-AUC is undefined (null in the JSON)"
+                    + ("; the threshold and temperature fall back to 0.5 and 1" if fold == "valid" else "")
+                )
     return out
 
 
@@ -145,9 +147,18 @@ class Trainer(KFoldRuns, RunLoop):
             nothing is written then.
     """
 
-    def __init__(self, dataset: Dataset, config: TrainConfig, run_dir: str | Path, *, progress=None,
-                 log: Callable[[str], None] | None = None, on_epoch_end: Callable | None = None,
-                 command: list[str] | None = None, load_options: dict | None = None):
+    def __init__(
+        self,
+        dataset: Dataset,
+        config: TrainConfig,
+        run_dir: str | Path,
+        *,
+        progress=None,
+        log: Callable[[str], None] | None = None,
+        on_epoch_end: Callable | None = None,
+        command: list[str] | None = None,
+        load_options: dict | None = None,
+    ):
         dataset.require_labels()
         self.command = list(command) if command is not None else list(sys.argv)
         self.load_options = dict(load_options or {})
@@ -190,21 +201,31 @@ class Trainer(KFoldRuns, RunLoop):
             if _config_hash({"config": old.get("config"), "data": old.get("data")}) == _config_hash(ident):
                 return True
             if _trained(self.run_dir):
-                raise ConfigError("run folder holds a run with a different configuration or dataset", path=self.run_dir,
-                                  hint="choose a new --run-dir, or delete the folder to start over")
+                raise ConfigError(
+                    "run folder holds a run with a different configuration or dataset",
+                    path=self.run_dir,
+                    hint="choose a new --run-dir, or delete the folder to start over",
+                )
             # an attempt that failed before training anything: nothing to keep, the folder is reused
             self.log(f"reusing {self.run_dir}: it held only an untrained attempt with other settings")
             for name in ("config.json", "config.yaml", "env.json", "data.json", "commands.jsonl"):
                 (self.run_dir / name).unlink(missing_ok=True)
         elif self.run_dir.exists() and any(self.run_dir.iterdir()):
-            raise ConfigError("run folder exists, is not empty and holds no depdet run", path=self.run_dir,
-                              hint="choose a new --run-dir")
+            raise ConfigError(
+                "run folder exists, is not empty and holds no depdet run",
+                path=self.run_dir,
+                hint="choose a new --run-dir",
+            )
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        extra = {"load": {"layout": self.ds.layout, **self.load_options}, "preset_note": preset_note(self.cfg.preset),
-                 "command": self.command}
+        extra = {
+            "load": {"layout": self.ds.layout, **self.load_options},
+            "preset_note": preset_note(self.cfg.preset),
+            "command": self.command,
+        }
         dio.write_json(cfg_path, {**ident, "config_hash": _config_hash(ident), "depdet_version": __version__, **extra})
         try:
             import yaml
+
             dio.write_text(self.run_dir / "config.yaml", yaml.safe_dump({**ident, **extra}, sort_keys=False))
         except ImportError:
             pass
@@ -242,9 +263,15 @@ class Trainer(KFoldRuns, RunLoop):
 
     def _record_invocation(self, resuming: bool) -> None:
         """Append this invocation (time, command line, device, threads, scan backend) to commands.jsonl."""
-        row = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resume": resuming, "command": self.command,
-               "device": str(self.device), "torch_threads": torch.get_num_threads(),
-               "scan": scan_backend_info(self.device)["backend"], "depdet": __version__}
+        row = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "resume": resuming,
+            "command": self.command,
+            "device": str(self.device),
+            "torch_threads": torch.get_num_threads(),
+            "scan": scan_backend_info(self.device)["backend"],
+            "depdet": __version__,
+        }
         path = self.run_dir / "commands.jsonl"
         old = path.read_text() if path.exists() else ""
         dio.write_text(path, old + json.dumps(row) + "\n")
@@ -277,11 +304,16 @@ class Trainer(KFoldRuns, RunLoop):
             first: dict[int, list[Split]] = {}
             for _name, seed, split in plan:
                 first.setdefault(seed, []).append(split)
-            rec["kfold"] = {"method": "StratifiedGroupKFold" if any(self.groups) else "StratifiedKFold",
-                            "k": int(self.cfg.folds), "shuffle": True, "random_state": "the seed",
-                            "assignment": {str(seed): dict(zip([s.id for s in self.ds.samples],
-                                                               fold_assignment(sp, len(self.ds))))
-                                           for seed, sp in first.items()}}
+            rec["kfold"] = {
+                "method": "StratifiedGroupKFold" if any(self.groups) else "StratifiedKFold",
+                "k": int(self.cfg.folds),
+                "shuffle": True,
+                "random_state": "the seed",
+                "assignment": {
+                    str(seed): dict(zip([s.id for s in self.ds.samples], fold_assignment(sp, len(self.ds))))
+                    for seed, sp in first.items()
+                },
+            }
         else:
             over = group_overlap(plan[0][2], self.groups) if plan else {}
             if over:
@@ -315,50 +347,88 @@ class Trainer(KFoldRuns, RunLoop):
         if self.is_main:
             self._record_invocation(resuming)
         split_rec = self._split_record(plan)
-        (dio.write_json if self.is_main else (lambda *a: None))(self.run_dir / "data.json", {
-            "path": str(self.ds.root), "layout": self.ds.layout, "spec": self.ds.spec.to_dict(),
-            "synthetic": bool(self.ds.info.get("synthetic", False)), "report": self.ds.report.to_dict(),
-            "row_scale": self.row_scale, **split_rec,
-            "preprocess_used": asdict(self.pre_cfg), "model_config_used": self.model_config,
-            "fingerprint": data_fingerprint(self.ds)})
+        (dio.write_json if self.is_main else (lambda *a: None))(
+            self.run_dir / "data.json",
+            {
+                "path": str(self.ds.root),
+                "layout": self.ds.layout,
+                "spec": self.ds.spec.to_dict(),
+                "synthetic": bool(self.ds.info.get("synthetic", False)),
+                "report": self.ds.report.to_dict(),
+                "row_scale": self.row_scale,
+                **split_rec,
+                "preprocess_used": asdict(self.pre_cfg),
+                "model_config_used": self.model_config,
+                "fingerprint": data_fingerprint(self.ds),
+            },
+        )
         if "group_overlap_allowed" in split_rec:
-            self.log(f"warning: {len(split_rec['group_overlap_allowed'])} group(s) span two folds of "
-                     "the fixed split (--allow-group-overlap): their clips' test scores are not independent of training")
+            self.log(
+                f"warning: {len(split_rec['group_overlap_allowed'])} group(s) span two folds of "
+                "the fixed split (--allow-group-overlap): their clips' test scores are not independent of training"
+            )
         if self.row_scale != 1.0:
-            self.log(f"row counts x{self.row_scale:g} for {self.ds.spec.fps:g} rows/s (preset: {self.cfg.preset_fps:g}): "
-                     f"max_len {self.pre_cfg.max_len}, crop_min_len {self.pre_cfg.crop_min_len}"
-                     + (f", {self.cfg.model} max_len {self.model_config['max_len']}" if "max_len" in self.model_config else ""))
+            self.log(
+                f"row counts x{self.row_scale:g} for {self.ds.spec.fps:g} rows/s (preset: {self.cfg.preset_fps:g}): "
+                f"max_len {self.pre_cfg.max_len}, crop_min_len {self.pre_cfg.crop_min_len}"
+                + (
+                    f", {self.cfg.model} max_len {self.model_config['max_len']}"
+                    if "max_len" in self.model_config
+                    else ""
+                )
+            )
         for warning in single_class_warnings(splits, self.labels):
             self.log(f"warning: {warning}")
         runs = [(name, seed, k) for k, (name, seed, _) in enumerate(plan)]
         from depdet.pipeline.training.eta import TrainEta
 
         # time left, shown in the progress (depdet's estimate)
-        self._eta = TrainEta(self.cfg.epochs, sum(not (self.run_dir / n / "result.json").exists() for n, _, _ in runs),
-                             upper_bound=self.cfg.patience is not None)
+        self._eta = TrainEta(
+            self.cfg.epochs,
+            sum(not (self.run_dir / n / "result.json").exists() for n, _, _ in runs),
+            upper_bound=self.cfg.patience is not None,
+        )
         if cluster:
             results = self._run_on_cluster(cluster, runs, load_args)
         else:
             results = [self._run_one(name, seed, plan[k][2]) for name, seed, k in runs]
         return self._summarise(results, plan)
 
-    def _run_on_cluster(self, cluster: str, runs: list[tuple[str, int, int]], load_args: dict | None) -> list[RunResult]:
+    def _run_on_cluster(
+        self, cluster: str, runs: list[tuple[str, int, int]], load_args: dict | None
+    ) -> list[RunResult]:
         from depdet.pipeline.orchestration.executors import DaskExecutor
 
         load_args = dict(load_args or {"path": str(self.ds.root), "layout": self.ds.layout})
         load_args["path"] = str(Path(load_args["path"]).resolve())
-        jobs = [{"id": name, "name": name, "seed": seed, "split": k, "data": load_args, "config": self.cfg,
-                 "run_dir": str(self.run_dir.resolve())} for name, seed, k in runs]
+        jobs = [
+            {
+                "id": name,
+                "name": name,
+                "seed": seed,
+                "split": k,
+                "data": load_args,
+                "config": self.cfg,
+                "run_dir": str(self.run_dir.resolve()),
+            }
+            for name, seed, k in runs
+        ]
         done: dict[str, RunResult] = {}
         with DaskExecutor(cluster, initializer=_train_worker_init) as ex:
             self.log(f"{len(jobs)} run(s) on {ex.name}")
             for job, res, error in ex.run(_remote_run, jobs):
                 if error is not None:
-                    raise DepdetError(f"{job['name']}: {error}", path=self.run_dir / job["name"],
-                                      hint="finished runs are kept: rerun the same command to resume")
+                    raise DepdetError(
+                        f"{job['name']}: {error}",
+                        path=self.run_dir / job["name"],
+                        hint="finished runs are kept: rerun the same command to resume",
+                    )
                 if "error" in res:
-                    raise DepdetError(f"{job['name']} failed on its worker: {res['error']}",
-                                      path=self.run_dir / job["name"], hint="rerun the same command to resume")
+                    raise DepdetError(
+                        f"{job['name']} failed on its worker: {res['error']}",
+                        path=self.run_dir / job["name"],
+                        hint="rerun the same command to resume",
+                    )
                 done[job["name"]] = RunResult(**res)
                 r = done[job["name"]]
                 t = f"test F1 {r.test['f1']:.3f} acc {r.test['acc']:.3f}" if r.test else "no test fold"
@@ -370,9 +440,13 @@ class Trainer(KFoldRuns, RunLoop):
             self.dist.barrier()  # rank 0 has written every run's predictions.csv, which the headline reads
         tests = [r.test for r in results if r.test]
         summary: dict[str, object] = {  # metrics.json: a JSON object of mixed values
-            "model": self.cfg.model, "preset": self.cfg.preset, "dataset": self.ds.name,
-            "synthetic": bool(self.ds.info.get("synthetic", False)), "n_runs": len(results),
-            "select": self.cfg.select, "threshold_method": self.cfg.threshold_method,
+            "model": self.cfg.model,
+            "preset": self.cfg.preset,
+            "dataset": self.ds.name,
+            "synthetic": bool(self.ds.info.get("synthetic", False)),
+            "n_runs": len(results),
+            "select": self.cfg.select,
+            "threshold_method": self.cfg.threshold_method,
             "test_mean_std": mean_std(tests) if tests else {},
             "test_calibrated_mean_std": mean_std([r.test_calibrated for r in results if r.test_calibrated]),
             "valid_mean_std": mean_std([r.valid for r in results]),
@@ -389,8 +463,10 @@ class Trainer(KFoldRuns, RunLoop):
             summary.update(kfold_summary(oof, results))
             summary["oof_predictions"] = str(self.run_dir / "oof_predictions.csv")
             summary["checkpoint_run"], summary["checkpoint_kind"] = (
-                ("refit", "refit on all clips") if self.cfg.refit else
-                ("ensemble", f"ensemble of {len(results)} fold models"))
+                ("refit", "refit on all clips")
+                if self.cfg.refit
+                else ("ensemble", f"ensemble of {len(results)} fold models")
+            )
         else:
             best = max(results, key=lambda r: r.valid_score)
             summary["checkpoint_run"] = best.name
@@ -400,9 +476,12 @@ class Trainer(KFoldRuns, RunLoop):
                 summary["headline"] = {
                     "kind": "pooled test predictions",
                     "definition": "the test fold's predictions of every seed's run pooled (a clip once per seed); the "
-                                  "intervals resample clips (or their groups), a clip's seeds together",
-                    "n_predictions": len(rows), "n_clips": len({r["id"] for r in rows}),
-                    "seeds": sorted({r["seed"] for r in rows}), **_oof_headline(rows)}
+                    "intervals resample clips (or their groups), a clip's seeds together",
+                    "n_predictions": len(rows),
+                    "n_clips": len({r["id"] for r in rows}),
+                    "seeds": sorted({r["seed"] for r in rows}),
+                    **_oof_headline(rows),
+                }
         if not self.is_main:
             assert self.dist is not None  # only the torchrun ranks other than 0 are not the main process
             if self.cfg.folds and self.cfg.refit:
@@ -446,4 +525,3 @@ def _remote_run(job: dict) -> dict:
 def train(dataset: Dataset, config: TrainConfig, run_dir: str | Path, **kw) -> dict:
     """Train ``config`` on ``dataset`` into ``run_dir`` (see :class:`Trainer`); returns the summary."""
     return Trainer(dataset, config, run_dir, **kw).run()
-

@@ -41,8 +41,20 @@ from depdet.pipeline.training.metrics import (
 )
 
 #: Metrics given a bootstrap interval (``ci95``), in display order.
-CI_METRICS = ("acc", "precision", "recall", "specificity", "f1", "weighted_precision", "weighted_recall",
-              "weighted_f1", "macro_f1", "auc", "pr_auc", "brier")
+CI_METRICS = (
+    "acc",
+    "precision",
+    "recall",
+    "specificity",
+    "f1",
+    "weighted_precision",
+    "weighted_recall",
+    "weighted_f1",
+    "macro_f1",
+    "auc",
+    "pr_auc",
+    "brier",
+)
 #: Decision-free metrics (scores, not decisions): the all-depressed rule has none of them but AUC/PR-AUC.
 _PROB_METRICS = ("brier",)
 ECE_BINS = 10
@@ -153,8 +165,17 @@ def _percentile(values: np.ndarray, level: float) -> list[float]:
     return [float(lo), float(hi)]
 
 
-def bootstrap_ci(y, prob, threshold: float = 0.5, *, groups=None, n_boot: int = 2000, seed: int = 0,
-                 level: float = 0.95, metrics=CI_METRICS) -> tuple[dict, dict]:
+def bootstrap_ci(
+    y,
+    prob,
+    threshold: float = 0.5,
+    *,
+    groups=None,
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+    metrics=CI_METRICS,
+) -> tuple[dict, dict]:
     """Percentile bootstrap intervals of ``metrics``; returns ``(ci, info)`` (see the module doc)."""
     y, p = _as_arrays(y, prob)
     vals: dict[str, list] = {k: [] for k in metrics}
@@ -168,13 +189,21 @@ def bootstrap_ci(y, prob, threshold: float = 0.5, *, groups=None, n_boot: int = 
     n_valid = n_boot - n_one
     enough = n_boot > 0 and n_one <= MAX_ONE_CLASS_SHARE * n_boot
     ci = {k: (_percentile(np.concatenate(v), level) if enough else None) for k, v in vals.items()}
-    info = {"method": "percentile bootstrap", "n_boot": int(n_boot), "seed": int(seed), "level": float(level),
-            "unit": "group" if groups is not None else "clip",
-            "n_units": int(_group_index(groups, len(y))[1]) if groups is not None else len(y),
-            "n_one_class": int(n_one), "n_used": int(n_valid)}
+    info = {
+        "method": "percentile bootstrap",
+        "n_boot": int(n_boot),
+        "seed": int(seed),
+        "level": float(level),
+        "unit": "group" if groups is not None else "clip",
+        "n_units": int(_group_index(groups, len(y))[1]) if groups is not None else len(y),
+        "n_one_class": int(n_one),
+        "n_used": int(n_valid),
+    }
     if not enough:
-        info["note"] = (f"no interval: {n_one} of {n_boot} resamples held one class only "
-                        f"(more than {MAX_ONE_CLASS_SHARE:.0%}; too few clips of one class)")
+        info["note"] = (
+            f"no interval: {n_one} of {n_boot} resamples held one class only "
+            f"(more than {MAX_ONE_CLASS_SHARE:.0%}; too few clips of one class)"
+        )
     return ci, info
 
 
@@ -190,9 +219,15 @@ def reliability_table(y, prob, n_bins: int = ECE_BINS) -> list[dict]:
     for k in range(n_bins):
         sel = b == k
         n = int(sel.sum())
-        rows.append({"lo": float(edges[k]), "hi": float(edges[k + 1]), "n": n,
-                     "mean_probability": float(p[sel].mean()) if n else None,
-                     "fraction_positive": float(y[sel].mean()) if n else None})
+        rows.append(
+            {
+                "lo": float(edges[k]),
+                "hi": float(edges[k + 1]),
+                "n": n,
+                "mean_probability": float(p[sel].mean()) if n else None,
+                "fraction_positive": float(y[sel].mean()) if n else None,
+            }
+        )
     return rows
 
 
@@ -226,8 +261,9 @@ def operating_points(y, prob) -> dict:
 # ----------------------------------------------------------------------------- public summaries
 
 
-def summarize(y, prob, threshold: float = 0.5, *, groups=None, n_boot: int = 2000, seed: int = 0,
-              level: float = 0.95) -> dict:
+def summarize(
+    y, prob, threshold: float = 0.5, *, groups=None, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> dict:
     """Point metrics, calibration and bootstrap intervals of one set of predictions.
 
     Args:
@@ -293,12 +329,15 @@ def headline_metrics(y, prob, threshold=0.5, groups=None, *, n_boot: int = 2000,
     Returns:
         ``{"metrics": summarize(...), "baseline_all_depressed": summarize_baseline(...)}``.
     """
-    return {"metrics": summarize(y, prob, threshold, groups=groups, n_boot=n_boot, seed=seed),
-            "baseline_all_depressed": summarize_baseline(y, groups=groups, n_boot=n_boot, seed=seed)}
+    return {
+        "metrics": summarize(y, prob, threshold, groups=groups, n_boot=n_boot, seed=seed),
+        "baseline_all_depressed": summarize_baseline(y, groups=groups, n_boot=n_boot, seed=seed),
+    }
 
 
-def summarize_groups(y, prob, group_names, threshold: float = 0.5, *, groups=None, n_boot: int = 2000,
-                     seed: int = 0, level: float = 0.95) -> dict[str, dict]:
+def summarize_groups(
+    y, prob, group_names, threshold: float = 0.5, *, groups=None, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> dict[str, dict]:
     """:func:`summarize` per value of ``group_names`` (e.g. gender f/m; empty names skipped), each with
     its own all-depressed baseline (``baseline``). ``groups``: bootstrap clusters, as in :func:`summarize`."""
     y, p = _as_arrays(y, prob)
@@ -328,8 +367,19 @@ def _pvalue_from_resamples(d: np.ndarray) -> float:
     return float(min(1.0, 2 * min(lo, hi)))
 
 
-def paired_bootstrap(y, prob_a, prob_b, *, threshold_a: float = 0.5, threshold_b: float = 0.5, metric: str = "f1",
-                     groups=None, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+def paired_bootstrap(
+    y,
+    prob_a,
+    prob_b,
+    *,
+    threshold_a: float = 0.5,
+    threshold_b: float = 0.5,
+    metric: str = "f1",
+    groups=None,
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict:
     """Paired bootstrap of ``metric(a) - metric(b)`` on the same clips.
 
     Both runs are scored on the same resamples (of clips, or of ``groups``); the interval is the
@@ -353,11 +403,19 @@ def paired_bootstrap(y, prob_a, prob_b, *, threshold_a: float = 0.5, threshold_b
         ok = ma["_both_classes"]
         diffs.append((ma[metric] - mb[metric])[ok])
     d = np.concatenate(diffs) if diffs else np.zeros(0)
-    return {"metric": metric, "a": a, "b": b, "difference": a - b,
-            "ci95": _percentile(d, level) if len(d) else None, "p_value": _pvalue_from_resamples(d),
-            "n_boot": int(n_boot), "n_used": len(d), "unit": "group" if groups is not None else "clip",
-            "method": "paired percentile bootstrap (same resamples for both runs); two-sided p from the resampled "
-                      "differences' tail beyond 0"}
+    return {
+        "metric": metric,
+        "a": a,
+        "b": b,
+        "difference": a - b,
+        "ci95": _percentile(d, level) if len(d) else None,
+        "p_value": _pvalue_from_resamples(d),
+        "n_boot": int(n_boot),
+        "n_used": len(d),
+        "unit": "group" if groups is not None else "clip",
+        "method": "paired percentile bootstrap (same resamples for both runs); two-sided p from the resampled "
+        "differences' tail beyond 0",
+    }
 
 
 def _midrank(x: np.ndarray) -> np.ndarray:
@@ -398,8 +456,8 @@ def delong_test(y, prob_a, prob_b) -> dict:
         X, Y = p[y == 1], p[y == 0]
         tx, ty, tz = _midrank(X), _midrank(Y), _midrank(np.concatenate([X, Y]))
         aucs.append((tz[:m].sum() - m * (m + 1) / 2) / (m * n))
-        v10.append((tz[:m] - tx) / n)          # placement of each positive among the negatives
-        v01.append(1.0 - (tz[m:] - ty) / m)    # placement of each negative among the positives
+        v10.append((tz[:m] - tx) / n)  # placement of each positive among the negatives
+        v01.append(1.0 - (tz[m:] - ty) / m)  # placement of each negative among the positives
     s10 = np.cov(np.vstack(v10)) if m > 1 else np.zeros((2, 2))
     s01 = np.cov(np.vstack(v01)) if n > 1 else np.zeros((2, 2))
     S = s10 / m + s01 / n
@@ -411,6 +469,15 @@ def delong_test(y, prob_a, prob_b) -> dict:
         p_value = float(2 * norm.sf(abs(z)))
     else:
         z, p_value = 0.0 if diff == 0 else math.copysign(math.inf, diff), 1.0 if diff == 0 else 0.0
-    return {"auc_a": float(aucs[0]), "auc_b": float(aucs[1]), "difference": diff, "se": se, "z": float(z),
-            "p_value": p_value, "var_a": float(S[0, 0]), "var_b": float(S[1, 1]), "cov": float(S[0, 1]),
-            "method": "DeLong (1988), midrank algorithm (Sun & Xu 2014); clips treated as independent"}
+    return {
+        "auc_a": float(aucs[0]),
+        "auc_b": float(aucs[1]),
+        "difference": diff,
+        "se": se,
+        "z": float(z),
+        "p_value": p_value,
+        "var_a": float(S[0, 0]),
+        "var_b": float(S[1, 1]),
+        "cov": float(S[0, 1]),
+        "method": "DeLong (1988), midrank algorithm (Sun & Xu 2014); clips treated as independent",
+    }
