@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from depdet.models import bimamba as BM
 from depdet.models import mamba as M
 from depdet.models import scan_kernel as K
 
@@ -153,7 +154,7 @@ def _grads_of(model_fn, params, backend, monkeypatch):
 @pytest.mark.parametrize("leaky", [False, True])
 def test_bimamba_forward_backward_agree_on_kernel_and_chunked(monkeypatch, leaky):
     torch.manual_seed(0)
-    blk = M.BiMamba(16, d_state=12, expand=2, leaky_padding=leaky)
+    blk = BM.BiMamba(16, d_state=12, expand=2, leaky_padding=leaky)
     x = torch.randn(3, 41, 16)
     mask = torch.arange(41)[None] < torch.tensor([41, 30, 9])[:, None]
     x = x * mask[..., None]

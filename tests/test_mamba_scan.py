@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from depdet.models import bimamba as BM
 from depdet.models import mamba as M
 from depdet.models.base import seq_lengths
 
@@ -245,7 +246,7 @@ def _pad(x, mask, k):
     )
 
 
-@pytest.mark.parametrize("cls", [M.BiMamba, M.MambaMixer])
+@pytest.mark.parametrize("cls", [BM.BiMamba, M.MambaMixer])
 def test_block_padding_invariance(cls):
     torch.manual_seed(0)
     blk = cls(16, d_state=4, expand=2)
@@ -262,8 +263,8 @@ def test_block_padding_invariance(cls):
 
 def test_leaky_padding_reproduces_original_and_differs_with_padding():
     torch.manual_seed(0)
-    fixed = M.BiMamba(16, d_state=4, expand=2)
-    leaky = M.BiMamba(16, d_state=4, expand=2, leaky_padding=True)
+    fixed = BM.BiMamba(16, d_state=4, expand=2)
+    leaky = BM.BiMamba(16, d_state=4, expand=2, leaky_padding=True)
     leaky.load_state_dict(fixed.state_dict())
     x = torch.randn(1, 12, 16)
     full = torch.ones(1, 12, dtype=torch.bool)
@@ -274,7 +275,7 @@ def test_leaky_padding_reproduces_original_and_differs_with_padding():
 
 
 def test_collaborative_bimamba_shares_only_A():
-    blk = M.CollaborativeBiMamba(16, 2, d_state=4, expand=2)
+    blk = BM.CollaborativeBiMamba(16, 2, d_state=4, expand=2)
     names = {n for n, _ in blk.named_parameters()}
     shared = {n for n in names if not (n.count(".") and n.split(".")[1].isdigit())}
     assert shared == {"A_log", "A_b_log"}

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from depdet.models import bimamba as BM
 from depdet.models import mamba as M
 from depdet.models import scan_kernel as K
 from depdet.models.base import seq_lengths
@@ -406,7 +407,7 @@ def test_bimamba_in_place_backward_branch_equals_the_gather_flip_formulation(mon
         pytest.skip("CPU scan kernel not built")
     monkeypatch.setenv(K.ENV_BACKEND, backend)
     torch.manual_seed(0)
-    blk = M.BiMamba(16, d_state=12, expand=2, leaky_padding=leaky)
+    blk = BM.BiMamba(16, d_state=12, expand=2, leaky_padding=leaky)
     x = torch.randn(3, 23, 16)
     mask = torch.arange(23)[None] < torch.tensor([23, 14, 5])[:, None]
     mask[0, 4] = False  # an invalid row inside a span

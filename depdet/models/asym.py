@@ -60,6 +60,7 @@ from torch import nn
 
 from depdet.errors import ConfigError
 from depdet.models.base import DepressionModel, ModelOutput, masked_mean
+from depdet.models.bimamba import CollaborativeBiMamba, MambaKw
 from depdet.models.layers import (
     ResConvBlock,
     ResidualMamba,
@@ -68,7 +69,6 @@ from depdet.models.layers import (
     pointwise_projections,
     union_mask,
 )
-from depdet.models.mamba import CollaborativeBiMamba, MambaKw
 from depdet.models.registry import register_model, require_heads_divide
 
 INTERACTIONS = ("exchange", "shared_a", "none")

@@ -57,6 +57,7 @@ import torch
 from torch import nn
 
 from depdet.models.base import DepressionModel, ModelOutput, masked_mean
+from depdet.models.bimamba import CollaborativeBiMamba, MambaKw
 from depdet.models.layers import (
     ResConvBlock,
     ResidualMamba,
@@ -65,7 +66,6 @@ from depdet.models.layers import (
     pointwise_projections,
     union_mask,
 )
-from depdet.models.mamba import CollaborativeBiMamba, MambaKw
 from depdet.models.registry import register_model
 
 

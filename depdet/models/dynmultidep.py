@@ -53,8 +53,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from depdet.models.base import DepressionModel, ModelOutput, masked_mean
+from depdet.models.bimamba import CollaborativeBiMamba
 from depdet.models.layers import check_inputs, check_padding
-from depdet.models.mamba import CollaborativeBiMamba
 from depdet.models.registry import register_model, require_heads_divide
 
 

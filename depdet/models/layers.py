@@ -25,7 +25,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from depdet.errors import ConfigError, DataError
 from depdet.models.base import DepressionModel, seq_lengths
-from depdet.models.mamba import BiMamba
+from depdet.models.bimamba import BiMamba
 
 __all__ = [
     "PADDING_MODES",

@@ -379,7 +379,7 @@ def load_dataset(
             stored = store.read(sid, dims=spec.dims if spec else None)
             meta = override[sid] if override is not None else stored.meta
             _add_sample(samples, report, expected, group_by, stored, meta, lambda m, sid=sid: store.array_path(sid, m))
-        from depdet.pipeline.store.store import extractor_versions, mixed_versions_note
+        from depdet.pipeline.store.views import extractor_versions, mixed_versions_note
 
         mixed = mixed_versions_note(extractor_versions({sid: records[sid] for sid in ids}))
         if mixed:

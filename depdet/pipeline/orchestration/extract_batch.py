@@ -730,7 +730,7 @@ def run_extract(
         rows = _run_jobs(store, out, todo, records, workers, cluster, shard, emit)
     elapsed = time.perf_counter() - t0
     media_seconds = sum(real_seconds(r) for r in rows if r.get("status") in USABLE)
-    from depdet.pipeline.store.store import extractor_versions, mixed_versions_note
+    from depdet.pipeline.store.views import extractor_versions, mixed_versions_note
 
     note = mixed_versions_note(extractor_versions(records))
     emit("end", {})
