@@ -328,10 +328,13 @@ def test_demo_wording_matches_its_measured_minutes(capsys, narrow):
         assert "trained for seconds" not in text and "in seconds;" not in text
 
 
-def test_extract_with_more_failures_than_shown_prints_one_row_per_reason(tmp_path, capsys):
+def test_extract_with_more_failures_than_shown_prints_one_row_per_reason(tmp_path, capsys, monkeypatch):
     """Over FAILURES_SHOWN failures: one table row per reason and the full list in failures.csv (this path
     raised NameError: Table was never imported in cli.extract before the presentation moved, issue 23)."""
+    from depdet.pipeline.reports import console as show
     from depdet.pipeline.reports.console import FAILURES_SHOWN
+
+    monkeypatch.setattr(show.console, "width", 120)  # the table at a known width, whatever ran before
 
     bad = tmp_path / "bad"
     bad.mkdir()
@@ -340,6 +343,6 @@ def test_extract_with_more_failures_than_shown_prints_one_row_per_reason(tmp_pat
     code, _, err = run_cli(["extract", bad, "-o", tmp_path / "f", "--workers", "1"], capsys)
     assert code == 1, err
     flat = " ".join(err.split())  # the console's width (other tests change it) may wrap the title
-    assert f"{FAILURES_SHOWN + 1} failed, 1 reason(s)" in flat and "internal error" not in flat
+    assert f"{FAILURES_SHOWN + 1} failed, 1 reason(s)" in flat and "internal error" not in flat, err
     assert "exit 1: no clip of this run could be extracted" in flat
     assert len((tmp_path / "f" / "failures.csv").read_text().splitlines()) == FAILURES_SHOWN + 2  # header + rows
