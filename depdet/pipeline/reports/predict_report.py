@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from pathlib import Path
 
 import numpy as np
 
 from depdet import SCREENING_DISCLAIMER
 from depdet import fileio as dio
+from depdet.pipeline.reports.figures import png, pyplot
 
 _COLORS = {"visual": "#4C72B0", "audio": "#DD8452"}
 _CSS = """
@@ -32,30 +32,13 @@ img{max-width:100%}.muted{color:#666;font-size:.9em}
 """
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig) -> bytes:
-    plt = _plt()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
 def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
 def plot_timeline(evidence, title: str = "") -> bytes:
     """Bar plot of the per-second evidence timeline; returns PNG bytes."""
-    plt = _plt()
+    plt = pyplot()
     v = np.asarray(evidence.timeline, dtype=float)
     fig, ax = plt.subplots(figsize=(9, 2.6))
     x = np.arange(len(v))
@@ -69,12 +52,12 @@ def plot_timeline(evidence, title: str = "") -> bytes:
     ax.set_xlim(0, max(1, len(v)))
     ax.set_xlabel("time (s)")
     ax.set_title(title or f"Evidence timeline ({evidence.timeline_method})", fontsize=10)
-    return _png(fig)
+    return png(fig)
 
 
 def plot_modality_shares(evidence) -> bytes:
     """Horizontal bars of each modality's share; returns PNG bytes."""
-    plt = _plt()
+    plt = pyplot()
     names = list(evidence.modality_shares)
     vals = [evidence.modality_shares[n] for n in names]
     fig, ax = plt.subplots(figsize=(5, 0.6 + 0.5 * len(names)))
@@ -84,12 +67,12 @@ def plot_modality_shares(evidence) -> bytes:
     ax.set_xlim(0, 1)
     ax.invert_yaxis()
     ax.set_title(f"Modality shares ({evidence.modality_method})", fontsize=10)
-    return _png(fig)
+    return png(fig)
 
 
 def plot_coverage(evidence) -> bytes:
     """One strip per modality: fraction of valid rows in each second (dark = missing); PNG bytes."""
-    plt = _plt()
+    plt = pyplot()
     names = list(evidence.coverage)
     S = max((len(v) for v in evidence.coverage.values()), default=0)
     grid = np.zeros((len(names), max(S, 1)))
@@ -110,12 +93,12 @@ def plot_coverage(evidence) -> bytes:
     ax.set_xlabel("time (s)")
     fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01, label="valid")
     ax.set_title("Feature coverage per second (visual: face found; audio: features present)", fontsize=10)
-    return _png(fig)
+    return png(fig)
 
 
 def plot_batch(results, threshold: float | None) -> bytes:
     """Probability of every successful clip with the threshold line; returns PNG bytes."""
-    plt = _plt()
+    plt = pyplot()
     ok = [r for r in results if r.status == "ok"]
     fig, ax = plt.subplots(figsize=(9, 0.8 + 0.28 * max(1, len(ok))))
     ids = [r.sample_id for r in ok]
@@ -128,7 +111,7 @@ def plot_batch(results, threshold: float | None) -> bytes:
     ax.invert_yaxis()
     ax.set_xlabel("calibrated probability")
     ax.set_title("Screening probabilities (research use, not a diagnosis)", fontsize=10)
-    return _png(fig)
+    return png(fig)
 
 
 def _fmt(v, pct=False):

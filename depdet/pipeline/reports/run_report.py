@@ -22,6 +22,7 @@ import numpy as np
 
 from depdet import SCREENING_DISCLAIMER, __version__
 from depdet import fileio as dio
+from depdet.pipeline.reports.figures import png, pyplot
 from depdet.pipeline.reports.runs import RunData, load_run
 from depdet.pipeline.training.stats import (
     ECE_BINS,
@@ -109,30 +110,11 @@ def build(run: RunData, *, n_boot: int = 2000, seed: int = 0) -> dict:
 # ----------------------------------------------------------------------------- figures
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig) -> bytes:
-    import io
-
-    plt = _plt()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
 def figures(rep: dict) -> dict[str, bytes]:
     """PNG bytes of the ROC curve, the precision-recall curve and the reliability plot."""
     from sklearn.metrics import precision_recall_curve, roc_curve
 
-    plt = _plt()
+    plt = pyplot()
     run, m = rep["run"], rep["metrics"]
     y = run.y
     out = {}
@@ -155,7 +137,7 @@ def figures(rep: dict) -> dict[str, bytes]:
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.01)
     ax.legend(loc="lower right", fontsize=8)
-    out["roc"] = _png(fig)
+    out["roc"] = png(fig, dpi=100)
     # PR
     fig, ax = plt.subplots(figsize=(4.6, 4.3))
     prev = float(y.mean()) if len(y) else 0.0
@@ -175,7 +157,7 @@ def figures(rep: dict) -> dict[str, bytes]:
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.01)
     ax.legend(loc="lower left", fontsize=8)
-    out["pr"] = _png(fig)
+    out["pr"] = png(fig, dpi=100)
     # reliability
     fig, (ax, hx) = plt.subplots(2, 1, figsize=(5.2, 5.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     ax.plot([0, 1], [0, 1], color="#999", ls="--", lw=1, label="perfect calibration")
@@ -207,7 +189,7 @@ def figures(rep: dict) -> dict[str, bytes]:
     hx.set_xlabel("predicted probability")
     hx.set_ylabel("clips")
     hx.set_xlim(0, 1)
-    out["calibration"] = _png(fig)
+    out["calibration"] = png(fig, dpi=100)
     return out
 
 
