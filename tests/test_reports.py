@@ -209,3 +209,14 @@ def test_metrics_tables_show_intervals_when_present():
     text = con.export_text()
     assert "0.700 ± 0.020 [0.64, 0.76]" in text and "0.710 [0.65, 0.77]" in text and "0.800 ± 0.010" in text
     assert "95% percentile bootstrap interval" in text and "accuracy" not in text  # rows no column has are left out
+
+
+def test_report_states_split_sizes_in_one_line():
+    from depdet.pipeline.reports.run_report import _split_sizes
+
+    assert _split_sizes({}) == "–"
+    runs = {
+        "seed1-fold0": {"train": 30, "valid": 15, "test": 15},
+        "seed1-fold1": {"train": 29, "valid": 16, "test": 15},
+    }
+    assert _split_sizes(runs) == "2 run(s): train 29–30, valid 15–16, test 15"

@@ -284,7 +284,7 @@ def _summary_rows(run: RunData) -> list[tuple[str, str]]:
             if cfg.get("folds")
             else "the dataset's own folds",
         ),
-        ("split sizes", json.dumps(run.splits) if run.splits else "–"),
+        ("split sizes", _split_sizes(run.data.get("splits") or {})),
         ("test clips", f"{len(run.y)} ({int(run.y.sum())} depressed, prevalence {run.y.mean():.3f})"),
         ("genders (test)", ", ".join(f"{g or '?'}: {run.gender.count(g)}" for g in sorted(set(run.gender)))),
         (
@@ -588,3 +588,16 @@ def write_run_report(run_path: str | Path, out: str | Path, *, n_boot: int = 200
     else:
         dio.write_text(out, render_html(rep, figs))
     return out
+
+
+def _split_sizes(splits: dict) -> str:
+    """data.json's per-run fold sizes in one line: the runs, and each fold's size (its range over the runs)."""
+    if not splits:
+        return "–"
+    sizes = [v for v in splits.values() if isinstance(v, dict)]
+    parts = []
+    for fold in ("train", "valid", "test"):
+        ns = [int(v[fold]) for v in sizes if fold in v]
+        if ns:
+            parts.append(f"{fold} {min(ns)}" if min(ns) == max(ns) else f"{fold} {min(ns)}–{max(ns)}")
+    return f"{len(sizes)} run(s): " + ", ".join(parts)
