@@ -318,12 +318,12 @@ def test_pool_workers_send_clip_progress_through_the_queue(clips, tmp_path):
 
 
 def test_demo_wording_matches_its_measured_minutes(capsys, narrow):
-    """Measured (module docstring of depdet.pipeline.demo.run): ~2.7 CPU-minutes, 9-11 min on a loaded 2-core machine."""
+    """Measured (module docstring of depdet.pipeline.demo.run): 32-33 s on a quiet 2-core machine."""
     import depdet.pipeline.demo.run as demo
     from depdet.pipeline.reports import predict_report as report
 
     _, out, _ = run_cli(["demo", "--help"], capsys)
-    assert "a few minutes on a laptop CPU" in " ".join(out.replace("│", " ").split())
+    assert "under a minute on a quiet CPU" in " ".join(out.replace("│", " ").split())
     for text in (demo.__doc__, open(report.__file__).read()):
         assert "trained for seconds" not in text and "in seconds;" not in text
 

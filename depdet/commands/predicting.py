@@ -183,7 +183,7 @@ def demo(
     overwrite: Annotated[bool, typer.Option(metavar=" ", help="Replace a previous demo's outputs in --out.")] = False,
 ):
     """End-to-end DEMONSTRATION on synthetic data (no clinical meaning): synth -> train -> predict -> report.
-    With the defaults it takes a few minutes on a laptop CPU (about 3 CPU-minutes, mostly training;
+    With the defaults it takes under a minute on a quiet CPU (about 33 s on 2 cores, mostly training;
     longer on a busy machine)."""
     from depdet.pipeline.demo.run import DEMO_NOTICE, DemoConfig, run_demo
 
@@ -193,8 +193,8 @@ def demo(
     console.print(f"[bold blue]{DEMO_NOTICE}[/]", highlight=False)
     thread_policy.configure(None)
     console.print(
-        "[dim]With the defaults this takes a few minutes on a laptop CPU (about 3 CPU-minutes, most of "
-        "them training); longer on a busy machine.[/]",
+        "[dim]With the defaults this takes under a minute on a quiet CPU (about 33 s on 2 cores, most of "
+        "it training); longer on a busy machine.[/]",
         highlight=False,
     )
     cfg = DemoConfig(model=model, n=samples, epochs=epochs, clip_seconds=clip_seconds, seed=seed)

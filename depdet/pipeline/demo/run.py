@@ -1,8 +1,9 @@
-"""``depdet demo``: the whole pipeline end to end in a few minutes on a laptop CPU, on made-up data.
+"""``depdet demo``: the whole pipeline end to end in under a minute on a quiet CPU, on made-up data.
 
-Measured with the defaults: about 2.7 CPU-minutes in all (163 s user time), nearly all of it the
-15 training epochs; 9-11 min of wall time on a 2-core machine shared at load average 9-11, where
-training alone took 501-590 s. On an idle 2-core laptop expect roughly 1.5-3 min.
+Measured with the defaults (depdet 0.2.0, a quiet 2-core machine, load average 0.9): 32.4-32.7 s of
+wall time, 22 s user + 8 s sys CPU, most of it the 15 training epochs (train 23 s of 29 s). On a busy
+machine it takes longer: before depdet's thread policy (0.1.0's defaults, torch's threads spinning on
+busy cores) it took 2.7 CPU-minutes and 9-11 min of wall time at load average 9-11.
 
 Steps: (1) a small synthetic D-Vlog-layout dataset (``depdet synth``: random arrays with a planted
 signal, no person in them), (2) a small model trained on it with calibration fitted on its
@@ -192,7 +193,7 @@ DEMO_MODELS: dict[str, dict[str, int | str]] = {
 
 @dataclass
 class DemoConfig:
-    """Sizes of the demonstration (defaults: a few minutes on a laptop CPU; see the module docstring).
+    """Sizes of the demonstration (defaults: under a minute on a quiet CPU; see the module docstring).
 
     Attributes:
         model: a key of :data:`DEMO_MODELS`.
