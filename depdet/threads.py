@@ -13,9 +13,10 @@ The policy (all of it depdet's choice; ``--threads N`` overrides the count, as d
 ``OMP_NUM_THREADS`` set by the user, and ``OMP_WAIT_POLICY`` / ``GOMP_SPINCOUNT`` set by the user
 are left alone):
 
-* **Wait policy**: ``OMP_WAIT_POLICY=PASSIVE`` in the environment before torch's OpenMP runtime
-  (libgomp in the torch CPU wheels) starts, i.e. before ``import torch``: idle OpenMP threads sleep
-  at once instead of spinning (libgomp: spin count 0 unless ``GOMP_SPINCOUNT`` says otherwise).
+* **Wait policy**: ``OMP_WAIT_POLICY=PASSIVE`` and ``GOMP_SPINCOUNT=20000`` in the environment before
+  torch's OpenMP runtime (libgomp in the torch CPU wheels) starts, i.e. before ``import torch``: idle
+  OpenMP threads spin briefly (libgomp's default is 300,000 spins; PASSIVE alone is 0, which made a
+  quiet 2-core run 1.2-1.3x slower than torch's defaults) and then sleep instead of spinning.
   :func:`prepare_env` sets it (the CLI calls it first thing); worker processes inherit it. When
   torch was imported before (a program that imports depdet as a library), it cannot take effect and
   :func:`describe` says so.
@@ -46,6 +47,11 @@ import time
 #: Environment of worker processes: one OpenMP / BLAS thread (torch's included when it is loaded).
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 WAIT_POLICY = "PASSIVE"  # depdet's choice (measured: bench/contention.py)
+#: Spins before an idle OpenMP thread sleeps (libgomp's ``GOMP_SPINCOUNT``; 0 under PASSIVE alone,
+#: 300,000 by default). depdet's choice: a short spin keeps a quiet machine's speed (fusion_concat
+#: epoch, 2 cores: 5.5-6.6 s vs 7.7-8.1 s with PASSIVE alone, same run) while an idle thread still
+#: yields its core within microseconds on a busy one (where the count is 1 thread anyway).
+SPIN_COUNT = "20000"
 
 _state: dict = {"wait_policy": None, "decision": None, "previous": None}
 
@@ -154,12 +160,13 @@ def default_threads() -> tuple[int, dict]:
 
 # ------------------------------------------------------------------------------ environment
 def prepare_env() -> None:
-    """Set ``OMP_WAIT_POLICY=PASSIVE`` unless the user set it; call before torch is imported (the
+    """Set ``OMP_WAIT_POLICY=PASSIVE`` (and ``GOMP_SPINCOUNT``, :data:`SPIN_COUNT`) unless the user set them; call before torch is imported (the
     CLI does it first thing; spawned workers inherit it). Records whether it can take effect."""
     user = os.environ.get("OMP_WAIT_POLICY")
     loaded = "torch" in sys.modules
     if user is None and not loaded:
         os.environ["OMP_WAIT_POLICY"] = WAIT_POLICY
+        os.environ.setdefault("GOMP_SPINCOUNT", SPIN_COUNT)  # a user's own spin count is kept
     if _state["wait_policy"] is None:
         _state["wait_policy"] = {
             "value": user or (None if loaded else WAIT_POLICY),

@@ -113,6 +113,15 @@ def test_the_cli_sets_the_passive_wait_policy_before_torch_starts_unless_the_use
     assert late == "None False"  # torch (libgomp) was loaded first: nothing set, and said so
 
 
+def test_the_wait_policy_comes_with_a_short_spin_count_and_keeps_the_users():
+    """PASSIVE alone (spin count 0) made a quiet 2-core run 1.2-1.3x slower than torch's defaults
+    (bench/contention.py): depdet adds GOMP_SPINCOUNT=20000, and a spin count the user set is kept."""
+    code = "import os; from depdet import threads as t; t.prepare_env(); print(os.environ.get('GOMP_SPINCOUNT'))"
+    assert _fresh(code) == tp.SPIN_COUNT == "20000"
+    assert _fresh(code, GOMP_SPINCOUNT="0") == "0"
+    assert _fresh(code, OMP_WAIT_POLICY="ACTIVE") == "None"  # the user's own wait policy: nothing added
+
+
 def test_worker_processes_get_the_wait_policy_and_one_thread():
     out = _fresh(
         "import os; from depdet import threads as t; t.prepare_env(); t.worker_init(); import torch; "
